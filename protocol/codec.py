@@ -1,0 +1,219 @@
+"""Incremental decoder and encoder of one direction of a COLO connection.
+
+The decoder turns bytes into items — `Message`, `RamPart`, `StateBlob` and,
+at the very start of the primary's direction when asked, `InitialStream` —
+whatever way the bytes are split ("need more data" is `None`).  It checks
+what QEMU checks at the byte level (an id out of range, a stream that ends in
+the middle of a message, a size beyond the limit); whether a message is the
+*expected* one is the role machines' business.  Buffers are bounded.
+"""
+from __future__ import annotations
+
+import struct
+
+from . import messages as m
+from .dialects import Dialect
+from .errors import DecodeError
+
+_BE32 = struct.Struct(">I")
+_BE64 = struct.Struct(">Q")
+
+DEFAULT_MAX_BLOB_BYTES = 256 << 20      # QEMU grows its buffer without limit; we refuse
+DEFAULT_MAX_PENDING_BYTES = 1 << 30
+
+_MSG, _SIZE_WORD, _RAM, _BLOB, _INITIAL = "message", "size word", "ram", "blob", "initial"
+
+
+class Decoder:
+    """Decode what one side (``sender``) sends, in one dialect."""
+
+    def __init__(self, dialect: Dialect, sender: str, *, ram_ctx=None,
+                 expect_initial: bool = False,
+                 max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
+        if sender not in ("primary", "secondary"):
+            raise ValueError(f"sender must be primary or secondary, not {sender!r}")
+        self.dialect = dialect
+        self.sender = sender
+        self.max_blob_bytes = max_blob_bytes
+        self.max_pending_bytes = max_pending_bytes
+        self._buf = bytearray()
+        self._pos = 0
+        self._state = _INITIAL if expect_initial else _MSG
+        self._blob_size = 0
+        self._ram_ctx = ram_ctx
+        self._reader = None
+        self._reader_start = 0
+        self.bytes_consumed = 0
+        self.closed = False
+
+    # -- input --------------------------------------------------------------
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closed:
+            raise DecodeError("data after the end of the stream", state=self._state)
+        pending = len(self._buf) - self._pos
+        if pending + len(data) > self.max_pending_bytes:
+            raise DecodeError(
+                f"receive buffer limit exceeded: {pending + len(data)} bytes pending "
+                f"> {self.max_pending_bytes}", state=self._state)
+        if self._pos and self._pos > len(self._buf) // 2:
+            del self._buf[:self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def close(self) -> None:
+        """The peer closed the stream: fine between messages, an error inside one."""
+        self.closed = True
+        pending = len(self._buf) - self._pos
+        if self._state == _MSG and pending == 0:
+            return
+        what = {_MSG: "a control message", _SIZE_WORD: "the vmstate size word",
+                _RAM: "the RAM part of a checkpoint", _BLOB: "the vmstate blob",
+                _INITIAL: "the initial migration stream"}[self._state]
+        detail = f"{pending} byte(s) pending"
+        if self._state == _BLOB:
+            detail = (f"got {pending} VMState data, less than expected {self._blob_size}")
+        raise DecodeError(f"stream ended in the middle of {what} ({detail})",
+                          state=self._state)
+
+    @property
+    def in_message(self) -> bool:
+        return self._state != _MSG or len(self._buf) > self._pos
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    # -- output -------------------------------------------------------------
+    def next_item(self):
+        """The next decoded item, or ``None`` when more bytes are needed."""
+        if self._state == _MSG:
+            return self._next_message()
+        if self._state == _SIZE_WORD:
+            if self._avail() < 8:
+                return None
+            raw = self._take(8)
+            (size,) = _BE64.unpack(raw)
+            self._start_blob(size)
+            return m.Message(m.VMSTATE_SIZE, size, None, raw)
+        if self._state == _BLOB:
+            if self._avail() < self._blob_size:
+                return None
+            data = bytes(self._take(self._blob_size))
+            self._state = _MSG
+            return m.StateBlob(data)
+        if self._state == _RAM:
+            return self._next_ram()
+        return self._next_initial()
+
+    def items(self):
+        while (item := self.next_item()) is not None:
+            yield item
+
+    # -- internals ----------------------------------------------------------
+    def _avail(self) -> int:
+        return len(self._buf) - self._pos
+
+    def _take(self, n: int) -> bytes:
+        raw = bytes(self._buf[self._pos:self._pos + n])
+        self._pos += n
+        self.bytes_consumed += n
+        return raw
+
+    def _start_blob(self, size: int) -> None:
+        if size > self.max_blob_bytes:
+            raise DecodeError(
+                f"vmstate-size {size} exceeds the limit of {self.max_blob_bytes} bytes",
+                state=self._state, offending=size)
+        self._blob_size = size
+        self._state = _BLOB
+
+    def _next_message(self):
+        d = self.dialect
+        width = d.opcode_bytes
+        if self._avail() < width:
+            return None
+        head = self._buf[self._pos:self._pos + width]
+        msg_id = (_BE64 if width == 8 else _BE32).unpack(head)[0]
+        if not d.in_range(msg_id):
+            raise DecodeError(_invalid_text(d, msg_id), state="receive", offending=msg_id)
+        name = d.names[msg_id]
+        need = width + (8 if d.has_value(name) else 0)
+        if self._avail() < need:
+            return None
+        raw = self._take(need)
+        value = _BE64.unpack(raw[4:12])[0] if need == 12 else 0
+        msg = m.Message(name, value, msg_id, raw)
+        if self.sender == "primary":
+            if name == m.VMSTATE_SEND:
+                if d.ram_outside_blob:
+                    self._start_ram()
+                else:
+                    self._state = _SIZE_WORD
+            elif name == m.VMSTATE_SIZE:
+                self._start_blob(value)
+        return msg
+
+    def _start_ram(self) -> None:
+        from .stream import RamContext, RamPartReader
+        if self._ram_ctx is None:
+            self._ram_ctx = RamContext()
+        self._reader = RamPartReader(self._ram_ctx)
+        self._reader_start = self.bytes_consumed
+        self._state = _RAM
+
+    def _next_ram(self):
+        from .stream import StreamError
+        reader = self._reader
+        try:
+            used = reader.feed(memoryview(self._buf)[self._pos:])
+        except StreamError as exc:
+            raise DecodeError(f"malformed RAM part: {exc}", state=_RAM) from None
+        self._pos += used
+        self.bytes_consumed += used
+        if not reader.done:
+            return None
+        self._state = _MSG
+        self._reader = None
+        return m.RamPart(tuple(reader.records), self.bytes_consumed - self._reader_start)
+
+    def _next_initial(self):
+        from .stream import InitialReader, StreamError
+        if self._reader is None:
+            self._reader = InitialReader()
+            self._reader_start = self.bytes_consumed
+        try:
+            used = self._reader.feed(memoryview(self._buf)[self._pos:])
+        except StreamError as exc:
+            raise DecodeError(f"malformed initial migration stream: {exc}",
+                              state=_INITIAL) from None
+        self._pos += used
+        self.bytes_consumed += used
+        if not self._reader.done:
+            return None
+        reader, self._reader = self._reader, None
+        self._state = _MSG
+        self._ram_ctx = reader.ctx
+        return m.InitialStream(reader.summary, self.bytes_consumed - self._reader_start)
+
+    @property
+    def ram_context(self):
+        return self._ram_ctx
+
+
+def _invalid_text(d: Dialect, msg_id: int) -> str:
+    top = max(d.names)
+    if d.name == "v11":
+        text = f"Invalid colo command, got cmd:{msg_id}"
+    else:
+        text = f"Invalid message {msg_id}"
+    text += f" (the {d.name} dialect has ids {min(d.names)}..{top})"
+    if d.opcode_bytes == 4 and msg_id in range(0x46, 0x4C):
+        text += ": is the peer speaking prototype (be64 words from 0x46)?"
+    elif d.opcode_bytes == 8 and msg_id >> 32 in range(0, 9):
+        text += ": is the peer speaking qemu or v11 (be32 ids)?"
+    return text
+
+
+def encode_message(dialect: Dialect, name: str, value: int = 0) -> bytes:
+    return dialect.encode(name, value)

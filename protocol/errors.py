@@ -1,0 +1,51 @@
+"""Errors of the protocol core.
+
+h11's split: a *local* error is something this side did wrong (or was asked to
+do in the wrong state); a *remote* error is something the peer sent.  Both
+name the machine state, the offending input and, where it helps, a hint.
+"""
+from __future__ import annotations
+
+
+class ColoError(Exception):
+    """Base class of every error the testbed raises on purpose."""
+
+
+class ProtocolError(ColoError):
+    def __init__(self, message: str, *, state: str | None = None,
+                 offending: object = None, hint: str | None = None) -> None:
+        self.message = message
+        self.state = state
+        self.offending = offending
+        self.hint = hint
+        text = message if not hint else f"{message}: {hint}"
+        super().__init__(text)
+
+
+class LocalProtocolError(ProtocolError):
+    """This side was asked to do something its state does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something this side cannot accept."""
+
+
+class DecodeError(RemoteProtocolError):
+    """The bytes themselves are malformed (range, truncation, framing)."""
+
+
+class FaultSpecError(ColoError, ValueError):
+    """A fault spec that does not parse; the message lists what is valid."""
+
+
+class RecordingError(ColoError, ValueError):
+    """A recording that is too new, truncated or corrupt; names the line."""
+
+
+class QmpCommandError(ColoError):
+    """An error a QMP command returns (class and description as QEMU's)."""
+
+    def __init__(self, desc: str, error_class: str = "GenericError") -> None:
+        self.desc = desc
+        self.error_class = error_class
+        super().__init__(desc)

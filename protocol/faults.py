@@ -1,0 +1,116 @@
+"""The fault grammar shared by the CLI, the REPL, the TUI and recordings.
+
+    KIND[=ARG]@POINT[#N]
+
+POINT is a message name (``checkpoint-request`` …) or a stage (``ram``,
+``device-state``, ``load``); N is the checkpoint it applies to (default 1;
+``checkpoint-ready`` only has #1).  Link faults act on the piece of output
+named by POINT; process faults (kill/stall/heartbeat) happen at the moment
+that piece is about to be sent (``load``: when the secondary starts loading).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import messages as m
+from .errors import FaultSpecError
+
+#: kind -> (argument type or None, one-line help)
+KINDS: dict[str, tuple[str | None, str]] = {
+    "drop": (None, "the piece never arrives (the connection stays up)"),
+    "delay": ("ms", "the piece arrives MS milliseconds late"),
+    "corrupt": (None, "flip bits in the piece's first bytes"),
+    "truncate": (None, "send half of the piece, then the connection closes"),
+    "duplicate": (None, "the piece arrives twice"),
+    "close": (None, "the connection closes just before the piece"),
+    "reset": (None, "the connection is reset (RST) just before the piece"),
+    "kill-primary": (None, "the primary process dies (SIGKILL) at this point"),
+    "kill-secondary": (None, "the secondary process dies (SIGKILL) at this point"),
+    "stall-primary": (None, "the primary stops answering (SIGSTOP); the connection stays open"),
+    "stall-secondary": (None, "the secondary stops answering; the connection stays open"),
+    "partition": ("ms", "no byte crosses the link in either direction for MS ms"),
+    "unexpected": ("msg", "another message is sent instead"),
+    "value": ("int", "the message carries value N instead"),
+    "heartbeat-primary": (None, "the operator's x-colo-lost-heartbeat on the primary"),
+    "heartbeat-secondary": (None, "the operator's x-colo-lost-heartbeat on the secondary"),
+    "shutdown": (None, "the guest powers off on the primary at this point"),
+}
+STAGES = ("ram", "device-state", "load")
+POINTS = tuple(n for n in m.ALL_MESSAGES if n != m.INVALID) + STAGES
+LINK_KINDS = ("drop", "delay", "corrupt", "truncate", "duplicate", "close", "reset",
+              "unexpected", "value")
+PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS)
+
+_SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?:=(?P<arg>[^@#\s]+))?@(?P<point>[a-z-]+)"
+                   r"(?:#(?P<n>\d+))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: str
+    point: str
+    checkpoint: int = 1
+    arg: str | int | None = None
+
+    def __str__(self) -> str:
+        arg = "" if self.arg is None else f"={self.arg}"
+        return f"{self.kind}{arg}@{self.point}#{self.checkpoint}"
+
+    @property
+    def is_link(self) -> bool:
+        return self.kind in LINK_KINDS
+
+
+def _valid() -> str:
+    kinds = ", ".join(k + ("=" + a.upper() if a else "") for k, (a, _) in KINDS.items())
+    return f"valid kinds: {kinds}; valid points: {', '.join(POINTS)}"
+
+
+def parse(spec: str) -> Fault:
+    text = spec.strip()
+    match = _SPEC.match(text)
+    if not match:
+        raise FaultSpecError(f"bad fault spec {spec!r}: the form is KIND[=ARG]@POINT[#N]; "
+                             + _valid())
+    kind, arg, point, n = match["kind"], match["arg"], match["point"], match["n"]
+    if kind not in KINDS:
+        raise FaultSpecError(f"unknown fault kind {kind!r} in {spec!r}; " + _valid())
+    if point not in POINTS:
+        raise FaultSpecError(f"unknown fault point {point!r} in {spec!r}; " + _valid())
+    want = KINDS[kind][0]
+    value: str | int | None = None
+    if want is None and arg is not None:
+        raise FaultSpecError(f"fault kind {kind!r} takes no argument (got {arg!r})")
+    if want is not None and arg is None:
+        raise FaultSpecError(f"fault kind {kind!r} needs an argument: {kind}={want.upper()}")
+    if want in ("ms", "int"):
+        try:
+            value = int(arg, 0)
+        except ValueError:
+            raise FaultSpecError(f"{kind}= needs an integer, not {arg!r}") from None
+        if value < 0 or value >= 1 << 64:
+            raise FaultSpecError(f"{kind}={arg} is out of range (0 … 2^64-1)")
+    elif want == "msg":
+        if arg not in m.ALL_MESSAGES:
+            raise FaultSpecError(f"unexpected= needs a message name, not {arg!r}; "
+                                 f"messages: {', '.join(m.ALL_MESSAGES)}")
+        value = arg
+    checkpoint = int(n) if n is not None else 1
+    if checkpoint < 1:
+        raise FaultSpecError(f"checkpoint #{checkpoint} in {spec!r}: checkpoints count from 1")
+    if point == "load" and kind in LINK_KINDS:
+        raise FaultSpecError(f"{kind!r} acts on bytes on the wire; 'load' is not on the wire "
+                             f"(use it with: {', '.join(PROCESS_KINDS)})")
+    if kind in ("unexpected", "value") and point in STAGES:
+        raise FaultSpecError(f"{kind!r} replaces a control message; {point!r} is a stage")
+    return Fault(kind, point, checkpoint, value)
+
+
+def parse_all(specs) -> list[Fault]:
+    return [parse(s) for s in specs]
+
+
+def completions() -> list[str]:
+    """``KIND@`` prefixes and points, for completers."""
+    return [k + ("=" if a else "@") for k, (a, _) in KINDS.items()]

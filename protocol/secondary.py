@@ -1,0 +1,179 @@
+"""The secondary's machine: colo_wait_handle_message / colo_incoming_process_checkpoint.
+
+States: INIT → WAIT_INITIAL → IDLE → WAIT_SEND → RECV_RAM → WAIT_SIZE →
+RECV_BLOB → LOADING → IDLE …, plus ERROR, DONE and SHUTDOWN.  PVM pages go only
+into the RAM cache; the cache is flushed once the whole checkpoint is in.  A
+failover that arrives while LOADING is deferred (relaunch) until the load ends.
+"""
+from __future__ import annotations
+
+from . import failover as fo
+from . import messages as m
+from .endpoint import DONE, ERROR, MIG_COLO, SHUTDOWN, Endpoint
+from .errors import RemoteProtocolError
+
+INIT, WAIT_INITIAL, IDLE, WAIT_SEND = "INIT", "WAIT_INITIAL", "IDLE", "WAIT_SEND"
+RECV_RAM, WAIT_SIZE, RECV_BLOB, LOADING = "RECV_RAM", "WAIT_SIZE", "RECV_BLOB", "LOADING"
+STATES = (INIT, WAIT_INITIAL, IDLE, WAIT_SEND, RECV_RAM, WAIT_SIZE, RECV_BLOB, LOADING,
+          ERROR, DONE, SHUTDOWN)
+
+
+class SecondaryEndpoint(Endpoint):
+    role = "secondary"
+    INITIAL_STATE = INIT
+    TABLE = {
+        (INIT, "start"): "_on_start",
+        (WAIT_INITIAL, "initial"): "_on_initial",
+        (IDLE, m.CHECKPOINT_REQUEST): "_on_request",
+        (IDLE, m.GUEST_SHUTDOWN): "_on_guest_shutdown",
+        (WAIT_SEND, m.VMSTATE_SEND): "_on_send",
+        (RECV_RAM, "ram"): "_on_ram",
+        (WAIT_SIZE, m.VMSTATE_SIZE): "_on_size",
+        (RECV_BLOB, "blob"): "_on_blob",
+        (LOADING, "timer:load"): "_on_load_done",
+    }
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.run_state = "inmigrate"
+        self.vmstate_loading = False
+        self.pages_flushed_total = 0
+        self._blob = b""
+
+    # -- handlers -----------------------------------------------------------
+    def _on_start(self, _item) -> None:
+        self.set_migration_status("active")
+        if self.initial_stream:
+            self.goto(WAIT_INITIAL)
+        else:
+            self._enter_colo()
+
+    def _on_initial(self, item: m.InitialStream) -> None:
+        load = getattr(self.guest, "load_initial", None)
+        if load is not None:
+            load(item.summary)
+        self.emit("action", name="load-initial", bytes=item.size_bytes)
+        self._enter_colo()
+
+    def _enter_colo(self) -> None:
+        self.set_migration_status(MIG_COLO)
+        self.colo_thread_alive = True
+        self.emit("action", name="start-dirty-log")
+        if self.mode == "hybrid":
+            self.start_vm("COLO incoming thread starts the SVM")
+        else:
+            self.stop_vm("periodic mode: the SVM waits for checkpoints", "paused")
+        self.send(m.CHECKPOINT_READY)
+        self.goto(IDLE)
+
+    def _on_request(self, msg: m.Message) -> None:
+        if self.dialect.name == "v11" and msg.value != 0:
+            raise RemoteProtocolError(
+                f"Got unexpected value {msg.value} for '{msg.name}' command",
+                state=self.state, offending=msg.value)
+        self.in_flight = self.checkpoint + 1
+        self.emit("checkpoint", n=self.in_flight, phase="begin")
+        if self.run_state == "running":
+            self.stop_vm(f"checkpoint {self.in_flight}: stop the SVM")
+        else:
+            self.set_run_state("colo", f"checkpoint {self.in_flight}")
+        self.send(m.CHECKPOINT_REPLY)
+        self.goto(WAIT_SEND)
+
+    def _on_send(self, _msg) -> None:
+        self.goto(RECV_RAM if self.dialect.ram_outside_blob else WAIT_SIZE)
+
+    def _on_ram(self, part: m.RamPart) -> None:
+        self.guest.cache_pages(list(part.records))
+        self.emit("action", name="cache-pages", pages=len(part.records))
+        self.goto(WAIT_SIZE)
+
+    def _on_size(self, msg: m.Message) -> None:
+        self.emit("action", name="expect-blob", bytes=msg.value)
+        self.goto(RECV_BLOB)
+
+    def _on_blob(self, blob: m.StateBlob) -> None:
+        data = blob.data
+        if not self.dialect.ram_outside_blob:
+            data = self._split_prototype_blob(data)
+        self._blob = data
+        self.send(m.VMSTATE_RECEIVED)
+        self.vmstate_loading = True
+        self.goto(LOADING)
+        self.emit("load", phase="begin", n=self.in_flight)
+        if self.load_ms > 0:
+            self.set_timer("load", self._now + self.load_ms)
+        else:
+            self._on_load_done(None)
+
+    def _split_prototype_blob(self, data: bytes) -> bytes:
+        from .stream import RamPartReader, StreamError
+        reader = RamPartReader(self.decoder.ram_context or self._proto_ctx())
+        try:
+            used = reader.feed(data)
+        except StreamError as exc:
+            raise RemoteProtocolError(f"malformed state blob: {exc}", state=self.state) from None
+        if not reader.done:
+            raise RemoteProtocolError("state blob ends inside its RAM part", state=self.state)
+        self.guest.cache_pages(list(reader.records))
+        self.emit("action", name="cache-pages", pages=len(reader.records))
+        return data[used:]
+
+    def _proto_ctx(self):
+        from .stream import RamContext
+        if getattr(self, "_pctx", None) is None:
+            self._pctx = RamContext()
+        return self._pctx
+
+    def _on_load_done(self, _item) -> None:
+        flushed = self.guest.flush_cache()
+        self.pages_flushed_total += flushed
+        self.emit("action", name="flush-cache", pages=flushed)
+        try:
+            self.guest.load_devices(self._blob)
+        except ValueError as exc:
+            self.vmstate_loading = False
+            raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
+                                      state=self.state) from None
+        self.emit("action", name="load-devices", bytes=len(self._blob))
+        self.guest.replication_checkpoint()
+        self.emit("action", name="replication-checkpoint")
+        self._blob = b""
+        self.vmstate_loading = False
+        self.emit("load", phase="end", n=self.in_flight)
+        if self.mode == "hybrid":
+            self.start_vm(f"checkpoint {self.in_flight} loaded: resume the SVM")
+        else:
+            self.set_run_state("paused", f"checkpoint {self.in_flight} loaded")
+        if self.failover.state == fo.RELAUNCH:
+            self.checkpoint, self.in_flight = self.in_flight, 0
+            self.emit("checkpoint", n=self.checkpoint, phase="commit", loaded_sent=False)
+            self.goto(IDLE)
+            self.fail_cas(fo.RELAUNCH, fo.NONE)
+            self._request_failover(operator=False)
+            return
+        self.send(m.VMSTATE_LOADED)
+        self.checkpoint, self.in_flight = self.in_flight, 0
+        self.emit("checkpoint", n=self.checkpoint, phase="commit")
+        self.goto(IDLE)
+
+    def _on_guest_shutdown(self, _msg) -> None:
+        self.stop_vm("guest-shutdown from the primary", "shutdown")
+        self.colo_thread_alive = False
+        self.goto(SHUTDOWN)
+
+    # -- failover -----------------------------------------------------------
+    def do_failover(self) -> None:
+        if self.vmstate_loading:
+            self.fail_cas(fo.ACTIVE, fo.RELAUNCH)
+            self.emit("deferred", why="failover arrived while loading a checkpoint: relaunch")
+            return
+        if self.in_flight:
+            self.emit("action", name="discard-cache", why="partial checkpoint "
+                      f"{self.in_flight} lives only in the RAM cache")
+            self.in_flight = 0
+        self.guest.discard_cache()
+        self.guest.take_over()
+        self.emit("action", name="take-over", why="replication_stop_all commits the disk")
+        self.cancel_timer("load")
+        self.finish_failover(fo.REASON_REQUEST)

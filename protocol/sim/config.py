@@ -1,0 +1,36 @@
+"""What a simulated session is made of: everything a recording's header holds."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class SimConfig:
+    dialect: str = "qemu"
+    mode: str = "periodic"
+    seed: int = 1
+    checkpoints: int = 3
+    faults: list[str] = field(default_factory=list)
+    checkpoint_delay_ms: int | None = None
+    load_ms: float = 0.0
+    arbiter: bool = True          # the external manager COLO assumes (fences, then fails over)
+    arbiter_ms: float = 1000.0
+    faithful: bool = True         # reproduce QEMU 7.2's quirks
+    guest: str = "null"           # "null" (control protocol only) or "model"
+    ram_mib: int = 16
+    workload: str = "toggle"
+    rate: float | None = None
+    divergence: float = 0.0
+    xbzrle: bool = False
+    latency_ms: float = 0.05
+    bytes_per_ms: float = 1.0e6
+    max_steps: int = 2_000_000
+    max_time_ms: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SimConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

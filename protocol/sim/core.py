@@ -1,0 +1,479 @@
+"""The deterministic simulator: a virtual clock, a memory link, one seed.
+
+Every random choice is drawn from ``random.Random(seed)``; time is virtual
+milliseconds; the link moves bytes only when the simulation steps.  A step is
+one scheduled happening (a delivery, an end of stream, a timer, an operator
+input, the arbiter) and the events it caused.  The invariants are checked
+after every step.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+
+from .. import dialects
+from .. import failover as fo
+from .. import faults as fl
+from ..endpoint import make_endpoint
+from ..errors import FaultSpecError, QmpCommandError
+from ..events import Event
+from ..transport.memory import P2S, S2P, MemoryLink
+from .config import SimConfig
+from .invariants import Invariants
+
+SIDES = ("primary", "secondary")
+OTHER = {"primary": "secondary", "secondary": "primary"}
+
+
+def _make_guests(cfg: SimConfig, dialect) -> dict:
+    if cfg.guest == "null":
+        from ..guestport import NullGuest
+        return {s: NullGuest() for s in SIDES}
+    from ..guest.model import Guest
+    kw = dict(seed=cfg.seed, ram_mib=cfg.ram_mib, workload=cfg.workload, rate=cfg.rate,
+              xbzrle=cfg.xbzrle, mode=cfg.mode, dialect=dialect.name)
+    primary = Guest("primary", **kw)
+    return {"primary": primary, "secondary": primary.clone_for_secondary()}
+
+
+class Simulation:
+    def __init__(self, config: SimConfig | None = None, *, on_event=None,
+                 keep_events: bool = True) -> None:
+        self.cfg = cfg = config or SimConfig()
+        self.dialect = dialects.get(cfg.dialect)
+        if cfg.mode not in ("periodic", "hybrid"):
+            raise ValueError(f"mode must be periodic or hybrid, not {cfg.mode!r}")
+        self.faults = fl.parse_all(cfg.faults)
+        for f in self.faults:
+            if f.kind == "unexpected" and f.arg not in self.dialect.ids:
+                raise FaultSpecError(f"{f}: {f.arg!r} does not exist in the {cfg.dialect} "
+                                     f"dialect ({', '.join(self.dialect.ids)})")
+            if f.point not in fl.STAGES and f.point not in self.dialect.ids:
+                raise FaultSpecError(f"{f}: the {cfg.dialect} dialect has no {f.point!r}")
+        self.rng = random.Random(cfg.seed)
+        self.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
+        self.guests = _make_guests(cfg, self.dialect)
+        kw = dict(mode=cfg.mode, checkpoint_delay_ms=cfg.checkpoint_delay_ms,
+                  load_ms=cfg.load_ms, faithful=cfg.faithful)
+        self.eps = {s: make_endpoint(s, self.dialect, guest=self.guests[s], **kw) for s in SIDES}
+        self.alive = {s: True for s in SIDES}
+        self.stalled = {s: False for s in SIDES}
+        self.now = 0.0
+        self.steps = 0
+        self.seq = 0
+        self.events: list[Event] = []
+        self.keep_events = keep_events
+        self.on_event = on_event
+        self.inputs: list[dict] = []
+        self.fired: set[int] = set()
+        self.premise_broken = False
+        self.finished = False
+        self.hung: str | None = None
+        self._queue: list = []
+        self._order = itertools.count()
+        self._timer_at = {s: None for s in SIDES}
+        self._held = {s: [] for s in SIDES}
+        self._arbiter_pending = False
+        self._eof_sent = {s: False for s in SIDES}
+        self.invariants = Invariants(self)
+        self._push(0.0, "start", "secondary")
+        self._push(0.0, "start", "primary")
+        delay = self.eps["primary"].checkpoint_delay_ms
+        last_fault = max((f.checkpoint for f in self.faults), default=0)
+        self.target = max(cfg.checkpoints, last_fault)
+        self.max_time_ms = cfg.max_time_ms or (
+            (self.target + 2) * (delay + cfg.load_ms + 1000) + 10 * cfg.arbiter_ms + 60_000)
+
+    # ------------------------------------------------------------ scheduling
+    def _push(self, at: float, kind: str, payload) -> None:
+        heapq.heappush(self._queue, (at, next(self._order), kind, payload))
+
+    def emit(self, side: str, kind: str, **data) -> None:
+        self._record(Event(self.now, side, kind, data))
+
+    def _record(self, ev: Event) -> None:
+        ev.seq = self.seq
+        self.seq += 1
+        if self.keep_events:
+            self.events.append(ev)
+        self.invariants.on_event(ev)
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    # ---------------------------------------------------------------- stepping
+    def step(self) -> list[Event]:
+        """Run one happening; returns the events it produced."""
+        if self.finished:
+            return []
+        first = len(self.events)
+        while True:
+            if not self._queue:
+                self._finish(stuck=True)
+                return self.events[first:]
+            at, _, kind, payload = heapq.heappop(self._queue)
+            if kind == "timer" and self._timer_at[payload] != at:
+                continue            # superseded
+            if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
+                continue
+            break
+        self.now = max(self.now, at)
+        self._advance_guests()
+        getattr(self, "_do_" + kind.replace("-", "_"))(payload)
+        self._collect()
+        self.steps += 1
+        self._check_end()
+        return self.events[first:]
+
+    def run(self, max_steps: int | None = None) -> None:
+        limit = max_steps if max_steps is not None else self.cfg.max_steps
+        n = 0
+        while not self.finished and n < limit:
+            self.step()
+            n += 1
+
+    def run_until(self, predicate, max_steps: int = 1_000_000) -> bool:
+        for _ in range(max_steps):
+            if self.finished:
+                return bool(predicate(self))
+            self.step()
+            if predicate(self):
+                return True
+        return False
+
+    # -------------------------------------------------------------- happenings
+    def _do_start(self, side: str) -> None:
+        self.eps[side].start(self.now)
+
+    def _do_deliver(self, d) -> None:
+        side = "secondary" if d.direction == P2S else "primary"
+        if self.link.closed or not self.alive[side]:
+            self.emit("link", "lost", dir=d.direction, point=d.point, n=d.checkpoint,
+                      bytes=len(d.data), why="connection closed")
+            return
+        if self.stalled[side]:
+            self._held[side].append(d)
+            self.emit("link", "held", dir=d.direction, point=d.point, bytes=len(d.data),
+                      why=f"{side} is stopped")
+            return
+        self.emit("link", "deliver", dir=d.direction, point=d.point, n=d.checkpoint,
+                  bytes=len(d.data), **({"note": d.note} if d.note else {}))
+        self.eps[side].receive_data(d.data, self.now)
+
+    def _do_eof(self, side: str) -> None:
+        if self.alive[side] and not self.stalled[side]:
+            self.eps[side].receive_eof(self.now)
+
+    def _do_timer(self, side: str) -> None:
+        self._timer_at[side] = None
+        self.eps[side].handle_timer(self.now)
+
+    def _do_input(self, item: dict) -> None:
+        self.apply_input(item, record=False)
+
+    def _do_arbiter(self, _payload) -> None:
+        self._arbiter_pending = False
+        self._arbitrate()
+
+    def _do_fault(self, f) -> None:
+        self._process_fault(f)
+
+    # ---------------------------------------------------------------- outputs
+    def _collect(self) -> None:
+        for side in SIDES:
+            ep = self.eps[side]
+            if not self.alive[side]:
+                ep.segments_to_send()
+                ep.take_events()
+                continue
+            for ev in ep.take_events():
+                self._record(ev)
+                self._after_endpoint_event(side, ev)
+            for seg in ep.segments_to_send():
+                self._send(side, seg)
+            if ep.close_requested and not self.link.closed:
+                self.close_link(f"{side} shut the connection down")
+            if getattr(ep, "exited", False) and self.alive[side]:
+                self.alive[side] = False
+                self.emit(side, "process", what="exit", why="the process exited")
+            dl = ep.next_deadline()
+            if dl != self._timer_at[side]:
+                self._timer_at[side] = dl
+                if dl is not None:
+                    self._push(max(dl, self.now), "timer", side)
+
+    def _after_endpoint_event(self, side: str, ev: Event) -> None:
+        if ev.kind == "error" or (ev.kind == "colo-exit" and ev.data.get("reason") == "error"):
+            self.arbiter_watch()
+        elif ev.kind == "load" and ev.data.get("phase") == "begin":
+            self._fire_process_faults("load", ev.data["n"], side)
+        elif ev.kind == "vm" and side == "primary" and ev.data.get("run") == "colo" \
+                and self.guests["primary"].__class__.__name__ != "NullGuest":
+            self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
+
+    def _matching(self, point: str, n: int) -> list[int]:
+        return [i for i, f in enumerate(self.faults)
+                if i not in self.fired and f.point == point and f.checkpoint == max(n, 1)]
+
+    def _fire_process_faults(self, point: str, n: int, side: str) -> None:
+        for i in self._matching(point, n):
+            f = self.faults[i]
+            if not f.is_link:
+                self.fired.add(i)
+                self._process_fault(f)
+
+    def _send(self, side: str, seg) -> None:
+        direction = P2S if side == "primary" else S2P
+        n = seg.checkpoint
+        self._fire_process_faults(seg.point, n, side)
+        if not self.alive[side] or self.stalled[side]:
+            self.emit("link", "lost", dir=direction, point=seg.point, n=n,
+                      bytes=len(seg.data), why=f"{side} is gone before the bytes left")
+            return
+        if self.link.closed:
+            self.emit("link", "lost", dir=direction, point=seg.point, n=n,
+                      bytes=len(seg.data), why="connection closed")
+            return
+        data, extra, copies, then_close = seg.data, 0.0, 1, False
+        for i in self._matching(seg.point, n):
+            f = self.faults[i]
+            if not f.is_link:
+                continue
+            self.fired.add(i)
+            self.emit("link", "fault", spec=str(f), dir=direction, point=seg.point, n=n)
+            if f.kind == "drop":
+                copies = 0
+            elif f.kind == "delay":
+                extra += float(f.arg)
+            elif f.kind == "corrupt":
+                data = self._corrupt(data)
+            elif f.kind == "truncate":
+                data, then_close = data[: len(data) // 2], True
+            elif f.kind == "duplicate":
+                copies = 2
+            elif f.kind in ("close", "reset"):
+                self.close_link(f"fault {f}")
+                return
+            elif f.kind == "unexpected":
+                data = self.dialect.encode(f.arg, 0)
+            elif f.kind == "value":
+                msg_id = self.dialect.ids.get(seg.point)
+                if msg_id is not None:
+                    data = self.dialect.encode_raw(msg_id, int(f.arg))
+        if copies == 0:
+            self.emit("link", "dropped", dir=direction, point=seg.point, n=n,
+                      bytes=len(seg.data))
+        for _ in range(copies):
+            d = self.link.schedule(self.now, direction, data, seg.point, n, extra)
+            self._push(d.at_ms, "deliver", d)
+        if then_close:
+            self.close_link("fault truncate: the connection closes after half the bytes",
+                        at=max(self.link._free_at.values()) + self.link.latency_ms + extra)
+
+    def _corrupt(self, data: bytes) -> bytes:
+        if not data:
+            return data
+        buf = bytearray(data)
+        i = min(len(buf) - 1, self.dialect.opcode_bytes - 1)
+        buf[i] ^= self.rng.randrange(1, 256)
+        return bytes(buf)
+
+    def close_link(self, why: str, at: float | None = None) -> None:
+        if self.link.closed:
+            return
+        when = self.now if at is None else at
+        if at is None:
+            self.link.closed = True
+        else:
+            self._push(at, "close", why)
+            return
+        self.emit("link", "closed", why=why)
+        for side in SIDES:
+            if not self._eof_sent[side]:
+                self._eof_sent[side] = True
+                self._push(when + self.link.latency_ms, "eof", side)
+
+    def _do_close(self, why: str) -> None:
+        self.close_link(why)
+
+    # ------------------------------------------------------------------ faults
+    def _process_fault(self, f) -> None:
+        self.emit("sim", "fault", spec=str(f))
+        kind = f.kind
+        if kind.startswith("kill-"):
+            self.kill(kind[5:], f"fault {f}")
+        elif kind.startswith("stall-"):
+            self.stall(kind[6:], f"fault {f}")
+        elif kind.startswith("heartbeat-"):
+            side = kind[10:]
+            peer = OTHER[side]
+            if self.alive[peer] and not self.stalled[peer]:
+                self.premise_broken = True
+            self.lost_heartbeat(side)
+        elif kind == "partition":
+            self.link.partition(self.now, float(f.arg))
+            self.emit("link", "partition", until=self.now + float(f.arg))
+        elif kind == "shutdown":
+            self.eps["primary"].guest_shutdown(self.now)
+
+    def kill(self, side: str, why: str) -> None:
+        if not self.alive[side]:
+            return
+        self.alive[side] = False
+        self.stalled[side] = False
+        self.guests[side].stop()
+        self.emit(side, "process", what="killed", why=why)
+        self._held[side].clear()
+        self.close_link(f"{side} died: its kernel closes the socket")
+        self.arbiter_watch()
+
+    def stall(self, side: str, why: str) -> None:
+        if not self.alive[side] or self.stalled[side]:
+            return
+        self.stalled[side] = True
+        self.emit(side, "process", what="stalled", why=why)
+        self.arbiter_watch()
+
+    def lost_heartbeat(self, side: str) -> bool:
+        if not self.alive[side] or self.stalled[side]:
+            self.emit("operator", "qmp-error", side=side, command="x-colo-lost-heartbeat",
+                      error=f"the {side} does not answer")
+            return False
+        try:
+            self.eps[side].lost_heartbeat(self.now)
+        except QmpCommandError as exc:
+            self.emit("operator", "qmp-error", side=side, command="x-colo-lost-heartbeat",
+                      error=exc.desc)
+            return False
+        return True
+
+    # ----------------------------------------------------------------- arbiter
+    def arbiter_watch(self) -> None:
+        if self.cfg.arbiter and not self._arbiter_pending:
+            self._arbiter_pending = True
+            self._push(self.now + self.cfg.arbiter_ms, "arbiter", None)
+
+    def _arbitrate(self) -> None:
+        eps = self.eps
+        if any(eps[s].failover.state != fo.NONE for s in SIDES if self.alive[s]):
+            return                      # somebody already chose a survivor
+        for s in SIDES:
+            if self.stalled[s]:
+                self.emit("arbiter", "fence", side=s, why="no heartbeat: fence the silent side")
+                self.kill(s, "fenced by the arbiter")
+        live = [s for s in SIDES if self.alive[s]]
+        if len(live) == 2:
+            if all(eps[s].state not in ("ERROR",) for s in SIDES):
+                return
+            self.emit("arbiter", "fence", side="secondary",
+                      why="both alive but COLO broke: keep the primary")
+            self.kill("secondary", "fenced by the arbiter")
+            live = ["primary"]
+        if len(live) == 1:
+            s = live[0]
+            if eps[s].colo_mode != fo.MODE_NONE:
+                self.emit("arbiter", "failover", side=s, why="the peer is gone")
+                self.lost_heartbeat(s)
+
+    # ----------------------------------------------------------------- inputs
+    def apply_input(self, item: dict, *, record: bool = True) -> None:
+        """An operator input: {"cmd": "lost-heartbeat"|"checkpoint"|"set-delay"|
+        "kill"|"stall"|"shutdown"|"fault", "side": ..., "value": ...}."""
+        if record:
+            self.inputs.append({"step": self.steps, **item})
+        self.emit("operator", "input", **item)
+        cmd, side = item.get("cmd"), item.get("side", "primary")
+        if cmd == "lost-heartbeat":
+            peer = OTHER[side]
+            if self.alive[peer] and not self.stalled[peer]:
+                self.premise_broken = True
+            self.lost_heartbeat(side)
+        elif cmd == "checkpoint":
+            self.eps["primary"].request_checkpoint(self.now, "operator")
+        elif cmd == "set-delay":
+            for s in SIDES:
+                try:
+                    self.eps[s].set_checkpoint_delay(int(item["value"]), self.now)
+                except QmpCommandError as exc:
+                    self.emit("operator", "qmp-error", side=s, error=exc.desc)
+        elif cmd == "kill":
+            self.kill(side, "operator: kill")
+        elif cmd == "stall":
+            self.stall(side, "operator: stall")
+        elif cmd == "shutdown":
+            self.eps["primary"].guest_shutdown(self.now)
+        elif cmd == "fault":
+            f = fl.parse(item["value"])
+            self.faults.append(f)
+            self.target = max(self.target, f.checkpoint)
+        else:
+            raise ValueError(f"unknown input {cmd!r}")
+        self._collect()
+        self.finished = False
+        self._check_end()
+
+    # -------------------------------------------------------------------- end
+    def _advance_guests(self) -> None:
+        for side, guest in self.guests.items():
+            adv = getattr(guest, "advance", None)
+            if adv is not None and self.alive[side] and not self.stalled[side]:
+                adv(self.now)
+                if side == "primary" and getattr(guest, "checkpoint_needed", False):
+                    guest.checkpoint_needed = False
+                    self.eps["primary"].request_checkpoint(self.now, "colo-compare")
+
+    def both_in_colo(self) -> bool:
+        return all(self.alive[s] and self.eps[s].colo_thread_alive for s in SIDES)
+
+    def active_sides(self) -> list[str]:
+        return [s for s in SIDES if self.alive[s] and not self.stalled[s]
+                and self.eps[s].run_state == "running"]
+
+    def _settled(self) -> bool:
+        if self._arbiter_pending:
+            return False
+        for s in SIDES:
+            ep = self.eps[s]
+            if not self.alive[s]:
+                continue
+            if self.stalled[s] or ep.colo_thread_alive or ep.next_deadline() is not None:
+                return False
+            if ep.failover.state in (fo.REQUIRE, fo.ACTIVE, fo.RELAUNCH):
+                return False
+        return not any(k not in ("timer", "arbiter") for _, _, k, _ in self._queue)
+
+    def _check_end(self) -> None:
+        if self.finished:
+            return
+        p, s = self.eps["primary"], self.eps["secondary"]
+        unfired = len(self.fired) < len(self.faults)
+        if self.both_in_colo() and p.checkpoint >= self.target and \
+                s.checkpoint >= self.target and not unfired and p.state == "IDLE":
+            self._finish()
+        elif not self.both_in_colo() and self._settled():
+            self._finish()
+        elif self.steps >= self.cfg.max_steps or self.now > self.max_time_ms:
+            self._finish(stuck=True)
+
+    def _finish(self, stuck: bool = False) -> None:
+        if stuck and not self._settled():
+            waiting = [s for s in SIDES if self.alive[s] and self.eps[s].colo_thread_alive]
+            self.hung = (f"no progress: {', '.join(waiting) or 'nobody'} still waiting at "
+                         f"{self.now:.1f} ms (state {self.eps['primary'].state}/"
+                         f"{self.eps['secondary'].state}); COLO has no timeout (B13)")
+        self.finished = True
+        self.invariants.at_end()
+        self.emit("sim", "end", outcome=self.outcome(), steps=self.steps)
+
+    def outcome(self) -> str:
+        active = self.active_sides()
+        failed_over = any(self.eps[s].failover.state == fo.COMPLETED for s in SIDES)
+        if self.hung:
+            return "error"
+        if self.both_in_colo() and not failed_over:
+            return "ok"
+        if len(active) >= 2:
+            return "split-brain"
+        if len(active) == 1 and (failed_over or not self.alive[OTHER[active[0]]]):
+            return "failover"
+        return "error"
