@@ -4,8 +4,16 @@ The public API; importing it loads no UI toolkit, no event loop and no asyncio.
 """
 from .dialects import DIALECTS, PROTOTYPE, QEMU, V11, Dialect
 from .endpoint import Endpoint, make_endpoint
-from .errors import (ColoError, DecodeError, FaultSpecError, LocalProtocolError,
-                     ProtocolError, QmpCommandError, RecordingError, RemoteProtocolError)
+from .errors import (
+                     ColoError,
+                     DecodeError,
+                     FaultSpecError,
+                     LocalProtocolError,
+                     ProtocolError,
+                     QmpCommandError,
+                     RecordingError,
+                     RemoteProtocolError,
+)
 from .events import Event
 
 __version__ = "0.1.0"

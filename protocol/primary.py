@@ -125,6 +125,15 @@ class PrimaryEndpoint(Endpoint):
         if self._trigger_pending:
             self._dispatch("checkpoint")
 
+    def on_timer(self, name: str) -> None:
+        if name == "checkpoint" and self.state != IDLE:
+            # colo_checkpoint_notify from the timer: sets the event and re-arms
+            self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
+            if self.state in (WAIT_REPLY, WAIT_RECEIVED, WAIT_LOADED):
+                self.request_checkpoint(self._now, "timer")
+            return
+        super().on_timer(name)
+
     def _release(self) -> None:
         n = self.guest.release_output()
         self.emit("action", name="release-output", packets=n)

@@ -49,6 +49,9 @@ class Simulation:
             if f.kind == "unexpected" and f.arg not in self.dialect.ids:
                 raise FaultSpecError(f"{f}: {f.arg!r} does not exist in the {cfg.dialect} "
                                      f"dialect ({', '.join(self.dialect.ids)})")
+            if f.point == "ram" and not self.dialect.ram_outside_blob:
+                raise FaultSpecError(f"{f}: the {cfg.dialect} dialect sends RAM inside the "
+                                     "device-state blob; use @device-state")
             if f.point not in fl.STAGES and f.point not in self.dialect.ids:
                 raise FaultSpecError(f"{f}: the {cfg.dialect} dialect has no {f.point!r}")
         self.rng = random.Random(cfg.seed)
@@ -76,12 +79,15 @@ class Simulation:
         self._held = {s: [] for s in SIDES}
         self._arbiter_pending = False
         self._eof_sent = {s: False for s in SIDES}
+        self._last_progress = 0.0
+        self._watchdog_fired = False
         self.invariants = Invariants(self)
         self._push(0.0, "start", "secondary")
         self._push(0.0, "start", "primary")
         delay = self.eps["primary"].checkpoint_delay_ms
         last_fault = max((f.checkpoint for f in self.faults), default=0)
         self.target = max(cfg.checkpoints, last_fault)
+        self.watchdog_ms = 3 * delay + cfg.load_ms + 2 * cfg.arbiter_ms
         self.max_time_ms = cfg.max_time_ms or (
             (self.target + 2) * (delay + cfg.load_ms + 1000) + 10 * cfg.arbiter_ms + 60_000)
 
@@ -89,7 +95,7 @@ class Simulation:
     def _push(self, at: float, kind: str, payload) -> None:
         heapq.heappush(self._queue, (at, next(self._order), kind, payload))
 
-    def emit(self, side: str, kind: str, **data) -> None:
+    def emit(self, side: str, kind: str, /, **data) -> None:
         self._record(Event(self.now, side, kind, data))
 
     def _record(self, ev: Event) -> None:
@@ -109,6 +115,8 @@ class Simulation:
         first = len(self.events)
         while True:
             if not self._queue:
+                if self._watchdog_due(force=True):
+                    continue
                 self._finish(stuck=True)
                 return self.events[first:]
             at, _, kind, payload = heapq.heappop(self._queue)
@@ -171,7 +179,33 @@ class Simulation:
     def _do_input(self, item: dict) -> None:
         self.apply_input(item, record=False)
 
-    def _do_arbiter(self, _payload) -> None:
+    def _do_arbiter(self, payload) -> None:
+        self._arbiter_pending = False
+        if payload == "watchdog":
+            self._watchdog()
+        else:
+            self._arbitrate()
+
+    def _watchdog_due(self, force: bool = False) -> bool:
+        """The manager's watchdog: COLO made no progress for a long time."""
+        if not self.cfg.arbiter or self._arbiter_pending or self._watchdog_fired:
+            return False
+        if not self.both_in_colo() and not (self.alive["primary"] and self.alive["secondary"]
+                                            and self.eps["primary"].state == "WAIT_READY"):
+            return False
+        if force or self.now - self._last_progress > self.watchdog_ms:
+            self._arbiter_pending = True
+            self._push(self.now + (self.cfg.arbiter_ms if force else 0), "arbiter", "watchdog")
+            return True
+        return False
+
+    def _watchdog(self) -> None:
+        if any(self.eps[s].failover.state != fo.NONE for s in SIDES if self.alive[s]):
+            return
+        self._watchdog_fired = True
+        self.emit("arbiter", "watchdog", why="no checkpoint completed for "
+                  f"{self.now - self._last_progress:.0f} ms: fence the secondary, keep the primary")
+        self.kill("secondary", "fenced by the arbiter's watchdog")
         self._arbiter_pending = False
         self._arbitrate()
 
@@ -203,7 +237,9 @@ class Simulation:
                     self._push(max(dl, self.now), "timer", side)
 
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
-        if ev.kind == "error" or (ev.kind == "colo-exit" and ev.data.get("reason") == "error"):
+        if ev.kind == "checkpoint" and ev.data.get("phase") == "commit":
+            self._last_progress = self.now
+        elif ev.kind == "error" or (ev.kind == "colo-exit" and ev.data.get("reason") == "error"):
             self.arbiter_watch()
         elif ev.kind == "load" and ev.data.get("phase") == "begin":
             self._fire_process_faults("load", ev.data["n"], side)
@@ -446,10 +482,11 @@ class Simulation:
         if self.finished:
             return
         p, s = self.eps["primary"], self.eps["secondary"]
-        unfired = len(self.fired) < len(self.faults)
         if self.both_in_colo() and p.checkpoint >= self.target and \
-                s.checkpoint >= self.target and not unfired and p.state == "IDLE":
+                s.checkpoint >= self.target and p.state == "IDLE":
             self._finish()
+        elif self._watchdog_due():
+            pass
         elif not self.both_in_colo() and self._settled():
             self._finish()
         elif self.steps >= self.cfg.max_steps or self.now > self.max_time_ms:

@@ -1,0 +1,71 @@
+"""`colo`: the one console script.  Imports UI toolkits lazily, per subcommand.
+
+Exit codes: 0 success; 1 a failure the command reports (a broken invariant,
+bad bytes, a bad file); 2 a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from protocol.errors import ColoError
+
+#: subcommands whose parser lives in another module: module -> function name
+_PLUGINS = (
+    ("colo_tui.tui_main", "add_parser"),
+    ("colo_tui.repl", "add_parser"),
+    ("colo_tui.export", "add_parser"),
+    ("colo_tui.cli_node", "add_parsers"),
+    ("colo_tui.cli_qemu", "add_parsers"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no traceback
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import cli_core
+    p = _Parser(prog="colo", description="COLO testbed: QEMU's COLO checkpoint protocol, "
+                "simulated, over TCP, and against real QEMU.")
+    p.add_argument("--version", action="version", version="colo-testbed 0.1.0")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    cli_core.add_parsers(sub)
+    for mod, fn in _PLUGINS:
+        try:
+            module = importlib.import_module(mod)
+        except ImportError as exc:
+            if exc.name != mod:      # a real bug inside the module: say it
+                raise
+            continue
+        getattr(module, fn)(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv:
+        argv = ["tui"]
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except ColoError as exc:
+        print(f"colo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

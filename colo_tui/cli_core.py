@@ -1,0 +1,310 @@
+"""The core subcommands: run, explore, decode, replay, bench, compare-modes."""
+from __future__ import annotations
+
+import json
+import sys
+
+from protocol import dialects
+from protocol.errors import ColoError, DecodeError
+
+
+def add_parsers(sub) -> None:
+    r = sub.add_parser("run", help="one headless simulated session")
+    _session_options(r)
+    r.add_argument("--checkpoints", type=_positive, default=3, metavar="N")
+    r.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="KIND[=ARG]@POINT[#N], repeatable (see `colo faults`)")
+    r.add_argument("--record", metavar="FILE", help="write the session as a recording")
+    r.add_argument("--dump-wire", metavar="DIR", help="write each direction's raw bytes")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--events", action="store_true", help="print every event (text)")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("explore", help="run the whole fault matrix")
+    e.add_argument("--matrix", action="store_true", help="(the default) every case")
+    e.add_argument("--dialect", action="append", choices=list(dialects.DIALECTS))
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_explore)
+
+    d = sub.add_parser("decode", help="decode a raw control byte stream to JSON lines")
+    d.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    d.add_argument("--from", dest="sender", choices=["primary", "secondary"], required=True)
+    d.add_argument("--initial", action="store_true",
+                   help="the primary's stream starts with the initial migration (QEVM …)")
+    d.add_argument("file", help="FILE or - for stdin")
+    d.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("replay", help="replay a recording")
+    p.add_argument("file")
+    p.add_argument("--verify", action="store_true",
+                   help="re-run and compare every event (the default does too)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    f = sub.add_parser("faults", help="list the fault grammar's kinds and points")
+    f.set_defaults(func=cmd_faults)
+
+    b = sub.add_parser("bench", help="benchmarks (ratios against same-run baselines)")
+    b.add_argument("which", choices=["sim", "pagediff", "engine", "tui"])
+    b.add_argument("rest", nargs=argparse_REMAINDER())
+    b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("compare-modes", help="periodic (Remus) against hybrid (COLO)")
+    c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--checkpoints", type=_positive, default=10)
+    c.add_argument("--workload", default="toggle")
+    c.add_argument("--divergence", type=float, default=0.02)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare_modes)
+
+
+def argparse_REMAINDER():  # noqa: N802 - keep argparse's name visible
+    import argparse
+    return argparse.REMAINDER
+
+
+def _positive(text: str) -> int:
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {n}")
+    return n
+
+
+def _session_options(p) -> None:
+    p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--checkpoint-delay", type=int, metavar="MS", default=None)
+    p.add_argument("--load-ms", type=float, default=0.0, help="time the SVM takes to load")
+    p.add_argument("--guest", choices=["null", "model"], default="null",
+                   help="null: control protocol only; model: RAM, devices, disk, packets")
+    p.add_argument("--ram-mib", type=_positive, default=16)
+    p.add_argument("--workload", default="toggle")
+    p.add_argument("--no-arbiter", action="store_true",
+                   help="no external manager: a silent peer hangs COLO forever (B13)")
+    p.add_argument("--strict", action="store_true",
+                   help="do not reproduce QEMU 7.2's quirks (COLO_EXIT reason on failover)")
+
+
+def _config(args):
+    from protocol.sim.config import SimConfig
+    return SimConfig(dialect=args.dialect, mode=args.mode, seed=args.seed,
+                     checkpoints=getattr(args, "checkpoints", 3),
+                     faults=list(getattr(args, "fault", []) or []),
+                     checkpoint_delay_ms=args.checkpoint_delay, load_ms=args.load_ms,
+                     guest=args.guest, ram_mib=args.ram_mib, workload=args.workload,
+                     arbiter=not args.no_arbiter, faithful=not args.strict)
+
+
+def session_summary(sim) -> dict:
+    from protocol.transport.memory import P2S, S2P
+    wire = []
+    for e in sim.events:
+        if e.kind == "send":
+            wire.append({"dir": "P>S" if e.side == "primary" else "S>P",
+                         "msg": e.data["msg"], "value": e.data["value"], "hex": e.data["hex"]})
+    sides = {}
+    for s, ep in sim.eps.items():
+        sides[s] = {"running": sim.alive[s] and not sim.stalled[s] and ep.run_state == "running",
+                    "alive": sim.alive[s], "run_state": ep.run_state,
+                    "colo_status": ep.query_colo_status(),
+                    "failover_state": ep.dialect.failover_name(ep.failover.state),
+                    "checkpoint": ep.checkpoint, "state": ep.state, "error": ep.error}
+    return {"dialect": sim.cfg.dialect, "mode": sim.cfg.mode, "seed": sim.cfg.seed,
+            "faults": [str(f) for f in sim.faults],
+            "checkpoints_committed": min(sim.eps["primary"].checkpoint,
+                                         sim.eps["secondary"].checkpoint),
+            "outcome": sim.outcome(), "premise_broken": sim.premise_broken,
+            "sides": sides, "invariants": dict(sim.invariants.ok),
+            "violations": sim.invariants.violations, "hang": sim.hung,
+            "steps": sim.steps, "virtual_ms": round(sim.now, 3),
+            "wire_bytes": {"P>S": len(sim.link.wire[P2S]), "S>P": len(sim.link.wire[S2P])},
+            "wire": wire}
+
+
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from protocol.record import format as rf
+    from protocol.sim.core import Simulation
+    from protocol.transport.memory import P2S, S2P
+    cfg = _config(args)
+    writer = None
+    sim = Simulation(cfg, on_event=None)       # validates the faults before any file opens
+    if args.record:
+        header = rf.make_header(cfg)
+        writer = rf.Writer(args.record, header, [f"colo run {' '.join(sys.argv[2:])}".strip()])
+        sim = Simulation(cfg, on_event=writer.event)
+    if args.events:
+        sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
+    sim.run()
+    if writer:
+        writer.close()
+    if args.dump_wire:
+        out = Path(args.dump_wire)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "primary_to_secondary.bin").write_bytes(bytes(sim.link.wire[P2S]))
+        (out / "secondary_to_primary.bin").write_bytes(bytes(sim.link.wire[S2P]))
+    summary = session_summary(sim)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print_summary(summary)
+    if not all(summary["invariants"].values()):
+        print(f"invariant violated; reproduce with --seed {cfg.seed}"
+              + (f"; recording: {args.record}" if args.record else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _chain(a, b):
+    if a is None:
+        return b
+    return lambda e: (a(e), b(e))
+
+
+def _event_line(e) -> str:
+    data = " ".join(f"{k}={v}" for k, v in e.data.items() if k != "hex")
+    return f"{e.t_ms:12.3f} {e.seq:6d} {e.side:9s} {e.kind:18s} {data}"
+
+
+def _print_summary(s: dict) -> None:
+    print(f"dialect {s['dialect']}  mode {s['mode']}  seed {s['seed']}  "
+          f"faults {', '.join(s['faults']) or '-'}")
+    print(f"outcome: {s['outcome']}   checkpoints committed: {s['checkpoints_committed']}   "
+          f"virtual time {s['virtual_ms']:.1f} ms   steps {s['steps']}")
+    for side, d in s["sides"].items():
+        cs = d["colo_status"]
+        print(f"  {side:9s} run={d['run_state']:13s} mode={cs['mode']:9s} "
+              f"last-mode={cs['last-mode']:9s} reason={cs['reason']:10s} "
+              f"failover={d['failover_state']:9s} {('error: ' + d['error']) if d['error'] else ''}")
+    bad = [k for k, ok in s["invariants"].items() if not ok]
+    print("invariants: " + ("all hold" if not bad else "VIOLATED: " + ", ".join(bad)))
+    for v in s["violations"]:
+        print(f"  {v['invariant']}: {v['text']}")
+
+
+def cmd_explore(args) -> int:
+    from protocol.sim.explore import explore
+    res = explore(args.dialect)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"cases {res['cases']}  violations {res['violations']}  hangs {res['hangs']}")
+        for outcome, n in res["outcomes"].items():
+            print(f"  {outcome:12s} {n}")
+        for r in res["results"]:
+            if r["violations"] or r["hang"]:
+                print(f"  FAIL {r['dialect']} {r['mode']} {r['fault']}: "
+                      f"{r['violations']} {'hang' if r['hang'] else ''}")
+    return 1 if res["violations"] or res["hangs"] else 0
+
+
+def cmd_decode(args) -> int:
+    from protocol import messages as m
+    from protocol.codec import Decoder
+    d = dialects.get(args.dialect)
+    try:
+        fh = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"colo decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    dec = Decoder(d, args.sender, expect_initial=args.initial)
+    offset = 0
+    try:
+        with fh:
+            while chunk := fh.read(1 << 16):
+                dec.feed(chunk)
+                for item in dec.items():
+                    print(json.dumps(_item_json(item, m, offset)))
+                    offset = dec.bytes_consumed
+            dec.close()
+    except DecodeError as exc:
+        print(f"colo decode: at byte {dec.bytes_consumed}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _item_json(item, m, offset: int) -> dict:
+    if isinstance(item, m.Message):
+        return {"offset": offset, "type": "message", "msg": item.name, "id": item.msg_id,
+                "value": item.value, "hex": item.raw.hex()}
+    if isinstance(item, m.RamPart):
+        kinds: dict[str, int] = {}
+        for r in item.records:
+            kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        return {"offset": offset, "type": "ram", "bytes": item.size_bytes,
+                "pages": len(item.records), "by_kind": kinds}
+    if isinstance(item, m.StateBlob):
+        return {"offset": offset, "type": "device-state", "bytes": len(item.data)}
+    summary = item.summary
+    return {"offset": offset, "type": "initial", "bytes": item.size_bytes,
+            "machine": getattr(summary, "machine", None),
+            "enable_colo": getattr(summary, "enable_colo", None),
+            "blocks": [list(b) for b in getattr(summary, "blocks", [])]}
+
+
+def cmd_replay(args) -> int:
+    from protocol.record import format as rf
+    from protocol.record.replay import verify
+    rec = rf.read(args.file)
+    res = verify(rec)
+    summary = session_summary(res.sim)
+    out = {"file": args.file, "identical": res.ok, "events": res.events,
+           "first_difference": res.first_difference, "outcome": summary["outcome"],
+           "checkpoints_committed": summary["checkpoints_committed"]}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    elif res.ok:
+        print(f"{args.file}: replayed {res.events} events identically; outcome "
+              f"{summary['outcome']}, {summary['checkpoints_committed']} checkpoints")
+    else:
+        diff = res.first_difference
+        print(f"{args.file}: DIVERGES at event {diff['seq']}:\n  recorded: "
+              f"{json.dumps(diff['recorded'])}\n  replayed: {json.dumps(diff['replayed'])}")
+    return 0 if res.ok else 1
+
+
+def cmd_faults(_args) -> int:
+    from protocol import faults
+    print("KIND[=ARG]@POINT[#N]   (N: the checkpoint, default 1)\n\nkinds:")
+    for k, (arg, text) in faults.KINDS.items():
+        print(f"  {k + ('=' + arg.upper() if arg else ''):22s} {text}")
+    print("points: " + ", ".join(faults.POINTS))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import importlib
+    target = {"sim": "protocol.bench.sim", "pagediff": "protocol.bench.pagediff",
+              "engine": "protocol.bench.engine", "tui": "colo_tui.bench_tui"}[args.which]
+    try:
+        module = importlib.import_module(target)
+    except ImportError as exc:
+        print(f"colo bench {args.which}: not available ({exc})", file=sys.stderr)
+        return 2
+    return int(module.main(args.rest) or 0)
+
+
+def cmd_compare_modes(args) -> int:
+    from protocol.sim.compare import compare_modes
+    try:
+        res = compare_modes(dialect=args.dialect, seed=args.seed,
+                            checkpoints=args.checkpoints, workload=args.workload,
+                            divergence=args.divergence)
+    except ColoError as exc:
+        print(f"colo compare-modes: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    keys = [k for k in res["periodic"] if k != "mode"]
+    print(f"{'':28s}{'periodic (Remus)':>18s}{'hybrid (COLO)':>18s}")
+    for k in keys:
+        print(f"{k:28s}{res['periodic'][k]!s:>18}{res['hybrid'][k]!s:>18}")
+    return 0

@@ -1,0 +1,242 @@
+"""Pure-Python page-diff twin: the reference specification.
+
+`protocol.guest._pagediff_c` (Cython) must give the same results, including the
+text of every error.  Both twins accept any C-contiguous buffer-protocol object
+(bytes, bytearray, memoryview, mmap, numpy arrays ...).
+
+XBZRLE is QEMU's migration/xbzrle.c format:
+
+    page  = zrun nzrun | zrun nzrun page
+    zrun  = length                (unchanged bytes; 0 only in the first pair)
+    nzrun = length byte...        (changed bytes, >= 1, copied from the new page)
+    length = ULEB128, at most 14 bits (one byte below 0x80, else two bytes)
+
+No trailing zrun is written.  QEMU's encoder scans eight bytes at a time where it
+can, but every run boundary it emits is byte-exact: an unchanged run always ends
+at the first differing byte (the word loop is followed by a byte loop) and a
+changed run always ends at the first equal byte (the "has a zero byte" test on
+the xor word is exact as a yes/no, and then a byte loop finds the byte).  So the
+runs are exactly the maximal runs of equal / differing bytes, which is what this
+twin computes with a regular expression over the xor of the two pages.  Where the
+encoder gives up (returns None) follows QEMU's checks one for one.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+
+__all__ = ["changed_pages", "zero_pages", "scatter_pages", "xbzrle_encode", "xbzrle_decode"]
+
+_CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
+_MAX_RUN = 0x3FFF           # 14-bit ULEB128 limit of QEMU's uleb128_encode_small
+_CHANGED_RUN = re.compile(rb"[^\x00]+")
+
+# Error texts shared, word for word, with the C twin.
+E_TRUNC_ZRUN = "xbzrle: unchanged-run length past the input end (input offset {})"
+E_TRUNC_NZRUN = "xbzrle: changed-run length past the input end (input offset {})"
+E_BAD_ULEB = "xbzrle: bad ULEB128 length, over 14 bits (input offset {})"
+E_ZERO_ZRUN = "xbzrle: zero-length unchanged run after the first pair (input offset {})"
+E_ZERO_NZRUN = "xbzrle: zero-length changed run (input offset {})"
+E_ZRUN_PAGE = "xbzrle: unchanged run past the page end (page offset {} > {})"
+E_NZRUN_PAGE = "xbzrle: changed run past the page end (page offset {} > {})"
+E_NZRUN_INPUT = "xbzrle: changed run past the input end (input offset {} > {})"
+
+
+def _view(buf, writable: bool = False) -> memoryview:
+    view = memoryview(buf)
+    if not view.c_contiguous:
+        raise BufferError("page buffers must be C-contiguous")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    if writable and view.readonly:
+        raise TypeError("buffer is read-only")
+    return view
+
+
+def _check_page_size(page_size: int) -> int:
+    if page_size <= 0:
+        raise ValueError(f"page_size must be positive, not {page_size}")
+    return page_size
+
+
+def _check_multiple(n: int, page_size: int) -> None:
+    if n % page_size:
+        raise ValueError(f"buffer length {n} is not a multiple of page_size {page_size}")
+
+
+def _equal(a: memoryview, b: memoryview, start: int, end: int) -> bool:
+    for lo in range(start, end, _CHUNK):
+        hi = min(lo + _CHUNK, end)
+        if a[lo:hi].tobytes() != b[lo:hi].tobytes():
+            return False
+    return True
+
+
+def _all_zero(a: memoryview, start: int, end: int, zeros: bytes) -> bool:
+    for lo in range(start, end, _CHUNK):
+        hi = min(lo + _CHUNK, end)
+        if a[lo:hi].tobytes() != zeros[: hi - lo]:
+            return False
+    return True
+
+
+def changed_pages(old, new, page_size: int = 4096) -> list[int]:
+    """Sorted indices of the pages that differ between two equal-length buffers."""
+    _check_page_size(page_size)
+    ov, nv = _view(old), _view(new)
+    n = len(ov)
+    if n != len(nv):
+        raise ValueError(f"buffers differ in length: {n} != {len(nv)}")
+    _check_multiple(n, page_size)
+    out: list[int] = []
+    if page_size >= _CHUNK:
+        for index, start in enumerate(range(0, n, page_size)):
+            if not _equal(ov, nv, start, start + page_size):
+                out.append(index)
+        return out
+    group = _CHUNK // page_size * page_size
+    for base in range(0, n, group):
+        a = ov[base:base + group].tobytes()
+        b = nv[base:base + group].tobytes()
+        if a == b:
+            continue
+        for off in range(0, len(a), page_size):
+            if a[off:off + page_size] != b[off:off + page_size]:
+                out.append((base + off) // page_size)
+    return out
+
+
+def zero_pages(buf, page_size: int = 4096) -> list[int]:
+    """Indices of the pages of `buf` whose bytes are all zero."""
+    _check_page_size(page_size)
+    view = _view(buf)
+    n = len(view)
+    _check_multiple(n, page_size)
+    out: list[int] = []
+    zeros = bytes(min(n, _CHUNK))
+    if page_size >= _CHUNK:
+        for index, start in enumerate(range(0, n, page_size)):
+            if _all_zero(view, start, start + page_size, zeros):
+                out.append(index)
+        return out
+    group = _CHUNK // page_size * page_size
+    page_zeros = zeros[:page_size]
+    for base in range(0, n, group):
+        chunk = view[base:base + group].tobytes()
+        if chunk == zeros[: len(chunk)]:
+            out.extend(range(base // page_size, (base + len(chunk)) // page_size))
+            continue
+        for off in range(0, len(chunk), page_size):
+            if chunk[off:off + page_size] == page_zeros:
+                out.append((base + off) // page_size)
+    return out
+
+
+def scatter_pages(ram, indices, pages, page_size: int = 4096) -> None:
+    """Write page i of `pages` over page indices[i] of `ram`, in place.
+
+    Every index is checked before anything is written.
+    """
+    _check_page_size(page_size)
+    dst = _view(ram, writable=True)
+    src = _view(pages)
+    n = len(dst)
+    _check_multiple(n, page_size)
+    npages = n // page_size
+    idx = [operator.index(i) for i in indices]
+    if len(src) != len(idx) * page_size:
+        raise ValueError(
+            f"pages buffer is {len(src)} bytes, expected {len(idx)} pages x {page_size} = "
+            f"{len(idx) * page_size}")
+    for i in idx:
+        if not 0 <= i < npages:
+            raise IndexError(f"page index {i} out of range for {npages} pages")
+    for k, i in enumerate(idx):
+        dst[i * page_size:(i + 1) * page_size] = src[k * page_size:(k + 1) * page_size]
+
+
+def _uleb(value: int) -> bytes:
+    if value > _MAX_RUN:
+        raise ValueError(f"xbzrle: run of {value} bytes does not fit a 14-bit length")
+    if value < 0x80:
+        return bytes((value,))
+    return bytes(((value & 0x7F) | 0x80, value >> 7))
+
+
+def xbzrle_encode(old, new, limit: int = 4096) -> bytes | None:
+    """QEMU XBZRLE delta from `old` to `new`; b"" if identical, None if over `limit`.
+
+    Like QEMU, the encoder needs 2 free bytes before each length it writes (so
+    identical pages with limit < 2 give None) and room for a whole changed run
+    before copying it.
+    """
+    ov, nv = _view(old), _view(new)
+    n = len(ov)
+    if n != len(nv):
+        raise ValueError(f"pages differ in length: {n} != {len(nv)}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
+    if n == 0:
+        return b""
+    newb = nv.tobytes()
+    diff = (int.from_bytes(ov, "little") ^ int.from_bytes(newb, "little")).to_bytes(n, "little")
+    out = bytearray()
+    pos = 0
+    for run in _CHANGED_RUN.finditer(diff):
+        start, end = run.span()
+        if len(out) + 2 > limit:
+            return None
+        out += _uleb(start - pos)
+        if len(out) + 2 > limit:
+            return None
+        out += _uleb(end - start)
+        if len(out) + end - start > limit:
+            return None
+        out += newb[start:end]
+        pos = end
+    if pos < n and len(out) + 2 > limit:    # QEMU checks before scanning the tail
+        return None
+    return bytes(out)
+
+
+def _read_uleb(src: bytes, i: int) -> tuple[int, int]:
+    first = src[i]
+    if first < 0x80:
+        return first, i + 1
+    second = src[i + 1]
+    if second & 0x80:
+        raise ValueError(E_BAD_ULEB.format(i))
+    return (first & 0x7F) | (second << 7), i + 2
+
+
+def xbzrle_decode(encoded, old) -> bytes:
+    """Apply an XBZRLE delta to a copy of `old`; ValueError on malformed input."""
+    src = _view(encoded).tobytes()
+    page = bytearray(_view(old))
+    n, slen = len(page), len(src)
+    i = d = 0
+    while i < slen:
+        if slen - i < 2:
+            raise ValueError(E_TRUNC_ZRUN.format(i))
+        at = i
+        count, i = _read_uleb(src, i)
+        if at and not count:
+            raise ValueError(E_ZERO_ZRUN.format(at))
+        d += count
+        if d > n:
+            raise ValueError(E_ZRUN_PAGE.format(d, n))
+        if slen - i < 2:
+            raise ValueError(E_TRUNC_NZRUN.format(i))
+        at = i
+        count, i = _read_uleb(src, i)
+        if not count:
+            raise ValueError(E_ZERO_NZRUN.format(at))
+        if d + count > n:
+            raise ValueError(E_NZRUN_PAGE.format(d + count, n))
+        if i + count > slen:
+            raise ValueError(E_NZRUN_INPUT.format(i + count, slen))
+        page[d:d + count] = src[i:i + count]
+        d += count
+        i += count
+    return bytes(page)

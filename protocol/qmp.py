@@ -1,0 +1,444 @@
+"""A QMP-compatible control server for one `colo node` (shapes as QEMU 7.2's).
+
+Transport: a unix socket (created with mode 0600) or TCP (bound to
+127.0.0.1 unless told otherwise).  Several clients may connect; each gets the
+greeting and must negotiate with ``qmp_capabilities`` first.  Input is a
+stream of JSON values (not lines: ``qemu.qmp`` sends no newline), split by a
+small brace/string scanner; one value may be at most 64 KiB (beyond: an error
+reply, then the connection is closed).  Malformed JSON gets a GenericError
+reply ("JSON parse error, …"), never a crash.
+
+Commands: qmp_capabilities, query-status, query-migrate, query-colo-status,
+x-colo-lost-heartbeat, migrate-set-parameters, query-migrate-parameters,
+migrate-set-capabilities, query-migrate-capabilities, system_powerdown,
+query-commands, quit.  Events: STOP, RESUME, COLO_EXIT {mode, reason},
+MIGRATION {status} (only with the ``events`` capability, as QEMU), SHUTDOWN,
+POWERDOWN — all with {"seconds", "microseconds"} timestamps.
+
+Faithful QEMU 7.2 quirks (on purpose):
+
+* A requested failover on the *primary* emits ``COLO_EXIT`` with reason
+  ``"error"`` (a race in 7.2: the COLO thread reads the failover state before
+  the bottom half sets it to completed) while ``query-colo-status`` right after
+  says ``"request"``.  ``faithful=False`` on the endpoint gives ``"request"``.
+* After a COLO error (``COLO_EXIT`` reason ``"error"``) the status stays
+  ``colo`` / mode primary|secondary / reason none until
+  ``x-colo-lost-heartbeat`` completes the failover; no second COLO_EXIT.
+* Commands before ``qmp_capabilities`` fail with CommandNotFound "Expecting
+  capabilities negotiation with 'qmp_capabilities'"; ``qmp_capabilities``
+  twice fails with CommandNotFound "Capabilities negotiation is already
+  complete, command ignored".
+* ``migrate-set-capabilities`` while the migration (COLO) runs fails with
+  "There's a migration process in progress".
+* ``query-migrate`` in COLO returns only ``{"status": "colo"}`` on the primary;
+  the secondary adds its ``socket-address`` (before COLO only the address).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+MAX_INPUT_BYTES = 64 << 10
+QEMU_VERSION = {"micro": 0, "minor": 2, "major": 7}
+CAPABILITIES = ("xbzrle", "rdma-pin-all", "auto-converge", "zero-blocks", "compress",
+                "events", "postcopy-ram", "x-colo", "release-ram", "block", "return-path",
+                "pause-before-switchover", "multifd", "dirty-bitmaps", "postcopy-blocktime",
+                "late-block-activate", "x-ignore-shared", "validate-uuid",
+                "background-snapshot", "zero-copy-send", "postcopy-preempt")
+PARAMETERS = {"cpu-throttle-tailslow": False, "xbzrle-cache-size": 67108864,
+              "cpu-throttle-initial": 20, "announce-max": 550, "decompress-threads": 2,
+              "compress-threads": 8, "compress-level": 1, "multifd-channels": 2,
+              "multifd-zstd-level": 1, "announce-initial": 50, "block-incremental": False,
+              "compress-wait-thread": True, "downtime-limit": 300, "tls-authz": "",
+              "multifd-compression": "none", "announce-rounds": 5, "announce-step": 100,
+              "tls-creds": "", "multifd-zlib-level": 1, "max-cpu-throttle": 99,
+              "max-postcopy-bandwidth": 0, "tls-hostname": "",
+              "throttle-trigger-threshold": 50, "max-bandwidth": 134217728,
+              "x-checkpoint-delay": 20000, "cpu-throttle-increment": 10}
+
+
+class QmpError(Exception):
+    def __init__(self, desc: str, cls: str = "GenericError") -> None:
+        super().__init__(desc)
+        self.desc, self.cls = desc, cls
+
+
+def timestamp(now: float | None = None) -> dict:
+    t = time.time() if now is None else now
+    sec = int(t)
+    return {"seconds": sec, "microseconds": int((t - sec) * 1_000_000)}
+
+
+def parse_address(text: str) -> tuple[str, object]:
+    """``unix:PATH`` or ``tcp:HOST:PORT`` (``tcp:PORT`` binds 127.0.0.1)."""
+    kind, _, rest = text.partition(":")
+    if kind == "unix" and rest:
+        return "unix", rest
+    if kind == "tcp" and rest:
+        host, _, port = rest.rpartition(":")
+        if not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"bad QMP address {text!r}: the port must be 0..65535")
+        return "tcp", (host.strip("[]") or "127.0.0.1", int(port))
+    raise ValueError(f"bad QMP address {text!r}: use unix:PATH or tcp:HOST:PORT")
+
+
+class JsonSplitter:
+    """Split a byte stream into top-level JSON texts (as QEMU's json-streamer)."""
+
+    def __init__(self, limit: int = MAX_INPUT_BYTES) -> None:
+        self.limit = limit
+        self.buf = bytearray()
+        self.depth = 0
+        self.in_str = False
+        self.esc = False
+        self.pos = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Complete texts; raises ValueError when one grows beyond the limit."""
+        self.buf += data
+        out: list[bytes] = []
+        buf = self.buf
+        i = self.pos
+        start = 0
+        while i < len(buf):
+            c = buf[i]
+            if self.in_str:
+                if self.esc:
+                    self.esc = False
+                elif c == 0x5C:
+                    self.esc = True
+                elif c == 0x22:
+                    self.in_str = False
+            elif c == 0x22:
+                self.in_str = True
+            elif c in b"{[":
+                self.depth += 1
+            elif c in b"}]":
+                self.depth -= 1
+                if self.depth <= 0:
+                    out.append(bytes(buf[start:i + 1]))
+                    start, self.depth = i + 1, 0
+            elif self.depth == 0 and c in b" \t\r\n":
+                if buf[start:i].strip():
+                    out.append(bytes(buf[start:i]))
+                start = i + 1
+            i += 1
+        del buf[:start]
+        self.pos = len(buf)
+        if len(buf) > self.limit:
+            self.buf = bytearray()
+            self.pos = self.depth = 0
+            self.in_str = self.esc = False
+            raise ValueError(f"QMP input exceeds {self.limit} bytes")
+        return out
+
+
+class QmpServer:
+    """Serve QMP for ``node`` (a `protocol.node.Node`)."""
+
+    def __init__(self, node, address: str, *, package: str = "colo-testbed") -> None:
+        self.node = node
+        self.kind, self.where = parse_address(address)
+        self.package = package
+        self.server = None
+        self.clients: set = set()
+        self.capabilities = {c: c == "x-colo" for c in CAPABILITIES}
+        self.parameters = dict(PARAMETERS)
+
+    async def start(self) -> None:
+        import asyncio
+        if self.kind == "unix":
+            path = self.where
+            if os.path.exists(path):
+                os.unlink(path)
+            old = os.umask(0o177)
+            try:
+                self.server = await asyncio.start_unix_server(self._client, path=path)
+            finally:
+                os.umask(old)
+            os.chmod(path, 0o600)
+        else:
+            host, port = self.where
+            self.server = await asyncio.start_server(self._client, host, port)
+
+    @property
+    def bound(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.where}"
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return f"tcp:{host}:{port}"
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for w in list(self.clients):
+            w.close()
+        if self.kind == "unix":
+            try:
+                os.unlink(self.where)
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------- events
+    def event(self, name: str, data: dict | None = None) -> None:
+        msg = {"timestamp": timestamp(), "event": name}
+        if data is not None:
+            msg["data"] = data
+        line = (json.dumps(msg) + "\r\n").encode()
+        for w in list(self.clients):
+            if getattr(w, "_qmp_ready", False) and not w.is_closing():
+                w.write(line)
+
+    def on_endpoint_event(self, ev) -> None:
+        d = ev.data
+        if ev.kind == "vm" and d.get("qmp"):
+            self.event(d["qmp"])
+        elif ev.kind == "colo-exit":
+            self.event("COLO_EXIT", {"mode": d["mode"], "reason": d["reason"]})
+        elif ev.kind == "migration" and self.capabilities.get("events"):
+            self.event("MIGRATION", {"status": d["status"]})
+
+    # ------------------------------------------------------------- clients
+    async def _client(self, reader, writer) -> None:
+        writer._qmp_ready = False
+        self.clients.add(writer)
+        greeting = {"QMP": {"version": {"qemu": QEMU_VERSION, "package": self.package},
+                            "capabilities": ["oob"]}}
+        splitter = JsonSplitter()
+        try:
+            writer.write((json.dumps(greeting) + "\r\n").encode())
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                try:
+                    texts = splitter.feed(data)
+                except ValueError as exc:
+                    self._send(writer, {"error": {"class": "GenericError",
+                                                  "desc": f"JSON parse error, {exc}"}})
+                    break
+                for text in texts:
+                    reply = self.handle_text(writer, text)
+                    if reply is not None:
+                        self._send(writer, reply)
+                    if getattr(writer, "_qmp_quit", False):
+                        await writer.drain()
+                        self.node.request_quit("host-qmp-quit")
+                        return
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.clients.discard(writer)
+            writer.close()
+
+    def _send(self, writer, msg: dict) -> None:
+        if not writer.is_closing():
+            writer.write((json.dumps(msg) + "\r\n").encode())
+
+    def handle_text(self, writer, text: bytes) -> dict | None:
+        try:
+            obj = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            msg = getattr(exc, "msg", str(exc))
+            return {"error": {"class": "GenericError", "desc": f"JSON parse error, {msg}"}}
+        if not isinstance(obj, dict):
+            return {"error": {"class": "GenericError",
+                              "desc": "QMP input must be a JSON object"}}
+        mid = obj.get("id")
+        try:
+            ret = self.dispatch(writer, obj)
+        except QmpError as exc:
+            reply = {"error": {"class": exc.cls, "desc": exc.desc}}
+        else:
+            reply = {"return": ret}
+        if "id" in obj:
+            reply["id"] = mid
+        return reply
+
+    def dispatch(self, writer, obj: dict):
+        cmd = obj.get("execute", obj.get("exec-oob"))
+        if cmd is None:
+            raise QmpError("QMP input lacks member 'execute'")
+        if not isinstance(cmd, str):
+            raise QmpError("QMP input member 'execute' must be a string")
+        for k in obj:
+            if k not in ("execute", "exec-oob", "arguments", "id"):
+                raise QmpError(f"QMP input member '{k}' is unexpected")
+        args = obj.get("arguments", {})
+        if not isinstance(args, dict):
+            raise QmpError("QMP input member 'arguments' must be an object")
+        if not writer._qmp_ready:
+            if cmd != "qmp_capabilities":
+                raise QmpError("Expecting capabilities negotiation with 'qmp_capabilities'",
+                               "CommandNotFound")
+            _only(args, ("enable",))
+            for cap in args.get("enable", []) or []:
+                if cap != "oob":
+                    raise QmpError(f"Parameter 'enable' does not accept value '{cap}'")
+            writer._qmp_ready = True
+            return {}
+        fn = COMMANDS.get(cmd)
+        if fn is None:
+            raise QmpError(f"The command {cmd} has not been found", "CommandNotFound")
+        return fn(self, writer, args)
+
+
+def _only(args: dict, allowed) -> None:
+    for k in args:
+        if k not in allowed:
+            raise QmpError(f"Parameter '{k}' is unexpected")
+
+
+def _c_caps(srv, writer, args):
+    raise QmpError("Capabilities negotiation is already complete, command ignored",
+                   "CommandNotFound")
+
+
+def _c_status(srv, writer, args):
+    _only(args, ())
+    ep = srv.node.ep
+    return {"status": ep.run_state, "singlestep": False, "running": ep.run_state == "running"}
+
+
+def _c_migrate(srv, writer, args):
+    _only(args, ())
+    ep = srv.node.ep
+    status = ep.migration_status
+    if ep.role == "primary":
+        return {"status": status}
+    addr = srv.node.listen_address()
+    if status == "completed" or addr is None:
+        return {"status": status}
+    sa = [{"port": str(addr[1]), "ipv4": ":" not in addr[0], "host": addr[0],
+           "type": "inet"}]
+    return {"socket-address": sa} if status == "setup" else {"status": status,
+                                                               "socket-address": sa}
+
+
+def _c_colo_status(srv, writer, args):
+    _only(args, ())
+    return srv.node.ep.query_colo_status()
+
+
+def _c_lost_heartbeat(srv, writer, args):
+    _only(args, ())
+    from .errors import QmpCommandError
+    try:
+        srv.node.lost_heartbeat("qmp")
+    except QmpCommandError as exc:
+        raise QmpError(exc.desc, exc.error_class) from None
+    return {}
+
+
+def _c_set_params(srv, writer, args):
+    from .errors import QmpCommandError
+    for k, v in args.items():
+        if k not in PARAMETERS:
+            raise QmpError(f"Parameter '{k}' is unexpected")
+        want = type(PARAMETERS[k])
+        if want is int and (not isinstance(v, int) or isinstance(v, bool)):
+            raise QmpError(f"Invalid parameter type for '{k}', expected: integer")
+        if want is not int and not isinstance(v, want):
+            raise QmpError(f"Invalid parameter type for '{k}', expected: "
+                           f"{'boolean' if want is bool else 'string'}")
+    if "x-checkpoint-delay" in args:
+        try:
+            srv.node.set_checkpoint_delay(args["x-checkpoint-delay"])
+        except QmpCommandError as exc:
+            raise QmpError(exc.desc, exc.error_class) from None
+    srv.parameters.update(args)
+    return {}
+
+
+def _c_query_params(srv, writer, args):
+    _only(args, ())
+    return {**srv.parameters, "x-checkpoint-delay": srv.node.ep.checkpoint_delay_ms}
+
+
+def _c_set_caps(srv, writer, args):
+    _only(args, ("capabilities",))
+    caps = args.get("capabilities")
+    if caps is None:
+        raise QmpError("Parameter 'capabilities' is missing")
+    if not isinstance(caps, list):
+        raise QmpError("Invalid parameter type for 'capabilities', expected: array")
+    new = {}
+    for i, item in enumerate(caps):
+        if not isinstance(item, dict):
+            raise QmpError(f"Invalid parameter type for 'capabilities[{i}]', expected: object")
+        name, state = item.get("capability"), item.get("state")
+        if name not in CAPABILITIES:
+            raise QmpError(f"Parameter 'capabilities[{i}].capability' does not accept "
+                           f"value '{name}'")
+        if not isinstance(state, bool):
+            raise QmpError(f"Invalid parameter type for 'capabilities[{i}].state', "
+                           f"expected: boolean")
+        new[name] = state
+    if srv.node.ep.migration_status in ("active", "colo"):
+        raise QmpError("There's a migration process in progress")
+    srv.capabilities.update(new)
+    return {}
+
+
+def _c_query_caps(srv, writer, args):
+    _only(args, ())
+    return [{"state": s, "capability": c} for c, s in srv.capabilities.items()]
+
+
+def _c_powerdown(srv, writer, args):
+    _only(args, ())
+    srv.event("POWERDOWN")
+    srv.node.guest_shutdown()
+    return {}
+
+
+def _c_quit(srv, writer, args):
+    _only(args, ())
+    writer._qmp_quit = True
+    return {}
+
+
+def _c_commands(srv, writer, args):
+    return [{"name": n} for n in ("qmp_capabilities", *COMMANDS)]
+
+
+COMMANDS = {
+    "query-status": _c_status, "query-migrate": _c_migrate,
+    "query-colo-status": _c_colo_status, "x-colo-lost-heartbeat": _c_lost_heartbeat,
+    "migrate-set-parameters": _c_set_params, "query-migrate-parameters": _c_query_params,
+    "migrate-set-capabilities": _c_set_caps, "query-migrate-capabilities": _c_query_caps,
+    "system_powerdown": _c_powerdown, "query-commands": _c_commands, "quit": _c_quit,
+}
+COMMANDS["qmp_capabilities"] = _c_caps
+
+
+async def qmp_call(address: str, command: str, arguments: dict | None = None,
+                   timeout_s: float = 5.0):
+    """A tiny QMP client: connect, negotiate, run one command, return the reply."""
+    import asyncio
+    kind, where = parse_address(address)
+
+    async def go():
+        if kind == "unix":
+            reader, writer = await asyncio.open_unix_connection(where)
+        else:
+            reader, writer = await asyncio.open_connection(*where)
+        try:
+            await reader.readline()
+            for i, (cmd, args) in enumerate((("qmp_capabilities", None),
+                                             (command, arguments))):
+                msg = {"execute": cmd, "id": i}
+                if args:
+                    msg["arguments"] = args
+                writer.write(json.dumps(msg).encode())
+                while True:
+                    reply = json.loads(await reader.readline())
+                    if "event" not in reply:
+                        break
+            return reply
+        finally:
+            writer.close()
+
+    return await asyncio.wait_for(go(), timeout_s)

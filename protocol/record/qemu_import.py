@@ -1,0 +1,359 @@
+"""Turn a real QEMU 7.2 COLO capture into a structured session summary.
+
+Input: a .pcap/.pcapng (`import_capture`), a directory holding
+``primary_to_secondary.bin`` / ``secondary_to_primary.bin`` [+
+``stream_offsets.json``], or raw bytes (`import_streams`).
+
+Forward stream: initial migration (InitialReader), then per checkpoint be32
+checkpoint-request(1), vmstate-send(3), the live RAM part (RamPartReader),
+vmstate-size(4) + be64 N, N bytes of device blob. Reverse stream: be32 ids,
+checkpoint-ready(0) once, then checkpoint-reply(2), vmstate-received(5),
+vmstate-loaded(6) per checkpoint. Times are seconds after t0 (first packet).
+
+`end.kind` is "lone-request" (the forward stream stops right after a
+checkpoint-request), "eof-mid-checkpoint" (it stops anywhere else inside a
+checkpoint, or the last checkpoint never got vmstate-loaded), otherwise
+"rst" / "fin" when TCP saw one (RST wins), else "clean".
+"""
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocol.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO
+from protocol.record.pcap import PcapError, TcpDirection, read_pcap
+from protocol.stream import (
+    InitialReader,
+    InitialSummary,
+    RamPartReader,
+    StreamError,
+    decode_device_blob,
+)
+
+MSG_NAMES = {0: "checkpoint-ready", 1: "checkpoint-request", 2: "checkpoint-reply",
+             3: "vmstate-send", 4: "vmstate-size", 5: "vmstate-received", 6: "vmstate-loaded"}
+_ORDER = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}
+_KIND_LETTER = {KIND_ZERO: "Z", KIND_PAGE: "P", KIND_XBZRLE: "X"}
+MAX_VMSTATE_SIZE = 1 << 30
+BIN_P2S, BIN_S2P, OFFSETS_JSON = ("primary_to_secondary.bin", "secondary_to_primary.bin",
+                                  "stream_offsets.json")
+
+
+class CaptureError(Exception):
+    """The capture is not a (decodable) QEMU 7.2 COLO session; one-line message."""
+
+
+@dataclass
+class Checkpoint:
+    index: int
+    offset: int                       # forward offset of the checkpoint-request
+    complete: bool = False
+    zero_pages: int = 0
+    full_pages: int = 0
+    xbzrle_pages: int = 0
+    pages_by_block: dict[str, dict[str, int]] = field(default_factory=dict)
+    pages: list[tuple[str, int, str]] = field(default_factory=list)
+    ram_bytes: int | None = None
+    device_state_size: int | None = None
+    device_sections: int = 0
+    device_layout: list[tuple[int, str, int, int, int]] = field(default_factory=list)
+    forward_bytes: int = 0
+    t_request: float | None = None
+    t_loaded: float | None = None
+    messages: list[dict] = field(default_factory=list)
+    stage: str = "requested"          # requested / ram / ram-done / device-done
+
+    @property
+    def page_list(self) -> str:
+        return " ".join(f"{b}:{o:#x}:{_KIND_LETTER[k]}" for b, o, k in self.pages)
+
+
+@dataclass
+class ImportedSession:
+    initial: dict
+    checkpoints: list[Checkpoint]
+    end: dict
+    tcp: dict
+    ready: dict | None = None
+    summary: InitialSummary | None = None
+    vmdesc: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Clock:
+    def __init__(self, times: list[tuple[int, float]] | None, t0: float) -> None:
+        self.times = sorted((int(o), float(t)) for o, t in times or [])
+        self.starts = [o for o, _ in self.times]
+        self.t0 = t0
+
+    def at(self, offset: int) -> float | None:
+        i = bisect.bisect_right(self.starts, offset) - 1
+        return None if i < 0 else self.times[i][1] - self.t0
+
+
+def _msg(direction: str, mid: int, offset: int, clock: _Clock, value: int | None = None) -> dict:
+    return {"dir": direction, "msg": MSG_NAMES[mid], "id": mid, "value": value,
+            "t": clock.at(offset), "offset": offset}
+
+
+def _decode_forward(p2s: bytes, clock: _Clock, sess: ImportedSession) -> str | None:
+    """Decode the forward stream into sess; returns a truncation note or None."""
+    if not p2s:
+        raise CaptureError("empty capture: the forward direction carries no bytes")
+    if p2s[:4] != b"QEVM"[:len(p2s[:4])]:
+        raise CaptureError(f"not a QEMU migration: no QEVM magic at the start of the "
+                           f"forward stream (found {p2s[:8].hex(' ')})")
+    mv = memoryview(p2s)
+    ir = InitialReader()
+    try:
+        n = ir.feed(mv)
+    except StreamError as exc:
+        raise CaptureError(f"garbled initial migration: {exc}") from None
+    if not ir.done:
+        raise CaptureError(f"truncated capture: it ends inside the initial migration "
+                           f"({len(p2s)} bytes, no complete VMDESCRIPTION)")
+    s = sess.summary = ir.summary
+    if not s.enable_colo:
+        raise CaptureError("not a COLO session: the migration has no MIG_CMD_ENABLE_COLO")
+    sess.vmdesc = s.vmdesc
+    sess.initial = _initial_dict(s, clock, len(p2s))
+    ctx, pos, cps = ir.ctx, n, sess.checkpoints
+    while pos < len(p2s):
+        cur = cps[-1] if cps else None
+        if len(p2s) - pos < 4:
+            return f"{len(p2s) - pos} trailing bytes (a partial COLO message) at {pos}"
+        mid = int.from_bytes(p2s[pos:pos + 4], "big")
+        stage = cur.stage if cur else "device-done"
+        if mid == 1 and stage == "device-done":
+            cur = Checkpoint(len(cps) + 1, pos, t_request=clock.at(pos))
+            cps.append(cur)
+            cur.messages.append(_msg("P>S", 1, pos, clock))
+            pos += 4
+        elif mid == 3 and stage == "requested":
+            cur.messages.append(_msg("P>S", 3, pos, clock))
+            pos += 4
+            cur.stage = "ram"
+            rr = RamPartReader(ctx, base_offset=pos)
+            try:
+                k = rr.feed(mv[pos:])
+            except StreamError as exc:
+                raise CaptureError(f"garbled RAM part in checkpoint {cur.index}: {exc}") \
+                    from None
+            _count_pages(cur, rr.records)
+            pos += k
+            if not rr.done:
+                return f"forward stream ends inside checkpoint {cur.index}'s RAM part"
+            cur.ram_bytes = k
+            cur.stage = "ram-done"
+        elif mid == 4 and stage == "ram-done":
+            if len(p2s) - pos < 12:
+                return f"forward stream ends inside checkpoint {cur.index}'s vmstate-size"
+            size = int.from_bytes(p2s[pos + 4:pos + 12], "big")
+            if size > MAX_VMSTATE_SIZE:
+                raise CaptureError(f"garbled vmstate-size {size} at forward offset {pos}")
+            cur.messages.append(_msg("P>S", 4, pos, clock, size))
+            cur.device_state_size = size
+            pos += 12
+            if len(p2s) - pos < size:
+                return f"forward stream ends inside checkpoint {cur.index}'s device state"
+            try:
+                secs = decode_device_blob(mv[pos:pos + size], sess.vmdesc, base_offset=pos)
+            except StreamError as exc:
+                raise CaptureError(f"garbled device state in checkpoint {cur.index}: {exc}") \
+                    from None
+            cur.device_sections = len(secs)
+            cur.device_layout = [(d.section_id, d.idstr, d.instance_id, d.version_id,
+                                  d.length) for d in secs]
+            pos += size
+            cur.stage = "device-done"
+            cur.forward_bytes = pos - cur.offset
+        else:
+            want = {"device-done": "checkpoint-request(1)", "requested": "vmstate-send(3)",
+                    "ram-done": "vmstate-size(4)"}[stage]
+            found = f"{mid} ({MSG_NAMES[mid]})" if mid in MSG_NAMES else f"{mid:#010x}"
+            raise CaptureError(f"garbled forward stream at offset {pos}: expected {want}, "
+                               f"found {found}")
+    return None
+
+
+def _count_pages(cp: Checkpoint, records) -> None:
+    for r in records:
+        if r.kind == KIND_ZERO:
+            cp.zero_pages += 1
+        elif r.kind == KIND_PAGE:
+            cp.full_pages += 1
+        else:
+            cp.xbzrle_pages += 1
+        bb = cp.pages_by_block.setdefault(r.block, {KIND_ZERO: 0, KIND_PAGE: 0,
+                                                    KIND_XBZRLE: 0})
+        bb[r.kind] += 1
+        cp.pages.append((r.block, r.offset, r.kind))
+
+
+def _initial_dict(s: InitialSummary, clock: _Clock, total: int) -> dict:
+    return {
+        "bytes": s.bytes, "magic": f"{s.magic:#010x}", "version": s.version,
+        "machine": s.machine, "enable_colo": s.enable_colo,
+        "commands": [{"cmd": c, "len": len(d)} for c, d in s.commands],
+        "ram_section_id": s.ram_section_id, "mem_size": s.mem_size,
+        "blocks": [{"idstr": b, "used_length": u} for b, u in s.blocks],
+        "ram_sections": [{k: v for k, v in d.items()} for d in s.ram_sections],
+        "pages": {k: s.pages_by_kind.get(k, 0) for k in (KIND_ZERO, KIND_PAGE, KIND_XBZRLE)},
+        "pages_by_block": s.pages_by_block,
+        "device_sections": [{"section_id": d.section_id, "idstr": d.idstr,
+                             "instance_id": d.instance_id, "version_id": d.version_id,
+                             "length": d.length, "method": d.method}
+                            for d in s.device_sections],
+        "eof_offset": s.eof_offset, "vmdesc_len": s.vmdesc_len,
+        "t_start": clock.at(0), "t_end": clock.at(max(0, min(s.bytes, total) - 1)),
+    }
+
+
+def _decode_reverse(s2p: bytes, clock: _Clock, sess: ImportedSession) -> None:
+    cps = sess.checkpoints
+    nxt = {2: 0, 5: 0, 6: 0}      # index of the next checkpoint expecting each id
+    prev = {2: None, 5: 2, 6: 5}
+    for pos in range(0, len(s2p) - len(s2p) % 4, 4):
+        mid = int.from_bytes(s2p[pos:pos + 4], "big")
+        if mid == 0 and pos == 0:
+            sess.ready = _msg("S>P", 0, pos, clock)
+            continue
+        if mid not in nxt:
+            found = f"{mid} ({MSG_NAMES[mid]})" if mid in MSG_NAMES else f"{mid:#010x}"
+            raise CaptureError(f"garbled reverse stream at offset {pos}: expected "
+                               f"checkpoint-reply/vmstate-received/vmstate-loaded, found {found}")
+        i = nxt[mid]
+        if i >= len(cps) or (prev[mid] is not None and nxt[prev[mid]] <= i):
+            sess.warnings.append(f"reverse {MSG_NAMES[mid]} at offset {pos} matches no "
+                                 "checkpoint")
+            continue
+        nxt[mid] += 1
+        m = _msg("S>P", mid, pos, clock)
+        cps[i].messages.append(m)
+        if mid == 6:
+            cps[i].t_loaded = m["t"]
+    if len(s2p) % 4:
+        sess.warnings.append(f"{len(s2p) % 4} trailing bytes in the reverse stream")
+    for cp in cps:
+        got = {m["id"] for m in cp.messages}
+        cp.complete = cp.stage == "device-done" and {1, 2, 3, 4, 5, 6} <= got
+        timed = all(m["t"] is not None for m in cp.messages)
+        cp.messages.sort(key=lambda m: (m["t"], _ORDER[m["id"]]) if timed
+                         else (_ORDER[m["id"]], 0))
+
+
+def _dir_info(d: TcpDirection | None, t0: float) -> dict | None:
+    if d is None:
+        return None
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else t - t0
+
+    return {"src": d.src, "dst": d.dst, "bytes": len(d.data), "segments": d.segments,
+            "retransmitted": d.retransmitted, "gaps": [list(g) for g in d.gaps],
+            "bytes_after_gap": d.bytes_after_gap, "fin_time": rel(d.fin_time),
+            "rst_time": rel(d.rst_time)}
+
+
+def import_streams(p2s: bytes, s2p: bytes, p2s_times: list | None = None,
+                   s2p_times: list | None = None, *, t0: float = 0.0,
+                   tcp: dict | None = None) -> ImportedSession:
+    """Decode raw forward/reverse bytes; times are (offset, time) lists, shown as t - t0."""
+    sess = ImportedSession(initial={}, checkpoints=[], end={}, tcp=tcp or {})
+    fwd_clock, rev_clock = _Clock(p2s_times, t0), _Clock(s2p_times, t0)
+    note = _decode_forward(bytes(p2s), fwd_clock, sess)
+    _decode_reverse(bytes(s2p), rev_clock, sess)
+    last = sess.checkpoints[-1] if sess.checkpoints else None
+    fins = [{"side": side, "t": info["fin_time"]} for side, info in
+            (("primary", sess.tcp.get("p2s")), ("secondary", sess.tcp.get("s2p")))
+            if info and info.get("fin_time") is not None]
+    rsts = [{"side": side, "t": info["rst_time"]} for side, info in
+            (("primary", sess.tcp.get("p2s")), ("secondary", sess.tcp.get("s2p")))
+            if info and info.get("rst_time") is not None]
+    if last is not None and last.stage == "requested" and note is None \
+            and len(last.messages) <= 2:
+        kind = "lone-request"
+    elif note is not None or (last is not None and not last.complete):
+        kind = "eof-mid-checkpoint"
+    else:
+        kind = "rst" if rsts else "fin" if fins else "clean"
+    sess.end = {"kind": kind, "fin": fins, "rst": rsts, "note": note,
+                "last_checkpoint": last.index if last else None,
+                "forward_bytes": len(p2s), "reverse_bytes": len(s2p)}
+    if note:
+        sess.warnings.append(note)
+    return sess
+
+
+def import_capture(path: str | Path) -> ImportedSession:
+    """Import a .pcap/.pcapng, a run directory of .bin files, or a forward .bin."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            return _import_bins(p / BIN_P2S, p / BIN_S2P, p / OFFSETS_JSON)
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise CaptureError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if raw[:4] == b"QEVM":
+        return _import_bins(p, p.with_name(BIN_S2P), p.with_name(OFFSETS_JSON))
+    try:
+        cap = read_pcap(raw)
+    except PcapError as exc:
+        raise CaptureError(f"{p.name}: {exc}") from None
+    if not cap.packets:
+        raise CaptureError(f"{p.name}: empty capture (no packets)")
+    if not cap.tcp_packets:
+        raise CaptureError(f"{p.name}: no TCP packets, so no migration stream")
+    best = None
+    for conn in cap.connections:
+        for fwd, rev in ((conn.a, conn.b), (conn.b, conn.a)):
+            if fwd.data[:4] == b"QEVM" and (best is None or len(fwd.data) > len(best[0].data)):
+                best = (fwd, rev)
+    if best is None:
+        raise CaptureError(f"{p.name}: no TCP stream starts with the QEVM magic, "
+                           "so this is not a QEMU migration capture")
+    fwd, rev = best
+    t0 = cap.t0 or 0.0
+    tcp = {"p2s": _dir_info(fwd, t0), "s2p": _dir_info(rev, t0), "packets": cap.packets,
+           "link_type": cap.link_type, "connections": len(cap.connections),
+           "t0": cap.t0}
+    sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp)
+    for name, d in (("forward", fwd), ("reverse", rev)):
+        if d.gaps:
+            sess.warnings.append(f"{name} stream has TCP gaps {d.gaps}: decoded up to the "
+                                 f"first one ({len(d.data)} bytes)")
+    return sess
+
+
+def _import_bins(p2s_path: Path, s2p_path: Path, offsets_path: Path) -> ImportedSession:
+    try:
+        p2s = p2s_path.read_bytes()
+        s2p = s2p_path.read_bytes() if s2p_path.exists() else b""
+        offs = json.loads(offsets_path.read_text()) if offsets_path.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise CaptureError(f"cannot read the stream files: {exc}") from None
+    t0 = float(offs.get("t0") or 0.0)
+    return import_streams(p2s, s2p, offs.get("primary_to_secondary"),
+                          offs.get("secondary_to_primary"), t0=t0,
+                          tcp={"p2s": {"bytes": len(p2s)}, "s2p": {"bytes": len(s2p)}})
+
+
+def to_json(session: ImportedSession) -> dict:
+    """A JSON-ready dict with keys initial, checkpoints, end, tcp (+ ready, warnings)."""
+    cps = []
+    for c in session.checkpoints:
+        cps.append({
+            "index": c.index, "complete": c.complete, "offset": c.offset,
+            "zero_pages": c.zero_pages, "full_pages": c.full_pages,
+            "xbzrle_pages": c.xbzrle_pages, "pages_by_block": c.pages_by_block,
+            "device_state_size": c.device_state_size, "device_sections": c.device_sections,
+            "t_request": c.t_request, "t_loaded": c.t_loaded,
+            "messages": [{k: m[k] for k in ("dir", "msg", "value", "t")}
+                         for m in c.messages],
+            "ram_bytes": c.ram_bytes, "forward_bytes": c.forward_bytes,
+            "page_list": c.page_list,
+        })
+    return {"initial": session.initial, "checkpoints": cps, "end": session.end,
+            "tcp": session.tcp, "ready": session.ready, "warnings": session.warnings}

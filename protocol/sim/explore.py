@@ -1,0 +1,75 @@
+"""The fault matrix: every (point × kind × side × dialect × mode × checkpoint 1|2).
+
+"side" is the side a process fault hits (kill/stall/heartbeat come in a
+primary and a secondary flavour); link faults act on the piece named by the
+point, whichever side sends it.  Each case runs in the simulator with the
+arbiter on; a case is a violation when an invariant breaks, a hang when it
+does not terminate.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from .. import dialects
+from ..faults import KINDS, STAGES
+from .config import SimConfig
+from .core import Simulation
+
+ARGS = {"delay": "5", "partition": "50", "value": "7", "unexpected": None}
+
+
+def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2)):
+    for dname in dialect_names or tuple(dialects.DIALECTS):
+        d = dialects.get(dname)
+        # guest-shutdown only happens when the guest powers off: not a matrix point
+        points = [p for p in d.ids if p not in ("invalid", "guest-shutdown")] + \
+            [st for st in STAGES if st != "ram" or d.ram_outside_blob]
+        for mode in modes:
+            for point in points:
+                for kind in KINDS:
+                    if point == "load" and kind in ("drop", "delay", "corrupt", "truncate",
+                                                    "duplicate", "close", "reset",
+                                                    "unexpected", "value"):
+                        continue
+                    if kind in ("unexpected", "value") and point in STAGES:
+                        continue
+                    for n in checkpoints:
+                        if point in ("checkpoint-ready",) and n > 1:
+                            continue
+                        if point == "guest-shutdown" and n > 1:
+                            continue
+                        arg = ARGS.get(kind)
+                        if kind == "unexpected":
+                            arg = _other_message(d, point)
+                        spec = f"{kind}{'=' + arg if arg else ''}@{point}#{n}"
+                        yield SimConfig(dialect=dname, mode=mode, seed=1, checkpoints=2,
+                                        faults=[spec], checkpoint_delay_ms=1000)
+
+
+def _other_message(d, point: str) -> str:
+    names = [n for n in d.ids if n not in ("invalid", point)]
+    return names[(len(point)) % len(names)]
+
+
+def run_case(cfg: SimConfig) -> dict:
+    sim = Simulation(cfg, keep_events=False)
+    sim.run()
+    violated = [k for k, ok in sim.invariants.ok.items() if not ok and k != "termination"]
+    return {"dialect": cfg.dialect, "mode": cfg.mode, "fault": cfg.faults[0],
+            "outcome": sim.outcome(), "hang": bool(sim.hung), "violations": violated,
+            "steps": sim.steps, "t_ms": round(sim.now, 3),
+            "details": sim.invariants.violations}
+
+
+def explore(dialect_names=None, modes=("periodic", "hybrid"), progress=None) -> dict:
+    results = []
+    for i, cfg in enumerate(cases(dialect_names, modes)):
+        results.append(run_case(cfg))
+        if progress is not None:
+            progress(i)
+    outcomes = Counter(r["outcome"] for r in results)
+    return {"cases": len(results),
+            "violations": sum(1 for r in results if r["violations"]),
+            "hangs": sum(1 for r in results if r["hang"]),
+            "outcomes": dict(sorted(outcomes.items())),
+            "results": results}

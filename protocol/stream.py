@@ -1,0 +1,396 @@
+"""QEMU 7.2 migration-stream framing for COLO (sans-IO).
+
+Public API, constants, encoders and the (non-incremental) device-blob
+decoder live here; the incremental readers live in `protocol.streamdecode`
+and are re-exported at the bottom of this module.
+
+Layouts (PROTOCOL.md §5, §7):
+
+* one checkpoint's live RAM part:
+  ``03 <be32 sid> <records> <be64 0x10> 7e <be32 sid> 00``
+* a page record: ``be64 offset|flags`` [``u8 len idstr`` unless CONTINUE] then
+  ZERO: 1 fill byte / PAGE: page_size bytes / XBZRLE: ``01 <be16 len> data``
+* the COLO device blob: ``(04 <sid> <u8 len idstr> <be32 inst> <be32 ver> body
+  7e <sid>)* 00`` (no header, no VMDESCRIPTION)
+* the initial migration: magic, version, CONFIGURATION, COMMAND ENABLE_COLO,
+  START/PART/END ram, FULL device sections, EOF, VMDESCRIPTION.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from protocol.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO, PAGE_SIZE, PageRecord
+
+if TYPE_CHECKING:
+    from protocol.streamdecode import InitialReader, InitialSummary, RamPartReader
+
+# --- file header -------------------------------------------------------------
+QEMU_VM_FILE_MAGIC = 0x5145564D  # "QEVM"
+QEMU_VM_FILE_VERSION = 3
+QEMU_VM_FILE_VERSION_COMPAT = 2  # obsolete, rejected
+
+# --- section types -----------------------------------------------------------
+QEMU_VM_EOF = 0x00
+QEMU_VM_SECTION_START = 0x01
+QEMU_VM_SECTION_PART = 0x02
+QEMU_VM_SECTION_END = 0x03
+QEMU_VM_SECTION_FULL = 0x04
+QEMU_VM_SUBSECTION = 0x05
+QEMU_VM_VMDESCRIPTION = 0x06
+QEMU_VM_CONFIGURATION = 0x07
+QEMU_VM_COMMAND = 0x08
+QEMU_VM_SECTION_FOOTER = 0x7E
+
+SECTION_NAMES = {
+    QEMU_VM_EOF: "EOF", QEMU_VM_SECTION_START: "START", QEMU_VM_SECTION_PART: "PART",
+    QEMU_VM_SECTION_END: "END", QEMU_VM_SECTION_FULL: "FULL",
+    QEMU_VM_SUBSECTION: "SUBSECTION", QEMU_VM_VMDESCRIPTION: "VMDESCRIPTION",
+    QEMU_VM_CONFIGURATION: "CONFIGURATION", QEMU_VM_COMMAND: "COMMAND",
+    QEMU_VM_SECTION_FOOTER: "FOOTER",
+}
+
+# --- RAM record flags (low bits of the be64 offset word) ---------------------
+RAM_SAVE_FLAG_FULL = 0x01  # obsolete, never sent
+RAM_SAVE_FLAG_ZERO = 0x02
+RAM_SAVE_FLAG_MEM_SIZE = 0x04
+RAM_SAVE_FLAG_PAGE = 0x08
+RAM_SAVE_FLAG_EOS = 0x10
+RAM_SAVE_FLAG_CONTINUE = 0x20
+RAM_SAVE_FLAG_XBZRLE = 0x40
+RAM_SAVE_FLAG_HOOK = 0x80
+RAM_SAVE_FLAG_COMPRESS_PAGE = 0x100
+ENCODING_FLAG_XBZRLE = 0x01
+RAM_SECTION_VERSION = 4
+
+# --- QEMU_VM_COMMAND sub-commands --------------------------------------------
+MIG_CMD_OPEN_RETURN_PATH = 1
+MIG_CMD_PING = 2
+MIG_CMD_PACKAGED = 7
+MIG_CMD_ENABLE_COLO = 8
+MIG_CMD_MAX = 10
+
+#: default ram section id (what 7.2 assigns on an x86 pc machine)
+DEFAULT_RAM_SECTION_ID = 2
+#: bound for the buffered device-section region of the initial stream
+MAX_DEVICE_REGION = 64 * 1024 * 1024
+
+
+class StreamError(ValueError):
+    """A malformed migration stream; the message names offset, expected, found."""
+
+    def __init__(self, offset: int, expected: str, found: str) -> None:
+        self.offset = offset
+        self.expected = expected
+        self.found = found
+        super().__init__(f"at stream offset {offset}: expected {expected}, found {found}")
+
+
+@dataclass
+class RamContext:
+    """RAM decode/encode state that survives across checkpoints.
+
+    `blocks` maps RAMBlock idstr -> used_length (in stream order);
+    `current_block` is QEMU's last_sent_block / last_recv_block, the block a
+    CONTINUE-flagged record refers to (kept across checkpoints).
+    """
+
+    blocks: dict[str, int] = field(default_factory=dict)
+    ram_section_id: int | None = DEFAULT_RAM_SECTION_ID
+    current_block: str | None = None
+    page_size: int = PAGE_SIZE
+
+    @classmethod
+    def from_blocks(cls, blocks: list[tuple[str, int]],
+                    ram_section_id: int = DEFAULT_RAM_SECTION_ID) -> RamContext:
+        return cls(blocks=dict(blocks), ram_section_id=ram_section_id)
+
+    @property
+    def mem_size(self) -> int:
+        return sum(self.blocks.values())
+
+    def copy(self) -> RamContext:
+        return RamContext(dict(self.blocks), self.ram_section_id, self.current_block,
+                          self.page_size)
+
+
+@dataclass(frozen=True)
+class DeviceSection:
+    """One SECTION_FULL of a device blob; `offset`/`length` locate the body."""
+
+    section_id: int
+    idstr: str
+    instance_id: int
+    version_id: int
+    offset: int          # body start, relative to the blob (or stream, see base_offset)
+    length: int          # body length in bytes (footer excluded)
+    body: bytes
+    method: str = "vmdesc"          # "vmdesc" (walked the field layout) or "heuristic"
+    vmsd_name: str | None = None    # from the VMDESCRIPTION when known
+
+
+# --- encoders ----------------------------------------------------------------
+_B64 = struct.Struct(">Q")
+_B32 = struct.Struct(">I")
+_FOOTER = struct.Struct(">BI")
+_KIND_FLAGS = {KIND_ZERO: RAM_SAVE_FLAG_ZERO, KIND_PAGE: RAM_SAVE_FLAG_PAGE,
+               KIND_XBZRLE: RAM_SAVE_FLAG_XBZRLE}
+
+
+def _idstr_bytes(name: str, what: str = "idstr") -> bytes:
+    raw = name.encode("ascii")
+    if not 1 <= len(raw) <= 255:
+        raise StreamError(0, f"a 1..255 byte {what}", f"{len(raw)} bytes")
+    return bytes([len(raw)]) + raw
+
+
+def _encode_records(out: bytearray, records: list[PageRecord], ctx: RamContext) -> None:
+    ps = ctx.page_size
+    for rec in records:
+        flags = _KIND_FLAGS.get(rec.kind)
+        if flags is None:
+            raise StreamError(0, "kind zero/page/xbzrle", repr(rec.kind))
+        used = ctx.blocks.get(rec.block)
+        if used is None:
+            raise StreamError(0, "a known RAMBlock", repr(rec.block))
+        if rec.offset % ps or not 0 <= rec.offset < used:
+            raise StreamError(0, f"page-aligned offset < {used:#x} in {rec.block}",
+                              f"{rec.offset:#x}")
+        cont = rec.block == ctx.current_block
+        if cont:
+            flags |= RAM_SAVE_FLAG_CONTINUE
+        out += _B64.pack(rec.offset | flags)
+        if not cont:
+            out += _idstr_bytes(rec.block)
+        if rec.kind == KIND_ZERO:
+            out.append(rec.fill & 0xFF)
+        elif rec.kind == KIND_PAGE:
+            if len(rec.data) != ps:
+                raise StreamError(0, f"{ps} bytes of page data", f"{len(rec.data)}")
+            out += rec.data
+        else:
+            if len(rec.data) > ps:
+                raise StreamError(0, f"XBZRLE data <= {ps} bytes", f"{len(rec.data)}")
+            out += bytes([ENCODING_FLAG_XBZRLE]) + struct.pack(">H", len(rec.data)) + rec.data
+        ctx.current_block = rec.block
+    out += _B64.pack(RAM_SAVE_FLAG_EOS)
+
+
+def _sid(ctx: RamContext) -> int:
+    return DEFAULT_RAM_SECTION_ID if ctx.ram_section_id is None else ctx.ram_section_id
+
+
+def encode_ram_part(records: list[PageRecord], ctx: RamContext) -> bytes:
+    """One checkpoint's live RAM part, exactly as 7.2 sends it (updates ctx)."""
+    sid = _sid(ctx)
+    out = bytearray(_FOOTER.pack(QEMU_VM_SECTION_END, sid))
+    _encode_records(out, records, ctx)
+    out += _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
+    out.append(QEMU_VM_EOF)
+    return bytes(out)
+
+
+def _section_header(kind: int, sid: int, idstr: str, instance: int, version: int) -> bytes:
+    return (_FOOTER.pack(kind, sid) + _idstr_bytes(idstr)
+            + _B32.pack(instance) + _B32.pack(version))
+
+
+def _encode_full_sections(out: bytearray, sections: list[tuple[str, int, int, bytes]],
+                          sids: list[int]) -> None:
+    for (idstr, instance, version, body), sid in zip(sections, sids, strict=True):
+        out += _section_header(QEMU_VM_SECTION_FULL, sid, idstr, instance, version)
+        out += body
+        out += _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
+
+
+def encode_device_blob(sections: list[tuple[str, int, int, bytes]],
+                       first_section_id: int) -> bytes:
+    """(idstr, instance, version, body)* -> SECTION_FULL each + footer, then EOF."""
+    out = bytearray()
+    sids = list(range(first_section_id, first_section_id + len(sections)))
+    _encode_full_sections(out, sections, sids)
+    out.append(QEMU_VM_EOF)
+    return bytes(out)
+
+
+def encode_initial(machine: str, blocks: list[tuple[str, int]], pages: list[PageRecord],
+                   device_sections: list[tuple[str, int, int, bytes]], vmdesc: dict, *,
+                   ram_section_id: int = DEFAULT_RAM_SECTION_ID,
+                   first_device_section_id: int = 3) -> tuple[bytes, RamContext]:
+    """The initial 7.2 COLO migration stream, up to and including VMDESCRIPTION.
+
+    Device sections get consecutive ids from `first_device_section_id`
+    (skipping the ram id). Returns the bytes and the RamContext both sides
+    hold afterwards (its current_block is the block of the last page sent).
+    """
+    ctx = RamContext.from_blocks(blocks, ram_section_id)
+    sid = ram_section_id
+    out = bytearray(_B32.pack(QEMU_VM_FILE_MAGIC) + _B32.pack(QEMU_VM_FILE_VERSION))
+    name = machine.encode("ascii")
+    out.append(QEMU_VM_CONFIGURATION)
+    out += _B32.pack(len(name)) + name
+    out += struct.pack(">BHH", QEMU_VM_COMMAND, MIG_CMD_ENABLE_COLO, 0)
+    # SECTION_START ram: MEM_SIZE record + block list + EOS + footer
+    out += _section_header(QEMU_VM_SECTION_START, sid, "ram", 0, RAM_SECTION_VERSION)
+    out += _B64.pack(ctx.mem_size | RAM_SAVE_FLAG_MEM_SIZE)
+    for bname, used in blocks:
+        out += _idstr_bytes(bname) + _B64.pack(used)
+    out += _B64.pack(RAM_SAVE_FLAG_EOS)
+    out += _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
+    # SECTION_PART ram with the pages, then an empty SECTION_END
+    for kind, recs in ((QEMU_VM_SECTION_PART, pages), (QEMU_VM_SECTION_END, [])):
+        out += _FOOTER.pack(kind, sid)
+        _encode_records(out, recs, ctx)
+        out += _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
+    sids: list[int] = []
+    nxt = first_device_section_id
+    for _ in device_sections:
+        if nxt == sid:
+            nxt += 1
+        sids.append(nxt)
+        nxt += 1
+    _encode_full_sections(out, device_sections, sids)
+    out.append(QEMU_VM_EOF)
+    desc = json.dumps(vmdesc).encode()
+    out.append(QEMU_VM_VMDESCRIPTION)
+    out += _B32.pack(len(desc)) + desc
+    return bytes(out), ctx
+
+
+def _u(b: bytes) -> int:
+    return int.from_bytes(b, "big")
+
+
+def _tname(t: int) -> str:
+    return f"{t:#04x} ({SECTION_NAMES.get(t, 'unknown')})"
+
+
+# --- device blob --------------------------------------------------------------
+class _WalkFail(Exception):
+    pass
+
+
+def _walk(desc: dict, blob: bytes, pos: int, depth: int = 0) -> int:
+    """Skip the fields (and present subsections) described by a vmdesc struct."""
+    if depth > 32:
+        raise _WalkFail
+    for fld in desc.get("fields", []):
+        n = int(fld.get("array_len", 1))
+        if fld.get("type") == "struct" and isinstance(fld.get("struct"), dict) \
+                and "fields" in fld["struct"]:
+            for _ in range(n):
+                pos = _walk(fld["struct"], blob, pos, depth + 1)
+        else:
+            pos += int(fld.get("size", 0)) * n
+        if pos > len(blob):
+            raise _WalkFail
+    subs = {sd.get("vmsd_name"): sd for sd in desc.get("subsections", [])}
+    while subs and pos + 2 < len(blob) and blob[pos] == QEMU_VM_SUBSECTION:
+        ln = blob[pos + 1]
+        name = blob[pos + 2:pos + 2 + ln].decode("latin-1")
+        if name not in subs:
+            break
+        pos = _walk(subs[name], blob, pos + 2 + ln + 4, depth + 1)
+    return pos
+
+
+def _plausible_header(blob: bytes, p: int) -> bool:
+    """A SECTION_FULL header at p: 04, be32 sid < 2^16, printable idstr, inst, ver."""
+    if p + 6 > len(blob) or blob[p] != QEMU_VM_SECTION_FULL or _u(blob[p + 1:p + 5]) >= 1 << 16:
+        return False
+    ln = blob[p + 5]
+    name = blob[p + 6:p + 6 + ln]
+    return ln > 0 and p + 6 + ln + 8 <= len(blob) and all(0x20 <= c < 0x7F for c in name)
+
+
+def _heuristic_end(blob: bytes, start: int, sid: int) -> int | None:
+    """First `7e <sid>` followed by the final EOF or by a plausible next header."""
+    footer = bytes([QEMU_VM_SECTION_FOOTER]) + sid.to_bytes(4, "big")
+    j = blob.find(footer, start)
+    while j >= 0:
+        nxt = j + 5
+        if (nxt == len(blob) - 1 and blob[nxt] == QEMU_VM_EOF) or _plausible_header(blob, nxt):
+            return j
+        j = blob.find(footer, j + 1)
+    return None
+
+
+def decode_device_blob(blob: bytes, vmdesc: dict | None = None, *,
+                       base_offset: int = 0) -> list[DeviceSection]:
+    """Split a device blob ``(04 hdr body 7e sid)* 00`` into sections.
+
+    With a VMDESCRIPTION each body's end is found by walking its described
+    fields and the subsections actually present (`05 len name ver`), and
+    is accepted only if the footer `7e <sid>` follows. Without one (or if
+    the walk does not land on the footer) the heuristic is used: the body
+    ends at the first `7e <be32 same sid>` that is followed either by the
+    blob's final `00` or by a plausible SECTION_FULL header (04, be32 sid <
+    65536, u8 len >= 1, printable idstr, room for instance + version).
+    Offsets in the result and in errors are relative to `base_offset`.
+    """
+    blob = bytes(blob)
+    index: dict[tuple[str, int], dict] = {}
+    if vmdesc:
+        for dev in vmdesc.get("devices", []):
+            if isinstance(dev, dict) and isinstance(dev.get("instance_id", 0), int):
+                index[(str(dev.get("name")), dev.get("instance_id", 0))] = dev
+    out: list[DeviceSection] = []
+    pos = 0
+    while True:
+        if pos >= len(blob):
+            raise StreamError(base_offset + pos, "SECTION_FULL or EOF", "end of data")
+        t = blob[pos]
+        if t == QEMU_VM_EOF:
+            if pos != len(blob) - 1:
+                raise StreamError(base_offset + pos + 1, "end of blob after EOF",
+                                  f"{len(blob) - pos - 1} more bytes")
+            return out
+        if t != QEMU_VM_SECTION_FULL or pos + 6 > len(blob):
+            raise StreamError(base_offset + pos, "SECTION_FULL (0x04) or EOF", _tname(t))
+        sid, ln = _u(blob[pos + 1:pos + 5]), blob[pos + 5]
+        body = pos + 6 + ln + 8
+        if ln == 0 or body > len(blob):
+            raise StreamError(base_offset + pos, "a complete SECTION_FULL header",
+                              f"idstr length {ln}, {len(blob) - pos} bytes left")
+        idstr = blob[pos + 6:pos + 6 + ln].decode("latin-1")
+        inst, ver = _u(blob[body - 8:body - 4]), _u(blob[body - 4:body])
+        dev = index.get((idstr, inst))
+        end, method = None, "heuristic"
+        if dev is not None:
+            try:
+                e = _walk(dev, blob, body)
+                if blob[e:e + 1] == b"\x7e" and _u(blob[e + 1:e + 5]) == sid \
+                        and e + 5 <= len(blob):
+                    end, method = e, "vmdesc"
+            except (_WalkFail, ValueError, TypeError, AttributeError, RecursionError):
+                end = None
+        if end is None:
+            end = _heuristic_end(blob, body, sid)
+        if end is None:
+            raise StreamError(base_offset + body, f"footer 7e {sid:08x} ending section "
+                              f"{idstr!r}", "none followed by a section header or EOF")
+        out.append(DeviceSection(sid, idstr, inst, ver, base_offset + body, end - body,
+                                 blob[body:end], method,
+                                 dev.get("vmsd_name") if dev else None))
+        pos = end + 5
+
+
+_LAZY = ("InitialReader", "InitialSummary", "RamPartReader")
+
+
+def __getattr__(name: str):
+    """The incremental readers live in protocol.streamdecode (which imports this
+    module), so they are re-exported lazily to keep either import order working."""
+    if name in _LAZY:
+        from protocol import streamdecode
+        return getattr(streamdecode, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DeviceSection", "InitialReader", "InitialSummary", "RamContext", "RamPartReader",
+    "StreamError", "decode_device_blob", "encode_device_blob", "encode_initial",
+    "encode_ram_part",
+]

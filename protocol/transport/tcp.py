@@ -1,0 +1,292 @@
+"""The TCP engine: drives one sans-IO `Endpoint` over a real TCP connection.
+
+* asyncio, with uvloop when it is installed unless ``COLO_NO_UVLOOP=1`` or
+  ``new_loop(uvloop=False)``; asyncio and uvloop are imported lazily (inside
+  functions) so ``import protocol`` never loads them.
+* Receiving: an ``asyncio.BufferedProtocol`` reads into one preallocated
+  buffer; every read is fed to ``Endpoint.receive_data`` at once.
+* Sending: after every wake-up (data, EOF, timer, operator input) the engine
+  gathers the endpoint's output and writes it once (``coalesce=True``);
+  ``coalesce=False`` writes each piece separately, as QEMU's separate
+  ``qemu_fflush`` calls do (with Nagle on, that is what makes QEMU's ≈40 ms
+  delayed-ACK stalls).
+* TCP_NODELAY is set explicitly (on by default; ``nodelay=False`` leaves
+  Nagle on, as QEMU does).
+* Timers: ``next_deadline()`` (endpoint ms) → ``loop.call_at`` on the loop's
+  monotonic clock; endpoint time is ``(loop.time() - t0) * 1000``.
+* EOF, RST and our own close → ``receive_eof``; ``close_requested`` →
+  the socket is shut down and closed (QEMU's ``qemu_file_shutdown``).
+* Bounded memory: one receive buffer; the decoder's pending-bytes limit is
+  lowered to ``max_pending_bytes``; once the endpoint has left COLO (ERROR,
+  DONE, SHUTDOWN) the engine stops reading (QEMU's COLO thread no longer reads
+  either: the peer's kernel buffers fill and its writes block), or closes the
+  connection when ``close_on_error`` (beyond QEMU) is set; if the peer does not
+  read, our write buffer is capped (``max_write_buffer_bytes``) and the
+  connection is aborted beyond it.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+TERMINAL = ("ERROR", "DONE", "SHUTDOWN")
+RECV_BUFFER_BYTES = 256 << 10
+MAX_PENDING_BYTES = 300 << 20
+MAX_WRITE_BUFFER_BYTES = 1 << 30
+
+
+def uvloop_wanted(flag: bool | None = None) -> bool:
+    if flag is not None:
+        return flag
+    return os.environ.get("COLO_NO_UVLOOP", "") not in ("1", "true", "yes")
+
+
+def new_loop(uvloop: bool | None = None):
+    """A new event loop: uvloop's when wanted and installed, else asyncio's."""
+    import asyncio
+    if uvloop_wanted(uvloop):
+        try:
+            import uvloop as _uv
+        except ImportError:
+            pass
+        else:
+            return _uv.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def loop_name(loop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def set_nodelay(sock, on: bool) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if on else 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def set_reset_on_close(sock) -> None:
+    """SO_LINGER 0: close() sends an RST instead of a FIN."""
+    import struct
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _protocol_base():
+    import asyncio
+    return asyncio.BufferedProtocol
+
+
+class Engine:
+    """Drive ``endpoint`` over one connection on ``loop``.
+
+    ``on_events(list[Event])`` receives the endpoint's events after each
+    wake-up; ``before_input(now_ms)`` runs before every input (the node
+    advances its guest there).  Call `attach_socket` (or `connect` /
+    `accept`) once; `closed` is a future set when the connection is gone.
+    """
+
+    def __init__(self, endpoint, loop, *, nodelay: bool = True, coalesce: bool = True,
+                 on_events=None, before_input=None, close_on_error: bool = False,
+                 recv_buffer_bytes: int = RECV_BUFFER_BYTES,
+                 max_pending_bytes: int = MAX_PENDING_BYTES,
+                 max_write_buffer_bytes: int = MAX_WRITE_BUFFER_BYTES) -> None:
+        self.ep = endpoint
+        self.loop = loop
+        self.nodelay = nodelay
+        self.coalesce = coalesce
+        self.on_events = on_events
+        self.before_input = before_input
+        self.close_on_error = close_on_error
+        self.max_write_buffer_bytes = max_write_buffer_bytes
+        dec = getattr(endpoint, "decoder", None)
+        if dec is not None:
+            dec.max_pending_bytes = min(dec.max_pending_bytes, max_pending_bytes)
+        self._buf = bytearray(recv_buffer_bytes)
+        self._view = memoryview(self._buf)
+        self.t0 = loop.time()
+        self.transport = None
+        self.closed = loop.create_future()
+        self._timer = None
+        self._timer_at: float | None = None
+        self._reading = True
+        self._closing = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.writes = 0
+        self.last_rx_ms = 0.0
+
+    # ------------------------------------------------------------------ time
+    def now_ms(self) -> float:
+        return (self.loop.time() - self.t0) * 1000.0
+
+    def _loop_time(self, ms: float) -> float:
+        return self.t0 + ms / 1000.0
+
+    # ---------------------------------------------------------- connections
+    async def connect(self, host: str, port: int, timeout_s: float = 10.0):
+        import asyncio
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(self.loop.sock_connect(sock, (host, port)), timeout_s)
+        except BaseException:
+            sock.close()
+            raise
+        await self.attach_socket(sock)
+
+    async def attach_socket(self, sock) -> None:
+        set_nodelay(sock, self.nodelay)
+        await self.loop.connect_accepted_socket(lambda: _EngineProtocol(self), sock)
+        set_nodelay(sock, self.nodelay)     # asyncio sets TCP_NODELAY itself: undo/redo
+
+    def run(self, fn, *args):
+        """Run an operator input ``fn(*args, now)`` on the endpoint, then pump.
+
+        Exceptions (QmpCommandError) propagate after the pump."""
+        now = self.now_ms()
+        if self.before_input is not None:
+            self.before_input(now)
+        try:
+            return fn(*args, now)
+        finally:
+            self.pump()
+
+    # -------------------------------------------------------------- inputs
+    def _on_connection(self, transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=64 << 20)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            set_nodelay(sock, self.nodelay)
+        self.pump()
+
+    def _on_data(self, nbytes: int) -> None:
+        now = self.now_ms()
+        self.bytes_in += nbytes
+        self.last_rx_ms = now
+        if self.before_input is not None:
+            self.before_input(now)
+        self.ep.receive_data(self._view[:nbytes], now)
+        self.pump()
+
+    def _on_eof(self) -> None:
+        now = self.now_ms()
+        if self.before_input is not None:
+            self.before_input(now)
+        self.ep.receive_eof(now)
+        self.pump()
+
+    def _on_lost(self, exc) -> None:
+        if not self.ep.peer_closed:
+            self._on_eof()
+        self._cancel_timer()
+        self._reschedule()   # timers keep running (v11 default failover …)
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.now_ms()
+        if self.before_input is not None:
+            self.before_input(now)
+        self.ep.handle_timer(now)
+        self.pump()
+
+    # -------------------------------------------------------------- outputs
+    def pump(self) -> None:
+        """Gather events and output after a wake-up; write once; re-arm timers."""
+        ep = self.ep
+        events = ep.take_events()
+        segs = ep.segments_to_send()
+        t = self.transport
+        if segs and t is not None and not t.is_closing():
+            if self.coalesce:
+                data = b"".join(s.data for s in segs) if len(segs) > 1 else segs[0].data
+                t.write(data)
+                self.writes += 1
+                self.bytes_out += len(data)
+            else:
+                for s in segs:
+                    t.write(s.data)
+                    self.writes += 1
+                    self.bytes_out += len(s.data)
+            if t.get_write_buffer_size() > self.max_write_buffer_bytes:
+                t.abort()
+        if events and self.on_events is not None:
+            self.on_events(events)
+        if t is not None and not self._closing:
+            if ep.close_requested:
+                self.shutdown()
+            elif ep.state in TERMINAL and self._reading:
+                if self.close_on_error and ep.state == "ERROR":
+                    self.shutdown()
+                else:
+                    self._reading = False
+                    try:
+                        t.pause_reading()
+                    except (RuntimeError, AttributeError):
+                        pass
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        dl = self.ep.next_deadline()
+        if dl == self._timer_at:
+            return
+        self._cancel_timer()
+        if dl is not None:
+            self._timer_at = dl
+            self._timer = self.loop.call_at(self._loop_time(dl), self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def shutdown(self) -> None:
+        """shutdown(2) both directions (after our queued bytes), then close."""
+        t = self.transport
+        if t is None or self._closing:
+            return
+        self._closing = True
+        t.close()
+
+    def abort(self, reset: bool = False) -> None:
+        t = self.transport
+        if t is None:
+            return
+        if reset:
+            sock = t.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    set_reset_on_close(sock)
+                except OSError:
+                    pass
+        self._closing = True
+        t.abort()
+
+    def close_timers(self) -> None:
+        self._cancel_timer()
+
+
+class _EngineProtocol(_protocol_base()):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def connection_made(self, transport) -> None:
+        self.engine._on_connection(transport)
+
+    def get_buffer(self, sizehint: int):
+        return self.engine._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.engine._on_data(nbytes)
+
+    def eof_received(self):
+        self.engine._on_eof()
+        return True        # keep our direction open: the endpoint decides when to close
+
+    def connection_lost(self, exc) -> None:
+        self.engine._on_lost(exc)
