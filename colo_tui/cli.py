@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != mod:      # a real bug inside the module: say it
                 raise
             continue
-        getattr(module, fn)(sub)
+        register = getattr(module, fn, None)
+        if register is not None:
+            register(sub)
     return p
 
 

@@ -46,6 +46,9 @@ class Decoder:
         self._reader_start = 0
         self.bytes_consumed = 0
         self.closed = False
+        #: optional: would the reader accept this message now?  Lets an unexpected
+        #: command be reported before its value arrives, as QEMU does.
+        self.accepts = None
 
     # -- input --------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -140,6 +143,9 @@ class Decoder:
         name = d.names[msg_id]
         need = width + (8 if d.has_value(name) else 0)
         if self._avail() < need:
+            if self.accepts is not None and not self.accepts(name):
+                # v11 checks the command before it reads the value (colo_ctl_get)
+                return m.Message(name, 0, msg_id, self._take(width))
             return None
         raw = self._take(need)
         value = _BE64.unpack(raw[4:12])[0] if need == 12 else 0

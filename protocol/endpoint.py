@@ -68,6 +68,7 @@ class Endpoint:
         peer = "secondary" if self.role == "primary" else "primary"
         self.decoder = Decoder(dialect, peer, expect_initial=(
             self.role == "secondary" and self.initial_stream), **kw)
+        self.decoder.accepts = lambda name: (self.state, name) in self.TABLE
 
     # ------------------------------------------------------------------ output
     def segments_to_send(self) -> list[Segment]:

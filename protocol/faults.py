@@ -32,6 +32,7 @@ KINDS: dict[str, tuple[str | None, str]] = {
     "partition": ("ms", "no byte crosses the link in either direction for MS ms"),
     "unexpected": ("msg", "another message is sent instead"),
     "value": ("int", "the message carries value N instead"),
+    "opcode": ("int", "the message goes out with id N instead (out-of-range ids)"),
     "heartbeat-primary": (None, "the operator's x-colo-lost-heartbeat on the primary"),
     "heartbeat-secondary": (None, "the operator's x-colo-lost-heartbeat on the secondary"),
     "shutdown": (None, "the guest powers off on the primary at this point"),
@@ -39,7 +40,7 @@ KINDS: dict[str, tuple[str | None, str]] = {
 STAGES = ("ram", "device-state", "load")
 POINTS = tuple(n for n in m.ALL_MESSAGES if n != m.INVALID) + STAGES
 LINK_KINDS = ("drop", "delay", "corrupt", "truncate", "duplicate", "close", "reset",
-              "unexpected", "value")
+              "unexpected", "value", "opcode")
 PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS)
 
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?:=(?P<arg>[^@#\s]+))?@(?P<point>[a-z-]+)"
@@ -102,7 +103,7 @@ def parse(spec: str) -> Fault:
     if point == "load" and kind in LINK_KINDS:
         raise FaultSpecError(f"{kind!r} acts on bytes on the wire; 'load' is not on the wire "
                              f"(use it with: {', '.join(PROCESS_KINDS)})")
-    if kind in ("unexpected", "value") and point in STAGES:
+    if kind in ("unexpected", "value", "opcode") and point in STAGES:
         raise FaultSpecError(f"{kind!r} replaces a control message; {point!r} is a stage")
     return Fault(kind, point, checkpoint, value)
 

@@ -116,6 +116,7 @@ class PrimaryEndpoint(Endpoint):
         if self.shutdown_requested and self.dialect.name == "v11":
             self.send(m.GUEST_SHUTDOWN)
             self.stop_vm("guest shutdown after the final checkpoint", "shutdown")
+            self.cancel_timer("checkpoint")
             self.colo_thread_alive = False
             self.goto(SHUTDOWN)
             self.close_requested = True
@@ -127,9 +128,9 @@ class PrimaryEndpoint(Endpoint):
 
     def on_timer(self, name: str) -> None:
         if name == "checkpoint" and self.state != IDLE:
-            # colo_checkpoint_notify from the timer: sets the event and re-arms
-            self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
             if self.state in (WAIT_REPLY, WAIT_RECEIVED, WAIT_LOADED):
+                # colo_checkpoint_notify from the timer: sets the event and re-arms
+                self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
                 self.request_checkpoint(self._now, "timer")
             return
         super().on_timer(name)

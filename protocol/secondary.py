@@ -38,6 +38,7 @@ class SecondaryEndpoint(Endpoint):
         self.run_state = "inmigrate"
         self.vmstate_loading = False
         self.pages_flushed_total = 0
+        self._eof_pending = False
         self._blob = b""
 
     # -- handlers -----------------------------------------------------------
@@ -156,11 +157,22 @@ class SecondaryEndpoint(Endpoint):
         self.checkpoint, self.in_flight = self.in_flight, 0
         self.emit("checkpoint", n=self.checkpoint, phase="commit")
         self.goto(IDLE)
+        if self._eof_pending:
+            self._eof_pending = False
+            super().on_peer_closed()
 
     def _on_guest_shutdown(self, _msg) -> None:
         self.stop_vm("guest-shutdown from the primary", "shutdown")
         self.colo_thread_alive = False
         self.goto(SHUTDOWN)
+
+    def on_peer_closed(self) -> None:
+        if self.state == LOADING:
+            # the incoming thread is busy loading; it sees EOF at its next read
+            self.emit("unnoticed", why="the secondary is loading; it reads nothing now")
+            self._eof_pending = True
+            return
+        super().on_peer_closed()
 
     # -- failover -----------------------------------------------------------
     def do_failover(self) -> None:

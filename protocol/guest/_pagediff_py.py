@@ -65,20 +65,22 @@ def _check_multiple(n: int, page_size: int) -> None:
         raise ValueError(f"buffer length {n} is not a multiple of page_size {page_size}")
 
 
+def _spans(start: int, end: int):
+    """[start, end) in chunks of 4 KiB doubling up to _CHUNK: a big page that
+    differs early is decided early, and no copy exceeds _CHUNK bytes."""
+    step = 4096
+    while start < end:
+        hi = min(start + step, end)
+        yield start, hi
+        start, step = hi, min(step * 2, _CHUNK)
+
+
 def _equal(a: memoryview, b: memoryview, start: int, end: int) -> bool:
-    for lo in range(start, end, _CHUNK):
-        hi = min(lo + _CHUNK, end)
-        if a[lo:hi].tobytes() != b[lo:hi].tobytes():
-            return False
-    return True
+    return all(a[lo:hi].tobytes() == b[lo:hi].tobytes() for lo, hi in _spans(start, end))
 
 
 def _all_zero(a: memoryview, start: int, end: int, zeros: bytes) -> bool:
-    for lo in range(start, end, _CHUNK):
-        hi = min(lo + _CHUNK, end)
-        if a[lo:hi].tobytes() != zeros[: hi - lo]:
-            return False
-    return True
+    return all(a[lo:hi].tobytes() == zeros[: hi - lo] for lo, hi in _spans(start, end))
 
 
 def changed_pages(old, new, page_size: int = 4096) -> list[int]:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 @dataclass
 class SimConfig:
     dialect: str = "qemu"
+    secondary_dialect: str | None = None   # a different dialect on the secondary: mismatch
     mode: str = "periodic"
     seed: int = 1
     checkpoints: int = 3

@@ -58,8 +58,13 @@ class Simulation:
         self.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
         self.guests = _make_guests(cfg, self.dialect)
         kw = dict(mode=cfg.mode, checkpoint_delay_ms=cfg.checkpoint_delay_ms,
-                  load_ms=cfg.load_ms, faithful=cfg.faithful)
-        self.eps = {s: make_endpoint(s, self.dialect, guest=self.guests[s], **kw) for s in SIDES}
+                  load_ms=cfg.load_ms, faithful=cfg.faithful,
+                  initial_stream=self.dialect.name == "qemu")
+        self.peer_dialect = dialects.get(cfg.secondary_dialect or cfg.dialect)
+        self.eps = {"primary": make_endpoint("primary", self.dialect,
+                                             guest=self.guests["primary"], **kw),
+                    "secondary": make_endpoint("secondary", self.peer_dialect,
+                                               guest=self.guests["secondary"], **kw)}
         self.alive = {s: True for s in SIDES}
         self.stalled = {s: False for s in SIDES}
         self.now = 0.0
@@ -225,7 +230,7 @@ class Simulation:
                 self._after_endpoint_event(side, ev)
             for seg in ep.segments_to_send():
                 self._send(side, seg)
-            if ep.close_requested and not self.link.closed:
+            if ep.close_requested and not self.link.closing:
                 self.close_link(f"{side} shut the connection down")
             if getattr(ep, "exited", False) and self.alive[side]:
                 self.alive[side] = False
@@ -266,7 +271,7 @@ class Simulation:
             self.emit("link", "lost", dir=direction, point=seg.point, n=n,
                       bytes=len(seg.data), why=f"{side} is gone before the bytes left")
             return
-        if self.link.closed:
+        if self.link.closing:
             self.emit("link", "lost", dir=direction, point=seg.point, n=n,
                       bytes=len(seg.data), why="connection closed")
             return
@@ -288,14 +293,20 @@ class Simulation:
             elif f.kind == "duplicate":
                 copies = 2
             elif f.kind in ("close", "reset"):
-                self.close_link(f"fault {f}")
-                return
+                self.close_link(f"fault {f}", abrupt=f.kind == "reset")
+                if f.kind == "reset":
+                    return
+                copies = 0
             elif f.kind == "unexpected":
                 data = self.dialect.encode(f.arg, 0)
             elif f.kind == "value":
                 msg_id = self.dialect.ids.get(seg.point)
                 if msg_id is not None:
                     data = self.dialect.encode_raw(msg_id, int(f.arg))
+            elif f.kind == "opcode":
+                send_d = self.dialect if side == "primary" else self.peer_dialect
+                value = seg.value if send_d.has_value(seg.point) else None
+                data = send_d.encode_raw(int(f.arg), value)
         if copies == 0:
             self.emit("link", "dropped", dir=direction, point=seg.point, n=n,
                       bytes=len(seg.data))
@@ -303,8 +314,7 @@ class Simulation:
             d = self.link.schedule(self.now, direction, data, seg.point, n, extra)
             self._push(d.at_ms, "deliver", d)
         if then_close:
-            self.close_link("fault truncate: the connection closes after half the bytes",
-                        at=max(self.link._free_at.values()) + self.link.latency_ms + extra)
+            self.close_link("fault truncate: the connection closes after half the bytes")
 
     def _corrupt(self, data: bytes) -> bytes:
         if not data:
@@ -314,23 +324,29 @@ class Simulation:
         buf[i] ^= self.rng.randrange(1, 256)
         return bytes(buf)
 
-    def close_link(self, why: str, at: float | None = None) -> None:
-        if self.link.closed:
+    def close_link(self, why: str, abrupt: bool = False) -> None:
+        """Close the connection: gracefully (FIN after the bytes in flight) or abruptly
+        (RST: what is in flight is lost)."""
+        if self.link.closed or (self.link.closing and not abrupt):
             return
-        when = self.now if at is None else at
-        if at is None:
+        self.link.closing = True
+        if abrupt:
             self.link.closed = True
+            when = self.now + self.link.latency_ms
         else:
-            self._push(at, "close", why)
-            return
-        self.emit("link", "closed", why=why)
+            when = max(self.now, *self.link._free_at.values()) + self.link.latency_ms
+        self.emit("link", "closing" if not abrupt else "closed", why=why)
         for side in SIDES:
             if not self._eof_sent[side]:
                 self._eof_sent[side] = True
-                self._push(when + self.link.latency_ms, "eof", side)
+                self._push(when, "eof", side)
+        if not abrupt:
+            self._push(when, "close", why)
 
     def _do_close(self, why: str) -> None:
-        self.close_link(why)
+        if not self.link.closed:
+            self.link.closed = True
+            self.emit("link", "closed", why=why)
 
     # ------------------------------------------------------------------ faults
     def _process_fault(self, f) -> None:
@@ -509,6 +525,10 @@ class Simulation:
             return "error"
         if self.both_in_colo() and not failed_over:
             return "ok"
+        if self.eps["primary"].run_state == "shutdown" and all(
+                self.eps[s].run_state == "shutdown" and self.eps[s].error is None
+                for s in SIDES if self.alive[s]):
+            return "ok"            # the guest powered off and COLO followed it down
         if len(active) >= 2:
             return "split-brain"
         if len(active) == 1 and (failed_over or not self.alive[OTHER[active[0]]]):

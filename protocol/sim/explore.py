@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections import Counter
 
 from .. import dialects
-from ..faults import KINDS, STAGES
+from ..faults import KINDS, LINK_KINDS, STAGES
 from .config import SimConfig
 from .core import Simulation
 
-ARGS = {"delay": "5", "partition": "50", "value": "7", "unexpected": None}
+ARGS = {"delay": "5", "partition": "50", "value": "7", "opcode": "4294967295",
+        "unexpected": None}
 
 
 def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2)):
@@ -27,11 +28,9 @@ def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2)):
         for mode in modes:
             for point in points:
                 for kind in KINDS:
-                    if point == "load" and kind in ("drop", "delay", "corrupt", "truncate",
-                                                    "duplicate", "close", "reset",
-                                                    "unexpected", "value"):
+                    if point == "load" and kind in LINK_KINDS:
                         continue
-                    if kind in ("unexpected", "value") and point in STAGES:
+                    if kind in ("unexpected", "value", "opcode") and point in STAGES:
                         continue
                     for n in checkpoints:
                         if point in ("checkpoint-ready",) and n > 1:

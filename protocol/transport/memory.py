@@ -27,6 +27,7 @@ class MemoryLink:
     latency_ms: float = 0.05
     bytes_per_ms: float = 1.0e6          # 1 GB/s
     closed: bool = False
+    closing: bool = False                # no new bytes; those in flight still arrive
     held_until_ms: float = 0.0           # a partition holds every byte until then
     _free_at: dict = field(default_factory=lambda: {P2S: 0.0, S2P: 0.0})
     wire: dict = field(default_factory=lambda: {P2S: bytearray(), S2P: bytearray()})

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 TERMINAL = ("ERROR", "DONE", "SHUTDOWN")
 RECV_BUFFER_BYTES = 256 << 10
@@ -103,13 +104,14 @@ class Engine:
             dec.max_pending_bytes = min(dec.max_pending_bytes, max_pending_bytes)
         self._buf = bytearray(recv_buffer_bytes)
         self._view = memoryview(self._buf)
-        self.t0 = loop.time()
+        self.t0 = time.monotonic()
         self.transport = None
         self.closed = loop.create_future()
         self._timer = None
         self._timer_at: float | None = None
         self._reading = True
         self._closing = False
+        self.detached = False
         self.bytes_in = 0
         self.bytes_out = 0
         self.writes = 0
@@ -117,10 +119,12 @@ class Engine:
 
     # ------------------------------------------------------------------ time
     def now_ms(self) -> float:
-        return (self.loop.time() - self.t0) * 1000.0
+        # time.monotonic(), not loop.time(): uvloop's clock is cached per
+        # iteration with 1 ms resolution
+        return (time.monotonic() - self.t0) * 1000.0
 
     def _loop_time(self, ms: float) -> float:
-        return self.t0 + ms / 1000.0
+        return self.loop.time() + max(0.0, ms - self.now_ms()) / 1000.0
 
     # ---------------------------------------------------------- connections
     async def connect(self, host: str, port: int, timeout_s: float = 10.0):
@@ -162,6 +166,8 @@ class Engine:
         self.pump()
 
     def _on_data(self, nbytes: int) -> None:
+        if self.detached:
+            return
         now = self.now_ms()
         self.bytes_in += nbytes
         self.last_rx_ms = now
@@ -171,13 +177,25 @@ class Engine:
         self.pump()
 
     def _on_eof(self) -> None:
+        if self.detached:
+            return
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
         self.ep.receive_eof(now)
         self.pump()
 
+    def detach(self) -> None:
+        """The process is quitting: no more inputs reach the endpoint."""
+        self.detached = True
+        self.on_events = None
+        self._cancel_timer()
+
     def _on_lost(self, exc) -> None:
+        if self.detached:
+            if not self.closed.done():
+                self.closed.set_result(exc)
+            return
         if not self.ep.peer_closed:
             self._on_eof()
         self._cancel_timer()
@@ -188,6 +206,8 @@ class Engine:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
+        if self.detached:
+            return
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
@@ -231,6 +251,8 @@ class Engine:
         self._reschedule()
 
     def _reschedule(self) -> None:
+        if self.detached:
+            return
         dl = self.ep.next_deadline()
         if dl == self._timer_at:
             return

@@ -1,0 +1,135 @@
+"""The incremental decoder: splits, bounds, errors (never a crash)."""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import dialects
+from protocol import messages as m
+from protocol.codec import Decoder
+from protocol.errors import DecodeError
+from protocol.pages import KIND_PAGE, KIND_ZERO, PageRecord
+from protocol.stream import RamContext, encode_ram_part
+
+D = dialects.DIALECTS
+
+
+def primary_stream(d, pages=2):
+    ctx = RamContext.from_blocks([("pc.ram", 1 << 20)])
+    recs = [PageRecord("pc.ram", i * 4096, KIND_PAGE, bytes([i]) * 4096) for i in range(pages)]
+    recs.append(PageRecord("pc.ram", 40960, KIND_ZERO))
+    ram = encode_ram_part(recs, ctx)
+    blob = b"\x04device-blob\x00"
+    out = d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
+    if d.ram_outside_blob:
+        out += ram + d.encode(m.VMSTATE_SIZE, len(blob)) + blob
+    else:
+        out += d.encode(m.VMSTATE_SIZE, len(ram + blob)) + ram + blob
+    return out, RamContext.from_blocks([("pc.ram", 1 << 20)])
+
+
+def decode_all(d, data, cuts, ctx):
+    dec = Decoder(d, "primary", ram_ctx=ctx)
+    items, last = [], 0
+    for c in sorted(set(cuts)) + [len(data)]:
+        dec.feed(data[last:c])
+        last = c
+        items += list(dec.items())
+    dec.close()
+    return [(type(i).__name__, getattr(i, "name", None), getattr(i, "value", None),
+             len(getattr(i, "records", ())) or len(getattr(i, "data", b""))) for i in items]
+
+
+@pytest.mark.parametrize("name", list(D))
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(0, 9000), max_size=12))
+def test_any_split_gives_the_same_items(name, cuts):
+    d = D[name]
+    data, ctx = primary_stream(d)
+    whole = decode_all(d, data, [], RamContext.from_blocks([("pc.ram", 1 << 20)]))
+    split = decode_all(d, data, [c % (len(data) + 1) for c in cuts], ctx)
+    assert split == whole
+    assert [w[1] for w in whole if w[0] == "Message"] == ["checkpoint-request", "vmstate-send",
+                                                          "vmstate-size"]
+
+
+@pytest.mark.parametrize("name", list(D))
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=200), sender=st.sampled_from(["primary", "secondary"]))
+def test_random_bytes_only_raise_decode_errors(name, data, sender):
+    dec = Decoder(D[name], sender)
+    try:
+        dec.feed(data)
+        list(dec.items())
+        dec.close()
+    except DecodeError as exc:
+        assert str(exc)
+
+
+def test_out_of_range_is_named_unsigned():
+    dec = Decoder(D["qemu"], "secondary")
+    dec.feed(b"\xff\xff\xff\xff")
+    with pytest.raises(DecodeError, match="Invalid message 4294967295"):
+        dec.next_item()
+
+
+def test_v11_out_of_range_uses_the_v11_words():
+    dec = Decoder(D["v11"], "secondary")
+    dec.feed((9).to_bytes(4, "big") + bytes(8))
+    with pytest.raises(DecodeError, match="Invalid colo command, got cmd:9"):
+        dec.next_item()
+
+
+def test_prototype_opcode_in_a_be32_dialect_is_diagnosed():
+    dec = Decoder(D["qemu"], "secondary")
+    dec.feed((0x46).to_bytes(4, "big"))
+    with pytest.raises(DecodeError, match="prototype"):
+        dec.next_item()
+
+
+def test_stream_ending_mid_message_is_an_error():
+    dec = Decoder(D["v11"], "secondary")
+    dec.feed(b"\x00\x00\x00\x01\x00\x00")
+    assert dec.next_item() is None
+    with pytest.raises(DecodeError, match="ended in the middle of a control message"):
+        dec.close()
+
+
+def test_truncated_blob_reports_how_much_arrived():
+    d = D["qemu"]
+    dec = Decoder(d, "primary")
+    dec.feed(d.encode(m.VMSTATE_SIZE, 100) + b"x" * 30)
+    list(dec.items())
+    with pytest.raises(DecodeError, match="got 30 VMState data, less than expected 100"):
+        dec.close()
+
+
+def test_huge_vmstate_size_is_refused_without_allocating():
+    d = D["qemu"]
+    dec = Decoder(d, "primary", max_blob_bytes=1 << 20)
+    dec.feed(d.encode(m.VMSTATE_SIZE, 1 << 62))
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        list(dec.items())
+
+
+def test_pending_bytes_are_bounded():
+    dec = Decoder(D["qemu"], "primary", max_pending_bytes=1000)
+    d = D["qemu"]
+    dec.feed(d.encode(m.VMSTATE_SIZE, 900))
+    list(dec.items())
+    with pytest.raises(DecodeError, match="receive buffer limit"):
+        dec.feed(b"x" * 2000)
+
+
+def test_clean_close_between_messages():
+    dec = Decoder(D["qemu"], "secondary")
+    dec.feed(D["qemu"].encode(m.CHECKPOINT_READY))
+    assert dec.next_item().name == m.CHECKPOINT_READY
+    dec.close()   # no error
+
+
+def test_malformed_ram_part_is_a_decode_error():
+    d = D["qemu"]
+    dec = Decoder(d, "primary")
+    dec.feed(d.encode(m.VMSTATE_SEND) + b"\x03\x00\x00\x00\x02" + (0x1001).to_bytes(8, "big"))
+    with pytest.raises(DecodeError, match="malformed RAM part"):
+        list(dec.items())

@@ -1,0 +1,130 @@
+"""Every (state × input) of every machine transitions or raises and moves to ERROR."""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import dialects, primary, secondary
+from protocol import messages as m
+from protocol.endpoint import DONE, ERROR, SHUTDOWN, make_endpoint
+from protocol.errors import QmpCommandError
+
+TERMINAL = (ERROR, DONE, SHUTDOWN)
+INPUTS = ["start", "initial", "ram", "blob", "checkpoint", "timer:checkpoint", "timer:load",
+          *[n for n in m.ALL_MESSAGES if n != m.INVALID]]
+
+
+def item_for(kind, d):
+    if kind in d.ids:
+        return m.Message(kind, 0, d.ids[kind])
+    from protocol.stream import RamContext, encode_ram_part
+    blob = b"\x00" if d.ram_outside_blob else encode_ram_part([], RamContext()) + b"\x00"
+    return {"ram": m.RamPart((), 19), "blob": m.StateBlob(blob),
+            "initial": m.InitialStream({}, 0)}.get(kind)
+
+
+@pytest.mark.parametrize("dname", list(dialects.DIALECTS))
+@pytest.mark.parametrize("role,states", [("primary", primary.STATES),
+                                         ("secondary", secondary.STATES)])
+def test_every_state_against_every_input(dname, role, states):
+    d = dialects.get(dname)
+    for state in states:
+        for kind in INPUTS:
+            if kind in m.ALL_MESSAGES and kind not in d.ids:
+                continue
+            ep = make_endpoint(role, d)
+            ep.state = state
+            ep.colo_thread_alive = True
+            ep._blob = b"\x00"          # a LOADING secondary holds a (valid, empty) blob
+            ep._guarded(ep._dispatch, kind, item_for(kind, d))
+            events = ep.take_events()
+            if (state, kind) in ep.TABLE:
+                assert ep.state != ERROR, (state, kind, [e.data for e in events])
+            elif state in TERMINAL:
+                assert ep.state == state
+            else:
+                assert ep.state == ERROR, (state, kind)
+                err = [e for e in events if e.kind == "error"]
+                assert err and (state in err[0].data["message"] or kind in
+                                err[0].data["message"]), err
+                assert any(e.kind == "colo-exit" and e.data["reason"] == "error"
+                           for e in events)
+
+
+OPS = st.sampled_from(["msg", "eof", "timer", "checkpoint", "heartbeat", "garbage", "delay"])
+
+
+@pytest.mark.parametrize("dname", list(dialects.DIALECTS))
+@pytest.mark.parametrize("role", ["primary", "secondary"])
+@settings(max_examples=80, deadline=None)
+@given(ops=st.lists(st.tuples(OPS, st.integers(0, 10)), max_size=25))
+def test_random_inputs_never_crash(dname, role, ops):
+    d = dialects.get(dname)
+    ep = make_endpoint(role, d)
+    ep.start(0.0)
+    now = 0.0
+    names = [n for n in d.ids if n != m.INVALID]
+    for op, k in ops:
+        now += 7
+        if op == "msg":
+            ep.receive_data(d.encode(names[k % len(names)], 0), now)
+        elif op == "eof":
+            ep.receive_eof(now)
+        elif op == "timer":
+            ep.handle_timer(now + 10**6)
+        elif op == "checkpoint":
+            ep.request_checkpoint(now)
+        elif op == "heartbeat":
+            try:
+                ep.lost_heartbeat(now)
+            except QmpCommandError as exc:
+                assert exc.desc in ("The feature 'colo' is not enabled",
+                                    "COLO failover is already activated")
+        elif op == "garbage":
+            ep.receive_data(bytes([k]) * (k + 1), now)
+        elif op == "delay":
+            ep.set_checkpoint_delay(k * 100, now)
+        ep.data_to_send()
+        ep.take_events()
+        assert ep.state in (primary.STATES if role == "primary" else secondary.STATES)
+        status = ep.query_colo_status()
+        assert status["mode"] in ("none", role)
+        assert status["reason"] in ("none", "request", "error", "processing")
+
+
+def test_lost_heartbeat_errors_are_qemus():
+    ep = make_endpoint("primary", dialects.QEMU)
+    with pytest.raises(QmpCommandError, match="The feature 'colo' is not enabled"):
+        ep.lost_heartbeat(0)
+    ep.start(0)
+    ep.receive_data(b"\x00\x00\x00\x00", 1)       # checkpoint-ready
+    ep.lost_heartbeat(2)
+    with pytest.raises(QmpCommandError, match="not enabled"):
+        ep.lost_heartbeat(3)          # mode is none after a completed failover
+
+
+def test_second_heartbeat_while_failover_is_deferred_is_already_activated():
+    ep = make_endpoint("secondary", dialects.QEMU, load_ms=50, initial_stream=False)
+    ep.start(0)
+    d = dialects.QEMU
+    from protocol.stream import RamContext, encode_ram_part
+    ram = encode_ram_part([], RamContext())
+    ep.receive_data(d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND) + ram
+                    + d.encode(m.VMSTATE_SIZE, 1) + b"\x00", 1)
+    assert ep.state == "LOADING"
+    ep.lost_heartbeat(2)
+    assert ep.failover.state == "relaunch"
+    with pytest.raises(QmpCommandError, match="already activated"):
+        ep.lost_heartbeat(3)
+    ep.handle_timer(60)
+    assert ep.failover.state == "completed"
+    sent = ep.data_to_send()
+    assert d.encode(m.VMSTATE_LOADED) not in sent[-4:]      # loaded is not sent on relaunch
+    assert ep.query_colo_status() == {"mode": "none", "last-mode": "secondary",
+                                      "reason": "request"}
+    assert ep.run_state == "running"
+
+
+def test_failover_state_names_follow_the_dialect():
+    assert dialects.V11.failover_name("require") == "request"
+    assert dialects.V11.failover_name("active") == "handling"
+    assert dialects.QEMU.failover_name("require") == "require"
