@@ -23,6 +23,8 @@ def add_parsers(sub) -> None:
     e = sub.add_parser("explore", help="run the whole fault matrix")
     e.add_argument("--matrix", action="store_true", help="(the default) every case")
     e.add_argument("--dialect", action="append", choices=list(dialects.DIALECTS))
+    e.add_argument("--guest", choices=["null", "model"], default="null",
+                   help="model: with RAM, devices, disk and packets (slower)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_explore)
 
@@ -191,7 +193,7 @@ def _print_summary(s: dict) -> None:
 
 def cmd_explore(args) -> int:
     from protocol.sim.explore import explore
-    res = explore(args.dialect)
+    res = explore(args.dialect, guest=args.guest)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
@@ -304,7 +306,7 @@ def cmd_compare_modes(args) -> int:
         print(json.dumps(res, indent=1))
         return 0
     keys = [k for k in res["periodic"] if k != "mode"]
-    print(f"{'':28s}{'periodic (Remus)':>18s}{'hybrid (COLO)':>18s}")
+    print(f"{'':22s}{'periodic (Remus)':>24s}{'hybrid (COLO)':>26s}")
     for k in keys:
-        print(f"{k:28s}{res['periodic'][k]!s:>18}{res['hybrid'][k]!s:>18}")
+        print(f"{k:22s}{res['periodic'][k]!s:>24}{res['hybrid'][k]!s:>26}")
     return 0

@@ -67,7 +67,8 @@ class Endpoint:
         kw = {} if max_blob_bytes is None else {"max_blob_bytes": max_blob_bytes}
         peer = "secondary" if self.role == "primary" else "primary"
         self.decoder = Decoder(dialect, peer, expect_initial=(
-            self.role == "secondary" and self.initial_stream), **kw)
+            self.role == "secondary" and self.initial_stream),
+            ram_ctx=getattr(self.guest, "ram_context", None), **kw)
         self.decoder.accepts = lambda name: (self.state, name) in self.TABLE
 
     # ------------------------------------------------------------------ output

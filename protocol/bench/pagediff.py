@@ -71,7 +71,7 @@ def bench_buffers(mod, np, size: int, rounds: int, rng, tag: str) -> dict[str, d
             base = _timed(lambda: old == new)       # equal here: a full memcmp
             view[pos] ^= 0x5A
             got: list[int] = []
-            times[pct][0].append(_timed(lambda: got.extend(mod.changed_pages(old, new))))
+            times[pct][0].append(_timed(lambda got=got: got.extend(mod.changed_pages(old, new))))
             times[pct][1].append(base)
             assert len(got) == k, (len(got), k)
             view[pos] ^= 0x5A
@@ -89,13 +89,12 @@ def bench_buffers(mod, np, size: int, rounds: int, rng, tag: str) -> dict[str, d
         pages2d[rng.choice(npages, k, replace=False)] = 0
         for _ in range(rounds):
             res: list = []
-            ztimes[pct][1].append(_timed(lambda: res.append(~pages2d.any(1))))
-            ztimes[pct][0].append(_timed(lambda: res.append(mod.zero_pages(new))))
+            ztimes[pct][1].append(_timed(lambda res=res: res.append(~pages2d.any(1))))
+            ztimes[pct][0].append(_timed(lambda res=res: res.append(mod.zero_pages(new))))
             assert len(res[1]) == k == int(res[0].sum())
     for pct, (ours, base) in ztimes.items():
         figs[f"{tag}.zero_pages.{pct}%zero"] = _figure(
             "zero_pages", ours, base, "s", GOALS["zero_pages"])
-    del pages2d
 
     # scatter_pages: pct % of the pages, in random order, into the same RAM buffer
     stimes = {p: ([], []) for p in SCATTER_PCTS}
@@ -105,14 +104,14 @@ def bench_buffers(mod, np, size: int, rounds: int, rng, tag: str) -> dict[str, d
         idx = rng.choice(npages, k, replace=False).astype(np.int64)
         src = rng.integers(0, 256, (k, PAGE), dtype=np.uint8)
         for _ in range(rounds):
-            stimes[pct][1].append(_timed(lambda: ram2d.__setitem__(idx, src)))
-            stimes[pct][0].append(_timed(lambda: mod.scatter_pages(new, idx, src)))
+            stimes[pct][1].append(_timed(lambda idx=idx, src=src: ram2d.__setitem__(idx, src)))
+            stimes[pct][0].append(_timed(lambda idx=idx, src=src: mod.scatter_pages(new, idx, src)))
         assert bytes(ram2d[idx[-1]]) == bytes(src[-1])
         del src
     for pct, (ours, base) in stimes.items():
         figs[f"{tag}.scatter_pages.{pct}%"] = _figure(
             "scatter_pages", ours, base, "s", GOALS["scatter_pages"])
-    del ram2d, view
+
     return figs
 
 
@@ -143,8 +142,8 @@ def bench_xbzrle(mod, np, npages: int, rounds: int, rng, tag: str) -> dict[str, 
         pairs, triples = list(zip(old, new, strict=True)), list(zip(enc, old, strict=True))
         enc_t, dec_t = [], []
         for _ in range(rounds):
-            enc_t.append(_timed(lambda: [encode(o, n) for o, n in pairs]))
-            dec_t.append(_timed(lambda: [decode(e, o) for e, o in triples]))
+            enc_t.append(_timed(lambda f=encode, p=pairs: [f(o, n) for o, n in p]))
+            dec_t.append(_timed(lambda f=decode, p=triples: [f(e, o) for e, o in p]))
         figs[f"{tag}.xbzrle_encode.{scenario}"] = _figure(
             "xbzrle_encode", [gb / t for t in enc_t], [qemu_enc] * rounds, "GB/s")
         if scenario in QEMU_DECODE:

@@ -149,9 +149,54 @@ cdef extern from *:
         return 0;
     }
 
+    /* memcmp per page is at memcmp bandwidth while pages are equal, but its exit
+       at a random byte of a changed page breaks the hardware prefetch stream (a
+       100 %-changed 1 GiB scan ran ~1.35x slower than a full memcmp).  Where the
+       CPU has AVX2 (checked at run time; the build stays portable) each 4 KiB
+       block is read whole, xor/or-accumulated, which streams like memcmp. */
+    #if defined(__GNUC__) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define PD_AVX2 1
+    __attribute__((target("avx2")))
+    static Py_ssize_t pd_changed_avx2(const unsigned char *a, const unsigned char *b,
+                                      Py_ssize_t npages, Py_ssize_t ps, uint64_t *bits) {
+        Py_ssize_t p, k, end, hits = 0;
+        for (p = 0; p < npages; p++) {
+            const unsigned char *x = a + p * ps, *y = b + p * ps;
+            int diff = 0;
+            for (k = 0; k < ps && !diff; k = end) {
+                __m256i acc = _mm256_setzero_si256();
+                end = k + 4096 < ps ? k + 4096 : ps;
+                for (; k + 128 <= end; k += 128) {
+                    __m256i d0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k)),
+                                                  _mm256_loadu_si256((const __m256i *)(y + k)));
+                    __m256i d1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k + 32)),
+                                                  _mm256_loadu_si256((const __m256i *)(y + k + 32)));
+                    __m256i d2 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k + 64)),
+                                                  _mm256_loadu_si256((const __m256i *)(y + k + 64)));
+                    __m256i d3 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k + 96)),
+                                                  _mm256_loadu_si256((const __m256i *)(y + k + 96)));
+                    acc = _mm256_or_si256(acc, _mm256_or_si256(_mm256_or_si256(d0, d1),
+                                                               _mm256_or_si256(d2, d3)));
+                }
+                diff = !_mm256_testz_si256(acc, acc) || (k < end && memcmp(x + k, y + k, (size_t)(end - k)));
+            }
+            if (diff) {
+                bits[p >> 6] |= 1ULL << (p & 63);
+                hits++;
+            }
+        }
+        return hits;
+    }
+    #endif
+
     static Py_ssize_t pd_changed(const unsigned char *a, const unsigned char *b,
                                  Py_ssize_t npages, Py_ssize_t ps, uint64_t *bits) {
         Py_ssize_t p, hits = 0;
+    #ifdef PD_AVX2
+        if (ps >= 128 && __builtin_cpu_supports("avx2"))
+            return pd_changed_avx2(a, b, npages, ps, bits);
+    #endif
         for (p = 0; p < npages; p++) {
             if (memcmp(a + p * ps, b + p * ps, (size_t)ps)) {
                 bits[p >> 6] |= 1ULL << (p & 63);

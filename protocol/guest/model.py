@@ -80,6 +80,9 @@ class Guest:
                            flush_svm_dirty=flush_svm_dirty)
         self.ram = Ram(blocks if blocks is not None else default_blocks(ram_mib))
         self.main_block = next(iter(self.ram.blocks))
+        from ..stream import RamContext
+        #: RAM framing state shared with the wire (replaced by the initial migration's)
+        self.ram_context = RamContext.from_blocks(self.ram.layout())
         self.workload = make_workload(workload, seed, self.main_block, rate)
         needs = getattr(self.workload, "needs_bytes", 0)
         if self.ram.block(self.main_block).size_bytes < needs:
@@ -98,6 +101,7 @@ class Guest:
         self.mirror_outbox: list[tuple[int, int, bytes]] = []   # primary -> secondary
         self.svm_outbox: list[Packet] = []                      # secondary -> compare
         self.svm_dropped = 0
+        self.output_lost = False     # secondary: its answers never reach colo-compare
         self._seq = 0
         self.filter: FilterBuffer | None = None
         self.compare: ColoCompare | None = None
@@ -246,6 +250,8 @@ class Guest:
             elif self.compare is not None:
                 self.client_log.record(self.compare.primary_in(pkt, now), now,
                                        "compare-match")
+        elif self.output_lost:
+            self.svm_dropped += 1               # the SVM's answers never reach compare
         elif self.mode == "hybrid" and self.peer is None:
             if len(self.svm_outbox) >= MAX_PENDING_REQUESTS:
                 self.svm_outbox.pop(0)          # a bounded chardev buffer
@@ -344,6 +350,34 @@ class Guest:
             self.disk.failover_commit()
         self.failed_over = True
         self.start()
+
+    # -- the initial migration ---------------------------------------------------------
+    def initial_stream(self) -> bytes:
+        """The initial migration as QEMU 7.2 sends it (QEVM … VMDESCRIPTION); sets
+        `ram_context`, which later checkpoints' RAM parts continue from."""
+        from ..stream import encode_initial
+        from .devices import VMDESC
+        records = self.ram.migration_pass()
+        data, self.ram_context = encode_initial(
+            "pc-i440fx-7.2", self.ram.layout(), records, self.devices.sections(), VMDESC)
+        return data
+
+    def load_initial(self, summary) -> None:
+        """The secondary was built as the initial migration leaves it (clone); check
+        that the stream it received describes the same RAM."""
+        blocks = [tuple(b) for b in getattr(summary, "blocks", [])]
+        if blocks and blocks != [tuple(b) for b in self.ram.layout()]:
+            raise ValueError(f"initial migration describes RAM {blocks}, "
+                             f"the secondary has {self.ram.layout()}")
+
+    def check_output_invariants(self) -> str | None:
+        """Nothing released twice (DESIGN.md §5, invariant 3)."""
+        dup = self.client_log.duplicates
+        if dup:
+            d = dup[0]
+            return (f"packet {d.packet.key} answering request {d.packet.req_id} "
+                    f"was released twice ({len(dup)} duplicate(s))")
+        return None
 
     # -- invariants ----------------------------------------------------------------
     def digest(self) -> dict[str, str]:

@@ -22,6 +22,8 @@ class SimConfig:
     workload: str = "toggle"
     rate: float | None = None
     divergence: float = 0.0
+    client_every_ms: float = 100.0   # guest model: a client request this often
+    svm_output_lost: bool = False    # guest model: the SVM's answers never reach compare
     xbzrle: bool = False
     latency_ms: float = 0.05
     bytes_per_ms: float = 1.0e6

@@ -23,6 +23,7 @@ from .config import SimConfig
 from .invariants import Invariants
 
 SIDES = ("primary", "secondary")
+_WATCH = frozenset(("checkpoint", "error", "colo-exit", "load", "vm"))
 OTHER = {"primary": "secondary", "secondary": "primary"}
 
 
@@ -30,11 +31,14 @@ def _make_guests(cfg: SimConfig, dialect) -> dict:
     if cfg.guest == "null":
         from ..guestport import NullGuest
         return {s: NullGuest() for s in SIDES}
+    if cfg.guest != "model":
+        raise ValueError(f"guest must be null or model, not {cfg.guest!r}")
     from ..guest.model import Guest
-    kw = dict(seed=cfg.seed, ram_mib=cfg.ram_mib, workload=cfg.workload, rate=cfg.rate,
-              xbzrle=cfg.xbzrle, mode=cfg.mode, dialect=dialect.name)
-    primary = Guest("primary", **kw)
-    return {"primary": primary, "secondary": primary.clone_for_secondary()}
+    primary, secondary = Guest.pair(cfg.seed, ram_mib=cfg.ram_mib, workload=cfg.workload,
+                                    rate=cfg.rate, xbzrle=cfg.xbzrle, mode=cfg.mode,
+                                    dialect=dialect.name, divergence_rate=cfg.divergence)
+    secondary.output_lost = cfg.svm_output_lost
+    return {"primary": primary, "secondary": secondary}
 
 
 class Simulation:
@@ -57,6 +61,7 @@ class Simulation:
         self.rng = random.Random(cfg.seed)
         self.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
         self.guests = _make_guests(cfg, self.dialect)
+        self._null_guest = cfg.guest == "null"
         kw = dict(mode=cfg.mode, checkpoint_delay_ms=cfg.checkpoint_delay_ms,
                   load_ms=cfg.load_ms, faithful=cfg.faithful,
                   initial_stream=self.dialect.name == "qemu")
@@ -89,6 +94,9 @@ class Simulation:
         self.invariants = Invariants(self)
         self._push(0.0, "start", "secondary")
         self._push(0.0, "start", "primary")
+        self._guest_tick_at = None
+        if not self._null_guest and cfg.client_every_ms > 0:
+            self._push(cfg.client_every_ms, "client", 1)
         delay = self.eps["primary"].checkpoint_delay_ms
         last_fault = max((f.checkpoint for f in self.faults), default=0)
         self.target = max(cfg.checkpoints, last_fault)
@@ -134,6 +142,7 @@ class Simulation:
         self._advance_guests()
         getattr(self, "_do_" + kind.replace("-", "_"))(payload)
         self._collect()
+        self._schedule_guest()
         self.steps += 1
         self._check_end()
         return self.events[first:]
@@ -191,11 +200,15 @@ class Simulation:
         else:
             self._arbitrate()
 
-    def _watchdog_due(self, force: bool = False) -> bool:
+    def _watchdog_due(self, in_colo: bool | None = None, force: bool = False) -> bool:
         """The manager's watchdog: COLO made no progress for a long time."""
+        if not force and self.now - self._last_progress <= self.watchdog_ms:
+            return False
         if not self.cfg.arbiter or self._arbiter_pending or self._watchdog_fired:
             return False
-        if not self.both_in_colo() and not (self.alive["primary"] and self.alive["secondary"]
+        if in_colo is None:
+            in_colo = self.both_in_colo()
+        if not in_colo and not (self.alive["primary"] and self.alive["secondary"]
                                             and self.eps["primary"].state == "WAIT_READY"):
             return False
         if force or self.now - self._last_progress > self.watchdog_ms:
@@ -221,18 +234,29 @@ class Simulation:
     def _collect(self) -> None:
         for side in SIDES:
             ep = self.eps[side]
+            if not ep._events and not ep._out and not ep.close_requested and \
+                    ep.next_deadline() == self._timer_at[side]:
+                continue                      # nothing happened on this side
             if not self.alive[side]:
                 ep.segments_to_send()
                 ep.take_events()
                 continue
+            record, watch = self._record, _WATCH
             for ev in ep.take_events():
-                self._record(ev)
-                self._after_endpoint_event(side, ev)
+                record(ev)
+                if ev.kind in watch:
+                    self._after_endpoint_event(side, ev)
+            batch: list = []
             for seg in ep.segments_to_send():
+                if self._plain(side, seg):
+                    batch.append(seg)     # written together: one TCP burst, one delivery
+                    continue
+                self._flush(side, batch)
                 self._send(side, seg)
+            self._flush(side, batch)
             if ep.close_requested and not self.link.closing:
                 self.close_link(f"{side} shut the connection down")
-            if getattr(ep, "exited", False) and self.alive[side]:
+            if ep.exited and self.alive[side]:
                 self.alive[side] = False
                 self.emit(side, "process", what="exit", why="the process exited")
             dl = ep.next_deadline()
@@ -242,14 +266,17 @@ class Simulation:
                     self._push(max(dl, self.now), "timer", side)
 
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
-        if ev.kind == "checkpoint" and ev.data.get("phase") == "commit":
-            self._last_progress = self.now
-        elif ev.kind == "error" or (ev.kind == "colo-exit" and ev.data.get("reason") == "error"):
+        kind, data = ev.kind, ev.data
+        if kind == "checkpoint":
+            if data.get("phase") == "commit":
+                self._last_progress = self.now
+        elif kind == "error" or (kind == "colo-exit" and data.get("reason") == "error"):
             self.arbiter_watch()
-        elif ev.kind == "load" and ev.data.get("phase") == "begin":
-            self._fire_process_faults("load", ev.data["n"], side)
-        elif ev.kind == "vm" and side == "primary" and ev.data.get("run") == "colo" \
-                and self.guests["primary"].__class__.__name__ != "NullGuest":
+        elif kind == "load":
+            if data.get("phase") == "begin":
+                self._fire_process_faults("load", data["n"], side)
+        elif kind == "vm" and side == "primary" and data.get("run") == "colo" \
+                and not self._null_guest:
             self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
 
     def _matching(self, point: str, n: int) -> list[int]:
@@ -262,6 +289,20 @@ class Simulation:
             if not f.is_link:
                 self.fired.add(i)
                 self._process_fault(f)
+
+    def _plain(self, side: str, seg) -> bool:
+        return (self.alive[side] and not self.stalled[side] and not self.link.closing
+                and not (self.faults and self._matching(seg.point, seg.checkpoint)))
+
+    def _flush(self, side: str, batch: list) -> None:
+        if not batch:
+            return
+        direction = P2S if side == "primary" else S2P
+        data = batch[0].data if len(batch) == 1 else b"".join(g.data for g in batch)
+        point = "+".join(g.point for g in batch)
+        d = self.link.schedule(self.now, direction, data, point, batch[-1].checkpoint)
+        self._push(d.at_ms, "deliver", d)
+        batch.clear()
 
     def _send(self, side: str, seg) -> None:
         direction = P2S if side == "primary" else S2P
@@ -298,7 +339,8 @@ class Simulation:
                     return
                 copies = 0
             elif f.kind == "unexpected":
-                data = self.dialect.encode(f.arg, 0)
+                send_d = self.dialect if side == "primary" else self.peer_dialect
+                data = send_d.encode(f.arg, 0)
             elif f.kind == "value":
                 msg_id = self.dialect.ids.get(seg.point)
                 if msg_id is not None:
@@ -466,13 +508,42 @@ class Simulation:
 
     # -------------------------------------------------------------------- end
     def _advance_guests(self) -> None:
+        if self._null_guest:
+            return
         for side, guest in self.guests.items():
-            adv = getattr(guest, "advance", None)
-            if adv is not None and self.alive[side] and not self.stalled[side]:
-                adv(self.now)
-                if side == "primary" and getattr(guest, "checkpoint_needed", False):
-                    guest.checkpoint_needed = False
-                    self.eps["primary"].request_checkpoint(self.now, "colo-compare")
+            if self.alive[side] and not self.stalled[side]:
+                guest.advance(int(self.now))
+        primary = self.guests["primary"]
+        if self.alive["primary"] and primary.checkpoint_requested():
+            self.eps["primary"].request_checkpoint(self.now, "colo-compare")
+
+    def _do_client(self, req_id: int) -> None:
+        """A client request reaches the PVM (filter-mirror copies it to the SVM)."""
+        nxt = req_id + 1
+        if self.alive["primary"] and not self.stalled["primary"]:
+            payload = f"GET /{self.cfg.seed}/{req_id}".encode()
+            self.guests["primary"].client_request(req_id, payload)
+            self.emit("client", "request", id=req_id)
+        elif self.alive["secondary"] and self.eps["secondary"].failover.state == fo.COMPLETED:
+            payload = f"GET /{self.cfg.seed}/{req_id}".encode()
+            self.guests["secondary"].client_request(req_id, payload)
+            self.emit("client", "request", id=req_id, to="secondary")
+        if not self._colo_over():
+            self._push(self.now + self.cfg.client_every_ms, "client", nxt)
+
+    def _do_guest_tick(self, _payload) -> None:
+        self._guest_tick_at = None           # colo-compare's stale scan ran in advance()
+
+    def _schedule_guest(self) -> None:
+        if self._null_guest or not self.alive["primary"]:
+            return
+        dl = self.guests["primary"].next_deadline_ms()
+        if dl is not None and dl > self.now and dl != self._guest_tick_at:
+            self._guest_tick_at = dl
+            self._push(dl, "guest-tick", None)
+
+    def _colo_over(self) -> bool:
+        return not any(self.alive[s] and self.eps[s].colo_thread_alive for s in SIDES)
 
     def both_in_colo(self) -> bool:
         return all(self.alive[s] and self.eps[s].colo_thread_alive for s in SIDES)
@@ -492,18 +563,20 @@ class Simulation:
                 return False
             if ep.failover.state in (fo.REQUIRE, fo.ACTIVE, fo.RELAUNCH):
                 return False
-        return not any(k not in ("timer", "arbiter") for _, _, k, _ in self._queue)
+        return not any(k not in ("timer", "arbiter", "client", "guest-tick")
+                       for _, _, k, _ in self._queue)
 
     def _check_end(self) -> None:
         if self.finished:
             return
         p, s = self.eps["primary"], self.eps["secondary"]
-        if self.both_in_colo() and p.checkpoint >= self.target and \
+        in_colo = self.both_in_colo()
+        if in_colo and p.checkpoint >= self.target and \
                 s.checkpoint >= self.target and p.state == "IDLE":
             self._finish()
-        elif self._watchdog_due():
+        elif self._watchdog_due(in_colo):
             pass
-        elif not self.both_in_colo() and self._settled():
+        elif not in_colo and self._settled():
             self._finish()
         elif self.steps >= self.cfg.max_steps or self.now > self.max_time_ms:
             self._finish(stuck=True)

@@ -19,7 +19,8 @@ ARGS = {"delay": "5", "partition": "50", "value": "7", "opcode": "4294967295",
         "unexpected": None}
 
 
-def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2)):
+def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2),
+          guest: str = "null"):
     for dname in dialect_names or tuple(dialects.DIALECTS):
         d = dialects.get(dname)
         # guest-shutdown only happens when the guest powers off: not a matrix point
@@ -42,7 +43,9 @@ def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2)):
                             arg = _other_message(d, point)
                         spec = f"{kind}{'=' + arg if arg else ''}@{point}#{n}"
                         yield SimConfig(dialect=dname, mode=mode, seed=1, checkpoints=2,
-                                        faults=[spec], checkpoint_delay_ms=1000)
+                                        faults=[spec], checkpoint_delay_ms=1000,
+                                        guest=guest, ram_mib=16,
+                                        divergence=0.02 if guest == "model" else 0.0)
 
 
 def _other_message(d, point: str) -> str:
@@ -60,9 +63,10 @@ def run_case(cfg: SimConfig) -> dict:
             "details": sim.invariants.violations}
 
 
-def explore(dialect_names=None, modes=("periodic", "hybrid"), progress=None) -> dict:
+def explore(dialect_names=None, modes=("periodic", "hybrid"), progress=None,
+            guest: str = "null") -> dict:
     results = []
-    for i, cfg in enumerate(cases(dialect_names, modes)):
+    for i, cfg in enumerate(cases(dialect_names, modes, guest=guest)):
         results.append(run_case(cfg))
         if progress is not None:
             progress(i)

@@ -10,6 +10,9 @@ NAMES = ("consistency", "output_commit", "client_history", "one_active_vm",
          "whole_checkpoint", "termination", "monotonic_checkpoints")
 
 
+_KINDS = frozenset(("state", "checkpoint", "recv", "action", "stopped-for-checkpoint"))
+
+
 class Invariants:
     def __init__(self, sim) -> None:
         self.sim = sim
@@ -29,7 +32,10 @@ class Invariants:
 
     # -- per event -------------------------------------------------------------
     def on_event(self, ev) -> None:
-        kind, side, d = ev.kind, ev.side, ev.data
+        kind = ev.kind
+        if kind not in _KINDS:
+            return
+        side, d = ev.side, ev.data
         if kind == "state":
             self._state[side] = d["to"]
         elif kind == "checkpoint" and d.get("phase") == "begin":
@@ -82,6 +88,16 @@ class Invariants:
         if len(active) > 1 and not sim.premise_broken and not sim.both_in_colo():
             self.fail("one_active_vm", f"both {', '.join(active)} run outside COLO "
                       "although no operator told a side to take over while its peer lived")
+        if len(active) == 1 and not sim._null_guest:
+            survivor = sim.guests[active[0]]
+            for rel in survivor.client_log.released:
+                if rel.packet.req_id > survivor.devices.last_rx_id:
+                    self.fail("client_history",
+                              f"the client received an answer to request {rel.packet.req_id} "
+                              f"(from the {rel.packet.side}, at {rel.t_ms} ms) that the "
+                              f"surviving {active[0]} never took in (it has up to "
+                              f"{survivor.devices.last_rx_id})")
+                    break
         for side, guest in sim.guests.items():
             check = getattr(guest, "check_output_invariants", None)
             if check is not None and sim.alive[side]:

@@ -1,0 +1,414 @@
+"""What each command does to a Controller.  handler(controller, parsed) -> str.
+
+A handler raises CommandError (or ValueError) for a user error; ``execute``
+turns it into Result(ok=False).  Text views (ladder, failover, guest state)
+are built here from the Controller's state; nothing here prints.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from protocol import dialects
+from protocol import failover as fo
+from protocol import faults as fl
+
+from .parser import SIDES, CommandError
+
+MAX_RUN_STEPS = 200_000
+LADDER_ROWS = 40
+
+
+@dataclass
+class _State:
+    running: bool = False
+    pause: threading.Event = field(default_factory=threading.Event)
+
+
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def state_of(c) -> _State:
+    st = _STATES.get(c)
+    if st is None:
+        st = _STATES[c] = _State()
+    return st
+
+
+def run_state(c) -> str:
+    """running / paused / finished, for toolbars and status."""
+    if state_of(c).running:
+        return "running"
+    return "finished" if c.finished else "paused"
+
+
+def where(c) -> str:
+    s = c.status()
+    p, q = s["primary"], s["secondary"]
+    text = (f"step {s['step']}, t={s['t_ms']:.3f} ms; primary {_side_word(p)}, "
+            f"secondary {_side_word(q)}; checkpoint {p['checkpoint']}")
+    if s["finished"]:
+        text += f"; the scenario has ended: outcome {s['outcome']}"
+    return text
+
+
+def _side_word(st: dict) -> str:
+    if not st["alive"]:
+        return "dead"
+    return f"{st['state']} ({'stalled' if st['stalled'] else st['run_state']})"
+
+
+def error_text(parsed, exc: Exception) -> str:
+    if isinstance(exc, ValueError | KeyError | OSError) or \
+            type(exc).__name__ in ("QmpCommandError", "RecordingError", "FaultSpecError"):
+        msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, OSError) and exc.filename:
+            msg = f"{exc.filename}: {msg}"
+        return f"{parsed.name}: {msg.strip(chr(39))}"
+    return (f"internal error in '{parsed.line}': {type(exc).__name__}: {exc} "
+            "(a testbed bug; please report it - the REPL carries on)")
+
+
+# ------------------------------------------------------------------ stepping
+def step(c, p) -> str:
+    if c.finished:
+        return "nothing to step: " + where(c)
+    n = p.get("n") or 1
+    new = c.step(n)
+    return f"{len(new)} new event(s); " + where(c)
+
+
+def run(c, p) -> str:
+    if c.finished:
+        return "nothing to run: " + where(c)
+    st = state_of(c)
+    st.running, until, count = True, p.get("event"), p.get("n")
+    st.pause.clear()
+    start_ckpt = c.sim.eps["primary"].checkpoint
+    first, hit, paused = len(c.events), None, False
+    try:
+        for _ in range(MAX_RUN_STEPS):
+            if c.finished:
+                break
+            if st.pause.is_set():
+                paused = True
+                break
+            for e in c.step(1):
+                if until is not None and (e.kind == until or e.data.get("msg") == until):
+                    hit = hit or e
+            if hit is not None:
+                break
+            if count is not None and c.sim.eps["primary"].checkpoint - start_ckpt >= count:
+                break
+    finally:
+        st.running = False
+    head = f"{len(c.events) - first} new event(s)"
+    if paused:
+        head = "paused; " + head
+    if until is not None:
+        head += (f"; stopped at {until} (event #{hit.seq}, {hit.side})" if hit
+                 else f"; {until} did not happen")
+    return head + "; " + where(c)
+
+
+def pause(c, p) -> str:
+    st = state_of(c)
+    if not st.running:
+        return "nothing is running (between commands the session is paused)"
+    st.pause.set()
+    return "pausing at the next step"
+
+
+# -------------------------------------------------------------------- inputs
+def checkpoint(c, p) -> str:
+    c.checkpoint()
+    return "checkpoint requested; step or run to see it"
+
+
+def fault(c, p) -> str:
+    spec = p.args["spec"]
+    f = fl.parse(spec)
+    d = dialects.get(c.config.dialect)
+    if f.point not in fl.STAGES and f.point not in d.ids:
+        raise CommandError(f"the {d.name} dialect has no {f.point!r} message "
+                           f"(it has: {', '.join(d.messages)})")
+    if f.kind == "unexpected" and f.arg not in d.ids:
+        raise CommandError(f"{f.arg!r} does not exist in the {d.name} dialect "
+                           f"(it has: {', '.join(d.ids)})")
+    c.add_fault(spec)
+    text = f"fault {f} armed: {fl.KINDS[f.kind][1]}"
+    if f.checkpoint <= c.sim.eps["primary"].checkpoint:
+        text += (f"\nwarning: checkpoint {f.checkpoint} is already over, so this fault will "
+                 "never fire (name a later one with #N)")
+    return text
+
+
+def faults(c, p) -> str:
+    if p.form == ("clear",):
+        note = _stop_recording(c)
+        c.clear_faults()
+        return "faults cleared; the session restarted from the beginning" + note
+    specs, fired = c.faults(), c.sim.fired
+    if not specs:
+        return "no faults (add one with: fault KIND[=ARG]@POINT[#N])"
+    return "\n".join(f"  {i + 1}. {s}  {'fired' if i in fired else 'pending'}"
+                     for i, s in enumerate(specs))
+
+
+def kill(c, p) -> str:
+    c.kill(p.args["side"])
+    return f"{p.args['side']} killed; " + where(c)
+
+
+def stall(c, p) -> str:
+    c.stall(p.args["side"])
+    return f"{p.args['side']} stalled (SIGSTOP); " + where(c)
+
+
+def heartbeat(c, p) -> str:
+    side = p.args["side"]
+    n = len(c.events)
+    c.lost_heartbeat(side)
+    errors = [e for e in c.events[n:] if e.kind == "qmp-error"]
+    if errors:
+        raise CommandError(f"x-colo-lost-heartbeat on the {side}: {errors[-1].data['error']}")
+    st = c.status()[side]
+    return (f"x-colo-lost-heartbeat sent to the {side}: failover state "
+            f"{st['failover_state']}, query-colo-status {_colo(st)}")
+
+
+def _colo(st: dict) -> str:
+    cs = st["colo_status"]
+    return f"{{mode: {cs['mode']}, last-mode: {cs['last-mode']}, reason: {cs['reason']}}}"
+
+
+# --------------------------------------------------------------------- views
+def status(c, p) -> str:
+    s = c.status()
+    lines = []
+    for side in SIDES:
+        st = s[side]
+        life = "dead" if not st["alive"] else "stalled" if st["stalled"] else "alive"
+        lines.append(f"{side:<9}  {life}, vm {st['run_state']}, machine {st['state']}, "
+                     f"checkpoint {st['checkpoint']}"
+                     + (f" (#{st['in_flight']} in flight)" if st["in_flight"] else "")
+                     + f", failover {st['failover_state']}, migration {st['migration']}")
+        lines.append(f"{'':<9}  query-colo-status {_colo(st)}"
+                     + (f"; error: {st['error']}" if st["error"] else ""))
+    run = run_state(c)
+    lines.append(f"session    {s['dialect']} dialect, {s['mode']} mode, seed {s['seed']}; "
+                 f"step {s['step']}, t={s['t_ms']:.3f} ms; {run}"
+                 + (f", outcome {s['outcome']}" if s["finished"] else ""))
+    if s["recording"]:
+        lines.append(f"recording  {s['recording']}")
+    if s["forked"]:
+        lines.append(f"forked     at step {c.forked_at}")
+    broken = [k for k, ok in s["invariants"].items() if not ok]
+    lines.append("invariants " + ("all hold" if not broken else "BROKEN: " + ", ".join(broken)))
+    return "\n".join(lines)
+
+
+def show(c, p) -> str:
+    return {"ladder": ladder, "failover": failover_view, "ram": guest_ram,
+            "packets": guest_packets, "disk": guest_disk}[p.args["what"]](c)
+
+
+def ladder(c, rows: int = LADDER_ROWS) -> str:
+    width = 44
+    out = []
+    for e in c.events:
+        d = e.data
+        if e.kind == "send":
+            label = f" {d['msg']}" + (f" {d['value']}" if d.get("value") else "") + " "
+        elif e.kind.startswith("send-"):
+            label = f" [{e.kind[5:]} {d.get('bytes', 0)} B] "
+        elif e.kind in _NOTES:
+            note = _note(e)
+            out.append(f"{e.t_ms:>12.3f}  {'':<9}|{'':^{width}}|  {e.side}: {note}")
+            continue
+        else:
+            continue
+        if e.side == "primary":
+            arrow = (label.center(width - 1, "-") + ">")
+        else:
+            arrow = ("<" + label.center(width - 1, "-"))
+        out.append(f"{e.t_ms:>12.3f}  {'primary':<9}|{arrow}|  secondary")
+    if not out:
+        return "no messages yet (step or run)"
+    head = f"{'t (ms)':>12}  {'':<9}|{'primary -> secondary':^{width}}|"
+    skipped = len(out) - rows
+    body = out[-rows:]
+    if skipped > 0:
+        body.insert(0, f"{'':>12}  ... {skipped} earlier row(s)")
+    return "\n".join([head] + body)
+
+
+_NOTES = {
+    "error": lambda d: "ERROR " + d.get("message", "")[:60],
+    "colo-exit": lambda d: f"COLO_EXIT reason={d.get('reason')}",
+    "failover": lambda d: f"failover {d.get('from')} -> {d.get('to')}",
+    "process": lambda d: f"process {d.get('what')}",
+    "fence": lambda d: f"arbiter fences the {d.get('side')}",
+    "closed": lambda d: "connection closed",
+    "deferred": lambda d: "failover deferred (relaunch)",
+    "dropped": lambda d: f"{d.get('point')} dropped on the wire",
+    "partition": lambda d: "network partition",
+}
+
+
+def _note(e) -> str:
+    return _NOTES[e.kind](e.data)
+
+
+def failover_view(c) -> str:
+    d = dialects.get(c.config.dialect)
+    chain = (fo.NONE, fo.REQUIRE, fo.ACTIVE, fo.COMPLETED)
+    lines = ["failover state machine (migration/colo-failover.c); every move is a CAS:"]
+    for (a, b), why in fo.TRANSITIONS.items():
+        lines.append(f"  {d.failover_name(a):>9} -> {d.failover_name(b):<9}  {why}")
+    for side in SIDES:
+        ep = c.sim.eps[side]
+        cur = ep.failover.state
+
+        def mark(s, cur=cur):
+            n = d.failover_name(s)
+            return f"[{n}]" if s == cur else n
+        line = " -> ".join(mark(s) for s in chain) + "   (" + mark(fo.RELAUNCH) + ")"
+        hist = ", ".join(f"{d.failover_name(a)}->{d.failover_name(b)}"
+                         for a, b in ep.failover.history) or "no transitions yet"
+        lines.append(f"{side:<9}  {line}   history: {hist}")
+    return "\n".join(lines)
+
+
+def _guests(c, what: str):
+    guests = getattr(c.sim, "guests", {}) or {}
+    if not guests or any(type(g).__name__ == "NullGuest" for g in guests.values()):
+        raise CommandError(f"no {what} to show: this session runs the null guest (control "
+                           "protocol only), which has no RAM, packets or disk; a session "
+                           "with the guest model (config guest='model') has")
+    return guests
+
+
+def guest_ram(c) -> str:
+    g = _guests(c, "RAM")
+    lines = []
+    for side in SIDES:
+        ram = g[side].ram
+        blocks = ", ".join(f"{n} {s >> 20} MiB" for n, s in ram.layout())
+        line = (f"{side:<9}  {ram.size_bytes >> 20} MiB ({blocks}); dirty pages "
+                f"{ram.dirty_count()}; digest {ram.digest()[:12]}")
+        cache = getattr(g[side], "cache", None)
+        if cache is not None:
+            line += (f"\n{'':<9}  RAM cache: {cache.pending()} page(s) waiting for the flush, "
+                     f"last flush {cache.last_flush_pages} page(s), {cache.flushes} flush(es), "
+                     f"{cache.discards} discard(s)")
+        lines.append(line)
+    diff = g["secondary"].ram.diff_pages(g["primary"].ram)
+    n = sum(len(v) for v in diff.values())
+    lines.append("RAM identical on both sides" if not n else
+                 f"the sides differ on {n} page(s): " +
+                 "; ".join(f"{b} {v[:8]}" for b, v in diff.items()))
+    return "\n".join(lines)
+
+
+def guest_packets(c) -> str:
+    g = _guests(c, "packets")
+    pg, sg = g["primary"], g["secondary"]
+    lines = [f"clients received {len(pg.client_log)} packet(s) so far"]
+    if pg.filter is not None:
+        lines.append(f"filter-buffer (periodic): {len(pg.filter)} packet(s) held until the "
+                     f"next checkpoint; {pg.filter.released_total} released")
+    if pg.compare is not None:
+        prim, sec = pg.compare.queued()
+        lines.append(f"colo-compare (hybrid): queued primary {prim}, secondary {sec}; matched "
+                     f"{pg.compare.matched}; drops {pg.compare.drops}; "
+                     f"{len(pg.compare.notifications)} checkpoint notification(s)")
+    lines.append(f"secondary: {len(sg.svm_outbox)} packet(s) on the way to colo-compare, "
+                 f"{sg.svm_dropped} dropped")
+    return "\n".join(lines)
+
+
+def guest_disk(c) -> str:
+    g = _guests(c, "disk")
+    lines = [f"{side:<9}  {len(g[side].disk.view())} sector(s) written; digest "
+             f"{g[side].disk.digest()[:12]}" for side in SIDES]
+    from protocol.guest.disk import diff_sectors
+    diff = diff_sectors(g["primary"].disk.view(), g["secondary"].disk.view())
+    lines.append("disks identical" if not diff else f"disks differ on sectors {diff[:10]}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- settings
+def _stop_recording(c) -> str:
+    path = c.record_stop()
+    return f"\nrecording stopped and saved: {path} (a recording holds one session)" if path else ""
+
+
+def set_(c, p) -> str:
+    key = p.form[0]
+    if key == "checkpoint-delay":
+        c.set_checkpoint_delay(p.args["ms"])
+        return f"x-checkpoint-delay = {p.args['ms']} ms (QEMU checkpoints at once on a change)"
+    value = p.args[{"dialect": "d", "mode": "m", "seed": "s"}[key]]
+    note = _stop_recording(c)
+    c.restart(**{key: value})
+    return (f"new session: {c.config.dialect} dialect, {c.config.mode} mode, seed "
+            f"{c.config.seed}" + note)
+
+
+def record(c, p) -> str:
+    if p.form == ("stop",):
+        path = c.record_stop()
+        return f"recording saved: {path}" if path else "not recording"
+    path = os.path.expanduser(p.args["file"])
+    c.record_start(path)
+    return f"recording to {path} (the session so far is written too)"
+
+
+def replay(c, p) -> str:
+    note = _stop_recording(c)
+    rec = c.load_replay(os.path.expanduser(p.args["file"]))
+    return (f"loaded {p.args['file']}: {c.config.dialect} dialect, {c.config.mode} mode, seed "
+            f"{c.config.seed}; {len(rec.inputs)} input(s), {len(rec.events)} event(s); step or "
+            "run to replay it" + note)
+
+
+def back(c, p) -> str:
+    if c.recording_path:
+        raise CommandError("cannot go back while recording: a recording is one linear "
+                           "history (record stop first)")
+    before = c.steps
+    target = max(0, before - (p.get("n") or 1))
+    later = sum(1 for i in c.inputs if i["step"] > target)
+    now = c.back(before - target)
+    text = f"back from step {before} to step {now}; " + where(c)
+    if later:
+        text += (f"\n{later} later input(s) will be re-applied as you step; a new input now "
+                 "forks the future and drops them")
+    return text
+
+
+def explain_cmd(c, p) -> str:
+    from ..explain import explain_last
+    return explain_last(c)
+
+
+def help_(c, p) -> str:
+    from .registry import COMMANDS, REGISTRY
+    name = p.get("cmd")
+    if name:
+        cmd = REGISTRY[name]
+        kinds = f"\narguments: {', '.join(cmd.arg_kinds)}" if cmd.arg_kinds else ""
+        return (f"{cmd.syntax}\n  {cmd.summary}\n" + "\n".join("  usage: " + u for u in cmd.usages)
+                + (f"\n\n{cmd.help}" if cmd.help else "") + kinds)
+    w = max(len(x.syntax) for x in COMMANDS)
+    return "\n".join(f"  {x.syntax:<{w}}  {x.summary}" for x in COMMANDS) + \
+        "\n(help CMD for details; Tab completes; Ctrl-R searches the history)"
+
+
+def quit_(c, p):
+    from .registry import Result
+    path = c.record_stop()
+    return Result(True, f"recording saved: {path}" if path else "bye", quit=True)

@@ -1,0 +1,202 @@
+"""Parsing a command line: a pure function of the line and the registry.
+
+A command is declared by its *forms*: each form is a tuple of tokens, either a
+literal word (``"until"``, ``"clear"``) or a placeholder ``"NAME:kind"``
+(``"N:int"``, ``"SIDE:side"``, ``"SPEC:fault-spec"``).  A placeholder ending in
+``?`` is optional (only at the end of a form).  Completion and help derive
+from the same forms, so there is one grammar, written once, as data.
+
+Nothing here touches the Controller, the terminal or prompt_toolkit.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from protocol import dialects
+from protocol import faults as fl
+from protocol import messages as m
+from protocol.errors import FaultSpecError
+
+SIDES = ("primary", "secondary")
+MODES = ("periodic", "hybrid")
+VIEWS = ("ladder", "ram", "packets", "disk", "failover")
+SETTINGS = ("checkpoint-delay", "dialect", "mode", "seed")
+MAX_INT = (1 << 32) - 1
+
+#: Event kinds the simulator and endpoints emit (for ``run until EVENT``).
+EVENT_KINDS = (
+    "checkpoint", "checkpoint-requested", "send", "recv", "send-initial", "recv-initial",
+    "send-ram", "recv-ram", "send-device-state", "recv-device-state", "state", "vm",
+    "action", "load", "migration", "failover", "deferred", "colo-exit", "error", "eof",
+    "abort", "absorbed", "ignored", "unnoticed", "default-failover", "parameter", "qmp",
+    "qmp-error", "input", "process", "fence", "deliver", "held", "lost", "dropped",
+    "fault", "partition", "closing", "closed", "end", "stopped-for-checkpoint",
+    "guest-shutdown-requested",
+)
+MESSAGE_NAMES = tuple(n for n in m.ALL_MESSAGES if n != m.INVALID)
+EVENTS = EVENT_KINDS + MESSAGE_NAMES
+
+
+class CommandError(ValueError):
+    """A user error in a command line: the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    name: str
+    args: dict = field(default_factory=dict)
+    line: str = ""
+    form: tuple = ()
+
+    def get(self, key: str, default=None):
+        return self.args.get(key, default)
+
+
+# ------------------------------------------------------------------ values
+def resolve_side(text: str) -> str:
+    s = text.strip().lower()
+    hits = [name for name in SIDES if s and name.startswith(s)]
+    if len(hits) != 1:
+        raise CommandError(f"side must be primary or secondary (or p / s), not {text!r}")
+    return hits[0]
+
+
+def _int(text: str, what: str, lo: int = 0, hi: int = MAX_INT) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise CommandError(f"{what} must be a whole number, not {text!r}") from None
+    if not lo <= value <= hi:
+        raise CommandError(f"{what} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def _choice(text: str, what: str, choices) -> str:
+    if text in choices:
+        return text
+    hits = [c for c in choices if c.startswith(text)]
+    if len(hits) == 1:
+        return hits[0]
+    raise CommandError(f"unknown {what} {text!r}; choose one of: {', '.join(choices)}")
+
+
+def _fault(text: str) -> str:
+    try:
+        return str(fl.parse(text))
+    except FaultSpecError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _event(text: str) -> str:
+    if text in EVENTS:
+        return text
+    raise CommandError(f"unknown event {text!r}; use an event kind ({', '.join(EVENT_KINDS)}) "
+                       f"or a message name ({', '.join(MESSAGE_NAMES)})")
+
+
+def _command(text: str) -> str:
+    from .registry import lookup
+    cmd = lookup(text)
+    if cmd is None:
+        raise CommandError(f"no command {text!r}; type 'help' for the list")
+    return cmd.name
+
+
+#: kind -> converter(text, placeholder name) -> value
+CONVERTERS = {
+    "int": lambda t, n: _int(t, n),
+    "count": lambda t, n: _int(t, n, 1, 1_000_000),
+    "seed": lambda t, n: _int(t, n, 0, (1 << 63) - 1),
+    "side": lambda t, n: resolve_side(t),
+    "fault-spec": lambda t, n: _fault(t),
+    "event": lambda t, n: _event(t),
+    "message": lambda t, n: _choice(t, "message", MESSAGE_NAMES),
+    "dialect": lambda t, n: _choice(t, "dialect", tuple(dialects.DIALECTS)),
+    "mode": lambda t, n: _choice(t, "mode", MODES),
+    "view": lambda t, n: _choice(t, "view", VIEWS),
+    "file": lambda t, n: t,
+    "command": lambda t, n: _command(t),
+}
+
+
+def placeholder(token: str) -> tuple[str, str, bool] | None:
+    """``"N:int?"`` -> ("N", "int", True); a literal -> None."""
+    if ":" not in token:
+        return None
+    name, kind = token.split(":", 1)
+    optional = kind.endswith("?")
+    return name, kind.rstrip("?"), optional
+
+
+def form_syntax(form: tuple) -> str:
+    parts = []
+    for tok in form:
+        ph = placeholder(tok)
+        if ph is None:
+            parts.append(tok)
+        else:
+            parts.append(f"[{ph[0]}]" if ph[2] else ph[0])
+    return " ".join(parts)
+
+
+def tokenize(line: str) -> list[str]:
+    try:
+        return shlex.split(line, comments=False, posix=True)
+    except ValueError as exc:
+        raise CommandError(f"cannot split the line into words: {exc}") from None
+
+
+# --------------------------------------------------------------------- parse
+def _match(form: tuple, words: list[str]) -> tuple[dict | None, float, str | None]:
+    """Try one form; returns (args or None, how far it matched, error)."""
+    args: dict = {}
+    for i, tok in enumerate(form):
+        ph = placeholder(tok)
+        if i >= len(words):
+            if ph is not None and ph[2]:
+                return args, i, None
+            what = tok if ph is None else ph[0]
+            return None, i, f"missing {what}"
+        word = words[i]
+        if ph is None:
+            if word != tok:
+                return None, i, f"expected {tok!r}, got {word!r}"
+            continue
+        name, kind, _ = ph
+        try:
+            args[name.lower().replace("-", "_")] = CONVERTERS[kind](word, name)
+        except CommandError as exc:
+            return None, i + 1, str(exc)
+    if len(words) > len(form):
+        extra = " ".join(words[len(form):])
+        return None, len(form) - 0.5, f"unexpected extra words: {extra!r}"
+    return args, len(form), None
+
+
+def parse(line: str, registry=None) -> ParsedCommand:
+    """Parse one line into a ParsedCommand; raises CommandError naming the problem."""
+    if registry is None:
+        from .registry import REGISTRY as registry
+    words = tokenize(line)
+    if not words:
+        raise CommandError("empty command; type 'help' for the list")
+    from .registry import lookup
+    cmd = lookup(words[0], registry)
+    if cmd is None:
+        near = [n for n in registry if n.startswith(words[0][:2])]
+        hint = f" (did you mean: {', '.join(near)}?)" if near else ""
+        raise CommandError(f"unknown command {words[0]!r}{hint}; type 'help' for the list")
+    best: tuple[float, str] | None = None
+    for form in cmd.forms:
+        args, depth, err = _match(form, words[1:])
+        if args is not None:
+            return ParsedCommand(cmd.name, args, line.strip(), form)
+        if best is None or depth > best[0]:
+            best = (depth, err or "does not match")
+    assert best is not None
+    heads = [f[0] for f in cmd.forms if f and placeholder(f[0]) is None]
+    if best[0] == 0 and len(words) > 1 and len(heads) > 1:
+        raise CommandError(f"{cmd.name}: unknown {words[1]!r}; expected one of: "
+                           f"{', '.join(heads)}; usage: {cmd.syntax}")
+    raise CommandError(f"{cmd.name}: {best[1]}; usage: {cmd.syntax}")

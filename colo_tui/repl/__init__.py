@@ -1,0 +1,35 @@
+"""`colo repl`: a prompt-toolkit REPL over the command registry.
+
+prompt_toolkit is imported only when an interactive session starts, so
+registering the subcommand (``add_parser``) costs nothing.
+"""
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("-f", "--file", metavar="SCRIPT", default=None,
+                   help="run the commands in SCRIPT (no prompts); exit non-zero at the "
+                        "first failing line")
+    p.add_argument("--dialect", default="qemu", help="qemu (default), v11 or prototype")
+    p.add_argument("--mode", default="periodic", help="periodic (default) or hybrid")
+    p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    p.add_argument("--attach", nargs=2, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
+                   default=None, help="drive two live `colo node` processes through their "
+                                      "QMP sockets instead of a simulation")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "repl", help="interactive command line (also scripts: -f SCRIPT or stdin)",
+        description="A REPL over the simulated COLO session. Tab completes commands, "
+                    "messages, fault specs and files; Ctrl-R searches the history. "
+                    "With -f SCRIPT or piped stdin, runs the commands and exits non-zero "
+                    "at the first error.")
+    add_arguments(p)
+    p.set_defaults(func=run_repl)
+    return p
+
+
+def run_repl(args) -> int:
+    from .session import run_repl as _run
+    return _run(args)

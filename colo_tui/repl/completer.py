@@ -1,0 +1,113 @@
+"""Tab completion derived from the command registry.
+
+``complete(line_before_cursor)`` is a pure function (apart from listing
+directories for file names) returning the full words that may replace the
+word under the cursor; ``RegistryCompleter`` wraps it for prompt_toolkit.
+"""
+from __future__ import annotations
+
+import os
+
+from protocol import dialects
+from protocol import faults as fl
+
+from ..commands import parser as cp
+from ..commands.registry import COMMANDS, lookup
+
+
+def _split(line: str) -> tuple[list[str], str]:
+    words = line.split()
+    if not line or line[-1].isspace():
+        return words, ""
+    return words[:-1], words[-1]
+
+
+def complete(line_before_cursor: str) -> list[str]:
+    before, cur = _split(line_before_cursor)
+    if not before:
+        names = [c.name for c in COMMANDS] + [a for c in COMMANDS for a in c.aliases]
+        return sorted(n for n in names if n.startswith(cur))
+    cmd = lookup(before[0])
+    if cmd is None:
+        return []
+    pos = len(before) - 1
+    out: list[str] = []
+    for form in cmd.forms:
+        if pos >= len(form) or not _prefix_matches(form, before[1:]):
+            continue
+        tok = form[pos]
+        ph = cp.placeholder(tok)
+        cands = [tok] if ph is None else candidates(ph[1], cur)
+        out += [c for c in cands if c.startswith(cur) and c not in out]
+    return out
+
+
+def _prefix_matches(form: tuple, words: list[str]) -> bool:
+    for tok, word in zip(form, words, strict=False):
+        if cp.placeholder(tok) is None and tok != word:
+            return False
+    return True
+
+
+def candidates(kind: str, cur: str = "") -> list[str]:
+    """Every value of an argument kind that starts with ``cur``."""
+    fixed = {
+        "side": cp.SIDES, "mode": cp.MODES, "view": cp.VIEWS, "event": cp.EVENTS,
+        "message": cp.MESSAGE_NAMES, "dialect": tuple(dialects.DIALECTS),
+        "command": tuple(c.name for c in COMMANDS),
+    }
+    if kind in fixed:
+        return [v for v in fixed[kind] if v.startswith(cur)]
+    if kind == "fault-spec":
+        return fault_candidates(cur)
+    if kind == "file":
+        return file_candidates(cur)
+    return []
+
+
+def fault_candidates(cur: str) -> list[str]:
+    """KIND[=ARG]@POINT[#N], one part at a time."""
+    if "@" in cur:
+        head, point = cur.split("@", 1)
+        if "#" in point:
+            return []
+        kind = head.split("=", 1)[0]
+        points = [p for p in fl.POINTS if not (p == "load" and kind in fl.LINK_KINDS)
+                  and not (kind in ("unexpected", "value") and p in fl.STAGES)]
+        return [f"{head}@{p}" for p in points if p.startswith(point)]
+    if "=" in cur:
+        kind, arg = cur.split("=", 1)
+        if fl.KINDS.get(kind, (None,))[0] == "msg":
+            return [f"{kind}={n}@" for n in cp.MESSAGE_NAMES if n.startswith(arg)]
+        return []
+    return [k + ("=" if a else "@") for k, (a, _) in fl.KINDS.items() if k.startswith(cur)]
+
+
+def file_candidates(cur: str) -> list[str]:
+    head, tail = os.path.split(cur)
+    directory = os.path.expanduser(head) or "."
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if not name.startswith(tail) or (name.startswith(".") and not tail.startswith(".")):
+            continue
+        full = os.path.join(head, name)
+        out.append(full + "/" if os.path.isdir(os.path.join(directory, name)) else full)
+    return out
+
+
+def make_completer():
+    """A prompt_toolkit Completer around ``complete`` (imported lazily)."""
+    from prompt_toolkit.completion import Completer, Completion
+
+    class RegistryCompleter(Completer):
+        def get_completions(self, document, complete_event):
+            text = document.text_before_cursor
+            _, cur = _split(text)
+            for word in complete(text):
+                yield Completion(word, start_position=-len(cur))
+
+    return RegistryCompleter()

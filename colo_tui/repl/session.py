@@ -1,0 +1,150 @@
+"""The REPL loop (interactive, through prompt_toolkit) and the script runner.
+
+Interactive: history file in the user's data directory, Ctrl-R search, Tab
+completion, a bottom toolbar, confirmation of destructive commands; an error
+in a command never ends the session; events print as they happen.
+
+Non-interactive (``-f SCRIPT`` or stdin that is not a tty): the same commands,
+no prompts or confirmations, ``#`` comments and blank lines ignored; the first
+failing line ends the run with exit status 1 and is named on stderr.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+
+from ..commands import confirmation, execute, run_state, state_of
+from . import render
+
+_COMMENT = re.compile(r"(^|\s)#.*$")     # '#N' inside a fault spec is not a comment
+
+
+def _strip(raw: str) -> str:
+    return _COMMENT.sub("", raw).strip()
+
+
+def _controller(args, out):
+    from protocol.sim.config import SimConfig
+    from protocol.sim.core import Simulation
+
+    from ..control import Controller
+    cfg = SimConfig(dialect=args.dialect or "qemu", mode=args.mode or "periodic",
+                    seed=1 if args.seed is None else int(args.seed))
+    Simulation(cfg)              # validates dialect and mode (ValueError names the choices)
+
+    def show(ev) -> None:
+        print(render.event_line(ev), file=out, flush=False)
+    return Controller(cfg, on_event=show)
+
+
+def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
+    stdin = stdin or sys.stdin
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    if getattr(args, "attach", None):
+        print("colo repl: error: --attach (driving two live `colo node` processes over QMP) "
+              "is not available yet; run the REPL on the simulator instead", file=err)
+        return 2
+    try:
+        c = _controller(args, out)
+    except ValueError as exc:
+        print(f"colo repl: error: {exc}", file=err)
+        return 2
+    if getattr(args, "file", None):
+        try:
+            with open(args.file, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except OSError as exc:
+            print(f"colo repl: error: cannot read {args.file}: {exc.strerror}", file=err)
+            return 2
+        return run_script(c, lines, args.file, out, err)
+    if not stdin.isatty():
+        return run_script(c, stdin.read().splitlines(), "<stdin>", out, err)
+    return interactive(c, out)
+
+
+def run_script(c, lines, name: str, out, err) -> int:
+    """Run commands without prompts; 0 if all succeed, 1 at the first failure."""
+    status = 0
+    try:
+        for no, raw in enumerate(lines, 1):
+            line = _strip(raw)
+            if not line:
+                continue
+            print(f"colo> {line}", file=out)
+            res = execute(c, line)
+            if res.text:
+                print(res.text, file=out)
+            out.flush()
+            if not res.ok:
+                print(f"{name}:{no}: error: {line!r} failed: {res.text}", file=err)
+                status = 1
+                break
+            if res.quit:
+                break
+    finally:
+        path = c.record_stop()
+        if path:
+            print(f"recording saved: {path}", file=out)
+        out.flush()
+    return status
+
+
+# ----------------------------------------------------------------- interactive
+def history_path() -> str | None:
+    try:
+        import platformdirs
+        d = platformdirs.user_data_dir("colo-testbed")
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, "repl-history")
+    except OSError:
+        return None
+
+
+def interactive(c, out) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    from .completer import make_completer
+    path = history_path()
+    history = FileHistory(path) if path else InMemoryHistory()
+    session = PromptSession(history=history, completer=make_completer(),
+                            complete_while_typing=False,
+                            bottom_toolbar=lambda: render.toolbar_text(c.status(), run_state(c)))
+    ask = PromptSession()
+    print("COLO testbed REPL - 'help' lists the commands, Tab completes, Ctrl-R searches "
+          "the history, Ctrl-D quits.", file=out)
+    while True:
+        try:
+            line = _strip(session.prompt("colo> "))
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            line = "quit"
+        if not line:
+            continue
+        question = confirmation(c, line)
+        if question:
+            try:
+                answer = ask.prompt(f"{question} [y/N] ").strip().lower()
+            except (KeyboardInterrupt, EOFError):
+                answer = ""
+            if answer not in ("y", "yes"):
+                print("cancelled", file=out)
+                continue
+        res = _execute_interruptible(c, line)
+        if res.text:
+            print(res.text if res.ok else f"error: {res.text}", file=out)
+        if res.quit:
+            return 0
+
+
+def _execute_interruptible(c, line: str):
+    """Ctrl-C during a command pauses a run at the next step instead of tearing it."""
+    old = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda *_: state_of(c).pause.set())
+    try:
+        return execute(c, line)
+    finally:
+        signal.signal(signal.SIGINT, old)

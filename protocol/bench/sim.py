@@ -1,0 +1,86 @@
+"""`colo bench sim`: simulator speed (checkpoints/s with empty RAM) and the matrix time.
+
+Medians of interleaved rounds; the baseline is a bare Python loop that moves
+the same six control messages through the codec (no machines, no events), so
+the ratio says what the machines, the event stream and the invariants cost.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+
+def _sim_rate(checkpoints: int) -> float:
+    from protocol.sim.config import SimConfig
+    from protocol.sim.core import Simulation
+    sim = Simulation(SimConfig(checkpoints=checkpoints, checkpoint_delay_ms=1000),
+                     keep_events=False)
+    t = time.perf_counter()
+    sim.run()
+    return sim.eps["primary"].checkpoint / (time.perf_counter() - t)
+
+
+def _codec_rate(checkpoints: int) -> float:
+    from protocol import dialects
+    from protocol import messages as m
+    from protocol.codec import Decoder
+    d = dialects.QEMU
+    p2s = d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
+    size = d.encode(m.VMSTATE_SIZE, 1) + b"\x00"
+    s2p = d.encode(m.CHECKPOINT_REPLY) + d.encode(m.VMSTATE_RECEIVED) + \
+        d.encode(m.VMSTATE_LOADED)
+    dp, ds = Decoder(d, "primary"), Decoder(d, "secondary")
+    t = time.perf_counter()
+    for _ in range(checkpoints):
+        dp.feed(d.encode(m.CHECKPOINT_REQUEST))
+        list(dp.items())
+        ds.feed(s2p)
+        list(ds.items())
+        dp.feed(size)
+        list(dp.items())
+    del p2s
+    return checkpoints / (time.perf_counter() - t)
+
+
+def _matrix_seconds() -> tuple[float, int]:
+    from protocol.sim.explore import explore
+    t = time.perf_counter()
+    res = explore()
+    return time.perf_counter() - t, res["cases"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="colo bench sim")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--checkpoints", type=int, default=5000)
+    ap.add_argument("--no-matrix", action="store_true")
+    args = ap.parse_args(argv)
+    sims, codecs = [], []
+    for _ in range(max(1, args.rounds)):
+        sims.append(_sim_rate(args.checkpoints))
+        codecs.append(_codec_rate(args.checkpoints))
+    sim, codec = statistics.median(sims), statistics.median(codecs)
+    out = {"simulator_checkpoints_per_s": {"value": round(sim), "baseline": round(codec),
+                                           "baseline_what": "codec-only loop, same messages",
+                                           "ratio": round(sim / codec, 3), "goal": 10000}}
+    if not args.no_matrix:
+        secs, cases = _matrix_seconds()
+        out["fault_matrix"] = {"value": round(secs, 3), "cases": cases, "goal_s": 10.0,
+                               "unit": "s"}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        s = out["simulator_checkpoints_per_s"]
+        print(f"simulator: {s['value']} checkpoints/s (median of {args.rounds}); codec-only "
+              f"loop {s['baseline']}/s; ratio {s['ratio']}; goal {s['goal']}/s")
+        if "fault_matrix" in out:
+            m = out["fault_matrix"]
+            print(f"fault matrix: {m['cases']} cases in {m['value']} s (goal < 10 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""changed_pages / zero_pages / scatter_pages on both twins, and the selector."""
+
+from __future__ import annotations
+
+import array
+import mmap
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol.guest import _pagediff_py as ref
+from tests.guest.conftest import built_c_twin
+
+HYPO = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+GIB = 1 << 30
+
+
+def pages_of(data: bytes, ps: int) -> list[bytes]:
+    return [data[k:k + ps] for k in range(0, len(data), ps)]
+
+
+# ---------------------------------------------------------------- selector
+def test_compiled_twin_loads_where_built():
+    if os.environ.get("COLO_NO_EXTENSIONS") == "1":
+        pytest.skip("COLO_NO_EXTENSIONS=1")
+    if not built_c_twin():
+        pytest.skip("protocol.guest._pagediff_c was never built")
+    from protocol.guest import pagediff
+    assert pagediff.IMPLEMENTATION == "c", f"built but not loaded: {pagediff.LOAD_ERROR}"
+    assert pagediff.LOAD_ERROR is None
+
+
+def run_python(code: str, **env: str) -> str:
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, **env}, cwd=os.getcwd())
+    return out.stdout.strip() + "|" + out.stderr.strip()
+
+
+def test_selector_honours_colo_no_extensions():
+    out = run_python("from protocol.guest import pagediff as p; print(p.IMPLEMENTATION, p.LOAD_ERROR)",
+                     COLO_NO_EXTENSIONS="1")
+    assert out.startswith("py None|")
+
+
+def test_selector_records_a_broken_compiled_twin():
+    code = ("import sys; sys.modules['protocol.guest._pagediff_c'] = None\n"
+            "from protocol.guest import pagediff as p\n"
+            "print(p.IMPLEMENTATION, p.LOAD_ERROR)")
+    out = run_python(code, COLO_NO_EXTENSIONS="0")
+    stdout, stderr = out.split("|", 1)
+    assert stdout.startswith("py ModuleNotFoundError: import of protocol.guest._pagediff_c")
+    if built_c_twin():
+        assert "RuntimeWarning" in stderr and "is built but did not load" in stderr
+
+
+# ---------------------------------------------------------------- changed_pages
+def test_changed_pages_edges(pagediff):
+    assert pagediff.changed_pages(b"", b"") == []
+    one = bytes(4096)
+    assert pagediff.changed_pages(one, one) == []
+    assert pagediff.changed_pages(one, b"\x01" + one[1:]) == [0]
+    buf = bytearray(4096 * 5)
+    other = bytearray(buf)
+    other[-1] = 9
+    assert pagediff.changed_pages(buf, other) == [4]
+    other[4096] = 1
+    assert pagediff.changed_pages(memoryview(buf), other) == [1, 4]
+
+
+def test_changed_pages_errors(pagediff):
+    with pytest.raises(ValueError, match="8192 != 4096"):
+        pagediff.changed_pages(bytes(8192), bytes(4096))
+    with pytest.raises(ValueError, match="4100 is not a multiple of page_size 4096"):
+        pagediff.changed_pages(bytes(4100), bytes(4100))
+    with pytest.raises(ValueError, match="page_size"):
+        pagediff.changed_pages(bytes(64), bytes(64), page_size=0)
+
+
+def test_changed_pages_accepts_buffers(pagediff):
+    with mmap.mmap(-1, 3 * 4096) as m:
+        m[5000] = 1
+        assert pagediff.changed_pages(m, bytes(3 * 4096)) == [1]
+        assert pagediff.changed_pages(array.array("q", bytes(3 * 4096)), m) == [1]
+
+
+@HYPO
+@given(data=st.data(), ps=st.sampled_from([1, 8, 64, 100, 4096]), npages=st.integers(0, 40))
+def test_changed_pages_differential(pagediff, data, ps, npages):
+    old = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    new = bytearray(old)
+    for k in data.draw(st.lists(st.integers(0, max(len(new) - 1, 0)), max_size=10)):
+        if new:
+            new[k] ^= data.draw(st.integers(1, 255))
+    expected = [i for i, (a, b) in enumerate(zip(pages_of(old, ps), pages_of(bytes(new), ps),
+                                                 strict=True)) if a != b]
+    assert pagediff.changed_pages(old, new, ps) == expected == ref.changed_pages(old, new, ps)
+
+
+# ---------------------------------------------------------------- zero_pages
+def test_zero_pages_edges(pagediff):
+    assert pagediff.zero_pages(b"") == []
+    assert pagediff.zero_pages(bytes(4096)) == [0]
+    assert pagediff.zero_pages(b"\x00" * 4095 + b"\x01") == []
+    buf = bytearray(4096 * 4)
+    buf[4096 * 3 - 1] = 1           # last byte of page 2
+    assert pagediff.zero_pages(buf) == [0, 1, 3]
+    with pytest.raises(ValueError, match="100 is not a multiple of page_size 64"):
+        pagediff.zero_pages(bytes(100), 64)
+
+
+@HYPO
+@given(data=st.data(), ps=st.sampled_from([1, 7, 64, 4096]), npages=st.integers(0, 40))
+def test_zero_pages_differential(pagediff, data, ps, npages):
+    buf = bytearray(ps * npages)
+    for k in data.draw(st.lists(st.integers(0, max(len(buf) - 1, 0)), max_size=12)):
+        if buf:
+            buf[k] = data.draw(st.integers(1, 255))
+    expected = [i for i, p in enumerate(pages_of(bytes(buf), ps)) if not any(p)]
+    assert pagediff.zero_pages(buf, ps) == expected == ref.zero_pages(buf, ps)
+
+
+# ---------------------------------------------------------------- scatter_pages
+def test_scatter_pages(pagediff):
+    ram = bytearray(4096 * 4)
+    pages = b"A" * 4096 + b"B" * 4096
+    assert pagediff.scatter_pages(ram, [3, 0], pages) is None
+    assert ram == b"B" * 4096 + bytes(8192) + b"A" * 4096
+    pagediff.scatter_pages(ram, array.array("q", [1]), b"C" * 4096)
+    assert ram[4096:8192] == b"C" * 4096
+    pagediff.scatter_pages(ram, [], b"")
+    pagediff.scatter_pages(memoryview(ram), (2,), b"D" * 64, page_size=64)
+    assert ram[128:192] == b"D" * 64
+
+
+@pytest.mark.parametrize("bad", [4, -1, 2**70])
+def test_scatter_pages_bad_index_writes_nothing(pagediff, bad):
+    ram = bytearray(4096 * 4)
+    with pytest.raises(IndexError, match=str(bad)):
+        pagediff.scatter_pages(ram, [0, bad], b"x" * 8192)
+    assert ram == bytes(4096 * 4)
+
+
+def test_scatter_pages_errors(pagediff):
+    with pytest.raises(ValueError, match="4096 bytes, expected 2 pages"):
+        pagediff.scatter_pages(bytearray(8192), [0, 1], bytes(4096))
+    with pytest.raises(ValueError, match="not a multiple"):
+        pagediff.scatter_pages(bytearray(100), [0], bytes(4096))
+    with pytest.raises(TypeError):
+        pagediff.scatter_pages(bytes(8192), [0], bytes(4096))
+    with pytest.raises(TypeError):
+        pagediff.scatter_pages(bytearray(8192), [0.0], bytes(4096))
+
+
+@HYPO
+@given(data=st.data(), ps=st.sampled_from([1, 16, 64]), npages=st.integers(1, 30))
+def test_scatter_pages_differential(pagediff, data, ps, npages):
+    ram = bytearray(data.draw(st.binary(min_size=ps * npages, max_size=ps * npages)))
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=20))
+    pages = data.draw(st.binary(min_size=ps * len(idx), max_size=ps * len(idx)))
+    expected = bytearray(ram)
+    ref.scatter_pages(expected, idx, pages, ps)
+    for k, i in enumerate(idx):
+        assert expected[i * ps:(i + 1) * ps] == pages[k * ps:(k + 1) * ps] or i in idx[k + 1:]
+    pagediff.scatter_pages(ram, idx, pages, ps)
+    assert ram == expected
+
+
+# ---------------------------------------------------------------- 64-bit offsets
+def test_offsets_past_4_gib(pagediff):
+    """Offsets >= 2**32 on a sparse 4 GiB + 1 MiB anonymous mapping (untouched
+    pages cost no memory).  Pages 0..4095 of 1 MiB decide at their first byte;
+    page 4096 starts at 4 GiB and must be scanned, and a 32-bit offset would wrap
+    it onto page 0, which differs / is not zero."""
+    mib = 1 << 20
+    try:
+        a = mmap.mmap(-1, 4097 * mib)
+        b = mmap.mmap(-1, 4097 * mib)
+    except (OSError, OverflowError, ValueError) as exc:
+        pytest.skip(f"no 4 GiB sparse mapping here: {exc}")
+    with a, b:
+        for k in range(4096):
+            a[k * mib] = 1
+        assert pagediff.zero_pages(a, mib) == [4096]
+        assert pagediff.changed_pages(a, b, mib) == list(range(4096))
+        pagediff.scatter_pages(a, [4 * GIB // 4096 + 3], b"\x07" * 4096)
+        off = 4 * GIB + 3 * 4096
+        assert a[off - 1:off + 4097] == b"\0" + b"\x07" * 4096 + b"\0"
+        assert a[3 * 4096] == 0
+        assert pagediff.changed_pages(a, b, mib) == list(range(4097))
+        assert pagediff.zero_pages(a, mib) == []

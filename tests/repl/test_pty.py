@@ -1,0 +1,45 @@
+"""One real interactive session through a pty: start, step, fault, record, run, quit."""
+import os
+import sys
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_interactive_session(tmp_path):
+    rec = tmp_path / "live.colo.jsonl"
+    env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"),
+               TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
+    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.repl"], cwd=ROOT, env=env,
+                          encoding="utf-8", timeout=30, dimensions=(40, 160))
+    try:
+        child.expect("colo>")
+        child.sendline("step 3")
+        child.expect("step 3,")
+        child.expect("colo>")
+        child.sendline("fault drop@vmstate-loaded#2")
+        child.expect("armed")
+        child.expect("colo>")
+        child.sendline("kill nobody")               # an error does not end the REPL
+        child.expect("error: kill: side must be")
+        child.expect("colo>")
+        child.sendline(f"record start {rec}")
+        child.expect("recording to")
+        child.expect("colo>")
+        child.sendline("run")
+        child.expect("the scenario has ended")
+        child.expect("colo>")
+        child.sendline("quit")
+        child.expect(r"\[y/N\]")                     # still recording: confirm
+        child.sendline("y")
+        child.expect("recording saved")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert os.path.exists(tmp_path / "data" / "colo-testbed" / "repl-history")
+    from protocol.record import format as rf
+    from protocol.record.replay import verify
+    assert verify(rf.read(rec)).ok

@@ -1,0 +1,61 @@
+"""Non-interactive runs as real subprocesses: -f SCRIPT and piped stdin."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def repl(*args, stdin=""):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "colo_tui.repl", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+
+
+def test_script_file_success(tmp_path):
+    rec = tmp_path / "s.colo.jsonl"
+    script = tmp_path / "ok.colo"
+    script.write_text(f"""# a comment
+step 3
+
+record start {rec}
+fault drop@vmstate-loaded#2   # the '#2' is part of the spec, this is a comment
+run 1
+heartbeat primary
+run
+status
+""")
+    r = repl("-f", str(script))
+    assert r.returncode == 0, r.stderr
+    assert "colo> heartbeat primary" in r.stdout and "recording saved" in r.stdout
+    from protocol.record import format as rf
+    from protocol.record.replay import verify
+    assert verify(rf.read(rec)).ok
+
+
+def test_script_stops_at_first_error(tmp_path):
+    script = tmp_path / "bad.colo"
+    script.write_text("step 2\n\n# fine so far\nkill nobody\nstep 1\n")
+    r = repl("-f", str(script))
+    assert r.returncode == 1
+    assert f"{script}:4:" in r.stderr and "kill nobody" in r.stderr
+    assert "colo> step 1" not in r.stdout
+
+
+def test_stdin_success_and_failure():
+    r = repl(stdin="step 2\nstatus\nquit\nstep 1\n")
+    assert r.returncode == 0, r.stderr
+    assert "colo> step 1" not in r.stdout          # quit ends the script
+    r = repl(stdin="step 2\nshow cpu\n")
+    assert r.returncode == 1 and "<stdin>:2:" in r.stderr and "unknown view 'cpu'" in r.stderr
+
+
+def test_options():
+    r = repl("--dialect", "v11", "--seed", "5", stdin="status\n")
+    assert r.returncode == 0 and "v11 dialect" in r.stdout and "seed 5" in r.stdout
+    r = repl("--dialect", "nope", stdin="status\n")
+    assert r.returncode == 2 and "unknown dialect" in r.stderr
+    r = repl("-f", "/nonexistent/script")
+    assert r.returncode == 2 and "cannot read" in r.stderr
+    r = repl("--attach", "/tmp/a.sock", "/tmp/b.sock")
+    assert r.returncode == 2 and "not available yet" in r.stderr
