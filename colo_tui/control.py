@@ -41,8 +41,10 @@ class Controller:
         """New session (dialect, mode, seed, faults … changed); keeps nothing else."""
         data = self.config.to_dict()
         data.update(changes)
-        self.config = SimConfig.from_dict(data)
-        self.sim = Simulation(self.config)     # validate before recording anything
+        config = SimConfig.from_dict(data)
+        Simulation(config)                     # validate before changing anything
+        self.record_stop()
+        self.config = config
         self.inputs, self._future_inputs, self.forked_at = [], [], None
         self.sim = self._new_sim()
 
@@ -93,6 +95,9 @@ class Controller:
     # ----------------------------------------------------------- time travel
     def back(self, n: int = 1) -> int:
         """Step back n steps by re-running the session; returns the new step."""
+        if self._writer is not None:
+            raise ValueError("stop recording before stepping back (a recording is one "
+                             "timeline; `record stop`, then `back`)")
         target = max(0, self.sim.steps - max(0, n))
         keep = [i for i in self.inputs if i["step"] <= target]
         later = [i for i in self.inputs if i["step"] > target]
@@ -139,7 +144,7 @@ class Controller:
 
     def add_fault(self, spec: str) -> None:
         from protocol import faults
-        faults.parse(spec)           # raises FaultSpecError with the valid kinds/points
+        self.sim.check_fault(faults.parse(spec))   # FaultSpecError names what is valid
         self._apply({"cmd": "fault", "value": spec})
 
     def faults(self) -> list[str]:
@@ -164,6 +169,7 @@ class Controller:
     def record_stop(self) -> str | None:
         if self._writer is None:
             return None
+        self._writer.stop(self.sim.steps)
         self._writer.close()
         path, self._writer, self.recording_path = self.recording_path, None, None
         return path
@@ -172,6 +178,7 @@ class Controller:
         """Open a recording: the session restarts from its header; its inputs are
         re-applied at their steps as you step (or all at once with to_end)."""
         rec = rf.read(path)
+        self.record_stop()
         self.config = rec.config
         self.inputs, self.forked_at = [], None
         self._future_inputs = sorted(rec.inputs, key=lambda i: i["step"])

@@ -26,6 +26,7 @@ class Recording:
     events: list[dict] = field(default_factory=list)
     inputs: list[dict] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    stop_step: int | None = None
 
     @property
     def config(self):
@@ -66,6 +67,10 @@ class Writer:
 
     def input(self, item: dict, step: int) -> None:
         self._write({"input": {k: v for k, v in item.items() if k != "step"}, "step": step})
+
+    def stop(self, step: int) -> None:
+        """The session was cut here (it had not finished): replay stops at this step."""
+        self._write({"stop": {"step": step}})
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -131,6 +136,8 @@ def parse(raw: bytes, name: str = "<recording>") -> Recording:
             rec.inputs.append({**item, "step": obj["step"]})
         elif "kind" in obj and "seq" in obj:
             rec.events.append(obj)
+        elif isinstance(obj.get("stop"), dict) and isinstance(obj["stop"].get("step"), int):
+            rec.stop_step = obj["stop"]["step"]
         # anything else: an unknown kind of line, ignored
     if header is None:
         raise RecordingError(f"{name}: empty recording (no header line)")

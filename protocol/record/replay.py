@@ -41,7 +41,7 @@ def _norm(ev: dict) -> dict:
 
 
 def verify(rec: Recording) -> ReplayResult:
-    sim = rerun(rec)
+    sim = rerun(rec, until_step=rec.stop_step)
     got = [_norm(e.to_json()) for e in sim.events]
     want = [_norm(e) for e in rec.events]
     import json

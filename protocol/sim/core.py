@@ -50,14 +50,7 @@ class Simulation:
             raise ValueError(f"mode must be periodic or hybrid, not {cfg.mode!r}")
         self.faults = fl.parse_all(cfg.faults)
         for f in self.faults:
-            if f.kind == "unexpected" and f.arg not in self.dialect.ids:
-                raise FaultSpecError(f"{f}: {f.arg!r} does not exist in the {cfg.dialect} "
-                                     f"dialect ({', '.join(self.dialect.ids)})")
-            if f.point == "ram" and not self.dialect.ram_outside_blob:
-                raise FaultSpecError(f"{f}: the {cfg.dialect} dialect sends RAM inside the "
-                                     "device-state blob; use @device-state")
-            if f.point not in fl.STAGES and f.point not in self.dialect.ids:
-                raise FaultSpecError(f"{f}: the {cfg.dialect} dialect has no {f.point!r}")
+            self.check_fault(f)
         self.rng = random.Random(cfg.seed)
         self.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
         self.guests = _make_guests(cfg, self.dialect)
@@ -105,6 +98,18 @@ class Simulation:
             (self.target + 2) * (delay + cfg.load_ms + 1000) + 10 * cfg.arbiter_ms + 60_000)
 
     # ------------------------------------------------------------ scheduling
+    def check_fault(self, f) -> None:
+        """Refuse a fault this session's dialect cannot carry (FaultSpecError)."""
+        name = self.dialect.name
+        if f.kind == "unexpected" and f.arg not in self.dialect.ids:
+            raise FaultSpecError(f"{f}: {f.arg!r} does not exist in the {name} "
+                                 f"dialect ({', '.join(self.dialect.ids)})")
+        if f.point == "ram" and not self.dialect.ram_outside_blob:
+            raise FaultSpecError(f"{f}: the {name} dialect sends RAM inside the "
+                                 "device-state blob; use @device-state")
+        if f.point not in fl.STAGES and f.point not in self.dialect.ids:
+            raise FaultSpecError(f"{f}: the {name} dialect has no {f.point!r}")
+
     def _push(self, at: float, kind: str, payload) -> None:
         heapq.heappush(self._queue, (at, next(self._order), kind, payload))
 
@@ -498,6 +503,7 @@ class Simulation:
             self.eps["primary"].guest_shutdown(self.now)
         elif cmd == "fault":
             f = fl.parse(item["value"])
+            self.check_fault(f)
             self.faults.append(f)
             self.target = max(self.target, f.checkpoint)
         else:
