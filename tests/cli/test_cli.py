@@ -1,0 +1,162 @@
+"""`colo` as a user runs it: real subprocesses, exit codes, JSON contracts."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+RUN1 = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "qemu-colo" / "run1"
+
+
+def colo(*args, stdin=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "colo_tui", *args], capture_output=True,
+                          text=stdin is None or isinstance(stdin, str), input=stdin,
+                          timeout=timeout)
+
+
+def test_run_json_contract():
+    r = colo("run", "--json", "--checkpoints", "2")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("dialect", "mode", "seed", "checkpoints_committed", "outcome", "sides",
+                "invariants", "wire"):
+        assert key in out
+    assert out["outcome"] == "ok" and out["checkpoints_committed"] == 2
+    for side in ("primary", "secondary"):
+        s = out["sides"][side]
+        assert set(s["colo_status"]) == {"mode", "last-mode", "reason"}
+        assert isinstance(s["running"], bool) and "failover_state" in s
+    assert out["wire"][0] == {"dir": "S>P", "msg": "checkpoint-ready", "value": 0,
+                              "hex": "00000000"}
+    assert {"dir": "P>S", "msg": "vmstate-size", "value": 1,
+            "hex": "000000040000000000000001"} in out["wire"]
+    assert all(out["invariants"].values())
+
+
+@pytest.mark.parametrize("dialect", ["qemu", "v11", "prototype"])
+@pytest.mark.parametrize("mode", ["periodic", "hybrid"])
+def test_run_each_dialect_and_mode(dialect, mode):
+    r = colo("run", "--dialect", dialect, "--mode", mode, "--json", "--guest", "model",
+             "--checkpoints", "2", "--checkpoint-delay", "500")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["outcome"] == "ok"
+
+
+def test_run_failover_json():
+    r = colo("run", "--json", "--fault", "kill-primary@ram#2")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["outcome"] == "failover"
+    assert out["sides"]["secondary"]["colo_status"] == {"mode": "none",
+                                                        "last-mode": "secondary",
+                                                        "reason": "request"}
+
+
+def test_run_split_brain_is_an_outcome_not_a_failure():
+    r = colo("run", "--json", "--mode", "hybrid", "--fault",
+             "heartbeat-secondary@checkpoint-request#2")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["outcome"] == "split-brain"
+
+
+def test_run_hang_without_the_manager_exits_1():
+    r = colo("run", "--no-arbiter", "--fault", "stall-secondary@checkpoint-request")
+    assert r.returncode == 1
+    assert "termination" in r.stdout and "--seed 1" in r.stderr
+
+
+@pytest.mark.parametrize("args,text", [
+    (["run", "--fault", "explode@ram"], "unknown fault kind 'explode'"),
+    (["run", "--fault", "drop@nowhere"], "valid points"),
+    (["run", "--dialect", "qemu", "--fault", "unexpected=guest-shutdown@ram"], "stage"),
+    (["run", "--dialect", "prototype", "--fault", "drop@ram"], "inside the device-state"),
+])
+def test_bad_fault_specs_exit_1_with_the_valid_choices(args, text):
+    r = colo(*args)
+    assert r.returncode == 1 and text in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["run", "--dialect", "qemu9"], ["run", "--checkpoints", "0"],
+                                  ["decode", "x"], ["nonsense"]])
+def test_usage_errors_exit_2(args):
+    r = colo(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_dump_wire_and_decode_round_trip(tmp_path):
+    r = colo("run", "--dump-wire", str(tmp_path), "--checkpoints", "2")
+    assert r.returncode == 0
+    s2p = tmp_path / "secondary_to_primary.bin"
+    assert s2p.read_bytes().hex() == "00000000" + "000000020000000500000006" * 2
+    d = colo("decode", "--dialect", "qemu", "--from", "secondary", str(s2p))
+    msgs = [json.loads(line)["msg"] for line in d.stdout.splitlines()]
+    assert msgs[:4] == ["checkpoint-ready", "checkpoint-reply", "vmstate-received",
+                        "vmstate-loaded"]
+    p = colo("decode", "--dialect", "qemu", "--from", "primary", "--initial",
+             str(tmp_path / "primary_to_secondary.bin"))
+    types = [json.loads(line)["type"] for line in p.stdout.splitlines()]
+    assert types[0] == "initial" and types.count("ram") == 2 and p.returncode == 0
+
+
+def test_decode_bad_bytes_is_a_clear_error(tmp_path):
+    f = tmp_path / "bad.bin"
+    f.write_bytes(b"\x00\x00\x00\x00\xff\xff\xff\xff")
+    r = colo("decode", "--dialect", "qemu", "--from", "secondary", str(f))
+    assert r.returncode == 1 and "Invalid message 4294967295" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = colo("decode", "--dialect", "v11", "--from", "secondary", "-", stdin=b"\x00\x00\x00\x01\x00")
+    assert r.returncode == 1 and b"ended in the middle" in r.stderr
+
+
+@pytest.mark.skipif(not RUN1.exists(), reason="../shared/qemu-colo/run1 is not beside the repo")
+def test_decode_the_real_capture_reverse_direction():
+    r = colo("decode", "--dialect", "qemu", "--from", "secondary",
+             str(RUN1 / "secondary_to_primary.bin"))
+    msgs = [json.loads(line)["msg"] for line in r.stdout.splitlines()]
+    assert r.returncode == 0 and len(msgs) == 61 and msgs[0] == "checkpoint-ready"
+    r = colo("decode", "--dialect", "qemu", "--from", "primary", "--initial",
+             str(RUN1 / "primary_to_secondary.bin"))
+    items = [json.loads(line) for line in r.stdout.splitlines()]
+    assert items[0]["type"] == "initial" and items[0]["machine"] == "pc-i440fx-7.2"
+    assert sum(1 for i in items if i["type"] == "device-state") == 20
+    assert r.returncode == 0          # the stream ends on a whole (lone) request
+
+
+def test_record_then_replay(tmp_path):
+    f = tmp_path / "s.colo.jsonl"
+    assert colo("run", "--record", str(f), "--fault", "delay=3@ram").returncode == 0
+    r = colo("replay", str(f), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["identical"] is True
+    lines = f.read_text().splitlines()
+    lines[5] = lines[5].replace('"seq":', '"seq":1000+')
+    (tmp_path / "bad.colo.jsonl").write_text("\n".join(lines) + "\n")
+    r = colo("replay", str(tmp_path / "bad.colo.jsonl"))
+    assert r.returncode == 1 and "line 6" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_replay_reports_the_first_divergence(tmp_path):
+    f = tmp_path / "s.colo.jsonl"
+    colo("run", "--record", str(f))
+    text = f.read_text().replace('"msg":"vmstate-send"', '"msg":"vmstate-sent"', 1)
+    f.write_text(text)
+    r = colo("replay", str(f))
+    assert r.returncode == 1 and "DIVERGES at event" in r.stdout and "vmstate-sent" in r.stdout
+
+
+def test_explore_json():
+    r = colo("explore", "--matrix", "--json", "--dialect", "qemu", timeout=300)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["violations"] == 0 and out["hangs"] == 0
+    assert out["cases"] > 500 and set(out["outcomes"]) <= {"ok", "failover", "error",
+                                                           "split-brain"}
+
+
+def test_faults_lists_the_grammar():
+    r = colo("faults")
+    assert r.returncode == 0 and "kill-primary" in r.stdout and "device-state" in r.stdout
+
+
+def test_compare_modes_shows_the_tradeoff():
+    r = colo("compare-modes", "--json", "--checkpoints", "4")
+    out = json.loads(r.stdout)
+    assert out["periodic"]["latency_mean_ms"] > 10 * max(out["hybrid"]["latency_mean_ms"], 1)
+    assert out["periodic"]["invariants_hold"] and out["hybrid"]["invariants_hold"]
