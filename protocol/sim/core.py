@@ -20,6 +20,7 @@ from ..errors import FaultSpecError, QmpCommandError
 from ..events import Event
 from ..transport.memory import P2S, S2P, MemoryLink
 from .config import SimConfig
+from .invariants import KINDS as _INVARIANT_KINDS
 from .invariants import Invariants
 
 SIDES = ("primary", "secondary")
@@ -246,11 +247,25 @@ class Simulation:
                 ep.segments_to_send()
                 ep.take_events()
                 continue
-            record, watch = self._record, _WATCH
-            for ev in ep.take_events():
-                record(ev)
-                if ev.kind in watch:
-                    self._after_endpoint_event(side, ev)
+            evs = ep.take_events()
+            if evs:
+                seq = self.seq
+                for ev in evs:
+                    ev.seq = seq
+                    seq += 1
+                self.seq = seq
+                if self.keep_events:
+                    self.events.extend(evs)
+                inv, inv_kinds, watch, cb = (self.invariants.on_event, _INVARIANT_KINDS,
+                                             _WATCH, self.on_event)
+                for ev in evs:
+                    kind = ev.kind
+                    if kind in inv_kinds:
+                        inv(ev)
+                    if cb is not None:
+                        cb(ev)
+                    if kind in watch:
+                        self._after_endpoint_event(side, ev)
             batch: list = []
             for seg in ep.segments_to_send():
                 if self._plain(side, seg):
