@@ -1,0 +1,245 @@
+"""`colo import`, `colo respond`, `colo proxy`: the testbed against real QEMU bytes.
+
+    colo import run1/ -o run1.colo.jsonl [--json]
+    colo respond --role secondary --dialect qemu run1/primary_to_secondary.bin \
+        -o out.bin --heartbeat-after 20
+    colo respond --role primary secondary_to_primary.bin -o fwd.bin [--json]
+    colo proxy --listen 127.0.0.1:47102 --connect 127.0.0.1:47101 [--fault SPEC]...
+
+Exit codes: 0 ok; 1 a bad capture / input the endpoint rejects; 2 usage.
+Errors are one line on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+CHUNK = 65536
+
+
+def _fail(msg: str, code: int = 1) -> int:
+    print(f"colo: error: {msg}", file=sys.stderr)
+    return code
+
+
+def add_parsers(subparsers) -> None:
+    imp = subparsers.add_parser("import", help="turn a real QEMU COLO capture into a recording")
+    imp.add_argument("capture", metavar="CAPTURE",
+                     help=".pcap/.pcapng, a run directory, or primary_to_secondary.bin")
+    imp.add_argument("-o", "--output", required=True, metavar="FILE.colo.jsonl")
+    imp.add_argument("--json", action="store_true", help="print the decoded summary as JSON")
+    imp.set_defaults(func=cmd_import)
+
+    rsp = subparsers.add_parser("respond", help="feed one direction of a capture to the "
+                                "testbed's own endpoint and write what it answers")
+    rsp.add_argument("input", metavar="INPUT.bin")
+    rsp.add_argument("-o", "--output", required=True, metavar="OUTPUT.bin")
+    rsp.add_argument("--role", choices=("secondary", "primary"), required=True)
+    rsp.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
+    rsp.add_argument("--heartbeat-after", type=_nonneg, metavar="N",
+                     help="x-colo-lost-heartbeat right after checkpoint N is committed")
+    rsp.add_argument("--checkpoint-delay", type=_nonneg, default=1000, metavar="MS",
+                     help="primary: x-checkpoint-delay (default 1000, as in run1)")
+    rsp.add_argument("--idle-ticks", type=_nonneg, default=1, metavar="K",
+                     help="primary: checkpoint timers that fire after the input ends "
+                     "(default 1: run1's final lone checkpoint-request)")
+    rsp.add_argument("--json", action="store_true", help="print the messages sent as JSON")
+    rsp.set_defaults(func=cmd_respond)
+
+    prx = subparsers.add_parser("proxy", help="a decoding, fault-injecting TCP proxy between "
+                                "a real COLO primary and secondary")
+    prx.add_argument("--listen", required=True, metavar="HOST:PORT",
+                     help="where the primary migrates to")
+    prx.add_argument("--connect", required=True, metavar="HOST:PORT",
+                     help="the secondary's migrate-incoming address")
+    prx.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                     help="KIND[=ARG]@POINT[#N] (repeatable); wire faults only")
+    prx.add_argument("--record", metavar="FILE", help="write a colo-proxy-log (JSON Lines)")
+    prx.add_argument("--json-events", action="store_true", help="events as JSON lines")
+    prx.add_argument("--once", action="store_true",
+                     help="exit when the first COLO connection has closed")
+    prx.set_defaults(func=cmd_proxy)
+
+
+def _nonneg(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {v}")
+    return v
+
+
+# ----------------------------------------------------------------- import
+SUMMARY_KEYS = ("index", "complete", "zero_pages", "full_pages", "xbzrle_pages",
+                "device_state_size", "device_sections", "t_request", "t_loaded", "messages")
+
+
+def session_events(sess) -> list[dict]:
+    """The imported session as recording events (t in ms, in stream order)."""
+    out: list[dict] = []
+
+    def add(t, side, kind, **data):
+        last = out[-1]["t"] if out else 0.0
+        ms = last if t is None else round(max(t * 1000, last), 3)
+        out.append({"t": ms, "seq": len(out), "side": side, "kind": kind, "data": data})
+
+    ini = sess.initial
+    add(ini.get("t_end"), "secondary", "recv-initial", bytes=ini.get("bytes"),
+        machine=ini.get("machine"), blocks=len(ini.get("blocks", [])),
+        zero=ini.get("pages", {}).get("zero"), full=ini.get("pages", {}).get("page"),
+        device_sections=len(ini.get("device_sections", [])))
+    if sess.ready:
+        add(sess.ready["t"], "secondary", "send", dir="S>P", msg="checkpoint-ready",
+            value=0, n=1)
+    for cp in sess.checkpoints:
+        add(cp.t_request, "primary", "checkpoint", n=cp.index, phase="begin")
+        for msg in cp.messages:
+            side = "primary" if msg["dir"] == "P>S" else "secondary"
+            add(msg["t"], side, "send", dir=msg["dir"], msg=msg["msg"],
+                value=msg["value"] or 0, n=cp.index)
+            if msg["msg"] == "vmstate-send" and cp.ram_bytes is not None:
+                add(msg["t"], "primary", "ram", n=cp.index, zero=cp.zero_pages,
+                    full=cp.full_pages, xbzrle=cp.xbzrle_pages, bytes=cp.ram_bytes,
+                    pages=cp.zero_pages + cp.full_pages + cp.xbzrle_pages)
+            elif msg["msg"] == "vmstate-size" and cp.stage == "device-done":
+                add(msg["t"], "primary", "device-state", n=cp.index,
+                    bytes=cp.device_state_size, sections=cp.device_sections)
+        if cp.complete:
+            add(cp.t_loaded, "primary", "checkpoint", n=cp.index, phase="commit",
+                zero=cp.zero_pages, full=cp.full_pages, xbzrle=cp.xbzrle_pages,
+                device_bytes=cp.device_state_size, sections=cp.device_sections)
+    end = sess.end
+    add(None, "link", "closed", how=end.get("kind"), note=end.get("note"),
+        last_checkpoint=end.get("last_checkpoint"))
+    return out
+
+
+def cmd_import(args) -> int:
+    from protocol.record import format as rf
+    from protocol.record.qemu_import import CaptureError, import_capture, to_json
+    try:
+        sess = import_capture(args.capture)
+    except CaptureError as exc:
+        return _fail(str(exc))
+    full = to_json(sess)
+    header = {"format": rf.FORMAT, "version": rf.VERSION, "tool": rf.TOOL, "dialect": "qemu",
+              "mode": "periodic", "seed": 0, "faults": [], "params": {}, "source": "import",
+              "imported": True, "capture": str(args.capture), "initial": sess.initial,
+              "end": sess.end, "warnings": sess.warnings}
+    try:
+        rf.write(args.output, header, session_events(sess),
+                 comments=[f"imported from {args.capture}: a real QEMU 7.2 COLO session; "
+                           "it cannot be re-simulated (header: imported=true)"])
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    summary = {"initial": full["initial"],
+               "checkpoints": [{k: c[k] for k in SUMMARY_KEYS} for c in full["checkpoints"]],
+               "end": full["end"], "warnings": full["warnings"]}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        done = sum(1 for c in sess.checkpoints if c.complete)
+        print(f"{args.output}: initial migration {sess.initial.get('bytes')} bytes, "
+              f"{len(sess.checkpoints)} checkpoints ({done} complete), end: "
+              f"{sess.end.get('kind')}")
+    return 0
+
+
+# ---------------------------------------------------------------- respond
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}")
+        return None
+
+
+def _secondary_cut(data: bytes, n: int) -> int:
+    """Forward offset of checkpoint n+1's request (where a failover after n stops)."""
+    from protocol.record.qemu_import import CaptureError, import_streams
+    try:
+        cps = import_streams(data, b"").checkpoints
+    except CaptureError:
+        return len(data)
+    return cps[n].offset if n < len(cps) else len(data)
+
+
+def cmd_respond(args) -> int:
+    from protocol import dialects
+    from protocol.endpoint import make_endpoint
+    from protocol.errors import QmpCommandError
+    data = _read(args.input)
+    if data is None:
+        return 1
+    dialect = dialects.get(args.dialect)
+    qemu = dialect.name == "qemu"
+    ep = make_endpoint(args.role, dialect, initial_stream=qemu,
+                       checkpoint_delay_ms=args.checkpoint_delay)
+    out, sent, now = bytearray(), [], 0.0
+
+    def collect() -> None:
+        out.extend(ep.data_to_send())
+        sent.extend(e.data["msg"] for e in ep.take_events() if e.kind == "send")
+
+    hb = args.heartbeat_after
+    ep.start(now)
+    collect()
+    if args.role == "secondary":
+        end = _secondary_cut(data, hb) if hb is not None and qemu else len(data)
+        for pos in range(0, end, CHUNK):
+            now += 1.0
+            ep.receive_data(data[pos:min(pos + CHUNK, end)], now)
+            collect()
+            if hb is not None and ep.checkpoint >= hb:
+                break
+    else:
+        width = dialect.opcode_bytes + (8 if dialect.value_on_every_message else 0)
+        for pos in range(0, len(data) - len(data) % width, width):
+            now = _fire_timer(ep, now)
+            ep.receive_data(data[pos:pos + width], now)
+            collect()
+            if hb is not None and ep.checkpoint >= hb:
+                break
+        if hb is None:
+            for _ in range(args.idle_ticks):
+                now = _fire_timer(ep, now)
+                collect()
+    if hb is not None and ep.state not in ("ERROR", "DONE"):
+        try:
+            ep.lost_heartbeat(now)
+        except QmpCommandError as exc:
+            print(f"colo: x-colo-lost-heartbeat: {exc}", file=sys.stderr)
+        collect()
+    try:
+        with open(args.output, "wb") as fh:
+            fh.write(out)
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    if args.json:
+        print(json.dumps({"role": args.role, "bytes": len(out), "messages": sent,
+                          "checkpoints": ep.checkpoint, "state": ep.state,
+                          "error": ep.error}))
+    else:
+        print(f"{args.output}: {len(out)} bytes, {len(sent)} messages, "
+              f"{ep.checkpoint} checkpoints committed, final state {ep.state}")
+    if ep.error and (hb is None or ep.state == "ERROR"):
+        return _fail(f"the {args.role} endpoint rejected the input: {ep.error}")
+    return 0
+
+
+def _fire_timer(ep, now: float) -> float:
+    """Advance the clock to the endpoint's next deadline if it is idle-waiting on it."""
+    if ep.state == "IDLE" and ep.next_deadline() is not None:
+        now = max(now, ep.next_deadline())
+        ep.handle_timer(now)
+    return now
+
+
+# ------------------------------------------------------------------ proxy
+def cmd_proxy(args) -> int:
+    from protocol.transport import liveproxy
+    return liveproxy.main(args)

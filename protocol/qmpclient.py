@@ -1,0 +1,134 @@
+"""A small synchronous QMP client: talk to a `colo node` (or a real QEMU).
+
+Used by `colo repl --attach` and `colo tui --attach`.  Addresses are
+``unix:PATH`` or ``tcp:HOST:PORT`` (``HOST:PORT`` alone means tcp).  Every
+read has a timeout; replies are matched by id; events that arrive in between
+are queued for ``events()``.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections import deque
+
+from .errors import ColoError, QmpCommandError
+
+MAX_LINE_BYTES = 1 << 20
+
+
+class QmpClientError(ColoError):
+    """The peer is not reachable, not QMP, or went away."""
+
+
+def _connect(address: str, timeout: float) -> socket.socket:
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: object = address[5:]
+    else:
+        text = address[4:] if address.startswith("tcp:") else address
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            raise QmpClientError(f"bad QMP address {address!r}: use unix:PATH or "
+                                 "tcp:HOST:PORT")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        target = (host or "127.0.0.1", int(port))
+    sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError as exc:
+        sock.close()
+        raise QmpClientError(f"cannot connect to QMP at {address}: "
+                             f"{exc.strerror or exc}") from None
+    return sock
+
+
+class QmpClient:
+    def __init__(self, address: str, *, timeout: float = 5.0, name: str = "") -> None:
+        self.address = address
+        self.name = name or address
+        self.timeout = timeout
+        self._sock = _connect(address, timeout)
+        self._buf = bytearray()
+        self._events: deque[dict] = deque(maxlen=10_000)
+        self._next_id = 0
+        greeting = self._read_message()
+        if "QMP" not in greeting:
+            self.close()
+            raise QmpClientError(f"{address} did not greet like QMP: {str(greeting)[:80]}")
+        self.greeting = greeting["QMP"]
+        self.execute("qmp_capabilities")
+
+    # -- io -------------------------------------------------------------------
+    def _read_message(self, timeout: float | None = None) -> dict:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[:nl + 1]
+                if not line.strip():
+                    continue
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    raise QmpClientError(f"{self.name}: not JSON: {line[:80]!r}") from None
+                if not isinstance(msg, dict):
+                    raise QmpClientError(f"{self.name}: not a JSON object: {line[:80]!r}")
+                return msg
+            if len(self._buf) > MAX_LINE_BYTES:
+                raise QmpClientError(f"{self.name}: a QMP line longer than {MAX_LINE_BYTES}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no answer within the timeout")
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                raise TimeoutError(f"{self.name}: no answer within the timeout") from None
+            except OSError as exc:
+                raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
+            if not chunk:
+                raise QmpClientError(f"{self.name}: the QMP connection closed")
+            self._buf += chunk
+
+    def execute(self, command: str, arguments: dict | None = None) -> object:
+        self._next_id += 1
+        ident = self._next_id
+        msg = {"execute": command, "id": ident}
+        if arguments:
+            msg["arguments"] = arguments
+        try:
+            self._sock.sendall(json.dumps(msg).encode() + b"\n")
+        except OSError as exc:
+            raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
+        while True:
+            reply = self._read_message()
+            if "event" in reply:
+                self._events.append(reply)
+                continue
+            if reply.get("id") != ident:
+                continue
+            if "error" in reply:
+                err = reply["error"]
+                raise QmpCommandError(err.get("desc", "?"), err.get("class", "GenericError"))
+            return reply.get("return")
+
+    def events(self, wait: float = 0.0) -> list[dict]:
+        """Events received so far (waiting up to ``wait`` seconds for a first one)."""
+        if not self._events:
+            try:
+                msg = self._read_message(timeout=max(wait, 0.001))
+                if "event" in msg:
+                    self._events.append(msg)
+            except TimeoutError:
+                pass
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
