@@ -25,6 +25,7 @@ class Controller:
         self._writer: rf.Writer | None = None
         self.recording_path: str | None = None
         self.replay_source: str | None = None
+        self._playback = None          # an imported real capture: stepped, not simulated
         self.sim = self._new_sim()
 
     # -------------------------------------------------------------- sessions
@@ -44,6 +45,7 @@ class Controller:
         config = SimConfig.from_dict(data)
         Simulation(config)                     # validate before changing anything
         self.record_stop()
+        self._playback = None
         self.config = config
         self.inputs, self._future_inputs, self.forked_at = [], [], None
         self.sim = self._new_sim()
@@ -99,6 +101,12 @@ class Controller:
             raise ValueError("stop recording before stepping back (a recording is one "
                              "timeline; `record stop`, then `back`)")
         target = max(0, self.sim.steps - max(0, n))
+        if self._playback is not None:
+            from protocol.record.playback import Playback
+            self.sim = Playback(self._playback)
+            self.sim.run(target)
+            self.sim.on_event = self._event
+            return self.sim.steps
         keep = [i for i in self.inputs if i["step"] <= target]
         later = [i for i in self.inputs if i["step"] > target]
         self._future_inputs = later + self._future_inputs
@@ -111,11 +119,19 @@ class Controller:
         return self.sim.steps
 
     @property
+    def playback(self) -> bool:
+        """True while stepping through an imported real capture (no inputs)."""
+        return self._playback is not None
+
+    @property
     def forked(self) -> bool:
         return self.forked_at is not None
 
     # ---------------------------------------------------------------- inputs
     def _apply(self, item: dict, fork: bool = True) -> None:
+        if self._playback is not None:
+            raise ValueError("this is an imported real session: it can be stepped through "
+                             "(step, run, back), not changed; `set seed` starts a simulation")
         if fork and self._future_inputs:
             self.forked_at = self.sim.steps
             self._future_inputs = []
@@ -179,11 +195,21 @@ class Controller:
         re-applied at their steps as you step (or all at once with to_end)."""
         rec = rf.read(path)
         self.record_stop()
-        self.config = rec.config
         self.inputs, self.forked_at = [], None
+        self.replay_source = path
+        if rec.header.get("imported"):
+            from protocol.record.playback import Playback
+            self._playback = rec
+            self._future_inputs = []
+            self.sim = Playback(rec, on_event=self._event)
+            self.config = self.sim.cfg
+            if to_end:
+                self.run()
+            return rec
+        self._playback = None
+        self.config = rec.config
         self._future_inputs = sorted(rec.inputs, key=lambda i: i["step"])
         self.sim = self._new_sim()
-        self.replay_source = path
         if to_end:
             self.run()
         return rec

@@ -1,0 +1,48 @@
+"""An imported real capture opens like any recording and steps through the real session."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from colo_tui.commands import execute
+from colo_tui.control import Controller
+
+RUN1 = Path(__file__).resolve().parents[3] / "shared" / "qemu-colo" / "run1"
+pytestmark = pytest.mark.skipif(not RUN1.exists(), reason="../shared/qemu-colo/run1 missing")
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("imp") / "run1.colo.jsonl"
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "import", str(RUN1 / "capture.pcap"),
+                        "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_step_through_the_real_session(imported):
+    c = Controller()
+    c.load_replay(str(imported))
+    assert c.playback
+    c.step(12)
+    assert c.status()["primary"]["checkpoint"] == 1
+    c.run()
+    st = c.status()
+    assert st["primary"]["checkpoint"] == 20 and st["finished"]
+    assert "lone-request" in st["primary"]["error"]
+    msgs = [w["msg"] for w in c.wire()]
+    assert msgs[:7] == ["checkpoint-ready", "checkpoint-request", "checkpoint-reply",
+                        "vmstate-send", "vmstate-size", "vmstate-received", "vmstate-loaded"]
+
+
+def test_time_travel_works_and_changes_are_refused(imported):
+    c = Controller()
+    c.load_replay(str(imported))
+    c.run()
+    end = c.steps
+    assert c.back(10) == end - 10
+    res = execute(c, "heartbeat secondary")
+    assert not res.ok and "imported real session" in res.text
+    c.step(10)
+    assert c.steps == end
