@@ -112,6 +112,10 @@ class Playback:
         raw = self._recorded[self.steps]
         ev = Event(float(raw.get("t", 0.0)), raw.get("side", "?"), raw.get("kind", "?"),
                    dict(raw.get("data") or {}), int(raw.get("seq", self.steps)))
+        if ev.kind == "send" and "hex" not in ev.data and ev.data.get("msg") in self.dialect.ids:
+            # the bytes are the dialect's encoding of the message (imported captures keep
+            # names and values)
+            ev.data["hex"] = self.dialect.encode(ev.data["msg"], ev.data.get("value") or 0).hex()
         self.steps += 1
         self.now = max(self.now, ev.t_ms)
         self._apply(ev)
