@@ -86,6 +86,9 @@ class Simulation:
         self._last_progress = 0.0
         self._watchdog_fired = False
         self.invariants = Invariants(self)
+        self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
+            "start", "deliver", "eof", "timer", "input", "arbiter", "fault", "close",
+            "client", "guest-tick")}
         self._push(0.0, "start", "secondary")
         self._push(0.0, "start", "primary")
         self._guest_tick_at = None
@@ -146,7 +149,7 @@ class Simulation:
             break
         self.now = max(self.now, at)
         self._advance_guests()
-        getattr(self, "_do_" + kind.replace("-", "_"))(payload)
+        self._handlers[kind](payload)
         self._collect()
         self._schedule_guest()
         self.steps += 1
@@ -240,8 +243,9 @@ class Simulation:
     def _collect(self) -> None:
         for side in SIDES:
             ep = self.eps[side]
+            dl = ep.next_deadline()
             if not ep._events and not ep._out and not ep.close_requested and \
-                    ep.next_deadline() == self._timer_at[side]:
+                    dl == self._timer_at[side]:
                 continue                      # nothing happened on this side
             if not self.alive[side]:
                 ep.segments_to_send()
@@ -567,7 +571,9 @@ class Simulation:
         return not any(self.alive[s] and self.eps[s].colo_thread_alive for s in SIDES)
 
     def both_in_colo(self) -> bool:
-        return all(self.alive[s] and self.eps[s].colo_thread_alive for s in SIDES)
+        alive, eps = self.alive, self.eps
+        return (alive["primary"] and alive["secondary"] and eps["primary"].colo_thread_alive
+                and eps["secondary"].colo_thread_alive)
 
     def active_sides(self) -> list[str]:
         return [s for s in SIDES if self.alive[s] and not self.stalled[s]
