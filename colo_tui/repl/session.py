@@ -43,9 +43,8 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
     stdin = stdin or sys.stdin
     out, err = stdout or sys.stdout, stderr or sys.stderr
     if getattr(args, "attach", None):
-        print("colo repl: error: --attach (driving two live `colo node` processes over QMP) "
-              "is not available yet; run the REPL on the simulator instead", file=err)
-        return 2
+        from ..attach import run_attached
+        return run_attached(args, stdin, out, err)
     try:
         c = _controller(args, out)
     except ValueError as exc:

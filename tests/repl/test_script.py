@@ -57,5 +57,6 @@ def test_options():
     assert r.returncode == 2 and "unknown dialect" in r.stderr
     r = repl("-f", "/nonexistent/script")
     assert r.returncode == 2 and "cannot read" in r.stderr
-    r = repl("--attach", "/tmp/a.sock", "/tmp/b.sock")
-    assert r.returncode == 2 and "not available yet" in r.stderr
+    r = repl("--attach", "unix:/nonexistent/a.sock", "unix:/nonexistent/b.sock")
+    assert r.returncode == 1 and "cannot connect to QMP at unix:/nonexistent/a.sock" in r.stderr
+    assert "Traceback" not in r.stderr
