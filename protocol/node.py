@@ -113,8 +113,11 @@ class Node:
         self.guest = guest_obj if guest_obj is not None else make_guest(
             role, guest, seed=seed, ram_mib=ram_mib, workload=workload, mode=mode,
             dialect=dialect)
+        kw = {}
+        if self.dialect.name == "qemu" and not hasattr(self.guest, "initial_stream"):
+            kw["initial_stream"] = False     # a guest model without an initial migration
         self.ep = make_endpoint(role, self.dialect, mode=mode, guest=self.guest,
-                                checkpoint_delay_ms=checkpoint_delay_ms, load_ms=load_ms)
+                                checkpoint_delay_ms=checkpoint_delay_ms, load_ms=load_ms, **kw)
         self.record_path = record
         self._rec = None
         self.seq = 0
@@ -146,7 +149,7 @@ class Node:
         self._stop = loop.create_future()
         self.engine = Engine(self.ep, loop, nodelay=not self.nagle, on_events=self._on_events,
                              before_input=self._before_input,
-                             close_on_error=self.close_on_error)
+                             close_on_error=self.close_on_error, on_crash=self._crash)
         self._open_record(loop_name(loop))
         try:
             if self.role == "secondary":
@@ -170,9 +173,10 @@ class Node:
                 try:
                     await self.engine.connect(*self.addr)
                 except (OSError, TimeoutError) as exc:
+                    err = getattr(exc, "errno", None)
+                    why = os.strerror(err) if err else (str(exc) or "timed out")
                     raise NodeError(f"cannot connect to {self.addr[0]}:{self.addr[1]}: "
-                                    f"{getattr(exc, 'strerror', None) or exc}") from None
-                self.engine.run(self.ep.start)
+                                    f"{why}") from None
                 if self.heartbeat_ms:
                     self._tasks.append(loop.create_task(self._hb_connect()))
             if self.heartbeat_ms:
@@ -204,6 +208,12 @@ class Node:
         import asyncio
         await asyncio.sleep(0.01)      # let the transport flush its close
 
+    def _crash(self, exc: BaseException) -> None:
+        import traceback
+        traceback.print_exception(exc, file=sys.stderr)
+        self._node_event("node", what="crash", error=repr(exc))
+        self.request_quit("host-error", 1)
+
     def request_quit(self, reason: str = "host-qmp-quit", code: int | None = None) -> None:
         if code is not None:
             self.exit_code = code
@@ -233,7 +243,6 @@ class Node:
             if first:
                 first = False
                 await self.engine.attach_socket(sock)
-                self.engine.run(self.ep.start)
             else:
                 self._tasks.append(self.loop.create_task(self._hb_accept(sock)))
 
@@ -310,7 +319,7 @@ class Node:
             return
         from . import __version__
         try:
-            self._rec = open(self.record_path, "w", encoding="utf-8")  # noqa: SIM115
+            self._rec = open(self.record_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
         except OSError as exc:
             raise NodeError(f"cannot write the recording {self.record_path}: "
                             f"{exc.strerror}") from None

@@ -137,10 +137,11 @@ class JsonSplitter:
 class QmpServer:
     """Serve QMP for ``node`` (a `protocol.node.Node`)."""
 
-    def __init__(self, node, address: str, *, package: str = "colo-testbed") -> None:
+    def __init__(self, node, address: str, *, package: str | None = None) -> None:
         self.node = node
         self.kind, self.where = parse_address(address)
-        self.package = package
+        from . import __version__
+        self.package = package or f"colo-testbed {__version__}"
         self.server = None
         self.clients: set = set()
         self.capabilities = {c: c == "x-colo" for c in CAPABILITIES}

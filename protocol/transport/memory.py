@@ -39,7 +39,8 @@ class MemoryLink:
         """When would these bytes arrive if sent now?  (Keeps per-direction order.)"""
         start = max(now, self._free_at[direction], self.held_until_ms)
         done = start + len(data) / self.bytes_per_ms
-        self._free_at[direction] = done
+        # a delayed piece holds back everything behind it: TCP never reorders a stream
+        self._free_at[direction] = done + extra_delay_ms
         if self.keep_wire and len(self.wire[direction]) + len(data) <= self.max_wire_bytes:
             self.wire[direction] += data
         return Delivery(done + self.latency_ms + extra_delay_ms, direction, data, point,

@@ -72,10 +72,6 @@ def set_reset_on_close(sock) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def _protocol_base():
-    import asyncio
-    return asyncio.BufferedProtocol
-
 
 class Engine:
     """Drive ``endpoint`` over one connection on ``loop``.
@@ -88,6 +84,7 @@ class Engine:
 
     def __init__(self, endpoint, loop, *, nodelay: bool = True, coalesce: bool = True,
                  on_events=None, before_input=None, close_on_error: bool = False,
+                 on_crash=None,
                  recv_buffer_bytes: int = RECV_BUFFER_BYTES,
                  max_pending_bytes: int = MAX_PENDING_BYTES,
                  max_write_buffer_bytes: int = MAX_WRITE_BUFFER_BYTES) -> None:
@@ -96,6 +93,8 @@ class Engine:
         self.nodelay = nodelay
         self.coalesce = coalesce
         self.on_events = on_events
+        self.on_crash = on_crash
+        self.crashed: BaseException | None = None
         self.before_input = before_input
         self.close_on_error = close_on_error
         self.max_write_buffer_bytes = max_write_buffer_bytes
@@ -112,6 +111,7 @@ class Engine:
         self._reading = True
         self._closing = False
         self.detached = False
+        self._start_on_connect = False
         self.bytes_in = 0
         self.bytes_out = 0
         self.writes = 0
@@ -127,7 +127,8 @@ class Engine:
         return self.loop.time() + max(0.0, ms - self.now_ms()) / 1000.0
 
     # ---------------------------------------------------------- connections
-    async def connect(self, host: str, port: int, timeout_s: float = 10.0):
+    async def connect(self, host: str, port: int, timeout_s: float = 10.0,
+                      start: bool = True):
         import asyncio
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                              socket.SOCK_STREAM)
@@ -137,11 +138,15 @@ class Engine:
         except BaseException:
             sock.close()
             raise
-        await self.attach_socket(sock)
+        await self.attach_socket(sock, start)
 
-    async def attach_socket(self, sock) -> None:
+    async def attach_socket(self, sock, start: bool = True) -> None:
+        """Run the connection on ``sock``; ``start``: call ``endpoint.start`` as
+        soon as it is connected (before any byte is read)."""
+        self._start_on_connect = start
         set_nodelay(sock, self.nodelay)
-        await self.loop.connect_accepted_socket(lambda: _EngineProtocol(self), sock)
+        cls = _protocol_class()
+        await self.loop.connect_accepted_socket(lambda: cls(self), sock)
         set_nodelay(sock, self.nodelay)     # asyncio sets TCP_NODELAY itself: undo/redo
 
     def run(self, fn, *args):
@@ -163,6 +168,11 @@ class Engine:
         sock = transport.get_extra_info("socket")
         if sock is not None:
             set_nodelay(sock, self.nodelay)
+        if self._start_on_connect:
+            now = self.now_ms()
+            if self.before_input is not None:
+                self.before_input(now)
+            self.ep.start(now)
         self.pump()
 
     def _on_data(self, nbytes: int) -> None:
@@ -202,6 +212,17 @@ class Engine:
         self._reschedule()   # timers keep running (v11 default failover …)
         if not self.closed.done():
             self.closed.set_result(exc)
+
+    def _guard(self, fn, *args) -> None:
+        """A bug below (not a protocol error: those are events) must not leave a
+        silent, hung process: report it through ``on_crash`` and stop."""
+        try:
+            fn(*args)
+        except Exception as exc:   # noqa: BLE001
+            self.crashed = exc
+            if self.on_crash is None:
+                raise
+            self.on_crash(exc)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -259,7 +280,7 @@ class Engine:
         self._cancel_timer()
         if dl is not None:
             self._timer_at = dl
-            self._timer = self.loop.call_at(self._loop_time(dl), self._on_timer)
+            self._timer = self.loop.call_at(self._loop_time(dl), self._guard, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -293,22 +314,34 @@ class Engine:
         self._cancel_timer()
 
 
-class _EngineProtocol(_protocol_base()):
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+_PROTOCOL_CLASS = None
 
-    def connection_made(self, transport) -> None:
-        self.engine._on_connection(transport)
 
-    def get_buffer(self, sizehint: int):
-        return self.engine._view
+def _protocol_class():
+    """The BufferedProtocol subclass, built on first use (asyncio loads lazily)."""
+    global _PROTOCOL_CLASS
+    if _PROTOCOL_CLASS is None:
+        import asyncio
 
-    def buffer_updated(self, nbytes: int) -> None:
-        self.engine._on_data(nbytes)
+        class _EngineProtocol(asyncio.BufferedProtocol):
+            def __init__(self, engine: Engine) -> None:
+                self.engine = engine
 
-    def eof_received(self):
-        self.engine._on_eof()
-        return True        # keep our direction open: the endpoint decides when to close
+            def connection_made(self, transport) -> None:
+                self.engine._guard(self.engine._on_connection, transport)
 
-    def connection_lost(self, exc) -> None:
-        self.engine._on_lost(exc)
+            def get_buffer(self, sizehint: int):
+                return self.engine._view
+
+            def buffer_updated(self, nbytes: int) -> None:
+                self.engine._guard(self.engine._on_data, nbytes)
+
+            def eof_received(self):
+                self.engine._guard(self.engine._on_eof)
+                return True    # keep our direction open: the endpoint decides
+
+            def connection_lost(self, exc) -> None:
+                self.engine._guard(self.engine._on_lost, exc)
+
+        _PROTOCOL_CLASS = _EngineProtocol
+    return _PROTOCOL_CLASS

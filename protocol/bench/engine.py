@@ -1,0 +1,263 @@
+"""``colo bench engine``: the TCP engine against raw-socket baselines, same run.
+
+* control rate: checkpoint transactions/s with no RAM (the six control
+  messages, qemu dialect) between two processes, pinned to one CPU and on two
+  CPUs, vs two blocking-socket Python peers exchanging the same messages
+  (12-byte vmstate-size, 4-byte others);
+* bulk: 64 MiB of pages per checkpoint vs raw ``sendall``/``recv_into``;
+* the real capture's workload (40 pages + a 14 KiB device blob) checkpoint
+  latency with TCP_NODELAY and with Nagle on (QEMU 7.2 took ≈ 88 ms), vs raw
+  blocking peers sending the same bytes.
+
+Medians of several rounds; every figure has its baseline and ``ratio``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import struct
+import time
+
+from ..guestport import NullGuest
+from ..pages import KIND_PAGE, KIND_ZERO, PAGE_SIZE, PageRecord
+
+
+class BenchGuest(NullGuest):
+    def __init__(self, pages: int = 0, blob_bytes: int = 1) -> None:
+        super().__init__()
+        self.npages = max(pages, 1)
+        self.records = [PageRecord("pc.ram", i * PAGE_SIZE, KIND_PAGE,
+                                   bytes([i & 0xFF]) * PAGE_SIZE) for i in range(pages)]
+        self.blob = b"\x01" * (blob_bytes - 1) + b"\x00"
+
+    def collect_dirty_pages(self):
+        return self.records
+
+    def save_devices(self) -> bytes:
+        return self.blob
+
+    def initial_stream(self) -> bytes:
+        from ..stream import encode_initial
+        data, self.ram_context = encode_initial(
+            "pc-i440fx-7.2", [("pc.ram", self.npages * PAGE_SIZE)],
+            [PageRecord("pc.ram", 0, KIND_ZERO)], [], {"page_size": PAGE_SIZE, "devices": []})
+        return data
+
+
+def _pin(cpu):
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu % os.cpu_count()})
+
+
+def _engine_side(role, lsock_or_port, cfg, q):
+    from .. import dialects
+    from ..endpoint import make_endpoint
+    from ..transport.tcp import Engine, new_loop
+    _pin(cfg["cpu"][0 if role == "primary" else 1])
+    loop = new_loop(None if cfg.get("uvloop", True) else False)
+    guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
+    ep = make_endpoint(role, dialects.QEMU, guest=guest,
+                       checkpoint_delay_ms=cfg["delay_ms"])
+    marks = []
+
+    def on_events(evs):
+        for e in evs:
+            if e.kind == "checkpoint":
+                marks.append((e.data["phase"], e.t_ms))
+    eng = Engine(ep, loop, nodelay=cfg["nodelay"], coalesce=cfg["coalesce"],
+                 on_events=on_events if role == "primary" else None)
+
+    async def go():
+        import asyncio
+        if role == "secondary":
+            sock, _ = await loop.sock_accept(lsock_or_port)
+            await eng.attach_socket(sock)
+            await eng.closed
+            return
+        await eng.connect("127.0.0.1", lsock_or_port)
+        t_end = time.monotonic() + cfg["seconds"]
+        while time.monotonic() < t_end and ep.checkpoint < cfg["max_cp"]:
+            await asyncio.sleep(0.01)
+        eng.detach()
+        eng.shutdown()
+        await asyncio.sleep(0.01)
+    loop.run_until_complete(go())
+    if role == "primary":
+        q.put({"checkpoints": ep.checkpoint, "marks": marks})
+
+
+def _run_engine(cfg):
+    ctx = mp.get_context("fork")
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setblocking(False)
+    port = lsock.getsockname()[1]
+    q = ctx.Queue()
+    s = ctx.Process(target=_engine_side, args=("secondary", lsock, cfg, q))
+    s.start()
+    p = ctx.Process(target=_engine_side, args=("primary", port, cfg, q))
+    t0 = time.perf_counter()
+    p.start()
+    res = q.get(timeout=cfg["seconds"] + 60)
+    elapsed = time.perf_counter() - t0
+    p.join(10)
+    s.join(10)
+    if s.is_alive():
+        s.kill()
+    lsock.close()
+    begins = [t for ph, t in res["marks"] if ph == "begin"]
+    commits = [t for ph, t in res["marks"] if ph == "commit"]
+    lat = [c - b for b, c in zip(begins, commits, strict=False)]
+    span = (commits[-1] - begins[0]) / 1000 if len(commits) > 1 else elapsed
+    return {"checkpoints": res["checkpoints"], "rate": len(commits) / span if span else 0,
+            "latency_ms": statistics.median(lat) if lat else None, "lat": lat}
+
+
+# ------------------------------------------------------------------ baselines
+def _raw_side(role, lsock_or_port, cfg, q):
+    _pin(cfg["cpu"][0 if role == "primary" else 1])
+    if role == "secondary":
+        lsock_or_port.setblocking(True)
+        c, _ = lsock_or_port.accept()
+    else:
+        c = socket.create_connection(("127.0.0.1", lsock_or_port))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if cfg["nodelay"] else 0)
+    big = bytearray(max(cfg["payload"], 16))
+    view = memoryview(big)
+
+    def recv_exact(n):
+        got = 0
+        while got < n:
+            k = c.recv_into(view[got:n])
+            if not k:
+                raise EOFError
+            got += k
+    req, rep, snd = struct.pack(">I", 1), struct.pack(">I", 2), struct.pack(">I", 3)
+    size = struct.pack(">IQ", 4, cfg["payload"])
+    done = struct.pack(">I", 5) + struct.pack(">I", 6)
+    payload = bytes(cfg["payload"])
+    lat, n = [], 0
+    t_end = time.monotonic() + cfg["seconds"]
+    try:
+        while True:
+            if role == "primary":
+                if time.monotonic() > t_end or n >= cfg["max_cp"]:
+                    break
+                if cfg["delay_ms"]:
+                    time.sleep(cfg["delay_ms"] / 1000)
+                t = time.perf_counter()
+                c.sendall(req)
+                recv_exact(4)
+                c.sendall(snd + size + payload if payload else snd + size)
+                recv_exact(8)
+                lat.append((time.perf_counter() - t) * 1000)
+                n += 1
+            else:
+                recv_exact(4)
+                c.sendall(rep)
+                recv_exact(16)
+                if cfg["payload"]:
+                    recv_exact(cfg["payload"])
+                c.sendall(done)
+    except (EOFError, OSError):
+        pass
+    c.close()
+    if role == "primary":
+        q.put({"n": n, "lat": lat})
+
+
+def _run_raw(cfg):
+    ctx = mp.get_context("fork")
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+    q = ctx.Queue()
+    s = ctx.Process(target=_raw_side, args=("secondary", lsock, cfg, q))
+    s.start()
+    p = ctx.Process(target=_raw_side, args=("primary", port, cfg, q))
+    p.start()
+    res = q.get(timeout=cfg["seconds"] + 60)
+    p.join(10)
+    s.join(10)
+    lsock.close()
+    lat = res["lat"]
+    total = sum(lat) / 1000
+    return {"rate": len(lat) / total if total else 0,
+            "latency_ms": statistics.median(lat) if lat else None}
+
+
+def _cfg(**kw):
+    base = dict(cpu=(0, 1), pages=0, blob=1, delay_ms=0, nodelay=True, coalesce=True,
+                seconds=2.0, max_cp=10 ** 9, payload=0, uvloop=True)
+    base.update(kw)
+    return base
+
+
+def _median(runs, key):
+    vals = [r[key] for r in runs if r[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
+    rows = []
+    for label, cpus in (("control rate, 1 CPU", (0, 0)), ("control rate, 2 CPUs", (0, 1))):
+        eng = [_run_engine(_cfg(cpu=cpus, seconds=seconds)) for _ in range(rounds)]
+        raw = [_run_raw(_cfg(cpu=cpus, seconds=seconds)) for _ in range(rounds)]
+        e, b = _median(eng, "rate"), _median(raw, "rate")
+        rows.append({"name": label, "unit": "checkpoints/s", "value": round(e, 1),
+                     "baseline": round(b, 1), "baseline_name": "blocking raw sockets",
+                     "ratio": round(e / b, 3) if b else None})
+    mib = 64
+    pages = mib * 1024 * 1024 // PAGE_SIZE
+    eng = [_run_engine(_cfg(pages=pages, seconds=30, max_cp=3)) for _ in range(rounds)]
+    raw = [_run_raw(_cfg(payload=mib << 20, seconds=30, max_cp=3)) for _ in range(rounds)]
+    e = mib / (_median(eng, "latency_ms") / 1000)
+    b = mib / (_median(raw, "latency_ms") / 1000)
+    rows.append({"name": "bulk 64 MiB of pages per checkpoint", "unit": "MiB/s",
+                 "value": round(e, 1), "baseline": round(b, 1),
+                 "baseline_name": "raw sendall/recv_into", "ratio": round(e / b, 3)})
+    cap = dict(pages=40, blob=14 << 10, delay_ms=100, seconds=30, max_cp=12)
+    raw_payload = 40 * (PAGE_SIZE + 9) + (14 << 10)
+    base = [_run_raw(_cfg(payload=raw_payload, delay_ms=100, seconds=30, max_cp=12))
+            for _ in range(rounds)]
+    b = _median(base, "latency_ms")
+    for label, kw in (("capture workload latency, TCP_NODELAY", dict(nodelay=True)),
+                      ("capture workload latency, Nagle on, one write per wake-up",
+                       dict(nodelay=False)),
+                      ("capture workload latency, Nagle on, QEMU-like separate writes",
+                       dict(nodelay=False, coalesce=False))):
+        runs = [_run_engine(_cfg(**cap, **kw)) for _ in range(rounds)]
+        e = _median(runs, "latency_ms")
+        rows.append({"name": label, "unit": "ms/checkpoint", "value": round(e, 3),
+                     "baseline": round(b, 3), "baseline_name": "raw blocking peers, NODELAY",
+                     "ratio": round(e / b, 3) if b else None,
+                     "qemu_7_2_ms": 88})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="colo bench engine", description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    args = ap.parse_args(argv)
+    from ..transport.tcp import loop_name, new_loop
+    lp = new_loop()
+    name = loop_name(lp)
+    lp.close()
+    rows = bench(args.rounds, args.seconds)
+    if args.json:
+        print(json.dumps({"loop": name, "cpus": os.cpu_count(), "results": rows}, indent=1))
+    else:
+        print(f"loop: {name}, cpus: {os.cpu_count()}, medians of {args.rounds} rounds")
+        print(f"{'benchmark':62} {'value':>10} {'baseline':>10} {'ratio':>7}  unit")
+        for r in rows:
+            print(f"{r['name']:62} {r['value']:>10} {r['baseline']:>10} {r['ratio']:>7}  "
+                  f"{r['unit']} (baseline: {r['baseline_name']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

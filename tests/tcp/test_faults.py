@@ -1,0 +1,157 @@
+"""Every fault kind through the fault proxy between two real nodes: a defined end."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from protocol.qmp import qmp_call
+from protocol.transport.faultproxy import FaultProxy
+from tests.tcp._nodes import NodeProc, free_port
+
+GONE = "gone"       # killed or exited
+STOPPED = "stopped"
+ERR = "ERROR"
+IDLE = "IDLE"
+# spec -> (primary end state(s), secondary end state(s), checkpoints keep going)
+CASES = {
+    "drop@checkpoint-request#2": ({"WAIT_REPLY"}, {IDLE}, False),
+    "delay=200@vmstate-send#1": ({IDLE, "WAIT_REPLY", "WAIT_LOADED", "WAIT_RECEIVED"},
+                                 {IDLE, "WAIT_SEND", "RECV_RAM"}, True),
+    "corrupt@checkpoint-reply#1": ({ERR}, {"WAIT_SEND"}, False),
+    "truncate@device-state#1": ({ERR}, {ERR}, False),
+    "duplicate@vmstate-received#1": ({ERR}, {IDLE, ERR}, False),
+    "close@vmstate-size#1": ({ERR}, {ERR}, False),
+    "reset@checkpoint-request#2": ({ERR}, {ERR}, False),
+    "unexpected=vmstate-loaded@vmstate-received#1": ({ERR}, {IDLE, ERR}, False),
+    "value=7@checkpoint-request#1": ({"WAIT_REPLY", "WAIT_RECEIVED", ERR}, {ERR}, False),
+    "partition=300@checkpoint-reply#1": ({IDLE, "WAIT_REPLY", "WAIT_RECEIVED", "WAIT_LOADED"},
+                                         {IDLE, "WAIT_SEND", "RECV_RAM"}, True),
+    "kill-primary@vmstate-send#1": ({GONE}, {ERR}, False),
+    "kill-secondary@checkpoint-reply#1": ({ERR}, {GONE}, False),
+    "kill-secondary@load#1": ({ERR}, {GONE}, False),
+    "stall-secondary@checkpoint-request#2": ({"WAIT_REPLY"}, {STOPPED}, False),
+    "stall-primary@checkpoint-reply#2": ({STOPPED}, {"WAIT_SEND"}, False),
+    "heartbeat-secondary@checkpoint-request#2": ({ERR}, {"DONE"}, False),
+    "heartbeat-primary@checkpoint-reply#1": ({"DONE"}, {ERR}, False),
+    "shutdown@checkpoint-request#2": ({GONE}, {ERR}, False),
+}
+
+
+def run_scenario(tmp_path, spec, *, dialect="qemu", node_args=(), settle_s=1.0,
+                 heartbeat=None):
+    sport = free_port()
+    extra = ["--dialect", dialect, *node_args]
+    if heartbeat:
+        extra += ["--heartbeat-ms", str(heartbeat)]
+    sec = NodeProc("secondary", tmp_path, f"127.0.0.1:{sport}", *extra)
+    sec.wait_ready()
+    nodes = {"secondary": sec}
+    stopped: set[str] = set()
+
+    async def on_fault(f):
+        side = f.kind.partition("-")[2] or "primary"
+        node = nodes[side]
+        if f.kind.startswith("kill-"):
+            os.kill(node.pid, signal.SIGKILL)
+        elif f.kind.startswith("stall-"):
+            os.kill(node.pid, signal.SIGSTOP)
+            stopped.add(side)
+        elif f.kind.startswith("heartbeat-"):
+            await qmp_call(f"unix:{node.qmp_path}", "x-colo-lost-heartbeat")
+        elif f.kind == "shutdown":
+            await qmp_call(f"unix:{nodes['primary'].qmp_path}", "system_powerdown")
+
+    async def go():
+        proxy = FaultProxy(("127.0.0.1", sport), dialect, [spec] if spec else [],
+                           on_process_fault=on_fault)
+        port = await proxy.start()
+        pri = NodeProc("primary", tmp_path, f"127.0.0.1:{port}", "--checkpoint-delay", "60",
+                       *extra)
+        nodes["primary"] = pri
+        end = time.monotonic() + 10
+        while not proxy.all_fired and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(settle_s)
+        base = pri.commits()
+        await asyncio.sleep(0.4)
+        going = pri.commits() > base
+        ends = {}
+        for side, node in nodes.items():
+            if side in stopped:
+                ends[side] = STOPPED
+            elif node.proc.poll() is not None:
+                ends[side] = GONE
+            else:
+                ends[side] = node.state()
+        await proxy.close()
+        return proxy, going, ends
+    try:
+        proxy, going, ends = asyncio.run(asyncio.wait_for(go(), 30))
+        for side, node in nodes.items():
+            if ends[side] not in (STOPPED, GONE) and node.proc.poll() is None:
+                # a live node still answers QMP (no hang)
+                reply = asyncio.run(qmp_call(f"unix:{node.qmp_path}", "query-colo-status"))
+                assert "return" in reply, reply
+        return nodes, proxy, ends, going
+    finally:
+        for side, node in nodes.items():
+            if node.proc.poll() is None:
+                rc = node.stop()
+                assert rc in (0, 1), (side, rc)
+            else:
+                node.log.close()
+
+
+@pytest.mark.parametrize("spec", list(CASES))
+def test_fault_ends_in_defined_state(tmp_path, spec):
+    want_p, want_s, want_going = CASES[spec]
+    nodes, proxy, ends, going = run_scenario(tmp_path, spec)
+    assert proxy.all_fired, proxy.log
+    detail = f"{ends} proxy={proxy.log[-6:]}\nP:{nodes['primary'].output()[-1500:]}" \
+             f"\nS:{nodes['secondary'].output()[-1500:]}"
+    assert ends["primary"] in want_p, detail
+    assert ends["secondary"] in want_s, detail
+    assert going == want_going, detail
+    if ends["secondary"] == ERR:
+        assert nodes["secondary"].colo_exits()[-1] == {"mode": "secondary", "reason": "error"}
+
+
+def test_no_fault_keeps_going_through_proxy(tmp_path):
+    nodes, proxy, ends, going = run_scenario(tmp_path, None, settle_s=0.3)
+    assert going and ends == {"primary": ends["primary"], "secondary": ends["secondary"]}
+    assert nodes["secondary"].commits() >= 3
+
+
+@pytest.mark.parametrize("dialect", ["v11", "prototype"])
+def test_faults_in_other_dialects(tmp_path, dialect):
+    nodes, proxy, ends, going = run_scenario(tmp_path, "corrupt@checkpoint-request#2",
+                                             dialect=dialect, settle_s=0.5)
+    assert proxy.all_fired
+    assert ends["secondary"] in (ERR, "SHUTDOWN", GONE)
+
+
+def test_heartbeat_fails_over_on_silent_peer(tmp_path):
+    """SIGSTOP: the kernel still ACKs, only the keepalive notices."""
+    nodes, proxy, ends, going = run_scenario(tmp_path, "stall-secondary@checkpoint-request#2",
+                                             heartbeat=300, settle_s=1.5)
+    assert ends["primary"] == "DONE", nodes["primary"].output()
+    assert nodes["primary"].kinds("heartbeat-lost")
+
+
+def test_heartbeat_in_idle_via_keepalive(tmp_path):
+    nodes, proxy, ends, going = run_scenario(
+        tmp_path, "stall-primary@vmstate-loaded#1", heartbeat=300, settle_s=1.5)
+    assert ends["secondary"] == "DONE", nodes["secondary"].output()
+    lost = nodes["secondary"].kinds("heartbeat-lost")
+    assert lost and "keepalive" in lost[0]["data"]["why"]
+
+
+def test_without_heartbeat_a_silent_peer_is_waited_for(tmp_path):
+    nodes, proxy, ends, going = run_scenario(tmp_path, "stall-secondary@checkpoint-request#2",
+                                             settle_s=1.5)
+    assert ends["primary"] == "WAIT_REPLY"       # faithful: COLO has no timeout
+    assert not nodes["primary"].kinds("heartbeat-lost")
