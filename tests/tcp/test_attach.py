@@ -1,0 +1,29 @@
+"""`colo repl --attach` drives two live `colo node` processes through QMP."""
+import subprocess
+import sys
+
+from ._nodes import NodeProc, free_port, wait_for
+
+
+def test_attach_status_checkpoint_and_failover(tmp_path):
+    addr = f"127.0.0.1:{free_port()}"
+    sec = NodeProc("secondary", tmp_path, addr, "--checkpoint-delay", "200")
+    pri = NodeProc("primary", tmp_path, addr, "--checkpoint-delay", "200")
+    try:
+        sec.wait_ready()
+        pri.wait_ready()
+        wait_for(lambda: pri.commits() >= 1, what="a first checkpoint")
+        script = "status\ncheckpoint\nheartbeat secondary\nevents 2\nstatus\nheartbeat sec\n"
+        r = subprocess.run([sys.executable, "-m", "colo_tui", "repl", "--attach",
+                            f"unix:{pri.qmp_path}", f"unix:{sec.qmp_path}"],
+                           input=script, capture_output=True, text=True, timeout=60)
+        out = r.stdout
+        assert "'mode': 'primary'" in out and "migrate=colo" in out
+        assert "COLO_EXIT mode=secondary reason=request" in out
+        assert "'last-mode': 'secondary', 'reason': 'request'" in out
+        # the second heartbeat is refused as QEMU refuses it, and the script stops there
+        assert r.returncode == 1 and "line 6" in r.stderr
+        assert "GenericError" in out or "not enabled" in out or "error" in r.stderr
+    finally:
+        pri.stop()
+        sec.stop()
