@@ -115,3 +115,46 @@ def parse_all(specs) -> list[Fault]:
 def completions() -> list[str]:
     """``KIND@`` prefixes and points, for completers."""
     return [k + ("=" if a else "@") for k, (a, _) in KINDS.items()]
+
+
+@dataclass(slots=True)
+class LinkEffect:
+    """What link faults do to one piece of output (the same in the simulator and proxies)."""
+
+    data: bytes
+    copies: int = 1                 # 0: dropped; 2: duplicated
+    extra_delay_ms: float = 0.0
+    close_before: str | None = None  # "close" or "reset": the connection ends first
+    close_after: bool = False       # truncate: half the bytes, then the connection ends
+
+
+def link_effect(faults_here, data: bytes, dialect, point: str, value: int, rng) -> LinkEffect:
+    """Apply the link faults that fire on this piece.  ``dialect`` is the sender's; ``rng``
+    (a random.Random) chooses the corrupting bits, so runs stay reproducible."""
+    eff = LinkEffect(data)
+    for f in faults_here:
+        kind = f.kind
+        if kind == "drop":
+            eff.copies = 0
+        elif kind == "delay":
+            eff.extra_delay_ms += float(f.arg)
+        elif kind == "corrupt" and eff.data:
+            buf = bytearray(eff.data)
+            buf[min(len(buf) - 1, dialect.opcode_bytes - 1)] ^= rng.randrange(1, 256)
+            eff.data = bytes(buf)
+        elif kind == "truncate":
+            eff.data, eff.close_after = eff.data[: len(eff.data) // 2], True
+        elif kind == "duplicate":
+            eff.copies = 2
+        elif kind in ("close", "reset"):
+            eff.close_before, eff.copies = kind, 0
+        elif kind == "unexpected":
+            eff.data = dialect.encode(f.arg, 0)
+        elif kind == "value":
+            msg_id = dialect.ids.get(point)
+            if msg_id is not None:
+                eff.data = dialect.encode_raw(msg_id, int(f.arg))
+        elif kind == "opcode":
+            eff.data = dialect.encode_raw(int(f.arg), value if dialect.has_value(point)
+                                          else None)
+    return eff

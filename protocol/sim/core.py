@@ -340,55 +340,27 @@ class Simulation:
             self.emit("link", "lost", dir=direction, point=seg.point, n=n,
                       bytes=len(seg.data), why="connection closed")
             return
-        data, extra, copies, then_close = seg.data, 0.0, 1, False
-        for i in self._matching(seg.point, n):
-            f = self.faults[i]
-            if not f.is_link:
-                continue
-            self.fired.add(i)
+        idx = [i for i in self._matching(seg.point, n) if self.faults[i].is_link]
+        here = [self.faults[i] for i in idx]
+        self.fired.update(idx)
+        for f in here:
             self.emit("link", "fault", spec=str(f), dir=direction, point=seg.point, n=n)
-            if f.kind == "drop":
-                copies = 0
-            elif f.kind == "delay":
-                extra += float(f.arg)
-            elif f.kind == "corrupt":
-                data = self._corrupt(data)
-            elif f.kind == "truncate":
-                data, then_close = data[: len(data) // 2], True
-            elif f.kind == "duplicate":
-                copies = 2
-            elif f.kind in ("close", "reset"):
-                self.close_link(f"fault {f}", abrupt=f.kind == "reset")
-                if f.kind == "reset":
-                    return
-                copies = 0
-            elif f.kind == "unexpected":
-                send_d = self.dialect if side == "primary" else self.peer_dialect
-                data = send_d.encode(f.arg, 0)
-            elif f.kind == "value":
-                msg_id = self.dialect.ids.get(seg.point)
-                if msg_id is not None:
-                    data = self.dialect.encode_raw(msg_id, int(f.arg))
-            elif f.kind == "opcode":
-                send_d = self.dialect if side == "primary" else self.peer_dialect
-                value = seg.value if send_d.has_value(seg.point) else None
-                data = send_d.encode_raw(int(f.arg), value)
-        if copies == 0:
+        send_d = self.dialect if side == "primary" else self.peer_dialect
+        eff = fl.link_effect(here, seg.data, send_d, seg.point, seg.value, self.rng)
+        if eff.close_before:
+            closer = next(f for f in here if f.kind == eff.close_before)
+            self.close_link(f"fault {closer}", abrupt=closer.kind == "reset")
+            if eff.close_before == "reset":
+                return
+        if eff.copies == 0:
             self.emit("link", "dropped", dir=direction, point=seg.point, n=n,
                       bytes=len(seg.data))
-        for _ in range(copies):
-            d = self.link.schedule(self.now, direction, data, seg.point, n, extra)
+        for _ in range(eff.copies):
+            d = self.link.schedule(self.now, direction, eff.data, seg.point, n,
+                                   eff.extra_delay_ms)
             self._push(d.at_ms, "deliver", d)
-        if then_close:
+        if eff.close_after:
             self.close_link("fault truncate: the connection closes after half the bytes")
-
-    def _corrupt(self, data: bytes) -> bytes:
-        if not data:
-            return data
-        buf = bytearray(data)
-        i = min(len(buf) - 1, self.dialect.opcode_bytes - 1)
-        buf[i] ^= self.rng.randrange(1, 256)
-        return bytes(buf)
 
     def close_link(self, why: str, abrupt: bool = False) -> None:
         """Close the connection: gracefully (FIN after the bytes in flight) or abruptly

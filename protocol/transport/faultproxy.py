@@ -243,43 +243,23 @@ class FaultProxy:
             self._emit("lost", dir=direction, point=point, n=n, bytes=len(piece),
                        why=f"the {SENDER[direction]} is gone before the bytes left")
             return True
-        data, copies, then_close = piece, 1, False
-        for f in self._matching(point, n, link=True):
+        here = self._matching(point, n, link=True)
+        for f in here:
             self._emit("fault", spec=str(f), dir=direction, point=point, n=n)
-            if f.kind == "drop":
-                copies = 0
-            elif f.kind == "delay":
-                import asyncio
-                await asyncio.sleep(float(f.arg) / 1000.0)
-            elif f.kind == "corrupt":
-                data = self._corrupt(data)
-            elif f.kind == "truncate":
-                data, then_close = data[: len(data) // 2], True
-            elif f.kind == "duplicate":
-                copies = 2
-            elif f.kind in ("close", "reset"):
-                self._close_colo(reset=f.kind == "reset")
-                return False
-            elif f.kind == "unexpected":
-                data = self.dialect.encode(f.arg, 0)
-            elif f.kind == "value":
-                msg_id = self.dialect.ids.get(point)
-                if msg_id is not None:
-                    data = self.dialect.encode_raw(msg_id, int(f.arg))
-        for _ in range(copies):
-            await self._write(writer, data, direction)
-        if then_close:
+        eff = fl.link_effect(here, piece, self.dialect, point,
+                          getattr(item, "value", 0) or 0, self.rng)
+        if eff.close_before:
+            self._close_colo(reset=eff.close_before == "reset")
+            return False
+        if eff.extra_delay_ms:
+            import asyncio
+            await asyncio.sleep(eff.extra_delay_ms / 1000.0)
+        for _ in range(eff.copies):
+            await self._write(writer, eff.data, direction)
+        if eff.close_after:
             self._close_colo(reset=False)
             return False
         return True
-
-    def _corrupt(self, data: bytes) -> bytes:
-        if not data:
-            return data
-        buf = bytearray(data)
-        i = min(len(buf) - 1, self.dialect.opcode_bytes - 1)
-        buf[i] ^= self.rng.randrange(1, 256)
-        return bytes(buf)
 
     def _close_colo(self, reset: bool) -> None:
         if self._colo is None:
