@@ -137,6 +137,7 @@ _B32 = struct.Struct(">I")
 _FOOTER = struct.Struct(">BI")
 _KIND_FLAGS = {KIND_ZERO: RAM_SAVE_FLAG_ZERO, KIND_PAGE: RAM_SAVE_FLAG_PAGE,
                KIND_XBZRLE: RAM_SAVE_FLAG_XBZRLE}
+_CONT_PAGE = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
 
 
 def _idstr_bytes(name: str, what: str = "idstr") -> bytes:
@@ -146,36 +147,58 @@ def _idstr_bytes(name: str, what: str = "idstr") -> bytes:
     return bytes([len(raw)]) + raw
 
 
-def _encode_records(out: bytearray, records: list[PageRecord], ctx: RamContext) -> None:
+def _record_parts(records: list[PageRecord], ctx: RamContext) -> list:
+    """The encoded records (and the EOS word) as a list of byte strings to join."""
     ps = ctx.page_size
-    for rec in records:
-        flags = _KIND_FLAGS.get(rec.kind)
-        if flags is None:
-            raise StreamError(0, "kind zero/page/xbzrle", repr(rec.kind))
-        used = ctx.blocks.get(rec.block)
-        if used is None:
-            raise StreamError(0, "a known RAMBlock", repr(rec.block))
-        if rec.offset % ps or not 0 <= rec.offset < used:
-            raise StreamError(0, f"page-aligned offset < {used:#x} in {rec.block}",
-                              f"{rec.offset:#x}")
-        cont = rec.block == ctx.current_block
-        if cont:
-            flags |= RAM_SAVE_FLAG_CONTINUE
-        out += _B64.pack(rec.offset | flags)
-        if not cont:
-            out += _idstr_bytes(rec.block)
-        if rec.kind == KIND_ZERO:
-            out.append(rec.fill & 0xFF)
-        elif rec.kind == KIND_PAGE:
-            if len(rec.data) != ps:
-                raise StreamError(0, f"{ps} bytes of page data", f"{len(rec.data)}")
-            out += rec.data
-        else:
-            if len(rec.data) > ps:
-                raise StreamError(0, f"XBZRLE data <= {ps} bytes", f"{len(rec.data)}")
-            out += bytes([ENCODING_FLAG_XBZRLE]) + struct.pack(">H", len(rec.data)) + rec.data
-        ctx.current_block = rec.block
-    out += _B64.pack(RAM_SAVE_FLAG_EOS)
+    blocks = ctx.blocks
+    pack = _B64.pack
+    parts: list = []
+    append = parts.append
+    cur = ctx.current_block
+    cur_used = blocks.get(cur) if cur is not None else None
+    try:
+        for rec in records:
+            kind, block, offset, data = rec.kind, rec.block, rec.offset, rec.data
+            if block == cur and kind == KIND_PAGE and cur_used is not None \
+                    and not offset % ps and 0 <= offset < cur_used and len(data) == ps:
+                append(pack(offset | _CONT_PAGE))     # the common case
+                append(data)
+                continue
+            flags = _KIND_FLAGS.get(kind)
+            if flags is None:
+                raise StreamError(0, "kind zero/page/xbzrle", repr(kind))
+            used = blocks.get(block)
+            if used is None:
+                raise StreamError(0, "a known RAMBlock", repr(block))
+            if offset % ps or not 0 <= offset < used:
+                raise StreamError(0, f"page-aligned offset < {used:#x} in {block}",
+                                  f"{offset:#x}")
+            cont = block == cur
+            if cont:
+                flags |= RAM_SAVE_FLAG_CONTINUE
+                append(pack(offset | flags))
+            else:
+                append(pack(offset | flags) + _idstr_bytes(block))
+            if kind == KIND_ZERO:
+                append(bytes((rec.fill & 0xFF,)))
+            elif kind == KIND_PAGE:
+                if len(data) != ps:
+                    raise StreamError(0, f"{ps} bytes of page data", f"{len(data)}")
+                append(data)
+            else:
+                if len(data) > ps:
+                    raise StreamError(0, f"XBZRLE data <= {ps} bytes", f"{len(data)}")
+                append(bytes([ENCODING_FLAG_XBZRLE]) + struct.pack(">H", len(data)))
+                append(data)
+            cur, cur_used = block, used
+    finally:
+        ctx.current_block = cur
+    append(pack(RAM_SAVE_FLAG_EOS))
+    return parts
+
+
+def _encode_records(out: bytearray, records: list[PageRecord], ctx: RamContext) -> None:
+    out += b"".join(_record_parts(records, ctx))
 
 
 def _sid(ctx: RamContext) -> int:
@@ -185,11 +208,10 @@ def _sid(ctx: RamContext) -> int:
 def encode_ram_part(records: list[PageRecord], ctx: RamContext) -> bytes:
     """One checkpoint's live RAM part, exactly as 7.2 sends it (updates ctx)."""
     sid = _sid(ctx)
-    out = bytearray(_FOOTER.pack(QEMU_VM_SECTION_END, sid))
-    _encode_records(out, records, ctx)
-    out += _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
-    out.append(QEMU_VM_EOF)
-    return bytes(out)
+    parts = _record_parts(records, ctx)
+    parts.insert(0, _FOOTER.pack(QEMU_VM_SECTION_END, sid))
+    parts.append(_FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid) + bytes((QEMU_VM_EOF,)))
+    return b"".join(parts)
 
 
 def _section_header(kind: int, sid: int, idstr: str, instance: int, version: int) -> bytes:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from collections.abc import Generator
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from protocol.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO, PageRecord
 from protocol.stream import (
@@ -48,6 +51,8 @@ from protocol.stream import (
 )
 
 _SCAN = -1  # parser request: "the device region up to the end of the VMDESCRIPTION"
+_BULK = -2  # parser request: "whole page records, as many as the input holds" (RamPartReader)
+_BE64 = struct.Struct(">Q")
 _VMDESC_RE = re.compile(rb'\x00\x06(....)\{"page_size"', re.S)
 _KIND_BY_FLAG = {RAM_SAVE_FLAG_ZERO: KIND_ZERO, RAM_SAVE_FLAG_PAGE: KIND_PAGE,
                  RAM_SAVE_FLAG_XBZRLE: KIND_XBZRLE}
@@ -90,6 +95,16 @@ class _Incremental:
             if self._need == _SCAN:
                 pos += self._scan(mv[pos:])
                 continue
+            if self._need == _BULK:
+                used, eos = self._bulk(mv[pos:])
+                pos += used
+                if eos or pos < n:
+                    # EOS reached, or a record split across feeds / not for the fast
+                    # path (errors included): the incremental parser takes one record
+                    self._resume(eos, used)
+                else:
+                    self._delivered += used
+                continue
             take = min(self._need - len(self._buf), n - pos)
             self._buf += mv[pos:pos + take]
             pos += take
@@ -102,6 +117,20 @@ class _Incremental:
 
     def _scan(self, mv: memoryview) -> int:  # pragma: no cover - InitialReader only
         raise NotImplementedError
+
+    def _bulk(self, mv: memoryview) -> tuple[int, bool]:  # pragma: no cover - RamPartReader
+        raise NotImplementedError
+
+    def _resume(self, value: bool, used: int) -> None:
+        self._delivered += used
+        self._at = self.base_offset + self._delivered
+        try:
+            self._need = self._gen.send(value)
+        except StopIteration:
+            self.done = True
+        except StreamError as exc:
+            self._error = exc
+            raise
 
     def _send(self, chunk: bytes) -> None:
         self._at = self.base_offset + self._delivered
@@ -120,14 +149,21 @@ class _Incremental:
 
 def _ram_records(rd: _Incremental, ctx: RamContext, on_record, max_record: int) -> Parser:
     """Page records up to and including the EOS word."""
+    while True:
+        if (yield from _ram_record(rd, ctx, on_record, max_record)):
+            return
+
+
+def _ram_record(rd: _Incremental, ctx: RamContext, on_record, max_record: int):
+    """One page record (returns False) or the EOS word (returns True)."""
     ps = ctx.page_size
     mask = ps - 1
-    while True:
+    if True:
         word = _u((yield 8))
         start = rd._at
         flags, addr = word & mask, word & ~mask
         if flags == RAM_SAVE_FLAG_EOS:
-            return
+            return True
         kind_flag = flags & ~RAM_SAVE_FLAG_CONTINUE
         kind = _KIND_BY_FLAG.get(kind_flag)
         if kind is None:
@@ -171,6 +207,7 @@ def _ram_records(rd: _Incremental, ctx: RamContext, on_record, max_record: int) 
             rec = PageRecord(block, addr, kind, (yield xlen) if xlen else b"")
         ctx.current_block = block
         on_record(rec)
+        return False
 
 
 def _footer(rd: _Incremental, sid: int) -> Parser:
@@ -198,11 +235,105 @@ class RamPartReader(_Incremental):
             self.ctx.ram_section_id = sid
         elif sid != self.ctx.ram_section_id:
             raise self._err(1, f"ram section id {self.ctx.ram_section_id}", str(sid))
-        yield from _ram_records(self, self.ctx, self.records.append, self.max_record_bytes)
+        while True:
+            if (yield _BULK):
+                break
+            if (yield from _ram_record(self, self.ctx, self.records.append,
+                                       self.max_record_bytes)):
+                break
         yield from _footer(self, sid)
         eof = yield 1
         if eof[0] != QEMU_VM_EOF:
             raise self._err(0, "QEMU_VM_EOF (0x00) after the RAM part", _tname(eof[0]))
+
+
+    def _bulk(self, mv: memoryview) -> tuple[int, bool]:
+        """Fast path: decode the complete, well-formed records at the start of `mv`.
+
+        Stops (without consuming it) at the first record that is incomplete or
+        anything but a valid ZERO/PAGE/XBZRLE record, which the incremental
+        parser then takes (so errors and split records behave exactly as
+        there).  Returns (bytes used, whether the EOS word was consumed).
+        Page data are read-only memoryview slices of one private copy of the
+        input (the caller's buffer may be reused).
+        """
+        n = len(mv)
+        if n < 8:
+            return 0, False
+        arr = np.array(mv, dtype=np.uint8)
+        arr.flags.writeable = False
+        data = memoryview(arr)
+        ctx = self.ctx
+        ps = ctx.page_size
+        mask = ps - 1
+        blocks = ctx.blocks
+        max_record = self.max_record_bytes
+        page_ok = ps + 8 + 256 <= max_record
+        cur = ctx.current_block
+        append = self.records.append
+        unpack = _BE64.unpack_from
+        cont_page = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
+        pos, eos = 0, False
+        while pos + 8 <= n:
+            word = unpack(data, pos)[0]
+            flags = word & mask
+            addr = word ^ flags
+            if flags == cont_page and cur is not None and page_ok:
+                # the common case: a full page of the current block
+                p = pos + 8
+                used = blocks.get(cur)
+                if used is None or addr >= used or p + ps > n:
+                    break
+                append(PageRecord(cur, addr, KIND_PAGE, data[p:p + ps]))
+                pos = p + ps
+                continue
+            if flags == RAM_SAVE_FLAG_EOS:
+                pos += 8
+                eos = True
+                break
+            if flags & RAM_SAVE_FLAG_CONTINUE:
+                if cur is None:
+                    break
+                block, p = cur, pos + 8
+                kind_flag = flags ^ RAM_SAVE_FLAG_CONTINUE
+            else:
+                if pos + 9 > n:
+                    break
+                ln = data[pos + 8]
+                if ln == 0 or pos + 9 + ln > n:
+                    break
+                block = bytes(data[pos + 9:pos + 9 + ln]).decode("latin-1")
+                p = pos + 9 + ln
+                kind_flag = flags
+            used = blocks.get(block)
+            if used is None or addr >= used:
+                break
+            if kind_flag == RAM_SAVE_FLAG_PAGE:
+                if not page_ok or p + ps > n:
+                    break
+                rec = PageRecord(block, addr, KIND_PAGE, data[p:p + ps])
+                p += ps
+            elif kind_flag == RAM_SAVE_FLAG_ZERO:
+                if p + 1 > n:
+                    break
+                rec = PageRecord(block, addr, KIND_ZERO, b"", data[p])
+                p += 1
+            elif kind_flag == RAM_SAVE_FLAG_XBZRLE:
+                if p + 3 > n or data[p] != ENCODING_FLAG_XBZRLE:
+                    break
+                xlen = data[p + 1] << 8 | data[p + 2]
+                if xlen > ps or xlen + 8 + 256 + 3 > max_record or p + 3 + xlen > n:
+                    break
+                rec = PageRecord(block, addr, KIND_XBZRLE,
+                                 data[p + 3:p + 3 + xlen] if xlen else b"")
+                p += 3 + xlen
+            else:
+                break
+            cur = block
+            append(rec)
+            pos = p
+        ctx.current_block = cur
+        return pos, eos
 
 
 @dataclass

@@ -14,14 +14,55 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-import re
 from collections.abc import Iterable, Iterator
+
+import numpy as np
 
 from ..pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO, PAGE_SIZE, PageRecord
 from . import pagediff
 
 ZERO_PAGE = bytes(PAGE_SIZE)
-_NONZERO_BYTE = re.compile(rb"[^\x00]")
+_WORDS = PAGE_SIZE // 8
+#: fixed (seeded) weights of the per-page hash: h(page) = sum(mix(w_i) * W_i) mod 2**64
+_PAGE_HASH_WEIGHTS = np.random.default_rng(0xC010).integers(
+    0, 2**64, size=_WORDS, dtype=np.uint64, endpoint=False) | np.uint64(1)
+_HASH_CHUNK = 256          # pages per hashing chunk (2 MiB of u64 scratch)
+
+
+def _as_index_array(indices) -> np.ndarray:
+    return np.asarray(indices, dtype=np.int64).reshape(-1)
+
+
+def page_hashes(pages: np.ndarray) -> np.ndarray:
+    """64-bit hashes of the rows of a (n, PAGE_SIZE) uint8 array.
+
+    h = sum_i mix(w_i) * W_i mod 2**64 over the page's 64-bit words, with
+    mix(x) = x ^ (x >> 29) (a bijection that folds high bits down) and fixed
+    random odd weights: any change to a page changes h except with
+    probability <= 2**-30.  An all-zero page hashes to 0 and only it does (a
+    non-zero page whose sum is 0 gets 1).
+    """
+    n = len(pages)
+    out = np.empty(n, dtype=np.uint64)
+    if not n:
+        return out
+    words = pages.reshape(n, PAGE_SIZE).view(np.uint64)
+    tmp = np.empty((min(n, _HASH_CHUNK), _WORDS), dtype=np.uint64)
+    for start in range(0, n, _HASH_CHUNK):
+        chunk = words[start:start + _HASH_CHUNK]
+        t = tmp[:len(chunk)]
+        np.right_shift(chunk, 29, out=t)
+        np.bitwise_xor(t, chunk, out=t)
+        np.multiply(t, _PAGE_HASH_WEIGHTS, out=t)
+        t.sum(axis=1, out=out[start:start + len(chunk)])
+    zero = out == 0
+    if zero.any():
+        nonzero_rows = np.flatnonzero(zero)
+        really_zero = set(pagediff.zero_pages(np.ascontiguousarray(pages[nonzero_rows])))
+        for k, row in enumerate(nonzero_rows.tolist()):
+            if k not in really_zero:
+                out[row] = 1
+    return out
 
 
 class Bitmap:
@@ -65,27 +106,46 @@ class Bitmap:
             self.count = 0
 
     def indices(self) -> list[int]:
-        """Set bits in ascending order (a scan over non-zero bytes, in C)."""
+        """Set bits in ascending order."""
         if not self.count:
             return []
-        out: list[int] = []
-        bits = self._bits
-        for match in _NONZERO_BYTE.finditer(bits):
-            byte = match.start()
-            value = bits[byte]
-            base = byte << 3
-            for bit in range(8):
-                if value >> bit & 1:
-                    out.append(base + bit)
-        return out
+        return self.index_array().tolist()
+
+    def index_array(self) -> np.ndarray:
+        """Set bits in ascending order as an int64 array (numpy: non-zero bytes only)."""
+        if not self.count:
+            return np.empty(0, dtype=np.int64)
+        bits = np.frombuffer(self._bits, dtype=np.uint8)
+        nzb = np.flatnonzero(bits)
+        rows, cols = np.nonzero(np.unpackbits(bits[nzb][:, None], axis=1, bitorder="little"))
+        return nzb[rows] * 8 + cols
+
+    def set_many(self, indices) -> None:
+        """Set every bit of `indices` (an int array or sequence, any order)."""
+        idx = _as_index_array(indices)
+        if not len(idx):
+            return
+        if int(idx.min()) < 0 or int(idx.max()) >= self.nbits:
+            raise IndexError(f"bit index out of range 0..{self.nbits - 1}")
+        bits = np.frombuffer(self._bits, dtype=np.uint8)
+        flags = np.unpackbits(bits, bitorder="little")
+        flags[idx] = 1
+        self._bits[:] = np.packbits(flags, bitorder="little").tobytes()
+        self.count = int(np.count_nonzero(flags[:self.nbits]))
+
+    def test_many(self, indices) -> np.ndarray:
+        """A bool array: is each bit of `indices` set."""
+        idx = _as_index_array(indices)
+        bits = np.frombuffer(self._bits, dtype=np.uint8)
+        return (bits[idx >> 3] >> (idx & 7).astype(np.uint8) & 1).astype(bool)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices())
 
     def update(self, other: Bitmap) -> None:
         """self |= other (same size)."""
-        for index in other.indices():
-            self.set(index)
+        if other.count:
+            self.set_many(other.index_array())
 
 
 class RamBlock:
@@ -102,11 +162,21 @@ class RamBlock:
         self.dirty = Bitmap(self.npages)
         self.touched = Bitmap(self.npages)
         self.xbzrle_cache: dict[int, bytes] = {}
+        #: per-page content hashes for `Ram.digest` (valid where `stale` is clear)
+        self.stale = Bitmap(self.npages)
+        self._hashes: np.ndarray | None = None
+        self._arr: np.ndarray | None = None
 
     def check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size_bytes:
             raise ValueError(f"RAM block {self.name!r}: access [{offset:#x}, "
                              f"{offset + length:#x}) outside its {self.size_bytes:#x} bytes")
+
+    def array(self) -> np.ndarray:
+        """The block as a writable (npages, PAGE_SIZE) uint8 array over `mem` (no copy)."""
+        if self._arr is None:
+            self._arr = np.frombuffer(self.mem, dtype=np.uint8).reshape(self.npages, PAGE_SIZE)
+        return self._arr
 
     def page(self, page_index: int) -> bytes:
         offset = page_index * PAGE_SIZE
@@ -119,6 +189,39 @@ class RamBlock:
         offset = page_index * PAGE_SIZE
         self.mem[offset:offset + PAGE_SIZE] = data
         self.touched.set(page_index)
+        self.stale.set(page_index)
+
+    def gather(self, indices) -> np.ndarray:
+        """A new (n, PAGE_SIZE) array with copies of the pages `indices`."""
+        idx = _as_index_array(indices)
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= self.npages):
+            raise ValueError(f"RAM block {self.name!r}: page index out of range")
+        return self.array()[idx]
+
+    def put_pages(self, indices, pages) -> None:
+        """put_page for many pages at once: row k of `pages` over page indices[k]."""
+        idx = _as_index_array(indices)
+        if not len(idx):
+            return
+        pagediff.scatter_pages(self.mem, idx, pages, PAGE_SIZE)
+        self.touched.set_many(idx)
+        self.stale.set_many(idx)
+
+    def hashes(self) -> np.ndarray:
+        """Per-page content hashes (0 exactly for zero pages), refreshed where stale."""
+        if self._hashes is None:
+            self._hashes = np.zeros(self.npages, dtype=np.uint64)
+        if self.stale.count:
+            idx = self.stale.index_array()
+            arr = self.array()
+            for start in range(0, len(idx), 4 * _HASH_CHUNK):
+                part = idx[start:start + 4 * _HASH_CHUNK]
+                self._hashes[part] = page_hashes(np.take(arr, part, axis=0))
+            self.stale.clear_all()
+        return self._hashes
+
+    def release(self) -> None:
+        self._arr = None
 
 
 class Ram:
@@ -160,6 +263,7 @@ class Ram:
         for index in range(first, last + 1):
             blk.dirty.set(index)
             blk.touched.set(index)
+            blk.stale.set(index)
 
     def fill_page(self, block: str, page_index: int, byte: int) -> None:
         self.write(block, page_index * PAGE_SIZE, bytes([byte & 0xFF]) * PAGE_SIZE)
@@ -210,6 +314,8 @@ class Ram:
         sent as an XBZRLE delta (skipped when unchanged, a full page when the
         delta is too big); zero pages are always ZERO records.
         """
+        if not xbzrle:
+            return self._collect_dirty_fast()
         records: list[PageRecord] = []
         positions = {name: k for k, name in enumerate(self.blocks)}
         last: tuple[int, int] | None = None
@@ -238,6 +344,43 @@ class Ram:
         if last is not None:
             self._cursor = last
         return records
+
+    def _collect_dirty_fast(self) -> list[PageRecord]:
+        """collect_dirty without XBZRLE: numpy bitmap scan.
+
+        Dirty indices come from numpy, one tight loop per block.
+        """
+        blocks = list(self.blocks.values())
+        start_block, start_page = self._cursor
+        first = blocks[start_block].dirty.index_array()
+        cut = int(np.searchsorted(first, start_page))
+        order = [(blocks[start_block], first[cut:])]
+        order += [(blocks[(start_block + k) % len(blocks)],
+                   blocks[(start_block + k) % len(blocks)].dirty.index_array())
+                  for k in range(1, len(blocks))]
+        order.append((blocks[start_block], first[:cut]))
+        records: list[PageRecord] = []
+        append = records.append
+        last: tuple[int, int] | None = None
+        for blk, indices in order:
+            if len(indices):
+                # PageRecord.data stays `bytes` (an mmap slice), zero pages by memcmp
+                mem = blk.mem
+                name = blk.name
+                for offset in (indices * PAGE_SIZE).tolist():
+                    data = mem[offset:offset + PAGE_SIZE]
+                    if data == ZERO_PAGE:
+                        append(PageRecord(name, offset, KIND_ZERO, b"", 0))
+                    else:
+                        append(PageRecord(name, offset, KIND_PAGE, data))
+                last = (self._position(blk), blk.npages)
+            blk.dirty.clear_all()
+        if last is not None:
+            self._cursor = last
+        return records
+
+    def _position(self, blk: RamBlock) -> int:
+        return list(self.blocks).index(blk.name)
 
     def migration_pass(self) -> list[PageRecord]:
         """The initial migration: every touched page (zero or not); clears dirty bits.
@@ -299,15 +442,20 @@ class Ram:
         return out
 
     def digest(self) -> str:
-        """Content digest: block layout + every non-zero page (index, bytes)."""
+        """Content digest: block layout + every non-zero page (index, page hash).
+
+        Incremental: each block keeps a 64-bit hash per page (`page_hashes`)
+        and rehashes only the pages written since the last digest, so a
+        digest costs the bytes written since, not the RAM size.
+        """
         h = hashlib.blake2b(digest_size=16)
         for blk in self.blocks.values():
             h.update(blk.name.encode() + b"\0" + blk.size_bytes.to_bytes(8, "big"))
-            for index in blk.touched.indices():
-                data = blk.page(index)
-                if data != ZERO_PAGE:
-                    h.update(index.to_bytes(8, "big"))
-                    h.update(data)
+            hashes = blk.hashes()
+            nonzero = np.flatnonzero(hashes)
+            h.update(len(nonzero).to_bytes(8, "big"))
+            h.update(nonzero.astype(">u8").tobytes())
+            h.update(hashes[nonzero].astype(">u8").tobytes())
         return h.hexdigest()
 
     def copy_from(self, other: Ram) -> None:
@@ -326,4 +474,5 @@ class Ram:
 
     def close(self) -> None:
         for blk in self.blocks.values():
+            blk.release()
             blk.mem.close()
