@@ -47,7 +47,7 @@ def add_parsers(sub) -> None:
     f.set_defaults(func=cmd_faults)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against same-run baselines)")
-    b.add_argument("which", choices=["sim", "pagediff", "engine", "tui"])
+    b.add_argument("which", choices=["sim", "pagediff", "checkpoint", "engine", "tui"])
     b.add_argument("rest", nargs=argparse_REMAINDER())
     b.set_defaults(func=cmd_bench)
 
@@ -284,6 +284,7 @@ def cmd_faults(_args) -> int:
 def cmd_bench(args) -> int:
     import importlib
     target = {"sim": "protocol.bench.sim", "pagediff": "protocol.bench.pagediff",
+              "checkpoint": "protocol.bench.checkpoint",
               "engine": "protocol.bench.engine", "tui": "colo_tui.bench_tui"}[args.which]
     try:
         module = importlib.import_module(target)
