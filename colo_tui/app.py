@@ -1,0 +1,264 @@
+"""The Textual app: composition, key bindings and wiring only.
+
+Attributes go down (the app hands each widget its view object), messages come
+up (widgets post selections and filters; the bridge posts `Bridge.Updated`).
+What to do with a key lives in the bridge; what to show lives in the widgets.
+"""
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widget import MountError
+
+from .bridge import Bridge
+from .control import Controller
+from .screens import (
+    BY_KEY,
+    ChoicePrompt,
+    ColoCommands,
+    FaultMenu,
+    HelpScreen,
+    NumberPrompt,
+    config_changes,
+)
+from .widgets import (
+    EventLog,
+    ExplainPane,
+    FailoverDiagram,
+    KeyBar,
+    LadderView,
+    SidePanel,
+    StatusBar,
+)
+
+THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "monokai")
+TICK_S = 1 / 30
+
+
+class ColoApp(App):
+    """COLO testbed: a live ladder of one simulated COLO pair."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "COLO testbed"
+    COMMANDS = App.COMMANDS | {ColoCommands}
+    BINDINGS = [
+        Binding("n,right", "step", "step"),
+        Binding("left", "back", "back"),
+        Binding("space", "toggle_run", "run/pause"),
+        Binding("plus,equals_sign", "speed(1)", "faster"),
+        Binding("minus", "speed(-1)", "slower"),
+        Binding("c", "checkpoint", "ckpt"),
+        Binding("f", "fault", "fault"),
+        Binding("k", "kill", "kill"),
+        Binding("s", "stall", "stall"),
+        Binding("h", "heartbeat", "heartbeat"),
+        Binding("tab", "other_side", "side", priority=True),
+        Binding("d", "delay", "delay"),
+        Binding("v", "dialect", "dialect"),
+        Binding("m", "mode", "mode"),
+        Binding("g", "guest", "guest"),
+        Binding("r", "record", "rec"),
+        Binding("y", "copy", "copy hex"),
+        Binding("t", "theme", "theme", show=False),
+        Binding("slash", "filter", "filter", show=False),
+        Binding("escape", "unfocus", show=False),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+        *[Binding(k, f"preset('{k}')", show=False) for k in "1234567890"],
+    ]
+
+    def __init__(self, controller: Controller | None = None, *, replay: str | None = None,
+                 tick_s: float = TICK_S) -> None:
+        super().__init__()
+        self.controller = controller or Controller()
+        self.bridge = Bridge(self.controller, target=self)
+        self.replay = replay
+        self.tick_s = tick_s
+        self._widgets: dict | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="main"):
+            yield SidePanel("primary")
+            yield LadderView(id="ladder")
+            yield SidePanel("secondary")
+        yield KeyBar(self.BINDINGS, id="keys")     # the lower half mounts above it later
+
+    async def _mount_bottom(self) -> None:
+        """The lower half mounts after the first frame: a faster first paint."""
+        try:
+            await self.mount(Horizontal(
+                Vertical(FailoverDiagram(id="failover"), ExplainPane(id="explain"), id="left"),
+                EventLog(id="log"), id="bottom"), before=self.query_one(KeyBar))
+        except MountError:               # the app was closed before its second frame
+            pass
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(self.tick_s, self._tick, pause=True)
+        if self.replay:
+            self.bridge.load_replay(self.replay)
+        self.query_one(LadderView).focus()
+        self.refresh_view()
+        self.call_after_refresh(self._mount_bottom)
+
+    # ----------------------------------------------------------- attributes down
+    def _views(self) -> dict:
+        if self._widgets is None or (len(self._widgets) < 8 and self.query(EventLog)):
+            q = self.query_one
+            self._widgets = {"status": q(StatusBar),
+                             "primary": q("#primary", SidePanel),
+                             "secondary": q("#secondary", SidePanel), "ladder": q(LadderView)}
+            if self.query(EventLog):                    # absent until the lazy mount
+                self._widgets.update(failover=q(FailoverDiagram), explain=q(ExplainPane),
+                                     log=q(EventLog))
+        return self._widgets
+
+    def refresh_view(self) -> None:
+        v, w = self.bridge.view(), self._views()
+        w["status"].show(v.status)
+        w["primary"].show(v.sides["primary"])
+        w["secondary"].show(v.sides["secondary"])
+        w["ladder"].show(v.ladder, v.ladder_version, v.selected_seq)
+        if "log" in w:
+            w["failover"].show(v.failover)
+            w["explain"].show(v.explanation, v.selected_hex)
+            w["log"].show(v.log)
+        if self.bridge.running and self.bridge.speed == 0:
+            self._timer.pause()                 # full speed: compute, paint, repeat
+            self.call_after_refresh(self._tick)
+        elif self.bridge.running:
+            self._timer.resume()
+        else:
+            self._timer.pause()
+
+    def _tick(self) -> None:
+        self.bridge.tick(self.tick_s)
+
+    def on_resize(self, event) -> None:
+        self.screen.set_class(event.size.width >= 140, "-wide")
+        self.screen.set_class(event.size.width < 80, "-narrow")
+
+    # -------------------------------------------------------------- messages up
+    def on_bridge_updated(self, _message: Bridge.Updated) -> None:
+        self.refresh_view()
+
+    def on_side_panel_chosen(self, message: SidePanel.Chosen) -> None:
+        self.bridge.select_side(message.side)
+
+    def on_ladder_view_selected(self, message: LadderView.Selected) -> None:
+        self.bridge.select_row(message.seq if message.seq is not None
+                               else self.bridge.selected_seq, message.side)
+
+    def on_event_log_filter_changed(self, message: EventLog.FilterChanged) -> None:
+        self.bridge.log.set_filter(message.text)
+        self.bridge.changed()
+
+    def on_event_log_ready(self, _message: EventLog.Ready) -> None:
+        self.refresh_view()
+
+    def on_event_log_picked(self, message: EventLog.Picked) -> None:
+        self.bridge.select_row(message.seq)
+
+    # ------------------------------------------------------------------ actions
+    def action_step(self) -> None:
+        self.bridge.step()
+
+    def action_back(self) -> None:
+        self.bridge.back()
+
+    def action_toggle_run(self) -> None:
+        self.bridge.toggle_run()
+
+    def action_speed(self, delta: int) -> None:
+        self.bridge.faster(delta)
+
+    def action_checkpoint(self) -> None:
+        self.bridge.checkpoint()
+
+    def action_kill(self) -> None:
+        self.bridge.kill()
+
+    def action_stall(self) -> None:
+        self.bridge.stall()
+
+    def action_heartbeat(self) -> None:
+        self.bridge.lost_heartbeat()
+
+    def action_other_side(self) -> None:
+        self.bridge.select_side()
+
+    def action_fault(self) -> None:
+        row = self.bridge.selected_row()
+        if row is not None and row.point and row.point != "initial":
+            menu = FaultMenu("drop", row.point, row.checkpoint or 1)
+        else:
+            side = self.bridge.selected_side
+            menu = FaultMenu(f"kill-{side}", "checkpoint-request",
+                             self.controller.sim.eps["primary"].checkpoint + 1)
+        self.push_screen(menu, lambda spec: spec and self.bridge.add_fault(spec))
+
+    def action_delay(self) -> None:
+        current = self.controller.sim.eps["primary"].checkpoint_delay_ms
+        self.push_screen(NumberPrompt("x-checkpoint-delay in ms (QEMU default 20000):",
+                                      current),
+                         lambda ms: ms is not None and self.bridge.set_delay(ms))
+
+    def action_dialect(self) -> None:
+        from protocol import dialects
+        names = [(d.name, f"{d.name:<10} {d.title}") for d in
+                 (dialects.get(n) for n in ("qemu", "v11", "prototype"))]
+        self.push_screen(ChoicePrompt("Dialect (restarts the session):", names),
+                         lambda name: name and self.bridge.restart(
+                             f"dialect {name}: new session", dialect=name))
+
+    def action_mode(self) -> None:
+        mode = "hybrid" if self.controller.config.mode == "periodic" else "periodic"
+        self.bridge.restart(f"mode {mode}: new session", mode=mode)
+
+    def action_guest(self) -> None:
+        guest = "null" if self.controller.config.guest == "model" else "model"
+        what = ("the guest model: RAM, packets, disk" if guest == "model"
+                else "the null guest: the control protocol alone")
+        self.bridge.restart(f"{what}: new session", guest=guest)
+
+    def action_preset(self, key: str) -> None:
+        p = BY_KEY[key]
+        self.bridge.restart(f"scenario {key}: {p.title} ({p.section}) — {p.what}",
+                            **config_changes(p, self.controller.config.seed))
+
+    def action_record(self) -> None:
+        self.bridge.toggle_record()
+
+    def action_copy(self) -> None:
+        row = self.bridge.selected_row()
+        if row is None or not row.hex:
+            self.bridge.changed("select a control message first (↑/↓ or click)")
+            return
+        self.copy_to_clipboard(row.hex)
+        self.bridge.changed(f"copied {len(row.hex) // 2} bytes: {row.hex}")
+
+    def action_theme(self) -> None:
+        names = [t for t in THEMES if t in self.available_themes]
+        i = names.index(self.theme) + 1 if self.theme in names else 0
+        self.theme = names[i % len(names)]
+
+    def action_filter(self) -> None:
+        self.query_one("#log-filter").focus()
+
+    def action_unfocus(self) -> None:
+        self.query_one(LadderView).focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def run_command_line(self, line: str) -> None:
+        """The palette's way in: one registry command through `execute`."""
+        result = self.bridge.execute(line)
+        if result is None:
+            return
+        if result.text:
+            self.notify(result.text[:800], severity="information" if result.ok else "error",
+                        markup=False)
+        if result.quit:
+            self.exit()

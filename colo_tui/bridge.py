@@ -1,0 +1,296 @@
+"""The one bridge between the protocol world and Textual.
+
+The Controller produces `protocol.events.Event`s; the bridge turns them into
+view objects (`colo_tui.widgets.models`) and tells the app, with one
+coalescing message (`Bridge.Updated`), that there is something new to show.
+Work is done once per repaint, not once per event: the message carries no
+data, replaces any older one still queued, and the app pulls a fresh view
+when it handles it.  No widget ever sees a protocol object.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.message import Message
+
+from .tui_views import Ladder, LogModel, guest_summary
+from .widgets.models import SIDE_NAMES, FailoverView, LadderRow, SideView, StatusView
+
+HINT = "press n or → to step, space to run, ? for help"
+SPEEDS = (1, 2, 5, 10, 20, 50, 100, 500, 2000, 0)       # steps per second; 0 = full speed
+MAX_TICK_S = 0.15                                     # a full-speed tick's compute budget
+
+
+@dataclass(slots=True)
+class SessionView:
+    status: StatusView
+    sides: dict[str, SideView]
+    failover: FailoverView
+    ladder: list[LadderRow]
+    ladder_version: int
+    log: LogModel
+    explanation: str
+    selected_seq: int | None
+    selected_hex: str
+
+
+def explain_event(ev, dialect: str) -> str:
+    try:
+        from .explain import explain
+    except ImportError:
+        return "(explanations are not available: colo_tui.explain is missing)"
+    return explain(ev, dialect)
+
+
+class Bridge:
+    """Drives a Controller for the app and turns what happens into view objects."""
+
+    class Updated(Message):
+        """Something changed: pull a fresh view.  Coalesces (no payload)."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, Bridge.Updated)
+
+    def __init__(self, controller, target=None) -> None:
+        self.c = controller
+        self.target = target
+        self.running = False
+        self.speed_index = 3
+        self.selected_side = "primary"
+        self.selected_seq: int | None = None
+        self.notice = ""
+        self._credit = 0.0
+        self._reset()
+
+    # ---------------------------------------------------------------- plumbing
+    def _reset(self) -> None:
+        self._sim = self.c.sim
+        old = getattr(self, "log", None)
+        self.ladder = Ladder()
+        self.log = LogModel(self.c.sim.events)
+        if old is not None:
+            self.log.set_filter(old.filter)
+        self._fed = 0
+        self._explained: tuple | None = None
+        self._explanation = ""
+
+    def changed(self, notice: str | None = None) -> None:
+        if notice is not None:
+            self.notice = notice
+        if self.target is not None:
+            self.target.post_message(self.Updated())
+
+    def _guard(self, fn, *args, ok: str = "") -> bool:
+        try:
+            fn(*args)
+        except (ValueError, KeyError) as exc:          # FaultSpecError is a ValueError
+            self.changed(f"⚠ {exc}")
+            return False
+        self.changed(ok)
+        return True
+
+    # ---------------------------------------------------------------- stepping
+    @property
+    def speed(self) -> int:
+        return SPEEDS[self.speed_index]
+
+    def speed_label(self) -> str:
+        return "full speed" if self.speed == 0 else f"{self.speed} steps/s"
+
+    def step(self, n: int = 1) -> None:
+        if self.c.finished:
+            self.changed(f"the session has ended ({self.c.status()['outcome']}); "
+                         "c = checkpoint, ← = back, 1-9 = a scenario")
+            return
+        self.c.step(n)
+        self.changed("")
+
+    def back(self, n: int = 1) -> None:
+        self.running = False
+        self.c.back(n)
+        self.changed("stepped back: an input given now forks the future")
+
+    def toggle_run(self) -> None:
+        self.running = not self.running and not self.c.finished
+        self._credit = 0.0
+        self.changed("" if self.running else "paused")
+
+    def faster(self, delta: int) -> None:
+        self.speed_index = max(0, min(len(SPEEDS) - 1, self.speed_index + delta))
+        self.changed(f"speed: {self.speed_label()}")
+
+    def tick(self, dt_s: float) -> None:
+        """One timer tick while running: step as many events as the speed allows."""
+        if not self.running:
+            return
+        if self.speed == 0:
+            deadline = time.perf_counter() + MAX_TICK_S
+            c = self.c
+            while not c.finished and time.perf_counter() < deadline:
+                c.step(50)
+        else:
+            self._credit += self.speed * dt_s
+            n, self._credit = int(self._credit), self._credit - int(self._credit)
+            if n:
+                self.c.step(n)
+        if self.c.finished:
+            self.running = False
+            self.notice = f"finished: {self.c.status()['outcome']}"
+        self.changed()
+
+    # ------------------------------------------------------------------ inputs
+    def checkpoint(self) -> None:
+        self._guard(self.c.checkpoint, ok="checkpoint requested")
+
+    def kill(self) -> None:
+        self._guard(self.c.kill, self.selected_side, ok=f"killed the {self.selected_side}")
+
+    def stall(self) -> None:
+        self._guard(self.c.stall, self.selected_side, ok=f"stalled the {self.selected_side}")
+
+    def lost_heartbeat(self) -> None:
+        self._guard(self.c.lost_heartbeat, self.selected_side,
+                    ok=f"x-colo-lost-heartbeat on the {self.selected_side}")
+
+    def add_fault(self, spec: str) -> bool:
+        return self._guard(self.c.add_fault, spec, ok=f"fault armed: {spec}")
+
+    def set_delay(self, ms: int) -> None:
+        self._guard(self.c.set_checkpoint_delay, ms, ok=f"x-checkpoint-delay = {ms} ms")
+
+    def restart(self, notice: str = "", **changes) -> bool:
+        self.running = False
+        try:
+            self.c.restart(**changes)
+        except (ValueError, KeyError, ImportError, AttributeError) as exc:
+            self.changed(f"⚠ cannot restart: {exc}")
+            return False
+        self.selected_seq = None
+        self.changed(notice or "restarted")
+        return True
+
+    def load_replay(self, path: str) -> None:
+        self.running = False
+        self.c.load_replay(path)
+        self.changed(f"replaying {Path(path).name}: step through it")
+
+    def toggle_record(self, directory: str = "recordings") -> str | None:
+        if self.c.recording_path:
+            path = self.c.record_stop()
+            self.changed(f"recording saved: {path}")
+            return path
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = self.c.config
+        k = 1
+        while (path := folder / f"tui-{cfg.dialect}-{cfg.mode}-seed{cfg.seed}-{k}.colo.jsonl"
+               ).exists():
+            k += 1
+        self.c.record_start(str(path))
+        self.changed(f"recording to {path}")
+        return str(path)
+
+    def execute(self, line: str):
+        """Run a command-registry line (the palette); returns its Result or None."""
+        try:
+            from .commands import execute
+        except ImportError:
+            self.changed("⚠ the command registry (colo_tui.commands) is not available")
+            return None
+        result = execute(self.c, line)
+        self.changed(("" if result.ok else "⚠ ") + (result.text or "").splitlines()[0]
+                     if result.text else "")
+        return result
+
+    # --------------------------------------------------------------- selection
+    def select_side(self, side: str | None = None) -> None:
+        self.selected_side = side or ("secondary" if self.selected_side == "primary"
+                                      else "primary")
+        self.changed(f"selected: {self.selected_side}")
+
+    def select_row(self, seq: int | None, side: str | None = None) -> None:
+        self.selected_seq = seq
+        if side:
+            self.selected_side = side
+        self.changed()
+
+    def selected_row(self) -> LadderRow | None:
+        if self.selected_seq is None:
+            return None
+        for row in reversed(self.ladder.rows):
+            if row.seq == self.selected_seq:
+                return row
+        return None
+
+    # ------------------------------------------------------------------- views
+    def _feed(self) -> None:
+        if self.c.sim is not self._sim:
+            self._reset()
+        events = self.c.sim.events
+        if self._fed < len(events):
+            self.ladder.feed(events[self._fed:])
+            self._fed = len(events)
+
+    def _explain(self) -> str:
+        events = self.c.sim.events
+        key = (id(self.c.sim), self.selected_seq, len(events))
+        if key == self._explained:
+            return self._explanation
+        if self.selected_seq is not None and self.selected_seq < len(events):
+            ev = events[self.selected_seq]
+            text = f"#{ev.seq} {ev.side} {ev.kind}\n{explain_event(ev, self.c.config.dialect)}"
+        elif events and self.running and (self.speed == 0 or self.speed > 100):
+            return self._explanation or "running… pause (space) to read about a step"
+        elif events:
+            try:
+                from .explain import explain_last
+                text = explain_last(self.c)
+            except ImportError:
+                text = explain_event(events[-1], self.c.config.dialect)
+        else:
+            text = "Nothing has happened yet: press n to step."
+        self._explained, self._explanation = key, text
+        return text
+
+    def view(self) -> SessionView:
+        self._feed()
+        st = self.c.status()
+        now = st["t_ms"]
+        sides = {}
+        for s in SIDE_NAMES:
+            d = st[s]
+            cs = d.get("colo_status", {})
+            last = self.ladder.last_commit.get(s)
+            sides[s] = SideView(
+                name=s, role=d.get("role", s), run_state=d.get("run_state", "—"),
+                colo_mode=cs.get("mode", "—"), failover=d.get("failover_state", "none"),
+                last_mode=cs.get("last-mode", "—"), reason=cs.get("reason", "—"),
+                checkpoint=d.get("checkpoint", 0),
+                since_ms=None if last is None else now - last, state=d.get("state", "—"),
+                alive=d.get("alive", True), stalled=d.get("stalled", False),
+                error=d.get("error") or "", selected=s == self.selected_side,
+                **guest_summary(self.c.sim.guests.get(s), s))
+        dialect = self.c.sim.dialect
+        names = tuple(dialect.failover_name(x) for x in
+                      ("none", "require", "active", "completed", "relaunch"))
+        status = StatusView(
+            dialect=st["dialect"] + (f"↔{peer}" if (peer := getattr(
+                self.c.config, "secondary_dialect", None)) else ""), mode=st["mode"], seed=st["seed"], step=st["step"],
+            t_ms=now, running=self.running, speed=self.speed_label(), forked=st["forked"],
+            forked_at=self.c.forked_at, recording=st.get("recording") or "",
+            replay=Path(self.c.replay_source).name if self.c.replay_source else "",
+            finished=st["finished"], outcome=st["outcome"] or "",
+            faults=tuple(self.c.faults()),
+            notice=self.notice or (HINT if st["step"] == 0 else ""))
+        row = self.selected_row()
+        return SessionView(
+            status=status, sides=sides,
+            failover=FailoverView(names, {s: sides[s].failover for s in SIDE_NAMES}),
+            ladder=self.ladder.rows, ladder_version=self.ladder.version, log=self.log,
+            explanation=self._explain(), selected_seq=self.selected_seq,
+            selected_hex=row.hex if row else "")
+
+
+__all__ = ["Bridge", "SessionView", "LogModel", "Ladder", "HINT", "SPEEDS"]

@@ -1,0 +1,73 @@
+"""The help screen: keys, and what the picture shows."""
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from .presets import PRESETS
+
+KEYS = [
+    ("n / →", "step one happening (the events it causes)"),
+    ("←", "step back (time travel); an input after it forks the future"),
+    ("space", "run / pause (stepping on a timer)"),
+    ("+ / -", "faster / slower (up to full speed)"),
+    ("c", "request a checkpoint now"),
+    ("f", "fault menu for the selected message or side"),
+    ("k / s / h", "kill / stall / x-colo-lost-heartbeat on the selected side"),
+    ("tab", "select the other side (or click a panel or a lifeline)"),
+    ("d", "change x-checkpoint-delay"),
+    ("v / m", "switch dialect / mode (restarts the session)"),
+    ("g", "guest model on/off: RAM heat map, buffered packets, disk layers"),
+    ("1 … 9, 0", "scenario presets (PROTOCOL.md §15)"),
+    ("r", "start / stop recording to recordings/"),
+    ("↑ / ↓", "select a message in the ladder (then y copies its bytes)"),
+    ("y", "copy the selected message's bytes as hex"),
+    ("/", "filter the event log (escape leaves the filter)"),
+    ("t", "next theme"),
+    ("ctrl+p", "command palette: every command of the registry"),
+    ("?", "this help"),
+    ("q", "quit"),
+]
+
+PRIMER = """\
+Side panels: run state, COLO mode (query-colo-status), failover state,
+last-mode / reason, checkpoint number and virtual time since it committed. With
+the guest model (g): "RAM dirty" = pages the PVM dirtied this epoch (they go in
+the next checkpoint), "RAM cache pending" = PVM pages waiting in the SVM's RAM
+cache for the flush; packets held by filter-buffer / colo-compare; disk layers
+(secondary: active ▷ hidden ▷ base; primary: local image, writes to forward).
+
+The ladder is the seed's picture, live: the Primary's lifeline on the left, the
+Secondary's on the right, one arrow per control message (─) or payload (═:
+RAM pages, device state), newest at the bottom. ✗ marks a message that was
+dropped or lost; a shaded row happens inside a fault window (link closed,
+partition, a side dead or stopped); ⚡ is an injected fault, ✖ an error.
+
+One checkpoint (QEMU 7.2): checkpoint-request → checkpoint-reply → the PVM
+stops → vmstate-send, RAM, vmstate-size N, N bytes of device state →
+vmstate-received (the PVM releases its buffered packets) → the SVM flushes
+its RAM cache and loads the devices → vmstate-loaded → the PVM resumes.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    #help-box {
+        width: 96; max-width: 100%; height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }
+    """
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def compose(self):
+        lines = ["[b]COLO testbed — keys[/b]", ""]
+        lines += [f"  [b]{k:<10}[/b] {what}" for k, what in KEYS]
+        lines += ["", "[b]Scenarios[/b]"]
+        lines += [f"  [b]{p.key}[/b] {p.title} ({p.section}): {p.what}" for p in PRESETS]
+        with VerticalScroll(id="help-box"):
+            yield Static("\n".join(lines), markup=True)
+            yield Static(PRIMER, markup=False, id="help-primer")
+            yield Static("[dim]escape closes[/dim]")

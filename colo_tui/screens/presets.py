@@ -1,0 +1,58 @@
+"""Scenario presets from PROTOCOL.md §15 that the simulator reproduces (keys 1-9, 0)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    key: str
+    title: str
+    section: str
+    what: str
+    changes: dict = field(default_factory=dict)
+
+
+_BASE = {"dialect": "qemu", "mode": "periodic", "load_ms": 0.0, "faults": []}   # keeps guest
+_OPTIONAL = {"secondary_dialect": None}      # only where this SimConfig knows it
+
+PRESETS = (
+    Preset("1", "happy path", "§15.1-2",
+           "startup, checkpoint-ready, then periodic checkpoints", {}),
+    Preset("2", "lost heartbeat on the secondary", "§15.14",
+           "x-colo-lost-heartbeat given to the SVM while the PVM lives: split brain",
+           {"faults": ["heartbeat-secondary@checkpoint-request#1"]}),
+    Preset("3", "primary dies mid-RAM", "§15.11",
+           "kill-primary while the RAM streams: the cache is discarded, SVM takes over",
+           {"faults": ["kill-primary@ram#1"]}),
+    Preset("4", "relaunch", "§15.12",
+           "the primary dies while the SVM loads: failover active→relaunch→…",
+           {"load_ms": 500.0, "faults": ["kill-primary@load#1"]}),
+    Preset("5", "secondary dies", "§15.13",
+           "the SVM is killed mid-checkpoint: the PVM fails over and keeps serving",
+           {"faults": ["kill-secondary@vmstate-send#1"]}),
+    Preset("6", "out-of-order message", "§15.8",
+           "vmstate-size arrives instead of vmstate-send: 'Unexpected COLO message'",
+           {"faults": ["unexpected=vmstate-size@vmstate-send#1"]}),
+    Preset("7", "corrupted opcode", "§15.7",
+           "the checkpoint-request's opcode is corrupted: invalid message, COLO exits",
+           {"faults": ["corrupt@checkpoint-request#1"]}),
+    Preset("8", "truncated device blob", "§15.10",
+           "half the device state, then the connection closes",
+           {"faults": ["truncate@device-state#1"]}),
+    Preset("9", "stalled secondary", "§15.14",
+           "the SVM stops answering (SIGSTOP): no timeout, the arbiter fences it",
+           {"faults": ["stall-secondary@checkpoint-reply#1"]}),
+    Preset("0", "dialect mismatch", "§15.6",
+           "a qemu primary and a v11 secondary: the very first message already breaks",
+           {"secondary_dialect": "v11"}),
+)
+
+BY_KEY = {p.key: p for p in PRESETS}
+
+
+def config_changes(preset: Preset, seed: int) -> dict:
+    from protocol.sim.config import SimConfig
+    known = SimConfig.__dataclass_fields__
+    base = {**_BASE, **{k: v for k, v in _OPTIONAL.items() if k in known}}
+    return {**base, "seed": seed, **preset.changes}

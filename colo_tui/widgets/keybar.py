@@ -1,0 +1,45 @@
+"""A one-line footer of key bindings: one widget (the stock Footer mounts one per key).
+
+Clicking a key runs its action, like the stock Footer.
+"""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import events
+from textual.widget import Widget
+
+_KEY_NAMES = {"space": "space", "right": "→", "left": "←", "question_mark": "?",
+              "plus": "+", "minus": "-", "equals_sign": "=", "slash": "/", "tab": "tab"}
+
+
+def key_label(keys: str) -> str:
+    return "/".join(_KEY_NAMES.get(k, k) for k in keys.split(",") if k != "equals_sign")
+
+
+class KeyBar(Widget):
+    DEFAULT_CSS = "KeyBar { height: 1; }"
+    COMPONENT_CLASSES = {"keybar--key", "keybar--desc"}
+
+    def __init__(self, bindings, **kw) -> None:
+        super().__init__(**kw)
+        self.items = [(key_label(b.key), b.description, b.action) for b in bindings
+                      if b.show and b.description]
+        self._spans: list[tuple[int, int, str]] = []
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("keybar--key")
+        desc_style = self.get_component_rich_style("keybar--desc")
+        t = Text(no_wrap=True, overflow="crop")
+        self._spans = []
+        for key, desc, action in self.items:
+            start = len(t)
+            t.append(f" {key} ", style=key_style)
+            t.append(f"{desc} ", style=desc_style)
+            self._spans.append((start, len(t), action))
+        return t
+
+    async def on_click(self, event: events.Click) -> None:
+        for start, end, action in self._spans:
+            if start <= event.x < end:
+                await self.app.run_action(action)
+                return

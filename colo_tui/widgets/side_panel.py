@@ -1,0 +1,76 @@
+"""One VM side: role, run state, COLO status, failover, checkpoint, guest layers."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import events
+from textual.message import Message
+from textual.widgets import Static
+
+from .heatmap import heat_text
+from .models import SideView
+
+_RUN_STYLE = {"running": "bold green", "colo": "bold yellow", "paused": "yellow",
+              "shutdown": "bold red", "finish-migrate": "yellow"}
+
+
+class SidePanel(Static):
+    """A dumb view of a SideView; a click asks for this side to be selected."""
+
+    class Chosen(Message):
+        def __init__(self, side: str) -> None:
+            super().__init__()
+            self.side = side
+
+    def __init__(self, side: str, **kw) -> None:
+        super().__init__(id=side, **kw)
+        self.side = side
+        self._last: SideView | None = None
+
+    def on_click(self, event: events.Click) -> None:
+        self.post_message(self.Chosen(self.side))
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._last is not None:
+            self.show(self._last)
+
+    def show(self, v: SideView) -> None:
+        self._last = v
+        self.set_class(v.selected, "-selected")
+        self.set_class(not v.alive, "-dead")
+        t = Text(no_wrap=True, overflow="ellipsis")
+        head = v.name.upper() + ("  ◆" if v.selected else "")
+        t.append(head + "\n", style="bold reverse" if v.selected else "bold")
+        if not v.alive:
+            t.append("process is dead\n", style="bold red")
+        elif v.stalled:
+            t.append("stalled (SIGSTOP)\n", style="bold yellow")
+
+        room = max(4, (self.content_size.width or 24) - 9)
+
+        def row(label: str, value: str, style: str = "") -> None:
+            t.append(f"{label:<9}", style="dim")
+            if len(value) > room:                  # a long value gets its own line
+                wide = room + 7
+                value = "\n  " + (value if len(value) <= wide else value[: wide - 1] + "…")
+            t.append(value + "\n", style=style)
+
+        row("run", v.run_state, _RUN_STYLE.get(v.run_state, ""))
+        row("mode", v.colo_mode)
+        row("failover", v.failover, "" if v.failover == "none" else "bold magenta")
+        row("last", f"{v.last_mode} / {v.reason}")
+        since = "—" if v.since_ms is None else f"{v.since_ms / 1000:.1f} s ago"
+        row("ckpt", f"#{v.checkpoint} {since}")
+        row("state", v.state)
+        if v.error:
+            t.append(f"✖ {v.error}\n", style="bold red")
+        width = max(4, self.content_size.width or 20)
+        if v.heat is None:
+            row("RAM", "—")
+        else:
+            t.append(f"{v.heat_label} {v.heat_count}\n", style="dim")
+            t.append_text(heat_text(v.heat, width))
+            t.append("\n")
+        row("packets", v.packets)
+        row("disk", v.disk)
+        t.rstrip()
+        self.update(t)

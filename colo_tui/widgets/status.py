@@ -1,0 +1,37 @@
+"""The status line and, under it, the notice/hint line (a view of a StatusView)."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .models import StatusView
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = "StatusBar { height: 2; }"
+
+    def show(self, v: StatusView) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" COLO ", style="bold reverse")
+        if v.forked:
+            t.append(f" FORKED at step {v.forked_at} ", style="bold white on red")
+            t.append(" ")
+        if v.recording:
+            t.append(" ● REC ", style="bold white on dark_red")
+            t.append(" ")
+        if v.replay:
+            t.append(f" ⏵ replay {v.replay} ", style="bold black on yellow")
+            t.append(" ")
+        t.append(f" {v.dialect} · {v.mode} · seed {v.seed} ", style="bold")
+        t.append(f"│ step {v.step} · t={v.t_ms / 1000:.3f} s ")
+        if v.finished:
+            t.append(f"│ ■ ended: {v.outcome} ", style="bold")
+        elif v.running:
+            t.append(f"│ ▶ running {v.speed} ", style="bold green")
+        else:
+            t.append(f"│ ⏸ paused ({v.speed}) ")
+        if v.faults:
+            t.append("│ faults: " + ", ".join(v.faults), style="yellow")
+        notice = Text(" " + v.notice, no_wrap=True, overflow="ellipsis",
+                      style="bold red" if v.notice.startswith("⚠") else "italic")
+        self.update(Text("\n", no_wrap=True).join([t, notice]))

@@ -1,0 +1,35 @@
+"""Shared helpers for the Textual app tests: a fixed seed, a paused start."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+
+from colo_tui.app import ColoApp
+from colo_tui.control import Controller
+from protocol.sim.config import SimConfig
+
+
+def make_app(**config) -> ColoApp:
+    cfg = {"seed": 1, **config}
+    return ColoApp(Controller(SimConfig(**cfg)))
+
+
+@pytest.fixture
+def app() -> ColoApp:
+    return make_app()
+
+
+def ladder_labels(app: ColoApp) -> list[str]:
+    return [r.label for r in app.bridge.view().ladder]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Run `async def` tests on a fresh event loop (no asyncio plugin needed)."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        names = pyfuncitem._fixtureinfo.argnames
+        asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
+        return True
+    return None

@@ -1,0 +1,333 @@
+"""Pilot tests: every key and click of the app does what the help says."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from colo_tui.app import ColoApp
+from colo_tui.bridge import SPEEDS
+from colo_tui.screens import ChoicePrompt, FaultMenu, HelpScreen, NumberPrompt
+from colo_tui.widgets import EventLog, LadderView, SidePanel, StatusBar
+
+from .conftest import make_app
+
+
+def text_of(widget) -> str:
+    return str(widget.render())
+
+
+async def test_start_is_paused_with_a_hint(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.controller.steps == 0 and not app.bridge.running
+        assert "press n or → to step" in text_of(app.query_one(StatusBar))
+        assert "paused" in text_of(app.query_one(StatusBar))
+
+
+@pytest.mark.parametrize("key", ["n", "right"])
+async def test_step_keys_move_the_first_message(app: ColoApp, key: str) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(4):
+            await pilot.press(key)
+        await pilot.pause()
+        assert app.controller.steps == 4
+        rows = app.query_one(LadderView).rows
+        assert any(r.label.startswith("checkpoint-ready") for r in rows)
+
+
+async def test_back_then_input_forks(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 6)
+        await pilot.press("c")                       # an input at step 6
+        await pilot.press(*["n"] * 3)
+        await pilot.press("left", "left", "left", "left", "left")
+        await pilot.pause()
+        assert app.controller.steps == 4
+        assert not app.controller.forked
+        await pilot.press("c")                       # a new input: the future forks
+        await pilot.pause()
+        assert app.controller.forked
+        assert "FORKED" in text_of(app.query_one(StatusBar))
+
+
+async def test_space_runs_and_pauses_and_speed_keys() -> None:
+    app = make_app(checkpoints=1000)
+    async with app.run_test(size=(80, 24)) as pilot:
+        start = app.bridge.speed_index
+        await pilot.press("plus")
+        assert app.bridge.speed_index == start + 1
+        await pilot.press("minus", "minus")
+        assert app.bridge.speed_index == start - 1
+        app.bridge.speed_index = SPEEDS.index(100)
+        await pilot.press("space")
+        assert app.bridge.running
+        await pilot.pause(0.3)
+        assert "running" in text_of(app.query_one(StatusBar))
+        await pilot.press("space")
+        await pilot.pause()
+        assert not app.bridge.running
+        assert app.controller.steps > 0
+
+
+async def test_full_speed_runs_to_the_end(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.bridge.speed_index = SPEEDS.index(0)
+        await pilot.press("space")
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if app.controller.finished:
+                break
+        await pilot.pause()
+        assert app.controller.finished and not app.bridge.running
+        assert "ended: ok" in text_of(app.query_one(StatusBar))
+
+
+async def test_checkpoint_key_requests_one(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 5, "c")
+        await pilot.pause()
+        assert app.controller.inputs[-1]["cmd"] == "checkpoint"
+
+
+@pytest.mark.parametrize("key,cmd", [("k", "kill"), ("s", "stall"), ("h", "lost-heartbeat")])
+async def test_side_actions_use_the_selected_side(app: ColoApp, key: str, cmd: str) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 5)
+        assert app.bridge.selected_side == "primary"
+        await pilot.press("tab")
+        assert app.bridge.selected_side == "secondary"
+        await pilot.press(key)
+        await pilot.pause()
+        assert app.controller.inputs[-1] == {"step": 5, "cmd": cmd, "side": "secondary"}
+
+
+async def test_click_a_side_panel_selects_it(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("#secondary")
+        assert app.bridge.selected_side == "secondary"
+        assert app.query_one("#secondary", SidePanel).has_class("-selected")
+        await pilot.click("#primary")
+        assert app.bridge.selected_side == "primary"
+
+
+async def test_click_a_message_explains_it_and_y_copies_its_bytes(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 4)
+        await pilot.pause()
+        ladder = app.query_one(LadderView)
+        idx = next(i for i, r in enumerate(ladder.rows) if r.kind == "msg")
+        row = ladder.rows[idx]
+        await pilot.click(LadderView, offset=(10, idx - ladder._top()))
+        await pilot.pause()
+        assert app.bridge.selected_seq == row.seq
+        explain = str(app.query_one("#explain-text").render())
+        assert f"#{row.seq}" in explain and "bytes:" in explain
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.clipboard == row.hex == "00000000"
+        assert "copied 4 bytes" in text_of(app.query_one(StatusBar))
+
+
+async def test_click_a_lifeline_selects_the_side(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 4)
+        await pilot.pause()
+        ladder = app.query_one(LadderView)
+        await pilot.click(LadderView, offset=(ladder.scrollable_content_region.width - 1, 0))
+        assert app.bridge.selected_side == "secondary"
+
+
+async def test_arrow_keys_select_messages(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 4, "up")
+        await pilot.pause()
+        last = app.query_one(LadderView).rows[-1]
+        assert app.bridge.selected_seq == last.seq
+        await pilot.press("up")
+        await pilot.pause()
+        assert app.bridge.selected_seq == app.query_one(LadderView).rows[-2].seq
+
+
+async def test_fault_menu_builds_a_spec_for_the_selected_message(app: ColoApp) -> None:
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(*["n"] * 4)
+        ladder = app.query_one(LadderView)
+        ready = next(r for r in ladder.rows if r.point == "checkpoint-ready")
+        app.bridge.select_row(ready.seq)
+        await pilot.press("f")
+        await pilot.pause()
+        assert isinstance(app.screen, FaultMenu)
+        assert app.screen.spec() == "drop@checkpoint-ready#1"
+        await pilot.click("#fault-arm")
+        await pilot.pause()
+        assert app.controller.faults() == ["drop@checkpoint-ready#1"]
+        assert "fault armed" in text_of(app.query_one(StatusBar))
+
+
+async def test_fault_menu_for_a_side_and_an_argument(app: ColoApp) -> None:
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f")
+        await pilot.pause()
+        menu = app.screen
+        assert menu.spec() == "kill-primary@checkpoint-request#1"
+        menu.query_one("#fault-kind").value = "delay"
+        await pilot.pause()
+        assert menu.query_one("#fault-arm").disabled          # delay needs =MS
+        menu.query_one("#fault-arg").value = "250"
+        await pilot.pause()
+        assert not menu.query_one("#fault-arm").disabled
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.controller.faults() == []
+
+
+async def test_delay_prompt(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 4, "d")
+        await pilot.pause()
+        assert isinstance(app.screen, NumberPrompt)
+        inp = app.screen.query_one("#number")
+        inp.value = ""
+        await pilot.press(*"5000", "enter")
+        await pilot.pause()
+        assert app.controller.sim.eps["primary"].checkpoint_delay_ms == 5000
+
+
+async def test_switch_dialect_and_mode_restart(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", "n", "v")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoicePrompt)
+        await pilot.press("down", "enter")            # qemu, [v11], prototype
+        await pilot.pause()
+        assert app.controller.config.dialect == "v11" and app.controller.steps == 0
+        await pilot.press("m")
+        await pilot.pause()
+        assert app.controller.config.mode == "hybrid"
+        assert "v11 · hybrid" in text_of(app.query_one(StatusBar))
+
+
+@pytest.mark.parametrize("key", list("1234567890"))
+async def test_presets_reproduce_their_scenario(key: str) -> None:
+    from colo_tui.screens import BY_KEY
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(key)
+        await pilot.pause()
+        assert app.controller.config.faults == BY_KEY[key].changes.get("faults", [])
+        for name, value in BY_KEY[key].changes.items():
+            assert getattr(app.controller.config, name) == value
+        app.controller.run()
+        app.bridge.changed()
+        await pilot.pause()
+        assert app.controller.finished
+        assert BY_KEY[key].title in text_of(app.query_one(StatusBar))
+
+
+async def test_record_key_writes_a_recording(app: ColoApp, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r", *["n"] * 5)
+        await pilot.pause()
+        assert "REC" in text_of(app.query_one(StatusBar))
+        await pilot.press("r")
+        await pilot.pause()
+    files = list((tmp_path / "recordings").glob("*.colo.jsonl"))
+    assert len(files) == 1
+    from protocol.record import format as rf
+    assert len(rf.read(files[0]).events) == len(app.controller.events)
+
+
+async def test_help_screen(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_log_filter(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 8, "slash")
+        await pilot.press(*"vmstate-send")
+        await pilot.pause()
+        log = app.bridge.log
+        assert log.filter == "vmstate-send" and 0 < log.count < len(app.controller.events)
+        await pilot.press("escape")
+        assert isinstance(app.focused, LadderView)
+        await pilot.press("n")                       # keys work again after escape
+        assert app.controller.steps == 9
+
+
+async def test_log_click_selects_the_event(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*["n"] * 2)
+        await pilot.pause()
+        lines = app.query_one("#log-lines")
+        await pilot.click(lines, offset=(3, 0))
+        await pilot.pause()
+        first = app.bridge.log.line(lines._top())[0]
+        assert app.bridge.selected_seq == first
+        assert isinstance(app.query_one(EventLog), EventLog)
+
+
+async def test_palette_lists_registry_and_runs_commands(app: ColoApp) -> None:
+    from colo_tui.commands import REGISTRY
+    from colo_tui.screens import ColoCommands
+    async with app.run_test(size=(100, 30)) as pilot:
+        provider = ColoCommands(app.screen)
+        found = [hit async for hit in provider.discover()]
+        assert {h.command.args[0] for h in found} == set(REGISTRY)
+        app.run_command_line("step 3")
+        await pilot.pause()
+        assert app.controller.steps == 3
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "CommandPalette"
+
+
+async def test_theme_key(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        before = app.theme
+        await pilot.press("t")
+        assert app.theme != before
+
+
+async def test_quit_key(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code in (0, None)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48), (60, 20)])
+async def test_layouts(size) -> None:
+    app = make_app(faults=["kill-primary@ram#1"])
+    async with app.run_test(size=size) as pilot:
+        app.controller.run()
+        app.bridge.changed()
+        await pilot.pause()
+        ladder = app.query_one(LadderView)
+        assert ladder.size.width > 10 and ladder.size.height >= 4
+
+
+async def test_guest_key_shows_ram_packets_and_disk(app: ColoApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        primary = app.query_one("#primary", SidePanel)
+        assert "RAM      —" in text_of(primary)
+        await pilot.press("g")
+        await pilot.pause()
+        assert app.controller.config.guest == "model"
+        app.controller.run(checkpoints=1)
+        app.controller.step(3)
+        app.bridge.changed()
+        await pilot.pause()
+        text = text_of(primary)
+        assert "RAM dirty (epoch)" in text and "held" in text and "local" in text
+        assert "active" in text_of(app.query_one("#secondary", SidePanel))
+        await pilot.press("g")
+        await pilot.pause()
+        assert app.controller.config.guest == "null"
