@@ -62,7 +62,8 @@ def _engine_side(role, lsock_or_port, cfg, q):
     guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
     ep = make_endpoint(role, dialects.QEMU, guest=guest,
                        checkpoint_delay_ms=cfg["delay_ms"])
-    marks = []
+    import collections
+    marks = collections.deque(maxlen=2000) if cfg.get("soak") else []
 
     def on_events(evs):
         for e in evs:
@@ -71,23 +72,71 @@ def _engine_side(role, lsock_or_port, cfg, q):
     eng = Engine(ep, loop, nodelay=cfg["nodelay"], coalesce=cfg["coalesce"],
                  on_events=on_events if role == "primary" else None)
 
+    rss = {}
+
+    async def sample_rss():
+        import asyncio
+        await asyncio.sleep(cfg["seconds"] * 0.1)       # after warm-up
+        rss["start"] = _rss_kib()
+
     async def go():
         import asyncio
+        if cfg.get("soak"):
+            loop.create_task(sample_rss())
         if role == "secondary":
             sock, _ = await loop.sock_accept(lsock_or_port)
             await eng.attach_socket(sock)
             await eng.closed
+            if cfg.get("soak"):
+                q.put({"role": "secondary", "rss": dict(rss, end=_rss_kib())})
             return
         await eng.connect("127.0.0.1", lsock_or_port)
         t_end = time.monotonic() + cfg["seconds"]
         while time.monotonic() < t_end and ep.checkpoint < cfg["max_cp"]:
             await asyncio.sleep(0.01)
+        rss["end"] = _rss_kib()
         eng.detach()
         eng.shutdown()
         await asyncio.sleep(0.01)
     loop.run_until_complete(go())
     if role == "primary":
-        q.put({"checkpoints": ep.checkpoint, "marks": marks})
+        q.put({"checkpoints": ep.checkpoint, "marks": list(marks), "role": "primary",
+               "rss": rss})
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def soak(seconds: float) -> dict:
+    """Both nodes at full rate for `seconds`; RSS after warm-up and at the end."""
+    ctx = mp.get_context("fork")
+    cfg = _cfg(seconds=seconds, soak=True)
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setblocking(False)
+    q = ctx.Queue()
+    s = ctx.Process(target=_engine_side, args=("secondary", lsock, cfg, q))
+    p = ctx.Process(target=_engine_side, args=("primary", lsock.getsockname()[1], cfg, q))
+    s.start()
+    p.start()
+    got = {}
+    for _ in range(2):
+        item = q.get(timeout=seconds + 60)
+        got[item["role"]] = item
+    p.join(10)
+    s.join(10)
+    lsock.close()
+    out = {"seconds": seconds, "checkpoints": got["primary"]["checkpoints"]}
+    for role, item in got.items():
+        r = item["rss"]
+        out[role] = {"rss_start_kib": r.get("start"), "rss_end_kib": r.get("end"),
+                     "growth_pct": round(100.0 * (r["end"] - r["start"]) / r["start"], 2)
+                     if r.get("start") else None}
+    return out
 
 
 def _run_engine(cfg):
@@ -242,7 +291,20 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--soak", type=float, metavar="SECONDS", default=0,
+                    help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
     args = ap.parse_args(argv)
+    if args.soak:
+        res = soak(args.soak)
+        if args.json:
+            print(json.dumps({"soak": res}, indent=1))
+        else:
+            print(f"soak {res['seconds']:.0f} s: {res['checkpoints']} checkpoints")
+            for role in ("primary", "secondary"):
+                r = res[role]
+                print(f"  {role:9s} RSS {r['rss_start_kib']} KiB -> {r['rss_end_kib']} KiB "
+                      f"({r['growth_pct']} %; goal < 5 %)")
+        return 0
     from ..transport.tcp import loop_name, new_loop
     lp = new_loop()
     name = loop_name(lp)
