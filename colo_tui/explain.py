@@ -214,6 +214,12 @@ def explain(event, dialect_name: str = "qemu") -> str:
     if kind == "load":
         return ("The secondary is loading the checkpoint (flush the RAM cache, load devices). "
                 "A failover request arriving now is deferred (relaunch) until the load ends.")
+    if kind == "failover" and side == "arbiter":
+        return (f"The external manager tells the {data.get('side')} to take over "
+                f"(x-colo-lost-heartbeat): {data.get('why', '')}. QEMU has no heartbeat of its "
+                "own; COLO assumes a manager that decides which side survives. Without it a "
+                "dead peer leaves the survivor waiting forever, and without fencing both "
+                "sides could run at once (split brain).")
     if kind == "failover":
         to = data.get("to", "")
         v11 = {v: k for k, v in d.failover_state_names.items()}
