@@ -141,7 +141,11 @@ class ColoApp(App):
 
     # -------------------------------------------------------------- messages up
     def on_bridge_updated(self, _message: Bridge.Updated) -> None:
-        self.refresh_view()
+        from textual.css.query import NoMatches
+        try:
+            self.refresh_view()
+        except NoMatches:        # a live update that arrives while the app tears down
+            pass
 
     def on_side_panel_chosen(self, message: SidePanel.Chosen) -> None:
         self.bridge.select_side(message.side)

@@ -21,47 +21,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="COLO mode (default: periodic)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed (default: 1)")
     p.add_argument("--transport", default="sim", choices=("sim", "tcp"),
-                   help="sim: the deterministic simulator (default); tcp: two processes")
-    p.add_argument("--attach", default=None, metavar="HOST:PORT",
-                   help="attach to a running node's control socket")
+                   help="sim: the deterministic simulator (default); tcp: the two endpoints "
+                        "over a real loopback TCP connection, through the uvloop engine")
+    p.add_argument("--attach", nargs=2, default=None, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
+                   help="watch and drive two running `colo node` processes (or QEMUs) "
+                        "through their QMP sockets (unix:PATH or tcp:HOST:PORT)")
     p.add_argument("--replay", default=None, metavar="FILE",
                    help="open a recording (*.colo.jsonl) and step through it")
-    p.add_argument("--proxy", default=None, metavar="SPEC",
-                   help="sit between two real QEMUs (not in the TUI yet)")
+    p.add_argument("--proxy", nargs=2, default=None, metavar=("LISTEN", "CONNECT"),
+                   help="sit between a real COLO primary and secondary (HOST:PORT each) "
+                        "and show what crosses, decoded live")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="with --proxy: inject this fault (KIND[=ARG]@POINT[#N])")
 
 
-def _unavailable(args) -> str | None:
-    if getattr(args, "transport", "sim") not in (None, "sim"):
-        return "--transport tcp"
+def make_live(args, config):
+    """The live controller for --transport tcp / --proxy / --attach, or None."""
+    from .live import LiveController
+    from .live_sources import ProxyFeed, QmpFeed, TcpPair
     if getattr(args, "attach", None):
-        return "--attach"
+        return LiveController(QmpFeed(config, *args.attach))
     if getattr(args, "proxy", None):
-        return "--proxy"
+        listen, connect = args.proxy
+        return LiveController(ProxyFeed(config, listen, connect,
+                                        getattr(args, "fault", None) or []))
+    if getattr(args, "transport", "sim") == "tcp":
+        return LiveController(TcpPair(config))
     return None
 
 
 def run_app(args) -> int:
-    what = _unavailable(args)
-    if what:
-        print(f"colo tui: {what} is not available in the TUI yet: it drives the deterministic "
-              "simulator only (use --transport sim, the default, or the REPL/node commands "
-              "for live peers)", file=sys.stderr)
-        return 2
+    from protocol.errors import ColoError
     from protocol.sim.config import SimConfig
 
     from .app import ColoApp
     from .control import Controller
     try:
-        controller = Controller(SimConfig(dialect=getattr(args, "dialect", "qemu") or "qemu",
-                                          mode=getattr(args, "mode", "periodic") or "periodic",
-                                          seed=getattr(args, "seed", 1) or 1))
-        replay = getattr(args, "replay", None)
-        if replay:
-            controller.load_replay(replay)
-    except (ValueError, OSError) as exc:
+        config = SimConfig(dialect=getattr(args, "dialect", "qemu") or "qemu",
+                           mode=getattr(args, "mode", "periodic") or "periodic",
+                           seed=getattr(args, "seed", 1) or 1)
+        controller = make_live(args, config)
+        if controller is None:
+            controller = Controller(config)
+            replay = getattr(args, "replay", None)
+            if replay:
+                controller.load_replay(replay)
+    except (ValueError, OSError, ColoError) as exc:
         print(f"colo tui: {exc}", file=sys.stderr)
         return 2
-    ColoApp(controller).run()
+    try:
+        ColoApp(controller).run()
+    finally:
+        close = getattr(controller, "close", None)
+        if close is not None:
+            close()
     return 0
 
 

@@ -128,7 +128,11 @@ class EventLog(Vertical):
 
     def compose(self):
         yield Input(placeholder="filter events (text or kind) — / to focus", id="log-filter")
-        yield LogLines(id="log-lines")
+        yield self._lines
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._lines = LogLines(id="log-lines")   # updates may come before it is mounted
 
     def on_mount(self) -> None:
         self.post_message(self.Ready())
@@ -139,4 +143,4 @@ class EventLog(Vertical):
         self.post_message(self.FilterChanged(event.value))
 
     def show(self, model) -> None:
-        self.query_one(LogLines).show(model)
+        self._lines.show(model)

