@@ -158,8 +158,17 @@ def cmd_run(args) -> int:
     else:
         _print_summary(summary)
     if not all(summary["invariants"].values()):
-        print(f"invariant violated; reproduce with --seed {cfg.seed}"
-              + (f"; recording: {args.record}" if args.record else ""), file=sys.stderr)
+        path = args.record
+        if not path:                 # keep the evidence: the run as a replayable recording
+            path = f"colo-violation-{cfg.dialect}-{cfg.mode}-seed{cfg.seed}.colo.jsonl"
+            try:
+                rf.write(path, rf.make_header(cfg), sim.events, sim.inputs,
+                         comments=["an invariant broke in this run: "
+                                   + "; ".join(v["text"] for v in sim.invariants.violations)])
+            except OSError as exc:
+                path = f"(not written: {exc.strerror})"
+        print(f"invariant violated; reproduce with --seed {cfg.seed}; recording: {path}",
+              file=sys.stderr)
         return 1
     return 0
 

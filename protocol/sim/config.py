@@ -27,6 +27,7 @@ class SimConfig:
     xbzrle: bool = False
     latency_ms: float = 0.05
     bytes_per_ms: float = 1.0e6
+    stop_on_violation: bool = True
     max_steps: int = 2_000_000
     max_time_ms: float | None = None
 

@@ -568,6 +568,9 @@ class Simulation:
     def _check_end(self) -> None:
         if self.finished:
             return
+        if self.invariants.violations and self.cfg.stop_on_violation:
+            self._finish()            # the first broken invariant ends the run, seed in hand
+            return
         p, s = self.eps["primary"], self.eps["secondary"]
         in_colo = self.both_in_colo()
         if in_colo and p.checkpoint >= self.target and \

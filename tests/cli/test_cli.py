@@ -2,10 +2,11 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-RUN1 = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "qemu-colo" / "run1"
+RUN1 = Path(__file__).resolve().parents[3] / "shared" / "qemu-colo" / "run1"
 
 
 def colo(*args, stdin=None, timeout=120):
@@ -58,10 +59,18 @@ def test_run_split_brain_is_an_outcome_not_a_failure():
     assert json.loads(r.stdout)["outcome"] == "split-brain"
 
 
-def test_run_hang_without_the_manager_exits_1():
-    r = colo("run", "--no-arbiter", "--fault", "stall-secondary@checkpoint-request")
+def test_run_hang_without_the_manager_exits_1_and_keeps_a_recording(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "run", "--no-arbiter", "--fault",
+                        "stall-secondary@checkpoint-request"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path,
+                       env={**__import__("os").environ,
+                            "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert r.returncode == 1
     assert "termination" in r.stdout and "--seed 1" in r.stderr
+    kept = list(tmp_path.glob("colo-violation-*.colo.jsonl"))
+    assert kept and "recording: colo-violation-qemu-periodic-seed1" in r.stderr
+    again = colo("replay", str(kept[0]), "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["identical"]
 
 
 @pytest.mark.parametrize("args,text", [
