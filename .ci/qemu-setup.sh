@@ -2,13 +2,15 @@
 # Install what tests/qemu/test_real_qemu.py needs: QEMU (x86_64 system
 # emulator, TCG), a C compiler for the LD_PRELOAD BQL shim, and binutils
 # (`as --32` / `ld -m elf_i386`) for the tiny multiboot guest.  Idempotent:
-# does nothing when everything is already there.
+# does nothing when everything is already there.  Also tshark, so the pcap
+# export is read back by Wireshark's own dissector.
 set -eu
 need=""
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need="$need qemu-system-x86"
 command -v gcc >/dev/null 2>&1 || need="$need gcc libc6-dev"
 command -v as >/dev/null 2>&1 || need="$need binutils"
 command -v ld >/dev/null 2>&1 || case "$need" in *binutils*) ;; *) need="$need binutils";; esac
+command -v tshark >/dev/null 2>&1 || need="$need tshark"
 if [ -z "$need" ]; then
     echo "qemu-setup: nothing to install"
     exit 0
