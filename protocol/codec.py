@@ -134,21 +134,24 @@ class Decoder:
     def _next_message(self):
         d = self.dialect
         width = d.opcode_bytes
-        if self._avail() < width:
+        buf, pos = self._buf, self._pos
+        avail = len(buf) - pos
+        if avail < width:
             return None
-        head = self._buf[self._pos:self._pos + width]
-        msg_id = (_BE64 if width == 8 else _BE32).unpack(head)[0]
-        if not d.in_range(msg_id):
+        msg_id = int.from_bytes(buf[pos:pos + width], "big")
+        name = d.names.get(msg_id)
+        if name is None:
             raise DecodeError(_invalid_text(d, msg_id), state="receive", offending=msg_id)
-        name = d.names[msg_id]
-        need = width + (8 if d.has_value(name) else 0)
-        if self._avail() < need:
+        need = width + 8 if (d.value_on_every_message or name == m.VMSTATE_SIZE) else width
+        if avail < need:
             if self.accepts is not None and not self.accepts(name):
                 # v11 checks the command before it reads the value (colo_ctl_get)
                 return m.Message(name, 0, msg_id, self._take(width))
             return None
-        raw = self._take(need)
-        value = _BE64.unpack(raw[4:12])[0] if need == 12 else 0
+        raw = bytes(buf[pos:pos + need])
+        self._pos = pos + need
+        self.bytes_consumed += need
+        value = int.from_bytes(raw[4:12], "big") if need == 12 else 0
         msg = m.Message(name, value, msg_id, raw)
         if self.sender == "primary":
             if name == m.VMSTATE_SEND:

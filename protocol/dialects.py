@@ -36,9 +36,12 @@ class Dialect:
     automatic_failover_ms: int | None  # v11: default failover after 2000 ms
     failover_state_names: dict[str, str] = field(default_factory=dict)
     names: dict[int, str] = field(init=False, repr=False, compare=False)
+    _plain: dict[str, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", {v: k for k, v in self.ids.items()})
+        object.__setattr__(self, "_plain", {})
+        self._plain.update({n: self.encode(n, 0) for n in self.ids})
 
     # -- ids ----------------------------------------------------------------
     @property
@@ -61,6 +64,10 @@ class Dialect:
 
     # -- framing ------------------------------------------------------------
     def encode(self, name: str, value: int = 0) -> bytes:
+        if not value:
+            cached = self._plain.get(name)
+            if cached is not None:
+                return cached
         if not 0 <= value < 1 << 64:
             raise ValueError(f"value {value} does not fit in a be64")
         if name == m.VMSTATE_SIZE and self.size_is_bare_word:

@@ -92,9 +92,9 @@ class Endpoint:
 
     def send(self, name: str, value: int = 0) -> None:
         raw = self.dialect.encode(name, value)
-        point = name
-        self._out.append(Segment("msg", point, raw, self.in_flight, value))
-        self.emit("send", msg=name, value=value, hex=raw.hex())
+        self._out.append(Segment("msg", name, raw, self.in_flight, value))
+        self._events.append(Event(self._now, self.role, "send",
+                                  {"msg": name, "value": value, "hex": raw.hex()}))
 
     def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
         self._out.append(Segment(kind, point, data, self.in_flight))
@@ -102,7 +102,8 @@ class Endpoint:
 
     def goto(self, state: str) -> None:
         if state != self.state:
-            self.emit("state", machine=self.role, to=state, **{"from": self.state})
+            self._events.append(Event(self._now, self.role, "state",
+                                      {"machine": self.role, "to": state, "from": self.state}))
             self.state = state
 
     def set_run_state(self, run: str, why: str) -> None:
@@ -156,6 +157,12 @@ class Endpoint:
         return RemoteProtocolError(text, state=self.state, offending=got.name, hint=hint)
 
     # ------------------------------------------------------------------ inputs
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        missing = [name for name in cls.TABLE.values() if not hasattr(cls, name)]
+        if missing:     # a table that names no handler fails at import, not mid-session
+            raise TypeError(f"{cls.__name__}.TABLE names missing handlers: {missing}")
+
     def _dispatch(self, kind: str, item=None) -> None:
         handler = self.TABLE.get((self.state, kind))
         if handler is None:
@@ -205,9 +212,10 @@ class Endpoint:
             self.enter_error(str(exc), remote=not isinstance(exc, LocalProtocolError))
 
     def _on_item(self, item) -> None:
-        if isinstance(item, m.Message):
-            self.emit("recv", msg=item.name, value=item.value, id=item.msg_id,
-                      hex=item.raw.hex())
+        if item.__class__ is m.Message:
+            self._events.append(Event(self._now, self.role, "recv", {
+                "msg": item.name, "value": item.value, "id": item.msg_id,
+                "hex": item.raw.hex()}))
             self._dispatch(item.name, item)
         elif isinstance(item, m.RamPart):
             kinds: dict[str, int] = {}

@@ -187,8 +187,10 @@ class Simulation:
             self.emit("link", "held", dir=d.direction, point=d.point, bytes=len(d.data),
                       why=f"{side} is stopped")
             return
-        self.emit("link", "deliver", dir=d.direction, point=d.point, n=d.checkpoint,
-                  bytes=len(d.data), **({"note": d.note} if d.note else {}))
+        data = {"dir": d.direction, "point": d.point, "n": d.checkpoint, "bytes": len(d.data)}
+        if d.note:
+            data["note"] = d.note
+        self._record(Event(self.now, "link", "deliver", data))
         self.eps[side].receive_data(d.data, self.now)
 
     def _do_eof(self, side: str) -> None:
