@@ -13,6 +13,8 @@ import time
 from protocol.errors import ColoError, QmpCommandError
 from protocol.qmpclient import QmpClient
 
+from .control import side_name
+
 SIDES = ("primary", "secondary")
 HELP = """commands:
   status                        query-status, query-migrate, query-colo-status of both sides
@@ -66,13 +68,6 @@ class LivePair:
                 return out
 
 
-def _side(word: str) -> str:
-    for s in SIDES:
-        if word and s.startswith(word.lower()):
-            return s
-    raise ValueError(f"side must be primary or secondary, not {word!r}")
-
-
 def _format_event(side: str, e: dict) -> str:
     ts = e.get("timestamp", {})
     t = f"{ts.get('seconds', 0)}.{ts.get('microseconds', 0):06d}"
@@ -99,7 +94,7 @@ def execute(pair: LivePair, line: str) -> tuple[bool, str, bool]:
                              f" colo={st['colo']}")
             return True, "\n".join(lines), False
         if cmd == "heartbeat" and len(args) == 1:
-            side = _side(args[0])
+            side = side_name(args[0])
             pair.lost_heartbeat(side)
             return True, f"x-colo-lost-heartbeat sent to the {side}", False
         if cmd == "set" and len(args) == 2 and args[0] == "checkpoint-delay":
@@ -115,7 +110,7 @@ def execute(pair: LivePair, line: str) -> tuple[bool, str, bool]:
         return False, f"unknown or malformed command {line!r}\n{HELP}", False
     except QmpCommandError as exc:
         return False, f"{exc.error_class}: {exc.desc}", False
-    except (ValueError, TimeoutError, ColoError) as exc:
+    except (ValueError, ColoError) as exc:
         return False, str(exc), False
 
 
@@ -127,17 +122,21 @@ def run_attached(args, stdin=None, out=None, err=None) -> int:
         print(f"colo repl: error: {exc}", file=err)
         return 1
     try:
-        interactive = stdin.isatty() and not getattr(args, "file", None)
         if getattr(args, "file", None):
-            with open(args.file, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-        elif not interactive:
+            try:
+                with open(args.file, encoding="utf-8") as fh:
+                    lines = fh.read().splitlines()
+            except OSError as exc:
+                print(f"colo repl: error: cannot read {args.file}: {exc.strerror}", file=err)
+                return 2
+        elif not stdin.isatty():
             lines = stdin.read().splitlines()
         else:
             lines = None
         if lines is not None:
+            from .commands.parser import strip_comment
             for no, raw in enumerate(lines, 1):
-                line = raw.split("#", 1)[0].strip()
+                line = strip_comment(raw)
                 if not line:
                     continue
                 ok, text, quit_ = execute(pair, line)

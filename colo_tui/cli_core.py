@@ -39,7 +39,8 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("replay", help="replay a recording")
     p.add_argument("file")
     p.add_argument("--verify", action="store_true",
-                   help="re-run and compare every event (the default does too)")
+                   help="re-run and compare every event (what replay always does; kept "
+                        "for scripts that spell it out)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
@@ -55,8 +56,9 @@ def add_parsers(sub) -> None:
     c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     c.add_argument("--seed", type=int, default=1)
     c.add_argument("--checkpoints", type=_positive, default=10)
-    c.add_argument("--workload", default="toggle")
-    c.add_argument("--divergence", type=float, default=0.02)
+    c.add_argument("--workload", default="toggle", choices=_workloads())
+    c.add_argument("--divergence", type=_fraction, default=0.02,
+                   help="fraction of the SVM's answers that differ (0 … 1)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare_modes)
 
@@ -64,6 +66,42 @@ def add_parsers(sub) -> None:
 def argparse_REMAINDER():  # noqa: N802 - keep argparse's name visible
     import argparse
     return argparse.REMAINDER
+
+
+def _nonneg(text: str) -> int:
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {n}")
+    return n
+
+
+def _nonneg_float(text: str) -> float:
+    import argparse
+    import math
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(x) or x < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text}")
+    return x
+
+
+def _fraction(text: str) -> float:
+    import argparse
+    x = _nonneg_float(text)
+    if x > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return x
+
+
+def _workloads() -> list[str]:
+    from protocol.guest.workload import WORKLOADS
+    return sorted(WORKLOADS)
 
 
 def _positive(text: str) -> int:
@@ -81,12 +119,13 @@ def _session_options(p) -> None:
     p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--checkpoint-delay", type=int, metavar="MS", default=None)
-    p.add_argument("--load-ms", type=float, default=0.0, help="time the SVM takes to load")
+    p.add_argument("--checkpoint-delay", type=_nonneg, metavar="MS", default=None)
+    p.add_argument("--load-ms", type=_nonneg_float, default=0.0,
+                   help="time the SVM takes to load")
     p.add_argument("--guest", choices=["null", "model"], default="null",
                    help="null: control protocol only; model: RAM, devices, disk, packets")
     p.add_argument("--ram-mib", type=_positive, default=16)
-    p.add_argument("--workload", default="toggle")
+    p.add_argument("--workload", default="toggle", choices=_workloads())
     p.add_argument("--no-arbiter", action="store_true",
                    help="no external manager: a silent peer hangs COLO forever (B13)")
     p.add_argument("--strict", action="store_true",
@@ -137,21 +176,30 @@ def cmd_run(args) -> int:
     from protocol.transport.memory import P2S, S2P
     cfg = _config(args)
     writer = None
-    sim = Simulation(cfg, on_event=None)       # validates the faults before any file opens
-    if args.record:
-        header = rf.make_header(cfg)
-        writer = rf.Writer(args.record, header, [f"colo run {' '.join(sys.argv[2:])}".strip()])
-        sim = Simulation(cfg, on_event=writer.event)
-    if args.events:
-        sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
-    sim.run()
-    if writer:
-        writer.close()
+    sim = Simulation(cfg)                      # validates the faults before any file opens
+    try:
+        if args.record:
+            writer = rf.Writer(args.record, rf.make_header(cfg),
+                               [f"colo run {' '.join(sys.argv[2:])}".strip()])
+            sim.on_event = writer.event
+        if args.events:
+            sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
+        sim.run()
+    except OSError as exc:
+        print(f"colo run: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    finally:
+        if writer:
+            writer.close()
     if args.dump_wire:
         out = Path(args.dump_wire)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "primary_to_secondary.bin").write_bytes(bytes(sim.link.wire[P2S]))
-        (out / "secondary_to_primary.bin").write_bytes(bytes(sim.link.wire[S2P]))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "primary_to_secondary.bin").write_bytes(bytes(sim.link.wire[P2S]))
+            (out / "secondary_to_primary.bin").write_bytes(bytes(sim.link.wire[S2P]))
+        except OSError as exc:
+            print(f"colo run: --dump-wire {args.dump_wire}: {exc.strerror}", file=sys.stderr)
+            return 1
     summary = session_summary(sim)
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -159,7 +207,9 @@ def cmd_run(args) -> int:
         _print_summary(summary)
     if not all(summary["invariants"].values()):
         path = args.record
-        if not path:                 # keep the evidence: the run as a replayable recording
+        if not path and len(sim.events) > 200_000:
+            path = "(not written: over 200,000 events; rerun with --record FILE)"
+        elif not path:               # keep the evidence: the run as a replayable recording
             path = f"colo-violation-{cfg.dialect}-{cfg.mode}-seed{cfg.seed}.colo.jsonl"
             try:
                 rf.write(path, rf.make_header(cfg), sim.events, sim.inputs,
@@ -264,6 +314,20 @@ def cmd_replay(args) -> int:
     from protocol.record import format as rf
     from protocol.record.replay import verify
     rec = rf.read(args.file)
+    if rec.header.get("imported"):
+        from protocol.record.playback import Playback
+        pb = Playback(rec)
+        pb.run()
+        out = {"file": args.file, "identical": None, "imported": True, "events": pb.steps,
+               "checkpoints_committed": pb.eps["primary"].checkpoint, "ended": pb.ended}
+        if args.json:
+            print(json.dumps(out, indent=1))
+        else:
+            print(f"{args.file}: imported from a real capture, so it cannot be re-simulated; "
+                  f"it plays back {pb.steps} events ({out['checkpoints_committed']} "
+                  f"checkpoints, ended: {pb.ended or 'cleanly'}). Step through it with "
+                  "`colo tui --replay` or the REPL's `replay`.")
+        return 0
     res = verify(rec)
     summary = session_summary(res.sim)
     out = {"file": args.file, "identical": res.ok, "events": res.events,

@@ -238,9 +238,13 @@ class Controller:
         return out
 
 
-def _side(side: str) -> str:
+def side_name(side: str) -> str:
+    """``p``, ``prim``, ``secondary`` … → the side's full name (ValueError otherwise)."""
     s = side.strip().lower()
     for name in SIDES:
         if name.startswith(s) and s:
             return name
     raise ValueError(f"side must be primary or secondary, not {side!r}")
+
+
+_side = side_name

@@ -105,6 +105,15 @@ def _piece_label(ev: dict) -> tuple[str, str] | None:
         return "device-state", f"device state {d.get('bytes', 0)} B"
     if kind == "send-initial":
         return "initial", f"initial migration {d.get('bytes', 0)} B"
+    # an imported real capture names its pieces without the "send-" prefix
+    if kind == "ram":
+        return "ram", (f"RAM part {d.get('bytes', 0)} B, {d.get('full', 0)} full + "
+                       f"{d.get('zero', 0)} zero + {d.get('xbzrle', 0)} xbzrle pages")
+    if kind == "device-state":
+        return "device-state", (f"device state {d.get('bytes', 0)} B, "
+                                f"{d.get('sections', '?')} sections")
+    if kind == "recv-initial":
+        return "initial", f"initial migration {d.get('bytes', 0)} B"
     return None
 
 
@@ -124,7 +133,8 @@ def _note(ev: dict) -> tuple[str, str] | None:
         if kind in ("default-failover", "deferred"):
             return over, f"{kind}: {d.get('action') or d.get('why', '')}"
         if kind == "checkpoint" and side == "primary" and d.get("phase") == "begin":
-            return over, f"checkpoint {d.get('n')} ({d.get('reason', '')})"
+            reason = f" ({d['reason']})" if d.get("reason") else ""
+            return over, f"checkpoint {d.get('n')}{reason}"
         if kind == "vm" and d.get("run") == "shutdown":
             return over, f"VM shutdown: {d.get('why', '')}"
         return None
@@ -133,7 +143,7 @@ def _note(ev: dict) -> tuple[str, str] | None:
     if side == "sim" and kind == "end":
         return _BOTH, f"end: outcome {d.get('outcome')}"
     if side == "link" and kind in ("closed", "partition"):
-        return _BOTH, f"link {kind}: {d.get('why') or d.get('until', '')}"
+        return _BOTH, f"link {kind}: {d.get('why') or d.get('how') or d.get('until', '')}"
     if side == "operator" and kind == "input":
         args = " ".join(f"{k}={v}" for k, v in d.items() if k != "cmd")
         return _BOTH, f"operator: {d.get('cmd')} {args}".rstrip()
@@ -159,11 +169,20 @@ def to_mermaid(rec) -> str:
                 return pending[direction].pop(i)
         return None
 
+    imported = bool(h.get("imported"))
     for ev in rec.events:
         kind, d = ev["kind"], ev.get("data", {})
         piece = _piece_label(ev) if ev["side"] in _NAME else None
+        if kind == "recv-initial" and not imported:
+            piece = None          # a simulated session shows the primary's send-initial
         if piece is not None:
             direction = "P>S" if ev["side"] == "primary" else "S>P"
+            if kind == "recv-initial":
+                direction = "P>S"
+            if imported:        # a real capture: what was sent is what crossed the wire
+                src, dst = arrow_of[direction]
+                lines.append(f"    {src}->>{dst}: {_esc(piece[1])}")
+                continue
             pending[direction].append([piece[0], piece[1]])
             continue
         if ev["side"] == "link" and kind in ("fault", "deliver", "dropped", "lost"):
@@ -239,6 +258,10 @@ def capture(rec):
 
 
 def to_pcap(rec) -> bytes:
+    if rec.header.get("imported"):
+        raise ExportError("this recording was imported from a real capture: its bytes are in "
+                          f"the capture itself ({rec.header.get('capture', 'the original pcap')})"
+                          "; a pcap is made by re-simulating a session")
     import io
 
     import dpkt

@@ -207,11 +207,8 @@ class LiveController:
 
 
 def _side(side: str) -> str:
-    s = side.strip().lower()
-    for name in SIDES:
-        if s and name.startswith(s):
-            return name
-    raise LiveError(f"side must be primary or secondary, not {side!r}")
+    from .control import side_name
+    return side_name(side)
 
 
 class _Source:

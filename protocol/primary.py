@@ -35,6 +35,7 @@ class PrimaryEndpoint(Endpoint):
         self.shutdown_requested = False
         self._trigger_pending = False
         self._trigger_reason = "timer"
+        self._last_begin = 0.0
 
     # -- handlers -----------------------------------------------------------
     def _on_start(self, _item) -> None:
@@ -61,6 +62,7 @@ class PrimaryEndpoint(Endpoint):
         reason, self._trigger_reason = self._trigger_reason, "timer"
         self._trigger_pending = False
         # colo_checkpoint_notify re-arms the timer: start-to-start pacing
+        self._last_begin = self._now
         self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
         self.in_flight = self.checkpoint + 1
         self.emit("checkpoint", n=self.in_flight, phase="begin", reason=reason)
@@ -123,14 +125,18 @@ class PrimaryEndpoint(Endpoint):
             return
         self.start_vm(f"checkpoint {self.checkpoint} loaded: resume the PVM")
         self.goto(IDLE)
+        if "checkpoint" not in self._timers:     # it fired during the transaction
+            self.set_timer("checkpoint", max(self._now, self._last_begin +
+                                             self.checkpoint_delay_ms))
         if self._trigger_pending:
             self._dispatch("checkpoint")
 
     def on_timer(self, name: str) -> None:
         if name == "checkpoint" and self.state != IDLE:
             if self.state in (WAIT_REPLY, WAIT_RECEIVED, WAIT_LOADED):
-                # colo_checkpoint_notify from the timer: sets the event and re-arms
-                self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
+                # colo_checkpoint_notify from the timer during a transaction: absorbed, or
+                # a back-to-back checkpoint; the timer is re-armed when that one begins
+                # (re-arming here at now + delay would spin with a delay of 0)
                 self.request_checkpoint(self._now, "timer")
             return
         super().on_timer(name)

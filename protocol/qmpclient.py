@@ -21,18 +21,19 @@ class QmpClientError(ColoError):
     """The peer is not reachable, not QMP, or went away."""
 
 
+class QmpTimeout(QmpClientError, TimeoutError):
+    """The peer did not answer in time."""
+
+
 def _connect(address: str, timeout: float) -> socket.socket:
-    if address.startswith("unix:"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target: object = address[5:]
-    else:
-        text = address[4:] if address.startswith("tcp:") else address
-        host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit():
-            raise QmpClientError(f"bad QMP address {address!r}: use unix:PATH or "
-                                 "tcp:HOST:PORT")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        target = (host or "127.0.0.1", int(port))
+    from .qmp import parse_address
+    text = address if address.startswith(("unix:", "tcp:")) else "tcp:" + address
+    try:
+        kind, target = parse_address(text)
+    except ValueError as exc:
+        raise QmpClientError(str(exc)) from None
+    sock = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET,
+                         socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(target)
@@ -52,12 +53,17 @@ class QmpClient:
         self._buf = bytearray()
         self._events: deque[dict] = deque(maxlen=10_000)
         self._next_id = 0
-        greeting = self._read_message()
-        if "QMP" not in greeting:
+        try:
+            greeting = self._read_message()
+            if "QMP" not in greeting:
+                raise QmpClientError(f"{address} did not greet like QMP: {str(greeting)[:80]}")
+            self.greeting = greeting["QMP"]
+            self.execute("qmp_capabilities")
+        except (QmpClientError, QmpCommandError) as exc:
             self.close()
-            raise QmpClientError(f"{address} did not greet like QMP: {str(greeting)[:80]}")
-        self.greeting = greeting["QMP"]
-        self.execute("qmp_capabilities")
+            if isinstance(exc, QmpCommandError):
+                raise QmpClientError(f"{address}: qmp_capabilities failed: {exc}") from None
+            raise
 
     # -- io -------------------------------------------------------------------
     def _read_message(self, timeout: float | None = None) -> dict:
@@ -80,12 +86,12 @@ class QmpClient:
                 raise QmpClientError(f"{self.name}: a QMP line longer than {MAX_LINE_BYTES}")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{self.name}: no answer within the timeout")
+                raise QmpTimeout(f"{self.name}: no answer within {self.timeout:g} s")
             self._sock.settimeout(left)
             try:
                 chunk = self._sock.recv(65536)
             except TimeoutError:
-                raise TimeoutError(f"{self.name}: no answer within the timeout") from None
+                raise QmpTimeout(f"{self.name}: no answer within {self.timeout:g} s") from None
             except OSError as exc:
                 raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
             if not chunk:
@@ -111,7 +117,10 @@ class QmpClient:
                 continue
             if "error" in reply:
                 err = reply["error"]
-                raise QmpCommandError(err.get("desc", "?"), err.get("class", "GenericError"))
+                if not isinstance(err, dict):
+                    raise QmpClientError(f"{self.name}: malformed error reply: {reply!r:.80}")
+                raise QmpCommandError(str(err.get("desc", "?")),
+                                      str(err.get("class", "GenericError")))
             return reply.get("return")
 
     def events(self, wait: float = 0.0) -> list[dict]:
@@ -121,7 +130,7 @@ class QmpClient:
                 msg = self._read_message(timeout=max(wait, 0.001))
                 if "event" in msg:
                     self._events.append(msg)
-            except TimeoutError:
+            except QmpTimeout:
                 pass
         out = list(self._events)
         self._events.clear()

@@ -10,6 +10,7 @@ Nothing here touches the Controller, the terminal or prompt_toolkit.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -200,3 +201,11 @@ def parse(line: str, registry=None) -> ParsedCommand:
         raise CommandError(f"{cmd.name}: unknown {words[1]!r}; expected one of: "
                            f"{', '.join(heads)}; usage: {cmd.syntax}")
     raise CommandError(f"{cmd.name}: {best[1]}; usage: {cmd.syntax}")
+
+
+_COMMENT = re.compile(r"(^|\s)#.*$")     # '#N' inside a fault spec is not a comment
+
+
+def strip_comment(raw: str) -> str:
+    """A script line without its ``# comment`` (``#N`` inside a fault spec stays)."""
+    return _COMMENT.sub("", raw).strip()

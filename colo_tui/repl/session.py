@@ -11,18 +11,14 @@ failing line ends the run with exit status 1 and is named on stderr.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 
 from ..commands import confirmation, execute, run_state, state_of
+from ..commands.parser import strip_comment
 from . import render
 
-_COMMENT = re.compile(r"(^|\s)#.*$")     # '#N' inside a fault spec is not a comment
-
-
-def _strip(raw: str) -> str:
-    return _COMMENT.sub("", raw).strip()
+_strip = strip_comment
 
 
 def _controller(args, out):

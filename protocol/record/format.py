@@ -154,4 +154,13 @@ def _check_header(obj: dict, name: str, no: int) -> dict:
     if version > VERSION:
         raise RecordingError(f"{name}: line {no}: recording format version {version} is newer "
                              f"than this tool reads ({VERSION}); upgrade colo-testbed")
+    from ..dialects import DIALECTS
+    if obj.get("dialect", "qemu") not in DIALECTS:
+        raise RecordingError(f"{name}: line {no}: unknown dialect {obj.get('dialect')!r} "
+                             f"(this tool knows {', '.join(DIALECTS)})")
+    if obj.get("mode", "periodic") not in ("periodic", "hybrid"):
+        raise RecordingError(f"{name}: line {no}: unknown mode {obj.get('mode')!r} "
+                             "(periodic or hybrid)")
+    if not isinstance(obj.get("params", {}), dict):
+        raise RecordingError(f"{name}: line {no}: params must be an object")
     return obj

@@ -169,3 +169,33 @@ def test_compare_modes_shows_the_tradeoff():
     out = json.loads(r.stdout)
     assert out["periodic"]["latency_mean_ms"] > 10 * max(out["hybrid"]["latency_mean_ms"], 1)
     assert out["periodic"]["invariants_hold"] and out["hybrid"]["invariants_hold"]
+
+
+def test_a_zero_checkpoint_delay_runs_back_to_back():
+    r = colo("run", "--checkpoint-delay", "0", "--checkpoints", "5", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["outcome"] == "ok" and out["checkpoints_committed"] == 5
+
+
+@pytest.mark.parametrize("args", [["run", "--checkpoint-delay", "-5"],
+                                  ["run", "--load-ms", "nan"],
+                                  ["run", "--guest", "model", "--workload", "nope"],
+                                  ["compare-modes", "--divergence", "5"]])
+def test_bad_numbers_and_names_are_usage_errors(args):
+    r = colo(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_unwritable_outputs_are_clear_errors(tmp_path):
+    r = colo("run", "--record", str(tmp_path / "no" / "such" / "dir" / "x.jsonl"))
+    assert r.returncode == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "file").write_text("x")
+    r = colo("run", "--dump-wire", str(tmp_path / "file"))
+    assert r.returncode == 1 and "--dump-wire" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_recording_with_an_unknown_dialect_is_refused(tmp_path):
+    f = tmp_path / "r.colo.jsonl"
+    f.write_text('{"format":"colo-recording","version":1,"dialect":"qemu9","mode":"periodic"}\n')
+    r = colo("replay", str(f))
+    assert r.returncode == 1 and "unknown dialect 'qemu9'" in r.stderr

@@ -46,3 +46,19 @@ def test_time_travel_works_and_changes_are_refused(imported):
     assert not res.ok and "imported real session" in res.text
     c.step(10)
     assert c.steps == end
+
+
+def test_replay_and_export_of_an_imported_capture(imported, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "replay", str(imported), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    import json
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["imported"] and out["checkpoints_committed"] == 20
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "export", str(imported), "--to",
+                        "mermaid"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "never arrived" not in r.stdout
+    assert r.stdout.count("Primary->>Secondary: checkpoint-request") == 21
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "export", str(imported), "--to",
+                        "pcap", "-o", str(tmp_path / "x.pcap")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and "imported from a real capture" in r.stderr
