@@ -156,17 +156,23 @@ class LiveProxy:
         colo = not self.busy
         self.emit("link", "connection", peer=f"{peer[0]}:{peer[1]}" if peer else None, colo=colo)
         if not colo:       # not the COLO connection: plain forwarding
-            await asyncio.gather(self._raw(reader, up_w), self._raw(up_r, writer))
+            try:
+                await asyncio.gather(self._raw(reader, up_w), self._raw(up_r, writer))
+            finally:
+                for w in (writer, up_w):
+                    w.close()
             return
         self.busy, self.n, self.cp = True, 0, {}
         self.session_done.clear()
         self._w = {P2S: up_w, S2P: writer}
-        await asyncio.gather(self._pump(_Dir(P2S), reader), self._pump(_Dir(S2P), up_r))
-        for w in (writer, up_w):
-            w.close()
-        self.busy = False
-        self.sessions += 1
-        self.session_done.set()
+        try:
+            await asyncio.gather(self._pump(_Dir(P2S), reader), self._pump(_Dir(S2P), up_r))
+        finally:                 # whatever ended the session, free the pair for the next
+            for w in (writer, up_w):
+                w.close()
+            self.busy = False
+            self.sessions += 1
+            self.session_done.set()
 
     async def _raw(self, reader, writer) -> None:
         with contextlib.suppress(OSError, RuntimeError):
