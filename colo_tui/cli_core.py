@@ -7,11 +7,13 @@ import sys
 from protocol import dialects
 from protocol.errors import ColoError, DecodeError
 
+from .argtypes import fraction, nonneg_float, nonneg_int, positive_int
+
 
 def add_parsers(sub) -> None:
     r = sub.add_parser("run", help="one headless simulated session")
     _session_options(r)
-    r.add_argument("--checkpoints", type=_positive, default=3, metavar="N")
+    r.add_argument("--checkpoints", type=positive_int, default=3, metavar="N")
     r.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="KIND[=ARG]@POINT[#N], repeatable (see `colo faults`)")
     r.add_argument("--record", metavar="FILE", help="write the session as a recording")
@@ -55,9 +57,9 @@ def add_parsers(sub) -> None:
     c = sub.add_parser("compare-modes", help="periodic (Remus) against hybrid (COLO)")
     c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     c.add_argument("--seed", type=int, default=1)
-    c.add_argument("--checkpoints", type=_positive, default=10)
+    c.add_argument("--checkpoints", type=positive_int, default=10)
     c.add_argument("--workload", default="toggle", choices=_workloads())
-    c.add_argument("--divergence", type=_fraction, default=0.02,
+    c.add_argument("--divergence", type=fraction, default=0.02,
                    help="fraction of the SVM's answers that differ (0 … 1)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare_modes)
@@ -68,63 +70,21 @@ def argparse_REMAINDER():  # noqa: N802 - keep argparse's name visible
     return argparse.REMAINDER
 
 
-def _nonneg(text: str) -> int:
-    import argparse
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {n}")
-    return n
-
-
-def _nonneg_float(text: str) -> float:
-    import argparse
-    import math
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(x) or x < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text}")
-    return x
-
-
-def _fraction(text: str) -> float:
-    import argparse
-    x = _nonneg_float(text)
-    if x > 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
-    return x
-
-
 def _workloads() -> list[str]:
     from protocol.guest.workload import WORKLOADS
     return sorted(WORKLOADS)
-
-
-def _positive(text: str) -> int:
-    import argparse
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {n}")
-    return n
 
 
 def _session_options(p) -> None:
     p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--checkpoint-delay", type=_nonneg, metavar="MS", default=None)
-    p.add_argument("--load-ms", type=_nonneg_float, default=0.0,
+    p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS", default=None)
+    p.add_argument("--load-ms", type=nonneg_float, default=0.0,
                    help="time the SVM takes to load")
     p.add_argument("--guest", choices=["null", "model"], default="null",
                    help="null: control protocol only; model: RAM, devices, disk, packets")
-    p.add_argument("--ram-mib", type=_positive, default=16)
+    p.add_argument("--ram-mib", type=positive_int, default=16)
     p.add_argument("--workload", default="toggle", choices=_workloads())
     p.add_argument("--no-arbiter", action="store_true",
                    help="no external manager: a silent peer hangs COLO forever (B13)")

@@ -12,27 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .argtypes import nonneg_int, positive_int
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"colo: error: {message}\n")
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {v}")
-    return v
-
-
-def _pos_int(text: str) -> int:
-    v = _nonneg_int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {v}")
-    return v
 
 
 def _hostport(text: str) -> str:
@@ -57,19 +42,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qmp", type=_qmp, help="QMP control socket: unix:PATH or tcp:HOST:PORT")
     p.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
     p.add_argument("--mode", choices=("periodic", "hybrid"), default="periodic")
-    p.add_argument("--checkpoint-delay", type=_nonneg_int, metavar="MS",
+    p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS",
                    help="x-checkpoint-delay (default: the dialect's)")
-    p.add_argument("--checkpoints", type=_pos_int, metavar="N",
+    p.add_argument("--checkpoints", type=positive_int, metavar="N",
                    help="exit after N committed checkpoints (default: run until told)")
     p.add_argument("--guest", choices=("null", "model"), default="null")
-    p.add_argument("--ram-mib", type=_pos_int, default=16)
+    p.add_argument("--ram-mib", type=positive_int, default=16)
     p.add_argument("--workload", default="toggle")
-    p.add_argument("--seed", type=_nonneg_int, default=1)
-    p.add_argument("--load-ms", type=_nonneg_int, default=0,
+    p.add_argument("--seed", type=nonneg_int, default=1)
+    p.add_argument("--load-ms", type=nonneg_int, default=0,
                    help="how long the secondary takes to load a checkpoint")
     p.add_argument("--record", metavar="FILE", help="write the event stream (JSON Lines)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
-    p.add_argument("--heartbeat-ms", type=_pos_int, metavar="T",
+    p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",
                    help="beyond QEMU: fail over after T ms of peer silence (default off)")
     p.add_argument("--close-on-error", action="store_true",
                    help="beyond QEMU: close the COLO connection when COLO fails")

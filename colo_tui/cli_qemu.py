@@ -11,9 +11,10 @@ Errors are one line on stderr, never a traceback.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+
+from .argtypes import nonneg_int
 
 CHUNK = 65536
 
@@ -37,11 +38,11 @@ def add_parsers(subparsers) -> None:
     rsp.add_argument("-o", "--output", required=True, metavar="OUTPUT.bin")
     rsp.add_argument("--role", choices=("secondary", "primary"), required=True)
     rsp.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
-    rsp.add_argument("--heartbeat-after", type=_nonneg, metavar="N",
+    rsp.add_argument("--heartbeat-after", type=nonneg_int, metavar="N",
                      help="x-colo-lost-heartbeat right after checkpoint N is committed")
-    rsp.add_argument("--checkpoint-delay", type=_nonneg, default=1000, metavar="MS",
+    rsp.add_argument("--checkpoint-delay", type=nonneg_int, default=1000, metavar="MS",
                      help="primary: x-checkpoint-delay (default 1000, as in run1)")
-    rsp.add_argument("--idle-ticks", type=_nonneg, default=1, metavar="K",
+    rsp.add_argument("--idle-ticks", type=nonneg_int, default=1, metavar="K",
                      help="primary: checkpoint timers that fire after the input ends "
                      "(default 1: run1's final lone checkpoint-request)")
     rsp.add_argument("--json", action="store_true", help="print the messages sent as JSON")
@@ -60,16 +61,6 @@ def add_parsers(subparsers) -> None:
     prx.add_argument("--once", action="store_true",
                      help="exit when the first COLO connection has closed")
     prx.set_defaults(func=cmd_proxy)
-
-
-def _nonneg(text: str) -> int:
-    try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {v}")
-    return v
 
 
 # ----------------------------------------------------------------- import
