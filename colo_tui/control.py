@@ -60,15 +60,23 @@ class Controller:
 
     @property
     def finished(self) -> bool:
-        return self.sim.finished
+        """The session ended and no recorded input is still to come."""
+        return self.sim.finished and not self._future_inputs
 
     # -------------------------------------------------------------- stepping
     def step(self, n: int = 1) -> list[Event]:
         out: list[Event] = []
         for _ in range(max(0, n)):
-            if self.sim.finished:
-                break
+            first = len(self.sim.events)
             self._replay_future_inputs()
+            if self.sim.finished:
+                out += self.sim.events[first:]      # inputs given after the end
+                if not self._future_inputs:
+                    break
+                item = self._future_inputs[0]       # recorded later than the end: apply now
+                self._apply({k: v for k, v in item.items() if k != "step"}, fork=False)
+                self._future_inputs.pop(0)
+                continue
             out += self.sim.step()
         return out
 
