@@ -234,7 +234,8 @@ def capture(rec):
     def schedule(now, direction, data, *args, **kwargs):
         start = max(now, link._free_at[direction], link.held_until_ms)
         delivery = original(now, direction, data, *args, **kwargs)
-        pieces.append((start, delivery.at_ms, direction, bytes(data)))
+        raw = b"".join(data) if type(data) is tuple else bytes(data)   # a burst's pieces
+        pieces.append((start, delivery.at_ms, direction, raw))
         return delivery
 
     link.schedule = schedule

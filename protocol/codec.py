@@ -59,7 +59,13 @@ class Decoder:
             raise DecodeError(
                 f"receive buffer limit exceeded: {pending + len(data)} bytes pending "
                 f"> {self.max_pending_bytes}", state=self._state)
-        if self._pos and self._pos > len(self._buf) // 2:
+        if pending == 0 and type(data) is bytes:
+            self._buf, self._pos = data, 0     # immutable: keep it as is, no copy
+            return
+        if type(self._buf) is bytes:
+            self._buf = bytearray(self._buf[self._pos:])
+            self._pos = 0
+        elif self._pos and self._pos > len(self._buf) // 2:
             del self._buf[:self._pos]
             self._pos = 0
         self._buf += data
@@ -172,19 +178,37 @@ class Decoder:
         self._state = _RAM
 
     def _next_ram(self):
+        from .pages import PageBatch
         from .stream import StreamError
         reader = self._reader
+        buf = self._buf
+        # the bulk path may keep page data as views into our buffer (no copy):
+        # afterwards the buffer is handed over to them and replaced by its tail
+        kind = type(buf)
+        borrow = kind is bytearray or kind is bytes     # bytes: immutable, views stay valid
+        reader.borrow = borrow
+        start = self._pos
+        used = 0
         try:
-            used = reader.feed(memoryview(self._buf)[self._pos:])
+            used = reader.feed(memoryview(buf)[start:])
         except StreamError as exc:
             raise DecodeError(f"malformed RAM part: {exc}", state=_RAM) from None
-        self._pos += used
+        finally:
+            if kind is bytearray:
+                end = start + used
+                self._buf = bytearray(buf[end:]) if end < len(buf) else bytearray()
+                self._pos = 0
+        if kind is not bytearray:
+            self._pos += used
         self.bytes_consumed += used
         if not reader.done:
             return None
         self._state = _MSG
         self._reader = None
-        return m.RamPart(tuple(reader.records), self.bytes_consumed - self._reader_start)
+        records = reader.records
+        if not isinstance(records, PageBatch):
+            records = tuple(records)
+        return m.RamPart(records, self.bytes_consumed - self._reader_start)
 
     def _next_initial(self):
         from .stream import InitialReader, StreamError

@@ -218,9 +218,13 @@ class Endpoint:
                 "hex": item.raw.hex()}))
             self._dispatch(item.name, item)
         elif isinstance(item, m.RamPart):
-            kinds: dict[str, int] = {}
-            for r in item.records:
-                kinds[r.kind] = kinds.get(r.kind, 0) + 1
+            counts = getattr(item.records, "kind_counts", None)
+            if counts is not None:
+                kinds = dict(counts())
+            else:
+                kinds = {}
+                for r in item.records:
+                    kinds[r.kind] = kinds.get(r.kind, 0) + 1
             self.emit("recv-ram", pages=len(item.records), bytes=item.size_bytes, **kinds)
             self._dispatch("ram", item)
         elif isinstance(item, m.StateBlob):

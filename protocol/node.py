@@ -40,7 +40,9 @@ import time
 from .events import Event
 
 HB_MAGIC = b"COLOHB1\n"
-AWAITING = {"primary": ("WAIT_READY", "WAIT_REPLY", "WAIT_RECEIVED", "WAIT_LOADED"),
+# WAIT_READY is not counted: the secondary may take long to load the initial
+# migration (the keepalive channel still tells whether it lives)
+AWAITING = {"primary": ("WAIT_REPLY", "WAIT_RECEIVED", "WAIT_LOADED"),
             "secondary": ("WAIT_SEND", "RECV_RAM", "WAIT_SIZE", "RECV_BLOB")}
 
 
@@ -136,6 +138,8 @@ class Node:
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
+        from . import stream  # noqa: F401 - load the codec's stream modules (and numpy) now,
+        #                       not while the first COLO bytes (and a heartbeat) are waiting
         from .transport.tcp import new_loop
         loop = new_loop(self.uvloop)
         try:

@@ -85,8 +85,10 @@ class SecondaryEndpoint(Endpoint):
         self.goto(RECV_RAM if self.dialect.ram_outside_blob else WAIT_SIZE)
 
     def _on_ram(self, part: m.RamPart) -> None:
-        self.guest.cache_pages(list(part.records))
-        self.emit("action", name="cache-pages", pages=len(part.records))
+        from .pages import PageBatch
+        records = part.records
+        self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
+        self.emit("action", name="cache-pages", pages=len(records))
         self.goto(WAIT_SIZE)
 
     def _on_size(self, msg: m.Message) -> None:
@@ -108,16 +110,20 @@ class SecondaryEndpoint(Endpoint):
             self._on_load_done(None)
 
     def _split_prototype_blob(self, data: bytes) -> bytes:
+        from .pages import PageBatch
         from .stream import RamPartReader, StreamError
-        reader = RamPartReader(self.decoder.ram_context or self._proto_ctx())
+        # an immutable blob may be borrowed: page data stay views into it (no copy)
+        reader = RamPartReader(self.decoder.ram_context or self._proto_ctx(),
+                               borrow=isinstance(data, bytes))
         try:
             used = reader.feed(data)
         except StreamError as exc:
             raise RemoteProtocolError(f"malformed state blob: {exc}", state=self.state) from None
         if not reader.done:
             raise RemoteProtocolError("state blob ends inside its RAM part", state=self.state)
-        self.guest.cache_pages(list(reader.records))
-        self.emit("action", name="cache-pages", pages=len(reader.records))
+        records = reader.records
+        self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
+        self.emit("action", name="cache-pages", pages=len(records))
         return data[used:]
 
     def _proto_ctx(self):

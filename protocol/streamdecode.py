@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from protocol.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO, PageRecord
+from protocol.pages import (
+    CODE_PAGE,
+    CODE_XBZRLE,
+    CODE_ZERO,
+    KIND_PAGE,
+    KIND_XBZRLE,
+    KIND_ZERO,
+    PageBatch,
+    PageRecord,
+    PageRun,
+)
 from protocol.stream import (
     ENCODING_FLAG_XBZRLE,
     MAX_DEVICE_REGION,
@@ -217,14 +227,42 @@ def _footer(rd: _Incremental, sid: int) -> Parser:
 
 
 class RamPartReader(_Incremental):
-    """Incremental decoder of one checkpoint's live RAM part (03 sid ... 7e sid 00)."""
+    """Incremental decoder of one checkpoint's live RAM part (03 sid ... 7e sid 00).
+
+    `records` is a `PageBatch` when every record came through the bulk path
+    (the whole part, or whole records, in one feed: no per-page objects), else
+    a list of PageRecords.  With `borrow` set, page data are views into the
+    fed buffer itself, which the caller then must keep alive and unchanged;
+    by default the bulk path decodes from one private copy of its input.
+    """
 
     def __init__(self, ctx: RamContext, max_record_bytes: int = 16384, *,
-                 base_offset: int = 0) -> None:
+                 base_offset: int = 0, borrow: bool = False) -> None:
         self.ctx = ctx
         self.max_record_bytes = max_record_bytes
-        self.records: list[PageRecord] = []
+        self.borrow = borrow
+        self._items: list = []          # PageRecord (incremental path) or PageRun (bulk)
+        self._has_records = False
         super().__init__(base_offset)
+
+    @property
+    def records(self) -> list[PageRecord] | PageBatch:
+        items = self._items
+        if not self._has_records:
+            return PageBatch(items)
+        if not any(isinstance(x, PageRun) for x in items):
+            return list(items)
+        out: list[PageRecord] = []
+        for x in items:
+            if isinstance(x, PageRun):
+                out.extend(x)
+            else:
+                out.append(x)
+        return out
+
+    def _append_record(self, rec: PageRecord) -> None:
+        self._has_records = True
+        self._items.append(rec)
 
     def _parse(self) -> Parser:
         hdr = yield 5
@@ -238,14 +276,13 @@ class RamPartReader(_Incremental):
         while True:
             if (yield _BULK):
                 break
-            if (yield from _ram_record(self, self.ctx, self.records.append,
+            if (yield from _ram_record(self, self.ctx, self._append_record,
                                        self.max_record_bytes)):
                 break
         yield from _footer(self, sid)
         eof = yield 1
         if eof[0] != QEMU_VM_EOF:
             raise self._err(0, "QEMU_VM_EOF (0x00) after the RAM part", _tname(eof[0]))
-
 
     def _bulk(self, mv: memoryview) -> tuple[int, bool]:
         """Fast path: decode the complete, well-formed records at the start of `mv`.
@@ -254,38 +291,72 @@ class RamPartReader(_Incremental):
         anything but a valid ZERO/PAGE/XBZRLE record, which the incremental
         parser then takes (so errors and split records behave exactly as
         there).  Returns (bytes used, whether the EOS word was consumed).
-        Page data are read-only memoryview slices of one private copy of the
-        input (the caller's buffer may be reused).
+        Runs of full CONTINUE pages are found with numpy and kept as one
+        strided (n, page_size) view each; other records are decoded one by one.
         """
         n = len(mv)
         if n < 8:
             return 0, False
-        arr = np.array(mv, dtype=np.uint8)
+        if self.borrow:
+            arr = np.frombuffer(mv, dtype=np.uint8)
+        else:
+            arr = np.array(mv, dtype=np.uint8)
         arr.flags.writeable = False
         data = memoryview(arr)
         ctx = self.ctx
         ps = ctx.page_size
         mask = ps - 1
+        stride = ps + 8
         blocks = ctx.blocks
         max_record = self.max_record_bytes
         page_ok = ps + 8 + 256 <= max_record
         cur = ctx.current_block
-        append = self.records.append
+        items = self._items
         unpack = _BE64.unpack_from
         cont_page = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
+        # single records of block `pend_block`, waiting to become one PageRun
+        pend_block: str | None = None
+        pend: list = []     # (offset, kind code, fill, page view or xbzrle bytes)
+
+        def flush_pending() -> None:
+            nonlocal pend_block
+            if pend:
+                items.append(_single_run(pend_block, pend, ps))
+                pend.clear()
+            pend_block = None
+
         pos, eos = 0, False
         while pos + 8 <= n:
             word = unpack(data, pos)[0]
             flags = word & mask
             addr = word ^ flags
             if flags == cont_page and cur is not None and page_ok:
-                # the common case: a full page of the current block
-                p = pos + 8
                 used = blocks.get(cur)
-                if used is None or addr >= used or p + ps > n:
+                if used is None or addr >= used or pos + stride > n:
                     break
-                append(PageRecord(cur, addr, KIND_PAGE, data[p:p + ps]))
-                pos = p + ps
+                # a run of full pages of the current block: check headers in bulk
+                flush_pending()
+                window = 16
+                while True:
+                    k = min(window, (n - pos) // stride)
+                    if k <= 0:
+                        break
+                    words = np.ndarray((k,), dtype=">u8", buffer=arr, offset=pos,
+                                       strides=(stride,))
+                    wflags = words & np.uint64(mask)
+                    addrs = words ^ wflags
+                    ok = (wflags == cont_page) & (addrs < used)
+                    good = k if ok.all() else int(np.argmin(ok))
+                    if good:
+                        pages = np.lib.stride_tricks.as_strided(
+                            arr[pos + 8:], shape=(good, ps), strides=(stride, 1),
+                            writeable=False)
+                        items.append(PageRun(cur, addrs[:good].astype(np.int64),
+                                             np.full(good, CODE_PAGE, dtype=np.uint8), pages))
+                        pos += good * stride
+                    if good < k:
+                        break
+                    window *= 8
                 continue
             if flags == RAM_SAVE_FLAG_EOS:
                 pos += 8
@@ -311,12 +382,12 @@ class RamPartReader(_Incremental):
             if kind_flag == RAM_SAVE_FLAG_PAGE:
                 if not page_ok or p + ps > n:
                     break
-                rec = PageRecord(block, addr, KIND_PAGE, data[p:p + ps])
+                one = (addr, CODE_PAGE, 0, arr[p:p + ps])
                 p += ps
             elif kind_flag == RAM_SAVE_FLAG_ZERO:
                 if p + 1 > n:
                     break
-                rec = PageRecord(block, addr, KIND_ZERO, b"", data[p])
+                one = (addr, CODE_ZERO, data[p], None)
                 p += 1
             elif kind_flag == RAM_SAVE_FLAG_XBZRLE:
                 if p + 3 > n or data[p] != ENCODING_FLAG_XBZRLE:
@@ -324,16 +395,37 @@ class RamPartReader(_Incremental):
                 xlen = data[p + 1] << 8 | data[p + 2]
                 if xlen > ps or xlen + 8 + 256 + 3 > max_record or p + 3 + xlen > n:
                     break
-                rec = PageRecord(block, addr, KIND_XBZRLE,
-                                 data[p + 3:p + 3 + xlen] if xlen else b"")
+                one = (addr, CODE_XBZRLE, 0, data[p + 3:p + 3 + xlen] if xlen else b"")
                 p += 3 + xlen
             else:
                 break
+            if block != pend_block:
+                flush_pending()
+                pend_block = block
+            pend.append(one)
             cur = block
-            append(rec)
             pos = p
+        flush_pending()
         ctx.current_block = cur
         return pos, eos
+
+
+def _single_run(block: str, recs: list, ps: int) -> PageRun:
+    """A PageRun of records decoded one by one: (offset, code, fill, data)."""
+    offsets = [r[0] for r in recs]
+    kinds = [r[1] for r in recs]
+    fills = None
+    if any(r[2] for r in recs):
+        fills = np.array([r[2] for r in recs], dtype=np.uint8)
+    pages = None
+    if CODE_PAGE in kinds:
+        pages = np.zeros((len(recs), ps), dtype=np.uint8)
+        for j, r in enumerate(recs):
+            if r[1] == CODE_PAGE:
+                pages[j] = r[3]
+        pages.flags.writeable = False
+    xdata = {j: r[3] for j, r in enumerate(recs) if r[1] == CODE_XBZRLE} or None
+    return PageRun(block, offsets, kinds, pages, fills, xdata)
 
 
 @dataclass

@@ -10,10 +10,14 @@ QEMU does.
 """
 from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
+                            PyBytes_GET_SIZE)
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_FromSsize_t
+from cpython.ref cimport Py_INCREF
 
 from operator import index as _index
 
@@ -27,6 +31,13 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
+
+    #if defined(__x86_64__) && defined(__SSE2__)
+    #include <emmintrin.h>
+    #define PD_SSE2 1
+    #define PD_L16(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
+    #define PD_EQ16(k) _mm_cmpeq_epi8(PD_L16(a + i + (k)), PD_L16(b + i + (k)))
+    #endif
 
     #define PD_LOW7 0x7f7f7f7f7f7f7f7fULL
     #define PD_HIGH 0x8080808080808080ULL
@@ -44,6 +55,32 @@ cdef extern from *:
     static inline Py_ssize_t pd_next_diff(const unsigned char *a, const unsigned char *b,
                                           Py_ssize_t i, Py_ssize_t n) {
         uint64_t x;
+    #ifdef PD_SSE2
+        /* one 16-byte compare first (changes are often close together), then 64
+           bytes a step: four 16-byte compares, the exact byte from the masks */
+        if (i + 16 <= n) {
+            unsigned m = (unsigned)_mm_movemask_epi8(PD_EQ16(0));
+            if (m != 0xffff) return i + __builtin_ctz(~m);
+            i += 16;
+        }
+        while (i + 64 <= n) {
+            __m128i e0 = PD_EQ16(0), e1 = PD_EQ16(16), e2 = PD_EQ16(32), e3 = PD_EQ16(48);
+            __m128i all = _mm_and_si128(_mm_and_si128(e0, e1), _mm_and_si128(e2, e3));
+            if (_mm_movemask_epi8(all) != 0xffff) {
+                uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(e0)
+                           | (uint64_t)(unsigned)_mm_movemask_epi8(e1) << 16
+                           | (uint64_t)(unsigned)_mm_movemask_epi8(e2) << 32
+                           | (uint64_t)(unsigned)_mm_movemask_epi8(e3) << 48;
+                return i + __builtin_ctzll(~m);
+            }
+            i += 64;
+        }
+        while (i + 16 <= n) {
+            unsigned m = (unsigned)_mm_movemask_epi8(PD_EQ16(0));
+            if (m != 0xffff) return i + __builtin_ctz(~m);
+            i += 16;
+        }
+    #endif
         while (i + 32 <= n) {
             uint64_t x0 = pd_load(a + i) ^ pd_load(b + i);
             uint64_t x1 = pd_load(a + i + 8) ^ pd_load(b + i + 8);
@@ -71,6 +108,19 @@ cdef extern from *:
        between bytes (unlike QEMU's cheaper has-zero test, only used as yes/no). */
     static inline Py_ssize_t pd_next_same(const unsigned char *a, const unsigned char *b,
                                           Py_ssize_t i, Py_ssize_t n) {
+    #ifdef PD_SSE2
+        while (i + 32 <= n) {
+            unsigned m0 = (unsigned)_mm_movemask_epi8(PD_EQ16(0));
+            unsigned m1 = (unsigned)_mm_movemask_epi8(PD_EQ16(16));
+            if (m0 | m1) return i + __builtin_ctz(m0 | (m1 << 16));
+            i += 32;
+        }
+        while (i + 16 <= n) {
+            unsigned m = (unsigned)_mm_movemask_epi8(PD_EQ16(0));
+            if (m) return i + __builtin_ctz(m);
+            i += 16;
+        }
+    #endif
         while (i + 8 <= n) {
             uint64_t x = pd_load(a + i) ^ pd_load(b + i);
             uint64_t z = ~(((x & PD_LOW7) + PD_LOW7) | x) & PD_HIGH;
@@ -142,49 +192,102 @@ cdef extern from *:
             i += r;
             if (d + count > dlen) { *a = d + count; *b = dlen; return 7; }
             if (i + count > slen) { *a = i + count; *b = slen; return 8; }
-            memcpy(dst + d, src + i, (size_t)count);
+            if (count == 1) dst[d] = src[i];
+            else memcpy(dst + d, src + i, (size_t)count);
             d += count;
             i += count;
         }
         return 0;
     }
 
-    /* memcmp per page is at memcmp bandwidth while pages are equal, but its exit
-       at a random byte of a changed page breaks the hardware prefetch stream (a
-       100 %-changed 1 GiB scan ran ~1.35x slower than a full memcmp).  Where the
-       CPU has AVX2 (checked at run time; the build stays portable) each 4 KiB
-       block is read whole, xor/or-accumulated, which streams like memcmp. */
+    /* changed_pages / zero_pages are memory-bandwidth bound.  What keeps them at
+       stream speed: no branch on freshly loaded data inside the scan (a
+       mispredict there throws away the loads already in flight for the next
+       pages and serialises on DRAM latency, which is what an early exit at a
+       random byte of a changed page does), the page read front to back (an
+       early load of the page's last line confuses the prefetcher), and the
+       32-byte loads of the first buffer aligned (Python's bytes data sits at
+       48 mod 64: every other unaligned load would split a cache line).  The
+       per-page result goes into the bitmap word without a branch.  AVX2 is
+       detected at run time; the build itself stays portable. */
     #if defined(__GNUC__) && defined(__x86_64__)
     #include <immintrin.h>
     #define PD_AVX2 1
+    #define PD_L32(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+    #define PD_X32(k) _mm256_xor_si256(PD_L32(x + (k)), PD_L32(y + (k)))
+    #define PD_OR _mm256_or_si256
+
+    /* 1 if x[0:n] != y[0:n]; n >= 32.  Overlapping head/tail loads are harmless. */
+    __attribute__((target("avx2")))
+    static inline int pd_differs_avx2(const unsigned char *x, const unsigned char *y, Py_ssize_t n) {
+        Py_ssize_t k = 32 - (Py_ssize_t)((uintptr_t)x & 31);
+        __m256i acc0 = PD_X32(0), acc1 = _mm256_setzero_si256();
+        for (; k + 128 <= n; k += 128) {
+            acc0 = PD_OR(acc0, PD_OR(PD_X32(k), PD_X32(k + 32)));
+            acc1 = PD_OR(acc1, PD_OR(PD_X32(k + 64), PD_X32(k + 96)));
+        }
+        for (; k + 32 <= n; k += 32) acc0 = PD_OR(acc0, PD_X32(k));
+        acc0 = PD_OR(acc0, PD_OR(acc1, PD_X32(n - 32)));
+        return !_mm256_testz_si256(acc0, acc0);
+    }
+
     __attribute__((target("avx2")))
     static Py_ssize_t pd_changed_avx2(const unsigned char *a, const unsigned char *b,
                                       Py_ssize_t npages, Py_ssize_t ps, uint64_t *bits) {
-        Py_ssize_t p, k, end, hits = 0;
+        Py_ssize_t p, hits = 0;
+        uint64_t word = 0;
         for (p = 0; p < npages; p++) {
-            const unsigned char *x = a + p * ps, *y = b + p * ps;
-            int diff = 0;
-            for (k = 0; k < ps && !diff; k = end) {
-                __m256i acc = _mm256_setzero_si256();
-                end = k + 4096 < ps ? k + 4096 : ps;
-                for (; k + 128 <= end; k += 128) {
-                    __m256i d0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k)),
-                                                  _mm256_loadu_si256((const __m256i *)(y + k)));
-                    __m256i d1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k + 32)),
-                                                  _mm256_loadu_si256((const __m256i *)(y + k + 32)));
-                    __m256i d2 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k + 64)),
-                                                  _mm256_loadu_si256((const __m256i *)(y + k + 64)));
-                    __m256i d3 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + k + 96)),
-                                                  _mm256_loadu_si256((const __m256i *)(y + k + 96)));
-                    acc = _mm256_or_si256(acc, _mm256_or_si256(_mm256_or_si256(d0, d1),
-                                                               _mm256_or_si256(d2, d3)));
+            uint64_t d = (uint64_t)pd_differs_avx2(a + p * ps, b + p * ps, ps);
+            word |= d << (p & 63);
+            hits += (Py_ssize_t)d;
+            if ((p & 63) == 63) { bits[p >> 6] = word; word = 0; }
+        }
+        if (npages & 63) bits[npages >> 6] = word;
+        return hits;
+    }
+
+    /* 1 if x[0:n] is all zero; n >= 32. */
+    __attribute__((target("avx2")))
+    static inline int pd_zero_avx2_page(const unsigned char *x, Py_ssize_t n) {
+        Py_ssize_t k = 32 - (Py_ssize_t)((uintptr_t)x & 31);
+        __m256i acc0 = PD_L32(x), acc1 = _mm256_setzero_si256();
+        for (; k + 128 <= n; k += 128) {
+            acc0 = PD_OR(acc0, PD_OR(PD_L32(x + k), PD_L32(x + k + 32)));
+            acc1 = PD_OR(acc1, PD_OR(PD_L32(x + k + 64), PD_L32(x + k + 96)));
+        }
+        for (; k + 32 <= n; k += 32) acc0 = PD_OR(acc0, PD_L32(x + k));
+        acc0 = PD_OR(acc0, PD_OR(acc1, PD_L32(x + n - 32)));
+        return _mm256_testz_si256(acc0, acc0);
+    }
+
+    /* Two modes per 64-page word, picked from the previous word: where zero pages
+       are rare, look at each page's first 64 bytes and skip it if they are not
+       zero (a 0 %-zero scan touches one line a page); where they are common,
+       read every page whole without a data-dependent branch (a mix of skipped and
+       read pages would mispredict on every page and stall on memory latency). */
+    __attribute__((target("avx2")))
+    static Py_ssize_t pd_zero_avx2(const unsigned char *a, Py_ssize_t npages, Py_ssize_t ps,
+                                   uint64_t *bits) {
+        Py_ssize_t p, w, end, hits = 0, prev = 64;
+        for (w = 0; w * 64 < npages; w++) {
+            uint64_t word = 0;
+            Py_ssize_t cnt;
+            end = (w + 1) * 64 < npages ? (w + 1) * 64 : npages;
+            if (prev >= 8) {
+                for (p = w * 64; p < end; p++)
+                    word |= (uint64_t)pd_zero_avx2_page(a + p * ps, ps) << (p & 63);
+            } else {
+                for (p = w * 64; p < end; p++) {
+                    const unsigned char *x = a + p * ps;
+                    __m256i v = PD_OR(PD_L32(x), PD_L32(x + 32));
+                    if (_mm256_testz_si256(v, v) && pd_zero_avx2_page(x, ps))
+                        word |= 1ULL << (p & 63);
                 }
-                diff = !_mm256_testz_si256(acc, acc) || (k < end && memcmp(x + k, y + k, (size_t)(end - k)));
             }
-            if (diff) {
-                bits[p >> 6] |= 1ULL << (p & 63);
-                hits++;
-            }
+            bits[w] = word;
+            cnt = __builtin_popcountll(word);
+            hits += cnt;
+            prev = cnt;
         }
         return hits;
     }
@@ -221,6 +324,10 @@ cdef extern from *:
     static Py_ssize_t pd_zero(const unsigned char *a, Py_ssize_t npages, Py_ssize_t ps,
                               uint64_t *bits) {
         Py_ssize_t p, hits = 0;
+    #ifdef PD_AVX2
+        if (ps >= 128 && __builtin_cpu_supports("avx2"))
+            return pd_zero_avx2(a, npages, ps, bits);
+    #endif
         for (p = 0; p < npages; p++) {
             if (pd_is_zero(a + p * ps, ps)) {
                 bits[p >> 6] |= 1ULL << (p & 63);
@@ -264,14 +371,19 @@ cdef inline int _check_multiple(Py_ssize_t n, Py_ssize_t page_size) except -1:
     return 0
 
 
-cdef list _bits_to_list(const uint64_t *bits, Py_ssize_t npages):
-    cdef list out = []
-    cdef Py_ssize_t w, nwords = (npages + 63) >> 6
+cdef list _bits_to_list(const uint64_t *bits, Py_ssize_t npages, Py_ssize_t hits):
+    """The set bits as a list of ints, built in place (`hits` of them)."""
+    cdef list out = PyList_New(hits)
+    cdef Py_ssize_t w, k = 0, nwords = (npages + 63) >> 6
     cdef uint64_t word
+    cdef object v
     for w in range(nwords):
         word = bits[w]
         while word:
-            out.append((w << 6) + __builtin_ctzll(word))
+            v = PyLong_FromSsize_t((w << 6) + __builtin_ctzll(word))
+            Py_INCREF(v)
+            PyList_SET_ITEM(out, k, v)
+            k += 1
             word &= word - 1
     return out
 
@@ -280,7 +392,7 @@ def changed_pages(old, new, Py_ssize_t page_size=4096):
     """Sorted indices of the pages that differ between two equal-length buffers."""
     cdef Py_buffer a, b
     cdef uint64_t *bits
-    cdef Py_ssize_t n, npages
+    cdef Py_ssize_t n, npages, hits
     _check_page_size(page_size)
     PyObject_GetBuffer(old, &a, PyBUF_SIMPLE)
     try:
@@ -296,9 +408,9 @@ def changed_pages(old, new, Py_ssize_t page_size=4096):
                 raise MemoryError()
             try:
                 with nogil:
-                    pd_changed(<const unsigned char *>a.buf, <const unsigned char *>b.buf,
-                               npages, page_size, bits)
-                return _bits_to_list(bits, npages)
+                    hits = pd_changed(<const unsigned char *>a.buf, <const unsigned char *>b.buf,
+                                      npages, page_size, bits)
+                return _bits_to_list(bits, npages, hits)
             finally:
                 free(bits)
         finally:
@@ -311,7 +423,7 @@ def zero_pages(buf, Py_ssize_t page_size=4096):
     """Indices of the pages of `buf` whose bytes are all zero."""
     cdef Py_buffer a
     cdef uint64_t *bits
-    cdef Py_ssize_t npages
+    cdef Py_ssize_t npages, hits
     _check_page_size(page_size)
     PyObject_GetBuffer(buf, &a, PyBUF_SIMPLE)
     try:
@@ -322,8 +434,8 @@ def zero_pages(buf, Py_ssize_t page_size=4096):
             raise MemoryError()
         try:
             with nogil:
-                pd_zero(<const unsigned char *>a.buf, npages, page_size, bits)
-            return _bits_to_list(bits, npages)
+                hits = pd_zero(<const unsigned char *>a.buf, npages, page_size, bits)
+            return _bits_to_list(bits, npages, hits)
         finally:
             free(bits)
     finally:
@@ -419,15 +531,26 @@ def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
         PyBuffer_Release(&dst)
 
 
+cdef inline int _read_view(object obj, Py_buffer *view) except -1:
+    """PyBUF_SIMPLE view; exact bytes (what migration passes) without the buffer protocol."""
+    if PyBytes_CheckExact(obj):
+        memset(view, 0, sizeof(Py_buffer))  # obj NULL: PyBuffer_Release is a no-op; the caller holds obj
+        view.buf = PyBytes_AS_STRING(obj)
+        view.len = PyBytes_GET_SIZE(obj)
+        return 0
+    PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+    return 0
+
+
 def xbzrle_encode(old, new, Py_ssize_t limit=4096):
     """QEMU XBZRLE delta from `old` to `new`; b"" if identical, None if over `limit`."""
     cdef Py_buffer a, b
     cdef unsigned char stack_out[STACK_OUT]
     cdef unsigned char *out = stack_out
     cdef Py_ssize_t n, cap, d
-    PyObject_GetBuffer(old, &a, PyBUF_SIMPLE)
+    _read_view(old, &a)
     try:
-        PyObject_GetBuffer(new, &b, PyBUF_SIMPLE)
+        _read_view(new, &b)
         try:
             n = a.len
             if n != b.len:
@@ -464,9 +587,9 @@ def xbzrle_decode(encoded, old):
     cdef int err
     cdef bytes page
     cdef unsigned char *dst
-    PyObject_GetBuffer(encoded, &e, PyBUF_SIMPLE)
+    _read_view(encoded, &e)
     try:
-        PyObject_GetBuffer(old, &o, PyBUF_SIMPLE)
+        _read_view(old, &o)
         try:
             # NULL: a fresh object (1-byte strings from data are shared singletons)
             page = PyBytes_FromStringAndSize(NULL, o.len)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..pages import PageRecord
+from ..pages import PageBatch, PageRecord
 from .devices import Devices
 from .disk import SECTOR_SIZE, PrimaryDisk, SecondaryDisk, diff_sectors
 from .net import (
@@ -296,8 +296,11 @@ class Guest:
         return self.disk.get_error()
 
     # -- GuestPort: primary ------------------------------------------------------
-    def collect_dirty_pages(self) -> list[PageRecord]:
-        return self.ram.collect_dirty(xbzrle=self.xbzrle)
+    def collect_dirty_pages(self) -> list[PageRecord] | PageBatch:
+        """The dirty pages (a PageBatch, a Sequence of PageRecords, without XBZRLE)."""
+        if self.xbzrle:
+            return self.ram.collect_dirty(xbzrle=True)
+        return self.ram.collect_dirty_batch()
 
     def save_devices(self) -> bytes:
         return self.devices.save_blob()
@@ -321,7 +324,7 @@ class Guest:
             raise ValueError(f"the {self.role} guest has no RAM cache")
         return self.cache
 
-    def cache_pages(self, records: list[PageRecord]) -> None:
+    def cache_pages(self, records: list[PageRecord] | PageBatch) -> None:
         self._cache().receive(records)
 
     def load_devices(self, blob: bytes) -> None:

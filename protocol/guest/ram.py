@@ -18,7 +18,17 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from ..pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO, PAGE_SIZE, PageRecord
+from ..pages import (
+    CODE_PAGE,
+    CODE_ZERO,
+    KIND_PAGE,
+    KIND_XBZRLE,
+    KIND_ZERO,
+    PAGE_SIZE,
+    PageBatch,
+    PageRecord,
+    PageRun,
+)
 from . import pagediff
 
 ZERO_PAGE = bytes(PAGE_SIZE)
@@ -158,7 +168,8 @@ class RamBlock:
         self.name = name
         self.size_bytes = size_bytes
         self.npages = size_bytes // PAGE_SIZE
-        self.mem = mmap.mmap(-1, size_bytes)
+        # private anonymous memory: sparse like a shared mapping, cheaper first-touch faults
+        self.mem = mmap.mmap(-1, size_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.dirty = Bitmap(self.npages)
         self.touched = Bitmap(self.npages)
         self.xbzrle_cache: dict[int, bytes] = {}
@@ -378,6 +389,37 @@ class Ram:
         if last is not None:
             self._cursor = last
         return records
+
+    def collect_dirty_batch(self) -> PageBatch:
+        """collect_dirty() without XBZRLE, as a PageBatch (no per-page objects).
+
+        Same records, order and side effects as `collect_dirty()`: per block,
+        the dirty pages are gathered into one array and zero pages found in C.
+        """
+        blocks = list(self.blocks.values())
+        start_block, start_page = self._cursor
+        first = blocks[start_block].dirty.index_array()
+        cut = int(np.searchsorted(first, start_page))
+        order = [(blocks[start_block], first[cut:])]
+        order += [(blocks[(start_block + k) % len(blocks)],
+                   blocks[(start_block + k) % len(blocks)].dirty.index_array())
+                  for k in range(1, len(blocks))]
+        order.append((blocks[start_block], first[:cut]))
+        runs: list[PageRun] = []
+        last: tuple[int, int] | None = None
+        for blk, indices in order:
+            if len(indices):
+                pages = np.take(blk.array(), indices, axis=0)
+                kinds = np.full(len(indices), CODE_PAGE, dtype=np.uint8)
+                zeros = pagediff.zero_pages(pages, PAGE_SIZE)
+                if zeros:
+                    kinds[np.asarray(zeros, dtype=np.int64)] = CODE_ZERO
+                runs.append(PageRun(blk.name, indices * PAGE_SIZE, kinds, pages))
+                last = (self._position(blk), blk.npages)
+            blk.dirty.clear_all()
+        if last is not None:
+            self._cursor = last
+        return PageBatch(runs)
 
     def _position(self, blk: RamBlock) -> int:
         return list(self.blocks).index(blk.name)

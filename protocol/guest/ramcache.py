@@ -20,8 +20,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..pages import KIND_PAGE, PAGE_SIZE, PageRecord
+from ..pages import CODE_PAGE, CODE_ZERO, KIND_PAGE, PAGE_SIZE, PageBatch, PageRecord
+from . import pagediff
 from .ram import Bitmap, Ram
+
+_CHUNK = 256      # pages per flush copy chunk (1 MiB of reused scratch)
 
 
 class RamCache:
@@ -31,6 +34,9 @@ class RamCache:
         self.cache = svm_ram.clone()                       # initial sync: cache == RAM
         self.bitmaps = {name: Bitmap(blk.npages) for name, blk in svm_ram.blocks.items()}
         self._undo: dict[tuple[str, int], bytes] = {}      # pre-checkpoint cache pages
+        #: bulk undo: (block, page indices, their old contents or None = were zero)
+        self._undo_runs: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        self._scratch: np.ndarray | None = None
         svm_ram.clear_dirty()                              # start the SVM's dirty log
         self.pages_received = 0
         self.pages_copied_total = 0
@@ -45,7 +51,12 @@ class RamCache:
     def receive(self, records: Iterable[PageRecord], bypass_cache: bool = False) -> int:
         """Load PVM pages into the cache only; returns how many were loaded."""
         if not bypass_cache:
-            if not isinstance(records, (list, tuple)):
+            if isinstance(records, PageBatch):
+                if self._receive_batch(records):
+                    self.pages_received += len(records)
+                    return len(records)
+                records = list(records)
+            elif not isinstance(records, (list, tuple)):
                 records = list(records)
             if self._receive_pages(records):
                 self.pages_received += len(records)
@@ -108,6 +119,75 @@ class RamCache:
         bitmap.set_many(idx)
         return True
 
+    def _receive_batch(self, batch: PageBatch) -> bool:
+        """Fast path of `receive` for a PageBatch of ZERO/PAGE records (no per-page
+        objects): per run, save the undo copies of the pages first received this
+        checkpoint (pages never written in the cache need none: they were zero),
+        then write the pages with one numpy scatter.  False (nothing done) when the
+        batch does not fit it (unknown block, XBZRLE, bad offsets)."""
+        blocks = self.cache.blocks
+        for run in batch.runs:
+            blk = blocks.get(run.block)
+            if blk is None or run.xdata:
+                return False
+            kinds, offs = run.kinds, run.offsets
+            is_page = kinds == CODE_PAGE
+            if not (is_page | (kinds == CODE_ZERO)).all() or (offs % PAGE_SIZE).any() \
+                    or int(offs.min()) < 0 or int(offs.max()) >= blk.size_bytes:
+                return False
+            if is_page.any() and (run.pages is None or len(run.pages) != len(offs)):
+                return False
+        for run in batch.runs:
+            name = run.block
+            blk = blocks[name]
+            bitmap = self.bitmaps[name]
+            idx = run.offsets // PAGE_SIZE
+            fresh = idx[~bitmap.test_many(idx)]
+            if len(fresh):
+                fresh = np.unique(fresh)
+                if self._undo:
+                    fresh = np.array([k for k in fresh.tolist() if (name, k) not in self._undo],
+                                     dtype=np.int64)
+                was = blk.touched.test_many(fresh)
+                if not was.all():
+                    self._undo_runs.append((name, fresh[~was], None))
+                if was.any():
+                    old = fresh[was]
+                    self._undo_runs.append((name, old, blk.gather(old)))
+            arr = blk.array()
+            is_page = run.kinds == CODE_PAGE
+            if is_page.all():
+                pages = run.pages
+                if pages.flags.c_contiguous:
+                    pagediff.scatter_pages(blk.mem, idx, pages, PAGE_SIZE)
+                else:
+                    arr[idx] = pages
+            else:
+                rows = np.flatnonzero(is_page)
+                if len(rows):
+                    arr[idx[rows]] = run.pages[rows]
+                zero = np.flatnonzero(~is_page)
+                fills = run.fills
+                arr[idx[zero]] = 0 if fills is None else fills[zero][:, None]
+            blk.touched.set_many(idx)
+            blk.stale.set_many(idx)
+            bitmap.set_many(idx)
+        return True
+
+    def _copy_pages(self, src, dst, idx: np.ndarray) -> None:
+        """dst pages idx := src pages idx, through a reused 1 MiB scratch."""
+        if self._scratch is None:
+            self._scratch = np.empty((_CHUNK, PAGE_SIZE), dtype=np.uint8)
+        scratch = self._scratch
+        arr = src.array()
+        for start in range(0, len(idx), _CHUNK):
+            part = idx[start:start + _CHUNK]
+            buf = scratch[:len(part)]
+            np.take(arr, part, axis=0, out=buf)
+            pagediff.scatter_pages(dst.mem, part, buf, PAGE_SIZE)
+        dst.touched.set_many(idx)
+        dst.stale.set_many(idx)
+
     def flush_set(self) -> dict[str, list[int]]:
         """The pages `flush` would copy: cache bitmap ∪ SVM dirty log (if included)."""
         out: dict[str, list[int]] = {}
@@ -122,15 +202,20 @@ class RamCache:
     def flush(self) -> int:
         """colo_flush_ram_cache: copy the flush set cache -> SVM RAM; returns its size."""
         copied = 0
-        for name, pages in self.flush_set().items():
+        for name, bitmap in self.bitmaps.items():
             src = self.cache.blocks[name]
             dst = self.svm_ram.blocks[name]
-            dst.put_pages(pages, src.gather(pages))
-            copied += len(pages)
-            self.bitmaps[name].clear_all()
+            pages = bitmap.index_array()
+            if self.include_svm_dirty and dst.dirty.count:
+                pages = np.union1d(pages, dst.dirty.index_array())
+            if len(pages):
+                self._copy_pages(src, dst, pages)
+                copied += len(pages)
+            bitmap.clear_all()
             if self.include_svm_dirty:
                 dst.dirty.clear_all()
         self._undo.clear()
+        self._undo_runs.clear()
         self.pages_copied_total += copied
         self.last_flush_pages = copied
         self.flushes += 1
@@ -142,6 +227,11 @@ class RamCache:
         for (name, index), data in self._undo.items():
             self.cache.blocks[name].put_page(index, data)
         self._undo.clear()
+        for name, idx, old in self._undo_runs:
+            blk = self.cache.blocks[name]
+            blk.put_pages(idx, old if old is not None
+                          else np.zeros((len(idx), PAGE_SIZE), dtype=np.uint8))
+        self._undo_runs.clear()
         for bitmap in self.bitmaps.values():
             bitmap.clear_all()
         self.discards += 1

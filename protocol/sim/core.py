@@ -18,7 +18,7 @@ from .. import faults as fl
 from ..endpoint import make_endpoint
 from ..errors import FaultSpecError, QmpCommandError
 from ..events import Event
-from ..transport.memory import P2S, S2P, MemoryLink
+from ..transport.memory import P2S, S2P, MemoryLink, size_of
 from .config import SimConfig
 from .invariants import KINDS as _INVARIANT_KINDS
 from .invariants import Invariants
@@ -180,18 +180,22 @@ class Simulation:
         side = "secondary" if d.direction == P2S else "primary"
         if self.link.closed or not self.alive[side]:
             self.emit("link", "lost", dir=d.direction, point=d.point, n=d.checkpoint,
-                      bytes=len(d.data), why="connection closed")
+                      bytes=size_of(d.data), why="connection closed")
             return
         if self.stalled[side]:
             self._held[side].append(d)
-            self.emit("link", "held", dir=d.direction, point=d.point, bytes=len(d.data),
+            self.emit("link", "held", dir=d.direction, point=d.point, bytes=size_of(d.data),
                       why=f"{side} is stopped")
             return
-        data = {"dir": d.direction, "point": d.point, "n": d.checkpoint, "bytes": len(d.data)}
+        parts = d.data if type(d.data) is tuple else (d.data,)
+        data = {"dir": d.direction, "point": d.point, "n": d.checkpoint,
+                "bytes": size_of(d.data)}
         if d.note:
             data["note"] = d.note
         self._record(Event(self.now, "link", "deliver", data))
-        self.eps[side].receive_data(d.data, self.now)
+        ep = self.eps[side]
+        for part in parts:
+            ep.receive_data(part, self.now)
 
     def _do_eof(self, side: str) -> None:
         if self.alive[side] and not self.stalled[side]:
@@ -324,7 +328,12 @@ class Simulation:
         if not batch:
             return
         direction = P2S if side == "primary" else S2P
-        data = batch[0].data if len(batch) == 1 else b"".join(g.data for g in batch)
+        if len(batch) == 1:
+            data = batch[0].data
+        elif sum(len(g.data) for g in batch) < 1 << 20:
+            data = b"".join(g.data for g in batch)
+        else:                        # a big burst travels as its pieces: no 100 MB join
+            data = tuple(g.data for g in batch)
         point = "+".join(g.point for g in batch)
         d = self.link.schedule(self.now, direction, data, point, batch[-1].checkpoint)
         self._push(d.at_ms, "deliver", d)

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 P2S, S2P = "P>S", "S>P"
 
 
+def size_of(data) -> int:
+    """Bytes in a delivery's data: one bytes object, or a burst's pieces (a tuple)."""
+    return sum(len(p) for p in data) if type(data) is tuple else len(data)
+
+
 @dataclass(slots=True)
 class Delivery:
     at_ms: float
@@ -37,12 +42,14 @@ class MemoryLink:
     def schedule(self, now: float, direction: str, data: bytes, point: str,
                  checkpoint: int, extra_delay_ms: float = 0.0, note: str = "") -> Delivery:
         """When would these bytes arrive if sent now?  (Keeps per-direction order.)"""
+        size = size_of(data)
         start = max(now, self._free_at[direction], self.held_until_ms)
-        done = start + len(data) / self.bytes_per_ms
+        done = start + size / self.bytes_per_ms
         # a delayed piece holds back everything behind it: TCP never reorders a stream
         self._free_at[direction] = done + extra_delay_ms
-        if self.keep_wire and len(self.wire[direction]) + len(data) <= self.max_wire_bytes:
-            self.wire[direction] += data
+        if self.keep_wire and len(self.wire[direction]) + size <= self.max_wire_bytes:
+            for part in data if type(data) is tuple else (data,):
+                self.wire[direction] += part
         return Delivery(done + self.latency_ms + extra_delay_ms, direction, data, point,
                         checkpoint, note)
 
