@@ -138,8 +138,9 @@ class Node:
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
-        from . import stream  # noqa: F401 - load the codec's stream modules (and numpy) now,
-        #                       not while the first COLO bytes (and a heartbeat) are waiting
+        # load the stream codec (and numpy) now, not while the first COLO bytes and a
+        # heartbeat are waiting
+        from . import stream  # noqa: F401
         from .transport.tcp import new_loop
         loop = new_loop(self.uvloop)
         try:
