@@ -34,8 +34,16 @@ from . import pagediff
 ZERO_PAGE = bytes(PAGE_SIZE)
 _WORDS = PAGE_SIZE // 8
 #: fixed (seeded) weights of the per-page hash: h(page) = sum(mix(w_i) * W_i) mod 2**64
-_PAGE_HASH_WEIGHTS = np.random.default_rng(0xC010).integers(
-    0, 2**64, size=_WORDS, dtype=np.uint64, endpoint=False) | np.uint64(1)
+def _splitmix_weights(seed: int, n: int) -> np.ndarray:
+    """n SplitMix64 outputs, vectorised: fixed weights, nothing drawn at random."""
+    z = (np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+         + np.uint64(seed))
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+_PAGE_HASH_WEIGHTS = _splitmix_weights(0xC010, _WORDS) | np.uint64(1)
 _HASH_CHUNK = 256          # pages per hashing chunk (2 MiB of u64 scratch)
 
 

@@ -39,3 +39,12 @@ def test_protocol_has_no_sleep_or_module_random():
             if bad in text:
                 offenders.append(f"{rel}: {bad}")
     assert not offenders
+
+
+def test_the_core_draws_no_random_numbers():
+    core = [ROOT / "protocol" / "guest" / n for n in ("ram.py", "ramcache.py", "net.py",
+                                                      "devices.py", "disk.py", "model.py",
+                                                      "workload.py", "pagediff.py")]
+    core += [ROOT / "protocol" / n for n in ("stream.py", "streamdecode.py", "pages.py")]
+    for path in core:
+        assert "np.random" not in path.read_text() and "numpy.random" not in path.read_text()
