@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="periodic", choices=("periodic", "hybrid"),
                    help="COLO mode (default: periodic)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed (default: 1)")
+    p.add_argument("--guest", default="model", choices=("model", "null"),
+                   help="model (default): RAM, devices, disk and packets, so the heat map "
+                        "and the buffered packets show; null: the control protocol alone")
     p.add_argument("--transport", default="sim", choices=("sim", "tcp"),
                    help="sim: the deterministic simulator (default); tcp: the two endpoints "
                         "over a real loopback TCP connection, through the uvloop engine")
@@ -59,7 +62,8 @@ def run_app(args) -> int:
     try:
         config = SimConfig(dialect=getattr(args, "dialect", "qemu") or "qemu",
                            mode=getattr(args, "mode", "periodic") or "periodic",
-                           seed=getattr(args, "seed", 1) or 1)
+                           seed=getattr(args, "seed", 1) or 1,
+                           guest=getattr(args, "guest", "model") or "model")
         controller = make_live(args, config)
         if controller is None:
             controller = Controller(config)

@@ -25,6 +25,7 @@ from .invariants import Invariants
 
 SIDES = ("primary", "secondary")
 _WATCH = frozenset(("checkpoint", "error", "colo-exit", "load", "vm"))
+_BACKGROUND = frozenset(("client", "guest-tick"))
 OTHER = {"primary": "secondary", "secondary": "primary"}
 
 
@@ -84,6 +85,7 @@ class Simulation:
         self._arbiter_pending = False
         self._eof_sent = {s: False for s in SIDES}
         self._last_progress = 0.0
+        self._n_protocol = 0          # events of the protocol (not the client's traffic)
         self._watchdog_fired = False
         self.invariants = Invariants(self)
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
@@ -121,6 +123,8 @@ class Simulation:
         self._record(Event(self.now, side, kind, data))
 
     def _record(self, ev: Event) -> None:
+        if ev.side != "client":
+            self._n_protocol += 1
         ev.seq = self.seq
         self.seq += 1
         if self.keep_events:
@@ -135,6 +139,7 @@ class Simulation:
         if self.finished:
             return []
         first = len(self.events)
+        mark, background = self._n_protocol, 0
         while True:
             if not self._queue:
                 if self._watchdog_due(force=True):
@@ -146,15 +151,23 @@ class Simulation:
                 continue            # superseded
             if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
                 continue
-            break
-        self.now = max(self.now, at)
-        self._advance_guests()
-        self._handlers[kind](payload)
-        self._collect()
-        self._schedule_guest()
+            self.now = max(self.now, at)
+            self._advance_guests()
+            self._handlers[kind](payload)
+            self._collect()
+            self._schedule_guest()
+            background += 1
+            if kind not in _BACKGROUND or not self._queue or self._n_protocol != mark \
+                    or background >= 1000 or self.now > self.max_time_ms \
+                    or self._watchdog_due():
+                break
+            # client traffic and compare scans are the guest's life, not protocol steps:
+            # a step ends at the next happening of the protocol itself
         self.steps += 1
         self._check_end()
         return self.events[first:]
+
+
 
     def run(self, max_steps: int | None = None) -> None:
         limit = max_steps if max_steps is not None else self.cfg.max_steps
@@ -259,6 +272,7 @@ class Simulation:
                 continue
             evs = ep.take_events()
             if evs:
+                self._n_protocol += len(evs)
                 seq = self.seq
                 for ev in evs:
                     ev.seq = seq

@@ -6,7 +6,8 @@
 * Receiving: an ``asyncio.BufferedProtocol`` reads into one preallocated
   buffer; every read is fed to ``Endpoint.receive_data`` at once.
 * Sending: after every wake-up (data, EOF, timer, operator input) the engine
-  gathers the endpoint's output and writes it once (``coalesce=True``);
+  gathers the endpoint's output and writes it once (``coalesce=True``: joined
+  when small, else one gathered ``writelines`` so a big RAM part is not copied);
   ``coalesce=False`` writes each piece separately, as QEMU's separate
   ``qemu_fflush`` calls do (with Nagle on, that is what makes QEMU's ≈40 ms
   delayed-ACK stalls).
@@ -30,8 +31,13 @@ import os
 import socket
 import time
 
-TERMINAL = ("ERROR", "DONE", "SHUTDOWN")
-RECV_BUFFER_BYTES = 256 << 10
+_monotonic = time.monotonic
+
+TERMINAL = frozenset(("ERROR", "DONE", "SHUTDOWN"))
+#: coalesced output up to this size is joined into one bytes object; beyond it
+#: the pieces go out in one gathered write (no copy of a big RAM part)
+JOIN_MAX_BYTES = 64 << 10
+RECV_BUFFER_BYTES = 1 << 20     # bulk: fewer wake-ups per MiB (measured +20 %)
 MAX_PENDING_BYTES = 300 << 20
 MAX_WRITE_BUFFER_BYTES = 1 << 30
 
@@ -121,7 +127,7 @@ class Engine:
     def now_ms(self) -> float:
         # time.monotonic(), not loop.time(): uvloop's clock is cached per
         # iteration with 1 ms resolution
-        return (time.monotonic() - self.t0) * 1000.0
+        return (_monotonic() - self.t0) * 1000.0
 
     def _loop_time(self, ms: float) -> float:
         return self.loop.time() + max(0.0, ms - self.now_ms()) / 1000.0
@@ -178,11 +184,12 @@ class Engine:
     def _on_data(self, nbytes: int) -> None:
         if self.detached:
             return
-        now = self.now_ms()
+        now = (_monotonic() - self.t0) * 1000.0
         self.bytes_in += nbytes
         self.last_rx_ms = now
-        if self.before_input is not None:
-            self.before_input(now)
+        before = self.before_input
+        if before is not None:
+            before(now)
         self.ep.receive_data(self._view[:nbytes], now)
         self.pump()
 
@@ -219,10 +226,13 @@ class Engine:
         try:
             fn(*args)
         except Exception as exc:   # noqa: BLE001
-            self.crashed = exc
-            if self.on_crash is None:
-                raise
-            self.on_crash(exc)
+            self._crash(exc)
+
+    def _crash(self, exc: BaseException) -> None:
+        self.crashed = exc
+        if self.on_crash is None:
+            raise exc
+        self.on_crash(exc)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -244,10 +254,21 @@ class Engine:
         t = self.transport
         if segs and t is not None and not t.is_closing():
             if self.coalesce:
-                data = b"".join(s.data for s in segs) if len(segs) > 1 else segs[0].data
-                t.write(data)
+                if len(segs) == 1:
+                    data = segs[0].data
+                    t.write(data)
+                    n = len(data)
+                else:
+                    parts = [s.data for s in segs]
+                    n = sum(map(len, parts))
+                    if n <= JOIN_MAX_BYTES:
+                        t.write(b"".join(parts))
+                    else:
+                        # one gathered write (uvloop: writev) instead of copying a
+                        # big RAM part into a joined buffer
+                        t.writelines(parts)
                 self.writes += 1
-                self.bytes_out += len(data)
+                self.bytes_out += n
             else:
                 for s in segs:
                     t.write(s.data)
@@ -255,12 +276,14 @@ class Engine:
                     self.bytes_out += len(s.data)
             if t.get_write_buffer_size() > self.max_write_buffer_bytes:
                 t.abort()
-        if events and self.on_events is not None:
-            self.on_events(events)
+        if events:
+            on_events = self.on_events
+            if on_events is not None:
+                on_events(events)
         if t is not None and not self._closing:
             if ep.close_requested:
                 self.shutdown()
-            elif ep.state in TERMINAL and self._reading:
+            elif self._reading and ep.state in TERMINAL:
                 if self.close_on_error and ep.state == "ERROR":
                     self.shutdown()
                 else:
@@ -269,18 +292,33 @@ class Engine:
                         t.pause_reading()
                     except (RuntimeError, AttributeError):
                         pass
-        self._reschedule()
+        if not self.detached:
+            dl = ep.next_deadline()
+            if dl != self._timer_at:
+                self._arm(dl)
 
     def _reschedule(self) -> None:
         if self.detached:
             return
         dl = self.ep.next_deadline()
-        if dl == self._timer_at:
-            return
-        self._cancel_timer()
+        if dl != self._timer_at:
+            self._arm(dl)
+
+    def _arm(self, dl: float | None) -> None:
+        """(Re-)arm the one loop timer for endpoint deadline ``dl`` (ms)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = dl
         if dl is not None:
-            self._timer_at = dl
-            self._timer = self.loop.call_at(self._loop_time(dl), self._guard, self._on_timer)
+            delay = (dl - (_monotonic() - self.t0) * 1000.0) / 1000.0
+            self._timer = self.loop.call_later(delay if delay > 0.0 else 0.0, self._fire)
+
+    def _fire(self) -> None:
+        try:
+            self._on_timer()
+        except Exception as exc:   # noqa: BLE001
+            self._crash(exc)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -334,7 +372,11 @@ def _protocol_class():
                 return self.engine._view
 
             def buffer_updated(self, nbytes: int) -> None:
-                self.engine._guard(self.engine._on_data, nbytes)
+                engine = self.engine
+                try:
+                    engine._on_data(nbytes)
+                except Exception as exc:   # noqa: BLE001
+                    engine._crash(exc)
 
             def eof_received(self):
                 self.engine._guard(self.engine._on_eof)
