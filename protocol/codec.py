@@ -170,7 +170,7 @@ class Decoder:
         return msg
 
     def _start_ram(self) -> None:
-        from .stream import RamContext, RamPartReader
+        from .streamdecode import RamContext, RamPartReader   # loaded once, then cached
         if self._ram_ctx is None:
             self._ram_ctx = RamContext()
         self._reader = RamPartReader(self._ram_ctx)
@@ -179,7 +179,7 @@ class Decoder:
 
     def _next_ram(self):
         from .pages import PageBatch
-        from .stream import StreamError
+        from .streamdecode import StreamError
         reader = self._reader
         buf = self._buf
         # the bulk path may keep page data as views into our buffer (no copy):
