@@ -23,6 +23,7 @@ from protocol import dialects
 from protocol.events import Event
 from protocol.guestport import NullGuest
 from protocol.record import format as rf
+from protocol.record.playback import ReadSide
 from protocol.sim.config import SimConfig
 
 SIDES = ("primary", "secondary")
@@ -32,28 +33,16 @@ class LiveError(ValueError):
     pass
 
 
-class _LiveSim:
+class _LiveSim(ReadSide):
     """The read side the UIs use (like Simulation), filled by a source."""
 
     def __init__(self, cfg: SimConfig, eps: dict) -> None:
         self.cfg = cfg
         self.dialect = dialects.get(cfg.dialect)
         self.peer_dialect = self.dialect
-        self.eps = eps
-        self.events: list[Event] = []
-        self.alive = {s: True for s in SIDES}
-        self.stalled = {s: False for s in SIDES}
-        self.guests = {s: getattr(eps[s], "guest", None) or NullGuest() for s in SIDES}
-        self.faults: list = []
-        self.fired: set = set()
-        self.inputs: list = []
-        self.steps = 0
-        self.now = 0.0
-        self.hung = None
-        self.premise_broken = False
+        self._init_read_side(eps, {s: getattr(eps[s], "guest", None) or NullGuest()
+                                   for s in SIDES}, None)
         self.finished = False
-        self.invariants = type("NoInvariants", (), {"ok": {}, "violations": []})()
-        self.on_event = None
 
     def outcome(self) -> str:
         running = [s for s in SIDES if self.eps[s].run_state == "running"]

@@ -170,7 +170,7 @@ class Decoder:
         return msg
 
     def _start_ram(self) -> None:
-        from .streamdecode import RamContext, RamPartReader   # loaded once, then cached
+        from .streamdecode import RamContext, RamPartReader  # loaded once, then cached
         if self._ram_ctx is None:
             self._ram_ctx = RamContext()
         self._reader = RamPartReader(self._ram_ctx)

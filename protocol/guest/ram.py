@@ -364,11 +364,9 @@ class Ram:
             self._cursor = last
         return records
 
-    def _collect_dirty_fast(self) -> list[PageRecord]:
-        """collect_dirty without XBZRLE: numpy bitmap scan.
-
-        Dirty indices come from numpy, one tight loop per block.
-        """
+    def _dirty_scan_order(self) -> list:
+        """[(block, dirty page indices)] in QEMU's scan order: from where the last
+        pass stopped, around all blocks, back to the start of that block."""
         blocks = list(self.blocks.values())
         start_block, start_page = self._cursor
         first = blocks[start_block].dirty.index_array()
@@ -378,6 +376,14 @@ class Ram:
                    blocks[(start_block + k) % len(blocks)].dirty.index_array())
                   for k in range(1, len(blocks))]
         order.append((blocks[start_block], first[:cut]))
+        return order
+
+    def _collect_dirty_fast(self) -> list[PageRecord]:
+        """collect_dirty without XBZRLE: numpy bitmap scan.
+
+        Dirty indices come from numpy, one tight loop per block.
+        """
+        order = self._dirty_scan_order()
         records: list[PageRecord] = []
         append = records.append
         last: tuple[int, int] | None = None
@@ -404,15 +410,7 @@ class Ram:
         Same records, order and side effects as `collect_dirty()`: per block,
         the dirty pages are gathered into one array and zero pages found in C.
         """
-        blocks = list(self.blocks.values())
-        start_block, start_page = self._cursor
-        first = blocks[start_block].dirty.index_array()
-        cut = int(np.searchsorted(first, start_page))
-        order = [(blocks[start_block], first[cut:])]
-        order += [(blocks[(start_block + k) % len(blocks)],
-                   blocks[(start_block + k) % len(blocks)].dirty.index_array())
-                  for k in range(1, len(blocks))]
-        order.append((blocks[start_block], first[:cut]))
+        order = self._dirty_scan_order()
         runs: list[PageRun] = []
         last: tuple[int, int] | None = None
         for blk, indices in order:

@@ -76,7 +76,27 @@ class SideView:
                 "error": self.error, "checkpoint_delay_ms": self.checkpoint_delay_ms}
 
 
-class Playback:
+class ReadSide:
+    """What the UIs read of a session that is not simulated here (playback, live)."""
+
+    def _init_read_side(self, eps: dict, guests: dict, on_event) -> None:
+        self.eps = eps
+        self.guests = guests
+        self.on_event = on_event
+        self.events: list[Event] = []
+        self.alive = {s: True for s in SIDES}
+        self.stalled = {s: False for s in SIDES}
+        self.faults: list = []
+        self.fired: set = set()
+        self.inputs: list = []
+        self.steps = 0
+        self.now = 0.0
+        self.hung = None
+        self.premise_broken = False
+        self.invariants = type("NoInvariants", (), {"ok": {}, "violations": []})()
+
+
+class Playback(ReadSide):
     def __init__(self, rec: Recording, *, on_event=None) -> None:
         head = rec.header
         self.recording = rec
@@ -86,21 +106,9 @@ class Playback:
         self.dialect = dialects.get(self.cfg.dialect)
         self.peer_dialect = self.dialect
         self._recorded = rec.events
-        self.events: list[Event] = []
-        self.on_event = on_event
-        self.eps = {s: SideView(s, self.dialect) for s in SIDES}
-        self.alive = {s: True for s in SIDES}
-        self.stalled = {s: False for s in SIDES}
-        self.guests = {s: self.eps[s].guest for s in SIDES}
-        self.faults: list = []
-        self.fired: set = set()
-        self.inputs: list = []
-        self.steps = 0
-        self.now = 0.0
-        self.hung = None
-        self.premise_broken = False
+        eps = {s: SideView(s, self.dialect) for s in SIDES}
+        self._init_read_side(eps, {s: eps[s].guest for s in SIDES}, on_event)
         self.ended: str | None = None
-        self.invariants = type("NoInvariants", (), {"ok": {}, "violations": []})()
 
     @property
     def finished(self) -> bool:
