@@ -8,9 +8,10 @@ from ._nodes import NodeProc, free_port, wait_for
 def test_attach_status_checkpoint_and_failover(tmp_path):
     addr = f"127.0.0.1:{free_port()}"
     sec = NodeProc("secondary", tmp_path, addr, "--checkpoint-delay", "200")
-    pri = NodeProc("primary", tmp_path, addr, "--checkpoint-delay", "200")
+    pri = None
     try:
-        sec.wait_ready()
+        sec.wait_ready()          # listening (it binds before it opens QMP)
+        pri = NodeProc("primary", tmp_path, addr, "--checkpoint-delay", "200")
         pri.wait_ready()
         wait_for(lambda: pri.commits() >= 1, what="a first checkpoint")
         script = "status\ncheckpoint\nheartbeat secondary\nevents 2\nstatus\nheartbeat sec\n"
@@ -25,5 +26,6 @@ def test_attach_status_checkpoint_and_failover(tmp_path):
         assert r.returncode == 1 and "line 6" in r.stderr
         assert "GenericError" in out or "not enabled" in out or "error" in r.stderr
     finally:
-        pri.stop()
+        if pri is not None:
+            pri.stop()
         sec.stop()
