@@ -121,7 +121,7 @@ def test_fault_ends_in_defined_state(tmp_path, spec):
 
 
 def test_no_fault_keeps_going_through_proxy(tmp_path):
-    nodes, proxy, ends, going = run_scenario(tmp_path, None, settle_s=0.3)
+    nodes, proxy, ends, going = run_scenario(tmp_path, None, settle_s=1.5)
     assert going and ends == {"primary": ends["primary"], "secondary": ends["secondary"]}
     assert nodes["secondary"].commits() >= 3
 
