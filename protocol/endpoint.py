@@ -23,6 +23,7 @@ from .guestport import NullGuest
 ERROR = "ERROR"
 DONE = "DONE"          # left COLO by failover
 SHUTDOWN = "SHUTDOWN"
+_STOPPED = frozenset((ERROR, DONE, SHUTDOWN))
 
 # migration status (query-migrate)
 MIG_SETUP, MIG_ACTIVE, MIG_COLO, MIG_COMPLETED, MIG_FAILED = (
@@ -203,10 +204,11 @@ class Endpoint:
             self.emit("ignored", bytes=len(data), why=f"no COLO thread reads in {self.state}")
             return
         try:
-            self.decoder.feed(data)
-            for item in self.decoder.items():
+            dec = self.decoder
+            dec.feed(data)
+            while (item := dec.next_item()) is not None:
                 self._on_item(item)
-                if self.state in (ERROR, DONE, SHUTDOWN):
+                if self.state in _STOPPED:
                     break
         except ProtocolError as exc:
             self.enter_error(str(exc), remote=not isinstance(exc, LocalProtocolError))
