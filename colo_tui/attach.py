@@ -123,11 +123,9 @@ def run_attached(args, stdin=None, out=None, err=None) -> int:
         return 1
     try:
         if getattr(args, "file", None):
-            try:
-                with open(args.file, encoding="utf-8") as fh:
-                    lines = fh.read().splitlines()
-            except OSError as exc:
-                print(f"colo repl: error: cannot read {args.file}: {exc.strerror}", file=err)
+            from .commands.parser import read_script
+            lines = read_script(args.file, err)
+            if lines is None:
                 return 2
         elif not stdin.isatty():
             lines = stdin.read().splitlines()

@@ -209,3 +209,13 @@ _COMMENT = re.compile(r"(^|\s)#.*$")     # '#N' inside a fault spec is not a com
 def strip_comment(raw: str) -> str:
     """A script line without its ``# comment`` (``#N`` inside a fault spec stays)."""
     return _COMMENT.sub("", raw).strip()
+
+
+def read_script(path: str, err) -> list[str] | None:
+    """The lines of a script file, or None after printing why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except OSError as exc:
+        print(f"colo repl: error: cannot read {path}: {exc.strerror}", file=err)
+        return None

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from ..commands import confirmation, execute, run_state, state_of
-from ..commands.parser import strip_comment
+from ..commands.parser import read_script, strip_comment
 from . import render
 
 _strip = strip_comment
@@ -47,11 +47,8 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
         print(f"colo repl: error: {exc}", file=err)
         return 2
     if getattr(args, "file", None):
-        try:
-            with open(args.file, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-        except OSError as exc:
-            print(f"colo repl: error: cannot read {args.file}: {exc.strerror}", file=err)
+        lines = read_script(args.file, err)
+        if lines is None:
             return 2
         return run_script(c, lines, args.file, out, err)
     if not stdin.isatty():

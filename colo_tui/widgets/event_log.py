@@ -7,14 +7,15 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input
+
+from .follow import FollowTail
 
 SIDE_COL = {"primary": 0, "secondary": 1}
 
 
-class LogLines(ScrollView, can_focus=True):
+class LogLines(FollowTail, can_focus=True):
     inherit_bindings = False
     BINDINGS = [Binding("up", "lines(-1)", show=False), Binding("down", "lines(1)", show=False),
                 Binding("pageup", "lines(-10)", show=False),
@@ -47,19 +48,6 @@ class LogLines(ScrollView, can_focus=True):
             self.call_after_refresh(self._to_end)
         self.refresh()
 
-    # follow the newest line until the user scrolls up (back to the end: follow again)
-    follow = True
-
-    def _to_end(self) -> None:
-        if self.follow:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
-
-    def on_resize(self, _event) -> None:
-        self.call_after_refresh(self._to_end)
-
-    def on_mouse_scroll_up(self, _event) -> None:
-        self.follow = False
-
     def action_lines(self, delta: int) -> None:
         top = self._top()
         self.follow = False
@@ -67,11 +55,6 @@ class LogLines(ScrollView, can_focus=True):
         self.call_after_refresh(self._at_end)
         self.refresh()
 
-    def on_mouse_scroll_down(self, _event) -> None:
-        self.call_after_refresh(self._at_end)
-
-    def _at_end(self) -> None:
-        self.follow = self.scroll_y >= self.max_scroll_y
 
     def _top(self) -> int:
         """First shown line: pinned to the end while following (whatever the

@@ -11,9 +11,9 @@ from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from .follow import FollowTail
 from .models import LadderRow
 
 _ICON = {"fault": "↯ ", "error": "✖ ", "lost": "✗ ", "note": ""}
@@ -49,7 +49,7 @@ def row_text(row: LadderRow, inner: int) -> str:
     return label.center(inner)
 
 
-class LadderView(ScrollView, can_focus=True):
+class LadderView(FollowTail, can_focus=True):
     """Rows come down as data; clicks and cursor moves go up as `Selected`."""
 
     inherit_bindings = False
@@ -79,8 +79,6 @@ class LadderView(ScrollView, can_focus=True):
         self.selected: int | None = None
 
     # ---------------------------------------------------------------- data
-    follow = True        # keep the newest row in view until the user looks back
-
     def show(self, rows: list[LadderRow], version: int, selected: int | None) -> None:
         changed = version != self.version or rows is not self.rows or len(rows) != len(self.rows)
         top = self._top()                       # where the view is before the update
@@ -100,22 +98,6 @@ class LadderView(ScrollView, can_focus=True):
             self.call_after_refresh(self._to_end)
         if changed or moved:
             self.refresh()
-
-    def _to_end(self) -> None:
-        if self.follow:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
-
-    def on_resize(self, _event) -> None:
-        self.call_after_refresh(self._to_end)
-
-    def on_mouse_scroll_up(self, _event) -> None:
-        self.follow = False
-
-    def on_mouse_scroll_down(self, _event) -> None:
-        self.call_after_refresh(self._at_end)
-
-    def _at_end(self) -> None:
-        self.follow = self.scroll_y >= self.max_scroll_y
 
     def _index(self, seq: int) -> int | None:
         for i in range(len(self.rows) - 1, -1, -1):

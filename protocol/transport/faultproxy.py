@@ -265,15 +265,9 @@ class FaultProxy:
         if self._colo is None:
             return
         self._emit("closed", how="reset" if reset else "close")
+        from .tcp import abort_transport
         for w in self._colo:
             if reset:
-                sock = w.get_extra_info("socket")
-                if sock is not None:
-                    try:
-                        from .tcp import set_reset_on_close
-                        set_reset_on_close(sock)
-                    except OSError:
-                        pass
-                w.transport.abort()
+                abort_transport(w.transport, reset=True)
             else:
                 w.close()

@@ -79,6 +79,18 @@ def set_reset_on_close(sock) -> None:
 
 
 
+def abort_transport(transport, reset: bool = False) -> None:
+    """Drop a connection now; with ``reset`` the peer sees an RST, not a FIN."""
+    if reset:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                set_reset_on_close(sock)
+            except OSError:
+                pass
+    transport.abort()
+
+
 class Engine:
     """Drive ``endpoint`` over one connection on ``loop``.
 
@@ -338,15 +350,8 @@ class Engine:
         t = self.transport
         if t is None:
             return
-        if reset:
-            sock = t.get_extra_info("socket")
-            if sock is not None:
-                try:
-                    set_reset_on_close(sock)
-                except OSError:
-                    pass
         self._closing = True
-        t.abort()
+        abort_transport(t, reset)
 
     def close_timers(self) -> None:
         self._cancel_timer()
