@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from .build import build
 
 RUN1 = Path(os.environ.get("COLO_QEMU_RUN1", "/work/shared/qemu-colo/run1"))
 
@@ -20,3 +23,19 @@ def run1() -> Path:
 def run1_bytes(run1) -> tuple[bytes, bytes]:
     return ((run1 / "primary_to_secondary.bin").read_bytes(),
             (run1 / "secondary_to_primary.bin").read_bytes())
+
+
+@pytest.fixture
+def procs():
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+    assert all(p.poll() is not None for p in started)
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("qemu-build"))

@@ -12,124 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from protocol.transport.liveproxy import LiveProxy
 
-from .build import build, missing_tools
+from ._qemu import CAP, REAL_QEMU, Side, free_port, stall_report
 
-QEMU = shutil.which("qemu-system-x86_64")
-pytestmark = [
-    pytest.mark.skipif(platform.machine() != "x86_64",
-                       reason=f"real-QEMU COLO test needs an x86_64 host, not "
-                              f"{platform.machine()}"),
-    pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed "
-                       "(run .ci/qemu-setup.sh: Debian package qemu-system-x86)"),
-    pytest.mark.skipif(missing_tools() is not None, reason=str(missing_tools())),
-    pytest.mark.timeout(240),
-]
+pytestmark = REAL_QEMU
 FAULT = "close@checkpoint-request#6"
-CAP = {"capabilities": [{"capability": "x-colo", "state": True}]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Side:
-    def __init__(self, name: str, work: Path, art: dict, procs: list) -> None:
-        self.name, self.work = name, work
-        self.qmp_path = work / f"{name}.qmp"
-        cmd = [QEMU, "-name", f"{name},debug-threads=on", "-machine", "pc,accel=tcg",
-               "-cpu", "qemu64", "-m", "128M", "-smp", "1", "-nodefaults", "-vga", "std",
-               "-display", "none", "-nic", "none", "-kernel", str(art["guest"]),
-               "-serial", f"file:{work / name}.serial",
-               "-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-msg", "timestamp=on"]
-        if name == "secondary":
-            cmd += ["-incoming", "defer"]
-        env = dict(os.environ, LD_PRELOAD=str(art["shim"]))
-        self.log = open(work / f"{name}.stderr", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        procs.append(self.proc)
-        self.events: list[dict] = []
-        self.qmp = None
-
-    async def connect(self) -> None:
-        from qemu.qmp import EventListener, QMPClient
-        deadline = time.monotonic() + 20
-        while not self.qmp_path.exists():
-            assert self.proc.poll() is None, f"{self.name} exited: {self._stderr()}"
-            assert time.monotonic() < deadline, f"{self.name}: no QMP socket"
-            await asyncio.sleep(0.05)
-        self.qmp = QMPClient(self.name)
-        listener = EventListener()
-        self.qmp.register_listener(listener)
-        await asyncio.wait_for(self.qmp.connect(str(self.qmp_path)), 10)
-
-        async def collect():
-            async for ev in listener:
-                self.events.append({"event": ev["event"], "data": ev.get("data", {}),
-                                    "t": time.monotonic()})
-        self._task = asyncio.ensure_future(collect())
-
-    async def ex(self, cmd: str, args: dict | None = None):
-        return await asyncio.wait_for(self.qmp.execute(cmd, args), 10)
-
-    async def wait_event(self, name: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for ev in self.events:
-                if ev["event"] == name:
-                    return ev
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{self.name}: no {name} within {timeout} s; got "
-                             f"{[e['event'] for e in self.events][-10:]}; {self._stderr()}")
-
-    def _stderr(self) -> str:
-        try:
-            return (self.work / f"{self.name}.stderr").read_text()[-800:]
-        except OSError:
-            return ""
-
-    async def close(self) -> None:
-        if self.qmp is not None:
-            self._task.cancel()
-            try:
-                await asyncio.wait_for(self.qmp.execute("quit"), 2)
-            except Exception:  # noqa: BLE001 - quit may race the exit; we SIGKILL anyway
-                pass
-            try:
-                await asyncio.wait_for(self.qmp.disconnect(), 2)
-            except Exception:  # noqa: BLE001
-                pass
-
-
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-    assert all(p.poll() is not None for p in started)
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("qemu-build"))
-
 
 def _committed(events) -> list[dict]:
     return [e.data for e in events if e.kind == "checkpoint" and e.data["phase"] == "commit"]
@@ -137,7 +28,7 @@ def _committed(events) -> list[dict]:
 
 async def _scenario(work: Path, art: dict, procs: list) -> dict:
     events: list = []
-    sport = _free_port()
+    sport = free_port()
     sec = Side("secondary", work, art, procs)
     pri = Side("primary", work, art, procs)
     proxy = LiveProxy(("127.0.0.1", 0), ("127.0.0.1", sport), [FAULT], events.append,
@@ -156,9 +47,12 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
         await pri.ex("migrate", {"uri": f"tcp:127.0.0.1:{pport}"})
         t0 = time.monotonic()
         while len(_committed(events)) < 5:
-            assert time.monotonic() - t0 < 30, \
-                f"only {len(_committed(events))} checkpoints in 30 s: " \
-                f"{[(e.kind, e.data) for e in events][-8:]}"
+            if time.monotonic() - t0 > 30:
+                raise AssertionError(
+                    f"only {len(_committed(events))} checkpoints in 30 s: "
+                    f"{[(e.kind, e.data) for e in events][-8:]}\nprimary threads:\n"
+                    f"{stall_report(pri.proc)}\nsecondary threads:\n"
+                    f"{stall_report(sec.proc)}")
             await asyncio.sleep(0.1)
         report["colo_status_running"] = {
             "primary": await pri.ex("query-colo-status"),

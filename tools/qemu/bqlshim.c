@@ -10,6 +10,18 @@
  * mutex: lock it, wait at most 5 ms (a legal spurious wake-up: run_on_cpu
  * loops on its `done` flag), unlock again.  Every other call goes straight to
  * glibc.  It changes no byte on the wire.
+ *
+ * Second hole, same root: run_on_cpu() queues its work and kicks the vCPU
+ * (pthread_cond_broadcast on cpu->halt_cond) without the BQL too.  The stopped
+ * vCPU thread tests "any work?" and then sleeps on halt_cond, both under the
+ * BQL; a kick that lands between the two is lost, the vCPU sleeps for good
+ * and the COLO thread waits in migration_bitmap_sync forever (seen once in
+ * ~1000 checkpoints: gdb shows "CPU 0/TCG" in qemu_wait_io_event and
+ * "live_migration" in do_run_on_cpu).  So pthread_cond_broadcast() remembers,
+ * per thread, the last condvar it broadcast since that thread last waited;
+ * the not-owner path broadcasts it again once it holds the mutex, which is
+ * how the kick should have been made.  An extra broadcast is always legal
+ * (waiters re-check their predicate).
  * Build: gcc -shared -fPIC -O2 -o bqlshim.so bqlshim.c -ldl
  */
 #define _GNU_SOURCE
@@ -21,10 +33,13 @@
 #include <unistd.h>
 
 typedef int (*wait_fn)(pthread_cond_t *, pthread_mutex_t *);
+typedef int (*bcast_fn)(pthread_cond_t *);
 
 static wait_fn real_wait;
+static bcast_fn real_bcast;
 static unsigned long uses;
 static __thread pid_t my_tid;
+static __thread pthread_cond_t *last_bcast;   /* since this thread last waited */
 
 static wait_fn resolve(void)
 {
@@ -38,12 +53,30 @@ static wait_fn resolve(void)
     return real_wait;
 }
 
+static bcast_fn resolve_bcast(void)
+{
+    if (!real_bcast) {
+        real_bcast = (bcast_fn)dlvsym(RTLD_NEXT, "pthread_cond_broadcast", "GLIBC_2.3.2");
+        if (!real_bcast)
+            real_bcast = (bcast_fn)dlsym(RTLD_NEXT, "pthread_cond_broadcast");
+    }
+    return real_bcast;
+}
+
+int pthread_cond_broadcast(pthread_cond_t *cond)
+{
+    last_bcast = cond;
+    return resolve_bcast()(cond);
+}
+
 int pthread_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex)
 {
     struct timespec ts;
+    pthread_cond_t *kick = last_bcast;
     unsigned long n;
     int ret;
 
+    last_bcast = NULL;
     if (!my_tid)
         my_tid = gettid();
     if (mutex->__data.__owner == my_tid)
@@ -54,6 +87,8 @@ int pthread_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex)
         fprintf(stderr, "bqlshim: pthread_cond_wait on a mutex not held by tid %d "
                 "(use %lu): lock, wait <= 5 ms, unlock\n", (int)my_tid, n);
     pthread_mutex_lock(mutex);
+    if (kick && kick != cond)
+        resolve_bcast()(kick);          /* the kick, now under the mutex */
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_nsec += 5000000;
     if (ts.tv_nsec >= 1000000000) {
