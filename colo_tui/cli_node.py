@@ -46,7 +46,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="x-checkpoint-delay (default: the dialect's)")
     p.add_argument("--checkpoints", type=positive_int, metavar="N",
                    help="exit after N committed checkpoints (default: run until told)")
-    p.add_argument("--guest", choices=("null", "model"), default="null")
+    p.add_argument("--guest", choices=("null", "model", "mirror"), default="null",
+                   help="null: the protocol alone; model: the testbed's guest model; "
+                        "mirror (secondary, qemu): keep the RAM a real QEMU primary sends")
     p.add_argument("--ram-mib", type=positive_int, default=16)
     p.add_argument("--workload", default="toggle")
     p.add_argument("--seed", type=nonneg_int, default=1)

@@ -30,7 +30,8 @@ class Decoder:
     def __init__(self, dialect: Dialect, sender: str, *, ram_ctx=None,
                  expect_initial: bool = False,
                  max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
-                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
+                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+                 on_initial_page=None) -> None:
         if sender not in ("primary", "secondary"):
             raise ValueError(f"sender must be primary or secondary, not {sender!r}")
         self.dialect = dialect
@@ -44,6 +45,7 @@ class Decoder:
         self._ram_ctx = ram_ctx
         self._reader = None
         self._reader_start = 0
+        self._on_initial_page = on_initial_page
         self.bytes_consumed = 0
         self.closed = False
         #: optional: would the reader accept this message now?  Lets an unexpected
@@ -213,7 +215,7 @@ class Decoder:
     def _next_initial(self):
         from .stream import InitialReader, StreamError
         if self._reader is None:
-            self._reader = InitialReader()
+            self._reader = InitialReader(on_page=self._on_initial_page)
             self._reader_start = self.bytes_consumed
         try:
             used = self._reader.feed(memoryview(self._buf)[self._pos:])

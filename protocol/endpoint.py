@@ -69,7 +69,8 @@ class Endpoint:
         peer = "secondary" if self.role == "primary" else "primary"
         self.decoder = Decoder(dialect, peer, expect_initial=(
             self.role == "secondary" and self.initial_stream),
-            ram_ctx=getattr(self.guest, "ram_context", None), **kw)
+            ram_ctx=getattr(self.guest, "ram_context", None),
+            on_initial_page=getattr(self.guest, "initial_page", None), **kw)
         self.decoder.accepts = lambda name: (self.state, name) in self.TABLE
 
     # ------------------------------------------------------------------ output

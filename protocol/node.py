@@ -62,8 +62,14 @@ def make_guest(role: str, kind: str, *, seed: int, ram_mib: int, workload: str,
     if kind == "null":
         from .guestport import NullGuest
         return NullGuest()
+    if kind == "mirror":
+        if role != "secondary" or dialect != "qemu":
+            raise ValueError("--guest mirror follows a real QEMU primary: it needs the "
+                             "secondary role and --dialect qemu")
+        from .guest.mirror import MirrorGuest
+        return MirrorGuest()
     if kind != "model":
-        raise ValueError(f"--guest must be null or model, not {kind!r}")
+        raise ValueError(f"--guest must be null, model or mirror, not {kind!r}")
     try:
         from .guest.model import Guest
     except ImportError as exc:
@@ -116,7 +122,8 @@ class Node:
             role, guest, seed=seed, ram_mib=ram_mib, workload=workload, mode=mode,
             dialect=dialect)
         kw = {}
-        if self.dialect.name == "qemu" and not hasattr(self.guest, "initial_stream"):
+        if self.dialect.name == "qemu" and not hasattr(self.guest, "initial_stream") \
+                and not hasattr(self.guest, "initial_page"):
             kw["initial_stream"] = False     # a guest model without an initial migration
         self.ep = make_endpoint(role, self.dialect, mode=mode, guest=self.guest,
                                 checkpoint_delay_ms=checkpoint_delay_ms, load_ms=load_ms, **kw)

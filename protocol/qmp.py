@@ -401,6 +401,48 @@ def _c_quit(srv, writer, args):
     return {}
 
 
+def _c_read_ram(srv, writer, args):
+    """x-testbed-read-ram {block?, offset, size}: bytes of the node's guest RAM (for a
+    mirror of a real guest: what the last flushed checkpoint left), as hex."""
+    _only(args, ("block", "offset", "size"))
+    guest = srv.node.guest
+    if getattr(guest, "ram", None) is None:
+        raise QmpError("this node's guest keeps no RAM (start it with --guest mirror "
+                       "or --guest model)" if not hasattr(guest, "read") else
+                       "no RAM yet: the initial migration has not arrived")
+    block = args.get("block", getattr(guest, "main_block", None) or "pc.ram")
+    for k in ("offset", "size"):
+        v = args.get(k)
+        if v is None:
+            raise QmpError(f"Parameter '{k}' is missing")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise QmpError(f"Invalid parameter type for '{k}', expected: uint64")
+    if not isinstance(block, str):
+        raise QmpError("Invalid parameter type for 'block', expected: string")
+    if args["size"] > MAX_READ:
+        raise QmpError(f"Parameter 'size' above {MAX_READ} bytes")
+    try:
+        data = (getattr(guest, "read", None) or guest.ram.read)(block, args["offset"],
+                                                                args["size"])
+    except ValueError as exc:
+        raise QmpError(str(exc)) from None
+    return {"block": block, "offset": args["offset"], "size": len(data), "data": data.hex(),
+            "checkpoint": srv.node.ep.checkpoint}
+
+
+def _c_guest_info(srv, writer, args):
+    """x-testbed-query-guest: what the node's guest holds (blocks, last flush, screen)."""
+    _only(args, ())
+    guest = srv.node.guest
+    ram = getattr(guest, "ram", None)
+    out = {"kind": type(guest).__name__, "checkpoint": srv.node.ep.checkpoint,
+           "blocks": [{"name": n, "size": sz} for n, sz in ram.layout()] if ram else []}
+    summary = getattr(guest, "summary", None)
+    if callable(summary):
+        out.update(summary())
+    return out
+
+
 def _c_commands(srv, writer, args):
     return [{"name": n} for n in ("qmp_capabilities", *COMMANDS)]
 
@@ -411,7 +453,9 @@ COMMANDS = {
     "migrate-set-parameters": _c_set_params, "query-migrate-parameters": _c_query_params,
     "migrate-set-capabilities": _c_set_caps, "query-migrate-capabilities": _c_query_caps,
     "system_powerdown": _c_powerdown, "query-commands": _c_commands, "quit": _c_quit,
+    "x-testbed-read-ram": _c_read_ram, "x-testbed-query-guest": _c_guest_info,
 }
+MAX_READ = 64 << 10      # x-testbed-read-ram: the hex reply stays < 1 MiB per line
 COMMANDS["qmp_capabilities"] = _c_caps
 
 

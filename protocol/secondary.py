@@ -53,7 +53,9 @@ class SecondaryEndpoint(Endpoint):
         load = getattr(self.guest, "load_initial", None)
         if load is not None:
             load(item.summary)
-        self.emit("action", name="load-initial", bytes=item.size_bytes)
+        report = getattr(self.guest, "initial_report", None)
+        self.emit("action", name="load-initial", bytes=item.size_bytes,
+                  **(report() if report else {}))
         self._enter_colo()
 
     def _enter_colo(self) -> None:
@@ -135,7 +137,8 @@ class SecondaryEndpoint(Endpoint):
     def _on_load_done(self, _item) -> None:
         flushed = self.guest.flush_cache()
         self.pages_flushed_total += flushed
-        self.emit("action", name="flush-cache", pages=flushed)
+        report = getattr(self.guest, "flush_report", None)
+        self.emit("action", name="flush-cache", pages=flushed, **(report() if report else {}))
         try:
             self.guest.load_devices(self._blob)
         except ValueError as exc:

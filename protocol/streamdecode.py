@@ -456,10 +456,14 @@ class InitialReader(_Incremental):
     """Incremental decoder of the initial stream, up to the end of VMDESCRIPTION."""
 
     def __init__(self, *, keep_pages: bool = False, max_record_bytes: int = 16384,
-                 max_device_region: int = MAX_DEVICE_REGION, base_offset: int = 0) -> None:
+                 max_device_region: int = MAX_DEVICE_REGION, base_offset: int = 0,
+                 on_page=None) -> None:
         self.summary = InitialSummary()
         self.ctx = RamContext(ram_section_id=None)
         self.keep_pages = keep_pages
+        #: called with (record, ctx) for every page as it is decoded: a mirror of
+        #: the guest's RAM loads the initial migration without keeping it whole
+        self.on_page = on_page
         self.max_record_bytes = max_record_bytes
         self.max_device_region = max_device_region
         self._region = bytearray()
@@ -517,6 +521,8 @@ class InitialReader(_Incremental):
         tb[rec.kind] += 1
         if self.keep_pages:
             s.records.append(rec)
+        if self.on_page is not None:
+            self.on_page(rec, self.ctx)
 
     def _parse(self) -> Parser:
         s, ctx = self.summary, self.ctx

@@ -1,0 +1,160 @@
+"""The mirror guest: the testbed's secondary keeping a real primary's RAM.
+
+Checked three ways: against the testbed's own model primary (RAM identical
+after every committed checkpoint, any workload, with and without XBZRLE);
+against run1, the real QEMU 7.2 capture (the guest's own VGA text and serial
+output); and against bad input (clear errors, nothing half-applied).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import dialects
+from protocol.endpoint import make_endpoint
+from protocol.guest.mirror import MirrorError, MirrorGuest
+from protocol.guest.model import Guest
+from protocol.pages import KIND_PAGE, PageRecord
+from protocol.stream import RamContext
+
+RUN1 = Path(__file__).resolve().parents[2].parent / "shared" / "qemu-colo" / "run1"
+QEMU = dialects.get("qemu")
+
+
+def _pair(workload: str, seed: int, xbzrle: bool = False):
+    guest = Guest("primary", seed=seed, ram_mib=16, workload=workload, xbzrle=xbzrle)
+    mirror = MirrorGuest()
+    p = make_endpoint("primary", QEMU, guest=guest, checkpoint_delay_ms=100)
+    s = make_endpoint("secondary", QEMU, guest=mirror, initial_stream=True)
+    return guest, mirror, p, s
+
+
+def _run(p, s, guest, until_commits: int, now: float = 0.0, check=None) -> float:
+    """Move bytes both ways and fire timers until `until_commits` checkpoints commit."""
+    for _ in range(100_000):
+        moved = False
+        for a, b in ((p, s), (s, p)):
+            data = a.data_to_send()
+            if data:
+                b.receive_data(data, now)
+                moved = True
+        for ev in p.take_events():
+            if ev.kind == "checkpoint" and ev.data.get("phase") == "commit" and check:
+                check(ev.data["n"])
+        s.take_events()
+        assert p.error is None and s.error is None, (p.error, s.error)
+        if p.checkpoint >= until_commits:
+            return now
+        if not moved:
+            nxt = p.next_deadline()
+            assert nxt is not None, "nothing to do and no timer: the pair is stuck"
+            now = max(now, nxt)
+            guest.advance(int(now))
+            p.handle_timer(now)
+    raise AssertionError("the pair did not reach the checkpoints")
+
+
+@pytest.mark.parametrize("workload", ["toggle", "hot", "sweep", "uniform"])
+def test_mirror_equals_the_primary_after_every_checkpoint(workload):
+    guest, mirror, p, s = _pair(workload, seed=7)
+    seen = []
+
+    def check(n):
+        assert guest.ram.diff_pages(mirror.ram) == {}, f"checkpoint {n} differs"
+        seen.append(n)
+
+    p.start(0.0)
+    s.start(0.0)
+    _run(p, s, guest, 8, check=check)
+    assert seen == list(range(1, 9))
+    assert mirror.checkpoints == 8 and mirror.initial_pages > 0
+    assert mirror.pages_flushed_total == s.pages_flushed_total > 0
+    assert mirror.devices, "the device sections of the last checkpoint"
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), workload=st.sampled_from(["hot", "uniform", "toggle"]),
+       xbzrle=st.booleans(), n=st.integers(1, 5))
+def test_mirror_follows_any_workload(seed, workload, xbzrle, n):
+    guest, mirror, p, s = _pair(workload, seed, xbzrle)
+    p.start(0.0)
+    s.start(0.0)
+    _run(p, s, guest, n)
+    assert guest.ram.diff_pages(mirror.ram) == {}
+
+
+def test_a_partial_checkpoint_is_discarded_on_failover():
+    guest, mirror, p, s = _pair("uniform", seed=3)
+    p.start(0.0)
+    s.start(0.0)
+    now = _run(p, s, guest, 2)
+    before = {b: bytes(blk.mem) for b, blk in mirror.ram.blocks.items()}
+    # the next checkpoint's pages reach the cache, then the primary dies
+    mirror.cache_pages([PageRecord("pc.ram", 0, KIND_PAGE, b"\xab" * 4096)])
+    mirror.discard_cache()
+    assert mirror.flush_cache() == 0
+    assert {b: bytes(blk.mem) for b, blk in mirror.ram.blocks.items()} == before
+    assert now > 0
+
+
+@pytest.mark.skipif(not (RUN1 / "primary_to_secondary.bin").exists(),
+                    reason="../shared/qemu-colo/run1 is not beside the repository")
+def test_mirror_of_the_real_capture_shows_the_guest():
+    data = (RUN1 / "primary_to_secondary.bin").read_bytes()
+    mirror = MirrorGuest()
+    s = make_endpoint("secondary", QEMU, guest=mirror, initial_stream=True)
+    s.start(0.0)
+    screens = []
+    for pos in range(0, len(data), 65536):
+        s.receive_data(data[pos:pos + 65536], 1.0)
+        for ev in s.take_events():
+            if ev.kind == "action" and ev.data.get("name") == "flush-cache":
+                screens.append(ev.data["screen"])
+                assert ev.data["blocks"]["0000:00:02.0/vga.vram"] == 1
+    assert s.error is None and mirror.checkpoints == 20 == len(screens)
+    steps = [int(re.match(r"COLO step ([0-9A-Fa-f]{8})", t).group(1), 16) for t in screens]
+    assert steps == sorted(steps) and len(set(steps)) == 20
+    # 1 s between checkpoints, ~90 ms stopped, 10 ms per tick and 10 ticks a step
+    assert all(8 <= b - a <= 11 for a, b in zip(steps, steps[1:], strict=False)), steps
+    # the primary printed "step N" every 10 steps; the last checkpoint's step is
+    # past the last such line the primary wrote before the capture ended
+    serial = (RUN1 / "primary.serial").read_text(errors="replace")
+    printed = [int(x, 16) for x in re.findall(r"^step ([0-9a-f]{8})$", serial, re.M)]
+    assert steps[-1] // 10 * 10 in printed
+    assert mirror.machine and mirror.machine.startswith("pc-i440fx")
+    assert [b for b, _ in mirror.blocks()][:2] == ["pc.ram", "0000:00:02.0/vga.vram"]
+    assert len(mirror.devices) == 32
+
+
+def test_bad_input_is_named():
+    mirror = MirrorGuest()
+    with pytest.raises(MirrorError, match="before RAM START"):
+        mirror.initial_page(PageRecord("pc.ram", 0, KIND_PAGE, b"\0" * 4096), RamContext({}))
+    ctx = RamContext({"pc.ram": 8192})
+    with pytest.raises(MirrorError, match="'vga' which RAM START did not announce|'vga'"):
+        mirror.initial_page(PageRecord("vga", 0, KIND_PAGE, b"\0" * 4096), ctx)
+    with pytest.raises(MirrorError, match="before the initial migration"):
+        mirror.cache_pages([])
+    mirror.initial_page(PageRecord("pc.ram", 4096, KIND_PAGE, b"\x01" * 4096), ctx)
+    with pytest.raises(MirrorError, match="size"):
+        mirror.read("pc.ram", 0, 2 << 20)
+    with pytest.raises(MirrorError, match="no RAM block 'x'"):
+        mirror.read("x", 0, 1)
+    with pytest.raises(MirrorError, match="outside"):
+        mirror.read("pc.ram", 8000, 1000)
+    assert mirror.read("pc.ram", 4096, 2) == b"\x01\x01"
+    with pytest.raises(MirrorError, match="cannot be one"):
+        mirror.collect_dirty_pages()
+
+
+def test_a_garbled_device_blob_stops_the_secondary_with_a_named_error():
+    guest, mirror, p, s = _pair("hot", seed=1)
+    p.start(0.0)
+    s.start(0.0)
+    _run(p, s, guest, 1)
+    with pytest.raises(ValueError, match="device state"):
+        mirror.load_devices(b"\x04\x00\x00\x00\x07garbage")
