@@ -151,6 +151,111 @@ class ProxyFeed(_Source):
             self.loop.call_soon_threadsafe(self._task.cancel)
 
 
+class PeerFeed(_Source):
+    """The testbed's own secondary as the live peer of a real QEMU primary.
+
+    `colo tui --peer LISTEN`: listen where QEMU's ``migrate tcp:…`` points, follow
+    the initial migration, keep a mirror of the real guest's RAM (`MirrorGuest`)
+    and answer every checkpoint as QEMU 7.2's secondary does.  The secondary side
+    is a real endpoint; the primary's view is what its messages tell (each one is
+    shown as sent by the primary when the secondary receives it).
+    """
+
+    name = "peer"
+
+    def __init__(self, config, listen: str) -> None:
+        from protocol.guest.mirror import MirrorGuest
+        from protocol.node import parse_hostport
+        if config.dialect != "qemu":
+            raise ColoError("--peer follows a real QEMU primary: it speaks --dialect qemu")
+        super().__init__(config)
+        self.listen = listen
+        self.addr = parse_hostport(listen)
+        self.guest = MirrorGuest()
+        self._view = Playback(Recording({"dialect": "qemu"}))
+        self.eps = {"primary": self._view.eps["primary"],
+                    "secondary": make_endpoint("secondary", dialects.get("qemu"),
+                                               guest=self.guest, mode=config.mode,
+                                               initial_stream=True)}
+        # bind now: a port in use is a clear error before the app opens
+        self.lsock = socket.create_server(self.addr)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        self.engine = None
+        self.loop = None
+
+    def run(self) -> None:
+        import asyncio
+
+        from protocol.transport.tcp import Engine, new_loop
+        loop = self.loop = new_loop()
+        asyncio.set_event_loop(loop)
+
+        def feed(evs) -> None:
+            for ev in evs:
+                if ev.side == "secondary" and ev.kind == "recv" and "msg" in ev.data:
+                    sent = Event(ev.t_ms, "primary", "send", {
+                        "msg": ev.data["msg"], "value": ev.data.get("value", 0),
+                        "dir": "P>S", "n": self.eps["secondary"].in_flight
+                        or self.eps["secondary"].checkpoint,
+                        "why": "a real QEMU primary: seen as the secondary received it"})
+                    self._follow(sent)
+                    self.put(sent)
+                self._follow(ev)
+                self.put(ev)
+
+        self.engine = Engine(self.eps["secondary"], loop, on_events=feed)
+        self.put(Event(0.0, "live", "listening", {
+            "address": f"{self.addr[0]}:{self.port}",
+            "hint": f"on the QEMU primary: migrate tcp:{self.addr[0]}:{self.port} "
+                    "(x-colo on)"}))
+
+        async def main() -> None:
+            sock, peer = await loop.sock_accept(self.lsock)
+            self.put(Event(self.now_ms(), "live", "connection",
+                           {"peer": f"{peer[0]}:{peer[1]}"}))
+            await self.engine.attach_socket(sock)
+            while not self.done.is_set():
+                await asyncio.sleep(0.05)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            self.engine.close_timers()
+            self.engine.abort()
+            self.lsock.close()
+            loop.close()
+
+    def _follow(self, ev: Event) -> None:
+        """Keep the primary's view in step with what the secondary saw of it, as it
+        happens (the secondary's view is its live endpoint, not the stepped events)."""
+        if ev.side == "primary":
+            self._view._apply(ev)
+        elif ev.side != "secondary":
+            return
+        elif ev.kind == "checkpoint" and ev.data.get("phase") == "commit":
+            self._view._apply(Event(ev.t_ms, "primary", "checkpoint", dict(ev.data)))
+        elif ev.kind == "action" and ev.data.get("name") == "load-initial":
+            self._view._apply(Event(ev.t_ms, "primary", "recv-initial", {}))
+        elif ev.kind == "eof":
+            self.eps["primary"].error = "the connection ended (EOF from the primary)"
+
+    def command(self, what: str, *args) -> None:
+        if what != "lost-heartbeat" or args[0] != "secondary":
+            raise ColoError("a real QEMU primary takes its commands over its own QMP; "
+                            "here only `lost-heartbeat secondary` (fail over to this "
+                            "secondary) is possible")
+        if self.loop is None or self.engine is None or self.done.is_set():
+            raise ColoError("the peer is not running")
+        self.loop.call_soon_threadsafe(self._failover)
+
+    def _failover(self) -> None:
+        try:
+            self.engine.run(self.eps["secondary"].lost_heartbeat)
+        except QmpCommandError as exc:
+            self.put(Event(self.now_ms(), "operator", "qmp-error",
+                           {"side": "secondary", "error": exc.desc}))
+
+
 class _QmpSide(SideView):
     def __init__(self, role: str, dialect) -> None:
         super().__init__(role, dialect)

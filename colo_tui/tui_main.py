@@ -34,14 +34,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", nargs=2, default=None, metavar=("LISTEN", "CONNECT"),
                    help="sit between a real COLO primary and secondary (HOST:PORT each) "
                         "and show what crosses, decoded live")
+    p.add_argument("--peer", default=None, metavar="LISTEN",
+                   help="be the secondary of a real QEMU primary: listen on HOST:PORT "
+                        "(its `migrate tcp:HOST:PORT` target), mirror the guest's RAM "
+                        "and answer every checkpoint")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="with --proxy: inject this fault (KIND[=ARG]@POINT[#N])")
 
 
 def make_live(args, config):
-    """The live controller for --transport tcp / --proxy / --attach, or None."""
+    """The live controller for --transport tcp / --proxy / --attach / --peer, or None."""
     from .live import LiveController
-    from .live_sources import ProxyFeed, QmpFeed, TcpPair
+    from .live_sources import PeerFeed, ProxyFeed, QmpFeed, TcpPair
+    if getattr(args, "peer", None):
+        return LiveController(PeerFeed(config, args.peer))
     if getattr(args, "attach", None):
         return LiveController(QmpFeed(config, *args.attach))
     if getattr(args, "proxy", None):

@@ -211,16 +211,13 @@ def guest_summary(guest, role: str) -> dict:
     try:
         block = getattr(guest, "main_block", None) or next(iter(ram.blocks))
         npages = ram.blocks[block].npages
+        if hasattr(guest, "heat_view"):          # a mirror of a real guest
+            return _mirror_summary(guest, block, npages)
         if role == "secondary" and getattr(guest, "cache", None) is not None:
             bitmap, out["heat_label"] = guest.cache.bitmaps[block], "RAM cache pending"
         else:
             bitmap, out["heat_label"] = ram.blocks[block].dirty, "RAM dirty (epoch)"
-        counts = [0] * HEAT_BUCKETS
-        per = max(1, -(-npages // HEAT_BUCKETS))
-        for index in bitmap.indices():
-            counts[min(HEAT_BUCKETS - 1, index // per)] += 1
-        out["heat"] = tuple(c / per for c in counts)
-        out["heat_count"] = bitmap.count
+        out["heat"], out["heat_count"] = _heat(bitmap, npages)
         filt, comp = getattr(guest, "filter", None), getattr(guest, "compare", None)
         if filt is not None:
             out["packets"] = f"{len(filt)} held, {filt.released_total} out"
@@ -238,3 +235,21 @@ def guest_summary(guest, role: str) -> dict:
     except (AttributeError, KeyError, TypeError) as exc:     # a guest model mid-change
         out["disk"] = f"? ({type(exc).__name__})"
     return out
+
+
+def _heat(bitmap, npages: int) -> tuple[tuple[float, ...], int]:
+    counts = [0] * HEAT_BUCKETS
+    per = max(1, -(-npages // HEAT_BUCKETS))
+    for index in bitmap.indices():
+        counts[min(HEAT_BUCKETS - 1, index // per)] += 1
+    return tuple(c / per for c in counts), bitmap.count
+
+
+def _mirror_summary(guest, block: str, npages: int) -> dict:
+    """The mirror of a real guest: pages the last checkpoint flushed, its VGA text."""
+    heat, count = _heat(guest.heat_view(block), npages)
+    return {"heat": heat, "heat_count": count,
+            "heat_label": f"{block}: flushed by ckpt #{guest.checkpoints}",
+            "screen": guest.screen_line() or "—",
+            "packets": "— (a real guest: not modelled)", "disk": "—"}
+

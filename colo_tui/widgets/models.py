@@ -48,6 +48,7 @@ class SideView:
     heat_count: int = 0
     packets: str = "—"
     disk: str = "—"
+    screen: str = ""                          # a mirrored real guest's VGA text line
     selected: bool = False
 
 

@@ -70,6 +70,8 @@ class SidePanel(Static):
             t.append(f"{v.heat_label} {v.heat_count}\n", style="dim")
             t.append_text(heat_text(v.heat, width))
             t.append("\n")
+        if v.screen:
+            row("screen", v.screen, "bold")
         row("packets", v.packets)
         row("disk", v.disk)
         t.rstrip()

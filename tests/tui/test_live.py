@@ -105,3 +105,55 @@ def test_qmp_feed_watches_and_drives_two_nodes(tmp_path):
         c.close()
         pri.stop()
         sec.stop()
+
+
+def test_peer_feed_mirrors_a_primary_process_and_shows_it(tmp_path):
+    """`colo tui --peer`: the testbed's secondary for a primary in another process
+    (here the testbed's own model primary, which sends a QEMU-shaped initial
+    migration; tests/qemu/test_real_peer.py does it with real QEMU)."""
+    from colo_tui.live_sources import PeerFeed
+    from colo_tui.tui_views import guest_summary
+
+    port = free_port()
+    c = LiveController(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
+    pri = None
+    try:
+        assert pump(c, lambda c: any(e.kind == "listening" for e in c.events), 5)
+        pri = NodeProc("primary", tmp_path, f"127.0.0.1:{port}", "--guest", "model",
+                       "--checkpoint-delay", "150", "--workload", "hot")
+        pri.wait_ready()
+        assert pump(c, lambda c: c.status()["secondary"]["checkpoint"] >= 3, 20)
+        st = c.status()
+        assert st["primary"]["checkpoint"] >= 2      # the primary's view follows
+        wire = [w["msg"] for w in c.wire()]
+        assert wire[:7] == ["checkpoint-ready", "checkpoint-request", "checkpoint-reply",
+                            "vmstate-send", "vmstate-size", "vmstate-received", "vmstate-loaded"]
+        guest = c.sim.guests["secondary"]
+        flushes = [e.data for e in c.events if e.kind == "action"
+                   and e.data.get("name") == "flush-cache"]
+        assert flushes and all(f["blocks"].get("pc.ram", 0) > 0 for f in flushes)
+        summary = guest_summary(guest, "secondary")
+        assert summary["heat_label"].startswith("pc.ram: flushed by ckpt #")
+        assert summary["heat_count"] > 0 and max(summary["heat"]) > 0
+        with pytest.raises(Exception, match="lost-heartbeat secondary"):
+            c.lost_heartbeat("primary")
+        c.lost_heartbeat("secondary")
+        assert pump(c, lambda c: c.status()["secondary"]["colo_status"]["reason"] == "request")
+        assert guest.took_over
+    finally:
+        c.close()
+        if pri:
+            pri.stop()
+
+
+def test_peer_feed_refuses_a_port_in_use_and_other_dialects():
+    import socket
+
+    from colo_tui.live_sources import PeerFeed
+    from protocol.errors import ColoError
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError):
+            PeerFeed(SimConfig(), f"127.0.0.1:{port}")
+    with pytest.raises(ColoError, match="dialect qemu"):
+        PeerFeed(SimConfig(dialect="v11"), "127.0.0.1:0")
