@@ -35,11 +35,11 @@ def free_port() -> int:
 
 
 class Side:
-    def __init__(self, name: str, work: Path, art: dict, procs: list) -> None:
+    def __init__(self, name: str, work: Path, art: dict, procs: list, ram: str = "128M") -> None:
         self.name, self.work = name, work
         self.qmp_path = work / f"{name}.qmp"
         cmd = [QEMU, "-name", f"{name},debug-threads=on", "-machine", "pc,accel=tcg",
-               "-cpu", "qemu64", "-m", "128M", "-smp", "1", "-nodefaults", "-vga", "std",
+               "-cpu", "qemu64", "-m", ram, "-smp", "1", "-nodefaults", "-vga", "std",
                "-display", "none", "-nic", "none", "-kernel", str(art["guest"]),
                "-serial", f"file:{work / name}.serial",
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-msg", "timestamp=on"]

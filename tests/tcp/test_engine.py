@@ -65,11 +65,12 @@ def test_checkpoints_in_each_dialect(loop, dialect):
         await _connect(loop, ep, es)
         await _until(loop, lambda: p.checkpoint >= 5 and s.checkpoint >= 5)
     loop.run_until_complete(go())
-    assert p.state == "IDLE" and s.state == "IDLE"
+    # the pair runs on (the 6th checkpoint may have begun): healthy, not necessarily IDLE
+    assert p.state not in ("ERROR", "DONE") and s.state not in ("ERROR", "DONE")
     assert p.error is None and s.error is None
     n = [e.data["n"] for e in ev["primary"] if e.kind == "checkpoint" and e.data["phase"] == "commit"]
     assert n[:5] == [1, 2, 3, 4, 5]          # monotonic, no gaps
-    assert ep.writes > 0 and ep.bytes_out > 0 and es.bytes_in == ep.bytes_out or True
+    assert ep.writes > 0 and 0 < es.bytes_in <= ep.bytes_out
 
 
 @pytest.mark.parametrize("nodelay", [True, False])
