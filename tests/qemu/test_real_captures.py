@@ -119,7 +119,7 @@ def test_import_a_fresh_real_capture(case, tmp_path, artifacts, procs):
             "checkpoint-request", "checkpoint-reply", "vmstate-send", "vmstate-size",
             "vmstate-received", "vmstate-loaded"], c
         assert c["t_request"] < c["t_loaded"]
-    gaps = [b["t_request"] - a["t_request"] for a, b in zip(complete, complete[1:])]
+    gaps = [b["t_request"] - a["t_request"] for a, b in zip(complete, complete[1:], strict=False)]
     assert all(delay / 1000 * 0.8 < g < delay / 1000 + 1.0 for g in gaps), gaps
     ending = doc["end"]
     assert ending["last_checkpoint"] >= len(complete)
