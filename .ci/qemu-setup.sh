@@ -3,7 +3,9 @@
 # emulator, TCG), a C compiler for the LD_PRELOAD BQL shim, and binutils
 # (`as --32` / `ld -m elf_i386`) for the tiny multiboot guest.  Idempotent:
 # does nothing when everything is already there.  Also tshark, so the pcap
-# export is read back by Wireshark's own dissector.
+# export is read back by Wireshark's own dissector and dumpcap records fresh
+# captures (tests/qemu/test_real_captures.py), and gdb, so a stalled QEMU's
+# threads are reported with their backtraces.
 set -eu
 need=""
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need="$need qemu-system-x86"
@@ -11,6 +13,7 @@ command -v gcc >/dev/null 2>&1 || need="$need gcc libc6-dev"
 command -v as >/dev/null 2>&1 || need="$need binutils"
 command -v ld >/dev/null 2>&1 || case "$need" in *binutils*) ;; *) need="$need binutils";; esac
 command -v tshark >/dev/null 2>&1 || need="$need tshark"
+command -v gdb >/dev/null 2>&1 || need="$need gdb"
 if [ -z "$need" ]; then
     echo "qemu-setup: nothing to install"
     exit 0
