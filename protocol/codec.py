@@ -222,6 +222,8 @@ class Decoder:
         except StreamError as exc:
             raise DecodeError(f"malformed initial migration stream: {exc}",
                               state=_INITIAL) from None
+        except ValueError as exc:     # the page callback refused a page
+            raise DecodeError(f"initial migration stream: {exc}", state=_INITIAL) from None
         self._pos += used
         self.bytes_consumed += used
         if not self._reader.done:

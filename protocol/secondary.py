@@ -89,7 +89,11 @@ class SecondaryEndpoint(Endpoint):
     def _on_ram(self, part: m.RamPart) -> None:
         from .pages import PageBatch
         records = part.records
-        self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
+        try:
+            self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
+        except ValueError as exc:      # a page outside the guest's RAM: the peer's fault
+            raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
+                                      state=self.state) from None
         self.emit("action", name="cache-pages", pages=len(records))
         self.goto(WAIT_SIZE)
 

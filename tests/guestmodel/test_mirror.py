@@ -158,3 +158,22 @@ def test_a_garbled_device_blob_stops_the_secondary_with_a_named_error():
     _run(p, s, guest, 1)
     with pytest.raises(ValueError, match="device state"):
         mirror.load_devices(b"\x04\x00\x00\x00\x07garbage")
+
+
+def test_a_page_outside_the_guest_ends_colo_with_a_named_error_not_a_crash():
+    from protocol import messages as msg
+    from protocol.stream import encode_ram_part
+    guest = Guest("primary", seed=1, ram_mib=16, workload="hot")
+    mirror = MirrorGuest()
+    s = make_endpoint("secondary", QEMU, guest=mirror, initial_stream=True)
+    s.start(0.0)
+    s.receive_data(guest.initial_stream(), 0.0)
+    assert s.state == "IDLE", s.error
+    ctx = guest.ram_context.copy()
+    ctx.blocks["pc.ram"] = 128 << 20          # the sender believes in a bigger pc.ram
+    far = PageRecord("pc.ram", 64 << 20, KIND_PAGE, b"\x07" * 4096)   # past 16 MiB
+    s.receive_data(QEMU.encode(msg.CHECKPOINT_REQUEST) + QEMU.encode(msg.VMSTATE_SEND)
+                   + encode_ram_part([far], ctx), 1.0)
+    assert s.state == "ERROR"
+    assert "0x4000000" in s.error and "pc.ram" in s.error, s.error
+    assert mirror.read("pc.ram", 0, 4096) == bytes(guest.ram.read("pc.ram", 0, 4096))
