@@ -54,6 +54,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=nonneg_int, default=1)
     p.add_argument("--load-ms", type=nonneg_int, default=0,
                    help="how long the secondary takes to load a checkpoint")
+    p.add_argument("--save-ms", type=nonneg_int, default=0,
+                   help="how long the primary takes to save the device state after the "
+                        "RAM part (QEMU's separate write; with --nagle: its second stall)")
     p.add_argument("--record", metavar="FILE", help="write the event stream (JSON Lines)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
     p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",
@@ -89,6 +92,7 @@ def run_node(args) -> int:
                     workload=args.workload, seed=args.seed, record=args.record,
                     log_json=args.log_json, heartbeat_ms=args.heartbeat_ms, nagle=args.nagle,
                     uvloop=False if args.no_uvloop else None, load_ms=args.load_ms,
+                    save_ms=args.save_ms,
                     close_on_error=args.close_on_error)
     except NodeError as exc:
         print(f"colo: error: {exc}", file=sys.stderr)

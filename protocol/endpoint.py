@@ -37,7 +37,7 @@ class Endpoint:
 
     def __init__(self, dialect: Dialect, *, mode: str = "periodic", guest=None,
                  checkpoint_delay_ms: int | None = None, load_ms: float = 0.0,
-                 faithful: bool = True, initial_stream: bool | None = None,
+                 save_ms: float = 0.0, faithful: bool = True, initial_stream: bool | None = None,
                  max_blob_bytes: int | None = None) -> None:
         if mode not in ("periodic", "hybrid"):
             raise ValueError(f"mode must be periodic or hybrid, not {mode!r}")
@@ -47,6 +47,7 @@ class Endpoint:
         self.checkpoint_delay_ms = (dialect.default_checkpoint_delay_ms
                                     if checkpoint_delay_ms is None else int(checkpoint_delay_ms))
         self.load_ms = load_ms
+        self.save_ms = save_ms       # primary: device-state save time after the RAM part
         self.faithful = faithful
         self.initial_stream = (dialect.name == "qemu") if initial_stream is None else initial_stream
         self.state = self.INITIAL_STATE
@@ -280,6 +281,7 @@ class Endpoint:
         self.goto(ERROR)
         self.cancel_timer("checkpoint")
         self.cancel_timer("load")
+        self.cancel_timer("save")
         if self.colo_thread_alive:
             self.colo_thread_alive = False
             self.emit("colo-exit", mode=self.role, reason=fo.REASON_ERROR)

@@ -87,6 +87,7 @@ class Node:
                  workload: str = "toggle", seed: int = 1, record: str | None = None,
                  log_json: bool = False, heartbeat_ms: int | None = None,
                  nagle: bool = False, uvloop: bool | None = None, load_ms: float = 0.0,
+                 save_ms: float = 0.0,
                  close_on_error: bool = False, out=None, guest_obj=None) -> None:
         from . import dialects
         from .endpoint import make_endpoint
@@ -117,7 +118,8 @@ class Node:
         self.params = dict(role=role, dialect=dialect, mode=mode, guest=guest, seed=seed,
                            ram_mib=ram_mib, workload=workload,
                            checkpoint_delay_ms=checkpoint_delay_ms, checkpoints=checkpoints,
-                           heartbeat_ms=heartbeat_ms, nagle=nagle, load_ms=load_ms)
+                           heartbeat_ms=heartbeat_ms, nagle=nagle, load_ms=load_ms,
+                           save_ms=save_ms)
         self.guest = guest_obj if guest_obj is not None else make_guest(
             role, guest, seed=seed, ram_mib=ram_mib, workload=workload, mode=mode,
             dialect=dialect)
@@ -126,7 +128,8 @@ class Node:
                 and not hasattr(self.guest, "initial_page"):
             kw["initial_stream"] = False     # a guest model without an initial migration
         self.ep = make_endpoint(role, self.dialect, mode=mode, guest=self.guest,
-                                checkpoint_delay_ms=checkpoint_delay_ms, load_ms=load_ms, **kw)
+                                checkpoint_delay_ms=checkpoint_delay_ms, load_ms=load_ms,
+                                save_ms=save_ms, **kw)
         self.record_path = record
         self._rec = None
         self.seq = 0

@@ -3,6 +3,12 @@
 States: INIT → WAIT_READY → IDLE → WAIT_REPLY → WAIT_RECEIVED → WAIT_LOADED →
 IDLE …, plus ERROR, DONE (failed over) and SHUTDOWN.  In the v11 dialect the
 output is released after vmstate-loaded, in qemu after vmstate-received.
+
+``save_ms`` > 0 (qemu dialect) puts SAVING between the RAM part and
+vmstate-size: QEMU flushes the RAM section, then serialises the device state
+into a buffer and writes vmstate-size and the blob later, in a separate
+write.  With Nagle on, that gap is what lets the blob wait for a delayed ACK
+(the first of the two ≈40 ms stalls per checkpoint seen on the real capture).
 """
 from __future__ import annotations
 
@@ -12,7 +18,9 @@ from .endpoint import DONE, ERROR, MIG_COLO, SHUTDOWN, Endpoint
 
 INIT, WAIT_READY, IDLE = "INIT", "WAIT_READY", "IDLE"
 WAIT_REPLY, WAIT_RECEIVED, WAIT_LOADED = "WAIT_REPLY", "WAIT_RECEIVED", "WAIT_LOADED"
-STATES = (INIT, WAIT_READY, IDLE, WAIT_REPLY, WAIT_RECEIVED, WAIT_LOADED, ERROR, DONE, SHUTDOWN)
+SAVING = "SAVING"
+STATES = (INIT, WAIT_READY, IDLE, WAIT_REPLY, SAVING, WAIT_RECEIVED, WAIT_LOADED, ERROR, DONE,
+          SHUTDOWN)
 
 
 class PrimaryEndpoint(Endpoint):
@@ -24,6 +32,7 @@ class PrimaryEndpoint(Endpoint):
         (IDLE, "checkpoint"): "_on_checkpoint",
         (IDLE, "timer:checkpoint"): "_on_checkpoint",
         (WAIT_REPLY, m.CHECKPOINT_REPLY): "_on_reply",
+        (SAVING, "timer:save"): "_on_saved",
         (WAIT_RECEIVED, m.VMSTATE_RECEIVED): "_on_received",
         (WAIT_LOADED, m.VMSTATE_LOADED): "_on_loaded",
     }
@@ -36,6 +45,7 @@ class PrimaryEndpoint(Endpoint):
         self._trigger_pending = False
         self._trigger_reason = "timer"
         self._last_begin = 0.0
+        self._blob = b"\x00"            # the device state SAVING holds back
 
     # -- handlers -----------------------------------------------------------
     def _on_start(self, _item) -> None:
@@ -87,8 +97,20 @@ class PrimaryEndpoint(Endpoint):
         ram = encode_ram_part(records, self.ram_context)
         if self.dialect.ram_outside_blob:
             self.send_payload("ram", "ram", ram, pages=len(records))
+            if self.save_ms > 0:
+                self._blob = blob
+                self.goto(SAVING)
+                self.set_timer("save", self._now + self.save_ms)
+                return
         else:
             blob = ram + blob      # prototype: the whole state is buffered
+        self._send_blob(blob)
+
+    def _on_saved(self, _item) -> None:
+        blob, self._blob = self._blob, b"\x00"
+        self._send_blob(blob)
+
+    def _send_blob(self, blob: bytes) -> None:
         self.send(m.VMSTATE_SIZE, len(blob))
         self.send_payload("blob", "device-state", blob)
         self.goto(WAIT_RECEIVED)
@@ -133,7 +155,7 @@ class PrimaryEndpoint(Endpoint):
 
     def on_timer(self, name: str) -> None:
         if name == "checkpoint" and self.state != IDLE:
-            if self.state in (WAIT_REPLY, WAIT_RECEIVED, WAIT_LOADED):
+            if self.state in (WAIT_REPLY, SAVING, WAIT_RECEIVED, WAIT_LOADED):
                 # colo_checkpoint_notify from the timer during a transaction: absorbed, or
                 # a back-to-back checkpoint; the timer is re-armed when that one begins
                 # (re-arming here at now + delay would spin with a delay of 0)
@@ -151,7 +173,7 @@ class PrimaryEndpoint(Endpoint):
         if self.state == IDLE:
             self._trigger_reason = reason
             self._guarded(self._dispatch, "checkpoint")
-        elif self.state in (WAIT_REPLY, WAIT_RECEIVED):
+        elif self.state in (WAIT_REPLY, SAVING, WAIT_RECEIVED):
             self.emit("absorbed", why="the running checkpoint covers it")
         elif self.state == WAIT_LOADED:
             self._trigger_pending = True
@@ -188,6 +210,7 @@ class PrimaryEndpoint(Endpoint):
     def do_failover(self) -> None:
         # primary_vm_do_failover; faithful: COLO_EXIT says "error" (a race in 7.2)
         reason = fo.REASON_ERROR if self.faithful else fo.REASON_REQUEST
+        self.cancel_timer("save")
         self.emit("action", name="take-over", why="the secondary is gone")
         self.guest.take_over()
         self.finish_failover(reason)

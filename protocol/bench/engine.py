@@ -64,7 +64,8 @@ def _engine_side(role, lsock_or_port, cfg, q):
     loop = new_loop(None if cfg.get("uvloop", True) else False)
     guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
     ep = make_endpoint(role, dialects.QEMU, guest=guest,
-                       checkpoint_delay_ms=cfg["delay_ms"])
+                       checkpoint_delay_ms=cfg["delay_ms"],
+                       save_ms=cfg.get("save_ms", 0) if role == "primary" else 0)
     import collections
     marks = collections.deque(maxlen=2000) if cfg.get("soak") else []
 
@@ -306,7 +307,9 @@ def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
                       ("capture workload latency, Nagle on, one write per wake-up",
                        dict(nodelay=False)),
                       ("capture workload latency, Nagle on, QEMU-like separate writes",
-                       dict(nodelay=False, coalesce=False))):
+                       dict(nodelay=False, coalesce=False)),
+                      ("capture workload latency, Nagle on, QEMU-like writes + 1 ms "
+                       "device save", dict(nodelay=False, coalesce=False, save_ms=1))):
         runs = [_run_engine(_cfg(**cap, **kw)) for _ in range(rounds)]
         e = _median(runs, "latency_ms")
         rows.append({"name": label, "unit": "ms/checkpoint", "value": round(e, 3),

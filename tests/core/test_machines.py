@@ -128,3 +128,36 @@ def test_failover_state_names_follow_the_dialect():
     assert dialects.V11.failover_name("require") == "request"
     assert dialects.V11.failover_name("active") == "handling"
     assert dialects.QEMU.failover_name("require") == "require"
+
+
+def test_primary_save_time_splits_the_ram_part_from_the_device_state():
+    """save_ms: the RAM part leaves at once, vmstate-size and the blob save_ms later
+    (QEMU's separate write); a failover while saving sends nothing more."""
+    d = dialects.get("qemu")
+    for failover in (False, True):
+        p = make_endpoint("primary", d, save_ms=5, initial_stream=False,
+                          checkpoint_delay_ms=100)
+        p.start(0.0)
+        p.receive_data(d.encode(m.CHECKPOINT_READY), 0.0)
+        p.data_to_send()
+        p.handle_timer(100.0)
+        assert p.data_to_send() == d.encode(m.CHECKPOINT_REQUEST)
+        p.receive_data(d.encode(m.CHECKPOINT_REPLY), 101.0)
+        first = p.data_to_send()
+        from protocol.stream import encode_ram_part
+        assert first == d.encode(m.VMSTATE_SEND) + encode_ram_part([], p.ram_context)
+        assert p.state == "SAVING" and p.next_deadline() == 106.0
+        if failover:
+            p.lost_heartbeat(103.0)
+            p.handle_timer(106.0)
+            assert p.state == "DONE" and p.data_to_send() == b""
+            continue
+        p.handle_timer(105.9)
+        assert p.data_to_send() == b"" and p.state == "SAVING"
+        p.handle_timer(106.0)
+        rest = p.data_to_send()
+        assert rest[:4] == d.encode(m.VMSTATE_SIZE, 0)[:4] and p.state == "WAIT_RECEIVED"
+        size = int.from_bytes(rest[4:12], "big")
+        assert len(rest) == 12 + size and rest[-1] == 0     # the blob ends with EOF
+        p.receive_data(d.encode(m.VMSTATE_RECEIVED) + d.encode(m.VMSTATE_LOADED), 110.0)
+        assert p.checkpoint == 1 and p.state == "IDLE"
