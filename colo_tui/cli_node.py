@@ -56,14 +56,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="how long the secondary takes to load a checkpoint")
     p.add_argument("--save-ms", type=nonneg_int, default=0,
                    help="how long the primary takes to save the device state after the "
-                        "RAM part (QEMU's separate write; with --nagle: its second stall)")
+                        "RAM part (QEMU's separate write; with --nagle: its first stall)")
     p.add_argument("--record", metavar="FILE", help="write the event stream (JSON Lines)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
     p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",
                    help="beyond QEMU: fail over after T ms of peer silence (default off)")
     p.add_argument("--close-on-error", action="store_true",
                    help="beyond QEMU: close the COLO connection when COLO fails")
-    p.add_argument("--nagle", action="store_true", help="leave Nagle on, as QEMU does")
+    p.add_argument("--nagle", action="store_true",
+                   help="write as QEMU does: Nagle on, one write per message or payload")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
     p.set_defaults(_colo_run=run_node, func=run_node)
 

@@ -162,7 +162,9 @@ class Node:
         from .transport.tcp import Engine, loop_name
         self.loop = loop
         self._stop = loop.create_future()
-        self.engine = Engine(self.ep, loop, nodelay=not self.nagle, on_events=self._on_events,
+        # --nagle is QEMU's socket: Nagle on and one write per message or payload
+        self.engine = Engine(self.ep, loop, nodelay=not self.nagle, coalesce=not self.nagle,
+                             on_events=self._on_events,
                              before_input=self._before_input,
                              close_on_error=self.close_on_error, on_crash=self._crash)
         self._open_record(loop_name(loop))
