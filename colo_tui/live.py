@@ -20,6 +20,7 @@ import threading
 import time
 
 from protocol import dialects
+from protocol.errors import ColoError
 from protocol.events import Event
 from protocol.guestport import NullGuest
 from protocol.record import format as rf
@@ -88,13 +89,24 @@ class LiveController:
     def finished(self) -> bool:
         return self.source.done.is_set() and self.source.q.empty()
 
-    def step(self, n: int = 1) -> list[Event]:
+    live = True                # the commands wait for real events (bounded)
+
+    def step(self, n: int = 1, wait_s: float = 0.0) -> list[Event]:
+        """Move up to `n` arrived events into view; with `wait_s`, wait at most that
+        long (in all) for events that have not arrived yet."""
         out: list[Event] = []
+        deadline = time.monotonic() + wait_s
         for _ in range(max(0, n)):
             try:
                 ev = self.source.q.get_nowait()
             except queue.Empty:
-                break
+                left = deadline - time.monotonic()
+                if left <= 0 or self.source.done.is_set():
+                    break
+                try:
+                    ev = self.source.q.get(timeout=left)
+                except queue.Empty:
+                    break
             ev.seq = len(self.sim.events)
             self.sim.events.append(ev)
             self.sim.steps += 1
@@ -195,6 +207,38 @@ class LiveController:
                 for e in self.sim.events if e.kind == "send" and "msg" in e.data]
 
 
+def add_live_arguments(p) -> None:
+    """The live-session options the TUI and the REPL share."""
+    p.add_argument("--transport", default="sim", choices=("sim", "tcp"),
+                   help="sim: the deterministic simulator (default); tcp: the two endpoints "
+                        "over a real loopback TCP connection, through the uvloop engine")
+    p.add_argument("--proxy", nargs=2, default=None, metavar=("LISTEN", "CONNECT"),
+                   help="sit between a real COLO primary and secondary (HOST:PORT each) "
+                        "and show what crosses, decoded live")
+    p.add_argument("--peer", default=None, metavar="LISTEN",
+                   help="be the secondary of a real QEMU primary: listen on HOST:PORT "
+                        "(its `migrate tcp:HOST:PORT` target), mirror the guest's RAM "
+                        "and answer every checkpoint")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="with --proxy: inject this fault (KIND[=ARG]@POINT[#N])")
+
+
+def make_live(args, config, on_event=None):
+    """The live controller for --transport tcp / --proxy / --attach / --peer, or None."""
+    from .live_sources import PeerFeed, ProxyFeed, QmpFeed, TcpPair
+    if getattr(args, "peer", None):
+        return LiveController(PeerFeed(config, args.peer), on_event=on_event)
+    if getattr(args, "attach", None):
+        return LiveController(QmpFeed(config, *args.attach), on_event=on_event)
+    if getattr(args, "proxy", None):
+        listen, connect = args.proxy
+        return LiveController(ProxyFeed(config, listen, connect,
+                                        getattr(args, "fault", None) or []), on_event=on_event)
+    if getattr(args, "transport", "sim") == "tcp":
+        return LiveController(TcpPair(config), on_event=on_event)
+    return None
+
+
 def _side(side: str) -> str:
     from .control import side_name
     return side_name(side)
@@ -207,6 +251,7 @@ class _Source:
         self.config = config
         self.q: queue.Queue = queue.Queue(maxsize=200_000)
         self.done = threading.Event()
+        self.ready = threading.Event()     # the source's loop takes commands
         self.error: str | None = None
         self._thread: threading.Thread | None = None
         self.t0 = time.monotonic()
@@ -233,6 +278,12 @@ class _Source:
             self.put(Event(self.now_ms(), "live", "error", {"message": self.error}))
         finally:
             self.done.set()
+
+    def wait_ready(self, what: str, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until the background loop takes commands."""
+        if not self.ready.wait(timeout_s) or self.done.is_set():
+            raise ColoError(f"the {what} is not running" + (f": {self.error}"
+                                                            if self.error else ""))
 
     def apply(self, ev: Event) -> None:
         """Update the per-side view from an event (sources with real endpoints skip)."""

@@ -54,6 +54,7 @@ class TcpPair(_Source):
         for s in SIDES:
             self.engines[s] = Engine(self.eps[s], loop, on_events=feed,
                                      before_input=advance(s))
+        self.ready.set()
         self.put(Event(0.0, "live", "listening", {"address": f"127.0.0.1:{port}"}))
 
         async def main() -> None:
@@ -75,8 +76,7 @@ class TcpPair(_Source):
             loop.close()
 
     def command(self, what: str, *args) -> None:
-        if self.loop is None or self.done.is_set():
-            raise ColoError("the live pair is not running")
+        self.wait_ready("live pair")
         self.loop.call_soon_threadsafe(self._command, what, args)
 
     def _command(self, what: str, args) -> None:
@@ -205,6 +205,7 @@ class PeerFeed(_Source):
                 self.put(ev)
 
         self.engine = Engine(self.eps["secondary"], loop, on_events=feed)
+        self.ready.set()
         self.put(Event(0.0, "live", "listening", {
             "address": f"{self.addr[0]}:{self.port}",
             "hint": f"on the QEMU primary: migrate tcp:{self.addr[0]}:{self.port} "
@@ -244,8 +245,7 @@ class PeerFeed(_Source):
             raise ColoError("a real QEMU primary takes its commands over its own QMP; "
                             "here only `lost-heartbeat secondary` (fail over to this "
                             "secondary) is possible")
-        if self.loop is None or self.engine is None or self.done.is_set():
-            raise ColoError("the peer is not running")
+        self.wait_ready("peer")
         self.loop.call_soon_threadsafe(self._failover)
 
     def _failover(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -18,6 +19,10 @@ from protocol import faults as fl
 from .parser import SIDES, CommandError
 
 MAX_RUN_STEPS = 200_000
+#: a live session (real peers): how long `step N` waits for N events, and how
+#: long `run` waits in all before it gives up
+LIVE_STEP_WAIT_S = 10.0
+LIVE_RUN_S = 120.0
 LADDER_ROWS = 40
 
 
@@ -62,7 +67,8 @@ def _side_word(st: dict) -> str:
 
 def error_text(parsed, exc: Exception) -> str:
     if isinstance(exc, ValueError | KeyError | OSError) or \
-            type(exc).__name__ in ("QmpCommandError", "RecordingError", "FaultSpecError"):
+            type(exc).__name__ in ("QmpCommandError", "RecordingError", "FaultSpecError",
+                                   "ColoError", "PlaybackError"):
         msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         if isinstance(exc, OSError) and exc.filename:
             msg = f"{exc.filename}: {msg}"
@@ -76,8 +82,12 @@ def step(c, p) -> str:
     if c.finished:
         return "nothing to step: " + where(c)
     n = p.get("n") or 1
-    new = c.step(n)
-    return f"{len(new)} new event(s); " + where(c)
+    live = getattr(c, "live", False)
+    new = c.step(n, wait_s=LIVE_STEP_WAIT_S) if live else c.step(n)
+    head = f"{len(new)} new event(s)"
+    if live and len(new) < n:
+        head += f" (no more arrived within {LIVE_STEP_WAIT_S:.0f} s)"
+    return head + "; " + where(c)
 
 
 def run(c, p) -> str:
@@ -87,7 +97,9 @@ def run(c, p) -> str:
     st.running, until, count = True, p.get("event"), p.get("n")
     st.pause.clear()
     start_ckpt = c.sim.eps["primary"].checkpoint
-    first, hit, paused = len(c.events), None, False
+    first, hit, paused, timed_out = len(c.events), None, False, False
+    live = getattr(c, "live", False)
+    deadline = time.monotonic() + LIVE_RUN_S
     try:
         for _ in range(MAX_RUN_STEPS):
             if c.finished:
@@ -95,7 +107,10 @@ def run(c, p) -> str:
             if st.pause.is_set():
                 paused = True
                 break
-            for e in c.step(1):
+            if live and time.monotonic() > deadline:
+                timed_out = True
+                break
+            for e in (c.step(1, wait_s=0.1) if live else c.step(1)):
                 if until is not None and (e.kind == until or e.data.get("msg") == until):
                     hit = hit or e
             if hit is not None:
@@ -107,6 +122,8 @@ def run(c, p) -> str:
     head = f"{len(c.events) - first} new event(s)"
     if paused:
         head = "paused; " + head
+    if timed_out:
+        head = f"stopped after {LIVE_RUN_S:.0f} s of a live session; " + head
     if until is not None:
         head += (f"; stopped at {until} (event #{hit.seq}, {hit.side})" if hit
                  else f"; {until} did not happen")
@@ -206,7 +223,12 @@ def status(c, p) -> str:
     if s["forked"]:
         lines.append(f"forked     at step {c.forked_at}")
     broken = [k for k, ok in s["invariants"].items() if not ok]
-    lines.append("invariants " + ("all hold" if not broken else "BROKEN: " + ", ".join(broken)))
+    if s.get("live"):
+        lines.append(f"live       {s['live']}: real peers; the simulator's invariants are "
+                     "not checked here")
+    else:
+        lines.append("invariants " + ("all hold" if not broken else
+                                      "BROKEN: " + ", ".join(broken)))
     return "\n".join(lines)
 
 
@@ -291,7 +313,26 @@ def _guests(c, what: str):
     return guests
 
 
+def _mirror_ram(g) -> str:
+    """`show ram` for the mirror of a real guest (`--peer`)."""
+    if g.ram is None:
+        return "secondary  no RAM yet: the real primary's initial migration has not arrived"
+    blocks = ", ".join(f"{n} {s >> 20 or s >> 10}{' MiB' if s >> 20 else ' KiB'}"
+                       for n, s in g.blocks())
+    flushed = ", ".join(f"{b} {len(ix)}" for b, ix in g.last_flushed.items()) or "nothing yet"
+    return "\n".join([
+        f"primary    the real peer (machine {g.machine}, as its stream says); the mirror "
+        "holds what it sent",
+        f"secondary  mirror of the real guest: {blocks}",
+        f"{'':<9}  initial migration {g.initial_pages} page(s); {g.checkpoints} checkpoint(s) "
+        f"flushed, {g.pages_flushed_total} page(s) in all; last flush: {flushed}",
+        f"{'':<9}  device sections {len(g.devices)}; VGA text: {g.screen_line() or '—'!r}"])
+
+
 def guest_ram(c) -> str:
+    sec = (getattr(c.sim, "guests", {}) or {}).get("secondary")
+    if hasattr(sec, "heat_view"):
+        return _mirror_ram(sec)
     g = _guests(c, "RAM")
     lines = []
     for side in SIDES:

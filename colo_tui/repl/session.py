@@ -32,7 +32,9 @@ def _controller(args, out):
 
     def show(ev) -> None:
         print(render.event_line(ev), file=out, flush=False)
-    return Controller(cfg, on_event=show)
+    from ..live import make_live
+    live = make_live(args, cfg, on_event=show)
+    return live if live is not None else Controller(cfg, on_event=show)
 
 
 def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
@@ -41,11 +43,22 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
     if getattr(args, "attach", None):
         from ..attach import run_attached
         return run_attached(args, stdin, out, err)
+    from protocol.errors import ColoError
     try:
         c = _controller(args, out)
-    except ValueError as exc:
-        print(f"colo repl: error: {exc}", file=err)
+    except (ValueError, OSError, ColoError) as exc:   # a live source that cannot start too
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"colo repl: error: {why}", file=err)
         return 2
+    try:
+        return _run(c, args, stdin, out, err)
+    finally:
+        close = getattr(c, "close", None)
+        if close is not None and getattr(c, "live", False):
+            close()
+
+
+def _run(c, args, stdin, out, err) -> int:
     if getattr(args, "file", None):
         lines = read_script(args.file, err)
         if lines is None:
