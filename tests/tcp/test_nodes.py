@@ -212,3 +212,51 @@ def test_cli_port_in_use_and_refused():
     r = _cli("node", "primary", "--connect", f"127.0.0.1:{free_port()}")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "cannot connect" in r.stderr and "refused" in r.stderr.lower()
+
+
+def test_guest_ram_over_qmp(tmp_path):
+    """x-testbed-read-ram / x-testbed-query-guest: a mirror before any primary, a model
+    guest after checkpoints (its bytes are the guest's), the null guest, bad arguments."""
+    from protocol.errors import QmpCommandError
+    from protocol.qmpclient import QmpClient
+    mirror = NodeProc("secondary", tmp_path, f"127.0.0.1:{free_port()}", "--guest", "mirror",
+                      name="mirror")
+    p, s = _start(tmp_path, "--checkpoint-delay", "50", "--guest", "model")
+    try:
+        mirror.wait_ready()
+        q = QmpClient(f"unix:{mirror.qmp_path}")
+        info = q.execute("x-testbed-query-guest")
+        assert info["kind"] == "MirrorGuest" and info["blocks"] == [] and info["checkpoint"] == 0
+        with pytest.raises(QmpCommandError, match="initial migration has not arrived"):
+            q.execute("x-testbed-read-ram", {"offset": 0, "size": 16})
+        q.close()
+        wait_for(lambda: s.commits() >= 2, what="two checkpoints")
+        q = QmpClient(f"unix:{s.qmp_path}")
+        r = q.execute("x-testbed-read-ram", {"block": "pc.ram", "offset": 4096, "size": 32})
+        assert r["size"] == 32 and len(bytes.fromhex(r["data"])) == 32 and r["checkpoint"] >= 2
+        bad = [({"size": 1}, "Parameter 'offset' is missing"),
+               ({"offset": -1, "size": 1}, "expected: uint64"),
+               ({"offset": 0, "size": 1 << 20}, "above 65536 bytes"),
+               ({"offset": 0, "size": 1, "block": "nope"}, "nope"),
+               ({"offset": 1 << 40, "size": 1}, "outside"),
+               ({"offset": 0, "size": 1, "extra": 1}, "Parameter 'extra' is unexpected")]
+        for args, why in bad:
+            with pytest.raises(QmpCommandError, match=why):
+                q.execute("x-testbed-read-ram", args)
+        q.close()
+        q = QmpClient(f"unix:{p.qmp_path}")
+        assert q.execute("x-testbed-query-guest")["kind"] == "Guest"
+        q.close()
+    finally:
+        p.stop()
+        s.stop()
+        mirror.stop()
+    null = NodeProc("secondary", tmp_path, f"127.0.0.1:{free_port()}", name="null")
+    try:
+        null.wait_ready()
+        q = QmpClient(f"unix:{null.qmp_path}")
+        with pytest.raises(QmpCommandError, match="keeps no RAM"):
+            q.execute("x-testbed-read-ram", {"offset": 0, "size": 1})
+        q.close()
+    finally:
+        null.stop()
