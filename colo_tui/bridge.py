@@ -60,7 +60,8 @@ class Bridge:
         self.speed_index = 3
         self.selected_side = "primary"
         self.selected_seq: int | None = None
-        self.notice = ""
+        # a live source may say what the user must do first (e.g. start the primary)
+        self.notice = getattr(getattr(controller, "source", None), "hint", "") or ""
         self._credit = 0.0
         self._reset()
 

@@ -115,6 +115,8 @@ class ProxyFeed(_Source):
     def __init__(self, config, listen: str, connect: str, faults=()) -> None:
         super().__init__(config)
         self.listen, self.connect, self.faults = listen, connect, list(faults)
+        self.hint = (f"point the primary's migrate at {listen}; it goes on to {connect}; "
+                     "space to follow")
         self._view = Playback(Recording({"dialect": config.dialect}))
         self.eps = self._view.eps
         self._task = None
@@ -181,6 +183,8 @@ class PeerFeed(_Source):
         self.lsock = socket.create_server(self.addr)
         self.lsock.setblocking(False)
         self.port = self.lsock.getsockname()[1]
+        self.hint = (f"listening on {self.addr[0]}:{self.port}: on the QEMU primary, x-colo on "
+                     f"and migrate tcp:{self.addr[0]}:{self.port}; space to follow")
         self.engine = None
         self.loop = None
 
