@@ -55,8 +55,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load-ms", type=nonneg_int, default=0,
                    help="how long the secondary takes to load a checkpoint")
     p.add_argument("--save-ms", type=nonneg_int, default=0,
-                   help="how long the primary takes to save the device state after the "
-                        "RAM part (QEMU's separate write; with --nagle: its first stall)")
+                   help="primary, qemu dialect: how long it takes to save the device "
+                        "state after the RAM part (QEMU's separate write; with --nagle: its "
+                        "first stall); keep it below --heartbeat-ms")
     p.add_argument("--record", metavar="FILE", help="write the event stream (JSON Lines)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
     p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",

@@ -1,13 +1,15 @@
 """Live sessions for the TUI and the REPL: a Controller-shaped facade over real peers.
 
-Three sources, each running in a background thread and feeding one event queue:
+Four sources, each running in a background thread and feeding one event queue:
 
 * ``TcpPair``  — `--transport tcp`: the two sans-IO endpoints in this process,
   each driven by the uvloop engine over a real loopback TCP connection;
 * ``ProxyFeed`` — `--proxy LISTEN CONNECT`: the live decoding proxy between two
   real COLO peers (QEMUs or `colo node`s);
 * ``QmpFeed``  — `--attach QMP_P QMP_S`: two running processes, through their
-  QMP sockets (statuses polled, events as they come).
+  QMP sockets (statuses polled, events as they come);
+* ``PeerFeed`` — `--peer LISTEN`: the testbed's secondary (with a mirror of the
+  guest's RAM) as the peer of a real QEMU primary.
 
 Stepping moves queued events into view (the display can be paused while the
 peers run on); there is no time travel in a live session, and faults are
@@ -89,7 +91,10 @@ class LiveController:
     def finished(self) -> bool:
         return self.source.done.is_set() and self.source.q.empty()
 
-    live = True                # the commands wait for real events (bounded)
+    live = True
+    #: `step N` / `run` wait (bounded) for events still to come: the REPL sets it; the
+    #: Textual app does not (its commands run on the UI's loop and must not block)
+    wait_for_events = False
 
     def step(self, n: int = 1, wait_s: float = 0.0) -> list[Event]:
         """Move up to `n` arrived events into view; with `wait_s`, wait at most that

@@ -1,4 +1,4 @@
-"""The live sources behind `colo tui --transport tcp | --proxy | --attach` (see live.py)."""
+"""The live sources behind `--transport tcp | --proxy | --attach | --peer` (see live.py)."""
 from __future__ import annotations
 
 import queue
@@ -180,13 +180,19 @@ class PeerFeed(_Source):
                                                guest=self.guest, mode=config.mode,
                                                initial_stream=True)}
         # bind now: a port in use is a clear error before the app opens
-        self.lsock = socket.create_server(self.addr)
+        host, port = self.addr
+        self.lsock = socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.lsock.setblocking(False)
         self.port = self.lsock.getsockname()[1]
-        self.hint = (f"listening on {self.addr[0]}:{self.port}: on the QEMU primary, x-colo on "
-                     f"and migrate tcp:{self.addr[0]}:{self.port}; space to follow")
+        shown = host if host not in ("0.0.0.0", "::") else "<this host's address>"
+        target = f"[{shown}]" if ":" in shown else shown
+        self.hint = (f"listening on {listen.rsplit(':', 1)[0]}:{self.port}: on the QEMU "
+                     f"primary, x-colo on and migrate tcp:{target}:{self.port}; space to "
+                     "follow")
         self.engine = None
         self.loop = None
+        self._task = None
 
     def run(self) -> None:
         import asyncio
@@ -208,27 +214,44 @@ class PeerFeed(_Source):
                 self._follow(ev)
                 self.put(ev)
 
-        self.engine = Engine(self.eps["secondary"], loop, on_events=feed)
+        def crashed(exc: BaseException) -> None:
+            # a bug of ours, not the peer's: shown in the event stream, the pair stops
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.put(Event(self.now_ms(), "live", "error", {"message": self.error}))
+            self.done.set()
+
+        self.engine = Engine(self.eps["secondary"], loop, on_events=feed, on_crash=crashed)
         self.ready.set()
-        self.put(Event(0.0, "live", "listening", {
-            "address": f"{self.addr[0]}:{self.port}",
-            "hint": f"on the QEMU primary: migrate tcp:{self.addr[0]}:{self.port} "
-                    "(x-colo on)"}))
+        self.put(Event(0.0, "live", "listening", {"address": f"{self.addr[0]}:{self.port}",
+                                                  "hint": self.hint}))
 
         async def main() -> None:
             sock, peer = await loop.sock_accept(self.lsock)
+            # one primary per session: a second `migrate` is refused, not left hanging
+            self.lsock.close()
             self.put(Event(self.now_ms(), "live", "connection",
                            {"peer": f"{peer[0]}:{peer[1]}"}))
             await self.engine.attach_socket(sock)
             while not self.done.is_set():
                 await asyncio.sleep(0.05)
+        self._task = loop.create_task(main())
         try:
-            loop.run_until_complete(main())
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
         finally:
             self.engine.close_timers()
             self.engine.abort()
             self.lsock.close()
             loop.close()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.loop is not None and self._task is not None and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self._task.cancel)
+            except RuntimeError:        # the loop closed meanwhile
+                pass
 
     def _follow(self, ev: Event) -> None:
         """Keep the primary's view in step with what the secondary saw of it, as it

@@ -99,6 +99,9 @@ class Node:
             raise ValueError("the primary needs --connect HOST:PORT")
         if checkpoints is not None and checkpoints < 1:
             raise ValueError("--checkpoints must be at least 1")
+        if heartbeat_ms is not None and save_ms and save_ms >= heartbeat_ms:
+            raise ValueError(f"--save-ms {save_ms} must stay below --heartbeat-ms "
+                             f"{heartbeat_ms}: the secondary would take the save for silence")
         if heartbeat_ms is not None and heartbeat_ms < 10:
             raise ValueError("--heartbeat-ms must be at least 10")
         self.role = role

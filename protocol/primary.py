@@ -197,6 +197,7 @@ class PrimaryEndpoint(Endpoint):
         # qemu: no message; the PVM powers off and the process quits
         self.stop_vm("guest powered off", "shutdown")
         self.cancel_timer("checkpoint")
+        self.cancel_timer("save")
         self.colo_thread_alive = False
         self.goto(SHUTDOWN)
         self.close_requested = True
@@ -211,6 +212,7 @@ class PrimaryEndpoint(Endpoint):
         # primary_vm_do_failover; faithful: COLO_EXIT says "error" (a race in 7.2)
         reason = fo.REASON_ERROR if self.faithful else fo.REASON_REQUEST
         self.cancel_timer("save")
+        self._blob = b"\x00"
         self.emit("action", name="take-over", why="the secondary is gone")
         self.guest.take_over()
         self.finish_failover(reason)

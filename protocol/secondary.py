@@ -52,7 +52,11 @@ class SecondaryEndpoint(Endpoint):
     def _on_initial(self, item: m.InitialStream) -> None:
         load = getattr(self.guest, "load_initial", None)
         if load is not None:
-            load(item.summary)
+            try:
+                load(item.summary)
+            except ValueError as exc:   # the stream does not describe a RAM we can hold
+                raise RemoteProtocolError(f"initial migration: {exc}",
+                                          state=self.state) from None
         report = getattr(self.guest, "initial_report", None)
         self.emit("action", name="load-initial", bytes=item.size_bytes,
                   **(report() if report else {}))

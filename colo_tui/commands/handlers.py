@@ -82,7 +82,7 @@ def step(c, p) -> str:
     if c.finished:
         return "nothing to step: " + where(c)
     n = p.get("n") or 1
-    live = getattr(c, "live", False)
+    live = getattr(c, "wait_for_events", False)
     new = c.step(n, wait_s=LIVE_STEP_WAIT_S) if live else c.step(n)
     head = f"{len(new)} new event(s)"
     if live and len(new) < n:
@@ -98,7 +98,9 @@ def run(c, p) -> str:
     st.pause.clear()
     start_ckpt = c.sim.eps["primary"].checkpoint
     first, hit, paused, timed_out = len(c.events), None, False, False
-    live = getattr(c, "live", False)
+    live = getattr(c, "wait_for_events", False)
+    # live peers run ahead of what is shown: count the commits that were stepped
+    commits: set = set()
     deadline = time.monotonic() + LIVE_RUN_S
     try:
         for _ in range(MAX_RUN_STEPS):
@@ -113,9 +115,12 @@ def run(c, p) -> str:
             for e in (c.step(1, wait_s=0.1) if live else c.step(1)):
                 if until is not None and (e.kind == until or e.data.get("msg") == until):
                     hit = hit or e
+                if live and e.kind == "checkpoint" and e.data.get("phase") == "commit":
+                    commits.add(e.data.get("n"))
             if hit is not None:
                 break
-            if count is not None and c.sim.eps["primary"].checkpoint - start_ckpt >= count:
+            done = len(commits) if live else c.sim.eps["primary"].checkpoint - start_ckpt
+            if count is not None and done >= count:
                 break
     finally:
         st.running = False

@@ -34,7 +34,10 @@ def _controller(args, out):
         print(render.event_line(ev), file=out, flush=False)
     from ..live import make_live
     live = make_live(args, cfg, on_event=show)
-    return live if live is not None else Controller(cfg, on_event=show)
+    if live is not None:
+        live.wait_for_events = True      # the REPL may block: `step`/`run` wait for peers
+        return live
+    return Controller(cfg, on_event=show)
 
 
 def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:

@@ -26,6 +26,9 @@ from .ramcache import RamCache
 
 VGA_BLOCK_SUFFIX = "vga.vram"
 MAX_READ = 1 << 20
+#: the most RAM a mirror takes on (it keeps RAM and the RAM cache: twice this,
+#: sparse until written)
+MAX_RAM_BYTES = 64 << 30
 
 
 class MirrorError(ValueError):
@@ -52,12 +55,23 @@ class MirrorGuest:
         self.took_over = False
 
     # -- the initial migration ---------------------------------------------------
+    def _make_ram(self, blocks) -> None:
+        total = sum(size for _, size in blocks)
+        if total > MAX_RAM_BYTES:
+            raise MirrorError(f"the primary's RAM blocks add up to {total} bytes, more than "
+                              f"a mirror takes on ({MAX_RAM_BYTES >> 30} GiB)")
+        try:
+            self.ram = Ram(blocks)
+        except (OSError, OverflowError, MemoryError) as exc:
+            raise MirrorError(f"cannot map the primary's RAM ({total} bytes): {exc}") from None
+        names = [name for name, _ in blocks]
+        self.main_block = "pc.ram" if "pc.ram" in names else names[0]
+
     def initial_page(self, rec: PageRecord, ctx) -> None:
         if self.ram is None:
             if not ctx.blocks:
                 raise MirrorError("a page arrived before RAM START announced any block")
-            self.ram = Ram(ctx.blocks.items())
-            self.main_block = "pc.ram" if "pc.ram" in ctx.blocks else next(iter(ctx.blocks))
+            self._make_ram(list(ctx.blocks.items()))
         blk = self.ram.blocks.get(rec.block)
         if blk is None:
             raise MirrorError(f"page for RAM block {rec.block!r}, which RAM START did not "
@@ -76,7 +90,7 @@ class MirrorGuest:
             blocks = [tuple(b) for b in getattr(summary, "blocks", [])]
             if not blocks:
                 raise MirrorError("the initial migration announced no RAM block")
-            self.ram = Ram(blocks)
+            self._make_ram(blocks)
         self.machine = summary.machine
         self.vmdesc = summary.vmdesc
         self.devices = [(s.idstr, s.instance_id, s.version_id, s.length)

@@ -230,3 +230,32 @@ def test_a_garbled_stream_from_the_primary_never_crashes_the_mirror(cut, flips, 
                        "RECV_BLOB", "LOADING", "ERROR"), s.state
     if s.state == "ERROR":
         assert s.error and len(s.error) < 2000
+
+
+def _secondary_fed(data: bytes):
+    mirror = MirrorGuest()
+    s = make_endpoint("secondary", QEMU, guest=mirror, initial_stream=True)
+    s.start(0.0)
+    s.receive_data(data, 1.0)          # must not raise
+    return s, mirror
+
+
+def test_an_initial_migration_without_ram_is_a_named_error():
+    import json
+    desc = json.dumps({"page_size": 4096, "devices": []}).encode()
+    data = (b"QEVM" + (3).to_bytes(4, "big") + b"\x00" + b"\x06"
+            + len(desc).to_bytes(4, "big") + desc)
+    s, mirror = _secondary_fed(data)
+    assert s.state == "ERROR" and "no RAM block" in s.error, (s.state, s.error)
+    assert mirror.ram is None
+
+
+def test_ram_too_big_to_mirror_is_a_named_error():
+    from protocol.pages import KIND_ZERO
+    from protocol.stream import encode_initial
+    huge = 1 << 46                                  # 64 TiB
+    data, _ctx = encode_initial("pc-i440fx-7.2", [("pc.ram", huge)],
+                                [PageRecord("pc.ram", 0, KIND_ZERO)], [],
+                                {"page_size": 4096, "devices": []})
+    s, mirror = _secondary_fed(data)
+    assert s.state == "ERROR" and "more than a mirror takes on" in s.error, s.error

@@ -129,8 +129,11 @@ def test_import_a_fresh_real_capture(case, tmp_path, artifacts, procs):
         assert ending["rst"] or ending["fin"], ending
         assert any(e["side"] == "secondary" for e in ending["rst"] + ending["fin"]), ending
     else:
-        assert rep["exits"]["primary"][0] == {"mode": "primary", "reason": "request"} or \
-            rep["exits"]["primary"][0]["mode"] == "primary", rep
+        # 7.2 reports a requested primary failover as "request", or "error" when its
+        # race is lost (README: faithful quirks); the secondary sees the link go
+        assert [e["mode"] for e in rep["exits"]["primary"]] == ["primary"], rep
+        assert rep["exits"]["primary"][0]["reason"] in ("request", "error"), rep
+        assert rep["exits"]["secondary"] == [{"mode": "secondary", "reason": "error"}], rep
         assert ending["kind"], ending
     print(case, json.dumps(rep), json.dumps({k: v for k, v in ending.items() if k != "note"}), len(complete))
     # the recording opens like any other and steps through the real session

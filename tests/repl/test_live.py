@@ -40,9 +40,8 @@ def test_repl_peer_follows_a_primary_process(tmp_path):
         wait_for(lambda: _listening(port), 20, "the REPL's --peer port")
         pri = NodeProc("primary", tmp_path, f"127.0.0.1:{port}", "--guest", "model",
                        "--checkpoint-delay", "150", "--workload", "hot")
-        out = p.stdout.read()
-        p.wait(120)
-        err = p.stderr.read()
+        p.stdin = None                       # written and closed above
+        out, err = p.communicate(timeout=150)
     finally:
         if pri is not None:
             pri.stop()

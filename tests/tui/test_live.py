@@ -157,3 +157,17 @@ def test_peer_feed_refuses_a_port_in_use_and_other_dialects():
             PeerFeed(SimConfig(), f"127.0.0.1:{port}")
     with pytest.raises(ColoError, match="dialect qemu"):
         PeerFeed(SimConfig(dialect="v11"), "127.0.0.1:0")
+
+
+def test_peer_feed_closed_before_any_primary_frees_its_port():
+    import socket
+
+    from colo_tui.live_sources import PeerFeed
+    port = free_port()
+    c = LiveController(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
+    assert pump(c, lambda c: any(e.kind == "listening" for e in c.events), 5)
+    c.close()
+    c.source._thread.join(5)
+    assert not c.source._thread.is_alive()
+    with socket.create_server(("127.0.0.1", port)):     # the port is free again
+        pass

@@ -16,11 +16,14 @@
  * vCPU thread tests "any work?" and then sleeps on halt_cond, both under the
  * BQL; a kick that lands between the two is lost, the vCPU sleeps for good
  * and the COLO thread waits in migration_bitmap_sync forever (seen once in
- * ~1000 checkpoints: gdb shows "CPU 0/TCG" in qemu_wait_io_event and
+ * ~700 checkpoints on a busy host: gdb shows "CPU 0/TCG" in qemu_wait_io_event and
  * "live_migration" in do_run_on_cpu).  So pthread_cond_broadcast() remembers,
- * per thread, the last condvar it broadcast since that thread last waited;
- * the not-owner path broadcasts it again once it holds the mutex, which is
- * how the kick should have been made.  An extra broadcast is always legal
+ * per thread, the last condvar it broadcast and when; the not-owner path, once
+ * it holds the mutex, broadcasts it again if that was less than 100 ms ago (in
+ * run_on_cpu the kick precedes the wait by microseconds, more only if the
+ * thread is preempted; an older pointer is never used, so a condvar destroyed
+ * long since cannot be touched).  That is how
+ * the kick should have been made.  An extra broadcast is always legal
  * (waiters re-check their predicate).
  * Build: gcc -shared -fPIC -O2 -o bqlshim.so bqlshim.c -ldl
  */
@@ -39,7 +42,9 @@ static wait_fn real_wait;
 static bcast_fn real_bcast;
 static unsigned long uses;
 static __thread pid_t my_tid;
-static __thread pthread_cond_t *last_bcast;   /* since this thread last waited */
+static __thread pthread_cond_t *last_bcast;   /* this thread's last broadcast ... */
+static __thread struct timespec last_bcast_at; /* ... and when (CLOCK_MONOTONIC) */
+#define KICK_WINDOW_NS 100000000L              /* a kick older than 100 ms is not re-sent */
 
 static wait_fn resolve(void)
 {
@@ -63,16 +68,39 @@ static bcast_fn resolve_bcast(void)
     return real_bcast;
 }
 
+__attribute__((constructor)) static void bqlshim_init(void)
+{
+    if (!resolve() || !resolve_bcast()) {
+        fprintf(stderr, "bqlshim: cannot find pthread_cond_wait/broadcast in libc\n");
+        _exit(127);
+    }
+}
+
 int pthread_cond_broadcast(pthread_cond_t *cond)
 {
     last_bcast = cond;
+    clock_gettime(CLOCK_MONOTONIC, &last_bcast_at);
     return resolve_bcast()(cond);
+}
+
+/* the condvar this thread broadcast less than KICK_WINDOW_NS ago, or NULL */
+static pthread_cond_t *recent_kick(void)
+{
+    struct timespec now;
+    long ns;
+
+    if (!last_bcast)
+        return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ns = (now.tv_sec - last_bcast_at.tv_sec) * 1000000000L
+         + (now.tv_nsec - last_bcast_at.tv_nsec);
+    return ns >= 0 && ns < KICK_WINDOW_NS ? last_bcast : NULL;
 }
 
 int pthread_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex)
 {
     struct timespec ts;
-    pthread_cond_t *kick = last_bcast;
+    pthread_cond_t *kick = recent_kick();
     unsigned long n;
     int ret;
 
