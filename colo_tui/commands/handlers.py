@@ -239,7 +239,23 @@ def status(c, p) -> str:
 
 def show(c, p) -> str:
     return {"ladder": ladder, "failover": failover_view, "ram": guest_ram,
-            "packets": guest_packets, "disk": guest_disk}[p.args["what"]](c)
+            "packets": guest_packets, "disk": guest_disk,
+            "screen": guest_screen}[p.args["what"]](c)
+
+
+def guest_screen(c) -> str:
+    sec = (getattr(c.sim, "guests", {}) or {}).get("secondary")
+    if not hasattr(sec, "screen_lines"):
+        raise CommandError("no screen to show: only the mirror of a real guest has one "
+                           "(colo repl --peer LISTEN, with a QEMU primary)")
+    rows = sec.screen_lines()
+    if not rows:
+        return "no VGA RAM yet: the primary's initial migration has not arrived"
+    last = max((i for i, r in enumerate(rows) if r), default=-1)
+    body = [f"|{r:<80}|" for r in rows[:last + 1]]
+    return "\n".join([f"VGA text as of checkpoint {sec.checkpoints} (80x25, "
+                      f"{last + 1} non-blank row(s) shown)", "+" + "-" * 80 + "+",
+                      *body, "+" + "-" * 80 + "+"])
 
 
 def ladder(c, rows: int = LADDER_ROWS) -> str:

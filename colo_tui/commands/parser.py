@@ -21,7 +21,7 @@ from protocol.errors import FaultSpecError
 
 SIDES = ("primary", "secondary")
 MODES = ("periodic", "hybrid")
-VIEWS = ("ladder", "ram", "packets", "disk", "failover")
+VIEWS = ("ladder", "ram", "packets", "disk", "failover", "screen")
 SETTINGS = ("checkpoint-delay", "dialect", "mode", "seed")
 MAX_INT = (1 << 32) - 1
 

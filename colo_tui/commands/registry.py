@@ -92,9 +92,11 @@ COMMANDS = [
     _c("status", "status", "query-colo-status of both sides plus run state",
        "For each side: alive/stalled, run state, machine state, last checkpoint, failover "
        "state and query-colo-status {mode, last-mode, reason}; then the session.", h.status),
-    _c("show", "show ladder|ram|packets|disk|failover", "draw a view of the session",
+    _c("show", "show ladder|ram|packets|disk|failover|screen", "draw a view of the session",
        "ladder: the messages as arrows between the two lifelines. ram/packets/disk: the "
-       "guest model's state. failover: the failover state machine with each side's state.",
+       "guest model's state. failover: the failover state machine with each side's state. "
+       "screen: the VGA text screen of a real guest, as the mirror secondary holds it "
+       "(--peer).",
        h.show, (("WHAT:view",),)),
     _c("set", "set checkpoint-delay MS | dialect D | mode M | seed S", "change a parameter",
        "checkpoint-delay is migrate-set-parameters x-checkpoint-delay (takes effect now, and "

@@ -190,6 +190,12 @@ class MirrorGuest:
         chars = raw[0::4]
         return "".join(chr(c) if 32 <= c < 127 else " " for c in chars).rstrip()
 
+    def screen_lines(self, rows: int = 25, width: int = 80) -> list[str]:
+        """The whole VGA text screen, one string per row ([] without a VGA block)."""
+        if self.vga_block() is None:
+            return []
+        return [self.screen_line(r, width) for r in range(rows)]
+
     def summary(self) -> dict:
         """One line's worth for logs and events."""
         return {"checkpoints": self.checkpoints,

@@ -129,6 +129,10 @@ def test_mirror_of_the_real_capture_shows_the_guest():
     assert mirror.machine and mirror.machine.startswith("pc-i440fx")
     assert [b for b, _ in mirror.blocks()][:2] == ["pc.ram", "0000:00:02.0/vga.vram"]
     assert len(mirror.devices) == 32
+    # the whole text screen: SeaBIOS's banner under the guest's line, then its boot line
+    rows = mirror.screen_lines()
+    assert len(rows) == 25 and rows[0] == screens[-1]
+    assert rows[1] == "Booting from ROM..." and not any(rows[2:])
 
 
 def test_bad_input_is_named():

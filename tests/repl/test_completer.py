@@ -13,7 +13,7 @@ def test_command_names():
 def test_arguments():
     assert complete("kill ") == ["primary", "secondary"]
     assert complete("heartbeat s") == ["secondary"]
-    assert complete("show ") == ["ladder", "ram", "packets", "disk", "failover"]
+    assert complete("show ") == ["ladder", "ram", "packets", "disk", "failover", "screen"]
     assert complete("set ") == ["checkpoint-delay", "dialect", "mode", "seed"]
     assert complete("set dialect ") == ["v11", "qemu", "prototype"]
     assert complete("set mode h") == ["hybrid"]

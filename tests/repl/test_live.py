@@ -30,7 +30,8 @@ def test_repl_drives_an_in_process_tcp_pair():
 
 def test_repl_peer_follows_a_primary_process(tmp_path):
     port = free_port()
-    script = "run 3\nshow ram\nheartbeat secondary\nrun until colo-exit\nstatus\n"
+    script = ("run 3\nshow ram\nshow screen\nheartbeat secondary\nrun until colo-exit\n"
+              "status\n")
     p = _repl("--peer", f"127.0.0.1:{port}", script=script)
     pri = None
     try:
@@ -50,6 +51,7 @@ def test_repl_peer_follows_a_primary_process(tmp_path):
     assert p.returncode == 0, err + out[-2000:]
     assert "mirror of the real guest: pc.ram 16 MiB" in out
     assert "checkpoint(s) flushed" in out and "device sections" in out
+    assert "VGA text as of checkpoint" in out          # the model guest's screen is blank
     assert "stopped at colo-exit" in out
     assert "query-colo-status {mode: none, last-mode: secondary, reason: request}" in out
 
