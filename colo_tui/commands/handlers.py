@@ -243,9 +243,15 @@ def show(c, p) -> str:
             "screen": guest_screen}[p.args["what"]](c)
 
 
-def guest_screen(c) -> str:
+def _mirror(c):
+    """The secondary's mirror of a real guest (`--peer`), or None."""
     sec = (getattr(c.sim, "guests", {}) or {}).get("secondary")
-    if not hasattr(sec, "screen_lines"):
+    return sec if hasattr(sec, "heat_view") else None
+
+
+def guest_screen(c) -> str:
+    sec = _mirror(c)
+    if sec is None:
         raise CommandError("no screen to show: only the mirror of a real guest has one "
                            "(colo repl --peer LISTEN, with a QEMU primary)")
     rows = sec.screen_lines()
@@ -340,7 +346,7 @@ def _mirror_ram(g) -> str:
         return "secondary  no RAM yet: the real primary's initial migration has not arrived"
     blocks = ", ".join(f"{n} {s >> 20 or s >> 10}{' MiB' if s >> 20 else ' KiB'}"
                        for n, s in g.blocks())
-    flushed = ", ".join(f"{b} {len(ix)}" for b, ix in g.last_flushed.items()) or "nothing yet"
+    flushed = ", ".join(f"{b} {n}" for b, n in g.flushed_counts().items()) or "nothing yet"
     return "\n".join([
         f"primary    the real peer (machine {g.machine}, as its stream says); the mirror "
         "holds what it sent",
@@ -351,8 +357,8 @@ def _mirror_ram(g) -> str:
 
 
 def guest_ram(c) -> str:
-    sec = (getattr(c.sim, "guests", {}) or {}).get("secondary")
-    if hasattr(sec, "heat_view"):
+    sec = _mirror(c)
+    if sec is not None:
         return _mirror_ram(sec)
     g = _guests(c, "RAM")
     lines = []

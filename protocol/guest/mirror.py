@@ -196,16 +196,18 @@ class MirrorGuest:
             return []
         return [self.screen_line(r, width) for r in range(rows)]
 
+    def flushed_counts(self) -> dict[str, int]:
+        """Pages the last checkpoint flushed, per RAM block."""
+        return {b: len(ix) for b, ix in self.last_flushed.items()}
+
     def summary(self) -> dict:
         """One line's worth for logs and events."""
-        return {"checkpoints": self.checkpoints,
-                "flushed": {b: len(ix) for b, ix in self.last_flushed.items()},
+        return {"checkpoints": self.checkpoints, "flushed": self.flushed_counts(),
                 "screen": self.screen_line(), "devices": len(self.devices)}
 
     def flush_report(self) -> dict:
         """Extra fields of the secondary's flush-cache event."""
-        return {"blocks": {b: len(ix) for b, ix in self.last_flushed.items()},
-                "screen": self.screen_line()}
+        return {"blocks": self.flushed_counts(), "screen": self.screen_line()}
 
     def initial_report(self) -> dict:
         """Extra fields of the secondary's load-initial event."""

@@ -46,25 +46,26 @@ static __thread pthread_cond_t *last_bcast;   /* this thread's last broadcast ..
 static __thread struct timespec last_bcast_at; /* ... and when (CLOCK_MONOTONIC) */
 #define KICK_WINDOW_NS 100000000L              /* a kick older than 100 ms is not re-sent */
 
+/* libc's default (new-condvar) version of a pthread_cond_* function; plain
+ * dlsym may return the GLIBC_2.2.5 compat one */
+static void *libc_sym(const char *name)
+{
+    void *fn = dlvsym(RTLD_NEXT, name, "GLIBC_2.3.2");
+
+    return fn ? fn : dlsym(RTLD_NEXT, name);
+}
+
 static wait_fn resolve(void)
 {
-    if (!real_wait) {
-        /* the default (new-condvar) version; plain dlsym may return the
-         * GLIBC_2.2.5 compat one */
-        real_wait = (wait_fn)dlvsym(RTLD_NEXT, "pthread_cond_wait", "GLIBC_2.3.2");
-        if (!real_wait)
-            real_wait = (wait_fn)dlsym(RTLD_NEXT, "pthread_cond_wait");
-    }
+    if (!real_wait)
+        real_wait = (wait_fn)libc_sym("pthread_cond_wait");
     return real_wait;
 }
 
 static bcast_fn resolve_bcast(void)
 {
-    if (!real_bcast) {
-        real_bcast = (bcast_fn)dlvsym(RTLD_NEXT, "pthread_cond_broadcast", "GLIBC_2.3.2");
-        if (!real_bcast)
-            real_bcast = (bcast_fn)dlsym(RTLD_NEXT, "pthread_cond_broadcast");
-    }
+    if (!real_bcast)
+        real_bcast = (bcast_fn)libc_sym("pthread_cond_broadcast");
     return real_bcast;
 }
 
