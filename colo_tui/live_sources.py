@@ -149,8 +149,7 @@ class ProxyFeed(_Source):
 
     def stop(self) -> None:
         super().stop()
-        if self.loop is not None and self._task is not None:
-            self.loop.call_soon_threadsafe(self._task.cancel)
+        self._cancel(self._task)
 
 
 class PeerFeed(_Source):
@@ -247,11 +246,7 @@ class PeerFeed(_Source):
 
     def stop(self) -> None:
         super().stop()
-        if self.loop is not None and self._task is not None and not self.loop.is_closed():
-            try:
-                self.loop.call_soon_threadsafe(self._task.cancel)
-            except RuntimeError:        # the loop closed meanwhile
-                pass
+        self._cancel(self._task)
 
     def _follow(self, ev: Event) -> None:
         """Keep the primary's view in step with what the secondary saw of it, as it
