@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from protocol.guest import pagediff
 from protocol.pages import (
     CODE_PAGE,
     CODE_ZERO,
@@ -257,18 +258,31 @@ def _batch_layout(batch: PageBatch, ctx: RamContext):
 
 def _encode_batch(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
     """encode_ram_part of a PageBatch with numpy: headers and page data are written
-    into one preallocated buffer (slice assignment per run of page records)."""
+    straight into the new bytes object (`build_bytes`; slice assignment per run of
+    page records)."""
     planned = _batch_layout(batch, ctx)
     if planned is None:
         return None
     layout, size, last_block = planned
-    ps = ctx.page_size
-    stride = 8 + ps
-    hlen = len(head)
     eos = _B64.pack(RAM_SAVE_FLAG_EOS)
-    out = np.empty(hlen + size + len(eos) + len(tail), dtype=np.uint8)
-    out[:hlen] = np.frombuffer(head, dtype=np.uint8)
-    body = out[hlen:hlen + size]
+    hlen = len(head)
+
+    def fill(view) -> None:
+        out = np.frombuffer(view, dtype=np.uint8)
+        out[:hlen] = np.frombuffer(head, dtype=np.uint8)
+        _fill_records(out[hlen:hlen + size], layout, ctx.page_size)
+        end = hlen + size
+        out[end:end + len(eos)] = np.frombuffer(eos, dtype=np.uint8)
+        out[end + len(eos):] = np.frombuffer(tail, dtype=np.uint8)
+
+    data = pagediff.build_bytes(hlen + size + len(eos) + len(tail), fill)
+    ctx.current_block = last_block
+    return data
+
+
+def _fill_records(body: np.ndarray, layout, ps: int) -> None:
+    """Write the records of `layout` (from `_batch_layout`) into `body`."""
+    stride = 8 + ps
     ar8 = np.arange(8, dtype=np.int64)
     for run, starts, is_page, idstr in layout:
         n = len(starts)
@@ -308,11 +322,6 @@ def _encode_batch(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
                 dst = np.lib.stride_tricks.as_strided(
                     body[p0:], shape=(j1 - j0, ps), strides=(stride, 1))
                 dst[...] = run.pages[j0:j1]
-    end = hlen + size
-    out[end:end + len(eos)] = np.frombuffer(eos, dtype=np.uint8)
-    out[end + len(eos):] = np.frombuffer(tail, dtype=np.uint8)
-    ctx.current_block = last_block
-    return out.tobytes()
 
 
 def encode_ram_part(records: list[PageRecord] | PageBatch, ctx: RamContext) -> bytes:

@@ -9,7 +9,7 @@ bytes at a time with an exact per-byte test, then checks for room exactly where
 QEMU does.
 """
 from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_WRITABLE,
-                             PyBuffer_Release, PyObject_GetBuffer)
+                             PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer)
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
                             PyBytes_GET_SIZE)
 from libc.stdint cimport uint64_t
@@ -25,7 +25,8 @@ from protocol.guest._pagediff_py import (E_BAD_ULEB, E_NZRUN_INPUT, E_NZRUN_PAGE
                                          E_TRUNC_NZRUN, E_TRUNC_ZRUN, E_ZERO_NZRUN,
                                          E_ZERO_ZRUN, E_ZRUN_PAGE)
 
-__all__ = ["changed_pages", "zero_pages", "scatter_pages", "xbzrle_encode", "xbzrle_decode"]
+__all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
+           "build_bytes", "xbzrle_encode", "xbzrle_decode"]
 
 cdef extern from *:
     """
@@ -343,6 +344,45 @@ cdef extern from *:
         for (k = 0; k < count; k++)
             memmove(ram + idx[k] * ps, pages + k * ps, (size_t)ps);
     }
+
+    static void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
+                        Py_ssize_t count, Py_ssize_t ps) {
+        Py_ssize_t k;
+        for (k = 0; k < count; k++)
+            memmove(dst + idx[k] * ps, src + idx[k] * ps, (size_t)ps);
+    }
+
+    /* The pages' 64-bit hashes (see hash_pages): one pass over each page, four
+       independent sums so the multiplies overlap.  Native-endian words, as a
+       numpy uint64 view reads them (the pure-Python twin). */
+    static void pd_hash(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
+                        Py_ssize_t ps, const uint64_t *w, uint64_t *out) {
+        Py_ssize_t k, i, nw = ps / 8;
+        for (k = 0; k < count; k++) {
+            const unsigned char *p = a + idx[k] * ps;
+            uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0, x0, x1, x2, x3;
+            for (i = 0; i + 4 <= nw; i += 4) {
+                memcpy(&x0, p + 8 * i, 8);
+                memcpy(&x1, p + 8 * i + 8, 8);
+                memcpy(&x2, p + 8 * i + 16, 8);
+                memcpy(&x3, p + 8 * i + 24, 8);
+                h0 += (x0 ^ (x0 >> 29)) * w[i];
+                h1 += (x1 ^ (x1 >> 29)) * w[i + 1];
+                h2 += (x2 ^ (x2 >> 29)) * w[i + 2];
+                h3 += (x3 ^ (x3 >> 29)) * w[i + 3];
+            }
+            for (; i < nw; i++) {
+                memcpy(&x0, p + 8 * i, 8);
+                h0 += (x0 ^ (x0 >> 29)) * w[i];
+            }
+            h0 += h1 + h2 + h3;
+            if (h0 == 0) {              /* rare: zero page, or a sum that wrapped to 0 */
+                for (i = 0; i < ps && !p[i]; i++) ;
+                h0 = i < ps;
+            }
+            out[k] = h0;
+        }
+    }
     """
     Py_ssize_t pd_xbzrle_encode(const unsigned char *old, const unsigned char *new_,
                                 Py_ssize_t n, unsigned char *dst, Py_ssize_t dlen) nogil
@@ -354,6 +394,10 @@ cdef extern from *:
                        uint64_t *bits) nogil
     void pd_scatter(unsigned char *ram, const Py_ssize_t *idx, Py_ssize_t count,
                     const unsigned char *pages, Py_ssize_t ps) nogil
+    void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
+                 Py_ssize_t count, Py_ssize_t ps) nogil
+    void pd_hash(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
+                 Py_ssize_t ps, const uint64_t *w, uint64_t *out) nogil
     int __builtin_ctzll(unsigned long long) nogil
 
 DEF STACK_OUT = 16384
@@ -496,6 +540,14 @@ cdef Py_ssize_t *_indices(object indices, Py_ssize_t *count) except NULL:
     return idx
 
 
+cdef int _check_indices(const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t npages) except -1:
+    cdef Py_ssize_t k
+    for k in range(count):
+        if idx[k] < 0 or idx[k] >= npages:
+            raise IndexError(f"page index {idx[k]} out of range for {npages} pages")
+    return 0
+
+
 def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
     """Write page i of `pages` over page indices[i] of `ram`, in place.
 
@@ -517,9 +569,7 @@ def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
                     raise ValueError(
                         f"pages buffer is {src.len} bytes, expected {count} pages x "
                         f"{page_size} = {count * page_size}")
-                for k in range(count):
-                    if idx[k] < 0 or idx[k] >= npages:
-                        raise IndexError(f"page index {idx[k]} out of range for {npages} pages")
+                _check_indices(idx, count, npages)
                 with nogil:
                     pd_scatter(<unsigned char *>dst.buf, idx, count,
                                <const unsigned char *>src.buf, page_size)
@@ -529,6 +579,127 @@ def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
             PyBuffer_Release(&src)
     finally:
         PyBuffer_Release(&dst)
+
+
+def copy_pages(src, dst, indices, Py_ssize_t page_size=4096):
+    """Copy the pages `indices` of `src` over the same pages of `dst`, in place.
+
+    The two buffers have the same length; every index is checked before anything
+    is written (the RAM cache's flush: cache pages -> SVM RAM in one pass).
+    """
+    cdef Py_buffer a, b
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    _check_page_size(page_size)
+    PyObject_GetBuffer(src, &a, PyBUF_SIMPLE)
+    try:
+        _get_writable(dst, &b)
+        try:
+            if a.len != b.len:
+                raise ValueError(f"buffers differ in length: {a.len} != {b.len}")
+            _check_multiple(a.len, page_size)
+            idx = _indices(indices, &count)
+            try:
+                _check_indices(idx, count, a.len // page_size)
+                with nogil:
+                    pd_copy(<unsigned char *>b.buf, <const unsigned char *>a.buf, idx, count,
+                            page_size)
+            finally:
+                free(idx)
+        finally:
+            PyBuffer_Release(&b)
+    finally:
+        PyBuffer_Release(&a)
+
+
+def hash_pages(buf, indices, weights, Py_ssize_t page_size=4096):
+    """64-bit content hashes of the pages `indices` of `buf`, as native-endian
+    uint64 values packed in a bytes object (8 bytes per index).
+
+    h = sum_i mix(x_i) * weights[i] mod 2**64 over the page's native-endian
+    64-bit words x_i, mix(x) = x ^ (x >> 29); `weights` holds page_size / 8
+    native uint64.  An all-zero page hashes to 0 and only it does (a non-zero
+    page whose sum is 0 gets 1).
+    """
+    cdef Py_buffer a, w
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    cdef uint64_t *wts
+    cdef uint64_t *dst
+    cdef bytes out
+    _check_page_size(page_size)
+    if page_size % 8:
+        raise ValueError(f"page_size must be a multiple of 8 to hash, not {page_size}")
+    PyObject_GetBuffer(buf, &a, PyBUF_SIMPLE)
+    try:
+        _check_multiple(a.len, page_size)
+        PyObject_GetBuffer(weights, &w, PyBUF_SIMPLE)
+        try:
+            if w.len != page_size:
+                raise ValueError(f"weights are {w.len} bytes, expected {page_size // 8} x 8 "
+                                 f"= {page_size}")
+            idx = _indices(indices, &count)
+            try:
+                _check_indices(idx, count, a.len // page_size)
+                out = PyBytes_FromStringAndSize(NULL, count * 8)
+                dst = <uint64_t *>PyBytes_AS_STRING(out)
+                wts = <uint64_t *>malloc(page_size)     # aligned, whatever `weights` is
+                if wts == NULL:
+                    raise MemoryError()
+                memcpy(wts, w.buf, page_size)
+                with nogil:
+                    pd_hash(<const unsigned char *>a.buf, idx, count, page_size, wts, dst)
+                free(wts)
+                return out
+            finally:
+                free(idx)
+        finally:
+            PyBuffer_Release(&w)
+    finally:
+        PyBuffer_Release(&a)
+
+
+cdef class _BytesWriter:
+    """A writable buffer over a bytes object nobody else holds yet (build_bytes)."""
+    cdef object owner
+    cdef char *buf
+    cdef Py_ssize_t size
+    cdef Py_ssize_t exports
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.buf, self.size, 0, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+
+def build_bytes(n, fill):
+    """A new bytes object of `n` bytes written by `fill(view)`, `view` a writable
+    byte memoryview that `fill` must write whole and not keep.
+
+    The view is straight over the new, not yet shared bytes object (what CPython
+    does inside bytes.join): a large wire image is written once, not written and
+    then copied.  If `fill` kept a view alive, a copy is returned instead, so the
+    bytes handed out can never change afterwards.
+    """
+    cdef Py_ssize_t size = _index(n)
+    if size < 0:
+        raise ValueError(f"size must be >= 0, not {size}")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef _BytesWriter w = _BytesWriter.__new__(_BytesWriter)
+    w.owner, w.buf, w.size = out, PyBytes_AS_STRING(out), size
+    view = memoryview(w)
+    try:
+        fill(view)
+    finally:
+        try:
+            view.release()
+        except BufferError:     # something made from the view is still alive
+            pass
+    if w.exports:
+        return PyBytes_FromStringAndSize(w.buf, size)
+    return out
 
 
 cdef inline int _read_view(object obj, Py_buffer *view) except -1:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import operator
 import re
 
-__all__ = ["changed_pages", "zero_pages", "scatter_pages", "xbzrle_encode", "xbzrle_decode"]
+__all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
+           "build_bytes", "xbzrle_encode", "xbzrle_decode"]
 
 _CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
 _MAX_RUN = 0x3FFF           # 14-bit ULEB128 limit of QEMU's uleb128_encode_small
@@ -151,11 +152,83 @@ def scatter_pages(ram, indices, pages, page_size: int = 4096) -> None:
         raise ValueError(
             f"pages buffer is {len(src)} bytes, expected {len(idx)} pages x {page_size} = "
             f"{len(idx) * page_size}")
+    _check_indices(idx, npages)
+    for k, i in enumerate(idx):
+        dst[i * page_size:(i + 1) * page_size] = src[k * page_size:(k + 1) * page_size]
+
+
+def _check_indices(idx: list[int], npages: int) -> None:
     for i in idx:
         if not 0 <= i < npages:
             raise IndexError(f"page index {i} out of range for {npages} pages")
-    for k, i in enumerate(idx):
-        dst[i * page_size:(i + 1) * page_size] = src[k * page_size:(k + 1) * page_size]
+
+
+def copy_pages(src, dst, indices, page_size: int = 4096) -> None:
+    """Copy the pages `indices` of `src` over the same pages of `dst`, in place.
+
+    The two buffers have the same length; every index is checked before anything
+    is written (the RAM cache's flush: cache pages -> SVM RAM in one pass).
+    """
+    _check_page_size(page_size)
+    a = _view(src)
+    b = _view(dst, writable=True)
+    if len(a) != len(b):
+        raise ValueError(f"buffers differ in length: {len(a)} != {len(b)}")
+    _check_multiple(len(a), page_size)
+    idx = [operator.index(i) for i in indices]
+    _check_indices(idx, len(a) // page_size)
+    for i in idx:
+        b[i * page_size:(i + 1) * page_size] = a[i * page_size:(i + 1) * page_size]
+
+
+def hash_pages(buf, indices, weights, page_size: int = 4096) -> bytes:
+    """64-bit content hashes of the pages `indices` of `buf`, as native-endian
+    uint64 values packed in a bytes object (8 bytes per index).
+
+    h = sum_i mix(x_i) * weights[i] mod 2**64 over the page's native-endian
+    64-bit words x_i, mix(x) = x ^ (x >> 29); `weights` holds page_size / 8
+    native uint64.  An all-zero page hashes to 0 and only it does (a non-zero
+    page whose sum is 0 gets 1).
+    """
+    import numpy as np
+    _check_page_size(page_size)
+    if page_size % 8:
+        raise ValueError(f"page_size must be a multiple of 8 to hash, not {page_size}")
+    a = _view(buf)
+    _check_multiple(len(a), page_size)
+    w = _view(weights)
+    if len(w) != page_size:
+        raise ValueError(f"weights are {len(w)} bytes, expected {page_size // 8} x 8 = "
+                         f"{page_size}")
+    idx = [operator.index(i) for i in indices]
+    _check_indices(idx, len(a) // page_size)
+    words = np.frombuffer(a, dtype=np.uint64).reshape(-1, page_size // 8)
+    wts = np.frombuffer(w, dtype=np.uint64)
+    out = np.empty(len(idx), dtype=np.uint64)
+    rows = np.asarray(idx, dtype=np.int64)
+    chunk = max(1, (1 << 20) // page_size)      # 1 MiB of scratch at a time
+    for start in range(0, len(rows), chunk):
+        part = words[rows[start:start + chunk]]
+        t = np.right_shift(part, np.uint64(29))
+        np.bitwise_xor(t, part, out=t)
+        np.multiply(t, wts, out=t)
+        t.sum(axis=1, out=out[start:start + len(part)])
+    for k in np.flatnonzero(out == 0).tolist():
+        if words[rows[k]].any():
+            out[k] = 1
+    return out.tobytes()
+
+
+def build_bytes(n: int, fill) -> bytes:
+    """A new bytes object of `n` bytes written by `fill(view)`, `view` a writable
+    byte memoryview that `fill` must write whole and not keep.  (The compiled twin
+    writes straight into the bytes object: no copy of a large wire image.)"""
+    n = operator.index(n)
+    if n < 0:
+        raise ValueError(f"size must be >= 0, not {n}")
+    buf = bytearray(n)
+    fill(memoryview(buf))
+    return bytes(buf)
 
 
 def _uleb(value: int) -> bytes:

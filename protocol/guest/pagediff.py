@@ -32,8 +32,11 @@ IMPLEMENTATION: str = "c" if _impl.__name__.endswith("_c") else "py"
 changed_pages = _impl.changed_pages
 zero_pages = _impl.zero_pages
 scatter_pages = _impl.scatter_pages
+copy_pages = _impl.copy_pages
+hash_pages = _impl.hash_pages
+build_bytes = _impl.build_bytes
 xbzrle_encode = _impl.xbzrle_encode
 xbzrle_decode = _impl.xbzrle_decode
 
 __all__ = ["IMPLEMENTATION", "LOAD_ERROR", "changed_pages", "zero_pages", "scatter_pages",
-           "xbzrle_encode", "xbzrle_decode"]
+           "copy_pages", "hash_pages", "build_bytes", "xbzrle_encode", "xbzrle_decode"]

@@ -44,7 +44,6 @@ def _splitmix_weights(seed: int, n: int) -> np.ndarray:
 
 
 _PAGE_HASH_WEIGHTS = _splitmix_weights(0xC010, _WORDS) | np.uint64(1)
-_HASH_CHUNK = 256          # pages per hashing chunk (2 MiB of u64 scratch)
 
 
 def _as_index_array(indices) -> np.ndarray:
@@ -52,7 +51,7 @@ def _as_index_array(indices) -> np.ndarray:
 
 
 def page_hashes(pages: np.ndarray) -> np.ndarray:
-    """64-bit hashes of the rows of a (n, PAGE_SIZE) uint8 array.
+    """64-bit hashes of the rows of a (n, PAGE_SIZE) uint8 array (`hash_pages`).
 
     h = sum_i mix(w_i) * W_i mod 2**64 over the page's 64-bit words, with
     mix(x) = x ^ (x >> 29) (a bijection that folds high bits down) and fixed
@@ -60,27 +59,14 @@ def page_hashes(pages: np.ndarray) -> np.ndarray:
     probability <= 2**-30.  An all-zero page hashes to 0 and only it does (a
     non-zero page whose sum is 0 gets 1).
     """
-    n = len(pages)
-    out = np.empty(n, dtype=np.uint64)
-    if not n:
-        return out
-    words = pages.reshape(n, PAGE_SIZE).view(np.uint64)
-    tmp = np.empty((min(n, _HASH_CHUNK), _WORDS), dtype=np.uint64)
-    for start in range(0, n, _HASH_CHUNK):
-        chunk = words[start:start + _HASH_CHUNK]
-        t = tmp[:len(chunk)]
-        np.right_shift(chunk, 29, out=t)
-        np.bitwise_xor(t, chunk, out=t)
-        np.multiply(t, _PAGE_HASH_WEIGHTS, out=t)
-        t.sum(axis=1, out=out[start:start + len(chunk)])
-    zero = out == 0
-    if zero.any():
-        nonzero_rows = np.flatnonzero(zero)
-        really_zero = set(pagediff.zero_pages(np.ascontiguousarray(pages[nonzero_rows])))
-        for k, row in enumerate(nonzero_rows.tolist()):
-            if k not in really_zero:
-                out[row] = 1
-    return out
+    pages = np.ascontiguousarray(pages, dtype=np.uint8)
+    return _hashes_at(pages, np.arange(len(pages), dtype=np.int64))
+
+
+def _hashes_at(buf, idx: np.ndarray) -> np.ndarray:
+    """The hashes of pages `idx` of `buf`, read in place (no gathered copy)."""
+    return np.frombuffer(pagediff.hash_pages(buf, idx, _PAGE_HASH_WEIGHTS, PAGE_SIZE),
+                         dtype=np.uint64)
 
 
 class Bitmap:
@@ -232,10 +218,7 @@ class RamBlock:
             self._hashes = np.zeros(self.npages, dtype=np.uint64)
         if self.stale.count:
             idx = self.stale.index_array()
-            arr = self.array()
-            for start in range(0, len(idx), 4 * _HASH_CHUNK):
-                part = idx[start:start + 4 * _HASH_CHUNK]
-                self._hashes[part] = page_hashes(np.take(arr, part, axis=0))
+            self._hashes[idx] = _hashes_at(self.mem, idx)
             self.stale.clear_all()
         return self._hashes
 

@@ -24,8 +24,6 @@ from ..pages import CODE_PAGE, CODE_ZERO, KIND_PAGE, PAGE_SIZE, PageBatch, PageR
 from . import pagediff
 from .ram import Bitmap, Ram
 
-_CHUNK = 256      # pages per flush copy chunk (1 MiB of reused scratch)
-
 
 class RamCache:
     def __init__(self, svm_ram: Ram, include_svm_dirty: bool = True) -> None:
@@ -36,7 +34,6 @@ class RamCache:
         self._undo: dict[tuple[str, int], bytes] = {}      # pre-checkpoint cache pages
         #: bulk undo: (block, page indices, their old contents or None = were zero)
         self._undo_runs: list[tuple[str, np.ndarray, np.ndarray | None]] = []
-        self._scratch: np.ndarray | None = None
         svm_ram.clear_dirty()                              # start the SVM's dirty log
         self.pages_received = 0
         self.pages_copied_total = 0
@@ -175,16 +172,8 @@ class RamCache:
         return True
 
     def _copy_pages(self, src, dst, idx: np.ndarray) -> None:
-        """dst pages idx := src pages idx, through a reused 1 MiB scratch."""
-        if self._scratch is None:
-            self._scratch = np.empty((_CHUNK, PAGE_SIZE), dtype=np.uint8)
-        scratch = self._scratch
-        arr = src.array()
-        for start in range(0, len(idx), _CHUNK):
-            part = idx[start:start + _CHUNK]
-            buf = scratch[:len(part)]
-            np.take(arr, part, axis=0, out=buf)
-            pagediff.scatter_pages(dst.mem, part, buf, PAGE_SIZE)
+        """dst pages idx := src pages idx (one pass, in C where it is built)."""
+        pagediff.copy_pages(src.mem, dst.mem, idx, PAGE_SIZE)
         dst.touched.set_many(idx)
         dst.stale.set_many(idx)
 

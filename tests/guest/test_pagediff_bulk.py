@@ -1,0 +1,167 @@
+"""copy_pages / hash_pages / build_bytes on both twins (the bulk kernels behind
+the RAM cache flush, the consistency digests and the wire image of a checkpoint)."""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol.guest import _pagediff_py as ref
+
+HYPO = settings(max_examples=100, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+WEIGHTS = (np.arange(1, 513, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+
+
+def _hash_by_definition(page: bytes, weights: np.ndarray) -> int:
+    """The documented formula, one word at a time, with Python ints."""
+    h = 0
+    for k, x in enumerate(np.frombuffer(page, dtype=np.uint64).tolist()):
+        h = (h + ((x ^ (x >> 29)) * int(weights[k]))) % 2**64
+    if h == 0 and any(page):
+        h = 1
+    return h
+
+
+# ---------------------------------------------------------------- copy_pages
+def test_copy_pages_copies_only_the_named_pages(pagediff):
+    src = b"".join(bytes([k + 1]) * 4096 for k in range(5))
+    dst = bytearray(5 * 4096)
+    assert pagediff.copy_pages(src, dst, [4, 1, 4]) is None
+    assert dst == bytes(4096) + b"\x02" * 4096 + bytes(2 * 4096) + b"\x05" * 4096
+    pagediff.copy_pages(memoryview(src), memoryview(dst), np.array([0], dtype=np.int64))
+    assert dst[:4096] == b"\x01" * 4096
+    pagediff.copy_pages(src, dst, [])
+
+
+@pytest.mark.parametrize("bad", [5, -1, 2**70])
+def test_copy_pages_bad_index_writes_nothing(pagediff, bad):
+    src, dst = b"x" * 5 * 4096, bytearray(5 * 4096)
+    with pytest.raises(IndexError, match=str(bad)):
+        pagediff.copy_pages(src, dst, [0, bad])
+    assert dst == bytes(5 * 4096)
+
+
+def test_copy_pages_errors(pagediff):
+    with pytest.raises(ValueError, match="differ in length: 8192 != 4096"):
+        pagediff.copy_pages(bytes(8192), bytearray(4096), [0])
+    with pytest.raises(ValueError, match="not a multiple"):
+        pagediff.copy_pages(bytes(100), bytearray(100), [0])
+    with pytest.raises(TypeError):
+        pagediff.copy_pages(bytes(4096), bytes(4096), [0])
+    with pytest.raises(ValueError, match="page_size must be positive"):
+        pagediff.copy_pages(bytes(4096), bytearray(4096), [0], page_size=0)
+
+
+@HYPO
+@given(data=st.data(), ps=st.sampled_from([1, 16, 64]), npages=st.integers(1, 30))
+def test_copy_pages_differential(pagediff, data, ps, npages):
+    src = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    dst = bytearray(data.draw(st.binary(min_size=ps * npages, max_size=ps * npages)))
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=20))
+    expected = bytearray(dst)
+    for i in idx:
+        expected[i * ps:(i + 1) * ps] = src[i * ps:(i + 1) * ps]
+    pagediff.copy_pages(src, dst, idx, ps)
+    assert dst == expected
+
+
+# ---------------------------------------------------------------- hash_pages
+def test_hash_pages_matches_the_definition(pagediff):
+    rng = np.random.default_rng(7)
+    pages = rng.integers(0, 256, size=(6, 4096), dtype=np.uint8)
+    pages[2] = 0                               # an all-zero page hashes to 0
+    pages[3] = 0
+    pages[3, 4095] = 0x80                      # one high bit in the last word
+    pages[4] = pages[0]                        # equal pages, equal hashes
+    buf = pages.tobytes()
+    got = np.frombuffer(pagediff.hash_pages(buf, [0, 1, 2, 3, 4, 5, 2], WEIGHTS), np.uint64)
+    want = [_hash_by_definition(pages[k].tobytes(), WEIGHTS) for k in (0, 1, 2, 3, 4, 5, 2)]
+    assert got.tolist() == want
+    assert want[2] == 0 and want[3] != 0 and want[0] == want[4] != want[1]
+    assert pagediff.hash_pages(buf, [], WEIGHTS) == b""
+
+
+def test_hash_pages_never_zero_for_a_nonzero_page(pagediff):
+    """A non-zero page whose weighted sum wraps to exactly 0 gets 1.  With all
+    weights 1, a page of the words x and mix⁻¹(-mix(x)) sums to 0 mod 2**64
+    (mix(x) = x ^ (x >> 29) is a bijection; its inverse is y ^ (y >> 29) ^ (y >> 58))."""
+    ones = np.ones(8, dtype=np.uint64)
+    x = 1 << 63
+    y = (-(x ^ (x >> 29))) % 2**64
+    inv = y ^ (y >> 29) ^ (y >> 58)
+    assert (inv ^ (inv >> 29)) == y
+    page = np.zeros(8, dtype=np.uint64)
+    page[0], page[5] = x, inv
+    h = np.frombuffer(pagediff.hash_pages(page.tobytes(), [0], ones, page_size=64), np.uint64)
+    assert h.tolist() == [1]
+
+
+def test_hash_pages_errors(pagediff):
+    with pytest.raises(ValueError, match="multiple of 8 to hash, not 12"):
+        pagediff.hash_pages(bytes(24), [0], bytes(12), page_size=12)
+    with pytest.raises(ValueError, match="weights are 8 bytes, expected 512 x 8 = 4096"):
+        pagediff.hash_pages(bytes(4096), [0], bytes(8))
+    with pytest.raises(IndexError, match="page index 1 out of range for 1 pages"):
+        pagediff.hash_pages(bytes(4096), [1], WEIGHTS)
+    with pytest.raises(ValueError, match="not a multiple"):
+        pagediff.hash_pages(bytes(100), [0], WEIGHTS)
+
+
+@HYPO
+@given(data=st.data(), npages=st.integers(1, 12))
+def test_hash_pages_differential(pagediff, data, npages):
+    ps = 64
+    w = np.array(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=8, max_size=8)),
+                 dtype=np.uint64)
+    buf = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=16))
+    got = pagediff.hash_pages(buf, idx, w, page_size=ps)
+    assert got == ref.hash_pages(buf, idx, w, page_size=ps)
+    assert np.frombuffer(got, np.uint64).tolist() == [
+        _hash_by_definition(buf[i * ps:(i + 1) * ps], w) for i in idx]
+
+
+def test_hash_pages_past_4_gib(pagediff):
+    try:
+        m = mmap.mmap(-1, (1 << 32) + 8192)
+    except (OSError, OverflowError, ValueError) as exc:
+        pytest.skip(f"no 4 GiB sparse mapping here: {exc}")
+    with m:
+        m[(1 << 32) + 4096] = 9                # page 2**20 + 1; a 32-bit offset would hit page 1
+        h = np.frombuffer(pagediff.hash_pages(m, [1, (1 << 20) + 1], WEIGHTS), np.uint64)
+        assert h[0] == 0 and h[1] != 0
+
+
+# ---------------------------------------------------------------- build_bytes
+def test_build_bytes_writes_a_new_bytes_object(pagediff):
+    def fill(view):
+        assert not view.readonly and len(view) == 6
+        view[:] = b"abcdef"
+    out = pagediff.build_bytes(6, fill)
+    assert type(out) is bytes and out == b"abcdef"
+    assert pagediff.build_bytes(0, lambda v: None) == b""
+    with pytest.raises(ValueError, match="size must be >= 0, not -1"):
+        pagediff.build_bytes(-1, lambda v: None)
+
+
+def test_build_bytes_result_cannot_change_when_fill_keeps_a_view(pagediff):
+    kept = []
+
+    def fill(view):
+        view[:] = b"abc"
+        kept.append(np.frombuffer(view, dtype=np.uint8))
+    out = pagediff.build_bytes(3, fill)
+    kept[0][0] = ord("X")                      # writes the builder's memory, not `out`
+    assert out == b"abc"
+
+
+def test_build_bytes_passes_fill_errors_on(pagediff):
+    def fill(view):
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        pagediff.build_bytes(10, fill)
