@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from ..heap import keep_large_buffers
+
 PAGE = 4096
 
 
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=10, help="dirty every K-th page (10 = 10 %%)")
     ap.add_argument("--target-ms", type=float, default=150.0)
     args = ap.parse_args(argv)
+    keep_large_buffers()     # as `colo` does (python -m runs come here directly)
     rounds = [_round(args.ram_mib, args.every) for _ in range(max(1, args.rounds))]
     med = {k: statistics.median(r[k] for r in rounds)
            for k in ("total_s", "steady_s", "digests_s", "memcpy_s")}

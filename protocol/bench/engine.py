@@ -23,15 +23,22 @@ import struct
 import time
 
 from ..guestport import NullGuest
-from ..pages import KIND_PAGE, KIND_ZERO, PAGE_SIZE, PageRecord
+from ..heap import keep_large_buffers
+from ..pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
 
 
 class BenchGuest(NullGuest):
+    """`pages` full pages per checkpoint, held as a PageBatch (the model guest's
+    form: one array, no per-page objects), and a device blob of `blob_bytes`."""
+
     def __init__(self, pages: int = 0, blob_bytes: int = 1) -> None:
+        import numpy as np
         super().__init__()
         self.npages = max(pages, 1)
-        self.records = [PageRecord("pc.ram", i * PAGE_SIZE, KIND_PAGE,
-                                   bytes([i & 0xFF]) * PAGE_SIZE) for i in range(pages)]
+        data = np.repeat((np.arange(pages) & 0xFF).astype(np.uint8), PAGE_SIZE)
+        self.records = PageBatch([PageRun("pc.ram", np.arange(pages) * PAGE_SIZE,
+                                          np.full(pages, CODE_PAGE, dtype=np.uint8),
+                                          data.reshape(pages, PAGE_SIZE))])
         self.blob = b"\x01" * (blob_bytes - 1) + b"\x00"
 
     def collect_dirty_pages(self):
@@ -327,6 +334,7 @@ def main(argv=None) -> int:
     ap.add_argument("--soak", type=float, metavar="SECONDS", default=0,
                     help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
     args = ap.parse_args(argv)
+    keep_large_buffers()     # as `colo` does (python -m runs come here directly)
     if args.soak:
         res = soak(args.soak)
         if args.json:
