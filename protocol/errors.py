@@ -49,3 +49,7 @@ class QmpCommandError(ColoError):
         self.desc = desc
         self.error_class = error_class
         super().__init__(desc)
+
+
+class GuestError(ColoError, ValueError):
+    """The guest cannot be built as asked (e.g. more RAM than this machine can map)."""

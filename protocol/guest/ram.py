@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ..errors import GuestError
 from ..pages import (
     CODE_PAGE,
     CODE_ZERO,
@@ -152,6 +153,10 @@ class Bitmap:
             self.set_many(other.index_array())
 
 
+def _size_text(n: int) -> str:
+    return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.1f} MiB"
+
+
 class RamBlock:
     """One RAMBlock: `size_bytes` of anonymous memory, a dirty and a touched map."""
 
@@ -163,7 +168,12 @@ class RamBlock:
         self.size_bytes = size_bytes
         self.npages = size_bytes // PAGE_SIZE
         # private anonymous memory: sparse like a shared mapping, cheaper first-touch faults
-        self.mem = mmap.mmap(-1, size_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            self.mem = mmap.mmap(-1, size_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except (OSError, OverflowError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise GuestError(f"RAM block {name!r}: cannot map {_size_text(size_bytes)} of "
+                             f"guest memory here ({why})") from None
         self.dirty = Bitmap(self.npages)
         self.touched = Bitmap(self.npages)
         self.xbzrle_cache: dict[int, bytes] = {}

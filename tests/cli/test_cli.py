@@ -199,3 +199,10 @@ def test_a_recording_with_an_unknown_dialect_is_refused(tmp_path):
     f.write_text('{"format":"colo-recording","version":1,"dialect":"qemu9","mode":"periodic"}\n')
     r = colo("replay", str(f))
     assert r.returncode == 1 and "unknown dialect 'qemu9'" in r.stderr
+
+
+def test_a_guest_too_big_to_map_is_a_named_error_not_a_traceback():
+    r = colo("run", "--guest", "model", "--ram-mib", str(1 << 40))
+    assert r.returncode == 1
+    assert "RAM block 'pc.ram': cannot map 1,073,741,824.0 GiB of guest memory here" in r.stderr
+    assert "Traceback" not in r.stderr
