@@ -335,8 +335,8 @@ def _guests(c, what: str):
     guests = getattr(c.sim, "guests", {}) or {}
     if not guests or any(type(g).__name__ == "NullGuest" for g in guests.values()):
         raise CommandError(f"no {what} to show: this session runs the null guest (control "
-                           "protocol only), which has no RAM, packets or disk; a session "
-                           "with the guest model (config guest='model') has")
+                           "protocol only), which has no RAM, packets or disk; the guest "
+                           "model has them: `set guest model`, or start with --guest model")
     return guests
 
 
@@ -419,11 +419,11 @@ def set_(c, p) -> str:
     if key == "checkpoint-delay":
         c.set_checkpoint_delay(p.args["ms"])
         return f"x-checkpoint-delay = {p.args['ms']} ms (QEMU checkpoints at once on a change)"
-    value = p.args[{"dialect": "d", "mode": "m", "seed": "s"}[key]]
+    value = p.args[{"dialect": "d", "mode": "m", "seed": "s", "guest": "g"}[key]]
     note = _stop_recording(c)
     c.restart(**{key: value})
     return (f"new session: {c.config.dialect} dialect, {c.config.mode} mode, seed "
-            f"{c.config.seed}" + note)
+            f"{c.config.seed}, {c.config.guest} guest" + note)
 
 
 def record(c, p) -> str:

@@ -21,8 +21,9 @@ from protocol.errors import FaultSpecError
 
 SIDES = ("primary", "secondary")
 MODES = ("periodic", "hybrid")
+GUESTS = ("model", "null")
 VIEWS = ("ladder", "ram", "packets", "disk", "failover", "screen")
-SETTINGS = ("checkpoint-delay", "dialect", "mode", "seed")
+SETTINGS = ("checkpoint-delay", "dialect", "mode", "seed", "guest")
 MAX_INT = (1 << 32) - 1
 
 #: Event kinds the simulator and endpoints emit (for ``run until EVENT``).
@@ -115,6 +116,7 @@ CONVERTERS = {
     "message": lambda t, n: _choice(t, "message", MESSAGE_NAMES),
     "dialect": lambda t, n: _choice(t, "dialect", tuple(dialects.DIALECTS)),
     "mode": lambda t, n: _choice(t, "mode", MODES),
+    "guest": lambda t, n: _choice(t, "guest", GUESTS),
     "view": lambda t, n: _choice(t, "view", VIEWS),
     "file": lambda t, n: t,
     "command": lambda t, n: _command(t),

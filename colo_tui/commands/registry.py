@@ -98,11 +98,13 @@ COMMANDS = [
        "screen: the VGA text screen of a real guest, as the mirror secondary holds it "
        "(--peer).",
        h.show, (("WHAT:view",),)),
-    _c("set", "set checkpoint-delay MS | dialect D | mode M | seed S", "change a parameter",
+    _c("set", "set checkpoint-delay MS | dialect D | mode M | seed S | guest G",
+       "change a parameter",
        "checkpoint-delay is migrate-set-parameters x-checkpoint-delay (takes effect now, and "
-       "QEMU starts a checkpoint at once). dialect, mode and seed restart the session.",
+       "QEMU starts a checkpoint at once). dialect, mode, seed and guest (model: RAM, "
+       "devices, disk and packets; null: the control protocol alone) restart the session.",
        h.set_, (("checkpoint-delay", "MS:int"), ("dialect", "D:dialect"), ("mode", "M:mode"),
-                ("seed", "S:seed"))),
+                ("seed", "S:seed"), ("guest", "G:guest"))),
     _c("record", "record start FILE | record stop", "record the session to a file",
        "Writes a versioned JSON Lines recording (header, inputs, events) that 'replay' and "
        "the test suite can re-run and compare.", h.record, (("start", "FILE:file"), ("stop",))),
@@ -140,7 +142,7 @@ def confirmation(controller, line: str) -> str | None:
         return f"still recording to {rec}; stop the recording and quit?" if rec else None
     if p.name == "kill":
         return f"kill the {p.args['side']}?"
-    if p.name == "set" and p.form[0] in ("dialect", "mode", "seed"):
+    if p.name == "set" and p.form[0] in ("dialect", "mode", "seed", "guest"):
         return f"restart the session with {p.form[0]} {line.split()[-1]}?"
     if p.name == "replay":
         return f"discard this session and replay {p.args['file']}?"

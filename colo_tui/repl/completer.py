@@ -52,7 +52,7 @@ def _prefix_matches(form: tuple, words: list[str]) -> bool:
 def candidates(kind: str, cur: str = "") -> list[str]:
     """Every value of an argument kind that starts with ``cur``."""
     fixed = {
-        "side": cp.SIDES, "mode": cp.MODES, "view": cp.VIEWS, "event": cp.EVENTS,
+        "side": cp.SIDES, "mode": cp.MODES, "guest": cp.GUESTS, "view": cp.VIEWS, "event": cp.EVENTS,
         "message": cp.MESSAGE_NAMES, "dialect": tuple(dialects.DIALECTS),
         "command": tuple(c.name for c in COMMANDS),
     }

@@ -27,7 +27,8 @@ def _controller(args, out):
 
     from ..control import Controller
     cfg = SimConfig(dialect=args.dialect or "qemu", mode=args.mode or "periodic",
-                    seed=1 if args.seed is None else int(args.seed))
+                    seed=1 if args.seed is None else int(args.seed),
+                    guest=getattr(args, "guest", None) or "model")
     Simulation(cfg)              # validates dialect and mode (ValueError names the choices)
 
     def show(ev) -> None:

@@ -282,6 +282,7 @@ class Simulation:
                     self.events.extend(evs)
                 inv, inv_kinds, watch, cb = (self.invariants.on_event, _INVARIANT_KINDS,
                                              _WATCH, self.on_event)
+                react = []
                 for ev in evs:
                     kind = ev.kind
                     if kind in inv_kinds:
@@ -289,7 +290,12 @@ class Simulation:
                     if cb is not None:
                         cb(ev)
                     if kind in watch:
-                        self._after_endpoint_event(side, ev)
+                        react.append(ev)
+                # the simulator's reactions come after the whole batch: the events they
+                # emit are numbered after it, so on_event (recordings, the UIs) sees them
+                # in the same order as `events`
+                for ev in react:
+                    self._after_endpoint_event(side, ev)
             batch: list = []
             for seg in ep.segments_to_send():
                 if self._plain(side, seg):

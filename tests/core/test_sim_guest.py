@@ -127,3 +127,19 @@ def test_stale_packet_triggers_a_checkpoint():
              and e.data["phase"] == "begin"][0]
     assert begin.data["reason"] == "colo-compare"
     assert 3000 <= begin.t_ms <= 5200
+
+
+@pytest.mark.parametrize("guest", ["model", "null"])
+@pytest.mark.parametrize("faults", [[], ["kill-secondary@load#2"], ["drop@vmstate-loaded#2"]])
+def test_on_event_sees_the_events_in_their_order(guest, faults):
+    """Recordings are written from on_event: it must see each event once, in seq
+    order, exactly as `events` holds them (the simulator's own reactions, such as
+    stopped-for-checkpoint or a fault at load, come after the endpoint's batch)."""
+    seen = []
+    sim = Simulation(SimConfig(guest=guest, checkpoints=3, checkpoint_delay_ms=1000,
+                               faults=faults), on_event=seen.append)
+    sim.run()
+    assert [e.seq for e in seen] == list(range(len(sim.events)))
+    assert [id(e) for e in seen] == [id(e) for e in sim.events]
+    if guest == "model":
+        assert any(e.kind == "stopped-for-checkpoint" for e in seen)
