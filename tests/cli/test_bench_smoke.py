@@ -29,3 +29,17 @@ def test_sim_bench_small():
     out = _bench("sim", "--rounds", "1", "--checkpoints", "200", "--no-matrix")
     s = out["simulator_checkpoints_per_s"]
     assert s["value"] > 0 and s["baseline"] > 0 and s["ratio"] > 0
+
+
+def test_pagediff_bench_small():
+    out = _bench("pagediff", "--size-mib", "8", "--py-size-mib", "1", "--rounds", "1",
+                 "--xbzrle-pages", "64")
+    figs = out["figures"]
+    twins = ("c", "py") if out["implementation"] == "c" else ("py",)
+    for tag in twins:
+        for scenario in ("1%", "10%", "50%", "10% clustered"):
+            for suffix in ("", " hot"):       # streaming and cache-hot, both vs QEMU
+                f = figs[f"{tag}.xbzrle_encode.{scenario}{suffix}"]
+                assert f["unit"] == "GB/s" and f["value"] > 0 and f["ratio"] > 0
+        assert figs[f"{tag}.xbzrle_decode.1% hot"]["baseline"] == 8.7
+        assert figs[f"{tag}.changed_pages.10%"]["ratio"] > 0
