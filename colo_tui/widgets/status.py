@@ -8,7 +8,7 @@ from .models import StatusView
 
 
 class StatusBar(Static):
-    DEFAULT_CSS = "StatusBar { height: 2; }"
+    DEFAULT_CSS = "StatusBar { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }"
 
     def show(self, v: StatusView) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -30,8 +30,12 @@ class StatusBar(Static):
             t.append(f"│ ▶ running {v.speed} ", style="bold green")
         else:
             t.append(f"│ ⏸ paused ({v.speed}) ")
-        if v.faults:
-            t.append("│ faults: " + ", ".join(v.faults), style="yellow")
-        notice = Text(" " + v.notice, no_wrap=True, overflow="ellipsis",
-                      style="bold red" if v.notice.startswith("⚠") else "italic")
+        faults = "faults: " + ", ".join(v.faults) if v.faults else ""
+        if faults and v.notice:
+            t.append("│ " + faults, style="yellow")
+        if v.notice or not faults:
+            notice = Text(" " + v.notice, no_wrap=True, overflow="ellipsis",
+                          style="bold red" if v.notice.startswith("⚠") else "italic")
+        else:       # nothing to say: the fault plan gets the whole second line
+            notice = Text(" " + faults, no_wrap=True, overflow="ellipsis", style="yellow")
         self.update(Text("\n", no_wrap=True).join([t, notice]))

@@ -319,12 +319,26 @@ def import_capture(path: str | Path) -> ImportedSession:
     tcp = {"p2s": _dir_info(fwd, t0), "s2p": _dir_info(rev, t0), "packets": cap.packets,
            "link_type": cap.link_type, "connections": len(cap.connections),
            "t0": cap.t0}
-    sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp)
+    try:
+        sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp)
+    except CaptureError as exc:
+        if fwd.gaps:     # say why the stream stops short: the capture lost packets
+            raise CaptureError(f"{exc}; {_gap_text('primary->secondary', fwd)}") from None
+        raise
     for name, d in (("forward", fwd), ("reverse", rev)):
         if d.gaps:
             sess.warnings.append(f"{name} stream has TCP gaps {d.gaps}: decoded up to the "
                                  f"first one ({len(d.data)} bytes)")
     return sess
+
+
+def _gap_text(name: str, d) -> str:
+    at, size = d.gaps[0]
+    more = f" ({len(d.gaps)} holes in all)" if len(d.gaps) > 1 else ""
+    return (f"the capture has a hole in the {name} stream: bytes {at}..{at + size - 1} "
+            f"({size} bytes) were never captured{more}, though {d.bytes_after_gap} bytes "
+            "after it were: the capturing tool dropped packets (give it a bigger buffer, "
+            "e.g. dumpcap -B 64 or tcpdump -B 65536)")
 
 
 def _import_bins(p2s_path: Path, s2p_path: Path, offsets_path: Path) -> ImportedSession:

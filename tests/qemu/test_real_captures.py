@@ -36,8 +36,10 @@ CASES = {
 
 
 def _start_capture(path: Path, port: int) -> subprocess.Popen:
+    # -B 64: a 64 MiB kernel buffer; with dumpcap's default 2 MiB, the initial
+    # migration's burst over loopback (64 KiB segments) lost packets on a busy machine
     cap = subprocess.Popen([DUMPCAP, "-q", "-i", "lo", "-f", f"tcp port {port}", "-s", "0",
-                            "-P", "-w", str(path)], stdout=subprocess.DEVNULL,
+                            "-B", "64", "-P", "-w", str(path)], stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     while not path.exists() or path.stat().st_size == 0:

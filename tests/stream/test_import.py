@@ -254,6 +254,9 @@ def test_pcapng_and_gap():
     sess = import_capture_bytes(make_pcap(p2s, s2p, mss=500, drop=n))
     assert sess.tcp["p2s"]["gaps"] and any("gap" in w for w in sess.warnings)
     assert sess.end["kind"] == "eof-mid-checkpoint" and not sess.checkpoints[-1].complete
-    # a gap inside the initial migration is a CaptureError
-    with pytest.raises(CaptureError, match="initial migration"):
+    # a gap inside the initial migration is a CaptureError that names the hole
+    with pytest.raises(CaptureError, match="initial migration") as err:
         import_capture_bytes(make_pcap(p2s, s2p, mss=500, drop=2))
+    assert "hole in the primary->secondary stream: bytes 500..999 (500 bytes) were " \
+           "never captured" in str(err.value)
+    assert "dropped packets" in str(err.value)
