@@ -128,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=7, help="first-paint runs (median)")
     ap.add_argument("--seconds", type=float, default=2.0, help="full-speed window")
     args = ap.parse_args(argv)
+    from protocol.memtune import tune_process
+    tune_process()           # as `colo` does (python -m runs come here directly)
     out = {"first_paint": first_paint(args.runs), "full_speed": full_speed(args.seconds)}
     out["ok"] = (out["first_paint"]["ratio"] <= 1.2 and out["full_speed"]["kept"] >= 0.8)
     if args.json:

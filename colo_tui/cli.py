@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    from protocol.heap import keep_large_buffers
-    keep_large_buffers()       # checkpoint-sized buffers are reused, not re-faulted
+    from protocol.memtune import tune_process
+    tune_process()        # checkpoint-sized buffers reused, not re-faulted; a calmer GC
     try:
         return int(func(args) or 0)
     except ColoError as exc:

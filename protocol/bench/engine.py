@@ -23,7 +23,7 @@ import struct
 import time
 
 from ..guestport import NullGuest
-from ..heap import keep_large_buffers
+from ..memtune import keep_large_buffers
 from ..pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
 
 

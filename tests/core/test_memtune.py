@@ -1,4 +1,4 @@
-"""protocol.heap: large freed buffers stay in the heap (glibc), so the next
+"""protocol.memtune: large freed buffers stay in the heap (glibc), so the next
 checkpoint's buffer does not fault in page by page again."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from protocol.heap import keep_large_buffers
+from protocol.memtune import keep_large_buffers
 
 CODE = """
 import sys
-from protocol.heap import keep_large_buffers
+from protocol.memtune import keep_large_buffers
 if sys.argv[1] == "keep":
     assert keep_large_buffers()
 def rss_kib():
@@ -50,3 +50,12 @@ def test_a_freed_checkpoint_sized_buffer_stays_in_the_heap():
 def test_keep_large_buffers_refuses_a_nonsense_size():
     with pytest.raises(ValueError, match="max_bytes must be positive, not 0"):
         keep_large_buffers(0)
+
+
+def test_tune_process_relaxes_the_collector_in_a_colo_process():
+    code = ("import gc, sys; from colo_tui.cli import main; "
+            "sys.argv = ['colo', 'faults']; main(['faults']); print(gc.get_threshold())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    from protocol.memtune import GC_THRESHOLDS
+    assert out.stdout.strip().splitlines()[-1] == str(GC_THRESHOLDS)

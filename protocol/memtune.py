@@ -1,5 +1,8 @@
-"""Keep large freed buffers in the process heap (glibc), for processes that
-allocate and free a checkpoint's worth of memory at every checkpoint.
+"""Memory tuning for `colo` processes: large freed buffers stay in the heap, and
+the cyclic garbage collector runs less often.
+
+**Large buffers** (glibc), for processes that allocate and free a checkpoint's
+worth of memory at every checkpoint.
 
 A checkpoint's wire image, the pages gathered out of guest RAM and the pages
 received are each tens or hundreds of MiB, allocated and freed once per
@@ -11,11 +14,19 @@ threshold above it) keeps those buffers in the heap, reused checkpoint after
 checkpoint; the price is that the heap keeps its peak size.
 
 Elsewhere than glibc this does nothing (and says so).
+
+**The garbage collector.**  A session keeps every event (time travel, the
+ladder, the log), and the TUI allocates many short-lived objects per frame;
+with CPython's default first threshold (700 allocations) the collector keeps
+re-scanning that growing heap: at full speed it cost the app a quarter of its
+event rate.  A first threshold of 50,000 keeps cyclic garbage bounded (it is
+still collected) at a fraction of the cost.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -36,3 +47,17 @@ def keep_large_buffers(max_bytes: int = DEFAULT_MAX) -> bool:
     mallopt.restype = ctypes.c_int
     trim = min(2 * max_bytes, 2**31 - 1)
     return bool(mallopt(M_MMAP_THRESHOLD, max_bytes)) and bool(mallopt(M_TRIM_THRESHOLD, trim))
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def relax_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
+    """Collect cyclic garbage less often (see the module docstring)."""
+    gc.set_threshold(*thresholds)
+
+
+def tune_process() -> None:
+    """What every `colo` process does at start: both of the above."""
+    keep_large_buffers()
+    relax_gc()
