@@ -26,7 +26,7 @@ from protocol.guest._pagediff_py import (E_BAD_ULEB, E_NZRUN_INPUT, E_NZRUN_PAGE
                                          E_ZERO_ZRUN, E_ZRUN_PAGE)
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
-           "build_bytes", "xbzrle_encode", "xbzrle_decode"]
+           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 cdef extern from *:
     """
@@ -174,10 +174,12 @@ cdef extern from *:
         return 2;
     }
 
-    /* QEMU's xbzrle_decode_buffer on dst (a copy of the old page).  Returns 0 or
-       an error code 1..8 (the E_* texts) with *a, *b the offsets it names. */
+    /* QEMU's xbzrle_decode_buffer on dst (the old page).  Returns 0 or an error
+       code 1..8 (the E_* texts) with *a, *b the offsets it names.  write == 0
+       only checks (nothing is written): decoding in place checks first, so a
+       malformed delta leaves the page as it was. */
     static int pd_xbzrle_decode(const unsigned char *src, Py_ssize_t slen, unsigned char *dst,
-                                Py_ssize_t dlen, Py_ssize_t *a, Py_ssize_t *b) {
+                                Py_ssize_t dlen, Py_ssize_t *a, Py_ssize_t *b, int write) {
         Py_ssize_t i = 0, d = 0, count;
         int r;
         while (i < slen) {
@@ -193,7 +195,8 @@ cdef extern from *:
             i += r;
             if (d + count > dlen) { *a = d + count; *b = dlen; return 7; }
             if (i + count > slen) { *a = i + count; *b = slen; return 8; }
-            if (count == 1) dst[d] = src[i];
+            if (!write) ;
+            else if (count == 1) dst[d] = src[i];
             else memcpy(dst + d, src + i, (size_t)count);
             d += count;
             i += count;
@@ -387,7 +390,7 @@ cdef extern from *:
     Py_ssize_t pd_xbzrle_encode(const unsigned char *old, const unsigned char *new_,
                                 Py_ssize_t n, unsigned char *dst, Py_ssize_t dlen) nogil
     int pd_xbzrle_decode(const unsigned char *src, Py_ssize_t slen, unsigned char *dst,
-                         Py_ssize_t dlen, Py_ssize_t *where, Py_ssize_t *what) nogil
+                         Py_ssize_t dlen, Py_ssize_t *where, Py_ssize_t *what, int write) nogil
     Py_ssize_t pd_changed(const unsigned char *a, const unsigned char *b,
                           Py_ssize_t npages, Py_ssize_t ps, uint64_t *bits) nogil
     Py_ssize_t pd_zero(const unsigned char *a, Py_ssize_t npages, Py_ssize_t ps,
@@ -767,7 +770,7 @@ def xbzrle_decode(encoded, old):
             dst = <unsigned char *>PyBytes_AS_STRING(page)
             memcpy(dst, o.buf, o.len)
             with nogil:
-                err = pd_xbzrle_decode(<const unsigned char *>e.buf, e.len, dst, o.len, &x, &y)
+                err = pd_xbzrle_decode(<const unsigned char *>e.buf, e.len, dst, o.len, &x, &y, 1)
         finally:
             PyBuffer_Release(&o)
     finally:
@@ -775,6 +778,43 @@ def xbzrle_decode(encoded, old):
     if err:
         raise ValueError(_DECODE_ERRORS[err].format(x, y))
     return page
+
+
+def xbzrle_decode_into(encoded, page):
+    """Apply an XBZRLE delta to `page` in place (a writable buffer that holds the
+    old page, as QEMU decodes into the page it has); ValueError on malformed
+    input, and then `page` is left as it was."""
+    cdef Py_buffer e, p
+    cdef Py_ssize_t x = 0, y = 0
+    cdef int err
+    cdef unsigned char stack_page[STACK_OUT]
+    cdef unsigned char *work = stack_page
+    _read_view(encoded, &e)
+    try:
+        _get_writable(page, &p)
+        try:
+            # decode into a scratch copy, then copy back only if it all decoded:
+            # cheaper than a separate checking pass over the delta
+            if p.len > STACK_OUT:
+                work = <unsigned char *>malloc(p.len)
+                if work == NULL:
+                    raise MemoryError()
+            try:
+                with nogil:
+                    memcpy(work, p.buf, p.len)
+                    err = pd_xbzrle_decode(<const unsigned char *>e.buf, e.len, work, p.len,
+                                           &x, &y, 1)
+                    if not err:
+                        memcpy(p.buf, work, p.len)
+            finally:
+                if work != stack_page:
+                    free(work)
+        finally:
+            PyBuffer_Release(&p)
+    finally:
+        PyBuffer_Release(&e)
+    if err:
+        raise ValueError(_DECODE_ERRORS[err].format(x, y))
 
 
 _DECODE_ERRORS = (None, E_TRUNC_ZRUN, E_TRUNC_NZRUN, E_BAD_ULEB, E_ZERO_ZRUN, E_ZERO_NZRUN,

@@ -27,7 +27,7 @@ import operator
 import re
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
-           "build_bytes", "xbzrle_encode", "xbzrle_decode"]
+           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 _CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
 _MAX_RUN = 0x3FFF           # 14-bit ULEB128 limit of QEMU's uleb128_encode_small
@@ -315,3 +315,11 @@ def xbzrle_decode(encoded, old) -> bytes:
         d += count
         i += count
     return bytes(page)
+
+
+def xbzrle_decode_into(encoded, page) -> None:
+    """Apply an XBZRLE delta to `page` in place (a writable buffer that holds the
+    old page, as QEMU decodes into the page it has); ValueError on malformed
+    input, and then `page` is left as it was."""
+    dst = _view(page, writable=True)
+    dst[:] = xbzrle_decode(encoded, dst)

@@ -452,8 +452,15 @@ class Ram:
             data = bytes([record.fill & 0xFF]) * PAGE_SIZE
         elif record.kind == KIND_PAGE:
             data = record.data
-        elif record.kind == KIND_XBZRLE:
-            data = pagediff.xbzrle_decode(record.data, blk.page(index))
+        elif record.kind == KIND_XBZRLE:       # decoded in place, as QEMU does
+            offset = index * PAGE_SIZE
+            with memoryview(blk.mem) as mem:
+                pagediff.xbzrle_decode_into(record.data, mem[offset:offset + PAGE_SIZE])
+            if dirty:
+                blk.dirty.set(index)
+            blk.touched.set(index)
+            blk.stale.set(index)
+            return
         else:
             raise ValueError(f"unknown page record kind {record.kind!r}")
         if dirty:

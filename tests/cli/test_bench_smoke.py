@@ -42,4 +42,5 @@ def test_pagediff_bench_small():
                 f = figs[f"{tag}.xbzrle_encode.{scenario}{suffix}"]
                 assert f["unit"] == "GB/s" and f["value"] > 0 and f["ratio"] > 0
         assert figs[f"{tag}.xbzrle_decode.1% hot"]["baseline"] == 8.7
+        assert figs[f"{tag}.xbzrle_decode_into.10% hot"]["value"] > 0
         assert figs[f"{tag}.changed_pages.10%"]["ratio"] > 0

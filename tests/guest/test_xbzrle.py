@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import random
 
 import pytest
@@ -243,15 +244,25 @@ def test_twins_agree_and_round_trip(pagediff, pair, limit):
         assert ref.xbzrle_decode(enc, old) == new
 
 
+#: (offset, length, xor byte) edits of a 4 KiB page
+EDITS = st.lists(st.tuples(st.integers(0, PAGE - 1), st.integers(1, 300), st.integers(1, 255)),
+                 max_size=60)
+
+
 @settings(HYPO, max_examples=60)
-@given(seed=st.integers(0, 2**32), edits=st.lists(
-    st.tuples(st.integers(0, PAGE - 1), st.integers(1, 300), st.integers(1, 255)), max_size=60))
+@given(seed=st.integers(0, 2**32), edits=EDITS)
 def test_round_trip_4096(pagediff, seed, edits):
     old = random.Random(seed).randbytes(PAGE)
     new = mutate(old, edits)
     enc = pagediff.xbzrle_encode(old, new, limit=3 * PAGE + 4)
     assert enc == qemu_encode(old, new, 3 * PAGE + 4)
     assert pagediff.xbzrle_decode(enc, old) == new
+    # in place, into a page of an anonymous mapping, as the RAM model applies it
+    with mmap.mmap(-1, 3 * PAGE) as ram:
+        ram[PAGE:2 * PAGE] = old
+        with memoryview(ram) as mem:
+            pagediff.xbzrle_decode_into(enc, mem[PAGE:2 * PAGE])
+        assert ram[PAGE:2 * PAGE] == new and ram[:PAGE] == bytes(PAGE) == ram[2 * PAGE:]
 
 
 @HYPO
@@ -277,3 +288,26 @@ def test_decode_returns_a_fresh_page(pagediff):
         assert pagediff.xbzrle_decode(b"\x00\x01\x41", old) == b"A"
     assert old[0] == 0xCF and bytes([0xCF])[0] == 0xCF
     assert pagediff.xbzrle_decode(b"", b"") == b""
+
+
+# ---------------------------------------------------------------- in place
+@HYPO
+@given(data=st.binary(max_size=64), old=st.binary(min_size=0, max_size=48))
+def test_decode_into_is_decode_in_place(pagediff, data, old):
+    """Random deltas: the same page, or the same error with the page untouched."""
+    page = bytearray(old)
+    try:
+        want = pagediff.xbzrle_decode(data, old)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as got:
+            pagediff.xbzrle_decode_into(data, page)
+        assert str(got.value) == str(exc)
+        assert page == old                   # checked before anything is written
+    else:
+        assert pagediff.xbzrle_decode_into(data, page) is None
+        assert page == want
+
+
+def test_decode_into_needs_a_writable_page(pagediff):
+    with pytest.raises(TypeError):
+        pagediff.xbzrle_decode_into(b"\x00\x01\x41", bytes(PAGE))
