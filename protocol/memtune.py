@@ -13,7 +13,7 @@ the cost of encoding 64 MiB of pages.  Raising the mmap threshold (and the trim
 threshold above it) keeps those buffers in the heap, reused checkpoint after
 checkpoint; the price is that the heap keeps its peak size.
 
-Elsewhere than glibc this does nothing (and says so).
+Elsewhere than glibc this does nothing (and returns False).
 
 **The garbage collector.**  A session keeps every event (time travel, the
 ladder, the log), and the TUI allocates many short-lived objects per frame;
@@ -31,13 +31,14 @@ import gc
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 DEFAULT_MAX = 256 << 20
+MAX_THRESHOLD = 1 << 30          # mallopt takes a C int; twice this must fit too
 
 
 def keep_large_buffers(max_bytes: int = DEFAULT_MAX) -> bool:
     """Serve allocations up to `max_bytes` from the heap and keep up to twice
     that free in it; True if the allocator took it (glibc), False otherwise."""
-    if max_bytes <= 0:
-        raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+    if not 0 < max_bytes <= MAX_THRESHOLD:
+        raise ValueError(f"max_bytes must be between 1 and {MAX_THRESHOLD}, not {max_bytes}")
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -45,8 +46,8 @@ def keep_large_buffers(max_bytes: int = DEFAULT_MAX) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    trim = min(2 * max_bytes, 2**31 - 1)
-    return bool(mallopt(M_MMAP_THRESHOLD, max_bytes)) and bool(mallopt(M_TRIM_THRESHOLD, trim))
+    return bool(mallopt(M_MMAP_THRESHOLD, max_bytes)) and \
+        bool(mallopt(M_TRIM_THRESHOLD, min(2 * max_bytes, 2**31 - 1)))
 
 
 GC_THRESHOLDS = (50_000, 20, 100)

@@ -48,8 +48,10 @@ def test_a_freed_checkpoint_sized_buffer_stays_in_the_heap():
 
 
 def test_keep_large_buffers_refuses_a_nonsense_size():
-    with pytest.raises(ValueError, match="max_bytes must be positive, not 0"):
+    with pytest.raises(ValueError, match="max_bytes must be between 1 and 1073741824, not 0"):
         keep_large_buffers(0)
+    with pytest.raises(ValueError, match="not 4294967296"):
+        keep_large_buffers(1 << 32)
 
 
 def test_tune_process_relaxes_the_collector_in_a_colo_process():
