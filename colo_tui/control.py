@@ -26,9 +26,28 @@ class Controller:
         self.recording_path: str | None = None
         self.replay_source: str | None = None
         self._playback = None          # an imported real capture: stepped, not simulated
+        self._sim = None
         self.sim = self._new_sim()
 
     # -------------------------------------------------------------- sessions
+    @property
+    def sim(self):
+        return self._sim
+
+    @sim.setter
+    def sim(self, new) -> None:
+        """Replace the session (back, restart, replay).  A simulation is a web of
+        reference cycles, and the guest model's RAM is mapped memory: with the
+        relaxed GC of a `colo` process (protocol/memtune.py) a dropped one would
+        keep its mappings for a long time, so it is collected now — a full
+        collection costs less than the re-run that replaced it."""
+        old, self._sim = self._sim, new
+        if old is not None and any(hasattr(g, "ram") for g in
+                                   (getattr(old, "guests", None) or {}).values()):
+            del old
+            import gc
+            gc.collect()
+
     def _new_sim(self) -> Simulation:
         return Simulation(self.config, on_event=self._event)
 

@@ -193,7 +193,10 @@ class LiveController:
     def close(self) -> None:
         self.record_stop()
         self.source.stop()
-        self.source.join()
+        if not self.source.join():
+            import sys
+            print(f"colo: the {self.source.name} source did not stop within 5 s",
+                  file=sys.stderr)
 
     # -- views -------------------------------------------------------------------------
     def status(self) -> dict:
@@ -296,6 +299,13 @@ class _Source:
 
     def stop(self) -> None:
         self.done.set()
+
+    def _start_task(self, loop, coro) -> None:
+        """Run `coro` as the source's task; cancelled at once if stop() came first
+        (stop() may run between the loop's start and the task's creation)."""
+        self._task = loop.create_task(coro)
+        if self.done.is_set():
+            self._task.cancel()
 
     def _cancel(self, task) -> None:
         """Cancel `task` on the source's loop, from any thread (a no-op once closed)."""

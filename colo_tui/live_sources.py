@@ -129,10 +129,9 @@ class ProxyFeed(_Source):
         from protocol.transport.tcp import new_loop
         loop = self.loop = new_loop()
         asyncio.set_event_loop(loop)
+        self._start_task(loop, run_proxy(self.listen, self.connect, self.faults, self.put))
         self.put(Event(0.0, "live", "listening", {"address": self.listen,
                                                   "forwarding_to": self.connect}))
-        self._task = loop.create_task(run_proxy(self.listen, self.connect, self.faults,
-                                                self.put))
         try:
             loop.run_until_complete(self._task)
         except asyncio.CancelledError:
@@ -220,9 +219,6 @@ class PeerFeed(_Source):
             self.done.set()
 
         self.engine = Engine(self.eps["secondary"], loop, on_events=feed, on_crash=crashed)
-        self.ready.set()
-        self.put(Event(0.0, "live", "listening", {"address": f"{self.addr[0]}:{self.port}",
-                                                  "hint": self.hint}))
 
         async def main() -> None:
             sock, peer = await loop.sock_accept(self.lsock)
@@ -233,7 +229,10 @@ class PeerFeed(_Source):
             await self.engine.attach_socket(sock)
             while not self.done.is_set():
                 await asyncio.sleep(0.05)
-        self._task = loop.create_task(main())
+        self._start_task(loop, main())
+        self.ready.set()
+        self.put(Event(0.0, "live", "listening", {"address": f"{self.addr[0]}:{self.port}",
+                                                  "hint": self.hint}))
         try:
             loop.run_until_complete(self._task)
         except asyncio.CancelledError:

@@ -11,7 +11,10 @@ checkpoint.  glibc serves any allocation over its mmap threshold (at most
 checkpoint's buffer faults on first touch: here ≈ 40 ms per 64 MiB, most of
 the cost of encoding 64 MiB of pages.  Raising the mmap threshold (and the trim
 threshold above it) keeps those buffers in the heap, reused checkpoint after
-checkpoint; the price is that the heap keeps its peak size.
+checkpoint; the price is that the heap keeps its peak size.  (This is the main
+arena's setting: a worker thread's arena serves buffers over 64 MiB with mmap
+whatever the threshold, so the TUI's live sources, which run in a thread, keep
+paying the faults for bigger checkpoints.)
 
 Elsewhere than glibc this does nothing (and returns False).
 

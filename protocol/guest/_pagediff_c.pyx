@@ -668,8 +668,11 @@ cdef class _BytesWriter:
     cdef char *buf
     cdef Py_ssize_t size
     cdef Py_ssize_t exports
+    cdef bint sealed
 
     def __getbuffer__(self, Py_buffer *view, int flags):
+        if self.sealed:         # `fill` kept the writer: no new view once it returned
+            raise BufferError("build_bytes: the bytes object is complete and immutable")
         PyBuffer_FillInfo(view, self, self.buf, self.size, 0, flags)
         self.exports += 1
 
@@ -696,6 +699,7 @@ def build_bytes(n, fill):
     try:
         fill(view)
     finally:
+        w.sealed = True
         try:
             view.release()
         except BufferError:     # something made from the view is still alive

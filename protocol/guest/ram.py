@@ -52,7 +52,8 @@ def _as_index_array(indices) -> np.ndarray:
 
 
 def page_hashes(pages: np.ndarray) -> np.ndarray:
-    """64-bit hashes of the rows of a (n, PAGE_SIZE) uint8 array (`hash_pages`).
+    """64-bit hashes of the rows of a (n, PAGE_SIZE) uint8 array (`hash_pages`), as a
+    read-only uint64 array.
 
     h = sum_i mix(w_i) * W_i mod 2**64 over the page's 64-bit words, with
     mix(x) = x ^ (x >> 29) (a bijection that folds high bits down) and fixed

@@ -322,7 +322,8 @@ def import_capture(path: str | Path) -> ImportedSession:
     try:
         sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp)
     except CaptureError as exc:
-        if fwd.gaps:     # say why the stream stops short: the capture lost packets
+        if fwd.gaps and str(exc).startswith("truncated capture"):
+            # the stream stops short because the capture lost packets: say so
             raise CaptureError(f"{exc}; {_gap_text('primary->secondary', fwd)}") from None
         raise
     for name, d in (("forward", fwd), ("reverse", rev)):

@@ -61,3 +61,27 @@ def test_tune_process_relaxes_the_collector_in_a_colo_process():
                          check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
     from protocol.memtune import GC_THRESHOLDS
     assert out.stdout.strip().splitlines()[-1] == str(GC_THRESHOLDS)
+
+
+def test_a_dropped_session_frees_its_guest_memory_under_the_relaxed_gc():
+    """Time travel and restarts replace the simulation; its mapped guest RAM must
+    go at once, not whenever the relaxed collector gets round to the cycles."""
+    code = """
+import weakref
+from protocol.memtune import relax_gc
+relax_gc()
+from protocol.sim.config import SimConfig
+from colo_tui.control import Controller
+c = Controller(SimConfig(guest="model", ram_mib=64))
+c.run(checkpoints=3)
+refs = []
+for _ in range(5):
+    refs.append(weakref.ref(c.sim))
+    c.back(1)
+refs.append(weakref.ref(c.sim))
+c.restart(seed=2)
+print(sum(r() is not None for r in refs))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert out.stdout.strip() == "0"

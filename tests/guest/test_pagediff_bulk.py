@@ -180,3 +180,19 @@ def test_build_bytes_c_writes_the_result_itself(pagediff):
     out = pagediff.build_bytes(1 << 16, fill)
     assert np.frombuffer(out, dtype=np.uint8).ctypes.data == where[0]
     assert out == b"\x07" * (1 << 16)
+
+
+def test_build_bytes_c_writer_kept_by_fill_cannot_write_later(pagediff):
+    """`fill` may keep the writer object itself (view.obj): once build_bytes has
+    returned, it gives no new writable view of the (now shared) bytes object."""
+    if not pagediff.__name__.endswith("_c"):
+        pytest.skip("the pure-Python twin's view is over its own bytearray")
+    kept = []
+
+    def fill(view):
+        view[:] = b"immutable"
+        kept.append(view.obj)
+    out = pagediff.build_bytes(9, fill)
+    with pytest.raises(BufferError, match="complete and immutable"):
+        memoryview(kept[0])
+    assert out == b"immutable"

@@ -100,6 +100,28 @@ def test_apply_record_round_trip_and_diff():
     assert a.digest() != b.digest()
 
 
+@pytest.mark.parametrize("dirty", [False, True])
+def test_an_xbzrle_record_applied_in_place_marks_the_page(dirty):
+    """Decoded in place into the block's memory: the page must count as written
+    (touched, and stale for the digest's page hashes) and, if asked, dirty."""
+    src, dst = small_ram(), small_ram()
+    src.fill_page("pc.ram", 3, 0x11)
+    for rec in src.collect_dirty(xbzrle=True):
+        dst.apply_record(rec)
+    before = dst.digest()                    # page hashes now fresh: nothing stale
+    blk = dst.block("pc.ram")
+    blk.dirty.clear_all()
+    assert not blk.stale.count
+    src.write("pc.ram", 3 * PAGE_SIZE + 7, b"\x22" * 5)
+    (delta,) = src.collect_dirty(xbzrle=True)
+    assert delta.kind == KIND_XBZRLE
+    dst.apply_record(delta, dirty=dirty)
+    assert dst.read_page("pc.ram", 3) == src.read_page("pc.ram", 3)
+    assert blk.stale.indices() == [3] and 3 in blk.touched.indices()
+    assert blk.dirty.indices() == ([3] if dirty else [])
+    assert dst.digest() != before and dst.digest() == src.digest()
+
+
 def test_digest_ignores_touched_zero_pages():
     a, b = small_ram(), small_ram()
     a.fill_page("pc.ram", 3, 0)

@@ -175,3 +175,21 @@ def test_peer_feed_closed_before_any_primary_frees_its_port():
     assert not c.source._thread.is_alive()
     with socket.create_server(("127.0.0.1", port)):     # the port is free again
         pass
+
+
+@pytest.mark.parametrize("kind", ["peer", "proxy"])
+def test_a_source_stopped_before_its_task_exists_still_ends(kind):
+    """stop() can come before the source's loop has created its task (nothing to
+    cancel yet): the task is cancelled as it is created, and close() returns at
+    once with the thread ended, instead of waiting out the join timeout."""
+    from colo_tui.live_sources import PeerFeed
+    if kind == "peer":
+        src = PeerFeed(SimConfig(), f"127.0.0.1:{free_port()}")
+    else:
+        src = ProxyFeed(SimConfig(), f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
+    src.stop()                                   # before the thread even starts
+    t0 = time.monotonic()
+    c = LiveController(src)
+    c.close()
+    assert time.monotonic() - t0 < 3.0
+    assert not src._thread.is_alive()
