@@ -5,6 +5,14 @@ import argparse
 import math
 
 
+def add_guest_argument(p: argparse.ArgumentParser) -> None:
+    """`--guest` of the two interactive UIs: the guest model unless told otherwise."""
+    p.add_argument("--guest", default="model", choices=("model", "null"),
+                   help="model (default): RAM, devices, disk and packets, so the heat map, "
+                        "the buffered packets and `show ram|packets|disk` have something to "
+                        "show; null: the control protocol alone")
+
+
 def nonneg_int(text: str) -> int:
     try:
         v = int(text, 0)

@@ -297,24 +297,32 @@ class _Source:
     def apply(self, ev: Event) -> None:
         """Update the per-side view from an event (sources with real endpoints skip)."""
 
+    #: the source's event loop and its one task (`_run_task`), where it has them
+    loop = None
+    _task = None
+
     def stop(self) -> None:
+        """Ask the source to end (from any thread): its task, if any, is cancelled."""
         self.done.set()
-
-    def _start_task(self, loop, coro) -> None:
-        """Run `coro` as the source's task; cancelled at once if stop() came first
-        (stop() may run between the loop's start and the task's creation)."""
-        self._task = loop.create_task(coro)
-        if self.done.is_set():
-            self._task.cancel()
-
-    def _cancel(self, task) -> None:
-        """Cancel `task` on the source's loop, from any thread (a no-op once closed)."""
-        loop = getattr(self, "loop", None)
+        loop, task = self.loop, self._task
         if loop is None or task is None or loop.is_closed():
             return
         try:
             loop.call_soon_threadsafe(task.cancel)
         except RuntimeError:        # the loop closed meanwhile
+            pass
+
+    def _run_task(self, loop, coro) -> None:
+        """Run `coro` as the source's task until it ends or stop() cancels it.  If
+        stop() came before the task existed (it had nothing to cancel), the task
+        is cancelled as it is created."""
+        import asyncio
+        self._task = loop.create_task(coro)
+        if self.done.is_set():
+            self._task.cancel()
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
             pass
 
     def join(self, timeout_s: float = 5.0) -> bool:

@@ -30,7 +30,6 @@ class TcpPair(_Source):
                                      load_ms=config.load_ms, faithful=config.faithful)
                     for s in SIDES}
         self.engines: dict = {}
-        self.loop = None
 
     def run(self) -> None:
         import asyncio
@@ -119,8 +118,6 @@ class ProxyFeed(_Source):
                      "space to follow")
         self._view = Playback(Recording({"dialect": config.dialect}))
         self.eps = self._view.eps
-        self._task = None
-        self.loop = None
 
     def run(self) -> None:
         import asyncio
@@ -129,13 +126,10 @@ class ProxyFeed(_Source):
         from protocol.transport.tcp import new_loop
         loop = self.loop = new_loop()
         asyncio.set_event_loop(loop)
-        self._start_task(loop, run_proxy(self.listen, self.connect, self.faults, self.put))
         self.put(Event(0.0, "live", "listening", {"address": self.listen,
                                                   "forwarding_to": self.connect}))
         try:
-            loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
+            self._run_task(loop, run_proxy(self.listen, self.connect, self.faults, self.put))
         finally:
             loop.close()
 
@@ -145,10 +139,6 @@ class ProxyFeed(_Source):
     def command(self, what: str, *args) -> None:
         raise ColoError("the proxy only watches (and injects --fault at start); give "
                         "commands to the peers themselves (QMP, or `colo repl --attach`)")
-
-    def stop(self) -> None:
-        super().stop()
-        self._cancel(self._task)
 
 
 class PeerFeed(_Source):
@@ -189,8 +179,6 @@ class PeerFeed(_Source):
                      f"primary, x-colo on and migrate tcp:{target}:{self.port}; space to "
                      "follow")
         self.engine = None
-        self.loop = None
-        self._task = None
 
     def run(self) -> None:
         import asyncio
@@ -229,23 +217,16 @@ class PeerFeed(_Source):
             await self.engine.attach_socket(sock)
             while not self.done.is_set():
                 await asyncio.sleep(0.05)
-        self._start_task(loop, main())
         self.ready.set()
         self.put(Event(0.0, "live", "listening", {"address": f"{self.addr[0]}:{self.port}",
                                                   "hint": self.hint}))
         try:
-            loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
+            self._run_task(loop, main())
         finally:
             self.engine.close_timers()
             self.engine.abort()
             self.lsock.close()
             loop.close()
-
-    def stop(self) -> None:
-        super().stop()
-        self._cancel(self._task)
 
     def _follow(self, ev: Event) -> None:
         """Keep the primary's view in step with what the secondary saw of it, as it

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .argtypes import add_guest_argument
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("tui", help="the interactive Textual testbed (the default)",
@@ -20,9 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="periodic", choices=("periodic", "hybrid"),
                    help="COLO mode (default: periodic)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed (default: 1)")
-    p.add_argument("--guest", default="model", choices=("model", "null"),
-                   help="model (default): RAM, devices, disk and packets, so the heat map "
-                        "and the buffered packets show; null: the control protocol alone")
+    add_guest_argument(p)
     p.add_argument("--attach", nargs=2, default=None, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    help="watch and drive two running `colo node` processes (or QEMUs) "
                         "through their QMP sockets (unix:PATH or tcp:HOST:PORT)")

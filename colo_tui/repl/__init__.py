@@ -5,6 +5,8 @@ registering the subcommand (``add_parser``) costs nothing.
 """
 from __future__ import annotations
 
+from ..argtypes import add_guest_argument
+
 
 def add_arguments(p) -> None:
     p.add_argument("-f", "--file", metavar="SCRIPT", default=None,
@@ -13,10 +15,7 @@ def add_arguments(p) -> None:
     p.add_argument("--dialect", default="qemu", help="qemu (default), v11 or prototype")
     p.add_argument("--mode", default="periodic", help="periodic (default) or hybrid")
     p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
-    p.add_argument("--guest", default="model", choices=("model", "null"),
-                   help="model (default): RAM, devices, disk and packets, so `show "
-                        "ram|packets|disk` have something to show; null: the control "
-                        "protocol alone")
+    add_guest_argument(p)
     p.add_argument("--attach", nargs=2, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    default=None, help="drive two live `colo node` processes through their "
                                       "QMP sockets instead of a simulation")

@@ -204,6 +204,13 @@ class RamBlock:
                              f"{PAGE_SIZE} bytes, got {len(data)}")
         offset = page_index * PAGE_SIZE
         self.mem[offset:offset + PAGE_SIZE] = data
+        self.mark_written(page_index)
+
+    def mark_written(self, page_index: int, dirty: bool = False) -> None:
+        """Page `page_index` was written: touched, its hash stale, and with `dirty`
+        logged for the next checkpoint (a guest write, not a load)."""
+        if dirty:
+            self.dirty.set(page_index)
         self.touched.set(page_index)
         self.stale.set(page_index)
 
@@ -274,9 +281,7 @@ class Ram:
         blk.mem[offset:offset + len(data)] = data
         first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
         for index in range(first, last + 1):
-            blk.dirty.set(index)
-            blk.touched.set(index)
-            blk.stale.set(index)
+            blk.mark_written(index, dirty=True)
 
     def fill_page(self, block: str, page_index: int, byte: int) -> None:
         self.write(block, page_index * PAGE_SIZE, bytes([byte & 0xFF]) * PAGE_SIZE)
@@ -457,10 +462,7 @@ class Ram:
             offset = index * PAGE_SIZE
             with memoryview(blk.mem) as mem:
                 pagediff.xbzrle_decode_into(record.data, mem[offset:offset + PAGE_SIZE])
-            if dirty:
-                blk.dirty.set(index)
-            blk.touched.set(index)
-            blk.stale.set(index)
+            blk.mark_written(index, dirty)
             return
         else:
             raise ValueError(f"unknown page record kind {record.kind!r}")
