@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import MountError
 
-from .bridge import Bridge
+from .bridge import USER_ERRORS, Bridge, describe_error
 from .control import Controller
 from .screens import (
     BY_KEY,
@@ -65,17 +65,38 @@ class ColoApp(App):
         Binding("escape", "unfocus", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", show=False),        # quits too (Textual's only hints)
         *[Binding(k, f"preset('{k}')", show=False) for k in "1234567890"],
     ]
 
     def __init__(self, controller: Controller | None = None, *, replay: str | None = None,
-                 tick_s: float = TICK_S) -> None:
+                 tick_s: float = TICK_S, record_dir: str | None = None) -> None:
         super().__init__()
         self.controller = controller or Controller()
         self.bridge = Bridge(self.controller, target=self)
+        self.bridge.record_dir = record_dir
         self.replay = replay
         self.tick_s = tick_s
         self._widgets: dict | None = None
+        self._loop = None
+
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
+        """Every key, click and palette action: what the session cannot do is a
+        warning on the status line, never the end of the app."""
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except USER_ERRORS as exc:
+            self.bridge.running = False
+            self.bridge.changed(f"⚠ {describe_error(exc)}")
+            return True
+
+    def end_on_signal(self, signum: int) -> None:
+        """SIGTERM/SIGHUP/SIGINT (from a signal handler): the recording is already
+        complete (SessionGuard); leave the app as quitting does."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise SystemExit(128 + signum)
+        loop.call_soon_threadsafe(lambda: self.exit(return_code=128 + signum))
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -95,6 +116,8 @@ class ColoApp(App):
             pass
 
     def on_mount(self) -> None:
+        import asyncio
+        self._loop = asyncio.get_running_loop()
         self._timer = self.set_interval(self.tick_s, self._tick, pause=True)
         if self.replay:
             self.bridge.load_replay(self.replay)

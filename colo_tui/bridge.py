@@ -9,11 +9,14 @@ when it handles it.  No widget ever sees a protocol object.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from textual.message import Message
+
+from protocol.errors import ColoError
 
 from .tui_views import Ladder, LogModel, guest_summary
 from .widgets.models import SIDE_NAMES, FailoverView, LadderRow, SideView, StatusView
@@ -34,6 +37,35 @@ class SessionView:
     explanation: str
     selected_seq: int | None
     selected_hex: str
+
+
+#: what an operator's action may raise when the session cannot do it (a live session
+#: cannot step back, a fault spec does not parse, a file cannot be written …): these
+#: become a warning on the status line, never a traceback
+USER_ERRORS = (ColoError, ValueError, KeyError, OSError)
+
+
+def user_action(fn):
+    """A bridge action: a user error becomes a `⚠` notice and the session goes on."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except USER_ERRORS as exc:
+            self.running = False
+            self.changed(f"⚠ {describe_error(exc)}")
+            return None
+    return wrapper
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the status bar: the error's own words (an OSError's reason and file)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    if isinstance(exc, KeyError) and exc.args:
+        return f"unknown: {exc.args[0]}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def explain_event(ev, dialect: str) -> str:
@@ -60,6 +92,7 @@ class Bridge:
         self.speed_index = 3
         self.selected_side = "primary"
         self.selected_seq: int | None = None
+        self.record_dir: str | None = None          # None: the user's data directory
         # a live source may say what the user must do first (e.g. start the primary)
         self.notice = getattr(getattr(controller, "source", None), "hint", "") or ""
         self._credit = 0.0
@@ -86,8 +119,8 @@ class Bridge:
     def _guard(self, fn, *args, ok: str = "") -> bool:
         try:
             fn(*args)
-        except (ValueError, KeyError) as exc:          # FaultSpecError is a ValueError
-            self.changed(f"⚠ {exc}")
+        except USER_ERRORS as exc:                     # FaultSpecError is a ValueError
+            self.changed(f"⚠ {describe_error(exc)}")
             return False
         self.changed(ok)
         return True
@@ -100,6 +133,7 @@ class Bridge:
     def speed_label(self) -> str:
         return "full speed" if self.speed == 0 else f"{self.speed} steps/s"
 
+    @user_action
     def step(self, n: int = 1) -> None:
         if self.c.finished:
             self.changed(f"the session has ended ({self.c.status()['outcome']}); "
@@ -108,11 +142,13 @@ class Bridge:
         self.c.step(n)
         self.changed("")
 
+    @user_action
     def back(self, n: int = 1) -> None:
         self.running = False
         self.c.back(n)
         self.changed("stepped back: an input given now forks the future")
 
+    @user_action
     def toggle_run(self) -> None:
         self.running = not self.running and not self.c.finished
         self._credit = 0.0
@@ -122,6 +158,7 @@ class Bridge:
         self.speed_index = max(0, min(len(SPEEDS) - 1, self.speed_index + delta))
         self.changed(f"speed: {self.speed_label()}")
 
+    @user_action
     def tick(self, dt_s: float) -> None:
         """One timer tick while running: step as many events as the speed allows."""
         if not self.running:
@@ -165,34 +202,34 @@ class Bridge:
         self.running = False
         try:
             self.c.restart(**changes)
-        except (ValueError, KeyError, ImportError, AttributeError) as exc:
-            self.changed(f"⚠ cannot restart: {exc}")
+        except (*USER_ERRORS, ImportError, AttributeError) as exc:
+            self.changed(f"⚠ cannot restart: {describe_error(exc)}")
             return False
         self.selected_seq = None
         self.changed(notice or "restarted")
         return True
 
+    @user_action
     def load_replay(self, path: str) -> None:
         self.running = False
         self.c.load_replay(path)
         self.changed(f"replaying {Path(path).name}: step through it")
 
-    def toggle_record(self, directory: str = "recordings") -> str | None:
+    @user_action
+    def toggle_record(self) -> str | None:
+        """Start a recording in the user's recordings folder (or `record_dir`), or
+        stop the one in progress; the status line says where it is."""
         if self.c.recording_path:
             path = self.c.record_stop()
             self.changed(f"recording saved: {path}")
             return path
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        cfg = self.c.config
-        k = 1
-        while (path := folder / f"tui-{cfg.dialect}-{cfg.mode}-seed{cfg.seed}-{k}.colo.jsonl"
-               ).exists():
-            k += 1
+        from .lifecycle import new_recording_path
+        path = new_recording_path(self.c.config, "tui", self.record_dir)
         self.c.record_start(str(path))
         self.changed(f"recording to {path}")
         return str(path)
 
+    @user_action
     def execute(self, line: str):
         """Run a command-registry line (the palette); returns its Result or None."""
         try:

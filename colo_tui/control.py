@@ -201,8 +201,15 @@ class Controller:
     def record_start(self, path: str) -> None:
         if self._writer is not None:
             raise ValueError(f"already recording to {self.recording_path}")
-        header = rf.make_header(self.config)
-        writer = rf.Writer(path, header, [f"recorded interactively; seed {self.config.seed}"])
+        if self._playback is not None:
+            # an imported capture plays back: its recording is the same playback
+            # (its header keeps `imported` and the capture's facts), not a simulation
+            header = dict(self._playback.header)
+            note = f"re-recorded from {self.replay_source} (a playback of a real capture)"
+        else:
+            header = rf.make_header(self.config)
+            note = f"recorded interactively; seed {self.config.seed}"
+        writer = rf.Writer(path, header, [note])
         for item in self.inputs:
             writer.input(item, item["step"])
         for ev in self.sim.events:
@@ -210,12 +217,20 @@ class Controller:
         self._writer, self.recording_path = writer, path
 
     def record_stop(self) -> str | None:
-        if self._writer is None:
+        """Write the `stop` trailer and close the recording; its path, or None."""
+        writer, path = self._writer, self.recording_path
+        if writer is None:
             return None
-        self._writer.stop(self.sim.steps)
-        self._writer.close()
-        path, self._writer, self.recording_path = self.recording_path, None, None
+        self._writer, self.recording_path = None, None     # once, even if a write fails
+        try:
+            writer.stop(self.sim.steps)
+        finally:
+            writer.close()
         return path
+
+    def close(self) -> None:
+        """The session ends (quit, signal, crash): a recording in progress is completed."""
+        self.record_stop()
 
     def load_replay(self, path: str, *, to_end: bool = False) -> rf.Recording:
         """Open a recording: the session restarts from its header; its inputs are

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "through their QMP sockets (unix:PATH or tcp:HOST:PORT)")
     p.add_argument("--replay", default=None, metavar="FILE",
                    help="open a recording (*.colo.jsonl) and step through it")
+    p.add_argument("--record-dir", default=None, metavar="DIR",
+                   help="where `r` writes recordings (default: the user's data directory, "
+                        "e.g. ~/.local/share/colo-testbed/recordings; or $COLO_RECORDINGS_DIR)")
     from .live import add_live_arguments
     add_live_arguments(p)
 
@@ -53,13 +56,16 @@ def run_app(args) -> int:
     except (ValueError, OSError, ColoError) as exc:
         print(f"colo tui: {exc}", file=sys.stderr)
         return 2
-    try:
-        ColoApp(controller).run()
-    finally:
-        close = getattr(controller, "close", None)
-        if close is not None:
-            close()
-    return 0
+    from .lifecycle import SessionGuard
+    app = ColoApp(controller, record_dir=getattr(args, "record_dir", None))
+    saved = []
+    with SessionGuard(controller, on_signal=app.end_on_signal, report=saved.append) as guard:
+        app.run()
+    for path in saved:                 # after the terminal is restored: the user sees it
+        print(f"colo tui: recording saved: {path}", file=sys.stderr)
+    if guard.signalled is not None:
+        return 128 + guard.signalled
+    return app.return_code or 0
 
 
 def main(argv=None) -> int:

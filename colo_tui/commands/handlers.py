@@ -430,7 +430,11 @@ def record(c, p) -> str:
     if p.form == ("stop",):
         path = c.record_stop()
         return f"recording saved: {path}" if path else "not recording"
-    path = os.path.expanduser(p.args["file"])
+    if p.get("file"):
+        path = os.path.expanduser(p.args["file"])
+    else:
+        from ..lifecycle import new_recording_path
+        path = str(new_recording_path(c.config, "repl"))
     c.record_start(path)
     return f"recording to {path} (the session so far is written too)"
 

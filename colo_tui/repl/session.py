@@ -56,12 +56,12 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         print(f"colo repl: error: {why}", file=err)
         return 2
-    try:
+    from ..lifecycle import SessionGuard
+
+    def saved(path) -> None:
+        print(f"recording saved: {path}", file=out, flush=True)
+    with SessionGuard(c, report=saved):
         return _run(c, args, stdin, out, err)
-    finally:
-        close = getattr(c, "close", None)
-        if close is not None and getattr(c, "live", False):
-            close()
 
 
 def _run(c, args, stdin, out, err) -> int:

@@ -53,7 +53,8 @@ class Writer:
 
     def __init__(self, path, header: dict, comments: list[str] = ()) -> None:
         self.path = str(path)
-        self._fh = open(self.path, "w", encoding="utf-8")   # noqa: SIM115
+        # line-buffered: each line reaches the file as it is written (a kill keeps them)
+        self._fh = open(self.path, "w", encoding="utf-8", buffering=1)   # noqa: SIM115
         for c in comments:
             for line in c.splitlines() or [""]:
                 self._fh.write(f"# {line}\n")

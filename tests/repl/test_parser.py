@@ -50,7 +50,7 @@ BAD = [
     ("set", "missing"), ("set colour red", "unknown 'colour'; expected one of"),
     ("set dialect qemu9", "unknown dialect 'qemu9'"), ("set mode fast", "unknown mode"),
     ("set seed x", "whole number"), ("set checkpoint-delay -5", "between 0 and"),
-    ("record", "missing"), ("record start", "missing FILE"), ("record pause", "expected one of"),
+    ("record", "missing"), ("record pause", "expected one of"),
     ("replay", "missing FILE"), ("back x", "whole number"), ("help nope", "no command 'nope'"),
     ("quit now", "unexpected extra words"), ("status 'unterminated", "cannot split"),
 ]

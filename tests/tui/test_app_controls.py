@@ -227,13 +227,16 @@ async def test_presets_reproduce_their_scenario(key: str) -> None:
 
 async def test_record_key_writes_a_recording(app: ColoApp, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLO_RECORDINGS_DIR", str(tmp_path / "user-data"))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("r", *["n"] * 5)
         await pilot.pause()
         assert "REC" in text_of(app.query_one(StatusBar))
+        assert app.controller.recording_path.startswith(str(tmp_path / "user-data"))
         await pilot.press("r")
         await pilot.pause()
-    files = list((tmp_path / "recordings").glob("*.colo.jsonl"))
+    assert not (tmp_path / "recordings").exists()         # never beside the working dir
+    files = list((tmp_path / "user-data").glob("*.colo.jsonl"))
     assert len(files) == 1
     from protocol.record import format as rf
     assert len(rf.read(files[0]).events) == len(app.controller.events)

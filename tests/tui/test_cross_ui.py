@@ -20,7 +20,7 @@ def _signature(events) -> list[tuple]:
 
 
 async def test_tui_recording_replays_in_the_repl(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLO_RECORDINGS_DIR", str(tmp_path / "recordings"))
     app = ColoApp(Controller(SimConfig(seed=7, checkpoint_delay_ms=1000)))
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("r", *["n"] * 25, "tab", "h", *["n"] * 10, "r")

@@ -1,0 +1,84 @@
+"""The real app in a real terminal: a tmux session that keeps its pane after the
+app exits, so a traceback and the exit status stay readable."""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = [Path(os.environ["COLO_QEMU_RUN1"]).parent] if os.environ.get("COLO_QEMU_RUN1") \
+    else [ROOT.parent / "shared" / "qemu-colo", Path("/work/shared/qemu-colo")]
+
+
+def run1_dir() -> Path | None:
+    for base in SHARED:
+        if (base / "run1" / "capture.pcap").exists():
+            return base / "run1"
+    return None
+
+
+ESC_GAP_S = 0.25
+
+
+def wait(predicate, timeout: float = 20.0, every: float = 0.1) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+class Term:
+    """`python -m colo_tui.tui_main ARGS` in a detached tmux pane of the given size."""
+
+    def __init__(self, args: list[str], *, size=(120, 40), env: dict | None = None,
+                 module: str = "colo_tui.tui_main") -> None:
+        self.name = f"colo-test-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items())
+        cmd = (f"cd {shlex.quote(str(ROOT))} && env TERM=xterm-256color {exports} "
+               f"{shlex.quote(sys.executable)} -m {module} "
+               + " ".join(shlex.quote(a) for a in args)
+               + "; echo \"COLO-EXIT=$?\"; sleep 120")
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(size[0]),
+                        "-y", str(size[1]), cmd], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-t", self.name, "-p", "-S", "-200"],
+                              capture_output=True, text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def escape(self) -> None:
+        """Escape alone.  A terminal app reads ESC followed at once by a key as alt+key,
+        so a lone escape needs a pause after it (the terminal protocol's ambiguity,
+        not a wait for the app)."""
+        self.keys("Escape")
+        time.sleep(ESC_GAP_S)
+
+    def pid(self) -> int:
+        """The app's process (the pane's shell's child)."""
+        shell = int(subprocess.run(["tmux", "display-message", "-p", "-t", self.name,
+                                    "#{pane_pid}"], capture_output=True, text=True,
+                                   check=True).stdout)
+        out = subprocess.run(["pgrep", "-P", str(shell)], capture_output=True, text=True)
+        kids = [int(x) for x in out.stdout.split()]
+        for k in kids:
+            if "colo_tui" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace"):
+                return k
+        raise LookupError(f"no app process under the pane's shell {shell} ({kids})")
+
+    def exit_status(self) -> int | None:
+        for line in self.screen().splitlines():
+            if line.startswith("COLO-EXIT="):
+                return int(line.split("=", 1)[1])
+        return None
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
