@@ -10,6 +10,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import MountError
+from textual.widgets import Static
 
 from .bridge import USER_ERRORS, Bridge, describe_error
 from .control import Controller
@@ -34,6 +35,8 @@ from .widgets import (
 
 THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "monokai")
 TICK_S = 1 / 30
+#: below this (columns, rows) the app says so instead of cutting its panels silently
+MIN_SIZE = (60, 18)
 
 
 class ColoApp(App):
@@ -53,7 +56,7 @@ class ColoApp(App):
         Binding("k", "kill", "kill"),
         Binding("s", "stall", "stall"),
         Binding("h", "heartbeat", "heartbeat"),
-        Binding("tab", "other_side", "side", priority=True),
+        Binding("o", "other_side", "other side"),
         Binding("d", "delay", "delay"),
         Binding("v", "dialect", "dialect"),
         Binding("m", "mode", "mode"),
@@ -99,6 +102,7 @@ class ColoApp(App):
         loop.call_soon_threadsafe(lambda: self.exit(return_code=128 + signum))
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="too-small")
         yield StatusBar(id="status")
         with Horizontal(id="main"):
             yield SidePanel("primary")
@@ -159,8 +163,16 @@ class ColoApp(App):
         self.bridge.tick(self.tick_s)
 
     def on_resize(self, event) -> None:
-        self.screen.set_class(event.size.width >= 140, "-wide")
-        self.screen.set_class(event.size.width < 80, "-narrow")
+        w, h = event.size.width, event.size.height
+        self.screen.set_class(w >= 140, "-wide")
+        self.screen.set_class(w < 80, "-narrow")
+        small = w < MIN_SIZE[0] or h < MIN_SIZE[1]
+        self.screen.set_class(small, "-too-small")
+        if small:
+            self.query_one("#too-small").update(
+                f"The terminal is too small ({w}×{h}).\n"
+                f"COLO testbed needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}: "
+                "make the window larger (q quits).")
 
     # -------------------------------------------------------------- messages up
     def on_bridge_updated(self, _message: Bridge.Updated) -> None:
@@ -231,28 +243,42 @@ class ColoApp(App):
                                       current),
                          lambda ms: ms is not None and self.bridge.set_delay(ms))
 
+    def _restart_asking(self, what: str, notice: str, **changes) -> None:
+        """Restart with `changes`; a session with something in it is only discarded
+        after the user says yes (escape or no keeps it)."""
+        lost = self.bridge.what_a_restart_loses()
+        if not lost:
+            self.bridge.restart(notice, **changes)
+            return
+        self.push_screen(
+            ChoicePrompt(f"{what}: this discards {lost}. Go on?",
+                         [("yes", "yes: discard it and start the new session"),
+                          ("no", "no: keep this session")]),
+            lambda answer: answer == "yes" and self.bridge.restart(notice, **changes))
+
     def action_dialect(self) -> None:
         from protocol import dialects
         names = [(d.name, f"{d.name:<10} {d.title}") for d in
                  (dialects.get(n) for n in ("qemu", "v11", "prototype"))]
         self.push_screen(ChoicePrompt("Dialect (restarts the session):", names),
-                         lambda name: name and self.bridge.restart(
-                             f"dialect {name}: new session", dialect=name))
+                         lambda name: name and self._restart_asking(
+                             f"dialect {name}", f"dialect {name}: new session", dialect=name))
 
     def action_mode(self) -> None:
         mode = "hybrid" if self.controller.config.mode == "periodic" else "periodic"
-        self.bridge.restart(f"mode {mode}: new session", mode=mode)
+        self._restart_asking(f"mode {mode}", f"mode {mode}: new session", mode=mode)
 
     def action_guest(self) -> None:
         guest = "null" if self.controller.config.guest == "model" else "model"
         what = ("the guest model: RAM, packets, disk" if guest == "model"
                 else "the null guest: the control protocol alone")
-        self.bridge.restart(f"{what}: new session", guest=guest)
+        self._restart_asking(f"{guest} guest", f"{what}: new session", guest=guest)
 
     def action_preset(self, key: str) -> None:
         p = BY_KEY[key]
-        self.bridge.restart(f"scenario {key}: {p.title} ({p.section}) — {p.what}",
-                            **config_changes(p, self.controller.config.seed))
+        self._restart_asking(f"scenario {key} ({p.title})",
+                             f"scenario {key}: {p.title} ({p.section}) — {p.what}",
+                             **config_changes(p, self.controller.config.seed))
 
     def action_record(self) -> None:
         self.bridge.toggle_record()
@@ -285,7 +311,6 @@ class ColoApp(App):
         if result is None:
             return
         if result.text:
-            self.notify(result.text[:800], severity="information" if result.ok else "error",
-                        markup=False)
+            self.bridge.show_output(line, result.text, ok=result.ok)
         if result.quit:
             self.exit()

@@ -93,6 +93,7 @@ class Bridge:
         self.selected_side = "primary"
         self.selected_seq: int | None = None
         self.record_dir: str | None = None          # None: the user's data directory
+        self.output = ""                            # a palette command's output, kept
         # a live source may say what the user must do first (e.g. start the primary)
         self.notice = getattr(getattr(controller, "source", None), "hint", "") or ""
         self._credit = 0.0
@@ -135,6 +136,7 @@ class Bridge:
 
     @user_action
     def step(self, n: int = 1) -> None:
+        self.output = ""
         if self.c.finished:
             self.changed(f"the session has ended ({self.c.status()['outcome']}); "
                          "c = checkpoint, ← = back, 1-9 = a scenario")
@@ -144,6 +146,7 @@ class Bridge:
 
     @user_action
     def back(self, n: int = 1) -> None:
+        self.output = ""
         self.running = False
         self.c.back(n)
         self.changed("stepped back: an input given now forks the future")
@@ -199,6 +202,7 @@ class Bridge:
         self._guard(self.c.set_checkpoint_delay, ms, ok=f"x-checkpoint-delay = {ms} ms")
 
     def restart(self, notice: str = "", **changes) -> bool:
+        self.output = ""
         self.running = False
         try:
             self.c.restart(**changes)
@@ -208,6 +212,22 @@ class Bridge:
         self.selected_seq = None
         self.changed(notice or "restarted")
         return True
+
+    def what_a_restart_loses(self) -> str:
+        """What restarting would throw away, in words; "" when nothing would be lost."""
+        parts = []
+        if self.c.steps:
+            parts.append(f"this session ({self.c.steps} steps)")
+        if self.c.recording_path:
+            parts.append(f"the recording to {self.c.recording_path} (it is saved and stopped)")
+        return " and ".join(parts)
+
+    def show_output(self, line: str, text: str, *, ok: bool = True) -> None:
+        """A palette command's output: it stays in the explanation pane until the next
+        step or selection (a toast would vanish)."""
+        self.output = f"{'' if ok else '⚠ '}› {line}\n{text}"
+        self._explained = None
+        self.changed(("" if ok else "⚠ ") + text.splitlines()[0] if text else "")
 
     @user_action
     def load_replay(self, path: str) -> None:
@@ -249,6 +269,7 @@ class Bridge:
         self.changed(f"selected: {self.selected_side}")
 
     def select_row(self, seq: int | None, side: str | None = None) -> None:
+        self.output = ""
         self.selected_seq = seq
         if side:
             self.selected_side = side
@@ -272,6 +293,8 @@ class Bridge:
             self._fed = len(events)
 
     def _explain(self) -> str:
+        if self.output:
+            return self.output
         events = self.c.sim.events
         key = (id(self.c.sim), self.selected_seq, len(events))
         if key == self._explained:

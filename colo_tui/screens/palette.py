@@ -20,9 +20,25 @@ class ColoCommands(Provider):
     def _run(self, line: str) -> None:
         self.app.run_command_line(line)
 
-    async def discover(self) -> Hits:
+    def _entries(self):
+        """(text to match, label, callback, help) for every command, scenario preset and
+        key binding; a command with arguments shows its syntax."""
         for name, cmd in sorted(_registry().items()):
-            yield DiscoveryHit(cmd.syntax, partial(self._run, name), help=cmd.summary)
+            yield f"{name} {cmd.summary}", cmd.syntax, partial(self._run, name), cmd.summary
+        from .presets import PRESETS
+        for p in PRESETS:
+            yield (f"scenario preset {p.key} {p.title} {p.section}",
+                   f"scenario {p.key}: {p.title}", partial(self.app.run_action,
+                                                          f"preset('{p.key}')"), p.what)
+        for b in self.app.BINDINGS:
+            if b.description and not b.action.startswith("preset"):
+                keys = " / ".join(b.key.split(","))
+                yield (f"key {keys} {b.description} {b.action}", f"{b.description}  ({keys})",
+                       partial(self.app.run_action, b.action), f"key: {keys}")
+
+    async def discover(self) -> Hits:
+        for _text, label, callback, help_text in self._entries():
+            yield DiscoveryHit(label, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -32,8 +48,7 @@ class ColoCommands(Provider):
             line = query.strip()
             yield Hit(100, f"run: {line}", partial(self._run, line),
                       help=registry[word].summary)
-        for name, cmd in sorted(registry.items()):
-            score = matcher.match(f"{name} {cmd.summary}")
+        for text, label, callback, help_text in self._entries():
+            score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(cmd.syntax), partial(self._run, name),
-                          help=cmd.summary)
+                yield Hit(score, matcher.highlight(label), callback, help=help_text)

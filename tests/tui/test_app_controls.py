@@ -95,7 +95,7 @@ async def test_side_actions_use_the_selected_side(app: ColoApp, key: str, cmd: s
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press(*["n"] * 5)
         assert app.bridge.selected_side == "primary"
-        await pilot.press("tab")
+        await pilot.press("o")
         assert app.bridge.selected_side == "secondary"
         await pilot.press(key)
         await pilot.pause()
@@ -201,8 +201,17 @@ async def test_switch_dialect_and_mode_restart(app: ColoApp) -> None:
         assert isinstance(app.screen, ChoicePrompt)
         await pilot.press("down", "enter")            # qemu, [v11], prototype
         await pilot.pause()
+        # two steps would be lost: the app asks first, and escape keeps the session
+        assert isinstance(app.screen, ChoicePrompt) and "discards" in app.screen.title_text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.controller.config.dialect == "qemu" and app.controller.steps == 2
+        await pilot.press("v", "down", "enter")
+        await pilot.pause()
+        await pilot.press("enter")                    # [yes], no
+        await pilot.pause()
         assert app.controller.config.dialect == "v11" and app.controller.steps == 0
-        await pilot.press("m")
+        await pilot.press("m")                        # nothing to lose: no question
         await pilot.pause()
         assert app.controller.config.mode == "hybrid"
         assert "v11 · hybrid" in text_of(app.query_one(StatusBar))
@@ -283,10 +292,19 @@ async def test_palette_lists_registry_and_runs_commands(app: ColoApp) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         provider = ColoCommands(app.screen)
         found = [hit async for hit in provider.discover()]
-        assert {h.command.args[0] for h in found} == set(REGISTRY)
+        commands = {h.command.args[0] for h in found if h.command.func == provider._run}
+        assert commands == set(REGISTRY)
+        texts = [str(h.display) for h in found]
+        assert any(t.startswith("scenario 1:") for t in texts)            # the presets
+        assert any("(n / right)" in t for t in texts)                    # the key bindings
         app.run_command_line("step 3")
         await pilot.pause()
         assert app.controller.steps == 3
+        app.run_command_line("status")                # the output stays in a pane
+        await pilot.pause()
+        assert "query-colo-status" in app.bridge.view().explanation or \
+            "primary" in app.bridge.view().explanation
+        assert app.bridge.view().explanation.startswith("› status")
         await pilot.press("ctrl+p")
         await pilot.pause()
         assert app.screen.__class__.__name__ == "CommandPalette"
@@ -331,6 +349,34 @@ async def test_guest_key_shows_ram_packets_and_disk(app: ColoApp) -> None:
         text = text_of(primary)
         assert "RAM dirty (epoch)" in text and "held" in text and "local" in text
         assert "active" in text_of(app.query_one("#secondary", SidePanel))
-        await pilot.press("g")
+        await pilot.press("g", "enter")               # asked first: yes
         await pilot.pause()
         assert app.controller.config.guest == "null"
+
+
+async def test_a_terminal_too_small_says_so(app: ColoApp) -> None:
+    async with app.run_test(size=(50, 15)) as pilot:
+        await pilot.pause()
+        note = app.query_one("#too-small")
+        assert note.display and "too small (50×15)" in str(note.render())
+        assert not app.query_one(StatusBar).display or not app.query_one(StatusBar).region
+    async with make_app().run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert not pilot.app.query_one("#too-small").region
+
+
+async def test_tab_moves_focus_through_every_field_of_the_fault_dialog(app: ColoApp) -> None:
+    from colo_tui.screens import FaultMenu
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f")
+        await pilot.pause()
+        assert isinstance(app.screen, FaultMenu)
+        fields = list(app.screen.focus_chain)
+        assert len(fields) >= 4                # kind, point, checkpoint, buttons …
+        seen = set()
+        for _ in range(len(fields) + 1):
+            seen.add(app.focused)
+            await pilot.press("tab")
+            await pilot.pause()
+        assert set(fields) <= seen, [f for f in fields if f not in seen]
+        assert app.bridge.selected_side == "primary"      # tab no longer switches sides
