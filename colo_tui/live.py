@@ -229,7 +229,8 @@ def add_live_arguments(p) -> None:
                         "(its `migrate tcp:HOST:PORT` target), mirror the guest's RAM "
                         "and answer every checkpoint")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                   help="with --proxy: inject this fault (KIND[=ARG]@POINT[#N])")
+                   help="arm this fault (KIND[=ARG]@POINT[#N]; repeatable): in the "
+                        "simulator, or with --proxy on the live traffic")
 
 
 def make_live(args, config, on_event=None):

@@ -33,20 +33,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "e.g. ~/.local/share/colo-testbed/recordings; or $COLO_RECORDINGS_DIR)")
     from .live import add_live_arguments
     add_live_arguments(p)
+    from .session_args import add_session_arguments
+    add_session_arguments(p)
 
 
 def run_app(args) -> int:
+    import dataclasses
+
     from protocol.errors import ColoError
-    from protocol.sim.config import SimConfig
+    from protocol.sim.core import Simulation
 
     from .app import ColoApp
     from .control import Controller
     from .live import make_live
+    from .session_args import config_from
     try:
-        config = SimConfig(dialect=getattr(args, "dialect", "qemu") or "qemu",
-                           mode=getattr(args, "mode", "periodic") or "periodic",
-                           seed=getattr(args, "seed", 1) or 1,
-                           guest=getattr(args, "guest", "model") or "model")
+        config = config_from(args)
+        Simulation(dataclasses.replace(config, guest="null"))   # faults, settings: checked now
         controller = make_live(args, config)
         if controller is None:
             controller = Controller(config)

@@ -419,6 +419,20 @@ def set_(c, p) -> str:
     if key == "checkpoint-delay":
         c.set_checkpoint_delay(p.args["ms"])
         return f"x-checkpoint-delay = {p.args['ms']} ms (QEMU checkpoints at once on a change)"
+    if key == "verbosity":
+        printer = getattr(c, "printer", None)
+        if printer is None:
+            raise CommandError("verbosity is the REPL's: the app shows every event in its log")
+        printer.level = p.args["v"]
+        return f"verbosity {printer.level}"
+    from ..session_args import SETTINGS
+    if key in SETTINGS:
+        field_name = SETTINGS[key][0]
+        value = p.args[key.replace("-", "_")]
+        note = _stop_recording(c)
+        c.restart(**{field_name: value})
+        shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+        return f"new session with {key} {shown}" + note
     value = p.args[{"dialect": "d", "mode": "m", "seed": "s", "guest": "g"}[key]]
     note = _stop_recording(c)
     c.restart(**{key: value})

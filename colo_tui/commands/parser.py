@@ -23,6 +23,7 @@ SIDES = ("primary", "secondary")
 MODES = ("periodic", "hybrid")
 GUESTS = ("model", "null")
 VIEWS = ("ladder", "ram", "packets", "disk", "failover", "screen")
+VERBOSITY = ("quiet", "normal", "all")
 SETTINGS = ("checkpoint-delay", "dialect", "mode", "seed", "guest")
 MAX_INT = (1 << 32) - 1
 
@@ -83,6 +84,22 @@ def _choice(text: str, what: str, choices) -> str:
     raise CommandError(f"unknown {what} {text!r}; choose one of: {', '.join(choices)}")
 
 
+def _number(text: str, what: str, lo: float, hi: float) -> float:
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise CommandError(f"{what} must be a number, not {text!r}") from None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise CommandError(f"{what} must be between {lo:g} and {hi:g}, not {text}")
+    return value
+
+
+def _onoff(text: str, what: str) -> bool:
+    word = _choice(text.lower(), what, ("on", "off"))
+    return word == "on"
+
+
 def _fault(text: str) -> str:
     try:
         return str(fl.parse(text))
@@ -118,6 +135,10 @@ CONVERTERS = {
     "mode": lambda t, n: _choice(t, "mode", MODES),
     "guest": lambda t, n: _choice(t, "guest", GUESTS),
     "view": lambda t, n: _choice(t, "view", VIEWS),
+    "verbosity": lambda t, n: _choice(t, "verbosity", VERBOSITY),
+    "ms": lambda t, n: _number(t, n, 0, 3_600_000),
+    "fraction": lambda t, n: _number(t, n, 0, 1),
+    "onoff": lambda t, n: _onoff(t, n),
     "file": lambda t, n: t,
     "command": lambda t, n: _command(t),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..session_args import SETTINGS
 from . import handlers as h
 from .parser import CommandError, form_syntax, parse, placeholder
 
@@ -98,13 +99,19 @@ COMMANDS = [
        "screen: the VGA text screen of a real guest, as the mirror secondary holds it "
        "(--peer).",
        h.show, (("WHAT:view",),)),
-    _c("set", "set checkpoint-delay MS | dialect D | mode M | seed S | guest G",
+    _c("set", "set checkpoint-delay MS | dialect D | mode M | seed S | guest G | verbosity V"
+       " | SETTING VALUE",
        "change a parameter",
        "checkpoint-delay is migrate-set-parameters x-checkpoint-delay (takes effect now, and "
        "QEMU starts a checkpoint at once). dialect, mode, seed and guest (model: RAM, "
-       "devices, disk and packets; null: the control protocol alone) restart the session.",
+       "devices, disk and packets; null: the control protocol alone) restart the session. "
+       "verbosity (REPL): quiet prints only the wire messages, errors and failovers; "
+       "normal (the default) every protocol event but not the client's background "
+       "requests; all prints everything. The session settings restart the session too: "
+       + "; ".join(f"{k} ({v[2]})" for k, v in SETTINGS.items()) + ".",
        h.set_, (("checkpoint-delay", "MS:int"), ("dialect", "D:dialect"), ("mode", "M:mode"),
-                ("seed", "S:seed"), ("guest", "G:guest"))),
+                ("seed", "S:seed"), ("guest", "G:guest"), ("verbosity", "V:verbosity"),
+                *((k, f"{k.upper().replace('-', '_')}:{v[1]}") for k, v in SETTINGS.items()))),
     _c("record", "record start [FILE] | record stop", "record the session to a file",
        "Writes a versioned JSON Lines recording (header, inputs, events) that 'replay' and "
        "the test suite can re-run and compare. Without FILE it goes to the user's data "

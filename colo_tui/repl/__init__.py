@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
                                       "QMP sockets instead of a simulation")
     from ..live import add_live_arguments
     add_live_arguments(p)
+    from ..session_args import add_session_arguments
+    add_session_arguments(p)
 
 
 def add_parser(subparsers):

@@ -53,6 +53,7 @@ def candidates(kind: str, cur: str = "") -> list[str]:
     """Every value of an argument kind that starts with ``cur``."""
     fixed = {
         "side": cp.SIDES, "mode": cp.MODES, "guest": cp.GUESTS, "view": cp.VIEWS, "event": cp.EVENTS,
+        "verbosity": cp.VERBOSITY, "onoff": ("on", "off"),
         "message": cp.MESSAGE_NAMES, "dialect": tuple(dialects.DIALECTS),
         "command": tuple(c.name for c in COMMANDS),
     }
@@ -99,6 +100,20 @@ def file_candidates(cur: str) -> list[str]:
     return out
 
 
+def describe(line_before_cursor: str, word: str) -> str:
+    """The one-line description shown beside a completion: a command's summary, a
+    fault kind's or a message's meaning."""
+    before, _cur = _split(line_before_cursor)
+    if not before:
+        cmd = lookup(word)
+        return cmd.summary if cmd else ""
+    if lookup(before[0]) is not None and lookup(before[0]).name == "fault":
+        kind = word[:-1] if word.endswith(("@", "=")) else ""
+        if kind in fl.KINDS:
+            return fl.KINDS[kind][1]
+    return ""
+
+
 def make_completer():
     """A prompt_toolkit Completer around ``complete`` (imported lazily)."""
     from prompt_toolkit.completion import Completer, Completion
@@ -108,6 +123,7 @@ def make_completer():
             text = document.text_before_cursor
             _, cur = _split(text)
             for word in complete(text):
-                yield Completion(word, start_position=-len(cur))
+                yield Completion(word, start_position=-len(cur),
+                                 display_meta=describe(text, word))
 
     return RegistryCompleter()

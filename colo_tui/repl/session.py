@@ -23,24 +23,26 @@ _strip = strip_comment
 
 
 def _controller(args, out):
-    from protocol.sim.config import SimConfig
     from protocol.sim.core import Simulation
 
     from ..control import Controller
-    cfg = SimConfig(dialect=args.dialect or "qemu", mode=args.mode or "periodic",
-                    seed=1 if args.seed is None else int(args.seed),
-                    guest=getattr(args, "guest", None) or "model")
-    # validates dialect and mode (ValueError names the choices); no guest to build
+    from ..session_args import config_from
+    cfg = config_from(args)
+    # validates dialect, mode, faults and settings (ValueError names the choices);
+    # no guest to build
     Simulation(dataclasses.replace(cfg, guest="null"))
 
-    def show(ev) -> None:
-        print(render.event_line(ev), file=out, flush=False)
+    from .verbosity import Printer
+    show = Printer(out, render.event_line)
     from ..live import make_live
     live = make_live(args, cfg, on_event=show)
     if live is not None:
         live.wait_for_events = True      # the REPL may block: `step`/`run` wait for peers
+        live.printer = show
         return live
-    return Controller(cfg, on_event=show)
+    c = Controller(cfg, on_event=show)
+    c.printer = show
+    return c
 
 
 def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
@@ -87,6 +89,7 @@ def run_script(c, lines, name: str, out, err) -> int:
             res = execute(c, line)
             if res.text:
                 print(res.text, file=out)
+            _note_hidden(c, out)
             out.flush()
             if not res.ok:
                 print(f"{name}:{no}: error: {line!r} failed: {res.text}", file=err)
@@ -120,8 +123,9 @@ def interactive(c, out) -> int:
     from .completer import make_completer
     path = history_path()
     history = FileHistory(path) if path else InMemoryHistory()
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     session = PromptSession(history=history, completer=make_completer(),
-                            complete_while_typing=False,
+                            complete_while_typing=False, auto_suggest=AutoSuggestFromHistory(),
                             bottom_toolbar=lambda: render.toolbar_text(c.status(), run_state(c)))
     ask = PromptSession()
     print("COLO testbed REPL - 'help' lists the commands, Tab completes, Ctrl-R searches "
@@ -147,8 +151,16 @@ def interactive(c, out) -> int:
         res = _execute_interruptible(c, line)
         if res.text:
             print(res.text if res.ok else f"error: {res.text}", file=out)
+        _note_hidden(c, out)
         if res.quit:
             return 0
+
+
+def _note_hidden(c, out) -> None:
+    printer = getattr(c, "printer", None)
+    note = printer.take_note() if printer is not None else ""
+    if note:
+        print(note, file=out)
 
 
 def _execute_interruptible(c, line: str):

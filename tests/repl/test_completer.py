@@ -14,7 +14,11 @@ def test_arguments():
     assert complete("kill ") == ["primary", "secondary"]
     assert complete("heartbeat s") == ["secondary"]
     assert complete("show ") == ["ladder", "ram", "packets", "disk", "failover", "screen"]
-    assert complete("set ") == ["checkpoint-delay", "dialect", "mode", "seed", "guest"]
+    from colo_tui.session_args import SETTINGS
+    assert complete("set ") == ["checkpoint-delay", "dialect", "mode", "seed", "guest",
+                                "verbosity", *SETTINGS]
+    assert complete("set arbiter ") == ["on", "off"]
+    assert complete("set verbosity q") == ["quiet"]
     assert complete("set guest n") == ["null"]
     assert complete("set dialect ") == ["v11", "qemu", "prototype"]
     assert complete("set mode h") == ["hybrid"]
@@ -61,3 +65,15 @@ def test_prompt_toolkit_wrapper():
     from colo_tui.repl.completer import make_completer
     comps = list(make_completer().get_completions(Document("kill se"), None))
     assert [(c.text, c.start_position) for c in comps] == [("secondary", -2)]
+
+
+def test_completions_carry_descriptions():
+    from prompt_toolkit.document import Document
+
+    from colo_tui.repl.completer import make_completer
+    got = {c.text: c.display_meta_text for c in
+           make_completer().get_completions(Document("re"), None)}
+    assert got["record"] == "record the session to a file"
+    got = {c.text: c.display_meta_text for c in
+           make_completer().get_completions(Document("fault dr"), None)}
+    assert "never arrives" in got["drop@"]

@@ -73,4 +73,5 @@ def test_registry_is_data():
     assert not REGISTRY["step"].destructive
     assert "fault-spec" in REGISTRY["fault"].arg_kinds
     assert "side" in REGISTRY["heartbeat"].arg_kinds
-    assert set(REGISTRY["set"].arg_kinds) == {"int", "dialect", "mode", "seed", "guest"}
+    assert set(REGISTRY["set"].arg_kinds) == {"int", "dialect", "mode", "seed", "guest",
+                                              "verbosity", "count", "ms", "onoff", "fraction"}

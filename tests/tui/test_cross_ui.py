@@ -40,8 +40,8 @@ async def test_repl_recording_replays_in_the_tui(tmp_path: Path) -> None:
     path = tmp_path / "repl.colo.jsonl"
     script = (f"set seed 3\nrecord start {path}\nstep 20\nfault kill-primary@ram#2\n"
               "run\nrecord stop\nquit\n")
-    r = subprocess.run([sys.executable, "-m", "colo_tui", "repl"], input=script, text=True,
-                       capture_output=True, timeout=120, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "repl", "--checkpoints", "3"],
+                       input=script, text=True, capture_output=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     rec = rf.read(path)
     app = ColoApp(Controller())
