@@ -13,6 +13,7 @@ from textual.widget import MountError
 from textual.widgets import Static
 
 from .bridge import USER_ERRORS, Bridge, describe_error
+from .config_file import UserConfig
 from .control import Controller
 from .screens import (
     BY_KEY,
@@ -46,34 +47,35 @@ class ColoApp(App):
     TITLE = "COLO testbed"
     COMMANDS = App.COMMANDS | {ColoCommands}
     BINDINGS = [
-        Binding("n,right", "step", "step"),
-        Binding("left", "back", "back"),
-        Binding("space", "toggle_run", "run/pause"),
-        Binding("plus,equals_sign", "speed(1)", "faster"),
-        Binding("minus", "speed(-1)", "slower"),
-        Binding("c", "checkpoint", "ckpt"),
-        Binding("f", "fault", "fault"),
-        Binding("k", "kill", "kill"),
-        Binding("s", "stall", "stall"),
-        Binding("h", "heartbeat", "heartbeat"),
-        Binding("o", "other_side", "other side"),
-        Binding("d", "delay", "delay"),
-        Binding("v", "dialect", "dialect"),
-        Binding("m", "mode", "mode"),
-        Binding("g", "guest", "guest"),
-        Binding("r", "record", "rec"),
-        Binding("y", "copy", "copy hex"),
-        Binding("t", "theme", "theme", show=False),
-        Binding("slash", "filter", "filter", show=False),
+        Binding("n,right", "step", "step", id="step"),
+        Binding("left", "back", "back", id="back"),
+        Binding("space", "toggle_run", "run/pause", id="run"),
+        Binding("plus,equals_sign", "speed(1)", "faster", id="faster"),
+        Binding("minus", "speed(-1)", "slower", id="slower"),
+        Binding("c", "checkpoint", "ckpt", id="checkpoint"),
+        Binding("f", "fault", "fault", id="fault"),
+        Binding("k", "kill", "kill", id="kill"),
+        Binding("s", "stall", "stall", id="stall"),
+        Binding("h", "heartbeat", "heartbeat", id="heartbeat"),
+        Binding("o", "other_side", "other side", id="other-side"),
+        Binding("d", "delay", "delay", id="delay"),
+        Binding("v", "dialect", "dialect", id="dialect"),
+        Binding("m", "mode", "mode", id="mode"),
+        Binding("g", "guest", "guest", id="guest"),
+        Binding("r", "record", "rec", id="record"),
+        Binding("y", "copy", "copy hex", id="copy"),
+        Binding("t", "theme", "theme", show=False, id="theme"),
+        Binding("slash", "filter", "filter", show=False, id="filter"),
         Binding("escape", "unfocus", show=False),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help", id="help"),
+        Binding("q", "quit", "quit", id="quit"),
         Binding("ctrl+c", "quit", show=False),        # quits too (Textual's only hints)
-        *[Binding(k, f"preset('{k}')", show=False) for k in "1234567890"],
+        *[Binding(k, f"preset('{k}')", show=False, id=f"preset-{k}") for k in "1234567890"],
     ]
 
     def __init__(self, controller: Controller | None = None, *, replay: str | None = None,
-                 tick_s: float = TICK_S, record_dir: str | None = None) -> None:
+                 tick_s: float = TICK_S, record_dir: str | None = None,
+                 user_config: UserConfig | None = None) -> None:
         super().__init__()
         self.controller = controller or Controller()
         self.bridge = Bridge(self.controller, target=self)
@@ -82,6 +84,18 @@ class ColoApp(App):
         self.tick_s = tick_s
         self._widgets: dict | None = None
         self._loop = None
+        self.user_config = user_config or UserConfig()
+        if self.user_config.keys:
+            self.set_keymap(self.user_config.keys)
+        if self.user_config.theme:
+            if self.user_config.theme in self.available_themes:
+                self.theme = self.user_config.theme
+            else:
+                self.user_config.problems.append(
+                    f"theme {self.user_config.theme!r} is not one of: "
+                    f"{', '.join(sorted(self.available_themes))}")
+        if self.user_config.problems:
+            self.bridge.notice = "⚠ config: " + "; ".join(self.user_config.problems)
 
     async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
         """Every key, click and palette action: what the session cannot do is a
@@ -295,6 +309,10 @@ class ColoApp(App):
         names = [t for t in THEMES if t in self.available_themes]
         i = names.index(self.theme) + 1 if self.theme in names else 0
         self.theme = names[i % len(names)]
+        if self.user_config.path is not None:          # remembered for the next start
+            from .config_file import save_theme
+            save_theme(self.theme, self.user_config.path)
+            self.bridge.changed(f"theme {self.theme} (saved in {self.user_config.path})")
 
     def action_filter(self) -> None:
         self.query_one("#log-filter").focus()

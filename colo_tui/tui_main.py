@@ -59,8 +59,11 @@ def run_app(args) -> int:
     except (ValueError, OSError, ColoError) as exc:
         print(f"colo tui: {exc}", file=sys.stderr)
         return 2
+    from . import config_file
     from .lifecycle import SessionGuard
-    app = ColoApp(controller, record_dir=getattr(args, "record_dir", None))
+    user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})
+    app = ColoApp(controller, record_dir=getattr(args, "record_dir", None),
+                  user_config=user_config)
     saved = []
     with SessionGuard(controller, on_signal=app.end_on_signal, report=saved.append) as guard:
         app.run()

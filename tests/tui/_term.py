@@ -40,7 +40,11 @@ class Term:
     def __init__(self, args: list[str], *, size=(120, 40), env: dict | None = None,
                  module: str = "colo_tui.tui_main") -> None:
         self.name = f"colo-test-{uuid.uuid4().hex[:8]}"
-        exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items())
+        # tmux starts the app with its server's environment: pass the user-file
+        # locations the suite set (tests/conftest.py) explicitly
+        env = {**{k: os.environ[k] for k in ("COLO_RECORDINGS_DIR", "COLO_CONFIG")
+                  if k in os.environ}, **(env or {})}
+        exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
         cmd = (f"cd {shlex.quote(str(ROOT))} && env TERM=xterm-256color {exports} "
                f"{shlex.quote(sys.executable)} -m {module} "
                + " ".join(shlex.quote(a) for a in args)

@@ -1,0 +1,84 @@
+"""The user's config file: theme and keys, never a crash, never a lost line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from colo_tui import config_file
+from colo_tui.app import ColoApp
+from colo_tui.control import Controller
+
+IDS = {b.id for b in ColoApp.BINDINGS if b.id}
+
+
+def test_missing_file_means_defaults(tmp_path: Path) -> None:
+    cfg = config_file.load(tmp_path / "none.toml", IDS)
+    assert cfg.theme is None and cfg.keys == {} and cfg.problems == []
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('theme = "nord"\n[keys\n', "using the defaults"),
+    ("theme = 5\n", "theme 5"),
+    ('[keys]\nexplode = "x"\n', "explode: no such binding"),
+    ('[keys]\nstep = 3\n', "step must be a string"),
+    ('colour = "red"\n', "unknown setting 'colour'"),
+    ("keys = 1\n", "must be a table"),
+])
+def test_bad_files_are_named_and_ignored(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    cfg = config_file.load(path, IDS)
+    assert any(problem in p for p in cfg.problems), cfg.problems
+
+
+def test_invalid_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'theme = "\xff"\n')
+    assert config_file.load(path, IDS).problems
+
+
+def test_saving_the_theme_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('# my settings\ntheme = "nord"\n\n[keys]\nstep = "n,j"  # vim-ish\n')
+    config_file.save_theme("gruvbox", path)
+    text = path.read_text()
+    assert 'theme = "gruvbox"' in text and "# my settings" in text and "# vim-ish" in text
+    assert config_file.load(path, IDS).keys == {"step": "n,j"}
+
+
+def test_a_corrupt_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("theme = [unclosed\n")
+    with pytest.raises(ValueError, match="not saved"):
+        config_file.save_theme("nord", path)
+    assert path.read_text() == "theme = [unclosed\n"
+
+
+async def test_keys_from_the_file_drive_the_app(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[keys]\nstep = "j"\n')
+    app = ColoApp(Controller(), user_config=config_file.load(path, IDS))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("j", "j")
+        await pilot.pause()
+        assert app.controller.steps == 2
+
+
+async def test_the_theme_is_remembered(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    app = ColoApp(Controller(), user_config=config_file.load(path, IDS))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("t")
+        await pilot.pause()
+        chosen = app.theme
+    assert config_file.load(path, IDS).theme == chosen
+    again = ColoApp(Controller(), user_config=config_file.load(path, IDS))
+    assert again.theme == chosen
+
+
+async def test_an_unknown_theme_is_reported_on_the_status_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('theme = "no-such-theme"\n')
+    app = ColoApp(Controller(), user_config=config_file.load(path, IDS))
+    assert "no-such-theme" in app.bridge.notice
