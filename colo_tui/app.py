@@ -67,6 +67,7 @@ class ColoApp(App):
         Binding("t", "theme", "theme", show=False, id="theme"),
         Binding("slash", "filter", "filter", show=False, id="filter"),
         Binding("escape", "unfocus", show=False),
+        Binding("L", "lesson", "lessons", id="lessons"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
         Binding("ctrl+c", "quit", show=False),        # quits too (Textual's only hints)
@@ -287,6 +288,25 @@ class ColoApp(App):
         what = ("the guest model: RAM, packets, disk" if guest == "model"
                 else "the null guest: the control protocol alone")
         self._restart_asking(f"{guest} guest", f"{what}: new session", guest=guest)
+
+    def action_lesson(self) -> None:
+        from .lessons import LESSONS
+
+        def chosen(name: str | None) -> None:
+            if not name:
+                return
+            lost = self.bridge.what_a_restart_loses()
+            if not lost:
+                self.bridge.start_lesson(name)
+                return
+            self.push_screen(
+                ChoicePrompt(f"lesson {name}: this discards {lost}. Go on?",
+                             [("yes", "yes: discard it and start the lesson"),
+                              ("no", "no: keep this session")]),
+                lambda answer: answer == "yes" and self.bridge.start_lesson(name))
+        self.push_screen(ChoicePrompt("A guided lesson (n goes on; some beats ask you to act):",
+                                      [(x.name, f"{x.name:<19} {x.title}") for x in LESSONS]),
+                         chosen)
 
     def action_preset(self, key: str) -> None:
         p = BY_KEY[key]

@@ -94,6 +94,7 @@ class Bridge:
         self.selected_seq: int | None = None
         self.record_dir: str | None = None          # None: the user's data directory
         self.output = ""                            # a palette command's output, kept
+        self.lesson = None                          # a guided lesson in progress
         # a live source may say what the user must do first (e.g. start the primary)
         self.notice = getattr(getattr(controller, "source", None), "hint", "") or ""
         self._credit = 0.0
@@ -134,9 +135,42 @@ class Bridge:
     def speed_label(self) -> str:
         return "full speed" if self.speed == 0 else f"{self.speed} steps/s"
 
+    # ----------------------------------------------------------------- lessons
+    @user_action
+    def start_lesson(self, name: str) -> None:
+        from .lessons import BY_NAME, LessonRun
+        self.running = False
+        run = LessonRun(BY_NAME[name], self.c)
+        run.start()
+        self.lesson, self.output, self.selected_seq = run, "", None
+        self.changed(f"lesson: {run.lesson.title} — n goes on, L picks another")
+
+    def _lesson_step(self) -> bool:
+        """n during a lesson: run to the current beat's goal (True if it handled n)."""
+        run = self.lesson
+        if run is None:
+            return False
+        if run.done:
+            self.lesson = None              # the lesson is over: n steps as usual again
+            return False
+        if run.waiting_for_learner():
+            b = run.beat
+            self.changed(f"your turn: {b.do}" + (f" (key {b.key})" if b.key else "")
+                         + " — or type it in the palette (ctrl+p)")
+            return True
+        run.advance()
+        self.changed("")
+        return True
+
+    def _noticed(self, line: str) -> None:
+        if self.lesson is not None:
+            self.lesson.noticed(line)
+
     @user_action
     def step(self, n: int = 1) -> None:
         self.output = ""
+        if self._lesson_step():
+            return
         if self.c.finished:
             self.changed(f"the session has ended ({self.c.status()['outcome']}); "
                          "c = checkpoint, ← = back, 1-9 = a scenario")
@@ -186,23 +220,31 @@ class Bridge:
         self._guard(self.c.checkpoint, ok="checkpoint requested")
 
     def kill(self) -> None:
-        self._guard(self.c.kill, self.selected_side, ok=f"killed the {self.selected_side}")
+        if self._guard(self.c.kill, self.selected_side, ok=f"killed the {self.selected_side}"):
+            self._noticed(f"kill {self.selected_side}")
 
     def stall(self) -> None:
-        self._guard(self.c.stall, self.selected_side, ok=f"stalled the {self.selected_side}")
+        if self._guard(self.c.stall, self.selected_side,
+                       ok=f"stalled the {self.selected_side}"):
+            self._noticed(f"stall {self.selected_side}")
 
     def lost_heartbeat(self) -> None:
-        self._guard(self.c.lost_heartbeat, self.selected_side,
-                    ok=f"x-colo-lost-heartbeat on the {self.selected_side}")
+        if self._guard(self.c.lost_heartbeat, self.selected_side,
+                       ok=f"x-colo-lost-heartbeat on the {self.selected_side}"):
+            self._noticed(f"heartbeat {self.selected_side}")
 
     def add_fault(self, spec: str) -> bool:
-        return self._guard(self.c.add_fault, spec, ok=f"fault armed: {spec}")
+        ok = self._guard(self.c.add_fault, spec, ok=f"fault armed: {spec}")
+        if ok:
+            self._noticed(f"fault {spec}")
+        return ok
 
     def set_delay(self, ms: int) -> None:
         self._guard(self.c.set_checkpoint_delay, ms, ok=f"x-checkpoint-delay = {ms} ms")
 
     def restart(self, notice: str = "", **changes) -> bool:
         self.output = ""
+        self.lesson = None
         self.running = False
         try:
             self.c.restart(**changes)
@@ -258,6 +300,8 @@ class Bridge:
             self.changed("⚠ the command registry (colo_tui.commands) is not available")
             return None
         result = execute(self.c, line)
+        if result.ok:
+            self._noticed(line)
         self.changed(("" if result.ok else "⚠ ") + (result.text or "").splitlines()[0]
                      if result.text else "")
         return result
@@ -295,6 +339,9 @@ class Bridge:
     def _explain(self) -> str:
         if self.output:
             return self.output
+        if self.lesson is not None:
+            from .lessons import narration
+            return narration(self.lesson)
         events = self.c.sim.events
         key = (id(self.c.sim), self.selected_seq, len(events))
         if key == self._explained:

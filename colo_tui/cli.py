@@ -15,6 +15,7 @@ from protocol.errors import ColoError
 _PLUGINS = (
     ("colo_tui.tui_main", "add_parser"),
     ("colo_tui.repl", "add_parser"),
+    ("colo_tui.learn_main", "add_parser"),
     ("colo_tui.export", "add_parser"),
     ("colo_tui.cli_node", "add_parsers"),
     ("colo_tui.cli_qemu", "add_parsers"),

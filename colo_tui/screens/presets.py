@@ -11,6 +11,10 @@ class Preset:
     section: str
     what: str
     changes: dict = field(default_factory=dict)
+    #: what the preset promises, checked by the tests: event matchers (colo_tui.lessons
+    #: .matches) that must happen, and the outcome the session must end with
+    shows: tuple = ()
+    outcome: str | None = None
 
 
 _BASE = {"dialect": "qemu", "mode": "periodic", "load_ms": 0.0, "faults": []}   # keeps guest
@@ -18,34 +22,40 @@ _OPTIONAL = {"secondary_dialect": None}      # only where this SimConfig knows i
 
 PRESETS = (
     Preset("1", "happy path", "§15.1-2",
-           "startup, checkpoint-ready, then periodic checkpoints", {}),
+           "startup, checkpoint-ready, then periodic checkpoints", {},
+           ("send:checkpoint-ready", "primary/checkpoint:commit"), "ok"),
     Preset("2", "lost heartbeat on the secondary", "§15.14",
            "x-colo-lost-heartbeat given to the SVM while the PVM lives: split brain",
-           {"faults": ["heartbeat-secondary@checkpoint-request#1"]}),
+           {"faults": ["heartbeat-secondary@checkpoint-request#1"]},
+           ("secondary/failover:completed",), "split-brain"),
     Preset("3", "primary dies mid-RAM", "§15.11",
            "kill-primary while the RAM streams: the cache is discarded, SVM takes over",
-           {"faults": ["kill-primary@ram#1"]}),
+           {"faults": ["kill-primary@ram#1"]}, ("secondary/failover:completed",), "failover"),
     Preset("4", "relaunch", "§15.12",
-           "the primary dies while the SVM loads: failover active→relaunch→…",
-           {"load_ms": 500.0, "faults": ["kill-primary@load#1"]}),
+           "the primary dies while the SVM loads (3 s, longer than the manager's 1 s): "
+           "the failover meets the load, active→relaunch→…→completed",
+           {"load_ms": 3000.0, "faults": ["kill-primary@load#1"]},
+           ("secondary/failover:relaunch", "secondary/failover:completed"), "failover"),
     Preset("5", "secondary dies", "§15.13",
            "the SVM is killed mid-checkpoint: the PVM fails over and keeps serving",
-           {"faults": ["kill-secondary@vmstate-send#1"]}),
+           {"faults": ["kill-secondary@vmstate-send#1"]},
+           ("primary/colo-exit", "primary/failover:completed"), "failover"),
     Preset("6", "out-of-order message", "§15.8",
            "vmstate-size arrives instead of vmstate-send: 'Unexpected COLO message'",
-           {"faults": ["unexpected=vmstate-size@vmstate-send#1"]}),
+           {"faults": ["unexpected=vmstate-size@vmstate-send#1"]}, ("secondary/error",)),
     Preset("7", "corrupted opcode", "§15.7",
            "the checkpoint-request's opcode is corrupted: invalid message, COLO exits",
-           {"faults": ["corrupt@checkpoint-request#1"]}),
+           {"faults": ["corrupt@checkpoint-request#1"]}, ("error",)),
     Preset("8", "truncated device blob", "§15.10",
            "half the device state, then the connection closes",
-           {"faults": ["truncate@device-state#1"]}),
+           {"faults": ["truncate@device-state#1"]}, ("secondary/error",)),
     Preset("9", "stalled secondary", "§15.14",
            "the SVM stops answering (SIGSTOP): no timeout, the arbiter fences it",
-           {"faults": ["stall-secondary@checkpoint-reply#1"]}),
+           {"faults": ["stall-secondary@checkpoint-reply#1"]},
+           ("primary/failover:completed",), "failover"),
     Preset("0", "dialect mismatch", "§15.6",
            "a qemu primary and a v11 secondary: the very first message already breaks",
-           {"secondary_dialect": "v11"}),
+           {"secondary_dialect": "v11"}, ("error",)),
 )
 
 BY_KEY = {p.key: p for p in PRESETS}
