@@ -6,8 +6,8 @@ raise on purpose come from the environment:
 
 * ``COLO_MAX_CHECKPOINTS`` (default 1000): a session's checkpoint target
   (``params.checkpoints``, a fault's ``#N``);
-* ``COLO_MAX_RECORDING_EVENTS`` (default 500,000): event lines in one file;
-* ``COLO_MAX_RECORDING_MIB`` (default 256): the size of one file.
+* ``COLO_MAX_RECORDING_EVENTS`` (default 250,000): event lines in one file;
+* ``COLO_MAX_RECORDING_MIB`` (default 64): the size of one file.
 """
 from __future__ import annotations
 
@@ -47,11 +47,11 @@ def max_checkpoints() -> int:
 
 
 def max_events() -> int:
-    return _limit("COLO_MAX_RECORDING_EVENTS", 500_000)
+    return _limit("COLO_MAX_RECORDING_EVENTS", 250_000)
 
 
 def max_bytes() -> int:
-    return _limit("COLO_MAX_RECORDING_MIB", 256) << 20
+    return _limit("COLO_MAX_RECORDING_MIB", 64) << 20
 
 
 class Params(msgspec.Struct, kw_only=True):
