@@ -161,11 +161,15 @@ class Writer:
         """The session was cut here (it had not finished): replay stops at this step."""
         self._write({"stop": {"step": step}})
 
-    def close(self) -> None:
+    def close(self, stop_step: int | None = None) -> None:
+        """Finish the file: a ``stop`` line first if `stop_step` is given (the session had
+        not ended: replay stops there), then the digest trailer; fsync.  Idempotent."""
         if self._closed:
             return
-        self._closed = True
         interrupted = self._writing
+        if stop_step is not None and not interrupted:
+            self.stop(stop_step)
+        self._closed = True
         try:
             if not interrupted:
                 self._put(_line({"digest": {"lines": self.lines,

@@ -146,3 +146,25 @@ def test_a_sigkilled_colo_run_record_leaves_a_readable_cut_recording(tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "identically" in r.stdout and "was cut" in r.stdout
+
+
+def test_close_with_a_stop_step_makes_an_unfinished_session_replay(tmp_path):
+    """The lead's quit path: close(stop_step=sim.steps) on a session that had not ended."""
+    from protocol.sim.core import Simulation
+    cfg = SimConfig(checkpoints=5)
+    sim = Simulation(cfg)
+    path = tmp_path / "r.colo.jsonl"
+    w = rf.Writer(path, rf.make_header(cfg))
+    sim.on_event = w.event
+    for _ in range(12):                          # the whole session takes 29 steps
+        sim.step()
+    assert not sim.finished
+    at = sim.steps
+    w.close(stop_step=at)
+    w.close(stop_step=999)                       # idempotent: nothing more is written
+    rec = rf.read(path)
+    assert rec.stop_step == at and rec.cut is None and rec.digest
+    assert verify(rec).ok
+    closed_without_stop = tmp_path / "q.colo.jsonl"
+    rf.write(closed_without_stop, rf.make_header(cfg), rec.events)
+    assert not verify(rf.read(closed_without_stop)).ok      # what a quit without it gave
