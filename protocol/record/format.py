@@ -35,6 +35,7 @@ FORMAT = "colo-recording"
 VERSION = 2
 TOOL = "colo-testbed 0.1.0"
 MAX_LINE_BYTES = 1 << 20
+MAX_COMMENTS = 10_000          # comments kept in Recording.comments (the rest are skipped)
 
 
 @dataclass
@@ -284,7 +285,7 @@ def _parse(fh, name: str) -> Recording:
         if not text:
             continue
         if text.startswith("#"):
-            if rec is not None:
+            if rec is not None and len(rec.comments) < MAX_COMMENTS:
                 rec.comments.append(text[1:].strip())
             continue
         if not ended:            # the last line, cut in the middle?
@@ -317,12 +318,11 @@ def _parse(fh, name: str) -> Recording:
             rec.digest, sealed = digest, True
             continue
         elif "input" in obj:
+            _room(rec, max_events, where)
             rec.inputs.append(schema.check_input(obj, where))
         elif "kind" in obj and "seq" in obj:
             schema.check_event(obj, where)
-            if len(rec.events) >= max_events:
-                raise RecordingError(f"{where}: more than {max_events} events (set "
-                                     "COLO_MAX_RECORDING_EVENTS to raise the limit)")
+            _room(rec, max_events, where)
             rec.events.append(obj)
         elif "stop" in obj:
             rec.stop_step = schema.check_stop(obj, where)
@@ -335,6 +335,12 @@ def _parse(fh, name: str) -> Recording:
         rec.cut = "it has no digest trailer (its writer never closed it); read up to its " \
                   "last complete line"
     return rec
+
+
+def _room(rec: Recording, limit: int, where: str) -> None:
+    if len(rec.events) + len(rec.inputs) >= limit:
+        raise RecordingError(f"{where}: more than {limit} events and inputs (set "
+                             "COLO_MAX_RECORDING_EVENTS to raise the limit)")
 
 
 def _check_header(obj: dict, name: str, no: int) -> int:

@@ -50,6 +50,8 @@ def rerun(rec: Recording | None = None, *, config=None, inputs=None,
                 raise RecordingError(f"the recording's input at step {pending[i]['step']} "
                                      f"cannot be applied: {exc}") from None
             i += 1
+            if stop is not None and stop(sim):
+                return sim
         if until_step is not None and sim.steps >= until_step:
             break
         if sim.finished or (stop is not None and stop(sim)):

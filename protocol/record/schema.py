@@ -6,8 +6,8 @@ raise on purpose come from the environment:
 
 * ``COLO_MAX_CHECKPOINTS`` (default 1000): a session's checkpoint target
   (``params.checkpoints``, a fault's ``#N``);
-* ``COLO_MAX_RECORDING_EVENTS`` (default 250,000): event lines in one file;
-* ``COLO_MAX_RECORDING_MIB`` (default 64): the size of one file.
+* ``COLO_MAX_RECORDING_EVENTS`` (default 250,000): event and input lines in one file;
+* ``COLO_MAX_RECORDING_MIB`` (default 16): the size of one file.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def max_events() -> int:
 
 
 def max_bytes() -> int:
-    return _limit("COLO_MAX_RECORDING_MIB", 64) << 20
+    return _limit("COLO_MAX_RECORDING_MIB", 16) << 20
 
 
 class Params(msgspec.Struct, kw_only=True):

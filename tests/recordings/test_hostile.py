@@ -216,3 +216,22 @@ def test_golden_version_1_files_still_replay_without_a_digest():
     rec = rf.read(GOLDEN)
     assert rec.version == 1 and rec.digest is None and rec.cut is None
     assert verify(rec).ok
+
+
+def test_event_input_and_size_limits_are_errors_that_say_how_to_raise_them(monkeypatch):
+    lines = _golden_lines()
+    flood = lines[:2] + [b'{"input":{"cmd":"checkpoint"},"step":0}'] * 30
+    monkeypatch.setenv("COLO_MAX_RECORDING_EVENTS", "20")
+    with pytest.raises(RecordingError, match=r"line 23: more than 20 events and inputs "
+                                             r"\(set COLO_MAX_RECORDING_EVENTS"):
+        rf.parse(b"\n".join(flood) + b"\n", "x")
+    with pytest.raises(RecordingError, match=r"more than 20 events"):
+        rf.parse(b"\n".join(lines) + b"\n", "x")
+    monkeypatch.delenv("COLO_MAX_RECORDING_EVENTS")
+    monkeypatch.setenv("COLO_MAX_RECORDING_MIB", "1")
+    big = lines[:2] + [b"# " + b"x" * 1000] * 2000
+    with pytest.raises(RecordingError, match=r"larger than 1 MiB \(set COLO_MAX_RECORDING_MIB"):
+        rf.parse(b"\n".join(big) + b"\n", "x")
+    monkeypatch.setenv("COLO_MAX_RECORDING_MIB", "lots")
+    with pytest.raises(Exception, match=r"COLO_MAX_RECORDING_MIB='lots': give a positive"):
+        rf.parse(b"\n".join(lines) + b"\n", "x")
