@@ -86,8 +86,8 @@ class TempTarget:
         base = os.path.basename(self.path)
         try:
             fd, self.tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
-        except OSError as exc:
-            raise OutputFileError(f"cannot write {self.path}: {exc.strerror}") from None
+        except OSError as exc:           # reported like any write failure, naming the target
+            raise OSError(exc.errno, exc.strerror, self.path) from None
         os.fchmod(fd, _default_mode() if mode is None else mode)
         self.fh = os.fdopen(fd, "wb")
         self.done = False
