@@ -120,10 +120,14 @@ class Writer:
         except FileExistsError:
             raise OutputFileError(f"the output {self.path} already exists; "
                                   f"{FORCE_HINT}") from None
-        for c in comments:
-            for line in c.splitlines() or [""]:
-                self._put(f"# {line}\n".encode())
-        self._write(header)
+        try:
+            for c in comments:
+                for line in c.splitlines() or [""]:
+                    self._put(f"# {line}\n".encode())
+            self._write(header)
+        except BaseException:
+            self.abort()
+            raise
 
     @property
     def closed(self) -> bool:
