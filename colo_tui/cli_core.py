@@ -5,7 +5,7 @@ import json
 import sys
 
 from protocol import dialects
-from protocol.errors import ColoError, DecodeError
+from protocol.errors import ColoError, DecodeError, OutputFileError
 
 from .argtypes import fraction, nonneg_float, nonneg_int, positive_int
 
@@ -17,6 +17,8 @@ def add_parsers(sub) -> None:
     r.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="KIND[=ARG]@POINT[#N], repeatable (see `colo faults`)")
     r.add_argument("--record", metavar="FILE", help="write the session as a recording")
+    r.add_argument("--force", action="store_true",
+                   help="overwrite an existing --record FILE (replaced when the run ends)")
     r.add_argument("--dump-wire", metavar="DIR", help="write each direction's raw bytes")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--events", action="store_true", help="print every event (text)")
@@ -140,7 +142,8 @@ def cmd_run(args) -> int:
     try:
         if args.record:
             writer = rf.Writer(args.record, rf.make_header(cfg),
-                               [f"colo run {' '.join(sys.argv[2:])}".strip()])
+                               [f"colo run {' '.join(sys.argv[2:])}".strip()],
+                               force=args.force)
             sim.on_event = writer.event
         if args.events:
             sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
@@ -148,6 +151,13 @@ def cmd_run(args) -> int:
     except OSError as exc:
         print(f"colo run: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
+    except OutputFileError as exc:
+        print(f"colo run: --record: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if writer:
+            writer.stop(sim.steps)     # replay stops where the run was interrupted
+        raise
     finally:
         if writer:
             writer.close()
@@ -177,6 +187,8 @@ def cmd_run(args) -> int:
                                    + "; ".join(v["text"] for v in sim.invariants.violations)])
             except OSError as exc:
                 path = f"(not written: {exc.strerror})"
+            except OutputFileError as exc:
+                path = f"(not written: {exc})"
         print(f"invariant violated; reproduce with --seed {cfg.seed}; recording: {path}",
               file=sys.stderr)
         return 1
@@ -274,34 +286,44 @@ def cmd_replay(args) -> int:
     from protocol.record import format as rf
     from protocol.record.replay import verify
     rec = rf.read(args.file)
-    if rec.header.get("imported"):
+    res = verify(rec)
+    cut = f" The recording was cut ({res.cut}): compared only what it holds." if res.cut \
+        else ""
+    if rec.imported:
         from protocol.record.playback import Playback
         pb = Playback(rec)
         pb.run()
-        out = {"file": args.file, "identical": None, "imported": True, "events": pb.steps,
-               "checkpoints_committed": pb.eps["primary"].checkpoint, "ended": pb.ended}
+        out = {"file": args.file, "identical": None, "imported": True, "consistent": res.ok,
+               "events": pb.steps, "checkpoints_committed": pb.eps["primary"].checkpoint,
+               "ended": pb.ended, "cut": res.cut, "first_difference": res.first_difference}
         if args.json:
             print(json.dumps(out, indent=1))
+        elif res.ok:
+            print(f"{args.file}: imported from a real session, so it cannot be re-simulated; "
+                  f"its events agree with each other; it plays back {pb.steps} events "
+                  f"({out['checkpoints_committed']} checkpoints, ended: "
+                  f"{pb.ended or 'cleanly'}). Step through it with `colo tui --replay` or "
+                  f"the REPL's `replay`.{cut}")
         else:
-            print(f"{args.file}: imported from a real capture, so it cannot be re-simulated; "
-                  f"it plays back {pb.steps} events ({out['checkpoints_committed']} "
-                  f"checkpoints, ended: {pb.ended or 'cleanly'}). Step through it with "
-                  "`colo tui --replay` or the REPL's `replay`.")
-        return 0
-    res = verify(rec)
+            diff = res.first_difference
+            print(f"{args.file}: INCONSISTENT at event {diff['seq']}: {diff['why']}\n"
+                  f"  recorded: {json.dumps(diff['recorded'])}")
+        return 0 if res.ok else 1
     summary = session_summary(res.sim)
     out = {"file": args.file, "identical": res.ok, "events": res.events,
            "first_difference": res.first_difference, "outcome": summary["outcome"],
-           "checkpoints_committed": summary["checkpoints_committed"]}
+           "checkpoints_committed": summary["checkpoints_committed"], "cut": res.cut}
     if args.json:
         print(json.dumps(out, indent=1))
     elif res.ok:
         print(f"{args.file}: replayed {res.events} events identically; outcome "
-              f"{summary['outcome']}, {summary['checkpoints_committed']} checkpoints")
+              f"{summary['outcome']}, {summary['checkpoints_committed']} checkpoints{cut}")
     else:
         diff = res.first_difference
-        print(f"{args.file}: DIVERGES at event {diff['seq']}:\n  recorded: "
-              f"{json.dumps(diff['recorded'])}\n  replayed: {json.dumps(diff['replayed'])}")
+        why = f" ({diff['why']})" if diff.get("why") else ""
+        print(f"{args.file}: DIVERGES at event {diff['seq']}{why}:\n  recorded: "
+              f"{json.dumps(diff['recorded'])}\n  replayed: {json.dumps(diff['replayed'])}"
+              + (f"\n {cut}" if cut else ""))
     return 0 if res.ok else 1
 
 

@@ -59,6 +59,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "state after the RAM part (QEMU's separate write; with --nagle: its "
                         "first stall); keep it below --heartbeat-ms")
     p.add_argument("--record", metavar="FILE", help="write the event stream (JSON Lines)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --record FILE")
     p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
     p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",
                    help="beyond QEMU: fail over after T ms of peer silence (default off)")
@@ -86,6 +87,13 @@ def add_parsers(subparsers) -> None:
 def run_node(args) -> int:
     from protocol.errors import ColoError
     from protocol.node import Node, NodeError
+    if args.record:               # refused up front: no existing file without --force
+        from protocol.record.outfile import check_target
+        try:
+            check_target(args.record, force=args.force)
+        except ColoError as exc:
+            print(f"colo: error: --record: {exc}", file=sys.stderr)
+            return 2
     try:
         node = Node(args.role, dialect=args.dialect, mode=args.mode,
                     listen=getattr(args, "listen", None), connect=getattr(args, "connect", None),

@@ -28,14 +28,18 @@ def add_parsers(subparsers) -> None:
     imp = subparsers.add_parser("import", help="turn a real QEMU COLO capture into a recording")
     imp.add_argument("capture", metavar="CAPTURE",
                      help=".pcap/.pcapng, a run directory, or primary_to_secondary.bin")
-    imp.add_argument("-o", "--output", required=True, metavar="FILE.colo.jsonl")
+    imp.add_argument("-o", "--output", required=True, metavar="FILE.colo.jsonl",
+                     help="never the capture itself; an existing file only with --force")
+    imp.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     imp.add_argument("--json", action="store_true", help="print the decoded summary as JSON")
     imp.set_defaults(func=cmd_import)
 
     rsp = subparsers.add_parser("respond", help="feed one direction of a capture to the "
                                 "testbed's own endpoint and write what it answers")
     rsp.add_argument("input", metavar="INPUT.bin")
-    rsp.add_argument("-o", "--output", required=True, metavar="OUTPUT.bin")
+    rsp.add_argument("-o", "--output", required=True, metavar="OUTPUT.bin",
+                     help="never INPUT; an existing file only with --force")
+    rsp.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
     rsp.add_argument("--role", choices=("secondary", "primary"), required=True)
     rsp.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
     rsp.add_argument("--heartbeat-after", type=nonneg_int, metavar="N",
@@ -108,9 +112,37 @@ def session_events(sess) -> list[dict]:
     return out
 
 
+def _capture_files(path: str) -> list[str]:
+    """The files an import reads: the capture, or the files of a run directory."""
+    import os
+    if not os.path.isdir(path):
+        return [path]
+    try:
+        with os.scandir(path) as it:
+            return [e.path for _, e in zip(range(10_000), it, strict=False)]
+    except OSError:
+        return []
+
+
+def _check_output(args, inputs) -> int | None:
+    """Refuse -o before any work (exit 2): an input, or an existing file without --force."""
+    from protocol.errors import OutputFileError
+    from protocol.record.outfile import check_target
+    try:
+        check_target(args.output, inputs=inputs, force=args.force)
+    except OutputFileError as exc:
+        return _fail(str(exc), 2)
+    return None
+
+
 def cmd_import(args) -> int:
+    from protocol.errors import OutputFileError
     from protocol.record import format as rf
     from protocol.record.qemu_import import CaptureError, import_capture, to_json
+    sources = _capture_files(args.capture)
+    refused = _check_output(args, sources)
+    if refused is not None:
+        return refused
     try:
         sess = import_capture(args.capture)
     except CaptureError as exc:
@@ -123,7 +155,10 @@ def cmd_import(args) -> int:
     try:
         rf.write(args.output, header, session_events(sess),
                  comments=[f"imported from {args.capture}: a real QEMU 7.2 COLO session; "
-                           "it cannot be re-simulated (header: imported=true)"])
+                           "it cannot be re-simulated (header: imported=true)"],
+                 force=args.force, sources=sources)
+    except OutputFileError as exc:
+        return _fail(str(exc), 2)
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
     summary = {"initial": full["initial"],
@@ -162,7 +197,11 @@ def _secondary_cut(data: bytes, n: int) -> int:
 def cmd_respond(args) -> int:
     from protocol import dialects
     from protocol.endpoint import make_endpoint
-    from protocol.errors import QmpCommandError
+    from protocol.errors import OutputFileError, QmpCommandError
+    from protocol.record.outfile import write_bytes
+    refused = _check_output(args, [args.input])
+    if refused is not None:
+        return refused
     data = _read(args.input)
     if data is None:
         return 1
@@ -206,8 +245,9 @@ def cmd_respond(args) -> int:
             print(f"colo: x-colo-lost-heartbeat: {exc}", file=sys.stderr)
         collect()
     try:
-        with open(args.output, "wb") as fh:
-            fh.write(out)
+        write_bytes(args.output, bytes(out), inputs=[args.input], force=args.force)
+    except OutputFileError as exc:
+        return _fail(str(exc), 2)
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
     if args.json:

@@ -222,10 +222,7 @@ class Controller:
         if writer is None:
             return None
         self._writer, self.recording_path = None, None     # once, even if a write fails
-        try:
-            writer.stop(self.sim.steps)
-        finally:
-            writer.close()
+        writer.close(stop_step=self.sim.steps)             # the stop line, then the digest
         return path
 
     def close(self) -> None:

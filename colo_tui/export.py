@@ -14,7 +14,8 @@
 * json — the recording as one JSON document {header, events, inputs, comments}.
 
 Exit codes: 0 done; 1 the file cannot be read, is not a recording, or does not
-replay; 2 a usage error (e.g. an unknown --to).
+replay; 2 a usage error (e.g. an unknown --to, -o naming the input or an
+existing file without --force).
 """
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="FORMAT",
                    help="mermaid | pcap | json")
     p.add_argument("-o", "--output", metavar="OUT",
-                   help="output file (default: standard output)")
+                   help="output file (default: standard output); never the input, and an "
+                        "existing file only with --force")
+    p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     p.set_defaults(func=run_export)
     return p
 
@@ -53,9 +56,12 @@ def run_export(args) -> int:
         print(f"colo export: error: unknown --to {args.to!r}; choose one of: "
               f"{', '.join(FORMATS)}", file=sys.stderr)
         return 2
-    from protocol.errors import ColoError
+    from protocol.errors import ColoError, OutputFileError
     from protocol.record import format as rf
+    from protocol.record.outfile import check_target, write_bytes
     try:
+        if args.output:           # refused before any work: the input, or an existing file
+            check_target(args.output, inputs=[args.file], force=args.force)
         rec = rf.read(args.file)
         if fmt == "mermaid":
             out: bytes = to_mermaid(rec).encode()
@@ -64,13 +70,15 @@ def run_export(args) -> int:
         else:
             out = to_pcap(rec)
         if args.output:
-            with open(args.output, "wb") as fh:
-                fh.write(out)
+            write_bytes(args.output, out, inputs=[args.file], force=args.force)
         else:
             if fmt == "pcap" and sys.stdout.isatty():
                 raise ExportError("a pcap is binary: give -o OUT or redirect the output")
             sys.stdout.buffer.write(out)
             sys.stdout.flush()
+    except OutputFileError as exc:
+        print(f"colo export: error: {exc}", file=sys.stderr)
+        return 2
     except (ColoError, ExportError) as exc:
         print(f"colo export: error: {exc}", file=sys.stderr)
         return 1

@@ -53,3 +53,8 @@ class QmpCommandError(ColoError):
 
 class GuestError(ColoError, ValueError):
     """The guest cannot be built as asked (e.g. more RAM than this machine can map)."""
+
+
+class OutputFileError(ColoError, ValueError):
+    """An output file that would destroy what a user owns (an existing file without
+    --force, or one of the command's own inputs); names the path."""

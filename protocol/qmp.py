@@ -134,6 +134,41 @@ class JsonSplitter:
         return out
 
 
+
+def remove_stale_socket(path) -> None:
+    """Make way for a unix socket at `path`: remove only a stale socket (one nothing
+    accepts on).  A live socket, a regular file, a directory or a symlink there is an
+    OSError whose strerror says what is there and that it was left alone."""
+    import errno
+    import socket
+    import stat
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        what = ("a regular file" if stat.S_ISREG(st.st_mode) else
+                "a directory" if stat.S_ISDIR(st.st_mode) else
+                "a symlink" if stat.S_ISLNK(st.st_mode) else "not a socket")
+        raise FileExistsError(errno.EEXIST, f"{path} is {what}, not a stale socket: "
+                                            "left alone (remove it or choose another path)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(os.fspath(path))
+    except ConnectionRefusedError:
+        os.unlink(path)                       # stale: nothing listens on it
+        return
+    except FileNotFoundError:
+        return
+    except BlockingIOError:
+        pass                                  # a full backlog: something listens
+    finally:
+        probe.close()
+    raise FileExistsError(errno.EADDRINUSE, f"{path} is a live socket (something accepts on "
+                                            "it): left alone")
+
+
 class QmpServer:
     """Serve QMP for ``node`` (a `protocol.node.Node`)."""
 
@@ -151,8 +186,7 @@ class QmpServer:
         import asyncio
         if self.kind == "unix":
             path = self.where
-            if os.path.exists(path):
-                os.unlink(path)
+            remove_stale_socket(path)           # never a regular file or a live socket
             old = os.umask(0o177)
             try:
                 self.server = await asyncio.start_unix_server(self._client, path=path)
@@ -175,7 +209,7 @@ class QmpServer:
             self.server.close()
         for w in list(self.clients):
             w.close()
-        if self.kind == "unix":
+        if self.kind == "unix" and self.server is not None:    # only the socket it made
             try:
                 os.unlink(self.where)
             except OSError:

@@ -75,7 +75,8 @@ def drive(sc: Scenario) -> Controller:
 def write(sc: Scenario, path: Path) -> Controller:
     ctl = drive(sc)
     header = rf.make_header(ctl.config, scenario=sc.name, covers=sc.covers, expect=sc.expect())
-    rf.write(path, header, ctl.events, ctl.inputs, comments=[sc.comment])
+    rf.write(path, header, ctl.events, ctl.inputs, comments=[sc.comment],
+             force=True)                 # the generator replaces the library on purpose
     return ctl
 
 

@@ -1,23 +1,41 @@
 """The recording format: versioned JSON Lines (see recordings/README.md).
 
-Line 1 is the header: {"format": "colo-recording", "version": 1, "tool": ...,
+Line 1 is the header: {"format": "colo-recording", "version": 2, "tool": ...,
 "dialect", "mode", "seed", "params": {...}, "faults": [...]}.  Then one
 object per line: either an event {"t", "seq", "side", "kind", "data"} or an
 operator input {"input": {...}, "step": k}.  Lines starting with ``#`` are
-comments.  Readers ignore unknown fields and kinds; a file newer than this
-reader, truncated or corrupt is refused with a message naming the line.
+comments.  Version 2 ends with a trailer {"digest": {"lines": n, "sha256": h}}:
+a running SHA-256 over every JSON line before it (header included, comments
+not), each line's bytes followed by ``\\n``.  A version-2 file without the
+trailer was cut (its writer was killed): it is read up to its last complete
+line and marked `Recording.cut`.  Version 1 (no trailer) is still read; a
+trailer that does not match is an error in either version.
+
+Readers ignore unknown fields and kinds; every known field is validated
+(`protocol.record.schema`); a file is read line by line with a length cap, so
+no file is ever held whole; strict UTF-8.  A file newer than this reader,
+corrupt or out of range is refused with a message naming the line.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 
-from ..errors import RecordingError
+import msgspec
+
+from ..errors import OutputFileError, RecordingError
+from . import schema
+from .outfile import FORCE_HINT, TempTarget, check_target, fsync_dir
 
 FORMAT = "colo-recording"
-VERSION = 1
+VERSION = 2
 TOOL = "colo-testbed 0.1.0"
 MAX_LINE_BYTES = 1 << 20
+MAX_COMMENTS = 10_000          # comments kept in Recording.comments (the rest are skipped)
 
 
 @dataclass
@@ -27,6 +45,15 @@ class Recording:
     inputs: list[dict] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     stop_step: int | None = None
+    version: int = VERSION
+    #: why the recording ends early (its writer never closed it), or None
+    cut: str | None = None
+    #: the SHA-256 chain the trailer carried and the reader checked (None: no trailer)
+    digest: str | None = None
+
+    @property
+    def imported(self) -> bool:
+        return bool(self.header.get("imported"))
 
     @property
     def config(self):
@@ -48,20 +75,86 @@ def make_header(config, **extra) -> dict:
     return head
 
 
-class Writer:
-    """Streams a recording to a file as the session runs."""
+def _line(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
 
-    def __init__(self, path, header: dict, comments: list[str] = ()) -> None:
-        self.path = str(path)
-        # line-buffered: each line reaches the file as it is written (a kill keeps them)
-        self._fh = open(self.path, "w", encoding="utf-8", buffering=1)   # noqa: SIM115
-        for c in comments:
-            for line in c.splitlines() or [""]:
-                self._fh.write(f"# {line}\n")
-        self._write(header)
+
+class Writer:
+    """Streams a recording to a file as the session runs.
+
+    Every line reaches the file as it is written (one ``write`` per line, no
+    buffer), so a process killed mid-session leaves each line written before it;
+    `close` adds the digest trailer and fsyncs.  A new file is written in place,
+    so it is at the path given from the first line on.  An existing file is
+    refused (OutputFileError) unless ``force``; then the recording goes to a
+    temporary file next to it that replaces it at `close`.  ``atomic``: a new file
+    too is written next to its path and appears there at `close` (one-shot
+    writers); ``inputs``: files the output must not be (OutputFileError).
+
+    `close` is idempotent and may be called from a signal handler or atexit (in
+    the thread that writes): if it interrupts a write, it closes the file
+    without the trailer, and the reader reports the recording as cut.  Writes
+    after `close` are ignored.
+    """
+
+    def __init__(self, path, header: dict, comments: list[str] = (), *,
+                 force: bool = False, inputs=(), atomic: bool = False) -> None:
+        self.path = os.fspath(path)
+        self._target: TempTarget | None = None
+        self._closed = self._writing = False
+        self._sha = hashlib.sha256()
+        self.lines = 0
+        st = check_target(self.path, inputs=inputs, force=force)
+        try:
+            if st is None and atomic:               # one-shot: appears whole or not at all
+                self._target = TempTarget(self.path, replace=False)
+                self._fh = self._target.fh
+            elif st is None:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                self._fh = io.FileIO(fd, "wb")
+            elif stat.S_ISREG(st.st_mode):
+                self._target = TempTarget(self.path, mode=stat.S_IMODE(st.st_mode))
+                self._fh = self._target.fh
+            else:                                   # /dev/null, a FIFO: write into it
+                self._fh = io.FileIO(self.path, "wb")
+        except FileExistsError:
+            raise OutputFileError(f"the output {self.path} already exists; "
+                                  f"{FORCE_HINT}") from None
+        try:
+            for c in comments:
+                for line in c.splitlines() or [""]:
+                    self._put(f"# {line}\n".encode())
+            self._write(header)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _put(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._fh.write(view)
+            view = view[n:]
+        if self._target is not None:
+            self._fh.flush()                # a buffered temp file: push the line out
 
     def _write(self, obj: dict) -> None:
-        self._fh.write(json.dumps(obj, separators=(",", ":"), sort_keys=False) + "\n")
+        if self._closed:
+            return
+        line = _line(obj) + b"\n"
+        self._writing = True
+        try:
+            self._put(line)
+            self._sha.update(line)
+            self.lines += 1
+        except ValueError:
+            if not self._closed:            # not "closed by a signal handler meanwhile"
+                raise
+        finally:
+            self._writing = False
 
     def event(self, ev) -> None:
         self._write(ev.to_json() if hasattr(ev, "to_json") else ev)
@@ -73,95 +166,201 @@ class Writer:
         """The session was cut here (it had not finished): replay stops at this step."""
         self._write({"stop": {"step": step}})
 
-    def close(self) -> None:
-        if not self._fh.closed:
+    def close(self, stop_step: int | None = None) -> None:
+        """Finish the file: a ``stop`` line first if `stop_step` is given (the session had
+        not ended: replay stops there), then the digest trailer; fsync.  Idempotent."""
+        if self._closed:
+            return
+        interrupted = self._writing
+        if stop_step is not None and not interrupted:
+            self.stop(stop_step)
+        self._closed = True
+        try:
+            if not interrupted:
+                self._put(_line({"digest": {"lines": self.lines,
+                                            "sha256": self._sha.hexdigest()}}) + b"\n")
+            if self._target is not None:
+                self._target.commit()
+                return
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            if self._target is not None:
+                self._target.discard()
+            raise OutputFileError(f"cannot finish the recording {self.path}: "
+                                  f"{exc.strerror or exc}") from None
+        finally:
+            if self._target is None and not self._fh.closed:
+                self._fh.close()
+        fsync_dir(self.path)
+
+    def abort(self) -> None:
+        """Give up: a temporary file is removed (the old file, if any, stays); a file
+        written in place is closed without its trailer (it reads as cut)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._target is not None:
+            self._target.discard()
+        elif not self._fh.closed:
             self._fh.close()
 
+    def __enter__(self) -> Writer:
+        return self
 
-def write(path, header: dict, events, inputs=(), comments=()) -> None:
-    """Write a whole recording: inputs are interleaved at their step."""
-    w = Writer(path, header, comments)
-    for item in inputs:
-        w.input(item, item["step"])
-    for ev in events:
-        w.event(ev)
+    def __exit__(self, exc_type, *_exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write(path, header: dict, events, inputs=(), comments=(), *, force: bool = False,
+          sources=()) -> None:
+    """Write a whole recording: inputs are interleaved at their step.  The file appears
+    whole or not at all; ``sources``: the input files it must not overwrite."""
+    w = Writer(path, header, comments, force=force, inputs=sources, atomic=True)
+    try:
+        for item in inputs:
+            w.input(item, item["step"])
+        for ev in events:
+            w.event(ev)
+    except BaseException:
+        w.abort()
+        raise
     w.close()
 
 
+# ------------------------------------------------------------------- reading
 def read(path) -> Recording:
+    """Read and validate a recording, line by line (never the whole file at once)."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        fh = open(path, "rb")   # noqa: SIM115 - closed below
     except OSError as exc:
         raise RecordingError(f"cannot read recording {path}: {exc.strerror}") from None
-    return parse(raw, str(path))
+    with fh:
+        try:
+            return _parse(fh, str(path))
+        except OSError as exc:
+            raise RecordingError(f"cannot read recording {path}: {exc.strerror}") from None
 
 
 def parse(raw: bytes, name: str = "<recording>") -> Recording:
-    header = None
-    rec = None
-    lines = raw.split(b"\n")
-    if raw and not raw.endswith(b"\n"):
-        last = lines[-1].strip()
-        if last and not last.startswith(b"#"):
-            try:
-                json.loads(last)
-            except ValueError:
-                raise RecordingError(f"{name}: line {len(lines)} is truncated "
-                                     "(the file ends in the middle of a line)") from None
-    for no, line in enumerate(lines, 1):
-        if len(line) > MAX_LINE_BYTES:
+    return _parse(io.BytesIO(raw), name)
+
+
+def _lines(fh, name: str):
+    """(line number, bytes without the newline, ended by a newline) with bounded memory."""
+    limit, total, no = schema.max_bytes(), 0, 0
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 2)
+        if not line:
+            return
+        no += 1
+        total += len(line)
+        ended = line.endswith(b"\n")
+        body = line[:-1] if ended else line
+        if len(body) > MAX_LINE_BYTES:
             raise RecordingError(f"{name}: line {no} is longer than {MAX_LINE_BYTES} bytes")
-        text = line.strip()
+        if total > limit:
+            raise RecordingError(f"{name}: line {no}: the recording is larger than "
+                                 f"{limit >> 20} MiB (set COLO_MAX_RECORDING_MIB to raise it)")
+        yield no, body, ended
+
+
+def _decode(text: str, name: str, no: int):
+    try:
+        return msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise RecordingError(f"{name}: line {no} is not valid JSON ({why})") from None
+
+
+def _parse(fh, name: str) -> Recording:
+    rec: Recording | None = None
+    sha, count, sealed = hashlib.sha256(), 0, False
+    max_events = schema.max_events()
+    for no, body, ended in _lines(fh, name):
+        try:
+            text = body.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise RecordingError(f"{name}: line {no} is not valid UTF-8 "
+                                 f"(byte {exc.start + 1} of the line)") from None
         if not text:
             continue
-        if text.startswith(b"#"):
-            if rec is None:
-                continue
-            rec.comments.append(text[1:].strip().decode("utf-8", "replace"))
+        if text.startswith("#"):
+            if rec is not None and len(rec.comments) < MAX_COMMENTS:
+                rec.comments.append(text[1:].strip())
             continue
-        try:
-            obj = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RecordingError(f"{name}: line {no} is not valid JSON ({exc})") from None
+        if not ended:            # the last line, cut in the middle?
+            try:
+                msgspec.json.decode(text)
+            except (msgspec.DecodeError, RecursionError):
+                if rec is not None and rec.version >= 2 and not sealed:
+                    rec.cut = (f"line {no} is cut in the middle; read up to line {no - 1}, "
+                               "its last complete line")
+                    break
+                raise RecordingError(f"{name}: line {no} is truncated "
+                                     "(the file ends in the middle of a line)") from None
+        if sealed:
+            raise RecordingError(f"{name}: line {no}: a line after the digest trailer")
+        obj = _decode(text, name, no)
         if not isinstance(obj, dict):
             raise RecordingError(f"{name}: line {no} is not a JSON object")
-        if header is None:
-            header = _check_header(obj, name, no)
-            rec = Recording(header)
+        where = f"{name}: line {no}"
+        if rec is None:
+            version = _check_header(obj, name, no)
+            rec = Recording(obj, version=version)
+        elif "digest" in obj and "kind" not in obj:
+            lines, digest = schema.check_digest(obj, where)
+            if lines != count:
+                raise RecordingError(f"{where}: the digest trailer counts {lines} lines, the "
+                                     f"recording has {count}: lines were added or removed")
+            if digest != sha.hexdigest():
+                raise RecordingError(f"{where}: the digest does not match the lines before it:"
+                                     " the recording was changed after it was written")
+            rec.digest, sealed = digest, True
             continue
-        if "input" in obj:
-            item = obj["input"]
-            if not isinstance(item, dict) or not isinstance(obj.get("step"), int):
-                raise RecordingError(f"{name}: line {no}: an input needs an object and a step")
-            rec.inputs.append({**item, "step": obj["step"]})
+        elif "input" in obj:
+            _room(rec, max_events, where)
+            rec.inputs.append(schema.check_input(obj, where))
         elif "kind" in obj and "seq" in obj:
+            schema.check_event(obj, where)
+            _room(rec, max_events, where)
             rec.events.append(obj)
-        elif isinstance(obj.get("stop"), dict) and isinstance(obj["stop"].get("step"), int):
-            rec.stop_step = obj["stop"]["step"]
-        # anything else: an unknown kind of line, ignored
-    if header is None:
+        elif "stop" in obj:
+            rec.stop_step = schema.check_stop(obj, where)
+        # anything else: an unknown kind of line, ignored (but part of the digest)
+        sha.update(text.encode() + b"\n")
+        count += 1
+    if rec is None:
         raise RecordingError(f"{name}: empty recording (no header line)")
+    if rec.version >= 2 and not sealed and rec.cut is None:
+        rec.cut = "it has no digest trailer (its writer never closed it); read up to its " \
+                  "last complete line"
     return rec
 
 
-def _check_header(obj: dict, name: str, no: int) -> dict:
+def _room(rec: Recording, limit: int, where: str) -> None:
+    if len(rec.events) + len(rec.inputs) >= limit:
+        raise RecordingError(f"{where}: more than {limit} events and inputs (set "
+                             "COLO_MAX_RECORDING_EVENTS to raise the limit)")
+
+
+def _check_header(obj: dict, name: str, no: int) -> int:
+    where = f"{name}: line {no}"
     if obj.get("format") != FORMAT:
-        raise RecordingError(f"{name}: line {no}: not a COLO recording "
-                             f"(format {obj.get('format')!r}, expected {FORMAT!r})")
+        raise RecordingError(f"{where}: not a COLO recording "
+                             f"(format {str(obj.get('format'))[:80]!r}, expected {FORMAT!r})")
     version = obj.get("version")
-    if not isinstance(version, int):
-        raise RecordingError(f"{name}: line {no}: the header has no integer version")
+    if type(version) is not int:
+        raise RecordingError(f"{where}: the header's version must be an integer "
+                             f"(got {json.dumps(version)[:40]})")
     if version > VERSION:
-        raise RecordingError(f"{name}: line {no}: recording format version {version} is newer "
+        raise RecordingError(f"{where}: recording format version {version} is newer "
                              f"than this tool reads ({VERSION}); upgrade colo-testbed")
-    from ..dialects import DIALECTS
-    if obj.get("dialect", "qemu") not in DIALECTS:
-        raise RecordingError(f"{name}: line {no}: unknown dialect {obj.get('dialect')!r} "
-                             f"(this tool knows {', '.join(DIALECTS)})")
-    if obj.get("mode", "periodic") not in ("periodic", "hybrid"):
-        raise RecordingError(f"{name}: line {no}: unknown mode {obj.get('mode')!r} "
-                             "(periodic or hybrid)")
-    if not isinstance(obj.get("params", {}), dict):
-        raise RecordingError(f"{name}: line {no}: params must be an object")
-    return obj
+    if version < 1:
+        raise RecordingError(f"{where}: recording format version {version} does not exist "
+                             f"(versions 1 to {VERSION})")
+    schema.check_header(obj, where, version)
+    return version

@@ -1,9 +1,19 @@
-"""Replay: re-run a recording's session from its header and inputs; compare events."""
+"""Replay: re-run a recording's session from its header and inputs; compare events.
+
+A recording that cannot be re-run (``imported: true``) is checked against its
+own facts instead (`protocol.record.facts`); that flag never turns checking off.
+A cut recording (its writer was killed) is compared as far as it goes.  The
+re-run stops at the first difference, so a recording cannot make a replay run
+longer than the session it claims to hold.
+"""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+from ..errors import ColoError, RecordingError
 from ..sim.core import Simulation
+from . import facts
 from .format import Recording
 
 
@@ -12,47 +22,99 @@ class ReplayResult:
     ok: bool
     events: int
     first_difference: dict | None
-    sim: Simulation
+    sim: Simulation | None
+    #: why the recording ends early (compared only as far as it goes), or None
+    cut: str | None = None
 
 
 def rerun(rec: Recording | None = None, *, config=None, inputs=None,
-          until_step: int | None = None, on_event=None) -> Simulation:
-    """Run a session again from its config and its operator inputs."""
-    sim = Simulation(config if config is not None else rec.config, on_event=on_event)
+          until_step: int | None = None, on_event=None, stop=None) -> Simulation:
+    """Run a session again from its config and its operator inputs.
+
+    ``stop(sim)``, if given, is asked after every step; True ends the run there.
+    """
+    try:
+        sim = Simulation(config if config is not None else rec.config, on_event=on_event)
+    except (ColoError, ValueError) as exc:      # e.g. a fault this dialect cannot carry
+        raise RecordingError(f"the recording's header is not a session this simulator runs:"
+                             f" {exc}") from None
     pending = sorted(inputs if inputs is not None else rec.inputs, key=lambda i: i["step"])
     i = 0
     while True:
         while i < len(pending) and (pending[i]["step"] <= sim.steps or sim.finished):
             if until_step is not None and pending[i]["step"] > until_step:
                 break
-            sim.apply_input({k: v for k, v in pending[i].items() if k != "step"})
+            try:
+                sim.apply_input({k: v for k, v in pending[i].items() if k != "step"})
+            except (ColoError, ValueError) as exc:
+                raise RecordingError(f"the recording's input at step {pending[i]['step']} "
+                                     f"cannot be applied: {exc}") from None
             i += 1
+            if stop is not None and stop(sim):
+                return sim
         if until_step is not None and sim.steps >= until_step:
             break
-        if sim.finished:
+        if sim.finished or (stop is not None and stop(sim)):
             break
         sim.step()
     return sim
 
 
-def _norm(ev: dict) -> dict:
-    return {"seq": ev.get("seq"), "t": round(float(ev.get("t", 0)), 6), "side": ev.get("side"),
-            "kind": ev.get("kind"), "data": ev.get("data", {})}
+def _norm(ev: dict) -> str:
+    return json.dumps({"seq": ev.get("seq"), "t": round(float(ev.get("t", 0)), 6),
+                       "side": ev.get("side"), "kind": ev.get("kind"),
+                       "data": ev.get("data", {})}, sort_keys=True)
 
 
 def verify(rec: Recording) -> ReplayResult:
-    sim = rerun(rec, until_step=rec.stop_step)
-    got = [_norm(e.to_json()) for e in sim.events]
-    want = [_norm(e) for e in rec.events]
-    import json
-    for a, b in zip(want, got, strict=False):
-        if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
-            return ReplayResult(False, len(got), {"seq": a["seq"], "recorded": a,
-                                                  "replayed": b}, sim)
-    if len(want) != len(got):
-        n = min(len(want), len(got))
-        extra = (want + [None])[n] if len(want) > len(got) else None
-        return ReplayResult(False, len(got), {
-            "seq": n, "recorded": extra, "replayed": got[n] if len(got) > n else None,
-            "why": f"recorded {len(want)} events, replay produced {len(got)}"}, sim)
-    return ReplayResult(True, len(got), None, sim)
+    if rec.imported:
+        return verify_facts(rec)
+    want = rec.events
+    done = [0]
+    diff: list[dict] = []
+
+    def compare(sim) -> bool:
+        got = sim.events
+        while done[0] < len(got):
+            k = done[0]
+            if k >= len(want):
+                return not rec.cut        # more than was recorded (a cut file: enough)
+            a, b = _norm(want[k]), _norm(got[k].to_json())
+            if a != b:
+                diff.append({"seq": want[k].get("seq"), "recorded": json.loads(a),
+                             "replayed": json.loads(b)})
+                return True
+            done[0] += 1
+        return bool(rec.cut) and done[0] >= len(want)
+
+    sim = rerun(rec, until_step=rec.stop_step, stop=compare)
+    compare(sim)
+    got = len(sim.events)
+    if diff:
+        return ReplayResult(False, got, diff[0], sim, rec.cut)
+    if rec.cut:
+        if got < len(want):
+            return ReplayResult(False, got, _count_diff(want, sim), sim, rec.cut)
+        return ReplayResult(True, len(want), None, sim, rec.cut)
+    if got != len(want):
+        return ReplayResult(False, got, _count_diff(want, sim), sim)
+    return ReplayResult(True, got, None, sim)
+
+
+def _count_diff(want: list[dict], sim) -> dict:
+    got = sim.events
+    n = min(len(want), len(got))
+    return {"seq": n, "recorded": want[n] if len(want) > n else None,
+            "replayed": got[n].to_json() if len(got) > n else None,
+            "why": f"recorded {len(want)} events, replay produced {len(got)}"
+                   + (" (and stopped there)" if len(got) > len(want) else "")}
+
+
+def verify_facts(rec: Recording) -> ReplayResult:
+    """An imported recording: no re-run; its events must agree with each other."""
+    bad = facts.check(rec)
+    if bad is None:
+        return ReplayResult(True, len(rec.events), None, None, rec.cut)
+    ev, why = bad
+    return ReplayResult(False, len(rec.events), {"seq": ev.get("seq"), "recorded": ev,
+                                                 "replayed": None, "why": why}, None, rec.cut)

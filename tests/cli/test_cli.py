@@ -147,8 +147,13 @@ def test_replay_reports_the_first_divergence(tmp_path):
     colo("run", "--record", str(f))
     text = f.read_text().replace('"msg":"vmstate-send"', '"msg":"vmstate-sent"', 1)
     f.write_text(text)
+    r = colo("replay", str(f))          # the digest trailer no longer matches: refused
+    assert r.returncode == 1 and "the digest does not match" in r.stderr, r.stderr
+    # without the trailer the file reads as cut, and the replay names the difference
+    f.write_text("".join(ln for ln in text.splitlines(True) if '"digest"' not in ln))
     r = colo("replay", str(f))
     assert r.returncode == 1 and "DIVERGES at event" in r.stdout and "vmstate-sent" in r.stdout
+    assert "was cut" in r.stdout
 
 
 def test_explore_json():

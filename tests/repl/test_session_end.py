@@ -47,7 +47,7 @@ def test_a_signal_completes_the_recording(tmp_path, sig):
     assert child.signalstatus is None and child.exitstatus == 128 + getattr(signal, sig)
     (path,) = (tmp_path / "recs").glob("repl-*.colo.jsonl")
     lines = _lines(path)
-    assert "stop" in lines[-1]
+    assert "stop" in lines[-2] and "digest" in lines[-1]
     assert verify(rf.read(path)).ok
     assert not list(ROOT.glob("recordings/repl-*"))
 

@@ -150,7 +150,7 @@ def test_every_way_of_ending_leaves_a_complete_replayable_recording(how, tmp_pat
     lines = [json.loads(x) for x in files[0].read_text().splitlines() if not x.startswith("#")]
     assert lines[0]["format"] == "colo-recording"
     assert any("kind" in x for x in lines[1:]), "no event was written"
-    assert "stop" in lines[-1], lines[-1]
+    assert "stop" in lines[-2] and "digest" in lines[-1], lines[-2:]
     r = _colo("replay", str(files[0]))
     assert r.returncode == 0, r.stdout + r.stderr
 
