@@ -198,7 +198,7 @@ class Controller:
         self.restart(faults=[])
 
     # ------------------------------------------------------------ recording
-    def record_start(self, path: str) -> None:
+    def record_start(self, path: str, *, force: bool = False) -> None:
         if self._writer is not None:
             raise ValueError(f"already recording to {self.recording_path}")
         if self._playback is not None:
@@ -209,7 +209,7 @@ class Controller:
         else:
             header = rf.make_header(self.config)
             note = f"recorded interactively; seed {self.config.seed}"
-        writer = rf.Writer(path, header, [note])
+        writer = rf.Writer(path, header, [note], force=force)
         for item in self.inputs:
             writer.input(item, item["step"])
         for ev in self.sim.events:

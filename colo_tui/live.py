@@ -173,12 +173,13 @@ class LiveController:
         raise LiveError("open recordings with `colo tui --replay FILE`")
 
     # -- recording ---------------------------------------------------------------------
-    def record_start(self, path: str) -> None:
+    def record_start(self, path: str, *, force: bool = False) -> None:
         if self._writer is not None:
             raise LiveError(f"already recording to {self.recording_path}")
         header = rf.make_header(self.config, imported=True, source=self.source.name)
         self._writer = rf.Writer(path, header, [f"a live session ({self.source.name}); it "
-                                                "replays as a playback, not a simulation"])
+                                                "replays as a playback, not a simulation"],
+                                 force=force)
         for ev in self.sim.events:
             self._writer.event(ev)
         self.recording_path = path

@@ -449,7 +449,11 @@ def record(c, p) -> str:
     else:
         from ..lifecycle import new_recording_path
         path = str(new_recording_path(c.config, "repl"))
-    c.record_start(path)
+    from protocol.errors import OutputFileError
+    try:
+        c.record_start(path, force="force" in p.form)
+    except OutputFileError as exc:
+        raise CommandError(str(exc).replace("give --force", "add 'force'")) from None
     return f"recording to {path} (the session so far is written too)"
 
 

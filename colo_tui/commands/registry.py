@@ -112,12 +112,13 @@ COMMANDS = [
        h.set_, (("checkpoint-delay", "MS:int"), ("dialect", "D:dialect"), ("mode", "M:mode"),
                 ("seed", "S:seed"), ("guest", "G:guest"), ("verbosity", "V:verbosity"),
                 *((k, f"{k.upper().replace('-', '_')}:{v[1]}") for k, v in SETTINGS.items()))),
-    _c("record", "record start [FILE] | record stop", "record the session to a file",
+    _c("record", "record start [FILE [force]] | record stop", "record the session to a file",
        "Writes a versioned JSON Lines recording (header, inputs, events) that 'replay' and "
        "the test suite can re-run and compare. Without FILE it goes to the user's data "
        "directory (~/.local/share/colo-testbed/recordings, or $COLO_RECORDINGS_DIR); every "
-       "way of leaving the session completes it.", h.record,
-       (("start", "FILE:file?"), ("stop",))),
+       "way of leaving the session completes it. An existing FILE is refused unless "
+       "'force' follows it (it is then replaced when the recording ends).", h.record,
+       (("start", "FILE:file", "force"), ("start", "FILE:file?"), ("stop",))),
     _c("replay", "replay FILE", "load a recording and step through it",
        "The session restarts from the recording's header; its inputs are re-applied at their "
        "steps as you step or run.", h.replay, (("FILE:file",),), destructive=True),

@@ -89,3 +89,17 @@ def test_recording_a_replayed_capture_keeps_it_a_playback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "colo_tui", "replay", str(out)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_record_start_refuses_an_existing_file_unless_forced(tmp_path):
+    path = tmp_path / "mine.colo.jsonl"
+    path.write_text("my notes\n")
+    r = subprocess.run([sys.executable, "-m", "colo_tui.repl"], input=f"record start {path}\n",
+                       text=True, cwd=ROOT, env=_env(tmp_path), capture_output=True, timeout=60)
+    assert r.returncode == 1 and "add 'force'" in r.stderr
+    assert path.read_text() == "my notes\n"
+    r = subprocess.run([sys.executable, "-m", "colo_tui.repl"],
+                       input=f"record start {path} force\nstep 3\nquit\n", text=True, cwd=ROOT,
+                       env=_env(tmp_path), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert verify(rf.read(path)).ok
