@@ -150,10 +150,24 @@ def interactive(c, out) -> int:
                 continue
         res = _execute_interruptible(c, line)
         if res.text:
-            print(res.text if res.ok else f"error: {res.text}", file=out)
+            _show(res.text if res.ok else f"error: {res.text}", out)
         _note_hidden(c, out)
         if res.quit:
             return 0
+
+
+def _show(text: str, out) -> None:
+    """A command's output; longer than the terminal, it goes through a pager ($PAGER,
+    else less) so its start does not scroll away."""
+    import shutil
+    rows = shutil.get_terminal_size((80, 24)).lines
+    isatty = getattr(out, "isatty", None)
+    if isatty and isatty() and text.count("\n") + 1 > rows - 2 and \
+            os.environ.get("COLO_PAGER", "1") != "0":
+        import pydoc
+        pydoc.pager(text)
+        return
+    print(text, file=out)
 
 
 def _note_hidden(c, out) -> None:
