@@ -1,7 +1,8 @@
 """`colo`: the one console script.  Imports UI toolkits lazily, per subcommand.
 
-Exit codes: 0 success; 1 a failure the command reports (a broken invariant,
-bad bytes, a bad file); 2 a usage error.
+Exit codes (colo_tui.exitcodes, the same in every front end): 0 success; 1 a
+failure the command reports (a broken invariant, bad bytes, a bad file); 2 a
+usage error; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import importlib
 import sys
 
 from protocol.errors import ColoError
+
+from . import exitcodes
 
 #: subcommands whose parser lives in another module: module -> function name
 _PLUGINS = (
@@ -53,22 +56,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if not argv:
         argv = ["tui"]
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
-    from protocol.memtune import tune_process
-    tune_process()        # checkpoint-sized buffers reused, not re-faulted; a calmer GC
     try:
-        return int(func(args) or 0)
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return exitcodes.USAGE
+        from protocol.memtune import tune_process
+        tune_process()        # checkpoint-sized buffers reused, not re-faulted; a calmer GC
+        code = int(func(args) or 0)
+        sys.stdout.flush()    # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return exitcodes.quiet_broken_pipe()
     except ColoError as exc:
         print(f"colo: error: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.code_for(exc)
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ import sys
 from protocol import dialects
 from protocol.errors import ColoError, DecodeError
 
-from .argtypes import fraction, nonneg_float, nonneg_int, positive_int
+from .argtypes import fault_spec, fraction, nonneg_float, nonneg_int, positive_int, seed_int
 
 
 def add_parsers(sub) -> None:
     r = sub.add_parser("run", help="one headless simulated session")
     _session_options(r)
     r.add_argument("--checkpoints", type=positive_int, default=3, metavar="N")
-    r.add_argument("--fault", action="append", default=[], metavar="SPEC",
+    r.add_argument("--fault", action="append", default=[], metavar="SPEC", type=fault_spec,
                    help="KIND[=ARG]@POINT[#N], repeatable (see `colo faults`)")
     r.add_argument("--record", metavar="FILE", help="write the session as a recording")
     r.add_argument("--dump-wire", metavar="DIR", help="write each direction's raw bytes")
@@ -56,7 +56,7 @@ def add_parsers(sub) -> None:
 
     c = sub.add_parser("compare-modes", help="periodic (Remus) against hybrid (COLO)")
     c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
-    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--seed", type=seed_int, default=1)
     c.add_argument("--checkpoints", type=positive_int, default=10)
     c.add_argument("--workload", default="toggle", choices=_workloads())
     c.add_argument("--divergence", type=fraction, default=0.02,
@@ -78,7 +78,7 @@ def _workloads() -> list[str]:
 def _session_options(p) -> None:
     p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS", default=None)
     p.add_argument("--load-ms", type=nonneg_float, default=0.0,
                    help="time the SVM takes to load")
@@ -145,6 +145,8 @@ def cmd_run(args) -> int:
         if args.events:
             sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
         sim.run()
+    except BrokenPipeError:
+        raise                        # stdout's reader left (`| head`): main exits 0 quietly
     except OSError as exc:
         print(f"colo run: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -6,7 +6,9 @@ in a command never ends the session; events print as they happen.
 
 Non-interactive (``-f SCRIPT`` or stdin that is not a tty): the same commands,
 no prompts or confirmations, ``#`` comments and blank lines ignored; the first
-failing line ends the run with exit status 1 and is named on stderr.
+failing line ends the run and is named on stderr: exit status 2 if it does not
+follow a command's grammar (a usage error, as on the command line), 1 if the
+command ran and failed (colo_tui.exitcodes).
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import os
 import signal
 import sys
 
+from .. import exitcodes
 from ..commands import confirmation, execute, run_state, state_of
-from ..commands.parser import read_script, strip_comment
+from ..commands.parser import CommandError, parse, read_script, strip_comment
 from . import render
 
 _strip = strip_comment
@@ -53,9 +56,8 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
     try:
         c = _controller(args, out)
     except (ValueError, OSError, ColoError) as exc:   # a live source that cannot start too
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        print(f"colo repl: error: {why}", file=err)
-        return 2
+        print(f"colo repl: error: {exitcodes.error_text(exc)}", file=err)
+        return exitcodes.code_for(exc)
     try:
         return _run(c, args, stdin, out, err)
     finally:
@@ -67,16 +69,28 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
 def _run(c, args, stdin, out, err) -> int:
     if getattr(args, "file", None):
         lines = read_script(args.file, err)
-        if lines is None:
-            return 2
+        if lines is None:                  # cannot read it: a failure, as `colo replay`
+            return exitcodes.FAILURE
         return run_script(c, lines, args.file, out, err)
     if not stdin.isatty():
         return run_script(c, stdin.read().splitlines(), "<stdin>", out, err)
     return interactive(c, out)
 
 
+def _failure_code(line: str) -> int:
+    """A line that does not follow a command's grammar is a usage error (2), as the
+    same mistake on the command line is (`colo run --fault BAD`); a command that
+    ran and failed is 1."""
+    try:
+        parse(line)
+    except CommandError:
+        return exitcodes.USAGE
+    return exitcodes.FAILURE
+
+
 def run_script(c, lines, name: str, out, err) -> int:
-    """Run commands without prompts; 0 if all succeed, 1 at the first failure."""
+    """Run commands without prompts; 0 if all succeed; at the first failure 2 for a
+    line that does not parse, 1 for a command that failed."""
     status = 0
     try:
         for no, raw in enumerate(lines, 1):
@@ -90,7 +104,7 @@ def run_script(c, lines, name: str, out, err) -> int:
             out.flush()
             if not res.ok:
                 print(f"{name}:{no}: error: {line!r} failed: {res.text}", file=err)
-                status = 1
+                status = _failure_code(line)
                 break
             if res.quit:
                 break
