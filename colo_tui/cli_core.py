@@ -61,7 +61,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     c.add_argument("--seed", type=seed_int, default=1)
     c.add_argument("--checkpoints", type=positive_int, default=10)
-    c.add_argument("--workload", default="toggle", choices=_workloads())
+    c.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+                   help="the guest's workload: %(choices)s")
     c.add_argument("--divergence", type=fraction, default=0.02,
                    help="fraction of the SVM's answers that differ (0 … 1)")
     c.add_argument("--json", action="store_true")
@@ -73,9 +74,24 @@ def argparse_REMAINDER():  # noqa: N802 - keep argparse's name visible
     return argparse.REMAINDER
 
 
-def _workloads() -> list[str]:
-    from protocol.guest.workload import WORKLOADS
-    return sorted(WORKLOADS)
+class _Workloads:
+    """The workload names as argparse choices, read from the guest model (which needs
+    numpy) only when a value is checked or a subcommand's help is shown: `colo
+    --version`, `decode` and `run --guest null` never import numpy."""
+
+    def _names(self) -> list[str]:
+        from protocol.guest.workload import WORKLOADS
+        return sorted(WORKLOADS)
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _workloads() -> _Workloads:
+    return _Workloads()
 
 
 def _session_options(p) -> None:
@@ -88,7 +104,8 @@ def _session_options(p) -> None:
     p.add_argument("--guest", choices=["null", "model"], default="null",
                    help="null: control protocol only; model: RAM, devices, disk, packets")
     p.add_argument("--ram-mib", type=positive_int, default=16)
-    p.add_argument("--workload", default="toggle", choices=_workloads())
+    p.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+                   help="the guest model's workload: %(choices)s")
     p.add_argument("--no-arbiter", action="store_true",
                    help="no external manager: a silent peer hangs COLO forever (B13)")
     p.add_argument("--strict", action="store_true",
