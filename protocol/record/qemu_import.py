@@ -364,6 +364,9 @@ def import_capture(path: str | Path) -> ImportedSession:
     try:
         if p.is_dir():
             return _import_bins(p / BIN_P2S, p / BIN_S2P, p / OFFSETS_JSON)
+        if p.exists() and not p.is_file():
+            raise CaptureError(f"{p}: not a regular file (a capture is read twice: once to "
+                               "find the COLO connection, once to reassemble it)")
         with p.open("rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
@@ -468,10 +471,19 @@ def read_offsets(path: Path) -> dict:
             "secondary_to_primary": offs.secondary_to_primary}
 
 
+def _read_stream_file(path: Path) -> bytes:
+    """A stream file's bytes: a regular file only (a device such as /dev/zero or a pipe
+    never ends, so it is refused rather than read until memory runs out)."""
+    if path.exists() and not path.is_file():
+        raise CaptureError(f"{path}: not a regular file (a stream file is a capture's "
+                           "bytes, e.g. primary_to_secondary.bin)")
+    return path.read_bytes()
+
+
 def _import_bins(p2s_path: Path, s2p_path: Path, offsets_path: Path) -> ImportedSession:
     try:
-        p2s = p2s_path.read_bytes()
-        s2p = s2p_path.read_bytes() if s2p_path.exists() else b""
+        p2s = _read_stream_file(p2s_path)
+        s2p = _read_stream_file(s2p_path) if s2p_path.exists() else b""
     except OSError as exc:
         raise CaptureError(f"cannot read the stream files: {exc.strerror or exc}") from None
     offs = read_offsets(offsets_path) if offsets_path.exists() else {}

@@ -299,3 +299,21 @@ def test_a_pcap_with_a_bad_magic_or_link_type_is_a_clean_error(tmp_path):
     w.close()
     with pytest.raises(CaptureError, match="empty capture"):
         import_capture(tmp_path / "b.pcap")
+
+
+@pytest.mark.parametrize("name", ["primary_to_secondary.bin", "secondary_to_primary.bin",
+                                  "stream_offsets.json"])
+def test_a_stream_file_that_never_ends_is_refused(tmp_path, name, capsys):
+    fwd, rev, _ = _session(1)
+    (tmp_path / "primary_to_secondary.bin").write_bytes(fwd)
+    (tmp_path / "secondary_to_primary.bin").write_bytes(rev)
+    target = tmp_path / name
+    target.unlink(missing_ok=True)
+    target.symlink_to("/dev/zero")
+    with pytest.raises(CaptureError, match="not a regular file|larger than 64 MiB"):
+        import_capture(tmp_path)
+
+
+def test_a_capture_that_never_ends_is_refused(capsys):
+    assert _code("import", "/dev/zero", "-o", "/dev/null") == 1
+    assert "not a regular file" in capsys.readouterr().err
