@@ -453,6 +453,8 @@ def read_offsets(path: Path) -> dict:
     import msgspec
 
     from protocol.record.offsets_schema import StreamOffsets
+    if not path.is_file():
+        raise CaptureError(f"{path.name}: not a regular file")
     try:
         with path.open("rb") as fh:
             raw = fh.read(MAX_OFFSETS_JSON_BYTES + 1)
