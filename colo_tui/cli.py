@@ -14,6 +14,8 @@ from protocol.errors import ColoError
 
 from . import exitcodes
 
+VERSION = "colo-testbed 0.1.0"
+
 #: subcommands whose parser lives in another module: module -> function name
 _PLUGINS = (
     ("colo_tui.tui_main", "add_parser"),
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_core
     p = _Parser(prog="colo", description="COLO testbed: QEMU's COLO checkpoint protocol, "
                 "simulated, over TCP, and against real QEMU.")
-    p.add_argument("--version", action="version", version="colo-testbed 0.1.0")
+    p.add_argument("--version", action="version", version=VERSION)
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     cli_core.add_parsers(sub)
     for mod, fn in _PLUGINS:
@@ -53,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:         # no need to build every subcommand's parser
+        try:
+            print(VERSION)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return exitcodes.quiet_broken_pipe()
+        return exitcodes.OK
     parser = build_parser()
     if not argv:
         argv = ["tui"]
