@@ -6,10 +6,9 @@ range; ``0x10``, ``1_000`` and ``٣`` are refused rather than read as numbers.
 from __future__ import annotations
 
 import argparse
-import math
 
 from protocol.errors import UsageError
-from protocol.grammar import INT64_MAX, parse_decimal
+from protocol.grammar import INT64_MAX, parse_decimal, parse_decimal_number
 
 
 def add_guest_argument(p: argparse.ArgumentParser) -> None:
@@ -37,21 +36,20 @@ positive_int = int_in(1)
 seed_int = int_in(0, (1 << 64) - 1)
 
 
-def nonneg_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not math.isfinite(x) or x < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text}")
-    return x
+def number_in(lo: float, hi: float):
+    """An argparse type: a decimal number (ASCII digits, optional point) in lo … hi."""
+    def parse(text: str) -> float:
+        try:
+            return parse_decimal_number(text, "the value", lo, hi)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "number"
+    return parse
 
 
-def fraction(text: str) -> float:
-    x = nonneg_float(text)
-    if x > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, not {text}")
-    return x
+#: milliseconds and the like: up to about 24.8 days, as the fault grammar's MS
+nonneg_float = number_in(0.0, float((1 << 31) - 1))
+fraction = number_in(0.0, 1.0)
 
 
 def fault_spec(text: str) -> str:

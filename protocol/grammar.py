@@ -13,6 +13,7 @@ import re
 from .errors import UsageError
 
 _DECIMAL = re.compile(r"-?[0-9]+", re.ASCII)
+_DECIMAL_FRACTION = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
 #: numbers longer than this are refused before int() sees them (CPython's own
 #: limit is 4300 digits, and a bound must not depend on it)
 MAX_DIGITS = 40
@@ -28,4 +29,19 @@ def parse_decimal(text: str, what: str, lo: int = 0, hi: int = INT64_MAX) -> int
     value = int(text)
     if not lo <= value <= hi:
         raise UsageError(f"{what} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def parse_decimal_number(text: str, what: str, lo: float = 0.0,
+                         hi: float = float(INT64_MAX)) -> float:
+    """``text`` (ASCII digits with an optional decimal point: ``2``, ``0.5``, ``.5``)
+    as a float in ``lo … hi``; no sign, exponent, ``_``, ``inf`` or ``nan``."""
+    if not isinstance(text, str) or len(text) > MAX_DIGITS \
+            or not _DECIMAL_FRACTION.fullmatch(text):
+        shown = text if not isinstance(text, str) or len(text) <= 60 else text[:57] + "..."
+        raise UsageError(f"{what} must be a decimal number in ASCII digits (e.g. 2 or "
+                         f"0.5), not {shown!r}")
+    value = float(text)
+    if not lo <= value <= hi:
+        raise UsageError(f"{what} must be between {lo:g} and {hi:g}, not {text}")
     return value
