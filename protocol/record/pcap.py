@@ -243,24 +243,38 @@ class ScannedConnection:
 class Scan:
     stats: Stats
     connections: list[ScannedConnection]
+    untracked: int = 0          # connections past MAX_SCANNED_CONNECTIONS, not examined
 
 
-def scan(source: str | Path | bytes) -> Scan:
+#: a scan examines this many TCP connections (about 0.5 KB each), in capture order
+MAX_SCANNED_CONNECTIONS = 100_000
+
+
+def scan(source: str | Path | bytes, max_connections: int = MAX_SCANNED_CONNECTIONS) -> Scan:
     """One pass over a capture that keeps, per TCP connection, only each direction's
-    first HEAD_BYTES bytes and byte count: memory does not grow with the traffic."""
+    first HEAD_BYTES bytes and byte count (for at most ``max_connections``
+    connections): memory does not grow with the traffic."""
     stats = Stats()
     conns: dict[frozenset, ScannedConnection] = {}
+    untracked: set[frozenset] = set()
+    over = [0]
 
     def on_tcp(src: str, dst: str, tcp, t: float) -> None:
         key = frozenset((src, dst))
         c = conns.get(key)
         if c is None:
+            if len(conns) >= max_connections:
+                if len(untracked) < max_connections:
+                    untracked.add(key)
+                else:
+                    over[0] += 1        # a bound on the bound: counted per packet
+                return
             a = _Head(src, dst, len(conns))
             c = conns[key] = ScannedConnection(key, a, _Head(dst, src, len(conns)))
         (c.a if c.a.src == src else c.b).add(tcp)
 
     _walk(source, stats, on_tcp)
-    return Scan(stats, list(conns.values()))
+    return Scan(stats, list(conns.values()), len(untracked) + over[0])
 
 
 def read_pcap(source: str | Path | bytes, only: set[frozenset] | None = None) -> PcapCapture:

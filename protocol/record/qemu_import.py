@@ -381,7 +381,10 @@ def import_capture(path: str | Path) -> ImportedSession:
             raise CaptureError(f"{p.name}: no TCP packets, so no migration stream")
         key = pick_colo_connection(found)
         if key is None:
-            raise CaptureError(f"{p.name}: no TCP stream starts with the QEVM magic, "
+            more = (f" among the first {len(found.connections):,} TCP connections (the "
+                    f"capture has more; {found.untracked:,} were not examined)"
+                    if found.untracked else "")
+            raise CaptureError(f"{p.name}: no TCP stream starts with the QEVM magic{more}, "
                                "so this is not a QEMU migration capture")
         fwd_src = key[0]
         cap = read_pcap(p, only={frozenset(key)})

@@ -317,3 +317,18 @@ def test_a_stream_file_that_never_ends_is_refused(tmp_path, name, capsys):
 def test_a_capture_that_never_ends_is_refused(capsys):
     assert _code("import", "/dev/zero", "-o", "/dev/null") == 1
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_a_scan_examines_a_bounded_number_of_connections(tmp_path, monkeypatch):
+    from protocol.record import pcap
+    from protocol.record.pcap import scan
+    fwd, rev, _ = _session(1)
+    noise = [make_pcap(b"x" * 10, b"y", ports=(50000 + k, 80), t0=1.0 + k) for k in range(6)]
+    cap = tmp_path / "many.pcap"
+    cap.write_bytes(merge_pcaps(*noise, make_pcap(fwd, rev, t0=100.0)))
+    found = scan(cap, max_connections=4)
+    assert len(found.connections) == 4 and found.untracked == 3
+    assert len(import_capture(cap).checkpoints) == 1      # found within the default bound
+    monkeypatch.setattr(pcap.scan, "__defaults__", (4,))
+    with pytest.raises(CaptureError, match="3 were not examined"):
+        import_capture(cap)
