@@ -77,6 +77,11 @@ def _run(c, args, stdin, out, err) -> int:
     return interactive(c, out)
 
 
+def _shown(line: str, limit: int = 200) -> str:
+    """A line as echoed and named in errors: a huge one is cut (it is refused anyway)."""
+    return line if len(line) <= limit else f"{line[:limit]}… ({len(line):,} characters)"
+
+
 def _failure_code(line: str) -> int:
     """A line that does not follow a command's grammar is a usage error (2), as the
     same mistake on the command line is (`colo run --fault BAD`); a command that
@@ -97,13 +102,13 @@ def run_script(c, lines, name: str, out, err) -> int:
             line = _strip(raw)
             if not line:
                 continue
-            print(f"colo> {line}", file=out)
+            print(f"colo> {_shown(line)}", file=out)
             res = execute(c, line)
             if res.text:
                 print(res.text, file=out)
             out.flush()
             if not res.ok:
-                print(f"{name}:{no}: error: {line!r} failed: {res.text}", file=err)
+                print(f"{name}:{no}: error: {_shown(line)!r} failed: {res.text}", file=err)
                 status = _failure_code(line)
                 break
             if res.quit:

@@ -40,6 +40,7 @@ def test_a_long_line_ends_a_script_with_a_usage_error():
     out, err = io.StringIO(), io.StringIO()
     assert run_script(c, ["step", "fault " + "d" * 3_000_000, "step"], "s", out, err) == 2
     assert "line too long" in err.getvalue()
+    assert len(out.getvalue()) + len(err.getvalue()) < 10_000     # not echoed whole
     assert not execute(c, "x" * 5000).ok
 
 
