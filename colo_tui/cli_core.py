@@ -21,7 +21,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--events", action="store_true", help="print every event (text)")
     r.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
-                   help="stop after N simulation steps (default 2,000,000, about 330,000 "
+                   help="stop after N simulation steps (default 2,000,000, about 400,000 "
                         "checkpoints); raise it on purpose for longer runs")
     r.set_defaults(func=cmd_run)
 
@@ -196,6 +196,8 @@ def cmd_run(args) -> int:
         if args.events:
             sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
         sim.run(max_steps=max_steps)
+        if writer and not sim.finished:
+            writer.stop(sim.steps)   # cut at the step bound: a replay stops here too
     except BrokenPipeError:
         raise                        # stdout's reader left (`| head`): main exits 0 quietly
     except OSError as exc:

@@ -90,6 +90,14 @@ def test_a_long_unrecorded_run_keeps_no_events(capsys):
     assert peak < 20_000_000, peak
 
 
+def test_a_run_cut_at_the_step_bound_replays_identically(tmp_path, capsys):
+    rec = tmp_path / "cut.colo.jsonl"
+    assert code("run", "--checkpoints", "100", "--max-steps", "57", "--record", str(rec)) == 1
+    assert "stopped at the step bound (57 steps)" in capsys.readouterr().err
+    assert code("replay", str(rec)) == 0
+    assert "replayed" in capsys.readouterr().out
+
+
 def test_a_short_run_still_lists_its_whole_wire_and_keeps_its_events(capsys):
     assert code("run", "--checkpoints", "4", "--json") == 0
     out = json.loads(capsys.readouterr().out)
