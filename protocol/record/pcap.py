@@ -53,6 +53,7 @@ class TcpDirection:
     fin_time: float | None = None
     fin_offset: int | None = None
     rst_time: float | None = None
+    last_time: float | None = None          # the last packet this side sent
 
     def time_at(self, offset: int) -> float | None:
         """pcap time of the segment that first carried stream byte `offset`."""
@@ -312,6 +313,7 @@ def read_pcap(source: str | Path | bytes, only: set[frozenset] | None = None) ->
 def _add_segment(st: _DirState, tcp, ts: float) -> None:
     d = st.d
     d.packets += 1
+    d.last_time = ts
     flags = tcp.flags
     if flags & dpkt.tcp.TH_SYN:
         st.syn_seq = tcp.seq

@@ -390,15 +390,20 @@ def import_capture(path: str | Path) -> ImportedSession:
         cap = read_pcap(p, only={frozenset(key)})
     except PcapError as exc:
         raise CaptureError(f"{p.name}: {exc}") from None
+    if len(cap.connections) != 1:
+        raise CaptureError(f"{p.name}: the capture changed while it was read")
     (conn,) = cap.connections
     fwd, rev = (conn.a, conn.b) if conn.a.src == fwd_src else (conn.b, conn.a)
+    # checkpoints that stop are measured to the COLO connection's last packet (a hung
+    # primary's connection ends with the failover's RST), not to the capture's end
+    t_end = max((t for t in (fwd.last_time, rev.last_time) if t is not None), default=None)
     t0 = cap.t0 or 0.0
     tcp = {"p2s": _dir_info(fwd, t0), "s2p": _dir_info(rev, t0), "packets": cap.packets,
            "link_type": cap.link_type, "connections": len(found.connections),
            "t0": cap.t0}
     try:
         sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp,
-                              t_end=found.stats.t_last)
+                              t_end=t_end)
     except CaptureError as exc:
         if fwd.gaps and str(exc).startswith("truncated capture"):
             # the stream stops short because the capture lost packets: say so

@@ -1,6 +1,7 @@
 """`colo import` against hostile captures: a result or a clean CaptureError, never
 another exception; the COLO stream chosen by protocol; memory that does not grow
 with the other traffic in a capture."""
+import io
 import json
 import os
 import shutil
@@ -182,6 +183,38 @@ def test_import_warns_when_checkpoints_stop_before_the_capture_ends():
     assert not import_streams(fwd, rev, times, t_end=last + 0.5).warnings
     (w,) = import_streams(fwd, rev, times, t_end=last + 22.0).warnings
     assert "no checkpoint in the last 22.0 s" in w
+
+
+def test_a_hung_primary_in_a_pcap_is_reported_and_an_idle_capture_tail_is_not(tmp_path):
+    """Checkpoints every 1 s, then the primary hangs 22 s until the failover's RST: a
+    warning. A capture that goes on recording other traffic after a clean end: none."""
+    fwd, rev, _ = _session(4)
+    starts = [cp.offset for cp in import_streams(fwd, rev).checkpoints]
+    raw = make_pcap(fwd, rev, rst_from="secondary", mss=200)
+    pkts = list(dpkt.pcap.Reader(io.BytesIO(raw)))
+
+    def retimed(hang_s: float) -> bytes:
+        out = io.BytesIO()
+        w = dpkt.pcap.Writer(out)
+        shift = 0.0
+        for i, (ts, buf) in enumerate(pkts):
+            tcp = dpkt.ethernet.Ethernet(buf).data.data
+            if tcp.sport == 40000 and tcp.data:        # the primary: one checkpoint a second
+                offset = (tcp.seq - 0xFFFFF001) % (1 << 32)
+                shift = max(shift, float(sum(1 for o in starts if o <= offset)))
+            if i == len(pkts) - 1:
+                shift += hang_s                         # the RST comes hang_s later
+            w.writepkt(buf, ts=float(ts) + shift)
+        return out.getvalue()
+
+    (tmp_path / "hung.pcap").write_bytes(retimed(22.0))
+    (w,) = import_capture(tmp_path / "hung.pcap").warnings
+    assert "no checkpoint in the last 2" in w and "every 1.0" in w
+    (tmp_path / "clean.pcap").write_bytes(retimed(0.5))
+    assert import_capture(tmp_path / "clean.pcap").warnings == []
+    later = make_pcap(b"GET /", b"200", ports=(50000, 80), t0=float(pkts[-1][0]) + 60.0)
+    (tmp_path / "tail.pcap").write_bytes(merge_pcaps(retimed(0.5), later))
+    assert import_capture(tmp_path / "tail.pcap").warnings == []
 
 
 def test_no_stall_is_seen_in_a_steady_run():
