@@ -19,7 +19,7 @@ import sys
 
 from .. import exitcodes
 from ..commands import confirmation, execute, run_state, state_of
-from ..commands.parser import CommandError, parse, read_script, strip_comment
+from ..commands.parser import CommandError, parse, strip_comment
 from . import render
 
 _strip = strip_comment
@@ -67,14 +67,47 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
 
 
 def _run(c, args, stdin, out, err) -> int:
-    if getattr(args, "file", None):
-        lines = read_script(args.file, err)
-        if lines is None:                  # cannot read it: a failure, as `colo replay`
+    path = getattr(args, "file", None)
+    if path:
+        try:
+            fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:             # cannot read it: a failure, as `colo replay`
+            print(f"colo repl: error: cannot read {path}: {exc.strerror}", file=err)
             return exitcodes.FAILURE
-        return run_script(c, lines, args.file, out, err)
+        with fh:
+            return run_script(c, script_lines(fh), path, out, err)
     if not stdin.isatty():
-        return run_script(c, stdin.read().splitlines(), "<stdin>", out, err)
+        return run_script(c, script_lines(stdin), "<stdin>", out, err)
     return interactive(c, out)
+
+
+class ScriptLineTooLong(CommandError):
+    """A script line over MAX_LINE_CHARS: refused as it is read, never read whole."""
+
+
+def script_lines(fh):
+    """The lines of a script, read one at a time: a line longer than a command line can
+    be is refused after MAX_LINE_CHARS + 1 characters (`-f /dev/zero` is one endless
+    line), so memory stays bounded whatever the input."""
+    from ..commands.parser import MAX_LINE_CHARS
+    while True:
+        line = fh.readline(MAX_LINE_CHARS + 2)
+        if not line:
+            return
+        body = line.rstrip("\r\n")
+        if len(body) > MAX_LINE_CHARS:
+            raise ScriptLineTooLong(f"line too long: over {MAX_LINE_CHARS} characters (a "
+                                    "command line has at most that many)")
+        yield body
+
+
+def _guarded(lines):
+    """The lines, then (in place of the next one) the error that stopped reading them:
+    a line too long, bytes that are not UTF-8."""
+    try:
+        yield from lines
+    except (CommandError, UnicodeDecodeError, OSError) as exc:
+        yield exc
 
 
 def _shown(line: str, limit: int = 200) -> str:
@@ -96,9 +129,14 @@ def _failure_code(line: str) -> int:
 def run_script(c, lines, name: str, out, err) -> int:
     """Run commands without prompts; 0 if all succeed; at the first failure 2 for a
     line that does not parse, 1 for a command that failed."""
-    status = 0
+    status, no = 0, 0
     try:
-        for no, raw in enumerate(lines, 1):
+        for no, raw in enumerate(_guarded(lines), 1):
+            if isinstance(raw, BaseException):
+                print(f"{name}:{no}: error: {raw}", file=err)
+                status = exitcodes.USAGE if isinstance(raw, CommandError) \
+                    else exitcodes.FAILURE
+                break
             line = _strip(raw)
             if not line:
                 continue

@@ -123,3 +123,19 @@ def test_a_long_run_with_a_violation_says_why_no_recording_was_written(tmp_path,
     err = capsys.readouterr().err
     assert "a run this long keeps no events; rerun with --record FILE" in err
     assert not list(tmp_path.glob("colo-violation-*"))
+
+
+def test_a_script_is_read_a_line_at_a_time(tmp_path, capsys):
+    """A 20M-character line (`repl -f /dev/zero` is an endless one) is refused after
+    4097 characters, not read whole first."""
+    big = tmp_path / "big.colo"
+    with big.open("w") as fh:
+        fh.write("step\n" + "x" * 20_000_000 + "\nstep\n")
+    tracemalloc.start()
+    try:
+        rc = code("repl", "--guest", "null", "-f", str(big))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rc == 2 and f"{big}:2: error: line too long" in capsys.readouterr().err
+    assert peak < 5_000_000, peak
