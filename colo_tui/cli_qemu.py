@@ -146,8 +146,14 @@ def cmd_import(args) -> int:
 
 # ---------------------------------------------------------------- respond
 def _read(path: str) -> bytes | None:
+    import os
+    import stat
     try:
         with open(path, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):   # /dev/zero never ends
+                _fail(f"{path}: not a regular file (the input is a capture's bytes, "
+                      "e.g. primary_to_secondary.bin)")
+                return None
             return fh.read()
     except OSError as exc:
         _fail(f"cannot read {path}: {exc.strerror or exc}")

@@ -139,3 +139,9 @@ def test_a_script_is_read_a_line_at_a_time(tmp_path, capsys):
         tracemalloc.stop()
     assert rc == 2 and f"{big}:2: error: line too long" in capsys.readouterr().err
     assert peak < 5_000_000, peak
+
+
+def test_respond_refuses_an_input_that_never_ends(tmp_path, capsys):
+    assert code("respond", "--role", "secondary", "/dev/zero", "-o",
+                str(tmp_path / "o.bin")) == 1
+    assert "not a regular file" in capsys.readouterr().err
