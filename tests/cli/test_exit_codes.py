@@ -151,3 +151,20 @@ def test_decode_into_a_closed_pipe_exits_0_quietly(tmp_path):
     rc, err = _pipe_to_closed_reader("decode", "--initial", "--from", "primary",
                                      str(tmp_path / "primary_to_secondary.bin"), keep=40)
     assert rc == 0 and err == ""
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
+@given(text=st.one_of(st.text(max_size=12), st.integers(-5, 1 << 70).map(str),
+                      st.integers(0, 1 << 20).map(hex)))
+def test_an_int_option_takes_ascii_decimal_in_range_or_refuses(text):
+    import argparse
+
+    from colo_tui.argtypes import int_in
+    parse = int_in(1, 1000)
+    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= 1000
+    try:
+        value = parse(text)
+    except argparse.ArgumentTypeError as exc:
+        assert not ok and "the value must be" in str(exc)
+        return
+    assert ok and value == int(text)
