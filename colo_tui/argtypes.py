@@ -1,8 +1,14 @@
-"""argparse types shared by every subcommand: a bad value is a one-line usage error."""
+"""argparse types shared by every subcommand: a bad value is a one-line usage error.
+
+Whole numbers follow one grammar (protocol.grammar): ASCII decimal digits, in
+range; ``0x10``, ``1_000`` and ``٣`` are refused rather than read as numbers.
+"""
 from __future__ import annotations
 
 import argparse
-import math
+
+from protocol.errors import UsageError
+from protocol.grammar import INT64_MAX, parse_decimal, parse_decimal_number
 
 
 def add_guest_argument(p: argparse.ArgumentParser) -> None:
@@ -13,35 +19,63 @@ def add_guest_argument(p: argparse.ArgumentParser) -> None:
                         "show; null: the control protocol alone")
 
 
-def nonneg_int(text: str) -> int:
+def int_in(lo: int, hi: int = INT64_MAX):
+    """An argparse type: a decimal whole number in lo … hi."""
+    def parse(text: str) -> int:
+        try:
+            return parse_decimal(text, "the value", lo, hi)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "integer"        # argparse names the type in its message
+    return parse
+
+
+nonneg_int = int_in(0)
+positive_int = int_in(1)
+#: seeds: what random.Random and the recordings' header carry
+seed_int = int_in(0, (1 << 64) - 1)
+
+
+def number_in(lo: float, hi: float):
+    """An argparse type: a decimal number (ASCII digits, optional point) in lo … hi."""
+    def parse(text: str) -> float:
+        try:
+            return parse_decimal_number(text, "the value", lo, hi)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "number"
+    return parse
+
+
+#: milliseconds and the like: up to about 24.8 days, as the fault grammar's MS
+nonneg_float = number_in(0.0, float((1 << 31) - 1))
+fraction = number_in(0.0, 1.0)
+
+
+def fault_spec(text: str) -> str:
+    """A fault spec (KIND[=ARG]@POINT[#N]), checked against the grammar at parse time."""
+    from protocol import faults
     try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {v}")
-    return v
+        faults.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
-def positive_int(text: str) -> int:
-    v = nonneg_int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {v}")
-    return v
-
-
-def nonneg_float(text: str) -> float:
+def host_port(text: str) -> str:
+    """HOST:PORT (an ASCII host name or address, a decimal port 0 … 65535)."""
+    from protocol.node import parse_hostport
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: use HOST:PORT in ASCII")
     try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not math.isfinite(x) or x < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text}")
-    return x
+        parse_hostport(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
-def fraction(text: str) -> float:
-    x = nonneg_float(text)
-    if x > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, not {text}")
-    return x
+def retype(p: argparse.ArgumentParser, option: str, type_) -> None:
+    """Give an option another module added (e.g. the shared live options) a type."""
+    action = p._option_string_actions.get(option)       # noqa: SLF001 - argparse's table
+    if action is not None:
+        action.type = type_

@@ -1,7 +1,8 @@
 """`colo`: the one console script.  Imports UI toolkits lazily, per subcommand.
 
-Exit codes: 0 success; 1 a failure the command reports (a broken invariant,
-bad bytes, a bad file); 2 a usage error.
+Exit codes (colo_tui.exitcodes, the same in every front end): 0 success; 1 a
+failure the command reports (a broken invariant, bad bytes, a bad file); 2 a
+usage error; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import importlib
 import sys
 
 from protocol.errors import ColoError
+
+from . import exitcodes
+
+VERSION = "colo-testbed 0.1.0"
 
 #: subcommands whose parser lives in another module: module -> function name
 _PLUGINS = (
@@ -33,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_core
     p = _Parser(prog="colo", description="COLO testbed: QEMU's COLO checkpoint protocol, "
                 "simulated, over TCP, and against real QEMU.")
-    p.add_argument("--version", action="version", version="colo-testbed 0.1.0")
+    p.add_argument("--version", action="version", version=VERSION)
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     cli_core.add_parsers(sub)
     for mod, fn in _PLUGINS:
@@ -51,25 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:         # no need to build every subcommand's parser
+        try:
+            print(VERSION)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return exitcodes.quiet_broken_pipe()
+        return exitcodes.OK
     parser = build_parser()
     if not argv:
         argv = ["tui"]
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
-    from protocol.memtune import tune_process
-    tune_process()        # checkpoint-sized buffers reused, not re-faulted; a calmer GC
     try:
-        return int(func(args) or 0)
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return exitcodes.USAGE
+        from protocol.memtune import tune_process
+        tune_process()        # checkpoint-sized buffers reused, not re-faulted; a calmer GC
+        code = int(func(args) or 0)
+        sys.stdout.flush()    # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return exitcodes.quiet_broken_pipe()
     except ColoError as exc:
         print(f"colo: error: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.code_for(exc)
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ import sys
 from protocol import dialects
 from protocol.errors import ColoError, DecodeError, OutputFileError
 
-from .argtypes import fraction, nonneg_float, nonneg_int, positive_int
+from .argtypes import fault_spec, fraction, nonneg_float, nonneg_int, positive_int, seed_int
 
 
 def add_parsers(sub) -> None:
     r = sub.add_parser("run", help="one headless simulated session")
     _session_options(r)
     r.add_argument("--checkpoints", type=positive_int, default=3, metavar="N")
-    r.add_argument("--fault", action="append", default=[], metavar="SPEC",
+    r.add_argument("--fault", action="append", default=[], metavar="SPEC", type=fault_spec,
                    help="KIND[=ARG]@POINT[#N], repeatable (see `colo faults`)")
     r.add_argument("--record", metavar="FILE", help="write the session as a recording")
     r.add_argument("--force", action="store_true",
@@ -22,6 +22,9 @@ def add_parsers(sub) -> None:
     r.add_argument("--dump-wire", metavar="DIR", help="write each direction's raw bytes")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--events", action="store_true", help="print every event (text)")
+    r.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
+                   help="stop after N simulation steps (default 2,000,000, about 400,000 "
+                        "checkpoints); raise it on purpose for longer runs")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("explore", help="run the whole fault matrix")
@@ -58,9 +61,10 @@ def add_parsers(sub) -> None:
 
     c = sub.add_parser("compare-modes", help="periodic (Remus) against hybrid (COLO)")
     c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
-    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--seed", type=seed_int, default=1)
     c.add_argument("--checkpoints", type=positive_int, default=10)
-    c.add_argument("--workload", default="toggle", choices=_workloads())
+    c.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+                   help="the guest's workload: %(choices)s")
     c.add_argument("--divergence", type=fraction, default=0.02,
                    help="fraction of the SVM's answers that differ (0 … 1)")
     c.add_argument("--json", action="store_true")
@@ -72,22 +76,38 @@ def argparse_REMAINDER():  # noqa: N802 - keep argparse's name visible
     return argparse.REMAINDER
 
 
-def _workloads() -> list[str]:
-    from protocol.guest.workload import WORKLOADS
-    return sorted(WORKLOADS)
+class _Workloads:
+    """The workload names as argparse choices, read from the guest model (which needs
+    numpy) only when a value is checked or a subcommand's help is shown: `colo
+    --version`, `decode` and `run --guest null` never import numpy."""
+
+    def _names(self) -> list[str]:
+        from protocol.guest.workload import WORKLOADS
+        return sorted(WORKLOADS)
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _workloads() -> _Workloads:
+    return _Workloads()
 
 
 def _session_options(p) -> None:
     p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS", default=None)
     p.add_argument("--load-ms", type=nonneg_float, default=0.0,
                    help="time the SVM takes to load")
     p.add_argument("--guest", choices=["null", "model"], default="null",
                    help="null: control protocol only; model: RAM, devices, disk, packets")
     p.add_argument("--ram-mib", type=positive_int, default=16)
-    p.add_argument("--workload", default="toggle", choices=_workloads())
+    p.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+                   help="the guest model's workload: %(choices)s")
     p.add_argument("--no-arbiter", action="store_true",
                    help="no external manager: a silent peer hangs COLO forever (B13)")
     p.add_argument("--strict", action="store_true",
@@ -104,13 +124,39 @@ def _config(args):
                      arbiter=not args.no_arbiter, faithful=not args.strict)
 
 
-def session_summary(sim) -> dict:
-    from protocol.transport.memory import P2S, S2P
-    wire = []
-    for e in sim.events:
+#: a run whose checkpoint target is above this keeps no events (it does not need them:
+#: the invariants watch them as they pass; --record and --events stream them)
+KEEP_EVENTS_MAX_CHECKPOINTS = 10_000
+#: --json lists at most this many wire messages (the first ones) and counts the rest
+WIRE_JSON_MAX = 10_000
+
+
+def _wire_entry(e) -> dict:
+    return {"dir": "P>S" if e.side == "primary" else "S>P",
+            "msg": e.data["msg"], "value": e.data["value"], "hex": e.data["hex"]}
+
+
+class _WireLog:
+    """The first WIRE_JSON_MAX messages sent, and how many there were: O(1) memory."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+        self.total = 0
+
+    def __call__(self, e) -> None:
         if e.kind == "send":
-            wire.append({"dir": "P>S" if e.side == "primary" else "S>P",
-                         "msg": e.data["msg"], "value": e.data["value"], "hex": e.data["hex"]})
+            self.total += 1
+            if len(self.entries) < WIRE_JSON_MAX:
+                self.entries.append(_wire_entry(e))
+
+
+def session_summary(sim, wire_log: _WireLog | None = None) -> dict:
+    from protocol.transport.memory import P2S, S2P
+    if wire_log is None:
+        wire_log = _WireLog()
+        for e in sim.events:
+            wire_log(e)
+    wire = wire_log.entries
     sides = {}
     for s, ep in sim.eps.items():
         sides[s] = {"running": sim.alive[s] and not sim.stalled[s] and ep.run_state == "running",
@@ -127,7 +173,7 @@ def session_summary(sim) -> dict:
             "violations": sim.invariants.violations, "hang": sim.hung,
             "steps": sim.steps, "virtual_ms": round(sim.now, 3),
             "wire_bytes": {"P>S": len(sim.link.wire[P2S]), "S>P": len(sim.link.wire[S2P])},
-            "wire": wire}
+            "wire": wire, "wire_messages": wire_log.total}
 
 
 def cmd_run(args) -> int:
@@ -137,17 +183,26 @@ def cmd_run(args) -> int:
     from protocol.sim.core import Simulation
     from protocol.transport.memory import P2S, S2P
     cfg = _config(args)
+    max_steps = cfg.max_steps if args.max_steps is None else args.max_steps
+    cfg.max_steps = max_steps + 1     # the bound below stops the run, not a "hang"
     writer = None
     sim = Simulation(cfg)                      # validates the faults before any file opens
+    sim.keep_events = sim.target <= KEEP_EVENTS_MAX_CHECKPOINTS
+    wire_log = _WireLog()
+    sim.on_event = wire_log
     try:
         if args.record:
             writer = rf.Writer(args.record, rf.make_header(cfg),
                                [f"colo run {' '.join(sys.argv[2:])}".strip()],
                                force=args.force)
-            sim.on_event = writer.event
+            sim.on_event = _chain(sim.on_event, writer.event)
         if args.events:
             sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
-        sim.run()
+        sim.run(max_steps=max_steps)
+        if writer and not sim.finished:
+            writer.stop(sim.steps)   # cut at the step bound: a replay stops here too
+    except BrokenPipeError:
+        raise                        # stdout's reader left (`| head`): main exits 0 quietly
     except OSError as exc:
         print(f"colo run: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -170,15 +225,21 @@ def cmd_run(args) -> int:
         except OSError as exc:
             print(f"colo run: --dump-wire {args.dump_wire}: {exc.strerror}", file=sys.stderr)
             return 1
-    summary = session_summary(sim)
+    summary = session_summary(sim, wire_log)
+    bounded = summary["stopped_at_step_bound"] = not sim.finished
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         _print_summary(summary)
+    if bounded:
+        print(f"colo run: stopped at the step bound ({max_steps:,} steps) after "
+              f"{summary['checkpoints_committed']:,} of {sim.target:,} checkpoints; "
+              "raise it with --max-steps N", file=sys.stderr)
     if not all(summary["invariants"].values()):
         path = args.record
-        if not path and len(sim.events) > 200_000:
-            path = "(not written: over 200,000 events; rerun with --record FILE)"
+        if not path and (not sim.keep_events or len(sim.events) > 200_000):
+            path = ("(not written: a run this long keeps no events; rerun with "
+                    "--record FILE)")
         elif not path:               # keep the evidence: the run as a replayable recording
             path = f"colo-violation-{cfg.dialect}-{cfg.mode}-seed{cfg.seed}.colo.jsonl"
             try:
@@ -192,7 +253,7 @@ def cmd_run(args) -> int:
         print(f"invariant violated; reproduce with --seed {cfg.seed}; recording: {path}",
               file=sys.stderr)
         return 1
-    return 0
+    return 1 if bounded else 0
 
 
 def _chain(a, b):

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import sys
 
-from .argtypes import nonneg_int
+from .argtypes import int_in, nonneg_int
+
+#: --idle-ticks above this is refused (each tick is a timer the primary may fire)
+MAX_IDLE_TICKS = 1_000_000
 
 CHUNK = 65536
 
@@ -46,9 +49,11 @@ def add_parsers(subparsers) -> None:
                      help="x-colo-lost-heartbeat right after checkpoint N is committed")
     rsp.add_argument("--checkpoint-delay", type=nonneg_int, default=1000, metavar="MS",
                      help="primary: x-checkpoint-delay (default 1000, as in run1)")
-    rsp.add_argument("--idle-ticks", type=nonneg_int, default=1, metavar="K",
+    rsp.add_argument("--idle-ticks", type=int_in(0, MAX_IDLE_TICKS), default=1, metavar="K",
                      help="primary: checkpoint timers that fire after the input ends "
-                     "(default 1: run1's final lone checkpoint-request)")
+                     "(default 1: run1's final lone checkpoint-request; at most "
+                     f"{MAX_IDLE_TICKS:,}; they stop early once the primary waits for "
+                     "an answer the input no longer holds)")
     rsp.add_argument("--json", action="store_true", help="print the messages sent as JSON")
     rsp.set_defaults(func=cmd_respond)
 
@@ -176,8 +181,14 @@ def cmd_import(args) -> int:
 
 # ---------------------------------------------------------------- respond
 def _read(path: str) -> bytes | None:
+    import os
+    import stat
     try:
         with open(path, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):   # /dev/zero never ends
+                _fail(f"{path}: not a regular file (the input is a capture's bytes, "
+                      "e.g. primary_to_secondary.bin)")
+                return None
             return fh.read()
     except OSError as exc:
         _fail(f"cannot read {path}: {exc.strerror or exc}")
@@ -236,6 +247,8 @@ def cmd_respond(args) -> int:
                 break
         if hb is None:
             for _ in range(args.idle_ticks):
+                if ep.state != "IDLE" or ep.next_deadline() is None:
+                    break          # no timer to fire: no later tick can change anything
                 now = _fire_timer(ep, now)
                 collect()
     if hb is not None and ep.state not in ("ERROR", "DONE"):

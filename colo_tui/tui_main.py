@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .argtypes import add_guest_argument
+from . import exitcodes
+from .argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="control-message dialect (default: qemu)")
     p.add_argument("--mode", default="periodic", choices=("periodic", "hybrid"),
                    help="COLO mode (default: periodic)")
-    p.add_argument("--seed", type=int, default=1, help="simulation seed (default: 1)")
+    p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default: 1)")
     add_guest_argument(p)
     p.add_argument("--attach", nargs=2, default=None, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    help="watch and drive two running `colo node` processes (or QEMUs) "
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "e.g. ~/.local/share/colo-testbed/recordings; or $COLO_RECORDINGS_DIR)")
     from .live import add_live_arguments
     add_live_arguments(p)
+    retype(p, "--proxy", host_port)     # refused up front, as a usage error
+    retype(p, "--peer", host_port)
+    retype(p, "--fault", fault_spec)
     from .session_args import add_session_arguments
     add_session_arguments(p)
 
@@ -57,8 +61,8 @@ def run_app(args) -> int:
             if replay:
                 controller.load_replay(replay)
     except (ValueError, OSError, ColoError) as exc:
-        print(f"colo tui: {exc}", file=sys.stderr)
-        return 2
+        print(f"colo tui: error: {exitcodes.error_text(exc)}", file=sys.stderr)
+        return exitcodes.code_for(exc)
     from . import config_file
     from .lifecycle import SessionGuard
     user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})

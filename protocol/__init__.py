@@ -1,22 +1,33 @@
 """COLO protocol core: dialects, codec, role machines, failover, simulator.
 
 The public API; importing it loads no UI toolkit, no event loop and no asyncio.
+The names load on first use (PEP 562), so `import protocol.errors` (every
+command-line start) does not import the codec, the machines and the endpoint.
 """
-from .dialects import DIALECTS, PROTOTYPE, QEMU, V11, Dialect
-from .endpoint import Endpoint, make_endpoint
-from .errors import (
-                     ColoError,
-                     DecodeError,
-                     FaultSpecError,
-                     LocalProtocolError,
-                     ProtocolError,
-                     QmpCommandError,
-                     RecordingError,
-                     RemoteProtocolError,
-)
-from .events import Event
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["DIALECTS", "PROTOTYPE", "QEMU", "V11", "Dialect", "Endpoint", "make_endpoint",
-           "ColoError", "DecodeError", "FaultSpecError", "LocalProtocolError", "ProtocolError",
-           "QmpCommandError", "RecordingError", "RemoteProtocolError", "Event", "__version__"]
+
+_WHERE = {
+    "DIALECTS": "dialects", "PROTOTYPE": "dialects", "QEMU": "dialects", "V11": "dialects",
+    "Dialect": "dialects", "Endpoint": "endpoint", "make_endpoint": "endpoint",
+    "ColoError": "errors", "DecodeError": "errors", "FaultSpecError": "errors",
+    "LocalProtocolError": "errors", "ProtocolError": "errors", "QmpCommandError": "errors",
+    "RecordingError": "errors", "RemoteProtocolError": "errors", "Event": "events",
+}
+__all__ = [*_WHERE, "__version__"]
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'protocol' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -34,7 +34,12 @@ class DecodeError(RemoteProtocolError):
     """The bytes themselves are malformed (range, truncation, framing)."""
 
 
-class FaultSpecError(ColoError, ValueError):
+class UsageError(ColoError, ValueError):
+    """What a user typed does not follow the grammar (an option, a fault spec, a
+    number): every front end exits 2 for it, as for argparse's own errors."""
+
+
+class FaultSpecError(UsageError):
     """A fault spec that does not parse; the message lists what is valid."""
 
 

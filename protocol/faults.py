@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 
 from . import messages as m
-from .errors import FaultSpecError
+from .errors import FaultSpecError, UsageError
+from .grammar import INT64_MAX, parse_decimal
 
 #: kind -> (argument type or None, one-line help)
 KINDS: dict[str, tuple[str | None, str]] = {
@@ -31,8 +32,9 @@ KINDS: dict[str, tuple[str | None, str]] = {
     "stall-secondary": (None, "the secondary stops answering; the connection stays open"),
     "partition": ("ms", "no byte crosses the link in either direction for MS ms"),
     "unexpected": ("msg", "another message is sent instead"),
-    "value": ("int", "the message carries value N instead"),
-    "opcode": ("int", "the message goes out with id N instead (out-of-range ids)"),
+    "value": ("int", "the message carries value N instead (0 … 2^64-1)"),
+    "opcode": ("int", "the message goes out with id N instead (out-of-range ids, "
+                      "0 … 2^32-1)"),
     "heartbeat-primary": (None, "the operator's x-colo-lost-heartbeat on the primary"),
     "heartbeat-secondary": (None, "the operator's x-colo-lost-heartbeat on the secondary"),
     "shutdown": (None, "the guest powers off on the primary at this point"),
@@ -43,8 +45,13 @@ LINK_KINDS = ("drop", "delay", "corrupt", "truncate", "duplicate", "close", "res
               "unexpected", "value", "opcode")
 PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS)
 
-_SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?:=(?P<arg>[^@#\s]+))?@(?P<point>[a-z-]+)"
-                   r"(?:#(?P<n>\d+))?$")
+_SPEC = re.compile(r"(?P<kind>[a-z-]+)(?:=(?P<arg>[^@#\s]+))?@(?P<point>[a-z-]+)"
+                   r"(?:#(?P<n>[^#]*))?", re.ASCII)
+#: the range of each numeric argument (inclusive); a value outside is refused, never
+#: wrapped to fit the field it goes into
+ARG_RANGE = {"delay": (0, (1 << 31) - 1), "partition": (0, (1 << 31) - 1),
+             "value": (0, (1 << 64) - 1), "opcode": (0, (1 << 32) - 1)}
+MAX_SPEC_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +76,13 @@ def _valid() -> str:
 
 
 def parse(spec: str) -> Fault:
+    if not isinstance(spec, str):
+        raise FaultSpecError(f"a fault spec is text (KIND[=ARG]@POINT[#N]), not {spec!r}")
+    if len(spec) > MAX_SPEC_CHARS:
+        raise FaultSpecError(f"fault spec too long ({len(spec)} characters; at most "
+                             f"{MAX_SPEC_CHARS})")
     text = spec.strip()
-    match = _SPEC.match(text)
+    match = _SPEC.fullmatch(text)
     if not match:
         raise FaultSpecError(f"bad fault spec {spec!r}: the form is KIND[=ARG]@POINT[#N]; "
                              + _valid())
@@ -86,20 +98,21 @@ def parse(spec: str) -> Fault:
     if want is not None and arg is None:
         raise FaultSpecError(f"fault kind {kind!r} needs an argument: {kind}={want.upper()}")
     if want in ("ms", "int"):
+        lo, hi = ARG_RANGE[kind]
         try:
-            value = int(arg, 0)
-        except ValueError:
-            raise FaultSpecError(f"{kind}= needs an integer, not {arg!r}") from None
-        if value < 0 or value >= 1 << 64:
-            raise FaultSpecError(f"{kind}={arg} is out of range (0 … 2^64-1)")
+            value = parse_decimal(arg, f"{kind}= in {spec!r}", lo, hi)
+        except UsageError as exc:
+            raise FaultSpecError(str(exc)) from None
     elif want == "msg":
         if arg not in m.ALL_MESSAGES:
             raise FaultSpecError(f"unexpected= needs a message name, not {arg!r}; "
                                  f"messages: {', '.join(m.ALL_MESSAGES)}")
         value = arg
-    checkpoint = int(n) if n is not None else 1
-    if checkpoint < 1:
-        raise FaultSpecError(f"checkpoint #{checkpoint} in {spec!r}: checkpoints count from 1")
+    try:
+        checkpoint = 1 if n is None else parse_decimal(n, f"checkpoint #N in {spec!r}",
+                                                       1, INT64_MAX)
+    except UsageError as exc:
+        raise FaultSpecError(f"{exc} (checkpoints count from 1)") from None
     if point == "load" and kind in LINK_KINDS:
         raise FaultSpecError(f"{kind!r} acts on bytes on the wire; 'load' is not on the wire "
                              f"(use it with: {', '.join(PROCESS_KINDS)})")

@@ -22,8 +22,6 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from protocol.guest import pagediff
 from protocol.pages import (
     CODE_PAGE,
@@ -37,6 +35,8 @@ from protocol.pages import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from protocol.streamdecode import InitialReader, InitialSummary, RamPartReader
 
 # --- file header -------------------------------------------------------------
@@ -221,6 +221,8 @@ def _batch_layout(batch: PageBatch, ctx: RamContext):
     """Per run: (run, record start positions, continue flags, idstr) for the bulk
     encoder, and the records' total size; None if the batch needs the generic
     encoder (XBZRLE, odd page size, anything invalid: it raises the errors)."""
+    # only a guest model's PageBatch gets here: numpy is imported on first use
+    import numpy as np
     ps = ctx.page_size
     if ps != PAGE_SIZE:
         return None
@@ -260,6 +262,7 @@ def _encode_batch(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
     """encode_ram_part of a PageBatch with numpy: headers and page data are written
     straight into the new bytes object (`build_bytes`; slice assignment per run of
     page records)."""
+    import numpy as np
     planned = _batch_layout(batch, ctx)
     if planned is None:
         return None
@@ -282,6 +285,7 @@ def _encode_batch(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
 
 def _fill_records(body: np.ndarray, layout, ps: int) -> None:
     """Write the records of `layout` (from `_batch_layout`) into `body`."""
+    import numpy as np
     stride = 8 + ps
     ar8 = np.arange(8, dtype=np.int64)
     for run, starts, is_page, idstr in layout:

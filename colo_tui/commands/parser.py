@@ -164,7 +164,15 @@ def form_syntax(form: tuple) -> str:
     return " ".join(parts)
 
 
+#: a command line is short (a fault spec, a path); shlex's cost grows with the square
+#: of a word's length (2M characters took 100 s), so a longer line is refused first
+MAX_LINE_CHARS = 4096
+
+
 def tokenize(line: str) -> list[str]:
+    if len(line) > MAX_LINE_CHARS:
+        raise CommandError(f"line too long: {len(line)} characters (a command line has at "
+                           f"most {MAX_LINE_CHARS})")
     try:
         return shlex.split(line, comments=False, posix=True)
     except ValueError as exc:

@@ -5,7 +5,7 @@ registering the subcommand (``add_parser``) costs nothing.
 """
 from __future__ import annotations
 
-from ..argtypes import add_guest_argument
+from ..argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
 
 
 def add_arguments(p) -> None:
@@ -14,13 +14,16 @@ def add_arguments(p) -> None:
                         "first failing line")
     p.add_argument("--dialect", default="qemu", help="qemu (default), v11 or prototype")
     p.add_argument("--mode", default="periodic", help="periodic (default) or hybrid")
-    p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default 1)")
     add_guest_argument(p)
     p.add_argument("--attach", nargs=2, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    default=None, help="drive two live `colo node` processes through their "
                                       "QMP sockets instead of a simulation")
     from ..live import add_live_arguments
     add_live_arguments(p)
+    retype(p, "--proxy", host_port)     # refused up front, as a usage error
+    retype(p, "--peer", host_port)
+    retype(p, "--fault", fault_spec)
     from ..session_args import add_session_arguments
     add_session_arguments(p)
 

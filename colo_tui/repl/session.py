@@ -6,7 +6,9 @@ in a command never ends the session; events print as they happen.
 
 Non-interactive (``-f SCRIPT`` or stdin that is not a tty): the same commands,
 no prompts or confirmations, ``#`` comments and blank lines ignored; the first
-failing line ends the run with exit status 1 and is named on stderr.
+failing line ends the run and is named on stderr: exit status 2 if it does not
+follow a command's grammar (a usage error, as on the command line), 1 if the
+command ran and failed (colo_tui.exitcodes).
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import os
 import signal
 import sys
 
+from .. import exitcodes
 from ..commands import confirmation, execute, run_state, state_of
-from ..commands.parser import read_script, strip_comment
+from ..commands.parser import CommandError, parse, strip_comment
 from . import render
 
 _strip = strip_comment
@@ -55,9 +58,8 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
     try:
         c = _controller(args, out)
     except (ValueError, OSError, ColoError) as exc:   # a live source that cannot start too
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        print(f"colo repl: error: {why}", file=err)
-        return 2
+        print(f"colo repl: error: {exitcodes.error_text(exc)}", file=err)
+        return exitcodes.code_for(exc)
     from ..lifecycle import SessionGuard
 
     def saved(path) -> None:
@@ -67,33 +69,88 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
 
 
 def _run(c, args, stdin, out, err) -> int:
-    if getattr(args, "file", None):
-        lines = read_script(args.file, err)
-        if lines is None:
-            return 2
-        return run_script(c, lines, args.file, out, err)
+    path = getattr(args, "file", None)
+    if path:
+        try:
+            fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:             # cannot read it: a failure, as `colo replay`
+            print(f"colo repl: error: cannot read {path}: {exc.strerror}", file=err)
+            return exitcodes.FAILURE
+        with fh:
+            return run_script(c, script_lines(fh), path, out, err)
     if not stdin.isatty():
-        return run_script(c, stdin.read().splitlines(), "<stdin>", out, err)
+        return run_script(c, script_lines(stdin), "<stdin>", out, err)
     return interactive(c, out)
 
 
-def run_script(c, lines, name: str, out, err) -> int:
-    """Run commands without prompts; 0 if all succeed, 1 at the first failure."""
-    status = 0
+class ScriptLineTooLong(CommandError):
+    """A script line over MAX_LINE_CHARS: refused as it is read, never read whole."""
+
+
+def script_lines(fh):
+    """The lines of a script, read one at a time: a line longer than a command line can
+    be is refused after MAX_LINE_CHARS + 1 characters (`-f /dev/zero` is one endless
+    line), so memory stays bounded whatever the input."""
+    from ..commands.parser import MAX_LINE_CHARS
+    while True:
+        line = fh.readline(MAX_LINE_CHARS + 2)
+        if not line:
+            return
+        body = line.rstrip("\r\n")
+        if len(body) > MAX_LINE_CHARS:
+            raise ScriptLineTooLong(f"line too long: over {MAX_LINE_CHARS} characters (a "
+                                    "command line has at most that many)")
+        yield body
+
+
+def _guarded(lines):
+    """The lines, then (in place of the next one) the error that stopped reading them:
+    a line too long, bytes that are not UTF-8."""
     try:
-        for no, raw in enumerate(lines, 1):
+        yield from lines
+    except (CommandError, UnicodeDecodeError, OSError) as exc:
+        yield exc
+
+
+def _shown(line: str, limit: int = 200) -> str:
+    """A line as echoed and named in errors: a huge one is cut (it is refused anyway)."""
+    return line if len(line) <= limit else f"{line[:limit]}… ({len(line):,} characters)"
+
+
+def _failure_code(line: str) -> int:
+    """A line that does not follow a command's grammar is a usage error (2), as the
+    same mistake on the command line is (`colo run --fault BAD`); a command that
+    ran and failed is 1."""
+    try:
+        parse(line)
+    except CommandError:
+        return exitcodes.USAGE
+    return exitcodes.FAILURE
+
+
+def run_script(c, lines, name: str, out, err) -> int:
+    """Run commands without prompts; 0 if all succeed; at the first failure 2 for a
+    line that does not parse, 1 for a command that failed."""
+    status, no = 0, 0
+    try:
+        for no, raw in enumerate(_guarded(lines), 1):
+            if isinstance(raw, BaseException):
+                print(f"{name}:{no}: error: {raw}", file=err)
+                status = exitcodes.USAGE if isinstance(raw, CommandError) \
+                    else exitcodes.FAILURE
+                break
             line = _strip(raw)
             if not line:
                 continue
-            print(f"colo> {line}", file=out)
+            print(f"colo> {_shown(line)}", file=out)
             res = execute(c, line)
             if res.text:
                 print(res.text, file=out)
             _note_hidden(c, out)
             out.flush()
             if not res.ok:
-                print(f"{name}:{no}: error: {line!r} failed: {res.text}", file=err)
-                status = 1
+                print(f"{name}:{no}: error: {_shown(line)!r} failed: {res.text}", file=err)
+                status = _failure_code(line)
                 break
             if res.quit:
                 break

@@ -1,8 +1,11 @@
 """`colo bench sim`: simulator speed (checkpoints/s with empty RAM) and the matrix time.
 
-Medians of interleaved rounds; the baseline is a bare Python loop that moves
-the same six control messages through the codec (no machines, no events), so
-the ratio says what the machines, the event stream and the invariants cost.
+The rates are CPU time (time.process_time), best of interleaved rounds, so a
+machine busy with other work does not distort them (another process's load
+stretches wall time, not this process's CPU time). The baseline is a bare
+Python loop that moves the same six control messages through the codec (no
+machines, no events), so the ratio says what the machines, the event stream and
+the invariants cost.
 """
 from __future__ import annotations
 
@@ -17,9 +20,14 @@ def _sim_rate(checkpoints: int) -> float:
     from protocol.sim.core import Simulation
     sim = Simulation(SimConfig(checkpoints=checkpoints, checkpoint_delay_ms=1000),
                      keep_events=False)
-    t = time.perf_counter()
+    t = time.process_time()
     sim.run()
-    return sim.eps["primary"].checkpoint / (time.perf_counter() - t)
+    return sim.eps["primary"].checkpoint / _elapsed(t)
+
+
+def _elapsed(t0: float) -> float:
+    """CPU seconds since t0 (never 0: the clock's resolution is a few µs)."""
+    return max(time.process_time() - t0, 1e-6)
 
 
 def _codec_rate(checkpoints: int) -> float:
@@ -32,7 +40,7 @@ def _codec_rate(checkpoints: int) -> float:
     s2p = d.encode(m.CHECKPOINT_REPLY) + d.encode(m.VMSTATE_RECEIVED) + \
         d.encode(m.VMSTATE_LOADED)
     dp, ds = Decoder(d, "primary"), Decoder(d, "secondary")
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(checkpoints):
         dp.feed(d.encode(m.CHECKPOINT_REQUEST))
         list(dp.items())
@@ -41,44 +49,55 @@ def _codec_rate(checkpoints: int) -> float:
         dp.feed(size)
         list(dp.items())
     del p2s
-    return checkpoints / (time.perf_counter() - t)
+    return checkpoints / _elapsed(t)
 
 
 def _matrix_seconds() -> tuple[float, int]:
     from protocol.sim.explore import explore
-    t = time.perf_counter()
+    t = time.process_time()
     res = explore()
-    return time.perf_counter() - t, res["cases"]
+    return _elapsed(t), res["cases"]
+
+
+def _positive(text: str) -> int:
+    from protocol.grammar import parse_decimal
+    try:
+        return parse_decimal(text, "the value", 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="colo bench sim")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--checkpoints", type=int, default=5000)
+    ap.add_argument("--rounds", type=_positive, default=5, help="interleaved rounds (best)")
+    ap.add_argument("--checkpoints", type=_positive, default=5000)
     ap.add_argument("--no-matrix", action="store_true")
     args = ap.parse_args(argv)
     sims, codecs = [], []
     for _ in range(max(1, args.rounds)):
         sims.append(_sim_rate(args.checkpoints))
         codecs.append(_codec_rate(args.checkpoints))
-    sim, codec = statistics.median(sims), statistics.median(codecs)
+    sim, codec = max(sims), max(codecs)         # best round: the least disturbed
     out = {"simulator_checkpoints_per_s": {"value": round(sim), "baseline": round(codec),
                                            "baseline_what": "codec-only loop, same messages",
-                                           "ratio": round(sim / codec, 3), "goal": 10000}}
+                                           "ratio": round(sim / codec, 3), "goal": 10000,
+                                           "timing": f"CPU time, best of {len(sims)}",
+                                           "median": round(statistics.median(sims))}}
     if not args.no_matrix:
         secs, cases = _matrix_seconds()
         out["fault_matrix"] = {"value": round(secs, 3), "cases": cases, "goal_s": 10.0,
-                               "unit": "s"}
+                               "unit": "CPU s"}
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         s = out["simulator_checkpoints_per_s"]
-        print(f"simulator: {s['value']} checkpoints/s (median of {args.rounds}); codec-only "
-              f"loop {s['baseline']}/s; ratio {s['ratio']}; goal {s['goal']}/s")
+        print(f"simulator: {s['value']} checkpoints/s ({s['timing']}; median "
+              f"{s['median']}/s); codec-only loop {s['baseline']}/s; ratio {s['ratio']}; "
+              f"goal {s['goal']}/s")
         if "fault_matrix" in out:
             m = out["fault_matrix"]
-            print(f"fault matrix: {m['cases']} cases in {m['value']} s (goal < 10 s)")
+            print(f"fault matrix: {m['cases']} cases in {m['value']} CPU s (goal < 10 s)")
     return 0
 
 

@@ -1,5 +1,9 @@
 """Read a pcap/pcapng file and reassemble both directions of its TCP connections.
 
+The file is streamed, never read whole. ``scan`` walks it once keeping only the
+first bytes of each direction (to pick a connection by protocol); ``read_pcap``
+reassembles the connections asked for.
+
 Link types: Ethernet (1), Linux cooked SLL (113) and SLL2 (276), BSD
 loopback/NULL (0, 108) and raw IP (12, 14, 101, 228, 229). Segments may be
 out of order or retransmitted: every byte keeps the time of the first segment
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from struct import error as struct_error
@@ -22,6 +27,8 @@ LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_LINUX_SLL2 = 276
 _RAW_LINKTYPES = (12, 14, 101, 228, 229)
+_LINKTYPES = (LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
+              LINKTYPE_LINUX_SLL2, *_RAW_LINKTYPES)
 _MOD32 = 1 << 32
 
 
@@ -46,6 +53,7 @@ class TcpDirection:
     fin_time: float | None = None
     fin_offset: int | None = None
     rst_time: float | None = None
+    last_time: float | None = None          # the last packet this side sent
 
     def time_at(self, offset: int) -> float | None:
         """pcap time of the segment that first carried stream byte `offset`."""
@@ -119,51 +127,178 @@ def _addr(raw: bytes, port: int) -> str:
     return f"[{raw.hex()}]:{port}"
 
 
-def _reader(raw: bytes):
-    if len(raw) < 4:
-        raise PcapError("file too short to be a pcap")
+@contextmanager
+def _packets(source: str | Path | bytes):
+    """(link type, an iterator of (time as float, frame bytes)), read as the file is
+    walked: a capture is streamed, never read whole."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        fh = io.BytesIO(bytes(source))
+    else:
+        try:
+            fh = open(source, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise PcapError(f"cannot read {source}: {exc.strerror or exc}") from None
     try:
-        if raw[:4] == b"\x0a\x0d\x0d\x0a":
-            return dpkt.pcapng.Reader(io.BytesIO(raw))
-        return dpkt.pcap.Reader(io.BytesIO(raw))
-    except (ValueError, dpkt.dpkt.Error, struct_error) as exc:
-        raise PcapError(f"not a pcap/pcapng file ({exc})") from None
+        magic = fh.read(4)
+        if len(magic) < 4:
+            raise PcapError("file too short to be a pcap")
+        fh.seek(0)
+        try:
+            rd = (dpkt.pcapng.Reader(fh) if magic == b"\x0a\x0d\x0d\x0a"
+                  else dpkt.pcap.Reader(fh))
+        except (ValueError, dpkt.dpkt.Error, struct_error) as exc:
+            raise PcapError(f"not a pcap/pcapng file ({exc})") from None
+        yield rd.datalink(), rd
+    finally:
+        fh.close()
 
 
-def read_pcap(source: str | Path | bytes) -> PcapCapture:
-    """Parse a capture and reassemble every TCP connection in it."""
-    raw = source if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
-    rd = _reader(bytes(raw))
-    link_type = rd.datalink()
+@dataclass
+class Stats:
+    """What a walk over the whole capture counts."""
+
+    link_type: int = 0
+    t0: float | None = None
+    t_last: float | None = None
+    packets: int = 0
+    tcp_packets: int = 0
+    undecodable: int = 0
+
+
+def _walk(source, stats: Stats, on_tcp) -> None:
+    """Call on_tcp(src, dst, tcp, t) for every TCP segment; fills stats."""
+    with _packets(source) as (link_type, rd):
+        stats.link_type = link_type
+        if link_type not in _LINKTYPES:
+            raise PcapError(f"unsupported link type {link_type} (supported: "
+                            f"{', '.join(map(str, sorted(_LINKTYPES)))})")
+        try:
+            for ts, buf in rd:
+                t = float(ts)     # nanosecond captures (a1b23c4d) give a Decimal
+                stats.packets += 1
+                stats.t0 = t if stats.t0 is None else stats.t0
+                stats.t_last = t
+                try:
+                    ip = _ip_of(link_type, buf)
+                    tcp = ip.data if ip is not None else None
+                except (dpkt.dpkt.Error, ValueError, IndexError, struct_error):
+                    stats.undecodable += 1
+                    continue
+                if not isinstance(tcp, dpkt.tcp.TCP):
+                    continue
+                stats.tcp_packets += 1
+                on_tcp(_addr(ip.src, tcp.sport), _addr(ip.dst, tcp.dport), tcp, t)
+        except (dpkt.dpkt.Error, ValueError, struct_error, EOFError) as exc:
+            raise PcapError(f"corrupt capture after {stats.packets} packets ({exc})") from None
+
+
+#: bytes of each direction's start that a scan keeps (enough to tell protocols apart)
+HEAD_BYTES = 64
+
+
+class _Head:
+    """The first HEAD_BYTES of one direction, from out-of-order segments: O(1) memory."""
+
+    __slots__ = ("src", "dst", "base", "buf", "have", "payload_bytes", "order")
+
+    def __init__(self, src: str, dst: str, order: int) -> None:
+        self.src, self.dst, self.order = src, dst, order
+        self.base: int | None = None          # sequence number of stream byte 0
+        self.buf = bytearray(HEAD_BYTES)
+        self.have = 0                         # bit i: byte i is known
+        self.payload_bytes = 0
+
+    def add(self, tcp) -> None:
+        if tcp.flags & dpkt.tcp.TH_SYN:
+            base = (tcp.seq + 1) % _MOD32
+            if base != self.base:
+                self.base, self.have = base, 0
+        payload = tcp.data
+        if not payload:
+            return
+        self.payload_bytes += len(payload)
+        if self.base is None:
+            self.base = tcp.seq
+        rel = (tcp.seq - self.base) % _MOD32
+        if rel >= HEAD_BYTES:
+            return
+        n = min(len(payload), HEAD_BYTES - rel)
+        self.buf[rel:rel + n] = payload[:n]
+        self.have |= ((1 << n) - 1) << rel
+
+    @property
+    def head(self) -> bytes:
+        """The known prefix (up to the first byte not yet seen)."""
+        n = (~self.have & (self.have + 1)).bit_length() - 1
+        return bytes(self.buf[:n])
+
+
+@dataclass
+class ScannedConnection:
+    key: frozenset
+    a: _Head
+    b: _Head
+
+
+@dataclass
+class Scan:
+    stats: Stats
+    connections: list[ScannedConnection]
+    untracked: int = 0          # connections past MAX_SCANNED_CONNECTIONS, not examined
+
+
+#: a scan examines this many TCP connections (about 0.5 KB each), in capture order
+MAX_SCANNED_CONNECTIONS = 100_000
+
+
+def scan(source: str | Path | bytes, max_connections: int = MAX_SCANNED_CONNECTIONS) -> Scan:
+    """One pass over a capture that keeps, per TCP connection, only each direction's
+    first HEAD_BYTES bytes and byte count (for at most ``max_connections``
+    connections): memory does not grow with the traffic."""
+    stats = Stats()
+    conns: dict[frozenset, ScannedConnection] = {}
+    untracked: set[frozenset] = set()
+    over = [0]
+
+    def on_tcp(src: str, dst: str, tcp, t: float) -> None:
+        key = frozenset((src, dst))
+        c = conns.get(key)
+        if c is None:
+            if len(conns) >= max_connections:
+                if len(untracked) < max_connections:
+                    untracked.add(key)
+                else:
+                    over[0] += 1        # a bound on the bound: counted per packet
+                return
+            a = _Head(src, dst, len(conns))
+            c = conns[key] = ScannedConnection(key, a, _Head(dst, src, len(conns)))
+        (c.a if c.a.src == src else c.b).add(tcp)
+
+    _walk(source, stats, on_tcp)
+    return Scan(stats, list(conns.values()), len(untracked) + over[0])
+
+
+def read_pcap(source: str | Path | bytes, only: set[frozenset] | None = None) -> PcapCapture:
+    """Parse a capture and reassemble its TCP connections (only those whose
+    frozenset((src, dst)) key is in ``only``, when given: the others cost nothing)."""
     conns: dict[frozenset, dict[str, _DirState]] = {}
     order: list[frozenset] = []
     initiators: dict[frozenset, str] = {}
-    t0 = None
-    packets = tcp_packets = undecodable = 0
-    try:
-        for ts, buf in rd:
-            packets += 1
-            t0 = ts if t0 is None else t0
-            try:
-                ip = _ip_of(link_type, buf)
-                tcp = ip.data if ip is not None else None
-            except (dpkt.dpkt.Error, ValueError, IndexError, struct_error):
-                undecodable += 1
-                continue
-            if not isinstance(tcp, dpkt.tcp.TCP):
-                continue
-            tcp_packets += 1
-            src, dst = _addr(ip.src, tcp.sport), _addr(ip.dst, tcp.dport)
-            key = frozenset((src, dst))
-            if key not in conns:
-                conns[key] = {}
-                order.append(key)
-            st = conns[key].setdefault(src, _DirState(src, dst))
-            _add_segment(st, tcp, float(ts))
-            if tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK:
-                initiators.setdefault(key, src)
-    except (dpkt.dpkt.Error, ValueError, struct_error) as exc:
-        raise PcapError(f"corrupt capture after {packets} packets ({exc})") from None
+    stats = Stats()
+
+    def on_tcp(src: str, dst: str, tcp, t: float) -> None:
+        key = frozenset((src, dst))
+        if only is not None and key not in only:
+            return
+        if key not in conns:
+            conns[key] = {}
+            order.append(key)
+        st = conns[key].setdefault(src, _DirState(src, dst))
+        _add_segment(st, tcp, t)
+        if tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK:
+            initiators.setdefault(key, src)
+
+    _walk(source, stats, on_tcp)
     out = []
     for key in order:
         dirs = conns[key]
@@ -171,12 +306,14 @@ def read_pcap(source: str | Path | bytes) -> PcapCapture:
         a = dirs.get(a_src) or _DirState(a_src, b_src)
         b = dirs.get(b_src) or _DirState(b_src, a_src)
         out.append(TcpConnection(_finish(a), _finish(b), initiators.get(key)))
-    return PcapCapture(link_type, t0, packets, tcp_packets, undecodable, out)
+    return PcapCapture(stats.link_type, stats.t0, stats.packets, stats.tcp_packets,
+                       stats.undecodable, out)
 
 
 def _add_segment(st: _DirState, tcp, ts: float) -> None:
     d = st.d
     d.packets += 1
+    d.last_time = ts
     flags = tcp.flags
     if flags & dpkt.tcp.TH_SYN:
         st.syn_seq = tcp.seq

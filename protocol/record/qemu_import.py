@@ -18,12 +18,12 @@ checkpoint, or the last checkpoint never got vmstate-loaded), otherwise
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocol.errors import ColoError
 from protocol.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO
-from protocol.record.pcap import PcapError, TcpDirection, read_pcap
+from protocol.record.pcap import PcapError, Scan, TcpDirection, read_pcap, scan
 from protocol.stream import (
     InitialReader,
     InitialSummary,
@@ -41,7 +41,7 @@ BIN_P2S, BIN_S2P, OFFSETS_JSON = ("primary_to_secondary.bin", "secondary_to_prim
                                   "stream_offsets.json")
 
 
-class CaptureError(Exception):
+class CaptureError(ColoError):
     """The capture is not a (decodable) QEMU 7.2 COLO session; one-line message."""
 
 
@@ -87,10 +87,29 @@ class _Clock:
         self.times = sorted((int(o), float(t)) for o, t in times or [])
         self.starts = [o for o, _ in self.times]
         self.t0 = t0
+        self._latest: list[float] | None = None
 
     def at(self, offset: int) -> float | None:
         i = bisect.bisect_right(self.starts, offset) - 1
         return None if i < 0 else self.times[i][1] - self.t0
+
+    def arrived_by(self, t: float) -> int | None:
+        """How many stream bytes had surely arrived by time t (relative): the offset of
+        the first segment that came later; None if every segment came by then."""
+        if self._latest is None:
+            latest, out = float("-inf"), []
+            for _, when in self.times:
+                latest = max(latest, when - self.t0)
+                out.append(latest)
+            self._latest = out
+        i = bisect.bisect_right(self._latest, t)
+        return self.starts[i] if i < len(self.starts) else None
+
+
+def _received_times(s2p: bytes, clock: _Clock) -> list[float | None]:
+    """When the secondary sent its k-th vmstate-received (checkpoint k+1's)."""
+    return [clock.at(pos) for pos in range(0, len(s2p) - 3, 4)
+            if int.from_bytes(s2p[pos:pos + 4], "big") == 5]
 
 
 def _msg(direction: str, mid: int, offset: int, clock: _Clock, value: int | None = None) -> dict:
@@ -98,8 +117,11 @@ def _msg(direction: str, mid: int, offset: int, clock: _Clock, value: int | None
             "t": clock.at(offset), "offset": offset}
 
 
-def _decode_forward(p2s: bytes, clock: _Clock, sess: ImportedSession) -> str | None:
-    """Decode the forward stream into sess; returns a truncation note or None."""
+def _decode_forward(p2s: bytes, clock: _Clock, sess: ImportedSession,
+                    received: list[float | None] = ()) -> str | None:
+    """Decode the forward stream into sess; returns a truncation note or None.
+    ``received``: the times of the reverse stream's vmstate-received, in order, that
+    each checkpoint's device state must have arrived by."""
     if not p2s:
         raise CaptureError("empty capture: the forward direction carries no bytes")
     if p2s[:4] != b"QEVM"[:len(p2s[:4])]:
@@ -153,6 +175,7 @@ def _decode_forward(p2s: bytes, clock: _Clock, sess: ImportedSession) -> str | N
             size = int.from_bytes(p2s[pos + 4:pos + 12], "big")
             if size > MAX_VMSTATE_SIZE:
                 raise CaptureError(f"garbled vmstate-size {size} at forward offset {pos}")
+            _check_size_against_reverse(cur.index, pos, size, clock, received)
             cur.messages.append(_msg("P>S", 4, pos, clock, size))
             cur.device_state_size = size
             pos += 12
@@ -176,6 +199,22 @@ def _decode_forward(p2s: bytes, clock: _Clock, sess: ImportedSession) -> str | N
             raise CaptureError(f"garbled forward stream at offset {pos}: expected {want}, "
                                f"found {found}")
     return None
+
+
+def _check_size_against_reverse(index: int, pos: int, size: int, clock: _Clock,
+                                received) -> None:
+    """The secondary sends vmstate-received only once the whole device state is in: a
+    size whose bytes had not all arrived by then is garbled (it would swallow the rest
+    of the capture as device state)."""
+    t = received[index - 1] if index - 1 < len(received) else None
+    if t is None:
+        return
+    arrived = clock.arrived_by(t)
+    if arrived is not None and pos + 12 + size > arrived:
+        raise CaptureError(
+            f"garbled vmstate-size {size} at forward offset {pos}: the secondary sent "
+            f"vmstate-received for checkpoint {index} at t={t:.6f} s, when only "
+            f"{max(0, arrived - pos - 12)} bytes of device state had arrived")
 
 
 def _count_pages(cp: Checkpoint, records) -> None:
@@ -259,11 +298,13 @@ def _dir_info(d: TcpDirection | None, t0: float) -> dict | None:
 
 def import_streams(p2s: bytes, s2p: bytes, p2s_times: list | None = None,
                    s2p_times: list | None = None, *, t0: float = 0.0,
-                   tcp: dict | None = None) -> ImportedSession:
-    """Decode raw forward/reverse bytes; times are (offset, time) lists, shown as t - t0."""
+                   tcp: dict | None = None, t_end: float | None = None) -> ImportedSession:
+    """Decode raw forward/reverse bytes; times are (offset, time) lists, shown as t - t0;
+    t_end: when the capture ends (absolute), to see checkpoints that stopped."""
     sess = ImportedSession(initial={}, checkpoints=[], end={}, tcp=tcp or {})
     fwd_clock, rev_clock = _Clock(p2s_times, t0), _Clock(s2p_times, t0)
-    note = _decode_forward(bytes(p2s), fwd_clock, sess)
+    s2p = bytes(s2p)
+    note = _decode_forward(bytes(p2s), fwd_clock, sess, _received_times(s2p, rev_clock))
     _decode_reverse(bytes(s2p), rev_clock, sess)
     last = sess.checkpoints[-1] if sess.checkpoints else None
     fins = [{"side": side, "t": info["fin_time"]} for side, info in
@@ -284,7 +325,37 @@ def import_streams(p2s: bytes, s2p: bytes, p2s_times: list | None = None,
                 "forward_bytes": len(p2s), "reverse_bytes": len(s2p)}
     if note:
         sess.warnings.append(note)
+    sess.warnings.extend(stall_warnings(sess.checkpoints,
+                                        None if t_end is None else t_end - t0))
     return sess
+
+
+#: a gap between checkpoint requests is a stall when it is this many times the usual
+#: interval (the median, about x-checkpoint-delay) and at least STALL_MIN_S longer
+STALL_FACTOR, STALL_MIN_S = 5.0, 2.0
+
+
+def stall_warnings(cps: list[Checkpoint], t_end: float | None) -> list[str]:
+    """Say where checkpoints stop: a gap far longer than the usual interval between
+    checkpoint requests (a primary hung for 22 s with a 1 s delay), inside the capture
+    or between the last checkpoint and its end (t_end, relative)."""
+    times = [c.t_request for c in cps if c.t_request is not None]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    if len(gaps) < 2:
+        return []
+    usual = sorted(gaps)[len(gaps) // 2]
+    limit = max(STALL_FACTOR * usual, usual + STALL_MIN_S)
+    out = []
+    for i, gap in enumerate(gaps):
+        if gap > limit:
+            out.append(f"checkpoints stop for {gap:.1f} s between checkpoint {i + 1} "
+                       f"(t={times[i]:.3f} s) and {i + 2}, where they usually come every "
+                       f"{usual:.3f} s: the primary or the link stalled")
+    if t_end is not None and t_end - times[-1] > limit:
+        out.append(f"no checkpoint in the last {t_end - times[-1]:.1f} s of the capture "
+                   f"(the last one, {len(times)}, at t={times[-1]:.3f} s; they usually "
+                   f"come every {usual:.3f} s): the primary or the link stalled")
+    return out
 
 
 def import_capture(path: str | Path) -> ImportedSession:
@@ -293,34 +364,46 @@ def import_capture(path: str | Path) -> ImportedSession:
     try:
         if p.is_dir():
             return _import_bins(p / BIN_P2S, p / BIN_S2P, p / OFFSETS_JSON)
-        raw = p.read_bytes()
+        if p.exists() and not p.is_file():
+            raise CaptureError(f"{p}: not a regular file (a capture is read twice: once to "
+                               "find the COLO connection, once to reassemble it)")
+        with p.open("rb") as fh:
+            magic = fh.read(4)
     except OSError as exc:
         raise CaptureError(f"cannot read {p}: {exc.strerror or exc}") from None
-    if raw[:4] == b"QEVM":
+    if magic == b"QEVM":
         return _import_bins(p, p.with_name(BIN_S2P), p.with_name(OFFSETS_JSON))
     try:
-        cap = read_pcap(raw)
+        found = scan(p)
+        if not found.stats.packets:
+            raise CaptureError(f"{p.name}: empty capture (no packets)")
+        if not found.stats.tcp_packets:
+            raise CaptureError(f"{p.name}: no TCP packets, so no migration stream")
+        key = pick_colo_connection(found)
+        if key is None:
+            more = (f" among the first {len(found.connections):,} TCP connections (the "
+                    f"capture has more; {found.untracked:,} were not examined)"
+                    if found.untracked else "")
+            raise CaptureError(f"{p.name}: no TCP stream starts with the QEVM magic{more}, "
+                               "so this is not a QEMU migration capture")
+        fwd_src = key[0]
+        cap = read_pcap(p, only={frozenset(key)})
     except PcapError as exc:
         raise CaptureError(f"{p.name}: {exc}") from None
-    if not cap.packets:
-        raise CaptureError(f"{p.name}: empty capture (no packets)")
-    if not cap.tcp_packets:
-        raise CaptureError(f"{p.name}: no TCP packets, so no migration stream")
-    best = None
-    for conn in cap.connections:
-        for fwd, rev in ((conn.a, conn.b), (conn.b, conn.a)):
-            if fwd.data[:4] == b"QEVM" and (best is None or len(fwd.data) > len(best[0].data)):
-                best = (fwd, rev)
-    if best is None:
-        raise CaptureError(f"{p.name}: no TCP stream starts with the QEVM magic, "
-                           "so this is not a QEMU migration capture")
-    fwd, rev = best
+    if len(cap.connections) != 1:
+        raise CaptureError(f"{p.name}: the capture changed while it was read")
+    (conn,) = cap.connections
+    fwd, rev = (conn.a, conn.b) if conn.a.src == fwd_src else (conn.b, conn.a)
+    # checkpoints that stop are measured to the COLO connection's last packet (a hung
+    # primary's connection ends with the failover's RST), not to the capture's end
+    t_end = max((t for t in (fwd.last_time, rev.last_time) if t is not None), default=None)
     t0 = cap.t0 or 0.0
     tcp = {"p2s": _dir_info(fwd, t0), "s2p": _dir_info(rev, t0), "packets": cap.packets,
-           "link_type": cap.link_type, "connections": len(cap.connections),
+           "link_type": cap.link_type, "connections": len(found.connections),
            "t0": cap.t0}
     try:
-        sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp)
+        sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp,
+                              t_end=t_end)
     except CaptureError as exc:
         if fwd.gaps and str(exc).startswith("truncated capture"):
             # the stream stops short because the capture lost packets: say so
@@ -333,6 +416,31 @@ def import_capture(path: str | Path) -> ImportedSession:
     return sess
 
 
+def _is_colo_control(head: bytes) -> bool:
+    """The start of a COLO secondary's reverse stream: checkpoint-ready(0), then only
+    be32 ids of the messages a secondary sends (checkpoint-reply, vmstate-received,
+    vmstate-loaded)."""
+    if len(head) < 4 or head[:4] != b"\0\0\0\0":
+        return False
+    words = [int.from_bytes(head[i:i + 4], "big") for i in range(4, len(head) - 3, 4)]
+    return all(w in (2, 5, 6) for w in words)
+
+
+def pick_colo_connection(found: Scan) -> tuple[str, str] | None:
+    """(forward src, reverse src) of the COLO connection, chosen by protocol, not by
+    length: a forward direction that starts with QEVM whose reverse direction carries
+    COLO control messages; failing that, the first stream that starts with QEVM (a
+    capture that stops before checkpoint-ready, or a plain migration, which the
+    decoder then names)."""
+    qevm = [(fwd, rev) for c in found.connections for fwd, rev in ((c.a, c.b), (c.b, c.a))
+            if fwd.head[:4] == b"QEVM"]
+    if not qevm:
+        return None
+    colo = [pair for pair in qevm if _is_colo_control(pair[1].head)]
+    fwd, rev = (colo or qevm)[0]
+    return fwd.src, rev.src
+
+
 def _gap_text(name: str, d) -> str:
     at, size = d.gaps[0]
     more = f" ({len(d.gaps)} holes in all)" if len(d.gaps) > 1 else ""
@@ -342,13 +450,53 @@ def _gap_text(name: str, d) -> str:
             "e.g. dumpcap -B 64 or tcpdump -B 65536)")
 
 
+#: stream_offsets.json is an index, a few KB for a real run; a bigger one is refused
+MAX_OFFSETS_JSON_BYTES = 64 << 20
+
+
+def read_offsets(path: Path) -> dict:
+    """stream_offsets.json, checked against its schema: {"t0": number,
+    "primary_to_secondary": [[offset, time], ...], "secondary_to_primary": [...]} (every
+    key optional). CaptureError names what is wrong and where."""
+    import msgspec
+
+    from protocol.record.offsets_schema import StreamOffsets
+    if not path.is_file():
+        raise CaptureError(f"{path.name}: not a regular file")
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_OFFSETS_JSON_BYTES + 1)
+    except OSError as exc:
+        raise CaptureError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_OFFSETS_JSON_BYTES:
+        raise CaptureError(f"{path.name}: larger than {MAX_OFFSETS_JSON_BYTES >> 20} MiB; "
+                           "it is an index of segment offsets and times, not data")
+    try:
+        offs = msgspec.json.decode(raw, type=StreamOffsets)
+    except msgspec.ValidationError as exc:
+        raise CaptureError(f"{path.name}: {exc} (expected {StreamOffsets.SHAPE})") from None
+    except msgspec.DecodeError as exc:
+        raise CaptureError(f"{path.name}: not JSON ({exc})") from None
+    return {"t0": offs.t0, "primary_to_secondary": offs.primary_to_secondary,
+            "secondary_to_primary": offs.secondary_to_primary}
+
+
+def _read_stream_file(path: Path) -> bytes:
+    """A stream file's bytes: a regular file only (a device such as /dev/zero or a pipe
+    never ends, so it is refused rather than read until memory runs out)."""
+    if path.exists() and not path.is_file():
+        raise CaptureError(f"{path}: not a regular file (a stream file is a capture's "
+                           "bytes, e.g. primary_to_secondary.bin)")
+    return path.read_bytes()
+
+
 def _import_bins(p2s_path: Path, s2p_path: Path, offsets_path: Path) -> ImportedSession:
     try:
-        p2s = p2s_path.read_bytes()
-        s2p = s2p_path.read_bytes() if s2p_path.exists() else b""
-        offs = json.loads(offsets_path.read_text()) if offsets_path.exists() else {}
-    except (OSError, ValueError) as exc:
-        raise CaptureError(f"cannot read the stream files: {exc}") from None
+        p2s = _read_stream_file(p2s_path)
+        s2p = _read_stream_file(s2p_path) if s2p_path.exists() else b""
+    except OSError as exc:
+        raise CaptureError(f"cannot read the stream files: {exc.strerror or exc}") from None
+    offs = read_offsets(offsets_path) if offsets_path.exists() else {}
     t0 = float(offs.get("t0") or 0.0)
     return import_streams(p2s, s2p, offs.get("primary_to_secondary"),
                           offs.get("secondary_to_primary"), t0=t0,

@@ -79,9 +79,9 @@ def test_run_hang_without_the_manager_exits_1_and_keeps_a_recording(tmp_path):
     (["run", "--dialect", "qemu", "--fault", "unexpected=guest-shutdown@ram"], "stage"),
     (["run", "--dialect", "prototype", "--fault", "drop@ram"], "inside the device-state"),
 ])
-def test_bad_fault_specs_exit_1_with_the_valid_choices(args, text):
+def test_bad_fault_specs_exit_2_with_the_valid_choices(args, text):
     r = colo(*args)
-    assert r.returncode == 1 and text in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("args", [["run", "--dialect", "qemu9"], ["run", "--checkpoints", "0"],

@@ -37,7 +37,7 @@ def test_script_stops_at_first_error(tmp_path):
     script = tmp_path / "bad.colo"
     script.write_text("step 2\n\n# fine so far\nkill nobody\nstep 1\n")
     r = repl("-f", str(script))
-    assert r.returncode == 1
+    assert r.returncode == 2          # a line off the grammar is a usage error, as on the CLI
     assert f"{script}:4:" in r.stderr and "kill nobody" in r.stderr
     assert "colo> step 1" not in r.stdout
 
@@ -47,7 +47,9 @@ def test_stdin_success_and_failure():
     assert r.returncode == 0, r.stderr
     assert "colo> step 1" not in r.stdout          # quit ends the script
     r = repl(stdin="step 2\nshow cpu\n")
-    assert r.returncode == 1 and "<stdin>:2:" in r.stderr and "unknown view 'cpu'" in r.stderr
+    assert r.returncode == 2 and "<stdin>:2:" in r.stderr and "unknown view 'cpu'" in r.stderr
+    r = repl(stdin="step 2\nreplay /nonexistent/x.colo.jsonl\n")
+    assert r.returncode == 1 and "<stdin>:2:" in r.stderr
 
 
 def test_options():
@@ -56,7 +58,7 @@ def test_options():
     r = repl("--dialect", "nope", stdin="status\n")
     assert r.returncode == 2 and "unknown dialect" in r.stderr
     r = repl("-f", "/nonexistent/script")
-    assert r.returncode == 2 and "cannot read" in r.stderr
+    assert r.returncode == 1 and "cannot read" in r.stderr    # as `colo replay MISSING`
     r = repl("--attach", "unix:/nonexistent/a.sock", "unix:/nonexistent/b.sock")
     assert r.returncode == 1 and "cannot connect to QMP at unix:/nonexistent/a.sock" in r.stderr
     assert "Traceback" not in r.stderr

@@ -52,9 +52,10 @@ def colo_session(checkpoints: list[list[PageRecord]], *, ready: bool = True,
 def make_pcap(p2s: bytes, s2p: bytes, *, linktype: int = 1, mss: int = 1400,
               shuffle: bool = False, retransmit: bool = False, fin_from: str | None = None,
               rst_from: str | None = None, t0: float = 1000.0, syn: bool = True,
-              drop: int | None = None, pcapng: bool = False) -> bytes:
+              drop: int | None = None, pcapng: bool = False,
+              ports: tuple[int, int] = (40000, 5555), nano: bool = False) -> bytes:
     """A pcap of one TCP connection carrying p2s (client) and s2p (server)."""
-    cli, srv = (b"\x7f\x00\x00\x01", 40000), (b"\x7f\x00\x00\x01", 5555)
+    cli, srv = (b"\x7f\x00\x00\x01", ports[0]), (b"\x7f\x00\x00\x01", ports[1])
     isn = {"c": 0xFFFFF000, "s": 12345}     # client seq wraps past 2^32
     pkts: list[tuple[float, bytes]] = []
     t = t0
@@ -100,7 +101,34 @@ def make_pcap(p2s: bytes, s2p: bytes, *, linktype: int = 1, mss: int = 1400,
             t += 0.001
     buf = io.BytesIO()
     w = (dpkt.pcapng.Writer(buf, linktype=linktype) if pcapng
-         else dpkt.pcap.Writer(buf, linktype=linktype))
+         else dpkt.pcap.Writer(buf, linktype=linktype, nano=nano))
     for ts, pkt in pkts:
         w.writepkt(pkt, ts=ts)
     return buf.getvalue()
+
+
+def merge_pcaps(*raws: bytes) -> bytes:
+    """One pcap (the first one's link type) with every packet of the given ones, in
+    time order (ties: in the order given)."""
+    pkts, link = [], None
+    for k, raw in enumerate(raws):
+        rd = dpkt.pcap.Reader(io.BytesIO(raw))
+        link = rd.datalink() if link is None else link
+        pkts += [(float(ts), k, i, buf) for i, (ts, buf) in enumerate(rd)]
+    buf = io.BytesIO()
+    w = dpkt.pcap.Writer(buf, linktype=link)
+    for ts, _, _, pkt in sorted(pkts, key=lambda p: p[:3]):
+        w.writepkt(pkt, ts=ts)
+    return buf.getvalue()
+
+
+def big_endian_pcap(raw: bytes) -> bytes:
+    """The same little-endian pcap written big-endian (magic a1b2c3d4 / a1b23c4d), as a
+    big-endian host's tcpdump writes it."""
+    out = bytearray(struct.pack(">IHHiIII", *struct.unpack("<IHHiIII", raw[:24])))
+    pos = 24
+    while pos + 16 <= len(raw):
+        sec, frac, incl, orig = struct.unpack("<IIII", raw[pos:pos + 16])
+        out += struct.pack(">IIII", sec, frac, incl, orig) + raw[pos + 16:pos + 16 + incl]
+        pos += 16 + incl
+    return bytes(out)

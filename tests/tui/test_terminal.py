@@ -66,11 +66,11 @@ def test_in_a_pty_with_pexpect() -> None:
     assert child.exitstatus == 0
 
 
-def test_live_modes_that_cannot_connect_exit_2_with_a_clear_message() -> None:
+def test_live_modes_that_cannot_connect_exit_1_with_a_clear_message() -> None:
     proc = subprocess.run([sys.executable, "-m", "colo_tui.tui_main", "--attach",
                            "unix:/nonexistent/p.qmp", "unix:/nonexistent/s.qmp"], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 2
+    assert proc.returncode == 1          # as `colo repl --attach` with the same sockets
     assert "cannot connect to QMP at unix:/nonexistent/p.qmp" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -97,7 +97,7 @@ def test_app_does_not_import_prompt_toolkit_and_protocol_no_textual() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
-def test_bad_replay_file_exits_2(tmp_path, capsys) -> None:
+def test_bad_replay_file_exits_1_as_colo_replay_does(tmp_path, capsys) -> None:
     import argparse
 
     from colo_tui.tui_main import run_app
@@ -105,5 +105,5 @@ def test_bad_replay_file_exits_2(tmp_path, capsys) -> None:
     bad.write_text('{"format": "something-else", "version": 1}\n')
     args = argparse.Namespace(dialect="qemu", mode="periodic", seed=1, transport="sim",
                               attach=None, replay=str(bad), proxy=None)
-    assert run_app(args) == 2
+    assert run_app(args) == 1
     assert "not a COLO recording" in capsys.readouterr().err

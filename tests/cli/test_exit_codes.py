@@ -1,0 +1,170 @@
+"""Exit codes that agree: usage errors are 2 in every front end, a broken pipe is a
+quiet 0, and numbers follow the grammar (ASCII decimal, in range) or are refused."""
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from colo_tui import cli
+from colo_tui.repl.session import run_repl
+from protocol import faults
+from protocol.errors import FaultSpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = int(os.environ.get("COLO_FUZZ_EXAMPLES", 60))
+
+
+def code(*argv) -> int:
+    """`colo ARGV` in this process: its exit status, argparse's SystemExit included."""
+    try:
+        return cli.main(list(argv))
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--fault", "BAD"],
+    ["run", "--fault", "opcode=4294967296@checkpoint-reply"],
+    ["run", "--fault", "value=18446744073709551616@vmstate-size"],
+    ["run", "--fault", "drop@checkpoint-reply#\u0663"],
+    ["run", "--fault", "delay=0x10@checkpoint-reply"],
+    ["run", "--fault", "drop@checkpoint-reply#0"],
+    ["run", "--checkpoints", "0x10"],
+    ["run", "--checkpoints", "1_000"],
+    ["run", "--checkpoints", "\u0663"],
+    ["run", "--checkpoints", " 3"],
+    ["run", "--checkpoints", "+3"],
+    ["run", "--seed", "\u0663"],
+    ["run", "--seed", "-1"],
+    ["run", "--checkpoint-delay", "1e3"],
+    ["run", "--load-ms", "1e3"],
+    ["run", "--load-ms", "\u0663"],
+    ["run", "--load-ms", "1_0"],
+    ["run", "--load-ms", "inf"],
+    ["compare-modes", "--divergence", "\u0660.5"],
+    ["run", "--ram-mib", "0x10"],
+    ["compare-modes", "--seed", "0x1"],
+    ["respond", "--role", "primary", "--idle-ticks", "0x10", "in.bin", "-o", "out.bin"],
+    ["repl", "--proxy", "bogus", "bogus"],
+    ["tui", "--proxy", "bogus", "bogus"],
+    ["repl", "--peer", "127.0.0.1:\u0663"],
+    ["tui", "--seed", "0x10"],
+    ["repl", "--fault", "BAD"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert code(*argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_a_fault_the_dialect_cannot_carry_is_a_usage_error_too(capsys):
+    # parses, but the prototype dialect sends RAM inside the blob: found by the Simulation
+    assert code("run", "--dialect", "prototype", "--fault", "drop@ram") == 2
+    assert "colo: error:" in capsys.readouterr().err
+
+
+def _script(text: str, tmp_path) -> int:
+    path = tmp_path / "s.colo"
+    path.write_text(text)
+    args = cli.build_parser().parse_args(["repl", "--guest", "null", "-f", str(path)])
+    return run_repl(args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_the_same_error_has_one_code_in_every_front_end(tmp_path, capsys):
+    missing = str(tmp_path / "missing.colo.jsonl")
+    # a file that cannot be read: 1 everywhere
+    assert code("replay", missing) == 1
+    assert code("tui", "--replay", missing) == 1
+    assert _script(f"replay {missing}\n", tmp_path) == 1
+    assert code("repl", "-f", str(tmp_path / "missing.colo")) == 1
+    # a fault spec that does not follow the grammar: 2 everywhere
+    assert code("run", "--fault", "drop@nowhere") == 2
+    assert _script("fault drop@nowhere\n", tmp_path) == 2
+    assert code("tui", "--proxy", "127.0.0.1:1", "127.0.0.1:2", "--fault",
+                "drop@nowhere") == 2
+    # a command that ran and failed (nothing to step back to is fine; an invariant
+    # or a file is what fails): 1
+    assert _script("step\nrecord start /nonexistent-dir/x.colo.jsonl\n", tmp_path) == 1
+    assert _script("run 1\n", tmp_path) == 0
+    capsys.readouterr()
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
+@given(text=st.text(min_size=1, max_size=12))
+def test_a_checkpoint_number_is_ascii_decimal_or_refused(text):
+    spec = f"drop@checkpoint-reply#{text}"
+    ok = text.isascii() and text.isdigit() and int(text) >= 1
+    try:
+        f = faults.parse(spec)
+    except FaultSpecError as exc:
+        assert not ok, (spec, exc)
+        assert "#" in str(exc) or "form is" in str(exc)
+        return
+    assert ok and f.checkpoint == int(text)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
+@given(n=st.integers(0, 1 << 70), kind=st.sampled_from(["opcode", "value", "delay"]))
+def test_numeric_fault_arguments_are_refused_out_of_range_never_wrapped(n, kind):
+    hi = faults.ARG_RANGE[kind][1]
+    point = "vmstate-size" if kind == "value" else "checkpoint-reply"
+    try:
+        f = faults.parse(f"{kind}={n}@{point}")
+    except FaultSpecError as exc:
+        assert n > hi and "between" in str(exc)
+        return
+    assert n <= hi and f.arg == n
+
+
+def _pipe_to_closed_reader(*argv, keep: int):
+    """Run `colo ARGV`, read `keep` bytes of its stdout, close the pipe (as `head`)."""
+    p = subprocess.Popen([sys.executable, "-m", "colo_tui", *argv], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(keep)
+    p.stdout.close()
+    try:
+        err = p.stderr.read()
+        rc = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    return rc, err.decode()
+
+
+@pytest.mark.parametrize("argv,keep", [
+    (["run", "--events", "--checkpoints", "3000"], 80),      # `| head -1`
+    (["run", "--json", "--checkpoints", "3000"], 10),        # `| head -c 10`
+])
+def test_a_broken_pipe_exits_0_quietly(argv, keep):
+    rc, err = _pipe_to_closed_reader(*argv, keep=keep)
+    assert rc == 0 and err == ""
+
+
+def test_decode_into_a_closed_pipe_exits_0_quietly(tmp_path):
+    assert code("run", "--checkpoints", "3000", "--dump-wire", str(tmp_path)) == 0
+    rc, err = _pipe_to_closed_reader("decode", "--initial", "--from", "primary",
+                                     str(tmp_path / "primary_to_secondary.bin"), keep=40)
+    assert rc == 0 and err == ""
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
+@given(text=st.one_of(st.text(max_size=12), st.integers(-5, 1 << 70).map(str),
+                      st.integers(0, 1 << 20).map(hex)))
+def test_an_int_option_takes_ascii_decimal_in_range_or_refuses(text):
+    import argparse
+
+    from colo_tui.argtypes import int_in
+    parse = int_in(1, 1000)
+    ok = text.isascii() and text.isdigit() and 1 <= int(text) <= 1000
+    try:
+        value = parse(text)
+    except argparse.ArgumentTypeError as exc:
+        assert not ok and "the value must be" in str(exc)
+        return
+    assert ok and value == int(text)
