@@ -7,7 +7,15 @@ import sys
 from protocol import dialects
 from protocol.errors import ColoError, DecodeError, OutputFileError
 
-from .argtypes import fault_spec, fraction, nonneg_float, nonneg_int, positive_int, seed_int
+from .argtypes import (
+    fault_spec,
+    fraction,
+    int_in,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    seed_int,
+)
 
 
 def add_parsers(sub) -> None:
@@ -22,7 +30,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--dump-wire", metavar="DIR", help="write each direction's raw bytes")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--events", action="store_true", help="print every event (text)")
-    r.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
+    r.add_argument("--max-steps", type=int_in(1, 20_000_000), default=None, metavar="N",
                    help="stop after N simulation steps (default 2,000,000, about 400,000 "
                         "checkpoints); raise it on purpose for longer runs")
     r.set_defaults(func=cmd_run)

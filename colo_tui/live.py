@@ -217,23 +217,6 @@ class LiveController:
                 for e in self.sim.events if e.kind == "send" and "msg" in e.data]
 
 
-def add_live_arguments(p) -> None:
-    """The live-session options the TUI and the REPL share."""
-    p.add_argument("--transport", default="sim", choices=("sim", "tcp"),
-                   help="sim: the deterministic simulator (default); tcp: the two endpoints "
-                        "over a real loopback TCP connection, through the uvloop engine")
-    p.add_argument("--proxy", nargs=2, default=None, metavar=("LISTEN", "CONNECT"),
-                   help="sit between a real COLO primary and secondary (HOST:PORT each) "
-                        "and show what crosses, decoded live")
-    p.add_argument("--peer", default=None, metavar="LISTEN",
-                   help="be the secondary of a real QEMU primary: listen on HOST:PORT "
-                        "(its `migrate tcp:HOST:PORT` target), mirror the guest's RAM "
-                        "and answer every checkpoint")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                   help="arm this fault (KIND[=ARG]@POINT[#N]; repeatable): in the "
-                        "simulator, or with --proxy on the live traffic")
-
-
 def make_live(args, config, on_event=None):
     """The live controller for --transport tcp / --proxy / --attach / --peer, or None."""
     from .live_sources import PeerFeed, ProxyFeed, QmpFeed, TcpPair

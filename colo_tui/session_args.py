@@ -15,6 +15,24 @@ from .argtypes import fraction, nonneg_float, nonneg_int, positive_int
 INTERACTIVE_CHECKPOINTS = 100
 
 
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    """The live-session options the TUI and the REPL share (light: parsing `--help`
+    must not load the live machinery)."""
+    p.add_argument("--transport", default="sim", choices=("sim", "tcp"),
+                   help="sim: the deterministic simulator (default); tcp: the two endpoints "
+                        "over a real loopback TCP connection, through the uvloop engine")
+    p.add_argument("--proxy", nargs=2, default=None, metavar=("LISTEN", "CONNECT"),
+                   help="sit between a real COLO primary and secondary (HOST:PORT each) "
+                        "and show what crosses, decoded live")
+    p.add_argument("--peer", default=None, metavar="LISTEN",
+                   help="be the secondary of a real QEMU primary: listen on HOST:PORT "
+                        "(its `migrate tcp:HOST:PORT` target), mirror the guest's RAM "
+                        "and answer every checkpoint")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="arm this fault (KIND[=ARG]@POINT[#N]; repeatable): in the "
+                        "simulator, or with --proxy on the live traffic")
+
+
 def add_session_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("session settings (the simulator)")
     g.add_argument("--checkpoints", type=positive_int, default=INTERACTIVE_CHECKPOINTS,

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-dir", default=None, metavar="DIR",
                    help="where `r` writes recordings (default: the user's data directory, "
                         "e.g. ~/.local/share/colo-testbed/recordings; or $COLO_RECORDINGS_DIR)")
-    from .live import add_live_arguments
+    from .session_args import add_live_arguments
     add_live_arguments(p)
     retype(p, "--proxy", host_port)     # refused up front, as a usage error
     retype(p, "--peer", host_port)

@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--attach", nargs=2, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    default=None, help="drive two live `colo node` processes through their "
                                       "QMP sockets instead of a simulation")
-    from ..live import add_live_arguments
+    from ..session_args import add_live_arguments
     add_live_arguments(p)
     retype(p, "--proxy", host_port)     # refused up front, as a usage error
     retype(p, "--peer", host_port)

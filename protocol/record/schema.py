@@ -27,7 +27,9 @@ WORKLOAD = Literal["idle", "hot", "sweep", "uniform", "toggle"]
 INPUT_CMDS = ("lost-heartbeat", "checkpoint", "set-delay", "kill", "stall", "shutdown",
               "fault")
 MAX_FAULTS = 64
-MAX_STEPS = 2_000_000
+#: the simulator's default step bound is 2,000,000; `colo run --max-steps` raises it (and
+#: records one more, so that its own bound, not the simulator's, ends the run)
+MAX_STEPS = 20_000_001
 
 _Ms = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 _Name = Annotated[str, msgspec.Meta(max_length=64)]
@@ -73,7 +75,7 @@ class Params(msgspec.Struct, kw_only=True):
     latency_ms: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] = 0.05
     bytes_per_ms: Annotated[float, msgspec.Meta(ge=1.0, le=1e15)] = 1.0e6
     stop_on_violation: bool = True
-    max_steps: Annotated[int, msgspec.Meta(ge=1, le=MAX_STEPS)] = MAX_STEPS
+    max_steps: Annotated[int, msgspec.Meta(ge=1, le=MAX_STEPS)] = 2_000_000
     max_time_ms: Annotated[float, msgspec.Meta(gt=0.0, le=1e15)] | None = None
 
 
