@@ -20,7 +20,7 @@ KEYS = [
     ("d", "change x-checkpoint-delay"),
     ("v / m", "switch dialect / mode (restarts the session)"),
     ("g", "guest model on/off: RAM heat map, buffered packets, disk layers"),
-    ("1 … 9, 0", "scenario presets (PROTOCOL.md §15)"),
+    ("1 … 9, 0", "scenario presets (docs/protocol.md §11)"),
     ("r", "start / stop recording to recordings/"),
     ("↑ / ↓", "select a message in the ladder (then y copies its bytes)"),
     ("y", "copy the selected message's bytes as hex"),
@@ -37,19 +37,43 @@ last-mode / reason, checkpoint number and virtual time since it committed. With
 the guest model (g): "RAM dirty" = pages the PVM dirtied this epoch (they go in
 the next checkpoint), "RAM cache pending" = PVM pages waiting in the SVM's RAM
 cache for the flush; packets held by filter-buffer / colo-compare; disk layers
-(secondary: active ▷ hidden ▷ base; primary: local image, writes to forward).
+(secondary: active, hidden and base; primary: local image, writes to forward).
+A dead side shows "process is dead" and only the checkpoint it had reached.
 
 The ladder is the seed's picture, live: the Primary's lifeline on the left, the
 Secondary's on the right, one arrow per control message (─) or payload (═:
 RAM pages, device state), newest at the bottom. ✗ marks a message that was
 dropped or lost; a shaded row happens inside a fault window (link closed,
-partition, a side dead or stopped); ⚡ is an injected fault, ✖ an error.
+partition, a side dead or stopped); ↯ is an injected fault, ✖ an error.
 
 One checkpoint (QEMU 7.2): checkpoint-request → checkpoint-reply → the PVM
 stops → vmstate-send, RAM, vmstate-size N, N bytes of device state →
 vmstate-received (the PVM releases its buffered packets) → the SVM flushes
 its RAM cache and loads the devices → vmstate-loaded → the PVM resumes.
+
+The protocol, step by step, with the fault grammar and every scenario:
+docs/protocol.md in the repository (QEMU 7.2: migration/colo.c).
 """
+
+
+def legend_tables():
+    """The legend as two tables: a wrapped meaning keeps its column at any width."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from ..legend import ABBREVIATIONS, SYMBOLS
+
+    def table(title: str, rows) -> Table:
+        t = Table(title=title, title_justify="left", title_style="bold", box=None,
+                  show_header=False, padding=(0, 1), expand=True)
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column(ratio=1)
+        for row in rows:
+            t.add_row(*row)
+        return t
+    return Group(table("Legend: symbols",
+                       [(sym, f"{what} [dim]({where})[/dim]") for sym, where, what in SYMBOLS]),
+                 table("Legend: words and abbreviations", ABBREVIATIONS))
 
 
 class HelpScreen(ModalScreen[None]):
@@ -70,4 +94,5 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-box"):
             yield Static("\n".join(lines), markup=True)
             yield Static(PRIMER, markup=False, id="help-primer")
+            yield Static(legend_tables(), id="help-legend")
             yield Static("[dim]escape closes[/dim]")
