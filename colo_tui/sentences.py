@@ -396,8 +396,9 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
     f"{plain(d.get('n'))}" + _extras(d, ("n",)),
     "guest-shutdown-requested": _simple("the guest asks to power off"),
     "request": _client,
-    "listening": lambda side, d: "listening on " + plain(d.get("address") or d.get("listen"))
-    + _extras(d, ("address", "listen")),
+    "listening": lambda side, d: (plain(d["hint"]) if d.get("hint") else
+                                  "listening on " + plain(d.get("address") or d.get("listen")))
+    + _extras(d, ("address", "listen", "hint")),
     "connection": lambda side, d: "a peer connects"
     + (f" from {d['peer']}" if d.get("peer") else "")
     + (": a COLO session" if d.get("colo") else ": not (yet) a COLO session"

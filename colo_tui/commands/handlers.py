@@ -205,7 +205,7 @@ def heartbeat(c, p) -> str:
 
 def _colo(st: dict) -> str:
     cs = st["colo_status"]
-    return f"{{mode: {cs['mode']}, last-mode: {cs['last-mode']}, reason: {cs['reason']}}}"
+    return f"(mode {cs['mode']}, last-mode {cs['last-mode']}, reason {cs['reason']})"
 
 
 # --------------------------------------------------------------------- views
@@ -397,7 +397,8 @@ def guest_disk(c) -> str:
              f"{g[side].disk.digest()[:12]}" for side in SIDES]
     from protocol.guest.disk import diff_sectors
     diff = diff_sectors(g["primary"].disk.view(), g["secondary"].disk.view())
-    lines.append("disks identical" if not diff else f"disks differ on sectors {diff[:10]}")
+    lines.append("disks identical" if not diff else
+                 f"disks differ on {len(diff)} sector(s): {_plain(diff)}")
     return "\n".join(lines)
 
 

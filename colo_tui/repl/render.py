@@ -9,7 +9,7 @@ def event_line(ev) -> str:
     text = sentence(ev)
     if ev.kind in ("send", "recv") and ev.data.get("hex"):
         text += f"  (bytes {ev.data['hex']})"
-    return f"{ev.t_ms:>12.3f} {SIDE_SHORT.get(ev.side, ev.side):<4}{text}"
+    return f"{ev.t_ms:>12.3f} {SIDE_SHORT.get(ev.side, ev.side):<3} {text}"
 
 
 def toolbar_text(status: dict, run_state: str) -> str:

@@ -255,3 +255,25 @@ def test_the_log_filter_still_matches_kinds():
     log = LogModel(c.events)
     log.set_filter("send-ram")                      # a kind: the text says "sends the RAM"
     assert log.count >= 1 and all(log.event(i).kind == "send-ram" for i in range(log.count))
+
+
+def test_the_repl_commands_print_no_repr():
+    """What the REPL's views print, on a session with the guest model, a fault and a
+    failover (`show failover` marks the current state as [state]: a marker, allowed)."""
+    from colo_tui.commands import execute
+    c = Controller(SimConfig(guest="model", faults=["kill-primary@ram#2"], divergence=0.05))
+    outputs = []
+    for line in ("status", "step 40", "show ram", "show packets", "show disk", "faults",
+                 "run", "status", "show ram", "show disk", "show ladder", "explain",
+                 "show failover", "legend", "help"):
+        r = execute(c, line)
+        assert r.ok, (line, r.text)
+        outputs.append((line, r.text))
+    for line, text in outputs:
+        if line == "show failover":
+            text = re.sub(r"\[(none|require|active|completed|relaunch)\]", r"\1", text)
+        if line == "show ladder":
+            text = re.sub(r"\[(ram|device-state|initial) \d+ B\]", "", text)
+        if line == "help":
+            text = re.sub(r"\[[^\]]*\]", "", text)          # [N] = an optional argument
+        assert not _leaks(text), (line, _leaks(text), text[:400])
