@@ -30,6 +30,7 @@ class Ladder:
         self._partition_until = -1.0
         self._down: set[str] = set()
         self._last_recv: dict[str, str] = {}     # side -> the last message it received
+        self._initial = False                    # the initial migration has its row
 
     def _shaded(self, t_ms: float) -> bool:
         return self._closed or bool(self._down) or t_ms < self._partition_until
@@ -112,7 +113,15 @@ class Ladder:
                 self._add(ev, "msg", side=side, direction="P>S" if side == "primary" else "S>P",
                           label=label, hex=d.get("hex") or "", point=d.get("msg") or "",
                           checkpoint=self.in_flight.get(side, 0))
+            elif kind == "recv-initial" and not self._initial:
+                # an imported capture has only the secondary's side of the migration
+                self._initial = True
+                size = f" {plain(d['bytes'])} B" if d.get("bytes") is not None else ""
+                self._add(ev, "payload", side="primary", direction="P>S", point="initial",
+                          label=f"initial migration{size}")
             elif kind in _ARROW_POINTS:
+                if kind == "send-initial":
+                    self._initial = True
                 what = {"ram": "RAM", "device-state": "device state",
                         "initial": "initial migration"}[_ARROW_POINTS[kind]]
                 pages = f" {plain(d['pages'])} pages" if d.get("pages") is not None else ""

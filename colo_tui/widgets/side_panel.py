@@ -38,7 +38,7 @@ class SidePanel(Static):
         self.set_class(v.selected, "-selected")
         self.set_class(not v.alive, "-dead")
         t = Text(no_wrap=True, overflow="ellipsis")
-        head = v.name.upper() + ("  ◆" if v.selected else "")
+        head = v.name.upper() + ("" if v.alive else "  ☠") + ("  ◆" if v.selected else "")
         t.append(head + "\n", style="bold reverse" if v.selected else "bold")
         if not v.alive:
             t.append("process is dead\n", style="bold red")

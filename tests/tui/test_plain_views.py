@@ -68,7 +68,7 @@ def test_a_dead_side_looks_dead_in_the_panel():
             await pilot.pause()
             panel = app.query_one("#primary")
             text = str(panel.render())
-            assert "process is dead" in text
+            assert "process is dead" in text and "PRIMARY  ☠" in text
             assert "running" not in text and "mode" not in text and "failover" not in text
             alive = str(app.query_one("#secondary").render())
             assert "running" in alive and "mode" in alive
@@ -112,6 +112,12 @@ def test_v11_releases_output_after_loaded():
     ladder.feed(_run(dialect="v11", checkpoints=1).events)
     labels = _labels(ladder.rows)
     assert _index(labels, "vmstate-loaded") < _index(labels, "release packets")
+
+
+def test_a_simulated_session_draws_its_initial_migration_once():
+    ladder = Ladder()
+    ladder.feed(_run(checkpoints=1).events)
+    assert sum(r.point == "initial" for r in ladder.rows) == 1
 
 
 def test_a_feed_in_pieces_draws_the_same_ladder():
@@ -159,6 +165,8 @@ def test_an_imported_capture_has_ram_and_device_rows_and_the_close_reason(tmp_pa
     assert ram[0].label.startswith("RAM 2 pages") and ram[0].direction == "P>S"
     closed = rows[-1]
     assert closed.kind == "fault" and "nobody answered" in closed.label
+    assert rows[0].point == "initial" and rows[0].direction == "P>S"    # one row, first
+    assert sum(r.point == "initial" for r in rows) == 1
     # RAM sits between vmstate-send and vmstate-size, device state right after the size
     labels = _labels(rows)
     assert labels.index(ram[0].label) == _index(labels, "vmstate-send") + 1
