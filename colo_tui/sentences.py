@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 SIDE_SHORT = {"primary": "P", "secondary": "S", "link": "~", "operator": "op", "sim": "sim",
               "arbiter": "arb", "client": "cli", "live": "live"}
 
-_NUMBERS = (int, float)
+_SCALARS = (str, int, float)     # exact types: a bool is an int but becomes a word
 
 
 def _ranges(values) -> str:
@@ -424,7 +424,7 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
 
 
 def _fields(ev):
-    if isinstance(ev, Mapping):
+    if type(ev) is dict or isinstance(ev, Mapping):
         return ev.get("side") or "", ev.get("kind") or "?", ev.get("data") or {}
     return ev.side, ev.kind, ev.data or {}
 
@@ -432,6 +432,11 @@ def _fields(ev):
 def clean(d: Mapping) -> dict:
     """Field values a sentence can put in text as they are: None, str and numbers stay;
     booleans, lists, dicts and bytes become words (an import's page counts stay a dict)."""
+    for v in d.values():                 # the common case: nothing to change, no copy
+        if v is not None and type(v) not in _SCALARS:
+            break
+    else:
+        return d
     out = {}
     for k, v in d.items():
         if v is None or isinstance(v, (str, int, float)) and not isinstance(v, bool):
@@ -447,8 +452,9 @@ def clean(d: Mapping) -> dict:
 def sentence(ev) -> str:
     """One event (an Event or its JSON dict) as one plain line, without its side."""
     side, kind, d = _fields(ev)
-    d = clean(d) if isinstance(d, Mapping) else {"data": plain(d)}
-    side, kind = plain(side), plain(kind)
+    d = clean(d) if type(d) is dict or isinstance(d, Mapping) else {"data": plain(d)}
+    if type(side) is not str or type(kind) is not str:
+        side, kind = plain(side), plain(kind)
     fn = KINDS.get(kind)
     if fn is not None:
         try:
