@@ -196,7 +196,10 @@ class Endpoint:
         try:
             fn(*args)
         except ProtocolError as exc:
-            self.enter_error(str(exc), remote=not isinstance(exc, LocalProtocolError))
+            # a guess at another dialect from the bytes alone (an id out of range) is
+            # dropped once a whole checkpoint went through in this dialect
+            text = exc.message if exc.hint and self.checkpoint else str(exc)
+            self.enter_error(text, remote=not isinstance(exc, LocalProtocolError))
 
     def start(self, now: float) -> None:
         self._now = now
@@ -216,7 +219,10 @@ class Endpoint:
                 if self.state in _STOPPED:
                     break
         except ProtocolError as exc:
-            self.enter_error(str(exc), remote=not isinstance(exc, LocalProtocolError))
+            # a guess at another dialect from the bytes alone (an id out of range) is
+            # dropped once a whole checkpoint went through in this dialect
+            text = exc.message if exc.hint and self.checkpoint else str(exc)
+            self.enter_error(text, remote=not isinstance(exc, LocalProtocolError))
 
     def _on_item(self, item) -> None:
         if item.__class__ is m.Message:

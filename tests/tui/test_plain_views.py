@@ -199,3 +199,13 @@ def test_the_dialect_hint_only_when_plausible():
     errs = _errors(mid)
     assert errs and any("Unexpected COLO message 4, expected 3" in m for m in errs)
     assert not any("speaking" in m for m in errs)
+
+
+def test_an_invalid_id_guesses_a_dialect_only_before_the_peer_made_sense():
+    first = _run(faults=["opcode=70@checkpoint-ready#1"])       # 0x46: a prototype word?
+    assert any("Invalid message 70" in m and "speaking prototype" in m
+               for m in _errors(first))
+    mid = _run(faults=["opcode=70@checkpoint-request#2"])
+    errs = _errors(mid)
+    assert any("Invalid message 70" in m for m in errs)
+    assert not any("speaking" in m for m in errs)
