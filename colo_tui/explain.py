@@ -205,8 +205,7 @@ def explain(event, dialect_name: str = "qemu") -> str:
     data = clean(data)
     msg = data.get("msg") or ""
     if kind in ("send", "recv") and msg:
-        verb = "sends" if kind == "send" else "receives"
-        text = f"The {side} {verb} {msg}. " + _MSG.get(msg, "A COLO control message.")
+        text = f"{line(event)}. " + _MSG.get(msg, "A COLO control message.")
         if msg == "vmstate-received" and d.release_after == "vmstate-received":
             text += " The primary releases its buffered output now."
         return text + _framing(msg, d, data)
