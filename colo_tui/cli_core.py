@@ -238,7 +238,7 @@ def cmd_run(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        _print_summary(summary)
+        _print_summary(summary, sim)
     if bounded:
         print(f"colo run: stopped at the step bound ({max_steps:,} steps) after "
               f"{summary['checkpoints_committed']:,} of {sim.target:,} checkpoints; "
@@ -271,17 +271,36 @@ def _chain(a, b):
 
 
 def _event_line(e) -> str:
-    data = " ".join(f"{k}={v}" for k, v in e.data.items() if k != "hex")
-    return f"{e.t_ms:12.3f} {e.seq:6d} {e.side:9s} {e.kind:18s} {data}"
+    from .sentences import sentence
+    return f"{e.t_ms:12.3f} {e.seq:6d} {e.side:9s} {sentence(e)}"
 
 
-def _print_summary(s: dict) -> None:
+def _death(sim, side: str) -> str:
+    """How a dead side died, in words ('' if it lives)."""
+    if sim.alive[side]:
+        return ""
+    ev = next((e for e in reversed(sim.events) if e.side == side and e.kind == "process"),
+              None)
+    if ev is None:
+        return "DEAD: its process is gone"
+    why = ev.data.get("why")
+    return f"DEAD: {ev.data.get('what', 'gone')}" + (f" ({why})" if why else "")
+
+
+def _print_summary(s: dict, sim=None) -> None:
     print(f"dialect {s['dialect']}  mode {s['mode']}  seed {s['seed']}  "
           f"faults {', '.join(s['faults']) or '-'}")
     print(f"outcome: {s['outcome']}   checkpoints committed: {s['checkpoints_committed']}   "
           f"virtual time {s['virtual_ms']:.1f} ms   steps {s['steps']}")
+    if sim is not None:
+        from .sentences import ending
+        print(ending(sim.events, s["outcome"]))
     for side, d in s["sides"].items():
         cs = d["colo_status"]
+        if sim is not None and not d["alive"]:
+            print(f"  {side:9s} {_death(sim, side)}; it had committed checkpoint "
+                  f"{d['checkpoint']}" + (f"; error: {d['error']}" if d["error"] else ""))
+            continue
         print(f"  {side:9s} run={d['run_state']:13s} mode={cs['mode']:9s} "
               f"last-mode={cs['last-mode']:9s} reason={cs['reason']:10s} "
               f"failover={d['failover_state']:9s} {('error: ' + d['error']) if d['error'] else ''}")
@@ -430,8 +449,10 @@ def cmd_compare_modes(args) -> int:
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
+    from .sentences import plain
     keys = [k for k in res["periodic"] if k != "mode"]
-    print(f"{'':22s}{'periodic (Remus)':>24s}{'hybrid (COLO)':>26s}")
+    print(f"{'':24s}{'periodic (Remus)':>24s}{'hybrid (COLO)':>26s}")
     for k in keys:
-        print(f"{k:22s}{res['periodic'][k]!s:>24}{res['hybrid'][k]!s:>26}")
+        label = k.replace("_", " ").replace(" ms", " (ms)")
+        print(f"{label:24s}{plain(res['periodic'][k]):>24}{plain(res['hybrid'][k]):>26}")
     return 0

@@ -2,12 +2,14 @@
 
 ``explain(event, dialect_name)`` explains one event: what it does, why COLO
 needs it, what would go wrong without it, and how the dialects differ where
-it matters (PROTOCOL.md §2-§4, §6, §9).  ``explain_last(controller)`` picks
-the latest interesting event of a session and explains it.
+it matters (docs/protocol.md tells the whole story).  ``explain_last(controller)``
+picks the latest interesting event of a session and explains it.
 """
 from __future__ import annotations
 
 from protocol import dialects
+
+from .sentences import clean, ending, line, plain
 
 _MSG = {
     "checkpoint-ready": (
@@ -68,7 +70,7 @@ _ACTION = {
         "After the whole checkpoint arrived, the secondary copies from its RAM cache into "
         "guest RAM every page the primary sent or the secondary itself dirtied (reverting "
         "the secondary's divergent writes). Only those pages are copied, not all of RAM "
-        "(an old bug, B6, flushed everything)."),
+        "(an older QEMU flushed the whole cache every time)."),
     "load-devices": (
         "The secondary loads the buffered device state (CPU registers, device models) so "
         "its VM matches the primary at the moment the primary stopped."),
@@ -108,8 +110,8 @@ _FAILOVER = {
     "active": ("The failover bottom half runs (require -> active): the VM is stopped, the "
                "last COLO mode recorded, and the side-specific failover starts. (v11: "
                "'handling'.)"),
-    "completed": ("The failover finished: this side left COLO (migration 'completed'), its "
-                  "COLO thread exited with COLO_EXIT reason 'request', and its VM runs alone. "
+    "completed": ("The failover finished: this side left COLO (migration status completed), its "
+                  "COLO thread exited with COLO_EXIT reason request, and its VM runs alone. "
                   "query-colo-status now shows mode none, last-mode the old role, reason "
                   "request."),
     "relaunch": ("The request arrived while the secondary was loading a fully received "
@@ -126,9 +128,30 @@ _LINK = {
     "closed": ("The TCP connection closed. Each side sees EOF on its next read, which COLO "
                "treats as an error on the peer."),
     "partition": ("No byte crosses the link for a while, in either direction. COLO has no "
-                  "timeout (B13): both COLO threads simply block until management acts, "
+                  "timeout (docs/protocol.md §7.4): both COLO threads simply block until management acts, "
                   "and telling both sides to take over would give split brain."),
     "fault": "An injected fault changed what went onto the wire at this point.",
+}
+
+
+_OTHER = {
+    "parameter": ("QMP migrate-set-parameters changed a COLO parameter; x-checkpoint-delay is "
+                  "the time between two periodic checkpoints."),
+    "state": "A state machine of the testbed moved; the explanation of the message or action "
+             "that caused it says why.",
+    "migration": ("The migration status as query-migrate reports it: 'active' during the "
+                  "initial migration, 'colo' while COLO runs, 'completed' after a failover."),
+    "deliver": "The link hands a piece of the stream to the receiving side.",
+    "stopped-for-checkpoint": ("The primary's VM is paused so that its RAM and devices "
+                               "stay still while they are copied."),
+    "request": ("A client of the guest's service sends a request; the answer is output that "
+                "COLO must not release before the checkpoint that covers it."),
+    "absorbed": "A checkpoint is already running, and it covers this request too.",
+    "ignored": "Nothing reads this now, so it changes nothing.",
+    "unnoticed": ("The peer is gone, but this side is not reading the socket now; it notices "
+                  "at its next read or write."),
+    "abort": "The checkpoint is abandoned before the primary's VM stopped: nothing was sent.",
+    "stopped": "",
 }
 
 
@@ -153,13 +176,18 @@ def _dialect_note(topic: str, d) -> str:
     return ""
 
 
-def _framing(name: str, d) -> str:
+def _framing(name: str, d, data=None) -> str:
+    """How the message looks on the wire: the event's own bytes when it carries them
+    (vmstate-size's value is the blob's length), else the dialect's encoding of its value."""
     if name not in d.ids and not (name == "vmstate-size" and d.size_is_bare_word):
         return f" The {d.name} dialect has no {name} message."
-    try:
-        raw = d.encode(name, 0).hex()
-    except KeyError:
-        return ""
+    data = data or {}
+    raw = data.get("hex") or ""
+    if not raw:
+        try:
+            raw = d.encode(name, int(data.get("value") or 0)).hex()
+        except (KeyError, ValueError, TypeError, OverflowError):
+            return ""
     if name == "vmstate-size" and d.size_is_bare_word:
         return " In the prototype the size is a bare be64 word after vmstate-send, with no opcode."
     extra = " (be32 id + be64 value, as on every v11 message)" if d.value_on_every_message \
@@ -171,59 +199,57 @@ def explain(event, dialect_name: str = "qemu") -> str:
     """A short paragraph about one event (an Event or its JSON dict)."""
     d = dialects.get(dialect_name)
     if isinstance(event, dict):
-        kind, side, data = event.get("kind"), event.get("side"), event.get("data", {})
+        kind, side, data = event.get("kind"), event.get("side") or "", event.get("data") or {}
     else:
-        kind, side, data = event.kind, event.side, event.data
-    msg = data.get("msg")
+        kind, side, data = event.kind, event.side, event.data or {}
+    data = clean(data)
+    msg = data.get("msg") or ""
     if kind in ("send", "recv") and msg:
-        verb = "sends" if kind == "send" else "receives"
-        text = f"The {side} {verb} {msg}. " + _MSG.get(msg, "A COLO control message.")
+        text = f"{line(event)}. " + _MSG.get(msg, "A COLO control message.")
         if msg == "vmstate-received" and d.release_after == "vmstate-received":
             text += " The primary releases its buffered output now."
-        return text + _framing(msg, d)
-    if kind in ("send-ram", "recv-ram"):
-        text = ("The RAM part of the checkpoint: the pages dirtied since the last checkpoint, "
+        return text + _framing(msg, d, data)
+    if kind in ("send-ram", "recv-ram", "ram"):
+        text = (f"{line(event)}. The RAM part of the checkpoint: the pages dirtied since the last checkpoint, "
                 "as a migration-stream SECTION_END with RAM records, then EOF, written "
                 "straight onto the socket (not buffered). On the secondary they go to the "
                 "RAM cache only.")
         if not d.ram_outside_blob:
             text += " (The prototype sends RAM inside the sized blob instead.)"
         return text
-    if kind in ("send-device-state", "recv-device-state"):
-        return ("The device-state blob: the N bytes announced by vmstate-size (device "
+    if kind in ("send-device-state", "recv-device-state", "device-state"):
+        return (f"{line(event)}. The device-state blob: the N bytes announced by vmstate-size (device "
                 "sections, then EOF; in the prototype the whole state). " + _MSG["vmstate-size"])
     if kind in ("send-initial", "recv-initial"):
-        return ("The initial live migration (QEVM header, RAM, devices). In QEMU 7.2 it "
-                "carries MIG_CMD_ENABLE_COLO, which makes the destination allocate its RAM "
-                "cache; in 2.8 and v11 a COLOState section said colo_requested=true.")
+        return (f"{line(event)}. The initial live migration (QEVM header, RAM, devices). In "
+                "QEMU 7.2 it carries MIG_CMD_ENABLE_COLO, which makes the destination "
+                "allocate its RAM cache; in 2.8 and v11 a COLOState section asked for COLO "
+                "(colo_requested set).")
     if kind == "checkpoint":
         phase = data.get("phase")
         if phase == "begin":
-            why = data.get("reason")
-            return (f"Checkpoint {data.get('n')} begins on the {side}"
-                    + (f" (trigger: {why})" if why else "") + ". A checkpoint copies the "
+            return (f"{line(event)}. A checkpoint copies the "
                     "primary's dirty RAM and device state to the secondary, so that if the "
                     "primary dies the secondary can continue from a state consistent with "
                     "everything clients have seen.")
-        return (f"Checkpoint {data.get('n')} is committed on the {side}. Checkpoint ids only "
+        return (f"{line(event)}. Checkpoint ids only "
                 "grow, with no gaps, on both sides.")
     if kind == "action":
-        name = data.get("name", "")
-        text = _ACTION.get(name, f"The {side} performs {name}.")
+        name = data.get("name") or ""
+        text = _ACTION.get(name, f"{line(event)}.")
         return text + (_dialect_note("release", d) if name == "release-output" else "")
     if kind == "load":
         return ("The secondary is loading the checkpoint (flush the RAM cache, load devices). "
                 "A failover request arriving now is deferred (relaunch) until the load ends.")
     if kind == "failover" and side == "arbiter":
-        return (f"The external manager tells the {data.get('side')} to take over "
-                f"(x-colo-lost-heartbeat): {data.get('why', '')}. QEMU has no heartbeat of its "
+        return (f"{line(event)}. QEMU has no heartbeat of its "
                 "own; COLO assumes a manager that decides which side survives. Without it a "
                 "dead peer leaves the survivor waiting forever, and without fencing both "
                 "sides could run at once (split brain).")
     if kind == "failover":
-        to = data.get("to", "")
+        to = data.get("to") or ""
         v11 = {v: k for k, v in d.failover_state_names.items()}
-        return f"Failover state {data.get('from')} -> {to} on the {side}. " + \
+        return f"{line(event)}. " + \
             _FAILOVER.get(v11.get(to, to), "")
     if kind == "deferred":
         return _FAILOVER["relaunch"]
@@ -235,7 +261,7 @@ def explain(event, dialect_name: str = "qemu") -> str:
         return ("COLO_EXIT reason=error: the COLO thread hit an error and left its loop. The "
                 "VM keeps whatever run state it had." + _dialect_note("error", d))
     if kind == "error":
-        return (f"Protocol error on the {side}: {data.get('message')}. COLO checks every "
+        return (f"{line(event)}. COLO checks every "
                 "message against the one it expects; a mismatch, an out-of-range id or a "
                 "closed socket ends the COLO loop instead of desynchronising silently."
                 + _dialect_note("error", d))
@@ -251,11 +277,12 @@ def explain(event, dialect_name: str = "qemu") -> str:
                     "tell the survivor to take over with x-colo-lost-heartbeat.")
         if what == "stalled":
             return (f"The {side} stopped answering but its socket stays open, like a frozen "
-                    "host or a half-open TCP connection. COLO has no timeout (B13): the peer "
+                    "host or a half-open TCP connection. COLO has no timeout (docs/protocol.md §7.4): the peer "
                     "blocks forever unless an external arbiter fences the silent side.")
         return f"The {side} process exited."
     if kind == "fence":
-        return (f"The arbiter fences the {data.get('side')}: {data.get('why')}. COLO assumes an "
+        return (f"{line(event)}. "
+                "COLO assumes an "
                 "external manager that makes sure only one VM survives before it tells the "
                 "other to take over; without fencing both could run (split brain).")
     if kind == "qmp":
@@ -263,22 +290,32 @@ def explain(event, dialect_name: str = "qemu") -> str:
                 "peer is dead. On the primary it leaves COLO and keeps serving; on the "
                 "secondary it takes over. QEMU itself has no heartbeat.")
     if kind == "qmp-error":
-        return (f"The QMP command failed: {data.get('error')}. x-colo-lost-heartbeat fails "
+        return (f"{line(event)}. x-colo-lost-heartbeat fails "
                 "when COLO is not enabled or a failover is already active.")
     if kind == "vm":
-        return (f"The {side}'s VM is now {data.get('run')}: {data.get('why')}. In periodic "
+        return (f"{line(event)}. In periodic "
                 "mode the secondary stays paused between checkpoints; in hybrid mode (QEMU "
                 "7.2) it runs and colo-compare checks its output against the primary's.")
     if kind == "end":
         return _outcome(data.get("outcome"))
     if kind == "input":
-        return f"An operator input: {data}."
+        return f"{line(event)}."
     if kind in _LINK:
-        return _LINK[kind] + (f" ({data.get('spec')})" if data.get("spec") else "")
+        return f"{line(event)}. {_LINK[kind]}"
     if kind == "eof":
         return (f"The {side} read EOF: the peer closed the connection. COLO treats it as a "
                 "read error (\"Can't receive COLO message\").")
-    return f"{side} {kind} {data}"
+    if kind == "checkpoint-requested":
+        return (f"{line(event)}. The primary starts a checkpoint at once instead of waiting "
+                "for its timer (x-checkpoint-delay): a changed delay, colo-compare seeing "
+                "the two VMs' outputs diverge, or an operator asking all do this.")
+    if kind == "watchdog":
+        return (f"{line(event)}. No checkpoint completed for too long, so the external "
+                "manager decides that COLO is broken: it fences one side and tells the other "
+                "to carry on alone.")
+    if kind in _OTHER:
+        return f"{line(event)}. {_OTHER[kind]}"
+    return f"{line(event)}."
 
 
 def _outcome(outcome) -> str:
@@ -289,7 +326,7 @@ def _outcome(outcome) -> str:
                         "told to take over while its peer is still alive - COLO relies on an "
                         "external arbiter to prevent it; the testbed reports it faithfully."),
         "error": "The scenario ended in an error state (or hung: COLO has no timeout).",
-    }.get(outcome, f"The scenario ended: {outcome}.")
+    }.get(outcome, f"The scenario ended: {plain(outcome)}.")
 
 
 _BORING = {"state", "deliver", "migration", "ignored", "absorbed", "unnoticed", "parameter"}
@@ -316,10 +353,12 @@ def explain_last(controller) -> str:
     for ev in ordered:
         if ev.kind in _BORING:
             continue
-        where = f"[event #{ev.seq}, t={ev.t_ms:.3f} ms, {ev.side}] "
+        where = f"Event {ev.seq} at {ev.t_ms:.3f} ms, {ev.side}: "
+        if ev.kind == "end":
+            return where + ending(events, ev.data.get("outcome"))
         text = where + explain(ev, d)
         if controller.finished and ev.kind != "end":
-            text += "\n" + _outcome(controller.sim.outcome())
+            text += "\n" + ending(events, controller.sim.outcome())
         return text
     return ("Nothing has happened yet. COLO keeps a secondary VM in step with a primary by "
             "periodic checkpoints; 'step' runs the initial migration and checkpoint-ready.")

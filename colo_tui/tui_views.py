@@ -6,6 +6,7 @@ fault windows and commit times), `LogModel` is the filterable event log,
 """
 from __future__ import annotations
 
+from .sentences import clean, line, plain, sentence
 from .widgets.models import SIDE_NAMES, LadderRow
 
 HEAT_BUCKETS = 40
@@ -13,7 +14,8 @@ LADDER_CAP = 4000
 LADDER_BURST = 800          # a bigger batch (full speed) keeps only its tail's rows
 _TRACKED = frozenset(("checkpoint", "closed", "partition", "process"))
 _ARROW_POINTS = {"send-ram": "ram", "send-device-state": "device-state",
-                 "send-initial": "initial"}
+                 "send-initial": "initial",
+                 "ram": "ram", "device-state": "device-state"}   # an imported capture's
 
 
 class Ladder:
@@ -27,6 +29,8 @@ class Ladder:
         self._closed = False
         self._partition_until = -1.0
         self._down: set[str] = set()
+        self._last_recv: dict[str, str] = {}     # side -> the last message it received
+        self._initial = False                    # the initial migration has its row
 
     def _shaded(self, t_ms: float) -> bool:
         return self._closed or bool(self._down) or t_ms < self._partition_until
@@ -44,8 +48,30 @@ class Ladder:
                     row.point == d.get("point") and not row.lost:
                 row.lost = why
                 return
-        self._add(ev, "lost", direction=d.get("dir", ""), point=d.get("point", ""),
-                  label=f"{d.get('point', '?')} {why}", checkpoint=d.get("n", 0))
+        self._add(ev, "lost", direction=d.get("dir") or "", point=d.get("point") or "",
+                  label=f"{plain(d.get('point') or '?')} {why}", checkpoint=d.get("n") or 0)
+
+    def _release(self, ev, packets) -> None:
+        """Output commit.  When the primary releases on vmstate-received (QEMU), the note
+        goes right under that message's arrow, where the primary's lifeline meets it:
+        with a load of 0 ms the secondary sends vmstate-loaded before the primary has
+        read vmstate-received, and drawing by send time would put the release after
+        vmstate-loaded, which is the v11 order, not QEMU's."""
+        label = f"release packets ({plain(packets)})"
+        trigger = self._last_recv.get(ev.side, "")
+        at = None
+        if trigger:
+            for i in range(len(self.rows) - 1, max(-1, len(self.rows) - 40), -1):
+                r = self.rows[i]
+                if r.kind == "msg" and r.point == trigger:
+                    at = i + 1
+                    break
+        row = LadderRow(ev.seq, ev.t_ms, "note", side=ev.side, label=label,
+                        shaded=self._shaded(ev.t_ms))
+        if at is None or at == len(self.rows):
+            self.rows.append(row)
+        else:
+            self.rows.insert(at, row)
 
     def track(self, events) -> None:
         """What feed() remembers, without building rows (for events that would
@@ -63,7 +89,7 @@ class Ladder:
             elif kind == "closed":
                 self._closed = True
             elif kind == "partition":
-                self._partition_until = float(d.get("until", 0))
+                self._partition_until = _num(d.get("until"))
             elif kind == "process" and d.get("what") in ("killed", "stalled", "exit"):
                 self._down.add(ev.side)
         self.rows.clear()
@@ -74,78 +100,114 @@ class Ladder:
             self.track(events[: len(events) - LADDER_BURST])
             events = events[len(events) - LADDER_BURST:]
         for ev in events:
-            kind, side, d = ev.kind, ev.side, ev.data
-            if kind == "deliver" or kind == "state" or kind == "recv":
+            kind, side, d = ev.kind, ev.side, clean(ev.data or {})
+            if kind == "recv":
+                self._last_recv[side] = d.get("msg", "")
+                continue
+            if kind == "deliver" or kind == "state":
                 continue
             if kind == "send":
                 val = d.get("value", 0)
-                label = d["msg"] + (f" {val}" if val or d["msg"] == "vmstate-size" else "")
+                label = plain(d.get("msg") or "?") + (
+                    f" {plain(val)}" if val or d.get("msg") == "vmstate-size" else "")
                 self._add(ev, "msg", side=side, direction="P>S" if side == "primary" else "S>P",
-                          label=label, hex=d.get("hex", ""), point=d["msg"],
+                          label=label, hex=d.get("hex") or "", point=d.get("msg") or "",
                           checkpoint=self.in_flight.get(side, 0))
+            elif kind == "recv-initial" and not self._initial:
+                # an imported capture has only the secondary's side of the migration
+                self._initial = True
+                size = f" {plain(d['bytes'])} B" if d.get("bytes") is not None else ""
+                self._add(ev, "payload", side="primary", direction="P>S", point="initial",
+                          label=f"initial migration{size}")
             elif kind in _ARROW_POINTS:
+                if kind == "send-initial":
+                    self._initial = True
                 what = {"ram": "RAM", "device-state": "device state",
                         "initial": "initial migration"}[_ARROW_POINTS[kind]]
-                pages = f" {d['pages']} pages" if "pages" in d else ""
-                self._add(ev, "payload", side=side, label=f"{what}{pages} {d.get('bytes', 0)} B",
+                pages = f" {plain(d['pages'])} pages" if d.get("pages") is not None else ""
+                size = f" {plain(d['bytes'])} B" if d.get("bytes") is not None else ""
+                self._add(ev, "payload", side=side, label=f"{what}{pages}{size}",
                           direction="P>S" if side == "primary" else "S>P",
                           point=_ARROW_POINTS[kind], checkpoint=self.in_flight.get(side, 0))
             elif kind == "checkpoint":
-                n = d.get("n", 0)
+                n = d.get("n") or 0
                 if d.get("phase") == "begin":
                     self.in_flight[side] = n
                     if side == "primary":
-                        self._add(ev, "note", side="", label=f"checkpoint {n} "
-                                  f"({d.get('reason', '')})".replace(" ()", ""))
+                        why = f" ({plain(d['reason'])})" if d.get("reason") else ""
+                        self._add(ev, "note", side="", label=f"checkpoint {plain(n)}{why}")
                 elif d.get("phase") == "commit":
                     self.last_commit[side] = ev.t_ms
             elif kind in ("lost", "dropped"):
-                self._mark_lost(ev, d.get("why", kind) if kind == "lost" else "dropped")
+                self._mark_lost(ev, plain(d.get("why") or kind) if kind == "lost" else "dropped")
             elif kind == "fault":
-                self._add(ev, "fault", side="", label=f"fault {d.get('spec', '')}")
+                self._add(ev, "fault", side="", label=f"fault {plain(d.get('spec') or '')}")
             elif kind == "partition":
-                self._partition_until = float(d.get("until", 0))
+                self._partition_until = _num(d.get("until"))
                 self._add(ev, "fault", label=f"partition until {self._partition_until:.0f} ms")
             elif kind == "closed":
                 self._closed = True
-                self._add(ev, "fault", label=f"connection closed: {d.get('why', '')}")
+                self._add(ev, "fault", label=_closed_label(ev))
             elif kind == "held":
-                self._note(ev, f"held {d.get('point', '')}: {d.get('why', '')}", side="")
+                self._note(ev, "held " + sentence(ev).split(" is held")[0], side="")
             elif kind in ("error", "qmp-error"):
                 self._add(ev, "error", side=side if side in SIDE_NAMES else d.get("side", ""),
-                          label=d.get("message") or d.get("error") or kind)
+                          label=plain(d.get("message") or d.get("error") or kind))
             elif kind == "vm":
-                run = d.get("run", "")
+                run = plain(d.get("run") or "")
                 icon = {"running": "▶", "shutdown": "⏻"}.get(run, "⏸")
                 self._note(ev, f"{icon} {run}")
             elif kind == "action" and d.get("name") in ("release-output", "flush-cache"):
-                n = d.get("packets", d.get("pages", 0))
-                label = (f"release packets ({n})" if d["name"] == "release-output"
-                         else f"flush RAM cache ({n} pages)")
-                self._note(ev, label)
+                n = d.get("packets", d.get("pages")) or 0
+                if d["name"] == "release-output":
+                    self._release(ev, n)
+                else:
+                    self._note(ev, f"flush RAM cache ({n} pages)")
             elif kind == "load" and d.get("phase") == "begin":
-                self._note(ev, f"load state #{d.get('n', '')}")
+                self._note(ev, f"load state #{plain(d.get('n') or '')}")
             elif side == "arbiter":
-                self._note(ev, f"arbiter: {kind} {d.get('side', '')}", side="")
+                self._note(ev, _arbiter_label(kind, d), side="")
             elif kind == "failover":
-                self._note(ev, f"failover {d.get('from', '')}→{d.get('to', '')}")
+                self._note(ev, f"failover {plain(d.get('from') or '')}→{plain(d.get('to') or '')}")
             elif kind == "colo-exit":
-                self._note(ev, f"COLO_EXIT {d.get('reason', '')}")
+                self._note(ev, f"COLO_EXIT {plain(d.get('reason') or '')}")
             elif kind == "process":
                 if d.get("what") in ("killed", "stalled", "exit"):
                     self._down.add(side)
-                self._note(ev, f"☠ {d.get('what')}" if d.get("what") != "stalled"
-                           else "⏸ stalled (SIGSTOP)")
+                self._note(ev, {"stalled": "⏸ stalled (SIGSTOP)", "killed": "☠ killed",
+                                "exit": "☠ exited"}.get(d.get("what"), sentence(ev)))
             elif kind == "input":
-                args = " ".join(str(v) for k, v in d.items() if k != "cmd")
-                self._note(ev, f"operator: {d.get('cmd')} {args}".rstrip(), side="")
+                self._note(ev, "operator " + sentence(ev), side="")
             elif kind == "end":
-                self._note(ev, f"end: {d.get('outcome')}", side="")
+                self._note(ev, f"end: {plain(d.get('outcome'))}", side="")
             else:
                 continue
             self.version += 1
         if len(self.rows) > LADDER_CAP * 3 // 2:
             del self.rows[: len(self.rows) - LADDER_CAP]
+
+
+def _arbiter_label(kind: str, d: dict) -> str:
+    who = plain(d.get("side") or "?")
+    return {"failover": f"arbiter: {who}, take over", "fence": f"arbiter: fence the {who}",
+            "watchdog": "arbiter: watchdog"}.get(kind, f"arbiter: {plain(kind)}")
+
+
+def _num(value) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _closed_label(ev) -> str:
+    """Why the connection closed: a simulated close says why, an imported capture how."""
+    d = ev.data
+    why = d.get("why")
+    if why:
+        return f"connection closed: {plain(why)}"
+    text = sentence(ev).removeprefix("the connection closes")
+    return "connection closed" + text
 
 
 class LogModel:
@@ -166,7 +228,8 @@ class LogModel:
             return
         evs, f = self.events, self.filter
         for i in range(self._scanned, len(evs)):
-            if f in self.text(evs[i]).lower():
+            ev = evs[i]
+            if f in ev.kind or f in self.text(ev).lower():
                 self._matches.append(i)
         self._scanned = len(evs)
 
@@ -181,21 +244,9 @@ class LogModel:
 
     @staticmethod
     def text(ev) -> str:
-        d, kind = ev.data, ev.kind
-        if kind in ("send", "recv"):
-            body = f"{kind} {d.get('msg')}" + (f" {d['value']}" if d.get("value") else "")
-        elif kind == "state":
-            body = f"{d.get('from')}→{d.get('to')}"
-        elif kind == "vm":
-            body = f"vm {d.get('run')}"
-        elif kind == "action":
-            rest = " ".join(f"{k}={v}" for k, v in d.items() if k != "name")
-            body = f"{d.get('name')} {rest}"
-        else:
-            rest = " ".join(f"{k}={v}" for k, v in d.items() if k not in ("hex", "why"))
-            body = f"{kind} {rest}" + (f" ({d['why']})" if "why" in d else "")
-        body = body.strip()
-        return body if ev.side in SIDE_NAMES else f"{ev.side}: {body}"
+        """The event's plain sentence (colo_tui.sentences); other actors than the two
+        sides are named in front."""
+        return sentence(ev) if ev.side in SIDE_NAMES else line(ev)
 
     def line(self, i: int) -> tuple[int, float, str, str]:
         ev = self.event(i)

@@ -149,7 +149,8 @@ class Decoder:
         msg_id = int.from_bytes(buf[pos:pos + width], "big")
         name = d.names.get(msg_id)
         if name is None:
-            raise DecodeError(_invalid_text(d, msg_id), state="receive", offending=msg_id)
+            text, hint = _invalid_text(d, msg_id)
+            raise DecodeError(text, state="receive", offending=msg_id, hint=hint)
         need = width + 8 if (d.value_on_every_message or name == m.VMSTATE_SIZE) else width
         if avail < need:
             if self.accepts is not None and not self.accepts(name):
@@ -238,7 +239,8 @@ class Decoder:
         return self._ram_ctx
 
 
-def _invalid_text(d: Dialect, msg_id: int) -> str:
+def _invalid_text(d: Dialect, msg_id: int) -> tuple[str, str | None]:
+    """The error for an id out of range, and a guess at the peer's dialect (or None)."""
     top = max(d.names)
     if d.name == "v11":
         text = f"Invalid colo command, got cmd:{msg_id}"
@@ -246,10 +248,10 @@ def _invalid_text(d: Dialect, msg_id: int) -> str:
         text = f"Invalid message {msg_id}"
     text += f" (the {d.name} dialect has ids {min(d.names)}..{top})"
     if d.opcode_bytes == 4 and msg_id in range(0x46, 0x4C):
-        text += ": is the peer speaking prototype (be64 words from 0x46)?"
-    elif d.opcode_bytes == 8 and msg_id >> 32 in range(0, 9):
-        text += ": is the peer speaking qemu or v11 (be32 ids)?"
-    return text
+        return text, "is the peer speaking prototype (be64 words from 0x46)?"
+    if d.opcode_bytes == 8 and msg_id >> 32 in range(0, 9):
+        return text, "is the peer speaking qemu or v11 (be32 ids)?"
+    return text, None
 
 
 def encode_message(dialect: Dialect, name: str, value: int = 0) -> bytes:

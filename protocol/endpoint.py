@@ -61,6 +61,7 @@ class Endpoint:
         self.error: str | None = None
         self.close_requested = False
         self.peer_closed = False
+        self.understood = 0          # control messages from the peer handled without error
         self.exited = False          # v11: the secondary exits after the default failover
         self._now = 0.0
         self._out: list[Segment] = []
@@ -152,7 +153,9 @@ class Endpoint:
         text += (f" (received {d.label(got.name)} where {d.label(expected)} was expected"
                  f" in state {self.state})")
         hint = None
-        if got.msg_id is not None:
+        if got.msg_id is not None and not self.understood:
+            # another dialect is plausible only while nothing the peer said made sense:
+            # a peer that spoke this dialect until now is out of order, not foreign
             from .dialects import guess_peer_dialect
             other = guess_peer_dialect(got.msg_id, expected, d)
             if other:
@@ -193,7 +196,10 @@ class Endpoint:
         try:
             fn(*args)
         except ProtocolError as exc:
-            self.enter_error(str(exc), remote=not isinstance(exc, LocalProtocolError))
+            # a guess at another dialect from the bytes alone (an id out of range) is
+            # dropped once a whole checkpoint went through in this dialect
+            text = exc.message if exc.hint and self.checkpoint else str(exc)
+            self.enter_error(text, remote=not isinstance(exc, LocalProtocolError))
 
     def start(self, now: float) -> None:
         self._now = now
@@ -213,7 +219,10 @@ class Endpoint:
                 if self.state in _STOPPED:
                     break
         except ProtocolError as exc:
-            self.enter_error(str(exc), remote=not isinstance(exc, LocalProtocolError))
+            # a guess at another dialect from the bytes alone (an id out of range) is
+            # dropped once a whole checkpoint went through in this dialect
+            text = exc.message if exc.hint and self.checkpoint else str(exc)
+            self.enter_error(text, remote=not isinstance(exc, LocalProtocolError))
 
     def _on_item(self, item) -> None:
         if item.__class__ is m.Message:
@@ -221,6 +230,7 @@ class Endpoint:
                 "msg": item.name, "value": item.value, "id": item.msg_id,
                 "hex": item.raw.hex()}))
             self._dispatch(item.name, item)
+            self.understood += 1
         elif isinstance(item, m.RamPart):
             counts = getattr(item.records, "kind_counts", None)
             if counts is not None:

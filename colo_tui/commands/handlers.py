@@ -16,6 +16,8 @@ from protocol import dialects
 from protocol import failover as fo
 from protocol import faults as fl
 
+from ..sentences import plain as _plain
+from ..sentences import sentence as _sentence
 from .parser import SIDES, CommandError
 
 MAX_RUN_STEPS = 200_000
@@ -203,7 +205,7 @@ def heartbeat(c, p) -> str:
 
 def _colo(st: dict) -> str:
     cs = st["colo_status"]
-    return f"{{mode: {cs['mode']}, last-mode: {cs['last-mode']}, reason: {cs['reason']}}}"
+    return f"(mode {cs['mode']}, last-mode {cs['last-mode']}, reason {cs['reason']})"
 
 
 # --------------------------------------------------------------------- views
@@ -294,21 +296,12 @@ def ladder(c, rows: int = LADDER_ROWS) -> str:
     return "\n".join([head] + body)
 
 
-_NOTES = {
-    "error": lambda d: "ERROR " + d.get("message", "")[:60],
-    "colo-exit": lambda d: f"COLO_EXIT reason={d.get('reason')}",
-    "failover": lambda d: f"failover {d.get('from')} -> {d.get('to')}",
-    "process": lambda d: f"process {d.get('what')}",
-    "fence": lambda d: f"arbiter fences the {d.get('side')}",
-    "closed": lambda d: "connection closed",
-    "deferred": lambda d: "failover deferred (relaunch)",
-    "dropped": lambda d: f"{d.get('point')} dropped on the wire",
-    "partition": lambda d: "network partition",
-}
+_NOTES = frozenset(("error", "colo-exit", "failover", "process", "fence", "closed",
+                    "deferred", "dropped", "partition"))
 
 
 def _note(e) -> str:
-    return _NOTES[e.kind](e.data)
+    return _sentence(e)
 
 
 def failover_view(c) -> str:
@@ -377,7 +370,7 @@ def guest_ram(c) -> str:
     n = sum(len(v) for v in diff.values())
     lines.append("RAM identical on both sides" if not n else
                  f"the sides differ on {n} page(s): " +
-                 "; ".join(f"{b} {v[:8]}" for b, v in diff.items()))
+                 "; ".join(f"{b} pages {_plain(v)}" for b, v in diff.items()))
     return "\n".join(lines)
 
 
@@ -404,7 +397,8 @@ def guest_disk(c) -> str:
              f"{g[side].disk.digest()[:12]}" for side in SIDES]
     from protocol.guest.disk import diff_sectors
     diff = diff_sectors(g["primary"].disk.view(), g["secondary"].disk.view())
-    lines.append("disks identical" if not diff else f"disks differ on sectors {diff[:10]}")
+    lines.append("disks identical" if not diff else
+                 f"disks differ on {len(diff)} sector(s): {_plain(diff)}")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..legend import legend_text
 from ..session_args import SETTINGS
 from . import handlers as h
 from .parser import CommandError, form_syntax, parse, placeholder
@@ -83,7 +84,7 @@ COMMANDS = [
        (("SIDE:side",),), destructive=True),
     _c("stall", "stall primary|secondary", "stop a side (SIGSTOP): the socket stays open",
        "The process stops answering but its connection stays open (half-dead peer). COLO has "
-       "no timeout (B13): the other side waits until the arbiter fences the silent one.",
+       "no timeout (docs/protocol.md §7.4): the other side waits until the arbiter fences the silent one.",
        h.stall, (("SIDE:side",),)),
     _c("heartbeat", "heartbeat primary|secondary", "x-colo-lost-heartbeat on one side",
        "The QMP command a manager sends when it thinks the peer is dead: the primary leaves "
@@ -129,6 +130,10 @@ COMMANDS = [
        "Explains the latest interesting event for someone learning COLO.", h.explain_cmd),
     _c("help", "help [CMD]", "list the commands, or explain one", "", h.help_,
        (("CMD:command?",),)),
+    _c("legend", "legend", "what the symbols and abbreviations on screen mean",
+       "The symbols of the ladder, the panels and the status line, and the words and "
+       "abbreviations the testbed uses; the protocol itself is in docs/protocol.md.",
+       lambda c, p: legend_text()),
     _c("quit", "quit", "leave (stops a recording first)", "Aliases: exit.", h.quit_,
        aliases=("exit",)),
 ]

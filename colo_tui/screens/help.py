@@ -16,19 +16,21 @@ KEYS = [
     ("c", "request a checkpoint now"),
     ("f", "fault menu for the selected message or side"),
     ("k / s / h", "kill / stall / x-colo-lost-heartbeat on the selected side"),
-    ("tab", "select the other side (or click a panel or a lifeline)"),
+    ("o", "select the other side (or click a panel or a lifeline)"),
+    ("tab / shift+tab", "move the focus (ladder, log filter, every field of a dialog)"),
     ("d", "change x-checkpoint-delay"),
-    ("v / m", "switch dialect / mode (restarts the session)"),
+    ("v / m", "switch dialect / mode (a new session: asks first if this one has steps)"),
     ("g", "guest model on/off: RAM heat map, buffered packets, disk layers"),
-    ("1 … 9, 0", "scenario presets (PROTOCOL.md §15)"),
-    ("r", "start / stop recording to recordings/"),
+    ("1 … 9, 0", "scenario presets (docs/protocol.md §11; asks before discarding steps)"),
+    ("L", "guided lessons: narrated tours, some beats ask you to act"),
+    ("r", "start / stop recording (to your data directory; the status line says where)"),
     ("↑ / ↓", "select a message in the ladder (then y copies its bytes)"),
     ("y", "copy the selected message's bytes as hex"),
     ("/", "filter the event log (escape leaves the filter)"),
     ("t", "next theme"),
     ("ctrl+p", "command palette: every command of the registry"),
     ("?", "this help"),
-    ("q", "quit"),
+    ("q / ctrl+c", "quit (a recording in progress is completed)"),
 ]
 
 PRIMER = """\
@@ -37,19 +39,43 @@ last-mode / reason, checkpoint number and virtual time since it committed. With
 the guest model (g): "RAM dirty" = pages the PVM dirtied this epoch (they go in
 the next checkpoint), "RAM cache pending" = PVM pages waiting in the SVM's RAM
 cache for the flush; packets held by filter-buffer / colo-compare; disk layers
-(secondary: active ▷ hidden ▷ base; primary: local image, writes to forward).
+(secondary: active, hidden and base; primary: local image, writes to forward).
+A dead side shows "process is dead" and only the checkpoint it had reached.
 
 The ladder is the seed's picture, live: the Primary's lifeline on the left, the
 Secondary's on the right, one arrow per control message (─) or payload (═:
 RAM pages, device state), newest at the bottom. ✗ marks a message that was
 dropped or lost; a shaded row happens inside a fault window (link closed,
-partition, a side dead or stopped); ⚡ is an injected fault, ✖ an error.
+partition, a side dead or stopped); ↯ is an injected fault, ✖ an error.
 
 One checkpoint (QEMU 7.2): checkpoint-request → checkpoint-reply → the PVM
 stops → vmstate-send, RAM, vmstate-size N, N bytes of device state →
 vmstate-received (the PVM releases its buffered packets) → the SVM flushes
 its RAM cache and loads the devices → vmstate-loaded → the PVM resumes.
+
+The protocol, step by step, with the fault grammar and every scenario:
+docs/protocol.md in the repository (QEMU 7.2: migration/colo.c).
 """
+
+
+def legend_tables():
+    """The legend as two tables: a wrapped meaning keeps its column at any width."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from ..legend import ABBREVIATIONS, SYMBOLS
+
+    def table(title: str, rows) -> Table:
+        t = Table(title=title, title_justify="left", title_style="bold", box=None,
+                  show_header=False, padding=(0, 1), expand=True)
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column(ratio=1)
+        for row in rows:
+            t.add_row(*row)
+        return t
+    return Group(table("Legend: symbols",
+                       [(sym, f"{what} [dim]({where})[/dim]") for sym, where, what in SYMBOLS]),
+                 table("Legend: words and abbreviations", ABBREVIATIONS))
 
 
 class HelpScreen(ModalScreen[None]):
@@ -70,4 +96,5 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-box"):
             yield Static("\n".join(lines), markup=True)
             yield Static(PRIMER, markup=False, id="help-primer")
+            yield Static(legend_tables(), id="help-legend")
             yield Static("[dim]escape closes[/dim]")

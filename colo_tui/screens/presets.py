@@ -1,4 +1,5 @@
-"""Scenario presets from PROTOCOL.md §15 that the simulator reproduces (keys 1-9, 0)."""
+"""Scenario presets the simulator reproduces (keys 1-9, 0); `section` is where
+docs/protocol.md explains what each one shows (its §11 lists them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,39 +22,39 @@ _BASE = {"dialect": "qemu", "mode": "periodic", "load_ms": 0.0, "faults": []}   
 _OPTIONAL = {"secondary_dialect": None}      # only where this SimConfig knows it
 
 PRESETS = (
-    Preset("1", "happy path", "§15.1-2",
+    Preset("1", "happy path", "docs/protocol.md §3",
            "startup, checkpoint-ready, then periodic checkpoints", {},
            ("send:checkpoint-ready", "primary/checkpoint:commit"), "ok"),
-    Preset("2", "lost heartbeat on the secondary", "§15.14",
+    Preset("2", "lost heartbeat on the secondary", "docs/protocol.md §7.4",
            "x-colo-lost-heartbeat given to the SVM while the PVM lives: split brain",
            {"faults": ["heartbeat-secondary@checkpoint-request#1"]},
            ("secondary/failover:completed",), "split-brain"),
-    Preset("3", "primary dies mid-RAM", "§15.11",
+    Preset("3", "primary dies mid-RAM", "docs/protocol.md §6, §7.3",
            "kill-primary while the RAM streams: the cache is discarded, SVM takes over",
            {"faults": ["kill-primary@ram#1"]}, ("secondary/failover:completed",), "failover"),
-    Preset("4", "relaunch", "§15.12",
+    Preset("4", "relaunch", "docs/protocol.md §7.3",
            "the primary dies while the SVM loads (3 s, longer than the manager's 1 s): "
            "the failover meets the load, active→relaunch→…→completed",
            {"load_ms": 3000.0, "faults": ["kill-primary@load#1"]},
            ("secondary/failover:relaunch", "secondary/failover:completed"), "failover"),
-    Preset("5", "secondary dies", "§15.13",
+    Preset("5", "secondary dies", "docs/protocol.md §7.2",
            "the SVM is killed mid-checkpoint: the PVM fails over and keeps serving",
            {"faults": ["kill-secondary@vmstate-send#1"]},
            ("primary/colo-exit", "primary/failover:completed"), "failover"),
-    Preset("6", "out-of-order message", "§15.8",
+    Preset("6", "out-of-order message", "docs/protocol.md §2, §8",
            "vmstate-size arrives instead of vmstate-send: 'Unexpected COLO message'",
            {"faults": ["unexpected=vmstate-size@vmstate-send#1"]}, ("secondary/error",)),
-    Preset("7", "corrupted opcode", "§15.7",
+    Preset("7", "corrupted opcode", "docs/protocol.md §2, §8",
            "the checkpoint-request's opcode is corrupted: invalid message, COLO exits",
            {"faults": ["corrupt@checkpoint-request#1"]}, ("error",)),
-    Preset("8", "truncated device blob", "§15.10",
+    Preset("8", "truncated device blob", "docs/protocol.md §3, §8",
            "half the device state, then the connection closes",
            {"faults": ["truncate@device-state#1"]}, ("secondary/error",)),
-    Preset("9", "stalled secondary", "§15.14",
+    Preset("9", "stalled secondary", "docs/protocol.md §7.4",
            "the SVM stops answering (SIGSTOP): no timeout, the arbiter fences it",
            {"faults": ["stall-secondary@checkpoint-reply#1"]},
            ("primary/failover:completed",), "failover"),
-    Preset("0", "dialect mismatch", "§15.6",
+    Preset("0", "dialect mismatch", "docs/protocol.md §2",
            "a qemu primary and a v11 secondary: the very first message already breaks",
            {"secondary_dialect": "v11"}, ("error",)),
 )

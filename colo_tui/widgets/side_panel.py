@@ -38,7 +38,7 @@ class SidePanel(Static):
         self.set_class(v.selected, "-selected")
         self.set_class(not v.alive, "-dead")
         t = Text(no_wrap=True, overflow="ellipsis")
-        head = v.name.upper() + ("  ◆" if v.selected else "")
+        head = v.name.upper() + ("" if v.alive else "  ☠") + ("  ◆" if v.selected else "")
         t.append(head + "\n", style="bold reverse" if v.selected else "bold")
         if not v.alive:
             t.append("process is dead\n", style="bold red")
@@ -54,11 +54,21 @@ class SidePanel(Static):
                 value = "\n  " + (value if len(value) <= wide else value[: wide - 1] + "…")
             t.append(value + "\n", style=style)
 
+        since = "—" if v.since_ms is None else f"{v.since_ms / 1000:.1f} s ago"
+        if not v.alive:
+            # a dead process has no run state, COLO mode or failover state to report:
+            # show what it had reached, not the last values it reported while alive
+            row("run", "— (no process)", "bold red")
+            row("ckpt", f"#{v.checkpoint}, final")
+            if v.error:
+                t.append(f"✖ {v.error}\n", style="bold red")
+            t.rstrip()
+            self.update(t)
+            return
         row("run", v.run_state, _RUN_STYLE.get(v.run_state, ""))
         row("mode", v.colo_mode)
         row("failover", v.failover, "" if v.failover == "none" else "bold magenta")
         row("last", f"{v.last_mode} / {v.reason}")
-        since = "—" if v.since_ms is None else f"{v.since_ms / 1000:.1f} s ago"
         row("ckpt", f"#{v.checkpoint} {since}")
         row("state", v.state)
         if v.error:

@@ -53,7 +53,7 @@ def test_heartbeat_failover_visible_in_status(c):
     text = ok(c, "heartbeat s")
     assert "failover state completed" in text
     st = ok(c, "status")
-    assert "last-mode: secondary, reason: request" in st
+    assert "last-mode secondary, reason request" in st
     assert "failover completed" in st
     assert "[completed]" in ok(c, "show failover")
     res = execute(c, "heartbeat s")          # QEMU: a second request is refused

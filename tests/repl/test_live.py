@@ -24,7 +24,7 @@ def test_repl_drives_an_in_process_tcp_pair():
     out, err = p.communicate(script, timeout=120)
     assert p.returncode == 0, err
     assert "stopped at colo-exit" in out
-    assert "query-colo-status {mode: none, last-mode: secondary, reason: request}" in out
+    assert "query-colo-status (mode none, last-mode secondary, reason request)" in out
     assert "live       tcp: real peers" in out and "invariants all hold" not in out
 
 
@@ -53,7 +53,7 @@ def test_repl_peer_follows_a_primary_process(tmp_path):
     assert "checkpoint(s) flushed" in out and "device sections" in out
     assert "VGA text as of checkpoint" in out          # the model guest's screen is blank
     assert "stopped at colo-exit" in out
-    assert "query-colo-status {mode: none, last-mode: secondary, reason: request}" in out
+    assert "query-colo-status (mode none, last-mode secondary, reason request)" in out
 
 
 def _listening(port: int) -> bool:

@@ -22,7 +22,8 @@ GOOD = [
     ("record start /tmp/x.jsonl", "record", {"file": "/tmp/x.jsonl"}),
     ("record stop", "record", {}), ("replay 'a b.jsonl'", "replay", {"file": "a b.jsonl"}),
     ("back", "back", {}), ("back 3", "back", {"n": 3}), ("explain", "explain", {}),
-    ("help", "help", {}), ("help run", "help", {"cmd": "run"}), ("quit", "quit", {}),
+    ("help", "help", {}), ("help run", "help", {"cmd": "run"}), ("legend", "legend", {}),
+    ("help legend", "help", {"cmd": "legend"}), ("quit", "quit", {}),
     ("exit", "quit", {}),
 ]
 
