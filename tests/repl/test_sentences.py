@@ -275,5 +275,6 @@ def test_the_repl_commands_print_no_repr():
         if line == "show ladder":
             text = re.sub(r"\[(ram|device-state|initial) \d+ B\]", "", text)
         if line == "help":
-            text = re.sub(r"\[[^\]]*\]", "", text)          # [N] = an optional argument
+            while re.search(r"\[[^\[\]]*\]", text):      # [N] = an optional argument
+                text = re.sub(r"\[[^\[\]]*\]", "", text)      # (nested: [FILE [force]])
         assert not _leaks(text), (line, _leaks(text), text[:400])
