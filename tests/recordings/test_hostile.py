@@ -90,7 +90,7 @@ def test_dev_zero_is_refused_with_bounded_memory():
 
 
 _RSS = """
-import resource, sys
+import sys
 from protocol.errors import RecordingError
 from protocol.record import format as rf
 try:
@@ -98,7 +98,10 @@ try:
     print("read")
 except RecordingError as exc:
     print("refused:", exc)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child of a big
+# pytest process would report its parent's peak
+hwm = [x for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
+print(int(hwm.split()[1]) // 1024)
 """
 
 
@@ -112,7 +115,7 @@ def test_a_one_gib_line_is_refused_with_bounded_rss(tmp_path):
                        text=True, timeout=120, cwd=ROOT)
     out = r.stdout.splitlines()
     assert r.returncode == 0 and out[0].startswith("refused:") and "line 2 is longer" in out[0]
-    assert int(out[1]) < 400, f"peak RSS {out[1]} MiB reading a 1 GiB line"
+    assert int(out[1]) < 200, f"peak RSS {out[1]} MiB reading a 1 GiB line"
 
 
 def test_invalid_utf8_even_in_a_comment_is_an_error_naming_the_line():
