@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import Input
 
+from .contrast import legible_rich
 from .follow import FollowTail
 
 SIDE_COL = {"primary": 0, "secondary": 1}
@@ -25,9 +26,9 @@ class LogLines(FollowTail, can_focus=True):
     DEFAULT_CSS = """
     LogLines { height: 1fr; scrollbar-size-vertical: 1; }
     LogLines > .log--seq { color: $text-muted; }
-    LogLines > .log--primary { color: $success; }
-    LogLines > .log--secondary { color: $secondary; }
-    LogLines > .log--other { color: $warning; }
+    LogLines > .log--primary { color: $text-success; }
+    LogLines > .log--secondary { color: $text-secondary; }
+    LogLines > .log--other { color: $text-warning; }
     """
     COMPONENT_CLASSES = {"log--seq", "log--primary", "log--secondary", "log--other"}
 
@@ -72,16 +73,18 @@ class LogLines(FollowTail, can_focus=True):
         base = self.rich_style
         seqw = 6
         col = max(1, (width - seqw) // 2)
-        segs = [Segment(f"{seq:>5} ", base + self.get_component_rich_style("log--seq"))]
+        segs = [Segment(f"{seq:>5} ", legible_rich(base + self.get_component_rich_style(
+            "log--seq")))]
         if side in SIDE_COL:
             cell = text[: col - 1].ljust(col)
-            style = base + self.get_component_rich_style(f"log--{side}")
+            style = legible_rich(base + self.get_component_rich_style(f"log--{side}"))
             if SIDE_COL[side]:
                 segs += [Segment("·".ljust(col), base), Segment(cell, style)]
             else:
                 segs += [Segment(cell, style)]
         else:
-            segs.append(Segment(text, base + self.get_component_rich_style("log--other")))
+            segs.append(Segment(text, legible_rich(
+                base + self.get_component_rich_style("log--other"))))
         return Strip(segs).crop_extend(0, width, base)
 
     def on_click(self, event: events.Click) -> None:

@@ -24,8 +24,8 @@ class FailoverDiagram(Widget):
         v = self.view
         chain, relaunch = v.states[:4], v.states[4]
         width = self.size.width or 80
-        roomy = 2 + sum(len(s) for s in v.states) + 12 <= width
-        full = 2 + sum(len(s) for s in v.states) + 4 <= width
+        roomy = 3 + sum(len(s) for s in v.states) + 12 <= width
+        full = 3 + sum(len(s) for s in v.states) + 4 <= width
         name = (lambda s: s) if full else (lambda s: s[:5])
         arrow = " → " if roomy else "→"
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -36,9 +36,12 @@ class FailoverDiagram(Widget):
             for i, s in enumerate(chain):
                 if i:
                     t.append(arrow, style="dim")
-                t.append(name(s), style=_SIDE_STYLE[side] if s == cur else "dim")
+                # the current state is marked by a symbol too, not only by colour
+                t.append(("▸" + name(s)) if s == cur else name(s),
+                         style=_SIDE_STYLE[side] if s == cur else "")
             t.append("  ↺" if roomy else "↺")
-            t.append(name(relaunch), style=_SIDE_STYLE[side] if cur == relaunch else "dim")
+            t.append(("▸" + name(relaunch)) if cur == relaunch else name(relaunch),
+                     style=_SIDE_STYLE[side] if cur == relaunch else "")
             if side == "primary":
                 t.append("\n")
         return t

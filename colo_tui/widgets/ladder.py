@@ -13,6 +13,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.strip import Strip
 
+from .contrast import legible_rich
 from .follow import FollowTail
 from .models import LadderRow
 
@@ -135,9 +136,11 @@ class LadderView(FollowTail, can_focus=True):
         prefix = self._prefix_width()
         if prefix:
             segs.append(Segment(f"{row.t_ms / 1000:>10.3f} "[:prefix],
-                                base + self.get_component_rich_style("ladder--time")))
+                                legible_rich(base + self.get_component_rich_style(
+                                    "ladder--time"))))
         inner = max(0, width - prefix - 2)
-        segs += [Segment("│", base + life), Segment(set_cell_size(row_text(row, inner), inner), base + style),
+        segs += [Segment("│", base + life),
+                 Segment(set_cell_size(row_text(row, inner), inner), legible_rich(base + style)),
                  Segment("│", base + life)]
         strip = Strip(segs)
         if row.seq == self.selected:

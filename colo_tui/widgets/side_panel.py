@@ -6,11 +6,15 @@ from textual import events
 from textual.message import Message
 from textual.widgets import Static
 
+from .contrast import themed_style as _themed
 from .heatmap import heat_text
 from .models import SideView
 
-_RUN_STYLE = {"running": "bold green", "colo": "bold yellow", "paused": "yellow",
-              "shutdown": "bold red", "finish-migrate": "yellow"}
+#: run state -> (theme colour variable, extra style); theme variables, not ANSI names,
+#: so that every theme keeps the state readable (text-* variables are made for legibility)
+_RUN_STYLE = {"running": ("text-success", "bold"), "colo": ("text-warning", "bold"),
+              "paused": ("text-warning", ""), "shutdown": ("text-error", "bold"),
+              "finish-migrate": ("text-warning", "")}
 
 
 class SidePanel(Static):
@@ -25,6 +29,7 @@ class SidePanel(Static):
         super().__init__(id=side, **kw)
         self.side = side
         self._last: SideView | None = None
+        self._restyling = False
 
     def on_click(self, event: events.Click) -> None:
         self.post_message(self.Chosen(self.side))
@@ -32,6 +37,17 @@ class SidePanel(Static):
     def on_resize(self, event: events.Resize) -> None:
         if self._last is not None:
             self.show(self._last)
+
+    def notify_style_update(self) -> None:
+        """A class change (dead, selected) changes the background: the state colours
+        are re-chosen against it, so they stay legible."""
+        super().notify_style_update()
+        if self._last is not None and not self._restyling:
+            self._restyling = True
+            try:
+                self.show(self._last)
+            finally:
+                self._restyling = False
 
     def show(self, v: SideView) -> None:
         self._last = v
@@ -41,14 +57,14 @@ class SidePanel(Static):
         head = v.name.upper() + ("" if v.alive else "  ☠") + ("  ◆" if v.selected else "")
         t.append(head + "\n", style="bold reverse" if v.selected else "bold")
         if not v.alive:
-            t.append("process is dead\n", style="bold red")
+            t.append("process is dead\n", style=_themed(self, "text-error", "bold"))
         elif v.stalled:
-            t.append("stalled (SIGSTOP)\n", style="bold yellow")
+            t.append("stalled (SIGSTOP)\n", style=_themed(self, "text-warning", "bold"))
 
         room = max(4, (self.content_size.width or 24) - 9)
 
         def row(label: str, value: str, style: str = "") -> None:
-            t.append(f"{label:<9}", style="dim")
+            t.append(f"{label:<9}", style="italic")
             if len(value) > room:                  # a long value gets its own line
                 wide = room + 7
                 value = "\n  " + (value if len(value) <= wide else value[: wide - 1] + "…")
@@ -58,26 +74,28 @@ class SidePanel(Static):
         if not v.alive:
             # a dead process has no run state, COLO mode or failover state to report:
             # show what it had reached, not the last values it reported while alive
-            row("run", "— (no process)", "bold red")
+            row("run", "— (no process)", _themed(self, "text-error", "bold"))
             row("ckpt", f"#{v.checkpoint}, final")
             if v.error:
-                t.append(f"✖ {v.error}\n", style="bold red")
+                t.append(f"✖ {v.error}\n", style=_themed(self, "text-error", "bold"))
             t.rstrip()
             self.update(t)
             return
-        row("run", v.run_state, _RUN_STYLE.get(v.run_state, ""))
+        row("run", v.run_state, _themed(self, *_RUN_STYLE[v.run_state])
+            if v.run_state in _RUN_STYLE else "bold")
         row("mode", v.colo_mode)
-        row("failover", v.failover, "" if v.failover == "none" else "bold magenta")
+        row("failover", v.failover,
+            "" if v.failover == "none" else _themed(self, "text-accent", "bold underline"))
         row("last", f"{v.last_mode} / {v.reason}")
         row("ckpt", f"#{v.checkpoint} {since}")
         row("state", v.state)
         if v.error:
-            t.append(f"✖ {v.error}\n", style="bold red")
+            t.append(f"✖ {v.error}\n", style=_themed(self, "text-error", "bold"))
         width = max(4, self.content_size.width or 20)
         if v.heat is None:
             row("RAM", "—")
         else:
-            t.append(f"{v.heat_label} {v.heat_count}\n", style="dim")
+            t.append(f"{v.heat_label} {v.heat_count}\n", style="italic")
             t.append_text(heat_text(v.heat, width))
             t.append("\n")
         if v.screen:

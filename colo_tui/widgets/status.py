@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from .contrast import themed_style
 from .models import StatusView
 
 
@@ -13,6 +14,15 @@ class StatusBar(Static):
     def show(self, v: StatusView) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" COLO ", style="bold reverse")
+        # the session's state comes first: a narrow terminal cuts the end of the line,
+        # never whether it is paused, running or ended
+        if v.finished:
+            t.append(f" ■ ended: {v.outcome} ", style="bold")
+        elif v.running:
+            t.append(f" ▶ running {v.speed} ", style=themed_style(self, "text-success", "bold"))
+        else:
+            t.append(f" ⏸ paused ({v.speed}) ", style="bold")
+        t.append("│")
         if v.forked:
             t.append(f" FORKED at step {v.forked_at} ", style="bold white on red")
             t.append(" ")
@@ -24,18 +34,14 @@ class StatusBar(Static):
             t.append(" ")
         t.append(f" {v.dialect} · {v.mode} · seed {v.seed} ", style="bold")
         t.append(f"│ step {v.step} · t={v.t_ms / 1000:.3f} s ")
-        if v.finished:
-            t.append(f"│ ■ ended: {v.outcome} ", style="bold")
-        elif v.running:
-            t.append(f"│ ▶ running {v.speed} ", style="bold green")
-        else:
-            t.append(f"│ ⏸ paused ({v.speed}) ")
+        warn = themed_style(self, "text-warning")
         faults = "faults: " + ", ".join(v.faults) if v.faults else ""
         if faults and v.notice:
-            t.append("│ " + faults, style="yellow")
+            t.append("│ " + faults, style=warn)
         if v.notice or not faults:
             notice = Text(" " + v.notice, no_wrap=True, overflow="ellipsis",
-                          style="bold red" if v.notice.startswith("⚠") else "italic")
+                          style=themed_style(self, "text-error", "bold")
+                          if v.notice.startswith("⚠") else "italic")
         else:       # nothing to say: the fault plan gets the whole second line
-            notice = Text(" " + faults, no_wrap=True, overflow="ellipsis", style="yellow")
+            notice = Text(" " + faults, no_wrap=True, overflow="ellipsis", style=warn)
         self.update(Text("\n", no_wrap=True).join([t, notice]))
