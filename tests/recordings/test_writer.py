@@ -124,7 +124,7 @@ def test_a_sigkilled_colo_run_record_leaves_a_readable_cut_recording(tmp_path):
         seen = 0
         for _ in range(10_000):                      # bounded
             line = proc.stdout.readline()
-            if b" checkpoint " in line and b"phase=commit" in line:
+            if b" primary " in line and b" checkpoint " in line and b"committed" in line:
                 seen += 1
             if seen >= 10 or not line:
                 break
