@@ -119,7 +119,7 @@ class GuestWatch:
     def _check_flush(self, expected: dict[str, np.ndarray], copied: int) -> None:
         cache = self.secondary.cache
         want = sum(len(v) for v in expected.values())
-        n = self.inv.loading_n
+        n = self.sim.eps["secondary"].in_flight
         for name, idx in expected.items():
             ram_h = self.secondary.ram.blocks[name].hashes()[idx]
             cache_h = cache.cache.blocks[name].hashes()[idx]

@@ -32,6 +32,7 @@ class Invariants:
         self._size_sent: int | None = None     # the primary's last vmstate-size value
         self._size_expected: int | None = None  # what the secondary was told to expect
         self.loading_n = 0
+        self._received_whole = 0                 # the secondary sent vmstate-received
         self.watch = None
         self._committed = None                   # (n, PVM digest at its stop for n)
         if not sim._null_guest and hasattr(sim.guests["secondary"], "digest"):
@@ -82,6 +83,10 @@ class Invariants:
             self._size_sent = None
         elif kind == "load" and side == "secondary":
             self.loading_n = d["n"] if d.get("phase") == "begin" else 0
+        elif kind == "send" and side == "secondary" and d.get("msg") == "vmstate-received":
+            self._received_whole = self._in_flight["secondary"]
+        elif kind == "action" and d.get("name") == "take-over" and side == "secondary":
+            self._check_relaunch()
         elif kind == "action" and d.get("name") == "expect-blob" and side == "secondary":
             self._size_expected = d.get("bytes")
         elif kind == "action" and d.get("name") == "load-devices" and side == "secondary":
@@ -128,6 +133,15 @@ class Invariants:
                 detail = f": {diff(self.sim.guests['primary'])}"
             self.fail("consistency", f"after checkpoint {n} the SVM differs from the PVM "
                       f"at its stop{detail}")
+
+    def _check_relaunch(self) -> None:
+        """DESIGN.md §5.5: a checkpoint received whole (vmstate-received sent) but still
+        loading completes before the secondary takes over (the relaunch path)."""
+        n, have = self._received_whole, self._last_commit["secondary"]
+        if n > have and self.sim.eps["secondary"].error is None:
+            self.fail("whole_survivor", f"the secondary took over from checkpoint {have} "
+                      f"although it had received checkpoint {n} whole (it must finish "
+                      "loading it first: relaunch)")
 
     def check_survivor(self, n: int) -> None:
         """A secondary taking over (periodic: it has not run since its last load) holds

@@ -47,9 +47,20 @@ def _fault_points(dialect) -> list[str]:
 def _draw_fault(rng: random.Random, dialect, n_max: int, step_ms: int, delay_ms: int,
                 arbiter: bool) -> str:
     points = _fault_points(dialect)
-    kinds = [k for k in fl.KINDS if arbiter or not k.startswith("stall-")]
+    process = [k for k in fl.PROCESS_KINDS if arbiter or not k.startswith("stall-")]
     while True:                       # bounded in practice: most (kind, point) pairs are valid
-        point, kind = rng.choice(points), rng.choice(kinds)
+        # a side dying, stalling or told to fail over is what COLO exists for: 45 %
+        kind = rng.choice(process if rng.random() < 0.45 else fl.LINK_KINDS)
+        # ... and often while the secondary loads (the relaunch path, §5.5) or holds a
+        # partly received checkpoint (to be discarded)
+        roll = rng.random() if kind in process else 1.0
+        if roll < 0.3:
+            point = "load"
+        elif roll < 0.55:
+            point = rng.choice([p for p in points if p in ("ram", "vmstate-size",
+                                                           "device-state")])
+        else:
+            point = rng.choice(points)
         if point == "load" and kind in fl.LINK_KINDS:
             continue
         if kind in ("unexpected", "value", "opcode") and point in fl.STAGES:
@@ -134,6 +145,10 @@ def liveness(sim: Simulation) -> str | None:
     if sim.invariants.violations:
         return None                    # stopped at the violation: reported as such
     p, s = sim.eps["primary"], sim.eps["secondary"]
+    if sim._watchdog_fired and not sim.fired and not sim.premise_broken:
+        return ("COLO stopped making progress although no fault fired: the manager's "
+                f"watchdog had to fence the secondary (states {p.state}/{s.state}, "
+                f"{p.checkpoint}/{s.checkpoint} checkpoints committed)")
     if sim.both_in_colo() and min(p.checkpoint, s.checkpoint) < sim.target:
         return (f"checkpoints did not resume after the faults: {p.checkpoint}/{s.checkpoint} "
                 f"committed of {sim.target} at {sim.now:.0f} ms "
