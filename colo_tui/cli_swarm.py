@@ -26,7 +26,7 @@ def add_swarm_options(e) -> None:
                    help="where shrunk reproducers are written (default: here)")
 
 
-def _progress():
+def _progress(total: int):
     """A progress bar on stderr when it is a terminal (else nothing)."""
     if not sys.stderr.isatty():
         return None, None
@@ -34,7 +34,7 @@ def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
     bar = Progress("swarm", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=Console(stderr=True), transient=True)
-    task = bar.add_task("seeds", total=None)
+    task = bar.add_task("seeds", total=total)
 
     def update(done: int, total: int) -> None:
         bar.update(task, completed=done, total=total)
@@ -55,7 +55,7 @@ def cmd_swarm(args) -> int:
     if not args.no_shrink and not repro.is_dir():
         print(f"colo explore: --repro-dir {args.repro_dir}: not a directory", file=sys.stderr)
         return 2
-    bar, update = _progress()
+    bar, update = _progress(args.swarm)
     seeds = range(args.seed, args.seed + args.swarm)
     try:
         if bar is not None:
