@@ -52,6 +52,7 @@ class GuestWatch:
         self.sent: dict[str, list[np.ndarray]] = {}
         self.svm_packets: Counter = Counter()
         self._took_over = False
+        self.pvm_packets: set = set()      # every packet the PVM produced (its keys)
         self._wrap()
 
     # -- installing ---------------------------------------------------------------
@@ -82,6 +83,13 @@ class GuestWatch:
 
         sec.cache_pages, sec.flush_cache = watched_cache_pages, watched_flush
         sec.discard_cache, sec.start = watched_discard, watched_start
+
+        emit = pri._emit
+
+        def watched_emit(pkt):
+            self.pvm_packets.add(pkt.key)
+            return emit(pkt)
+        pri._emit = watched_emit
 
         svm_packet, release, log = pri.svm_packet, pri.release_output, pri.client_log
         record = log.record
@@ -158,6 +166,22 @@ class GuestWatch:
                           f"(answer to request {pkt.req_id}) as a match, but no SVM packet "
                           "with the same bytes on that connection was waiting")
             return
+
+    # -- output not lost ----------------------------------------------------------------
+    def check_primary_output(self) -> None:
+        """A primary that took over (it is the survivor) sent every packet it produced:
+        the held ones when buffering stopped, the later ones directly (colo-compare's
+        "queue size too big" drops excepted, as QEMU drops them)."""
+        pri = self.primary
+        if not pri.failed_over or not self.sim.alive["primary"]:
+            return
+        released = {r.packet.key for r in pri.client_log.released}
+        dropped = {p.key for p in pri.compare.dropped} if pri.compare is not None else set()
+        lost = self.pvm_packets - released - dropped
+        if lost:
+            first = min(lost)
+            self.inv.fail("client_history", f"the surviving primary never sent {len(lost)} "
+                          f"packet(s) it produced (first: {first}): output lost at failover")
 
     # -- dirty log ------------------------------------------------------------------
     def check_pvm_stopped(self, n: int) -> None:

@@ -177,6 +177,8 @@ class Invariants:
                               f"surviving {active[0]} never took in (it has up to "
                               f"{survivor.devices.last_rx_id})")
                     break
+        if self.watch is not None:
+            self.watch.check_primary_output()
         for side, guest in sim.guests.items():
             check = getattr(guest, "check_output_invariants", None)
             if check is not None and sim.alive[side]:

@@ -231,6 +231,16 @@ def relaunch_skips_load(mp):
     mp.setattr(sec.SecondaryEndpoint, "_on_load_done", on_load_done)
 
 
+def failover_drops_buffered_output(mp):
+    """Primary failover removes filter-buffer without flushing it: the packets it held
+    (answers the client is owed) are lost."""
+    def disable(self, now_ms):
+        self.queue.clear()
+        self.enabled = False
+        return []
+    mp.setattr(net.FilterBuffer, "disable", disable)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -248,4 +258,5 @@ BUGS = {
     "filter_buffer_keeps_released": filter_buffer_keeps_released,
     "dirty_sync_before_stop": dirty_sync_before_stop,
     "relaunch_skips_load": relaunch_skips_load,
+    "failover_drops_buffered_output": failover_drops_buffered_output,
 }

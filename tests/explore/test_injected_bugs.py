@@ -29,6 +29,7 @@ EXPECTED = {
     "filter_buffer_keeps_released": {"client_history"},
     "dirty_sync_before_stop": {"dirty_log", "consistency"},
     "relaunch_skips_load": {"consistency", "whole_survivor"},
+    "failover_drops_buffered_output": {"client_history"},
 }
 
 
