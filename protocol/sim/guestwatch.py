@@ -88,7 +88,9 @@ class GuestWatch:
 
         def watched_emit(pkt):
             self.pvm_packets.add(pkt.key)
-            return emit(pkt)
+            out = emit(pkt)
+            self._check_mismatch_notified(pkt.conn)
+            return out
         pri._emit = watched_emit
 
         svm_packet, release, log = pri.svm_packet, pri.release_output, pri.client_log
@@ -97,7 +99,9 @@ class GuestWatch:
         def watched_svm_packet(pkt):
             if pri.compare is not None and pri.compare.active and not pri.failed_over:
                 self.svm_packets[(pkt.conn, pkt.payload)] += 1
-            return svm_packet(pkt)
+            out = svm_packet(pkt)
+            self._check_mismatch_notified(pkt.conn)
+            return out
 
         def watched_release():
             out = release()
@@ -166,6 +170,21 @@ class GuestWatch:
                           f"(answer to request {pkt.req_id}) as a match, but no SVM packet "
                           "with the same bytes on that connection was waiting")
             return
+
+    def _check_mismatch_notified(self, conn_id: int) -> None:
+        """A PVM packet at the head of its queue with SVM packets waiting and none equal
+        to it is a mismatch: colo-compare must have asked for a checkpoint."""
+        compare = self.primary.compare
+        if compare is None or not compare.active or compare.checkpoint_needed:
+            return
+        conn = compare.conns.get(conn_id)
+        if conn is None or not conn.primary or not conn.secondary:
+            return
+        head = conn.primary[0]
+        if all(s.payload != head.payload for s in conn.secondary):
+            self.inv.fail("compare_honesty", f"colo-compare holds PVM packet {head.seq} "
+                          f"(request {head.req_id}) against {len(conn.secondary)} different "
+                          "SVM packet(s) without asking for a checkpoint")
 
     # -- output not lost ----------------------------------------------------------------
     def check_primary_output(self) -> None:

@@ -241,6 +241,17 @@ def failover_drops_buffered_output(mp):
     mp.setattr(net.FilterBuffer, "disable", disable)
 
 
+def mismatch_not_notified(mp):
+    """colo-compare finds a mismatch but its notification never reaches the COLO thread
+    (the notify chardev path): no checkpoint until the 3 s stale scan."""
+    orig = net.ColoCompare._notify
+
+    def notify(self, now_ms, reason):
+        if reason != "mismatch":
+            orig(self, now_ms, reason)
+    mp.setattr(net.ColoCompare, "_notify", notify)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -259,4 +270,5 @@ BUGS = {
     "dirty_sync_before_stop": dirty_sync_before_stop,
     "relaunch_skips_load": relaunch_skips_load,
     "failover_drops_buffered_output": failover_drops_buffered_output,
+    "mismatch_not_notified": mismatch_not_notified,
 }

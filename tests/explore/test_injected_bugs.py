@@ -30,6 +30,7 @@ EXPECTED = {
     "dirty_sync_before_stop": {"dirty_log", "consistency"},
     "relaunch_skips_load": {"consistency", "whole_survivor"},
     "failover_drops_buffered_output": {"client_history"},
+    "mismatch_not_notified": {"compare_honesty"},
 }
 
 
