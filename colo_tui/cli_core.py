@@ -35,12 +35,14 @@ def add_parsers(sub) -> None:
                         "checkpoints); raise it on purpose for longer runs")
     r.set_defaults(func=cmd_run)
 
-    e = sub.add_parser("explore", help="run the whole fault matrix")
+    e = sub.add_parser("explore", help="the fault matrix, or a swarm of seeded worlds")
     e.add_argument("--matrix", action="store_true", help="(the default) every case")
     e.add_argument("--dialect", action="append", choices=list(dialects.DIALECTS))
     e.add_argument("--guest", choices=["null", "model"], default="null",
                    help="model: with RAM, devices, disk and packets (slower)")
     e.add_argument("--json", action="store_true")
+    from .cli_swarm import add_swarm_options
+    add_swarm_options(e)
     e.set_defaults(func=cmd_explore)
 
     d = sub.add_parser("decode", help="decode a raw control byte stream to JSON lines")
@@ -120,6 +122,20 @@ def _session_options(p) -> None:
                    help="no external manager: a silent peer hangs COLO forever (B13)")
     p.add_argument("--strict", action="store_true",
                    help="do not reproduce QEMU 7.2's quirks (COLO_EXIT reason on failover)")
+    p.add_argument("--xbzrle", action="store_true", help="guest model: XBZRLE-encode pages")
+    p.add_argument("--save-ms", type=nonneg_float, default=0.0,
+                   help="qemu: the primary's device-state save time after the RAM part")
+    p.add_argument("--jitter-ms", type=nonneg_float, default=0.0,
+                   help="every timer fires up to this much late (seeded)")
+    p.add_argument("--arbiter-ms", type=nonneg_float, default=1000.0,
+                   help="how long the arbiter takes to act")
+    p.add_argument("--rate", type=nonneg_float, default=None, help="the workload's rate")
+    p.add_argument("--client-every-ms", type=nonneg_float, default=100.0,
+                   help="guest model: a client request this often (0: none)")
+    p.add_argument("--divergence", type=fraction, default=0.0,
+                   help="guest model: fraction of the SVM's answers that differ")
+    p.add_argument("--liveness-checkpoints", type=nonneg_int, default=0, metavar="N",
+                   help="after the last fault, N more checkpoints must commit")
 
 
 def _config(args):
@@ -129,7 +145,11 @@ def _config(args):
                      faults=list(getattr(args, "fault", []) or []),
                      checkpoint_delay_ms=args.checkpoint_delay, load_ms=args.load_ms,
                      guest=args.guest, ram_mib=args.ram_mib, workload=args.workload,
-                     arbiter=not args.no_arbiter, faithful=not args.strict)
+                     arbiter=not args.no_arbiter, faithful=not args.strict,
+                     xbzrle=args.xbzrle, save_ms=args.save_ms, jitter_ms=args.jitter_ms,
+                     arbiter_ms=args.arbiter_ms, rate=args.rate,
+                     client_every_ms=args.client_every_ms, divergence=args.divergence,
+                     liveness_checkpoints=args.liveness_checkpoints)
 
 
 #: a run whose checkpoint target is above this keeps no events (it does not need them:
@@ -311,6 +331,9 @@ def _print_summary(s: dict, sim=None) -> None:
 
 
 def cmd_explore(args) -> int:
+    if args.swarm is not None:
+        from .cli_swarm import cmd_swarm
+        return cmd_swarm(args)
     from protocol.sim.explore import explore
     res = explore(args.dialect, guest=args.guest)
     if args.json:

@@ -14,6 +14,9 @@ class SimConfig:
     faults: list[str] = field(default_factory=list)
     checkpoint_delay_ms: int | None = None
     load_ms: float = 0.0
+    save_ms: float = 0.0          # primary: device-state save time after the RAM part (qemu)
+    jitter_ms: float = 0.0        # every timer fires up to this much late (seeded)
+    liveness_checkpoints: int = 0  # after the last fault: this many more must commit
     arbiter: bool = True          # the external manager COLO assumes (fences, then fails over)
     arbiter_ms: float = 1000.0
     faithful: bool = True         # reproduce QEMU 7.2's quirks

@@ -54,11 +54,12 @@ class Simulation:
         for f in self.faults:
             self.check_fault(f)
         self.rng = random.Random(cfg.seed)
+        self._jitter_rng = random.Random(cfg.seed ^ 0x7177E5) if cfg.jitter_ms > 0 else None
         self.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
         self.guests = _make_guests(cfg, self.dialect)
         self._null_guest = cfg.guest == "null"
         kw = dict(mode=cfg.mode, checkpoint_delay_ms=cfg.checkpoint_delay_ms,
-                  load_ms=cfg.load_ms, faithful=cfg.faithful,
+                  load_ms=cfg.load_ms, save_ms=cfg.save_ms, faithful=cfg.faithful,
                   initial_stream=self.dialect.name == "qemu")
         self.peer_dialect = dialects.get(cfg.secondary_dialect or cfg.dialect)
         self.eps = {"primary": make_endpoint("primary", self.dialect,
@@ -80,7 +81,8 @@ class Simulation:
         self.hung: str | None = None
         self._queue: list = []
         self._order = itertools.count()
-        self._timer_at = {s: None for s in SIDES}
+        self._timer_at = {s: None for s in SIDES}      # the endpoint's deadline
+        self._timer_fire = {s: None for s in SIDES}    # when it fires (deadline + jitter)
         self._held = {s: [] for s in SIDES}
         self._arbiter_pending = False
         self._eof_sent = {s: False for s in SIDES}
@@ -98,10 +100,12 @@ class Simulation:
             self._push(cfg.client_every_ms, "client", 1)
         delay = self.eps["primary"].checkpoint_delay_ms
         last_fault = max((f.checkpoint for f in self.faults), default=0)
-        self.target = max(cfg.checkpoints, last_fault)
-        self.watchdog_ms = 3 * delay + cfg.load_ms + 2 * cfg.arbiter_ms
+        self.target = max(cfg.checkpoints, last_fault + cfg.liveness_checkpoints)
+        slack = cfg.load_ms + cfg.save_ms + cfg.jitter_ms
+        self.watchdog_ms = 3 * (delay + cfg.jitter_ms) + slack + 2 * cfg.arbiter_ms
         self.max_time_ms = cfg.max_time_ms or (
-            (self.target + 2) * (delay + cfg.load_ms + 1000) + 10 * cfg.arbiter_ms + 60_000)
+            (self.target + 2) * (delay + slack + cfg.jitter_ms + 1000)
+            + 10 * cfg.arbiter_ms + 60_000)
 
     # ------------------------------------------------------------ scheduling
     def check_fault(self, f) -> None:
@@ -147,7 +151,7 @@ class Simulation:
                 self._finish(stuck=True)
                 return self.events[first:]
             at, _, kind, payload = heapq.heappop(self._queue)
-            if kind == "timer" and self._timer_at[payload] != at:
+            if kind == "timer" and self._timer_fire[payload] != at:
                 continue            # superseded
             if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
                 continue
@@ -215,7 +219,7 @@ class Simulation:
             self.eps[side].receive_eof(self.now)
 
     def _do_timer(self, side: str) -> None:
-        self._timer_at[side] = None
+        self._timer_at[side] = self._timer_fire[side] = None
         self.eps[side].handle_timer(self.now)
 
     def _do_input(self, item: dict) -> None:
@@ -236,8 +240,11 @@ class Simulation:
             return False
         if in_colo is None:
             in_colo = self.both_in_colo()
-        if not in_colo and not (self.alive["primary"] and self.alive["secondary"]
-                                            and self.eps["primary"].state == "WAIT_READY"):
+        # the primary still waits in COLO (for checkpoint-ready, or for a secondary whose
+        # COLO thread is gone while its process lives on): the manager notices that too
+        waiting = self.alive["primary"] and self.alive["secondary"] and \
+            self.eps["primary"].colo_thread_alive
+        if not in_colo and not waiting:
             return False
         if force or self.now - self._last_progress > self.watchdog_ms:
             self._arbiter_pending = True
@@ -312,8 +319,13 @@ class Simulation:
             dl = ep.next_deadline()
             if dl != self._timer_at[side]:
                 self._timer_at[side] = dl
+                self._timer_fire[side] = None
                 if dl is not None:
-                    self._push(max(dl, self.now), "timer", side)
+                    at = max(dl, self.now)
+                    if self._jitter_rng is not None:
+                        at += round(self._jitter_rng.uniform(0.0, self.cfg.jitter_ms), 3)
+                    self._timer_fire[side] = at
+                    self._push(at, "timer", side)
 
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
         kind, data = ev.kind, ev.data
@@ -476,12 +488,12 @@ class Simulation:
 
     def _arbitrate(self) -> None:
         eps = self.eps
-        if any(eps[s].failover.state != fo.NONE for s in SIDES if self.alive[s]):
-            return                      # somebody already chose a survivor
-        for s in SIDES:
-            if self.stalled[s]:
+        for s in SIDES:               # a silent side is fenced, even after a survivor was
+            if self.stalled[s]:       # chosen (it would hold its resources forever)
                 self.emit("arbiter", "fence", side=s, why="no heartbeat: fence the silent side")
                 self.kill(s, "fenced by the arbiter")
+        if any(eps[s].failover.state != fo.NONE for s in SIDES if self.alive[s]):
+            return                      # somebody already chose a survivor
         live = [s for s in SIDES if self.alive[s]]
         if len(live) == 2:
             if all(eps[s].state not in ("ERROR",) for s in SIDES):
@@ -604,8 +616,9 @@ class Simulation:
             return
         p, s = self.eps["primary"], self.eps["secondary"]
         in_colo = self.both_in_colo()
-        if in_colo and p.checkpoint >= self.target and \
-                s.checkpoint >= self.target and p.state == "IDLE":
+        if in_colo and p.checkpoint >= self.target and s.checkpoint >= self.target and \
+                p.state in ("IDLE", "WAIT_REPLY"):
+            # WAIT_REPLY: a checkpoint asked for during the last one began back to back
             self._finish()
         elif self._watchdog_due(in_colo):
             pass

@@ -1,4 +1,6 @@
-"""The fault matrix: every (point × kind × side × dialect × mode × checkpoint 1|2).
+"""The fault matrix: every (point × kind × side × dialect × mode × checkpoint 1|2),
+plus slow loads (1.5 s, longer than the checkpoint delay) with every process fault
+at the load stage and around it.
 
 "side" is the side a process fault hits (kill/stall/heartbeat come in a
 primary and a secondary flavour); link faults act on the piece named by the
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .. import dialects
-from ..faults import KINDS, LINK_KINDS, STAGES
+from ..faults import KINDS, LINK_KINDS, PROCESS_KINDS, STAGES
 from .config import SimConfig
 from .core import Simulation
 
@@ -19,8 +21,36 @@ ARGS = {"delay": "5", "partition": "50", "value": "7", "opcode": "4294967295",
         "unexpected": None}
 
 
+#: slow loads: the checkpoint timer (1000 ms) fires during the load, and a side that
+#: dies, stalls or is told to fail over meets the other side loading
+SLOW_LOAD_MS = 1500.0
+SLOW_LOAD_POINTS = ("load", "vmstate-received", "vmstate-loaded", "checkpoint-request")
+SIDE_KINDS = tuple(k for k in PROCESS_KINDS if k.startswith(("kill-", "stall-", "heartbeat-")))
+
+
 def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2),
           guest: str = "null"):
+    yield from _fast_cases(dialect_names, modes, checkpoints, guest)
+    yield from _slow_load_cases(dialect_names, modes, checkpoints, guest)
+
+
+def _slow_load_cases(dialect_names, modes, checkpoints, guest):
+    for dname in dialect_names or tuple(dialects.DIALECTS):
+        d = dialects.get(dname)
+        for mode in modes:
+            for point in SLOW_LOAD_POINTS:
+                if point != "load" and point not in d.ids:
+                    continue
+                for kind in SIDE_KINDS:
+                    for n in checkpoints:
+                        yield SimConfig(dialect=dname, mode=mode, seed=1, checkpoints=2,
+                                        faults=[f"{kind}@{point}#{n}"],
+                                        checkpoint_delay_ms=1000, load_ms=SLOW_LOAD_MS,
+                                        guest=guest, ram_mib=16,
+                                        divergence=0.02 if guest == "model" else 0.0)
+
+
+def _fast_cases(dialect_names, modes, checkpoints, guest):
     for dname in dialect_names or tuple(dialects.DIALECTS):
         d = dialects.get(dname)
         # guest-shutdown only happens when the guest powers off: not a matrix point
@@ -58,6 +88,7 @@ def run_case(cfg: SimConfig) -> dict:
     sim.run()
     violated = [k for k, ok in sim.invariants.ok.items() if not ok and k != "termination"]
     return {"dialect": cfg.dialect, "mode": cfg.mode, "fault": cfg.faults[0],
+            "load_ms": cfg.load_ms,
             "outcome": sim.outcome(), "hang": bool(sim.hung), "violations": violated,
             "steps": sim.steps, "t_ms": round(sim.now, 3),
             "details": sim.invariants.violations}

@@ -1,17 +1,21 @@
-"""The invariants of DESIGN.md §5, checked after every step of a simulation.
+"""The invariants of DESIGN.md §5, checked continuously on the events of a simulation.
 
 Each check returns None (holds) or a text saying what broke.  Checks that
 need RAM, devices, disk or packets ask the guests (``protocol.guest.model``)
-and hold vacuously for the null guest.
+and hold vacuously for the null guest; those that must see a guest operation
+as it happens (flush set, compare honesty, the state before the SVM resumes)
+live in `guestwatch`.
 """
 from __future__ import annotations
 
 NAMES = ("consistency", "output_commit", "client_history", "one_active_vm",
-         "whole_checkpoint", "termination", "monotonic_checkpoints")
+         "whole_checkpoint", "termination", "monotonic_checkpoints", "vmstate_size",
+         "flush_set", "compare_honesty", "dirty_log", "whole_survivor")
 
 
 #: the event kinds the invariants look at (the simulator skips the others)
-KINDS = frozenset(("state", "checkpoint", "recv", "action", "stopped-for-checkpoint"))
+KINDS = frozenset(("state", "checkpoint", "recv", "action", "stopped-for-checkpoint",
+                   "send", "send-device-state", "load"))
 _KINDS = KINDS
 
 
@@ -25,6 +29,16 @@ class Invariants:
         self._snapshots: dict[int, object] = {}
         self._state = {"primary": "INIT", "secondary": "INIT"}   # as the events tell it
         self._in_flight = {"primary": 0, "secondary": 0}
+        self._size_sent: int | None = None     # the primary's last vmstate-size value
+        self._size_expected: int | None = None  # what the secondary was told to expect
+        self.loading_n = 0
+        self._received_whole = 0                 # the secondary sent vmstate-received
+        self.watch = None
+        self._committed = None                   # (n, PVM digest at its stop for n)
+        if not sim._null_guest and hasattr(sim.guests["secondary"], "digest"):
+            from .guestwatch import GuestWatch
+            self.watch = GuestWatch(self, sim)
+            self._committed = (0, sim.guests["secondary"].digest())
 
     def fail(self, name: str, text: str) -> None:
         if self.ok[name]:
@@ -41,7 +55,14 @@ class Invariants:
         if kind == "state":
             self._state[side] = d["to"]
         elif kind == "checkpoint" and d.get("phase") == "begin":
-            self._in_flight[side] = d["n"]
+            n = d["n"]
+            if n != self._last_commit[side] + 1:
+                self.fail("monotonic_checkpoints", f"{side} began checkpoint {n} after "
+                          f"committing {self._last_commit[side]}")
+            elif side == "secondary" and n != self._in_flight["primary"]:
+                self.fail("monotonic_checkpoints", f"the secondary began checkpoint {n} "
+                          f"while the primary runs checkpoint {self._in_flight['primary']}")
+            self._in_flight[side] = n
         elif kind == "checkpoint" and d.get("phase") == "commit":
             n = d["n"]
             if n != self._last_commit[side] + 1:
@@ -49,7 +70,33 @@ class Invariants:
                           f"{side} committed checkpoint {n} after {self._last_commit[side]}")
             self._last_commit[side] = n
             if side == "secondary":
-                self._check_consistency(n)
+                self.check_consistency(n)
+        elif kind == "send" and side == "primary" and d.get("msg") == "vmstate-size":
+            self._size_sent = d.get("value")
+        elif kind == "send-device-state" and side == "primary":
+            if self.watch is not None:      # the PVM is stopped and its dirty log synced
+                self.watch.check_pvm_stopped(self._in_flight["primary"])
+            if self._size_sent is not None and d.get("bytes") != self._size_sent:
+                self.fail("vmstate_size", f"checkpoint {self._in_flight['primary']}: the "
+                          f"primary announced vmstate-size {self._size_sent} but sent a "
+                          f"{d.get('bytes')}-byte device blob")
+            self._size_sent = None
+        elif kind == "load" and side == "secondary":
+            self.loading_n = d["n"] if d.get("phase") == "begin" else 0
+        elif kind == "send" and side == "secondary" and d.get("msg") == "vmstate-received":
+            self._received_whole = self._in_flight["secondary"]
+        elif kind == "action" and d.get("name") == "take-over" and side == "secondary":
+            self._check_relaunch()
+        elif kind == "action" and d.get("name") == "expect-blob" and side == "secondary":
+            self._size_expected = d.get("bytes")
+        elif kind == "action" and d.get("name") == "load-devices" and side == "secondary":
+            want = self._size_expected
+            if want is not None and self.sim.peer_dialect.ram_outside_blob and \
+                    d.get("bytes") != want:
+                self.fail("vmstate_size", f"checkpoint {self.loading_n}: the secondary "
+                          f"acknowledged a device blob of {d.get('bytes')} bytes with "
+                          f"vmstate-received, but vmstate-size said {want}")
+            self._size_expected = None
         elif kind == "recv" and side == "primary" and \
                 d.get("msg") == self.sim.dialect.release_after:
             self._received[self._in_flight["primary"]] = True
@@ -67,11 +114,17 @@ class Invariants:
             if snap is not None:
                 self._snapshots[d["n"]] = snap()
 
-    def _check_consistency(self, n: int) -> None:
+    def check_consistency(self, n: int) -> None:
+        """The SVM equals the PVM at its stop for checkpoint n (checked once: before the
+        SVM resumes after the load in hybrid mode, at the commit otherwise)."""
         want = self._snapshots.pop(n, None)
         sec = self.sim.guests["secondary"]
         if want is None or not hasattr(sec, "digest"):
             return
+        if len(self._snapshots) > 4:          # stops of checkpoints that never committed
+            for old in sorted(self._snapshots)[:-4]:
+                del self._snapshots[old]
+        self._committed = (n, want)
         got = sec.digest()
         if got != want:
             detail = ""
@@ -81,13 +134,37 @@ class Invariants:
             self.fail("consistency", f"after checkpoint {n} the SVM differs from the PVM "
                       f"at its stop{detail}")
 
+    def _check_relaunch(self) -> None:
+        """DESIGN.md §5.5: a checkpoint received whole (vmstate-received sent) but still
+        loading completes before the secondary takes over (the relaunch path)."""
+        n, have = self._received_whole, self._last_commit["secondary"]
+        if n > have and self.sim.eps["secondary"].error is None:
+            self.fail("whole_survivor", f"the secondary took over from checkpoint {have} "
+                      f"although it had received checkpoint {n} whole (it must finish "
+                      "loading it first: relaunch)")
+
+    def check_survivor(self, n: int) -> None:
+        """A secondary taking over (periodic: it has not run since its last load) holds
+        checkpoint n whole: RAM, devices and disk as the PVM's at its stop for n."""
+        if self._committed is None or self._committed[0] != n:
+            return
+        got = self.sim.guests["secondary"].digest()
+        bad = [k for k, v in self._committed[1].items() if got.get(k) != v]
+        if bad:
+            self.fail("whole_survivor", f"the secondary took over from checkpoint {n}, but "
+                      f"its {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not "
+                      f"checkpoint {n}'s")
+
     # -- at the end -------------------------------------------------------------
     def at_end(self) -> None:
         sim = self.sim
         if sim.hung:
             self.fail("termination", sim.hung)
         active = sim.active_sides()
-        if len(active) > 1 and not sim.premise_broken and not sim.both_in_colo():
+        # COLO's premise: an external arbiter picks the one survivor; without one, a
+        # side left running after an error (B14) is QEMU's behaviour, not a checker's find
+        if len(active) > 1 and not sim.premise_broken and sim.cfg.arbiter and \
+                not sim.both_in_colo():
             self.fail("one_active_vm", f"both {', '.join(active)} run outside COLO "
                       "although no operator told a side to take over while its peer lived")
         if len(active) == 1 and not sim._null_guest:
@@ -100,6 +177,8 @@ class Invariants:
                               f"surviving {active[0]} never took in (it has up to "
                               f"{survivor.devices.last_rx_id})")
                     break
+        if self.watch is not None:
+            self.watch.check_primary_output()
         for side, guest in sim.guests.items():
             check = getattr(guest, "check_output_invariants", None)
             if check is not None and sim.alive[side]:

@@ -1,0 +1,211 @@
+"""The invariants that watch the guests themselves (DESIGN.md §5, 1 and 8-11).
+
+Events say *that* the secondary flushed its cache or that colo-compare
+released a packet; they do not say which pages or which bytes.  `GuestWatch`
+wraps a few methods of the model guests of one simulation (instance
+attributes, the classes are untouched) and checks, at the moment they happen:
+
+* flush set: the pages flushed are exactly (PVM-sent ∪ SVM-dirtied): every one
+  of them equals the cache afterwards, and the count is that union's size,
+  not fewer, not the whole cache (B6);
+* consistency before the SVM resumes: at the end of a load, before the SVM runs
+  again (hybrid), its RAM, devices and disk equal the PVM's at its stop;
+* whole survivor: a secondary taking over in periodic mode (it did not run
+  since its last load) holds exactly the checkpoint it last committed;
+* compare honesty: a packet released as a match had an identical SVM packet
+  (same connection, same bytes) that no other match used;
+* dirty log: when the PVM stops for a checkpoint, no guest write is left in its
+  dirty log (a write between the sync and the stop would escape the checkpoint).
+
+The sets it keeps are bounded by one checkpoint's pages and packets.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..pages import PAGE_SIZE, PageBatch
+
+
+def _page_indices(records) -> dict[str, np.ndarray]:
+    """{block: page indices} of the records handed to the cache (any record kind)."""
+    out: dict[str, list] = {}
+    if isinstance(records, PageBatch):
+        for run in records.runs:
+            out.setdefault(run.block, []).append(run.offsets // PAGE_SIZE)
+    else:
+        by: dict[str, list[int]] = {}
+        for rec in records:
+            by.setdefault(rec.block, []).append(rec.offset // PAGE_SIZE)
+        for name, idx in by.items():
+            out.setdefault(name, []).append(np.asarray(idx, dtype=np.int64))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+class GuestWatch:
+    def __init__(self, inv, sim) -> None:
+        self.inv = inv
+        self.sim = sim
+        self.primary = sim.guests["primary"]
+        self.secondary = sim.guests["secondary"]
+        self.sent: dict[str, list[np.ndarray]] = {}
+        self.svm_packets: Counter = Counter()
+        self._took_over = False
+        self.pvm_packets: set = set()      # every packet the PVM produced (its keys)
+        self._wrap()
+
+    # -- installing ---------------------------------------------------------------
+    def _wrap(self) -> None:
+        sec, pri = self.secondary, self.primary
+        cache_pages, flush, discard, start = (sec.cache_pages, sec.flush_cache,
+                                              sec.discard_cache, sec.start)
+
+        def watched_cache_pages(records):
+            for name, idx in _page_indices(records).items():
+                self.sent.setdefault(name, []).append(idx)
+            return cache_pages(records)
+
+        def watched_flush():
+            expected = self._expected_flush()
+            copied = flush()
+            self._check_flush(expected, copied)
+            self.sent.clear()
+            return copied
+
+        def watched_discard():
+            self.sent.clear()
+            return discard()
+
+        def watched_start():
+            self._before_svm_runs()
+            return start()
+
+        sec.cache_pages, sec.flush_cache = watched_cache_pages, watched_flush
+        sec.discard_cache, sec.start = watched_discard, watched_start
+
+        emit = pri._emit
+
+        def watched_emit(pkt):
+            self.pvm_packets.add(pkt.key)
+            out = emit(pkt)
+            self._check_mismatch_notified(pkt.conn)
+            return out
+        pri._emit = watched_emit
+
+        svm_packet, release, log = pri.svm_packet, pri.release_output, pri.client_log
+        record = log.record
+
+        def watched_svm_packet(pkt):
+            if pri.compare is not None and pri.compare.active and not pri.failed_over:
+                self.svm_packets[(pkt.conn, pkt.payload)] += 1
+            out = svm_packet(pkt)
+            self._check_mismatch_notified(pkt.conn)
+            return out
+
+        def watched_release():
+            out = release()
+            self.svm_packets.clear()       # a checkpoint drops every queued SVM packet
+            return out
+
+        def watched_record(packets, now_ms, via):
+            if via == "compare-match":
+                self._check_matches(packets)
+            return record(packets, now_ms, via)
+
+        pri.svm_packet, pri.release_output, log.record = (watched_svm_packet, watched_release,
+                                                          watched_record)
+
+    # -- flush set ------------------------------------------------------------------
+    def _expected_flush(self) -> dict[str, np.ndarray]:
+        cache = self.secondary.cache
+        out = {}
+        for name, blk in self.secondary.ram.blocks.items():
+            parts = list(self.sent.get(name, ()))
+            if cache is not None and cache.include_svm_dirty and blk.dirty.count:
+                parts.append(blk.dirty.index_array())
+            if parts:
+                out[name] = np.unique(np.concatenate(parts))
+        return out
+
+    def _check_flush(self, expected: dict[str, np.ndarray], copied: int) -> None:
+        cache = self.secondary.cache
+        want = sum(len(v) for v in expected.values())
+        n = self.sim.eps["secondary"].in_flight
+        for name, idx in expected.items():
+            ram_h = self.secondary.ram.blocks[name].hashes()[idx]
+            cache_h = cache.cache.blocks[name].hashes()[idx]
+            bad = idx[ram_h != cache_h]
+            if len(bad):
+                self.inv.fail("flush_set", f"checkpoint {n}: after the flush {len(bad)} of the "
+                              f"{want} pages PVM-sent ∪ SVM-dirtied still differ from the "
+                              f"RAM cache ({name} page {int(bad[0]):#x} first): the flush "
+                              "missed them")
+                return
+        if copied != want:
+            self.inv.fail("flush_set", f"checkpoint {n}: the flush copied {copied} pages, "
+                          f"but PVM-sent ∪ SVM-dirtied has {want}"
+                          + (" (the whole cache?)" if copied > want else ""))
+
+    # -- before the SVM runs --------------------------------------------------------
+    def _before_svm_runs(self) -> None:
+        sim, ep = self.sim, self.sim.eps["secondary"]
+        if self.secondary.failed_over:
+            if not self._took_over:       # a relaunch commits and takes over at once
+                self.inv.check_consistency(ep.checkpoint)
+            if sim.cfg.mode == "periodic" and not self._took_over:
+                self.inv.check_survivor(ep.checkpoint)
+            self._took_over = True            # later start()s find it running already
+        elif ep.state == "LOADING" and ep.in_flight:
+            self.inv.check_consistency(ep.in_flight)
+
+    # -- compare honesty -------------------------------------------------------------
+    def _check_matches(self, packets) -> None:
+        for pkt in packets:
+            key = (pkt.conn, pkt.payload)
+            if self.svm_packets[key] > 0:
+                self.svm_packets[key] -= 1
+                continue
+            self.inv.fail("compare_honesty", f"colo-compare released PVM packet {pkt.seq} "
+                          f"(answer to request {pkt.req_id}) as a match, but no SVM packet "
+                          "with the same bytes on that connection was waiting")
+            return
+
+    def _check_mismatch_notified(self, conn_id: int) -> None:
+        """A PVM packet at the head of its queue with SVM packets waiting and none equal
+        to it is a mismatch: colo-compare must have asked for a checkpoint."""
+        compare = self.primary.compare
+        if compare is None or not compare.active or compare.checkpoint_needed:
+            return
+        conn = compare.conns.get(conn_id)
+        if conn is None or not conn.primary or not conn.secondary:
+            return
+        head = conn.primary[0]
+        if all(s.payload != head.payload for s in conn.secondary):
+            self.inv.fail("compare_honesty", f"colo-compare holds PVM packet {head.seq} "
+                          f"(request {head.req_id}) against {len(conn.secondary)} different "
+                          "SVM packet(s) without asking for a checkpoint")
+
+    # -- output not lost ----------------------------------------------------------------
+    def check_primary_output(self) -> None:
+        """A primary that took over (it is the survivor) sent every packet it produced:
+        the held ones when buffering stopped, the later ones directly (colo-compare's
+        "queue size too big" drops excepted, as QEMU drops them)."""
+        pri = self.primary
+        if not pri.failed_over or not self.sim.alive["primary"]:
+            return
+        released = {r.packet.key for r in pri.client_log.released}
+        dropped = {p.key for p in pri.compare.dropped} if pri.compare is not None else set()
+        lost = self.pvm_packets - released - dropped
+        if lost:
+            first = min(lost)
+            self.inv.fail("client_history", f"the surviving primary never sent {len(lost)} "
+                          f"packet(s) it produced (first: {first}): output lost at failover")
+
+    # -- dirty log ------------------------------------------------------------------
+    def check_pvm_stopped(self, n: int) -> None:
+        left = self.primary.ram.dirty_count()
+        if left:
+            self.inv.fail("dirty_log", f"checkpoint {n}: the PVM stopped with {left} page(s) "
+                          "still in its dirty log: guest writes after the dirty sync "
+                          "escaped the checkpoint")

@@ -1,0 +1,85 @@
+"""Running a swarm: in this process, on local worker processes, or on a Dask cluster.
+
+Seeds go out in chunks; every seed's result depends on the seed alone, and
+`swarm.summarize` sorts by seed, so the report is the same for 1 worker, K
+workers or a cluster.  A time budget stops handing out chunks once spent (the
+chunks in flight finish); the seeds run are then a prefix-free set, listed by
+count in the report.  At most 2 chunks per worker are in flight (bounded
+memory whatever N is).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from . import swarm
+
+
+def chunks(seeds: range, size: int) -> Iterator[list[int]]:
+    for i in range(0, len(seeds), size):
+        yield list(seeds[i:i + size])
+
+
+def chunk_size(n: int, workers: int) -> int:
+    return max(1, min(16, n // (workers * 8) or 1))
+
+
+class Budget:
+    def __init__(self, seconds: float | None) -> None:
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def run(seeds: range, *, workers: int = 1, cluster: str | None = None,
+        time_budget_s: float | None = None,
+        progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run `seeds`; returns `swarm.summarize`'s report plus the per-seed results."""
+    start = time.monotonic()
+    budget = Budget(time_budget_s)
+    done: list[dict] = []
+
+    def collect(batch: list[dict]) -> None:
+        done.extend(batch)
+        if progress is not None:
+            progress(len(done), len(seeds))
+
+    if cluster is not None:
+        from .cluster import run_on_cluster
+        run_on_cluster(cluster, chunks(seeds, chunk_size(len(seeds), 8)), collect, budget)
+    elif workers <= 1:
+        for chunk in chunks(seeds, 1):
+            if budget.spent():
+                break
+            collect(swarm.run_chunk(chunk))
+    else:
+        _run_local(workers, chunks(seeds, chunk_size(len(seeds), workers)), collect, budget)
+    report = swarm.summarize(done, time.monotonic() - start)
+    report["workers"] = "cluster " + cluster if cluster else workers
+    report["budget_stopped"] = len(done) < len(seeds)
+    report["results"] = sorted(done, key=lambda r: r["seed"])
+    return report
+
+
+def _run_local(workers: int, work: Iterator[list[int]], collect, budget: Budget) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < 2 * workers and not budget.spent():
+                chunk = next(work, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                pending.add(pool.submit(swarm.run_chunk, chunk))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                collect(fut.result())
+            if budget.spent():
+                exhausted = True

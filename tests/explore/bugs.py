@@ -1,0 +1,274 @@
+"""Injected COLO bugs, of the kinds QEMU's COLO really had (PROTOCOL.md §13).
+
+Each bug is a function `inject(monkeypatch)` that breaks the code the way the
+real bug did.  The swarm must catch each one by an invariant, a hang or a
+crash -- never only by a replay difference.  `EXPECTED` names what should
+catch it (any failure counts for the score; the name documents the intent).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from protocol import failover as fo
+from protocol import messages as m
+from protocol import primary as prim
+from protocol import secondary as sec
+from protocol.guest import model, net, ramcache
+from protocol.pages import PageBatch, PageRecord
+
+
+def flush_whole_cache(mp):
+    """B6: the secondary flushes every page the cache ever held, not the dirty set."""
+    orig = ramcache.RamCache.flush
+
+    def flush(self):
+        for name, bitmap in self.bitmaps.items():
+            touched = self.cache.blocks[name].touched.index_array()
+            bitmap.set_many(touched)
+        return orig(self)
+    mp.setattr(ramcache.RamCache, "flush", flush)
+
+
+def flush_misses_svm_dirty(mp):
+    """The flush copies the PVM's pages but not the pages the SVM dirtied (7.2 before
+    colo_bitmap_find_dirty counted them): the SVM keeps its own divergent writes."""
+    orig = ramcache.RamCache.flush
+
+    def flush(self):
+        keep, self.include_svm_dirty = self.include_svm_dirty, False
+        try:
+            return orig(self)
+        finally:
+            self.include_svm_dirty = keep
+            for blk in self.svm_ram.blocks.values():
+                blk.dirty.clear_all()
+    mp.setattr(ramcache.RamCache, "flush", flush)
+
+
+def checkpoint_id_uint8(mp):
+    """A checkpoint counter kept in 8 bits: wraps after 255 checkpoints."""
+    orig = prim.PrimaryEndpoint._on_checkpoint
+
+    def on_checkpoint(self, item):
+        orig(self, item)
+        self.in_flight &= 0xFF
+    mp.setattr(prim.PrimaryEndpoint, "_on_checkpoint", on_checkpoint)
+
+
+def secondary_id_off_by_one(mp):
+    """The secondary numbers the checkpoint it loads one ahead after its first."""
+    orig = sec.SecondaryEndpoint._on_request
+
+    def on_request(self, msg):
+        orig(self, msg)
+        if self.checkpoint >= 1:
+            self.in_flight = self.checkpoint + 2
+    mp.setattr(sec.SecondaryEndpoint, "_on_request", on_request)
+
+
+def vmstate_size_without_eof(mp):
+    """vmstate-size counts the device sections but not the trailing QEMU_VM_EOF byte."""
+    def send_blob(self, blob):
+        self.send(m.VMSTATE_SIZE, len(blob) - 1)
+        self.send_payload("blob", "device-state", blob)
+        self.goto(prim.WAIT_RECEIVED)
+    mp.setattr(prim.PrimaryEndpoint, "_send_blob", send_blob)
+
+
+def release_at_reply(mp):
+    """Output commit broken: buffered output leaves at checkpoint-reply, before the SVM
+    has the checkpoint."""
+    orig = prim.PrimaryEndpoint._on_reply
+
+    def on_reply(self, msg):
+        if self.failover.state == fo.NONE:
+            self._release()
+        orig(self, msg)
+    mp.setattr(prim.PrimaryEndpoint, "_on_reply", on_reply)
+
+
+def failover_during_load_no_relaunch(mp):
+    """A failover that meets a load in progress takes over at once (no relaunch): the
+    checkpoint being loaded is lost although the primary already released its output."""
+    def do_failover(self):
+        self.vmstate_loading = False
+        self._blob = b""
+        self.in_flight = 0
+        self.guest.discard_cache()
+        self.guest.take_over()
+        self.emit("action", name="take-over", why="(bug) no relaunch")
+        self.cancel_timer("load")
+        self.finish_failover(fo.REASON_REQUEST)
+    mp.setattr(sec.SecondaryEndpoint, "do_failover", do_failover)
+
+
+def compare_releases_mismatch(mp):
+    """colo-compare compares only the packet length, not its bytes."""
+    def _compare(self, conn, now_ms):
+        released = []
+        while conn.primary and conn.secondary:
+            pkt = conn.primary.popleft()
+            match = next((s for s in conn.secondary if len(s.payload) == len(pkt.payload)),
+                         None)
+            if match is None:
+                conn.primary.appendleft(pkt)
+                self._notify(now_ms, "mismatch")
+                break
+            conn.secondary.remove(match)
+            released.append(pkt)
+            self.matched += 1
+        return released
+    mp.setattr(net.ColoCompare, "_compare", _compare)
+
+
+def dirty_log_cleared_before_sync(mp):
+    """The dirty log of the second RAM block is cleared before the bitmap sync reads it:
+    the VGA pages written since the last checkpoint are never sent."""
+    orig = model.Guest.collect_dirty_pages
+
+    def collect(self):
+        blocks = list(self.ram.blocks.values())
+        if len(blocks) > 1:
+            blocks[1].dirty.clear_all()
+        return orig(self)
+    mp.setattr(model.Guest, "collect_dirty_pages", collect)
+
+
+def page_offset_32bit(mp):
+    """B7: page index << TARGET_PAGE_BITS computed in 32 bits: a page above 4 GiB lands
+    4 GiB lower in the secondary's cache."""
+    orig = ramcache.RamCache.receive
+
+    def receive(self, records, bypass_cache=False):
+        if isinstance(records, PageBatch):
+            for run in records.runs:
+                run.offsets = run.offsets & np.int64(0xFFFFFFFF)
+        else:
+            records = [PageRecord(r.block, r.offset & 0xFFFFFFFF, r.kind, r.data, r.fill)
+                       for r in records]
+        return orig(self, records, bypass_cache)
+    mp.setattr(ramcache.RamCache, "receive", receive)
+
+
+def multifd_bypasses_cache(mp):
+    """B11: pages arrive straight in SVM RAM (multifd), not in the RAM cache."""
+    def cache_pages(self, records):
+        self._cache().receive(records, bypass_cache=True)
+    mp.setattr(model.Guest, "cache_pages", cache_pages)
+
+
+def svm_resumes_before_flush(mp):
+    """The SVM is restarted before its RAM cache is flushed and the devices are loaded."""
+    orig = sec.SecondaryEndpoint._on_load_done
+
+    def on_load_done(self, item):
+        if self.mode == "hybrid":
+            self.start_vm("(bug) resume first")
+        orig(self, item)
+    mp.setattr(sec.SecondaryEndpoint, "_on_load_done", on_load_done)
+
+
+def partial_checkpoint_flushed_on_failover(mp):
+    """Failover mid-checkpoint flushes the partly received checkpoint into SVM RAM
+    instead of discarding it."""
+    orig = sec.SecondaryEndpoint.do_failover
+
+    def do_failover(self):
+        if not self.vmstate_loading and self.in_flight:
+            self.guest.flush_cache()
+        orig(self)
+    mp.setattr(sec.SecondaryEndpoint, "do_failover", do_failover)
+
+
+def filter_buffer_keeps_released(mp):
+    """filter-buffer sends its queue at a release but does not dequeue it."""
+    def release(self, now_ms):
+        out = list(self.queue)
+        self.released_total += len(out)
+        return out
+    mp.setattr(net.FilterBuffer, "release", release)
+
+
+def dirty_sync_before_stop(mp):
+    """The PVM syncs its dirty log when the checkpoint begins and stops only at the
+    reply: writes in between escape the checkpoint."""
+    orig_cp, orig_reply = prim.PrimaryEndpoint._on_checkpoint, prim.PrimaryEndpoint._on_reply
+
+    def on_checkpoint(self, item):
+        self._early_pages = self.guest.collect_dirty_pages()
+        orig_cp(self, item)
+
+    def on_reply(self, msg):
+        early, self._early_pages = getattr(self, "_early_pages", None), None
+        if early is None:
+            return orig_reply(self, msg)
+        self.guest.collect_dirty_pages = lambda: early     # the stale sync is what is sent
+        try:
+            return orig_reply(self, msg)
+        finally:
+            del self.guest.collect_dirty_pages
+    mp.setattr(prim.PrimaryEndpoint, "_on_checkpoint", on_checkpoint)
+    mp.setattr(prim.PrimaryEndpoint, "_on_reply", on_reply)
+
+
+def relaunch_skips_load(mp):
+    """The relaunch path takes over as soon as the load timer ends without flushing the
+    cache or loading the devices, yet commits the checkpoint."""
+    orig = sec.SecondaryEndpoint._on_load_done
+
+    def on_load_done(self, item):
+        if self.failover.state == fo.RELAUNCH:
+            self.guest.discard_cache()
+            self._blob = b""
+            self.vmstate_loading = False
+            self.checkpoint, self.in_flight = self.in_flight, 0
+            self.emit("checkpoint", n=self.checkpoint, phase="commit", loaded_sent=False)
+            self.goto(sec.IDLE)
+            self.fail_cas(fo.RELAUNCH, fo.NONE)
+            self._request_failover(operator=False)
+            return
+        orig(self, item)
+    mp.setattr(sec.SecondaryEndpoint, "_on_load_done", on_load_done)
+
+
+def failover_drops_buffered_output(mp):
+    """Primary failover removes filter-buffer without flushing it: the packets it held
+    (answers the client is owed) are lost."""
+    def disable(self, now_ms):
+        self.queue.clear()
+        self.enabled = False
+        return []
+    mp.setattr(net.FilterBuffer, "disable", disable)
+
+
+def mismatch_not_notified(mp):
+    """colo-compare finds a mismatch but its notification never reaches the COLO thread
+    (the notify chardev path): no checkpoint until the 3 s stale scan."""
+    orig = net.ColoCompare._notify
+
+    def notify(self, now_ms, reason):
+        if reason != "mismatch":
+            orig(self, now_ms, reason)
+    mp.setattr(net.ColoCompare, "_notify", notify)
+
+
+BUGS = {
+    "flush_whole_cache": flush_whole_cache,
+    "flush_misses_svm_dirty": flush_misses_svm_dirty,
+    "checkpoint_id_uint8": checkpoint_id_uint8,
+    "secondary_id_off_by_one": secondary_id_off_by_one,
+    "vmstate_size_without_eof": vmstate_size_without_eof,
+    "release_at_reply": release_at_reply,
+    "failover_during_load_no_relaunch": failover_during_load_no_relaunch,
+    "compare_releases_mismatch": compare_releases_mismatch,
+    "dirty_log_cleared_before_sync": dirty_log_cleared_before_sync,
+    "page_offset_32bit": page_offset_32bit,
+    "multifd_bypasses_cache": multifd_bypasses_cache,
+    "svm_resumes_before_flush": svm_resumes_before_flush,
+    "partial_checkpoint_flushed_on_failover": partial_checkpoint_flushed_on_failover,
+    "filter_buffer_keeps_released": filter_buffer_keeps_released,
+    "dirty_sync_before_stop": dirty_sync_before_stop,
+    "relaunch_skips_load": relaunch_skips_load,
+    "failover_drops_buffered_output": failover_drops_buffered_output,
+    "mismatch_not_notified": mismatch_not_notified,
+}
