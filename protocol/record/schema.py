@@ -69,7 +69,10 @@ class Params(msgspec.Struct, kw_only=True):
     workload: WORKLOAD = "toggle"
     rate: Annotated[float, msgspec.Meta(ge=0.0, le=1e6)] | None = None
     divergence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
-    client_every_ms: Annotated[float, msgspec.Meta(ge=1.0, le=1e12)] = 100.0
+    client_every_ms: Annotated[float, msgspec.Meta(ge=0.0, le=1e12)] = 100.0   # 0: none
+    save_ms: _Ms = 0.0
+    jitter_ms: _Ms = 0.0
+    liveness_checkpoints: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     svm_output_lost: bool = False
     xbzrle: bool = False
     latency_ms: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] = 0.05
@@ -195,9 +198,13 @@ def check_header(obj: dict, where: str, version: int) -> Header:
     """Validate a header object (format and version already checked)."""
     head = _convert(obj, Header, where)
     p = head.params
-    for name in ("load_ms", "arbiter_ms", "latency_ms", "bytes_per_ms", "client_every_ms"):
+    for name in ("load_ms", "arbiter_ms", "latency_ms", "bytes_per_ms", "client_every_ms",
+                 "save_ms", "jitter_ms"):
         if not math.isfinite(getattr(p, name)):
             raise RecordingError(f"{where}: params.{name} must be a finite number")
+    if 0 < p.client_every_ms < 1.0:
+        raise RecordingError(f"{where}: params.client_every_ms: a client request every "
+                             f"{p.client_every_ms} ms is too often (0 for none, or >= 1)")
     if not -U64 < head.seed < U64:
         raise RecordingError(f"{where}: seed: out of range (a 64-bit integer)")
     cap = max_checkpoints()
