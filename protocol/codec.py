@@ -13,7 +13,7 @@ import struct
 
 from . import messages as m
 from .dialects import Dialect
-from .errors import DecodeError
+from .errors import DecodeError, LimitError
 
 _BE32 = struct.Struct(">I")
 _BE64 = struct.Struct(">Q")
@@ -181,7 +181,7 @@ class Decoder:
 
     def _next_ram(self):
         from .pages import PageBatch
-        from .streamdecode import StreamError
+        from .streamdecode import StreamError, StreamLimitError
         reader = self._reader
         buf = self._buf
         # the bulk path may keep page data as views into our buffer (no copy):
@@ -193,6 +193,9 @@ class Decoder:
         used = 0
         try:
             used = reader.feed(memoryview(buf)[start:])
+        except StreamLimitError as exc:
+            raise LimitError(f"RAM part refused: {exc}", limit=exc.limit,
+                             state=_RAM) from None
         except StreamError as exc:
             raise DecodeError(f"malformed RAM part: {exc}", state=_RAM) from None
         finally:
@@ -203,14 +206,17 @@ class Decoder:
         if kind is not bytearray:
             self._pos += used
         self.bytes_consumed += used
-        if not reader.done:
-            return None
-        self._state = _MSG
-        self._reader = None
-        records = reader.records
+        records = reader.take_records()
         if not isinstance(records, PageBatch):
             records = tuple(records)
-        return m.RamPart(records, self.bytes_consumed - self._reader_start)
+        if not reader.done:
+            # hand the records out now: the part is never held whole (it may be
+            # as large as the guest's RAM, or a hostile peer's endless one)
+            return m.RamChunk(records) if records else None
+        self._state = _MSG
+        self._reader = None
+        return m.RamPart(records, self.bytes_consumed - self._reader_start,
+                         reader.pages, dict(reader.kind_counts))
 
     def _next_initial(self):
         from .stream import InitialReader, StreamError

@@ -221,15 +221,11 @@ class Endpoint:
                 "msg": item.name, "value": item.value, "id": item.msg_id,
                 "hex": item.raw.hex()}))
             self._dispatch(item.name, item)
+        elif item.__class__ is m.RamChunk:
+            self._dispatch("ram-chunk", item)
         elif isinstance(item, m.RamPart):
-            counts = getattr(item.records, "kind_counts", None)
-            if counts is not None:
-                kinds = dict(counts())
-            else:
-                kinds = {}
-                for r in item.records:
-                    kinds[r.kind] = kinds.get(r.kind, 0) + 1
-            self.emit("recv-ram", pages=len(item.records), bytes=item.size_bytes, **kinds)
+            self.emit("recv-ram", pages=item.page_count(), bytes=item.size_bytes,
+                      **item.kind_counts())
             self._dispatch("ram", item)
         elif isinstance(item, m.StateBlob):
             self.emit("recv-device-state", bytes=len(item.data))

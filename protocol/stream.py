@@ -100,6 +100,14 @@ class StreamError(ValueError):
         super().__init__(f"at stream offset {offset}: expected {expected}, found {found}")
 
 
+class StreamLimitError(StreamError):
+    """Well-formed, but beyond a bound (`limit` names which one): the stream is refused."""
+
+    def __init__(self, offset: int, limit: str, expected: str, found: str) -> None:
+        self.limit = limit
+        super().__init__(offset, expected, found)
+
+
 @dataclass
 class RamContext:
     """RAM decode/encode state that survives across checkpoints.
@@ -543,6 +551,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "DeviceSection", "InitialReader", "InitialSummary", "RamContext", "RamPartReader",
-    "StreamError", "decode_device_blob", "encode_device_blob", "encode_initial",
+    "StreamError", "StreamLimitError", "decode_device_blob", "encode_device_blob", "encode_initial",
     "encode_ram_part",
 ]

@@ -76,6 +76,9 @@ class MirrorGuest:
         if blk is None:
             raise MirrorError(f"page for RAM block {rec.block!r}, which RAM START did not "
                               "announce")
+        if rec.offset % PAGE_SIZE or not 0 <= rec.offset < blk.size_bytes:
+            raise MirrorError(f"page at {rec.offset:#x} outside RAM block {rec.block!r} "
+                              f"({blk.size_bytes:#x} bytes)")
         index = rec.offset // PAGE_SIZE
         self.initial_pages += 1
         if rec.kind == KIND_ZERO and not rec.fill and not blk.touched.test(index):

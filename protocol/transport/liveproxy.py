@@ -355,6 +355,7 @@ class LiveProxy:
         try:
             if d.state == "ram":
                 k = d.reader.feed(chunk)
+                d.reader.take_records()     # counted; the proxy keeps no page
             else:
                 k = min(d.left, len(chunk))
                 d.left -= k
@@ -387,16 +388,12 @@ class LiveProxy:
 
     async def _piece_end(self, d: _Dir) -> None:
         if d.state == "ram":
-            recs = d.reader.records
-            kinds = {"zero": 0, "page": 0, "xbzrle": 0}
-            blocks: dict[str, int] = {}
-            for r in recs:
-                kinds[r.kind] = kinds.get(r.kind, 0) + 1
-                blocks[r.block] = blocks.get(r.block, 0) + 1
+            rd = d.reader
+            kinds = {"zero": 0, "page": 0, "xbzrle": 0, **rd.kind_counts}
             self.cp.update(zero=kinds["zero"], full=kinds["page"], xbzrle=kinds["xbzrle"])
-            self.emit("primary", "ram", n=self.n, pages=len(recs), zero=kinds["zero"],
-                      full=kinds["page"], xbzrle=kinds["xbzrle"], bytes=d.reader.consumed,
-                      blocks=blocks)
+            self.emit("primary", "ram", n=self.n, pages=rd.pages, zero=kinds["zero"],
+                      full=kinds["page"], xbzrle=kinds["xbzrle"], bytes=rd.consumed,
+                      blocks=dict(rd.block_counts))
             d.reader = None
         else:
             sections = None

@@ -1,0 +1,157 @@
+"""Hostile peers over real sockets against real `colo` processes: memory stays
+bounded by the guest's RAM, whatever the peer sends (issue 15, §2)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.tcp._hostile import (
+    PAGE,
+    RAM_HEAD,
+    RAM_TAIL,
+    Attacker,
+    colo_cmd,
+    initial_stream,
+    msg,
+    ram_records,
+    status_kib,
+    wait_listening,
+)
+from tests.tcp._nodes import ROOT, NodeProc, free_port, wait_for
+
+GUEST_MIB = 64
+PAGES = (GUEST_MIB << 20) // PAGE
+
+
+def _recv_ram(node: NodeProc):
+    return [e["data"] for e in node.kinds("recv-ram")]
+
+
+def _errors(node: NodeProc):
+    return [e["data"]["message"] for e in node.kinds("error")]
+
+
+@pytest.mark.parametrize("guest", ["mirror", "null"])
+def test_a_secondary_consumes_the_ram_part_as_it_arrives(tmp_path, guest):
+    """A whole guest's worth of one repeated page: accepted, and the node's peak
+    RSS grows by far less than the part (it held the whole part before)."""
+    port = free_port()
+    node = NodeProc("secondary", tmp_path, f"127.0.0.1:{port}", "--guest", guest)
+    try:
+        node.wait_ready()
+        atk = Attacker("127.0.0.1", port)
+        atk.start_checkpoint(GUEST_MIB << 20)
+        base = status_kib(node.pid)
+        assert atk.send_pages(PAGES) == PAGES
+        atk.sock.sendall(RAM_TAIL)
+        got = wait_for(lambda: _recv_ram(node), 30, "recv-ram")
+        assert got[0]["pages"] == PAGES and got[0]["page"] == PAGES
+        grown_mib = (status_kib(node.pid) - base) >> 10
+        assert grown_mib < GUEST_MIB // 2, f"peak RSS grew by {grown_mib} MiB"
+        atk.close()
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("guest", ["mirror", "null"])
+def test_a_ram_part_larger_than_the_guest_is_refused_by_name(tmp_path, guest):
+    port = free_port()
+    node = NodeProc("secondary", tmp_path, f"127.0.0.1:{port}", "--guest", guest)
+    try:
+        node.wait_ready()
+        atk = Attacker("127.0.0.1", port)
+        atk.start_checkpoint(8 << 20)
+        atk.send_pages(2048 + 1)
+        errs = wait_for(lambda: _errors(node), 20, "an error event")
+        assert "RAM part refused" in errs[0] and "at most 2048 page records" in errs[0], errs
+        assert node.state() == "ERROR"
+        atk.close()
+    finally:
+        assert node.stop() == 0
+    assert "Traceback" not in node.output()
+
+
+def test_the_proxy_keeps_no_page_of_the_ram_part(tmp_path):
+    port, pport = free_port(), free_port()
+    node = NodeProc("secondary", tmp_path, f"127.0.0.1:{port}")
+    cmd, env = colo_cmd(ROOT, "proxy", "--listen", f"127.0.0.1:{pport}",
+                        "--connect", f"127.0.0.1:{port}")
+    log = open(tmp_path / "proxy.log", "w")  # noqa: SIM115
+    proxy = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        node.wait_ready()
+        wait_listening(pport, proxy)
+        atk = Attacker("127.0.0.1", pport)
+        atk.start_checkpoint(GUEST_MIB << 20)
+        base = status_kib(proxy.pid)
+        assert atk.send_pages(PAGES) == PAGES
+        atk.sock.sendall(RAM_TAIL)
+        wait_for(lambda: _recv_ram(node), 30, "recv-ram at the secondary")
+        grown_mib = (status_kib(proxy.pid) - base) >> 10
+        assert grown_mib < GUEST_MIB // 2, f"the proxy's peak RSS grew by {grown_mib} MiB"
+        atk.close()
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+        log.close()
+        node.stop()
+    out = (tmp_path / "proxy.log").read_text()
+    assert f"pages={PAGES}" in out and "Traceback" not in out, out[-2000:]
+
+
+def _decode(stream_parts, n_pages: int):
+    cmd, env = colo_cmd(ROOT, "decode", "--initial", "--from", "primary", "-")
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    out: dict = {}
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(stream_parts)
+            left = n_pages - 1
+            while left > 0:
+                k = min(256, left)
+                proc.stdin.write(ram_records(k, first=False))
+                left -= k
+            proc.stdin.write(RAM_TAIL)
+            proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+
+    def drain(name, fh) -> None:
+        out[name] = fh.read()
+
+    threads = [threading.Thread(target=feed),
+               threading.Thread(target=drain, args=("out", proc.stdout)),
+               threading.Thread(target=drain, args=("err", proc.stderr))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out.get("out", b"").decode(), out.get("err", b"").decode(), \
+        usage.ru_maxrss >> 10
+
+
+def test_decode_initial_keeps_no_page_and_refuses_a_part_beyond_the_guest():
+    guest = 128 << 20
+    head = initial_stream(guest) + msg("checkpoint-request") + msg("vmstate-send") + RAM_HEAD \
+        + ram_records(1)
+    code, out, err, peak_mib = _decode(head, guest // PAGE)
+    assert code == 0, err
+    assert f'"pages": {guest // PAGE}' in out
+    assert peak_mib < 100, f"colo decode peaked at {peak_mib} MiB for a 128 MiB part"
+    head = initial_stream(8 << 20) + msg("checkpoint-request") + msg("vmstate-send") \
+        + RAM_HEAD + ram_records(1)
+    code, out, err, _ = _decode(head, 2049)
+    assert code == 1 and "RAM part refused" in err and "at most 2048 page records" in err
+    assert "Traceback" not in err
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
