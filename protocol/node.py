@@ -146,7 +146,7 @@ class Node:
         self._hb = None
         self._hb_last_rx = None
         self._state_since = 0.0
-        self._tasks: list = []
+        self._tasks: set = set()
         self._tick_ms = 0
 
     # ---------------------------------------------------------------- running
@@ -188,7 +188,7 @@ class Node:
                              address=f"{self.addr[0]}:{self.listen_address()[1]}"
                              if self._lsock else f"{self.addr[0]}:{self.addr[1]}")
             if self.role == "secondary":
-                self._tasks.append(loop.create_task(self._accept_loop()))
+                self._spawn(self._accept_loop())
             else:
                 try:
                     await self.engine.connect(*self.addr)
@@ -198,18 +198,26 @@ class Node:
                     raise NodeError(f"cannot connect to {self.addr[0]}:{self.addr[1]}: "
                                     f"{why}") from None
                 if self.heartbeat_ms:
-                    self._tasks.append(loop.create_task(self._hb_connect()))
+                    self._spawn(self._hb_connect())
             if self.heartbeat_ms:
-                self._tasks.append(loop.create_task(self._watchdog()))
+                self._spawn(self._watchdog())
             if hasattr(self.guest, "advance"):
-                self._tasks.append(loop.create_task(self._ticker()))
+                self._spawn(self._ticker())
             await self._stop
         finally:
             await self._cleanup()
         return self.exit_code
 
+    def _spawn(self, coro):
+        """A task the node cancels at exit; a finished one is forgotten at once (a
+        heartbeat connection per peer connection must not pile up)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def _cleanup(self) -> None:
-        for t in self._tasks:
+        for t in list(self._tasks):
             t.cancel()
         if self.qmp is not None:
             self.qmp.event("SHUTDOWN", {"guest": self.shutdown_reason == "guest-shutdown",
@@ -264,7 +272,7 @@ class Node:
                 first = False
                 await self.engine.attach_socket(sock)
             else:
-                self._tasks.append(self.loop.create_task(self._hb_accept(sock)))
+                self._spawn(self._hb_accept(sock))
 
     # ----------------------------------------------------------------- inputs
     def _before_input(self, now: float) -> None:

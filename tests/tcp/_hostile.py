@@ -246,16 +246,69 @@ def _measure_decode(root: Path, guest_mib: int, send_mib: int, stop_mib: int,
             "seconds": round(time.monotonic() - t0, 1), "stderr": err}
 
 
+def _measure_qmp_flood(root: Path, clients: int, stop_mib: int, timeout_s: float) -> dict:
+    """A busy primary (checkpoint delay 0) with `clients` QMP clients that never read."""
+    tmp = Path(tempfile.mkdtemp(prefix="hostile-qmp-"))
+    port = free_port()
+    procs = []
+    for role, flag in (("secondary", "--listen"), ("primary", "--connect")):
+        cmd, env = colo_cmd(root, "node", role, flag, f"127.0.0.1:{port}", "--qmp",
+                            f"unix:{tmp / role}.qmp", "--checkpoint-delay", "0")
+        log = open(tmp / f"{role}.log", "w")  # noqa: SIM115
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      cwd=root))
+        if role == "secondary":
+            wait_listening(port, procs[0])
+    primary = procs[1]
+    qmp_path = tmp / "primary.qmp"
+    end = time.monotonic() + 20
+    while not qmp_path.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    base = status_kib(primary.pid, "VmRSS")
+    socks = []
+    for _ in range(clients):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(str(qmp_path))
+        c.sendall(b'{"execute": "qmp_capabilities"}')
+        socks.append(c)
+    peak, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < timeout_s and primary.poll() is None:
+        peak = max(peak, status_kib(primary.pid, "VmRSS"))
+        if peak >> 10 >= stop_mib:
+            break
+        time.sleep(0.25)
+    peak = max(peak, status_kib(primary.pid, "VmHWM"))
+    for c in socks:
+        c.close()
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    dropped = (tmp / "primary.log").read_text().count("client-dropped")
+    return {"target": "qmp-flood", "clients": clients, "rss_before_mib": base >> 10,
+            "peak_rss_mib": peak >> 10, "seconds": round(time.monotonic() - t0, 1),
+            "dropped": dropped}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.tcp._hostile")
-    ap.add_argument("target", choices=("node-mirror", "node-null", "proxy", "decode"))
+    ap.add_argument("target", choices=("node-mirror", "node-null", "proxy", "decode",
+                                       "qmp-flood"))
+    ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--root", type=Path, default=ROOT, help="checkout whose colo runs")
     ap.add_argument("--guest-mib", type=int, default=128)
     ap.add_argument("--send-mib", type=int, default=4096)
     ap.add_argument("--stop-mib", type=int, default=1536)
     ap.add_argument("--timeout-s", type=float, default=120.0)
     a = ap.parse_args(argv)
-    if a.target == "decode":
+    if a.target == "qmp-flood":
+        res = _measure_qmp_flood(a.root, a.clients, a.stop_mib, a.timeout_s)
+    elif a.target == "decode":
         res = _measure_decode(a.root, a.guest_mib, a.send_mib, a.stop_mib, a.timeout_s)
     else:
         res = _measure_socket(a.target, a.root, a.guest_mib, a.send_mib, a.stop_mib,
