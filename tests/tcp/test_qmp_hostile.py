@@ -9,7 +9,7 @@ import socket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.qmp import parse_json
+from protocol.qmpjson import parse_json
 from tests.tcp._hostile import status_kib
 from tests.tcp._nodes import NodeProc, free_port, qmp, wait_for
 
