@@ -22,6 +22,12 @@ DEFAULT_MAX_BLOB_BYTES = 256 << 20      # QEMU grows its buffer without limit; w
 DEFAULT_MAX_PENDING_BYTES = 1 << 30
 
 _MSG, _SIZE_WORD, _RAM, _BLOB, _INITIAL = "message", "size word", "ram", "blob", "initial"
+STAGE_TEXT = {_MSG: "a control message", _SIZE_WORD: "the vmstate size word",
+              _RAM: "the RAM part of a checkpoint", _BLOB: "the vmstate blob",
+              _INITIAL: "the initial migration stream"}
+#: opaque bytes (a blob, the initial stream's device region) count as progress
+#: in units of this many
+PROGRESS_UNIT_BYTES = 64 << 10
 
 
 class Decoder:
@@ -78,9 +84,7 @@ class Decoder:
         pending = len(self._buf) - self._pos
         if self._state == _MSG and pending == 0:
             return
-        what = {_MSG: "a control message", _SIZE_WORD: "the vmstate size word",
-                _RAM: "the RAM part of a checkpoint", _BLOB: "the vmstate blob",
-                _INITIAL: "the initial migration stream"}[self._state]
+        what = STAGE_TEXT[self._state]
         detail = f"{pending} byte(s) pending"
         if self._state == _BLOB:
             detail = (f"got {pending} VMState data, less than expected {self._blob_size}")
@@ -94,6 +98,24 @@ class Decoder:
     @property
     def state(self) -> str:
         return self._state
+
+    @property
+    def stage(self) -> str:
+        """What is being received, in words (for errors)."""
+        return STAGE_TEXT[self._state]
+
+    def progress(self) -> int:
+        """A count that grows with each unit of work the peer's bytes completed:
+        an item, a page record or section of a RAM part or the initial stream,
+        64 KiB of an opaque blob.  A peer that trickles bytes without completing
+        a unit makes no progress, however busy the socket is."""
+        done = self.bytes_consumed
+        reader = self._reader
+        if reader is not None:      # it holds a partial request's bytes: not done yet
+            done -= reader.consumed - reader.progress_bytes()
+        if self._state == _BLOB:
+            done += self._avail() // PROGRESS_UNIT_BYTES * PROGRESS_UNIT_BYTES
+        return done
 
     # -- output -------------------------------------------------------------
     def next_item(self):

@@ -24,6 +24,14 @@ wire bytes:
   message inside a checkpoint (primary WAIT_READY/REPLY/RECEIVED/LOADED,
   secondary WAIT_SEND … RECV_BLOB), T ms without a byte means the peer is gone.
 
+Progress (``progress_timeout_ms``, default 60 s, 0 = off like QEMU): silence
+is not the only way a peer stalls; one byte every 0.5 s inside a RAM part keeps
+the socket busy forever.  Inside the initial migration (from the connection on,
+even before its first byte), a message, a RAM part or a blob, the peer must
+complete a record, section, message or 64 KiB at least this often; otherwise
+COLO ends with an error naming the stage and the bound (a ``progress-timeout``
+event), as any broken stream does.
+
 On expiry the node starts failover exactly as x-colo-lost-heartbeat would
 (and logs a ``heartbeat-lost`` event).  Both nodes need the option for the
 keepalive channel; T must exceed the secondary's load time.  Through a fault
@@ -40,6 +48,10 @@ import time
 from .events import Event
 
 HB_MAGIC = b"COLOHB1\n"
+#: beyond QEMU (no timeout anywhere, bug B13): a peer that completes no record,
+#: message or 64 KiB for this long inside the initial migration, a message, a RAM
+#: part or a blob is a broken peer (``--progress-timeout-ms``; 0: wait forever)
+DEFAULT_PROGRESS_TIMEOUT_MS = 60_000
 # WAIT_READY is not counted: the secondary may take long to load the initial
 # migration (the keepalive channel still tells whether it lives)
 AWAITING = {"primary": ("WAIT_REPLY", "WAIT_RECEIVED", "WAIT_LOADED"),
@@ -88,7 +100,8 @@ class Node:
                  log_json: bool = False, heartbeat_ms: int | None = None,
                  nagle: bool = False, uvloop: bool | None = None, load_ms: float = 0.0,
                  save_ms: float = 0.0,
-                 close_on_error: bool = False, out=None, guest_obj=None) -> None:
+                 close_on_error: bool = False, out=None, guest_obj=None,
+                 progress_timeout_ms: int | None = DEFAULT_PROGRESS_TIMEOUT_MS) -> None:
         from . import dialects
         from .endpoint import make_endpoint
         if role not in ("primary", "secondary"):
@@ -122,7 +135,7 @@ class Node:
                            ram_mib=ram_mib, workload=workload,
                            checkpoint_delay_ms=checkpoint_delay_ms, checkpoints=checkpoints,
                            heartbeat_ms=heartbeat_ms, nagle=nagle, load_ms=load_ms,
-                           save_ms=save_ms)
+                           save_ms=save_ms, progress_timeout_ms=progress_timeout_ms or 0)
         self.guest = guest_obj if guest_obj is not None else make_guest(
             role, guest, seed=seed, ram_mib=ram_mib, workload=workload, mode=mode,
             dialect=dialect)
@@ -132,7 +145,8 @@ class Node:
             kw["initial_stream"] = False     # a guest model without an initial migration
         self.ep = make_endpoint(role, self.dialect, mode=mode, guest=self.guest,
                                 checkpoint_delay_ms=checkpoint_delay_ms, load_ms=load_ms,
-                                save_ms=save_ms, **kw)
+                                save_ms=save_ms, progress_timeout_ms=progress_timeout_ms,
+                                **kw)
         self.record_path = record
         self._rec = None
         self.seq = 0

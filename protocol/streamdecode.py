@@ -128,6 +128,13 @@ class _Incremental:
         self.consumed += pos
         return pos
 
+    def progress_bytes(self) -> int:
+        """Bytes of completed parser requests (a request is at most one record or
+        header), plus the scanned device region in 64 KiB units: grows only when
+        the peer completes something."""
+        region = getattr(self, "_region", b"")
+        return self._delivered + len(region) // 65536 * 65536
+
     def _scan(self, mv: memoryview) -> int:  # pragma: no cover - InitialReader only
         raise NotImplementedError
 
