@@ -69,6 +69,22 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+ALL_INTERFACES = ("0", "0.0.0.0", "::", "0:0:0:0:0:0:0:0")
+
+
+def warn_all_interfaces(prog: str, option: str, addr, out=None) -> bool:
+    """Say so when an explicit wildcard host binds every interface (the default,
+    no host, is loopback).  True if it warned."""
+    host, port = addr[0], addr[1]
+    if host not in ALL_INTERFACES:
+        return False
+    where = f"{option}{host}:{port}" if option.endswith(":") else f"{option} {host}:{port}"
+    print(f"{prog}: warning: {where} binds all interfaces: any host that "
+          "reaches this one can connect (give 127.0.0.1, or no host, for loopback only)",
+          file=out or sys.stderr, flush=True)
+    return True
+
+
 def make_guest(role: str, kind: str, *, seed: int, ram_mib: int, workload: str,
                mode: str, dialect: str):
     if kind == "null":
@@ -266,6 +282,7 @@ class Node:
     def _bind(self) -> None:
         import socket
         host, port = self.addr
+        warn_all_interfaces("colo node", "--listen", self.addr)
         try:
             self._lsock = socket.create_server(
                 (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)

@@ -123,7 +123,9 @@ class QmpServer:
                 os.umask(old)
             os.chmod(path, 0o600)
         else:
+            from .node import warn_all_interfaces
             host, port = self.where
+            warn_all_interfaces("colo node", "--qmp tcp:", self.where)
             self.server = await asyncio.start_server(self._client, host, port)
 
     @property

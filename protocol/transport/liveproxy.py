@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 
@@ -130,6 +131,8 @@ class LiveProxy:
         return ev
 
     async def start(self) -> int:
+        from ..node import warn_all_interfaces
+        warn_all_interfaces("colo proxy", "--listen", self.listen)
         self.server = await asyncio.start_server(self._accept, *self.listen)
         self.port = self.server.sockets[0].getsockname()[1]
         self.emit("link", "listening", listen=f"{self.listen[0]}:{self.port}",
@@ -137,12 +140,17 @@ class LiveProxy:
                   faults=[str(f) for f in self.faults])
         return self.port
 
-    async def close(self) -> None:
+    async def close(self, why: str | None = None) -> None:
+        """Stop serving; the log and the recording end with a ``stopped`` event
+        (`why`: what stopped the proxy).  Idempotent."""
         if self.server is not None:
             self.server.close()
+            self.server = None
+            self.emit("link", "stopped", why=why or "closed", sessions=self.sessions,
+                      busy=self.busy)
         for w in list(self._w.values()):
             w.close()
-        if self._rec is not None:
+        if self._rec is not None and not self._rec.closed:
             self._rec.close()
 
     async def _accept(self, reader, writer) -> None:
@@ -463,27 +471,47 @@ class LiveProxy:
 
 
 async def run_proxy(listen, connect, faults, on_event, record=None, *, once: bool = False,
-                    ready=None) -> None:
+                    ready=None, handle_signals: bool = False) -> None:
     """Serve until cancelled (``once``: until the first COLO connection closes).
 
     ``listen``/``connect`` are (host, port) tuples or "HOST:PORT"; ``ready`` (if
-    given) is called with the LiveProxy once it listens.
+    given) is called with the LiveProxy once it listens.  With ``handle_signals``
+    (the `colo proxy` process) SIGTERM and SIGINT end it cleanly: the log and the
+    recording end with a ``stopped`` event naming the signal.
     """
     from ..node import parse_hostport
     lp = parse_hostport(listen) if isinstance(listen, str) else tuple(listen)
     cp = parse_hostport(connect) if isinstance(connect, str) else tuple(connect)
     proxy = LiveProxy(lp, cp, faults, on_event, record)
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    why = "cancelled"
+    signals = []
+    if handle_signals:          # the `colo proxy` process (not a UI's loop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # a signal ends the log and the recording with a closing event, exit 0
+            loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(
+                signal.Signals(s).name))
+            signals.append(sig)
     try:
         await proxy.start()
         if ready is not None:
             ready(proxy)
-        while True:
-            await proxy.session_done.wait()
+        while not stop.done():
+            session = asyncio.ensure_future(proxy.session_done.wait())
+            await asyncio.wait((session, stop), return_when=asyncio.FIRST_COMPLETED)
+            session.cancel()
+            if stop.done():
+                why = stop.result()
+                break
             proxy.session_done.clear()
             if once:
+                why = "the COLO connection closed (--once)"
                 return
     finally:
-        await proxy.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await proxy.close(why)
 
 
 def format_event(ev: Event) -> str:
@@ -511,7 +539,7 @@ def main(args) -> int:
 
     try:
         asyncio.run(run_proxy(listen, connect, args.fault or [], show, args.record,
-                              once=getattr(args, "once", False)))
+                              once=getattr(args, "once", False), handle_signals=True))
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
