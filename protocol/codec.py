@@ -48,6 +48,8 @@ class Decoder:
         self._pos = 0
         self._state = _INITIAL if expect_initial else _MSG
         self._blob_size = 0
+        self._blob = bytearray()
+        self._blob_fill = 0
         self._ram_ctx = ram_ctx
         self._reader = None
         self._reader_start = 0
@@ -87,6 +89,7 @@ class Decoder:
         what = STAGE_TEXT[self._state]
         detail = f"{pending} byte(s) pending"
         if self._state == _BLOB:
+            pending += self._blob_fill
             detail = (f"got {pending} VMState data, less than expected {self._blob_size}")
         raise DecodeError(f"stream ended in the middle of {what} ({detail})",
                           state=self._state)
@@ -113,8 +116,8 @@ class Decoder:
         reader = self._reader
         if reader is not None:      # it holds a partial request's bytes: not done yet
             done -= reader.consumed - reader.progress_bytes()
-        if self._state == _BLOB:
-            done += self._avail() // PROGRESS_UNIT_BYTES * PROGRESS_UNIT_BYTES
+        if self._state == _BLOB:   # a blob counts in whole units
+            done -= self._blob_fill % PROGRESS_UNIT_BYTES
         return done
 
     # -- output -------------------------------------------------------------
@@ -130,11 +133,23 @@ class Decoder:
             self._start_blob(size)
             return m.Message(m.VMSTATE_SIZE, size, None, raw)
         if self._state == _BLOB:
-            if self._avail() < self._blob_size:
+            # moved out of the receive buffer as it arrives and handed over whole,
+            # never copied: the blob is held once, however large
+            size, fill = self._blob_size, self._blob_fill
+            take = min(self._avail(), size - fill)
+            if take:
+                if not fill:        # sized once: growing it would copy it (realloc)
+                    self._blob = bytearray(size)
+                pos = self._pos
+                self._blob[fill:fill + take] = memoryview(self._buf)[pos:pos + take]
+                self._pos = pos + take
+                self.bytes_consumed += take
+                self._blob_fill = fill = fill + take
+            if fill < size:
                 return None
-            data = bytes(self._take(self._blob_size))
+            blob, self._blob, self._blob_fill = self._blob, bytearray(), 0
             self._state = _MSG
-            return m.StateBlob(data)
+            return m.StateBlob(blob)
         if self._state == _RAM:
             return self._next_ram()
         return self._next_initial()
@@ -148,7 +163,7 @@ class Decoder:
         return len(self._buf) - self._pos
 
     def _take(self, n: int) -> bytes:
-        raw = bytes(self._buf[self._pos:self._pos + n])
+        raw = bytes(memoryview(self._buf)[self._pos:self._pos + n])
         self._pos += n
         self.bytes_consumed += n
         return raw
@@ -159,6 +174,7 @@ class Decoder:
                 f"vmstate-size {size} exceeds the limit of {self.max_blob_bytes} bytes",
                 state=self._state, offending=size)
         self._blob_size = size
+        self._blob, self._blob_fill = bytearray(), 0
         self._state = _BLOB
 
     def _next_message(self):

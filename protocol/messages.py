@@ -87,6 +87,7 @@ class RamPart:
 
 @dataclass(frozen=True, slots=True)
 class StateBlob:
-    """The N bytes announced by vmstate-size (device state; prototype: everything)."""
+    """The N bytes announced by vmstate-size (device state; prototype: everything);
+    a bytearray when it came off the wire (held once, never copied)."""
 
-    data: bytes
+    data: bytes | bytearray

@@ -490,7 +490,8 @@ def decode_device_blob(blob: bytes, vmdesc: dict | None = None, *,
     65536, u8 len >= 1, printable idstr, room for instance + version).
     Offsets in the result and in errors are relative to `base_offset`.
     """
-    blob = bytes(blob)
+    if not isinstance(blob, bytes | bytearray):
+        blob = bytes(blob)          # (a bytearray off the wire is read in place)
     index: dict[tuple[str, int], dict] = {}
     if vmdesc:
         for dev in vmdesc.get("devices", []):
@@ -532,7 +533,7 @@ def decode_device_blob(blob: bytes, vmdesc: dict | None = None, *,
             raise StreamError(base_offset + body, f"footer 7e {sid:08x} ending section "
                               f"{idstr!r}", "none followed by a section header or EOF")
         out.append(DeviceSection(sid, idstr, inst, ver, base_offset + body, end - body,
-                                 blob[body:end], method,
+                                 bytes(blob[body:end]), method,
                                  dev.get("vmsd_name") if dev else None))
         pos = end + 5
 

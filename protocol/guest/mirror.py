@@ -131,7 +131,7 @@ class MirrorGuest:
     def load_devices(self, blob: bytes) -> None:
         from ..stream import StreamError, decode_device_blob
         try:
-            sections = decode_device_blob(bytes(blob), self.vmdesc)
+            sections = decode_device_blob(blob, self.vmdesc)
         except StreamError as exc:
             raise ValueError(f"device state: {exc}") from None
         self.devices = [(s.idstr, s.instance_id, s.version_id, s.length) for s in sections]

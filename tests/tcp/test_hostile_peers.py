@@ -191,3 +191,27 @@ def test_a_silent_or_trickling_peer_is_timed_out_by_progress(tmp_path):
         atk.close()
     finally:
         node.stop()
+
+
+def test_a_device_state_blob_is_held_once(tmp_path):
+    """vmstate-size N then N bytes: the node holds the blob once (it was copied
+    twice more: out of the receive buffer and into bytes)."""
+    port = free_port()
+    node = NodeProc("secondary", tmp_path, f"127.0.0.1:{port}")
+    size_mib = 128
+    try:
+        node.wait_ready()
+        atk = Attacker("127.0.0.1", port)
+        atk.start_checkpoint(8 << 20)
+        atk.sock.sendall(RAM_TAIL + msg("vmstate-size", size_mib << 20))
+        base = status_kib(node.pid)
+        chunk = bytes(1 << 20)
+        for _ in range(size_mib):
+            atk.sock.sendall(chunk)
+        received = msg("vmstate-received")
+        assert atk.recv_exact(len(received)) == received
+        grown_mib = (status_kib(node.pid) - base) >> 10
+        assert grown_mib < size_mib * 3 // 2, f"peak RSS grew by {grown_mib} MiB"
+        atk.close()
+    finally:
+        node.stop()
