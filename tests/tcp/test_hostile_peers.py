@@ -215,3 +215,41 @@ def test_a_device_state_blob_is_held_once(tmp_path):
         atk.close()
     finally:
         node.stop()
+
+
+def test_a_node_forgets_the_task_of_each_finished_connection():
+    """Connections after the first are heartbeat channels; with heartbeats off the
+    node closes them.  Their finished tasks were kept forever (~0.8 KB each)."""
+    import asyncio
+    import io
+
+    from protocol.node import Node
+    from protocol.transport.tcp import new_loop
+
+    node = Node("secondary", listen="127.0.0.1:0", out=io.StringIO())
+    loop = new_loop(False)
+
+    async def go() -> int:
+        main = loop.create_task(node.main(loop))
+        for _ in range(200):                    # bounded: the node binds at once
+            if node.listen_address() and node.listen_address()[1]:
+                break
+            await asyncio.sleep(0.01)
+        port = node.listen_address()[1]
+        colo = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+        for _ in range(100):
+            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+            assert await asyncio.wait_for(r.read(), 10) == b""   # the node closed it
+            w.close()
+        await asyncio.sleep(0)                 # let the last task's done-callback run
+        kept = len(node._tasks)
+        colo[1].close()
+        node.request_quit("test")
+        await asyncio.wait_for(main, 10)
+        return kept
+
+    try:
+        kept = loop.run_until_complete(go())
+    finally:
+        loop.close()
+    assert kept <= 3, f"{kept} tasks kept after 100 finished connections"
