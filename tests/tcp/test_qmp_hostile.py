@@ -240,3 +240,75 @@ def test_qmp_fuzz_every_message_gets_one_answer_and_the_server_keeps_serving(tmp
     print(f"QMP fuzz: {count['sent']} messages, {count['internal']} internal errors")
     out = node.output()
     assert "Traceback" not in out and "Error" not in out.replace("error", ""), out[-2000:]
+
+
+def _hostile_qmp_server(path, behaviour):
+    """A unix-socket QMP 'server' run in a thread: greets, answers
+    qmp_capabilities, then does `behaviour(conn)`; returns (thread, state)."""
+    import threading
+    import time as _time
+
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(1)
+    state = {"hit_cap": False}
+
+    def run():
+        conn, _ = srv.accept()
+        conn.settimeout(30)
+        with conn:
+            conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+            conn.recv(4096)
+            conn.sendall(b'{"return": {}, "id": 1}\r\n')
+            conn.recv(4096)
+            end = _time.monotonic() + 30          # the cap: the client should give up first
+            try:
+                behaviour(conn, end)
+            except OSError:
+                return
+            state["hit_cap"] = _time.monotonic() >= end
+        srv.close()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th, state
+
+
+def test_the_qmp_client_gives_up_on_a_server_that_only_sends_events(tmp_path):
+    import time as _time
+
+    from protocol.qmpclient import QmpClient, QmpTimeout
+
+    def events_forever(conn, end):
+        while _time.monotonic() < end:
+            conn.sendall(b'{"event": "STOP", "timestamp": {}}\r\n')
+            _time.sleep(0.05)
+
+    th, state = _hostile_qmp_server(tmp_path / "q.sock", events_forever)
+    c = QmpClient(f"unix:{tmp_path / 'q.sock'}", timeout=1.0)
+    try:
+        import pytest as _pytest
+        with _pytest.raises(QmpTimeout):
+            c.execute("query-status")
+    finally:
+        c.close()
+    th.join(35)
+    assert not state["hit_cap"], "the client waited for the server to stop"
+
+
+def test_the_qmp_client_refuses_a_deep_reply_by_name(tmp_path):
+    from protocol.qmpclient import QmpClient, QmpClientError
+
+    def deep(conn, end):
+        conn.sendall(b'{"return": ' + b"[" * 5000 + b"]" * 5000 + b', "id": 2}\r\n')
+        conn.recv(4096)
+
+    th, _state = _hostile_qmp_server(tmp_path / "q.sock", deep)
+    c = QmpClient(f"unix:{tmp_path / 'q.sock'}", timeout=5.0)
+    try:
+        import pytest as _pytest
+        with _pytest.raises(QmpClientError, match="not JSON"):
+            c.execute("query-status")
+    finally:
+        c.close()
+    th.join(35)
