@@ -371,17 +371,25 @@ def _c_set_caps(srv, writer, args):
     if not isinstance(caps, list):
         raise QmpError("Invalid parameter type for 'capabilities', expected: array")
     new = {}
-    for i, item in enumerate(caps):
+    for i, item in enumerate(caps):          # QEMU 7.2's visitor, word for word
+        at = f"capabilities[{i}]"
         if not isinstance(item, dict):
-            raise QmpError(f"Invalid parameter type for 'capabilities[{i}]', expected: object")
-        name, state = item.get("capability"), item.get("state")
-        if name not in CAPABILITIES:
-            raise QmpError(f"Parameter 'capabilities[{i}].capability' does not accept "
-                           f"value '{name}'")
-        if not isinstance(state, bool):
-            raise QmpError(f"Invalid parameter type for 'capabilities[{i}].state', "
-                           f"expected: boolean")
-        new[name] = state
+            raise QmpError(f"Invalid parameter type for '{at}', expected: object")
+        if "capability" not in item:
+            raise QmpError(f"Parameter '{at}.capability' is missing")
+        name = item["capability"]
+        if not isinstance(name, str):
+            raise QmpError(f"Invalid parameter type for '{at}.capability', expected: string")
+        if name not in CAPABILITIES:     # sic: QEMU drops the path here
+            raise QmpError(f"Parameter 'capability' does not accept value '{name}'")
+        if "state" not in item:
+            raise QmpError(f"Parameter '{at}.state' is missing")
+        if not isinstance(item["state"], bool):
+            raise QmpError(f"Invalid parameter type for '{at}.state', expected: boolean")
+        extra = next((k for k in item if k not in ("capability", "state")), None)
+        if extra is not None:
+            raise QmpError(f"Parameter '{at}.{extra}' is unexpected")
+        new[name] = item["state"]
     if srv.node.ep.migration_status in ("active", "colo"):
         raise QmpError("There's a migration process in progress")
     srv.capabilities.update(new)

@@ -182,6 +182,28 @@ def test_qmp_answers_as_qemu_7_2(tmp_path):
     assert "Traceback" not in node.output()
 
 
+def test_migrate_set_capabilities_answers_as_qemu_7_2(tmp_path):
+    node = _secondary(tmp_path)
+    try:
+        q = _Qmp(node)
+        msc = '{"execute":"migrate-set-capabilities","arguments":{"capabilities":[%s]}}'
+        for item, desc in [
+                ("{}", "Parameter 'capabilities[0].capability' is missing"),
+                ('{"capability":"x","state":true}',
+                 "Parameter 'capability' does not accept value 'x'"),
+                ('{"capability":"events"}', "Parameter 'capabilities[0].state' is missing"),
+                ('{"capability":"events","state":true,"x":1}',
+                 "Parameter 'capabilities[0].x' is unexpected"),
+                ('{"capability":5,"state":true}',
+                 "Invalid parameter type for 'capabilities[0].capability', expected: string")]:
+            assert _err(q.ask(msc % item)) == desc, item
+        assert q.ask('{"execute":"migrate-set-parameters","arguments":'
+                     '{"block-bitmap-mapping":[]}}') == {"return": {}}
+        q.close()
+    finally:
+        node.stop()
+
+
 FUZZ_EXAMPLES = int(os.environ.get("COLO_QMP_FUZZ_EXAMPLES", 2000))
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70)
