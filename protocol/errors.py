@@ -34,20 +34,20 @@ class DecodeError(RemoteProtocolError):
     """The bytes themselves are malformed (range, truncation, framing)."""
 
 
-class LimitError(DecodeError):
-    """Well-formed input beyond a bound; `limit` names the bound that was hit."""
-
-    def __init__(self, message: str, *, limit: str, **kw) -> None:
-        self.limit = limit
-        super().__init__(message, **kw)
-
-
 class FaultSpecError(ColoError, ValueError):
     """A fault spec that does not parse; the message lists what is valid."""
 
 
 class RecordingError(ColoError, ValueError):
     """A recording that is too new, truncated or corrupt; names the line."""
+
+
+class LimitError(DecodeError):
+    """Well-formed input beyond a bound; `limit` names the bound that was hit."""
+
+    def __init__(self, message: str, *, limit: str, **kw) -> None:
+        self.limit = limit
+        super().__init__(message, **kw)
 
 
 class QmpCommandError(ColoError):
