@@ -239,7 +239,7 @@ def cmd_decode(args) -> int:
     offset = 0
     try:
         with fh:
-            while chunk := fh.read(1 << 16):
+            while chunk := fh.read1(1 << 16):     # what has arrived: a pipe is live
                 dec.feed(chunk)
                 for item in dec.items():
                     if isinstance(item, m.RamChunk):

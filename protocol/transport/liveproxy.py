@@ -106,6 +106,8 @@ class LiveProxy:
         self.sessions = 0
         self.session_done = asyncio.Event()
         self._w: dict[str, asyncio.StreamWriter] = {}   # destination writer per direction
+        self._conns: set = set()        # every open writer (both sides), for close()
+        self._accepting: set = set()    # connection tasks under way
         self._xor = 0x5A ^ (seed & 0xFF) or 0xFF
         self.t0 = time.monotonic()
         self._rec = None
@@ -146,14 +148,31 @@ class LiveProxy:
         if self.server is not None:
             self.server.close()
             self.server = None
+            busy = self.busy
+            # end the connections under way: their pumps see the close and return
+            # (their events still go to the log), instead of being cancelled mid-read
+            for w in list(self._conns):
+                w.transport.abort()
+            if self._accepting:
+                await asyncio.wait(list(self._accepting), timeout=5)
             self.emit("link", "stopped", why=why or "closed", sessions=self.sessions,
-                      busy=self.busy)
+                      busy=busy)
         for w in list(self._w.values()):
             w.close()
         if self._rec is not None and not self._rec.closed:
             self._rec.close()
 
     async def _accept(self, reader, writer) -> None:
+        task = asyncio.current_task()
+        self._accepting.add(task)
+        self._conns.add(writer)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._accepting.discard(task)
+            self._conns.discard(writer)
+
+    async def _serve(self, reader, writer) -> None:
         peer = writer.get_extra_info("peername")
         try:
             up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*self.connect), 10)
@@ -161,6 +180,7 @@ class LiveProxy:
             self.emit("link", "upstream-failed", error=str(exc) or type(exc).__name__)
             writer.transport.abort()
             return
+        self._conns.add(up_w)
         colo = not self.busy
         self.emit("link", "connection", peer=f"{peer[0]}:{peer[1]}" if peer else None, colo=colo)
         if not colo:       # not the COLO connection: plain forwarding
@@ -169,6 +189,7 @@ class LiveProxy:
             finally:
                 for w in (writer, up_w):
                     w.close()
+                    self._conns.discard(w)
             return
         self.busy, self.n, self.cp = True, 0, {}
         self.session_done.clear()
@@ -178,6 +199,7 @@ class LiveProxy:
         finally:                 # whatever ended the session, free the pair for the next
             for w in (writer, up_w):
                 w.close()
+                self._conns.discard(w)
             self.busy = False
             self.sessions += 1
             self.session_done.set()

@@ -2,7 +2,7 @@
 bounded by the guest's RAM, whatever the peer sends (issue 15, §2)."""
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
 import sys
 import threading
@@ -103,11 +103,16 @@ def test_the_proxy_keeps_no_page_of_the_ram_part(tmp_path):
     assert f"pages={PAGES}" in out and "Traceback" not in out, out[-2000:]
 
 
-def _decode(stream_parts, n_pages: int):
+def _decode(stream_parts, n_pages: int, *, expect_ram: bool = True):
+    """Feed `colo decode --initial` a RAM part of n_pages repeated records; returns
+    (exit code, stdout, stderr, peak RSS in MiB read from /proc before it exits:
+    stdin stays open until the part's line is out)."""
     cmd, env = colo_cmd(ROOT, "decode", "--initial", "--from", "primary", "-")
+    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=ROOT)
-    out: dict = {}
+    out: dict = {"lines": []}
+    seen_ram = threading.Event()
 
     def feed() -> None:
         try:
@@ -118,24 +123,32 @@ def _decode(stream_parts, n_pages: int):
                 proc.stdin.write(ram_records(k, first=False))
                 left -= k
             proc.stdin.write(RAM_TAIL)
-            proc.stdin.close()
+            proc.stdin.flush()
         except (OSError, ValueError):
             pass
 
-    def drain(name, fh) -> None:
-        out[name] = fh.read()
+    def read_out() -> None:
+        for line in proc.stdout:
+            out["lines"].append(line.decode())
+            if b'"type": "ram"' in line:
+                seen_ram.set()
 
-    threads = [threading.Thread(target=feed),
-               threading.Thread(target=drain, args=("out", proc.stdout)),
-               threading.Thread(target=drain, args=("err", proc.stderr))]
+    def read_err() -> None:
+        out["err"] = proc.stderr.read().decode()
+
+    threads = [threading.Thread(target=f) for f in (feed, read_out, read_err)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(60)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out.get("out", b"").decode(), out.get("err", b"").decode(), \
-        usage.ru_maxrss >> 10
+    threads[0].join(60)
+    if expect_ram:
+        assert seen_ram.wait(30), "no RAM part line from colo decode"
+    peak_mib = status_kib(proc.pid) >> 10          # VmHWM, while it still runs
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    code = proc.wait(30)
+    for t in threads[1:]:
+        t.join(30)
+    return code, "".join(out["lines"]), out.get("err", ""), peak_mib
 
 
 def test_decode_initial_keeps_no_page_and_refuses_a_part_beyond_the_guest():
@@ -149,7 +162,7 @@ def test_decode_initial_keeps_no_page_and_refuses_a_part_beyond_the_guest():
     assert peak_mib < 128, f"colo decode peaked at {peak_mib} MiB for a 128 MiB part"
     head = initial_stream(8 << 20) + msg("checkpoint-request") + msg("vmstate-send") \
         + RAM_HEAD + ram_records(1)
-    code, out, err, _ = _decode(head, 2049)
+    code, out, err, _ = _decode(head, 2049, expect_ram=False)
     assert code == 1 and "RAM part refused" in err and "at most 2048 page records" in err
     assert "Traceback" not in err
 

@@ -72,3 +72,26 @@ def test_an_explicit_wildcard_bind_warns(host, warns, prog):
     code, _out, err = _stop(proc, signal.SIGTERM)
     assert code == 0, err
     assert ("binds all interfaces" in err) == warns, err
+
+
+def test_the_proxy_stops_cleanly_in_the_middle_of_a_session(tmp_path):
+    from tests.tcp._hostile import Attacker
+    from tests.tcp._nodes import NodeProc
+    port, pport = free_port(), free_port()
+    node = NodeProc("secondary", tmp_path, f"127.0.0.1:{port}")
+    rec = tmp_path / "proxy.jsonl"
+    try:
+        node.wait_ready()
+        proc = _spawn("proxy", "--listen", f"127.0.0.1:{pport}", "--connect",
+                      f"127.0.0.1:{port}", "--record", str(rec))
+        wait_listening(pport, proc)
+        atk = Attacker("127.0.0.1", pport)
+        atk.start_checkpoint(8 << 20)           # the session is under way
+        code, _out, err = _stop(proc, signal.SIGTERM)
+        atk.close()
+    finally:
+        node.stop()
+    assert code == 0 and "Traceback" not in err, err
+    events = [json.loads(line) for line in rec.read_text().splitlines()[1:]]
+    assert events[-1]["kind"] == "stopped" and events[-1]["data"]["busy"] is True
+    assert any(e["kind"] == "closed" for e in events)    # the pumps ended, and said so
