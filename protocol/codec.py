@@ -59,6 +59,9 @@ class Decoder:
         #: optional: would the reader accept this message now?  Lets an unexpected
         #: command be reported before its value arrives, as QEMU does.
         self.accepts = None
+        #: optional: called each time next_item needs more bytes (the endpoint's
+        #: progress timeout looks at progress() then)
+        self.on_wait = None
 
     # -- input --------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -123,6 +126,12 @@ class Decoder:
     # -- output -------------------------------------------------------------
     def next_item(self):
         """The next decoded item, or ``None`` when more bytes are needed."""
+        item = self._next_item()
+        if item is None and self.on_wait is not None:
+            self.on_wait()
+        return item
+
+    def _next_item(self):
         if self._state == _MSG:
             return self._next_message()
         if self._state == _SIZE_WORD:

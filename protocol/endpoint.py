@@ -79,6 +79,8 @@ class Endpoint:
             ram_ctx=getattr(self.guest, "ram_context", None),
             on_initial_page=getattr(self.guest, "initial_page", None), **kw)
         self.decoder.accepts = lambda name: (self.state, name) in self.TABLE
+        if self.progress_timeout_ms is not None:   # each time the decoder needs more bytes
+            self.decoder.on_wait = self._track_progress
 
     # ------------------------------------------------------------------ output
     def segments_to_send(self) -> list[Segment]:
@@ -221,7 +223,6 @@ class Endpoint:
                     break
         except ProtocolError as exc:
             self.enter_error(str(exc), remote=not isinstance(exc, LocalProtocolError))
-        self._track_progress()
 
     def _receiving(self) -> bool:
         """Inside something the peer must finish: the initial migration (from the
@@ -263,12 +264,12 @@ class Endpoint:
                 "msg": item.name, "value": item.value, "id": item.msg_id,
                 "hex": item.raw.hex()}))
             self._dispatch(item.name, item)
-        elif item.__class__ is m.RamChunk:
-            self._dispatch("ram-chunk", item)
         elif isinstance(item, m.RamPart):
             self.emit("recv-ram", pages=item.page_count(), bytes=item.size_bytes,
                       **item.kind_counts())
             self._dispatch("ram", item)
+        elif item.__class__ is m.RamChunk:
+            self._dispatch("ram-chunk", item)
         elif isinstance(item, m.StateBlob):
             self.emit("recv-device-state", bytes=len(item.data))
             self._dispatch("blob", item)
