@@ -362,9 +362,11 @@ def cmd_decode(args) -> int:
     offset = 0
     try:
         with fh:
-            while chunk := fh.read(1 << 16):
+            while chunk := fh.read1(1 << 16):     # what has arrived: a pipe is live
                 dec.feed(chunk)
                 for item in dec.items():
+                    if isinstance(item, m.RamChunk):
+                        continue        # counted in the RamPart that ends the part
                     print(json.dumps(_item_json(item, m, offset)))
                     offset = dec.bytes_consumed
             dec.close()
@@ -379,11 +381,8 @@ def _item_json(item, m, offset: int) -> dict:
         return {"offset": offset, "type": "message", "msg": item.name, "id": item.msg_id,
                 "value": item.value, "hex": item.raw.hex()}
     if isinstance(item, m.RamPart):
-        kinds: dict[str, int] = {}
-        for r in item.records:
-            kinds[r.kind] = kinds.get(r.kind, 0) + 1
         return {"offset": offset, "type": "ram", "bytes": item.size_bytes,
-                "pages": len(item.records), "by_kind": kinds}
+                "pages": item.page_count(), "by_kind": item.kind_counts()}
     if isinstance(item, m.StateBlob):
         return {"offset": offset, "type": "device-state", "bytes": len(item.data)}
     summary = item.summary

@@ -63,6 +63,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
     p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",
                    help="beyond QEMU: fail over after T ms of peer silence (default off)")
+    p.add_argument("--progress-timeout-ms", type=nonneg_int, metavar="T", default=60000,
+                   help="beyond QEMU: end COLO with an error when the peer completes no "
+                        "record, message or 64 KiB for T ms inside the initial migration, a "
+                        "RAM part or a blob (default 60000; 0: wait forever, as QEMU)")
     p.add_argument("--close-on-error", action="store_true",
                    help="beyond QEMU: close the COLO connection when COLO fails")
     p.add_argument("--nagle", action="store_true",
@@ -102,7 +106,7 @@ def run_node(args) -> int:
                     workload=args.workload, seed=args.seed, record=args.record,
                     log_json=args.log_json, heartbeat_ms=args.heartbeat_ms, nagle=args.nagle,
                     uvloop=False if args.no_uvloop else None, load_ms=args.load_ms,
-                    save_ms=args.save_ms,
+                    save_ms=args.save_ms, progress_timeout_ms=args.progress_timeout_ms,
                     close_on_error=args.close_on_error)
     except NodeError as exc:
         print(f"colo: error: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ import struct
 
 from . import messages as m
 from .dialects import Dialect
-from .errors import DecodeError
+from .errors import DecodeError, LimitError
 
 _BE32 = struct.Struct(">I")
 _BE64 = struct.Struct(">Q")
@@ -22,6 +22,12 @@ DEFAULT_MAX_BLOB_BYTES = 256 << 20      # QEMU grows its buffer without limit; w
 DEFAULT_MAX_PENDING_BYTES = 1 << 30
 
 _MSG, _SIZE_WORD, _RAM, _BLOB, _INITIAL = "message", "size word", "ram", "blob", "initial"
+STAGE_TEXT = {_MSG: "a control message", _SIZE_WORD: "the vmstate size word",
+              _RAM: "the RAM part of a checkpoint", _BLOB: "the vmstate blob",
+              _INITIAL: "the initial migration stream"}
+#: opaque bytes (a blob, the initial stream's device region) count as progress
+#: in units of this many
+PROGRESS_UNIT_BYTES = 64 << 10
 
 
 class Decoder:
@@ -42,6 +48,8 @@ class Decoder:
         self._pos = 0
         self._state = _INITIAL if expect_initial else _MSG
         self._blob_size = 0
+        self._blob = bytearray()
+        self._blob_fill = 0
         self._ram_ctx = ram_ctx
         self._reader = None
         self._reader_start = 0
@@ -51,6 +59,9 @@ class Decoder:
         #: optional: would the reader accept this message now?  Lets an unexpected
         #: command be reported before its value arrives, as QEMU does.
         self.accepts = None
+        #: optional: called each time next_item needs more bytes (the endpoint's
+        #: progress timeout looks at progress() then)
+        self.on_wait = None
 
     # -- input --------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -78,11 +89,10 @@ class Decoder:
         pending = len(self._buf) - self._pos
         if self._state == _MSG and pending == 0:
             return
-        what = {_MSG: "a control message", _SIZE_WORD: "the vmstate size word",
-                _RAM: "the RAM part of a checkpoint", _BLOB: "the vmstate blob",
-                _INITIAL: "the initial migration stream"}[self._state]
+        what = STAGE_TEXT[self._state]
         detail = f"{pending} byte(s) pending"
         if self._state == _BLOB:
+            pending += self._blob_fill
             detail = (f"got {pending} VMState data, less than expected {self._blob_size}")
         raise DecodeError(f"stream ended in the middle of {what} ({detail})",
                           state=self._state)
@@ -95,9 +105,33 @@ class Decoder:
     def state(self) -> str:
         return self._state
 
+    @property
+    def stage(self) -> str:
+        """What is being received, in words (for errors)."""
+        return STAGE_TEXT[self._state]
+
+    def progress(self) -> int:
+        """A count that grows with each unit of work the peer's bytes completed:
+        an item, a page record or section of a RAM part or the initial stream,
+        64 KiB of an opaque blob.  A peer that trickles bytes without completing
+        a unit makes no progress, however busy the socket is."""
+        done = self.bytes_consumed
+        reader = self._reader
+        if reader is not None:      # it holds a partial request's bytes: not done yet
+            done -= reader.consumed - reader.progress_bytes()
+        if self._state == _BLOB:   # a blob counts in whole units
+            done -= self._blob_fill % PROGRESS_UNIT_BYTES
+        return done
+
     # -- output -------------------------------------------------------------
     def next_item(self):
         """The next decoded item, or ``None`` when more bytes are needed."""
+        item = self._next_item()
+        if item is None and self.on_wait is not None:
+            self.on_wait()
+        return item
+
+    def _next_item(self):
         if self._state == _MSG:
             return self._next_message()
         if self._state == _SIZE_WORD:
@@ -108,11 +142,23 @@ class Decoder:
             self._start_blob(size)
             return m.Message(m.VMSTATE_SIZE, size, None, raw)
         if self._state == _BLOB:
-            if self._avail() < self._blob_size:
+            # moved out of the receive buffer as it arrives and handed over whole,
+            # never copied: the blob is held once, however large
+            size, fill = self._blob_size, self._blob_fill
+            take = min(self._avail(), size - fill)
+            if take:
+                if not fill:        # sized once: growing it would copy it (realloc)
+                    self._blob = bytearray(size)
+                pos = self._pos
+                self._blob[fill:fill + take] = memoryview(self._buf)[pos:pos + take]
+                self._pos = pos + take
+                self.bytes_consumed += take
+                self._blob_fill = fill = fill + take
+            if fill < size:
                 return None
-            data = bytes(self._take(self._blob_size))
+            blob, self._blob, self._blob_fill = self._blob, bytearray(), 0
             self._state = _MSG
-            return m.StateBlob(data)
+            return m.StateBlob(blob)
         if self._state == _RAM:
             return self._next_ram()
         return self._next_initial()
@@ -126,7 +172,7 @@ class Decoder:
         return len(self._buf) - self._pos
 
     def _take(self, n: int) -> bytes:
-        raw = bytes(self._buf[self._pos:self._pos + n])
+        raw = bytes(memoryview(self._buf)[self._pos:self._pos + n])
         self._pos += n
         self.bytes_consumed += n
         return raw
@@ -137,6 +183,7 @@ class Decoder:
                 f"vmstate-size {size} exceeds the limit of {self.max_blob_bytes} bytes",
                 state=self._state, offending=size)
         self._blob_size = size
+        self._blob, self._blob_fill = bytearray(), 0
         self._state = _BLOB
 
     def _next_message(self):
@@ -182,7 +229,7 @@ class Decoder:
 
     def _next_ram(self):
         from .pages import PageBatch
-        from .streamdecode import StreamError
+        from .streamdecode import StreamError, StreamLimitError
         reader = self._reader
         buf = self._buf
         # the bulk path may keep page data as views into our buffer (no copy):
@@ -194,6 +241,9 @@ class Decoder:
         used = 0
         try:
             used = reader.feed(memoryview(buf)[start:])
+        except StreamLimitError as exc:
+            raise LimitError(f"RAM part refused: {exc}", limit=exc.limit,
+                             state=_RAM) from None
         except StreamError as exc:
             raise DecodeError(f"malformed RAM part: {exc}", state=_RAM) from None
         finally:
@@ -204,14 +254,17 @@ class Decoder:
         if kind is not bytearray:
             self._pos += used
         self.bytes_consumed += used
-        if not reader.done:
-            return None
-        self._state = _MSG
-        self._reader = None
-        records = reader.records
+        records = reader.take_records()
         if not isinstance(records, PageBatch):
             records = tuple(records)
-        return m.RamPart(records, self.bytes_consumed - self._reader_start)
+        if not reader.done:
+            # hand the records out now: the part is never held whole (it may be
+            # as large as the guest's RAM, or a hostile peer's endless one)
+            return m.RamChunk(records) if records else None
+        self._state = _MSG
+        self._reader = None
+        return m.RamPart(records, self.bytes_consumed - self._reader_start,
+                         reader.pages, dict(reader.kind_counts))
 
     def _next_initial(self):
         from .stream import InitialReader, StreamError

@@ -38,7 +38,8 @@ class Endpoint:
     def __init__(self, dialect: Dialect, *, mode: str = "periodic", guest=None,
                  checkpoint_delay_ms: int | None = None, load_ms: float = 0.0,
                  save_ms: float = 0.0, faithful: bool = True, initial_stream: bool | None = None,
-                 max_blob_bytes: int | None = None) -> None:
+                 max_blob_bytes: int | None = None,
+                 progress_timeout_ms: float | None = None) -> None:
         if mode not in ("periodic", "hybrid"):
             raise ValueError(f"mode must be periodic or hybrid, not {mode!r}")
         self.dialect = dialect
@@ -49,6 +50,11 @@ class Endpoint:
         self.load_ms = load_ms
         self.save_ms = save_ms       # primary: device-state save time after the RAM part
         self.faithful = faithful
+        #: beyond QEMU (which waits forever, bug B13): inside the initial migration
+        #: or a message, RAM part or blob, the peer must complete a unit of work
+        #: (a record, a section, 64 KiB) at least this often; None: no bound
+        self.progress_timeout_ms = progress_timeout_ms or None
+        self._progress_seen = -1
         self.initial_stream = (dialect.name == "qemu") if initial_stream is None else initial_stream
         self.state = self.INITIAL_STATE
         self.failover = fo.FailoverMachine()
@@ -74,6 +80,8 @@ class Endpoint:
             ram_ctx=getattr(self.guest, "ram_context", None),
             on_initial_page=getattr(self.guest, "initial_page", None), **kw)
         self.decoder.accepts = lambda name: (self.state, name) in self.TABLE
+        if self.progress_timeout_ms is not None:   # each time the decoder needs more bytes
+            self.decoder.on_wait = self._track_progress
 
     # ------------------------------------------------------------------ output
     def segments_to_send(self) -> list[Segment]:
@@ -204,6 +212,7 @@ class Endpoint:
     def start(self, now: float) -> None:
         self._now = now
         self._guarded(self._dispatch, "start")
+        self._track_progress()
 
     def receive_data(self, data: bytes, now: float) -> None:
         self._now = now
@@ -224,6 +233,40 @@ class Endpoint:
             text = exc.message if exc.hint and self.checkpoint else str(exc)
             self.enter_error(text, remote=not isinstance(exc, LocalProtocolError))
 
+    def _receiving(self) -> bool:
+        """Inside something the peer must finish: the initial migration (from the
+        start, before its first byte) or a message, RAM part or blob."""
+        if self.state in _STOPPED or self.peer_closed:
+            return False
+        return self.decoder.in_message or self.decoder.state == "initial" \
+            and self.state != self.INITIAL_STATE
+
+    def _track_progress(self) -> None:
+        """(Re-)arm the progress timer when the peer completed a unit, drop it when
+        nothing is being received."""
+        if self.progress_timeout_ms is None:
+            return
+        if not self._receiving():
+            self.cancel_timer("progress")
+            self._progress_seen = -1
+            return
+        done = self.decoder.progress()
+        if done != self._progress_seen or "progress" not in self._timers:
+            self._progress_seen = done
+            self.set_timer("progress", self._now + self.progress_timeout_ms)
+
+    def _progress_expired(self) -> None:
+        if not self._receiving():
+            return
+        bound = self.progress_timeout_ms
+        stage = self.decoder.stage
+        if self.in_flight:
+            stage += f" (checkpoint {self.in_flight})"
+        self.emit("progress-timeout", stage=stage, timeout_ms=bound)
+        self.enter_error(f"no progress for {bound:g} ms in {stage}: the peer completed "
+                         f"no record, message or 64 KiB of it (testbed bound "
+                         f"--progress-timeout-ms {bound:g}; QEMU waits forever)", remote=True)
+
     def _on_item(self, item) -> None:
         if item.__class__ is m.Message:
             self._events.append(Event(self._now, self.role, "recv", {
@@ -232,15 +275,11 @@ class Endpoint:
             self._dispatch(item.name, item)
             self.understood += 1
         elif isinstance(item, m.RamPart):
-            counts = getattr(item.records, "kind_counts", None)
-            if counts is not None:
-                kinds = dict(counts())
-            else:
-                kinds = {}
-                for r in item.records:
-                    kinds[r.kind] = kinds.get(r.kind, 0) + 1
-            self.emit("recv-ram", pages=len(item.records), bytes=item.size_bytes, **kinds)
+            self.emit("recv-ram", pages=item.page_count(), bytes=item.size_bytes,
+                      **item.kind_counts())
             self._dispatch("ram", item)
+        elif item.__class__ is m.RamChunk:
+            self._dispatch("ram-chunk", item)
         elif isinstance(item, m.StateBlob):
             self.emit("recv-device-state", bytes=len(item.data))
             self._dispatch("blob", item)
@@ -279,6 +318,8 @@ class Endpoint:
     def on_timer(self, name: str) -> None:
         if name == "default-failover":
             self.default_failover()
+        elif name == "progress":
+            self._progress_expired()
         else:
             self._dispatch("timer:" + name)
 
@@ -292,6 +333,7 @@ class Endpoint:
         self.cancel_timer("checkpoint")
         self.cancel_timer("load")
         self.cancel_timer("save")
+        self.cancel_timer("progress")
         if self.colo_thread_alive:
             self.colo_thread_alive = False
             self.emit("colo-exit", mode=self.role, reason=fo.REASON_ERROR)

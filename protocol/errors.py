@@ -47,6 +47,14 @@ class RecordingError(ColoError, ValueError):
     """A recording that is too new, truncated or corrupt; names the line."""
 
 
+class LimitError(DecodeError):
+    """Well-formed input beyond a bound; `limit` names the bound that was hit."""
+
+    def __init__(self, message: str, *, limit: str, **kw) -> None:
+        self.limit = limit
+        super().__init__(message, **kw)
+
+
 class QmpCommandError(ColoError):
     """An error a QMP command returns (class and description as QEMU's)."""
 

@@ -51,15 +51,43 @@ class InitialStream:
 
 
 @dataclass(frozen=True, slots=True)
+class RamChunk:
+    """Records of a RAM part still arriving: the receiver applies them at once, as
+    QEMU writes each page into its RAM cache when it reads it."""
+
+    records: tuple
+
+
+@dataclass(frozen=True, slots=True)
 class RamPart:
-    """One checkpoint's live RAM (qemu/v11: a SECTION_END … EOF after vmstate-send)."""
+    """One checkpoint's live RAM (qemu/v11: a SECTION_END … EOF after vmstate-send).
+
+    `records` are the ones not yet handed out as `RamChunk`s; `pages` and `kinds`
+    ({kind: count}) count the whole part (None: count `records`)."""
 
     records: tuple
     size_bytes: int
+    pages: int | None = None
+    kinds: dict | None = None
+
+    def page_count(self) -> int:
+        return len(self.records) if self.pages is None else self.pages
+
+    def kind_counts(self) -> dict:
+        if self.kinds is not None:
+            return dict(self.kinds)
+        counts = getattr(self.records, "kind_counts", None)
+        if counts is not None:
+            return dict(counts())
+        kinds: dict[str, int] = {}
+        for r in self.records:
+            kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        return kinds
 
 
 @dataclass(frozen=True, slots=True)
 class StateBlob:
-    """The N bytes announced by vmstate-size (device state; prototype: everything)."""
+    """The N bytes announced by vmstate-size (device state; prototype: everything);
+    a bytearray when it came off the wire (held once, never copied)."""
 
-    data: bytes
+    data: bytes | bytearray

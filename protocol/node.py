@@ -24,6 +24,14 @@ wire bytes:
   message inside a checkpoint (primary WAIT_READY/REPLY/RECEIVED/LOADED,
   secondary WAIT_SEND … RECV_BLOB), T ms without a byte means the peer is gone.
 
+Progress (``progress_timeout_ms``, default 60 s, 0 = off like QEMU): silence
+is not the only way a peer stalls; one byte every 0.5 s inside a RAM part keeps
+the socket busy forever.  Inside the initial migration (from the connection on,
+even before its first byte), a message, a RAM part or a blob, the peer must
+complete a record, section, message or 64 KiB at least this often; otherwise
+COLO ends with an error naming the stage and the bound (a ``progress-timeout``
+event), as any broken stream does.
+
 On expiry the node starts failover exactly as x-colo-lost-heartbeat would
 (and logs a ``heartbeat-lost`` event).  Both nodes need the option for the
 keepalive channel; T must exceed the secondary's load time.  Through a fault
@@ -40,6 +48,10 @@ import time
 from .events import Event
 
 HB_MAGIC = b"COLOHB1\n"
+#: beyond QEMU (no timeout anywhere, bug B13): a peer that completes no record,
+#: message or 64 KiB for this long inside the initial migration, a message, a RAM
+#: part or a blob is a broken peer (``--progress-timeout-ms``; 0: wait forever)
+DEFAULT_PROGRESS_TIMEOUT_MS = 60_000
 # WAIT_READY is not counted: the secondary may take long to load the initial
 # migration (the keepalive channel still tells whether it lives)
 AWAITING = {"primary": ("WAIT_REPLY", "WAIT_RECEIVED", "WAIT_LOADED"),
@@ -55,6 +67,22 @@ def parse_hostport(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"bad address {text!r}: use HOST:PORT (port 0..65535)")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+ALL_INTERFACES = ("0", "0.0.0.0", "::", "0:0:0:0:0:0:0:0")
+
+
+def warn_all_interfaces(prog: str, option: str, addr, out=None) -> bool:
+    """Say so when an explicit wildcard host binds every interface (the default,
+    no host, is loopback).  True if it warned."""
+    host, port = addr[0], addr[1]
+    if host not in ALL_INTERFACES:
+        return False
+    where = f"{option}{host}:{port}" if option.endswith(":") else f"{option} {host}:{port}"
+    print(f"{prog}: warning: {where} binds all interfaces: any host that "
+          "reaches this one can connect (give 127.0.0.1, or no host, for loopback only)",
+          file=out or sys.stderr, flush=True)
+    return True
 
 
 def make_guest(role: str, kind: str, *, seed: int, ram_mib: int, workload: str,
@@ -88,7 +116,8 @@ class Node:
                  log_json: bool = False, heartbeat_ms: int | None = None,
                  nagle: bool = False, uvloop: bool | None = None, load_ms: float = 0.0,
                  save_ms: float = 0.0,
-                 close_on_error: bool = False, out=None, guest_obj=None) -> None:
+                 close_on_error: bool = False, out=None, guest_obj=None,
+                 progress_timeout_ms: int | None = DEFAULT_PROGRESS_TIMEOUT_MS) -> None:
         from . import dialects
         from .endpoint import make_endpoint
         if role not in ("primary", "secondary"):
@@ -122,7 +151,7 @@ class Node:
                            ram_mib=ram_mib, workload=workload,
                            checkpoint_delay_ms=checkpoint_delay_ms, checkpoints=checkpoints,
                            heartbeat_ms=heartbeat_ms, nagle=nagle, load_ms=load_ms,
-                           save_ms=save_ms)
+                           save_ms=save_ms, progress_timeout_ms=progress_timeout_ms or 0)
         self.guest = guest_obj if guest_obj is not None else make_guest(
             role, guest, seed=seed, ram_mib=ram_mib, workload=workload, mode=mode,
             dialect=dialect)
@@ -132,7 +161,8 @@ class Node:
             kw["initial_stream"] = False     # a guest model without an initial migration
         self.ep = make_endpoint(role, self.dialect, mode=mode, guest=self.guest,
                                 checkpoint_delay_ms=checkpoint_delay_ms, load_ms=load_ms,
-                                save_ms=save_ms, **kw)
+                                save_ms=save_ms, progress_timeout_ms=progress_timeout_ms,
+                                **kw)
         self.record_path = record
         self._rec = None
         self.seq = 0
@@ -146,7 +176,7 @@ class Node:
         self._hb = None
         self._hb_last_rx = None
         self._state_since = 0.0
-        self._tasks: list = []
+        self._tasks: set = set()
         self._tick_ms = 0
 
     # ---------------------------------------------------------------- running
@@ -188,7 +218,7 @@ class Node:
                              address=f"{self.addr[0]}:{self.listen_address()[1]}"
                              if self._lsock else f"{self.addr[0]}:{self.addr[1]}")
             if self.role == "secondary":
-                self._tasks.append(loop.create_task(self._accept_loop()))
+                self._spawn(self._accept_loop())
             else:
                 try:
                     await self.engine.connect(*self.addr)
@@ -198,18 +228,26 @@ class Node:
                     raise NodeError(f"cannot connect to {self.addr[0]}:{self.addr[1]}: "
                                     f"{why}") from None
                 if self.heartbeat_ms:
-                    self._tasks.append(loop.create_task(self._hb_connect()))
+                    self._spawn(self._hb_connect())
             if self.heartbeat_ms:
-                self._tasks.append(loop.create_task(self._watchdog()))
+                self._spawn(self._watchdog())
             if hasattr(self.guest, "advance"):
-                self._tasks.append(loop.create_task(self._ticker()))
+                self._spawn(self._ticker())
             await self._stop
         finally:
             await self._cleanup()
         return self.exit_code
 
+    def _spawn(self, coro):
+        """A task the node cancels at exit; a finished one is forgotten at once (a
+        heartbeat connection per peer connection must not pile up)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def _cleanup(self) -> None:
-        for t in self._tasks:
+        for t in list(self._tasks):
             t.cancel()
         if self.qmp is not None:
             self.qmp.event("SHUTDOWN", {"guest": self.shutdown_reason == "guest-shutdown",
@@ -244,6 +282,7 @@ class Node:
     def _bind(self) -> None:
         import socket
         host, port = self.addr
+        warn_all_interfaces("colo node", "--listen", self.addr)
         try:
             self._lsock = socket.create_server(
                 (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -264,7 +303,7 @@ class Node:
                 first = False
                 await self.engine.attach_socket(sock)
             else:
-                self._tasks.append(self.loop.create_task(self._hb_accept(sock)))
+                self._spawn(self._hb_accept(sock))
 
     # ----------------------------------------------------------------- inputs
     def _before_input(self, now: float) -> None:

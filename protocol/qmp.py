@@ -5,8 +5,16 @@ Transport: a unix socket (created with mode 0600) or TCP (bound to
 greeting and must negotiate with ``qmp_capabilities`` first.  Input is a
 stream of JSON values (not lines: ``qemu.qmp`` sends no newline), split by a
 small brace/string scanner; one value may be at most 64 KiB (beyond: an error
-reply, then the connection is closed).  Malformed JSON gets a GenericError
-reply ("JSON parse error, …"), never a crash.
+reply, then the connection is closed), nested at most 1024 deep as in QEMU
+("JSON nesting depth limit exceeded"; QEMU then also answers each stray
+closer, we skip the rest of the value).  Malformed JSON gets a GenericError
+reply ("JSON parse error, …"), never a crash; duplicate keys and NaN are
+refused as QEMU refuses them (QEMU's single-quoted strings are not taken).
+Arguments are checked with QEMU 7.2's messages (`protocol.qmpparams`);
+``exec-oob`` is refused unless OOB was negotiated, and then refused per
+command ("does not support OOB").  A client that leaves more than
+MAX_CLIENT_BACKLOG of output unread is dropped (a ``qmp`` client-dropped
+event) instead of buffered without end.
 
 Commands: qmp_capabilities, query-status, query-migrate, query-colo-status,
 x-colo-lost-heartbeat, migrate-set-parameters, query-migrate-parameters,
@@ -39,7 +47,13 @@ import json
 import os
 import time
 
+from .qmpjson import MAX_NESTING, TOO_DEEP, dump_json, parse_json
+
 MAX_INPUT_BYTES = 64 << 10
+#: output a client may leave unread (above the largest reply, x-testbed-read-ram's
+#: 128 KiB of hex); an event beyond it drops the client: a monitor that never
+#: reads must not grow the node (each queued write costs the loop more than its bytes)
+MAX_CLIENT_BACKLOG = 256 << 10
 QEMU_VERSION = {"micro": 0, "minor": 2, "major": 7}
 CAPABILITIES = ("xbzrle", "rdma-pin-all", "auto-converge", "zero-blocks", "compress",
                 "events", "postcopy-ram", "x-colo", "release-ram", "block", "return-path",
@@ -84,7 +98,11 @@ def parse_address(text: str) -> tuple[str, object]:
 
 
 class JsonSplitter:
-    """Split a byte stream into top-level JSON texts (as QEMU's json-streamer)."""
+    """Split a byte stream into top-level JSON texts (as QEMU's json-streamer).
+
+    A value nested deeper than MAX_NESTING comes out as TOO_DEEP (QEMU: "JSON
+    nesting depth limit exceeded"); the rest of it is skipped up to its end.
+    """
 
     def __init__(self, limit: int = MAX_INPUT_BYTES) -> None:
         self.limit = limit
@@ -93,6 +111,7 @@ class JsonSplitter:
         self.in_str = False
         self.esc = False
         self.pos = 0
+        self.too_deep = False
 
     def feed(self, data: bytes) -> list[bytes]:
         """Complete texts; raises ValueError when one grows beyond the limit."""
@@ -114,22 +133,29 @@ class JsonSplitter:
                 self.in_str = True
             elif c in b"{[":
                 self.depth += 1
+                if self.depth > MAX_NESTING and not self.too_deep:
+                    self.too_deep = True
+                    out.append(TOO_DEEP)
             elif c in b"}]":
                 self.depth -= 1
                 if self.depth <= 0:
-                    out.append(bytes(buf[start:i + 1]))
+                    if not self.too_deep:
+                        out.append(bytes(buf[start:i + 1]))
+                    self.too_deep = False
                     start, self.depth = i + 1, 0
             elif self.depth == 0 and c in b" \t\r\n":
                 if buf[start:i].strip():
                     out.append(bytes(buf[start:i]))
                 start = i + 1
             i += 1
+        if self.too_deep:           # skipping the rest of a refused value: keep none
+            start = len(buf)
         del buf[:start]
         self.pos = len(buf)
         if len(buf) > self.limit:
             self.buf = bytearray()
             self.pos = self.depth = 0
-            self.in_str = self.esc = False
+            self.in_str = self.esc = self.too_deep = False
             raise ValueError(f"QMP input exceeds {self.limit} bytes")
         return out
 
@@ -181,6 +207,7 @@ class QmpServer:
         self.clients: set = set()
         self.capabilities = {c: c == "x-colo" for c in CAPABILITIES}
         self.parameters = dict(PARAMETERS)
+        self.dropped = 0          # clients dropped for not reading their output
 
     async def start(self) -> None:
         import asyncio
@@ -194,7 +221,9 @@ class QmpServer:
                 os.umask(old)
             os.chmod(path, 0o600)
         else:
+            from .node import warn_all_interfaces
             host, port = self.where
+            warn_all_interfaces("colo node", "--qmp tcp:", self.where)
             self.server = await asyncio.start_server(self._client, host, port)
 
     @property
@@ -224,6 +253,20 @@ class QmpServer:
         for w in list(self.clients):
             if getattr(w, "_qmp_ready", False) and not w.is_closing():
                 w.write(line)
+                self._check_backlog(w, name)
+
+    def _check_backlog(self, writer, what: str) -> None:
+        """Drop a client whose unread output passed MAX_CLIENT_BACKLOG."""
+        backlog = writer.transport.get_write_buffer_size()
+        if backlog <= MAX_CLIENT_BACKLOG:
+            return
+        self.clients.discard(writer)
+        writer.transport.abort()
+        self.dropped += 1
+        note = getattr(self.node, "_node_event", None)
+        if note is not None:
+            note("qmp", what="client-dropped", unread_bytes=backlog,
+                 limit_bytes=MAX_CLIENT_BACKLOG, at=what)
 
     def on_endpoint_event(self, ev) -> None:
         d = ev.data
@@ -237,6 +280,7 @@ class QmpServer:
     # ------------------------------------------------------------- clients
     async def _client(self, reader, writer) -> None:
         writer._qmp_ready = False
+        writer._qmp_oob = False
         self.clients.add(writer)
         greeting = {"QMP": {"version": {"qemu": QEMU_VERSION, "package": self.package},
                             "capabilities": ["oob"]}}
@@ -261,6 +305,8 @@ class QmpServer:
                         await writer.drain()
                         self.node.request_quit("host-qmp-quit")
                         return
+                    if writer.transport.get_write_buffer_size() > MAX_CLIENT_BACKLOG:
+                        await writer.drain()    # replies unread: read no more commands
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -270,11 +316,14 @@ class QmpServer:
 
     def _send(self, writer, msg: dict) -> None:
         if not writer.is_closing():
-            writer.write((json.dumps(msg) + "\r\n").encode())
+            writer.write(dump_json(msg))
 
     def handle_text(self, writer, text: bytes) -> dict | None:
+        if text is TOO_DEEP:
+            return {"error": {"class": "GenericError",
+                              "desc": "JSON nesting depth limit exceeded"}}
         try:
-            obj = json.loads(text)
+            obj = parse_json(text)
         except (ValueError, UnicodeDecodeError) as exc:
             msg = getattr(exc, "msg", str(exc))
             return {"error": {"class": "GenericError", "desc": f"JSON parse error, {msg}"}}
@@ -286,6 +335,9 @@ class QmpServer:
             ret = self.dispatch(writer, obj)
         except QmpError as exc:
             reply = {"error": {"class": exc.cls, "desc": exc.desc}}
+        except Exception as exc:     # a bug of ours: answer, keep serving, say what
+            reply = {"error": {"class": "GenericError",
+                               "desc": f"internal error: {type(exc).__name__}: {exc}"}}
         else:
             reply = {"return": ret}
         if "id" in obj:
@@ -293,31 +345,55 @@ class QmpServer:
         return reply
 
     def dispatch(self, writer, obj: dict):
-        cmd = obj.get("execute", obj.get("exec-oob"))
+        # qmp_dispatch_check_obj, in QEMU's order
+        oob_ok = getattr(writer, "_qmp_oob", False)
+        for k, v in obj.items():
+            if k in ("execute", "exec-oob"):
+                if k == "exec-oob" and not oob_ok:
+                    raise QmpError("QMP input member 'exec-oob' is unexpected")
+                if not isinstance(v, str):
+                    raise QmpError(f"QMP input member '{k}' must be a string")
+            elif k == "arguments":
+                if not isinstance(v, dict):
+                    raise QmpError("QMP input member 'arguments' must be an object")
+            elif k != "id":
+                raise QmpError(f"QMP input member '{k}' is unexpected")
+        if "execute" in obj and "exec-oob" in obj:
+            raise QmpError("QMP input member 'execute' clashes with 'exec-oob'")
+        oob = "exec-oob" in obj
+        cmd = obj.get("exec-oob" if oob else "execute")
         if cmd is None:
             raise QmpError("QMP input lacks member 'execute'")
-        if not isinstance(cmd, str):
-            raise QmpError("QMP input member 'execute' must be a string")
-        for k in obj:
-            if k not in ("execute", "exec-oob", "arguments", "id"):
-                raise QmpError(f"QMP input member '{k}' is unexpected")
         args = obj.get("arguments", {})
-        if not isinstance(args, dict):
-            raise QmpError("QMP input member 'arguments' must be an object")
         if not writer._qmp_ready:
             if cmd != "qmp_capabilities":
                 raise QmpError("Expecting capabilities negotiation with 'qmp_capabilities'",
                                "CommandNotFound")
-            _only(args, ("enable",))
-            for cap in args.get("enable", []) or []:
-                if cap != "oob":
-                    raise QmpError(f"Parameter 'enable' does not accept value '{cap}'")
+            writer._qmp_oob = _negotiate(args)
             writer._qmp_ready = True
             return {}
         fn = COMMANDS.get(cmd)
         if fn is None:
             raise QmpError(f"The command {cmd} has not been found", "CommandNotFound")
+        if oob:          # none of this server's commands is allow-oob (as in QEMU)
+            raise QmpError(f"The command {cmd} does not support OOB")
         return fn(self, writer, args)
+
+
+def _negotiate(args: dict) -> bool:
+    """qmp_capabilities' arguments, checked as QEMU's visitor does; True: OOB on."""
+    if "enable" in args:
+        caps = args["enable"]
+        if not isinstance(caps, list):
+            raise QmpError("Invalid parameter type for 'enable', expected: array")
+        for i, cap in enumerate(caps):
+            if not isinstance(cap, str):
+                raise QmpError(f"Invalid parameter type for 'enable[{i}]', expected: string")
+            if cap != "oob":
+                # sic: QEMU 7.2 names the element 'null'
+                raise QmpError(f"Parameter 'null' does not accept value '{cap}'")
+    _only(args, ("enable",))
+    return "oob" in (args.get("enable") or ())
 
 
 def _only(args: dict, allowed) -> None:
@@ -369,21 +445,14 @@ def _c_lost_heartbeat(srv, writer, args):
 
 def _c_set_params(srv, writer, args):
     from .errors import QmpCommandError
-    for k, v in args.items():
-        if k not in PARAMETERS:
-            raise QmpError(f"Parameter '{k}' is unexpected")
-        want = type(PARAMETERS[k])
-        if want is int and (not isinstance(v, int) or isinstance(v, bool)):
-            raise QmpError(f"Invalid parameter type for '{k}', expected: integer")
-        if want is not int and not isinstance(v, want):
-            raise QmpError(f"Invalid parameter type for '{k}', expected: "
-                           f"{'boolean' if want is bool else 'string'}")
-    if "x-checkpoint-delay" in args:
-        try:
-            srv.node.set_checkpoint_delay(args["x-checkpoint-delay"])
-        except QmpCommandError as exc:
-            raise QmpError(exc.desc, exc.error_class) from None
-    srv.parameters.update(args)
+    from .qmpparams import set_parameters
+    try:
+        new = set_parameters(srv.parameters, args)
+        if "x-checkpoint-delay" in new:
+            srv.node.set_checkpoint_delay(new["x-checkpoint-delay"])
+    except QmpCommandError as exc:
+        raise QmpError(exc.desc, exc.error_class) from None
+    srv.parameters.update(new)
     return {}
 
 
@@ -400,17 +469,25 @@ def _c_set_caps(srv, writer, args):
     if not isinstance(caps, list):
         raise QmpError("Invalid parameter type for 'capabilities', expected: array")
     new = {}
-    for i, item in enumerate(caps):
+    for i, item in enumerate(caps):          # QEMU 7.2's visitor, word for word
+        at = f"capabilities[{i}]"
         if not isinstance(item, dict):
-            raise QmpError(f"Invalid parameter type for 'capabilities[{i}]', expected: object")
-        name, state = item.get("capability"), item.get("state")
-        if name not in CAPABILITIES:
-            raise QmpError(f"Parameter 'capabilities[{i}].capability' does not accept "
-                           f"value '{name}'")
-        if not isinstance(state, bool):
-            raise QmpError(f"Invalid parameter type for 'capabilities[{i}].state', "
-                           f"expected: boolean")
-        new[name] = state
+            raise QmpError(f"Invalid parameter type for '{at}', expected: object")
+        if "capability" not in item:
+            raise QmpError(f"Parameter '{at}.capability' is missing")
+        name = item["capability"]
+        if not isinstance(name, str):
+            raise QmpError(f"Invalid parameter type for '{at}.capability', expected: string")
+        if name not in CAPABILITIES:     # sic: QEMU drops the path here
+            raise QmpError(f"Parameter 'capability' does not accept value '{name}'")
+        if "state" not in item:
+            raise QmpError(f"Parameter '{at}.state' is missing")
+        if not isinstance(item["state"], bool):
+            raise QmpError(f"Invalid parameter type for '{at}.state', expected: boolean")
+        extra = next((k for k in item if k not in ("capability", "state")), None)
+        if extra is not None:
+            raise QmpError(f"Parameter '{at}.{extra}' is unexpected")
+        new[name] = item["state"]
     if srv.node.ep.migration_status in ("active", "colo"):
         raise QmpError("There's a migration process in progress")
     srv.capabilities.update(new)

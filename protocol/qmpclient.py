@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from .errors import ColoError, QmpCommandError
+from .qmpjson import parse_json
 
 MAX_LINE_BYTES = 1 << 20
 
@@ -66,8 +67,9 @@ class QmpClient:
             raise
 
     # -- io -------------------------------------------------------------------
-    def _read_message(self, timeout: float | None = None) -> dict:
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+    def _read_message(self, timeout: float | None = None, deadline: float | None = None) -> dict:
+        if deadline is None:
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             nl = self._buf.find(b"\n")
             if nl >= 0:
@@ -76,8 +78,8 @@ class QmpClient:
                 if not line.strip():
                     continue
                 try:
-                    msg = json.loads(line)
-                except ValueError:
+                    msg = parse_json(line)
+                except (ValueError, RecursionError):
                     raise QmpClientError(f"{self.name}: not JSON: {line[:80]!r}") from None
                 if not isinstance(msg, dict):
                     raise QmpClientError(f"{self.name}: not a JSON object: {line[:80]!r}")
@@ -108,8 +110,10 @@ class QmpClient:
             self._sock.sendall(json.dumps(msg).encode() + b"\n")
         except OSError as exc:
             raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
+        # one deadline for the reply: events and stray replies do not extend it
+        deadline = time.monotonic() + self.timeout
         while True:
-            reply = self._read_message()
+            reply = self._read_message(deadline=deadline)
             if "event" in reply:
                 self._events.append(reply)
                 continue

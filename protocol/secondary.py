@@ -27,6 +27,7 @@ class SecondaryEndpoint(Endpoint):
         (IDLE, m.CHECKPOINT_REQUEST): "_on_request",
         (IDLE, m.GUEST_SHUTDOWN): "_on_guest_shutdown",
         (WAIT_SEND, m.VMSTATE_SEND): "_on_send",
+        (RECV_RAM, "ram-chunk"): "_on_ram_chunk",
         (RECV_RAM, "ram"): "_on_ram",
         (WAIT_SIZE, m.VMSTATE_SIZE): "_on_size",
         (RECV_BLOB, "blob"): "_on_blob",
@@ -90,15 +91,23 @@ class SecondaryEndpoint(Endpoint):
     def _on_send(self, _msg) -> None:
         self.goto(RECV_RAM if self.dialect.ram_outside_blob else WAIT_SIZE)
 
-    def _on_ram(self, part: m.RamPart) -> None:
+    def _cache(self, records) -> None:
         from .pages import PageBatch
-        records = part.records
+        if not records:
+            return
         try:
             self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
         except ValueError as exc:      # a page outside the guest's RAM: the peer's fault
             raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
                                       state=self.state) from None
-        self.emit("action", name="cache-pages", pages=len(records))
+
+    def _on_ram_chunk(self, chunk: m.RamChunk) -> None:
+        # QEMU writes each page into the RAM cache as it reads it (ram_load_precopy)
+        self._cache(chunk.records)
+
+    def _on_ram(self, part: m.RamPart) -> None:
+        self._cache(part.records)
+        self.emit("action", name="cache-pages", pages=part.page_count())
         self.goto(WAIT_SIZE)
 
     def _on_size(self, msg: m.Message) -> None:

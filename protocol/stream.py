@@ -100,6 +100,14 @@ class StreamError(ValueError):
         super().__init__(f"at stream offset {offset}: expected {expected}, found {found}")
 
 
+class StreamLimitError(StreamError):
+    """Well-formed, but beyond a bound (`limit` names which one): the stream is refused."""
+
+    def __init__(self, offset: int, limit: str, expected: str, found: str) -> None:
+        self.limit = limit
+        super().__init__(offset, expected, found)
+
+
 @dataclass
 class RamContext:
     """RAM decode/encode state that survives across checkpoints.
@@ -486,7 +494,8 @@ def decode_device_blob(blob: bytes, vmdesc: dict | None = None, *,
     65536, u8 len >= 1, printable idstr, room for instance + version).
     Offsets in the result and in errors are relative to `base_offset`.
     """
-    blob = bytes(blob)
+    if not isinstance(blob, bytes | bytearray):
+        blob = bytes(blob)          # (a bytearray off the wire is read in place)
     index: dict[tuple[str, int], dict] = {}
     if vmdesc:
         for dev in vmdesc.get("devices", []):
@@ -528,7 +537,7 @@ def decode_device_blob(blob: bytes, vmdesc: dict | None = None, *,
             raise StreamError(base_offset + body, f"footer 7e {sid:08x} ending section "
                               f"{idstr!r}", "none followed by a section header or EOF")
         out.append(DeviceSection(sid, idstr, inst, ver, base_offset + body, end - body,
-                                 blob[body:end], method,
+                                 bytes(blob[body:end]), method,
                                  dev.get("vmsd_name") if dev else None))
         pos = end + 5
 
@@ -547,6 +556,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "DeviceSection", "InitialReader", "InitialSummary", "RamContext", "RamPartReader",
-    "StreamError", "decode_device_blob", "encode_device_blob", "encode_initial",
+    "StreamError", "StreamLimitError", "decode_device_blob", "encode_device_blob", "encode_initial",
     "encode_ram_part",
 ]

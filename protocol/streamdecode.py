@@ -20,9 +20,11 @@ from protocol.pages import (
     CODE_PAGE,
     CODE_XBZRLE,
     CODE_ZERO,
+    KIND_OF_CODE,
     KIND_PAGE,
     KIND_XBZRLE,
     KIND_ZERO,
+    KINDS,
     PageBatch,
     PageRecord,
     PageRun,
@@ -57,6 +59,7 @@ from protocol.stream import (
     DeviceSection,
     RamContext,
     StreamError,
+    StreamLimitError,
     decode_device_blob,
 )
 
@@ -124,6 +127,13 @@ class _Incremental:
                 self._send(chunk)
         self.consumed += pos
         return pos
+
+    def progress_bytes(self) -> int:
+        """Bytes of completed parser requests (a request is at most one record or
+        header), plus the scanned device region in 64 KiB units: grows only when
+        the peer completes something."""
+        region = getattr(self, "_region", b"")
+        return self._delivered + len(region) // 65536 * 65536
 
     def _scan(self, mv: memoryview) -> int:  # pragma: no cover - InitialReader only
         raise NotImplementedError
@@ -234,13 +244,27 @@ class RamPartReader(_Incremental):
     a list of PageRecords.  With `borrow` set, page data are views into the
     fed buffer itself, which the caller then must keep alive and unchanged;
     by default the bulk path decodes from one private copy of its input.
+
+    A consumer that applies pages as they arrive, as QEMU writes each page
+    into its RAM cache, calls `take_records()` after each feed: the reader
+    then holds at most one feed's records.  `pages`, `kind_counts` and
+    `block_counts` count every record of the part, taken or not.  A part of
+    more records than the guest has pages (`max_pages`, by default the RAM
+    that `ctx` announces) is refused with a `StreamLimitError`: QEMU sends a
+    page at most once per checkpoint (the VM is stopped, its dirty bitmap is
+    cleared as each page goes).
     """
 
     def __init__(self, ctx: RamContext, max_record_bytes: int = 16384, *,
-                 base_offset: int = 0, borrow: bool = False) -> None:
+                 base_offset: int = 0, borrow: bool = False,
+                 max_pages: int | None = None) -> None:
         self.ctx = ctx
         self.max_record_bytes = max_record_bytes
         self.borrow = borrow
+        self.max_pages = ctx.mem_size // ctx.page_size if max_pages is None else max_pages
+        self.pages = 0
+        self.kind_counts: dict[str, int] = {}
+        self.block_counts: dict[str, int] = {}
         self._items: list = []          # PageRecord (incremental path) or PageRun (bulk)
         self._has_records = False
         super().__init__(base_offset)
@@ -260,9 +284,39 @@ class RamPartReader(_Incremental):
                 out.append(x)
         return out
 
+    def take_records(self) -> list[PageRecord] | PageBatch:
+        """The records decoded since the last call (as `records`), then forgets them."""
+        out = self.records
+        self._items = []
+        self._has_records = False
+        return out
+
+    def _tally(self, block: str, n: int, kinds: dict[str, int]) -> None:
+        self.pages += n
+        self.block_counts[block] = self.block_counts.get(block, 0) + n
+        kc = self.kind_counts
+        for k in KINDS:
+            if kinds.get(k):
+                kc[k] = kc.get(k, 0) + kinds[k]
+        if self.pages > self.max_pages:
+            ctx = self.ctx
+            exc = StreamLimitError(
+                self.base_offset + self._delivered, "ram-part-pages",
+                f"a RAM part of at most {self.max_pages} page records (the guest's RAM: "
+                f"{ctx.mem_size} bytes in {len(ctx.blocks)} block(s); QEMU sends a page "
+                "at most once per checkpoint)", f"{self.pages} records")
+            self._error = exc
+            raise exc
+
     def _append_record(self, rec: PageRecord) -> None:
         self._has_records = True
         self._items.append(rec)
+        self._tally(rec.block, 1, {rec.kind: 1})
+
+    def _append_run(self, run: PageRun) -> None:
+        self._items.append(run)
+        c = np.bincount(run.kinds, minlength=3)
+        self._tally(run.block, len(run), {KIND_OF_CODE[k]: int(c[k]) for k in range(3)})
 
     def _parse(self) -> Parser:
         hdr = yield 5
@@ -311,7 +365,7 @@ class RamPartReader(_Incremental):
         max_record = self.max_record_bytes
         page_ok = ps + 8 + 256 <= max_record
         cur = ctx.current_block
-        items = self._items
+        append_run = self._append_run
         unpack = _BE64.unpack_from
         cont_page = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
         # single records of block `pend_block`, waiting to become one PageRun
@@ -321,7 +375,7 @@ class RamPartReader(_Incremental):
         def flush_pending() -> None:
             nonlocal pend_block
             if pend:
-                items.append(_single_run(pend_block, pend, ps))
+                append_run(_single_run(pend_block, pend, ps))
                 pend.clear()
             pend_block = None
 
@@ -351,8 +405,8 @@ class RamPartReader(_Incremental):
                         pages = np.lib.stride_tricks.as_strided(
                             arr[pos + 8:], shape=(good, ps), strides=(stride, 1),
                             writeable=False)
-                        items.append(PageRun(cur, addrs[:good].astype(np.int64),
-                                             np.full(good, CODE_PAGE, dtype=np.uint8), pages))
+                        append_run(PageRun(cur, addrs[:good].astype(np.int64),
+                                           np.full(good, CODE_PAGE, dtype=np.uint8), pages))
                         pos += good * stride
                     if good < k:
                         break
@@ -428,6 +482,11 @@ def _single_run(block: str, recs: list, ps: int) -> PageRun:
     return PageRun(block, offsets, kinds, pages, fills, xdata)
 
 
+#: how many RAM sections and commands an InitialSummary lists one by one; a
+#: peer may send any number (QEMU iterates), the rest are only counted
+MAX_DETAILS = 4096
+
+
 @dataclass
 class InitialSummary:
     """What the initial migration carried (counts; records only if kept)."""
@@ -441,6 +500,9 @@ class InitialSummary:
     mem_size: int = 0
     blocks: list[tuple[str, int]] = field(default_factory=list)
     ram_sections: list[dict] = field(default_factory=list)  # START/PART/END, counts
+    #: sections and commands past the MAX_DETAILS kept in the lists (counted only)
+    ram_sections_more: int = 0
+    commands_more: int = 0
     pages_by_kind: dict[str, int] = field(default_factory=dict)
     pages_by_block: dict[str, dict[str, int]] = field(default_factory=dict)
     device_sections: list[DeviceSection] = field(default_factory=list)
@@ -549,7 +611,10 @@ class InitialReader(_Incremental):
                 if not 1 <= cmd <= MIG_CMD_MAX:
                     raise self._err(0, f"MIG_CMD 1..{MIG_CMD_MAX}", str(cmd))
                 payload = (yield ln) if ln else b""
-                s.commands.append((cmd, payload))
+                if len(s.commands) < MAX_DETAILS:
+                    s.commands.append((cmd, payload))
+                else:
+                    s.commands_more += 1
                 if cmd == MIG_CMD_ENABLE_COLO:
                     if ln:
                         raise self._err(2, "ENABLE_COLO length 0", str(ln))
@@ -563,7 +628,10 @@ class InitialReader(_Incremental):
                 sect = {"type": "PART" if t == QEMU_VM_SECTION_PART else "END",
                         "offset": at, KIND_ZERO: 0, KIND_PAGE: 0, KIND_XBZRLE: 0,
                         "by_block": {}}
-                s.ram_sections.append(sect)
+                if len(s.ram_sections) < MAX_DETAILS:
+                    s.ram_sections.append(sect)
+                else:
+                    s.ram_sections_more += 1
                 yield from _ram_records(self, ctx, lambda r, d=sect: self._count(d, r),
                                         self.max_record_bytes)
                 yield from _footer(self, sid)

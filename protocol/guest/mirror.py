@@ -76,6 +76,9 @@ class MirrorGuest:
         if blk is None:
             raise MirrorError(f"page for RAM block {rec.block!r}, which RAM START did not "
                               "announce")
+        if rec.offset % PAGE_SIZE or not 0 <= rec.offset < blk.size_bytes:
+            raise MirrorError(f"page at {rec.offset:#x} outside RAM block {rec.block!r} "
+                              f"({blk.size_bytes:#x} bytes)")
         index = rec.offset // PAGE_SIZE
         self.initial_pages += 1
         if rec.kind == KIND_ZERO and not rec.fill and not blk.touched.test(index):
@@ -128,7 +131,7 @@ class MirrorGuest:
     def load_devices(self, blob: bytes) -> None:
         from ..stream import StreamError, decode_device_blob
         try:
-            sections = decode_device_blob(bytes(blob), self.vmdesc)
+            sections = decode_device_blob(blob, self.vmdesc)
         except StreamError as exc:
             raise ValueError(f"device state: {exc}") from None
         self.devices = [(s.idstr, s.instance_id, s.version_id, s.length) for s in sections]

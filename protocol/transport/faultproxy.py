@@ -162,6 +162,8 @@ class FaultProxy:
                 try:
                     dec.feed(data)
                     for item in dec.items():
+                        if isinstance(item, m.RamChunk):
+                            continue    # the RAM part is one piece: faults act on it whole
                         end = dec.bytes_consumed
                         piece = bytes(pending[:end - base])
                         del pending[:end - base]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 
@@ -105,6 +106,8 @@ class LiveProxy:
         self.sessions = 0
         self.session_done = asyncio.Event()
         self._w: dict[str, asyncio.StreamWriter] = {}   # destination writer per direction
+        self._conns: set = set()        # every open writer (both sides), for close()
+        self._accepting: set = set()    # connection tasks under way
         self._xor = 0x5A ^ (seed & 0xFF) or 0xFF
         self.t0 = time.monotonic()
         self._rec = None
@@ -130,6 +133,8 @@ class LiveProxy:
         return ev
 
     async def start(self) -> int:
+        from ..node import warn_all_interfaces
+        warn_all_interfaces("colo proxy", "--listen", self.listen)
         self.server = await asyncio.start_server(self._accept, *self.listen)
         self.port = self.server.sockets[0].getsockname()[1]
         self.emit("link", "listening", listen=f"{self.listen[0]}:{self.port}",
@@ -137,15 +142,37 @@ class LiveProxy:
                   faults=[str(f) for f in self.faults])
         return self.port
 
-    async def close(self) -> None:
+    async def close(self, why: str | None = None) -> None:
+        """Stop serving; the log and the recording end with a ``stopped`` event
+        (`why`: what stopped the proxy).  Idempotent."""
         if self.server is not None:
             self.server.close()
+            self.server = None
+            busy = self.busy
+            # end the connections under way: their pumps see the close and return
+            # (their events still go to the log), instead of being cancelled mid-read
+            for w in list(self._conns):
+                w.transport.abort()
+            if self._accepting:
+                await asyncio.wait(list(self._accepting), timeout=5)
+            self.emit("link", "stopped", why=why or "closed", sessions=self.sessions,
+                      busy=busy)
         for w in list(self._w.values()):
             w.close()
-        if self._rec is not None:
+        if self._rec is not None and not self._rec.closed:
             self._rec.close()
 
     async def _accept(self, reader, writer) -> None:
+        task = asyncio.current_task()
+        self._accepting.add(task)
+        self._conns.add(writer)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._accepting.discard(task)
+            self._conns.discard(writer)
+
+    async def _serve(self, reader, writer) -> None:
         peer = writer.get_extra_info("peername")
         try:
             up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*self.connect), 10)
@@ -153,6 +180,7 @@ class LiveProxy:
             self.emit("link", "upstream-failed", error=str(exc) or type(exc).__name__)
             writer.transport.abort()
             return
+        self._conns.add(up_w)
         colo = not self.busy
         self.emit("link", "connection", peer=f"{peer[0]}:{peer[1]}" if peer else None, colo=colo)
         if not colo:       # not the COLO connection: plain forwarding
@@ -161,6 +189,7 @@ class LiveProxy:
             finally:
                 for w in (writer, up_w):
                     w.close()
+                    self._conns.discard(w)
             return
         self.busy, self.n, self.cp = True, 0, {}
         self.session_done.clear()
@@ -170,6 +199,7 @@ class LiveProxy:
         finally:                 # whatever ended the session, free the pair for the next
             for w in (writer, up_w):
                 w.close()
+                self._conns.discard(w)
             self.busy = False
             self.sessions += 1
             self.session_done.set()
@@ -355,6 +385,7 @@ class LiveProxy:
         try:
             if d.state == "ram":
                 k = d.reader.feed(chunk)
+                d.reader.take_records()     # counted; the proxy keeps no page
             else:
                 k = min(d.left, len(chunk))
                 d.left -= k
@@ -387,16 +418,12 @@ class LiveProxy:
 
     async def _piece_end(self, d: _Dir) -> None:
         if d.state == "ram":
-            recs = d.reader.records
-            kinds = {"zero": 0, "page": 0, "xbzrle": 0}
-            blocks: dict[str, int] = {}
-            for r in recs:
-                kinds[r.kind] = kinds.get(r.kind, 0) + 1
-                blocks[r.block] = blocks.get(r.block, 0) + 1
+            rd = d.reader
+            kinds = {"zero": 0, "page": 0, "xbzrle": 0, **rd.kind_counts}
             self.cp.update(zero=kinds["zero"], full=kinds["page"], xbzrle=kinds["xbzrle"])
-            self.emit("primary", "ram", n=self.n, pages=len(recs), zero=kinds["zero"],
-                      full=kinds["page"], xbzrle=kinds["xbzrle"], bytes=d.reader.consumed,
-                      blocks=blocks)
+            self.emit("primary", "ram", n=self.n, pages=rd.pages, zero=kinds["zero"],
+                      full=kinds["page"], xbzrle=kinds["xbzrle"], bytes=rd.consumed,
+                      blocks=dict(rd.block_counts))
             d.reader = None
         else:
             sections = None
@@ -466,27 +493,47 @@ class LiveProxy:
 
 
 async def run_proxy(listen, connect, faults, on_event, record=None, *, once: bool = False,
-                    ready=None) -> None:
+                    ready=None, handle_signals: bool = False) -> None:
     """Serve until cancelled (``once``: until the first COLO connection closes).
 
     ``listen``/``connect`` are (host, port) tuples or "HOST:PORT"; ``ready`` (if
-    given) is called with the LiveProxy once it listens.
+    given) is called with the LiveProxy once it listens.  With ``handle_signals``
+    (the `colo proxy` process) SIGTERM and SIGINT end it cleanly: the log and the
+    recording end with a ``stopped`` event naming the signal.
     """
     from ..node import parse_hostport
     lp = parse_hostport(listen) if isinstance(listen, str) else tuple(listen)
     cp = parse_hostport(connect) if isinstance(connect, str) else tuple(connect)
     proxy = LiveProxy(lp, cp, faults, on_event, record)
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    why = "cancelled"
+    signals = []
+    if handle_signals:          # the `colo proxy` process (not a UI's loop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # a signal ends the log and the recording with a closing event, exit 0
+            loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(
+                signal.Signals(s).name))
+            signals.append(sig)
     try:
         await proxy.start()
         if ready is not None:
             ready(proxy)
-        while True:
-            await proxy.session_done.wait()
+        while not stop.done():
+            session = asyncio.ensure_future(proxy.session_done.wait())
+            await asyncio.wait((session, stop), return_when=asyncio.FIRST_COMPLETED)
+            session.cancel()
+            if stop.done():
+                why = stop.result()
+                break
             proxy.session_done.clear()
             if once:
+                why = "the COLO connection closed (--once)"
                 return
     finally:
-        await proxy.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await proxy.close(why)
 
 
 def format_event(ev: Event) -> str:
@@ -514,7 +561,7 @@ def main(args) -> int:
 
     try:
         asyncio.run(run_proxy(listen, connect, args.fault or [], show, args.record,
-                              once=getattr(args, "once", False)))
+                              once=getattr(args, "once", False), handle_signals=True))
     except KeyboardInterrupt:
         return 0
     except OSError as exc:

@@ -9,7 +9,7 @@ from protocol.endpoint import DONE, ERROR, SHUTDOWN, make_endpoint
 from protocol.errors import QmpCommandError
 
 TERMINAL = (ERROR, DONE, SHUTDOWN)
-INPUTS = ["start", "initial", "ram", "blob", "checkpoint", "timer:checkpoint", "timer:load",
+INPUTS = ["start", "initial", "ram-chunk", "ram", "blob", "checkpoint", "timer:checkpoint", "timer:load",
           *[n for n in m.ALL_MESSAGES if n != m.INVALID]]
 
 
@@ -18,7 +18,7 @@ def item_for(kind, d):
         return m.Message(kind, 0, d.ids[kind])
     from protocol.stream import RamContext, encode_ram_part
     blob = b"\x00" if d.ram_outside_blob else encode_ram_part([], RamContext()) + b"\x00"
-    return {"ram": m.RamPart((), 19), "blob": m.StateBlob(blob),
+    return {"ram-chunk": m.RamChunk(()), "ram": m.RamPart((), 19), "blob": m.StateBlob(blob),
             "initial": m.InitialStream({}, 0)}.get(kind)
 
 

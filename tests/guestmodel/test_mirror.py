@@ -263,3 +263,16 @@ def test_ram_too_big_to_mirror_is_a_named_error():
                                 {"page_size": 4096, "devices": []})
     s, mirror = _secondary_fed(data)
     assert s.state == "ERROR" and "more than a mirror takes on" in s.error, s.error
+
+
+@pytest.mark.parametrize("block,offset", [("pc.ram", 1 << 20), ("pc.ram", -4096),
+                                          ("pc.ram", (1 << 20) + 4096), ("pc.ram", 100),
+                                          ("nope", 0)])
+def test_a_mirror_refuses_an_initial_page_outside_its_blocks(block, offset):
+    from protocol.pages import KIND_ZERO
+    g = MirrorGuest()
+    ctx = RamContext.from_blocks([("pc.ram", 1 << 20)])
+    with pytest.raises(MirrorError, match="outside RAM block|did not announce"):
+        g.initial_page(PageRecord(block, offset, KIND_ZERO), ctx)
+    with pytest.raises(MirrorError, match="outside RAM block|did not announce"):
+        g.initial_page(PageRecord(block, offset, KIND_PAGE, bytes(4096)), ctx)
