@@ -72,6 +72,8 @@ class ColoApp(App):
         Binding("q", "quit", "quit", id="quit"),
         Binding("ctrl+c", "quit", show=False),        # quits too (Textual's only hints)
         *[Binding(k, f"preset('{k}')", show=False, id=f"preset-{k}") for k in "1234567890"],
+        Binding("exclamation_mark", "preset('!')", show=False, id="preset-hybrid-mismatch"),
+        Binding("at", "preset('@')", show=False, id="preset-hybrid-stale"),
     ]
 
     def __init__(self, controller: Controller | None = None, *, replay: str | None = None,

@@ -18,7 +18,8 @@ class Preset:
     outcome: str | None = None
 
 
-_BASE = {"dialect": "qemu", "mode": "periodic", "load_ms": 0.0, "faults": []}   # keeps guest
+_BASE = {"dialect": "qemu", "mode": "periodic", "load_ms": 0.0, "faults": [],   # keeps guest
+         "divergence": 0.0, "svm_output_lost": False}
 _OPTIONAL = {"secondary_dialect": None}      # only where this SimConfig knows it
 
 PRESETS = (
@@ -57,6 +58,16 @@ PRESETS = (
     Preset("0", "dialect mismatch", "docs/protocol.md §2",
            "a qemu primary and a v11 secondary: the very first message already breaks",
            {"secondary_dialect": "v11"}, ("error",)),
+    Preset("!", "hybrid: colo-compare mismatch", "docs/protocol.md §4, §5",
+           "both VMs run; the SVM answers differently now and then: each mismatch asks for "
+           "a checkpoint at once",
+           {"mode": "hybrid", "guest": "model", "divergence": 0.3},
+           ("checkpoint-requested:colo-compare",), "ok"),
+    Preset("@", "hybrid: a stale packet", "docs/protocol.md §4, §5",
+           "the SVM's answers never reach colo-compare: a PVM packet waits 3 s, then the "
+           "stale scan asks for a checkpoint",
+           {"mode": "hybrid", "guest": "model", "svm_output_lost": True},
+           ("checkpoint-requested:colo-compare",), "ok"),
 )
 
 BY_KEY = {p.key: p for p in PRESETS}

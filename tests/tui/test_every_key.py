@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 #: Textual's key names → tmux's
 TMUX = {"right": "Right", "left": "Left", "space": "Space", "plus": "+", "equals_sign": "=",
         "minus": "-", "tab": "Tab", "slash": "/", "escape": "Escape", "question_mark": "?",
-        "up": "Up", "down": "Down", "ctrl+p": "C-p", "ctrl+c": "C-c"}
+        "up": "Up", "down": "Down", "ctrl+p": "C-p", "ctrl+c": "C-c",
+        "exclamation_mark": "!", "at": "@"}
 QUITTING = {"q", "ctrl+c"}
 
 
