@@ -16,22 +16,48 @@ def key_label(keys: str) -> str:
     return "/".join(_KEY_NAMES.get(k, k) for k in keys.split(",") if k != "equals_sign")
 
 
+#: never dropped, whatever the width: how to get help, the palette, and out
+PINNED = ("help", "command_palette", "quit")
+
+
 class KeyBar(Widget):
+    """The bindings in order of importance (their order in BINDINGS); those that do
+    not fit the width are dropped, but help, the palette and quit always show."""
+
     DEFAULT_CSS = "KeyBar { height: 1; }"
     COMPONENT_CLASSES = {"keybar--key", "keybar--desc"}
 
     def __init__(self, bindings, **kw) -> None:
         super().__init__(**kw)
-        self.items = [(key_label(b.key), b.description, b.action) for b in bindings
-                      if b.show and b.description]
+        items = [(key_label(b.key), b.description, b.action) for b in bindings
+                 if b.show and b.description]
+        items.append(("^p", "palette", "command_palette"))
+        self.pinned = [i for i in items if i[2] in PINNED]
+        self.items = [i for i in items if i[2] not in PINNED]
         self._spans: list[tuple[int, int, str]] = []
+
+    @staticmethod
+    def _cells(item) -> int:
+        key, desc, _ = item
+        return len(f" {key} ") + len(f"{desc} ")
+
+    def shown(self, width: int) -> list[tuple[str, str, str]]:
+        """The items that fit `width` columns: the first ones in order, then the pinned."""
+        room = width - sum(self._cells(i) for i in self.pinned)
+        out = []
+        for item in self.items:
+            if self._cells(item) > room:
+                break
+            out.append(item)
+            room -= self._cells(item)
+        return out + self.pinned
 
     def render(self) -> Text:
         key_style = self.get_component_rich_style("keybar--key")
         desc_style = self.get_component_rich_style("keybar--desc")
         t = Text(no_wrap=True, overflow="crop")
         self._spans = []
-        for key, desc, action in self.items:
+        for key, desc, action in self.shown(self.size.width or 80):
             start = len(t)
             t.append(f" {key} ", style=key_style)
             t.append(f"{desc} ", style=desc_style)

@@ -8,7 +8,7 @@ import pytest
 from colo_tui.app import ColoApp
 from colo_tui.bridge import SPEEDS
 from colo_tui.screens import ChoicePrompt, FaultMenu, HelpScreen, NumberPrompt
-from colo_tui.widgets import EventLog, LadderView, SidePanel, StatusBar
+from colo_tui.widgets import EventLog, KeyBar, LadderView, SidePanel, StatusBar
 
 from .conftest import make_app
 
@@ -380,3 +380,14 @@ async def test_tab_moves_focus_through_every_field_of_the_fault_dialog(app: Colo
             await pilot.pause()
         assert set(fields) <= seen, [f for f in fields if f not in seen]
         assert app.bridge.selected_side == "primary"      # tab no longer switches sides
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 160])
+async def test_the_footer_never_hides_help_palette_or_quit(width: int) -> None:
+    app = make_app()
+    async with app.run_test(size=(width, 30)) as pilot:
+        await pilot.pause()
+        text = text_of(app.query_one(KeyBar))
+        assert "? help" in text and "^p palette" in text and "q quit" in text, text
+        assert "step" in text                     # the most important key comes first
+        assert len(text.rstrip()) <= width
