@@ -66,6 +66,7 @@ def add_parsers(subparsers) -> None:
     prx.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="KIND[=ARG]@POINT[#N] (repeatable); wire faults only")
     prx.add_argument("--record", metavar="FILE", help="write a colo-proxy-log (JSON Lines)")
+    prx.add_argument("--force", action="store_true", help="overwrite an existing --record FILE")
     prx.add_argument("--json-events", action="store_true", help="events as JSON lines")
     prx.add_argument("--once", action="store_true",
                      help="exit when the first COLO connection has closed")
@@ -286,4 +287,12 @@ def _fire_timer(ep, now: float) -> float:
 # ------------------------------------------------------------------ proxy
 def cmd_proxy(args) -> int:
     from protocol.transport import liveproxy
+    if args.record:               # refused up front: no existing file without --force
+        from protocol.errors import ColoError
+        from protocol.record.outfile import check_target
+        try:
+            check_target(args.record, force=args.force)
+        except ColoError as exc:
+            print(f"colo: error: --record: {exc}", file=sys.stderr)
+            return 2
     return liveproxy.main(args)

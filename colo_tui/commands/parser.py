@@ -66,13 +66,15 @@ def resolve_side(text: str) -> str:
 
 
 def _int(text: str, what: str, lo: int = 0, hi: int = MAX_INT) -> int:
+    """ASCII decimal digits only, as every front end takes them (protocol.grammar):
+    no 0x10, no ٣, no 1_000."""
+    from protocol.errors import UsageError
+    from protocol.grammar import parse_decimal
     try:
-        value = int(text, 0)
-    except ValueError:
-        raise CommandError(f"{what} must be a whole number, not {text!r}") from None
-    if not lo <= value <= hi:
-        raise CommandError(f"{what} must be between {lo} and {hi}, not {value}")
-    return value
+        return parse_decimal(text, what, lo, hi)
+    except UsageError as exc:
+        raise CommandError(str(exc).replace("must be a whole number in decimal ASCII digits",
+                                            "must be a whole number")) from None
 
 
 def _choice(text: str, what: str, choices) -> str:

@@ -98,6 +98,10 @@ def test_run_and_node_refuse_an_existing_record_target_up_front(tmp_path):
     r = colo("node", "secondary", "--listen", "127.0.0.1:0", "--record", str(target))
     assert r.returncode == 2 and "already exists; give --force" in r.stderr
     assert target.read_text() == "mine\n"
+    r = colo("proxy", "--listen", "127.0.0.1:0", "--connect", "127.0.0.1:9", "--record",
+             str(target))
+    assert r.returncode == 2 and "already exists; give --force" in r.stderr
+    assert target.read_text() == "mine\n"
     r = colo("run", "--checkpoints", "1", "--record", str(target), "--force")
     assert r.returncode == 0, r.stderr
     assert target.read_text().startswith("# colo run")

@@ -76,3 +76,9 @@ def test_registry_is_data():
     assert "side" in REGISTRY["heartbeat"].arg_kinds
     assert set(REGISTRY["set"].arg_kinds) == {"int", "dialect", "mode", "seed", "guest",
                                               "verbosity", "count", "ms", "onoff", "fraction"}
+
+
+@pytest.mark.parametrize("word", ["0x10", "٣", "1_000", "+3", "1e3"])
+def test_numbers_follow_the_one_grammar(word):
+    with pytest.raises(CommandError, match="whole number"):
+        parse(f"step {word}")
