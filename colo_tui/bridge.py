@@ -104,7 +104,8 @@ class Bridge:
     def _reset(self) -> None:
         self._sim = self.c.sim
         old = getattr(self, "log", None)
-        self.ladder = Ladder()
+        # a simulation reports receptions: its messages are drawn in flight until then
+        self.ladder = Ladder(flight=not getattr(self.c, "playback", True))
         self.log = LogModel(self.c.sim.events)
         if old is not None:
             self.log.set_filter(old.filter)

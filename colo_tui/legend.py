@@ -8,6 +8,9 @@ GUIDE = "docs/protocol.md"
 SYMBOLS: tuple[tuple[str, str, str], ...] = (
     ("─▶ ◀─", "ladder", "a control message, primary → secondary or back"),
     ("═▶ ◀═", "ladder", "a payload: RAM pages, the device-state blob, the initial migration"),
+    ("┄▷ ◁┄", "ladder", "a control message in flight: sent, not received yet (it lands, "
+                        "drawn whole, when the peer reads it)"),
+    ("▸", "failover diagram", "the side's current failover state (marked without colour too)"),
     ("✗", "ladder", "a message or payload that was dropped or lost on the way"),
     ("↯", "ladder", "an injected fault, a partition, or the connection closing"),
     ("✖", "ladder, panels", "a protocol error (COLO leaves its loop)"),

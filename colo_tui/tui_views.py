@@ -21,7 +21,11 @@ _ARROW_POINTS = {"send-ram": "ram", "send-device-state": "device-state",
 class Ladder:
     """Events -> ladder rows, incrementally; tracks fault windows and commits."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, flight: bool = False) -> None:
+        #: the source reports receptions (a simulation): a message is drawn in flight
+        #: until its recv; playbacks of captures and live feeds report sends only
+        self.flight = flight
+        self._flying: list[LadderRow] = []
         self.rows: list[LadderRow] = []
         self.version = 0
         self.last_commit: dict[str, float] = {}
@@ -40,6 +44,16 @@ class Ladder:
 
     def _note(self, ev, label: str, side: str | None = None) -> None:
         self._add(ev, "note", side=ev.side if side is None else side, label=label)
+
+    def _landed(self, side: str, msg: str) -> None:
+        """`side` received `msg`: the oldest such message in flight towards it lands."""
+        direction = "P>S" if side == "secondary" else "S>P"
+        for row in self._flying:
+            if row.point == msg and row.direction == direction:
+                row.flying = False
+                self._flying.remove(row)
+                self.version += 1
+                return
 
     def _mark_lost(self, ev, why: str) -> None:
         d = ev.data
@@ -103,6 +117,7 @@ class Ladder:
             kind, side, d = ev.kind, ev.side, clean(ev.data or {})
             if kind == "recv":
                 self._last_recv[side] = d.get("msg", "")
+                self._landed(side, d.get("msg", ""))
                 continue
             if kind == "deliver" or kind == "state":
                 continue
@@ -113,6 +128,10 @@ class Ladder:
                 self._add(ev, "msg", side=side, direction="P>S" if side == "primary" else "S>P",
                           label=label, hex=d.get("hex") or "", point=d.get("msg") or "",
                           checkpoint=self.in_flight.get(side, 0))
+                if self.flight:
+                    self.rows[-1].flying = True
+                    self._flying.append(self.rows[-1])
+                    del self._flying[:-64]            # bounded: lost ones never land
             elif kind == "recv-initial" and not self._initial:
                 # an imported capture has only the secondary's side of the migration
                 self._initial = True

@@ -35,6 +35,16 @@ def row_text(row: LadderRow, inner: int) -> str:
             out = line + text + "▶"
         else:
             out = "◀" + text + line
+        if row.flying and not row.lost:
+            # in flight: dashed, its head half-way across; it lands when received
+            span = min(inner, max(inner // 2, len(label) + 3))
+            body = span - 2
+            lab = label[:body]
+            left = (body - len(lab)) // 2
+            text = "┄" * left + lab + "┄" * (body - left - len(lab))
+            if row.direction == "P>S":
+                return ("┄" + text + "▷")[:inner].ljust(inner)
+            return ("◁" + text + "┄")[:inner].rjust(inner)
         if row.lost:
             tag = "dropped" if row.lost == "dropped" else "lost"
             out = (out[: inner - len(tag) - 2] + " ✗" + tag) if row.direction == "P>S" else \

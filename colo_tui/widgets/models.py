@@ -26,6 +26,7 @@ class LadderRow:
     checkpoint: int = 0
     lost: str = ""               # why it was lost/dropped ("" = arrived or pending)
     shaded: bool = False         # inside a fault window
+    flying: bool = False         # sent, not received yet (drawn half-way, dashed)
 
 
 @dataclass(slots=True)

@@ -209,3 +209,45 @@ def test_an_invalid_id_guesses_a_dialect_only_before_the_peer_made_sense():
     errs = _errors(mid)
     assert any("Invalid message 70" in m for m in errs)
     assert not any("speaking" in m for m in errs)
+
+
+def test_a_message_is_drawn_in_flight_until_it_is_received() -> None:
+    from colo_tui.tui_views import Ladder
+    from colo_tui.widgets.ladder import row_text
+    from protocol.events import Event
+    ladder = Ladder(flight=True)
+    send = Event(1.0, "primary", "send", {"msg": "checkpoint-request", "value": 0})
+    send.seq = 0
+    ladder.feed([send])
+    row = ladder.rows[-1]
+    flying = row_text(row, 60)
+    assert row.flying and "▷" in flying and "┄" in flying and "checkpoint-request" in flying
+    assert flying.rstrip().endswith("▷") and len(flying.rstrip()) < 60    # half-way
+    before = ladder.version
+    recv = Event(1.05, "secondary", "recv", {"msg": "checkpoint-request", "value": 0})
+    recv.seq = 1
+    ladder.feed([recv])
+    assert not row.flying and ladder.version > before
+    landed = row_text(row, 60)
+    assert landed.rstrip().endswith("▶") and "┄" not in landed
+    # a playback of a capture reports no receptions: nothing is left in flight
+    still = Ladder(flight=False)
+    still.feed([send])
+    assert not still.rows[-1].flying
+
+
+async def test_the_app_shows_the_first_message_in_flight() -> None:
+    from colo_tui.app import ColoApp
+    from colo_tui.control import Controller
+    app = ColoApp(Controller())
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(12):
+            await pilot.press("n")
+            await pilot.pause()
+            if any(r.flying for r in app.bridge.ladder.rows):
+                break
+        assert any(r.flying for r in app.bridge.ladder.rows)
+        await pilot.press("n", "n", "n")
+        await pilot.pause()
+        flying = [r for r in app.bridge.ladder.rows if r.flying]
+        assert len(flying) <= 2          # messages land as the peer receives them
