@@ -79,3 +79,20 @@ def retype(p: argparse.ArgumentParser, option: str, type_) -> None:
     action = p._option_string_actions.get(option)       # noqa: SLF001 - argparse's table
     if action is not None:
         action.type = type_
+
+
+def record_target_refused(args) -> int | None:
+    """`--record FILE` of a long-running command, checked before it starts: an existing
+    file without --force is a usage error (2, said on stderr); None when it may go on."""
+    if not getattr(args, "record", None):
+        return None
+    import sys
+
+    from protocol.errors import ColoError
+    from protocol.record.outfile import check_target
+    try:
+        check_target(args.record, force=getattr(args, "force", False))
+    except ColoError as exc:
+        print(f"colo: error: --record: {exc}", file=sys.stderr)
+        return 2
+    return None

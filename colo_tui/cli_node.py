@@ -91,13 +91,10 @@ def add_parsers(subparsers) -> None:
 def run_node(args) -> int:
     from protocol.errors import ColoError
     from protocol.node import Node, NodeError
-    if args.record:               # refused up front: no existing file without --force
-        from protocol.record.outfile import check_target
-        try:
-            check_target(args.record, force=args.force)
-        except ColoError as exc:
-            print(f"colo: error: --record: {exc}", file=sys.stderr)
-            return 2
+
+    from .argtypes import record_target_refused
+    if (refused := record_target_refused(args)) is not None:
+        return refused
     try:
         node = Node(args.role, dialect=args.dialect, mode=args.mode,
                     listen=getattr(args, "listen", None), connect=getattr(args, "connect", None),

@@ -287,12 +287,8 @@ def _fire_timer(ep, now: float) -> float:
 # ------------------------------------------------------------------ proxy
 def cmd_proxy(args) -> int:
     from protocol.transport import liveproxy
-    if args.record:               # refused up front: no existing file without --force
-        from protocol.errors import ColoError
-        from protocol.record.outfile import check_target
-        try:
-            check_target(args.record, force=args.force)
-        except ColoError as exc:
-            print(f"colo: error: --record: {exc}", file=sys.stderr)
-            return 2
+
+    from .argtypes import record_target_refused
+    if (refused := record_target_refused(args)) is not None:
+        return refused
     return liveproxy.main(args)
