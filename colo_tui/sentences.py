@@ -413,6 +413,13 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
                              "crash": "the node process crashes"}.get(
         d.get("what"), f"node: {plain(d.get('what'))}") + _why(d, "error")
     + _extras(d, ("what", "error")),
+    "progress-timeout": lambda side, d: "gives up: the peer made no progress for "
+    f"{plain(d.get('timeout_ms'))} ms in {plain(d.get('stage') or 'the stream')} "
+    "(a testbed bound; QEMU waits forever)" + _extras(d, ("timeout_ms", "stage")),
+    "stopped": lambda side, d: "the proxy stops" + _why(d)
+    + (f" after {plain(d['sessions'])} session(s)" if d.get("sessions") is not None else "")
+    + (", a session was under way" if d.get("busy") else "")
+    + _extras(d, ("why", "sessions", "busy")),
     "heartbeat": lambda side, d: "the keepalive channel to the peer is "
     + plain(d.get("what") or "up") + _extras(d, ("what",)),
     "heartbeat-lost": lambda side, d: "the keepalive says the peer is gone" + _why(d)
