@@ -79,6 +79,8 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
         rep["checkpoints"] = len(times)
         rep["forced_checkpoint_gaps_ms"] = forced(times, t_colo_unix, delay_ms)
         rep["compare_trace"] = pair.miscompares()
+        rep["guest_panics"] = {side: (work / f"{side}.serial").read_text(
+            errors="replace").count("Kernel panic") for side in ("primary", "secondary")}
         rep["colo_s_total"] = round(time.monotonic() - pair.t_colo, 1)
         rep["status"] = await pair.status()
     except (LabError, TimeoutError, asyncio.CancelledError):
