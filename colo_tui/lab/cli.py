@@ -31,6 +31,9 @@ def add_parser(subparsers):
     p.add_argument("--probes", type=nonneg_int, default=3, metavar="N",
                    help="connections to the guest's random service, each a real "
                         "colo-compare mismatch (default 3)")
+    p.add_argument("--failover", action="store_true",
+                   help="at the end, SIGKILL the primary during echo traffic, fail over "
+                        "to the secondary and report what the client saw")
     p.add_argument("--keep", action="store_true",
                    help="keep the work directory (images, serial consoles, QEMU traces)")
     p.set_defaults(func=cmd_lab)
@@ -46,6 +49,9 @@ def cmd_lab(args) -> int:
     say = (lambda s: print(f"lab: {s}", file=sys.stderr, flush=True)) if not args.json \
         else None
     hold = None
+    if not args.headless and args.failover:
+        print("colo lab: error: --failover needs --headless", file=sys.stderr)
+        return 2
     if not args.headless:
         say = say or (lambda s: print(f"lab: {s}", file=sys.stderr, flush=True))
 
@@ -60,7 +66,8 @@ def cmd_lab(args) -> int:
                                f"{v.get('status', '-')}" for k, v in st.items()))
                 await asyncio.sleep(2)
     try:
-        rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold)
+        rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold,
+                  fail_over=args.failover)
     except KeyboardInterrupt:
         print("lab: stopped", file=sys.stderr)
         return 130

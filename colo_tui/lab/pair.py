@@ -81,10 +81,11 @@ class Ports:
     migrate: int
     client: int
     random: int
+    secondary_client: int   # the secondary's own forward, used after a failover
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(*free_ports(8))
+        return cls(*free_ports(9))
 
 
 def _chardev(cid: str, port: int, server: bool) -> list[str]:
@@ -128,7 +129,7 @@ def primary_args(work: Path, guest: dict, p: Ports) -> list[str]:
 
 def secondary_args(work: Path, guest: dict, p: Ports) -> list[str]:
     return [*common_args("secondary", work, guest),
-            "-netdev", "user,id=hn0",
+            "-netdev", f"user,id=hn0,hostfwd=tcp:127.0.0.1:{p.secondary_client}-:{GUEST_PORT}",
             "-device", "virtio-net-pci,id=e0,netdev=hn0,romfile=",
             *_chardev("red0", p.mirror, False),
             *_chardev("red1", p.compare1, False),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from . import LabError
 from .pair import Pair
-from .traffic import echo_load, random_probe, ready
+from .traffic import Echo, echo_load, random_probe, ready
 
 _REQ = re.compile(r"@(\d+\.\d+):colo_send_message Send 'checkpoint-request'")
 
@@ -46,8 +47,64 @@ async def wait_guest(pair: Pair, timeout: float) -> float:
     return time.monotonic() - t0
 
 
+async def failover(pair: Pair, before_s: float = 3.0) -> dict:
+    """COLO's promise, tried: SIGKILL the primary in the middle of echo traffic,
+    then "Secondary Failover" of COLO-FT.txt on the secondary (nbd-server-stop,
+    x-colo-lost-heartbeat, object-del f2 f1, chardev-remove red1 red0).  The
+    client's connection ends at the primary's user-mode netdev (slirp lives in
+    the primary's process), so the outage is measured to the first echo answered
+    through the secondary's own port forward."""
+    out: dict = {}
+    answers: list[float] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        try:
+            e = Echo(pair.ports.client, seed=5)
+        except OSError as exc:
+            out["client_error"] = f"connect: {exc}"
+            return
+        try:
+            while not stop.is_set():
+                e.request()
+                answers.append(time.monotonic())
+        except OSError as exc:
+            out["client_error"] = str(exc)
+        finally:
+            e.close()
+            out["client_answers"] = e.answered
+
+    th = threading.Thread(target=client, daemon=True)
+    th.start()
+    await asyncio.sleep(before_s)           # the workload's length before the kill
+    t_kill = time.monotonic()
+    pair.primary.proc.kill()
+    await asyncio.to_thread(pair.primary.proc.wait, 10)
+    sec = pair.secondary
+    await sec.ex("nbd-server-stop")
+    await sec.ex("x-colo-lost-heartbeat")
+    for obj in ("f2", "f1"):
+        await sec.ex("object-del", {"id": obj})
+    for chardev in ("red1", "red0"):
+        await sec.ex("chardev-remove", {"id": chardev})
+    t_done = time.monotonic()
+    out["failover_qmp_ms"] = round((t_done - t_kill) * 1000, 1)
+    await asyncio.to_thread(th.join, 3)     # a surviving connection keeps answering
+    stop.set()
+    await asyncio.to_thread(th.join, 15)
+    last = max((a for a in answers if a <= t_kill), default=None)
+    # an answer stamped after the failover completed came over the same connection
+    out["connection_survived"] = any(a > t_done for a in answers)
+    out["last_answer_before_kill_ms"] = round((t_kill - last) * 1000, 1) if last else None
+    ok = await asyncio.to_thread(ready, pair.ports.secondary_client, time.monotonic() + 60)
+    out["reconnect_outage_ms"] = round((time.monotonic() - t_kill) * 1000) if ok else None
+    out["secondary_after"] = {"colo": await sec.ex("query-colo-status"),
+                              "status": (await sec.ex("query-status"))["status"]}
+    return out
+
+
 async def session(work: Path, delay_ms: int, load_s: float, probes: int,
-                  on_status=None, hold=None, on_stall=None) -> dict:
+                  on_status=None, hold=None, on_stall=None, fail_over: bool = False) -> dict:
     """Everything `colo lab` does, as one JSON-able dict.  `hold` (an awaitable
     factory) keeps the pair up for an interactive user before the report."""
     pair = Pair(work, delay_ms)
@@ -79,25 +136,31 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
         rep["checkpoints"] = len(times)
         rep["forced_checkpoint_gaps_ms"] = forced(times, t_colo_unix, delay_ms)
         rep["compare_trace"] = pair.miscompares()
+        if fail_over:
+            rep["failover"] = await failover(pair)
         rep["guest_panics"] = {side: (work / f"{side}.serial").read_text(
             errors="replace").count("Kernel panic") for side in ("primary", "secondary")}
         rep["colo_s_total"] = round(time.monotonic() - pair.t_colo, 1)
         rep["status"] = await pair.status()
+        rep["status"]["primary"].setdefault("colo", {"mode": "killed"} if fail_over else {})
     except (LabError, TimeoutError, asyncio.CancelledError):
         if on_stall is not None:    # e.g. the QEMU threads' stacks, before they are stopped
             on_stall(pair)
         raise
     finally:
         await pair.close()
-    rep["ok"] = (rep["status"]["primary"].get("colo", {}).get("mode") == "primary"
+    rep["ok"] = (rep["status"]["primary"]["colo"].get("mode") == (
+        "killed" if fail_over else "primary")
                  and rep["traffic"]["error"] is None and rep["traffic"]["requests"] > 0)
     return rep
 
 
 def run(delay_ms: int, load_s: float, probes: int, keep: bool, on_status=None,
-        hold=None) -> dict:
+        hold=None, fail_over: bool = False) -> dict:
     if keep:
         work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
-        return asyncio.run(session(work, delay_ms, load_s, probes, on_status, hold))
+        return asyncio.run(session(work, delay_ms, load_s, probes, on_status, hold,
+                                   fail_over=fail_over))
     with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
-        return asyncio.run(session(Path(d), delay_ms, load_s, probes, on_status, hold))
+        return asyncio.run(session(Path(d), delay_ms, load_s, probes, on_status, hold,
+                                   fail_over=fail_over))

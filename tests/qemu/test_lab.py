@@ -119,9 +119,10 @@ def test_lab_reaches_colo_with_compare_and_client_traffic(tmp_path):
     # colo-compare compared the two guests' TCP output...
     assert rep["compare_trace"].get("colo_compare_tcp_info", 0) >= 2 * t["requests"] // 2
     # ...and at least one checkpoint came sooner than the 10 s periodic timer allows
+    # (7.2 has no trace event for a TCP payload miscompare, only a hexdump under
+    # DEBUG_COLO_PACKETS: the timing is the evidence)
     assert rep["checkpoints"] >= 2 and rep["forced_checkpoint_gaps_ms"], rep
-    assert (rep["compare_trace"].get("ip_info_size_differs", 0)
-            + rep["compare_trace"].get("colo_old_packet_check_found", 0)) >= 1
+    assert all(g < 8000 for g in rep["forced_checkpoint_gaps_ms"])
     # the primary's guest wrote its disk through quorum + replication
     serial = (tmp_path / "primary.serial").read_text(errors="replace")
     assert "disk: /dev/vda /mnt ext2" in serial, serial[-1000:]
@@ -189,3 +190,35 @@ def test_lab_usage_errors_exit_2():
     res = subprocess.run([sys.executable, "-m", "colo_tui", "lab", "--load", "soon"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 2 and "--load" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, "-m", "colo_tui", "lab", "--failover"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 2 and "--headless" in res.stderr, res.stderr
+
+
+def test_lab_failover_after_primary_kill(tmp_path):
+    """COLO-FT.txt's "Secondary Failover" after a SIGKILL of the primary in the
+    middle of echo traffic.  With a user-mode netdev the client's TCP
+    connection ends in the primary's process (slirp), so it cannot survive;
+    the secondary's guest must answer on its own forward after the failover."""
+    stacks: list[str] = []
+
+    def on_stall(pair):
+        stacks.extend(f"{s.name} threads:\n{stall_report(s.proc)}"
+                      for s in (pair.primary, pair.secondary) if s is not None)
+    try:
+        rep = asyncio.run(asyncio.wait_for(
+            session(tmp_path, delay_ms=10000, load_s=2, probes=0, on_stall=on_stall,
+                    fail_over=True), 200))
+    except (TimeoutError, LabError) as exc:
+        pytest.fail(f"{exc}\n" + "\n".join(stacks))
+    fo = rep["failover"]
+    print(json.dumps(fo, indent=1))
+    assert fo["client_answers"] > 0 and fo["connection_survived"] is False, fo
+    assert "closed the connection" in fo["client_error"] or fo["client_error"], fo
+    assert fo["secondary_after"]["colo"] == {"mode": "none", "last-mode": "secondary",
+                                             "reason": "request"}, fo
+    assert fo["secondary_after"]["status"] == "running"
+    assert rep["status"]["primary"] == {"alive": False, "colo": {"mode": "killed"}}
+    assert rep["status"]["secondary"]["migrate"] == "completed"
+    if rep["guest_panics"]["secondary"] == 0:    # a panicked guest is still rebooting
+        assert fo["reconnect_outage_ms"] is not None, fo
