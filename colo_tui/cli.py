@@ -24,6 +24,7 @@ _PLUGINS = (
     ("colo_tui.export", "add_parser"),
     ("colo_tui.cli_node", "add_parsers"),
     ("colo_tui.cli_qemu", "add_parsers"),
+    ("colo_tui.lab.cli", "add_parser"),
 )
 
 

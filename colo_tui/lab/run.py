@@ -1,0 +1,166 @@
+"""One lab session: start the pair, wait for the guest's service, drive client
+traffic, provoke colo-compare mismatches, report (and optionally fail over)."""
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from . import LabError
+from .pair import Pair
+from .traffic import Echo, echo_load, random_probe, ready
+
+_REQ = re.compile(r"@(\d+\.\d+):colo_send_message Send 'checkpoint-request'")
+
+
+def checkpoint_times(trace: Path) -> list[float]:
+    """Unix times of the primary's checkpoint requests (its -trace log)."""
+    try:
+        return [float(m.group(1)) for m in _REQ.finditer(trace.read_text(errors="replace"))]
+    except OSError:
+        return []
+
+
+def forced(times: list[float], t_colo: float, delay_ms: int) -> list[float]:
+    """Requests that came sooner than the periodic timer allows: QEMU 7.2 re-arms
+    it `delay` after each checkpoint, so a shorter gap is a colo-compare
+    notification (a mismatch).  Returns the gaps in ms."""
+    gaps, prev = [], t_colo
+    for t in times:
+        gap = (t - prev) * 1000
+        if gap < 0.8 * delay_ms:
+            gaps.append(round(gap, 1))
+        prev = t
+    return gaps
+
+
+async def wait_guest(pair: Pair, timeout: float) -> float:
+    t0 = time.monotonic()
+    ok = await asyncio.to_thread(ready, pair.ports.client, t0 + timeout)
+    if not ok:
+        serial = (pair.work / "primary.serial").read_text(errors="replace")[-600:]
+        raise LabError(f"the guest's echo service did not answer within {timeout:.0f} s; "
+                       f"primary console ends with: {serial!r}")
+    return time.monotonic() - t0
+
+
+async def failover(pair: Pair, before_s: float = 3.0) -> dict:
+    """COLO's promise, tried: SIGKILL the primary in the middle of echo traffic,
+    then "Secondary Failover" of COLO-FT.txt on the secondary (nbd-server-stop,
+    x-colo-lost-heartbeat, object-del f2 f1, chardev-remove red1 red0).  The
+    client's connection ends at the primary's user-mode netdev (slirp lives in
+    the primary's process), so the outage is measured to the first echo answered
+    through the secondary's own port forward."""
+    out: dict = {}
+    answers: list[float] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        try:
+            e = Echo(pair.ports.client, seed=5)
+        except OSError as exc:
+            out["client_error"] = f"connect: {exc}"
+            return
+        try:
+            while not stop.is_set():
+                e.request()
+                answers.append(time.monotonic())
+        except OSError as exc:
+            out["client_error"] = str(exc)
+        finally:
+            e.close()
+            out["client_answers"] = e.answered
+
+    th = threading.Thread(target=client, daemon=True)
+    th.start()
+    await asyncio.sleep(before_s)           # the workload's length before the kill
+    t_kill = time.monotonic()
+    pair.primary.proc.kill()
+    await asyncio.to_thread(pair.primary.proc.wait, 10)
+    sec = pair.secondary
+    await sec.ex("nbd-server-stop")
+    await sec.ex("x-colo-lost-heartbeat")
+    for obj in ("f2", "f1"):
+        await sec.ex("object-del", {"id": obj})
+    for chardev in ("red1", "red0"):
+        await sec.ex("chardev-remove", {"id": chardev})
+    t_done = time.monotonic()
+    out["failover_qmp_ms"] = round((t_done - t_kill) * 1000, 1)
+    await asyncio.to_thread(th.join, 3)     # a surviving connection keeps answering
+    stop.set()
+    await asyncio.to_thread(th.join, 15)
+    last = max((a for a in answers if a <= t_kill), default=None)
+    # an answer stamped after the failover completed came over the same connection
+    out["connection_survived"] = any(a > t_done for a in answers)
+    out["last_answer_before_kill_ms"] = round((t_kill - last) * 1000, 1) if last else None
+    ok = await asyncio.to_thread(ready, pair.ports.secondary_client, time.monotonic() + 60)
+    out["reconnect_outage_ms"] = round((time.monotonic() - t_kill) * 1000) if ok else None
+    out["secondary_after"] = {"colo": await sec.ex("query-colo-status"),
+                              "status": (await sec.ex("query-status"))["status"]}
+    return out
+
+
+async def session(work: Path, delay_ms: int, load_s: float, probes: int,
+                  on_status=None, hold=None, on_stall=None, fail_over: bool = False) -> dict:
+    """Everything `colo lab` does, as one JSON-able dict.  `hold` (an awaitable
+    factory) keeps the pair up for an interactive user before the report."""
+    pair = Pair(work, delay_ms)
+    rep: dict = {"work": str(work), "x_checkpoint_delay_ms": delay_ms}
+    try:
+        t0 = time.monotonic()
+        await pair.start()
+        rep["ports"] = vars(pair.ports)
+        rep["primary_objects"] = sorted(
+            o["name"] for o in await pair.primary.ex("qom-list", {"path": "/objects"})
+            if o["type"].startswith("child<"))
+        rep["colo_s"] = round(time.monotonic() - t0, 2)
+        t_colo_unix = time.time() - (time.monotonic() - pair.t_colo)
+        rep["guest_ready_s"] = round(await wait_guest(pair, 180), 2)
+        if on_status:
+            on_status(f"COLO running, guest echo service on 127.0.0.1:{pair.ports.client} "
+                      f"(random on :{pair.ports.random}); primary pid "
+                      f"{pair.primary.proc.pid}, secondary pid {pair.secondary.proc.pid}")
+        before = len(checkpoint_times(work / "primary.trace.log"))
+        rep["traffic"] = await asyncio.to_thread(echo_load, pair.ports.client, load_s)
+        rep["traffic"]["checkpoints_during"] = (
+            len(checkpoint_times(work / "primary.trace.log")) - before)
+        if probes:
+            rep["mismatch_probe"] = await asyncio.to_thread(random_probe, pair.ports.random,
+                                                            probes)
+        if hold is not None:
+            await hold(pair)
+        times = checkpoint_times(work / "primary.trace.log")
+        rep["checkpoints"] = len(times)
+        rep["forced_checkpoint_gaps_ms"] = forced(times, t_colo_unix, delay_ms)
+        rep["compare_trace"] = pair.miscompares()
+        if fail_over:
+            rep["failover"] = await failover(pair)
+        rep["guest_panics"] = {side: (work / f"{side}.serial").read_text(
+            errors="replace").count("Kernel panic") for side in ("primary", "secondary")}
+        rep["colo_s_total"] = round(time.monotonic() - pair.t_colo, 1)
+        rep["status"] = await pair.status()
+        rep["status"]["primary"].setdefault("colo", {"mode": "killed"} if fail_over else {})
+    except (LabError, TimeoutError, asyncio.CancelledError):
+        if on_stall is not None:    # e.g. the QEMU threads' stacks, before they are stopped
+            on_stall(pair)
+        raise
+    finally:
+        await pair.close()
+    rep["ok"] = (rep["status"]["primary"]["colo"].get("mode") == (
+        "killed" if fail_over else "primary")
+                 and rep["traffic"]["error"] is None and rep["traffic"]["requests"] > 0)
+    return rep
+
+
+def run(delay_ms: int, load_s: float, probes: int, keep: bool, on_status=None,
+        hold=None, fail_over: bool = False) -> dict:
+    if keep:
+        work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
+        return asyncio.run(session(work, delay_ms, load_s, probes, on_status, hold,
+                                   fail_over=fail_over))
+    with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
+        return asyncio.run(session(Path(d), delay_ms, load_s, probes, on_status, hold,
+                                   fail_over=fail_over))
