@@ -14,8 +14,6 @@ import struct
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from protocol.pages import (
     CODE_PAGE,
     CODE_XBZRLE,
@@ -314,7 +312,8 @@ class RamPartReader(_Incremental):
         self._tally(rec.block, 1, {rec.kind: 1})
 
     def _append_run(self, run: PageRun) -> None:
-        self._items.append(run)
+        import numpy as np  # only where pages come in runs: light commands
+        self._items.append(run)         # (decode, run --guest null) never load numpy
         c = np.bincount(run.kinds, minlength=3)
         self._tally(run.block, len(run), {KIND_OF_CODE[k]: int(c[k]) for k in range(3)})
 
@@ -351,6 +350,9 @@ class RamPartReader(_Incremental):
         n = len(mv)
         if n < 8:
             return 0, False
+        if _BE64.unpack_from(mv, 0)[0] & (self.ctx.page_size - 1) == RAM_SAVE_FLAG_EOS:
+            return 8, True      # an empty RAM part (the null guest's): no numpy, no copy
+        import numpy as np
         if self.borrow:
             arr = np.frombuffer(mv, dtype=np.uint8)
         else:
@@ -466,6 +468,7 @@ class RamPartReader(_Incremental):
 
 def _single_run(block: str, recs: list, ps: int) -> PageRun:
     """A PageRun of records decoded one by one: (offset, code, fill, data)."""
+    import numpy as np
     offsets = [r[0] for r in recs]
     kinds = [r[1] for r in recs]
     fills = None

@@ -58,9 +58,6 @@ def test_decode_run_and_replay_of_the_null_guest_import_no_ui(null_files):
         assert not loaded(*argv) & {"textual", "prompt_toolkit"}, argv
 
 
-@pytest.mark.xfail(strict=True, reason="protocol/streamdecode.py (another engineer's file) "
-                   "imports numpy at module level for its bulk page reader; move that import "
-                   "into RamPartReader's page-run path and this passes")
 def test_decode_run_and_replay_of_the_null_guest_import_no_numpy(null_files):
     rec, wire = null_files
     for argv in (["decode", "--initial", "--from", "primary", str(wire)],
