@@ -113,8 +113,9 @@ def _session_options(p) -> None:
     p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS", default=None)
     p.add_argument("--load-ms", type=nonneg_float, default=0.0,
                    help="time the SVM takes to load")
-    p.add_argument("--guest", choices=["null", "model"], default="null",
-                   help="null: control protocol only; model: RAM, devices, disk, packets")
+    p.add_argument("--guest", choices=["null", "model"], default="model",
+                   help="model (the default, as in the TUI and the REPL): RAM, devices, "
+                        "disk, packets; null: the control protocol only")
     p.add_argument("--ram-mib", type=positive_int, default=16)
     p.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
                    help="the guest model's workload: %(choices)s")

@@ -87,7 +87,7 @@ def run_command(cfg: SimConfig) -> str:
            ("--load-ms", cfg.load_ms, default.load_ms),
            ("--save-ms", cfg.save_ms, default.save_ms),
            ("--jitter-ms", cfg.jitter_ms, default.jitter_ms),
-           ("--guest", cfg.guest, default.guest),
+           ("--guest", cfg.guest, None),          # always: the CLI's default is the model
            ("--ram-mib", cfg.ram_mib, default.ram_mib),
            ("--workload", cfg.workload, default.workload),
            ("--rate", cfg.rate, None),

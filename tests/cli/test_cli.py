@@ -16,7 +16,7 @@ def colo(*args, stdin=None, timeout=120):
 
 
 def test_run_json_contract():
-    r = colo("run", "--json", "--checkpoints", "2")
+    r = colo("run", "--json", "--guest", "null", "--checkpoints", "2")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     for key in ("dialect", "mode", "seed", "checkpoints_committed", "outcome", "sides",

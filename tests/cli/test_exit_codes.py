@@ -138,8 +138,8 @@ def _pipe_to_closed_reader(*argv, keep: int):
 
 
 @pytest.mark.parametrize("argv,keep", [
-    (["run", "--events", "--checkpoints", "3000"], 80),      # `| head -1`
-    (["run", "--json", "--checkpoints", "3000"], 10),        # `| head -c 10`
+    (["run", "--guest", "null", "--events", "--checkpoints", "3000"], 80),  # `| head -1`
+    (["run", "--guest", "null", "--json", "--checkpoints", "3000"], 10),    # `| head -c 10`
 ])
 def test_a_broken_pipe_exits_0_quietly(argv, keep):
     rc, err = _pipe_to_closed_reader(*argv, keep=keep)
@@ -147,7 +147,7 @@ def test_a_broken_pipe_exits_0_quietly(argv, keep):
 
 
 def test_decode_into_a_closed_pipe_exits_0_quietly(tmp_path):
-    assert code("run", "--checkpoints", "3000", "--dump-wire", str(tmp_path)) == 0
+    assert code("run", "--guest", "null", "--checkpoints", "3000", "--dump-wire", str(tmp_path)) == 0
     rc, err = _pipe_to_closed_reader("decode", "--initial", "--from", "primary",
                                      str(tmp_path / "primary_to_secondary.bin"), keep=40)
     assert rc == 0 and err == ""

@@ -39,8 +39,9 @@ def loaded(*argv: str) -> set[str]:
 def null_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("null")
     rec = d / "null.colo.jsonl"
-    subprocess.run([sys.executable, "-m", "colo_tui", "run", "--checkpoints", "2", "--record",
-                    str(rec), "--dump-wire", str(d)], cwd=ROOT, check=True, timeout=120,
+    subprocess.run([sys.executable, "-m", "colo_tui", "run", "--guest", "null", "--checkpoints",
+                    "2", "--record", str(rec), "--dump-wire", str(d)], cwd=ROOT, check=True,
+                   timeout=120,
                    capture_output=True)
     return rec, d / "primary_to_secondary.bin"
 
