@@ -100,6 +100,13 @@ class ColoApp(App):
         if self.user_config.problems:
             self.bridge.notice = "⚠ config: " + "; ".join(self.user_config.problems)
 
+    def _bindings_as_keyed(self) -> list[Binding]:
+        """BINDINGS with the user's [keys] applied, so the footer shows the keys that work."""
+        import dataclasses
+        keys = self.user_config.keys
+        return [dataclasses.replace(b, key=keys[b.id]) if b.id in keys else b
+                for b in self.BINDINGS]
+
     async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
         """Every key, click and palette action: what the session cannot do is a
         warning on the status line, never the end of the app."""
@@ -125,7 +132,7 @@ class ColoApp(App):
             yield SidePanel("primary")
             yield LadderView(id="ladder")
             yield SidePanel("secondary")
-        yield KeyBar(self.BINDINGS, id="keys")     # the lower half mounts above it later
+        yield KeyBar(self._bindings_as_keyed(), id="keys")   # the lower half mounts later
 
     async def _mount_bottom(self) -> None:
         """The lower half mounts after the first frame: a faster first paint."""

@@ -63,6 +63,9 @@ async def test_keys_from_the_file_drive_the_app(tmp_path: Path) -> None:
         await pilot.press("j", "j")
         await pilot.pause()
         assert app.controller.steps == 2
+        from colo_tui.widgets import KeyBar
+        footer = str(app.query_one(KeyBar).render())
+        assert " j step" in footer and "n/→ step" not in footer     # the keys that work
 
 
 async def test_the_theme_is_remembered(tmp_path: Path) -> None:
