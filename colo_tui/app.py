@@ -267,18 +267,21 @@ class ColoApp(App):
                                       current),
                          lambda ms: ms is not None and self.bridge.set_delay(ms))
 
-    def _restart_asking(self, what: str, notice: str, **changes) -> None:
-        """Restart with `changes`; a session with something in it is only discarded
-        after the user says yes (escape or no keeps it)."""
+    def _discarding(self, what: str, start, new: str = "the new session") -> None:
+        """Run `start()`, which replaces the session; one with something in it is only
+        discarded after the user says yes (escape or no keeps it)."""
         lost = self.bridge.what_a_restart_loses()
         if not lost:
-            self.bridge.restart(notice, **changes)
+            start()
             return
         self.push_screen(
             ChoicePrompt(f"{what}: this discards {lost}. Go on?",
-                         [("yes", "yes: discard it and start the new session"),
+                         [("yes", f"yes: discard it and start {new}"),
                           ("no", "no: keep this session")]),
-            lambda answer: answer == "yes" and self.bridge.restart(notice, **changes))
+            lambda answer: answer == "yes" and start())
+
+    def _restart_asking(self, what: str, notice: str, **changes) -> None:
+        self._discarding(what, lambda: self.bridge.restart(notice, **changes))
 
     def action_dialect(self) -> None:
         from protocol import dialects
@@ -302,17 +305,9 @@ class ColoApp(App):
         from .lessons import LESSONS
 
         def chosen(name: str | None) -> None:
-            if not name:
-                return
-            lost = self.bridge.what_a_restart_loses()
-            if not lost:
-                self.bridge.start_lesson(name)
-                return
-            self.push_screen(
-                ChoicePrompt(f"lesson {name}: this discards {lost}. Go on?",
-                             [("yes", "yes: discard it and start the lesson"),
-                              ("no", "no: keep this session")]),
-                lambda answer: answer == "yes" and self.bridge.start_lesson(name))
+            if name:
+                self._discarding(f"lesson {name}", lambda: self.bridge.start_lesson(name),
+                                 "the lesson")
         self.push_screen(ChoicePrompt("A guided lesson (n goes on; some beats ask you to act):",
                                       [(x.name, f"{x.name:<19} {x.title}") for x in LESSONS]),
                          chosen)

@@ -88,26 +88,23 @@ def _why(d: Mapping, key: str = "why") -> str:
 
 
 # ------------------------------------------------------------------ messages
-def _send(side, d) -> str:
-    msg = d.get("msg") or "a message"
-    value = d.get("value")
-    text = f"sends {msg}"
-    if msg == "vmstate-size" and value is not None:
-        text += f" ({plain(value)} bytes of device state follow)"
-    elif value:
-        text += f" with value {plain(value)}"
-    return text + _extras(d, ("msg", "value", "id", "n", "dir", "offset"))
+def _message(verb: str, size_note: str):
+    """The sentence of a control message sent or received; vmstate-size's value is a
+    byte count (`size_note` says of what)."""
+    def sentence_of(side, d) -> str:
+        msg = d.get("msg") or "a message"
+        value = d.get("value")
+        text = f"{verb} {msg}"
+        if msg == "vmstate-size" and value is not None:
+            text += f" ({plain(value)} {size_note})"
+        elif value:
+            text += f" with value {plain(value)}"
+        return text + _extras(d, ("msg", "value", "id", "n", "dir", "offset"))
+    return sentence_of
 
 
-def _recv(side, d) -> str:
-    msg = d.get("msg") or "a message"
-    value = d.get("value")
-    text = f"receives {msg}"
-    if msg == "vmstate-size" and value is not None:
-        text += f" ({plain(value)} bytes)"
-    elif value:
-        text += f" with value {plain(value)}"
-    return text + _extras(d, ("msg", "value", "id", "n", "dir", "offset"))
+_send = _message("sends", "bytes of device state follow")
+_recv = _message("receives", "bytes")
 
 
 def _pages(d: Mapping) -> str:

@@ -20,12 +20,16 @@ MAX_DIGITS = 40
 INT64_MAX = (1 << 63) - 1
 
 
+def _shown(text) -> object:
+    """`text` as an error message quotes it: long input cut to 60 characters."""
+    return text if not isinstance(text, str) or len(text) <= 60 else text[:57] + "..."
+
+
 def parse_decimal(text: str, what: str, lo: int = 0, hi: int = INT64_MAX) -> int:
     """``text`` as an int in ``lo … hi``; UsageError naming ``what`` otherwise."""
     if not isinstance(text, str) or len(text) > MAX_DIGITS or not _DECIMAL.fullmatch(text):
-        shown = text if not isinstance(text, str) or len(text) <= 60 else text[:57] + "..."
         raise UsageError(f"{what} must be a whole number in decimal ASCII digits, "
-                         f"not {shown!r}")
+                         f"not {_shown(text)!r}")
     value = int(text)
     if not lo <= value <= hi:
         raise UsageError(f"{what} must be between {lo} and {hi}, not {value}")
@@ -38,9 +42,8 @@ def parse_decimal_number(text: str, what: str, lo: float = 0.0,
     as a float in ``lo … hi``; no sign, exponent, ``_``, ``inf`` or ``nan``."""
     if not isinstance(text, str) or len(text) > MAX_DIGITS \
             or not _DECIMAL_FRACTION.fullmatch(text):
-        shown = text if not isinstance(text, str) or len(text) <= 60 else text[:57] + "..."
         raise UsageError(f"{what} must be a decimal number in ASCII digits (e.g. 2 or "
-                         f"0.5), not {shown!r}")
+                         f"0.5), not {_shown(text)!r}")
     value = float(text)
     if not lo <= value <= hi:
         raise UsageError(f"{what} must be between {lo:g} and {hi:g}, not {text}")

@@ -98,10 +98,7 @@ def make_guest(role: str, kind: str, *, seed: int, ram_mib: int, workload: str,
         return MirrorGuest()
     if kind != "model":
         raise ValueError(f"--guest must be null, model or mirror, not {kind!r}")
-    try:
-        from .guest.model import Guest
-    except ImportError as exc:
-        raise NodeError(f"the guest model is not available: {exc}") from None
+    from .guest.model import Guest
     primary = Guest("primary", seed=seed, ram_mib=ram_mib, workload=workload, mode=mode,
                     dialect=dialect)
     return primary if role == "primary" else primary.clone_for_secondary()

@@ -38,13 +38,25 @@ def legible(colour: str, background, minimum: float = MIN_RATIO) -> str:
     return c.hex6
 
 
+_THEMED: dict[tuple, str] = {}
+
+
 def themed_style(widget, variable: str, extra: str = "") -> str:
     """A Rich style in the app's theme colour `variable`, nudged to 4.5:1 against the
-    widget's background (just `extra` before the app has a theme)."""
+    widget's background (just `extra` before the app has a theme).  Cached by theme,
+    variable and background: the app's CSS variables take ~0.25 ms to compute, and
+    panels ask for them on every repaint."""
     try:
-        colour = widget.app.get_css_variables().get(variable, "")
-        if colour:
-            colour = legible(colour, widget.background_colors[1])
+        app, bg = widget.app, widget.background_colors[1]
+        key = (app.theme, variable, bg.rgb)
+        colour = _THEMED.get(key)
+        if colour is None:
+            colour = app.get_css_variables().get(variable, "")
+            if colour:
+                colour = legible(colour, bg)
+            if len(_THEMED) > 512:
+                _THEMED.clear()
+            _THEMED[key] = colour
     except Exception:                       # noqa: BLE001 - not mounted yet: no theme
         colour = ""
     return " ".join(x for x in (extra, colour) if x)

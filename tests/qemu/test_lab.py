@@ -114,17 +114,23 @@ def test_guest_boots_alone_and_serves_echo(tmp_path):
         procs.reap(proc)
 
 
-def test_lab_reaches_colo_with_compare_and_client_traffic(tmp_path):
+def _lab_session(tmp_path, **kw) -> dict:
+    """One `colo lab` session (bounded at 200 s); a stall or a lab error fails the
+    test with the QEMU threads' stacks."""
     stacks: list[str] = []
 
     def on_stall(pair):
         stacks.extend(f"{s.name} threads:\n{stall_report(s.proc)}"
                       for s in (pair.primary, pair.secondary) if s is not None)
     try:
-        rep = asyncio.run(asyncio.wait_for(
-            session(tmp_path, delay_ms=10000, load_s=6, probes=2, on_stall=on_stall), 200))
+        return asyncio.run(asyncio.wait_for(
+            session(tmp_path, delay_ms=10000, on_stall=on_stall, **kw), 200))
     except (TimeoutError, LabError) as exc:
         pytest.fail(f"{exc}\n" + "\n".join(stacks))
+
+
+def test_lab_reaches_colo_with_compare_and_client_traffic(tmp_path):
+    rep = _lab_session(tmp_path, load_s=6, probes=2)
     print(json.dumps({k: rep[k] for k in rep if k != "status"}, indent=1))
     for side in ("primary", "secondary"):
         st = rep["status"][side]
@@ -220,17 +226,7 @@ def test_lab_failover_after_primary_kill(tmp_path):
     middle of echo traffic.  With a user-mode netdev the client's TCP
     connection ends in the primary's process (slirp), so it cannot survive;
     the secondary's guest must answer on its own forward after the failover."""
-    stacks: list[str] = []
-
-    def on_stall(pair):
-        stacks.extend(f"{s.name} threads:\n{stall_report(s.proc)}"
-                      for s in (pair.primary, pair.secondary) if s is not None)
-    try:
-        rep = asyncio.run(asyncio.wait_for(
-            session(tmp_path, delay_ms=10000, load_s=2, probes=0, on_stall=on_stall,
-                    fail_over=True), 200))
-    except (TimeoutError, LabError) as exc:
-        pytest.fail(f"{exc}\n" + "\n".join(stacks))
+    rep = _lab_session(tmp_path, load_s=2, probes=0, fail_over=True)
     fo = rep["failover"]
     print(json.dumps(fo, indent=1))
     assert fo["client_answers"] > 0 and fo["connection_survived"] is False, fo

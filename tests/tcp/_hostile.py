@@ -103,6 +103,19 @@ class Attacker:
         self.sock.close()
 
 
+def _stop(procs) -> None:
+    """SIGTERM each process still running, then wait (10 s each, then SIGKILL)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def status_kib(pid: int, field: str = "VmHWM") -> int:
     """A /proc/PID/status field in KiB (VmRSS now, VmHWM the peak); 0 once gone."""
     try:
@@ -190,15 +203,7 @@ def _measure_socket(target: str, root: Path, guest_mib: int, send_mib: int, stop
         peak = max(peak, status_kib(watched.pid, "VmHWM"))
         atk.close()
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        _stop(procs)
     return {"target": target, "guest_mib": guest_mib, "sent_mib": sent * (PAGE + 8) >> 20,
             "rss_before_mib": base >> 10, "peak_rss_mib": peak >> 10,
             "seconds": round(time.monotonic() - t0, 1),
@@ -280,15 +285,7 @@ def _measure_qmp_flood(root: Path, clients: int, stop_mib: int, timeout_s: float
     peak = max(peak, status_kib(primary.pid, "VmHWM"))
     for c in socks:
         c.close()
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    _stop(procs)
     dropped = (tmp / "primary.log").read_text().count("client-dropped")
     return {"target": "qmp-flood", "clients": clients, "rss_before_mib": base >> 10,
             "peak_rss_mib": peak >> 10, "seconds": round(time.monotonic() - t0, 1),
