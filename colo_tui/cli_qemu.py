@@ -218,8 +218,7 @@ def cmd_respond(args) -> int:
     if data is None:
         return 1
     dialect = dialects.get(args.dialect)
-    qemu = dialect.name == "qemu"
-    ep = make_endpoint(args.role, dialect, initial_stream=qemu,
+    ep = make_endpoint(args.role, dialect, initial_stream=dialect.initial_migration,
                        checkpoint_delay_ms=args.checkpoint_delay)
     out, sent, now = bytearray(), [], 0.0
 
@@ -231,7 +230,7 @@ def cmd_respond(args) -> int:
     ep.start(now)
     collect()
     if args.role == "secondary":
-        end = _secondary_cut(data, hb) if hb is not None and qemu else len(data)
+        end = _secondary_cut(data, hb) if hb is not None and dialect.real_qemu else len(data)
         for pos in range(0, end, CHUNK):
             now += 1.0
             ep.receive_data(data[pos:min(pos + CHUNK, end)], now)

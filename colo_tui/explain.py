@@ -169,7 +169,7 @@ def _dialect_note(topic: str, d) -> str:
             return (f" In {d.name}, without an operator the default failover runs after "
                     f"{d.automatic_failover_ms} ms: the primary takes over and the secondary "
                     "exits.")
-        if d.name == "prototype":
+        if d.exits_on_wrong_word:
             return " The 2014 prototype simply exited on a wrong word."
         return (" In QEMU 7.2 nothing happens automatically: the side waits until "
                 "management sends x-colo-lost-heartbeat.")

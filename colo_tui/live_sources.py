@@ -156,7 +156,7 @@ class PeerFeed(_Source):
     def __init__(self, config, listen: str) -> None:
         from protocol.guest.mirror import MirrorGuest
         from protocol.node import parse_hostport
-        if config.dialect != "qemu":
+        if not dialects.get(config.dialect).real_qemu:
             raise ColoError("--peer follows a real QEMU primary: it speaks --dialect qemu")
         super().__init__(config)
         self.listen = listen

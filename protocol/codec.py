@@ -295,10 +295,7 @@ class Decoder:
 def _invalid_text(d: Dialect, msg_id: int) -> tuple[str, str | None]:
     """The error for an id out of range, and a guess at the peer's dialect (or None)."""
     top = max(d.names)
-    if d.name == "v11":
-        text = f"Invalid colo command, got cmd:{msg_id}"
-    else:
-        text = f"Invalid message {msg_id}"
+    text = d.invalid_text.format(got=msg_id)
     text += f" (the {d.name} dialect has ids {min(d.names)}..{top})"
     if d.opcode_bytes == 4 and msg_id in range(0x46, 0x4C):
         return text, "is the peer speaking prototype (be64 words from 0x46)?"

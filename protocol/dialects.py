@@ -34,6 +34,32 @@ class Dialect:
     release_after: str            # message after which buffered output is released
     default_checkpoint_delay_ms: int
     automatic_failover_ms: int | None  # v11: default failover after 2000 ms
+    # -- capability flags: what differs in behaviour, named (never test ``name``) --
+    #: the secondary refuses a checkpoint-request whose value is not 0 (v11)
+    checks_request_value: bool = False
+    #: the primary ends a guest shutdown with a final checkpoint and a guest-shutdown
+    #: message (v11); without it the PVM powers off and the process quits (qemu)
+    has_shutdown_message: bool = False
+    #: a new x-checkpoint-delay starts a checkpoint at once (migrate_params_apply →
+    #: colo_checkpoint_notify; QEMU and the prototype)
+    checkpoints_on_delay_change: bool = True
+    #: an initial migration stream (QEVM) precedes COLO (qemu)
+    initial_migration: bool = False
+    #: the dialect real QEMU releases speak: real peers, captures and the mirror guest
+    real_qemu: bool = False
+    #: the primary serialises the device state after flushing the RAM part, in a
+    #: separate write (QEMU; what --save-ms models)
+    saves_devices_after_ram: bool = False
+    #: vmstate-size counts the device state alone (checked against the blob; qemu)
+    size_is_device_state: bool = False
+    #: the RAM cache flush also copies the pages the SVM dirtied while paused
+    #: (v11 did that only in hybrid mode, where the SVM runs)
+    flushes_svm_dirty_when_paused: bool = True
+    #: the 2014 prototype exited on a wrong word, with no error path of its own
+    exits_on_wrong_word: bool = False
+    #: the texts a side logs for an id out of range and for an unexpected message
+    invalid_text: str = "Invalid message {got}"
+    unexpected_text: str = "Unexpected COLO message {got}, expected {expected}"
     failover_state_names: dict[str, str] = field(default_factory=dict)
     names: dict[int, str] = field(init=False, repr=False, compare=False)
     _plain: dict[str, bytes] = field(init=False, repr=False, compare=False)
@@ -108,6 +134,10 @@ V11 = Dialect(
     ram_outside_blob=True, release_after=m.VMSTATE_LOADED,
     default_checkpoint_delay_ms=2000,   # v11's default is unconfirmed; COLO-FT.txt's test value
     automatic_failover_ms=2000,
+    checks_request_value=True, has_shutdown_message=True, checkpoints_on_delay_change=False,
+    flushes_svm_dirty_when_paused=False,
+    invalid_text="Invalid colo command, got cmd:{got}",
+    unexpected_text="Unexpect colo command, expect:{expected}, but got cmd:{got}",
     failover_state_names={"none": "none", "require": "request", "active": "handling",
                           "completed": "completed", "relaunch": "relaunch"},
 )
@@ -118,6 +148,8 @@ QEMU = Dialect(
     opcode_bytes=4, value_on_every_message=False, size_is_bare_word=False,
     ram_outside_blob=True, release_after=m.VMSTATE_RECEIVED,
     default_checkpoint_delay_ms=20000, automatic_failover_ms=None,
+    initial_migration=True, real_qemu=True, saves_devices_after_ram=True,
+    size_is_device_state=True,
 )
 PROTOTYPE = Dialect(
     name="prototype", title="2014 prototype (bare be64 words)",
@@ -126,6 +158,7 @@ PROTOTYPE = Dialect(
     opcode_bytes=8, value_on_every_message=False, size_is_bare_word=True,
     ram_outside_blob=False, release_after=m.VMSTATE_LOADED,
     default_checkpoint_delay_ms=2000, automatic_failover_ms=None,
+    exits_on_wrong_word=True,
 )
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (V11, QEMU, PROTOTYPE)}

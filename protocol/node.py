@@ -91,7 +91,8 @@ def make_guest(role: str, kind: str, *, seed: int, ram_mib: int, workload: str,
         from .guestport import NullGuest
         return NullGuest()
     if kind == "mirror":
-        if role != "secondary" or dialect != "qemu":
+        from . import dialects
+        if role != "secondary" or not dialects.get(dialect).real_qemu:
             raise ValueError("--guest mirror follows a real QEMU primary: it needs the "
                              "secondary role and --dialect qemu")
         from .guest.mirror import MirrorGuest
@@ -153,7 +154,7 @@ class Node:
             role, guest, seed=seed, ram_mib=ram_mib, workload=workload, mode=mode,
             dialect=dialect)
         kw = {}
-        if self.dialect.name == "qemu" and not hasattr(self.guest, "initial_stream") \
+        if self.dialect.initial_migration and not hasattr(self.guest, "initial_stream") \
                 and not hasattr(self.guest, "initial_page"):
             kw["initial_stream"] = False     # a guest model without an initial migration
         self.ep = make_endpoint(role, self.dialect, mode=mode, guest=self.guest,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .. import dialects
 from ..pages import PageBatch, PageRecord
 from .devices import Devices
 from .disk import SECTOR_SIZE, PrimaryDisk, SecondaryDisk, diff_sectors
@@ -112,7 +113,8 @@ class Guest:
                 self.compare = ColoCompare(start_ms)
         self._boot()
         if flush_svm_dirty is None:
-            flush_svm_dirty = dialect != "v11" or mode == "hybrid"
+            flush_svm_dirty = (dialects.get(dialect).flushes_svm_dirty_when_paused
+                               or mode == "hybrid")
         self.cache: RamCache | None = (RamCache(self.ram, flush_svm_dirty)
                                        if role == SECONDARY else None)
 

@@ -69,7 +69,7 @@ class _Facts:
             return f"{msg} of checkpoint {self.sent_n} says n={n}"
         if self.begun and self.sent_n != self.begun:
             return f"{msg} of checkpoint {self.sent_n} while checkpoint {self.begun} is open"
-        if msg == m.VMSTATE_SIZE and self.dialect.name == "qemu":
+        if msg == m.VMSTATE_SIZE and self.dialect.size_is_device_state:
             self.device.setdefault(-self.sent_n, d.get("value", 0))
         return None
 

@@ -108,7 +108,7 @@ def draw(seed: int) -> SimConfig:
     roll = rng.random()
     load_ms = 0.0 if roll < 0.45 else round(rng.uniform(1, delay) if roll < 0.85
                                             else rng.uniform(delay, 3 * delay + 4000), 3)
-    save_ms = 0.0 if dname != "qemu" or rng.random() < 0.6 else round(rng.uniform(1, 60), 3)
+    save_ms = 0.0 if not d.saves_devices_after_ram or rng.random() < 0.6 else round(rng.uniform(1, 60), 3)
     arbiter = rng.random() < 0.85
     arbiter_ms = rng.choice(ARBITER_MS)
     client_every_ms = 0.0 if rng.random() < 0.2 else float(rng.choice((7, 25, 60, 150, 400)))

@@ -149,7 +149,7 @@ class FaultProxy:
     async def _pump_colo(self, reader, writer, direction: str) -> None:
         d = self.dialect
         dec = Decoder(d, SENDER[direction], max_blob_bytes=self.max_blob_bytes,
-                      expect_initial=(direction == P2S and d.name == "qemu"))
+                      expect_initial=(direction == P2S and d.initial_migration))
         pending = bytearray()
         base = 0
         raw_mode = False
