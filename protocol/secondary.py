@@ -4,35 +4,46 @@ States: INIT → WAIT_INITIAL → IDLE → WAIT_SEND → RECV_RAM → WAIT_SIZE 
 RECV_BLOB → LOADING → IDLE …, plus ERROR, DONE and SHUTDOWN.  PVM pages go only
 into the RAM cache; the cache is flushed once the whole checkpoint is in.  A
 failover that arrives while LOADING is deferred (relaunch) until the load ends.
+
+Beyond the table, from any running state: a protocol error enters ERROR, a failover
+DONE, and the v11 default failover SHUTDOWN (the secondary exits).
 """
 from __future__ import annotations
 
 from . import failover as fo
 from . import messages as m
-from .endpoint import DONE, ERROR, MIG_COLO, SHUTDOWN, Endpoint
 from .errors import RemoteProtocolError
+from .machine import MIG_COLO, RoleMachine, Transition
+from .states import Input, SecondaryState
 
-INIT, WAIT_INITIAL, IDLE, WAIT_SEND = "INIT", "WAIT_INITIAL", "IDLE", "WAIT_SEND"
-RECV_RAM, WAIT_SIZE, RECV_BLOB, LOADING = "RECV_RAM", "WAIT_SIZE", "RECV_BLOB", "LOADING"
-STATES = (INIT, WAIT_INITIAL, IDLE, WAIT_SEND, RECV_RAM, WAIT_SIZE, RECV_BLOB, LOADING,
-          ERROR, DONE, SHUTDOWN)
+INIT, WAIT_INITIAL = SecondaryState.INIT, SecondaryState.WAIT_INITIAL
+IDLE, WAIT_SEND = SecondaryState.IDLE, SecondaryState.WAIT_SEND
+RECV_RAM, WAIT_SIZE = SecondaryState.RECV_RAM, SecondaryState.WAIT_SIZE
+RECV_BLOB, LOADING = SecondaryState.RECV_BLOB, SecondaryState.LOADING
+ERROR, DONE, SHUTDOWN = SecondaryState.ERROR, SecondaryState.DONE, SecondaryState.SHUTDOWN
+STATES = tuple(SecondaryState)
+
+T = Transition
+TABLE: dict[tuple[SecondaryState, Input], Transition] = {
+    # _on_start returns IDLE when no initial migration precedes COLO
+    (INIT, Input.START): T("_on_start", WAIT_INITIAL, alt=(IDLE,)),
+    (WAIT_INITIAL, Input.INITIAL): T("_on_initial", IDLE),
+    (IDLE, Input.CHECKPOINT_REQUEST): T("_on_request", WAIT_SEND),
+    (IDLE, Input.GUEST_SHUTDOWN): T("_on_guest_shutdown", SHUTDOWN),
+    # _on_send returns WAIT_SIZE when the RAM travels inside the blob (prototype)
+    (WAIT_SEND, Input.VMSTATE_SEND): T("_on_send", RECV_RAM, alt=(WAIT_SIZE,)),
+    (RECV_RAM, Input.RAM_CHUNK): T("_on_ram_chunk", RECV_RAM),
+    (RECV_RAM, Input.RAM): T("_on_ram", WAIT_SIZE),
+    (WAIT_SIZE, Input.VMSTATE_SIZE): T("_on_size", RECV_BLOB),
+    (RECV_BLOB, Input.BLOB): T("_on_blob", LOADING, then="_begin_load"),
+    (LOADING, Input.TIMER_LOAD): T("_on_load_done", IDLE, then="_after_load"),
+}
 
 
-class SecondaryEndpoint(Endpoint):
+class SecondaryMachine(RoleMachine):
     role = "secondary"
     INITIAL_STATE = INIT
-    TABLE = {
-        (INIT, "start"): "_on_start",
-        (WAIT_INITIAL, "initial"): "_on_initial",
-        (IDLE, m.CHECKPOINT_REQUEST): "_on_request",
-        (IDLE, m.GUEST_SHUTDOWN): "_on_guest_shutdown",
-        (WAIT_SEND, m.VMSTATE_SEND): "_on_send",
-        (RECV_RAM, "ram-chunk"): "_on_ram_chunk",
-        (RECV_RAM, "ram"): "_on_ram",
-        (WAIT_SIZE, m.VMSTATE_SIZE): "_on_size",
-        (RECV_BLOB, "blob"): "_on_blob",
-        (LOADING, "timer:load"): "_on_load_done",
-    }
+    TABLE = TABLE
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
@@ -41,14 +52,15 @@ class SecondaryEndpoint(Endpoint):
         self.pages_flushed_total = 0
         self._eof_pending = False
         self._blob = b""
+        self._pctx = None
 
     # -- handlers -----------------------------------------------------------
-    def _on_start(self, _item) -> None:
+    def _on_start(self, _item) -> SecondaryState | None:
         self.set_migration_status("active")
         if self.initial_stream:
-            self.goto(WAIT_INITIAL)
-        else:
-            self._enter_colo()
+            return None
+        self._enter_colo()
+        return IDLE
 
     def _on_initial(self, item: m.InitialStream) -> None:
         load = getattr(self.guest, "load_initial", None)
@@ -72,10 +84,9 @@ class SecondaryEndpoint(Endpoint):
         else:
             self.stop_vm("periodic mode: the SVM waits for checkpoints", "paused")
         self.send(m.CHECKPOINT_READY)
-        self.goto(IDLE)
 
     def _on_request(self, msg: m.Message) -> None:
-        if self.dialect.name == "v11" and msg.value != 0:
+        if self.dialect.checks_request_value and msg.value != 0:
             raise RemoteProtocolError(
                 f"Got unexpected value {msg.value} for '{msg.name}' command",
                 state=self.state, offending=msg.value)
@@ -86,10 +97,9 @@ class SecondaryEndpoint(Endpoint):
         else:
             self.set_run_state("colo", f"checkpoint {self.in_flight}")
         self.send(m.CHECKPOINT_REPLY)
-        self.goto(WAIT_SEND)
 
-    def _on_send(self, _msg) -> None:
-        self.goto(RECV_RAM if self.dialect.ram_outside_blob else WAIT_SIZE)
+    def _on_send(self, _msg) -> SecondaryState | None:
+        return None if self.dialect.ram_outside_blob else WAIT_SIZE
 
     def _cache(self, records) -> None:
         from .pages import PageBatch
@@ -108,11 +118,9 @@ class SecondaryEndpoint(Endpoint):
     def _on_ram(self, part: m.RamPart) -> None:
         self._cache(part.records)
         self.emit("action", name="cache-pages", pages=part.page_count())
-        self.goto(WAIT_SIZE)
 
     def _on_size(self, msg: m.Message) -> None:
         self.emit("action", name="expect-blob", bytes=msg.value)
-        self.goto(RECV_BLOB)
 
     def _on_blob(self, blob: m.StateBlob) -> None:
         data = blob.data
@@ -121,19 +129,20 @@ class SecondaryEndpoint(Endpoint):
         self._blob = data
         self.send(m.VMSTATE_RECEIVED)
         self.vmstate_loading = True
-        self.goto(LOADING)
+
+    def _begin_load(self) -> None:
         self.emit("load", phase="begin", n=self.in_flight)
         if self.load_ms > 0:
             self.set_timer("load", self._now + self.load_ms)
         else:
-            self._on_load_done(None)
+            self._dispatch(Input.TIMER_LOAD)
 
     def _split_prototype_blob(self, data: bytes) -> bytes:
         from .pages import PageBatch
         from .stream import RamPartReader, StreamError
         # an immutable blob may be borrowed: page data stay views into it (no copy)
-        reader = RamPartReader(self.decoder.ram_context or self._proto_ctx(),
-                               borrow=isinstance(data, bytes))
+        ctx = self.decoder.ram_context if self.decoder is not None else None
+        reader = RamPartReader(ctx or self._proto_ctx(), borrow=isinstance(data, bytes))
         try:
             used = reader.feed(data)
         except StreamError as exc:
@@ -147,7 +156,7 @@ class SecondaryEndpoint(Endpoint):
 
     def _proto_ctx(self):
         from .stream import RamContext
-        if getattr(self, "_pctx", None) is None:
+        if self._pctx is None:
             self._pctx = RamContext()
         return self._pctx
 
@@ -172,25 +181,25 @@ class SecondaryEndpoint(Endpoint):
             self.start_vm(f"checkpoint {self.in_flight} loaded: resume the SVM")
         else:
             self.set_run_state("paused", f"checkpoint {self.in_flight} loaded")
-        if self.failover.state == fo.RELAUNCH:
+        if self.failover.state == fo.RELAUNCH:      # the primary never hears of it
             self.checkpoint, self.in_flight = self.in_flight, 0
             self.emit("checkpoint", n=self.checkpoint, phase="commit", loaded_sent=False)
-            self.goto(IDLE)
-            self.fail_cas(fo.RELAUNCH, fo.NONE)
-            self._request_failover(operator=False)
             return
         self.send(m.VMSTATE_LOADED)
         self.checkpoint, self.in_flight = self.in_flight, 0
         self.emit("checkpoint", n=self.checkpoint, phase="commit")
-        self.goto(IDLE)
-        if self._eof_pending:
+
+    def _after_load(self) -> None:
+        if self.failover.state == fo.RELAUNCH:      # the deferred failover runs now
+            self.fail_cas(fo.RELAUNCH, fo.NONE)
+            self._request_failover(operator=False)
+        elif self._eof_pending:
             self._eof_pending = False
             super().on_peer_closed()
 
     def _on_guest_shutdown(self, _msg) -> None:
         self.stop_vm("guest-shutdown from the primary", "shutdown")
         self.colo_thread_alive = False
-        self.goto(SHUTDOWN)
 
     def on_peer_closed(self) -> None:
         if self.state == LOADING:

@@ -60,7 +60,7 @@ class Simulation:
         self._null_guest = cfg.guest == "null"
         kw = dict(mode=cfg.mode, checkpoint_delay_ms=cfg.checkpoint_delay_ms,
                   load_ms=cfg.load_ms, save_ms=cfg.save_ms, faithful=cfg.faithful,
-                  initial_stream=self.dialect.name == "qemu")
+                  initial_stream=self.dialect.initial_migration)
         self.peer_dialect = dialects.get(cfg.secondary_dialect or cfg.dialect)
         self.eps = {"primary": make_endpoint("primary", self.dialect,
                                              guest=self.guests["primary"], **kw),
@@ -270,7 +270,7 @@ class Simulation:
         for side in SIDES:
             ep = self.eps[side]
             dl = ep.next_deadline()
-            if not ep._events and not ep._out and not ep.close_requested and \
+            if not ep.out and not ep.close_requested and \
                     dl == self._timer_at[side]:
                 continue                      # nothing happened on this side
             if not self.alive[side]:

@@ -1,4 +1,5 @@
-"""Every (state × input) of every machine transitions or raises and moves to ERROR."""
+"""Every (state × input) of every machine transitions as its table says, or raises and
+moves to ERROR; the inputs come from the tables themselves."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -7,10 +8,12 @@ from protocol import dialects, primary, secondary
 from protocol import messages as m
 from protocol.endpoint import DONE, ERROR, SHUTDOWN, make_endpoint
 from protocol.errors import QmpCommandError
+from protocol.states import Input
 
 TERMINAL = (ERROR, DONE, SHUTDOWN)
-INPUTS = ["start", "initial", "ram-chunk", "ram", "blob", "checkpoint", "timer:checkpoint", "timer:load",
-          *[n for n in m.ALL_MESSAGES if n != m.INVALID]]
+MACHINES = {"primary": primary, "secondary": secondary}
+#: every input some table takes, in enum order
+INPUTS = [k for k in Input if any(k == key for mod in MACHINES.values() for (_, key) in mod.TABLE)]
 
 
 def item_for(kind, d):
@@ -22,25 +25,43 @@ def item_for(kind, d):
             "initial": m.InitialStream({}, 0)}.get(kind)
 
 
+def test_the_tables_cover_the_input_enum_and_name_real_states():
+    assert set(INPUTS) == set(Input)
+    for mod in MACHINES.values():
+        for (state, _), t in mod.TABLE.items():
+            assert state in mod.STATES and state not in TERMINAL
+            assert {t.next, *t.alt} <= set(mod.STATES)
+            cls = primary.PrimaryMachine if mod is primary else secondary.SecondaryMachine
+            assert all(callable(getattr(cls, n)) for n in (t.handler, t.then) if n)
+
+
 @pytest.mark.parametrize("dname", list(dialects.DIALECTS))
-@pytest.mark.parametrize("role,states", [("primary", primary.STATES),
-                                         ("secondary", secondary.STATES)])
-def test_every_state_against_every_input(dname, role, states):
+@pytest.mark.parametrize("role", list(MACHINES))
+def test_every_state_against_every_input(dname, role):
     d = dialects.get(dname)
-    for state in states:
+    mod = MACHINES[role]
+    seen = set()
+    for state in mod.STATES:
         for kind in INPUTS:
             if kind in m.ALL_MESSAGES and kind not in d.ids:
                 continue
             ep = make_endpoint(role, d)
-            ep.state = state
-            ep.colo_thread_alive = True
-            ep._blob = b"\x00"          # a LOADING secondary holds a (valid, empty) blob
-            ep._guarded(ep._dispatch, kind, item_for(kind, d))
+            mach = ep.machine
+            mach.state = state
+            mach.colo_thread_alive = True
+            mach._blob = b"\x00"       # a LOADING secondary holds a (valid, empty) blob
+            mach._guarded(mach._dispatch, kind, item_for(kind, d))
             events = ep.take_events()
-            if (state, kind) in ep.TABLE:
+            moves = [e.data for e in events if e.kind == "state"]
+            t = mod.TABLE.get((state, kind))
+            if t is not None:
                 assert ep.state != ERROR, (state, kind, [e.data for e in events])
+                # the first move is the table's: its next state or a listed alternative
+                first = moves[0]["to"] if moves else state
+                assert first in (t.next, *t.alt), (state, kind, moves)
+                seen.add((state, kind, first))
             elif state in TERMINAL:
-                assert ep.state == state
+                assert ep.state == state and not moves
             else:
                 assert ep.state == ERROR, (state, kind)
                 err = [e for e in events if e.kind == "error"]
@@ -48,6 +69,37 @@ def test_every_state_against_every_input(dname, role, states):
                                 err[0].data["message"]), err
                 assert any(e.kind == "colo-exit" and e.data["reason"] == "error"
                            for e in events)
+    # every row of the table was taken in some dialect's run of this role
+    assert {(s, k) for s, k, _ in seen} == {(s, k) for (s, k) in mod.TABLE
+                                           if k not in m.ALL_MESSAGES or k in d.ids}
+
+
+def test_a_handler_cannot_choose_a_state_its_row_does_not_list(monkeypatch):
+    monkeypatch.setattr(secondary.SecondaryMachine, "_on_size", lambda self, msg: secondary.IDLE)
+    d = dialects.QEMU
+    ep = make_endpoint("secondary", d, initial_stream=False)
+    ep.start(0)
+    from protocol.stream import RamContext, encode_ram_part
+    ep.receive_data(d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
+                    + encode_ram_part([], RamContext()) + d.encode(m.VMSTATE_SIZE, 1), 1)
+    assert ep.state == ERROR
+    assert "_on_size chose IDLE" in ep.error
+
+
+def test_overrides_and_then_steps_follow_the_table():
+    """The prototype's vmstate-send skips RECV_RAM (an alternative the row lists); a
+    zero-length load runs the (LOADING, timer:load) row at once."""
+    d = dialects.PROTOTYPE
+    ep = make_endpoint("secondary", d)
+    ep.start(0)
+    from protocol.stream import RamContext, encode_ram_part
+    blob = encode_ram_part([], RamContext()) + b"\x00"
+    ep.receive_data(d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
+                    + d.encode(m.VMSTATE_SIZE, len(blob)) + blob, 1)
+    moves = [(e.data["from"], e.data["to"]) for e in ep.take_events() if e.kind == "state"]
+    assert moves == [("INIT", "IDLE"), ("IDLE", "WAIT_SEND"), ("WAIT_SEND", "WAIT_SIZE"),
+                     ("WAIT_SIZE", "RECV_BLOB"), ("RECV_BLOB", "LOADING"), ("LOADING", "IDLE")]
+    assert ep.checkpoint == 1
 
 
 OPS = st.sampled_from(["msg", "eof", "timer", "checkpoint", "heartbeat", "garbage", "delay"])
@@ -145,7 +197,7 @@ def test_primary_save_time_splits_the_ram_part_from_the_device_state():
         p.receive_data(d.encode(m.CHECKPOINT_REPLY), 101.0)
         first = p.data_to_send()
         from protocol.stream import encode_ram_part
-        assert first == d.encode(m.VMSTATE_SEND) + encode_ram_part([], p.ram_context)
+        assert first == d.encode(m.VMSTATE_SEND) + encode_ram_part([], p.machine.ram_context)
         assert p.state == "SAVING" and p.next_deadline() == 106.0
         if failover:
             p.lost_heartbeat(103.0)

@@ -87,13 +87,13 @@ def test_failover_keeps_the_client_history():
 def test_releasing_output_early_is_caught_after_a_failover(monkeypatch):
     """Output commit broken on purpose: the PVM releases at checkpoint-reply."""
     from protocol import primary as prim
-    orig = prim.PrimaryEndpoint._on_reply
+    orig = prim.PrimaryMachine._on_reply
 
     def early(self, msg):
         self._release()
-        orig(self, msg)
+        return orig(self, msg)
 
-    monkeypatch.setattr(prim.PrimaryEndpoint, "_on_reply", early)
+    monkeypatch.setattr(prim.PrimaryMachine, "_on_reply", early)
     sim = run(mode="periodic", checkpoints=3, faults=["kill-primary@ram#3"])
     assert not sim.invariants.ok["output_commit"]
 

@@ -47,23 +47,25 @@ def flush_misses_svm_dirty(mp):
 
 def checkpoint_id_uint8(mp):
     """A checkpoint counter kept in 8 bits: wraps after 255 checkpoints."""
-    orig = prim.PrimaryEndpoint._on_checkpoint
+    orig = prim.PrimaryMachine._on_checkpoint
 
     def on_checkpoint(self, item):
-        orig(self, item)
+        nxt = orig(self, item)
         self.in_flight &= 0xFF
-    mp.setattr(prim.PrimaryEndpoint, "_on_checkpoint", on_checkpoint)
+        return nxt
+    mp.setattr(prim.PrimaryMachine, "_on_checkpoint", on_checkpoint)
 
 
 def secondary_id_off_by_one(mp):
     """The secondary numbers the checkpoint it loads one ahead after its first."""
-    orig = sec.SecondaryEndpoint._on_request
+    orig = sec.SecondaryMachine._on_request
 
     def on_request(self, msg):
-        orig(self, msg)
+        nxt = orig(self, msg)
         if self.checkpoint >= 1:
             self.in_flight = self.checkpoint + 2
-    mp.setattr(sec.SecondaryEndpoint, "_on_request", on_request)
+        return nxt
+    mp.setattr(sec.SecondaryMachine, "_on_request", on_request)
 
 
 def vmstate_size_without_eof(mp):
@@ -71,20 +73,19 @@ def vmstate_size_without_eof(mp):
     def send_blob(self, blob):
         self.send(m.VMSTATE_SIZE, len(blob) - 1)
         self.send_payload("blob", "device-state", blob)
-        self.goto(prim.WAIT_RECEIVED)
-    mp.setattr(prim.PrimaryEndpoint, "_send_blob", send_blob)
+    mp.setattr(prim.PrimaryMachine, "_send_blob", send_blob)
 
 
 def release_at_reply(mp):
     """Output commit broken: buffered output leaves at checkpoint-reply, before the SVM
     has the checkpoint."""
-    orig = prim.PrimaryEndpoint._on_reply
+    orig = prim.PrimaryMachine._on_reply
 
     def on_reply(self, msg):
         if self.failover.state == fo.NONE:
             self._release()
-        orig(self, msg)
-    mp.setattr(prim.PrimaryEndpoint, "_on_reply", on_reply)
+        return orig(self, msg)
+    mp.setattr(prim.PrimaryMachine, "_on_reply", on_reply)
 
 
 def failover_during_load_no_relaunch(mp):
@@ -99,7 +100,7 @@ def failover_during_load_no_relaunch(mp):
         self.emit("action", name="take-over", why="(bug) no relaunch")
         self.cancel_timer("load")
         self.finish_failover(fo.REASON_REQUEST)
-    mp.setattr(sec.SecondaryEndpoint, "do_failover", do_failover)
+    mp.setattr(sec.SecondaryMachine, "do_failover", do_failover)
 
 
 def compare_releases_mismatch(mp):
@@ -159,25 +160,25 @@ def multifd_bypasses_cache(mp):
 
 def svm_resumes_before_flush(mp):
     """The SVM is restarted before its RAM cache is flushed and the devices are loaded."""
-    orig = sec.SecondaryEndpoint._on_load_done
+    orig = sec.SecondaryMachine._on_load_done
 
     def on_load_done(self, item):
         if self.mode == "hybrid":
             self.start_vm("(bug) resume first")
-        orig(self, item)
-    mp.setattr(sec.SecondaryEndpoint, "_on_load_done", on_load_done)
+        return orig(self, item)
+    mp.setattr(sec.SecondaryMachine, "_on_load_done", on_load_done)
 
 
 def partial_checkpoint_flushed_on_failover(mp):
     """Failover mid-checkpoint flushes the partly received checkpoint into SVM RAM
     instead of discarding it."""
-    orig = sec.SecondaryEndpoint.do_failover
+    orig = sec.SecondaryMachine.do_failover
 
     def do_failover(self):
         if not self.vmstate_loading and self.in_flight:
             self.guest.flush_cache()
-        orig(self)
-    mp.setattr(sec.SecondaryEndpoint, "do_failover", do_failover)
+        return orig(self)
+    mp.setattr(sec.SecondaryMachine, "do_failover", do_failover)
 
 
 def filter_buffer_keeps_released(mp):
@@ -192,11 +193,11 @@ def filter_buffer_keeps_released(mp):
 def dirty_sync_before_stop(mp):
     """The PVM syncs its dirty log when the checkpoint begins and stops only at the
     reply: writes in between escape the checkpoint."""
-    orig_cp, orig_reply = prim.PrimaryEndpoint._on_checkpoint, prim.PrimaryEndpoint._on_reply
+    orig_cp, orig_reply = prim.PrimaryMachine._on_checkpoint, prim.PrimaryMachine._on_reply
 
     def on_checkpoint(self, item):
         self._early_pages = self.guest.collect_dirty_pages()
-        orig_cp(self, item)
+        return orig_cp(self, item)
 
     def on_reply(self, msg):
         early, self._early_pages = getattr(self, "_early_pages", None), None
@@ -207,14 +208,14 @@ def dirty_sync_before_stop(mp):
             return orig_reply(self, msg)
         finally:
             del self.guest.collect_dirty_pages
-    mp.setattr(prim.PrimaryEndpoint, "_on_checkpoint", on_checkpoint)
-    mp.setattr(prim.PrimaryEndpoint, "_on_reply", on_reply)
+    mp.setattr(prim.PrimaryMachine, "_on_checkpoint", on_checkpoint)
+    mp.setattr(prim.PrimaryMachine, "_on_reply", on_reply)
 
 
 def relaunch_skips_load(mp):
     """The relaunch path takes over as soon as the load timer ends without flushing the
     cache or loading the devices, yet commits the checkpoint."""
-    orig = sec.SecondaryEndpoint._on_load_done
+    orig = sec.SecondaryMachine._on_load_done
 
     def on_load_done(self, item):
         if self.failover.state == fo.RELAUNCH:
@@ -223,12 +224,9 @@ def relaunch_skips_load(mp):
             self.vmstate_loading = False
             self.checkpoint, self.in_flight = self.in_flight, 0
             self.emit("checkpoint", n=self.checkpoint, phase="commit", loaded_sent=False)
-            self.goto(sec.IDLE)
-            self.fail_cas(fo.RELAUNCH, fo.NONE)
-            self._request_failover(operator=False)
-            return
-        orig(self, item)
-    mp.setattr(sec.SecondaryEndpoint, "_on_load_done", on_load_done)
+            return None          # the table enters IDLE, then the deferred failover runs
+        return orig(self, item)
+    mp.setattr(sec.SecondaryMachine, "_on_load_done", on_load_done)
 
 
 def failover_drops_buffered_output(mp):

@@ -71,13 +71,13 @@ def test_a_checkpointing_that_stops_is_reported_as_a_hang(monkeypatch):
     """Liveness: the primary stops arming its checkpoint timer after checkpoint 2, no
     fault is involved: the manager's watchdog fences, and the swarm calls it a hang."""
     from protocol import primary as prim
-    orig = prim.PrimaryEndpoint.set_timer
+    orig = prim.PrimaryMachine.set_timer
 
     def set_timer(self, name, at):
         if name == "checkpoint" and self.checkpoint >= 2:
             return
         orig(self, name, at)
-    monkeypatch.setattr(prim.PrimaryEndpoint, "set_timer", set_timer)
+    monkeypatch.setattr(prim.PrimaryMachine, "set_timer", set_timer)
     seed = next(s for s in range(1, 200) if not swarm.draw(s).faults
                 and swarm.draw(s).arbiter and swarm.draw(s).checkpoints > 3)
     result = swarm.run_seed(seed)
