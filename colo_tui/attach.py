@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from protocol.errors import ColoError, QmpCommandError
+from protocol.errors import ColoError, QmpCommandError, is_user_error
 from protocol.qmpclient import QmpClient
 
 from .control import side_name
@@ -110,7 +110,9 @@ def execute(pair: LivePair, line: str) -> tuple[bool, str, bool]:
         return False, f"unknown or malformed command {line!r}\n{HELP}", False
     except QmpCommandError as exc:
         return False, f"{exc.error_class}: {exc.desc}", False
-    except (ValueError, ColoError) as exc:
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
         return False, str(exc), False
 
 

@@ -23,6 +23,8 @@ import argparse
 import json
 import sys
 
+from protocol.errors import ColoError
+
 FORMATS = ("mermaid", "pcap", "json")
 PRIMARY_PORT, SECONDARY_PORT = 49152, 9998
 PRIMARY_ISN, SECONDARY_ISN = 1000, 500000
@@ -31,7 +33,7 @@ _NAME = {"primary": "Primary", "secondary": "Secondary"}
 _BOTH = "Primary,Secondary"
 
 
-class ExportError(Exception):
+class ExportError(ColoError):
     """A failure the command reports in one line (exit 1)."""
 
 
@@ -56,7 +58,7 @@ def run_export(args) -> int:
         print(f"colo export: error: unknown --to {args.to!r}; choose one of: "
               f"{', '.join(FORMATS)}", file=sys.stderr)
         return 2
-    from protocol.errors import ColoError, OutputFileError
+    from protocol.errors import OutputFileError
     from protocol.record import format as rf
     from protocol.record.outfile import check_target, write_bytes
     try:
@@ -79,7 +81,7 @@ def run_export(args) -> int:
     except OutputFileError as exc:
         print(f"colo export: error: {exc}", file=sys.stderr)
         return 2
-    except (ColoError, ExportError) as exc:
+    except ColoError as exc:          # ExportError too
         print(f"colo export: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

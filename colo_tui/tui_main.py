@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_app(args) -> int:
     import dataclasses
 
-    from protocol.errors import ColoError
+    from protocol.errors import is_user_error
     from protocol.sim.core import Simulation
 
     from .app import ColoApp
@@ -60,7 +60,9 @@ def run_app(args) -> int:
             replay = getattr(args, "replay", None)
             if replay:
                 controller.load_replay(replay)
-    except (ValueError, OSError, ColoError) as exc:
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
         print(f"colo tui: error: {exitcodes.error_text(exc)}", file=sys.stderr)
         return exitcodes.code_for(exc)
     from . import config_file

@@ -3,12 +3,36 @@
 h11's split: a *local* error is something this side did wrong (or was asked to
 do in the wrong state); a *remote* error is something the peer sent.  Both
 name the machine state, the offending input and, where it helps, a hint.
+
+Every error the testbed raises on purpose derives from ``ColoError`` and carries the
+user-error marker: ``user_error = True`` says a user's input, file, command, setting
+or peer caused it, so a front end prints its message (no traceback).  The UIs' guards
+ask ``is_user_error(exc)``; they never list exception classes nor match their names.
 """
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class ColoError(Exception):
     """Base class of every error the testbed raises on purpose."""
+
+    #: a user's input, file, command, setting or peer caused it: shown, no traceback
+    user_error: ClassVar[bool] = True
+
+
+#: what Python itself raises for a user's input: a file or port that cannot be used
+#: (OSError), a value or choice that does not parse (ValueError)
+_USER_BUILTINS = (OSError, ValueError)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether a front end reports `exc` in one line instead of a traceback: a marked
+    error (``user_error``), or a builtin error a user's input raises."""
+    marked = getattr(exc, "user_error", None)
+    if marked is not None:
+        return bool(marked)
+    return isinstance(exc, _USER_BUILTINS)
 
 
 class ProtocolError(ColoError):

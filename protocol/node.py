@@ -45,6 +45,7 @@ import signal
 import sys
 import time
 
+from .errors import ColoError
 from .events import Event
 
 HB_MAGIC = b"COLOHB1\n"
@@ -58,7 +59,7 @@ AWAITING = {"primary": ("WAIT_REPLY", "WAIT_RECEIVED", "WAIT_LOADED"),
             "secondary": ("WAIT_SEND", "RECV_RAM", "WAIT_SIZE", "RECV_BLOB")}
 
 
-class NodeError(Exception):
+class NodeError(ColoError):
     """A clear, one-line startup error (port in use, connection refused …)."""
 
 

@@ -47,6 +47,7 @@ import json
 import os
 import time
 
+from .errors import ColoError
 from .qmpjson import MAX_NESTING, TOO_DEEP, dump_json, parse_json
 
 MAX_INPUT_BYTES = 64 << 10
@@ -72,7 +73,7 @@ PARAMETERS = {"cpu-throttle-tailslow": False, "xbzrle-cache-size": 67108864,
               "x-checkpoint-delay": 20000, "cpu-throttle-increment": 10}
 
 
-class QmpError(Exception):
+class QmpError(ColoError):
     def __init__(self, desc: str, cls: str = "GenericError") -> None:
         super().__init__(desc)
         self.desc, self.cls = desc, cls

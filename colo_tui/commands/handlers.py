@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from protocol import dialects
 from protocol import failover as fo
 from protocol import faults as fl
+from protocol.errors import is_user_error
+from protocol.guestport import NullGuest
 
 from ..sentences import plain as _plain
 from ..sentences import sentence as _sentence
@@ -68,9 +70,7 @@ def _side_word(st: dict) -> str:
 
 
 def error_text(parsed, exc: Exception) -> str:
-    if isinstance(exc, ValueError | KeyError | OSError) or \
-            type(exc).__name__ in ("QmpCommandError", "RecordingError", "FaultSpecError",
-                                   "ColoError", "PlaybackError"):
+    if is_user_error(exc) or isinstance(exc, KeyError):
         msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         if isinstance(exc, OSError) and exc.filename:
             msg = f"{exc.filename}: {msg}"
@@ -326,7 +326,7 @@ def failover_view(c) -> str:
 
 def _guests(c, what: str):
     guests = getattr(c.sim, "guests", {}) or {}
-    if not guests or any(type(g).__name__ == "NullGuest" for g in guests.values()):
+    if not guests or any(isinstance(g, NullGuest) for g in guests.values()):
         raise CommandError(f"no {what} to show: this session runs the null guest (control "
                            "protocol only), which has no RAM, packets or disk; the guest "
                            "model has them: `set guest model`, or start with --guest model")

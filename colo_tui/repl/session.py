@@ -54,10 +54,12 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
     if getattr(args, "attach", None):
         from ..attach import run_attached
         return run_attached(args, stdin, out, err)
-    from protocol.errors import ColoError
+    from protocol.errors import is_user_error
     try:
         c = _controller(args, out)
-    except (ValueError, OSError, ColoError) as exc:   # a live source that cannot start too
+    except Exception as exc:       # a live source that cannot start too
+        if not is_user_error(exc):
+            raise
         print(f"colo repl: error: {exitcodes.error_text(exc)}", file=err)
         return exitcodes.code_for(exc)
     from ..lifecycle import SessionGuard

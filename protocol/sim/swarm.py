@@ -130,12 +130,13 @@ def draw(seed: int) -> SimConfig:
 def _watch_dispatch(sim: Simulation, pairs: Counter) -> None:
     """Count the (role, state, input) pairs the machines are handed."""
     for ep in sim.eps.values():
-        dispatch, role = ep._dispatch, ep.role
+        mach = ep.machine
+        dispatch, role = mach._dispatch, mach.role
 
-        def watched(kind, item=None, _ep=ep, _dispatch=dispatch, _role=role):
-            pairs[f"{_role}:{_ep.state}:{kind}"] += 1
+        def watched(kind, item=None, _m=mach, _dispatch=dispatch, _role=role):
+            pairs[f"{_role}:{_m.state}:{kind}"] += 1
             return _dispatch(kind, item)
-        ep._dispatch = watched
+        mach._dispatch = watched
 
 
 def liveness(sim: Simulation) -> str | None:
