@@ -14,6 +14,8 @@ checkpoint, run state …) reads through it unchanged.
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 from . import messages as m
 from .codec import Decoder
 from .dialects import Dialect
@@ -60,19 +62,16 @@ class Endpoint:
         self.decoder.accepts = mach.accepts
         if self.progress_timeout_ms is not None:   # each time the decoder needs more bytes
             self.decoder.on_wait = self._track_progress
+        # the outputs, straight from their owners (the simulator polls them every step)
+        self.segments_to_send = self.out.take_segments
+        self.take_events = self.out.take_events
+        self.next_deadline = self.timers.next_deadline
 
     # ------------------------------------------------------------------ output
-    def segments_to_send(self):
-        return self.out.take_segments()
-
+    # segments_to_send(), take_events() and next_deadline() are the Outbox's and the
+    # Timers' own methods, bound in __init__
     def data_to_send(self) -> bytes:
         return b"".join(s.data for s in self.out.take_segments())
-
-    def take_events(self):
-        return self.out.take_events()
-
-    def next_deadline(self) -> float | None:
-        return self.timers.next_deadline()
 
     # ------------------------------------------------------------------ inputs
     def start(self, now: float) -> None:
@@ -207,12 +206,10 @@ class Endpoint:
 
 
 def _reads(name: str, writable: bool = False) -> property:
-    def get(self):
-        return getattr(self.machine, name)
-
     def put(self, value) -> None:
         setattr(self.machine, name, value)
-    return property(get, put if writable else None, doc=f"the machine's {name}")
+    return property(attrgetter("machine." + name), put if writable else None,
+                    doc=f"the machine's {name}")
 
 
 # what drivers, the simulator and the UIs read (and, for a few, set) on an endpoint

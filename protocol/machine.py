@@ -20,7 +20,7 @@ from . import failover as fo
 from . import messages as m
 from .dialects import Dialect, guess_peer_dialect
 from .errors import LocalProtocolError, ProtocolError, QmpCommandError, RemoteProtocolError
-from .events import Segment
+from .events import Event, Segment
 from .guestport import NullGuest
 from .outbox import Outbox
 from .states import DONE, ERROR, SHUTDOWN, STOPPED, Input
@@ -90,12 +90,15 @@ class RoleMachine:
 
     # ----------------------------------------------------------------- output
     def emit(self, kind: str, **data) -> None:
-        self.out.emit(kind, data)
+        out = self.out
+        out.events.append(Event(out.now, self.role, kind, data))
 
     def send(self, name: str, value: int = 0) -> None:
         raw = self.dialect.encode(name, value)
-        self.out.segments.append(Segment("msg", name, raw, self.in_flight, value))
-        self.out.emit("send", {"msg": name, "value": value, "hex": raw.hex()})
+        out = self.out
+        out.segments.append(Segment("msg", name, raw, self.in_flight, value))
+        out.events.append(Event(out.now, self.role, "send",
+                                {"msg": name, "value": value, "hex": raw.hex()}))
 
     def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
         self.out.segments.append(Segment(kind, point, data, self.in_flight))

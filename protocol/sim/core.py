@@ -269,8 +269,8 @@ class Simulation:
     def _collect(self) -> None:
         for side in SIDES:
             ep = self.eps[side]
-            dl = ep.next_deadline()
-            if not ep.out and not ep.close_requested and \
+            dl, out = ep.next_deadline(), ep.out
+            if not out.events and not out.segments and not ep.close_requested and \
                     dl == self._timer_at[side]:
                 continue                      # nothing happened on this side
             if not self.alive[side]:
