@@ -215,7 +215,7 @@ def _reads(name: str, writable: bool = False) -> property:
 # what drivers, the simulator and the UIs read (and, for a few, set) on an endpoint
 for _name in ("role", "dialect", "mode", "guest", "colo_mode", "migration_status",
               "last_mode", "initial_stream", "load_ms", "save_ms", "faithful", "understood",
-              "expected_inputs"):
+              "expected_inputs", "pages_flushed_total"):
     setattr(Endpoint, _name, _reads(_name))
 for _name in ("state", "checkpoint", "in_flight", "run_state", "colo_thread_alive", "error",
               "close_requested", "peer_closed", "exited", "checkpoint_delay_ms"):
