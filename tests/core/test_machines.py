@@ -213,3 +213,21 @@ def test_primary_save_time_splits_the_ram_part_from_the_device_state():
         assert len(rest) == 12 + size and rest[-1] == 0     # the blob ends with EOF
         p.receive_data(d.encode(m.VMSTATE_RECEIVED) + d.encode(m.VMSTATE_LOADED), 110.0)
         assert p.checkpoint == 1 and p.state == "IDLE"
+
+
+@pytest.mark.parametrize("role", list(MACHINES))
+def test_every_running_state_is_reachable_through_the_table(role):
+    """The table is the map: following next states and listed alternatives from the
+    initial state reaches every state but the stopped ones (entered from any state:
+    an error, a failover, a shutdown)."""
+    mod = MACHINES[role]
+    edges = {}
+    for (state, _), t in mod.TABLE.items():
+        edges.setdefault(state, set()).update((t.next, *t.alt))
+    seen, todo = set(), [mod.INIT]
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.add(s)
+            todo.extend(edges.get(s, ()))
+    assert seen | set(TERMINAL) == set(mod.STATES)
