@@ -108,7 +108,7 @@ def _kind(name: str):
             if f.name in _BASE_FIELDS:
                 continue
             key = "hex" if f.name == "raw" else f.name.rstrip("_")
-            optional = f.default is None
+            optional = f.default is None and not f.metadata.get("always")
             spec.append((f.name, key, optional))
         _PAYLOAD_SPEC[cls] = tuple(spec)
         _RENAMES[cls] = {key: attr for attr, key, _o in spec if key != attr}
@@ -119,6 +119,11 @@ def _kind(name: str):
 
 def _extra() -> dict:
     return field(default_factory=dict)
+
+
+def _always() -> Any:
+    """A field that may be None and is written even then (the format always had it)."""
+    return field(default=None, metadata={"always": True})
 
 
 # ------------------------------------------------------------ the endpoints
@@ -133,6 +138,7 @@ class Send(Event):
     n: int | None = None
     id: int | None = None
     offset: int | None = None
+    why: str | None = None           # a live peer: how the message was seen
 
     @property
     def hex(self) -> str:
@@ -142,8 +148,8 @@ class Send(Event):
 @_kind("recv")
 class Recv(Event):
     msg: str
-    value: int
-    id: int | None                   # always written (None: an id outside the dialect)
+    value: int = 0
+    id: int | None = _always()       # None: an id outside the dialect
     raw: bytes | None = None
 
     @property
@@ -161,8 +167,8 @@ class State(Event):
 @_kind("vm")
 class Vm(Event):
     run: str
-    qmp: str | None                  # QEMU's STOP/RESUME event (always written; None: none)
     why: str | None = None
+    qmp: str | None = _always()      # QEMU's STOP/RESUME event (None: none)
 
 
 @_kind("migration")
@@ -193,6 +199,13 @@ class CheckpointRequested(Event):
 class Load(Event):
     phase: str                       # "begin" | "end"
     n: int
+
+
+#: the steps an Action names (the machines' own words; a sentence exists for each)
+ACTION_NAMES = frozenset((
+    "load-initial", "start-dirty-log", "cache-pages", "expect-blob", "flush-cache",
+    "load-devices", "replication-checkpoint", "discard-cache", "take-over", "save-devices",
+    "release-output", "shutdown-sockets"))
 
 
 @_kind("action")
