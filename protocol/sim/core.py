@@ -17,15 +17,14 @@ from .. import failover as fo
 from .. import faults as fl
 from ..endpoint import make_endpoint
 from ..errors import FaultSpecError, QmpCommandError
-from ..events import Deliver, Event, make
-from ..events import EventKind as K
+from ..events import ColoExit, Deliver, Error, Event, Load, Vm, make, set_seq
 from ..transport.memory import P2S, S2P, MemoryLink, size_of
 from .config import SimConfig
 from .invariants import KINDS as _INVARIANT_KINDS
 from .invariants import Invariants
 
 SIDES = ("primary", "secondary")
-_WATCH = frozenset((K.ERROR, K.COLO_EXIT, K.LOAD, K.VM))
+_WATCH = frozenset((Error, ColoExit, Load, Vm))   # classes: identity tests (hot path)
 _BACKGROUND = frozenset(("client", "guest-tick"))
 OTHER = {"primary": "secondary", "secondary": "primary"}
 
@@ -285,7 +284,7 @@ class Simulation:
                 self._n_protocol += len(evs)
                 seq = self.seq
                 for ev in evs:
-                    ev.stamp(seq)
+                    set_seq(ev, seq)
                     seq += 1
                 self.seq = seq
                 if self.keep_events:
@@ -294,7 +293,7 @@ class Simulation:
                                              _WATCH, self.on_event)
                 react = []
                 for ev in evs:
-                    kind = ev.kind
+                    kind = type(ev)
                     if kind in inv_kinds:
                         inv(ev)
                     if cb is not None:
@@ -334,13 +333,13 @@ class Simulation:
                     self._push(at, "timer", side)
 
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
-        kind = ev.kind
-        if kind is K.ERROR or (kind is K.COLO_EXIT and ev.reason == "error"):
+        kind = type(ev)
+        if kind is Error or (kind is ColoExit and ev.reason == "error"):
             self.arbiter_watch()
-        elif kind is K.LOAD:
+        elif kind is Load:
             if ev.phase == "begin":
                 self._fire_process_faults("load", ev.n, side)
-        elif kind is K.VM and side == "primary" and ev.run == "colo" \
+        elif kind is Vm and side == "primary" and ev.run == "colo" \
                 and not self._null_guest:
             self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
 

@@ -8,16 +8,25 @@ live in `guestwatch`.
 """
 from __future__ import annotations
 
-from ..events import EventKind as K
+from ..events import (
+    Action,
+    Checkpoint,
+    Load,
+    Recv,
+    Send,
+    SendDeviceState,
+    State,
+    StoppedForCheckpoint,
+)
 
 NAMES = ("consistency", "output_commit", "client_history", "one_active_vm",
          "whole_checkpoint", "termination", "monotonic_checkpoints", "vmstate_size",
          "flush_set", "compare_honesty", "dirty_log", "whole_survivor")
 
 
-#: the event kinds the invariants look at (the simulator skips the others)
-KINDS = frozenset((K.STATE, K.CHECKPOINT, K.RECV, K.ACTION, K.STOPPED_FOR_CHECKPOINT,
-                   K.SEND, K.SEND_DEVICE_STATE, K.LOAD))
+#: the event classes the invariants look at (the simulator skips the others)
+KINDS = frozenset((State, Checkpoint, Recv, Action, StoppedForCheckpoint, Send,
+                   SendDeviceState, Load))
 _KINDS = KINDS
 
 
@@ -50,13 +59,13 @@ class Invariants:
 
     # -- per event -------------------------------------------------------------
     def on_event(self, ev) -> None:
-        kind = ev.kind
+        kind = type(ev)              # the class: an identity test per branch (hot path)
         if kind not in _KINDS:
             return
         side = ev.side
-        if kind is K.STATE:
+        if kind is State:
             self._state[side] = ev.to
-        elif kind is K.CHECKPOINT and ev.phase == "begin":
+        elif kind is Checkpoint and ev.phase == "begin":
             n = ev.n
             if n != self._last_commit[side] + 1:
                 self.fail("monotonic_checkpoints", f"{side} began checkpoint {n} after "
@@ -65,7 +74,7 @@ class Invariants:
                 self.fail("monotonic_checkpoints", f"the secondary began checkpoint {n} "
                           f"while the primary runs checkpoint {self._in_flight['primary']}")
             self._in_flight[side] = n
-        elif kind is K.CHECKPOINT and ev.phase == "commit":
+        elif kind is Checkpoint and ev.phase == "commit":
             n = ev.n
             if n != self._last_commit[side] + 1:
                 self.fail("monotonic_checkpoints",
@@ -73,9 +82,9 @@ class Invariants:
             self._last_commit[side] = n
             if side == "secondary":
                 self.check_consistency(n)
-        elif kind is K.SEND and side == "primary" and ev.msg == "vmstate-size":
+        elif kind is Send and side == "primary" and ev.msg == "vmstate-size":
             self._size_sent = ev.value
-        elif kind is K.SEND_DEVICE_STATE and side == "primary":
+        elif kind is SendDeviceState and side == "primary":
             if self.watch is not None:      # the PVM is stopped and its dirty log synced
                 self.watch.check_pvm_stopped(self._in_flight["primary"])
             if self._size_sent is not None and ev.bytes != self._size_sent:
@@ -83,15 +92,15 @@ class Invariants:
                           f"primary announced vmstate-size {self._size_sent} but sent a "
                           f"{ev.bytes}-byte device blob")
             self._size_sent = None
-        elif kind is K.LOAD and side == "secondary":
+        elif kind is Load and side == "secondary":
             self.loading_n = ev.n if ev.phase == "begin" else 0
-        elif kind is K.SEND and side == "secondary" and ev.msg == "vmstate-received":
+        elif kind is Send and side == "secondary" and ev.msg == "vmstate-received":
             self._received_whole = self._in_flight["secondary"]
-        elif kind is K.ACTION and ev.name == "take-over" and side == "secondary":
+        elif kind is Action and ev.name == "take-over" and side == "secondary":
             self._check_relaunch()
-        elif kind is K.ACTION and ev.name == "expect-blob" and side == "secondary":
+        elif kind is Action and ev.name == "expect-blob" and side == "secondary":
             self._size_expected = ev.bytes
-        elif kind is K.ACTION and ev.name == "load-devices" and side == "secondary":
+        elif kind is Action and ev.name == "load-devices" and side == "secondary":
             want = self._size_expected
             if want is not None and self.sim.peer_dialect.ram_outside_blob and \
                     ev.bytes != want:
@@ -99,19 +108,19 @@ class Invariants:
                           f"acknowledged a device blob of {ev.bytes} bytes with "
                           f"vmstate-received, but vmstate-size said {want}")
             self._size_expected = None
-        elif kind is K.RECV and side == "primary" and \
+        elif kind is Recv and side == "primary" and \
                 ev.msg == self.sim.dialect.release_after:
             self._received[self._in_flight["primary"]] = True
-        elif kind is K.ACTION and ev.name == "release-output" and side == "primary":
+        elif kind is Action and ev.name == "release-output" and side == "primary":
             n = self._in_flight["primary"]
             if not self._received.get(n):
                 self.fail("output_commit", f"primary released output of checkpoint {n} "
                           f"before {self.sim.dialect.release_after} arrived")
-        elif kind is K.ACTION and ev.name == "flush-cache" and side == "secondary":
+        elif kind is Action and ev.name == "flush-cache" and side == "secondary":
             if self._state["secondary"] != "LOADING":
                 self.fail("whole_checkpoint", "the secondary flushed its RAM cache in state "
                           f"{self._state['secondary']} (only a whole checkpoint may be flushed)")
-        elif kind is K.STOPPED_FOR_CHECKPOINT and side == "primary":
+        elif kind is StoppedForCheckpoint and side == "primary":
             snap = getattr(self.sim.guests["primary"], "digest", None)
             if snap is not None:
                 self._snapshots[ev.n] = snap()
