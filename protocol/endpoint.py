@@ -17,7 +17,7 @@ from . import messages as m
 from .codec import Decoder
 from .dialects import Dialect
 from .errors import DecodeError, LocalProtocolError, ProtocolError, QmpCommandError
-from .events import Event, Segment
+from .events import Event, Load, Segment, make
 from .guestport import NullGuest
 
 ERROR = "ERROR"
@@ -99,8 +99,19 @@ class Endpoint:
         return min(self._timers.values()) if self._timers else None
 
     # ----------------------------------------------------------------- helpers
+    #: control outputs for drivers (besides ``checkpoint``, the committed-checkpoint
+    #: counter): how many checkpoint loads began, and the last one's number
+    loads_started = 0
+    load_started_n = 0
+
     def emit(self, kind: str, **data) -> None:
-        self._events.append(Event(self._now, self.role, kind, data))
+        """Record an event of ``kind`` (its typed class, built by name: an unknown kind
+        or field is an EventError)."""
+        ev = make(self._now, self.role, kind, **data)
+        self._events.append(ev)
+        if ev.__class__ is Load and ev.phase == "begin":    # the load-started signal
+            self.loads_started += 1
+            self.load_started_n = ev.n
 
     def send(self, name: str, value: int = 0) -> None:
         raw = self.dialect.encode(name, value)

@@ -17,14 +17,14 @@ from .. import failover as fo
 from .. import faults as fl
 from ..endpoint import make_endpoint
 from ..errors import FaultSpecError, QmpCommandError
-from ..events import ColoExit, Deliver, Error, Event, Load, Vm, make, set_seq
+from ..events import ColoExit, Deliver, Error, Event, Vm, make, set_seq
 from ..transport.memory import P2S, S2P, MemoryLink, size_of
 from .config import SimConfig
 from .invariants import KINDS as _INVARIANT_KINDS
 from .invariants import Invariants
 
 SIDES = ("primary", "secondary")
-_WATCH = frozenset((Error, ColoExit, Load, Vm))   # classes: identity tests (hot path)
+_WATCH = frozenset((Error, ColoExit, Vm))   # classes: identity tests (hot path)
 _BACKGROUND = frozenset(("client", "guest-tick"))
 OTHER = {"primary": "secondary", "secondary": "primary"}
 
@@ -73,6 +73,7 @@ class Simulation:
         self.seq = 0
         #: each endpoint's committed-checkpoint counter as last seen (the watchdog's progress)
         self._committed = {s: 0 for s in SIDES}
+        self._loads = {s: 0 for s in SIDES}             # each endpoint's loads_started
         self.events: list[Event] = []
         self.keep_events = keep_events
         self.on_event = on_event
@@ -305,7 +306,11 @@ class Simulation:
                 # in the same order as `events`
                 for ev in react:
                     self._after_endpoint_event(side, ev)
-            if ep.checkpoint != self._committed[side]:   # the endpoint's commit counter
+            # the endpoint's control outputs, not its event stream, drive the reactions
+            if ep.loads_started != self._loads[side]:    # a checkpoint load began
+                self._loads[side] = ep.loads_started
+                self._fire_process_faults("load", ep.load_started_n, side)
+            if ep.checkpoint != self._committed[side]:   # the committed-checkpoint counter
                 self._committed[side] = ep.checkpoint
                 self._last_progress = self.now
             batch: list = []
@@ -336,9 +341,6 @@ class Simulation:
         kind = type(ev)
         if kind is Error or (kind is ColoExit and ev.reason == "error"):
             self.arbiter_watch()
-        elif kind is Load:
-            if ev.phase == "begin":
-                self._fire_process_faults("load", ev.n, side)
         elif kind is Vm and side == "primary" and ev.run == "colo" \
                 and not self._null_guest:
             self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
