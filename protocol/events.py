@@ -378,8 +378,14 @@ class Deferred(Event):
 
 @_kind("qmp")
 class Qmp(Event):
-    command: str
+    """A QMP command (``command``, ``args``), or what the QMP server did to a client
+    (``what``: client-dropped, with its unread backlog)."""
+    command: str | None = None
     args: Any = None
+    what: str | None = None
+    unread_bytes: int | None = None
+    limit_bytes: int | None = None
+    at: str | None = None
 
 
 @_kind("qmp-error")
