@@ -6,6 +6,7 @@ import sys
 
 from protocol import dialects
 from protocol.errors import ColoError, DecodeError, OutputFileError
+from protocol.events import EventKind
 
 from .argtypes import (
     fault_spec,
@@ -162,7 +163,7 @@ WIRE_JSON_MAX = 10_000
 
 def _wire_entry(e) -> dict:
     return {"dir": "P>S" if e.side == "primary" else "S>P",
-            "msg": e.data["msg"], "value": e.data["value"], "hex": e.data["hex"]}
+            "msg": e.msg, "value": e.value, "hex": e.hex}
 
 
 class _WireLog:
@@ -173,7 +174,7 @@ class _WireLog:
         self.total = 0
 
     def __call__(self, e) -> None:
-        if e.kind == "send":
+        if e.kind is EventKind.SEND:
             self.total += 1
             if len(self.entries) < WIRE_JSON_MAX:
                 self.entries.append(_wire_entry(e))
@@ -300,12 +301,12 @@ def _death(sim, side: str) -> str:
     """How a dead side died, in words ('' if it lives)."""
     if sim.alive[side]:
         return ""
-    ev = next((e for e in reversed(sim.events) if e.side == side and e.kind == "process"),
+    ev = next((e for e in reversed(sim.events) if e.side == side and e.kind is EventKind.PROCESS),
               None)
     if ev is None:
         return "DEAD: its process is gone"
-    why = ev.data.get("why")
-    return f"DEAD: {ev.data.get('what', 'gone')}" + (f" ({why})" if why else "")
+    why = ev.why
+    return f"DEAD: {ev.what or 'gone'}" + (f" ({why})" if why else "")
 
 
 def _print_summary(s: dict, sim=None) -> None:

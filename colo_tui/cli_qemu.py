@@ -79,13 +79,16 @@ SUMMARY_KEYS = ("index", "complete", "zero_pages", "full_pages", "xbzrle_pages",
 
 
 def session_events(sess) -> list[dict]:
-    """The imported session as recording events (t in ms, in stream order)."""
+    """The imported session as recording events (t in ms, in stream order): typed
+    events, written by the one event codec."""
+    from protocol.events import make
+    from protocol.record.eventjson import to_json
     out: list[dict] = []
 
     def add(t, side, kind, **data):
         last = out[-1]["t"] if out else 0.0
         ms = last if t is None else round(max(t * 1000, last), 3)
-        out.append({"t": ms, "seq": len(out), "side": side, "kind": kind, "data": data})
+        out.append(to_json(make(ms, side, kind, seq=len(out), **data)))
 
     ini = sess.initial
     add(ini.get("t_end"), "secondary", "recv-initial", bytes=ini.get("bytes"),
@@ -218,13 +221,14 @@ def cmd_respond(args) -> int:
     if data is None:
         return 1
     dialect = dialects.get(args.dialect)
+    from protocol.events import Send
     ep = make_endpoint(args.role, dialect, initial_stream=dialect.initial_migration,
                        checkpoint_delay_ms=args.checkpoint_delay)
     out, sent, now = bytearray(), [], 0.0
 
     def collect() -> None:
         out.extend(ep.data_to_send())
-        sent.extend(e.data["msg"] for e in ep.take_events() if e.kind == "send")
+        sent.extend(e.msg for e in ep.take_events() if type(e) is Send)
 
     hb = args.heartbeat_after
     ep.start(now)

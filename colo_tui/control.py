@@ -8,7 +8,7 @@ forks the future (the inputs recorded after that point are dropped, and
 """
 from __future__ import annotations
 
-from protocol.events import Event
+from protocol.events import Event, EventKind
 from protocol.record import format as rf
 from protocol.record.replay import rerun
 from protocol.sim.config import SimConfig
@@ -108,7 +108,7 @@ class Controller:
             if self.sim.finished:
                 break
             new = self.step()
-            if until is not None and any(e.kind == until or e.data.get("msg") == until
+            if until is not None and any(e.kind == until or getattr(e, "msg", None) == until
                                          for e in new):
                 break
             if checkpoints is not None and \
@@ -270,10 +270,10 @@ class Controller:
         """The control messages in the order they were sent."""
         out = []
         for e in self.sim.events:
-            if e.kind == "send":
+            if e.kind is EventKind.SEND:
                 out.append({"dir": "P>S" if e.side == "primary" else "S>P",
-                            "msg": e.data["msg"], "value": e.data["value"],
-                            "hex": e.data["hex"], "seq": e.seq, "t": e.t_ms})
+                            "msg": e.msg, "value": e.value,
+                            "hex": e.hex, "seq": e.seq, "t": e.t_ms})
         return out
 
 

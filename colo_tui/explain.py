@@ -8,6 +8,7 @@ picks the latest interesting event of a session and explains it.
 from __future__ import annotations
 
 from protocol import dialects
+from protocol.events import EventKind as K
 
 from .sentences import clean, ending, line, plain
 
@@ -201,7 +202,7 @@ def explain(event, dialect_name: str = "qemu") -> str:
     if isinstance(event, dict):
         kind, side, data = event.get("kind"), event.get("side") or "", event.get("data") or {}
     else:
-        kind, side, data = event.kind, event.side, event.data or {}
+        kind, side, data = str(event.kind), event.side, event.payload()
     data = clean(data)
     msg = data.get("msg") or ""
     if kind in ("send", "recv") and msg:
@@ -338,7 +339,7 @@ _PRIORITY = ("fence", "error", "colo-exit", "deferred", "failover", "process", "
 
 
 def _rank(ev) -> int:
-    key = "release" if ev.data.get("name") == "release-output" else ev.kind
+    key = "release" if getattr(ev, "name", None) == "release-output" else ev.kind
     return _PRIORITY.index(key) if key in _PRIORITY else len(_PRIORITY)
 
 
@@ -346,7 +347,7 @@ def explain_last(controller) -> str:
     events = controller.events
     d = controller.config.dialect
     recent = [e for e in events if events and e.t_ms == events[-1].t_ms
-              and e.kind not in _BORING and e.kind != "end"]
+              and e.kind not in _BORING and e.kind is not K.END]
     best = min(recent, key=_rank) if recent else None
     ordered = ([best] if best is not None and _rank(best) < len(_PRIORITY) else []) + \
         list(reversed(events))
@@ -354,10 +355,10 @@ def explain_last(controller) -> str:
         if ev.kind in _BORING:
             continue
         where = f"Event {ev.seq} at {ev.t_ms:.3f} ms, {ev.side}: "
-        if ev.kind == "end":
-            return where + ending(events, ev.data.get("outcome"))
+        if ev.kind is K.END:
+            return where + ending(events, ev.outcome)
         text = where + explain(ev, d)
-        if controller.finished and ev.kind != "end":
+        if controller.finished and ev.kind is not K.END:
             text += "\n" + ending(events, controller.sim.outcome())
         return text
     return ("Nothing has happened yet. COLO keeps a secondary VM in step with a primary by "

@@ -230,6 +230,7 @@ def capture(rec):
 
     pieces: [(departure_ms, arrival_ms, direction, bytes)] in scheduling order.
     """
+    from protocol.events import Closed
     from protocol.record.replay import verify
     from protocol.sim.core import Simulation
     res = verify(rec)
@@ -260,9 +261,9 @@ def capture(rec):
         sim.step()
     close_ms, closer = sim.now, "primary"
     for ev in sim.events:
-        if ev.side == "link" and ev.kind == "closed":
+        if ev.side == "link" and type(ev) is Closed:
             close_ms = ev.t_ms
-            closer = "secondary" if str(ev.data.get("why", "")).startswith("secondary") \
+            closer = "secondary" if str(ev.why or "").startswith("secondary") \
                 else "primary"
             break
     return sim, pieces, close_ms, closer

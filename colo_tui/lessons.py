@@ -31,9 +31,9 @@ def matches(ev, matcher: str) -> bool:
         return False
     if not what:
         return True
-    d = ev.data
-    return what in (d.get("msg"), d.get("to"), d.get("name"), d.get("reason"),
-                    d.get("outcome"), d.get("phase"))
+    return what in (getattr(ev, "msg", None), getattr(ev, "to", None),
+                    getattr(ev, "name", None), getattr(ev, "reason", None),
+                    getattr(ev, "outcome", None), getattr(ev, "phase", None))
 
 
 @dataclass(frozen=True)

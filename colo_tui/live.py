@@ -23,7 +23,7 @@ import time
 
 from protocol import dialects
 from protocol.errors import ColoError
-from protocol.events import Event
+from protocol.events import Event, Send
 from protocol.guestport import NullGuest
 from protocol.record import format as rf
 from protocol.record.playback import ReadSide
@@ -112,7 +112,7 @@ class LiveController:
                     ev = self.source.q.get(timeout=left)
                 except queue.Empty:
                     break
-            ev.seq = len(self.sim.events)
+            ev.stamp(len(self.sim.events))
             self.sim.events.append(ev)
             self.sim.steps += 1
             self.sim.now = max(self.sim.now, ev.t_ms)
@@ -211,10 +211,10 @@ class LiveController:
         return out
 
     def wire(self) -> list[dict]:
-        return [{"dir": e.data.get("dir") or ("P>S" if e.side == "primary" else "S>P"),
-                 "msg": e.data["msg"], "value": e.data.get("value", 0),
-                 "hex": e.data.get("hex", ""), "seq": e.seq, "t": e.t_ms}
-                for e in self.sim.events if e.kind == "send" and "msg" in e.data]
+        return [{"dir": e.dir or ("P>S" if e.side == "primary" else "S>P"),
+                 "msg": e.msg, "value": e.value or 0,
+                 "hex": e.hex, "seq": e.seq, "t": e.t_ms}
+                for e in self.sim.events if type(e) is Send]
 
 
 def make_live(args, config, on_event=None):

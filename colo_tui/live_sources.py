@@ -3,11 +3,22 @@ from __future__ import annotations
 
 import queue
 import socket
+from dataclasses import replace
 
 from protocol import dialects
 from protocol.endpoint import make_endpoint
 from protocol.errors import ColoError, QmpCommandError
-from protocol.events import Event
+from protocol.events import (
+    Action,
+    Checkpoint,
+    ColoExit,
+    Eof,
+    Event,
+    Migration,
+    Recv,
+    RecvInitial,
+    Send,
+)
 from protocol.record.format import Recording
 from protocol.record.playback import Playback, SideView
 
@@ -189,12 +200,12 @@ class PeerFeed(_Source):
 
         def feed(evs) -> None:
             for ev in evs:
-                if ev.side == "secondary" and ev.kind == "recv" and "msg" in ev.data:
-                    sent = Event(ev.t_ms, "primary", "send", {
-                        "msg": ev.data["msg"], "value": ev.data.get("value", 0),
-                        "dir": "P>S", "n": self.eps["secondary"].in_flight
+                if ev.side == "secondary" and type(ev) is Recv:
+                    sent = Send(
+                        ev.t_ms, "primary", msg=ev.msg, value=ev.value or 0,
+                        dir="P>S", n=self.eps["secondary"].in_flight
                         or self.eps["secondary"].checkpoint,
-                        "why": "a real QEMU primary: seen as the secondary received it"})
+                        why="a real QEMU primary: seen as the secondary received it")
                     self._follow(sent)
                     self.put(sent)
                 self._follow(ev)
@@ -235,11 +246,11 @@ class PeerFeed(_Source):
             self._view._apply(ev)
         elif ev.side != "secondary":
             return
-        elif ev.kind == "checkpoint" and ev.data.get("phase") == "commit":
-            self._view._apply(Event(ev.t_ms, "primary", "checkpoint", dict(ev.data)))
-        elif ev.kind == "action" and ev.data.get("name") == "load-initial":
-            self._view._apply(Event(ev.t_ms, "primary", "recv-initial", {}))
-        elif ev.kind == "eof":
+        elif type(ev) is Checkpoint and ev.phase == "commit":
+            self._view._apply(replace(ev, side="primary"))
+        elif type(ev) is Action and ev.name == "load-initial":
+            self._view._apply(RecvInitial(ev.t_ms, "primary"))
+        elif type(ev) is Eof:
             self.eps["primary"].error = "the connection ended (EOF from the primary)"
 
     def command(self, what: str, *args) -> None:
@@ -339,7 +350,7 @@ def _qmp_event(t_ms: float, side: str, e: dict) -> Event:
         return Event(t_ms, side, "vm", {"run": "running" if name == "RESUME" else "stopped",
                                         "qmp": name})
     if name == "COLO_EXIT":
-        return Event(t_ms, side, "colo-exit", data)
+        return ColoExit(t_ms, side, mode=data.get("mode"), reason=data.get("reason"))
     if name == "MIGRATION":
-        return Event(t_ms, side, "migration", data)
+        return Migration(t_ms, side, status=str(data.get("status")))
     return Event(t_ms, side, "qmp-event", {"event": name, **data})

@@ -430,7 +430,7 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
 def _fields(ev):
     if type(ev) is dict or isinstance(ev, Mapping):
         return ev.get("side") or "", ev.get("kind") or "?", ev.get("data") or {}
-    return ev.side, ev.kind, ev.data or {}
+    return ev.side, str(ev.kind), ev.payload()
 
 
 def clean(d: Mapping) -> dict:

@@ -6,13 +6,15 @@ fault windows and commit times), `LogModel` is the filterable event log,
 """
 from __future__ import annotations
 
+from protocol.events import EventKind as K
+
 from .sentences import clean, line, plain, sentence
 from .widgets.models import SIDE_NAMES, LadderRow
 
 HEAT_BUCKETS = 40
 LADDER_CAP = 4000
 LADDER_BURST = 800          # a bigger batch (full speed) keeps only its tail's rows
-_TRACKED = frozenset(("checkpoint", "closed", "partition", "process"))
+_TRACKED = frozenset((K.CHECKPOINT, K.CLOSED, K.PARTITION, K.PROCESS))
 _ARROW_POINTS = {"send-ram": "ram", "send-device-state": "device-state",
                  "send-initial": "initial",
                  "ram": "ram", "device-state": "device-state"}   # an imported capture's
@@ -56,14 +58,13 @@ class Ladder:
                 return
 
     def _mark_lost(self, ev, why: str) -> None:
-        d = ev.data
         for row in reversed(self.rows[-200:]):
-            if row.kind in ("msg", "payload") and row.direction == d.get("dir") and \
-                    row.point == d.get("point") and not row.lost:
+            if row.kind in ("msg", "payload") and row.direction == ev.dir and \
+                    row.point == ev.point and not row.lost:
                 row.lost = why
                 return
-        self._add(ev, "lost", direction=d.get("dir") or "", point=d.get("point") or "",
-                  label=f"{plain(d.get('point') or '?')} {why}", checkpoint=d.get("n") or 0)
+        self._add(ev, "lost", direction=ev.dir or "", point=ev.point or "",
+                  label=f"{plain(ev.point or '?')} {why}", checkpoint=ev.n or 0)
 
     def _release(self, ev, packets) -> None:
         """Output commit.  When the primary releases on vmstate-received (QEMU), the note
@@ -94,17 +95,16 @@ class Ladder:
             kind = ev.kind
             if kind not in _TRACKED:
                 continue
-            d = ev.data
-            if kind == "checkpoint":
-                if d.get("phase") == "begin":
-                    self.in_flight[ev.side] = d.get("n", 0)
-                elif d.get("phase") == "commit":
+            if kind is K.CHECKPOINT:
+                if ev.phase == "begin":
+                    self.in_flight[ev.side] = ev.n
+                elif ev.phase == "commit":
                     self.last_commit[ev.side] = ev.t_ms
-            elif kind == "closed":
+            elif kind is K.CLOSED:
                 self._closed = True
-            elif kind == "partition":
-                self._partition_until = _num(d.get("until"))
-            elif kind == "process" and d.get("what") in ("killed", "stalled", "exit"):
+            elif kind is K.PARTITION:
+                self._partition_until = _num(ev.until)
+            elif kind is K.PROCESS and ev.what in ("killed", "stalled", "exit"):
                 self._down.add(ev.side)
         self.rows.clear()
         self.version += 1
@@ -114,7 +114,7 @@ class Ladder:
             self.track(events[: len(events) - LADDER_BURST])
             events = events[len(events) - LADDER_BURST:]
         for ev in events:
-            kind, side, d = ev.kind, ev.side, clean(ev.data or {})
+            kind, side, d = ev.kind, ev.side, clean(ev.payload())
             if kind == "recv":
                 self._last_recv[side] = d.get("msg", "")
                 self._landed(side, d.get("msg", ""))
@@ -221,8 +221,7 @@ def _num(value) -> float:
 
 def _closed_label(ev) -> str:
     """Why the connection closed: a simulated close says why, an imported capture how."""
-    d = ev.data
-    why = d.get("why")
+    why = ev.why
     if why:
         return f"connection closed: {plain(why)}"
     text = sentence(ev).removeprefix("the connection closes")

@@ -20,6 +20,7 @@ from . import messages as m
 from .codec import Decoder
 from .dialects import Dialect
 from .errors import DecodeError, ProtocolError
+from .events import Recv
 from .failover import FailoverMachine
 from .machine import MIG_ACTIVE, MIG_COLO, MIG_COMPLETED, MIG_FAILED, MIG_SETUP, RoleMachine
 from .outbox import Outbox
@@ -99,8 +100,8 @@ class Endpoint:
     def _on_item(self, item) -> None:
         mach, out = self.machine, self.out
         if item.__class__ is m.Message:
-            out.emit("recv", {"msg": item.name, "value": item.value, "id": item.msg_id,
-                              "hex": item.raw.hex()})
+            out.events.append(Recv(out.now, self.role, msg=item.name, value=item.value,
+                                   id=item.msg_id, raw=item.raw))
             mach._dispatch(item.name, item)
             mach.understood += 1
         elif isinstance(item, m.RamPart):
@@ -215,7 +216,7 @@ def _reads(name: str, writable: bool = False) -> property:
 # what drivers, the simulator and the UIs read (and, for a few, set) on an endpoint
 for _name in ("role", "dialect", "mode", "guest", "colo_mode", "migration_status",
               "last_mode", "initial_stream", "load_ms", "save_ms", "faithful", "understood",
-              "expected_inputs", "pages_flushed_total"):
+              "expected_inputs", "pages_flushed_total", "loads_started", "load_started_n"):
     setattr(Endpoint, _name, _reads(_name))
 for _name in ("state", "checkpoint", "in_flight", "run_state", "colo_thread_alive", "error",
               "close_requested", "peer_closed", "exited", "checkpoint_delay_ms"):

@@ -20,7 +20,7 @@ from . import failover as fo
 from . import messages as m
 from .dialects import Dialect, guess_peer_dialect
 from .errors import LocalProtocolError, ProtocolError, QmpCommandError, RemoteProtocolError
-from .events import Event, Segment
+from .events import Event, Segment, Send, State
 from .guestport import NullGuest
 from .outbox import Outbox
 from .states import DONE, ERROR, SHUTDOWN, STOPPED, Input
@@ -40,6 +40,10 @@ class Transition(NamedTuple):
 
 class RoleMachine:
     role = "none"
+    #: control outputs for drivers (besides ``checkpoint``, the committed-checkpoint
+    #: counter): how many checkpoint loads began, and the last one's number
+    loads_started = 0
+    load_started_n = 0
     TABLE: dict[tuple[str, str], Transition] = {}
     INITIAL_STATE = "INIT"
 
@@ -97,8 +101,7 @@ class RoleMachine:
         raw = self.dialect.encode(name, value)
         out = self.out
         out.segments.append(Segment("msg", name, raw, self.in_flight, value))
-        out.events.append(Event(out.now, self.role, "send",
-                                {"msg": name, "value": value, "hex": raw.hex()}))
+        out.events.append(Send(out.now, self.role, msg=name, value=value, raw=raw))
 
     def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
         self.out.segments.append(Segment(kind, point, data, self.in_flight))
@@ -113,8 +116,8 @@ class RoleMachine:
     # ------------------------------------------------------------- the table
     def goto(self, state: str) -> None:
         if state != self.state:
-            self.out.emit("state", {"machine": self.role, "to": str(state),
-                                    "from": str(self.state)})
+            self.out.events.append(State(self.out.now, self.role, machine=self.role,
+                                         to=str(state), from_=str(self.state)))
             self.state = state
 
     def accepts(self, kind: str) -> bool:

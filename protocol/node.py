@@ -46,7 +46,8 @@ import sys
 import time
 
 from .errors import ColoError
-from .events import Event
+from .events import EventKind, make
+from .record.eventjson import to_json
 
 HB_MAGIC = b"COLOHB1\n"
 #: beyond QEMU (no timeout anywhere, bug B13): a peer that completes no record,
@@ -340,32 +341,33 @@ class Node:
     # ----------------------------------------------------------------- events
     def _node_event(self, kind: str, **data) -> None:
         now = self.engine.now_ms() if self.engine is not None else 0.0
-        self._on_events([Event(now, self.role, kind, data)])
+        self._on_events([make(now, self.role, kind, **data)])
 
     def _on_events(self, events) -> None:
         for ev in events:
-            ev.seq = self.seq
+            ev.stamp(self.seq)
             self.seq += 1
             self._log(ev)
             if self._rec is not None:
-                self._rec.write(json.dumps(ev.to_json(), default=str) + "\n")
+                self._rec.write(json.dumps(to_json(ev), default=str) + "\n")
             if self.qmp is not None:
                 self.qmp.on_endpoint_event(ev)
-            if ev.kind == "state":
+            if ev.kind is EventKind.STATE:
                 self._state_since = ev.t_ms
-            elif ev.kind == "checkpoint" and ev.data.get("phase") == "commit" \
-                    and self.target is not None and ev.data.get("n", 0) >= self.target:
-                self.request_quit("host-qmp-quit")
         ep = self.ep
+        # the endpoint's committed-checkpoint counter, not the event stream, decides
+        if self.target is not None and ep.checkpoint >= self.target and \
+                self._stop is not None and not self._stop.done():
+            self.request_quit("host-qmp-quit")
         if ep.state == "SHUTDOWN":
             self.request_quit("guest-shutdown", 1 if ep.exited else None)
 
     def _log(self, ev) -> None:
         try:
             if self.log_json:
-                self.out.write(json.dumps(ev.to_json(), default=str) + "\n")
+                self.out.write(json.dumps(to_json(ev), default=str) + "\n")
             else:
-                data = " ".join(f"{k}={v}" for k, v in ev.data.items() if k != "hex")
+                data = " ".join(f"{k}={v}" for k, v in ev.payload().items() if k != "hex")
                 self.out.write(f"{ev.t_ms:11.3f} #{ev.seq:<5} {ev.side:9} {ev.kind:18} "
                                f"{data}\n")
             self.out.flush()

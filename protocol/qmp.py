@@ -48,6 +48,7 @@ import os
 import time
 
 from .errors import ColoError
+from .events import EventKind as K
 from .qmpjson import MAX_NESTING, TOO_DEEP, dump_json, parse_json
 
 MAX_INPUT_BYTES = 64 << 10
@@ -270,13 +271,13 @@ class QmpServer:
                  limit_bytes=MAX_CLIENT_BACKLOG, at=what)
 
     def on_endpoint_event(self, ev) -> None:
-        d = ev.data
-        if ev.kind == "vm" and d.get("qmp"):
-            self.event(d["qmp"])
-        elif ev.kind == "colo-exit":
-            self.event("COLO_EXIT", {"mode": d["mode"], "reason": d["reason"]})
-        elif ev.kind == "migration" and self.capabilities.get("events"):
-            self.event("MIGRATION", {"status": d["status"]})
+        kind = ev.kind
+        if kind is K.VM and ev.qmp:
+            self.event(ev.qmp)
+        elif kind is K.COLO_EXIT:
+            self.event("COLO_EXIT", {"mode": ev.mode, "reason": ev.reason})
+        elif kind is K.MIGRATION and self.capabilities.get("events"):
+            self.event("MIGRATION", {"status": ev.status})
 
     # ------------------------------------------------------------- clients
     async def _client(self, reader, writer) -> None:

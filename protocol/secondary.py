@@ -131,6 +131,8 @@ class SecondaryMachine(RoleMachine):
         self.vmstate_loading = True
 
     def _begin_load(self) -> None:
+        self.loads_started += 1                 # the load-started signal (a control output)
+        self.load_started_n = self.in_flight
         self.emit("load", phase="begin", n=self.in_flight)
         if self.load_ms > 0:
             self.set_timer("load", self._now + self.load_ms)

@@ -16,6 +16,7 @@ from protocol import dialects
 from protocol import failover as fo
 from protocol import faults as fl
 from protocol.errors import is_user_error
+from protocol.events import EventKind as K
 from protocol.guestport import NullGuest
 
 from ..sentences import plain as _plain
@@ -115,10 +116,10 @@ def run(c, p) -> str:
                 timed_out = True
                 break
             for e in (c.step(1, wait_s=0.1) if live else c.step(1)):
-                if until is not None and (e.kind == until or e.data.get("msg") == until):
+                if until is not None and (e.kind == until or getattr(e, "msg", None) == until):
                     hit = hit or e
-                if live and e.kind == "checkpoint" and e.data.get("phase") == "commit":
-                    commits.add(e.data.get("n"))
+                if live and e.kind is K.CHECKPOINT and e.phase == "commit":
+                    commits.add(e.n)
             if hit is not None:
                 break
             done = len(commits) if live else c.sim.eps["primary"].checkpoint - start_ckpt
@@ -195,9 +196,9 @@ def heartbeat(c, p) -> str:
     side = p.args["side"]
     n = len(c.events)
     c.lost_heartbeat(side)
-    errors = [e for e in c.events[n:] if e.kind == "qmp-error"]
+    errors = [e for e in c.events[n:] if e.kind is K.QMP_ERROR]
     if errors:
-        raise CommandError(f"x-colo-lost-heartbeat on the {side}: {errors[-1].data['error']}")
+        raise CommandError(f"x-colo-lost-heartbeat on the {side}: {errors[-1].error}")
     st = c.status()[side]
     return (f"x-colo-lost-heartbeat sent to the {side}: failover state "
             f"{st['failover_state']}, query-colo-status {_colo(st)}")
@@ -270,11 +271,10 @@ def ladder(c, rows: int = LADDER_ROWS) -> str:
     width = 44
     out = []
     for e in c.events:
-        d = e.data
-        if e.kind == "send":
-            label = f" {d['msg']}" + (f" {d['value']}" if d.get("value") else "") + " "
-        elif e.kind.startswith("send-"):
-            label = f" [{e.kind[5:]} {d.get('bytes', 0)} B] "
+        if e.kind is K.SEND:
+            label = f" {e.msg}" + (f" {e.value}" if e.value else "") + " "
+        elif e.kind in (K.SEND_RAM, K.SEND_DEVICE_STATE, K.SEND_INITIAL):
+            label = f" [{e.kind[5:]} {e.bytes} B] "
         elif e.kind in _NOTES:
             note = _note(e)
             out.append(f"{e.t_ms:>12.3f}  {'':<9}|{'':^{width}}|  {e.side}: {note}")
@@ -296,8 +296,8 @@ def ladder(c, rows: int = LADDER_ROWS) -> str:
     return "\n".join([head] + body)
 
 
-_NOTES = frozenset(("error", "colo-exit", "failover", "process", "fence", "closed",
-                    "deferred", "dropped", "partition"))
+_NOTES = frozenset((K.ERROR, K.COLO_EXIT, K.FAILOVER, K.PROCESS, K.FENCE, K.CLOSED,
+                    K.DEFERRED, K.DROPPED, K.PARTITION))
 
 
 def _note(e) -> str:

@@ -1,14 +1,16 @@
 """Readable lines for events and the bottom toolbar; pure functions of data."""
 from __future__ import annotations
 
+from protocol.events import EventKind
+
 from ..sentences import SIDE_SHORT, sentence
 
 
 def event_line(ev) -> str:
     """One event as one line: ``  20000.100 P   sends checkpoint-request  (bytes 00000001)``."""
     text = sentence(ev)
-    if ev.kind in ("send", "recv") and ev.data.get("hex"):
-        text += f"  (bytes {ev.data['hex']})"
+    if ev.kind in (EventKind.SEND, EventKind.RECV) and ev.raw is not None:
+        text += f"  (bytes {ev.hex})"
     return f"{ev.t_ms:>12.3f} {SIDE_SHORT.get(ev.side, ev.side):<3} {text}"
 
 

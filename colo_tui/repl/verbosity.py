@@ -6,10 +6,12 @@ background client traffic (hundreds of lines a run); ``all``: everything.
 """
 from __future__ import annotations
 
+from protocol.events import EventKind as K
+
 LEVELS = ("quiet", "normal", "all")
 DEFAULT = "normal"
-_QUIET_KINDS = frozenset({"send", "error", "failover", "colo-exit", "end", "fault",
-                          "take-over", "qmp-error"})
+_QUIET_KINDS = frozenset({K.SEND, K.ERROR, K.FAILOVER, K.COLO_EXIT, K.END, K.FAULT,
+                          K.QMP_ERROR})
 _BACKGROUND_SIDES = frozenset({"client"})
 
 

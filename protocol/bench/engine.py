@@ -22,6 +22,7 @@ import statistics
 import struct
 import time
 
+from ..events import Checkpoint
 from ..guestport import NullGuest
 from ..memtune import keep_large_buffers
 from ..pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
@@ -78,8 +79,8 @@ def _engine_side(role, lsock_or_port, cfg, q):
 
     def on_events(evs):
         for e in evs:
-            if e.kind == "checkpoint":
-                marks.append((e.data["phase"], e.t_ms))
+            if type(e) is Checkpoint:
+                marks.append((e.phase, e.t_ms))
     # the secondary closes once the primary has gone (its EOF is an error there):
     # otherwise it would wait for the harness to kill it
     eng = Engine(ep, loop, nodelay=cfg["nodelay"], coalesce=cfg["coalesce"],

@@ -29,6 +29,7 @@ import msgspec
 
 from ..errors import OutputFileError, RecordingError
 from . import schema
+from .eventjson import to_json
 from .outfile import FORCE_HINT, TempTarget, check_target, fsync_dir
 
 FORMAT = "colo-recording"
@@ -157,7 +158,7 @@ class Writer:
             self._writing = False
 
     def event(self, ev) -> None:
-        self._write(ev.to_json() if hasattr(ev, "to_json") else ev)
+        self._write(ev if isinstance(ev, dict) else to_json(ev))
 
     def input(self, item: dict, step: int) -> None:
         self._write({"input": {k: v for k, v in item.items() if k != "step"}, "step": step})

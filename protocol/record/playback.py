@@ -8,12 +8,16 @@ refused, since the past of a real capture cannot be changed.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import dialects
 from ..errors import ColoError
-from ..events import Event
+from ..events import Event, Send
+from ..events import EventKind as K
 from ..failover import COMPLETED, NONE
 from ..guestport import NullGuest
 from ..sim.config import SimConfig
+from .eventjson import from_json
 from .format import Recording
 
 SIDES = ("primary", "secondary")
@@ -105,7 +109,7 @@ class Playback(ReadSide):
                              seed=int(head.get("seed", 0) or 0))
         self.dialect = dialects.get(self.cfg.dialect)
         self.peer_dialect = self.dialect
-        self._recorded = rec.events
+        self._recorded = [self._typed(raw, i) for i, raw in enumerate(rec.events)]
         eps = {s: SideView(s, self.dialect) for s in SIDES}
         self._init_read_side(eps, {s: eps[s].guest for s in SIDES}, on_event)
         self.ended: str | None = None
@@ -117,13 +121,7 @@ class Playback(ReadSide):
     def step(self) -> list[Event]:
         if self.finished:
             return []
-        raw = self._recorded[self.steps]
-        ev = Event(float(raw.get("t", 0.0)), raw.get("side", "?"), raw.get("kind", "?"),
-                   dict(raw.get("data") or {}), int(raw.get("seq", self.steps)))
-        if ev.kind == "send" and "hex" not in ev.data and ev.data.get("msg") in self.dialect.ids:
-            # the bytes are the dialect's encoding of the message (imported captures keep
-            # names and values)
-            ev.data["hex"] = self.dialect.encode(ev.data["msg"], ev.data.get("value") or 0).hex()
+        ev = self._recorded[self.steps]
         self.steps += 1
         self.now = max(self.now, ev.t_ms)
         self._apply(ev)
@@ -147,33 +145,44 @@ class Playback(ReadSide):
                 return True
         return bool(predicate(self))
 
+    def _typed(self, raw: dict, i: int) -> Event:
+        if "seq" not in raw:
+            raw = {**raw, "seq": i}
+        ev = from_json(raw, where=f"event {i}")
+        if type(ev) is Send and ev.raw is None and ev.msg in self.dialect.ids:
+            # the bytes are the dialect's encoding of the message (imported captures keep
+            # names and values)
+            ev = replace(ev, raw=self.dialect.encode(ev.msg, ev.value or 0))
+        return ev
+
     def _apply(self, ev: Event) -> None:
-        side, kind, d = ev.side, ev.kind, ev.data
+        side, kind = ev.side, ev.kind
         view = self.eps.get(side)
-        if kind == "recv-initial":
+        if kind is K.RECV_INITIAL:
             for v in self.eps.values():
                 v.migration_status = "colo"
                 v.colo_thread_alive = True
-        elif kind == "send" and view is not None:
-            state, run = _AFTER_SEND.get((side, d.get("msg")), (view.state, None))
+        elif kind is K.SEND and view is not None:
+            state, run = _AFTER_SEND.get((side, ev.msg), (view.state, None))
             view.state = state
             if run:
                 view.run_state = run
-            if d.get("msg") == "checkpoint-request":
-                view.in_flight = d.get("n", view.checkpoint + 1)
-            if d.get("msg") == "vmstate-loaded":
-                view.checkpoint, view.in_flight = d.get("n", view.checkpoint + 1), 0
-        elif kind == "checkpoint" and view is not None and d.get("phase") == "commit":
-            view.checkpoint, view.in_flight = d.get("n", view.checkpoint + 1), 0
+            n = ev.n if ev.n is not None else view.checkpoint + 1
+            if ev.msg == "checkpoint-request":
+                view.in_flight = n
+            if ev.msg == "vmstate-loaded":
+                view.checkpoint, view.in_flight = n, 0
+        elif kind is K.CHECKPOINT and view is not None and ev.phase == "commit":
+            view.checkpoint, view.in_flight = ev.n, 0
             view.state, view.run_state = "IDLE", "running"
-        elif kind == "closed" or (kind == "link" and d.get("how")):
-            self.ended = d.get("how") or "closed"
+        elif kind is K.CLOSED:
+            self.ended = ev.how or "closed"
             for v in self.eps.values():
                 v.error = f"connection ended ({self.ended})"
-        elif kind == "colo-exit" and view is not None:
+        elif kind is K.COLO_EXIT and view is not None:
             view.colo_thread_alive = False
-        elif kind == "failover" and view is not None:
-            view.failover.state = d.get("to", view.failover.state)
+        elif kind is K.FAILOVER and view is not None:
+            view.failover.state = ev.to or view.failover.state
 
     def outcome(self) -> str:
         if self.ended:

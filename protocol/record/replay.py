@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..errors import ColoError, RecordingError
 from ..sim.core import Simulation
 from . import facts
+from .eventjson import to_json
 from .format import Recording
 
 
@@ -79,7 +80,7 @@ def verify(rec: Recording) -> ReplayResult:
             k = done[0]
             if k >= len(want):
                 return not rec.cut        # more than was recorded (a cut file: enough)
-            a, b = _norm(want[k]), _norm(got[k].to_json())
+            a, b = _norm(want[k]), _norm(to_json(got[k]))
             if a != b:
                 diff.append({"seq": want[k].get("seq"), "recorded": json.loads(a),
                              "replayed": json.loads(b)})
@@ -105,7 +106,7 @@ def _count_diff(want: list[dict], sim) -> dict:
     got = sim.events
     n = min(len(want), len(got))
     return {"seq": n, "recorded": want[n] if len(want) > n else None,
-            "replayed": got[n].to_json() if len(got) > n else None,
+            "replayed": to_json(got[n]) if len(got) > n else None,
             "why": f"recorded {len(want)} events, replay produced {len(got)}"
                    + (" (and stopped there)" if len(got) > len(want) else "")}
 

@@ -7,6 +7,7 @@ same bytes, and checkpoints when they diverge.
 """
 from __future__ import annotations
 
+from ..events import EventKind as K
 from .config import SimConfig
 from .core import Simulation
 
@@ -22,18 +23,18 @@ def _percentile(values: list[float], q: float) -> float:
 def measure(cfg: SimConfig, duration_ms: float) -> dict:
     sim = Simulation(cfg, keep_events=True)
     sim.run_until(lambda s: s.now >= duration_ms, max_steps=2_000_000)
-    pages = sum(e.data.get("pages", 0) for e in sim.events
-                if e.kind == "send-ram" or (e.kind == "action" and e.data.get("name") ==
-                                            "cache-pages" and not sim.dialect.ram_outside_blob))
-    ram_bytes = sum(e.data.get("bytes", 0) for e in sim.events
-                    if e.kind in ("send-ram", "send-device-state"))
+    pages = sum(e.pages or 0 for e in sim.events
+                if e.kind is K.SEND_RAM or (e.kind is K.ACTION and e.name == "cache-pages"
+                                            and not sim.dialect.ram_outside_blob))
+    ram_bytes = sum(e.bytes for e in sim.events
+                    if e.kind in (K.SEND_RAM, K.SEND_DEVICE_STATE))
     log = sim.guests["primary"].client_log
     latency = [r.t_ms - r.packet.created_ms for r in log.released]
-    begins = [e for e in sim.events if e.kind == "checkpoint" and e.side == "primary"
-              and e.data["phase"] == "begin"]
+    begins = [e for e in sim.events if e.kind is K.CHECKPOINT and e.side == "primary"
+              and e.phase == "begin"]
     reasons: dict[str, int] = {}
     for e in begins:
-        reasons[e.data["reason"]] = reasons.get(e.data["reason"], 0) + 1
+        reasons[e.reason] = reasons.get(e.reason, 0) + 1
     return {"mode": cfg.mode, "checkpoints": sim.eps["primary"].checkpoint,
             "triggers": ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-",
             "pages_sent": pages, "state_bytes_sent": ram_bytes,

@@ -17,14 +17,14 @@ from .. import failover as fo
 from .. import faults as fl
 from ..endpoint import make_endpoint
 from ..errors import FaultSpecError, QmpCommandError
-from ..events import Event
+from ..events import ColoExit, Deliver, Error, Event, Vm, make, set_seq
 from ..transport.memory import P2S, S2P, MemoryLink, size_of
 from .config import SimConfig
 from .invariants import KINDS as _INVARIANT_KINDS
 from .invariants import Invariants
 
 SIDES = ("primary", "secondary")
-_WATCH = frozenset(("checkpoint", "error", "colo-exit", "load", "vm"))
+_WATCH = frozenset((Error, ColoExit, Vm))   # classes: identity tests (hot path)
 _BACKGROUND = frozenset(("client", "guest-tick"))
 OTHER = {"primary": "secondary", "secondary": "primary"}
 
@@ -71,6 +71,9 @@ class Simulation:
         self.now = 0.0
         self.steps = 0
         self.seq = 0
+        #: each endpoint's committed-checkpoint counter as last seen (the watchdog's progress)
+        self._committed = {s: 0 for s in SIDES}
+        self._loads = {s: 0 for s in SIDES}             # each endpoint's loads_started
         self.events: list[Event] = []
         self.keep_events = keep_events
         self.on_event = on_event
@@ -124,12 +127,12 @@ class Simulation:
         heapq.heappush(self._queue, (at, next(self._order), kind, payload))
 
     def emit(self, side: str, kind: str, /, **data) -> None:
-        self._record(Event(self.now, side, kind, data))
+        self._record(make(self.now, side, kind, **data))
 
     def _record(self, ev: Event) -> None:
         if ev.side != "client":
             self._n_protocol += 1
-        ev.seq = self.seq
+        ev.stamp(self.seq)
         self.seq += 1
         if self.keep_events:
             self.events.append(ev)
@@ -209,7 +212,7 @@ class Simulation:
                 "bytes": size_of(d.data)}
         if d.note:
             data["note"] = d.note
-        self._record(Event(self.now, "link", "deliver", data))
+        self._record(Deliver(self.now, "link", **data))
         ep = self.eps[side]
         for part in parts:
             ep.receive_data(part, self.now)
@@ -282,7 +285,7 @@ class Simulation:
                 self._n_protocol += len(evs)
                 seq = self.seq
                 for ev in evs:
-                    ev.seq = seq
+                    set_seq(ev, seq)
                     seq += 1
                 self.seq = seq
                 if self.keep_events:
@@ -291,7 +294,7 @@ class Simulation:
                                              _WATCH, self.on_event)
                 react = []
                 for ev in evs:
-                    kind = ev.kind
+                    kind = type(ev)
                     if kind in inv_kinds:
                         inv(ev)
                     if cb is not None:
@@ -303,6 +306,13 @@ class Simulation:
                 # in the same order as `events`
                 for ev in react:
                     self._after_endpoint_event(side, ev)
+            # the endpoint's control outputs, not its event stream, drive the reactions
+            if ep.loads_started != self._loads[side]:    # a checkpoint load began
+                self._loads[side] = ep.loads_started
+                self._fire_process_faults("load", ep.load_started_n, side)
+            if ep.checkpoint != self._committed[side]:   # the committed-checkpoint counter
+                self._committed[side] = ep.checkpoint
+                self._last_progress = self.now
             batch: list = []
             for seg in ep.segments_to_send():
                 if self._plain(side, seg):
@@ -328,16 +338,10 @@ class Simulation:
                     self._push(at, "timer", side)
 
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
-        kind, data = ev.kind, ev.data
-        if kind == "checkpoint":
-            if data.get("phase") == "commit":
-                self._last_progress = self.now
-        elif kind == "error" or (kind == "colo-exit" and data.get("reason") == "error"):
+        kind = type(ev)
+        if kind is Error or (kind is ColoExit and ev.reason == "error"):
             self.arbiter_watch()
-        elif kind == "load":
-            if data.get("phase") == "begin":
-                self._fire_process_faults("load", data["n"], side)
-        elif kind == "vm" and side == "primary" and data.get("run") == "colo" \
+        elif kind is Vm and side == "primary" and ev.run == "colo" \
                 and not self._null_guest:
             self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
 

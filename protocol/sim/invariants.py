@@ -8,14 +8,25 @@ live in `guestwatch`.
 """
 from __future__ import annotations
 
+from ..events import (
+    Action,
+    Checkpoint,
+    Load,
+    Recv,
+    Send,
+    SendDeviceState,
+    State,
+    StoppedForCheckpoint,
+)
+
 NAMES = ("consistency", "output_commit", "client_history", "one_active_vm",
          "whole_checkpoint", "termination", "monotonic_checkpoints", "vmstate_size",
          "flush_set", "compare_honesty", "dirty_log", "whole_survivor")
 
 
-#: the event kinds the invariants look at (the simulator skips the others)
-KINDS = frozenset(("state", "checkpoint", "recv", "action", "stopped-for-checkpoint",
-                   "send", "send-device-state", "load"))
+#: the event classes the invariants look at (the simulator skips the others)
+KINDS = frozenset((State, Checkpoint, Recv, Action, StoppedForCheckpoint, Send,
+                   SendDeviceState, Load))
 _KINDS = KINDS
 
 
@@ -48,14 +59,14 @@ class Invariants:
 
     # -- per event -------------------------------------------------------------
     def on_event(self, ev) -> None:
-        kind = ev.kind
+        kind = type(ev)              # the class: an identity test per branch (hot path)
         if kind not in _KINDS:
             return
-        side, d = ev.side, ev.data
-        if kind == "state":
-            self._state[side] = d["to"]
-        elif kind == "checkpoint" and d.get("phase") == "begin":
-            n = d["n"]
+        side = ev.side
+        if kind is State:
+            self._state[side] = ev.to
+        elif kind is Checkpoint and ev.phase == "begin":
+            n = ev.n
             if n != self._last_commit[side] + 1:
                 self.fail("monotonic_checkpoints", f"{side} began checkpoint {n} after "
                           f"committing {self._last_commit[side]}")
@@ -63,56 +74,56 @@ class Invariants:
                 self.fail("monotonic_checkpoints", f"the secondary began checkpoint {n} "
                           f"while the primary runs checkpoint {self._in_flight['primary']}")
             self._in_flight[side] = n
-        elif kind == "checkpoint" and d.get("phase") == "commit":
-            n = d["n"]
+        elif kind is Checkpoint and ev.phase == "commit":
+            n = ev.n
             if n != self._last_commit[side] + 1:
                 self.fail("monotonic_checkpoints",
                           f"{side} committed checkpoint {n} after {self._last_commit[side]}")
             self._last_commit[side] = n
             if side == "secondary":
                 self.check_consistency(n)
-        elif kind == "send" and side == "primary" and d.get("msg") == "vmstate-size":
-            self._size_sent = d.get("value")
-        elif kind == "send-device-state" and side == "primary":
+        elif kind is Send and side == "primary" and ev.msg == "vmstate-size":
+            self._size_sent = ev.value
+        elif kind is SendDeviceState and side == "primary":
             if self.watch is not None:      # the PVM is stopped and its dirty log synced
                 self.watch.check_pvm_stopped(self._in_flight["primary"])
-            if self._size_sent is not None and d.get("bytes") != self._size_sent:
+            if self._size_sent is not None and ev.bytes != self._size_sent:
                 self.fail("vmstate_size", f"checkpoint {self._in_flight['primary']}: the "
                           f"primary announced vmstate-size {self._size_sent} but sent a "
-                          f"{d.get('bytes')}-byte device blob")
+                          f"{ev.bytes}-byte device blob")
             self._size_sent = None
-        elif kind == "load" and side == "secondary":
-            self.loading_n = d["n"] if d.get("phase") == "begin" else 0
-        elif kind == "send" and side == "secondary" and d.get("msg") == "vmstate-received":
+        elif kind is Load and side == "secondary":
+            self.loading_n = ev.n if ev.phase == "begin" else 0
+        elif kind is Send and side == "secondary" and ev.msg == "vmstate-received":
             self._received_whole = self._in_flight["secondary"]
-        elif kind == "action" and d.get("name") == "take-over" and side == "secondary":
+        elif kind is Action and ev.name == "take-over" and side == "secondary":
             self._check_relaunch()
-        elif kind == "action" and d.get("name") == "expect-blob" and side == "secondary":
-            self._size_expected = d.get("bytes")
-        elif kind == "action" and d.get("name") == "load-devices" and side == "secondary":
+        elif kind is Action and ev.name == "expect-blob" and side == "secondary":
+            self._size_expected = ev.bytes
+        elif kind is Action and ev.name == "load-devices" and side == "secondary":
             want = self._size_expected
             if want is not None and self.sim.peer_dialect.ram_outside_blob and \
-                    d.get("bytes") != want:
+                    ev.bytes != want:
                 self.fail("vmstate_size", f"checkpoint {self.loading_n}: the secondary "
-                          f"acknowledged a device blob of {d.get('bytes')} bytes with "
+                          f"acknowledged a device blob of {ev.bytes} bytes with "
                           f"vmstate-received, but vmstate-size said {want}")
             self._size_expected = None
-        elif kind == "recv" and side == "primary" and \
-                d.get("msg") == self.sim.dialect.release_after:
+        elif kind is Recv and side == "primary" and \
+                ev.msg == self.sim.dialect.release_after:
             self._received[self._in_flight["primary"]] = True
-        elif kind == "action" and d.get("name") == "release-output" and side == "primary":
+        elif kind is Action and ev.name == "release-output" and side == "primary":
             n = self._in_flight["primary"]
             if not self._received.get(n):
                 self.fail("output_commit", f"primary released output of checkpoint {n} "
                           f"before {self.sim.dialect.release_after} arrived")
-        elif kind == "action" and d.get("name") == "flush-cache" and side == "secondary":
+        elif kind is Action and ev.name == "flush-cache" and side == "secondary":
             if self._state["secondary"] != "LOADING":
                 self.fail("whole_checkpoint", "the secondary flushed its RAM cache in state "
                           f"{self._state['secondary']} (only a whole checkpoint may be flushed)")
-        elif kind == "stopped-for-checkpoint" and side == "primary":
+        elif kind is StoppedForCheckpoint and side == "primary":
             snap = getattr(self.sim.guests["primary"], "digest", None)
             if snap is not None:
-                self._snapshots[d["n"]] = snap()
+                self._snapshots[ev.n] = snap()
 
     def check_consistency(self, n: int) -> None:
         """The SVM equals the PVM at its stop for checkpoint n (checked once: before the

@@ -1,15 +1,13 @@
 """Plain words: every event kind gets a sentence, and no Python repr reaches a user.
 
-The kinds are not listed by hand: `emitted_kinds()` reads them from the code (every
-`emit(...)`, `_emit(...)`, `Event(...)` and an imported capture's `add(...)` with a
-literal kind), and the text is checked on real sessions: every dialect and mode, the
-guest model and none, faults and failovers, the golden recordings, an imported capture
-and a live TCP pair.  Each text goes through every place a user reads it: the TUI's log
-and explanation pane, the ladder, the REPL's event lines and `colo run --events`.
+The kinds are not listed by hand: they come from the event classes' registry
+(`protocol.events.KINDS`), and the text is checked on real sessions: every dialect and
+mode, the guest model and none, faults and failovers, the golden recordings, an imported
+capture and a live TCP pair.  Each text goes through every place a user reads it: the
+TUI's log and explanation pane, the ladder, the REPL's event lines and `colo run --events`.
 """
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -21,9 +19,11 @@ from colo_tui.control import Controller
 from colo_tui.explain import explain, explain_last
 from colo_tui.repl.render import event_line
 from colo_tui.tui_views import Ladder, LogModel
-from protocol.events import Event
+from protocol.events import ACTION_NAMES, KINDS, Event, EventKind
 from protocol.record import format as rf
+from protocol.record.eventjson import from_json
 from protocol.sim.config import SimConfig
+from tests._events import sample
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN1 = ROOT.parent / "shared" / "qemu-colo" / "run1" / "capture.pcap"
@@ -37,68 +37,28 @@ def _leaks(text: str) -> list[str]:
     return [m.group(0) for m in REPR.finditer(text)]
 
 
-# ------------------------------------------------------------ kinds from the code
-_EMITTERS = {"emit", "_emit", "Event", "_node_event", "add"}
-
-
-def _kind_args(call: ast.Call) -> list[ast.expr]:
-    """The argument that names the kind: the last literal string before the data."""
-    name = call.func.attr if isinstance(call.func, ast.Attribute) else \
-        call.func.id if isinstance(call.func, ast.Name) else ""
-    if name not in _EMITTERS:
-        return []
-    strs = [a for a in call.args if isinstance(a, (ast.Constant, ast.IfExp, ast.BinOp))]
-    return strs[-1:] if strs else []
-
-
-def _literals(node: ast.expr) -> list[str]:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, ast.IfExp):
-        return _literals(node.body) + _literals(node.orelse)
-    if isinstance(node, ast.BinOp) and isinstance(node.left, ast.Constant) and \
-            node.left.value == "send-":              # endpoint: "send-" + the segment's point
-        return ["send-ram", "send-device-state", "send-initial"]
-    return []
-
-
-def emitted() -> list[tuple[str, str, dict]]:
-    """(kind, where, {keyword: literal or None}) for every call site that emits an event."""
-    out = []
-    for folder in ("protocol", "colo_tui"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            tree = ast.parse(path.read_text(), str(path))
-            for node in ast.walk(tree):
-                if not isinstance(node, ast.Call):
-                    continue
-                for arg in _kind_args(node):
-                    for kind in _literals(arg):
-                        if not re.fullmatch(r"[a-z][a-z-]*", kind) or kind in (
-                                "link", "sim", "primary", "secondary", "operator", "arbiter",
-                                "client", "live"):
-                            continue
-                        kw = {k.arg: (k.value.value if isinstance(k.value, ast.Constant)
-                                      else None) for k in node.keywords if k.arg}
-                        where = f"{path.relative_to(ROOT)}:{node.lineno}"
-                        out.append((kind, where, kw))
-    return out
-
-
-def test_the_code_scan_finds_the_kinds_we_know():
-    kinds = {k for k, _w, _kw in emitted()}
-    # a sanity check of the scanner itself: kinds from each emitter
+# ------------------------------------------------------------ kinds from the classes
+def test_the_registry_is_the_list_of_kinds():
+    assert set(KINDS) == {str(k) for k in EventKind}
+    for name, cls in KINDS.items():
+        assert cls.kind is EventKind(name) and cls.kind == name
     assert {"send-ram", "checkpoint", "watchdog", "fence", "qmp-event", "status",
             "listening", "upstream-failed", "ram", "device-state", "closed",
-            "stopped-for-checkpoint", "recv-initial"} <= kinds
-    assert len(kinds) > 50
+            "stopped-for-checkpoint", "recv-initial"} <= set(KINDS)
 
 
-def test_every_kind_in_the_code_has_its_own_sentence():
-    missing = sorted({f"{k} ({w})" for k, w, _kw in emitted() if k not in sentences.KINDS})
+def test_every_kind_has_its_own_sentence():
+    missing = sorted(set(KINDS) - set(sentences.KINDS))
     assert not missing, f"event kinds without a sentence: {missing}"
-    names = {kw.get("name") for k, _w, kw in emitted() if k == "action"}
-    names.discard(None)
-    assert names and names <= set(sentences._ACTIONS), names - set(sentences._ACTIONS)
+    assert ACTION_NAMES <= set(sentences._ACTIONS), ACTION_NAMES - set(sentences._ACTIONS)
+
+
+def test_the_sessions_name_only_known_actions():
+    c = Controller(SimConfig(guest="model", checkpoints=2, load_ms=5.0,
+                             faults=["kill-primary@vmstate-send#2"]))
+    c.run()
+    names = {e.name for e in c.events if e.kind is EventKind.ACTION}
+    assert {"save-devices", "flush-cache", "take-over"} <= names <= ACTION_NAMES
 
 
 #: awkward values an event field can hold: None, booleans, lists, dicts, bytes
@@ -107,14 +67,16 @@ ODD = (None, True, False, [3, 4, 5, 9], {"pc.ram": 3, "vga": None}, b"\x00\x01",
 
 
 @pytest.mark.parametrize("odd", ODD, ids=repr)
-def test_every_call_site_renders_without_repr(odd):
-    """Each call site's own fields, filled with each awkward value."""
-    for kind, where, kw in emitted():
-        data = {k: (v if v is not None else odd) for k, v in kw.items()}
+def test_every_kind_renders_without_repr(odd):
+    """Each kind's own fields, all filled with each awkward value (``raw``, the bytes of
+    a message, only with bytes)."""
+    for kind in KINDS:
         for side in ("primary", "link", "arbiter"):
-            ev = Event(1.5, side, kind, data, 7)
+            raw = {"raw": odd} if isinstance(odd, bytes) else {"raw": None}
+            has_raw = kind in ("send", "recv")
+            ev = sample(kind, side, fill=odd, **(raw if has_raw else {}))
             for text in _all_texts(ev, "qemu"):
-                assert not _leaks(text), (where, kind, data, text)
+                assert not _leaks(text), (kind, ev, text)
 
 
 # ------------------------------------------------------------------ real sessions
@@ -131,11 +93,10 @@ def _check(events, dialect: str) -> set[str]:
     kinds = set()
     for ev in events:
         if isinstance(ev, dict):
-            ev = Event(ev.get("t", 0.0), ev.get("side", ""), ev.get("kind", ""),
-                       ev.get("data") or {}, ev.get("seq", -1))
+            ev = from_json(ev)
         kinds.add(ev.kind)
         for text in _all_texts(ev, dialect):
-            assert not _leaks(text), (ev.kind, ev.data, text, _leaks(text))
+            assert not _leaks(text), (ev.kind, ev.payload(), text, _leaks(text))
     return kinds
 
 

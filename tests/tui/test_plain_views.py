@@ -214,18 +214,16 @@ def test_an_invalid_id_guesses_a_dialect_only_before_the_peer_made_sense():
 def test_a_message_is_drawn_in_flight_until_it_is_received() -> None:
     from colo_tui.tui_views import Ladder
     from colo_tui.widgets.ladder import row_text
-    from protocol.events import Event
+    from protocol.events import Recv, Send
     ladder = Ladder(flight=True)
-    send = Event(1.0, "primary", "send", {"msg": "checkpoint-request", "value": 0})
-    send.seq = 0
+    send = Send(1.0, "primary", msg="checkpoint-request", value=0, seq=0)
     ladder.feed([send])
     row = ladder.rows[-1]
     flying = row_text(row, 60)
     assert row.flying and "▷" in flying and "┄" in flying and "checkpoint-request" in flying
     assert flying.rstrip().endswith("▷") and len(flying.rstrip()) < 60    # half-way
     before = ladder.version
-    recv = Event(1.05, "secondary", "recv", {"msg": "checkpoint-request", "value": 0})
-    recv.seq = 1
+    recv = Recv(1.05, "secondary", msg="checkpoint-request", value=0, seq=1)
     ladder.feed([recv])
     assert not row.flying and ladder.version > before
     landed = row_text(row, 60)
