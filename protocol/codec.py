@@ -264,7 +264,7 @@ class Decoder:
         self._state = _MSG
         self._reader = None
         return m.RamPart(records, self.bytes_consumed - self._reader_start,
-                         reader.pages, dict(reader.kind_counts))
+                         reader.pages, dict(reader.kind_counts), dict(reader.block_counts))
 
     def _next_initial(self):
         from .stream import InitialReader, StreamError
