@@ -233,7 +233,7 @@ class ProxyMachine:
     def _decoder(self, d: _Dir, first: int) -> Decoder:
         initial = d.name == P2S and self.dialect.name == "qemu" and first == _QEMU_MAGIC_FIRST
         dec = Decoder(self.dialect, d.sender, expect_initial=initial,
-                      max_blob_bytes=self.max_blob_bytes)
+                      max_blob_bytes=self.max_blob_bytes, keep_records=False)
         if initial:
             d.t_initial = self.now
             d.piece = _Piece("initial", 0, [], None)

@@ -7,9 +7,9 @@ COLO primary and secondary.
 The primary connects to the proxy; the proxy connects to the secondary.  The
 first connection is the COLO connection: `protocol.proxymachine.ProxyMachine`
 decodes both directions and applies the fault plan with the simulator's
-meanings; this module only moves bytes (64 KiB reads, ``drain`` backpressure)
-and carries out the machine's actions: forward, hold (delay), partition,
-close (FIN) or reset (RST), and process faults, which go to
+meanings; this module only moves bytes (reads of up to 1 MiB, ``drain``
+backpressure) and carries out the machine's actions: forward, hold (delay),
+partition, close (FIN) or reset (RST), and process faults, which go to
 ``on_process_fault(fault)`` (awaited if it returns an awaitable; without one,
 process faults are refused when the plan is checked).  Later connections (the
 nodes' out-of-band heartbeat channel) are forwarded raw; partitions hold them.
@@ -49,7 +49,8 @@ from ..proxymachine import (
 __all__ = ["P2S", "S2P", "LOG_FORMAT", "Proxy", "check_faults", "format_event", "main",
            "run_proxy"]
 
-CHUNK = 65536
+CHUNK = 1 << 20            # the most one read returns: fewer wake-ups per MiB
+READ_LIMIT = 1 << 20       # each reader buffers this much before it pauses the socket
 LOG_FORMAT, LOG_VERSION = "colo-proxy-log", 1
 MAX_LOG = 10_000
 CALLBACK_TIMEOUT_S = 10
@@ -118,7 +119,8 @@ class Proxy:
     async def start(self) -> int:
         from ..node import warn_all_interfaces
         warn_all_interfaces("colo proxy", "--listen", self.listen)
-        self.server = await asyncio.start_server(self._accept, *self.listen)
+        self.server = await asyncio.start_server(self._accept, *self.listen,
+                                                 limit=READ_LIMIT)
         self.port = self.server.sockets[0].getsockname()[1]
         self.emit("link", "listening", listen=f"{self.listen[0]}:{self.port}",
                   connect=f"{self.connect[0]}:{self.connect[1]}",
@@ -158,7 +160,8 @@ class Proxy:
     async def _serve(self, reader, writer) -> None:
         peer = writer.get_extra_info("peername")
         try:
-            up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*self.connect), 10)
+            up_r, up_w = await asyncio.wait_for(
+                asyncio.open_connection(*self.connect, limit=READ_LIMIT), 10)
         except (OSError, TimeoutError) as exc:
             self.emit("link", "upstream-failed", error=str(exc) or type(exc).__name__)
             writer.transport.abort()
