@@ -1,4 +1,4 @@
-"""Every fault kind through the fault proxy between two real nodes: a defined end."""
+"""Every fault kind through the proxy between two real nodes: a defined end."""
 from __future__ import annotations
 
 import asyncio
