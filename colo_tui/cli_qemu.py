@@ -289,9 +289,9 @@ def _fire_timer(ep, now: float) -> float:
 
 # ------------------------------------------------------------------ proxy
 def cmd_proxy(args) -> int:
-    from protocol.transport import liveproxy
+    from protocol.transport import proxy
 
     from .argtypes import record_target_refused
     if (refused := record_target_refused(args)) is not None:
         return refused
-    return liveproxy.main(args)
+    return proxy.main(args)

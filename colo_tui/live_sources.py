@@ -133,7 +133,7 @@ class ProxyFeed(_Source):
     def run(self) -> None:
         import asyncio
 
-        from protocol.transport.liveproxy import run_proxy
+        from protocol.transport.proxy import run_proxy
         from protocol.transport.tcp import new_loop
         loop = self.loop = new_loop()
         asyncio.set_event_loop(loop)

@@ -37,7 +37,7 @@ class Decoder:
                  expect_initial: bool = False,
                  max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-                 on_initial_page=None) -> None:
+                 on_initial_page=None, keep_records: bool = True) -> None:
         if sender not in ("primary", "secondary"):
             raise ValueError(f"sender must be primary or secondary, not {sender!r}")
         self.dialect = dialect
@@ -54,6 +54,9 @@ class Decoder:
         self._reader = None
         self._reader_start = 0
         self._on_initial_page = on_initial_page
+        #: False: a RAM part's page records are counted, never handed out (no
+        #: RamChunk; RamPart.records is empty), for a consumer that keeps no page
+        self.keep_records = keep_records
         self.bytes_consumed = 0
         self.closed = False
         #: optional: would the reader accept this message now?  Lets an unexpected
@@ -254,9 +257,13 @@ class Decoder:
         if kind is not bytearray:
             self._pos += used
         self.bytes_consumed += used
-        records = reader.take_records()
-        if not isinstance(records, PageBatch):
-            records = tuple(records)
+        if self.keep_records:
+            records = reader.take_records()
+            if not isinstance(records, PageBatch):
+                records = tuple(records)
+        else:
+            reader.drop_records()
+            records = ()
         if not reader.done:
             # hand the records out now: the part is never held whole (it may be
             # as large as the guest's RAM, or a hostile peer's endless one)
@@ -264,7 +271,7 @@ class Decoder:
         self._state = _MSG
         self._reader = None
         return m.RamPart(records, self.bytes_consumed - self._reader_start,
-                         reader.pages, dict(reader.kind_counts))
+                         reader.pages, dict(reader.kind_counts), dict(reader.block_counts))
 
     def _next_initial(self):
         from .stream import InitialReader, StreamError

@@ -90,19 +90,6 @@ class Event(metaclass=_EventMeta):
             out[key] = v
         return out
 
-    def to_json(self) -> dict:
-        """The recording line of this event: ``protocol.record.eventjson.to_json`` (kept
-        for the proxy drivers, which call it on the event)."""
-        from .record.eventjson import to_json
-        return to_json(self)
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """Deprecated, a fresh copy of ``payload()``: kept only for the proxy's
-        ``format_event`` (protocol/transport/liveproxy.py, being rewritten); everything
-        else reads the typed fields.  Remove once the proxy rewrite is merged."""
-        return self.payload()
-
 
 #: set_seq(event, n): the stream's numbering, written through the slot itself
 set_seq = Event.__dict__["seq"].__set__

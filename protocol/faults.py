@@ -125,6 +125,58 @@ def parse_all(specs) -> list[Fault]:
     return [parse(s) for s in specs]
 
 
+def check_fault(f: Fault, dialect) -> None:
+    """Refuse a fault ``dialect``'s wire cannot carry (FaultSpecError): the one check
+    the simulator and the proxy share."""
+    name = dialect.name
+    if f.kind == "unexpected" and f.arg not in dialect.ids:
+        raise FaultSpecError(f"{f}: {f.arg!r} does not exist in the {name} "
+                             f"dialect ({', '.join(dialect.ids)})")
+    if f.point == "ram" and not dialect.ram_outside_blob:
+        raise FaultSpecError(f"{f}: the {name} dialect sends RAM inside the "
+                             "device-state blob; use @device-state")
+    if f.point not in STAGES and f.point not in dialect.ids:
+        raise FaultSpecError(f"{f}: the {name} dialect has no {f.point!r}")
+
+
+class FaultPlan:
+    """Which faults of a plan fire at a piece, each at most once.
+
+    A piece is named by its POINT and checkpoint N (``checkpoint-ready`` and the
+    pieces before the first checkpoint count as #1).  The simulator and the proxy
+    ask the same questions in the same order: process faults (and ``partition``)
+    first, just before the piece leaves; then, if the piece still goes out, its
+    link faults, which `link_effect` applies."""
+
+    __slots__ = ("faults", "fired")
+
+    def __init__(self, faults=(), fired: set[int] | None = None) -> None:
+        self.faults = faults if isinstance(faults, list) else [
+            f if isinstance(f, Fault) else parse(f) for f in faults]
+        self.fired = set() if fired is None else fired
+
+    def pending(self, point: str, n: int) -> list[int]:
+        """Indexes of the faults not yet fired at (point, n)."""
+        n = max(n, 1)
+        return [i for i, f in enumerate(self.faults)
+                if i not in self.fired and f.point == point and f.checkpoint == n]
+
+    def take(self, point: str, n: int, *, link: bool) -> list[Fault]:
+        """Fire the link (or the process) faults at (point, n)."""
+        idx = [i for i in self.pending(point, n) if self.faults[i].is_link == link]
+        self.fired.update(idx)
+        return [self.faults[i] for i in idx]
+
+    @property
+    def all_fired(self) -> bool:
+        return len(self.fired) == len(self.faults)
+
+
+def sender_dies(f: Fault, sender: str) -> bool:
+    """Does process fault ``f`` stop ``sender`` (so it never writes its piece)?"""
+    return f.kind in (f"kill-{sender}", f"stall-{sender}")
+
+
 def completions() -> list[str]:
     """``KIND@`` prefixes and points, for completers."""
     return [k + ("=" if a else "@") for k, (a, _) in KINDS.items()]

@@ -63,12 +63,14 @@ class RamPart:
     """One checkpoint's live RAM (qemu/v11: a SECTION_END … EOF after vmstate-send).
 
     `records` are the ones not yet handed out as `RamChunk`s; `pages` and `kinds`
-    ({kind: count}) count the whole part (None: count `records`)."""
+    ({kind: count}) count the whole part (None: count `records`); `blocks`
+    ({block: pages}) too, when it came off the wire."""
 
     records: tuple
     size_bytes: int
     pages: int | None = None
     kinds: dict | None = None
+    blocks: dict | None = None      # {RAMBlock idstr: pages} of the whole part
 
     def page_count(self) -> int:
         return len(self.records) if self.pages is None else self.pages

@@ -289,6 +289,12 @@ class RamPartReader(_Incremental):
         self._has_records = False
         return out
 
+    def drop_records(self) -> None:
+        """Forget the records decoded so far without building them (a consumer that
+        only counts: the proxy)."""
+        self._items = []
+        self._has_records = False
+
     def _tally(self, block: str, n: int, kinds: dict[str, int]) -> None:
         self.pages += n
         self.block_counts[block] = self.block_counts.get(block, 0) + n

@@ -16,7 +16,7 @@ from .. import dialects
 from .. import failover as fo
 from .. import faults as fl
 from ..endpoint import make_endpoint
-from ..errors import FaultSpecError, QmpCommandError
+from ..errors import QmpCommandError
 from ..events import ColoExit, Deliver, Error, Event, Vm, make, set_seq
 from ..transport.memory import P2S, S2P, MemoryLink, size_of
 from .config import SimConfig
@@ -78,7 +78,8 @@ class Simulation:
         self.keep_events = keep_events
         self.on_event = on_event
         self.inputs: list[dict] = []
-        self.fired: set[int] = set()
+        self.plan = fl.FaultPlan(self.faults)
+        self.fired: set[int] = self.plan.fired
         self.premise_broken = False
         self.finished = False
         self.hung: str | None = None
@@ -113,15 +114,7 @@ class Simulation:
     # ------------------------------------------------------------ scheduling
     def check_fault(self, f) -> None:
         """Refuse a fault this session's dialect cannot carry (FaultSpecError)."""
-        name = self.dialect.name
-        if f.kind == "unexpected" and f.arg not in self.dialect.ids:
-            raise FaultSpecError(f"{f}: {f.arg!r} does not exist in the {name} "
-                                 f"dialect ({', '.join(self.dialect.ids)})")
-        if f.point == "ram" and not self.dialect.ram_outside_blob:
-            raise FaultSpecError(f"{f}: the {name} dialect sends RAM inside the "
-                                 "device-state blob; use @device-state")
-        if f.point not in fl.STAGES and f.point not in self.dialect.ids:
-            raise FaultSpecError(f"{f}: the {name} dialect has no {f.point!r}")
+        fl.check_fault(f, self.dialect)
 
     def _push(self, at: float, kind: str, payload) -> None:
         heapq.heappush(self._queue, (at, next(self._order), kind, payload))
@@ -346,15 +339,11 @@ class Simulation:
             self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
 
     def _matching(self, point: str, n: int) -> list[int]:
-        return [i for i, f in enumerate(self.faults)
-                if i not in self.fired and f.point == point and f.checkpoint == max(n, 1)]
+        return self.plan.pending(point, n)
 
     def _fire_process_faults(self, point: str, n: int, side: str) -> None:
-        for i in self._matching(point, n):
-            f = self.faults[i]
-            if not f.is_link:
-                self.fired.add(i)
-                self._process_fault(f)
+        for f in self.plan.take(point, n, link=False):
+            self._process_fault(f)
 
     def _plain(self, side: str, seg) -> bool:
         return (self.alive[side] and not self.stalled[side] and not self.link.closing
@@ -387,9 +376,7 @@ class Simulation:
             self.emit("link", "lost", dir=direction, point=seg.point, n=n,
                       bytes=len(seg.data), why="connection closed")
             return
-        idx = [i for i in self._matching(seg.point, n) if self.faults[i].is_link]
-        here = [self.faults[i] for i in idx]
-        self.fired.update(idx)
+        here = self.plan.take(seg.point, n, link=True)
         for f in here:
             self.emit("link", "fault", spec=str(f), dir=direction, point=seg.point, n=n)
         send_d = self.dialect if side == "primary" else self.peer_dialect

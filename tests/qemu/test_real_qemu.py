@@ -1,6 +1,6 @@
 """End to end with two real QEMUs (Debian 12's 7.2, TCG) through the live proxy.
 
-secondary (-incoming defer) <- LiveProxy <- primary (migrate), driven over QMP
+secondary (-incoming defer) <- Proxy <- primary (migrate), driven over QMP
 exactly as /work/shared/qemu-colo/run1 (README "How to reproduce" steps 3-4):
 x-colo, x-checkpoint-delay 1000, migrate-incoming, migrate.  The proxy must
 decode >= 5 checkpoints live with the guest's page-count shape, then
@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from protocol.transport.liveproxy import LiveProxy
+from protocol.transport.proxy import Proxy
 
 from ._qemu import CAP, REAL_QEMU, Side, free_port, stall_report
 
@@ -31,7 +31,7 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
     sport = free_port()
     sec = Side("secondary", work, art, procs)
     pri = Side("primary", work, art, procs)
-    proxy = LiveProxy(("127.0.0.1", 0), ("127.0.0.1", sport), [FAULT], events.append,
+    proxy = Proxy(("127.0.0.1", 0), ("127.0.0.1", sport), [FAULT], events.append,
                       str(work / "proxy.jsonl"))
     report: dict = {"fault": FAULT}
     try:

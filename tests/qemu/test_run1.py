@@ -7,10 +7,11 @@ import json
 import pytest
 
 from colo_tui.cli import main as colo
+from protocol.dialects import QEMU
 from protocol.errors import FaultSpecError
 from protocol.record import format as rf
 from protocol.record.qemu_import import import_streams
-from protocol.transport.liveproxy import LiveProxy, check_faults
+from protocol.transport.proxy import Proxy, check_faults
 
 
 def test_import_writes_a_recording_and_summary(run1, tmp_path, capsys):
@@ -70,14 +71,16 @@ def test_respond_usage_error_exits_2(tmp_path, capsys):
 
 def test_proxy_rejects_process_faults():
     with pytest.raises(FaultSpecError, match="process fault"):
-        check_faults(["kill-primary@checkpoint-request#2"])
-    with pytest.raises(FaultSpecError, match="only vmstate-size"):
-        check_faults(["value=3@checkpoint-request#2"])
-    assert len(check_faults(["close@checkpoint-request#6", "delay=5@ram#2"])) == 2
+        check_faults(["kill-primary@checkpoint-request#2"], QEMU)
+    with pytest.raises(FaultSpecError, match="does not exist in the qemu dialect"):
+        check_faults(["unexpected=guest-shutdown@checkpoint-request#2"], QEMU)
+    # value=N means what it means in the simulator: the message with a be64 value
+    assert len(check_faults(["value=3@checkpoint-request#2"], QEMU)) == 1
+    assert len(check_faults(["close@checkpoint-request#6", "delay=5@ram#2"], QEMU)) == 2
 
 
 async def _fake_pair(run1_bytes, faults=()):
-    """Fake primary/secondary replaying run1 through the LiveProxy."""
+    """Fake primary/secondary replaying run1 through the Proxy."""
     p2s, s2p = run1_bytes
     sess = import_streams(p2s, s2p)
     events = []
@@ -100,7 +103,7 @@ async def _fake_pair(run1_bytes, faults=()):
 
     server = await asyncio.start_server(secondary, "127.0.0.1", 0)
     sport = server.sockets[0].getsockname()[1]
-    proxy = LiveProxy(("127.0.0.1", 0), ("127.0.0.1", sport), faults, events.append)
+    proxy = Proxy(("127.0.0.1", 0), ("127.0.0.1", sport), faults, events.append)
     port = await proxy.start()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 

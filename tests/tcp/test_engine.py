@@ -165,7 +165,7 @@ def test_hostile_peer_bounded(loop, payload, text, close_on_error):
 
 def test_import_protocol_loads_no_event_loop():
     code = ("import sys, protocol, protocol.node, protocol.qmp, protocol.transport.tcp, "
-            "protocol.transport.faultproxy; "
+            "protocol.proxymachine; "
             "bad = [m for m in ('asyncio', 'uvloop') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

@@ -1,4 +1,4 @@
-"""Every fault kind through the fault proxy between two real nodes: a defined end."""
+"""Every fault kind through the proxy between two real nodes: a defined end."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from protocol.qmp import qmp_call
-from protocol.transport.faultproxy import FaultProxy
+from protocol.transport.proxy import Proxy
 from tests.tcp._nodes import NodeProc, free_port
 
 GONE = "gone"       # killed or exited
@@ -66,8 +66,8 @@ def run_scenario(tmp_path, spec, *, dialect="qemu", node_args=(), settle_s=1.0,
             await qmp_call(f"unix:{nodes['primary'].qmp_path}", "system_powerdown")
 
     async def go():
-        proxy = FaultProxy(("127.0.0.1", sport), dialect, [spec] if spec else [],
-                           on_process_fault=on_fault)
+        proxy = Proxy(("127.0.0.1", 0), ("127.0.0.1", sport), [spec] if spec else [],
+                      dialect=dialect, on_process_fault=on_fault)
         port = await proxy.start()
         pri = NodeProc("primary", tmp_path, f"127.0.0.1:{port}", "--checkpoint-delay", "60",
                        *extra)
