@@ -1,19 +1,15 @@
-"""changed_pages / zero_pages / scatter_pages on both twins, and the selector."""
+"""changed_pages / zero_pages / scatter_pages on both twins (the selector: test_twins.py)."""
 
 from __future__ import annotations
 
 import array
 import mmap
-import os
-import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.guest import _pagediff_py as ref
-from tests.guest.conftest import built_c_twin
 
 HYPO = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -22,41 +18,6 @@ GIB = 1 << 30
 
 def pages_of(data: bytes, ps: int) -> list[bytes]:
     return [data[k:k + ps] for k in range(0, len(data), ps)]
-
-
-# ---------------------------------------------------------------- selector
-def test_compiled_twin_loads_where_built():
-    if os.environ.get("COLO_NO_EXTENSIONS") == "1":
-        pytest.skip("COLO_NO_EXTENSIONS=1")
-    if not built_c_twin():
-        pytest.skip("protocol.guest._pagediff_c was never built")
-    from protocol.guest import pagediff
-    assert pagediff.IMPLEMENTATION == "c", f"built but not loaded: {pagediff.LOAD_ERROR}"
-    assert pagediff.LOAD_ERROR is None
-
-
-def run_python(code: str, **env: str) -> str:
-    out = subprocess.run([sys.executable, "-W", "always", "-c", code],
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, **env}, cwd=os.getcwd())
-    return out.stdout.strip() + "|" + out.stderr.strip()
-
-
-def test_selector_honours_colo_no_extensions():
-    out = run_python("from protocol.guest import pagediff as p; print(p.IMPLEMENTATION, p.LOAD_ERROR)",
-                     COLO_NO_EXTENSIONS="1")
-    assert out.startswith("py None|")
-
-
-def test_selector_records_a_broken_compiled_twin():
-    code = ("import sys; sys.modules['protocol.guest._pagediff_c'] = None\n"
-            "from protocol.guest import pagediff as p\n"
-            "print(p.IMPLEMENTATION, p.LOAD_ERROR)")
-    out = run_python(code, COLO_NO_EXTENSIONS="0")
-    stdout, stderr = out.split("|", 1)
-    assert stdout.startswith("py ModuleNotFoundError: import of protocol.guest._pagediff_c")
-    if built_c_twin():
-        assert "RuntimeWarning" in stderr and "is built but did not load" in stderr
 
 
 # ---------------------------------------------------------------- changed_pages
