@@ -112,6 +112,23 @@ def test_failover_closes_and_peer_sees_eof(loop):
     assert [e.data["reason"] for e in ev["primary"] if e.kind == "colo-exit"] == ["error"]
 
 
+BLOCKED_S = 0.5
+
+
+async def _writable(loop, sock: socket.socket, timeout_s: float) -> bool:
+    """Wait until `sock` can take more bytes (True) or `timeout_s` passed (False)."""
+    import asyncio
+    ready = loop.create_future()
+    loop.add_writer(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, timeout_s)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_writer(sock.fileno())
+
+
 def _hostile(loop, payload: bytes, close_on_error: bool):
     d = dialects.PROTOTYPE
     s = make_endpoint("secondary", d)
@@ -133,14 +150,18 @@ def _hostile(loop, payload: bytes, close_on_error: bool):
         c.setblocking(False)
         sent = 0
         chunk = b"\xff" * 65536
-        for _ in range(2000):
+        for _ in range(4096):                   # at most 256 MiB
             try:
                 sent += c.send(chunk)
             except BlockingIOError:
-                await asyncio.sleep(0.005)
+                # the socket buffers are full: wait for the engine to drain them; still
+                # full after BLOCKED_S, the sender is blocked (nobody reads)
+                if not await _writable(loop, c, BLOCKED_S):
+                    break
             except OSError:
                 break
-        await asyncio.sleep(0.05)
+        if close_on_error:
+            await asyncio.wait_for(asyncio.shield(es.closed), 5)
         c.close()
         return sent
     sent = loop.run_until_complete(go())
