@@ -3,13 +3,13 @@
 The pair is wired by hand through the endpoints' public API (what the simulator,
 the TCP engine and the proxy use): ``start``, ``receive_data``, ``receive_eof``,
 ``handle_timer``, ``request_checkpoint``, ``set_checkpoint_delay``,
-``lost_heartbeat``; outputs through ``segments_to_send``, ``take_events``,
-``next_deadline``, ``close_requested``, ``exited`` and the state attributes.
-The random program fires timers (on time or late), delivers the bytes in flight
-in order (all, or cut at a random byte), changes the checkpoint delay, asks for
-checkpoints, gives ``x-colo-lost-heartbeat`` to either side, and closes the
-connection (gracefully: the bytes in flight arrive, then the end of stream; or
-with a reset: they are lost).
+``lost_heartbeat``, ``guest_shutdown``; outputs through ``segments_to_send``,
+``take_events``, ``next_deadline``, ``close_requested``, ``exited`` and the state
+attributes.  The random program fires timers (on time or late), delivers the
+bytes in flight in order (all, or cut at a random byte), changes the checkpoint
+delay, asks for checkpoints, powers the guest off, gives ``x-colo-lost-heartbeat``
+to either side, and closes the connection (gracefully: the bytes in flight
+arrive, then the end of stream; or with a reset: they are lost).
 
 `Model` says, in a few lines per transition, what COLO does: the states each
 side goes through, its checkpoint counters, its run state (which side runs),
@@ -82,6 +82,7 @@ class Side:
         # primary
         self.trigger_pending = False
         self.last_begin = 0.0
+        self.shutdown_requested = False
         # secondary
         self.loading = False
         self.eof_pending = False
@@ -163,6 +164,10 @@ class Model:
             s.state = "WAIT_LOADED"
         elif (s.state, point) == ("WAIT_LOADED", m.VMSTATE_LOADED):
             s.checkpoint, s.in_flight = s.in_flight, 0
+            if s.shutdown_requested and self.d.name == "v11":
+                self.send(s, m.GUEST_SHUTDOWN)         # the final checkpoint is in
+                self._shut_down(s)
+                return
             self.run(s, "running")
             s.state = "IDLE"
             if "checkpoint" not in s.timers:
@@ -202,6 +207,10 @@ class Model:
             s.state = "WAIT_SEND"
         elif key in steps:
             s.state = steps[key]
+        elif key == ("IDLE", m.GUEST_SHUTDOWN):
+            self.run(s, "shutdown")
+            s.thread_alive = False
+            s.state = "SHUTDOWN"
         elif key == ("RECV_BLOB", "device-state"):
             self.send(s, m.VMSTATE_RECEIVED)
             s.loading = True
@@ -280,6 +289,23 @@ class Model:
         elif s.state == "WAIT_LOADED":
             s.trigger_pending = True
         # WAIT_REPLY, SAVING, WAIT_RECEIVED: absorbed; elsewhere ignored
+
+    def guest_shutdown(self, s: Side) -> None:
+        """The primary's guest powers off: v11 sends guest-shutdown after one last
+        checkpoint; qemu has no message, the primary just stops."""
+        if self.d.name == "v11" and s.state not in TERMINAL:
+            s.shutdown_requested = True
+            self.request_checkpoint(s)
+        else:
+            self._shut_down(s)
+
+    def _shut_down(self, s: Side) -> None:
+        self.run(s, "shutdown")
+        for t in ("checkpoint", "save"):
+            s.timers.pop(t, None)
+        s.thread_alive = False
+        s.state = "SHUTDOWN"
+        s.close_requested = True
 
     def set_delay(self, s: Side, delay_ms: int) -> bool:
         if not 0 <= delay_ms <= 0xFFFFFFFF:
@@ -471,6 +497,13 @@ class PairMachine(RuleBasedStateMachine):
         self.model.now = self.now
         self.eps["primary"].request_checkpoint(self.now, "operator")
         self.model.request_checkpoint(self.model.sides["primary"])
+        self.collect()
+
+    @rule()
+    def guest_shutdown(self):
+        self.model.now = self.now
+        self.eps["primary"].guest_shutdown(self.now)
+        self.model.guest_shutdown(self.model.sides["primary"])
         self.collect()
 
     @rule(delay_ms=st.sampled_from(DELAYS_MS))
