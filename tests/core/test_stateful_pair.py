@@ -659,3 +659,17 @@ def test_failover_while_loading_is_deferred_until_the_load_ends():
     mach.check()
     assert _text(mach.eps["secondary"].state) == "DONE"
     assert mach.eps["secondary"].checkpoint == 1 and mach.eps["primary"].checkpoint == 0
+
+
+def test_v11_guest_shutdown_follows_a_last_checkpoint():
+    mach = type("_DirectedV11", (_Directed,), {"DIALECT": "v11"})()
+    mach.setup(mode="periodic", load_ms=0.0, save_ms=0.0, delay_ms=20)
+    mach.pump(2)
+    mach.guest_shutdown()                          # a last checkpoint begins at once
+    mach.check()
+    assert _text(mach.eps["primary"].state) == "WAIT_REPLY"
+    mach.pump(6)
+    mach.check()
+    assert [_text(mach.eps[r].state) for r in SIDES] == ["SHUTDOWN", "SHUTDOWN"]
+    assert mach.sent["secondary"][-1] == m.GUEST_SHUTDOWN
+    assert mach.eps["primary"].checkpoint == mach.eps["secondary"].checkpoint == 1

@@ -126,13 +126,13 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
             rep["checks"].append((n, why))
             if why is None:
                 break
-            await asyncio.sleep(1.1)
+            await asyncio.sleep(1.1)           # behaviour: the guest's next step
         rep["bad_read"] = await asyncio.to_thread(_bad_read, q)
         q.close()
         node.send_signal(signal.SIGKILL)
         await pri.wait_event("COLO_EXIT", 20)
         await pri.ex("x-colo-lost-heartbeat")
-        await asyncio.sleep(1)
+        await pri.wait_failed_over()
         rep["after"] = {"colo": await pri.ex("query-colo-status"),
                         "status": (await pri.ex("query-status"))["status"],
                         "exit": next(e["data"] for e in pri.events
