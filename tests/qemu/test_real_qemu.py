@@ -31,7 +31,12 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
     sport = free_port()
     sec = Side("secondary", work, art, procs)
     pri = Side("primary", work, art, procs)
-    proxy = LiveProxy(("127.0.0.1", 0), ("127.0.0.1", sport), [FAULT], events.append,
+    arrived = asyncio.Event()
+
+    def on_event(ev) -> None:
+        events.append(ev)
+        arrived.set()
+    proxy = LiveProxy(("127.0.0.1", 0), ("127.0.0.1", sport), [FAULT], on_event,
                       str(work / "proxy.jsonl"))
     report: dict = {"fault": FAULT}
     try:
@@ -53,7 +58,11 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
                     f"{[(e.kind, e.data) for e in events][-8:]}\nprimary threads:\n"
                     f"{stall_report(pri.proc)}\nsecondary threads:\n"
                     f"{stall_report(sec.proc)}")
-            await asyncio.sleep(0.1)
+            arrived.clear()                    # wake on the proxy's next event
+            try:
+                await asyncio.wait_for(arrived.wait(), 1.0)
+            except TimeoutError:
+                pass
         report["colo_status_running"] = {
             "primary": await pri.ex("query-colo-status"),
             "secondary": await sec.ex("query-colo-status")}
