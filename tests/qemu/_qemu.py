@@ -59,7 +59,7 @@ class Side:
         while not self.qmp_path.exists():
             assert self.proc.poll() is None, f"{self.name} exited: {self._stderr()}"
             assert time.monotonic() < deadline, f"{self.name}: no QMP socket"
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)     # polling: QEMU's socket file
         self.qmp = QMPClient(self.name)
         self._arrived = asyncio.Event()
         listener = EventListener()

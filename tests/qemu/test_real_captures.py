@@ -88,7 +88,7 @@ async def _pair(work: Path, art: dict, procs: list, ram: str, delay: int, second
     finally:
         for s in (pri, sec):
             await s.close()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)   # a margin for dumpcap's last packets: it says nothing
         cap.send_signal(signal.SIGINT)
         cap.wait(10)
     return rep

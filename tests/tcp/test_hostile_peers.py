@@ -198,7 +198,7 @@ def test_a_silent_or_trickling_peer_is_timed_out_by_progress(tmp_path):
             if _errors(node):
                 break
             atk.sock.sendall(bytes([b]))
-            time.sleep(0.2)
+            time.sleep(0.2)                  # behaviour: the attack's pace
         errs = wait_for(lambda: _errors(node), 20, "the progress timeout")
         assert "RAM part" in errs[0] and "1000 ms" in errs[0], errs
         atk.close()
