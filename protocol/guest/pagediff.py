@@ -1,4 +1,5 @@
-"""Page-diff core: the compiled twin if it loads, else the pure-Python one.
+"""Page-diff core: the compiled twin if it loads, else the pure-Python one
+(the selection is `protocol.twins.load`, shared by every compiled module).
 
 `IMPLEMENTATION` is "c" or "py".  `COLO_NO_EXTENSIONS=1` forces "py".  A failed
 import of `_pagediff_c` is never hidden: `LOAD_ERROR` says why (it stays None
@@ -8,26 +9,9 @@ but broken a RuntimeWarning is issued too.
 
 from __future__ import annotations
 
-import os
-import warnings
+from protocol.twins import load
 
-LOAD_ERROR: str | None = None
-
-if os.environ.get("COLO_NO_EXTENSIONS") == "1":
-    from protocol.guest import _pagediff_py as _impl
-else:
-    try:
-        from protocol.guest import _pagediff_c as _impl
-    except ImportError as exc:
-        LOAD_ERROR = f"{type(exc).__name__}: {exc}"
-        if any(name.startswith("_pagediff_c.") and name.endswith((".so", ".pyd"))
-               for name in os.listdir(os.path.dirname(os.path.abspath(__file__)))):
-            warnings.warn(f"protocol.guest._pagediff_c is built but did not load "
-                          f"({LOAD_ERROR}); using the pure-Python twin",
-                          RuntimeWarning, stacklevel=2)
-        from protocol.guest import _pagediff_py as _impl
-
-IMPLEMENTATION: str = "c" if _impl.__name__.endswith("_c") else "py"
+_impl, IMPLEMENTATION, LOAD_ERROR = load(__name__)
 
 changed_pages = _impl.changed_pages
 zero_pages = _impl.zero_pages

@@ -1,62 +1,27 @@
-"""changed_pages / zero_pages / scatter_pages on both twins, and the selector."""
+"""changed_pages / zero_pages / scatter_pages on both twins (the selector: test_twins.py)."""
 
 from __future__ import annotations
 
 import array
+import ctypes
 import mmap
 import os
-import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.guest import _pagediff_py as ref
-from tests.guest.conftest import built_c_twin
 
 HYPO = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 GIB = 1 << 30
+MIB = 1 << 20
+MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)
 
 
 def pages_of(data: bytes, ps: int) -> list[bytes]:
     return [data[k:k + ps] for k in range(0, len(data), ps)]
-
-
-# ---------------------------------------------------------------- selector
-def test_compiled_twin_loads_where_built():
-    if os.environ.get("COLO_NO_EXTENSIONS") == "1":
-        pytest.skip("COLO_NO_EXTENSIONS=1")
-    if not built_c_twin():
-        pytest.skip("protocol.guest._pagediff_c was never built")
-    from protocol.guest import pagediff
-    assert pagediff.IMPLEMENTATION == "c", f"built but not loaded: {pagediff.LOAD_ERROR}"
-    assert pagediff.LOAD_ERROR is None
-
-
-def run_python(code: str, **env: str) -> str:
-    out = subprocess.run([sys.executable, "-W", "always", "-c", code],
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, **env}, cwd=os.getcwd())
-    return out.stdout.strip() + "|" + out.stderr.strip()
-
-
-def test_selector_honours_colo_no_extensions():
-    out = run_python("from protocol.guest import pagediff as p; print(p.IMPLEMENTATION, p.LOAD_ERROR)",
-                     COLO_NO_EXTENSIONS="1")
-    assert out.startswith("py None|")
-
-
-def test_selector_records_a_broken_compiled_twin():
-    code = ("import sys; sys.modules['protocol.guest._pagediff_c'] = None\n"
-            "from protocol.guest import pagediff as p\n"
-            "print(p.IMPLEMENTATION, p.LOAD_ERROR)")
-    out = run_python(code, COLO_NO_EXTENSIONS="0")
-    stdout, stderr = out.split("|", 1)
-    assert stdout.startswith("py ModuleNotFoundError: import of protocol.guest._pagediff_c")
-    if built_c_twin():
-        assert "RuntimeWarning" in stderr and "is built but did not load" in stderr
 
 
 # ---------------------------------------------------------------- changed_pages
@@ -172,25 +137,69 @@ def test_scatter_pages_differential(pagediff, data, ps, npages):
 
 
 # ---------------------------------------------------------------- 64-bit offsets
-def test_offsets_past_4_gib(pagediff):
-    """Offsets >= 2**32 on a sparse 4 GiB + 1 MiB anonymous mapping (untouched
-    pages cost no memory).  Pages 0..4095 of 1 MiB decide at their first byte;
-    page 4096 starts at 4 GiB and must be scanned, and a 32-bit offset would wrap
-    it onto page 0, which differs / is not zero."""
-    mib = 1 << 20
+def _mmap_fixed():
+    """libc's mmap, for MAP_FIXED (Linux; None elsewhere)."""
+    if not hasattr(os, "memfd_create"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.mmap
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                   ctypes.c_long]
+    return fn
+
+
+def mapping_past_4_gib(mark: bool) -> mmap.mmap:
+    """A 4 GiB + 1 MiB mapping whose first 4 GiB are one 1 MiB memfd mapped 4096 times
+    (byte 0 of it is 1 if `mark`) and whose last MiB is the mapping's own memory.
+
+    Reading it costs one 1 MiB of memory and few page faults (shared pages, fault-
+    around), where a plain sparse mapping costs a million faults (the compiled twin
+    reads whole pages).  Page 4096 starts at 4 GiB and is distinct memory: an offset
+    that wrapped at 32 bits would land on page 0, which is the marked tile."""
+    m = mmap.mmap(-1, 4 * GIB + MIB)
+    fixed = _mmap_fixed()
+    if fixed is None:                 # a plain sparse mapping: slower, same content
+        if mark:
+            for k in range(4096):
+                m[k * MIB] = 1
+        return m
+    fd = os.memfd_create("pagediff-tile")
     try:
-        a = mmap.mmap(-1, 4097 * mib)
-        b = mmap.mmap(-1, 4097 * mib)
-    except (OSError, OverflowError, ValueError) as exc:
-        pytest.skip(f"no 4 GiB sparse mapping here: {exc}")
-    with a, b:
+        os.ftruncate(fd, MIB)
+        if mark:
+            with mmap.mmap(fd, MIB) as tile:
+                tile[0] = 1
+        anchor = ctypes.c_char.from_buffer(m)
+        base = ctypes.addressof(anchor)
+        del anchor
         for k in range(4096):
-            a[k * mib] = 1
-        assert pagediff.zero_pages(a, mib) == [4096]
-        assert pagediff.changed_pages(a, b, mib) == list(range(4096))
+            at = base + k * MIB
+            if fixed(at, MIB, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | MAP_FIXED,
+                     fd, 0) != at:
+                m.close()
+                raise OSError(ctypes.get_errno(), "mmap(MAP_FIXED) of the tile failed")
+    finally:
+        os.close(fd)
+    return m
+
+
+def test_offsets_past_4_gib(pagediff):
+    """Offsets >= 2**32 on a 4 GiB + 1 MiB mapping.  Pages 0..4095 of 1 MiB start
+    with a 1 in `a` and are zero in `b`; page 4096 starts at 4 GiB, and a 32-bit
+    offset would wrap it onto page 0, which differs / is not zero."""
+    try:
+        a = mapping_past_4_gib(mark=True)
+        b = mapping_past_4_gib(mark=False)
+    except (OSError, OverflowError, ValueError) as exc:
+        pytest.skip(f"no 4 GiB mapping here: {exc}")
+    with a, b:
+        assert a[7 * MIB] == 1 and a[4095 * MIB] == 1 and a[4096 * MIB] == 0
+        assert pagediff.zero_pages(a, MIB) == [4096]
+        assert pagediff.changed_pages(a, b, MIB) == list(range(4096))
         pagediff.scatter_pages(a, [4 * GIB // 4096 + 3], b"\x07" * 4096)
         off = 4 * GIB + 3 * 4096
         assert a[off - 1:off + 4097] == b"\0" + b"\x07" * 4096 + b"\0"
         assert a[3 * 4096] == 0
-        assert pagediff.changed_pages(a, b, mib) == list(range(4097))
-        assert pagediff.zero_pages(a, mib) == []
+        assert pagediff.changed_pages(a, b, MIB) == list(range(4097))
+        assert pagediff.zero_pages(a, MIB) == []

@@ -59,8 +59,9 @@ class Side:
         while not self.qmp_path.exists():
             assert self.proc.poll() is None, f"{self.name} exited: {self._stderr()}"
             assert time.monotonic() < deadline, f"{self.name}: no QMP socket"
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)     # polling: QEMU's socket file
         self.qmp = QMPClient(self.name)
+        self._arrived = asyncio.Event()
         listener = EventListener()
         self.qmp.register_listener(listener)
         await asyncio.wait_for(self.qmp.connect(str(self.qmp_path)), 10)
@@ -69,20 +70,41 @@ class Side:
             async for ev in listener:
                 self.events.append({"event": ev["event"], "data": ev.get("data", {}),
                                     "t": time.monotonic()})
+                self._arrived.set()
         self._task = asyncio.ensure_future(collect())
 
     async def ex(self, cmd: str, args: dict | None = None):
         return await asyncio.wait_for(self.qmp.execute(cmd, args), 10)
 
     async def wait_event(self, name: str, timeout: float) -> dict:
+        """The first event `name`; waits (at most `timeout` s) for events to arrive."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             for ev in self.events:
                 if ev["event"] == name:
                     return ev
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{self.name}: no {name} within {timeout} s; got "
-                             f"{[e['event'] for e in self.events][-10:]}; {self._stderr()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{self.name}: no {name} within {timeout} s; got "
+                                     f"{[e['event'] for e in self.events][-10:]}; "
+                                     f"{self._stderr()}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                pass
+
+    async def wait_failed_over(self, timeout: float = 20.0) -> dict:
+        """query-colo-status once this side's failover completed.  Polling (every
+        0.1 s, bounded): no QMP event says the failover finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = await self.ex("query-colo-status")
+            if st["mode"] == "none" and st["reason"] != "processing":
+                return st
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: failover not done within {timeout} s: {st}")
+            await asyncio.sleep(0.1)
 
     def _stderr(self) -> str:
         try:

@@ -48,8 +48,8 @@ def _start_capture(path: Path, port: int) -> subprocess.Popen:
         if time.monotonic() > deadline:
             cap.kill()
             pytest.skip("dumpcap wrote no pcap header within 10 s")
-        time.sleep(0.05)
-    time.sleep(0.3)
+        time.sleep(0.05)       # polling: dumpcap is another process
+    time.sleep(0.3)            # dumpcap says nothing when it captures: a margin, no condition
     return cap
 
 
@@ -66,26 +66,29 @@ async def _pair(work: Path, art: dict, procs: list, ram: str, delay: int, second
         await pri.connect()
         await sec.ex("migrate-set-capabilities", CAP)
         await sec.ex("migrate-incoming", {"uri": f"tcp:127.0.0.1:{port}"})
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)    # behaviour, not a wait: the guest runs on the primary first
         await pri.ex("migrate-set-capabilities", CAP)
         await pri.ex("migrate-set-parameters", {"x-checkpoint-delay": delay})
         await pri.ex("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds)           # behaviour: COLO runs this long
         if end == "lost-heartbeat-primary":
             await pri.ex("x-colo-lost-heartbeat")
-            await asyncio.sleep(2)
+            await pri.wait_failed_over()
             await sec.ex("x-colo-lost-heartbeat")
+            await sec.wait_failed_over()
+            await sec.wait_event("COLO_EXIT", 10)
         else:
             sec.proc.send_signal(signal.SIGKILL)
             await pri.wait_event("COLO_EXIT", delay / 1000 + 10)
             await pri.ex("x-colo-lost-heartbeat")
-        await asyncio.sleep(1.5)
+            await pri.wait_failed_over()
+        await pri.wait_event("COLO_EXIT", 10)
         rep["exits"] = {s.name: [e["data"] for e in s.events if e["event"] == "COLO_EXIT"]
                         for s in (pri, sec)}
     finally:
         for s in (pri, sec):
             await s.close()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)   # a margin for dumpcap's last packets: it says nothing
         cap.send_signal(signal.SIGINT)
         cap.wait(10)
     return rep

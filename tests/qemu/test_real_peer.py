@@ -97,7 +97,7 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
         while not (work / "node.qmp").exists():
             assert node.poll() is None, (work / "node.out").read_text()
             assert time.monotonic() < deadline, "the node opened no QMP socket"
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)         # polling: another process's socket file
         q = QmpClient(f"unix:{work / 'node.qmp'}", timeout=5)
         await pri.ex("migrate-set-capabilities", CAP)
         await pri.ex("migrate-set-parameters", {"x-checkpoint-delay": 1000})
@@ -108,7 +108,7 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
             if time.monotonic() - t0 > 40:
                 raise AssertionError(f"{info}\nprimary threads:\n{stall_report(pri.proc)}\n"
                                      f"{(work / 'node.out').read_text()[-2000:]}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)          # polling QMP: no event carries it
         rep["info"] = info
         rep["colo_primary"] = await pri.ex("query-colo-status")
         rep["colo_node"] = await asyncio.to_thread(q.execute, "query-colo-status")
@@ -126,13 +126,13 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
             rep["checks"].append((n, why))
             if why is None:
                 break
-            await asyncio.sleep(1.1)
+            await asyncio.sleep(1.1)           # behaviour: the guest's next step
         rep["bad_read"] = await asyncio.to_thread(_bad_read, q)
         q.close()
         node.send_signal(signal.SIGKILL)
         await pri.wait_event("COLO_EXIT", 20)
         await pri.ex("x-colo-lost-heartbeat")
-        await asyncio.sleep(1)
+        await pri.wait_failed_over()
         rep["after"] = {"colo": await pri.ex("query-colo-status"),
                         "status": (await pri.ex("query-status"))["status"],
                         "exit": next(e["data"] for e in pri.events

@@ -31,7 +31,12 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
     sport = free_port()
     sec = Side("secondary", work, art, procs)
     pri = Side("primary", work, art, procs)
-    proxy = Proxy(("127.0.0.1", 0), ("127.0.0.1", sport), [FAULT], events.append,
+    arrived = asyncio.Event()
+
+    def on_event(ev) -> None:
+        events.append(ev)
+        arrived.set()
+    proxy = Proxy(("127.0.0.1", 0), ("127.0.0.1", sport), [FAULT], on_event,
                       str(work / "proxy.jsonl"))
     report: dict = {"fault": FAULT}
     try:
@@ -41,7 +46,7 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
         await sec.ex("migrate-set-capabilities", CAP)
         await sec.ex("migrate-incoming", {"uri": f"tcp:127.0.0.1:{sport}"})
         pport = await proxy.start()
-        await asyncio.sleep(2)                 # the guest runs on the primary
+        await asyncio.sleep(2)    # behaviour, not a wait: the guest runs on the primary first
         await pri.ex("migrate-set-capabilities", CAP)
         await pri.ex("migrate-set-parameters", {"x-checkpoint-delay": 1000})
         await pri.ex("migrate", {"uri": f"tcp:127.0.0.1:{pport}"})
@@ -53,21 +58,25 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
                     f"{[(e.kind, e.data) for e in events][-8:]}\nprimary threads:\n"
                     f"{stall_report(pri.proc)}\nsecondary threads:\n"
                     f"{stall_report(sec.proc)}")
-            await asyncio.sleep(0.1)
+            arrived.clear()                    # wake on the proxy's next event
+            try:
+                await asyncio.wait_for(arrived.wait(), 1.0)
+            except TimeoutError:
+                pass
         report["colo_status_running"] = {
             "primary": await pri.ex("query-colo-status"),
             "secondary": await sec.ex("query-colo-status")}
         await pri.wait_event("COLO_EXIT", 20)
         await sec.wait_event("COLO_EXIT", 10)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)   # observation window: the statuses stay after COLO_EXIT
         report["after_fault"] = {s.name: {"colo": await s.ex("query-colo-status"),
                                           "migrate": (await s.ex("query-migrate"))["status"],
                                           "status": (await s.ex("query-status"))["status"]}
                                  for s in (pri, sec)}
         await sec.ex("x-colo-lost-heartbeat")
-        await asyncio.sleep(3)
+        await sec.wait_failed_over()
         await pri.ex("x-colo-lost-heartbeat")
-        await asyncio.sleep(1)
+        await pri.wait_failed_over()
         report["after_failover"] = {s.name: {"colo": await s.ex("query-colo-status"),
                                              "migrate": (await s.ex("query-migrate"))["status"],
                                              "status": (await s.ex("query-status"))["status"]}

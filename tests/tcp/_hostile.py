@@ -159,7 +159,7 @@ def wait_listening(port: int, proc, timeout_s: float = 20.0) -> None:
     while time.monotonic() < end and proc.poll() is None:
         if listening(port):
             return
-        time.sleep(0.05)
+        time.sleep(0.05)              # polling: another process's socket
     raise RuntimeError(f"nothing listens on {port} (exit {proc.poll()})")
 
 
@@ -237,7 +237,7 @@ def _measure_decode(root: Path, guest_mib: int, send_mib: int, stop_mib: int,
         peak = max(peak, status_kib(proc.pid, "VmRSS"))
         if (peak >> 10) >= stop_mib or time.monotonic() - t0 > timeout_s:
             break
-        time.sleep(0.05)
+        time.sleep(0.05)              # the RSS sampling interval
     peak = max(peak, status_kib(proc.pid, "VmHWM"))
     pid, _st, usage = os.wait4(proc.pid, os.WNOHANG)
     if not pid:
@@ -268,7 +268,7 @@ def _measure_qmp_flood(root: Path, clients: int, stop_mib: int, timeout_s: float
     qmp_path = tmp / "primary.qmp"
     end = time.monotonic() + 20
     while not qmp_path.exists() and time.monotonic() < end:
-        time.sleep(0.05)
+        time.sleep(0.05)              # polling: another process's socket file
     base = status_kib(primary.pid, "VmRSS")
     socks = []
     for _ in range(clients):
@@ -281,7 +281,7 @@ def _measure_qmp_flood(root: Path, clients: int, stop_mib: int, timeout_s: float
         peak = max(peak, status_kib(primary.pid, "VmRSS"))
         if peak >> 10 >= stop_mib:
             break
-        time.sleep(0.25)
+        time.sleep(0.25)              # the RSS sampling interval
     peak = max(peak, status_kib(primary.pid, "VmHWM"))
     for c in socks:
         c.close()

@@ -20,6 +20,8 @@ def free_port() -> int:
 
 
 def wait_for(pred, timeout_s: float = 10.0, what: str = "condition", step: float = 0.02):
+    """Poll `pred` until true, at most `timeout_s`.  Polling: what it waits for is in
+    another process (a file, a recording, a socket); there is no event to await."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         v = pred()

@@ -21,6 +21,7 @@ def loop(request):
     lp = new_loop(uvloop=request.param == "uvloop")
     assert loop_name(lp) == request.param
     yield lp
+    _CHANGES.pop(id(lp), None)
     lp.close()
 
 
@@ -29,8 +30,10 @@ def _pair(loop, dialect="qemu", delay=5, nodelay=True, **kw):
     p = make_endpoint("primary", d, checkpoint_delay_ms=delay)
     s = make_endpoint("secondary", d)
     events = {"primary": [], "secondary": []}
-    ep = Engine(p, loop, nodelay=nodelay, on_events=events["primary"].extend, **kw)
-    es = Engine(s, loop, nodelay=nodelay, on_events=events["secondary"].extend, **kw)
+    ch = changes(loop)
+    ep = Engine(p, loop, nodelay=nodelay, on_events=ch.sink(events["primary"]), **kw)
+    es = Engine(s, loop, nodelay=nodelay, on_events=ch.sink(events["secondary"]), **kw)
+    ch.watch(ep, es)
     return p, s, ep, es, events
 
 
@@ -48,13 +51,52 @@ async def _connect(loop, ep, es):
     await es.attach_socket(conn)
 
 
+class Changes:
+    """Wakes a waiter when an engine reports events or a connection closes: the
+    conditions the tests wait for change only then (no polling)."""
+
+    def __init__(self, loop) -> None:
+        self.loop = loop
+        self.waiters: list = []
+
+    def sink(self, events: list):
+        def on_events(evs) -> None:
+            events.extend(evs)
+            self.poke()
+        return on_events
+
+    def watch(self, *engines) -> None:
+        for e in engines:
+            e.closed.add_done_callback(lambda _f: self.poke())
+
+    def poke(self) -> None:
+        for pred, fut in self.waiters:
+            if not fut.done() and pred():
+                fut.set_result(True)
+
+    async def until(self, pred, timeout_s: float = 5.0) -> None:
+        import asyncio
+        if pred():
+            return
+        entry = (pred, self.loop.create_future())
+        self.waiters.append(entry)
+        try:
+            await asyncio.wait_for(entry[1], timeout_s)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout_s} s") from None
+        finally:
+            self.waiters.remove(entry)
+
+
+_CHANGES: dict[int, Changes] = {}
+
+
+def changes(loop) -> Changes:
+    return _CHANGES.setdefault(id(loop), Changes(loop))
+
+
 async def _until(loop, pred, timeout_s=5.0):
-    import asyncio
-    end = loop.time() + timeout_s
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.002)
+    await changes(loop).until(pred, timeout_s)
 
 
 @pytest.mark.parametrize("dialect", ["qemu", "v11", "prototype"])
@@ -112,10 +154,30 @@ def test_failover_closes_and_peer_sees_eof(loop):
     assert [e.data["reason"] for e in ev["primary"] if e.kind == "colo-exit"] == ["error"]
 
 
+BLOCKED_S = 0.5
+
+
+async def _writable(loop, sock: socket.socket, timeout_s: float) -> bool:
+    """Wait until `sock` can take more bytes (True) or `timeout_s` passed (False)."""
+    import asyncio
+    ready = loop.create_future()
+    loop.add_writer(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, timeout_s)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_writer(sock.fileno())
+
+
 def _hostile(loop, payload: bytes, close_on_error: bool):
     d = dialects.PROTOTYPE
     s = make_endpoint("secondary", d)
-    es = Engine(s, loop, close_on_error=close_on_error, max_pending_bytes=1 << 20)
+    ch = changes(loop)
+    es = Engine(s, loop, close_on_error=close_on_error, max_pending_bytes=1 << 20,
+                on_events=ch.sink([]))
+    ch.watch(es)
 
     async def go():
         import asyncio
@@ -133,14 +195,18 @@ def _hostile(loop, payload: bytes, close_on_error: bool):
         c.setblocking(False)
         sent = 0
         chunk = b"\xff" * 65536
-        for _ in range(2000):
+        for _ in range(4096):                   # at most 256 MiB
             try:
                 sent += c.send(chunk)
             except BlockingIOError:
-                await asyncio.sleep(0.005)
+                # the socket buffers are full: wait for the engine to drain them; still
+                # full after BLOCKED_S, the sender is blocked (nobody reads)
+                if not await _writable(loop, c, BLOCKED_S):
+                    break
             except OSError:
                 break
-        await asyncio.sleep(0.05)
+        if close_on_error:
+            await asyncio.wait_for(asyncio.shield(es.closed), 5)
         c.close()
         return sent
     sent = loop.run_until_complete(go())

@@ -41,8 +41,35 @@ CASES = {
 }
 
 
-def run_scenario(tmp_path, spec, *, dialect="qemu", node_args=(), settle_s=1.0,
-                 heartbeat=None):
+def _ends(nodes: dict, stopped: set) -> dict:
+    ends = {}
+    for side, node in nodes.items():
+        if side in stopped:
+            ends[side] = STOPPED
+        elif node.proc.poll() is not None:
+            ends[side] = GONE
+        else:
+            ends[side] = node.state()
+    return ends
+
+
+async def _poll(pred, timeout_s: float) -> bool:
+    """Poll `pred` until true or `timeout_s` passed.  Polling: the nodes are other
+    processes and their state is in their recordings; there is no event to await."""
+    end = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def run_scenario(tmp_path, spec, *, dialect="qemu", node_args=(), settled=None,
+                 window_s=0.0, heartbeat=None):
+    """Run two nodes through the fault proxy with `spec`.  Once the fault fired, wait
+    (at most 10 s) until ``settled(nodes, ends)`` holds, watch for `window_s` more
+    (an observation window: nothing may change in it), then see whether checkpoints
+    keep going (a commit within 0.4 s) and take the end states."""
     sport = free_port()
     extra = ["--dialect", dialect, *node_args]
     if heartbeat:
@@ -72,21 +99,14 @@ def run_scenario(tmp_path, spec, *, dialect="qemu", node_args=(), settle_s=1.0,
         pri = NodeProc("primary", tmp_path, f"127.0.0.1:{port}", "--checkpoint-delay", "60",
                        *extra)
         nodes["primary"] = pri
-        end = time.monotonic() + 10
-        while not proxy.all_fired and time.monotonic() < end:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(settle_s)
+        await _poll(lambda: proxy.all_fired, 10)
+        if settled is not None:
+            await _poll(lambda: settled(nodes, _ends(nodes, stopped)), 10)
+        if window_s:
+            await asyncio.sleep(window_s)      # observation window, not a wait for anything
         base = pri.commits()
-        await asyncio.sleep(0.4)
-        going = pri.commits() > base
-        ends = {}
-        for side, node in nodes.items():
-            if side in stopped:
-                ends[side] = STOPPED
-            elif node.proc.poll() is not None:
-                ends[side] = GONE
-            else:
-                ends[side] = node.state()
+        going = await _poll(lambda: pri.commits() > base, 0.4)
+        ends = _ends(nodes, stopped)
         await proxy.close()
         return proxy, going, ends
     try:
@@ -109,7 +129,8 @@ def run_scenario(tmp_path, spec, *, dialect="qemu", node_args=(), settle_s=1.0,
 @pytest.mark.parametrize("spec", list(CASES))
 def test_fault_ends_in_defined_state(tmp_path, spec):
     want_p, want_s, want_going = CASES[spec]
-    nodes, proxy, ends, going = run_scenario(tmp_path, spec)
+    nodes, proxy, ends, going = run_scenario(
+        tmp_path, spec, settled=lambda _n, e: e["primary"] in want_p and e["secondary"] in want_s)
     assert proxy.all_fired, proxy.log
     detail = f"{ends} proxy={proxy.log[-6:]}\nP:{nodes['primary'].output()[-1500:]}" \
              f"\nS:{nodes['secondary'].output()[-1500:]}"
@@ -121,37 +142,42 @@ def test_fault_ends_in_defined_state(tmp_path, spec):
 
 
 def test_no_fault_keeps_going_through_proxy(tmp_path):
-    nodes, proxy, ends, going = run_scenario(tmp_path, None, settle_s=1.5)
+    nodes, proxy, ends, going = run_scenario(
+        tmp_path, None, settled=lambda n, _e: n["secondary"].commits() >= 3)
     assert going and ends == {"primary": ends["primary"], "secondary": ends["secondary"]}
     assert nodes["secondary"].commits() >= 3
 
 
 @pytest.mark.parametrize("dialect", ["v11", "prototype"])
 def test_faults_in_other_dialects(tmp_path, dialect):
-    nodes, proxy, ends, going = run_scenario(tmp_path, "corrupt@checkpoint-request#2",
-                                             dialect=dialect, settle_s=0.5)
+    nodes, proxy, ends, going = run_scenario(
+        tmp_path, "corrupt@checkpoint-request#2", dialect=dialect,
+        settled=lambda _n, e: e["secondary"] in (ERR, "SHUTDOWN", GONE))
     assert proxy.all_fired
     assert ends["secondary"] in (ERR, "SHUTDOWN", GONE)
 
 
 def test_heartbeat_fails_over_on_silent_peer(tmp_path):
     """SIGSTOP: the kernel still ACKs, only the keepalive notices."""
-    nodes, proxy, ends, going = run_scenario(tmp_path, "stall-secondary@checkpoint-request#2",
-                                             heartbeat=300, settle_s=1.5)
+    nodes, proxy, ends, going = run_scenario(
+        tmp_path, "stall-secondary@checkpoint-request#2", heartbeat=300,
+        settled=lambda _n, e: e["primary"] == "DONE")
     assert ends["primary"] == "DONE", nodes["primary"].output()
     assert nodes["primary"].kinds("heartbeat-lost")
 
 
 def test_heartbeat_in_idle_via_keepalive(tmp_path):
     nodes, proxy, ends, going = run_scenario(
-        tmp_path, "stall-primary@vmstate-loaded#1", heartbeat=300, settle_s=1.5)
+        tmp_path, "stall-primary@vmstate-loaded#1", heartbeat=300,
+        settled=lambda _n, e: e["secondary"] == "DONE")
     assert ends["secondary"] == "DONE", nodes["secondary"].output()
     lost = nodes["secondary"].kinds("heartbeat-lost")
     assert lost and "keepalive" in lost[0]["data"]["why"]
 
 
 def test_without_heartbeat_a_silent_peer_is_waited_for(tmp_path):
+    # 1.5 s of watching: a faithful primary still waits (COLO has no timeout)
     nodes, proxy, ends, going = run_scenario(tmp_path, "stall-secondary@checkpoint-request#2",
-                                             settle_s=1.5)
+                                             window_s=1.5)
     assert ends["primary"] == "WAIT_REPLY"       # faithful: COLO has no timeout
     assert not nodes["primary"].kinds("heartbeat-lost")

@@ -141,7 +141,9 @@ def test_partition_faithful_colo_waits_then_resumes(cluster):
 
     net.link("a", up=False)          # the secondary's end of the veth pair
     t_down = time.monotonic()
-    time.sleep(0.3)                  # a checkpoint already in flight may still finish
+    # observation windows, not waits for an event: a checkpoint already in flight may
+    # still finish in the first 0.3 s; in the next 2 s nothing may commit
+    time.sleep(0.3)
     base_p, base_s = pri.commits(), sec.commits()
     time.sleep(2.0)
     during_p, during_s = pri.commits() - base_p, sec.commits() - base_s

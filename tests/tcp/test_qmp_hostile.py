@@ -304,7 +304,7 @@ def test_the_qmp_client_gives_up_on_a_server_that_only_sends_events(tmp_path):
     def events_forever(conn, end):
         while _time.monotonic() < end:
             conn.sendall(b'{"event": "STOP", "timestamp": {}}\r\n')
-            _time.sleep(0.05)
+            _time.sleep(0.05)        # behaviour: the hostile server's pace
 
     th, state = _hostile_qmp_server(tmp_path / "q.sock", events_forever)
     c = QmpClient(f"unix:{tmp_path / 'q.sock'}", timeout=1.0)

@@ -26,6 +26,7 @@ ESC_GAP_S = 0.25
 
 
 def wait(predicate, timeout: float = 20.0, every: float = 0.1) -> bool:
+    """Poll (the screen of a tmux pane: another process, no event to await)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():

@@ -10,13 +10,18 @@ from tests.tcp._nodes import NodeProc, free_port, wait_for
 
 
 def pump(c, until, timeout_s=10.0):
+    """Take events in until `until(c)` holds: blocks on the source's queue for the
+    next event (no polling), at most `timeout_s` in all."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        c.step(500)
+    while True:
+        c.step(500)                              # whatever has arrived
         if until(c):
             return True
-        time.sleep(0.02)
-    return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if not c.step(1, wait_s=left) and c.source.done.is_set():
+            return bool(until(c))                # the source ended: nothing more comes
 
 
 def test_tcp_pair_runs_checkpoints_and_fails_over():

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _wait(predicate, timeout: float = 20.0) -> bool:
+    """Poll (the screen of a tmux pane: another process, no event to await)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():

@@ -1,0 +1,80 @@
+"""Compiled twins: every module that has a pure-Python spec and a compiled twin.
+
+A public module ``pkg.name`` with twins ``pkg._name_py`` (the spec) and
+``pkg._name_c`` (Cython, same names) picks one with :func:`load`: the compiled
+twin if it loads, else the pure-Python one.  ``COLO_NO_EXTENSIONS=1`` forces the
+pure-Python twin.  A failed import of a compiled twin is never hidden: the
+error is returned (the public module keeps it as ``LOAD_ERROR``), and when the
+shared object is there but broken a RuntimeWarning is issued too.
+
+A new compiled module plugs in with one line in :data:`COMPILED`; the tests'
+both-twins fixture runs over every entry.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+NO_EXTENSIONS_ENV = "COLO_NO_EXTENSIONS"
+IMPLEMENTATIONS = ("py", "c")
+
+#: public modules that have a ``_<name>_py`` spec and a ``_<name>_c`` compiled twin
+COMPILED: tuple[str, ...] = (
+    "protocol.guest.pagediff",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Twin:
+    public: str                       # "protocol.guest.pagediff"
+
+    @property
+    def package(self) -> str:
+        return self.public.rpartition(".")[0]
+
+    @property
+    def short(self) -> str:
+        return self.public.rpartition(".")[2]
+
+    def module_name(self, impl: str) -> str:
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be py or c, not {impl!r}")
+        return f"{self.package}._{self.short}_{impl}"
+
+    def built(self) -> list[Path]:
+        """The compiled twin's shared objects (empty: it was never built)."""
+        spec = importlib.util.find_spec(self.package)
+        dirs = list(spec.submodule_search_locations or ()) if spec else []
+        stem = f"_{self.short}_c"
+        return sorted(p for d in dirs for p in Path(d).iterdir()
+                      if p.name.startswith(stem + ".") and p.suffix in (".so", ".pyd"))
+
+
+def twin(public: str) -> Twin:
+    if public not in COMPILED:
+        raise KeyError(f"{public} has no compiled twin (known: {', '.join(COMPILED)})")
+    return Twin(public)
+
+
+def all_twins() -> list[Twin]:
+    return [Twin(name) for name in COMPILED]
+
+
+def load(public: str) -> tuple[ModuleType, str, str | None]:
+    """(the twin in use, "c" or "py", why the compiled twin did not load or None)."""
+    t = twin(public)
+    if os.environ.get(NO_EXTENSIONS_ENV) == "1":
+        return importlib.import_module(t.module_name("py")), "py", None
+    try:
+        return importlib.import_module(t.module_name("c")), "c", None
+    except ImportError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if t.built():
+            warnings.warn(f"{t.module_name('c')} is built but did not load ({error}); "
+                          f"using the pure-Python twin", RuntimeWarning, stacklevel=3)
+        return importlib.import_module(t.module_name("py")), "py", error
