@@ -74,7 +74,8 @@ class LiveSession:
     # -- the event stream --------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.source.done.is_set() and self.source.q.empty() and not self._pending
+        """The source has ended and everything it published is in view."""
+        return self.source.done.is_set() and not self._take() and self.source.q.empty()
 
     def _absorb(self, item: Published) -> None:
         if item.events:
@@ -235,11 +236,16 @@ class _Source:
 
     def in_thread(self, fn, timeout_s: float = 5.0):
         """fn() on the source's loop, its result here; directly once the loop is gone."""
-        loop, t = self.loop, self._thread
-        if loop is None or t is None or not t.is_alive() or loop.is_closed():
+        t = self._thread
+        if t is not None and t.is_alive():
+            self.ready.wait(timeout_s)          # the loop exists once the source is ready
+        loop = self.loop
+        if t is None or not t.is_alive() or loop is None or loop.is_closed():
             if t is not None and t.is_alive():
-                raise SessionError(f"the {self.name} source is busy; try again")
-            return fn()
+                t.join(timeout_s)               # the loop has ended: so will the thread
+                if t.is_alive():
+                    raise SessionError(f"the {self.name} source is not answering")
+            return fn()                         # nothing runs on the source any more
         fut: concurrent.futures.Future = concurrent.futures.Future()
 
         def run() -> None:

@@ -14,10 +14,9 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from .. import dialects
-from ..errors import ColoError
 from ..events import Event
 from ..failover import COMPLETED, NONE
-from ..session import PLAYBACK, SIDES, GuestReport, GuestView, SideStatus
+from ..session import PLAYBACK, SIDES, GuestReport, GuestView, SessionError, SideStatus
 from ..sim.config import SimConfig
 from .format import Recording
 
@@ -33,8 +32,8 @@ _AFTER_SEND = {
 }
 
 
-class PlaybackError(ColoError, ValueError):
-    pass
+class PlaybackError(SessionError):
+    """A recorded real session cannot be changed."""
 
 
 class _Track:
