@@ -120,8 +120,8 @@ def run(c, p) -> str:
                     commits.add(e.data.get("n"))
             if hit is not None:
                 break
-            done = len(commits) if live else c.side("primary").checkpoint - start_ckpt
-            if count is not None and done >= count:
+            if count is not None and (len(commits) if live else
+                                      c.side("primary").checkpoint - start_ckpt) >= count:
                 break
     finally:
         st.running = False
