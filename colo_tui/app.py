@@ -258,11 +258,11 @@ class ColoApp(App):
         else:
             side = self.bridge.selected_side
             menu = FaultMenu(f"kill-{side}", "checkpoint-request",
-                             self.controller.sim.eps["primary"].checkpoint + 1)
+                             self.controller.side("primary").checkpoint + 1)
         self.push_screen(menu, lambda spec: spec and self.bridge.add_fault(spec))
 
     def action_delay(self) -> None:
-        current = self.controller.sim.eps["primary"].checkpoint_delay_ms
+        current = self.controller.side("primary").checkpoint_delay_ms
         self.push_screen(NumberPrompt("x-checkpoint-delay in ms (QEMU default 20000):",
                                       current),
                          lambda ms: ms is not None and self.bridge.set_delay(ms))

@@ -16,9 +16,12 @@ from pathlib import Path
 
 from textual.message import Message
 
+from protocol import dialects
 from protocol.errors import ColoError
 
-from .tui_views import Ladder, LogModel, guest_summary
+from .commands import execute as execute_command
+from .explain import explain, explain_last
+from .tui_views import Ladder, LogModel
 from .widgets.models import SIDE_NAMES, FailoverView, LadderRow, SideView, StatusView
 
 HINT = "press n or → to step, space to run, ? for help"
@@ -69,10 +72,6 @@ def describe_error(exc: BaseException) -> str:
 
 
 def explain_event(ev, dialect: str) -> str:
-    try:
-        from .explain import explain
-    except ImportError:
-        return "(explanations are not available: colo_tui.explain is missing)"
     return explain(ev, dialect)
 
 
@@ -96,17 +95,17 @@ class Bridge:
         self.output = ""                            # a palette command's output, kept
         self.lesson = None                          # a guided lesson in progress
         # a live source may say what the user must do first (e.g. start the primary)
-        self.notice = getattr(getattr(controller, "source", None), "hint", "") or ""
+        self.notice = controller.hint
         self._credit = 0.0
         self._reset()
 
     # ---------------------------------------------------------------- plumbing
     def _reset(self) -> None:
-        self._sim = self.c.sim
+        self._session = self.c.session
         old = getattr(self, "log", None)
         # a simulation reports receptions: its messages are drawn in flight until then
-        self.ladder = Ladder(flight=not getattr(self.c, "playback", True))
-        self.log = LogModel(self.c.sim.events)
+        self.ladder = Ladder(flight=self.c.capabilities.reports_receptions)
+        self.log = LogModel(self.c.events)
         if old is not None:
             self.log.set_filter(old.filter)
         self._fed = 0
@@ -295,12 +294,7 @@ class Bridge:
     @user_action
     def execute(self, line: str):
         """Run a command-registry line (the palette); returns its Result or None."""
-        try:
-            from .commands import execute
-        except ImportError:
-            self.changed("⚠ the command registry (colo_tui.commands) is not available")
-            return None
-        result = execute(self.c, line)
+        result = execute_command(self.c, line)
         if result.ok:
             self._noticed(line)
         self.changed(("" if result.ok else "⚠ ") + (result.text or "").splitlines()[0]
@@ -330,9 +324,9 @@ class Bridge:
 
     # ------------------------------------------------------------------- views
     def _feed(self) -> None:
-        if self.c.sim is not self._sim:
+        if self.c.session is not self._session:
             self._reset()
-        events = self.c.sim.events
+        events = self.c.events
         if self._fed < len(events):
             self.ladder.feed(events[self._fed:])
             self._fed = len(events)
@@ -343,8 +337,8 @@ class Bridge:
         if self.lesson is not None:
             from .lessons import narration
             return narration(self.lesson)
-        events = self.c.sim.events
-        key = (id(self.c.sim), self.selected_seq, len(events))
+        events = self.c.events
+        key = (id(self.c.session), self.selected_seq, len(events))
         if key == self._explained:
             return self._explanation
         if self.selected_seq is not None and self.selected_seq < len(events):
@@ -353,11 +347,7 @@ class Bridge:
         elif events and self.running and (self.speed == 0 or self.speed > 100):
             return self._explanation or "running… pause (space) to read about a step"
         elif events:
-            try:
-                from .explain import explain_last
-                text = explain_last(self.c)
-            except ImportError:
-                text = explain_event(events[-1], self.c.config.dialect)
+            text = explain_last(self.c)
         else:
             text = "Nothing has happened yet: press n to step."
         self._explained, self._explanation = key, text
@@ -380,8 +370,8 @@ class Bridge:
                 since_ms=None if last is None else now - last, state=d.get("state", "—"),
                 alive=d.get("alive", True), stalled=d.get("stalled", False),
                 error=d.get("error") or "", selected=s == self.selected_side,
-                **guest_summary(self.c.sim.guests.get(s), s))
-        dialect = self.c.sim.dialect
+                **self.c.guest(s).summary())
+        dialect = dialects.get(self.c.config.dialect)
         names = tuple(dialect.failover_name(x) for x in
                       ("none", "require", "active", "completed", "relaunch"))
         status = StatusView(

@@ -7,7 +7,6 @@ usage error; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from protocol.errors import ColoError
@@ -15,18 +14,6 @@ from protocol.errors import ColoError
 from . import exitcodes
 
 VERSION = "colo-testbed 0.1.0"
-
-#: subcommands whose parser lives in another module: module -> function name
-_PLUGINS = (
-    ("colo_tui.tui_main", "add_parser"),
-    ("colo_tui.repl", "add_parser"),
-    ("colo_tui.learn_main", "add_parser"),
-    ("colo_tui.export", "add_parser"),
-    ("colo_tui.cli_node", "add_parsers"),
-    ("colo_tui.cli_qemu", "add_parsers"),
-    ("colo_tui.lab.cli", "add_parser"),
-)
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no traceback
@@ -42,16 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=VERSION)
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     cli_core.add_parsers(sub)
-    for mod, fn in _PLUGINS:
-        try:
-            module = importlib.import_module(mod)
-        except ImportError as exc:
-            if exc.name != mod:      # a real bug inside the module: say it
-                raise
-            continue
-        register = getattr(module, fn, None)
-        if register is not None:
-            register(sub)
+    # subcommands whose parser lives in another module (none imports a toolkit at import)
+    from . import cli_node, cli_qemu, export, learn_main, repl, tui_main
+    from .lab import cli as lab_cli
+    tui_main.add_parser(sub)
+    repl.add_parser(sub)
+    learn_main.add_parser(sub)
+    export.add_parser(sub)
+    cli_node.add_parsers(sub)
+    cli_qemu.add_parsers(sub)
+    lab_cli.add_parser(sub)
     return p
 
 

@@ -406,7 +406,7 @@ def cmd_replay(args) -> int:
         pb = Playback(rec)
         pb.run()
         out = {"file": args.file, "identical": None, "imported": True, "consistent": res.ok,
-               "events": pb.steps, "checkpoints_committed": pb.eps["primary"].checkpoint,
+               "events": pb.steps, "checkpoints_committed": pb.side("primary").checkpoint,
                "ended": pb.ended, "cut": res.cut, "first_difference": res.first_difference}
         if args.json:
             print(json.dumps(out, indent=1))
@@ -455,7 +455,9 @@ def cmd_bench(args) -> int:
               "engine": "protocol.bench.engine", "tui": "colo_tui.bench_tui"}[args.which]
     try:
         module = importlib.import_module(target)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:     # a UI toolkit (textual for `bench tui`) only
+        if exc.name not in ("textual", "prompt_toolkit", "uvloop"):
+            raise
         print(f"colo bench {args.which}: not available ({exc})", file=sys.stderr)
         return 2
     return int(module.main(args.rest) or 0)

@@ -359,7 +359,7 @@ def explain_last(controller) -> str:
             return where + ending(events, ev.outcome)
         text = where + explain(ev, d)
         if controller.finished and ev.kind is not K.END:
-            text += "\n" + ending(events, controller.sim.outcome())
+            text += "\n" + ending(events, controller.outcome())
         return text
     return ("Nothing has happened yet. COLO keeps a secondary VM in step with a primary by "
             "periodic checkpoints; 'step' runs the initial migration and checkpoint-ready.")

@@ -58,8 +58,8 @@ class Lesson:
 
 def _compare_noticed(why: str):
     def check(c) -> str:
-        guest = c.sim.guests.get("primary")
-        seen = [r for _t, r in getattr(getattr(guest, "compare", None), "notifications", [])]
+        packets = c.guest_report().primary.packets
+        seen = list(packets.compare_notifications) if packets is not None else []
         return "" if why in seen else f"colo-compare never reported a {why} ({seen or 'none'})"
     return check
 

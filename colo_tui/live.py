@@ -1,6 +1,7 @@
-"""Live sessions for the TUI and the REPL: a Controller-shaped facade over real peers.
+"""Live sessions for the TUI and the REPL: a `protocol.session.Session` over real peers.
 
-Four sources, each running in a background thread and feeding one event queue:
+Four sources (colo_tui.live_sources), each running in a background thread and
+feeding one queue:
 
 * ``TcpPair``  — `--transport tcp`: the two sans-IO endpoints in this process,
   each driven by the uvloop engine over a real loopback TCP connection;
@@ -11,235 +12,191 @@ Four sources, each running in a background thread and feeding one event queue:
 * ``PeerFeed`` — `--peer LISTEN`: the testbed's secondary (with a mirror of the
   guest's RAM) as the peer of a real QEMU primary.
 
-Stepping moves queued events into view (the display can be paused while the
-peers run on); there is no time travel in a live session, and faults are
-injected with `colo proxy --fault` or the simulator.
+A source owns its endpoints and guests: only its thread reads or changes them.
+What the UI sees crosses the queue as `Published` items — the events and frozen
+snapshots of both sides and both guests, built on the source's thread just
+after those events.  Stepping moves queued events into view (the display can
+be paused while the peers run on); a batch (what one input to an engine caused,
+at one instant) shows its snapshots with its first event.  There is no time travel in a live session, and faults are injected
+with `colo proxy --fault` or the simulator.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import queue
+import sys
 import threading
 import time
+from types import MappingProxyType
 
-from protocol import dialects
 from protocol.errors import ColoError
-from protocol.events import Event, Send
-from protocol.guestport import NullGuest
-from protocol.record import format as rf
-from protocol.record.playback import ReadSide
+from protocol.events import Event
+from protocol.session import (
+    SIDES,
+    ArmedFault,
+    GuestReport,
+    GuestView,
+    Input,
+    Published,
+    SessionError,
+    SideStatus,
+    live_capabilities,
+)
 from protocol.sim.config import SimConfig
 
-SIDES = ("primary", "secondary")
+from .control import Controller
+
+LiveError = SessionError
+#: a live source rebuilds its guest views at most this often (they scan RAM bitmaps)
+GUEST_VIEW_EVERY_S = 0.1
 
 
-class LiveError(ValueError):
-    pass
+class LiveSession:
+    """A live source as a session (see the module docstring)."""
 
+    def __init__(self, source) -> None:
+        self.source = source
+        self.name = source.name
+        self.config = source.config
+        self.hint = getattr(source, "hint", "") or ""
+        self.capabilities = live_capabilities(takes_inputs=source.takes_inputs)
+        self.events: list[Event] = []
+        self.steps = 0
+        self.now = 0.0
+        self.on_event = None
+        self._pending: collections.deque = collections.deque()
+        self._after: Published | None = None
+        first = source.snapshot(())             # before the thread starts: nothing races
+        self._sides, self._guests = first.sides, first.guests
+        source.start()
 
-class _LiveSim(ReadSide):
-    """The read side the UIs use (like Simulation), filled by a source."""
+    # -- the event stream --------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """The source has ended and everything it published is in view."""
+        return self.source.done.is_set() and not self._take() and self.source.q.empty()
 
-    def __init__(self, cfg: SimConfig, eps: dict) -> None:
-        self.cfg = cfg
-        self.dialect = dialects.get(cfg.dialect)
-        self.peer_dialect = self.dialect
-        self._init_read_side(eps, {s: getattr(eps[s], "guest", None) or NullGuest()
-                                   for s in SIDES}, None)
-        self.finished = False
+    def _absorb(self, item: Published) -> None:
+        if item.events:
+            self._pending.extend(item.events)
+            self._after = item
+        else:
+            self._show(item)        # a snapshot alone (a poll, a command, the end)
+
+    def _show(self, item: Published) -> None:
+        if item.sides is not None:
+            self._sides = item.sides
+        if item.guests is not None:
+            self._guests = item.guests
+
+    def _take(self) -> bool:
+        """Move queued items in until a batch with events is pending (False: none)."""
+        while not self._pending:
+            try:
+                self._absorb(self.source.q.get_nowait())
+            except queue.Empty:
+                return False
+        return True
+
+    def step(self) -> list[Event]:
+        """The next arrived event into view ([] if none has arrived)."""
+        if not self._pending and not self._take():
+            return []
+        ev = self._pending.popleft()
+        ev.stamp(len(self.events))
+        self.events.append(ev)
+        self.steps += 1
+        self.now = max(self.now, ev.t_ms)
+        if self._after is not None:
+            # a batch is what one input to an engine caused, at one instant: its
+            # snapshot shows with its first event
+            self._show(self._after)
+            self._after = None
+        if self.on_event is not None:
+            self.on_event(ev)
+        return [ev]
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait (bounded) until an event has arrived; True if one has."""
+        deadline = time.monotonic() + timeout_s
+        while not self._take():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.source.done.is_set() and self.source.q.empty():
+                return False
+            try:
+                self._absorb(self.source.q.get(timeout=left))
+            except queue.Empty:
+                return False
+        return True
+
+    # -- views ----------------------------------------------------------------------------
+    def side(self, side: str) -> SideStatus:
+        return self._sides[SIDES.index(side)]
+
+    def guest(self, side: str) -> GuestView:
+        return self._guests[SIDES.index(side)]
+
+    def guest_report(self) -> GuestReport:
+        return self.source.guest_report()
 
     def outcome(self) -> str:
-        running = [s for s in SIDES if self.eps[s].run_state == "running"]
-        in_colo = [s for s in SIDES if self.eps[s].colo_mode != "none"]
+        sides = [self.side(s) for s in SIDES]
+        running = [s for s in sides if s.run_state == "running"]
+        in_colo = [s for s in sides if s.colo_mode != "none"]
         if len(in_colo) == 2:
             return "ok"
         return "split-brain" if len(running) == 2 else ("failover" if running else "error")
 
-    def apply_input(self, *_a, **_k):
-        raise LiveError("a live session takes operator commands, not simulator inputs")
+    def checks(self):
+        return MappingProxyType({})
 
-    check_fault = apply_input
+    def armed_faults(self) -> tuple[ArmedFault, ...]:
+        return tuple(ArmedFault(str(f), False) for f in getattr(self.source, "faults", ()))
 
+    # -- inputs ----------------------------------------------------------------------------
+    def send(self, inp: Input) -> None:
+        self.source.command(inp.cmd, *inp.args)
 
-class LiveController:
-    """What `Controller` offers, for a live source (see the module docstring)."""
-
-    playback = True            # inputs go to the live peers, not into a re-runnable session
-    forked = False
-    forked_at = None
-    replay_source = None
-
-    def __init__(self, source, *, on_event=None) -> None:
-        self.source = source
-        self.config = source.config
-        self.sim = _LiveSim(self.config, source.eps)
-        self.on_event = on_event
-        self.inputs: list[dict] = []
-        self._writer: rf.Writer | None = None
-        self.recording_path: str | None = None
-        source.start()
-
-    # -- stepping: move what arrived into view ---------------------------------------
-    @property
-    def events(self) -> list[Event]:
-        return self.sim.events
-
-    @property
-    def steps(self) -> int:
-        return self.sim.steps
-
-    @property
-    def finished(self) -> bool:
-        return self.source.done.is_set() and self.source.q.empty()
-
-    live = True
-    #: `step N` / `run` wait (bounded) for events still to come: the REPL sets it; the
-    #: Textual app does not (its commands run on the UI's loop and must not block)
-    wait_for_events = False
-
-    def step(self, n: int = 1, wait_s: float = 0.0) -> list[Event]:
-        """Move up to `n` arrived events into view; with `wait_s`, wait at most that
-        long (in all) for events that have not arrived yet."""
-        out: list[Event] = []
-        deadline = time.monotonic() + wait_s
-        for _ in range(max(0, n)):
-            try:
-                ev = self.source.q.get_nowait()
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.source.done.is_set():
-                    break
-                try:
-                    ev = self.source.q.get(timeout=left)
-                except queue.Empty:
-                    break
-            ev.stamp(len(self.sim.events))
-            self.sim.events.append(ev)
-            self.sim.steps += 1
-            self.sim.now = max(self.sim.now, ev.t_ms)
-            self.source.apply(ev)
-            out.append(ev)
-            if self._writer is not None:
-                self._writer.event(ev)
-            if self.on_event is not None:
-                self.on_event(ev)
-        self.sim.finished = self.finished
-        return out
-
-    def run(self, checkpoints: int | None = None, until: str | None = None,
-            max_steps: int = 200_000) -> list[Event]:
-        return self.step(max_steps)
-
-    def back(self, n: int = 1) -> int:
-        raise LiveError("a live session cannot step back: the peers have moved on "
-                        "(record it, then open the recording to travel in time)")
-
-    # -- operator commands --------------------------------------------------------------
-    def _do(self, what: str, *args) -> None:
-        self.inputs.append({"step": self.sim.steps, "cmd": what, "args": list(args)})
-        self.source.command(what, *args)
-
-    def checkpoint(self) -> None:
-        self._do("checkpoint")
-
-    def lost_heartbeat(self, side: str) -> None:
-        self._do("lost-heartbeat", _side(side))
-
-    def kill(self, side: str) -> None:
-        self._do("kill", _side(side))
-
-    def stall(self, side: str) -> None:
-        self._do("stall", _side(side))
-
-    def shutdown(self) -> None:
-        self._do("shutdown")
-
-    def set_checkpoint_delay(self, ms: int) -> None:
-        self._do("set-delay", int(ms))
-
-    def add_fault(self, spec: str) -> None:
-        raise LiveError("faults on live peers go through `colo proxy --fault SPEC` "
-                        "(or use the simulator, which takes any fault at any time)")
-
-    def faults(self) -> list[str]:
-        return list(getattr(self.source, "faults", []))
-
-    def clear_faults(self) -> None:
-        raise LiveError("a live session has no fault plan to clear")
-
-    def restart(self, **changes) -> None:
-        raise LiveError("a live session is restarted from the command line")
-
-    def load_replay(self, path: str, *, to_end: bool = False):
-        raise LiveError("open recordings with `colo tui --replay FILE`")
-
-    # -- recording ---------------------------------------------------------------------
-    def record_start(self, path: str, *, force: bool = False) -> None:
-        if self._writer is not None:
-            raise LiveError(f"already recording to {self.recording_path}")
-        header = rf.make_header(self.config, imported=True, source=self.source.name)
-        self._writer = rf.Writer(path, header, [f"a live session ({self.source.name}); it "
-                                                "replays as a playback, not a simulation"],
-                                 force=force)
-        for ev in self.sim.events:
-            self._writer.event(ev)
-        self.recording_path = path
-
-    def record_stop(self) -> str | None:
-        if self._writer is None:
-            return None
-        self._writer.close()
-        path, self._writer, self.recording_path = self.recording_path, None, None
-        return path
+    def check_fault(self, _fault) -> None:
+        raise SessionError("faults on live peers go through `colo proxy --fault SPEC` "
+                           "(or use the simulator, which takes any fault at any time)")
 
     def close(self) -> None:
-        self.record_stop()
         self.source.stop()
         if not self.source.join():
-            import sys
             print(f"colo: the {self.source.name} source did not stop within 5 s",
                   file=sys.stderr)
 
-    # -- views -------------------------------------------------------------------------
-    def status(self) -> dict:
-        out = {s: self.sim.eps[s].status() | {"alive": self.sim.alive[s], "stalled": False}
-               for s in SIDES}
-        out.update(step=self.sim.steps, t_ms=self.sim.now, finished=self.finished,
-                   outcome=self.sim.outcome() if self.finished else None,
-                   dialect=self.config.dialect, mode=self.config.mode, seed=self.config.seed,
-                   forked=False, recording=self.recording_path, invariants={},
-                   live=self.source.name)
-        return out
 
-    def wire(self) -> list[dict]:
-        return [{"dir": e.dir or ("P>S" if e.side == "primary" else "S>P"),
-                 "msg": e.msg, "value": e.value or 0,
-                 "hex": e.hex, "seq": e.seq, "t": e.t_ms}
-                for e in self.sim.events if type(e) is Send]
+def live_controller(source, *, on_event=None) -> Controller:
+    """The one Controller, over a live source (no time travel, no restart)."""
+    return Controller(session=LiveSession(source), on_event=on_event)
 
 
-def make_live(args, config, on_event=None):
+def make_live(args, config, on_event=None) -> Controller | None:
     """The live controller for --transport tcp / --proxy / --attach / --peer, or None."""
     from .live_sources import PeerFeed, ProxyFeed, QmpFeed, TcpPair
     if getattr(args, "peer", None):
-        return LiveController(PeerFeed(config, args.peer), on_event=on_event)
-    if getattr(args, "attach", None):
-        return LiveController(QmpFeed(config, *args.attach), on_event=on_event)
-    if getattr(args, "proxy", None):
+        source = PeerFeed(config, args.peer)
+    elif getattr(args, "attach", None):
+        source = QmpFeed(config, *args.attach)
+    elif getattr(args, "proxy", None):
         listen, connect = args.proxy
-        return LiveController(ProxyFeed(config, listen, connect,
-                                        getattr(args, "fault", None) or []), on_event=on_event)
-    if getattr(args, "transport", "sim") == "tcp":
-        return LiveController(TcpPair(config), on_event=on_event)
-    return None
-
-
-def _side(side: str) -> str:
-    from .control import side_name
-    return side_name(side)
+        source = ProxyFeed(config, listen, connect, getattr(args, "fault", None) or [])
+    elif getattr(args, "transport", "sim") == "tcp":
+        source = TcpPair(config)
+    else:
+        return None
+    return live_controller(source, on_event=on_event)
 
 
 class _Source:
+    """A live source: a background thread, a queue of `Published` items."""
+
     name = "live"
+    #: operator inputs reach the peers (some sources only watch)
+    takes_inputs = True
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
@@ -249,13 +206,73 @@ class _Source:
         self.error: str | None = None
         self._thread: threading.Thread | None = None
         self.t0 = time.monotonic()
+        self._guest_views: tuple | None = None
+        self._guest_at = 0.0
 
-    def put(self, ev: Event) -> None:
+    # -- snapshots: built on the source's thread ------------------------------------------
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        raise NotImplementedError
+
+    def guests(self) -> dict:
+        """The guest objects per side ({} when the source has none)."""
+        return {}
+
+    def snapshot(self, events: tuple, *, fresh: bool = False) -> Published:
+        now = time.monotonic()
+        if fresh or self._guest_views is None or now - self._guest_at >= GUEST_VIEW_EVERY_S:
+            from protocol.snapshot import guest_view
+            g = self.guests()
+            self._guest_views = tuple(guest_view(g.get(s), s) for s in SIDES)
+            self._guest_at = now
+        return Published(tuple(events), self.sides(), self._guest_views)
+
+    def guest_report(self) -> GuestReport:
+        """Both guests in depth, built on the source's thread (bounded wait)."""
+        g = self.guests()
+        if not g:
+            return GuestReport()
+        from protocol.snapshot import guest_report
+        return self.in_thread(lambda: guest_report(g))
+
+    def in_thread(self, fn, timeout_s: float = 5.0):
+        """fn() on the source's loop, its result here; directly once the loop is gone."""
+        t = self._thread
+        if t is not None and t.is_alive():
+            self.ready.wait(timeout_s)          # the loop exists once the source is ready
+        loop = self.loop
+        if t is None or not t.is_alive() or loop is None or loop.is_closed():
+            if t is not None and t.is_alive():
+                t.join(timeout_s)               # the loop has ended: so will the thread
+                if t.is_alive():
+                    raise SessionError(f"the {self.name} source is not answering")
+            return fn()                         # nothing runs on the source any more
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                fut.set_exception(exc)
         try:
-            self.q.put_nowait(ev)
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:                    # the loop closed meanwhile
+            t.join(timeout_s)
+            return fn()
+        try:
+            return fut.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise SessionError(f"the {self.name} source did not answer within "
+                               f"{timeout_s:.0f} s") from None
+
+    def publish(self, events, *, fresh: bool = False) -> None:
+        try:
+            self.q.put_nowait(self.snapshot(tuple(events), fresh=fresh))
         except queue.Full:      # the view fell far behind: drop, say so once
             if not getattr(self, "_dropped", False):
                 self._dropped = True
+
+    def put(self, ev: Event) -> None:
+        self.publish((ev,))
 
     def now_ms(self) -> float:
         return (time.monotonic() - self.t0) * 1000.0
@@ -271,6 +288,10 @@ class _Source:
             self.error = f"{type(exc).__name__}: {exc}"
             self.put(Event(self.now_ms(), "live", "error", {"message": self.error}))
         finally:
+            try:
+                self.publish((), fresh=True)       # the last word on both sides
+            except Exception:  # noqa: BLE001 - a snapshot of a broken source: skip it
+                pass
             self.done.set()
 
     def wait_ready(self, what: str, timeout_s: float = 5.0) -> None:
@@ -278,9 +299,6 @@ class _Source:
         if not self.ready.wait(timeout_s) or self.done.is_set():
             raise ColoError(f"the {what} is not running" + (f": {self.error}"
                                                             if self.error else ""))
-
-    def apply(self, ev: Event) -> None:
-        """Update the per-side view from an event (sources with real endpoints skip)."""
 
     #: the source's event loop and its one task (`_run_task`), where it has them
     loop = None

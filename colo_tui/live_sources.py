@@ -1,6 +1,7 @@
 """The live sources behind `--transport tcp | --proxy | --attach | --peer` (see live.py)."""
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import socket
 from dataclasses import replace
@@ -19,10 +20,13 @@ from protocol.events import (
     RecvInitial,
     Send,
 )
-from protocol.record.format import Recording
-from protocol.record.playback import Playback, SideView
+from protocol.failover import COMPLETED, NONE
+from protocol.record.playback import CaptureTracker
+from protocol.session import SIDES, SideStatus
+from protocol.sim.core import _make_guests as make_guests
+from protocol.snapshot import side_status
 
-from .live import SIDES, _Source
+from .live import _Source
 
 
 class TcpPair(_Source):
@@ -33,14 +37,22 @@ class TcpPair(_Source):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        from protocol.sim.core import _make_guests
         d = dialects.get(config.dialect)
-        guests = _make_guests(config, d)
-        self.eps = {s: make_endpoint(s, d, guest=guests[s], mode=config.mode,
+        self._guests = make_guests(config, d)
+        self.eps = {s: make_endpoint(s, d, guest=self._guests[s], mode=config.mode,
                                      checkpoint_delay_ms=config.checkpoint_delay_ms,
                                      load_ms=config.load_ms, faithful=config.faithful)
                     for s in SIDES}
         self.engines: dict = {}
+        self.alive = {s: True for s in SIDES}
+        self.stalled = {s: False for s in SIDES}
+
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return tuple(side_status(self.eps[s], alive=self.alive[s], stalled=self.stalled[s])
+                     for s in SIDES)
+
+    def guests(self) -> dict:
+        return self._guests
 
     def run(self) -> None:
         import asyncio
@@ -53,8 +65,7 @@ class TcpPair(_Source):
         port = lsock.getsockname()[1]
 
         def feed(evs) -> None:
-            for ev in evs:
-                self.put(ev)
+            self.publish(evs)
 
         def advance(side):
             guest = self.eps[side].guest
@@ -106,9 +117,12 @@ class TcpPair(_Source):
                 side = args[0]
                 eng[side].close_timers()
                 if what == "kill":
+                    self.alive[side] = False
                     eng[side].abort(reset=False)
-                elif eng[side].transport is not None:
-                    eng[side].transport.pause_reading()
+                else:
+                    self.stalled[side] = True
+                    if eng[side].transport is not None:
+                        eng[side].transport.pause_reading()
                 self.put(Event(self.now_ms(), side, "process",
                                {"what": "killed" if what == "kill" else "stalled",
                                 "why": "operator"}))
@@ -121,14 +135,21 @@ class ProxyFeed(_Source):
     """The live decoding proxy between two real COLO peers."""
 
     name = "proxy"
+    takes_inputs = False
 
     def __init__(self, config, listen: str, connect: str, faults=()) -> None:
         super().__init__(config)
         self.listen, self.connect, self.faults = listen, connect, list(faults)
         self.hint = (f"point the primary's migrate at {listen}; it goes on to {connect}; "
                      "space to follow")
-        self._view = Playback(Recording({"dialect": config.dialect}))
-        self.eps = self._view.eps
+        self.tracker = CaptureTracker(dialects.get(config.dialect))
+
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return tuple(self.tracker.side(s) for s in SIDES)
+
+    def put(self, ev: Event) -> None:
+        self.tracker.apply(ev)
+        super().put(ev)
 
     def run(self) -> None:
         import asyncio
@@ -143,9 +164,6 @@ class ProxyFeed(_Source):
             self._run_task(loop, run_proxy(self.listen, self.connect, self.faults, self.put))
         finally:
             loop.close()
-
-    def apply(self, ev: Event) -> None:
-        self._view._apply(ev)
 
     def command(self, what: str, *args) -> None:
         raise ColoError("the proxy only watches (and injects --fault at start); give "
@@ -173,11 +191,9 @@ class PeerFeed(_Source):
         self.listen = listen
         self.addr = parse_hostport(listen)
         self.guest = MirrorGuest()
-        self._view = Playback(Recording({"dialect": "qemu"}))
-        self.eps = {"primary": self._view.eps["primary"],
-                    "secondary": make_endpoint("secondary", dialects.get("qemu"),
-                                               guest=self.guest, mode=config.mode,
-                                               initial_stream=True)}
+        self.tracker = CaptureTracker(dialects.get("qemu"))      # the primary, as seen
+        self.secondary = make_endpoint("secondary", dialects.get("qemu"), guest=self.guest,
+                                       mode=config.mode, initial_stream=True)
         # bind now: a port in use is a clear error before the app opens
         host, port = self.addr
         self.lsock = socket.create_server(
@@ -191,6 +207,12 @@ class PeerFeed(_Source):
                      "follow")
         self.engine = None
 
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return self.tracker.side("primary"), side_status(self.secondary)
+
+    def guests(self) -> dict:
+        return {"secondary": self.guest}
+
     def run(self) -> None:
         import asyncio
 
@@ -199,17 +221,19 @@ class PeerFeed(_Source):
         asyncio.set_event_loop(loop)
 
         def feed(evs) -> None:
+            out = []
             for ev in evs:
                 if ev.side == "secondary" and type(ev) is Recv:
                     sent = Send(
                         ev.t_ms, "primary", msg=ev.msg, value=ev.value or 0,
-                        dir="P>S", n=self.eps["secondary"].in_flight
-                        or self.eps["secondary"].checkpoint,
+                        dir="P>S", n=self.secondary.in_flight
+                        or self.secondary.checkpoint,
                         why="a real QEMU primary: seen as the secondary received it")
                     self._follow(sent)
-                    self.put(sent)
+                    out.append(sent)
                 self._follow(ev)
-                self.put(ev)
+                out.append(ev)
+            self.publish(out)
 
         def crashed(exc: BaseException) -> None:
             # a bug of ours, not the peer's: shown in the event stream, the pair stops
@@ -217,7 +241,7 @@ class PeerFeed(_Source):
             self.put(Event(self.now_ms(), "live", "error", {"message": self.error}))
             self.done.set()
 
-        self.engine = Engine(self.eps["secondary"], loop, on_events=feed, on_crash=crashed)
+        self.engine = Engine(self.secondary, loop, on_events=feed, on_crash=crashed)
 
         async def main() -> None:
             sock, peer = await loop.sock_accept(self.lsock)
@@ -243,15 +267,15 @@ class PeerFeed(_Source):
         """Keep the primary's view in step with what the secondary saw of it, as it
         happens (the secondary's view is its live endpoint, not the stepped events)."""
         if ev.side == "primary":
-            self._view._apply(ev)
+            self.tracker.apply(ev)
         elif ev.side != "secondary":
             return
         elif type(ev) is Checkpoint and ev.phase == "commit":
-            self._view._apply(replace(ev, side="primary"))
+            self.tracker.apply(replace(ev, side="primary"))
         elif type(ev) is Action and ev.name == "load-initial":
-            self._view._apply(RecvInitial(ev.t_ms, "primary"))
+            self.tracker.apply(RecvInitial(ev.t_ms, "primary"))
         elif type(ev) is Eof:
-            self.eps["primary"].error = "the connection ended (EOF from the primary)"
+            self.tracker.set_error("primary", "the connection ended (EOF from the primary)")
 
     def command(self, what: str, *args) -> None:
         if what != "lost-heartbeat" or args[0] != "secondary":
@@ -263,23 +287,32 @@ class PeerFeed(_Source):
 
     def _failover(self) -> None:
         try:
-            self.engine.run(self.eps["secondary"].lost_heartbeat)
+            self.engine.run(self.secondary.lost_heartbeat)
         except QmpCommandError as exc:
             self.put(Event(self.now_ms(), "operator", "qmp-error",
                            {"side": "secondary", "error": exc.desc}))
 
 
-class _QmpSide(SideView):
-    def __init__(self, role: str, dialect) -> None:
-        super().__init__(role, dialect)
+class _QmpSide:
+    """What the last poll of one process's QMP said (the source thread's own)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.state = "INIT"
+        self.run_state = "running" if role == "primary" else "inmigrate"
+        self.migration = "setup"
         self.colo = {"mode": "none", "last-mode": "none", "reason": "none"}
+        self.delay_ms = 0
 
-    def query_colo_status(self) -> dict:
-        return dict(self.colo)
-
-    @property
-    def colo_mode(self) -> str:
-        return self.colo.get("mode", "none")
+    def status(self, dialect) -> SideStatus:
+        reason = self.colo.get("reason", "none")
+        fo = COMPLETED if reason == "request" else NONE
+        return SideStatus(role=self.role, state=self.state, run_state=self.run_state or "—",
+                          migration=self.migration or "none",
+                          colo_mode=self.colo.get("mode", "none"),
+                          last_mode=self.colo.get("last-mode", "none"), reason=reason,
+                          failover=fo, failover_state=dialect.failover_name(fo),
+                          checkpoint_delay_ms=self.delay_ms)
 
 
 class QmpFeed(_Source):
@@ -291,8 +324,8 @@ class QmpFeed(_Source):
     def __init__(self, config, qmp_primary: str, qmp_secondary: str) -> None:
         super().__init__(config)
         self.addresses = (qmp_primary, qmp_secondary)
-        d = dialects.get(config.dialect)
-        self.eps = {s: _QmpSide(s, d) for s in SIDES}
+        self.dialect = dialects.get(config.dialect)
+        self.views = {s: _QmpSide(s) for s in SIDES}
         self._commands: queue.Queue = queue.Queue()
         from .attach import LivePair
         self.pair = LivePair(*self.addresses)     # fails here, clearly, if unreachable
@@ -305,29 +338,49 @@ class QmpFeed(_Source):
                     self.put(_qmp_event(self.now_ms(), side, e))
                 self._poll()
                 try:
-                    what, args = self._commands.get(timeout=self.POLL_S)
+                    what, args, done = self._commands.get(timeout=self.POLL_S)
                 except queue.Empty:
                     continue
-                self._run_command(what, args)
+                self._run_command(what, args, done)
                 time.sleep(0)
         finally:
             self.pair.close()
+            while not self._commands.empty():        # nobody waits for ever
+                self._commands.get_nowait()[2].set_exception(
+                    ColoError("the QMP attach has ended"))
 
     def _poll(self) -> None:
         for side, st in self.pair.status().items():
-            view = self.eps[side]
+            view = self.views[side]
             new = (st["status"].get("status"), st["migrate"].get("status"), st["colo"])
-            old = (view.run_state, view.migration_status, view.colo)
+            old = (view.run_state, view.migration, view.colo)
             if new != old:
-                view.run_state, view.migration_status, view.colo = new
+                view.run_state, view.migration, view.colo = new
                 view.state = new[1] or view.state
                 self.put(Event(self.now_ms(), side, "status",
                                {"run": new[0], "migration": new[1], **new[2]}))
 
-    def command(self, what: str, *args) -> None:
-        self._commands.put((what, args))
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return tuple(self.views[s].status(self.dialect) for s in SIDES)
 
-    def _run_command(self, what: str, args) -> None:
+    COMMAND_WAIT_S = 10.0
+
+    def command(self, what: str, *args) -> None:
+        """Run a QMP command on the source's thread; its error (QEMU's refusal) is
+        raised here, after the statuses it changed were polled."""
+        if what not in ("lost-heartbeat", "set-delay", "checkpoint"):
+            raise ColoError(f"{what!r} is not something QMP can do to a live process")
+        if self.done.is_set():
+            raise ColoError("the QMP attach has ended")
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        self._commands.put((what, args, done))
+        try:
+            done.result(self.COMMAND_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            raise ColoError(f"{what}: no answer over QMP within "
+                            f"{self.COMMAND_WAIT_S:.0f} s") from None
+
+    def _run_command(self, what: str, args, done) -> None:
         try:
             if what == "lost-heartbeat":
                 self.pair.lost_heartbeat(args[0])
@@ -342,6 +395,12 @@ class QmpFeed(_Source):
         except (QmpCommandError, ColoError, TimeoutError) as exc:
             self.put(Event(self.now_ms(), "operator", "qmp-error",
                            {"command": what, "error": getattr(exc, "desc", str(exc))}))
+            done.set_exception(exc)
+            return
+        try:
+            self._poll()
+        finally:
+            done.set_result(None)
 
 
 def _qmp_event(t_ms: float, side: str, e: dict) -> Event:

@@ -2,7 +2,7 @@
 
 `Ladder` turns the event stream into ladder rows incrementally (and tracks
 fault windows and commit times), `LogModel` is the filterable event log,
-`guest_summary` reads a guest model's RAM heat map, packets and disk layers.
+a guest's panel fields come from the session's GuestView (protocol.session).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from protocol.events import EventKind as K
 from .sentences import clean, line, plain, sentence
 from .widgets.models import SIDE_NAMES, LadderRow
 
-HEAT_BUCKETS = 40
 LADDER_CAP = 4000
 LADDER_BURST = 800          # a bigger batch (full speed) keeps only its tail's rows
 _TRACKED = frozenset((K.CHECKPOINT, K.CLOSED, K.PARTITION, K.PROCESS))
@@ -269,56 +268,3 @@ class LogModel:
     def line(self, i: int) -> tuple[int, float, str, str]:
         ev = self.event(i)
         return ev.seq, ev.t_ms, ev.side, self.text(ev)
-
-
-def guest_summary(guest, role: str) -> dict:
-    """RAM heat map, buffered packets and disk layers of a guest model ({} for none)."""
-    ram = getattr(guest, "ram", None)
-    if ram is None:
-        return {}
-    out: dict = {}
-    try:
-        block = getattr(guest, "main_block", None) or next(iter(ram.blocks))
-        npages = ram.blocks[block].npages
-        if hasattr(guest, "heat_view"):          # a mirror of a real guest
-            return _mirror_summary(guest, block, npages)
-        if role == "secondary" and getattr(guest, "cache", None) is not None:
-            bitmap, out["heat_label"] = guest.cache.bitmaps[block], "RAM cache pending"
-        else:
-            bitmap, out["heat_label"] = ram.blocks[block].dirty, "RAM dirty (epoch)"
-        out["heat"], out["heat_count"] = _heat(bitmap, npages)
-        filt, comp = getattr(guest, "filter", None), getattr(guest, "compare", None)
-        if filt is not None:
-            out["packets"] = f"{len(filt)} held, {filt.released_total} out"
-        elif comp is not None:
-            p, s = comp.queued()
-            out["packets"] = f"compare: {p} P / {s} S queued"
-        else:
-            out["packets"] = f"{getattr(guest, 'svm_dropped', 0)} dropped"
-        disk = guest.disk
-        if hasattr(disk, "active"):
-            out["disk"] = (f"active {len(disk.active)} hidden {len(disk.hidden)} "
-                           f"base {len(disk.base)}")
-        else:
-            out["disk"] = f"local {len(disk.local)} fwd {len(disk.outbox)}"
-    except (AttributeError, KeyError, TypeError) as exc:     # a guest model mid-change
-        out["disk"] = f"? ({type(exc).__name__})"
-    return out
-
-
-def _heat(bitmap, npages: int) -> tuple[tuple[float, ...], int]:
-    counts = [0] * HEAT_BUCKETS
-    per = max(1, -(-npages // HEAT_BUCKETS))
-    for index in bitmap.indices():
-        counts[min(HEAT_BUCKETS - 1, index // per)] += 1
-    return tuple(c / per for c in counts), bitmap.count
-
-
-def _mirror_summary(guest, block: str, npages: int) -> dict:
-    """The mirror of a real guest: pages the last checkpoint flushed, its VGA text."""
-    heat, count = _heat(guest.heat_view(block), npages)
-    return {"heat": heat, "heat_count": count,
-            "heat_label": f"{block}: flushed by ckpt #{guest.checkpoints}",
-            "screen": guest.screen_line() or "—",
-            "packets": "— (a real guest: not modelled)", "disk": "—"}
-

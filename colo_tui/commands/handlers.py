@@ -17,7 +17,6 @@ from protocol import failover as fo
 from protocol import faults as fl
 from protocol.errors import is_user_error
 from protocol.events import EventKind as K
-from protocol.guestport import NullGuest
 
 from ..sentences import plain as _plain
 from ..sentences import sentence as _sentence
@@ -85,7 +84,7 @@ def step(c, p) -> str:
     if c.finished:
         return "nothing to step: " + where(c)
     n = p.get("n") or 1
-    live = getattr(c, "wait_for_events", False)
+    live = c.live and c.wait_for_events
     new = c.step(n, wait_s=LIVE_STEP_WAIT_S) if live else c.step(n)
     head = f"{len(new)} new event(s)"
     if live and len(new) < n:
@@ -99,9 +98,9 @@ def run(c, p) -> str:
     st = state_of(c)
     st.running, until, count = True, p.get("event"), p.get("n")
     st.pause.clear()
-    start_ckpt = c.sim.eps["primary"].checkpoint
+    start_ckpt = c.side("primary").checkpoint
     first, hit, paused, timed_out = len(c.events), None, False, False
-    live = getattr(c, "wait_for_events", False)
+    live = c.live and c.wait_for_events
     # live peers run ahead of what is shown: count the commits that were stepped
     commits: set = set()
     deadline = time.monotonic() + LIVE_RUN_S
@@ -122,8 +121,8 @@ def run(c, p) -> str:
                     commits.add(e.n)
             if hit is not None:
                 break
-            done = len(commits) if live else c.sim.eps["primary"].checkpoint - start_ckpt
-            if count is not None and done >= count:
+            if count is not None and (len(commits) if live else
+                                      c.side("primary").checkpoint - start_ckpt) >= count:
                 break
     finally:
         st.running = False
@@ -164,7 +163,7 @@ def fault(c, p) -> str:
                            f"(it has: {', '.join(d.ids)})")
     c.add_fault(spec)
     text = f"fault {f} armed: {fl.KINDS[f.kind][1]}"
-    if f.checkpoint <= c.sim.eps["primary"].checkpoint:
+    if f.checkpoint <= c.side("primary").checkpoint:
         text += (f"\nwarning: checkpoint {f.checkpoint} is already over, so this fault will "
                  "never fire (name a later one with #N)")
     return text
@@ -175,7 +174,7 @@ def faults(c, p) -> str:
         note = _stop_recording(c)
         c.clear_faults()
         return "faults cleared; the session restarted from the beginning" + note
-    specs, fired = c.faults(), c.sim.fired
+    specs, fired = c.faults(), c.fired()
     if not specs:
         return "no faults (add one with: fault KIND[=ARG]@POINT[#N])"
     return "\n".join(f"  {i + 1}. {s}  {'fired' if i in fired else 'pending'}"
@@ -199,6 +198,8 @@ def heartbeat(c, p) -> str:
     errors = [e for e in c.events[n:] if e.kind is K.QMP_ERROR]
     if errors:
         raise CommandError(f"x-colo-lost-heartbeat on the {side}: {errors[-1].error}")
+    if c.live:       # the peers answer in their own time: their state shows as it arrives
+        return f"x-colo-lost-heartbeat sent to the {side}; step or run to see what follows"
     st = c.status()[side]
     return (f"x-colo-lost-heartbeat sent to the {side}: failover state "
             f"{st['failover_state']}, query-colo-status {_colo(st)}")
@@ -248,8 +249,9 @@ def show(c, p) -> str:
 
 def _mirror(c):
     """The secondary's mirror of a real guest (`--peer`), or None."""
-    sec = (getattr(c.sim, "guests", {}) or {}).get("secondary")
-    return sec if hasattr(sec, "heat_view") else None
+    if c.guest("secondary").kind != "mirror":
+        return None
+    return c.guest_report().secondary.mirror
 
 
 def guest_screen(c) -> str:
@@ -257,7 +259,7 @@ def guest_screen(c) -> str:
     if sec is None:
         raise CommandError("no screen to show: only the mirror of a real guest has one "
                            "(colo repl --peer LISTEN, with a QEMU primary)")
-    rows = sec.screen_lines()
+    rows = sec.screen_lines
     if not rows:
         return "no VGA RAM yet: the primary's initial migration has not arrived"
     last = max((i for i, r in enumerate(rows) if r), default=-1)
@@ -311,42 +313,43 @@ def failover_view(c) -> str:
     for (a, b), why in fo.TRANSITIONS.items():
         lines.append(f"  {d.failover_name(a):>9} -> {d.failover_name(b):<9}  {why}")
     for side in SIDES:
-        ep = c.sim.eps[side]
-        cur = ep.failover.state
+        st = c.side(side)
+        cur = st.failover
 
         def mark(s, cur=cur):
             n = d.failover_name(s)
             return f"[{n}]" if s == cur else n
         line = " -> ".join(mark(s) for s in chain) + "   (" + mark(fo.RELAUNCH) + ")"
         hist = ", ".join(f"{d.failover_name(a)}->{d.failover_name(b)}"
-                         for a, b in ep.failover.history) or "no transitions yet"
+                         for a, b in st.failover_history) or "no transitions yet"
         lines.append(f"{side:<9}  {line}   history: {hist}")
     return "\n".join(lines)
 
 
 def _guests(c, what: str):
-    guests = getattr(c.sim, "guests", {}) or {}
-    if not guests or any(isinstance(g, NullGuest) for g in guests.values()):
+    """Both guests in depth (a GuestReport); a CommandError without a guest model."""
+    if any(c.guest(s).kind != "model" for s in SIDES):
         raise CommandError(f"no {what} to show: this session runs the null guest (control "
                            "protocol only), which has no RAM, packets or disk; the guest "
                            "model has them: `set guest model`, or start with --guest model")
-    return guests
+    return c.guest_report()
 
 
 def _mirror_ram(g) -> str:
     """`show ram` for the mirror of a real guest (`--peer`)."""
-    if g.ram is None:
+    if not g.has_ram:
         return "secondary  no RAM yet: the real primary's initial migration has not arrived"
     blocks = ", ".join(f"{n} {s >> 20 or s >> 10}{' MiB' if s >> 20 else ' KiB'}"
-                       for n, s in g.blocks())
-    flushed = ", ".join(f"{b} {n}" for b, n in g.flushed_counts().items()) or "nothing yet"
+                       for n, s in g.blocks)
+    flushed = ", ".join(f"{b} {n}" for b, n in g.flushed_counts) or "nothing yet"
     return "\n".join([
         f"primary    the real peer (machine {g.machine}, as its stream says); the mirror "
         "holds what it sent",
         f"secondary  mirror of the real guest: {blocks}",
         f"{'':<9}  initial migration {g.initial_pages} page(s); {g.checkpoints} checkpoint(s) "
         f"flushed, {g.pages_flushed_total} page(s) in all; last flush: {flushed}",
-        f"{'':<9}  device sections {len(g.devices)}; VGA text: {g.screen_line() or '—'!r}"])
+        f"{'':<9}  device sections {g.devices}; VGA text: "
+        f"{(g.screen_lines[0] if g.screen_lines else '') or '—'!r}"])
 
 
 def guest_ram(c) -> str:
@@ -356,47 +359,45 @@ def guest_ram(c) -> str:
     g = _guests(c, "RAM")
     lines = []
     for side in SIDES:
-        ram = g[side].ram
-        blocks = ", ".join(f"{n} {s >> 20} MiB" for n, s in ram.layout())
+        ram = g.side(side).ram
+        blocks = ", ".join(f"{n} {s >> 20} MiB" for n, s in ram.layout)
         line = (f"{side:<9}  {ram.size_bytes >> 20} MiB ({blocks}); dirty pages "
-                f"{ram.dirty_count()}; digest {ram.digest()[:12]}")
-        cache = getattr(g[side], "cache", None)
+                f"{ram.dirty}; digest {ram.digest[:12]}")
+        cache = ram.cache
         if cache is not None:
-            line += (f"\n{'':<9}  RAM cache: {cache.pending()} page(s) waiting for the flush, "
+            line += (f"\n{'':<9}  RAM cache: {cache.pending} page(s) waiting for the flush, "
                      f"last flush {cache.last_flush_pages} page(s), {cache.flushes} flush(es), "
                      f"{cache.discards} discard(s)")
         lines.append(line)
-    diff = g["secondary"].ram.diff_pages(g["primary"].ram)
-    n = sum(len(v) for v in diff.values())
+    n = sum(len(v) for _b, v in g.ram_diff)
     lines.append("RAM identical on both sides" if not n else
                  f"the sides differ on {n} page(s): " +
-                 "; ".join(f"{b} pages {_plain(v)}" for b, v in diff.items()))
+                 "; ".join(f"{b} pages {_plain(list(v))}" for b, v in g.ram_diff))
     return "\n".join(lines)
 
 
 def guest_packets(c) -> str:
     g = _guests(c, "packets")
-    pg, sg = g["primary"], g["secondary"]
-    lines = [f"clients received {len(pg.client_log)} packet(s) so far"]
-    if pg.filter is not None:
-        lines.append(f"filter-buffer (periodic): {len(pg.filter)} packet(s) held until the "
-                     f"next checkpoint; {pg.filter.released_total} released")
-    if pg.compare is not None:
-        prim, sec = pg.compare.queued()
+    pg, sg = g.primary.packets, g.secondary.packets
+    lines = [f"clients received {pg.client_received} packet(s) so far"]
+    if pg.filter_held is not None:
+        lines.append(f"filter-buffer (periodic): {pg.filter_held} packet(s) held until the "
+                     f"next checkpoint; {pg.filter_released} released")
+    if pg.compare_queued is not None:
+        prim, sec = pg.compare_queued
         lines.append(f"colo-compare (hybrid): queued primary {prim}, secondary {sec}; matched "
-                     f"{pg.compare.matched}; drops {pg.compare.drops}; "
-                     f"{len(pg.compare.notifications)} checkpoint notification(s)")
-    lines.append(f"secondary: {len(sg.svm_outbox)} packet(s) on the way to colo-compare, "
+                     f"{pg.compare_matched}; drops {pg.compare_drops}; "
+                     f"{len(pg.compare_notifications)} checkpoint notification(s)")
+    lines.append(f"secondary: {sg.svm_outbox} packet(s) on the way to colo-compare, "
                  f"{sg.svm_dropped} dropped")
     return "\n".join(lines)
 
 
 def guest_disk(c) -> str:
     g = _guests(c, "disk")
-    lines = [f"{side:<9}  {len(g[side].disk.view())} sector(s) written; digest "
-             f"{g[side].disk.digest()[:12]}" for side in SIDES]
-    from protocol.guest.disk import diff_sectors
-    diff = diff_sectors(g["primary"].disk.view(), g["secondary"].disk.view())
+    lines = [f"{side:<9}  {g.side(side).disk.sectors} sector(s) written; digest "
+             f"{g.side(side).disk.digest[:12]}" for side in SIDES]
+    diff = list(g.disk_diff)
     lines.append("disks identical" if not diff else
                  f"disks differ on {len(diff)} sector(s): {_plain(diff)}")
     return "\n".join(lines)

@@ -29,6 +29,7 @@ def _controller(args, out):
     from protocol.sim.core import Simulation
 
     from ..control import Controller
+    from ..live import make_live
     from ..session_args import config_from
     cfg = config_from(args)
     # validates dialect, mode, faults and settings (ValueError names the choices);
@@ -37,7 +38,6 @@ def _controller(args, out):
 
     from .verbosity import Printer
     show = Printer(out, render.event_line)
-    from ..live import make_live
     live = make_live(args, cfg, on_event=show)
     if live is not None:
         live.wait_for_events = True      # the REPL may block: `step`/`run` wait for peers
@@ -51,9 +51,6 @@ def _controller(args, out):
 def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
     stdin = stdin or sys.stdin
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    if getattr(args, "attach", None):
-        from ..attach import run_attached
-        return run_attached(args, stdin, out, err)
     from protocol.errors import is_user_error
     try:
         c = _controller(args, out)

@@ -1,26 +1,26 @@
 """Step through a recording's events without re-simulating them.
 
 A recording imported from a real QEMU capture (header ``imported: true``)
-cannot be re-run: there is no seed that makes QEMU.  Playback offers the
-simulator's read side (events, steps, per-side status, ``step``/``run``) so
-the TUI and the REPL show a real session like any other; every input is
-refused, since the past of a real capture cannot be changed.
+cannot be re-run: there is no seed that makes QEMU.  `Playback` is a
+`protocol.session.Session` over the recorded events: stepping reads the next
+one, each side's status is what the events so far tell (`CaptureTracker`), and
+every input is refused, since the past of a real capture cannot be changed.
+
+`CaptureTracker` is also what the live proxy and the peer of a real QEMU use
+for a side they only see through its messages.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+from types import MappingProxyType
 
 from .. import dialects
-from ..errors import ColoError
 from ..events import Event, Send
-from ..events import EventKind as K
 from ..failover import COMPLETED, NONE
-from ..guestport import NullGuest
+from ..session import PLAYBACK, SIDES, GuestReport, GuestView, SessionError, SideStatus
 from ..sim.config import SimConfig
 from .eventjson import from_json
 from .format import Recording
-
-SIDES = ("primary", "secondary")
 
 #: after sending this message, a side is in this state with this run state
 _AFTER_SEND = {
@@ -34,85 +34,104 @@ _AFTER_SEND = {
 }
 
 
-class PlaybackError(ColoError):
-    pass
+class PlaybackError(SessionError):
+    """A recorded real session cannot be changed."""
 
 
-class _Failover:
-    def __init__(self) -> None:
-        self.state = NONE
+class _Track:
+    """One side as the events tell it (mutable: the tracker's own bookkeeping)."""
 
-
-class SideView:
-    """One side's status as the recorded events tell it."""
-
-    def __init__(self, role: str, dialect) -> None:
-        self.role, self.dialect = role, dialect
+    def __init__(self, role: str) -> None:
+        self.role = role
         self.state = "INIT"
         self.run_state = "running" if role == "primary" else "inmigrate"
-        self.migration_status = "setup"
+        self.migration = "setup"
         self.checkpoint = 0
         self.in_flight = 0
         self.error: str | None = None
-        self.failover = _Failover()
-        self.last_mode = "none"
-        self.colo_thread_alive = False
-        self.checkpoint_delay_ms = 0
-        self.guest = NullGuest()
-
-    @property
-    def colo_mode(self) -> str:
-        return self.role if self.migration_status == "colo" else "none"
-
-    def query_colo_status(self) -> dict:
-        reason = {NONE: "none", COMPLETED: "request"}.get(self.failover.state, "processing")
-        return {"mode": self.colo_mode, "last-mode": self.last_mode, "reason": reason}
-
-    def next_deadline(self):
-        return None
-
-    def status(self) -> dict:
-        return {"role": self.role, "state": self.state, "run_state": self.run_state,
-                "running": self.run_state == "running", "migration": self.migration_status,
-                "colo_status": self.query_colo_status(),
-                "failover_state": self.dialect.failover_name(self.failover.state),
-                "checkpoint": self.checkpoint, "in_flight": self.in_flight,
-                "error": self.error, "checkpoint_delay_ms": self.checkpoint_delay_ms}
+        self.failover = NONE
+        self.history: list[tuple[str, str]] = []
 
 
-class ReadSide:
-    """What the UIs read of a session that is not simulated here (playback, live)."""
+class CaptureTracker:
+    """Both sides' status from a stream of events, for sides that are only seen."""
 
-    def _init_read_side(self, eps: dict, guests: dict, on_event) -> None:
-        self.eps = eps
-        self.guests = guests
-        self.on_event = on_event
-        self.events: list[Event] = []
-        self.alive = {s: True for s in SIDES}
-        self.stalled = {s: False for s in SIDES}
-        self.faults: list = []
-        self.fired: set = set()
-        self.inputs: list = []
-        self.steps = 0
-        self.now = 0.0
-        self.hung = None
-        self.premise_broken = False
-        self.invariants = type("NoInvariants", (), {"ok": {}, "violations": []})()
+    def __init__(self, dialect) -> None:
+        self.dialect = dialect
+        self.sides = {s: _Track(s) for s in SIDES}
+        self.ended: str | None = None
+
+    def apply(self, ev: Event) -> None:
+        side, kind, d = ev.side, ev.kind, ev.data
+        view = self.sides.get(side)
+        if kind == "recv-initial":
+            for v in self.sides.values():
+                v.migration = "colo"
+        elif kind == "send" and view is not None:
+            state, run = _AFTER_SEND.get((side, d.get("msg")), (view.state, None))
+            view.state = state
+            if run:
+                view.run_state = run
+            if d.get("msg") == "checkpoint-request":
+                view.in_flight = d.get("n", view.checkpoint + 1)
+            if d.get("msg") == "vmstate-loaded":
+                view.checkpoint, view.in_flight = d.get("n", view.checkpoint + 1), 0
+        elif kind == "checkpoint" and view is not None and d.get("phase") == "commit":
+            view.checkpoint, view.in_flight = d.get("n", view.checkpoint + 1), 0
+            view.state, view.run_state = "IDLE", "running"
+        elif kind == "closed" or (kind == "link" and d.get("how")):
+            self.ended = d.get("how") or "closed"
+            for v in self.sides.values():
+                v.error = f"connection ended ({self.ended})"
+        elif kind == "failover" and view is not None:
+            new = d.get("to", view.failover)
+            if new != view.failover:
+                view.history.append((view.failover, new))
+            view.failover = new
+
+    def set_error(self, side: str, text: str) -> None:
+        self.sides[side].error = text
+
+    def side(self, side: str) -> SideStatus:
+        v = self.sides[side]
+        mode = v.role if v.migration == "colo" else "none"
+        reason = {NONE: "none", COMPLETED: "request"}.get(v.failover, "processing")
+        return SideStatus(
+            role=v.role, state=v.state, run_state=v.run_state, migration=v.migration,
+            colo_mode=mode, last_mode="none", reason=reason, failover=v.failover,
+            failover_state=self.dialect.failover_name(v.failover),
+            failover_history=tuple(v.history), checkpoint=v.checkpoint,
+            in_flight=v.in_flight, error=v.error)
+
+    def outcome(self) -> str:
+        if self.ended:
+            return "error" if self.ended not in ("clean",) else "ok"
+        return "ok"
 
 
-class Playback(ReadSide):
+class Playback:
+    """A recording's events, stepped one at a time (a protocol.session.Session)."""
+
+    capabilities = PLAYBACK
+    hint = ""
+
     def __init__(self, rec: Recording, *, on_event=None) -> None:
         head = rec.header
         self.recording = rec
-        self.cfg = SimConfig(dialect=head.get("dialect", "qemu"), mode=head.get("mode",
-                                                                               "periodic"),
-                             seed=int(head.get("seed", 0) or 0))
-        self.dialect = dialects.get(self.cfg.dialect)
-        self.peer_dialect = self.dialect
+        self.config = SimConfig(dialect=head.get("dialect", "qemu"),
+                                mode=head.get("mode", "periodic"),
+                                seed=int(head.get("seed", 0) or 0))
+        self.dialect = dialects.get(self.config.dialect)
         self._recorded = [self._typed(raw, i) for i, raw in enumerate(rec.events)]
-        eps = {s: SideView(s, self.dialect) for s in SIDES}
-        self._init_read_side(eps, {s: eps[s].guest for s in SIDES}, on_event)
-        self.ended: str | None = None
+        self.tracker = CaptureTracker(self.dialect)
+        self.on_event = on_event
+        self.events: list[Event] = []
+        self.steps = 0
+        self.now = 0.0
+
+    @property
+    def ended(self) -> str | None:
+        return self.tracker.ended
 
     @property
     def finished(self) -> bool:
@@ -124,7 +143,7 @@ class Playback(ReadSide):
         ev = self._recorded[self.steps]
         self.steps += 1
         self.now = max(self.now, ev.t_ms)
-        self._apply(ev)
+        self.tracker.apply(ev)
         self.events.append(ev)
         if self.on_event is not None:
             self.on_event(ev)
@@ -155,43 +174,35 @@ class Playback(ReadSide):
             ev = replace(ev, raw=self.dialect.encode(ev.msg, ev.value or 0))
         return ev
 
-    def _apply(self, ev: Event) -> None:
-        side, kind = ev.side, ev.kind
-        view = self.eps.get(side)
-        if kind is K.RECV_INITIAL:
-            for v in self.eps.values():
-                v.migration_status = "colo"
-                v.colo_thread_alive = True
-        elif kind is K.SEND and view is not None:
-            state, run = _AFTER_SEND.get((side, ev.msg), (view.state, None))
-            view.state = state
-            if run:
-                view.run_state = run
-            n = ev.n if ev.n is not None else view.checkpoint + 1
-            if ev.msg == "checkpoint-request":
-                view.in_flight = n
-            if ev.msg == "vmstate-loaded":
-                view.checkpoint, view.in_flight = n, 0
-        elif kind is K.CHECKPOINT and view is not None and ev.phase == "commit":
-            view.checkpoint, view.in_flight = ev.n, 0
-            view.state, view.run_state = "IDLE", "running"
-        elif kind is K.CLOSED:
-            self.ended = ev.how or "closed"
-            for v in self.eps.values():
-                v.error = f"connection ended ({self.ended})"
-        elif kind is K.COLO_EXIT and view is not None:
-            view.colo_thread_alive = False
-        elif kind is K.FAILOVER and view is not None:
-            view.failover.state = ev.to or view.failover.state
+    # -- the session's views -------------------------------------------------------
+    def side(self, side: str) -> SideStatus:
+        return self.tracker.side(side)
 
     def outcome(self) -> str:
-        if self.ended:
-            return "error" if self.ended not in ("clean",) else "ok"
-        return "ok"
+        return self.tracker.outcome()
 
-    # -- inputs: a real capture cannot be changed -----------------------------
+    def checks(self):
+        return MappingProxyType({})
+
+    def guest(self, side: str) -> GuestView:
+        return GuestView()
+
+    def guest_report(self) -> GuestReport:
+        return GuestReport()
+
+    def armed_faults(self) -> tuple:
+        return ()
+
+    def recording_header(self) -> dict:
+        """A re-recording of a playback is the same playback (imported, same facts)."""
+        return dict(self.recording.header)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # -- inputs: a real capture cannot be changed -----------------------------------
     def _refuse(self, *_a, **_k):
-        raise PlaybackError("this is a recorded real session (imported): it can be stepped "
-                            "through, not changed")
+        raise PlaybackError("this is an imported real session: it can be stepped through "
+                            "(step, run, back), not changed; `set seed` starts a simulation")
 
-    apply_input = check_fault = _refuse
+    send = check_fault = _refuse

@@ -22,6 +22,7 @@ from ..transport.memory import P2S, S2P, MemoryLink, size_of
 from .config import SimConfig
 from .invariants import KINDS as _INVARIANT_KINDS
 from .invariants import Invariants
+from .session_view import SimulationSession
 
 SIDES = ("primary", "secondary")
 _WATCH = frozenset((Error, ColoExit, Vm))   # classes: identity tests (hot path)
@@ -43,7 +44,7 @@ def _make_guests(cfg: SimConfig, dialect) -> dict:
     return {"primary": primary, "secondary": secondary}
 
 
-class Simulation:
+class Simulation(SimulationSession):
     def __init__(self, config: SimConfig | None = None, *, on_event=None,
                  keep_events: bool = True) -> None:
         self.cfg = cfg = config or SimConfig()

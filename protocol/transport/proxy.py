@@ -33,7 +33,6 @@ import time
 from ..dialects import QEMU
 from ..errors import FaultSpecError
 from ..events import Event
-from ..record.eventjson import to_json
 from ..proxymachine import (
     P2S,
     S2P,
@@ -46,6 +45,7 @@ from ..proxymachine import (
     ProxyMachine,
     check_faults,
 )
+from ..record.eventjson import to_json
 
 __all__ = ["P2S", "S2P", "LOG_FORMAT", "Proxy", "check_faults", "format_event", "main",
            "run_proxy"]

@@ -76,9 +76,9 @@ c = Controller(SimConfig(guest="model", ram_mib=64))
 c.run(checkpoints=3)
 refs = []
 for _ in range(5):
-    refs.append(weakref.ref(c.sim))
+    refs.append(weakref.ref(c.session))
     c.back(1)
-refs.append(weakref.ref(c.sim))
+refs.append(weakref.ref(c.session))
 c.restart(seed=2)
 print(sum(r() is not None for r in refs))
 """

@@ -187,13 +187,13 @@ def test_testbed_secondary_follows_a_real_qemu_primary(tmp_path, artifacts, proc
 
 async def _tui_scenario(work: Path, art: dict, procs: list) -> dict:
     from colo_tui.app import ColoApp
-    from colo_tui.live import LiveController
+    from colo_tui.live import live_controller
     from colo_tui.live_sources import PeerFeed
     from colo_tui.widgets import SidePanel
     from protocol.sim.config import SimConfig
 
     port = free_port()
-    c = LiveController(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
+    c = live_controller(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
     pri = Side("primary", work, art, procs)
     seen: list[str] = []
     try:

@@ -145,8 +145,8 @@ def _consume(raw: bytes, name: str) -> str:
 def _playback(rec) -> None:
     pb = Playback(rec)
     pb.run(max_steps=100_000)
-    for side in pb.eps.values():
-        side.status()
+    for side in ("primary", "secondary"):
+        pb.side(side).as_dict()
 
 
 @SETTINGS

@@ -24,7 +24,7 @@ def test_step_and_run(c):
     assert "stopped at vmstate-received" in text
     assert any(e.data.get("msg") == "vmstate-received" for e in c.events)
     ok(c, "run 1")
-    assert c.sim.eps["primary"].checkpoint == 1
+    assert c.side("primary").checkpoint == 1
     assert "outcome ok" in ok(c, "run") and c.finished and run_state(c) == "finished"
     assert "nothing to step" in ok(c, "step")
 
@@ -148,7 +148,11 @@ def test_guest_views_with_the_model():
     from protocol.guest.model import Guest
     p = Guest("primary", seed=1, ram_mib=16)
     s = p.clone_for_secondary()
-    fake = SimpleNamespace(sim=SimpleNamespace(guests={"primary": p, "secondary": s}))
+    from protocol.snapshot import guest_report, guest_view
+    guests = {"primary": p, "secondary": s}
+    # the handlers read a session only through its guest views and report
+    fake = SimpleNamespace(guest=lambda side: guest_view(guests[side], side),
+                           guest_report=lambda: guest_report(guests))
     assert "RAM identical" in h.guest_ram(fake)
     assert "RAM cache" in h.guest_ram(fake)
     assert "filter-buffer" in h.guest_packets(fake)

@@ -177,9 +177,9 @@ def test_the_real_qemu_capture_reads_plainly():
 
 
 def test_a_live_tcp_pair_reads_plainly():
-    from colo_tui.live import LiveController
+    from colo_tui.live import live_controller
     from colo_tui.live_sources import TcpPair
-    c = LiveController(TcpPair(SimConfig(checkpoint_delay_ms=50)))
+    c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=50)))
     try:
         for _ in range(100):                       # bounded: 100 waits of at most 0.2 s
             c.step(500, wait_s=0.2)

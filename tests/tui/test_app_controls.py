@@ -191,7 +191,7 @@ async def test_delay_prompt(app: ColoApp) -> None:
         inp.value = ""
         await pilot.press(*"5000", "enter")
         await pilot.pause()
-        assert app.controller.sim.eps["primary"].checkpoint_delay_ms == 5000
+        assert app.controller.side("primary").checkpoint_delay_ms == 5000
 
 
 async def test_switch_dialect_and_mode_restart(app: ColoApp) -> None:

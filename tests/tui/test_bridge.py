@@ -1,7 +1,7 @@
 """The bridge without Textual: events -> ladder rows, log filter, coalescing, speed."""
 from __future__ import annotations
 
-from colo_tui.bridge import SPEEDS, Bridge, LogModel, guest_summary
+from colo_tui.bridge import SPEEDS, Bridge, LogModel
 from colo_tui.control import Controller
 from protocol.sim.config import SimConfig
 
@@ -93,7 +93,7 @@ def test_burst_keeps_only_the_ladder_tail_but_tracks_commits() -> None:
 
 def test_null_guest_has_no_layers() -> None:
     c = Controller(SimConfig(seed=1))
-    assert guest_summary(c.sim.guests["primary"], "primary") == {}
+    assert c.guest("primary").kind == "null" and c.guest("primary").summary() == {}
     side = Bridge(c).view().sides["primary"]
     assert side.heat is None and side.packets == "—" and side.disk == "—"
 

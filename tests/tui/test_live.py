@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from colo_tui.live import LiveController, LiveError
+from colo_tui.live import LiveError, live_controller
 from colo_tui.live_sources import ProxyFeed, QmpFeed, TcpPair
 from protocol.sim.config import SimConfig
 from tests.tcp._nodes import NodeProc, free_port, wait_for
@@ -25,7 +25,7 @@ def pump(c, until, timeout_s=10.0):
 
 
 def test_tcp_pair_runs_checkpoints_and_fails_over():
-    c = LiveController(TcpPair(SimConfig(checkpoint_delay_ms=100)))
+    c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=100)))
     try:
         assert pump(c, lambda c: c.status()["primary"]["checkpoint"] >= 2)
         wire = [w["msg"] for w in c.wire()]
@@ -41,15 +41,15 @@ def test_tcp_pair_runs_checkpoints_and_fails_over():
         c.close()
     # close() returns only once the engine's thread has ended: a process exiting
     # under a running uvloop thread segfaulted now and then (CI, stop 8)
-    assert not c.source._thread.is_alive()
-    assert c.source.loop.is_closed()
+    assert not c.session.source._thread.is_alive()
+    assert c.session.source.loop.is_closed()
 
 
 def test_tcp_pair_in_the_app():
     from colo_tui.app import ColoApp
 
     async def go():
-        c = LiveController(TcpPair(SimConfig(checkpoint_delay_ms=50)))
+        c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=50)))
         app = ColoApp(c)
         try:
             async with app.run_test(size=(120, 36)) as pilot:
@@ -79,7 +79,7 @@ def _pair(tmp_path, proxy_port=None):
 def test_proxy_feed_decodes_two_live_nodes(tmp_path):
     listen = free_port()
     sec, sec_addr, target = _pair(tmp_path, proxy_port=listen)
-    c = LiveController(ProxyFeed(SimConfig(), f"127.0.0.1:{listen}", sec_addr))
+    c = live_controller(ProxyFeed(SimConfig(), f"127.0.0.1:{listen}", sec_addr))
     pri = None
     try:
         assert pump(c, lambda c: any(e.kind == "listening" for e in c.events), 5)
@@ -92,7 +92,7 @@ def test_proxy_feed_decodes_two_live_nodes(tmp_path):
             c.lost_heartbeat("primary")
     finally:
         c.close()
-        assert not c.source._thread.is_alive()
+        assert not c.session.source._thread.is_alive()
         if pri:
             pri.stop()
         sec.stop()
@@ -103,7 +103,7 @@ def test_qmp_feed_watches_and_drives_two_nodes(tmp_path):
     pri = NodeProc("primary", tmp_path, sec_addr, "--checkpoint-delay", "150")
     pri.wait_ready()
     wait_for(lambda: pri.commits() >= 1, what="a checkpoint")
-    c = LiveController(QmpFeed(SimConfig(), f"unix:{pri.qmp_path}", f"unix:{sec.qmp_path}"))
+    c = live_controller(QmpFeed(SimConfig(), f"unix:{pri.qmp_path}", f"unix:{sec.qmp_path}"))
     try:
         assert pump(c, lambda c: c.status()["primary"]["colo_status"]["mode"] == "primary")
         c.lost_heartbeat("secondary")
@@ -122,10 +122,9 @@ def test_peer_feed_mirrors_a_primary_process_and_shows_it(tmp_path):
     (here the testbed's own model primary, which sends a QEMU-shaped initial
     migration; tests/qemu/test_real_peer.py does it with real QEMU)."""
     from colo_tui.live_sources import PeerFeed
-    from colo_tui.tui_views import guest_summary
 
     port = free_port()
-    c = LiveController(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
+    c = live_controller(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
     pri = None
     try:
         assert pump(c, lambda c: any(e.kind == "listening" for e in c.events), 5)
@@ -138,18 +137,19 @@ def test_peer_feed_mirrors_a_primary_process_and_shows_it(tmp_path):
         wire = [w["msg"] for w in c.wire()]
         assert wire[:7] == ["checkpoint-ready", "checkpoint-request", "checkpoint-reply",
                             "vmstate-send", "vmstate-size", "vmstate-received", "vmstate-loaded"]
-        guest = c.sim.guests["secondary"]
         flushes = [e.data for e in c.events if e.kind == "action"
                    and e.data.get("name") == "flush-cache"]
         assert flushes and all(f["blocks"].get("pc.ram", 0) > 0 for f in flushes)
-        summary = guest_summary(guest, "secondary")
+        view = c.guest("secondary")
+        assert view.kind == "mirror"
+        summary = view.summary()
         assert summary["heat_label"].startswith("pc.ram: flushed by ckpt #")
         assert summary["heat_count"] > 0 and max(summary["heat"]) > 0
         with pytest.raises(Exception, match="lost-heartbeat secondary"):
             c.lost_heartbeat("primary")
         c.lost_heartbeat("secondary")
         assert pump(c, lambda c: c.status()["secondary"]["colo_status"]["reason"] == "request")
-        assert guest.took_over
+        assert pump(c, lambda c: c.guest_report().secondary.mirror.took_over)
     finally:
         c.close()
         if pri:
@@ -174,10 +174,10 @@ def test_peer_feed_closed_before_any_primary_frees_its_port():
 
     from colo_tui.live_sources import PeerFeed
     port = free_port()
-    c = LiveController(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
+    c = live_controller(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
     assert pump(c, lambda c: any(e.kind == "listening" for e in c.events), 5)
     c.close()
-    assert not c.source._thread.is_alive()
+    assert not c.session.source._thread.is_alive()
     with socket.create_server(("127.0.0.1", port)):     # the port is free again
         pass
 
@@ -194,7 +194,7 @@ def test_a_source_stopped_before_its_task_exists_still_ends(kind):
         src = ProxyFeed(SimConfig(), f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
     src.stop()                                   # before the thread even starts
     t0 = time.monotonic()
-    c = LiveController(src)
+    c = live_controller(src)
     c.close()
     assert time.monotonic() - t0 < 3.0
     assert not src._thread.is_alive()
