@@ -231,7 +231,7 @@ class ProxyMachine:
 
     # -------------------------------------------------------------- decoding
     def _decoder(self, d: _Dir, first: int) -> Decoder:
-        initial = d.name == P2S and self.dialect.name == "qemu" and first == _QEMU_MAGIC_FIRST
+        initial = d.name == P2S and self.dialect.initial_migration and first == _QEMU_MAGIC_FIRST
         dec = Decoder(self.dialect, d.sender, expect_initial=initial,
                       max_blob_bytes=self.max_blob_bytes, keep_records=False)
         if initial:
@@ -483,7 +483,7 @@ class ProxyMachine:
             sections = None
             try:
                 sections = len(decode_device_blob(bytes(item.data), d.vmdesc)) \
-                    if self.dialect.name == "qemu" else None
+                    if self.dialect.real_qemu else None
             except StreamError as exc:
                 self.emit("link", "error", dir=d.name, offset=d.base, error=str(exc),
                           action="device blob not split; stream still followed")

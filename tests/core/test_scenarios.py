@@ -1,6 +1,7 @@
 """PROTOCOL.md §15 scenarios that need no RAM or packets, in the simulator."""
 import pytest
 
+from protocol.record.eventjson import to_json
 from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
 
@@ -224,4 +225,4 @@ def test_17_guest_shutdown(dialect):
 def test_every_run_is_deterministic():
     cfg = dict(mode="hybrid", seed=42, faults=["corrupt@vmstate-size#2", "delay=3@ram#1"])
     a, b = run(**cfg), run(**cfg)
-    assert [e.to_json() for e in a.events] == [e.to_json() for e in b.events]
+    assert [to_json(e) for e in a.events] == [to_json(e) for e in b.events]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from colo_tui.commands import execute
 from colo_tui.control import Controller
 from protocol.record import format as rf
+from protocol.record.eventjson import to_json
 from protocol.record.playback import Playback
 from protocol.session import (
     INPUTS,
@@ -52,7 +53,7 @@ def _imported(sim: Simulation) -> rf.Recording:
     """A simulated session's events as an imported capture (what `colo import` makes)."""
     head = {"format": rf.FORMAT, "version": rf.VERSION, "dialect": sim.cfg.dialect,
             "mode": sim.cfg.mode, "imported": True, "params": {}}
-    return rf.Recording(head, [e.to_json() for e in sim.events
+    return rf.Recording(head, [to_json(e) for e in sim.events
                                if e.side in SIDES and e.kind in ("send", "checkpoint")])
 
 

@@ -9,6 +9,7 @@ from colo_tui.app import ColoApp
 from colo_tui.commands import execute
 from colo_tui.control import Controller
 from protocol.record import format as rf
+from protocol.record.eventjson import to_json
 from protocol.record.replay import verify
 from protocol.sim.config import SimConfig
 
@@ -53,7 +54,7 @@ async def test_repl_recording_replays_in_the_tui(tmp_path: Path) -> None:
                 break
             await pilot.press("n")
         await pilot.pause()
-    got = [e.to_json() for e in app.controller.events]
+    got = [to_json(e) for e in app.controller.events]
     want = rec.events
     assert len(got) == len(want)
     assert [(g["seq"], g["kind"], g.get("data")) for g in got] == \
