@@ -24,7 +24,7 @@ from .invariants import KINDS as _INVARIANT_KINDS
 from .invariants import Invariants
 
 SIDES = ("primary", "secondary")
-_WATCH = frozenset(("checkpoint", "error", "colo-exit", "load", "vm"))
+_WATCH = frozenset(("checkpoint", "error", "colo-exit", "load", "vm", "failover"))
 _BACKGROUND = frozenset(("client", "guest-tick"))
 OTHER = {"primary": "secondary", "secondary": "primary"}
 
@@ -92,14 +92,17 @@ class Simulation:
         self.invariants = Invariants(self)
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
             "start", "deliver", "eof", "timer", "input", "arbiter", "fault", "close",
-            "client", "guest-tick")}
+            "client", "guest-tick", "reprotect")}
+        self.failovers = 0            # failovers finished (a plan step's @failover#N)
+        self.reprotects = 0
         self._push(0.0, "start", "secondary")
         self._push(0.0, "start", "primary")
         self._guest_tick_at = None
         if not self._null_guest and cfg.client_every_ms > 0:
             self._push(cfg.client_every_ms, "client", 1)
         delay = self.eps["primary"].checkpoint_delay_ms
-        last_fault = max((f.checkpoint for f in self.faults), default=0)
+        last_fault = max((f.checkpoint for f in self.faults if f.point not in fl.MOMENTS),
+                         default=0)
         self.target = max(cfg.checkpoints, last_fault + cfg.liveness_checkpoints)
         slack = cfg.load_ms + cfg.save_ms + cfg.jitter_ms
         self.watchdog_ms = 3 * (delay + cfg.jitter_ms) + slack + 2 * cfg.arbiter_ms
@@ -117,7 +120,7 @@ class Simulation:
         if f.point == "ram" and not self.dialect.ram_outside_blob:
             raise FaultSpecError(f"{f}: the {name} dialect sends RAM inside the "
                                  "device-state blob; use @device-state")
-        if f.point not in fl.STAGES and f.point not in self.dialect.ids:
+        if f.point not in fl.STAGES + fl.MOMENTS and f.point not in self.dialect.ids:
             raise FaultSpecError(f"{f}: the {name} dialect has no {f.point!r}")
 
     def _push(self, at: float, kind: str, payload) -> None:
@@ -337,6 +340,10 @@ class Simulation:
         elif kind == "load":
             if data.get("phase") == "begin":
                 self._fire_process_faults("load", data["n"], side)
+        elif kind == "failover" and \
+                data.get("to") == self.eps[side].dialect.failover_name(fo.COMPLETED):
+            self.failovers += 1
+            self._fire_process_faults("failover", self.failovers, side)
         elif kind == "vm" and side == "primary" and data.get("run") == "colo" \
                 and not self._null_guest:
             self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
@@ -448,6 +455,15 @@ class Simulation:
             self.emit("link", "partition", until=self.now + float(f.arg))
         elif kind == "shutdown":
             self.eps["primary"].guest_shutdown(self.now)
+        elif kind == "reprotect":     # after this batch: the endpoints are replaced
+            self._push(self.now, "reprotect", str(f))
+
+    def _do_reprotect(self, spec: str) -> None:
+        from .reprotect import ReprotectError, reprotect
+        try:
+            reprotect(self, why=f"plan step {spec}")
+        except ReprotectError as exc:
+            self.emit("sim", "reprotect-refused", spec=spec, why=str(exc))
 
     def kill(self, side: str, why: str) -> None:
         if not self.alive[side]:
@@ -512,10 +528,13 @@ class Simulation:
     def apply_input(self, item: dict, *, record: bool = True) -> None:
         """An operator input: {"cmd": "lost-heartbeat"|"checkpoint"|"set-delay"|
         "kill"|"stall"|"shutdown"|"fault", "side": ..., "value": ...}."""
+        cmd, side = item.get("cmd"), item.get("side", "primary")
+        if cmd == "reprotect":        # refused before it is recorded (ReprotectError)
+            from .reprotect import check
+            check(self)
         if record:
             self.inputs.append({"step": self.steps, **item})
         self.emit("operator", "input", **item)
-        cmd, side = item.get("cmd"), item.get("side", "primary")
         if cmd == "lost-heartbeat":
             peer = OTHER[side]
             if self.alive[peer] and not self.stalled[peer]:
@@ -539,7 +558,11 @@ class Simulation:
             f = fl.parse(item["value"])
             self.check_fault(f)
             self.faults.append(f)
-            self.target = max(self.target, f.checkpoint)
+            if f.point not in fl.MOMENTS:
+                self.target = max(self.target, f.checkpoint)
+        elif cmd == "reprotect":
+            from .reprotect import reprotect
+            reprotect(self)
         else:
             raise ValueError(f"unknown input {cmd!r}")
         self._collect()

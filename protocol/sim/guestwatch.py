@@ -56,6 +56,17 @@ class GuestWatch:
         self._wrap()
 
     # -- installing ---------------------------------------------------------------
+    _WRAPPED = {"secondary": ("cache_pages", "flush_cache", "discard_cache", "start"),
+                "primary": ("_emit", "svm_packet", "release_output")}
+
+    def unwrap(self) -> None:
+        """Take the watchers off (a re-protect builds a new pair and a new watch): the
+        class's own methods show through again."""
+        for role, guest in (("secondary", self.secondary), ("primary", self.primary)):
+            for name in self._WRAPPED[role]:
+                guest.__dict__.pop(name, None)
+        self.primary.client_log.__dict__.pop("record", None)
+
     def _wrap(self) -> None:
         sec, pri = self.secondary, self.primary
         cache_pages, flush, discard, start = (sec.cache_pages, sec.flush_cache,

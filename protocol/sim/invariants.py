@@ -40,6 +40,33 @@ class Invariants:
             self.watch = GuestWatch(self, sim)
             self._committed = (0, sim.guests["secondary"].digest())
 
+    def reprotected(self, base: int) -> None:
+        """A re-protect made a new pair (protocol/sim/reprotect.py): both sides start
+        from the survivor's last committed checkpoint `base`; numbering goes on from
+        there, and the guest watch follows the new pair."""
+        self._last_commit = {"primary": base, "secondary": base}
+        self._in_flight = {"primary": 0, "secondary": 0}
+        self._state = {"primary": "INIT", "secondary": "INIT"}
+        self._received.clear()
+        self._snapshots.clear()
+        self._size_sent = self._size_expected = None
+        self.loading_n = 0
+        self._received_whole = base
+        if self.watch is not None:
+            from .guestwatch import GuestWatch
+            self.watch.unwrap()
+            self.watch = GuestWatch(self, self.sim)
+            self._committed = (base, self.sim.guests["primary"].digest())
+
+    def _check_initial(self) -> None:
+        """The initial migration leaves the SVM equal to the PVM (which stays stopped
+        until checkpoint-ready): at the start and after every re-protect."""
+        pri, sec = self.sim.guests["primary"], self.sim.guests["secondary"]
+        if self.watch is None or sec.digest() == pri.digest():
+            return
+        self.fail("consistency", "after the initial migration the SVM differs from the "
+                  f"PVM: {sec.consistency_diff(pri)}")
+
     def fail(self, name: str, text: str) -> None:
         if self.ok[name]:
             self.ok[name] = False
@@ -87,6 +114,8 @@ class Invariants:
             self._received_whole = self._in_flight["secondary"]
         elif kind == "action" and d.get("name") == "take-over" and side == "secondary":
             self._check_relaunch()
+        elif kind == "action" and d.get("name") == "load-initial" and side == "secondary":
+            self._check_initial()
         elif kind == "action" and d.get("name") == "expect-blob" and side == "secondary":
             self._size_expected = d.get("bytes")
         elif kind == "action" and d.get("name") == "load-devices" and side == "secondary":

@@ -55,6 +55,10 @@ class FaultProxy:
         self.listen = listen
         self.faults = [f if isinstance(f, fl.Fault) else fl.parse(f) for f in faults]
         for f in self.faults:
+            if f.kind in fl.STEP_KINDS:
+                raise FaultSpecError(f"{f}: a re-protect starts a new secondary, which a "
+                                     "proxy between two running peers cannot do (the "
+                                     "simulator can: colo run --fault)")
             if f.point not in fl.STAGES and f.point not in self.dialect.ids:
                 raise FaultSpecError(f"{f}: the {self.dialect.name} dialect has no {f.point!r}")
             if f.kind == "unexpected" and f.arg not in self.dialect.ids:
