@@ -57,6 +57,7 @@ class ColoApp(App):
         Binding("k", "kill", "kill", id="kill"),
         Binding("s", "stall", "stall", id="stall"),
         Binding("h", "heartbeat", "heartbeat", id="heartbeat"),
+        Binding("p", "reprotect", "re-protect", id="reprotect"),
         Binding("o", "other_side", "other side", id="other-side"),
         Binding("d", "delay", "delay", id="delay"),
         Binding("v", "dialect", "dialect", id="dialect"),
@@ -247,6 +248,9 @@ class ColoApp(App):
 
     def action_heartbeat(self) -> None:
         self.bridge.lost_heartbeat()
+
+    def action_reprotect(self) -> None:
+        self.bridge.reprotect()
 
     def action_other_side(self) -> None:
         self.bridge.select_side()

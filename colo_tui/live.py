@@ -156,6 +156,11 @@ class LiveController:
     def set_checkpoint_delay(self, ms: int) -> None:
         self._do("set-delay", int(ms))
 
+    def reprotect(self) -> None:
+        raise LiveError("a live session cannot re-protect: that starts a new secondary "
+                        "process and migrates to it (QEMU: docs/COLO-FT.txt); the simulator "
+                        "can (`colo tui`, or a plan step reprotect@failover#N)")
+
     def add_fault(self, spec: str) -> None:
         raise LiveError("faults on live peers go through `colo proxy --fault SPEC` "
                         "(or use the simulator, which takes any fault at any time)")

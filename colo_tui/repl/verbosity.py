@@ -9,7 +9,7 @@ from __future__ import annotations
 LEVELS = ("quiet", "normal", "all")
 DEFAULT = "normal"
 _QUIET_KINDS = frozenset({"send", "error", "failover", "colo-exit", "end", "fault",
-                          "take-over", "qmp-error"})
+                          "take-over", "qmp-error", "reprotect", "reprotect-refused"})
 _BACKGROUND_SIDES = frozenset({"client"})
 
 

@@ -16,6 +16,7 @@ KEYS = [
     ("c", "request a checkpoint now"),
     ("f", "fault menu for the selected message or side"),
     ("k / s / h", "kill / stall / x-colo-lost-heartbeat on the selected side"),
+    ("p", "re-protect after a failover: a new secondary, a fresh migration, COLO again"),
     ("o", "select the other side (or click a panel or a lifeline)"),
     ("tab / shift+tab", "move the focus (ladder, log filter, every field of a dialog)"),
     ("d", "change x-checkpoint-delay"),

@@ -373,6 +373,12 @@ class Guest:
         self.mirror_outbox.clear()
         self.svm_outbox.clear()
         self._seq = self.last_packet_seq()
+        # a new migration: RAM framing starts afresh (no "previous block" to CONTINUE
+        # from) and the XBZRLE cache is empty, as on the new secondary
+        from ..stream import RamContext
+        self.ram_context = RamContext.from_blocks(self.ram.layout())
+        for blk in self.ram.blocks.values():
+            blk.xbzrle_cache.clear()
 
     def last_packet_seq(self) -> int:
         """The highest packet number the client ever saw from any VM (or this one made):

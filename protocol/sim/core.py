@@ -463,7 +463,8 @@ class Simulation:
         try:
             reprotect(self, why=f"plan step {spec}")
         except ReprotectError as exc:
-            self.emit("sim", "reprotect-refused", spec=spec, why=str(exc))
+            self.emit("sim", "reprotect-refused", spec=spec,
+                      why=str(exc).removeprefix("cannot re-protect: "))
 
     def kill(self, side: str, why: str) -> None:
         if not self.alive[side]:

@@ -56,7 +56,8 @@ class GuestWatch:
         self._wrap()
 
     # -- installing ---------------------------------------------------------------
-    _WRAPPED = {"secondary": ("cache_pages", "flush_cache", "discard_cache", "start"),
+    _WRAPPED = {"secondary": ("cache_pages", "flush_cache", "discard_cache", "start",
+                              "load_initial"),
                 "primary": ("_emit", "svm_packet", "release_output")}
 
     def unwrap(self) -> None:
@@ -92,7 +93,15 @@ class GuestWatch:
             self._before_svm_runs()
             return start()
 
+        load_initial = sec.load_initial
+
+        def watched_load_initial(summary):
+            out = load_initial(summary)
+            self.inv.check_initial()
+            return out
+
         sec.cache_pages, sec.flush_cache = watched_cache_pages, watched_flush
+        sec.load_initial = watched_load_initial
         sec.discard_cache, sec.start = watched_discard, watched_start
 
         emit = pri._emit

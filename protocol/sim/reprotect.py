@@ -85,23 +85,29 @@ def reprotect(sim, why: str = "operator") -> str:
     sim.reprotects = getattr(sim, "reprotects", 0) + 1
     _drop_old_link(sim)
     guest = sim.guests[old_side]
-    if sim._null_guest:
-        from ..guestport import NullGuest
-        new_guest = NullGuest()
-    else:
-        guest.become_primary()
-        new_guest = guest.new_secondary(output_lost=sim.cfg.svm_output_lost)
-    sim.guests.clear()
-    sim.guests.update(primary=guest, secondary=new_guest)
     cfg = sim.cfg
     kw = dict(mode=cfg.mode, checkpoint_delay_ms=old_ep.checkpoint_delay_ms,
               load_ms=cfg.load_ms, save_ms=cfg.save_ms, faithful=cfg.faithful,
               initial_stream=sim.dialect.name == "qemu")
-    eps = {"primary": make_endpoint("primary", sim.dialect, guest=guest, **kw),
-           "secondary": make_endpoint("secondary", sim.peer_dialect, guest=new_guest, **kw)}
+    if not sim._null_guest:
+        guest.become_primary()
+    eps = {"primary": make_endpoint("primary", sim.dialect, guest=guest, **kw)}
+    if sim._null_guest:
+        from ..guestport import NullGuest
+        new_guest = NullGuest()
+    else:
+        # the migration stops the survivor at once (this same instant): the new
+        # secondary is what it sends, and nothing the survivor does in between (a
+        # request handled while the start happenings wait in the queue) escapes it
+        guest.stop()
+        new_guest = guest.new_secondary(output_lost=cfg.svm_output_lost)
+    eps["secondary"] = make_endpoint("secondary", sim.peer_dialect, guest=new_guest, **kw)
+    sim.guests.clear()
+    sim.guests.update(primary=guest, secondary=new_guest)
     for ep in eps.values():
         ep.checkpoint = base
         ep._now = sim.now
+    eps["primary"].last_mode = old_ep.last_mode   # QEMU keeps last_colo_mode per process
     sim.eps.clear()
     sim.eps.update(eps)
     sim.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
