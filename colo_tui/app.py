@@ -75,6 +75,7 @@ class ColoApp(App):
         *[Binding(k, f"preset('{k}')", show=False, id=f"preset-{k}") for k in "1234567890"],
         Binding("exclamation_mark", "preset('!')", show=False, id="preset-hybrid-mismatch"),
         Binding("at", "preset('@')", show=False, id="preset-hybrid-stale"),
+        Binding("number_sign", "preset('#')", show=False, id="preset-reprotect"),
     ]
 
     def __init__(self, controller: Controller | None = None, *, replay: str | None = None,

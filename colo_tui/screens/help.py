@@ -24,6 +24,7 @@ KEYS = [
     ("g", "guest model on/off: RAM heat map, buffered packets, disk layers"),
     ("1 … 9, 0", "scenario presets (docs/protocol.md §11; asks before discarding steps)"),
     ("! / @", "hybrid presets: a colo-compare mismatch / a stale packet"),
+    ("#", "preset: failover, then re-protect (a new secondary, COLO again)"),
     ("L", "guided lessons: narrated tours, some beats ask you to act"),
     ("r", "start / stop recording (to your data directory; the status line says where)"),
     ("↑ / ↓", "select a message in the ladder (then y copies its bytes)"),

@@ -1,11 +1,12 @@
 """Re-protect after a failover: QEMU's resuming of COLO (docs/COLO-FT.txt).
 
-After a failover one VM runs alone, unprotected.  To protect it again the
-operator starts a new secondary (``-incoming``, a fresh process with an empty
-RAM cache and a disk synchronised from the survivor's), sets ``x-colo`` on the
-survivor and migrates to it: a whole initial migration, then checkpoint-ready
-and COLO as at the start, with the survivor as the primary, whichever role it
-had before.
+After a failover one VM runs alone, unprotected.  To protect it again
+("Primary/Secondary resume replication") the operator starts a new secondary
+(``-incoming``: a fresh process, an empty RAM cache), syncs its disk from the
+survivor's (``drive-mirror``), stops the survivor (``stop``), sets ``x-colo`` on
+it and migrates to the new secondary: a whole initial migration, then
+checkpoint-ready and COLO as at the start, with the survivor as the primary,
+whichever role it had before.
 
 In the simulator (``Simulation.reprotect`` calls :func:`reprotect`):
 
@@ -92,14 +93,16 @@ def reprotect(sim, why: str = "operator") -> str:
     if not sim._null_guest:
         guest.become_primary()
     eps = {"primary": make_endpoint("primary", sim.dialect, guest=guest, **kw)}
+    eps["primary"]._now = sim.now
+    # docs/COLO-FT.txt: once drive-mirror synced the disk, the operator stops the
+    # survivor (QMP stop), then migrates: the new secondary is the state it stopped in,
+    # and nothing it does while the start happenings wait in the queue escapes that
+    eps["primary"].stop_vm("re-protect: the disk is synced (drive-mirror); the operator "
+                           "stops the survivor before migrating (QMP stop)", "paused")
     if sim._null_guest:
         from ..guestport import NullGuest
         new_guest = NullGuest()
     else:
-        # the migration stops the survivor at once (this same instant): the new
-        # secondary is what it sends, and nothing the survivor does in between (a
-        # request handled while the start happenings wait in the queue) escapes it
-        guest.stop()
         new_guest = guest.new_secondary(output_lost=cfg.svm_output_lost)
     eps["secondary"] = make_endpoint("secondary", sim.peer_dialect, guest=new_guest, **kw)
     sim.guests.clear()
