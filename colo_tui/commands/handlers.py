@@ -211,15 +211,17 @@ def heartbeat(c, p) -> str:
 def reprotect(c, p) -> str:
     if not hasattr(c, "reprotect"):
         raise CommandError("this session cannot re-protect (it needs the simulator)")
-    survivor = next((s for s in SIDES if c.status()[s]["alive"]), None)
+    n = len(c.events)
     try:
         c.reprotect()
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    base = c.sim.eps["primary"].checkpoint
-    return (f"re-protect: the {survivor} that survived is the primary of a new pair; a new "
-            "secondary starts and takes a fresh initial migration, then COLO resumes "
-            f"(checkpoints go on after {base}); step or run to watch it")
+    ev = next((e for e in c.events[n:] if e.kind == "reprotect"), None)
+    d = ev.data if ev is not None else {}
+    return (f"re-protect: the {d.get('survivor', 'survivor')} that survived is the primary of "
+            "a new pair; a new secondary starts and takes a fresh initial migration, then "
+            f"COLO resumes (checkpoints go on after {d.get('checkpoint', '?')}); step or run "
+            "to watch it")
 
 
 def _colo(st: dict) -> str:

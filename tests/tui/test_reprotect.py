@@ -1,0 +1,95 @@
+"""The re-protect key (p): a warning before a failover, COLO again after one; the
+preset #; in a real terminal (tmux) after a failover."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from colo_tui.app import ColoApp
+from colo_tui.screens.help import KEYS
+from colo_tui.widgets import KeyBar, StatusBar
+
+from ._term import Term, wait
+from .conftest import make_app
+
+FAILOVER_AT_2 = dict(guest="model", checkpoints=4, checkpoint_delay_ms=300,
+                     faults=["kill-primary@checkpoint-request#2"])
+
+
+def text_of(widget) -> str:
+    return str(widget.render())
+
+
+async def test_p_warns_before_a_failover_and_reprotects_after_one() -> None:
+    app = make_app(**FAILOVER_AT_2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("n", "n", "p")
+        await pilot.pause()
+        assert "⚠ cannot re-protect: no failover has finished yet" in app.bridge.notice
+        assert app.controller.inputs == [] and app.is_running
+        app.controller.run()                       # to the failover and its end
+        assert app.controller.status()["outcome"] == "failover"
+        await pilot.press("p")
+        await pilot.pause()
+        assert app.bridge.notice.startswith("re-protect: a new secondary")
+        assert app.controller.sim.reprotects == 1
+        app.controller.run()
+        app.bridge.changed()
+        await pilot.pause()
+        assert app.controller.status()["outcome"] == "ok"
+        assert app.controller.sim.invariants.violations == []
+        assert [e.data["survivor"] for e in app.controller.events
+                if e.kind == "reprotect"] == ["secondary"]
+        assert "re-protect" in text_of(app.query_one(KeyBar))     # the footer at 160
+
+
+def test_help_lists_the_key_and_the_preset() -> None:
+    keys = dict(KEYS)
+    assert "re-protect" in keys["p"] and "re-protect" in keys["#"]
+    ids = [b.id for b in ColoApp.BINDINGS]
+    # operator actions first in the footer's importance order: after heartbeat
+    assert ids.index("reprotect") == ids.index("heartbeat") + 1
+
+
+async def test_the_preset_runs_a_failover_then_a_reprotect() -> None:
+    app = make_app(checkpoint_delay_ms=300)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("number_sign")
+        await pilot.pause()
+        assert app.controller.config.faults == ["kill-primary@checkpoint-request#2",
+                                                "reprotect@failover#1"]
+        app.controller.run()
+        app.bridge.changed()
+        await pilot.pause()
+        assert app.controller.status()["outcome"] == "ok"
+        assert app.controller.sim.reprotects == 1
+        assert "failover then re-protect" in text_of(app.query_one(StatusBar))
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_in_tmux_p_after_a_failover_resumes_colo() -> None:
+    term = Term(["--seed", "1", "--checkpoints", "3", "--checkpoint-delay", "300",
+                 "--fault", "kill-primary@checkpoint-request#2"], size=(120, 40))
+    try:
+        assert wait(lambda: "press n or → to step" in term.screen(), timeout=60), \
+            term.screen()
+        term.keys("p")                                   # nothing failed over yet
+        assert wait(lambda: "cannot re-protect" in term.screen(), timeout=30), term.screen()
+        for _ in range(6):
+            term.keys("+")                               # faster
+        term.keys("Space")                               # run to the failover and the end
+        assert wait(lambda: "finished: failover" in term.screen(), timeout=90), \
+            term.screen()
+        term.keys("p")
+        assert wait(lambda: "re-protect: a new secondary" in term.screen(), timeout=30), \
+            term.screen()
+        term.keys("Space")
+        assert wait(lambda: "finished: ok" in term.screen(), timeout=90), term.screen()
+        screen = term.screen()
+        assert "Traceback" not in screen and term.exit_status() is None, screen
+        term.keys("q")
+        assert wait(lambda: term.exit_status() is not None, timeout=30), term.screen()
+        assert term.exit_status() == 0, term.screen()
+    finally:
+        term.close()
