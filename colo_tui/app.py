@@ -57,9 +57,10 @@ class ColoApp(App):
         Binding("k", "kill", "kill", id="kill"),
         Binding("s", "stall", "stall", id="stall"),
         Binding("h", "heartbeat", "heartbeat", id="heartbeat"),
-        Binding("p", "reprotect", "re-protect", id="reprotect"),
         Binding("o", "other_side", "other side", id="other-side"),
         Binding("d", "delay", "delay", id="delay"),
+        # after a failover only: less often needed than the side and the delay
+        Binding("p", "reprotect", "re-protect", id="reprotect"),
         Binding("v", "dialect", "dialect", id="dialect"),
         Binding("m", "mode", "mode", id="mode"),
         Binding("g", "guest", "guest", id="guest"),

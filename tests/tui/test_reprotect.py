@@ -41,15 +41,18 @@ async def test_p_warns_before_a_failover_and_reprotects_after_one() -> None:
         assert app.controller.sim.invariants.violations == []
         assert [e.data["survivor"] for e in app.controller.events
                 if e.kind == "reprotect"] == ["secondary"]
-        assert "re-protect" in text_of(app.query_one(KeyBar))     # the footer at 160
+        bar = app.query_one(KeyBar)
+        assert ("p", "re-protect", "reprotect") in bar.shown(200)     # a wide footer
+        assert ("p", "re-protect", "reprotect") not in bar.shown(80)  # dropped first
 
 
 def test_help_lists_the_key_and_the_preset() -> None:
     keys = dict(KEYS)
     assert "re-protect" in keys["p"] and "re-protect" in keys["#"]
     ids = [b.id for b in ColoApp.BINDINGS]
-    # operator actions first in the footer's importance order: after heartbeat
-    assert ids.index("reprotect") == ids.index("heartbeat") + 1
+    # the footer's importance order: after the side actions, the other-side key and
+    # the delay (it is only of use after a failover), before the session switches
+    assert ids.index("delay") < ids.index("reprotect") < ids.index("dialect")
 
 
 async def test_the_preset_runs_a_failover_then_a_reprotect() -> None:
