@@ -517,6 +517,10 @@ def ending(events, outcome) -> str:
     """How a finished session ended, and what started it: the first event that broke the
     happy path (a fault, a death, an error, an operator's failover), in words."""
     text = "The scenario ended: " + outcome_words(outcome) + "."
+    reprotects = sum(1 for ev in events if _fields(ev)[1] == "reprotect")
+    if reprotects:
+        text += (f" A survivor was re-protected {reprotects} time"
+                 f"{'s' if reprotects > 1 else ''} (a new secondary, COLO again).")
     for ev in events:
         side, kind, d = _fields(ev)
         if _is_cause(kind, d):

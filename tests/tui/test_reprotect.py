@@ -70,6 +70,28 @@ async def test_the_preset_runs_a_failover_then_a_reprotect() -> None:
         assert "failover then re-protect" in text_of(app.query_one(StatusBar))
 
 
+async def test_the_fault_dialog_arms_a_reprotect_step() -> None:
+    from colo_tui.screens import FaultMenu
+    app = make_app(**FAILOVER_AT_2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f")
+        await pilot.pause()
+        menu = app.screen
+        assert isinstance(menu, FaultMenu)
+        menu.query_one("#fault-kind").value = "reprotect"
+        await pilot.pause()
+        assert menu.query_one("#fault-point").value == "failover"    # the point follows
+        assert menu.spec() == "reprotect@failover#1" and menu._check() is None
+        await pilot.click("#fault-arm")
+        await pilot.pause()
+        assert app.controller.faults() == [*FAILOVER_AT_2["faults"], "reprotect@failover#1"]
+        app.controller.run()
+        assert app.controller.sim.reprotects == 1
+        assert app.controller.status()["outcome"] == "ok"
+        from colo_tui.sentences import ending
+        assert "re-protected 1 time (a new secondary" in ending(app.controller.events, "ok")
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_in_tmux_p_after_a_failover_resumes_colo() -> None:
     term = Term(["--seed", "1", "--checkpoints", "3", "--checkpoint-delay", "300",
