@@ -113,6 +113,9 @@ def reprotect(sim, why: str = "operator") -> str:
     eps["primary"].last_mode = old_ep.last_mode   # QEMU keeps last_colo_mode per process
     sim.eps.clear()
     sim.eps.update(eps)
+    hook = getattr(sim, "on_new_endpoints", None)    # e.g. the swarm's coverage count
+    if hook is not None:
+        hook(eps)
     sim.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
     for s in SIDES:
         sim.alive[s], sim.stalled[s] = True, False

@@ -138,9 +138,12 @@ def draw(seed: int) -> SimConfig:
                      liveness_checkpoints=2 if faults else 0)
 
 
-def _watch_dispatch(sim: Simulation, pairs: Counter) -> None:
-    """Count the (role, state, input) pairs the machines are handed."""
-    for ep in sim.eps.values():
+def _watch_dispatch(sim: Simulation, pairs: Counter, eps=None) -> None:
+    """Count the (role, state, input) pairs the machines are handed (a re-protect's
+    new endpoints too)."""
+    if eps is None:
+        sim.on_new_endpoints = lambda new: _watch_dispatch(sim, pairs, new)
+    for ep in (eps or sim.eps).values():
         dispatch, role = ep._dispatch, ep.role
 
         def watched(kind, item=None, _ep=ep, _dispatch=dispatch, _role=role):

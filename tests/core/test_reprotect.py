@@ -252,3 +252,24 @@ def test_random_failover_and_reprotect_sequences_keep_the_invariants(actions, di
     # one active VM: a run that ended outside COLO without a broken premise has one
     if sim.finished and not sim.both_in_colo() and not sim.premise_broken:
         assert len(sim.active_sides()) <= 1
+
+
+def test_a_proxy_between_running_peers_refuses_the_step():
+    from protocol.transport.faultproxy import FaultProxy
+    with pytest.raises(FaultSpecError, match="a proxy between two running peers cannot"):
+        FaultProxy(("127.0.0.1", 9), "qemu", ["reprotect@failover#1"])
+
+
+def test_the_swarm_counts_the_new_pairs_machines_and_runs_its_steps():
+    from protocol.sim import swarm
+    cfg = SimConfig(**FAST, checkpoints=4, faults=["kill-primary@checkpoint-request#2",
+                                                   "reprotect@failover#1"])
+    result = swarm.run_config(cfg)
+    assert result["outcome"] == "ok" and not result["violations"] and not result["hang"]
+    assert result["pairs"]["secondary:INIT:start"] == 2         # the first and the new one
+    assert result["faults_hit"]["failover:reprotect"] == 1
+    drawn = [swarm.draw(s) for s in range(1, 300)]
+    with_steps = [c for c in drawn if any(f.startswith("reprotect@") for f in c.faults)]
+    assert with_steps and all(
+        any(f.startswith(("kill-", "stall-", "heartbeat-")) for f in c.faults)
+        for c in with_steps)
