@@ -528,7 +528,8 @@ class Simulation:
     # ----------------------------------------------------------------- inputs
     def apply_input(self, item: dict, *, record: bool = True) -> None:
         """An operator input: {"cmd": "lost-heartbeat"|"checkpoint"|"set-delay"|
-        "kill"|"stall"|"shutdown"|"fault", "side": ..., "value": ...}."""
+        "kill"|"stall"|"shutdown"|"fault"|"reprotect", "side": ..., "value": ...}.
+        A reprotect that cannot run raises ReprotectError before anything is recorded."""
         cmd, side = item.get("cmd"), item.get("side", "primary")
         if cmd == "reprotect":        # refused before it is recorded (ReprotectError)
             from .reprotect import check

@@ -46,8 +46,6 @@ class ReprotectError(ColoError, ValueError):
 
 def why_not(sim) -> str | None:
     """None when a re-protect can run now, else why not (in words)."""
-    if getattr(sim, "_null_guest", None) is None or not hasattr(sim, "eps"):
-        return "this session cannot start a new secondary (re-protect needs the simulator)"
     alive = [s for s in SIDES if sim.alive[s]]
     done = [s for s in alive if sim.eps[s].failover.state == fo.COMPLETED]
     if not done:
