@@ -59,6 +59,8 @@ class ColoApp(App):
         Binding("h", "heartbeat", "heartbeat", id="heartbeat"),
         Binding("o", "other_side", "other side", id="other-side"),
         Binding("d", "delay", "delay", id="delay"),
+        # after a failover only: less often needed than the side and the delay
+        Binding("p", "reprotect", "re-protect", id="reprotect"),
         Binding("v", "dialect", "dialect", id="dialect"),
         Binding("m", "mode", "mode", id="mode"),
         Binding("g", "guest", "guest", id="guest"),
@@ -74,6 +76,7 @@ class ColoApp(App):
         *[Binding(k, f"preset('{k}')", show=False, id=f"preset-{k}") for k in "1234567890"],
         Binding("exclamation_mark", "preset('!')", show=False, id="preset-hybrid-mismatch"),
         Binding("at", "preset('@')", show=False, id="preset-hybrid-stale"),
+        Binding("number_sign", "preset('#')", show=False, id="preset-reprotect"),
     ]
 
     def __init__(self, controller: Controller | None = None, *, replay: str | None = None,
@@ -247,6 +250,9 @@ class ColoApp(App):
 
     def action_heartbeat(self) -> None:
         self.bridge.lost_heartbeat()
+
+    def action_reprotect(self) -> None:
+        self.bridge.reprotect()
 
     def action_other_side(self) -> None:
         self.bridge.select_side()

@@ -233,6 +233,14 @@ class Bridge:
                        ok=f"x-colo-lost-heartbeat on the {self.selected_side}"):
             self._noticed(f"heartbeat {self.selected_side}")
 
+    def reprotect(self) -> None:
+        if self._guard(getattr(self.c, "reprotect", self._no_reprotect),
+                       ok="re-protect: a new secondary, a fresh initial migration, COLO again"):
+            self._noticed("reprotect")
+
+    def _no_reprotect(self) -> None:
+        raise ValueError("this session cannot re-protect (it needs the simulator)")
+
     def add_fault(self, spec: str) -> bool:
         ok = self._guard(self.c.add_fault, spec, ok=f"fault armed: {spec}")
         if ok:

@@ -259,6 +259,11 @@ class Controller:
     def shutdown(self) -> None:
         self._apply({"cmd": "shutdown"})
 
+    def reprotect(self) -> None:
+        """Resume COLO after a failover: a new secondary, a fresh initial migration from
+        the survivor (protocol/sim/reprotect.py); ReprotectError says why it cannot."""
+        self._apply({"cmd": "reprotect"})
+
     def set_checkpoint_delay(self, ms: int) -> None:
         self._apply({"cmd": "set-delay", "value": int(ms)})
 

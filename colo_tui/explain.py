@@ -136,6 +136,14 @@ _LINK = {
 
 
 _OTHER = {
+    "reprotect": ("QEMU's way to resume COLO after a failover (docs/COLO-FT.txt, and "
+                  "docs/protocol.md): the operator starts a new secondary with -incoming, "
+                  "syncs its disk from the survivor, sets x-colo on the survivor and migrates "
+                  "to it. A whole initial migration goes first, then checkpoint-ready, and "
+                  "checkpoints resume with the survivor as the primary, whichever role it had."),
+    "reprotect-refused": ("A re-protect needs a failover that finished with exactly one "
+                          "survivor: no failover yet, two live sides (split brain) or a "
+                          "stopped survivor cannot be re-protected."),
     "parameter": ("QMP migrate-set-parameters changed a COLO parameter; x-checkpoint-delay is "
                   "the time between two periodic checkpoints."),
     "state": "A state machine of the testbed moved; the explanation of the message or action "
@@ -334,8 +342,8 @@ _BORING = {"state", "deliver", "migration", "ignored", "absorbed", "unnoticed", 
 
 
 #: when one moment holds several events, explain the most telling one
-_PRIORITY = ("fence", "error", "colo-exit", "deferred", "failover", "process", "qmp-error",
-             "default-failover", "fault", "dropped", "partition", "release")
+_PRIORITY = ("reprotect", "fence", "error", "colo-exit", "deferred", "failover", "process",
+             "qmp-error", "default-failover", "fault", "dropped", "partition", "release")
 
 
 def _rank(ev) -> int:

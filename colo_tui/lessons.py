@@ -158,6 +158,22 @@ LESSONS: tuple[Lesson, ...] = (
              "checkpoint and releases it.", ("checkpoint-requested:colo-compare",)),
     ), promises=("checkpoint-requested:colo-compare",), check=_compare_noticed("stale"),
         recap="Without the secondary's answer, a packet leaves at the next checkpoint."),
+    Lesson("reprotect", "Re-protect: COLO again after a failover", dict(_CKPT), (
+        Beat("Let one checkpoint commit first.", ("primary/checkpoint:commit",)),
+        Beat("Now kill the primary (k with the primary selected, or type it).",
+             ("failover:completed",), do="kill primary", key="k"),
+        Beat("The secondary serves alone: nothing protects it now. Re-protect it (p, or "
+             "type it): a new secondary starts and the survivor migrates to it with x-colo.",
+             ("reprotect",), do="reprotect", key="p"),
+        Beat("The survivor is the primary of the new pair: it stops and sends a whole "
+             "initial migration; the new secondary loads it.",
+             ("secondary/action:load-initial",)),
+        Beat("checkpoint-ready, and checkpoints resume, numbered on from the survivor's "
+             "last one.", ("primary/checkpoint:commit",)),
+    ), promises=("secondary/failover:completed", "reprotect", "secondary/action:load-initial"),
+        outcome="ok",
+        recap="After a failover, re-protect = a new secondary + a fresh migration with x-colo "
+              "(QEMU docs/COLO-FT.txt): the survivor is protected again."),
     Lesson("v11-vs-qemu", "v11 against QEMU 7.2: the same handshake, other words",
            dict(guest="model", dialect="v11", checkpoints=3), (
         Beat("The 2015 v11 series: the same messages, each with a value word.",

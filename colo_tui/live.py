@@ -156,6 +156,10 @@ class LiveSession:
 
     # -- inputs ----------------------------------------------------------------------------
     def send(self, inp: Input) -> None:
+        if inp.cmd == "reprotect":
+            raise SessionError("a live session cannot re-protect: that starts a new secondary "
+                               "process and migrates to it (QEMU: docs/COLO-FT.txt); the "
+                               "simulator can (`colo tui`, or a plan step reprotect@failover#N)")
         self.source.command(inp.cmd, *inp.args)
 
     def check_fault(self, _fault) -> None:

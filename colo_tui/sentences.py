@@ -349,6 +349,17 @@ def _client(side, d) -> str:
         _extras(d, ("id", "to"))
 
 
+def _reprotect(side, d) -> str:
+    was = d.get("survivor")
+    who_ = f"the {plain(was)} that survived" if was else "the survivor"
+    gen = d.get("generation")
+    return (f"re-protect{f' {plain(gen)}' if gen is not None else ''}: {who_} is the "
+            "primary of a new pair; a new secondary starts and takes a fresh initial "
+            "migration, then COLO resumes"
+            + (f" after checkpoint {plain(d['checkpoint'])}" if d.get("checkpoint") is not None
+               else "") + _extras(d, ("survivor", "generation", "checkpoint", "why")))
+
+
 def _generic(side, d) -> str:
     return ""   # the kind, then the fields: see sentence()
 
@@ -422,6 +433,8 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
     "heartbeat-lost": lambda side, d: "the keepalive says the peer is gone" + _why(d)
     + (f" (timeout {plain(d['timeout_ms'])} ms)" if d.get("timeout_ms") is not None else "")
     + _extras(d, ("why", "timeout_ms")),
+    "reprotect": _reprotect,
+    "reprotect-refused": _simple("the re-protect step cannot run", "spec"),
     "heartbeat-failover-refused": _simple("the failover the keepalive asked for is refused",
                                           why="error"),
 }
@@ -504,6 +517,10 @@ def ending(events, outcome) -> str:
     """How a finished session ended, and what started it: the first event that broke the
     happy path (a fault, a death, an error, an operator's failover), in words."""
     text = "The scenario ended: " + outcome_words(outcome) + "."
+    reprotects = sum(1 for ev in events if _fields(ev)[1] == "reprotect")
+    if reprotects:
+        text += (f" A survivor was re-protected {reprotects} time"
+                 f"{'s' if reprotects > 1 else ''} (a new secondary, COLO again).")
     for ev in events:
         side, kind, d = _fields(ev)
         if _is_cause(kind, d):

@@ -328,6 +328,23 @@ class Error(Event):
     action: str | None = None
 
 
+@_kind("reprotect")
+class Reprotect(Event):
+    """The survivor of a failover became the primary of a new pair (QEMU's resume
+    replication): ``generation`` counts re-protects, ``checkpoint`` is where it resumed."""
+    survivor: str
+    generation: int
+    checkpoint: int
+    why: str = ""
+
+
+@_kind("reprotect-refused")
+class ReprotectRefused(Event):
+    """A plan's re-protect step could not run (``why``)."""
+    spec: str
+    why: str
+
+
 @_kind("colo-exit")
 class ColoExit(Event):
     mode: str | None = None

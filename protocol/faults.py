@@ -7,6 +7,11 @@ POINT is a message name (``checkpoint-request`` …) or a stage (``ram``,
 ``checkpoint-ready`` only has #1).  Link faults act on the piece of output
 named by POINT; process faults (kill/stall/heartbeat) happen at the moment
 that piece is about to be sent (``load``: when the secondary starts loading).
+
+One step is not a fault but an operator's plan step: ``reprotect@failover#N``
+re-protects the survivor of the N-th failover of the run (QEMU's resuming of
+COLO, docs/COLO-FT.txt: a new secondary, a fresh initial migration with
+x-colo, COLO again); ``failover`` is a moment of the run, not a piece of output.
 """
 from __future__ import annotations
 
@@ -38,12 +43,18 @@ KINDS: dict[str, tuple[str | None, str]] = {
     "heartbeat-primary": (None, "the operator's x-colo-lost-heartbeat on the primary"),
     "heartbeat-secondary": (None, "the operator's x-colo-lost-heartbeat on the secondary"),
     "shutdown": (None, "the guest powers off on the primary at this point"),
+    "reprotect": (None, "after the N-th failover: a new secondary, a fresh initial migration "
+                        "from the survivor, COLO again (only @failover)"),
 }
 STAGES = ("ram", "device-state", "load")
-POINTS = tuple(n for n in m.ALL_MESSAGES if n != m.INVALID) + STAGES
+#: moments of the run rather than pieces of output (the plan steps act there)
+MOMENTS = ("failover",)
+POINTS = tuple(n for n in m.ALL_MESSAGES if n != m.INVALID) + STAGES + MOMENTS
 LINK_KINDS = ("drop", "delay", "corrupt", "truncate", "duplicate", "close", "reset",
               "unexpected", "value", "opcode")
-PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS)
+#: plan steps: what an operator does at a moment of the run (not a fault of a piece)
+STEP_KINDS = ("reprotect",)
+PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS and k not in STEP_KINDS)
 
 _SPEC = re.compile(r"(?P<kind>[a-z-]+)(?:=(?P<arg>[^@#\s]+))?@(?P<point>[a-z-]+)"
                    r"(?:#(?P<n>[^#]*))?", re.ASCII)
@@ -113,6 +124,11 @@ def parse(spec: str) -> Fault:
                                                        1, INT64_MAX)
     except UsageError as exc:
         raise FaultSpecError(f"{exc} (checkpoints count from 1)") from None
+    if (kind in STEP_KINDS) != (point in MOMENTS):
+        raise FaultSpecError(f"{spec!r}: {', '.join(STEP_KINDS)} happens at a moment of the "
+                             f"run, not at a piece of output: the form is reprotect@failover#N "
+                             "(N: the N-th failover of the run, default 1); the faults act at "
+                             "messages and stages, not @failover")
     if point == "load" and kind in LINK_KINDS:
         raise FaultSpecError(f"{kind!r} acts on bytes on the wire; 'load' is not on the wire "
                              f"(use it with: {', '.join(PROCESS_KINDS)})")
@@ -135,7 +151,7 @@ def check_fault(f: Fault, dialect) -> None:
     if f.point == "ram" and not dialect.ram_outside_blob:
         raise FaultSpecError(f"{f}: the {name} dialect sends RAM inside the "
                              "device-state blob; use @device-state")
-    if f.point not in STAGES and f.point not in dialect.ids:
+    if f.point not in STAGES + MOMENTS and f.point not in dialect.ids:
         raise FaultSpecError(f"{f}: the {name} dialect has no {f.point!r}")
 
 

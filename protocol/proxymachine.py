@@ -98,6 +98,10 @@ def check_faults(specs, dialect, *, process: bool = False) -> list[fl.Fault]:
     out = []
     for spec in specs:
         f = spec if isinstance(spec, fl.Fault) else fl.parse(spec)
+        if f.kind in fl.STEP_KINDS:
+            raise FaultSpecError(f"{f}: a re-protect starts a new secondary, which a proxy "
+                                 "between two running peers cannot do (the simulator can: "
+                                 "colo run --fault)")
         if not process and not f.is_link and f.kind not in WIRE_PROCESS_KINDS:
             kinds = ", ".join(fl.LINK_KINDS + WIRE_PROCESS_KINDS)
             raise FaultSpecError(f"{f}: {f.kind!r} is a process fault, not a wire fault; the "

@@ -230,7 +230,8 @@ def wire_of(events: Sequence) -> list[WireMessage]:
 
 
 # ----------------------------------------------------------------------- inputs
-INPUTS = ("checkpoint", "lost-heartbeat", "kill", "stall", "shutdown", "set-delay", "fault")
+INPUTS = ("checkpoint", "lost-heartbeat", "kill", "stall", "shutdown", "set-delay", "fault",
+          "reprotect")
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,7 @@ def fault(c, p) -> str:
     spec = p.args["spec"]
     f = fl.parse(spec)
     d = dialects.get(c.config.dialect)
-    if f.point not in fl.STAGES and f.point not in d.ids:
+    if f.point not in fl.STAGES + fl.MOMENTS and f.point not in d.ids:
         raise CommandError(f"the {d.name} dialect has no {f.point!r} message "
                            f"(it has: {', '.join(d.messages)})")
     if f.kind == "unexpected" and f.arg not in d.ids:
@@ -163,7 +163,12 @@ def fault(c, p) -> str:
                            f"(it has: {', '.join(d.ids)})")
     c.add_fault(spec)
     text = f"fault {f} armed: {fl.KINDS[f.kind][1]}"
-    if f.checkpoint <= c.side("primary").checkpoint:
+    if f.point in fl.MOMENTS:
+        done = getattr(c.session, "failovers", 0)
+        if f.checkpoint <= done:
+            text += (f"\nwarning: failover {f.checkpoint} already happened, so this step will "
+                     f"never run (the next failover is #{done + 1}; or type: reprotect)")
+    elif f.checkpoint <= c.side("primary").checkpoint:
         text += (f"\nwarning: checkpoint {f.checkpoint} is already over, so this fault will "
                  "never fire (name a later one with #N)")
     return text
@@ -203,6 +208,22 @@ def heartbeat(c, p) -> str:
     st = c.status()[side]
     return (f"x-colo-lost-heartbeat sent to the {side}: failover state "
             f"{st['failover_state']}, query-colo-status {_colo(st)}")
+
+
+def reprotect(c, p) -> str:
+    if not hasattr(c, "reprotect"):
+        raise CommandError("this session cannot re-protect (it needs the simulator)")
+    n = len(c.events)
+    try:
+        c.reprotect()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    ev = next((e for e in c.events[n:] if e.kind == "reprotect"), None)
+    d = ev.data if ev is not None else {}
+    return (f"re-protect: the {d.get('survivor', 'survivor')} that survived is the primary of "
+            "a new pair; a new secondary starts and takes a fresh initial migration, then "
+            f"COLO resumes (checkpoints go on after {d.get('checkpoint', '?')}); step or run "
+            "to watch it")
 
 
 def _colo(st: dict) -> str:

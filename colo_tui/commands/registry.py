@@ -91,6 +91,13 @@ COMMANDS = [
        "COLO and keeps serving; the secondary takes over. Given to a side whose peer is "
        "alive it breaks COLO's premise and can end in split brain.", h.heartbeat,
        (("SIDE:side",),)),
+    _c("reprotect", "reprotect", "after a failover: a new secondary, COLO again",
+       "QEMU's resuming of COLO (docs/COLO-FT.txt; docs/protocol.md §7.5): a new secondary "
+       "starts, the survivor of the failover migrates to it with x-colo (a whole initial "
+       "migration) and COLO resumes with the survivor as the primary. Checkpoints count on "
+       "from the survivor's last one. It needs a failover that finished with one survivor; "
+       "in a fault plan it is the step reprotect@failover#N.", h.reprotect,
+       aliases=("re-protect",)),
     _c("status", "status", "query-colo-status of both sides plus run state",
        "For each side: alive/stalled, run state, machine state, last checkpoint, failover "
        "state and query-colo-status {mode, last-mode, reason}; then the session.", h.status),

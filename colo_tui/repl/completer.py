@@ -74,7 +74,8 @@ def fault_candidates(cur: str) -> list[str]:
             return []
         kind = head.split("=", 1)[0]
         points = [p for p in fl.POINTS if not (p == "load" and kind in fl.LINK_KINDS)
-                  and not (kind in ("unexpected", "value") and p in fl.STAGES)]
+                  and not (kind in ("unexpected", "value") and p in fl.STAGES)
+                  and (kind in fl.STEP_KINDS) == (p in fl.MOMENTS)]
         return [f"{head}@{p}" for p in points if p.startswith(point)]
     if "=" in cur:
         kind, arg = cur.split("=", 1)

@@ -11,7 +11,7 @@ from protocol.events import EventKind as K
 LEVELS = ("quiet", "normal", "all")
 DEFAULT = "normal"
 _QUIET_KINDS = frozenset({K.SEND, K.ERROR, K.FAILOVER, K.COLO_EXIT, K.END, K.FAULT,
-                          K.QMP_ERROR})
+                          K.QMP_ERROR, K.REPROTECT, K.REPROTECT_REFUSED})
 _BACKGROUND_SIDES = frozenset({"client"})
 
 

@@ -67,6 +67,17 @@ class FaultMenu(ModalScreen[str | None]):
             return str(exc)
         return None
 
+    @on(Select.Changed, "#fault-kind")
+    def _kind_changed(self, event: Select.Changed) -> None:
+        """A plan step (reprotect) happens at a moment of the run (failover), a fault at a
+        piece of output: the point follows the kind."""
+        point = self.query_one("#fault-point", Select)
+        step = str(event.value) in fl.STEP_KINDS
+        if step and point.value not in fl.MOMENTS:
+            point.value = fl.MOMENTS[0]
+        elif not step and point.value in fl.MOMENTS:
+            point.value = "checkpoint-request"
+
     @on(Select.Changed)
     @on(Input.Changed)
     def _update(self, _event=None) -> None:

@@ -1,4 +1,4 @@
-"""Scenario presets the simulator reproduces (keys 1-9, 0); `section` is where
+"""Scenario presets the simulator reproduces (keys 1-9, 0, !, @, #); `section` is where
 docs/protocol.md explains what each one shows (its §11 lists them)."""
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ PRESETS = (
            "stale scan asks for a checkpoint",
            {"mode": "hybrid", "guest": "model", "svm_output_lost": True},
            ("checkpoint-requested:colo-compare",), "ok"),
+    Preset("#", "failover then re-protect", "docs/protocol.md §7.5",
+           "the primary dies at checkpoint 2 and the secondary takes over; then a new "
+           "secondary starts, the survivor migrates to it and COLO resumes",
+           {"faults": ["kill-primary@checkpoint-request#2", "reprotect@failover#1"]},
+           ("secondary/failover:completed", "reprotect", "secondary/action:load-initial",
+            "primary/checkpoint:commit"), "ok"),
 )
 
 BY_KEY = {p.key: p for p in PRESETS}

@@ -356,6 +356,47 @@ class Guest:
         self.failed_over = True
         self.start()
 
+    # -- re-protect after a failover --------------------------------------------------
+    def become_primary(self) -> None:
+        """Re-protect (docs/COLO-FT.txt, resuming COLO): the survivor of a failover,
+        whichever role it had, is the primary of a new pair.  Its RAM, devices, disk,
+        pending requests and client history stay; it gets the primary's network path
+        (filter-buffer or colo-compare) and a disk that forwards to the new secondary."""
+        if not self.failed_over:
+            raise ValueError("only the survivor of a failover becomes a new primary")
+        self.role = PRIMARY
+        self.failed_over = False
+        self.peer = None
+        self.cache = None
+        self.output_lost = False
+        self.disk = PrimaryDisk(self.disk.view())
+        self.filter = FilterBuffer() if self.mode == "periodic" else None
+        self.compare = ColoCompare(self.now_ms) if self.mode == "hybrid" else None
+        self.mirror_outbox.clear()
+        self.svm_outbox.clear()
+        self._seq = self.last_packet_seq()
+        # a new migration: RAM framing starts afresh (no "previous block" to CONTINUE
+        # from) and the XBZRLE cache is empty, as on the new secondary
+        from ..stream import RamContext
+        self.ram_context = RamContext.from_blocks(self.ram.layout())
+        for blk in self.ram.blocks.values():
+            blk.xbzrle_cache.clear()
+
+    def last_packet_seq(self) -> int:
+        """The highest packet number the client ever saw from any VM (or this one made):
+        packets keep unique keys across re-protects (a key is (role, seq))."""
+        return max(self._seq, max((r.packet.seq for r in self.client_log.released),
+                                  default=0))
+
+    def new_secondary(self, output_lost: bool = False) -> Guest:
+        """Re-protect: the new secondary as the fresh initial migration leaves it (a
+        clone of this primary now), linked to it."""
+        twin = self.clone_for_secondary()
+        twin._seq = self.last_packet_seq()
+        twin.output_lost = output_lost
+        self.link(twin)
+        return twin
+
     # -- the initial migration ---------------------------------------------------------
     def initial_stream(self) -> bytes:
         """The initial migration as QEMU 7.2 sends it (QEVM … VMDESCRIPTION); sets

@@ -25,7 +25,7 @@ DIALECT = Literal["qemu", "v11", "prototype"]
 MODE = Literal["periodic", "hybrid"]
 WORKLOAD = Literal["idle", "hot", "sweep", "uniform", "toggle"]
 INPUT_CMDS = ("lost-heartbeat", "checkpoint", "set-delay", "kill", "stall", "shutdown",
-              "fault")
+              "fault", "reprotect")
 MAX_FAULTS = 64
 #: the simulator's default step bound is 2,000,000; `colo run --max-steps` raises it (and
 #: records one more, so that its own bound, not the simulator's, ends the run)

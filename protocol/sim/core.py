@@ -17,7 +17,7 @@ from .. import failover as fo
 from .. import faults as fl
 from ..endpoint import make_endpoint
 from ..errors import QmpCommandError
-from ..events import ColoExit, Deliver, Error, Event, Vm, make, set_seq
+from ..events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
 from ..transport.memory import P2S, S2P, MemoryLink, size_of
 from .config import SimConfig
 from .invariants import KINDS as _INVARIANT_KINDS
@@ -25,7 +25,7 @@ from .invariants import Invariants
 from .session_view import SimulationSession
 
 SIDES = ("primary", "secondary")
-_WATCH = frozenset((Error, ColoExit, Vm))   # classes: identity tests (hot path)
+_WATCH = frozenset((Error, ColoExit, Vm, Failover))   # classes: identity tests (hot path)
 _BACKGROUND = frozenset(("client", "guest-tick"))
 OTHER = {"primary": "secondary", "secondary": "primary"}
 
@@ -97,14 +97,17 @@ class Simulation(SimulationSession):
         self.invariants = Invariants(self)
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
             "start", "deliver", "eof", "timer", "input", "arbiter", "fault", "close",
-            "client", "guest-tick")}
+            "client", "guest-tick", "reprotect")}
+        self.failovers = 0            # failovers finished (a plan step's @failover#N)
+        self.reprotects = 0
         self._push(0.0, "start", "secondary")
         self._push(0.0, "start", "primary")
         self._guest_tick_at = None
         if not self._null_guest and cfg.client_every_ms > 0:
             self._push(cfg.client_every_ms, "client", 1)
         delay = self.eps["primary"].checkpoint_delay_ms
-        last_fault = max((f.checkpoint for f in self.faults), default=0)
+        last_fault = max((f.checkpoint for f in self.faults if f.point not in fl.MOMENTS),
+                         default=0)
         self.target = max(cfg.checkpoints, last_fault + cfg.liveness_checkpoints)
         slack = cfg.load_ms + cfg.save_ms + cfg.jitter_ms
         self.watchdog_ms = 3 * (delay + cfg.jitter_ms) + slack + 2 * cfg.arbiter_ms
@@ -335,6 +338,10 @@ class Simulation(SimulationSession):
         kind = type(ev)
         if kind is Error or (kind is ColoExit and ev.reason == "error"):
             self.arbiter_watch()
+        elif kind is Failover and \
+                ev.to == self.eps[side].dialect.failover_name(fo.COMPLETED):
+            self.failovers += 1
+            self._fire_process_faults("failover", self.failovers, side)
         elif kind is Vm and side == "primary" and ev.run == "colo" \
                 and not self._null_guest:
             self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
@@ -440,6 +447,16 @@ class Simulation(SimulationSession):
             self.emit("link", "partition", until=self.now + float(f.arg))
         elif kind == "shutdown":
             self.eps["primary"].guest_shutdown(self.now)
+        elif kind == "reprotect":     # after this batch: the endpoints are replaced
+            self._push(self.now, "reprotect", str(f))
+
+    def _do_reprotect(self, spec: str) -> None:
+        from .reprotect import ReprotectError, reprotect
+        try:
+            reprotect(self, why=f"plan step {spec}")
+        except ReprotectError as exc:
+            self.emit("sim", "reprotect-refused", spec=spec,
+                      why=str(exc).removeprefix("cannot re-protect: "))
 
     def kill(self, side: str, why: str) -> None:
         if not self.alive[side]:
@@ -503,11 +520,15 @@ class Simulation(SimulationSession):
     # ----------------------------------------------------------------- inputs
     def apply_input(self, item: dict, *, record: bool = True) -> None:
         """An operator input: {"cmd": "lost-heartbeat"|"checkpoint"|"set-delay"|
-        "kill"|"stall"|"shutdown"|"fault", "side": ..., "value": ...}."""
+        "kill"|"stall"|"shutdown"|"fault"|"reprotect", "side": ..., "value": ...}.
+        A reprotect that cannot run raises ReprotectError before anything is recorded."""
+        cmd, side = item.get("cmd"), item.get("side", "primary")
+        if cmd == "reprotect":        # refused before it is recorded (ReprotectError)
+            from .reprotect import check
+            check(self)
         if record:
             self.inputs.append({"step": self.steps, **item})
         self.emit("operator", "input", **item)
-        cmd, side = item.get("cmd"), item.get("side", "primary")
         if cmd == "lost-heartbeat":
             peer = OTHER[side]
             if self.alive[peer] and not self.stalled[peer]:
@@ -531,7 +552,11 @@ class Simulation(SimulationSession):
             f = fl.parse(item["value"])
             self.check_fault(f)
             self.faults.append(f)
-            self.target = max(self.target, f.checkpoint)
+            if f.point not in fl.MOMENTS:
+                self.target = max(self.target, f.checkpoint)
+        elif cmd == "reprotect":
+            from .reprotect import reprotect
+            reprotect(self)
         else:
             raise ValueError(f"unknown input {cmd!r}")
         self._collect()

@@ -1,6 +1,7 @@
 """The fault matrix: every (point × kind × side × dialect × mode × checkpoint 1|2),
 plus slow loads (1.5 s, longer than the checkpoint delay) with every process fault
-at the load stage and around it.
+at the load stage and around it, plus a side dying at checkpoint 1|2 and the survivor
+re-protected (reprotect@failover#1).
 
 "side" is the side a process fault hits (kill/stall/heartbeat come in a
 primary and a secondary flavour); link faults act on the piece named by the
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .. import dialects
-from ..faults import KINDS, LINK_KINDS, PROCESS_KINDS, STAGES
+from ..faults import KINDS, LINK_KINDS, PROCESS_KINDS, STAGES, STEP_KINDS
 from .config import SimConfig
 from .core import Simulation
 
@@ -32,6 +33,21 @@ def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2),
           guest: str = "null"):
     yield from _fast_cases(dialect_names, modes, checkpoints, guest)
     yield from _slow_load_cases(dialect_names, modes, checkpoints, guest)
+    yield from _reprotect_cases(dialect_names, modes, checkpoints, guest)
+
+
+def _reprotect_cases(dialect_names, modes, checkpoints, guest):
+    """A side dies at checkpoint n, the survivor takes over and is re-protected (the
+    plan step reprotect@failover#1): a new pair must run COLO again."""
+    for dname in dialect_names or tuple(dialects.DIALECTS):
+        for mode in modes:
+            for kind in ("kill-primary", "kill-secondary"):
+                for n in checkpoints:
+                    yield SimConfig(dialect=dname, mode=mode, seed=1, checkpoints=n + 2,
+                                    faults=[f"{kind}@checkpoint-request#{n}",
+                                            "reprotect@failover#1"],
+                                    checkpoint_delay_ms=1000, guest=guest, ram_mib=16,
+                                    divergence=0.02 if guest == "model" else 0.0)
 
 
 def _slow_load_cases(dialect_names, modes, checkpoints, guest):
@@ -59,6 +75,8 @@ def _fast_cases(dialect_names, modes, checkpoints, guest):
         for mode in modes:
             for point in points:
                 for kind in KINDS:
+                    if kind in STEP_KINDS:          # plan steps: _reprotect_cases
+                        continue
                     if point == "load" and kind in LINK_KINDS:
                         continue
                     if kind in ("unexpected", "value", "opcode") and point in STAGES:

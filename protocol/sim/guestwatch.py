@@ -56,6 +56,18 @@ class GuestWatch:
         self._wrap()
 
     # -- installing ---------------------------------------------------------------
+    _WRAPPED = {"secondary": ("cache_pages", "flush_cache", "discard_cache", "start",
+                              "load_initial"),
+                "primary": ("_emit", "svm_packet", "release_output")}
+
+    def unwrap(self) -> None:
+        """Take the watchers off (a re-protect builds a new pair and a new watch): the
+        class's own methods show through again."""
+        for role, guest in (("secondary", self.secondary), ("primary", self.primary)):
+            for name in self._WRAPPED[role]:
+                guest.__dict__.pop(name, None)
+        self.primary.client_log.__dict__.pop("record", None)
+
     def _wrap(self) -> None:
         sec, pri = self.secondary, self.primary
         cache_pages, flush, discard, start = (sec.cache_pages, sec.flush_cache,
@@ -81,7 +93,15 @@ class GuestWatch:
             self._before_svm_runs()
             return start()
 
+        load_initial = sec.load_initial
+
+        def watched_load_initial(summary):
+            out = load_initial(summary)
+            self.inv.check_initial()
+            return out
+
         sec.cache_pages, sec.flush_cache = watched_cache_pages, watched_flush
+        sec.load_initial = watched_load_initial
         sec.discard_cache, sec.start = watched_discard, watched_start
 
         emit = pri._emit

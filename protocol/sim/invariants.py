@@ -51,6 +51,34 @@ class Invariants:
             self.watch = GuestWatch(self, sim)
             self._committed = (0, sim.guests["secondary"].digest())
 
+    def reprotected(self, base: int) -> None:
+        """A re-protect made a new pair (protocol/sim/reprotect.py): both sides start
+        from the survivor's last committed checkpoint `base`; numbering goes on from
+        there, and the guest watch follows the new pair."""
+        self._last_commit = {"primary": base, "secondary": base}
+        self._in_flight = {"primary": 0, "secondary": 0}
+        self._state = {"primary": "INIT", "secondary": "INIT"}
+        self._received.clear()
+        self._snapshots.clear()
+        self._size_sent = self._size_expected = None
+        self.loading_n = 0
+        self._received_whole = base
+        if self.watch is not None:
+            from .guestwatch import GuestWatch
+            self.watch.unwrap()
+            self.watch = GuestWatch(self, self.sim)
+            self._committed = (base, self.sim.guests["primary"].digest())
+
+    def check_initial(self) -> None:
+        """The initial migration leaves the SVM equal to the PVM (stopped since it sent
+        it): at the start and after every re-protect (GuestWatch calls it as the SVM
+        loads the stream, before it may run)."""
+        pri, sec = self.sim.guests["primary"], self.sim.guests["secondary"]
+        if sec.digest() == pri.digest():
+            return
+        self.fail("consistency", "after the initial migration the SVM differs from the "
+                  f"PVM: {sec.consistency_diff(pri)}")
+
     def fail(self, name: str, text: str) -> None:
         if self.ok[name]:
             self.ok[name] = False

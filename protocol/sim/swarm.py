@@ -82,6 +82,16 @@ def _draw_fault(rng: random.Random, dialect, n_max: int, step_ms: int, delay_ms:
     return f"{kind}{'=' + text if text else ''}@{point}#{n}"
 
 
+def _draw_reprotects(seed: int, faults: list[str]) -> list[str]:
+    """Plan steps after the faults: re-protect the survivor of the 1st (and 2nd) failover.
+    Their own random stream, so the rest of a seed's world is what it was without them."""
+    sides = sum(f.startswith(("kill-", "stall-", "heartbeat-")) for f in faults)
+    rng = random.Random(f"colo-swarm/{seed}/reprotect")
+    if not sides or rng.random() >= 0.4:
+        return []
+    return [f"reprotect@failover#{n}" for n in range(1, min(sides, 2) + 1)]
+
+
 def draw(seed: int) -> SimConfig:
     """The whole configuration of swarm seed `seed` (deterministic)."""
     rng = random.Random(f"colo-swarm/{seed}")
@@ -118,6 +128,7 @@ def draw(seed: int) -> SimConfig:
     n_faults = rng.choice((0, 1, 1, 2, 2, 3, 4))
     n_max = min(checkpoints, 30) if not long_session else checkpoints
     faults = [_draw_fault(rng, d, n_max, step, delay, arbiter) for _ in range(n_faults)]
+    faults += _draw_reprotects(seed, faults)
     return SimConfig(dialect=dname, mode=mode, seed=seed, checkpoints=checkpoints,
                      faults=faults, checkpoint_delay_ms=delay, load_ms=load_ms,
                      save_ms=save_ms, jitter_ms=jitter, arbiter=arbiter,
@@ -127,9 +138,12 @@ def draw(seed: int) -> SimConfig:
                      liveness_checkpoints=2 if faults else 0)
 
 
-def _watch_dispatch(sim: Simulation, pairs: Counter) -> None:
-    """Count the (role, state, input) pairs the machines are handed."""
-    for ep in sim.eps.values():
+def _watch_dispatch(sim: Simulation, pairs: Counter, eps=None) -> None:
+    """Count the (role, state, input) pairs the machines are handed (a re-protect's
+    new endpoints too)."""
+    if eps is None:
+        sim.on_new_endpoints = lambda new: _watch_dispatch(sim, pairs, new)
+    for ep in (eps or sim.eps).values():
         mach = ep.machine
         dispatch, role = mach._dispatch, mach.role
 

@@ -22,7 +22,11 @@ def test_a_seed_draws_a_valid_world_and_always_the_same(seed):
     sim = Simulation(cfg, keep_events=False)        # every fault valid for its dialect
     step = swarm._step_ms(cfg.workload, cfg.rate)
     assert cfg.checkpoint_delay_ms % step != 0
-    assert len(cfg.faults) <= swarm.MAX_FAULTS
+    faults = [f for f in sim.faults if f.kind not in fl.STEP_KINDS]
+    assert len(faults) <= swarm.MAX_FAULTS
+    steps = [f for f in sim.faults if f.kind in fl.STEP_KINDS]
+    # re-protect steps only follow a side fault, one per failover that may come
+    assert len(steps) <= min(2, sum(f.kind in fl.PROCESS_KINDS for f in faults))
     for f in sim.faults:
         if f.kind in ("delay", "partition"):
             assert int(f.arg) >= step               # at least one workload step long
@@ -42,10 +46,11 @@ def test_the_draws_cover_the_worlds_the_issue_names():
     assert any(not c.arbiter for c in cfgs)
     assert any(c.checkpoints > 300 for c in cfgs)
     assert any(c.client_every_ms == 0 for c in cfgs) and any(c.divergence > 0 for c in cfgs)
-    counts = {len(c.faults) for c in cfgs}
+    counts = {len([f for f in c.faults if not f.startswith("reprotect@")]) for c in cfgs}
     assert counts == set(range(0, swarm.MAX_FAULTS + 1))
     points = {fl.parse(s).point for c in cfgs for s in c.faults}
     assert "load" in points and "device-state" in points
+    assert "failover" in points            # plan steps: re-protect after a failover
 
 
 def test_a_big_sparse_guest_writes_above_4_gib():

@@ -24,7 +24,8 @@ GOOD = [
     ("back", "back", {}), ("back 3", "back", {"n": 3}), ("explain", "explain", {}),
     ("help", "help", {}), ("help run", "help", {"cmd": "run"}), ("legend", "legend", {}),
     ("help legend", "help", {"cmd": "legend"}), ("quit", "quit", {}),
-    ("exit", "quit", {}),
+    ("exit", "quit", {}), ("reprotect", "reprotect", {}), ("re-protect", "reprotect", {}),
+    ("fault reprotect@failover#2", "fault", {"spec": "reprotect@failover#2"}),
 ]
 
 

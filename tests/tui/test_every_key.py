@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 TMUX = {"right": "Right", "left": "Left", "space": "Space", "plus": "+", "equals_sign": "=",
         "minus": "-", "tab": "Tab", "slash": "/", "escape": "Escape", "question_mark": "?",
         "up": "Up", "down": "Down", "ctrl+p": "C-p", "ctrl+c": "C-c",
-        "exclamation_mark": "!", "at": "@"}
+        "exclamation_mark": "!", "at": "@", "number_sign": "#"}
 QUITTING = {"q", "ctrl+c"}
 
 

@@ -27,7 +27,8 @@ from .conftest import make_app
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "protocol.md"
 #: QEMU's tree, where a citation by file and function is welcome
-QEMU_DIRS = ("migration/", "net/", "qapi/", "softmmu/", "include/", "block/", "docs/colo")
+QEMU_DIRS = ("migration/", "net/", "qapi/", "softmmu/", "include/", "block/", "docs/colo",
+             "docs/COLO-FT.txt")
 FILE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.(?:md|py|c|h|json|txt|rst))\b")
 SECTION = re.compile(r"(?:([\w/.-]+\.md)\s+)?((?:§[\d.]+(?:-[\d.]+)?(?:,\s*)?)+)")
 
