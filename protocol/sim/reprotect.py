@@ -87,16 +87,16 @@ def reprotect(sim, why: str = "operator") -> str:
     cfg = sim.cfg
     kw = dict(mode=cfg.mode, checkpoint_delay_ms=old_ep.checkpoint_delay_ms,
               load_ms=cfg.load_ms, save_ms=cfg.save_ms, faithful=cfg.faithful,
-              initial_stream=sim.dialect.name == "qemu")
+              initial_stream=sim.dialect.initial_migration)
     if not sim._null_guest:
         guest.become_primary()
     eps = {"primary": make_endpoint("primary", sim.dialect, guest=guest, **kw)}
-    eps["primary"]._now = sim.now
+    eps["primary"].out.now = sim.now
     # docs/COLO-FT.txt: once drive-mirror synced the disk, the operator stops the
     # survivor (QMP stop), then migrates: the new secondary is the state it stopped in,
     # and nothing it does while the start happenings wait in the queue escapes that
-    eps["primary"].stop_vm("re-protect: the disk is synced (drive-mirror); the operator "
-                           "stops the survivor before migrating (QMP stop)", "paused")
+    eps["primary"].machine.stop_vm("re-protect: the disk is synced (drive-mirror); the operator "
+                                  "stops the survivor before migrating (QMP stop)", "paused")
     if sim._null_guest:
         from ..guestport import NullGuest
         new_guest = NullGuest()
@@ -107,8 +107,8 @@ def reprotect(sim, why: str = "operator") -> str:
     sim.guests.update(primary=guest, secondary=new_guest)
     for ep in eps.values():
         ep.checkpoint = base
-        ep._now = sim.now
-    eps["primary"].last_mode = old_ep.last_mode   # QEMU keeps last_colo_mode per process
+        ep.out.now = sim.now
+    eps["primary"].machine.last_mode = old_ep.last_mode   # QEMU keeps last_colo_mode per process
     sim.eps.clear()
     sim.eps.update(eps)
     hook = getattr(sim, "on_new_endpoints", None)    # e.g. the swarm's coverage count

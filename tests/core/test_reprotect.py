@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from protocol import faults as fl
 from protocol.errors import FaultSpecError
+from protocol.record.eventjson import to_json
 from protocol.record.replay import rerun
 from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
@@ -188,7 +189,7 @@ def test_a_recording_with_a_reprotect_input_replays_identically(tmp_path):
     sim.apply_input({"cmd": "reprotect"})
     sim.run()
     again = rerun(config=sim.cfg, inputs=sim.inputs)
-    assert [e.to_json() for e in again.events] == [e.to_json() for e in sim.events]
+    assert [to_json(e) for e in again.events] == [to_json(e) for e in sim.events]
     from protocol.record import format as rf
     path = tmp_path / "rp.colo.jsonl"
     rf.write(path, rf.make_header(sim.cfg), sim.events, sim.inputs, [])
@@ -255,9 +256,10 @@ def test_random_failover_and_reprotect_sequences_keep_the_invariants(actions, di
 
 
 def test_a_proxy_between_running_peers_refuses_the_step():
-    from protocol.transport.faultproxy import FaultProxy
+    from protocol.dialects import QEMU
+    from protocol.proxymachine import check_faults
     with pytest.raises(FaultSpecError, match="a proxy between two running peers cannot"):
-        FaultProxy(("127.0.0.1", 9), "qemu", ["reprotect@failover#1"])
+        check_faults(["reprotect@failover#1"], QEMU, process=True)
 
 
 def test_the_swarm_counts_the_new_pairs_machines_and_runs_its_steps():

@@ -6,13 +6,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from colo_tui.commands import execute
 from colo_tui.commands.registry import REGISTRY
 from colo_tui.control import Controller
-from colo_tui.live import LiveController, LiveError
+from colo_tui.live import LiveSession
 from colo_tui.repl.completer import fault_candidates
 from protocol.record import format as rf
 from protocol.record.replay import verify
+from protocol.session import Input, SessionError
 from protocol.sim.config import SimConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,7 +54,7 @@ def test_after_a_failover_colo_resumes_with_the_survivor_as_primary():
     ok(c, "run 2")
     status = ok(c, "status")
     assert "invariants all hold" in status
-    assert c.sim.both_in_colo() and c.sim.eps["primary"].checkpoint == 3
+    assert c.session.both_in_colo() and c.side("primary").checkpoint == 3
     assert "last-mode secondary" in status      # QEMU keeps the survivor's last mode
     res = execute(c, "re-protect")               # the alias; the new pair never failed over
     assert not res.ok and "no failover has finished yet" in res.text
@@ -88,16 +91,9 @@ def test_a_recorded_reprotect_replays(tmp_path):
 
 
 def test_a_live_session_says_it_cannot():
-    live = object.__new__(LiveController)        # no peers needed to refuse
-    live.sim = type("ReadSide", (), {"events": []})()
-    try:
-        live.reprotect()
-    except LiveError as exc:
-        assert "a live session cannot re-protect" in str(exc)
-    else:
-        raise AssertionError("a live session re-protected")
-    res = execute(live, "reprotect")
-    assert not res.ok and "a live session cannot re-protect" in res.text
+    live = object.__new__(LiveSession)        # no peers needed to refuse
+    with pytest.raises(SessionError, match="a live session cannot re-protect"):
+        live.send(Input("reprotect"))
 
 
 def test_a_script_runs_failover_then_reprotect():

@@ -33,12 +33,12 @@ async def test_p_warns_before_a_failover_and_reprotects_after_one() -> None:
         await pilot.press("p")
         await pilot.pause()
         assert app.bridge.notice.startswith("re-protect: a new secondary")
-        assert app.controller.sim.reprotects == 1
+        assert app.controller.session.reprotects == 1
         app.controller.run()
         app.bridge.changed()
         await pilot.pause()
         assert app.controller.status()["outcome"] == "ok"
-        assert app.controller.sim.invariants.violations == []
+        assert app.controller.session.invariants.violations == []
         assert [e.data["survivor"] for e in app.controller.events
                 if e.kind == "reprotect"] == ["secondary"]
         bar = app.query_one(KeyBar)
@@ -66,7 +66,7 @@ async def test_the_preset_runs_a_failover_then_a_reprotect() -> None:
         app.bridge.changed()
         await pilot.pause()
         assert app.controller.status()["outcome"] == "ok"
-        assert app.controller.sim.reprotects == 1
+        assert app.controller.session.reprotects == 1
         assert "failover then re-protect" in text_of(app.query_one(StatusBar))
 
 
@@ -86,7 +86,7 @@ async def test_the_fault_dialog_arms_a_reprotect_step() -> None:
         await pilot.pause()
         assert app.controller.faults() == [*FAILOVER_AT_2["faults"], "reprotect@failover#1"]
         app.controller.run()
-        assert app.controller.sim.reprotects == 1
+        assert app.controller.session.reprotects == 1
         assert app.controller.status()["outcome"] == "ok"
         from colo_tui.sentences import ending
         assert "re-protected 1 time (a new secondary" in ending(app.controller.events, "ok")
