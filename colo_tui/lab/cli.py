@@ -9,6 +9,7 @@ Exit codes: 0 ok; 1 the lab could not start or run (the reason on stderr);
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -34,10 +35,33 @@ def add_parser(subparsers):
     p.add_argument("--failover", action="store_true",
                    help="at the end, SIGKILL the primary during echo traffic, fail over "
                         "to the secondary and report what the client saw")
+    p.add_argument("--fault", action="append", default=[], type=lab_fault, metavar="SPEC",
+                   help="a fault on a colo-compare channel: drop|delay=MS|corrupt|duplicate"
+                        "@primary-in|compare-in|compare-out|mirror#N, N the Nth TCP "
+                        "packet carrying data on that channel once client traffic starts "
+                        "(repeatable; `colo faults` for the grammar)")
+    p.add_argument("--packets", type=nonneg_int, default=200, metavar="N",
+                   help="packet events listed in --json (default 200; all of them go to "
+                        "compare-channels.jsonl in the work directory, see --keep)")
     p.add_argument("--keep", action="store_true",
                    help="keep the work directory (images, serial consoles, QEMU traces)")
     p.set_defaults(func=cmd_lab)
     return p
+
+
+def lab_fault(text: str):
+    """A fault spec on a compare channel, checked at parse time (exit 2)."""
+    from protocol import faults
+    from protocol.errors import UsageError
+    try:
+        f = faults.parse(text, channels=True)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if f.point not in faults.CHANNEL_POINTS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the lab takes faults on its compare channels "
+            f"({', '.join(faults.CHANNEL_POINTS)}) only")
+    return f
 
 
 def cmd_lab(args) -> int:
@@ -62,12 +86,13 @@ def cmd_lab(args) -> int:
                 st = await pair.status()
                 say(f"checkpoints {pair.checkpoints()} "
                     f"compare {pair.miscompares()} "
+                    f"frames {dict(sorted((n, r.n) for n, r in pair.relays.items()))} "
                     + " ".join(f"{k}={v.get('colo', {}).get('mode', 'dead')}/"
                                f"{v.get('status', '-')}" for k, v in st.items()))
                 await asyncio.sleep(2)
     try:
         rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold,
-                  fail_over=args.failover)
+                  fail_over=args.failover, faults=args.fault, max_events=args.packets)
     except KeyboardInterrupt:
         print("lab: stopped", file=sys.stderr)
         return 130
@@ -83,4 +108,13 @@ def cmd_lab(args) -> int:
               f"{t['seconds']} s ({t['per_second']}/s, {t['error'] or 'no error'}); "
               f"{rep['checkpoints']} checkpoints, forced gaps (ms) "
               f"{rep['forced_checkpoint_gaps_ms']}")
+        cc = rep["compare_channels"]
+        print("compare channels: " + ", ".join(
+            f"{k} {v['frames']} frames ({v['data']} with data)"
+            for k, v in sorted(cc["frames"].items()))
+            + f"; verdicts {cc['verdicts']}; checkpoints forced by a mismatch "
+              f"{cc['forced_checkpoints']}")
+        for ev in cc["faults_fired"]:
+            print(f"fault {ev['fault']}: {ev['channel']} packet {ev['n']} "
+                  f"{ev.get('flow', '')} seq={ev.get('seq')} sent {ev['copies_sent']}x")
     return 0 if rep["ok"] else 1

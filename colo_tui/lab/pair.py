@@ -11,7 +11,8 @@ describes ("Startup qemu", steps 1-4):
 
 Differences from the document, all forced by this host: TCG (no KVM), the
 LD_PRELOAD BQL shim (tools/qemu/bqlshim.c, see /work/shared/qemu-colo),
-user-mode networking with a host port forward instead of a tap bridge, a
+user-mode networking with a host port forward instead of a tap bridge, the
+lab's packet relay between each compare channel's two chardevs (relay.py), a
 virtio-net / virtio-blk guest instead of rtl8139 / IDE, every socket on
 127.0.0.1 with free ports, `wait=off` on compare1 (QEMU would otherwise block
 before QMP until the secondary connects) and `-incoming defer`.
@@ -82,10 +83,23 @@ class Ports:
     client: int
     random: int
     secondary_client: int   # the secondary's own forward, used after a failover
+    # the lab's relay on each colo-compare chardev channel (colo_tui/lab/relay.py):
+    # the client chardev connects here, the relay on to the server chardev
+    relay_mirror: int
+    relay_primary_in: int
+    relay_compare_in: int
+    relay_compare_out: int
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(*free_ports(9))
+        return cls(*free_ports(13))
+
+    def relays(self) -> dict[str, tuple[int, int]]:
+        """channel -> (relay port, the server chardev's port)."""
+        return {"mirror": (self.relay_mirror, self.mirror),
+                "primary-in": (self.relay_primary_in, self.compare0),
+                "compare-in": (self.relay_compare_in, self.compare1),
+                "compare-out": (self.relay_compare_out, self.compare_out)}
 
 
 def _chardev(cid: str, port: int, server: bool) -> list[str]:
@@ -112,9 +126,9 @@ def primary_args(work: Path, guest: dict, p: Ports) -> list[str]:
             *_chardev("mirror0", p.mirror, True),
             *_chardev("compare1", p.compare1, True),
             *_chardev("compare0", p.compare0, True),
-            "-chardev", f"socket,id=compare0-0,host=127.0.0.1,port={p.compare0}",
+            "-chardev", f"socket,id=compare0-0,host=127.0.0.1,port={p.relay_primary_in}",
             *_chardev("compare_out", p.compare_out, True),
-            "-chardev", f"socket,id=compare_out0,host=127.0.0.1,port={p.compare_out}",
+            "-chardev", f"socket,id=compare_out0,host=127.0.0.1,port={p.relay_compare_out}",
             "-object", "filter-mirror,id=m0,netdev=hn0,queue=tx,outdev=mirror0",
             "-object", "filter-redirector,netdev=hn0,id=redire0,queue=rx,indev=compare_out",
             "-object", "filter-redirector,netdev=hn0,id=redire1,queue=rx,outdev=compare0",
@@ -131,8 +145,8 @@ def secondary_args(work: Path, guest: dict, p: Ports) -> list[str]:
     return [*common_args("secondary", work, guest),
             "-netdev", f"user,id=hn0,hostfwd=tcp:127.0.0.1:{p.secondary_client}-:{GUEST_PORT}",
             "-device", "virtio-net-pci,id=e0,netdev=hn0,romfile=",
-            *_chardev("red0", p.mirror, False),
-            *_chardev("red1", p.compare1, False),
+            *_chardev("red0", p.relay_mirror, False),
+            *_chardev("red1", p.relay_compare_in, False),
             "-object", "filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0",
             "-object", "filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1",
             "-object", "filter-rewriter,id=rew0,netdev=hn0,queue=all",
@@ -241,12 +255,23 @@ class Side:
 class Pair:
     """Start with `await Pair.start(work)`; `await pair.close()` stops both."""
 
-    def __init__(self, work: Path, checkpoint_delay: int) -> None:
+    def __init__(self, work: Path, checkpoint_delay: int, faults=()) -> None:
+        from .relay import ChannelFaults, ChannelRelay, PacketLog, split_faults
         self.work, self.delay = work, checkpoint_delay
         self.ports = Ports.pick()
         self.primary: Side | None = None
         self.secondary: Side | None = None
         self.t_colo: float | None = None
+        self.packets = PacketLog()
+        by_channel = split_faults(list(faults))
+        self.relays = {name: ChannelRelay(name, port, upstream, self.packets,
+                                          ChannelFaults(by_channel[name]))
+                       for name, (port, upstream) in self.ports.relays().items()}
+
+    def arm_faults(self) -> None:
+        """Compare-channel faults count data packets from here on."""
+        for r in self.relays.values():
+            r.arm()
 
     def _spawn(self, name: str, args: list[str], shim: Path) -> Side:
         import os
@@ -268,6 +293,8 @@ class Pair:
         shim = ensure_shim(guest["dir"].parent)
         make_images(self.work)
         p = self.ports
+        for relay in self.relays.values():     # before the client chardevs connect
+            await relay.start()
         self.primary = self._spawn("primary", primary_args(self.work, guest, p), shim)
         await self.primary.connect()
         self.secondary = self._spawn("secondary", secondary_args(self.work, guest, p), shim)
@@ -300,15 +327,20 @@ class Pair:
         self.t_colo = time.monotonic()
 
     async def _wait_chardevs(self, timeout: float) -> None:
-        """The secondary's red0/red1 connect to the primary's mirror0/compare1
-        (reconnect=1); migrate only once both are connected."""
+        """The secondary's red0/red1 connect (reconnect=1) through the relays to
+        the primary's mirror0/compare1; migrate only once every relayed channel
+        is connected."""
         deadline = time.monotonic() + timeout
         while True:
             devs = {c["label"]: c["filename"] for c in await self.secondary.ex("query-chardev")}
-            if all("<->" in devs.get(c, "") for c in ("red0", "red1")):
+            relayed = {n: r.connections for n, r in self.relays.items()}
+            if all("<->" in devs.get(c, "") for c in ("red0", "red1")) \
+                    and all(relayed.values()):
                 return
             if time.monotonic() > deadline:
-                raise LabError(f"the secondary's redirector chardevs did not connect: {devs}")
+                raise LabError(f"the compare channels did not connect: secondary chardevs "
+                               f"{devs}, relay connections {relayed}, relay notes "
+                               f"{self.packets.notes[-4:]}")
             await asyncio.sleep(0.1)
 
     def checkpoints(self) -> int:
@@ -350,6 +382,8 @@ class Pair:
         for s in (self.primary, self.secondary):
             if s is not None:
                 await s.close()
+        for relay in self.relays.values():
+            await relay.close()
 
 
 _SIZES = re.compile(r"ppkt size = (\d+),.*spkt size = (\d+),")

@@ -3,11 +3,14 @@ traffic, provoke colo-compare mismatches, report (and optionally fail over)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from protocol import netcompare as nc
 
 from . import LabError
 from .pair import Pair
@@ -103,11 +106,39 @@ async def failover(pair: Pair, before_s: float = 3.0) -> dict:
     return out
 
 
+def compare_report(pair: Pair, times: list[float], t0: float, max_events: int) -> dict:
+    """The compare channels: frames per channel, colo-compare's verdict on each
+    TCP data packet, the mismatches (each marked with the checkpoint it forced),
+    the faults that fired, and the first `max_events` packet events.  Every
+    event goes to compare-channels.jsonl in the work directory."""
+    log = pair.packets
+    frames: dict[str, dict[str, int]] = {}
+    for r in log.records:
+        c = frames.setdefault(r.channel, {"frames": 0, "data": 0, "back": 0})
+        c["frames" if r.direction == ">" else "back"] += 1
+        c["data"] += bool(r.payload and r.direction == ">")
+    vs = nc.verdicts(log.data_packets(), times)
+    with open(pair.work / "compare-channels.jsonl", "w") as f:
+        for r in log.records:
+            f.write(json.dumps(r.event(t0)) + "\n")
+        for v in vs:
+            f.write(json.dumps({"kind": "verdict", **v.as_dict()}) + "\n")
+    return {"frames": frames, **nc.summary(vs),
+            "mismatches": [v.as_dict() for v in vs if v.verdict != "match"][:200],
+            "faults_fired": [r.event(t0) for r in log.records if r.fault],
+            "relay_notes": [{**n, "t": round(n["t"] - t0, 6)} for n in log.notes][:50],
+            "events_total": len(log.records),
+            "events": [r.event(t0) for r in log.records[:max_events]]}
+
+
 async def session(work: Path, delay_ms: int, load_s: float, probes: int,
-                  on_status=None, hold=None, on_stall=None, fail_over: bool = False) -> dict:
+                  on_status=None, hold=None, on_stall=None, fail_over: bool = False,
+                  faults=(), max_events: int = 200) -> dict:
     """Everything `colo lab` does, as one JSON-able dict.  `hold` (an awaitable
-    factory) keeps the pair up for an interactive user before the report."""
-    pair = Pair(work, delay_ms)
+    factory) keeps the pair up for an interactive user before the report;
+    `faults` (protocol.faults.Fault on compare channels) are armed when the
+    client traffic starts."""
+    pair = Pair(work, delay_ms, faults)
     rep: dict = {"work": str(work), "x_checkpoint_delay_ms": delay_ms}
     try:
         t0 = time.monotonic()
@@ -124,6 +155,7 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
                       f"(random on :{pair.ports.random}); primary pid "
                       f"{pair.primary.proc.pid}, secondary pid {pair.secondary.proc.pid}")
         before = len(checkpoint_times(work / "primary.trace.log"))
+        pair.arm_faults()
         rep["traffic"] = await asyncio.to_thread(echo_load, pair.ports.client, load_s)
         rep["traffic"]["checkpoints_during"] = (
             len(checkpoint_times(work / "primary.trace.log")) - before)
@@ -136,6 +168,7 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
         rep["checkpoints"] = len(times)
         rep["forced_checkpoint_gaps_ms"] = forced(times, t_colo_unix, delay_ms)
         rep["compare_trace"] = pair.miscompares()
+        rep["compare_channels"] = compare_report(pair, times, t_colo_unix, max_events)
         if fail_over:
             rep["failover"] = await failover(pair)
         rep["guest_panics"] = {side: (work / f"{side}.serial").read_text(
@@ -156,11 +189,10 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
 
 
 def run(delay_ms: int, load_s: float, probes: int, keep: bool, on_status=None,
-        hold=None, fail_over: bool = False) -> dict:
+        hold=None, fail_over: bool = False, faults=(), max_events: int = 200) -> dict:
+    kw = {"fail_over": fail_over, "faults": faults, "max_events": max_events}
     if keep:
         work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
-        return asyncio.run(session(work, delay_ms, load_s, probes, on_status, hold,
-                                   fail_over=fail_over))
+        return asyncio.run(session(work, delay_ms, load_s, probes, on_status, hold, **kw))
     with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
-        return asyncio.run(session(Path(d), delay_ms, load_s, probes, on_status, hold,
-                                   fail_over=fail_over))
+        return asyncio.run(session(Path(d), delay_ms, load_s, probes, on_status, hold, **kw))
