@@ -51,6 +51,7 @@ class Verdict:
     held_ms: float | None       # primary-in -> compare-out
     checkpoint: int | None      # the checkpoint it forced (1-based), when it forced one
     first_difference: int | None = None   # payload offset of the first differing byte
+    retransmit: bool = False    # the primary sent this sequence number before
 
     @property
     def forced(self) -> bool:
@@ -63,6 +64,8 @@ class Verdict:
              "forced_checkpoint": self.checkpoint}
         if self.first_difference is not None:
             d["first_difference"] = self.first_difference
+        if self.retransmit:
+            d["retransmit"] = True
         return d
 
 
@@ -89,13 +92,20 @@ def verdicts(packets: list[DataPacket], checkpoints: list[float]) -> list[Verdic
         elif p.channel == COMPARE_OUT:
             out[(p.flow, p.seq)].append(p)
     result = []
+    seen: set[tuple[str, int]] = set()
     for p in prim:
         key = (p.flow, p.seq)
-        s = sec[key].pop(0) if sec[key] else None
         o_list = out[key]
         o = next((x for x in o_list if x.t >= p.t and x.payload == p.payload), None)
         if o is not None:
             o_list.remove(o)
+        # a secondary packet that came after the primary's left was never compared
+        # with it (a checkpoint or the timeout released the primary first)
+        s = sec[key][0] if sec[key] and (o is None or sec[key][0].t <= o.t) else None
+        if s is not None:
+            sec[key].pop(0)
+        retransmit = key in seen
+        seen.add(key)
         if s is None:
             verdict, diff = "no-secondary", None
         elif s.payload == p.payload:
@@ -110,7 +120,8 @@ def verdicts(packets: list[DataPacket], checkpoints: list[float]) -> list[Verdic
                 cp = i + 1
         result.append(Verdict(p.flow, p.seq, len(p.payload), verdict, p.n,
                               s.n if s else None, o.n if o else None,
-                              round((o.t - p.t) * 1000, 1) if o else None, cp, diff))
+                              round((o.t - p.t) * 1000, 1) if o else None, cp, diff,
+                              retransmit))
     return result
 
 

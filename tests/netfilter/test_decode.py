@@ -117,13 +117,13 @@ def _dp(ch, n, t, payload, seq=100, flow="a:7>b:9"):
 
 
 def test_verdicts_match_mismatch_and_missing_partner():
-    P, S, O = netcompare.PRIMARY_IN, netcompare.COMPARE_IN, netcompare.COMPARE_OUT
-    pk = [_dp(P, 1, 1.0, b"same"), _dp(S, 1, 1.01, b"same"), _dp(O, 1, 1.011, b"same"),
+    P, S, OUT = netcompare.PRIMARY_IN, netcompare.COMPARE_IN, netcompare.COMPARE_OUT
+    pk = [_dp(P, 1, 1.0, b"same"), _dp(S, 1, 1.01, b"same"), _dp(OUT, 1, 1.011, b"same"),
           # a mismatch: released after checkpoint 2 (at 2.5)
           _dp(P, 2, 2.0, b"AAAA", 104), _dp(S, 2, 2.1, b"AAAB", 104),
-          _dp(O, 2, 2.6, b"AAAA", 104),
+          _dp(OUT, 2, 2.6, b"AAAA", 104),
           # no partner: released after the timeout and checkpoint 3 (at 5.2)
-          _dp(P, 3, 2.65, b"zz", 108), _dp(O, 3, 5.3, b"zz", 108),
+          _dp(P, 3, 2.65, b"zz", 108), _dp(OUT, 3, 5.3, b"zz", 108),
           # a mismatch never released before the capture ended
           _dp(P, 4, 6.0, b"q", 110), _dp(S, 4, 6.0, b"r", 110)]
     vs = netcompare.verdicts(pk, checkpoints=[0.5, 2.5, 5.2])
@@ -137,16 +137,16 @@ def test_verdicts_match_mismatch_and_missing_partner():
 
 
 def test_a_match_released_around_a_checkpoint_forced_nothing():
-    P, S, O = netcompare.PRIMARY_IN, netcompare.COMPARE_IN, netcompare.COMPARE_OUT
+    P, S, OUT = netcompare.PRIMARY_IN, netcompare.COMPARE_IN, netcompare.COMPARE_OUT
     vs = netcompare.verdicts([_dp(P, 1, 1.0, b"x"), _dp(S, 1, 3.0, b"x"),
-                              _dp(O, 1, 3.0, b"x")], checkpoints=[2.0])
+                              _dp(OUT, 1, 3.0, b"x")], checkpoints=[2.0])
     assert vs[0].verdict == "match" and not vs[0].forced
 
 
 def test_a_mismatch_with_no_checkpoint_before_its_release_forced_none():
-    P, S, O = netcompare.PRIMARY_IN, netcompare.COMPARE_IN, netcompare.COMPARE_OUT
+    P, S, OUT = netcompare.PRIMARY_IN, netcompare.COMPARE_IN, netcompare.COMPARE_OUT
     vs = netcompare.verdicts([_dp(P, 1, 1.0, b"x"), _dp(S, 1, 1.1, b"y"),
-                              _dp(O, 1, 1.2, b"x")], checkpoints=[0.9, 1.3])
+                              _dp(OUT, 1, 1.2, b"x")], checkpoints=[0.9, 1.3])
     assert vs[0].verdict == "mismatch" and vs[0].checkpoint is None
 
 
@@ -163,3 +163,15 @@ def test_compare_channel_faults_parse_only_for_the_lab():
     # the control-message points still parse everywhere
     assert faults.parse("drop@checkpoint-request#2", channels=True).point == \
         "checkpoint-request"
+
+
+def test_a_secondary_packet_after_the_release_was_never_compared():
+    """A delayed secondary packet: the primary's left on the timeout's checkpoint
+    first; its retransmission is then matched with the late secondary copy."""
+    P, S, OUT = netcompare.PRIMARY_IN, netcompare.COMPARE_IN, netcompare.COMPARE_OUT
+    vs = netcompare.verdicts([_dp(P, 1, 1.0, b"x"), _dp(OUT, 1, 4.1, b"x"),
+                              _dp(P, 2, 4.5, b"x"), _dp(S, 1, 5.0, b"x"),
+                              _dp(OUT, 2, 5.0, b"x")], checkpoints=[4.0])
+    assert [(v.verdict, v.checkpoint, v.retransmit) for v in vs] == [
+        ("no-secondary", 1, False), ("match", None, True)]
+    assert vs[1].as_dict()["retransmit"] is True and vs[1].secondary_n == 1
