@@ -43,6 +43,12 @@ def add_parser(subparsers):
     p.add_argument("--packets", type=nonneg_int, default=200, metavar="N",
                    help="packet events listed in --json (default 200; all of them go to "
                         "compare-channels.jsonl in the work directory, see --keep)")
+    p.add_argument("--net", choices=("user", "tap", "auto"), default="auto",
+                   help="the guest network: tap = both QEMUs' taps on a bridge in a "
+                        "network namespace of the lab's own, the client inside it (root; "
+                        "a client's connection can survive a failover); user = QEMU's "
+                        "user-mode network with host port forwards; auto (default): tap "
+                        "when root, else user")
     p.add_argument("--keep", action="store_true",
                    help="keep the work directory (images, serial consoles, QEMU traces)")
     p.set_defaults(func=cmd_lab)
@@ -90,9 +96,18 @@ def cmd_lab(args) -> int:
                     + " ".join(f"{k}={v.get('colo', {}).get('mode', 'dead')}/"
                                f"{v.get('status', '-')}" for k, v in st.items()))
                 await asyncio.sleep(2)
+    net = args.net
+    if net != "user":
+        from .netns import unavailable
+        why = unavailable()
+        if why and net == "tap":
+            print(f"colo lab: error: --net tap: {why}", file=sys.stderr)
+            return 2
+        net = "user" if why else "tap"
     try:
         rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold,
-                  fail_over=args.failover, faults=args.fault, max_events=args.packets)
+                  fail_over=args.failover, faults=args.fault, max_events=args.packets,
+                  net=net)
     except KeyboardInterrupt:
         print("lab: stopped", file=sys.stderr)
         return 130

@@ -25,7 +25,7 @@ from protocol import netcompare as nc
 from protocol import netpacket
 from protocol.errors import LimitError
 from protocol.faults import Fault
-from protocol.netfilter import FrameDecoder, encode
+from protocol.netfilter import Frame, FrameDecoder, encode
 
 READ_CHUNK = 1 << 16
 
@@ -120,8 +120,9 @@ class ChannelRelay:
     """Listens on 127.0.0.1:`listen`, connects each client to 127.0.0.1:`upstream`."""
 
     def __init__(self, name: str, listen: int, upstream: int, log: PacketLog,
-                 faults: ChannelFaults | None = None) -> None:
+                 faults: ChannelFaults | None = None, vnet_hdr: bool = False) -> None:
         self.name, self.listen, self.upstream = name, listen, upstream
+        self.vnet_hdr = vnet_hdr      # the filters' vnet_hdr_support
         self.log = log
         self.faults = faults or ChannelFaults([])
         self.n = 0
@@ -156,7 +157,7 @@ class ChannelRelay:
             task.add_done_callback(self._tasks.discard)
 
     async def _pump(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, d: str):
-        dec = FrameDecoder()
+        dec = FrameDecoder(vnet_hdr=self.vnet_hdr)
         try:
             while True:
                 data = await r.read(READ_CHUNK)
@@ -168,15 +169,18 @@ class ChannelRelay:
                     self.log.note(kind="relay-error", channel=self.name, error=str(exc))
                     break
                 for fr in frames:
-                    await self._forward(fr.packet, w, d)
+                    await self._forward(fr, w, d)
                 await w.drain()
         except (ConnectionError, OSError) as exc:
             self.log.note(kind="relay-closed", channel=self.name, error=str(exc))
         finally:
             w.close()
 
-    async def _forward(self, frame: bytes, w: asyncio.StreamWriter, d: str) -> None:
+    async def _forward(self, fr: Frame, w: asyncio.StreamWriter, d: str) -> None:
+        """One frame: record it, apply the channel's faults to its Ethernet frame
+        (after the vnet header, which is passed on untouched), send it on."""
         self.n += 1
+        hdr, frame = fr.packet[:fr.vnet_hdr_len or 0], fr.ethernet
         info = netpacket.parse(frame)
         copies, delay, fired = self.faults.apply(frame, info) if d == ">" \
             else ([frame], 0.0, None)
@@ -187,7 +191,7 @@ class ChannelRelay:
             await w.drain()
             await asyncio.sleep(delay)     # the fault itself: hold this frame back
         for c in copies:
-            w.write(encode(c))
+            w.write(encode(hdr + c, fr.vnet_hdr_len))
 
     def arm(self) -> None:
         self.faults.arm()
