@@ -192,6 +192,8 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
         t0 = time.monotonic()
         await pair.start()
         rep["ports"] = vars(pair.ports)
+        if pair.net is not None:
+            rep["netns"] = pair.net.name
         rep["primary_objects"] = sorted(
             o["name"] for o in await pair.primary.ex("qom-list", {"path": "/objects"})
             if o["type"].startswith("child<"))

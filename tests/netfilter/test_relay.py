@@ -22,7 +22,7 @@ def _frames(n: int) -> list[bytes]:
     return out
 
 
-async def _through(channel: str, frames: list[bytes], specs=(), arm=True):
+async def _through(channel: str, frames: list[bytes], specs=(), arm=True, vnet=None):
     """Send `frames` the way QEMU does on `channel`; what the far end got,
     with arrival times, and the relay's log."""
     up_port, relay_port = free_ports(2)
@@ -36,26 +36,27 @@ async def _through(channel: str, frames: list[bytes], specs=(), arm=True):
         expected_writers.append(w)
         if server_sends:
             for f in frames:
-                w.write(encode(f))
+                w.write(encode(f, vnet))
             await w.drain()
             await done.wait()
         else:
-            await _collect(r, got, done)
+            await _collect(r, got, done, vnet=vnet)
         w.close()
 
     srv = await asyncio.start_server(server, "127.0.0.1", up_port)
     fl = ChannelFaults([faults.parse(s, channels=True) for s in specs])
-    relay = ChannelRelay(channel, relay_port, up_port, log, fl)
+    relay = ChannelRelay(channel, relay_port, up_port, log, fl, vnet_hdr=vnet is not None)
     await relay.start()
     if arm:
         relay.arm()
     r, w = await asyncio.open_connection("127.0.0.1", relay_port)   # the client chardev
     try:
         if server_sends:
-            await asyncio.wait_for(_collect(r, got, done, expect=len(frames)), TIMEOUT)
+            await asyncio.wait_for(_collect(r, got, done, expect=len(frames), vnet=vnet),
+                                   TIMEOUT)
         else:
             for f in frames:
-                w.write(encode(f))
+                w.write(encode(f, vnet))
             await w.drain()
             w.write_eof()
             await asyncio.wait_for(done.wait(), TIMEOUT)
@@ -67,13 +68,15 @@ async def _through(channel: str, frames: list[bytes], specs=(), arm=True):
     return got, log, fl
 
 
-async def _collect(r, got, done, expect=None):
-    dec = FrameDecoder()
+async def _collect(r, got, done, expect=None, vnet=None):
+    dec = FrameDecoder(vnet_hdr=vnet is not None)
     while expect is None or len(got) < expect:
         data = await r.read(65536)
         if not data:
             break
-        got.extend((time.monotonic(), f.packet) for f in dec.feed(data))
+        for f in dec.feed(data):
+            assert f.vnet_hdr_len == vnet
+            got.append((time.monotonic(), f.packet))
     done.set()
 
 
@@ -159,3 +162,18 @@ def test_an_oversized_frame_is_noted_and_closes_the_channel():
     log = run(go())
     err = [n for n in log.notes if n["kind"] == "relay-error"]
     assert err and "oversized" in err[0]["error"] and err[0]["channel"] == "compare-in"
+
+
+def test_with_vnet_headers_the_header_passes_untouched_and_faults_hit_the_frame():
+    """vnet_hdr_support=on: each packet starts with a virtio-net header of
+    vnet_hdr_len bytes; the relay decodes the Ethernet frame after it."""
+    hdr = bytes(range(1, 11))
+    frames = [hdr + f for f in _frames(3)]
+    got, log, _ = run(_through("compare-in", frames, ["corrupt@compare-in#2"], vnet=10))
+    sent = [p for _, p in got]
+    assert sent[:3] == frames[:3] and sent[4] == frames[4]
+    assert sent[3][:10] == hdr and sent[3] != frames[3]
+    assert [i for i in range(len(sent[3])) if sent[3][i] != frames[3][i]] == \
+        [len(frames[3]) - 1]
+    assert [r.info.kind for r in log.records] == ["arp"] + ["tcp"] * 4
+    assert [d.seq for d in log.data_packets()] == [1000, 1010, 1020]
