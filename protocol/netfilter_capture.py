@@ -11,13 +11,15 @@ role from its content:
 
 - ``mirror``: the client's packets (to the guest's service port), what
   filter-mirror copies to the secondary;
-- guest output, grouped by content: the primary's packets travel on
-  ``primary-in`` and again, once released, on ``compare-out``; the
-  secondary's on ``compare-in``.  With mismatches in the capture, the group
-  that differs and has fewer streams is compare-in, and within the primary's
-  group the streams that carry each packet first are primary-in.  When every
+- guest output: the primary's packets travel on ``primary-in`` and again,
+  once released, on ``compare-out``; the secondary's on ``compare-in``.  With
+  a mismatch in the capture (a payload that differs at the same flow and
+  sequence number), the side with fewer streams is compare-in, and within the
+  primary's side the streams that carry each packet first are primary-in.  When every
   packet matched, content cannot tell them apart: the streams stay
-  ``guest-output`` and no verdicts are given.
+  ``guest-output`` and no verdicts are given.  (Within the primary's group,
+  "first" is counted packet by packet: the stream that carries more of the
+  shared packets before the others is earlier.)
 
 A channel relayed by `colo lab` appears twice (client chardev -> relay,
 relay -> server chardev); both copies get the channel's name.
@@ -25,7 +27,6 @@ relay -> server chardev); both copies get the channel's name.
 from __future__ import annotations
 
 import struct
-from collections import defaultdict
 
 from . import netcompare as nc
 from . import netpacket
@@ -115,8 +116,23 @@ def _fingerprint(packets) -> frozenset:
                      if i.kind == "tcp" and p)
 
 
+def _by_seq(packets) -> dict:
+    out: dict = {}
+    for _, _, i, p in packets:
+        if i.kind == "tcp" and p:
+            out.setdefault((i.flow, i.seq), p)
+    return out
+
+
+def _conflict(a: dict, b: dict) -> bool:
+    return any(b[k] != v for k, v in a.items() if k in b)
+
+
 def name_streams(streams: dict[str, dict]) -> dict[str, str]:
-    """stream key -> channel name (see the module doc)."""
+    """stream key -> channel name (see the module doc).  Robust to a stream
+    cut short (a capture that lost its last packets): sides are told apart by
+    payloads that differ at the same flow and sequence number, not by equal
+    packet sets."""
     names: dict[str, str] = {}
     outputs = []
     for key, s in streams.items():
@@ -124,28 +140,46 @@ def name_streams(streams: dict[str, dict]) -> dict[str, str]:
             names[key] = nc.MIRROR
         else:
             outputs.append(key)
-    groups: dict[frozenset, list[str]] = defaultdict(list)
-    for key in outputs:
-        groups[_fingerprint(streams[key]["packets"])].append(key)
-    if len(groups) != 2:
+    seqs = {key: _by_seq(streams[key]["packets"]) for key in outputs}
+    ref = max(outputs, key=lambda k: len(seqs[k]), default=None)
+    side_a = [k for k in outputs if not _conflict(seqs[k], seqs[ref])] if ref else []
+    side_b = [k for k in outputs if k not in side_a]
+    if not side_b or len(side_a) == len(side_b):
         for key in outputs:
             names[key] = "guest-output"
         return names
-    (fa, ka), (fb, kb) = groups.items()
-    # the secondary's group has fewer streams (compare-in against primary-in +
-    # compare-out); at a tie, the one whose data the other group lacks more of
-    sec, prim = (ka, kb) if (len(ka), len(fa - fb)) < (len(kb), len(fb - fa)) else (kb, ka)
+    # the primary's packets travel twice (primary-in, compare-out), the
+    # secondary's once (compare-in)
+    prim, sec = (side_a, side_b) if len(side_a) > len(side_b) else (side_b, side_a)
     for key in sec:
         names[key] = nc.COMPARE_IN
-
-    def first_time(key: str) -> float:
-        ts = [t for _, t, i, p in streams[key]["packets"] if p and t is not None]
-        return sum(ts) / len(ts) if ts else 0.0
-    prim.sort(key=first_time)
+    # scores first: list.sort empties the list while it sorts
+    score = {key: _earlier_count(key, prim, streams) for key in prim}
+    prim.sort(key=lambda key: -score[key])
     half = max(1, len(prim) // 2)
     for k, key in enumerate(prim):
         names[key] = nc.PRIMARY_IN if k < half else nc.COMPARE_OUT
     return names
+
+
+def _first_times(packets) -> dict:
+    out: dict = {}
+    for _, t, i, p in packets:
+        if i.kind == "tcp" and p and t is not None:
+            out.setdefault((i.flow, i.seq, p), t)
+    return out
+
+
+def _earlier_count(key: str, group: list[str], streams: dict[str, dict]) -> int:
+    """How often `key`'s stream carries a packet before another stream of its
+    group does (primary-in carries each packet before compare-out)."""
+    mine = _first_times(streams[key]["packets"])
+    wins = 0
+    for other in group:
+        if other != key:
+            theirs = _first_times(streams[other]["packets"])
+            wins += sum(1 for k, t in mine.items() if k in theirs and t < theirs[k])
+    return wins
 
 
 def summarize(streams: dict[str, dict], checkpoint_times: list[float]) -> dict:

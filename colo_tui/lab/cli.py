@@ -49,6 +49,9 @@ def add_parser(subparsers):
                         "a client's connection can survive a failover); user = QEMU's "
                         "user-mode network with host port forwards; auto (default): tap "
                         "when root, else user")
+    p.add_argument("--capture", metavar="FILE",
+                   help="record the migration connection and every compare channel "
+                        "with dumpcap into FILE (pcap; a new file), for `colo import`")
     p.add_argument("--keep", action="store_true",
                    help="keep the work directory (images, serial consoles, QEMU traces)")
     p.set_defaults(func=cmd_lab)
@@ -96,6 +99,12 @@ def cmd_lab(args) -> int:
                     + " ".join(f"{k}={v.get('colo', {}).get('mode', 'dead')}/"
                                f"{v.get('status', '-')}" for k, v in st.items()))
                 await asyncio.sleep(2)
+    if args.capture is not None:
+        import os
+        if os.path.lexists(args.capture):
+            print(f"colo lab: error: --capture {args.capture}: the file exists (give a "
+                  "new name)", file=sys.stderr)
+            return 2
     net = args.net
     if net != "user":
         from .netns import unavailable
@@ -107,7 +116,7 @@ def cmd_lab(args) -> int:
     try:
         rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold,
                   fail_over=args.failover, faults=args.fault, max_events=args.packets,
-                  net=net)
+                  net=net, capture=args.capture)
     except KeyboardInterrupt:
         print("lab: stopped", file=sys.stderr)
         return 130

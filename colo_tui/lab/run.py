@@ -181,12 +181,18 @@ def compare_report(pair: Pair, times: list[float], t0: float, max_events: int) -
 
 async def session(work: Path, delay_ms: int, load_s: float, probes: int,
                   on_status=None, hold=None, on_stall=None, fail_over: bool = False,
-                  faults=(), max_events: int = 200, net: str = "user") -> dict:
+                  faults=(), max_events: int = 200, net: str = "user",
+                  capture: Path | None = None) -> dict:
     """Everything `colo lab` does, as one JSON-able dict.  `hold` (an awaitable
     factory) keeps the pair up for an interactive user before the report;
     `faults` (protocol.faults.Fault on compare channels) are armed when the
     client traffic starts."""
     pair = Pair(work, delay_ms, faults, net)
+    cap = None
+    if capture is not None:
+        from .capture import Capture, lab_ports
+        cap = Capture(capture, lab_ports(pair.ports))
+        await asyncio.to_thread(cap.start)
     rep: dict = {"work": str(work), "x_checkpoint_delay_ms": delay_ms, "net": net}
     try:
         t0 = time.monotonic()
@@ -234,6 +240,9 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
         raise
     finally:
         await pair.close()
+        if cap is not None:
+            await asyncio.to_thread(cap.stop)
+            rep["capture"] = str(capture)
     rep["ok"] = (rep["status"]["primary"]["colo"].get("mode") == (
         "killed" if fail_over else "primary")
                  and rep["traffic"]["error"] is None and rep["traffic"]["requests"] > 0)
@@ -242,8 +251,9 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
 
 def run(delay_ms: int, load_s: float, probes: int, keep: bool, on_status=None,
         hold=None, fail_over: bool = False, faults=(), max_events: int = 200,
-        net: str = "user") -> dict:
-    kw = {"fail_over": fail_over, "faults": faults, "max_events": max_events, "net": net}
+        net: str = "user", capture: Path | None = None) -> dict:
+    kw = {"fail_over": fail_over, "faults": faults, "max_events": max_events, "net": net,
+          "capture": capture}
     if keep:
         work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
         return asyncio.run(session(work, delay_ms, load_s, probes, on_status, hold, **kw))

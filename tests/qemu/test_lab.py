@@ -326,3 +326,29 @@ def test_lab_client_connection_survives_failover_over_tap(tmp_path):
     assert not Path(f"/run/netns/{rep['netns']}").exists()
     print(f"client-visible outage {fo['client_outage_ms']} ms "
           f"(first answer {fo['first_answer_after_kill_ms']} ms after the kill)")
+
+
+@pytest.mark.skipif(shutil.which("dumpcap") is None, reason="dumpcap not installed "
+                    "(Debian package tshark, .ci/qemu-setup.sh)")
+def test_colo_import_of_a_lab_capture_includes_the_compare_channels(tmp_path):
+    """`colo lab --capture` records the migration connection and both legs of
+    every relayed channel; `colo import` finds the channels by protocol, names
+    them from their content and gives the same mismatches the lab's relay saw."""
+    cap = tmp_path / "lab.pcap"
+    rep = _lab_session(tmp_path, load_s=2, probes=2, capture=cap, net="user")
+    from protocol.record.qemu_import import import_capture
+    sess = import_capture(cap)
+    cc = sess.compare_channels
+    print(json.dumps({k: v for k, v in cc.items() if k != "streams"}),
+          [(st["channel"], st["frames"]) for st in cc["streams"]], sess.warnings)
+    names = sorted(st["channel"] for st in cc["streams"])
+    assert names == sorted(["mirror", "primary-in", "compare-in", "compare-out"] * 2), names
+    assert len(sess.checkpoints) >= 1
+    lab = rep["compare_channels"]
+
+    def mismatched(ms):
+        return {(m["flow"], m["seq"]) for m in ms if m["verdict"] == "mismatch"}
+    assert mismatched(lab["mismatches"]) and \
+        mismatched(cc["mismatches"]) == mismatched(lab["mismatches"])
+    assert cc["forced_checkpoints"], cc
+    assert cc["verdicts"]["match"] >= 0.9 * lab["verdicts"]["match"]
