@@ -4,6 +4,12 @@ block replication, on loopback (see colo_tui/lab/pair.py for the setup).
     colo lab --headless --json     start, drive client traffic, print one JSON object, stop
     colo lab                       the same, then status lines until ctrl+c
 
+The lab's relay decodes the colo-compare chardev channels (mirror, primary-in,
+compare-in, compare-out) and marks the mismatches that forced a checkpoint;
+--fault drops, delays, corrupts or duplicates a packet on one of them.  As
+root the guest network is a bridge in the lab's own network namespace, so a
+client's connection survives --failover.
+
 Exit codes: 0 ok; 1 the lab could not start or run (the reason on stderr);
 2 usage.  Every QEMU the lab starts stops with it (ctrl+c, SIGTERM, a crash).
 """

@@ -182,7 +182,8 @@ def compare_report(pair: Pair, times: list[float], t0: float, max_events: int) -
 async def session(work: Path, delay_ms: int, load_s: float, probes: int,
                   on_status=None, hold=None, on_stall=None, fail_over: bool = False,
                   faults=(), max_events: int = 200, net: str = "user",
-                  capture: Path | None = None) -> dict:
+                  capture: Path | None = None,
+                  failover_at_checkpoint: bool | None = None) -> dict:
     """Everything `colo lab` does, as one JSON-able dict.  `hold` (an awaitable
     factory) keeps the pair up for an interactive user before the report;
     `faults` (protocol.faults.Fault on compare channels) are armed when the
@@ -228,7 +229,7 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
         rep["compare_trace"] = pair.miscompares()
         rep["compare_channels"] = compare_report(pair, times, t_colo_unix, max_events)
         if fail_over:
-            rep["failover"] = await failover(pair)
+            rep["failover"] = await failover(pair, at_checkpoint=failover_at_checkpoint)
         rep["guest_panics"] = {side: (work / f"{side}.serial").read_text(
             errors="replace").count("Kernel panic") for side in ("primary", "secondary")}
         rep["colo_s_total"] = round(time.monotonic() - pair.t_colo, 1)
