@@ -73,30 +73,44 @@ async def failover(pair: Pair, before_s: float = 3.0, after_s: float = 1.5,
     answers: list[float] = []
     stop = threading.Event()
     after_kill = threading.Event()
+    talking = threading.Event()
     t_kill = float("inf")
 
     def client() -> None:
-        try:   # a surviving connection may wait out several TCP retransmissions
-            e = Echo(pair.addr("echo"), seed=5, timeout=survive_s if pair.net else 10.0)
-        except OSError as exc:
-            out["client_error"] = f"connect: {exc}"
-            after_kill.set()
-            return
+        # a surviving connection may wait out several TCP retransmissions; the
+        # connect is retried (bounded): an ARP reply colo-compare holds for its 3 s
+        # timeout makes the client's kernel give up with "No route to host"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                e = Echo(pair.addr("echo"), seed=5, timeout=survive_s if pair.net else 10.0)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    out["client_error"] = f"connect: {exc}"
+                    after_kill.set()
+                    talking.set()
+                    return
+                out["connect_retries"] = out.get("connect_retries", 0) + 1
+                time.sleep(0.2)     # between attempts, not a synchronisation
         try:
             while not stop.is_set():
                 e.request()
                 answers.append(time.monotonic())
+                talking.set()
                 if answers[-1] > t_kill:
                     after_kill.set()
         except OSError as exc:
             out["client_error"] = str(exc)
         finally:
             after_kill.set()
+            talking.set()
             e.close()
             out["client_answers"] = e.answered
 
     th = threading.Thread(target=client, daemon=True)
     th.start()
+    await asyncio.to_thread(talking.wait, 30)   # the client's first answer
     await asyncio.sleep(before_s)           # the workload's length before the kill
     if at_checkpoint:
         # a connection to the random service is a mismatch: colo-compare forces a
