@@ -445,6 +445,10 @@ def cmd_faults(_args) -> int:
     for k, (arg, text) in faults.KINDS.items():
         print(f"  {k + ('=' + arg.upper() if arg else ''):22s} {text}")
     print("points: " + ", ".join(faults.POINTS))
+    print(f"colo lab only: {'|'.join(faults.CHANNEL_KINDS)}@"
+          f"{'|'.join(faults.CHANNEL_POINTS)}#N  (a colo-compare channel; N: its Nth TCP "
+          "packet carrying data once the lab's client traffic starts; corrupt flips "
+          "bits in the last payload byte)")
     return 0
 
 

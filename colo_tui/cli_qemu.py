@@ -161,6 +161,12 @@ def cmd_import(args) -> int:
               "mode": "periodic", "seed": 0, "faults": [], "params": {}, "source": "import",
               "imported": True, "capture": str(args.capture), "initial": sess.initial,
               "end": sess.end, "warnings": sess.warnings}
+    cc = sess.compare_channels
+    if cc is not None:     # the header keeps the channels' summary, not their packets
+        header["compare_channels"] = {
+            "streams": [{k: st[k] for k in ("stream", "channel", "frames", "data_packets")}
+                        for st in cc["streams"]],
+            **{k: cc[k] for k in ("verdicts", "forced_checkpoints") if k in cc}}
     try:
         rf.write(args.output, header, session_events(sess),
                  comments=[f"imported from {args.capture}: a real QEMU 7.2 COLO session; "
@@ -173,6 +179,8 @@ def cmd_import(args) -> int:
     summary = {"initial": full["initial"],
                "checkpoints": [{k: c[k] for k in SUMMARY_KEYS} for c in full["checkpoints"]],
                "end": full["end"], "warnings": full["warnings"]}
+    if cc is not None:
+        summary["compare_channels"] = cc
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -180,6 +188,11 @@ def cmd_import(args) -> int:
         print(f"{args.output}: initial migration {sess.initial.get('bytes')} bytes, "
               f"{len(sess.checkpoints)} checkpoints ({done} complete), end: "
               f"{sess.end.get('kind')}")
+        if cc is not None:
+            print("compare channels: " + ", ".join(
+                f"{st['channel']} {st['frames']} frames" for st in cc["streams"])
+                + (f"; verdicts {cc['verdicts']}, checkpoints forced by a mismatch "
+                   f"{cc['forced_checkpoints']}" if "verdicts" in cc else ""))
     return 0
 
 

@@ -4,7 +4,11 @@
 
 POINT is a message name (``checkpoint-request`` …) or a stage (``ram``,
 ``device-state``, ``load``); N is the checkpoint it applies to (default 1;
-``checkpoint-ready`` only has #1).  Link faults act on the piece of output
+``checkpoint-ready`` only has #1).  In ``colo lab`` POINT may also be a
+colo-compare chardev channel (``primary-in``, ``compare-in``, ``compare-out``,
+``mirror``); N is then the Nth TCP packet carrying data on that channel after
+the lab's client traffic starts, and the kinds are drop, delay, corrupt (flip
+bits in the packet's last payload byte) and duplicate.  Link faults act on the piece of output
 named by POINT; process faults (kill/stall/heartbeat) happen at the moment
 that piece is about to be sent (``load``: when the secondary starts loading).
 
@@ -55,6 +59,10 @@ LINK_KINDS = ("drop", "delay", "corrupt", "truncate", "duplicate", "close", "res
 #: plan steps: what an operator does at a moment of the run (not a fault of a piece)
 STEP_KINDS = ("reprotect",)
 PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS and k not in STEP_KINDS)
+#: the colo-compare chardev channels of `colo lab` (protocol/netcompare.py) and
+#: the faults its packet relay applies on them
+CHANNEL_POINTS = ("primary-in", "compare-in", "compare-out", "mirror")
+CHANNEL_KINDS = ("drop", "delay", "corrupt", "duplicate")
 
 _SPEC = re.compile(r"(?P<kind>[a-z-]+)(?:=(?P<arg>[^@#\s]+))?@(?P<point>[a-z-]+)"
                    r"(?:#(?P<n>[^#]*))?", re.ASCII)
@@ -86,7 +94,8 @@ def _valid() -> str:
     return f"valid kinds: {kinds}; valid points: {', '.join(POINTS)}"
 
 
-def parse(spec: str) -> Fault:
+def parse(spec: str, *, channels: bool = False) -> Fault:
+    """One fault; ``channels`` (colo lab) admits the compare channel points."""
     if not isinstance(spec, str):
         raise FaultSpecError(f"a fault spec is text (KIND[=ARG]@POINT[#N]), not {spec!r}")
     if len(spec) > MAX_SPEC_CHARS:
@@ -100,7 +109,14 @@ def parse(spec: str) -> Fault:
     kind, arg, point, n = match["kind"], match["arg"], match["point"], match["n"]
     if kind not in KINDS:
         raise FaultSpecError(f"unknown fault kind {kind!r} in {spec!r}; " + _valid())
-    if point not in POINTS:
+    if point in CHANNEL_POINTS:
+        if not channels:
+            raise FaultSpecError(f"{point!r} is a colo-compare channel: only `colo lab` "
+                                 f"has one (valid points here: {', '.join(POINTS)})")
+        if kind not in CHANNEL_KINDS:
+            raise FaultSpecError(f"fault kind {kind!r} does not act on a packet of the "
+                                 f"{point!r} channel; there: {', '.join(CHANNEL_KINDS)}")
+    elif point not in POINTS:
         raise FaultSpecError(f"unknown fault point {point!r} in {spec!r}; " + _valid())
     want = KINDS[kind][0]
     value: str | int | None = None
@@ -119,11 +135,12 @@ def parse(spec: str) -> Fault:
             raise FaultSpecError(f"unexpected= needs a message name, not {arg!r}; "
                                  f"messages: {', '.join(m.ALL_MESSAGES)}")
         value = arg
+    what = "packet" if point in CHANNEL_POINTS else "checkpoint"
     try:
-        checkpoint = 1 if n is None else parse_decimal(n, f"checkpoint #N in {spec!r}",
+        checkpoint = 1 if n is None else parse_decimal(n, f"{what} #N in {spec!r}",
                                                        1, INT64_MAX)
     except UsageError as exc:
-        raise FaultSpecError(f"{exc} (checkpoints count from 1)") from None
+        raise FaultSpecError(f"{exc} ({what}s count from 1)") from None
     if (kind in STEP_KINDS) != (point in MOMENTS):
         raise FaultSpecError(f"{spec!r}: {', '.join(STEP_KINDS)} happens at a moment of the "
                              f"run, not at a piece of output: the form is reprotect@failover#N "
@@ -137,8 +154,8 @@ def parse(spec: str) -> Fault:
     return Fault(kind, point, checkpoint, value)
 
 
-def parse_all(specs) -> list[Fault]:
-    return [parse(s) for s in specs]
+def parse_all(specs, *, channels: bool = False) -> list[Fault]:
+    return [parse(s, channels=channels) for s in specs]
 
 
 def check_fault(f: Fault, dialect) -> None:

@@ -4,11 +4,18 @@ block replication, on loopback (see colo_tui/lab/pair.py for the setup).
     colo lab --headless --json     start, drive client traffic, print one JSON object, stop
     colo lab                       the same, then status lines until ctrl+c
 
+The lab's relay decodes the colo-compare chardev channels (mirror, primary-in,
+compare-in, compare-out) and marks the mismatches that forced a checkpoint;
+--fault drops, delays, corrupts or duplicates a packet on one of them.  As
+root the guest network is a bridge in the lab's own network namespace, so a
+client's connection survives --failover.
+
 Exit codes: 0 ok; 1 the lab could not start or run (the reason on stderr);
 2 usage.  Every QEMU the lab starts stops with it (ctrl+c, SIGTERM, a crash).
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -34,10 +41,42 @@ def add_parser(subparsers):
     p.add_argument("--failover", action="store_true",
                    help="at the end, SIGKILL the primary during echo traffic, fail over "
                         "to the secondary and report what the client saw")
+    p.add_argument("--fault", action="append", default=[], type=lab_fault, metavar="SPEC",
+                   help="a fault on a colo-compare channel: drop|delay=MS|corrupt|duplicate"
+                        "@primary-in|compare-in|compare-out|mirror#N, N the Nth TCP "
+                        "packet carrying data on that channel once client traffic starts "
+                        "(repeatable; `colo faults` for the grammar)")
+    p.add_argument("--packets", type=nonneg_int, default=200, metavar="N",
+                   help="packet events listed in --json (default 200; all of them go to "
+                        "compare-channels.jsonl in the work directory, see --keep)")
+    p.add_argument("--net", choices=("user", "tap", "auto"), default="auto",
+                   help="the guest network: tap = both QEMUs' taps on a bridge in a "
+                        "network namespace of the lab's own, the client inside it (root; "
+                        "a client's connection can survive a failover); user = QEMU's "
+                        "user-mode network with host port forwards; auto (default): tap "
+                        "when root, else user")
+    p.add_argument("--capture", metavar="FILE",
+                   help="record the migration connection and every compare channel "
+                        "with dumpcap into FILE (pcap; a new file), for `colo import`")
     p.add_argument("--keep", action="store_true",
                    help="keep the work directory (images, serial consoles, QEMU traces)")
     p.set_defaults(func=cmd_lab)
     return p
+
+
+def lab_fault(text: str):
+    """A fault spec on a compare channel, checked at parse time (exit 2)."""
+    from protocol import faults
+    from protocol.errors import UsageError
+    try:
+        f = faults.parse(text, channels=True)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if f.point not in faults.CHANNEL_POINTS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the lab takes faults on its compare channels "
+            f"({', '.join(faults.CHANNEL_POINTS)}) only")
+    return f
 
 
 def cmd_lab(args) -> int:
@@ -62,12 +101,28 @@ def cmd_lab(args) -> int:
                 st = await pair.status()
                 say(f"checkpoints {pair.checkpoints()} "
                     f"compare {pair.miscompares()} "
+                    f"frames {dict(sorted((n, r.n) for n, r in pair.relays.items()))} "
                     + " ".join(f"{k}={v.get('colo', {}).get('mode', 'dead')}/"
                                f"{v.get('status', '-')}" for k, v in st.items()))
                 await asyncio.sleep(2)
+    if args.capture is not None:
+        import os
+        if os.path.lexists(args.capture):
+            print(f"colo lab: error: --capture {args.capture}: the file exists (give a "
+                  "new name)", file=sys.stderr)
+            return 2
+    net = args.net
+    if net != "user":
+        from .netns import unavailable
+        why = unavailable()
+        if why and net == "tap":
+            print(f"colo lab: error: --net tap: {why}", file=sys.stderr)
+            return 2
+        net = "user" if why else "tap"
     try:
         rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold,
-                  fail_over=args.failover)
+                  fail_over=args.failover, faults=args.fault, max_events=args.packets,
+                  net=net, capture=args.capture)
     except KeyboardInterrupt:
         print("lab: stopped", file=sys.stderr)
         return 130
@@ -83,4 +138,13 @@ def cmd_lab(args) -> int:
               f"{t['seconds']} s ({t['per_second']}/s, {t['error'] or 'no error'}); "
               f"{rep['checkpoints']} checkpoints, forced gaps (ms) "
               f"{rep['forced_checkpoint_gaps_ms']}")
+        cc = rep["compare_channels"]
+        print("compare channels: " + ", ".join(
+            f"{k} {v['frames']} frames ({v['data']} with data)"
+            for k, v in sorted(cc["frames"].items()))
+            + f"; verdicts {cc['verdicts']}; checkpoints forced by a mismatch "
+              f"{cc['forced_checkpoints']}")
+        for ev in cc["faults_fired"]:
+            print(f"fault {ev['fault']}: {ev['channel']} packet {ev['n']} "
+                  f"{ev.get('flow', '')} seq={ev.get('seq')} sent {ev['copies_sent']}x")
     return 0 if rep["ok"] else 1

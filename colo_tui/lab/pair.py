@@ -11,7 +11,8 @@ describes ("Startup qemu", steps 1-4):
 
 Differences from the document, all forced by this host: TCG (no KVM), the
 LD_PRELOAD BQL shim (tools/qemu/bqlshim.c, see /work/shared/qemu-colo),
-user-mode networking with a host port forward instead of a tap bridge, a
+user-mode networking with a host port forward instead of a tap bridge, the
+lab's packet relay between each compare channel's two chardevs (relay.py), a
 virtio-net / virtio-blk guest instead of rtl8139 / IDE, every socket on
 127.0.0.1 with free ports, `wait=off` on compare1 (QEMU would otherwise block
 before QMP until the secondary connects) and `-incoming defer`.
@@ -82,10 +83,23 @@ class Ports:
     client: int
     random: int
     secondary_client: int   # the secondary's own forward, used after a failover
+    # the lab's relay on each colo-compare chardev channel (colo_tui/lab/relay.py):
+    # the client chardev connects here, the relay on to the server chardev
+    relay_mirror: int
+    relay_primary_in: int
+    relay_compare_in: int
+    relay_compare_out: int
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(*free_ports(9))
+        return cls(*free_ports(13))
+
+    def relays(self) -> dict[str, tuple[int, int]]:
+        """channel -> (relay port, the server chardev's port)."""
+        return {"mirror": (self.relay_mirror, self.mirror),
+                "primary-in": (self.relay_primary_in, self.compare0),
+                "compare-in": (self.relay_compare_in, self.compare1),
+                "compare-out": (self.relay_compare_out, self.compare_out)}
 
 
 def _chardev(cid: str, port: int, server: bool) -> list[str]:
@@ -104,38 +118,62 @@ def common_args(name: str, work: Path, guest: dict) -> list[str]:
             *[a for ev in TRACE_EVENTS for a in ("-trace", ev)]]
 
 
-def primary_args(work: Path, guest: dict, p: Ports) -> list[str]:
-    return [*common_args("primary", work, guest),
-            "-netdev", f"user,id=hn0,hostfwd=tcp:127.0.0.1:{p.client}-:{GUEST_PORT},"
-                       f"hostfwd=tcp:127.0.0.1:{p.random}-:{RANDOM_PORT}",
+def netdev(side: str, p: Ports, net=None) -> list[str]:
+    """The guest's network: a tap the lab moves onto its bridge (`net`, a
+    netns.LabNet), or user-mode networking with host port forwards."""
+    if net is not None:
+        return ["-netdev", f"tap,id=hn0,ifname={net.taps[side]},script=no,downscript=no,"
+                           f"vnet_hdr={'on' if VNET_HDR else 'off'}"]
+    fwd = (f"hostfwd=tcp:127.0.0.1:{p.client}-:{GUEST_PORT},"
+           f"hostfwd=tcp:127.0.0.1:{p.random}-:{RANDOM_PORT}" if side == "primary"
+           else f"hostfwd=tcp:127.0.0.1:{p.secondary_client}-:{GUEST_PORT}")
+    return ["-netdev", f"user,id=hn0,{fwd}"]
+
+
+#: a tap under virtio-net would carry a virtio-net header before each frame
+#: (vnet_hdr_len 12), and every filter and colo-compare would need
+#: vnet_hdr_support=on: without it colo-compare parses the header as Ethernet,
+#: compares nothing and lets every packet through (seen: no colo_compare_tcp_info);
+#: with it, the secondary's guest hit a BUG in __skb_to_sgvec and sent nothing on
+#: compare-in (7.2, TCG).  The lab turns the tap's vnet header off instead.
+VNET_HDR = False
+
+
+def _vnet(net) -> str:
+    return ",vnet_hdr_support=on" if net is not None and VNET_HDR else ""
+
+
+def primary_args(work: Path, guest: dict, p: Ports, net=None) -> list[str]:
+    vh = _vnet(net)
+    return [*common_args("primary", work, guest), *netdev("primary", p, net),
             "-device", "virtio-net-pci,id=e0,netdev=hn0,romfile=",
             *_chardev("mirror0", p.mirror, True),
             *_chardev("compare1", p.compare1, True),
             *_chardev("compare0", p.compare0, True),
-            "-chardev", f"socket,id=compare0-0,host=127.0.0.1,port={p.compare0}",
+            "-chardev", f"socket,id=compare0-0,host=127.0.0.1,port={p.relay_primary_in}",
             *_chardev("compare_out", p.compare_out, True),
-            "-chardev", f"socket,id=compare_out0,host=127.0.0.1,port={p.compare_out}",
-            "-object", "filter-mirror,id=m0,netdev=hn0,queue=tx,outdev=mirror0",
-            "-object", "filter-redirector,netdev=hn0,id=redire0,queue=rx,indev=compare_out",
-            "-object", "filter-redirector,netdev=hn0,id=redire1,queue=rx,outdev=compare0",
+            "-chardev", f"socket,id=compare_out0,host=127.0.0.1,port={p.relay_compare_out}",
+            "-object", f"filter-mirror,id=m0,netdev=hn0,queue=tx,outdev=mirror0{vh}",
+            "-object", f"filter-redirector,netdev=hn0,id=redire0,queue=rx,indev=compare_out{vh}",
+            "-object", f"filter-redirector,netdev=hn0,id=redire1,queue=rx,outdev=compare0{vh}",
             "-object", "iothread,id=iothread1",
             "-object", "colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,"
-                       "outdev=compare_out0,iothread=iothread1",
+                       f"outdev=compare_out0,iothread=iothread1{vh}",
             "-drive", "if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,"
                       f"vote-threshold=1,children.0.file.filename={work / 'primary.img'},"
                       "children.0.driver=raw",
             "-device", "virtio-blk-pci,drive=colo-disk0", "-S"]
 
 
-def secondary_args(work: Path, guest: dict, p: Ports) -> list[str]:
-    return [*common_args("secondary", work, guest),
-            "-netdev", f"user,id=hn0,hostfwd=tcp:127.0.0.1:{p.secondary_client}-:{GUEST_PORT}",
+def secondary_args(work: Path, guest: dict, p: Ports, net=None) -> list[str]:
+    vh = _vnet(net)
+    return [*common_args("secondary", work, guest), *netdev("secondary", p, net),
             "-device", "virtio-net-pci,id=e0,netdev=hn0,romfile=",
-            *_chardev("red0", p.mirror, False),
-            *_chardev("red1", p.compare1, False),
-            "-object", "filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0",
-            "-object", "filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1",
-            "-object", "filter-rewriter,id=rew0,netdev=hn0,queue=all",
+            *_chardev("red0", p.relay_mirror, False),
+            *_chardev("red1", p.relay_compare_in, False),
+            "-object", f"filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0{vh}",
+            "-object", f"filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1{vh}",
+            "-object", f"filter-rewriter,id=rew0,netdev=hn0,queue=all{vh}",
             "-drive", f"if=none,id=parent0,file.filename={work / 'secondary.img'},driver=raw",
             "-drive", "if=none,id=childs0,driver=replication,mode=secondary,file.driver=qcow2,"
                       f"top-id=colo-disk0,file.file.filename={work / 'active.qcow2'},"
@@ -205,7 +243,7 @@ class Side:
         async def collect():
             async for ev in listener:
                 self.events.append({"event": ev["event"], "data": ev.get("data", {}),
-                                    "t": time.monotonic()})
+                                    "t": time.monotonic(), "wall": time.time()})
         self._task = asyncio.ensure_future(collect())
 
     async def ex(self, cmd: str, args: dict | None = None, timeout: float = 15):
@@ -241,12 +279,39 @@ class Side:
 class Pair:
     """Start with `await Pair.start(work)`; `await pair.close()` stops both."""
 
-    def __init__(self, work: Path, checkpoint_delay: int) -> None:
+    def __init__(self, work: Path, checkpoint_delay: int, faults=(), net: str = "user") -> None:
+        from .relay import ChannelFaults, ChannelRelay, PacketLog, split_faults
         self.work, self.delay = work, checkpoint_delay
+        self.net = None
+        if net == "tap":
+            from .netns import LabNet
+            self.net = LabNet()
         self.ports = Ports.pick()
         self.primary: Side | None = None
         self.secondary: Side | None = None
         self.t_colo: float | None = None
+        self.packets = PacketLog()
+        by_channel = split_faults(list(faults))
+        self.relays = {name: ChannelRelay(name, port, upstream, self.packets,
+                                          ChannelFaults(by_channel[name]),
+                                          vnet_hdr=bool(_vnet(self.net)))
+                       for name, (port, upstream) in self.ports.relays().items()}
+
+    def addr(self, service: str):
+        """Where the client reaches the guest's `service` ("echo", "random", or
+        "secondary-echo": the secondary's own forward after a failover; with tap
+        it is the same guest address as "echo")."""
+        from .guest import GUEST_IP
+        from .traffic import Addr
+        if self.net is not None:
+            return Addr(RANDOM_PORT if service == "random" else GUEST_PORT, GUEST_IP, self.net)
+        return Addr({"echo": self.ports.client, "random": self.ports.random,
+                     "secondary-echo": self.ports.secondary_client}[service])
+
+    def arm_faults(self) -> None:
+        """Compare-channel faults count data packets from here on."""
+        for r in self.relays.values():
+            r.arm()
 
     def _spawn(self, name: str, args: list[str], shim: Path) -> Side:
         import os
@@ -268,9 +333,17 @@ class Pair:
         shim = ensure_shim(guest["dir"].parent)
         make_images(self.work)
         p = self.ports
-        self.primary = self._spawn("primary", primary_args(self.work, guest, p), shim)
+        for relay in self.relays.values():     # before the client chardevs connect
+            await relay.start()
+        if self.net is not None:
+            await asyncio.to_thread(self.net.create)
+        self.primary = self._spawn("primary", primary_args(self.work, guest, p, self.net),
+                                   shim)
+        await self._adopt_tap(self.primary)
         await self.primary.connect()
-        self.secondary = self._spawn("secondary", secondary_args(self.work, guest, p), shim)
+        self.secondary = self._spawn("secondary",
+                                     secondary_args(self.work, guest, p, self.net), shim)
+        await self._adopt_tap(self.secondary)
         await self.secondary.connect()
         pri, sec = self.primary, self.secondary
         await self._wait_chardevs(timeout)
@@ -299,16 +372,29 @@ class Pair:
             await asyncio.sleep(0.1)
         self.t_colo = time.monotonic()
 
+    async def _adopt_tap(self, side: Side) -> None:
+        if self.net is not None:
+            try:
+                await asyncio.to_thread(self.net.adopt, side.name,
+                                        lambda: side.proc.poll() is None)
+            except LabError as exc:
+                raise LabError(f"{exc}: {side.stderr_tail()}") from None
+
     async def _wait_chardevs(self, timeout: float) -> None:
-        """The secondary's red0/red1 connect to the primary's mirror0/compare1
-        (reconnect=1); migrate only once both are connected."""
+        """The secondary's red0/red1 connect (reconnect=1) through the relays to
+        the primary's mirror0/compare1; migrate only once every relayed channel
+        is connected."""
         deadline = time.monotonic() + timeout
         while True:
             devs = {c["label"]: c["filename"] for c in await self.secondary.ex("query-chardev")}
-            if all("<->" in devs.get(c, "") for c in ("red0", "red1")):
+            relayed = {n: r.connections for n, r in self.relays.items()}
+            if all("<->" in devs.get(c, "") for c in ("red0", "red1")) \
+                    and all(relayed.values()):
                 return
             if time.monotonic() > deadline:
-                raise LabError(f"the secondary's redirector chardevs did not connect: {devs}")
+                raise LabError(f"the compare channels did not connect: secondary chardevs "
+                               f"{devs}, relay connections {relayed}, relay notes "
+                               f"{self.packets.notes[-4:]}")
             await asyncio.sleep(0.1)
 
     def checkpoints(self) -> int:
@@ -350,6 +436,10 @@ class Pair:
         for s in (self.primary, self.secondary):
             if s is not None:
                 await s.close()
+        for relay in self.relays.values():
+            await relay.close()
+        if self.net is not None:
+            await asyncio.to_thread(self.net.destroy)
 
 
 _SIZES = re.compile(r"ppkt size = (\d+),.*spkt size = (\d+),")

@@ -1,21 +1,48 @@
 """Host-side clients of the lab guest's services (through the primary's
-user-mode netdev port forwards).  Blocking sockets with timeouts, so every
+user-mode netdev port forwards, or inside the lab's namespace with tap).  Blocking sockets with timeouts, so every
 wait is bounded; run them in a thread from asyncio."""
 from __future__ import annotations
 
 import random
 import socket
 import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Addr:
+    """Where a guest service answers: a host port forward (user-mode network,
+    127.0.0.1) or the guest's own address inside the lab's namespace (tap)."""
+
+    port: int
+    host: str = "127.0.0.1"
+    net: object = None          # a netns.LabNet: connect from inside its namespace
+
+    def connect(self, timeout: float) -> socket.socket:
+        if self.net is None:
+            return socket.create_connection((self.host, self.port), timeout)
+        s = self.net.socket()
+        try:
+            s.settimeout(timeout)
+            s.connect((self.host, self.port))
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+
+def _addr(target: Addr | int) -> Addr:
+    return target if isinstance(target, Addr) else Addr(target)
 
 
 class Echo:
     """One TCP connection to the guest's echo service: each request is a
     seeded random line, each answer must be the same line."""
 
-    def __init__(self, port: int, seed: int = 14, timeout: float = 10.0) -> None:
+    def __init__(self, target: Addr | int, seed: int = 14, timeout: float = 10.0) -> None:
         self.rng = random.Random(seed)
         self.timeout = timeout
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.sock = _addr(target).connect(timeout)
         self.sock.settimeout(timeout)
         self.buf = b""
         self.sent = 0
@@ -47,7 +74,7 @@ class Echo:
         self.sock.close()
 
 
-def ready(port: int, deadline: float) -> bool:
+def ready(port: Addr | int, deadline: float) -> bool:
     """True once the echo service answers (slirp accepts the host connection
     before the guest listens, so only an echoed byte proves it).  Each try waits
     up to 10 s: colo-compare may hold an answer for its 3 s compare timeout
@@ -65,7 +92,7 @@ def ready(port: int, deadline: float) -> bool:
     return False
 
 
-def echo_load(port: int, seconds: float, seed: int = 14) -> dict:
+def echo_load(port: Addr | int, seconds: float, seed: int = 14) -> dict:
     """Requests on one connection for `seconds`: count, rate, worst round trip."""
     e = Echo(port, seed)
     rtts: list[float] = []
@@ -86,13 +113,13 @@ def echo_load(port: int, seconds: float, seed: int = 14) -> dict:
             "rtt_ms_max": round(rtts[-1] * 1000, 1) if rtts else None, "error": error}
 
 
-def random_probe(port: int, count: int, timeout: float = 15.0) -> dict:
+def random_probe(port: Addr | int, count: int, timeout: float = 15.0) -> dict:
     """`count` connections to the guest's random service: each answer differs
     between primary and secondary, so colo-compare must see a mismatch."""
     answers, errors = [], []
     for _ in range(count):
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout) as s:
+            with _addr(port).connect(timeout) as s:
                 s.settimeout(timeout)
                 data = b""
                 while len(data) < 4096:

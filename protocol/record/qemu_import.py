@@ -80,6 +80,7 @@ class ImportedSession:
     summary: InitialSummary | None = None
     vmdesc: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    compare_channels: dict | None = None    # protocol/netfilter_capture.py
 
 
 class _Clock:
@@ -413,7 +414,29 @@ def import_capture(path: str | Path) -> ImportedSession:
         if d.gaps:
             sess.warnings.append(f"{name} stream has TCP gaps {d.gaps}: decoded up to the "
                                  f"first one ({len(d.data)} bytes)")
+    _import_compare_channels(p, found, t0, sess)
     return sess
+
+
+def _import_compare_channels(p: Path, found: Scan, t0: float, sess: ImportedSession) -> None:
+    """The colo-compare chardev streams beside the COLO connection, if any."""
+    from protocol import netfilter_capture as nfc
+    want = nfc.find_streams(found)
+    if not want:
+        return
+    try:
+        cap = read_pcap(p, only={frozenset((a, b)) for a, b, _ in want})
+    except PcapError as exc:
+        sess.warnings.append(f"compare channels not read: {exc}")
+        return
+    dirs = {(d.src, d.dst): d for c in cap.connections for d in (c.a, c.b)}
+    streams = {}
+    for src, dst, vnet in want:
+        d = dirs.get((src, dst))
+        if d is not None:
+            streams[f"{src}>{dst}"] = nfc.decode_stream(d.data, d.offsets, t0, vnet)
+    times = [c.t_request for c in sess.checkpoints if c.t_request is not None]
+    sess.compare_channels = nfc.summarize(streams, times)
 
 
 def _is_colo_control(head: bytes) -> bool:
@@ -518,5 +541,8 @@ def to_json(session: ImportedSession) -> dict:
             "ram_bytes": c.ram_bytes, "forward_bytes": c.forward_bytes,
             "page_list": c.page_list,
         })
-    return {"initial": session.initial, "checkpoints": cps, "end": session.end,
-            "tcp": session.tcp, "ready": session.ready, "warnings": session.warnings}
+    out = {"initial": session.initial, "checkpoints": cps, "end": session.end,
+           "tcp": session.tcp, "ready": session.ready, "warnings": session.warnings}
+    if session.compare_channels is not None:
+        out["compare_channels"] = session.compare_channels
+    return out

@@ -167,6 +167,7 @@ def test_explore_json():
 def test_faults_lists_the_grammar():
     r = colo("faults")
     assert r.returncode == 0 and "kill-primary" in r.stdout and "device-state" in r.stdout
+    assert "colo lab only: drop|delay|corrupt|duplicate@primary-in|compare-in" in r.stdout
 
 
 def test_compare_modes_shows_the_tradeoff():

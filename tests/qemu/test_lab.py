@@ -24,9 +24,11 @@ import pytest
 
 from colo_tui.lab import LabError, procs
 from colo_tui.lab.guest import GUEST_PORT, KERNEL_APPEND, READY, ensure_guest, module_closure
+from colo_tui.lab.netns import reap_stale, unavailable
 from colo_tui.lab.pair import free_ports
 from colo_tui.lab.run import session
 from colo_tui.lab.traffic import Echo, ready
+from protocol import faults
 
 from ._qemu import REAL_QEMU, stall_report
 
@@ -151,6 +153,55 @@ def test_lab_reaches_colo_with_compare_and_client_traffic(tmp_path):
     # the primary's guest wrote its disk through quorum + replication
     serial = (tmp_path / "primary.serial").read_text(errors="replace")
     assert "disk: /dev/vda /mnt ext2" in serial, serial[-1000:]
+    # the relay decoded every compare channel: the echo data went mirror -> both
+    # guests -> primary-in / compare-in -> compare-out, with TCP sequence numbers
+    cc = rep["compare_channels"]
+    for ch in ("mirror", "primary-in", "compare-in", "compare-out"):
+        assert cc["frames"][ch]["data"] >= t["requests"], (ch, cc["frames"])
+    echo = [e for e in cc["events"] if e.get("flow", "").startswith(f"10.0.2.15:{GUEST_PORT}>")
+            and e.get("payload_len")]
+    assert echo and all(isinstance(e["seq"], int) and "P" in e["flags"] for e in echo)
+    assert cc["verdicts"]["match"] >= t["requests"] * 0.9, cc["verdicts"]
+    # each random-service answer differs between the guests: a mismatch that forced
+    # a checkpoint, one of the early ones the trace shows
+    probes = [m for m in cc["mismatches"] if m["verdict"] == "mismatch"
+              and m["flow"].startswith("10.0.2.15:8>")]
+    assert probes and all(m["forced_checkpoint"] for m in probes), cc["mismatches"]
+    assert set(cc["forced_checkpoints"]) <= set(range(1, rep["checkpoints"] + 1))
+    lines = (tmp_path / "compare-channels.jsonl").read_text().splitlines()
+    assert len(lines) == cc["events_total"] + sum(cc["verdicts"].values())
+
+
+def _verdict_of(cc: dict, fired: dict) -> dict:
+    return next(m for m in cc["mismatches"] + [{}] if m.get("flow") == fired["flow"]
+                and m.get("seq") == fired["seq"])
+
+
+def test_lab_compare_channel_faults_have_qemus_documented_effect(tmp_path):
+    """colo-compare (qemu-options.hx, net/colo-compare.c): secondary output that
+    differs from the primary's forces a checkpoint and the primary's packet goes
+    out; a primary packet whose secondary partner does not come within
+    compare_timeout (3000 ms) forces one too (colo_old_packet_check)."""
+    rep = _lab_session(tmp_path, load_s=6, probes=0,
+                       faults=[faults.parse("corrupt@compare-in#20", channels=True),
+                               faults.parse("delay=4000@compare-in#120", channels=True)])
+    cc, t = rep["compare_channels"], rep["traffic"]
+    print(json.dumps({k: cc[k] for k in ("frames", "verdicts", "forced_checkpoints",
+                                         "mismatches", "faults_fired")}, indent=1))
+    print(json.dumps(t), rep["forced_checkpoint_gaps_ms"], rep["compare_trace"])
+    fired = {e["fault"].split("@")[0]: e for e in cc["faults_fired"]}
+    assert set(fired) == {"corrupt", "delay=4000"}, cc["faults_fired"]
+    # the client got the primary's bytes: no echo mismatch, no error
+    assert t["error"] is None, t
+    corrupt = _verdict_of(cc, fired["corrupt"])
+    assert corrupt["verdict"] == "mismatch" and corrupt["forced_checkpoint"], corrupt
+    assert corrupt["first_difference"] == fired["corrupt"]["payload_len"] - 1
+    late = _verdict_of(cc, fired["delay=4000"])
+    assert late["verdict"] == "no-secondary" and late["forced_checkpoint"], late
+    assert 2500 <= late["held_ms"] < 10000, late
+    assert rep["compare_trace"].get("colo_old_packet_check_found", 0) >= 1
+    assert t["rtt_ms_max"] >= 2500, t
+    assert len(rep["forced_checkpoint_gaps_ms"]) >= 2
 
 
 def _alive(pid: int) -> bool:
@@ -199,9 +250,14 @@ def test_lab_processes_stop_with_the_lab(tmp_path, sig):
         lab.wait(timeout=30)
         gone = [_wait_gone(p, 20) for p in pids]
         assert all(gone), f"QEMU pids {pids} outlived the lab ({sig.name}): {gone}"
+        mine = sorted(Path("/run/netns").glob(f"colo-lab-{lab.pid}-*"))
         if sig != signal.SIGKILL:     # a handled stop: an exit status, no traceback
             assert lab.returncode in (130, 128 + signal.SIGTERM), lab.returncode
             assert "Traceback" not in lab.stderr.read()
+            assert mine == [], f"the lab's network namespace outlived it: {mine}"
+        else:                         # the next lab deletes a dead lab's namespace
+            gone = reap_stale()
+            assert all(ns.name in gone and not ns.exists() for ns in mine), (mine, gone)
     finally:
         if lab.poll() is None:
             lab.kill()
@@ -219,6 +275,13 @@ def test_lab_usage_errors_exit_2():
     res = subprocess.run([sys.executable, "-m", "colo_tui", "lab", "--failover"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 2 and "--headless" in res.stderr, res.stderr
+    for spec, why in (("drop@checkpoint-request", "compare channels"),
+                      ("truncate@compare-in", "drop, delay, corrupt, duplicate"),
+                      ("corrupt@compare-in#0", "packets count from 1")):
+        res = subprocess.run([sys.executable, "-m", "colo_tui", "lab", "--fault", spec],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert res.returncode == 2 and why in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
 
 
 def test_lab_failover_after_primary_kill(tmp_path):
@@ -242,3 +305,50 @@ def test_lab_failover_after_primary_kill(tmp_path):
     # after the report is taken.  A CI run here saw no answer and no panic yet.
     print("reconnect outage:", fo.get("reconnect_outage_ms"), "ms;",
           "secondary guest panics:", rep["guest_panics"]["secondary"])
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+def test_lab_client_connection_survives_failover_over_tap(tmp_path):
+    """COLO's promise: both QEMUs' taps on the lab's bridge, the client in the
+    lab's namespace; the primary is SIGKILLed in the middle of echo traffic
+    (right after the secondary resumed from a checkpoint), COLO-FT.txt's
+    Secondary Failover runs, and the same TCP connection goes on, every answer
+    checked byte for byte."""
+    rep = _lab_session(tmp_path, load_s=2, probes=1, fail_over=True, net="tap")
+    fo = rep["failover"]
+    print(json.dumps(fo, indent=1), rep["guest_panics"])
+    assert rep["net"] == "tap" and rep["compare_channels"]["verdicts"]["match"] > 0
+    assert fo["killed_after_checkpoint_resume_ms"] is not None, fo
+    assert fo["connection_survived"] and fo["answers_after_failover"] > 0, fo
+    assert "client_error" not in fo, fo      # no reset, no echo mismatch, no timeout
+    assert 0 < fo["client_outage_ms"] < 30000, fo
+    assert fo["secondary_after"]["colo"]["last-mode"] == "secondary"
+    assert not Path(f"/run/netns/{rep['netns']}").exists()
+    print(f"client-visible outage {fo['client_outage_ms']} ms "
+          f"(first answer {fo['first_answer_after_kill_ms']} ms after the kill)")
+
+
+@pytest.mark.skipif(shutil.which("dumpcap") is None, reason="dumpcap not installed "
+                    "(Debian package tshark, .ci/qemu-setup.sh)")
+def test_colo_import_of_a_lab_capture_includes_the_compare_channels(tmp_path):
+    """`colo lab --capture` records the migration connection and both legs of
+    every relayed channel; `colo import` finds the channels by protocol, names
+    them from their content and gives the same mismatches the lab's relay saw."""
+    cap = tmp_path / "lab.pcap"
+    rep = _lab_session(tmp_path, load_s=2, probes=2, capture=cap, net="user")
+    from protocol.record.qemu_import import import_capture
+    sess = import_capture(cap)
+    cc = sess.compare_channels
+    print(json.dumps({k: v for k, v in cc.items() if k != "streams"}),
+          [(st["channel"], st["frames"]) for st in cc["streams"]], sess.warnings)
+    names = sorted(st["channel"] for st in cc["streams"])
+    assert names == sorted(["mirror", "primary-in", "compare-in", "compare-out"] * 2), names
+    assert len(sess.checkpoints) >= 1
+    lab = rep["compare_channels"]
+
+    def mismatched(ms):
+        return {(m["flow"], m["seq"]) for m in ms if m["verdict"] == "mismatch"}
+    assert mismatched(lab["mismatches"]) and \
+        mismatched(cc["mismatches"]) == mismatched(lab["mismatches"])
+    assert cc["forced_checkpoints"], cc
+    assert cc["verdicts"]["match"] >= 0.9 * lab["verdicts"]["match"]
