@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from protocol.events import KINDS, Event
+from protocol.core.events import KINDS, Event
 
 _BASE = ("t_ms", "side", "seq")
 

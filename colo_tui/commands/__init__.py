@@ -7,9 +7,17 @@
     confirmation(controller, line) -> str | None          the question to ask in a tty
     run_state(controller) -> "running" | "paused" | "finished"
 """
-from .handlers import run_state, state_of
-from .parser import CommandError, ParsedCommand, parse
-from .registry import COMMANDS, REGISTRY, Command, Result, confirmation, execute, lookup
+from colo_tui.commands.handlers import run_state, state_of
+from colo_tui.commands.parser import CommandError, ParsedCommand, parse
+from colo_tui.commands.registry import (
+           COMMANDS,
+           REGISTRY,
+           Command,
+           Result,
+           confirmation,
+           execute,
+           lookup,
+)
 
 __all__ = ["COMMANDS", "REGISTRY", "Command", "CommandError", "ParsedCommand", "Result",
            "confirmation", "execute", "lookup", "parse", "run_state", "state_of"]

@@ -12,15 +12,14 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from protocol import dialects
-from protocol import failover as fo
-from protocol import faults as fl
+from colo_tui.commands.parser import SIDES, CommandError
+from colo_tui.present.sentences import plain as _plain
+from colo_tui.present.sentences import sentence as _sentence
+from protocol.core import dialects
+from protocol.core import failover as fo
+from protocol.core import faults as fl
+from protocol.core.events import EventKind as K
 from protocol.errors import is_user_error
-from protocol.events import EventKind as K
-
-from ..sentences import plain as _plain
-from ..sentences import sentence as _sentence
-from .parser import SIDES, CommandError
 
 MAX_RUN_STEPS = 200_000
 #: a live session (real peers): how long `step N` waits for N events, and how
@@ -441,7 +440,7 @@ def set_(c, p) -> str:
             raise CommandError("verbosity is the REPL's: the app shows every event in its log")
         printer.level = p.args["v"]
         return f"verbosity {printer.level}"
-    from ..session_args import SETTINGS
+    from colo_tui.session.options import SETTINGS
     if key in SETTINGS:
         field_name = SETTINGS[key][0]
         value = p.args[key.replace("-", "_")]
@@ -463,7 +462,7 @@ def record(c, p) -> str:
     if p.get("file"):
         path = os.path.expanduser(p.args["file"])
     else:
-        from ..lifecycle import new_recording_path
+        from colo_tui.session.lifecycle import new_recording_path
         path = str(new_recording_path(c.config, "repl"))
     from protocol.errors import OutputFileError
     try:
@@ -497,12 +496,12 @@ def back(c, p) -> str:
 
 
 def explain_cmd(c, p) -> str:
-    from ..explain import explain_last
+    from colo_tui.present.explain import explain_last
     return explain_last(c)
 
 
 def help_(c, p) -> str:
-    from .registry import COMMANDS, REGISTRY
+    from colo_tui.commands.registry import COMMANDS, REGISTRY
     name = p.get("cmd")
     if name:
         cmd = REGISTRY[name]
@@ -515,6 +514,6 @@ def help_(c, p) -> str:
 
 
 def quit_(c, p):
-    from .registry import Result
+    from colo_tui.commands.registry import Result
     path = c.record_stop()
     return Result(True, f"recording saved: {path}" if path else "bye", quit=True)

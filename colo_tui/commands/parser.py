@@ -14,11 +14,11 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from protocol import dialects
-from protocol import faults as fl
-from protocol import messages as m
+from protocol.core import dialects
+from protocol.core import faults as fl
+from protocol.core import messages as m
+from protocol.core.events import EventKind
 from protocol.errors import FaultSpecError
-from protocol.events import EventKind
 
 SIDES = ("primary", "secondary")
 MODES = ("periodic", "hybrid")
@@ -59,10 +59,10 @@ def resolve_side(text: str) -> str:
 
 
 def _int(text: str, what: str, lo: int = 0, hi: int = MAX_INT) -> int:
-    """ASCII decimal digits only, as every front end takes them (protocol.grammar):
+    """ASCII decimal digits only, as every front end takes them (protocol.core.grammar):
     no 0x10, no ٣, no 1_000."""
+    from protocol.core.grammar import parse_decimal
     from protocol.errors import UsageError
-    from protocol.grammar import parse_decimal
     try:
         return parse_decimal(text, what, lo, hi)
     except UsageError as exc:
@@ -110,7 +110,7 @@ def _event(text: str) -> str:
 
 
 def _command(text: str) -> str:
-    from .registry import lookup
+    from colo_tui.commands.registry import lookup
     cmd = lookup(text)
     if cmd is None:
         raise CommandError(f"no command {text!r}; type 'help' for the list")
@@ -204,11 +204,11 @@ def _match(form: tuple, words: list[str]) -> tuple[dict | None, float, str | Non
 def parse(line: str, registry=None) -> ParsedCommand:
     """Parse one line into a ParsedCommand; raises CommandError naming the problem."""
     if registry is None:
-        from .registry import REGISTRY as registry
+        from colo_tui.commands.registry import REGISTRY as registry
     words = tokenize(line)
     if not words:
         raise CommandError("empty command; type 'help' for the list")
-    from .registry import lookup
+    from colo_tui.commands.registry import lookup
     cmd = lookup(words[0], registry)
     if cmd is None:
         near = [n for n in registry if n.startswith(words[0][:2])]

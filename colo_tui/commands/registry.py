@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..legend import legend_text
-from ..session_args import SETTINGS
-from . import handlers as h
-from .parser import CommandError, form_syntax, parse, placeholder
+from colo_tui.commands import handlers as h
+from colo_tui.commands.parser import CommandError, form_syntax, parse, placeholder
+from colo_tui.present.legend import legend_text
+from colo_tui.session.options import SETTINGS
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import LabError, procs
+from colo_tui.lab import LabError, procs
 
 
 def lab_ports(ports) -> list[int]:

@@ -20,7 +20,7 @@ import asyncio
 import json
 import sys
 
-from ..argtypes import nonneg_float, nonneg_int, positive_int
+from colo_tui.session.argtypes import nonneg_float, nonneg_int, positive_int
 
 
 def add_parser(subparsers):
@@ -66,7 +66,7 @@ def add_parser(subparsers):
 
 def lab_fault(text: str):
     """A fault spec on a compare channel, checked at parse time (exit 2)."""
-    from protocol import faults
+    from protocol.core import faults
     from protocol.errors import UsageError
     try:
         f = faults.parse(text, channels=True)
@@ -80,10 +80,9 @@ def lab_fault(text: str):
 
 
 def cmd_lab(args) -> int:
+    from colo_tui.lab import procs
+    from colo_tui.lab.run import run
     from protocol.errors import ColoError
-
-    from . import procs
-    from .run import run
     procs.install()
     say = (lambda s: print(f"lab: {s}", file=sys.stderr, flush=True)) if not args.json \
         else None
@@ -113,7 +112,7 @@ def cmd_lab(args) -> int:
             return 2
     net = args.net
     if net != "user":
-        from .netns import unavailable
+        from colo_tui.lab.netns import unavailable
         why = unavailable()
         if why and net == "tap":
             print(f"colo lab: error: --net tap: {why}", file=sys.stderr)

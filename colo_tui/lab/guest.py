@@ -23,7 +23,7 @@ import re
 import shutil
 from pathlib import Path
 
-from . import LabError
+from colo_tui.lab import LabError
 
 MODULES = ("virtio_pci", "virtio_net", "virtio_blk")
 GUEST_IP, GUEST_PORT, RANDOM_PORT = "10.0.2.15", 7, 8

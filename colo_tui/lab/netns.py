@@ -25,7 +25,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import LabError
+from colo_tui.lab import LabError
 
 CLONE_NEWNET = 0x40000000
 CLIENT_IP = "10.0.2.2"          # the guest's gateway address (guest.py), on the bridge

@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import LabError, procs
-from .guest import GUEST_PORT, KERNEL_APPEND, RANDOM_PORT, ensure_guest, qemu_img
+from colo_tui.lab import LabError, procs
+from colo_tui.lab.guest import GUEST_PORT, KERNEL_APPEND, RANDOM_PORT, ensure_guest, qemu_img
 
 SHIM_SRC = Path(__file__).resolve().parents[2] / "tools" / "qemu" / "bqlshim.c"
 CAP = {"capabilities": [{"capability": "x-colo", "state": True}]}
@@ -280,11 +280,11 @@ class Pair:
     """Start with `await Pair.start(work)`; `await pair.close()` stops both."""
 
     def __init__(self, work: Path, checkpoint_delay: int, faults=(), net: str = "user") -> None:
-        from .relay import ChannelFaults, ChannelRelay, PacketLog, split_faults
+        from colo_tui.lab.relay import ChannelFaults, ChannelRelay, PacketLog, split_faults
         self.work, self.delay = work, checkpoint_delay
         self.net = None
         if net == "tap":
-            from .netns import LabNet
+            from colo_tui.lab.netns import LabNet
             self.net = LabNet()
         self.ports = Ports.pick()
         self.primary: Side | None = None
@@ -301,8 +301,8 @@ class Pair:
         """Where the client reaches the guest's `service` ("echo", "random", or
         "secondary-echo": the secondary's own forward after a failover; with tap
         it is the same guest address as "echo")."""
-        from .guest import GUEST_IP
-        from .traffic import Addr
+        from colo_tui.lab.guest import GUEST_IP
+        from colo_tui.lab.traffic import Addr
         if self.net is not None:
             return Addr(RANDOM_PORT if service == "random" else GUEST_PORT, GUEST_IP, self.net)
         return Addr({"echo": self.ports.client, "random": self.ports.random,

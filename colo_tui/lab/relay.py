@@ -3,7 +3,7 @@
 Each channel is a TCP connection between two QEMU chardevs (a client chardev
 and a server chardev); the lab points the client at its own port and connects
 on to the server, so every frame passes through here.  Frames are decoded
-(protocol.netfilter, protocol.netpacket), recorded with the time they
+(protocol.net.netfilter, protocol.net.netpacket), recorded with the time they
 crossed, put through the channel's faults and re-encoded.  Both directions
 are decoded; QEMU sends packets one way only on each channel:
 
@@ -21,11 +21,11 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from protocol import netcompare as nc
-from protocol import netpacket
+from protocol.core.faults import Fault
 from protocol.errors import LimitError
-from protocol.faults import Fault
-from protocol.netfilter import Frame, FrameDecoder, encode
+from protocol.net import netcompare as nc
+from protocol.net import netpacket
+from protocol.net.netfilter import Frame, FrameDecoder, encode
 
 READ_CHUNK = 1 << 16
 

@@ -10,11 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-from protocol import netcompare as nc
-
-from . import LabError
-from .pair import Pair
-from .traffic import Echo, echo_load, random_probe, ready
+from colo_tui.lab import LabError
+from colo_tui.lab.pair import Pair
+from colo_tui.lab.traffic import Echo, echo_load, random_probe, ready
+from protocol.net import netcompare as nc
 
 _REQ = re.compile(r"@(\d+\.\d+):colo_send_message Send 'checkpoint-request'")
 
@@ -200,12 +199,12 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
                   failover_at_checkpoint: bool | None = None) -> dict:
     """Everything `colo lab` does, as one JSON-able dict.  `hold` (an awaitable
     factory) keeps the pair up for an interactive user before the report;
-    `faults` (protocol.faults.Fault on compare channels) are armed when the
+    `faults` (protocol.core.faults.Fault on compare channels) are armed when the
     client traffic starts."""
     pair = Pair(work, delay_ms, faults, net)
     cap = None
     if capture is not None:
-        from .capture import Capture, lab_ports
+        from colo_tui.lab.capture import Capture, lab_ports
         cap = Capture(capture, lab_ports(pair.ports))
         await asyncio.to_thread(cap.start)
     rep: dict = {"work": str(work), "x_checkpoint_delay_ms": delay_ms, "net": net}

@@ -5,7 +5,7 @@ registering the subcommand (``add_parser``) costs nothing.
 """
 from __future__ import annotations
 
-from ..argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
+from colo_tui.session.argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
 
 
 def add_arguments(p) -> None:
@@ -19,12 +19,12 @@ def add_arguments(p) -> None:
     p.add_argument("--attach", nargs=2, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    default=None, help="drive two live `colo node` processes through their "
                                       "QMP sockets instead of a simulation")
-    from ..session_args import add_live_arguments
+    from colo_tui.session.options import add_live_arguments
     add_live_arguments(p)
     retype(p, "--proxy", host_port)     # refused up front, as a usage error
     retype(p, "--peer", host_port)
     retype(p, "--fault", fault_spec)
-    from ..session_args import add_session_arguments
+    from colo_tui.session.options import add_session_arguments
     add_session_arguments(p)
 
 
@@ -41,5 +41,5 @@ def add_parser(subparsers):
 
 
 def run_repl(args) -> int:
-    from .session import run_repl as _run
+    from colo_tui.repl.session import run_repl as _run
     return _run(args)

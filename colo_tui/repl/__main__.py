@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import add_arguments, run_repl
+from colo_tui.repl import add_arguments, run_repl
 
 
 def main(argv=None) -> int:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 
-from protocol import dialects
-from protocol import faults as fl
-
-from ..commands import parser as cp
-from ..commands.registry import COMMANDS, lookup
+from colo_tui.commands import parser as cp
+from colo_tui.commands.registry import COMMANDS, lookup
+from protocol.core import dialects
+from protocol.core import faults as fl
 
 
 def _split(line: str) -> tuple[list[str], str]:

@@ -1,9 +1,8 @@
 """Readable lines for events and the bottom toolbar; pure functions of data."""
 from __future__ import annotations
 
-from protocol.events import EventKind
-
-from ..sentences import SIDE_SHORT, sentence
+from colo_tui.present.sentences import SIDE_SHORT, sentence
+from protocol.core.events import EventKind
 
 
 def event_line(ev) -> str:

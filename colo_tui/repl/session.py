@@ -8,7 +8,7 @@ Non-interactive (``-f SCRIPT`` or stdin that is not a tty): the same commands,
 no prompts or confirmations, ``#`` comments and blank lines ignored; the first
 failing line ends the run and is named on stderr: exit status 2 if it does not
 follow a command's grammar (a usage error, as on the command line), 1 if the
-command ran and failed (colo_tui.exitcodes).
+command ran and failed (colo_tui.session.exitcodes).
 """
 from __future__ import annotations
 
@@ -17,26 +17,25 @@ import os
 import signal
 import sys
 
-from .. import exitcodes
-from ..commands import confirmation, execute, run_state, state_of
-from ..commands.parser import CommandError, parse, strip_comment
-from . import render
+from colo_tui.commands import confirmation, execute, run_state, state_of
+from colo_tui.commands.parser import CommandError, parse, strip_comment
+from colo_tui.repl import render
+from colo_tui.session import exitcodes
 
 _strip = strip_comment
 
 
 def _controller(args, out):
+    from colo_tui.session.control import Controller
+    from colo_tui.session.live import make_live
+    from colo_tui.session.options import config_from
     from protocol.sim.core import Simulation
-
-    from ..control import Controller
-    from ..live import make_live
-    from ..session_args import config_from
     cfg = config_from(args)
     # validates dialect, mode, faults and settings (ValueError names the choices);
     # no guest to build
     Simulation(dataclasses.replace(cfg, guest="null"))
 
-    from .verbosity import Printer
+    from colo_tui.repl.verbosity import Printer
     show = Printer(out, render.event_line)
     live = make_live(args, cfg, on_event=show)
     if live is not None:
@@ -59,7 +58,7 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
             raise
         print(f"colo repl: error: {exitcodes.error_text(exc)}", file=err)
         return exitcodes.code_for(exc)
-    from ..lifecycle import SessionGuard
+    from colo_tui.session.lifecycle import SessionGuard
 
     def saved(path) -> None:
         print(f"recording saved: {path}", file=out, flush=True)
@@ -90,7 +89,7 @@ def script_lines(fh):
     """The lines of a script, read one at a time: a line longer than a command line can
     be is refused after MAX_LINE_CHARS + 1 characters (`-f /dev/zero` is one endless
     line), so memory stays bounded whatever the input."""
-    from ..commands.parser import MAX_LINE_CHARS
+    from colo_tui.commands.parser import MAX_LINE_CHARS
     while True:
         line = fh.readline(MAX_LINE_CHARS + 2)
         if not line:
@@ -176,7 +175,7 @@ def interactive(c, out) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-    from .completer import make_completer
+    from colo_tui.repl.completer import make_completer
     path = history_path()
     history = FileHistory(path) if path else InMemoryHistory()
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory

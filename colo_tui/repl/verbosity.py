@@ -6,7 +6,7 @@ background client traffic (hundreds of lines a run); ``all``: everything.
 """
 from __future__ import annotations
 
-from protocol.events import EventKind as K
+from protocol.core.events import EventKind as K
 
 LEVELS = ("quiet", "normal", "all")
 DEFAULT = "normal"

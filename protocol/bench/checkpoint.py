@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from ..memtune import keep_large_buffers
+from protocol.drivers.memtune import keep_large_buffers
 
 PAGE = 4096
 

@@ -22,10 +22,10 @@ import statistics
 import struct
 import time
 
-from ..events import Checkpoint
-from ..guestport import NullGuest
-from ..memtune import keep_large_buffers
-from ..pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
+from protocol.core.events import Checkpoint
+from protocol.core.guestport import NullGuest
+from protocol.drivers.memtune import keep_large_buffers
+from protocol.migration.pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
 
 
 class BenchGuest(NullGuest):
@@ -49,7 +49,7 @@ class BenchGuest(NullGuest):
         return self.blob
 
     def initial_stream(self) -> bytes:
-        from ..stream import encode_initial
+        from protocol.migration.stream import encode_initial
         data, self.ram_context = encode_initial(
             "pc-i440fx-7.2", [("pc.ram", self.npages * PAGE_SIZE)],
             [PageRecord("pc.ram", 0, KIND_ZERO)], [], {"page_size": PAGE_SIZE, "devices": []})
@@ -65,9 +65,9 @@ def _pin(cpu):
 
 
 def _engine_side(role, lsock_or_port, cfg, q):
-    from .. import dialects
-    from ..endpoint import make_endpoint
-    from ..transport.tcp import Engine, new_loop
+    from protocol.core import dialects
+    from protocol.core.endpoint import make_endpoint
+    from protocol.drivers.tcp import Engine, new_loop
     _pin(cfg["cpu"][0 if role == "primary" else 1])
     loop = new_loop(None if cfg.get("uvloop", True) else False)
     guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
@@ -268,7 +268,7 @@ def _vmstate_bytes(pages: int, blob: int) -> int:
     """Bytes the engine's primary sends per checkpoint besides the messages: the
     RAM part (after vmstate-send) and the device blob.  The raw peers send as
     many after vmstate-size, so both move the same bytes."""
-    from ..stream import encode_ram_part
+    from protocol.migration.stream import encode_ram_part
     g = BenchGuest(pages, blob)
     g.initial_stream()
     return len(encode_ram_part(g.collect_dirty_pages(), g.ram_context)) + len(g.save_devices())
@@ -347,7 +347,7 @@ def main(argv=None) -> int:
                 print(f"  {role:9s} RSS {r['rss_start_kib']} KiB -> {r['rss_end_kib']} KiB "
                       f"({r['growth_pct']} %; goal < 5 %)")
         return 0
-    from ..transport.tcp import loop_name, new_loop
+    from protocol.drivers.tcp import loop_name, new_loop
     lp = new_loop()
     name = loop_name(lp)
     lp.close()

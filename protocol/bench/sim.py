@@ -31,9 +31,9 @@ def _elapsed(t0: float) -> float:
 
 
 def _codec_rate(checkpoints: int) -> float:
-    from protocol import dialects
-    from protocol import messages as m
-    from protocol.codec import Decoder
+    from protocol.core import dialects
+    from protocol.core import messages as m
+    from protocol.core.codec import Decoder
     d = dialects.QEMU
     p2s = d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
     size = d.encode(m.VMSTATE_SIZE, 1) + b"\x00"
@@ -60,7 +60,7 @@ def _matrix_seconds() -> tuple[float, int]:
 
 
 def _positive(text: str) -> int:
-    from protocol.grammar import parse_decimal
+    from protocol.core.grammar import parse_decimal
     try:
         return parse_decimal(text, "the value", 1)
     except ValueError as exc:

@@ -19,7 +19,7 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 
-from .. import stream
+from protocol.migration import stream
 
 TICK_MS = 10                 # the run1 guest programs the PIT at 100 Hz
 SERIAL_TAIL_BYTES = 64

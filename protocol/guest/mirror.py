@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pages import KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord
-from .ram import Bitmap, Ram
-from .ramcache import RamCache
+from protocol.guest.ram import Bitmap, Ram
+from protocol.guest.ramcache import RamCache
+from protocol.migration.pages import KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord
 
 VGA_BLOCK_SUFFIX = "vga.vram"
 MAX_READ = 1 << 20
@@ -129,7 +129,7 @@ class MirrorGuest:
         return copied
 
     def load_devices(self, blob: bytes) -> None:
-        from ..stream import StreamError, decode_device_blob
+        from protocol.migration.stream import StreamError, decode_device_blob
         try:
             sections = decode_device_blob(blob, self.vmdesc)
         except StreamError as exc:

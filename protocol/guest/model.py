@@ -25,11 +25,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from .. import dialects
-from ..pages import PageBatch, PageRecord
-from .devices import Devices
-from .disk import SECTOR_SIZE, PrimaryDisk, SecondaryDisk, diff_sectors
-from .net import (
+from protocol.core import dialects
+from protocol.guest.devices import Devices
+from protocol.guest.disk import SECTOR_SIZE, PrimaryDisk, SecondaryDisk, diff_sectors
+from protocol.guest.net import (
     PRIMARY,
     SECONDARY,
     ClientLog,
@@ -40,9 +39,10 @@ from .net import (
     diverged,
     diverges,
 )
-from .ram import Ram
-from .ramcache import RamCache
-from .workload import VGA_BLOCK, derive, make_workload, pattern_page
+from protocol.guest.ram import Ram
+from protocol.guest.ramcache import RamCache
+from protocol.guest.workload import VGA_BLOCK, derive, make_workload, pattern_page
+from protocol.migration.pages import PageBatch, PageRecord
 
 MIB = 1 << 20
 ROLES = (PRIMARY, SECONDARY)
@@ -57,7 +57,7 @@ def default_blocks(ram_mib: int) -> list[tuple[str, int]]:
 
 
 class Guest:
-    """A guest VM of one COLO role (implements `protocol.guestport.GuestPort`)."""
+    """A guest VM of one COLO role (implements `protocol.core.guestport.GuestPort`)."""
 
     def __init__(self, role: str, seed: int, ram_mib: int = 16, workload: str = "toggle",
                  rate: float | None = None, xbzrle: bool = False, mode: str = "periodic",
@@ -81,7 +81,7 @@ class Guest:
                            flush_svm_dirty=flush_svm_dirty)
         self.ram = Ram(blocks if blocks is not None else default_blocks(ram_mib))
         self.main_block = next(iter(self.ram.blocks))
-        from ..stream import RamContext
+        from protocol.migration.stream import RamContext
         #: RAM framing state shared with the wire (replaced by the initial migration's)
         self.ram_context = RamContext.from_blocks(self.ram.layout())
         self.workload = make_workload(workload, seed, self.main_block, rate)
@@ -377,7 +377,7 @@ class Guest:
         self._seq = self.last_packet_seq()
         # a new migration: RAM framing starts afresh (no "previous block" to CONTINUE
         # from) and the XBZRLE cache is empty, as on the new secondary
-        from ..stream import RamContext
+        from protocol.migration.stream import RamContext
         self.ram_context = RamContext.from_blocks(self.ram.layout())
         for blk in self.ram.blocks.values():
             blk.xbzrle_cache.clear()
@@ -401,8 +401,8 @@ class Guest:
     def initial_stream(self) -> bytes:
         """The initial migration as QEMU 7.2 sends it (QEVM … VMDESCRIPTION); sets
         `ram_context`, which later checkpoints' RAM parts continue from."""
-        from ..stream import encode_initial
-        from .devices import VMDESC
+        from protocol.guest.devices import VMDESC
+        from protocol.migration.stream import encode_initial
         records = self.ram.migration_pass()
         data, self.ram_context = encode_initial(
             "pc-i440fx-7.2", self.ram.layout(), records, self.devices.sections(), VMDESC)

@@ -24,7 +24,7 @@ import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from .workload import derive
+from protocol.guest.workload import derive
 
 PRIMARY = "primary"
 SECONDARY = "secondary"

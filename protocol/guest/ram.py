@@ -18,8 +18,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from ..errors import GuestError
-from ..pages import (
+from protocol.errors import GuestError
+from protocol.guest import pagediff
+from protocol.migration.pages import (
     CODE_PAGE,
     CODE_ZERO,
     KIND_PAGE,
@@ -30,7 +31,6 @@ from ..pages import (
     PageRecord,
     PageRun,
 )
-from . import pagediff
 
 ZERO_PAGE = bytes(PAGE_SIZE)
 _WORDS = PAGE_SIZE // 8

@@ -20,9 +20,16 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..pages import CODE_PAGE, CODE_ZERO, KIND_PAGE, PAGE_SIZE, PageBatch, PageRecord
-from . import pagediff
-from .ram import Bitmap, Ram
+from protocol.guest import pagediff
+from protocol.guest.ram import Bitmap, Ram
+from protocol.migration.pages import (
+    CODE_PAGE,
+    CODE_ZERO,
+    KIND_PAGE,
+    PAGE_SIZE,
+    PageBatch,
+    PageRecord,
+)
 
 
 class RamCache:

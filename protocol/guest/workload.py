@@ -18,7 +18,7 @@ Sans-IO: the randomness is a pure-Python SplitMix64 seeded by an int.
 """
 from __future__ import annotations
 
-from .ram import PAGE_SIZE, Ram
+from protocol.guest.ram import PAGE_SIZE, Ram
 
 MASK64 = (1 << 64) - 1
 

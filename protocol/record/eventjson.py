@@ -1,4 +1,4 @@
-"""The one JSON codec for events: a typed `protocol.events.Event` <-> a recording line.
+"""The one JSON codec for events: a typed `protocol.core.events.Event` <-> a recording line.
 
 A line is ``{"t": ms, "seq": n, "side": ..., "kind": ..., "data": {...}}`` (``data``
 left out when empty), the shape of recording format version 1: the typed classes
@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import RecordingError
-from ..events import Event, EventError, make
+from protocol.core.events import Event, EventError, make
+from protocol.errors import RecordingError
 
 #: the recording format versions whose event lines this codec reads
 READS = (1,)

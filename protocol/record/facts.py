@@ -19,8 +19,8 @@ re-run, so ``replay --verify`` checks that it is self-consistent instead:
 """
 from __future__ import annotations
 
-from .. import dialects
-from .. import messages as m
+from protocol.core import dialects
+from protocol.core import messages as m
 
 PAGE = 4096
 

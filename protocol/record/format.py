@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from ..errors import OutputFileError, RecordingError
-from . import schema
-from .eventjson import to_json
-from .outfile import FORCE_HINT, TempTarget, check_target, fsync_dir
+from protocol.errors import OutputFileError, RecordingError
+from protocol.record import schema
+from protocol.record.eventjson import to_json
+from protocol.record.outfile import FORCE_HINT, TempTarget, check_target, fsync_dir
 
 FORMAT = "colo-recording"
 VERSION = 2
@@ -58,7 +58,7 @@ class Recording:
 
     @property
     def config(self):
-        from ..sim.config import SimConfig
+        from protocol.sim.config import SimConfig
         params = dict(self.header.get("params", {}))
         params.update(dialect=self.header.get("dialect", "qemu"),
                       mode=self.header.get("mode", "periodic"),

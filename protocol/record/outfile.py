@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 
-from ..errors import OutputFileError
+from protocol.errors import OutputFileError
 
 FORCE_HINT = "give --force to overwrite it"
 

@@ -2,7 +2,7 @@
 
 A recording imported from a real QEMU capture (header ``imported: true``)
 cannot be re-run: there is no seed that makes QEMU.  `Playback` is a
-`protocol.session.Session` over the recorded events: stepping reads the next
+`protocol.core.session.Session` over the recorded events: stepping reads the next
 one, each side's status is what the events so far tell (`CaptureTracker`), and
 every input is refused, since the past of a real capture cannot be changed.
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
-from .. import dialects
-from ..events import Event, Send
-from ..failover import COMPLETED, NONE
-from ..session import PLAYBACK, SIDES, GuestReport, GuestView, SessionError, SideStatus
-from ..sim.config import SimConfig
-from .eventjson import from_json
-from .format import Recording
+from protocol.core import dialects
+from protocol.core.events import Event, Send
+from protocol.core.failover import COMPLETED, NONE
+from protocol.core.session import PLAYBACK, SIDES, GuestReport, GuestView, SessionError, SideStatus
+from protocol.record.eventjson import from_json
+from protocol.record.format import Recording
+from protocol.sim.config import SimConfig
 
 #: after sending this message, a side is in this state with this run state
 _AFTER_SEND = {
@@ -110,7 +110,7 @@ class CaptureTracker:
 
 
 class Playback:
-    """A recording's events, stepped one at a time (a protocol.session.Session)."""
+    """A recording's events, stepped one at a time (a protocol.core.session.Session)."""
 
     capabilities = PLAYBACK
     hint = ""

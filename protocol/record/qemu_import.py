@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.errors import ColoError
-from protocol.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO
-from protocol.record.pcap import PcapError, Scan, TcpDirection, read_pcap, scan
-from protocol.stream import (
+from protocol.migration.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO
+from protocol.migration.stream import (
     InitialReader,
     InitialSummary,
     RamPartReader,
     StreamError,
     decode_device_blob,
 )
+from protocol.record.pcap import PcapError, Scan, TcpDirection, read_pcap, scan
 
 MSG_NAMES = {0: "checkpoint-ready", 1: "checkpoint-request", 2: "checkpoint-reply",
              3: "vmstate-send", 4: "vmstate-size", 5: "vmstate-received", 6: "vmstate-loaded"}
@@ -80,7 +80,7 @@ class ImportedSession:
     summary: InitialSummary | None = None
     vmdesc: dict | None = None
     warnings: list[str] = field(default_factory=list)
-    compare_channels: dict | None = None    # protocol/netfilter_capture.py
+    compare_channels: dict | None = None    # protocol/net/netfilter_capture.py
 
 
 class _Clock:
@@ -420,7 +420,7 @@ def import_capture(path: str | Path) -> ImportedSession:
 
 def _import_compare_channels(p: Path, found: Scan, t0: float, sess: ImportedSession) -> None:
     """The colo-compare chardev streams beside the COLO connection, if any."""
-    from protocol import netfilter_capture as nfc
+    from protocol.net import netfilter_capture as nfc
     want = nfc.find_streams(found)
     if not want:
         return

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..errors import ColoError, RecordingError
-from ..sim.core import Simulation
-from . import facts
-from .eventjson import to_json
-from .format import Recording
+from protocol.errors import ColoError, RecordingError
+from protocol.record import facts
+from protocol.record.eventjson import to_json
+from protocol.record.format import Recording
+from protocol.sim.core import Simulation
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-from .. import faults as fl
-from ..errors import ColoError, FaultSpecError, RecordingError
+from protocol.core import faults as fl
+from protocol.errors import ColoError, FaultSpecError, RecordingError
 
 U64 = 1 << 64
 DIALECT = Literal["qemu", "v11", "prototype"]

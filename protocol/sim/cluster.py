@@ -6,7 +6,7 @@ most 4 chunks per worker thread are in flight.
 """
 from __future__ import annotations
 
-from ..errors import ColoError
+from protocol.errors import ColoError
 
 
 class ClusterError(ColoError):
@@ -22,7 +22,7 @@ def run_on_cluster(address, work, collect, budget, timeout_s: float = 30.0) -> N
     except ImportError as exc:
         raise ClusterError(f"--cluster needs dask.distributed ({exc}); "
                            "pip install 'dask[distributed]'") from None
-    from . import swarm
+    from protocol.sim import swarm
     try:
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError, ValueError) as exc:

@@ -7,9 +7,9 @@ same bytes, and checkpoints when they diverge.
 """
 from __future__ import annotations
 
-from ..events import EventKind as K
-from .config import SimConfig
-from .core import Simulation
+from protocol.core.events import EventKind as K
+from protocol.sim.config import SimConfig
+from protocol.sim.core import Simulation
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -12,17 +12,17 @@ import heapq
 import itertools
 import random
 
-from .. import dialects
-from .. import failover as fo
-from .. import faults as fl
-from ..endpoint import make_endpoint
-from ..errors import QmpCommandError
-from ..events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
-from ..transport.memory import P2S, S2P, MemoryLink, size_of
-from .config import SimConfig
-from .invariants import KINDS as _INVARIANT_KINDS
-from .invariants import Invariants
-from .session_view import SimulationSession
+from protocol.core import dialects
+from protocol.core import failover as fo
+from protocol.core import faults as fl
+from protocol.core.endpoint import make_endpoint
+from protocol.core.events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
+from protocol.errors import QmpCommandError
+from protocol.sim.config import SimConfig
+from protocol.sim.invariants import KINDS as _INVARIANT_KINDS
+from protocol.sim.invariants import Invariants
+from protocol.sim.link import P2S, S2P, MemoryLink, size_of
+from protocol.sim.session_view import SimulationSession
 
 SIDES = ("primary", "secondary")
 _WATCH = frozenset((Error, ColoExit, Vm, Failover))   # classes: identity tests (hot path)
@@ -32,11 +32,11 @@ OTHER = {"primary": "secondary", "secondary": "primary"}
 
 def _make_guests(cfg: SimConfig, dialect) -> dict:
     if cfg.guest == "null":
-        from ..guestport import NullGuest
+        from protocol.core.guestport import NullGuest
         return {s: NullGuest() for s in SIDES}
     if cfg.guest != "model":
         raise ValueError(f"guest must be null or model, not {cfg.guest!r}")
-    from ..guest.model import Guest
+    from protocol.guest.model import Guest
     primary, secondary = Guest.pair(cfg.seed, ram_mib=cfg.ram_mib, workload=cfg.workload,
                                     rate=cfg.rate, xbzrle=cfg.xbzrle, mode=cfg.mode,
                                     dialect=dialect.name, divergence_rate=cfg.divergence)
@@ -451,7 +451,7 @@ class Simulation(SimulationSession):
             self._push(self.now, "reprotect", str(f))
 
     def _do_reprotect(self, spec: str) -> None:
-        from .reprotect import ReprotectError, reprotect
+        from protocol.sim.reprotect import ReprotectError, reprotect
         try:
             reprotect(self, why=f"plan step {spec}")
         except ReprotectError as exc:
@@ -524,7 +524,7 @@ class Simulation(SimulationSession):
         A reprotect that cannot run raises ReprotectError before anything is recorded."""
         cmd, side = item.get("cmd"), item.get("side", "primary")
         if cmd == "reprotect":        # refused before it is recorded (ReprotectError)
-            from .reprotect import check
+            from protocol.sim.reprotect import check
             check(self)
         if record:
             self.inputs.append({"step": self.steps, **item})
@@ -555,7 +555,7 @@ class Simulation(SimulationSession):
             if f.point not in fl.MOMENTS:
                 self.target = max(self.target, f.checkpoint)
         elif cmd == "reprotect":
-            from .reprotect import reprotect
+            from protocol.sim.reprotect import reprotect
             reprotect(self)
         else:
             raise ValueError(f"unknown input {cmd!r}")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .. import dialects
-from ..faults import KINDS, LINK_KINDS, PROCESS_KINDS, STAGES, STEP_KINDS
-from .config import SimConfig
-from .core import Simulation
+from protocol.core import dialects
+from protocol.core.faults import KINDS, LINK_KINDS, PROCESS_KINDS, STAGES, STEP_KINDS
+from protocol.sim.config import SimConfig
+from protocol.sim.core import Simulation
 
 ARGS = {"delay": "5", "partition": "50", "value": "7", "opcode": "4294967295",
         "unexpected": None}

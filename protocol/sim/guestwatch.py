@@ -25,7 +25,7 @@ from collections import Counter
 
 import numpy as np
 
-from ..pages import PAGE_SIZE, PageBatch
+from protocol.migration.pages import PAGE_SIZE, PageBatch
 
 
 def _page_indices(records) -> dict[str, np.ndarray]:

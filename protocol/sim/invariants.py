@@ -8,7 +8,7 @@ live in `guestwatch`.
 """
 from __future__ import annotations
 
-from ..events import (
+from protocol.core.events import (
     Action,
     Checkpoint,
     Load,
@@ -47,7 +47,7 @@ class Invariants:
         self.watch = None
         self._committed = None                   # (n, PVM digest at its stop for n)
         if not sim._null_guest and hasattr(sim.guests["secondary"], "digest"):
-            from .guestwatch import GuestWatch
+            from protocol.sim.guestwatch import GuestWatch
             self.watch = GuestWatch(self, sim)
             self._committed = (0, sim.guests["secondary"].digest())
 
@@ -64,7 +64,7 @@ class Invariants:
         self.loading_n = 0
         self._received_whole = base
         if self.watch is not None:
-            from .guestwatch import GuestWatch
+            from protocol.sim.guestwatch import GuestWatch
             self.watch.unwrap()
             self.watch = GuestWatch(self, self.sim)
             self._committed = (base, self.sim.guests["primary"].digest())

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import heapq
 
-from .. import failover as fo
-from ..endpoint import make_endpoint
-from ..errors import ColoError
-from ..transport.memory import MemoryLink, size_of
+from protocol.core import failover as fo
+from protocol.core.endpoint import make_endpoint
+from protocol.errors import ColoError
+from protocol.sim.link import MemoryLink, size_of
 
 SIDES = ("primary", "secondary")
 _OLD_LINK = frozenset(("deliver", "eof", "close"))
@@ -98,7 +98,7 @@ def reprotect(sim, why: str = "operator") -> str:
     eps["primary"].machine.stop_vm("re-protect: the disk is synced (drive-mirror); the operator "
                                   "stops the survivor before migrating (QMP stop)", "paused")
     if sim._null_guest:
-        from ..guestport import NullGuest
+        from protocol.core.guestport import NullGuest
         new_guest = NullGuest()
     else:
         new_guest = guest.new_secondary(output_lost=cfg.svm_output_lost)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from . import swarm
+from protocol.sim import swarm
 
 
 def chunks(seeds: range, size: int) -> Iterator[list[int]]:
@@ -46,7 +46,7 @@ def run(seeds: range, *, workers: int = 1, cluster: str | None = None,
             progress(len(done), len(seeds))
 
     if cluster is not None:
-        from .cluster import run_on_cluster
+        from protocol.sim.cluster import run_on_cluster
         run_on_cluster(cluster, chunks(seeds, chunk_size(len(seeds), 8)), collect, budget)
     elif workers <= 1:
         for chunk in chunks(seeds, 1):

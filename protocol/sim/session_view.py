@@ -1,6 +1,6 @@
-"""The simulator as a `protocol.session.Session` (mixed into Simulation).
+"""The simulator as a `protocol.core.session.Session` (mixed into Simulation).
 
-Read through the snapshot builders (protocol.snapshot); inputs go to
+Read through the snapshot builders (protocol.core.snapshot); inputs go to
 `apply_input` in the recording's shape.  Everything runs on the caller's
 thread, which owns the simulation.
 """
@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from ..session import SIDES, SIMULATED, ArmedFault, GuestReport, GuestView, Input, SideStatus
-from ..snapshot import guest_report, guest_view, side_status
+from protocol.core.session import (
+    SIDES,
+    SIMULATED,
+    ArmedFault,
+    GuestReport,
+    GuestView,
+    Input,
+    SideStatus,
+)
+from protocol.core.snapshot import guest_report, guest_view, side_status
 
 
 class SimulationSession:

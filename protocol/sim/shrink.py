@@ -13,9 +13,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import replace
 
-from .. import faults as fl
-from .config import SimConfig
-from .swarm import failure_of, run_config
+from protocol.core import faults as fl
+from protocol.sim.config import SimConfig
+from protocol.sim.swarm import failure_of, run_config
 
 #: option -> its simple value (what a shrink moves toward)
 SIMPLE = {"mode": "periodic", "guest": "null", "ram_mib": 16, "workload": "toggle",
@@ -117,8 +117,8 @@ def _num(value) -> str:
 def write_repro(cfg: SimConfig, path: str, failure: str) -> dict:
     """Run `cfg` again with its events kept and write it as a recording whose header
     comment holds the reproducing command; returns {"recording", "command", "text"}."""
-    from ..record import format as rf
-    from .core import Simulation
+    from protocol.record import format as rf
+    from protocol.sim.core import Simulation
     sim = Simulation(cfg)
     crash = None
     try:

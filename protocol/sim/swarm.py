@@ -18,10 +18,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from .. import dialects
-from .. import faults as fl
-from .config import SimConfig
-from .core import Simulation
+from protocol.core import dialects
+from protocol.core import faults as fl
+from protocol.sim.config import SimConfig
+from protocol.sim.core import Simulation
 
 #: what a seed chooses from
 DIALECTS = ("qemu", "v11", "prototype")

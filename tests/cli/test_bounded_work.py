@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui import cli
-from colo_tui.cli_qemu import MAX_IDLE_TICKS
+from colo_tui.cli import main as cli
+from colo_tui.cli.qemu import MAX_IDLE_TICKS
 from colo_tui.commands import execute
 from colo_tui.commands.parser import MAX_LINE_CHARS, CommandError, parse
 from colo_tui.repl.session import run_script
@@ -34,7 +34,7 @@ def test_a_line_too_long_is_refused_before_it_is_split(line):
 
 
 def test_a_long_line_ends_a_script_with_a_usage_error():
-    from colo_tui.control import Controller
+    from colo_tui.session.control import Controller
     from protocol.sim.config import SimConfig
     c = Controller(SimConfig(guest="null"))
     out, err = io.StringIO(), io.StringIO()
@@ -108,7 +108,7 @@ def test_a_short_run_still_lists_its_whole_wire_and_keeps_its_events(capsys):
 
 def test_a_long_run_with_a_violation_says_why_no_recording_was_written(tmp_path, capsys,
                                                                         monkeypatch):
-    from colo_tui import cli_core
+    from colo_tui.cli import core as cli_core
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli_core, "KEEP_EVENTS_MAX_CHECKPOINTS", 2)
     # a split brain is an outcome, not a violation; the hybrid mode with a lost SVM

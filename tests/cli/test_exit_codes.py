@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colo_tui import cli
+from colo_tui.cli import main as cli
 from colo_tui.repl.session import run_repl
-from protocol import faults
+from protocol.core import faults
 from protocol.errors import FaultSpecError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_decode_into_a_closed_pipe_exits_0_quietly(tmp_path):
 def test_an_int_option_takes_ascii_decimal_in_range_or_refuses(text):
     import argparse
 
-    from colo_tui.argtypes import int_in
+    from colo_tui.session.argtypes import int_in
     parse = int_in(1, 1000)
     ok = text.isascii() and text.isdigit() and 1 <= int(text) <= 1000
     try:

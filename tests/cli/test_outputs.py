@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from protocol.drivers.qmp import remove_stale_socket
 from protocol.errors import OutputFileError
-from protocol.qmp import remove_stale_socket
 from protocol.record.outfile import atomic_output
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ HEAVY = ("numpy", "textual", "prompt_toolkit", "uvloop", "msgspec")
 _PROBE = """
 import sys
 sys.argv = ["colo", *sys.argv[1:]]
-from colo_tui import cli
+from colo_tui.cli import main as cli
 try:
     code = cli.main()
 except SystemExit as exc:

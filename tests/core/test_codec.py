@@ -3,12 +3,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import dialects
-from protocol import messages as m
-from protocol.codec import Decoder
+from protocol.core import dialects
+from protocol.core import messages as m
+from protocol.core.codec import Decoder
 from protocol.errors import DecodeError
-from protocol.pages import KIND_PAGE, KIND_ZERO, PageRecord
-from protocol.stream import RamContext, encode_ram_part
+from protocol.migration.pages import KIND_PAGE, KIND_ZERO, PageRecord
+from protocol.migration.stream import RamContext, encode_ram_part
 
 D = dialects.DIALECTS
 

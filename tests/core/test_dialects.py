@@ -1,9 +1,9 @@
 """Byte vectors for every message of every dialect (PROTOCOL.md §2)."""
 import pytest
 
-from protocol import dialects
-from protocol import messages as m
-from protocol.codec import Decoder
+from protocol.core import dialects
+from protocol.core import messages as m
+from protocol.core.codec import Decoder
 
 QEMU_VECTORS = {
     m.CHECKPOINT_READY: "00000000", m.CHECKPOINT_REQUEST: "00000001",

@@ -18,9 +18,9 @@ def _subclasses(cls):
 
 
 def test_every_testbed_error_is_marked_and_builtin_input_errors_count():
-    import colo_tui.export  # noqa: F401  (ExportError joins the hierarchy)
-    import protocol.node  # noqa: F401
-    import protocol.qmp  # noqa: F401
+    import colo_tui.cli.export  # noqa: F401  (ExportError joins the hierarchy)
+    import protocol.drivers.node  # noqa: F401
+    import protocol.drivers.qmp  # noqa: F401
     subs = list(_subclasses(ColoError))
     assert {"NodeError", "QmpError", "ExportError", "FaultSpecError"} <= {c.__name__ for c in subs}
     for cls in subs:

@@ -10,19 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import dialects
-from protocol.endpoint import make_endpoint
+from protocol.core import dialects
+from protocol.core.endpoint import make_endpoint
+from protocol.core.events import KINDS, Checkpoint, Event, EventError, EventKind, Send, State, make
 from protocol.errors import RecordingError
-from protocol.events import (
-    KINDS,
-    Checkpoint,
-    Event,
-    EventError,
-    EventKind,
-    Send,
-    State,
-    make,
-)
 from protocol.record import format as rf
 from protocol.record.eventjson import from_json, to_json
 from protocol.sim.config import SimConfig

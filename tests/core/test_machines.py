@@ -4,11 +4,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import dialects, primary, secondary
-from protocol import messages as m
-from protocol.endpoint import DONE, ERROR, SHUTDOWN, make_endpoint
+from protocol.core import dialects, primary, secondary
+from protocol.core import messages as m
+from protocol.core.endpoint import DONE, ERROR, SHUTDOWN, make_endpoint
+from protocol.core.states import Input
 from protocol.errors import QmpCommandError
-from protocol.states import Input
 
 TERMINAL = (ERROR, DONE, SHUTDOWN)
 MACHINES = {"primary": primary, "secondary": secondary}
@@ -19,7 +19,7 @@ INPUTS = [k for k in Input if any(k == key for mod in MACHINES.values() for (_, 
 def item_for(kind, d):
     if kind in d.ids:
         return m.Message(kind, 0, d.ids[kind])
-    from protocol.stream import RamContext, encode_ram_part
+    from protocol.migration.stream import RamContext, encode_ram_part
     blob = b"\x00" if d.ram_outside_blob else encode_ram_part([], RamContext()) + b"\x00"
     return {"ram-chunk": m.RamChunk(()), "ram": m.RamPart((), 19), "blob": m.StateBlob(blob),
             "initial": m.InitialStream({}, 0)}.get(kind)
@@ -79,7 +79,7 @@ def test_a_handler_cannot_choose_a_state_its_row_does_not_list(monkeypatch):
     d = dialects.QEMU
     ep = make_endpoint("secondary", d, initial_stream=False)
     ep.start(0)
-    from protocol.stream import RamContext, encode_ram_part
+    from protocol.migration.stream import RamContext, encode_ram_part
     ep.receive_data(d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
                     + encode_ram_part([], RamContext()) + d.encode(m.VMSTATE_SIZE, 1), 1)
     assert ep.state == ERROR
@@ -92,7 +92,7 @@ def test_overrides_and_then_steps_follow_the_table():
     d = dialects.PROTOTYPE
     ep = make_endpoint("secondary", d)
     ep.start(0)
-    from protocol.stream import RamContext, encode_ram_part
+    from protocol.migration.stream import RamContext, encode_ram_part
     blob = encode_ram_part([], RamContext()) + b"\x00"
     ep.receive_data(d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
                     + d.encode(m.VMSTATE_SIZE, len(blob)) + blob, 1)
@@ -158,7 +158,7 @@ def test_second_heartbeat_while_failover_is_deferred_is_already_activated():
     ep = make_endpoint("secondary", dialects.QEMU, load_ms=50, initial_stream=False)
     ep.start(0)
     d = dialects.QEMU
-    from protocol.stream import RamContext, encode_ram_part
+    from protocol.migration.stream import RamContext, encode_ram_part
     ram = encode_ram_part([], RamContext())
     ep.receive_data(d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND) + ram
                     + d.encode(m.VMSTATE_SIZE, 1) + b"\x00", 1)
@@ -196,7 +196,7 @@ def test_primary_save_time_splits_the_ram_part_from_the_device_state():
         assert p.data_to_send() == d.encode(m.CHECKPOINT_REQUEST)
         p.receive_data(d.encode(m.CHECKPOINT_REPLY), 101.0)
         first = p.data_to_send()
-        from protocol.stream import encode_ram_part
+        from protocol.migration.stream import encode_ram_part
         assert first == d.encode(m.VMSTATE_SEND) + encode_ram_part([], p.machine.ram_context)
         assert p.state == "SAVING" and p.next_deadline() == 106.0
         if failover:

@@ -1,4 +1,4 @@
-"""protocol.memtune: large freed buffers stay in the heap (glibc), so the next
+"""protocol.drivers.memtune: large freed buffers stay in the heap (glibc), so the next
 checkpoint's buffer does not fault in page by page again."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from protocol.memtune import keep_large_buffers
+from protocol.drivers.memtune import keep_large_buffers
 
 CODE = """
 import sys
-from protocol.memtune import keep_large_buffers
+from protocol.drivers.memtune import keep_large_buffers
 if sys.argv[1] == "keep":
     assert keep_large_buffers()
 def rss_kib():
@@ -55,11 +55,11 @@ def test_keep_large_buffers_refuses_a_nonsense_size():
 
 
 def test_tune_process_relaxes_the_collector_in_a_colo_process():
-    code = ("import gc, sys; from colo_tui.cli import main; "
+    code = ("import gc, sys; from colo_tui.cli.main import main; "
             "sys.argv = ['colo', 'faults']; main(['faults']); print(gc.get_threshold())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
-    from protocol.memtune import GC_THRESHOLDS
+    from protocol.drivers.memtune import GC_THRESHOLDS
     assert out.stdout.strip().splitlines()[-1] == str(GC_THRESHOLDS)
 
 
@@ -68,10 +68,10 @@ def test_a_dropped_session_frees_its_guest_memory_under_the_relaxed_gc():
     go at once, not whenever the relaxed collector gets round to the cycles."""
     code = """
 import weakref
-from protocol.memtune import relax_gc
+from protocol.drivers.memtune import relax_gc
 relax_gc()
 from protocol.sim.config import SimConfig
-from colo_tui.control import Controller
+from colo_tui.session.control import Controller
 c = Controller(SimConfig(guest="model", ram_mib=64))
 c.run(checkpoints=3)
 refs = []

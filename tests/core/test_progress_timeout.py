@@ -2,8 +2,8 @@
 Virtual time, the sans-IO endpoint alone."""
 import pytest
 
-from protocol import dialects
-from protocol.endpoint import ERROR, make_endpoint
+from protocol.core import dialects
+from protocol.core.endpoint import ERROR, make_endpoint
 from tests.tcp._hostile import RAM_HEAD, RAM_TAIL, initial_stream, msg, ram_records
 
 QEMU = dialects.get("qemu")

@@ -9,10 +9,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from protocol import dialects
-from protocol import faults as fl
-from protocol.errors import FaultSpecError
-from protocol.proxymachine import (
+from protocol.core import dialects
+from protocol.core import faults as fl
+from protocol.core.proxymachine import (
     MAX_HELD,
     P2S,
     S2P,
@@ -23,6 +22,7 @@ from protocol.proxymachine import (
     ProxyMachine,
     check_faults,
 )
+from protocol.errors import FaultSpecError
 from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
 
@@ -292,7 +292,7 @@ def test_partial_message_at_eof_is_forwarded():
 
 
 def test_a_held_piece_beyond_the_limit_goes_on_unfaulted(monkeypatch):
-    import protocol.proxymachine as pmod
+    import protocol.core.proxymachine as pmod
     monkeypatch.setattr(pmod, "MAX_HELD", 100)
     trace = clean_trace("qemu", "model", 2)
     run = Run("qemu", ["duplicate@ram#2"], trace)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from protocol import faults as fl
+from protocol.core import faults as fl
 from protocol.errors import FaultSpecError
 from protocol.record.eventjson import to_json
 from protocol.record.replay import rerun
@@ -256,8 +256,8 @@ def test_random_failover_and_reprotect_sequences_keep_the_invariants(actions, di
 
 
 def test_a_proxy_between_running_peers_refuses_the_step():
-    from protocol.dialects import QEMU
-    from protocol.proxymachine import check_faults
+    from protocol.core.dialects import QEMU
+    from protocol.core.proxymachine import check_faults
     with pytest.raises(FaultSpecError, match="a proxy between two running peers cannot"):
         check_faults(["reprotect@failover#1"], QEMU, process=True)
 

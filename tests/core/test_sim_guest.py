@@ -86,7 +86,7 @@ def test_failover_keeps_the_client_history():
 
 def test_releasing_output_early_is_caught_after_a_failover(monkeypatch):
     """Output commit broken on purpose: the PVM releases at checkpoint-reply."""
-    from protocol import primary as prim
+    from protocol.core import primary as prim
     orig = prim.PrimaryMachine._on_reply
 
     def early(self, msg):

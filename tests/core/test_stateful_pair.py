@@ -28,10 +28,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from protocol import dialects
-from protocol import messages as m
-from protocol.codec import Decoder
-from protocol.endpoint import make_endpoint
+from protocol.core import dialects
+from protocol.core import messages as m
+from protocol.core.codec import Decoder
+from protocol.core.endpoint import make_endpoint
 from protocol.errors import QmpCommandError
 
 SIDES = ("primary", "secondary")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol import failover as fo
-from protocol import messages as m
-from protocol import primary as prim
-from protocol import secondary as sec
+from protocol.core import failover as fo
+from protocol.core import messages as m
+from protocol.core import primary as prim
+from protocol.core import secondary as sec
 from protocol.guest import model, net, ramcache
-from protocol.pages import PageBatch, PageRecord
+from protocol.migration.pages import PageBatch, PageRecord
 
 
 def flush_whole_cache(mp):

@@ -5,8 +5,7 @@ import os
 import pytest
 
 from protocol.sim import swarm
-
-from .bugs import BUGS
+from tests.explore.bugs import BUGS
 
 MAX_SEEDS = int(os.environ.get("COLO_SWARM_BUG_SEEDS", 400))
 

@@ -9,14 +9,13 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colo_tui.cli import build_parser
-from colo_tui.cli_core import _config
+from colo_tui.cli.core import _config
+from colo_tui.cli.main import build_parser
 from protocol.record import format as rf
 from protocol.record.replay import verify
 from protocol.sim import shrink, swarm
 from protocol.sim.config import SimConfig
-
-from .bugs import BUGS
+from tests.explore.bugs import BUGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = int(os.environ.get("COLO_FUZZ_EXAMPLES", 60))
@@ -68,7 +67,7 @@ def test_explore_prints_the_shrunk_reproducer(tmp_path):
         f"sys.path.insert(0, {ROOT!r})\n"
         "from tests.explore.bugs import BUGS\n"
         "mp = pytest.MonkeyPatch(); BUGS['vmstate_size_without_eof'](mp)\n"
-        "from colo_tui.cli import main\n"
+        "from colo_tui.cli.main import main\n"
         f"sys.exit(main(['explore', '--swarm', '3', '--json', '--repro-dir', {str(tmp_path)!r}]))\n"
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

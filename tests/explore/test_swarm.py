@@ -7,7 +7,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import faults as fl
+from protocol.core import faults as fl
 from protocol.sim import runner, swarm
 from protocol.sim.core import Simulation
 
@@ -75,7 +75,7 @@ def test_same_seeds_same_results_on_one_or_two_workers():
 def test_a_checkpointing_that_stops_is_reported_as_a_hang(monkeypatch):
     """Liveness: the primary stops arming its checkpoint timer after checkpoint 2, no
     fault is involved: the manager's watchdog fences, and the swarm calls it a hang."""
-    from protocol import primary as prim
+    from protocol.core import primary as prim
     orig = prim.PrimaryMachine.set_timer
 
     def set_timer(self, name, at):

@@ -35,7 +35,7 @@ def test_registry_names_real_modules():
 
 def test_registry_refuses_what_it_does_not_know():
     with pytest.raises(KeyError, match="has no compiled twin"):
-        twins.twin("protocol.codec")
+        twins.twin("protocol.core.codec")
     with pytest.raises(ValueError, match="py or c"):
         TWINS[0].module_name("rust")
 

@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from protocol import stream
 from protocol.guest.devices import DEVICE_NAMES, Devices, parse_blob
+from protocol.migration import stream
 
 
 def busy_devices() -> Devices:

@@ -5,9 +5,9 @@ import random
 
 from protocol.guest.ram import Bitmap, Ram
 from protocol.guest.ramcache import RamCache
-from protocol.pages import KIND_PAGE, KIND_ZERO, PAGE_SIZE, PageRecord
-from protocol.stream import RamContext, encode_ram_part
-from protocol.streamdecode import RamPartReader
+from protocol.migration.pages import KIND_PAGE, KIND_ZERO, PAGE_SIZE, PageRecord
+from protocol.migration.stream import RamContext, encode_ram_part
+from protocol.migration.streamdecode import RamPartReader
 
 MIB = 1 << 20
 

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import dialects
-from protocol.endpoint import make_endpoint
+from protocol.core import dialects
+from protocol.core.endpoint import make_endpoint
 from protocol.guest.mirror import MirrorError, MirrorGuest
 from protocol.guest.model import Guest
-from protocol.pages import KIND_PAGE, PageRecord
-from protocol.stream import RamContext
+from protocol.migration.pages import KIND_PAGE, PageRecord
+from protocol.migration.stream import RamContext
 
 RUN1 = Path(__file__).resolve().parents[2].parent / "shared" / "qemu-colo" / "run1"
 QEMU = dialects.get("qemu")
@@ -166,8 +166,8 @@ def test_a_garbled_device_blob_stops_the_secondary_with_a_named_error():
 
 
 def test_a_page_outside_the_guest_ends_colo_with_a_named_error_not_a_crash():
-    from protocol import messages as msg
-    from protocol.stream import encode_ram_part
+    from protocol.core import messages as msg
+    from protocol.migration.stream import encode_ram_part
     guest = Guest("primary", seed=1, ram_mib=16, workload="hot")
     mirror = MirrorGuest()
     s = make_endpoint("secondary", QEMU, guest=mirror, initial_stream=True)
@@ -255,8 +255,8 @@ def test_an_initial_migration_without_ram_is_a_named_error():
 
 
 def test_ram_too_big_to_mirror_is_a_named_error():
-    from protocol.pages import KIND_ZERO
-    from protocol.stream import encode_initial
+    from protocol.migration.pages import KIND_ZERO
+    from protocol.migration.stream import encode_initial
     huge = 1 << 46                                  # 64 TiB
     data, _ctx = encode_initial("pc-i440fx-7.2", [("pc.ram", huge)],
                                 [PageRecord("pc.ram", 0, KIND_ZERO)], [],
@@ -269,7 +269,7 @@ def test_ram_too_big_to_mirror_is_a_named_error():
                                           ("pc.ram", (1 << 20) + 4096), ("pc.ram", 100),
                                           ("nope", 0)])
 def test_a_mirror_refuses_an_initial_page_outside_its_blocks(block, offset):
-    from protocol.pages import KIND_ZERO
+    from protocol.migration.pages import KIND_ZERO
     g = MirrorGuest()
     ctx = RamContext.from_blocks([("pc.ram", 1 << 20)])
     with pytest.raises(MirrorError, match="outside RAM block|did not announce"):

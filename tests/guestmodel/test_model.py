@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from protocol.core.guestport import GuestPort
 from protocol.guest.model import Guest
 from protocol.guest.workload import VGA_BLOCK
-from protocol.guestport import GuestPort
-from protocol.pages import PAGE_SIZE
+from protocol.migration.pages import PAGE_SIZE
 
 GIB = 1 << 30
 SMALL = [("pc.ram", 4 << 20), (VGA_BLOCK, 1 << 20)]

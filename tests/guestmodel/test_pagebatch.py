@@ -9,8 +9,8 @@ import pytest
 from protocol.guest.model import Guest
 from protocol.guest.ram import Ram
 from protocol.guest.ramcache import RamCache
-from protocol.pages import PageBatch
-from protocol.stream import RamContext, RamPartReader, encode_ram_part
+from protocol.migration.pages import PageBatch
+from protocol.migration.stream import RamContext, RamPartReader, encode_ram_part
 
 LAYOUT = [("pc.ram", 4 << 20), ("vga", 1 << 20)]
 

@@ -5,7 +5,7 @@ import pytest
 
 from protocol.guest import pagediff
 from protocol.guest.ram import ZERO_PAGE, Bitmap, Ram
-from protocol.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO, PAGE_SIZE
+from protocol.migration.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO, PAGE_SIZE
 
 GIB = 1 << 30
 

@@ -5,7 +5,7 @@ import pytest
 
 from protocol.guest.ram import Ram
 from protocol.guest.ramcache import RamCache
-from protocol.pages import KIND_PAGE, PAGE_SIZE, PageRecord
+from protocol.migration.pages import KIND_PAGE, PAGE_SIZE, PageRecord
 
 GIB = 1 << 30
 NPAGES = 256

@@ -12,7 +12,7 @@ from protocol.guest.workload import (
     derive,
     make_workload,
 )
-from protocol.pages import KIND_ZERO
+from protocol.migration.pages import KIND_ZERO
 
 MIB = 1 << 20
 

@@ -1,18 +1,17 @@
 """`colo import` of a capture that holds the colo-compare chardev streams beside
-the COLO connection (protocol/netfilter_capture.py): found by protocol, decoded,
+the COLO connection (protocol/net/netfilter_capture.py): found by protocol, decoded,
 named by content, and colo-compare's verdicts with the checkpoint a mismatch
 forced."""
 from __future__ import annotations
 
 import json
 
-from protocol import netfilter_capture as nfc
-from protocol.netfilter import encode
+from protocol.net import netfilter_capture as nfc
+from protocol.net.netfilter import encode
 from protocol.record.pcap import scan
 from protocol.record.qemu_import import import_capture, to_json
-
-from ..stream._synth import colo_session, make_pcap, merge_pcaps, page
-from . import _pkt
+from tests.netfilter import _pkt
+from tests.stream._synth import colo_session, make_pcap, merge_pcaps, page
 
 
 def _guest_out(payloads: list[bytes]) -> bytes:

@@ -1,5 +1,5 @@
-"""QEMU's net-filter framing (protocol/netfilter.py), the packet headers
-colo-compare reads (protocol/netpacket.py), its verdicts (protocol/netcompare.py)
+"""QEMU's net-filter framing (protocol/net/netfilter.py), the packet headers
+colo-compare reads (protocol/net/netpacket.py), its verdicts (protocol/net/netcompare.py)
 and the compare-channel faults of the fault grammar."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import faults, netcompare, netfilter, netpacket
+from protocol.core import faults
 from protocol.errors import FaultSpecError, LimitError
-
-from . import _pkt
+from protocol.net import netcompare, netfilter, netpacket
+from tests.netfilter import _pkt
 
 packets = st.lists(st.binary(max_size=300), max_size=12)
 

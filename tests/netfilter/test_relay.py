@@ -8,10 +8,10 @@ import time
 
 from colo_tui.lab.pair import free_ports
 from colo_tui.lab.relay import ChannelFaults, ChannelRelay, PacketLog
-from protocol import faults, netpacket
-from protocol.netfilter import FrameDecoder, encode
-
-from . import _pkt
+from protocol.core import faults
+from protocol.net import netpacket
+from protocol.net.netfilter import FrameDecoder, encode
+from tests.netfilter import _pkt
 
 TIMEOUT = 10
 

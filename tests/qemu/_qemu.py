@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .build import missing_tools
+from tests.qemu.build import missing_tools
 
 QEMU = shutil.which("qemu-system-x86_64")
 REAL_QEMU = [

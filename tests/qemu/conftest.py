@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .build import build
+from tests.qemu.build import build
 
 RUN1 = Path(os.environ.get("COLO_QEMU_RUN1", "/work/shared/qemu-colo/run1"))
 

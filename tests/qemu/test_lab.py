@@ -28,9 +28,8 @@ from colo_tui.lab.netns import reap_stale, unavailable
 from colo_tui.lab.pair import free_ports
 from colo_tui.lab.run import session
 from colo_tui.lab.traffic import Echo, ready
-from protocol import faults
-
-from ._qemu import REAL_QEMU, stall_report
+from protocol.core import faults
+from tests.qemu._qemu import REAL_QEMU, stall_report
 
 ROOT = Path(__file__).resolve().parents[2]
 

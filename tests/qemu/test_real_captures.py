@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ._qemu import CAP, REAL_QEMU, Side, free_port
+from tests.qemu._qemu import CAP, REAL_QEMU, Side, free_port
 
 DUMPCAP = shutil.which("dumpcap")
 pytestmark = [*REAL_QEMU,

@@ -22,9 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.qmpclient import QmpClient
-
-from ._qemu import CAP, REAL_QEMU, Side, free_port, stall_report
+from protocol.drivers.qmpclient import QmpClient
+from tests.qemu._qemu import CAP, REAL_QEMU, Side, free_port, stall_report
 
 pytestmark = REAL_QEMU
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,10 +185,10 @@ def test_testbed_secondary_follows_a_real_qemu_primary(tmp_path, artifacts, proc
 
 
 async def _tui_scenario(work: Path, art: dict, procs: list) -> dict:
-    from colo_tui.app import ColoApp
-    from colo_tui.live import live_controller
-    from colo_tui.live_sources import PeerFeed
-    from colo_tui.widgets import SidePanel
+    from colo_tui.session.live import live_controller
+    from colo_tui.session.live_sources import PeerFeed
+    from colo_tui.tui.app import ColoApp
+    from colo_tui.tui.widgets import SidePanel
     from protocol.sim.config import SimConfig
 
     port = free_port()

@@ -15,9 +15,8 @@ import json
 import time
 from pathlib import Path
 
-from protocol.transport.proxy import Proxy
-
-from ._qemu import CAP, REAL_QEMU, Side, free_port, stall_report
+from protocol.drivers.proxy import Proxy
+from tests.qemu._qemu import CAP, REAL_QEMU, Side, free_port, stall_report
 
 pytestmark = REAL_QEMU
 FAULT = "close@checkpoint-request#6"

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from colo_tui.cli import main as colo
-from protocol.dialects import QEMU
+from colo_tui.cli.main import main as colo
+from protocol.core.dialects import QEMU
+from protocol.drivers.proxy import Proxy, check_faults
 from protocol.errors import FaultSpecError
 from protocol.record import format as rf
 from protocol.record.qemu_import import import_streams
-from protocol.transport.proxy import Proxy, check_faults
 
 
 def test_import_writes_a_recording_and_summary(run1, tmp_path, capsys):

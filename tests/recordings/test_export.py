@@ -11,11 +11,11 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from colo_tui import export
+from colo_tui.cli import export
 from protocol.record import format as rf
 from protocol.record.pcap import read_pcap
 from protocol.record.replay import verify
-from protocol.transport.memory import P2S, S2P
+from protocol.sim.link import P2S, S2P
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "recordings"
@@ -24,7 +24,7 @@ NOTE = re.compile(r"^    Note over (Primary|Secondary|Primary,Secondary): \S")
 
 
 def _run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "colo_tui.export", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "colo_tui.cli.export", *map(str, args)],
                           cwd=ROOT, capture_output=True, timeout=120, **kw)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from colo_tui import export
+from colo_tui.cli import export
 from protocol.errors import ColoError
 from protocol.record import format as rf
 from protocol.record.playback import Playback
@@ -36,7 +36,7 @@ def _sources() -> dict[str, list[bytes]]:
             _SOURCES[name] = (ROOT / "recordings" / f"{name}.colo.jsonl").read_bytes() \
                 .splitlines()
         if (RUN1 / "primary_to_secondary.bin").exists():
-            from colo_tui.cli_qemu import session_events
+            from colo_tui.cli.qemu import session_events
             from protocol.record.qemu_import import import_capture
             sess = import_capture(str(RUN1))
             head = {"format": rf.FORMAT, "version": rf.VERSION, "dialect": "qemu",

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from colo_tui.commands import execute
-from colo_tui.control import Controller
+from colo_tui.session.control import Controller
 
 RUN1 = Path(__file__).resolve().parents[3] / "shared" / "qemu-colo" / "run1"
 pytestmark = pytest.mark.skipif(not RUN1.exists(), reason="../shared/qemu-colo/run1 missing")

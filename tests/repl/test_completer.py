@@ -14,7 +14,7 @@ def test_arguments():
     assert complete("kill ") == ["primary", "secondary"]
     assert complete("heartbeat s") == ["secondary"]
     assert complete("show ") == ["ladder", "ram", "packets", "disk", "failover", "screen"]
-    from colo_tui.session_args import SETTINGS
+    from colo_tui.session.options import SETTINGS
     assert complete("set ") == ["checkpoint-delay", "dialect", "mode", "seed", "guest",
                                 "verbosity", *SETTINGS]
     assert complete("set arbiter ") == ["on", "off"]

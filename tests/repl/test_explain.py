@@ -1,8 +1,8 @@
 """Every event kind gets an explanation; dialect differences show where they matter."""
 from colo_tui.commands.parser import EVENT_KINDS, MESSAGE_NAMES
-from colo_tui.control import Controller
-from colo_tui.explain import explain, explain_last
-from protocol.events import KINDS, Event
+from colo_tui.present.explain import explain, explain_last
+from colo_tui.session.control import Controller
+from protocol.core.events import KINDS, Event
 from tests._events import sample
 
 

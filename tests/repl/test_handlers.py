@@ -2,7 +2,7 @@
 import pytest
 
 from colo_tui.commands import execute, run_state
-from colo_tui.control import Controller
+from colo_tui.session.control import Controller
 from protocol.record import format as rf
 from protocol.record.replay import verify
 
@@ -148,7 +148,7 @@ def test_guest_views_with_the_model():
     from protocol.guest.model import Guest
     p = Guest("primary", seed=1, ram_mib=16)
     s = p.clone_for_secondary()
-    from protocol.snapshot import guest_report, guest_view
+    from protocol.core.snapshot import guest_report, guest_view
     guests = {"primary": p, "secondary": s}
     # the handlers read a session only through its guest views and report
     fake = SimpleNamespace(guest=lambda side: guest_view(guests[side], side),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui.session_args import INTERACTIVE_CHECKPOINTS, config_from
+from colo_tui.session.options import INTERACTIVE_CHECKPOINTS, config_from
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_a_bad_fault_is_refused_up_front(ui):
 
 
 def test_the_tui_parser_takes_what_run_takes():
-    from colo_tui.tui_main import add_arguments
+    from colo_tui.cli.tui import add_arguments
     p = argparse.ArgumentParser()
     add_arguments(p)
     cfg = config_from(p.parse_args(["--fault", "drop@ram#2", "--checkpoints", "7",

@@ -10,12 +10,12 @@ import pytest
 
 from colo_tui.commands import execute
 from colo_tui.commands.registry import REGISTRY
-from colo_tui.control import Controller
-from colo_tui.live import LiveSession
 from colo_tui.repl.completer import fault_candidates
+from colo_tui.session.control import Controller
+from colo_tui.session.live import LiveSession
+from protocol.core.session import Input, SessionError
 from protocol.record import format as rf
 from protocol.record.replay import verify
-from protocol.session import Input, SessionError
 from protocol.sim.config import SimConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

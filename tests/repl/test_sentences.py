@@ -1,7 +1,7 @@
 """Plain words: every event kind gets a sentence, and no Python repr reaches a user.
 
 The kinds are not listed by hand: they come from the event classes' registry
-(`protocol.events.KINDS`), and the text is checked on real sessions: every dialect and
+(`protocol.core.events.KINDS`), and the text is checked on real sessions: every dialect and
 mode, the guest model and none, faults and failovers, the golden recordings, an imported
 capture and a live TCP pair.  Each text goes through every place a user reads it: the
 TUI's log and explanation pane, the ladder, the REPL's event lines and `colo run --events`.
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui import sentences
-from colo_tui.cli_core import _event_line
-from colo_tui.control import Controller
-from colo_tui.explain import explain, explain_last
+from colo_tui.cli.core import _event_line
+from colo_tui.present import sentences
+from colo_tui.present.explain import explain, explain_last
+from colo_tui.present.tui_views import Ladder, LogModel
 from colo_tui.repl.render import event_line
-from colo_tui.tui_views import Ladder, LogModel
-from protocol.events import ACTION_NAMES, KINDS, Event, EventKind
+from colo_tui.session.control import Controller
+from protocol.core.events import ACTION_NAMES, KINDS, Event, EventKind
 from protocol.record import format as rf
 from protocol.record.eventjson import from_json
 from protocol.sim.config import SimConfig
@@ -153,7 +153,7 @@ def test_the_golden_recordings_read_plainly():
 
 
 def _imported_events(pcap: Path) -> list[dict]:
-    from colo_tui.cli_qemu import session_events
+    from colo_tui.cli.qemu import session_events
     from protocol.record.qemu_import import import_capture
     return session_events(import_capture(pcap))
 
@@ -177,8 +177,8 @@ def test_the_real_qemu_capture_reads_plainly():
 
 
 def test_a_live_tcp_pair_reads_plainly():
-    from colo_tui.live import live_controller
-    from colo_tui.live_sources import TcpPair
+    from colo_tui.session.live import live_controller
+    from colo_tui.session.live_sources import TcpPair
     c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=50)))
     try:
         for _ in range(100):                       # bounded: 100 waits of at most 0.2 s

@@ -1,4 +1,4 @@
-"""The one session interface (protocol.session) over each implementation: the
+"""The one session interface (protocol.core.session) over each implementation: the
 simulator, the playback of an imported capture, and a live TCP pair."""
 import dataclasses
 import time
@@ -8,11 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colo_tui.commands import execute
-from colo_tui.control import Controller
-from protocol.record import format as rf
-from protocol.record.eventjson import to_json
-from protocol.record.playback import Playback
-from protocol.session import (
+from colo_tui.session.control import Controller
+from protocol.core.session import (
     INPUTS,
     PLAYBACK,
     SIDES,
@@ -26,6 +23,9 @@ from protocol.session import (
     SideStatus,
     wire_of,
 )
+from protocol.record import format as rf
+from protocol.record.eventjson import to_json
+from protocol.record.playback import Playback
 from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
 
@@ -134,8 +134,8 @@ def _pump(c, until, rounds=100) -> bool:
 
 
 def test_a_live_tcp_pair_is_a_session_fed_by_snapshots():
-    from colo_tui.live import live_controller
-    from colo_tui.live_sources import TcpPair
+    from colo_tui.session.live import live_controller
+    from colo_tui.session.live_sources import TcpPair
     c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=50, guest="model",
                                           ram_mib=16)))
     s = c.session
@@ -167,8 +167,8 @@ def test_a_live_tcp_pair_is_a_session_fed_by_snapshots():
 def test_a_live_source_shares_nothing_with_the_ui_thread():
     """Every item a live source queues is a frozen value built on its thread: events
     and snapshots, never an endpoint or a guest."""
-    from colo_tui.live import live_controller
-    from colo_tui.live_sources import TcpPair
+    from colo_tui.session.live import live_controller
+    from colo_tui.session.live_sources import TcpPair
     src = TcpPair(SimConfig(checkpoint_delay_ms=50))
     seen: list = []
     original = src.snapshot
@@ -230,7 +230,7 @@ def test_inputs_are_checked_when_made(cmd, side, value):
 def test_a_live_step_waits_at_most_its_bound():
     """A live step waits on the source's queue with a bound: a source that never
     produces anything gives nothing back after that bound, and ends when closed."""
-    from colo_tui.live import LiveSession, _Source
+    from colo_tui.session.live import LiveSession, _Source
 
     class Silent(_Source):
         name = "silent"

@@ -6,8 +6,8 @@ import struct
 
 import dpkt
 
-from protocol.pages import PAGE_SIZE, PageRecord
-from protocol.stream import (
+from protocol.migration.pages import PAGE_SIZE, PageRecord
+from protocol.migration.stream import (
     RamContext,
     encode_device_blob,
     encode_initial,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.pages import PAGE_SIZE
+from protocol.migration.pages import PAGE_SIZE
 from protocol.record.pcap import read_pcap
 from protocol.record.qemu_import import CaptureError, import_capture, import_streams, to_json
 from tests.stream._synth import colo_session, make_pcap, page

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from colo_tui import cli
-from colo_tui.cli_qemu import session_events
+from colo_tui.cli import main as cli
+from colo_tui.cli.qemu import session_events
 from protocol.record.qemu_import import (
     CaptureError,
     import_capture,
@@ -24,8 +24,7 @@ from protocol.record.qemu_import import (
     stall_warnings,
     to_json,
 )
-
-from ._synth import big_endian_pcap, colo_session, make_pcap, merge_pcaps, page
+from tests.stream._synth import big_endian_pcap, colo_session, make_pcap, merge_pcaps, page
 
 RUN1 = Path(__file__).resolve().parents[3] / "shared" / "qemu-colo" / "run1"
 EXAMPLES = int(os.environ.get("COLO_FUZZ_EXAMPLES", 40))

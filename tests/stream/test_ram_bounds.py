@@ -1,12 +1,12 @@
 """A checkpoint's RAM part is consumed as it arrives and capped by the guest's RAM."""
 import pytest
 
-from protocol import dialects
-from protocol import messages as m
-from protocol.codec import Decoder
+from protocol.core import dialects
+from protocol.core import messages as m
+from protocol.core.codec import Decoder
 from protocol.errors import LimitError
-from protocol.pages import KIND_PAGE, PageRecord
-from protocol.stream import RamContext, RamPartReader, StreamLimitError, encode_ram_part
+from protocol.migration.pages import KIND_PAGE, PageRecord
+from protocol.migration.stream import RamContext, RamPartReader, StreamLimitError, encode_ram_part
 
 PAGES = 64
 

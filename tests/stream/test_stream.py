@@ -1,4 +1,4 @@
-"""protocol.stream: run1 decode, round trips, chunking, errors."""
+"""protocol.migration.stream: run1 decode, round trips, chunking, errors."""
 from __future__ import annotations
 
 import csv
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.pages import PAGE_SIZE, PageRecord
-from protocol.stream import (
+from protocol.migration.pages import PAGE_SIZE, PageRecord
+from protocol.migration.stream import (
     RAM_SAVE_FLAG_CONTINUE,
     InitialReader,
     RamContext,
@@ -398,6 +398,6 @@ def test_malformed_vmdesc_falls_back_to_heuristic():
 def test_import_order_independent():
     import subprocess
     import sys
-    for first in ("protocol.streamdecode", "protocol.stream"):
-        code = f"import {first}; from protocol.stream import InitialReader, RamPartReader"
+    for first in ("protocol.migration.streamdecode", "protocol.migration.stream"):
+        code = f"import {first}; from protocol.migration.stream import InitialReader, RamPartReader"
         subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

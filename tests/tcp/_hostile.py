@@ -33,7 +33,7 @@ _RECORD_PAGE, _CONTINUE, _EOS = 0x08, 0x20, 0x10
 def initial_stream(ram_bytes: int) -> bytes:
     """A valid QEMU 7.2 initial migration of one `pc.ram` block and no page."""
     sys.path.insert(0, str(ROOT))
-    from protocol.stream import encode_initial
+    from protocol.migration.stream import encode_initial
     data, _ctx = encode_initial("pc-i440fx-7.2", [("pc.ram", ram_bytes)], [], [],
                                 {"page_size": PAGE, "devices": []})
     return data
@@ -42,7 +42,7 @@ def initial_stream(ram_bytes: int) -> bytes:
 def msg(name: str, value: int = 0) -> bytes:
     """A qemu-dialect control message."""
     sys.path.insert(0, str(ROOT))
-    from protocol import dialects
+    from protocol.core import dialects
     return dialects.get("qemu").encode(name, value)
 
 

@@ -107,11 +107,11 @@ class NetnsPair:
         return problems
 
 
-# `colo_tui.cli_node`'s own entry point, after importing protocol.stream (and numpy) up
+# `colo_tui.cli.node`'s own entry point, after importing protocol.migration.stream (and numpy) up
 # front: the secondary otherwise imports it lazily when the first COLO bytes arrive,
 # ~0.25 s idle and > 0.5 s on a loaded box, long enough for a 500 ms heartbeat on the
 # primary (WAIT_READY) to fail over before COLO has started.
-PREIMPORT = ("import sys; import protocol.stream; from colo_tui.cli_node import main; "
+PREIMPORT = ("import sys; import protocol.migration.stream; from colo_tui.cli.node import main; "
              "sys.exit(main(sys.argv[1:]))")
 
 
@@ -127,7 +127,7 @@ class NetnsNode(NodeProc):
         self.record = tmp / f"{self.name}.jsonl"
         self.logfile = tmp / f"{self.name}.log"
         flag = "--listen" if role == "secondary" else "--connect"
-        entry = ["-c", PREIMPORT] if preimport else ["-m", "colo_tui.cli_node"]
+        entry = ["-c", PREIMPORT] if preimport else ["-m", "colo_tui.cli.node"]
         cmd = ["ip", "netns", "exec", ns, sys.executable, *entry, "node", role, flag, addr, "--qmp", f"unix:{self.qmp_path}", "--record",
                str(self.record), *args]
         env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -39,7 +39,7 @@ class NodeProc:
         self.record = tmp / f"{self.name}.jsonl"
         self.logfile = tmp / f"{self.name}.log"
         flag = "--listen" if role == "secondary" else "--connect"
-        cmd = [sys.executable, "-m", "colo_tui.cli_node", "node", role, flag, addr,
+        cmd = [sys.executable, "-m", "colo_tui.cli.node", "node", role, flag, addr,
                "--qmp", f"unix:{self.qmp_path}", "--record", str(self.record), *args]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.log = open(self.logfile, "w")  # noqa: SIM115
@@ -109,5 +109,5 @@ class NodeProc:
 def qmp(node: NodeProc, command: str, arguments: dict | None = None, timeout_s: float = 5.0):
     import asyncio
 
-    from protocol.qmp import qmp_call
+    from protocol.drivers.qmp import qmp_call
     return asyncio.run(qmp_call(f"unix:{node.qmp_path}", command, arguments, timeout_s))

@@ -22,7 +22,7 @@ STREAM = os.path.join(tempfile.gettempdir(), f"colo-proxy-bench-{os.getpid()}.bi
 
 
 def build() -> None:
-    from protocol.dialects import QEMU
+    from protocol.core.dialects import QEMU
     from protocol.sim.config import SimConfig
     from protocol.sim.core import Simulation
     sim = Simulation(SimConfig(dialect="qemu", guest="model", checkpoints=3, seed=3, ram_mib=64))
@@ -53,10 +53,10 @@ def build() -> None:
 async def serve_proxy(sport):
     import importlib
     import importlib.util
-    if importlib.util.find_spec("protocol.transport.proxy") is not None:
-        cls = importlib.import_module("protocol.transport.proxy").Proxy
+    if importlib.util.find_spec("protocol.drivers.proxy") is not None:
+        cls = importlib.import_module("protocol.drivers.proxy").Proxy
     else:       # a checkout from before the one proxy machine (issue 10)
-        cls = importlib.import_module("protocol.transport.liveproxy").LiveProxy
+        cls = importlib.import_module("protocol.drivers.liveproxy").LiveProxy
     px = cls(("127.0.0.1", 0), ("127.0.0.1", sport), [], None)
     port = await px.start()
     print(port, flush=True)

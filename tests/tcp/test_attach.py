@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from ._nodes import NodeProc, free_port, wait_for
+from tests.tcp._nodes import NodeProc, free_port, wait_for
 
 
 def test_attach_status_checkpoint_and_failover(tmp_path):

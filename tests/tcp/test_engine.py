@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from protocol import dialects
-from protocol.endpoint import make_endpoint
-from protocol.transport.tcp import Engine, loop_name, new_loop
+from protocol.core import dialects
+from protocol.core.endpoint import make_endpoint
+from protocol.drivers.tcp import Engine, loop_name, new_loop
 
 LOOPS = ["asyncio", "uvloop"]
 
@@ -230,8 +230,8 @@ def test_hostile_peer_bounded(loop, payload, text, close_on_error):
 
 
 def test_import_protocol_loads_no_event_loop():
-    code = ("import sys, protocol, protocol.node, protocol.qmp, protocol.transport.tcp, "
-            "protocol.proxymachine; "
+    code = ("import sys, protocol, protocol.drivers.node, protocol.drivers.qmp, protocol.drivers.tcp, "
+            "protocol.core.proxymachine; "
             "bad = [m for m in ('asyncio', 'uvloop') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

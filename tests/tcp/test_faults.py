@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from protocol.qmp import qmp_call
-from protocol.transport.proxy import Proxy
+from protocol.drivers.proxy import Proxy
+from protocol.drivers.qmp import qmp_call
 from tests.tcp._nodes import NodeProc, free_port
 
 GONE = "gone"       # killed or exited

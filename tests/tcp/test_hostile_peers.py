@@ -236,8 +236,8 @@ def test_a_node_forgets_the_task_of_each_finished_connection():
     import asyncio
     import io
 
-    from protocol.node import Node
-    from protocol.transport.tcp import new_loop
+    from protocol.drivers.node import Node
+    from protocol.drivers.tcp import new_loop
 
     node = Node("secondary", listen="127.0.0.1:0", out=io.StringIO())
     loop = new_loop(False)

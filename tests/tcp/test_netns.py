@@ -15,7 +15,7 @@ Skipped with a reason when not root, without ``ip``, or when ``ip netns add``
 is refused (containers).  On a loaded machine a 500 ms heartbeat can fire
 before COLO even starts (the secondary too slow to load the initial state);
 such a start is retried (fresh nodes, same namespaces), up to 3 times, and the
-heartbeat tests import protocol.stream before starting the node (_netns.PREIMPORT).
+heartbeat tests import protocol.migration.stream before starting the node (_netns.PREIMPORT).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import warnings
 
 import pytest
 
-from protocol.qmpclient import QmpClient
+from protocol.drivers.qmpclient import QmpClient
 from tests.tcp._netns import NetnsNode, NetnsPair, ip, skip_reason
 from tests.tcp._nodes import wait_for
 
@@ -212,7 +212,7 @@ def test_partition_with_heartbeat_fails_over_both_sides(cluster, side):
     st_p, st_s = wait_for(both_none, 3.0, "query-colo-status mode none on both", step=0.1)
     assert st_p == {"mode": "none", "last-mode": "primary", "reason": "request"}, st_p
     assert st_s == {"mode": "none", "last-mode": "secondary", "reason": "request"}, st_s
-    # faithful QEMU 7.2 quirk (see protocol/qmp.py): the primary's COLO_EXIT says
+    # faithful QEMU 7.2 quirk (see protocol/drivers/qmp.py): the primary's COLO_EXIT says
     # "error" for a requested failover while query-colo-status says "request"
     assert pri.colo_exits()[-1] == {"mode": "primary", "reason": "error"}, pri.colo_exits()
     assert sec.colo_exits()[-1] == {"mode": "secondary", "reason": "request"}, sec.colo_exits()

@@ -181,7 +181,7 @@ def test_sigterm_exits_cleanly(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "colo_tui.cli_node", *args],
+    return subprocess.run([sys.executable, "-m", "colo_tui.cli.node", *args],
                           capture_output=True, text=True, timeout=30, cwd=ROOT,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
@@ -217,8 +217,8 @@ def test_cli_port_in_use_and_refused():
 def test_guest_ram_over_qmp(tmp_path):
     """x-testbed-read-ram / x-testbed-query-guest: a mirror before any primary, a model
     guest after checkpoints (its bytes are the guest's), the null guest, bad arguments."""
+    from protocol.drivers.qmpclient import QmpClient
     from protocol.errors import QmpCommandError
-    from protocol.qmpclient import QmpClient
     mirror = NodeProc("secondary", tmp_path, f"127.0.0.1:{free_port()}", "--guest", "mirror",
                       name="mirror")
     p, s = _start(tmp_path, "--checkpoint-delay", "50", "--guest", "model")

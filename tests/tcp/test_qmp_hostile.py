@@ -9,7 +9,7 @@ import socket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.qmpjson import parse_json
+from protocol.drivers.qmpjson import parse_json
 from tests.tcp._hostile import status_kib
 from tests.tcp._nodes import NodeProc, free_port, qmp, wait_for
 
@@ -299,7 +299,7 @@ def _hostile_qmp_server(path, behaviour):
 def test_the_qmp_client_gives_up_on_a_server_that_only_sends_events(tmp_path):
     import time as _time
 
-    from protocol.qmpclient import QmpClient, QmpTimeout
+    from protocol.drivers.qmpclient import QmpClient, QmpTimeout
 
     def events_forever(conn, end):
         while _time.monotonic() < end:
@@ -319,7 +319,7 @@ def test_the_qmp_client_gives_up_on_a_server_that_only_sends_events(tmp_path):
 
 
 def test_the_qmp_client_refuses_a_deep_reply_by_name(tmp_path):
-    from protocol.qmpclient import QmpClient, QmpClientError
+    from protocol.drivers.qmpclient import QmpClient, QmpClientError
 
     def deep(conn, end):
         conn.sendall(b'{"return": ' + b"[" * 5000 + b"]" * 5000 + b', "id": 2}\r\n')

@@ -36,10 +36,10 @@ def wait(predicate, timeout: float = 20.0, every: float = 0.1) -> bool:
 
 
 class Term:
-    """`python -m colo_tui.tui_main ARGS` in a detached tmux pane of the given size."""
+    """`python -m colo_tui.cli.tui ARGS` in a detached tmux pane of the given size."""
 
     def __init__(self, args: list[str], *, size=(120, 40), env: dict | None = None,
-                 module: str = "colo_tui.tui_main") -> None:
+                 module: str = "colo_tui.cli.tui") -> None:
         self.name = f"colo-test-{uuid.uuid4().hex[:8]}"
         # tmux starts the app with its server's environment: pass the user-file
         # locations the suite set (tests/conftest.py) explicitly

@@ -6,8 +6,8 @@ import inspect
 
 import pytest
 
-from colo_tui.app import ColoApp
-from colo_tui.control import Controller
+from colo_tui.session.control import Controller
+from colo_tui.tui.app import ColoApp
 from protocol.sim.config import SimConfig
 
 

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui.app import ColoApp
-from colo_tui.bridge import SPEEDS
-from colo_tui.screens import ChoicePrompt, FaultMenu, HelpScreen, NumberPrompt
-from colo_tui.widgets import EventLog, KeyBar, LadderView, SidePanel, StatusBar
-
-from .conftest import make_app
+from colo_tui.tui.app import ColoApp
+from colo_tui.tui.bridge import SPEEDS
+from colo_tui.tui.screens import ChoicePrompt, FaultMenu, HelpScreen, NumberPrompt
+from colo_tui.tui.widgets import EventLog, KeyBar, LadderView, SidePanel, StatusBar
+from tests.tui.conftest import make_app
 
 
 def text_of(widget) -> str:
@@ -219,7 +218,7 @@ async def test_switch_dialect_and_mode_restart(app: ColoApp) -> None:
 
 @pytest.mark.parametrize("key", list("1234567890"))
 async def test_presets_reproduce_their_scenario(key: str) -> None:
-    from colo_tui.screens import BY_KEY
+    from colo_tui.tui.screens import BY_KEY
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press(key)
@@ -288,7 +287,7 @@ async def test_log_click_selects_the_event(app: ColoApp) -> None:
 
 async def test_palette_lists_registry_and_runs_commands(app: ColoApp) -> None:
     from colo_tui.commands import REGISTRY
-    from colo_tui.screens import ColoCommands
+    from colo_tui.tui.screens import ColoCommands
     async with app.run_test(size=(100, 30)) as pilot:
         provider = ColoCommands(app.screen)
         found = [hit async for hit in provider.discover()]
@@ -366,7 +365,7 @@ async def test_a_terminal_too_small_says_so(app: ColoApp) -> None:
 
 
 async def test_tab_moves_focus_through_every_field_of_the_fault_dialog(app: ColoApp) -> None:
-    from colo_tui.screens import FaultMenu
+    from colo_tui.tui.screens import FaultMenu
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f")
         await pilot.pause()

@@ -1,8 +1,8 @@
 """The bridge without Textual: events -> ladder rows, log filter, coalescing, speed."""
 from __future__ import annotations
 
-from colo_tui.bridge import SPEEDS, Bridge, LogModel
-from colo_tui.control import Controller
+from colo_tui.session.control import Controller
+from colo_tui.tui.bridge import SPEEDS, Bridge, LogModel
 from protocol.sim.config import SimConfig
 
 

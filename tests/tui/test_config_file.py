@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui import config_file
-from colo_tui.app import ColoApp
-from colo_tui.control import Controller
+from colo_tui.session import config_file
+from colo_tui.session.control import Controller
+from colo_tui.tui.app import ColoApp
 
 IDS = {b.id for b in ColoApp.BINDINGS if b.id}
 
@@ -63,7 +63,7 @@ async def test_keys_from_the_file_drive_the_app(tmp_path: Path) -> None:
         await pilot.press("j", "j")
         await pilot.pause()
         assert app.controller.steps == 2
-        from colo_tui.widgets import KeyBar
+        from colo_tui.tui.widgets import KeyBar
         footer = str(app.query_one(KeyBar).render())
         assert " j step" in footer and "n/→ step" not in footer     # the keys that work
 

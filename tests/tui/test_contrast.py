@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from rich.segment import Segment
 
-from colo_tui.app import THEMES, ColoApp
-from colo_tui.control import Controller
-from colo_tui.widgets.contrast import MIN_RATIO, ratio
+from colo_tui.session.control import Controller
+from colo_tui.tui.app import THEMES, ColoApp
+from colo_tui.tui.widgets.contrast import MIN_RATIO, ratio
 from protocol.sim.config import SimConfig
 
 

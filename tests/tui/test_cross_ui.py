@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from colo_tui.app import ColoApp
 from colo_tui.commands import execute
-from colo_tui.control import Controller
+from colo_tui.session.control import Controller
+from colo_tui.tui.app import ColoApp
 from protocol.record import format as rf
 from protocol.record.eventjson import to_json
 from protocol.record.replay import verify

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from ._term import ROOT, Term, run1_dir, wait
+from tests.tui._term import ROOT, Term, run1_dir, wait
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -28,7 +28,7 @@ QUITTING = {"q", "ctrl+c"}
 def every_key() -> list[str]:
     """The app's bindings (footer, help screen, hidden ones), less the keys that quit;
     each is followed by escape, which closes whatever it opened."""
-    from colo_tui.app import ColoApp
+    from colo_tui.tui.app import ColoApp
     keys = []
     for b in ColoApp.BINDINGS:
         for k in b.key.split(","):
@@ -40,7 +40,7 @@ def every_key() -> list[str]:
 def _handled_so_far(term: Term) -> None:
     """Keys are handled in order: once the help screen (?) shows, every key sent before
     it has been handled, and the app is still there to show it."""
-    from colo_tui.screens.help import KEYS
+    from colo_tui.tui.screens.help import KEYS
     first_line = KEYS[0][1]
     term.keys("?")
     assert wait(lambda: first_line in term.screen() or "COLO-EXIT" in term.screen(),

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui import explain as ex
 from colo_tui.commands import execute
 from colo_tui.commands.registry import COMMANDS
-from colo_tui.control import Controller
-from colo_tui.legend import ABBREVIATIONS, SYMBOLS, legend_text
-from colo_tui.screens import help as hs
-from colo_tui.screens.presets import PRESETS
+from colo_tui.present import explain as ex
+from colo_tui.present.legend import ABBREVIATIONS, SYMBOLS, legend_text
+from colo_tui.session.control import Controller
+from colo_tui.tui.screens import help as hs
+from colo_tui.tui.screens.presets import PRESETS
 from protocol.sim.config import SimConfig
-
-from .conftest import make_app
+from tests.tui.conftest import make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "protocol.md"
@@ -61,7 +60,7 @@ def test_the_guide_exists_and_covers_what_the_issue_asks():
                   "colo-compare", "KIND[=ARG]@POINT[#N]", "v11", "prototype", "relaunch"):
         assert topic in text, topic
     # the fault grammar's kinds are all there
-    from protocol.faults import KINDS
+    from protocol.core.faults import KINDS
     assert all(f"`{k}" in text for k in KINDS), [k for k in KINDS if f"`{k}" not in text]
 
 
@@ -103,7 +102,7 @@ def _screen_symbols(app) -> set[str]:
     """The non-ASCII symbols drawn by the ladder, the panels, the status and diagram."""
     found: set[str] = set()
     for row in app.bridge.view().ladder:
-        from colo_tui.widgets.ladder import row_text
+        from colo_tui.tui.widgets.ladder import row_text
         found |= set(row_text(row, 60))
     return {ch for ch in found if ord(ch) > 127}
 

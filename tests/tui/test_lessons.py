@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui.app import ColoApp
-from colo_tui.control import Controller
-from colo_tui.lessons import BY_NAME, LESSONS, LessonRun, matches
-from colo_tui.screens.presets import PRESETS, config_changes
+from colo_tui.commands.lessons import BY_NAME, LESSONS, LessonRun, matches
+from colo_tui.session.control import Controller
+from colo_tui.tui.app import ColoApp
+from colo_tui.tui.screens.presets import PRESETS, config_changes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from colo_tui.live import LiveError, live_controller
-from colo_tui.live_sources import ProxyFeed, QmpFeed, TcpPair
+from colo_tui.session.live import LiveError, live_controller
+from colo_tui.session.live_sources import ProxyFeed, QmpFeed, TcpPair
 from protocol.sim.config import SimConfig
 from tests.tcp._nodes import NodeProc, free_port, wait_for
 
@@ -46,7 +46,7 @@ def test_tcp_pair_runs_checkpoints_and_fails_over():
 
 
 def test_tcp_pair_in_the_app():
-    from colo_tui.app import ColoApp
+    from colo_tui.tui.app import ColoApp
 
     async def go():
         c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=50)))
@@ -121,7 +121,7 @@ def test_peer_feed_mirrors_a_primary_process_and_shows_it(tmp_path):
     """`colo tui --peer`: the testbed's secondary for a primary in another process
     (here the testbed's own model primary, which sends a QEMU-shaped initial
     migration; tests/qemu/test_real_peer.py does it with real QEMU)."""
-    from colo_tui.live_sources import PeerFeed
+    from colo_tui.session.live_sources import PeerFeed
 
     port = free_port()
     c = live_controller(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
@@ -159,7 +159,7 @@ def test_peer_feed_mirrors_a_primary_process_and_shows_it(tmp_path):
 def test_peer_feed_refuses_a_port_in_use_and_other_dialects():
     import socket
 
-    from colo_tui.live_sources import PeerFeed
+    from colo_tui.session.live_sources import PeerFeed
     from protocol.errors import ColoError
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
@@ -172,7 +172,7 @@ def test_peer_feed_refuses_a_port_in_use_and_other_dialects():
 def test_peer_feed_closed_before_any_primary_frees_its_port():
     import socket
 
-    from colo_tui.live_sources import PeerFeed
+    from colo_tui.session.live_sources import PeerFeed
     port = free_port()
     c = live_controller(PeerFeed(SimConfig(), f"127.0.0.1:{port}"))
     assert pump(c, lambda c: any(e.kind == "listening" for e in c.events), 5)
@@ -187,7 +187,7 @@ def test_a_source_stopped_before_its_task_exists_still_ends(kind):
     """stop() can come before the source's loop has created its task (nothing to
     cancel yet): the task is cancelled as it is created, and close() returns at
     once with the thread ended, instead of waiting out the join timeout."""
-    from colo_tui.live_sources import PeerFeed
+    from colo_tui.session.live_sources import PeerFeed
     if kind == "peer":
         src = PeerFeed(SimConfig(), f"127.0.0.1:{free_port()}")
     else:

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui.cli_qemu import session_events
-from colo_tui.control import Controller
-from colo_tui.explain import explain, explain_last
-from colo_tui.tui_views import Ladder
-from protocol.events import Event
+from colo_tui.cli.qemu import session_events
+from colo_tui.present.explain import explain, explain_last
+from colo_tui.present.tui_views import Ladder
+from colo_tui.session.control import Controller
+from protocol.core.events import Event
 from protocol.record.qemu_import import import_capture
 from protocol.sim.config import SimConfig
-
-from .conftest import make_app
+from tests.tui.conftest import make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,9 +211,9 @@ def test_an_invalid_id_guesses_a_dialect_only_before_the_peer_made_sense():
 
 
 def test_a_message_is_drawn_in_flight_until_it_is_received() -> None:
-    from colo_tui.tui_views import Ladder
-    from colo_tui.widgets.ladder import row_text
-    from protocol.events import Recv, Send
+    from colo_tui.present.tui_views import Ladder
+    from colo_tui.tui.widgets.ladder import row_text
+    from protocol.core.events import Recv, Send
     ladder = Ladder(flight=True)
     send = Send(1.0, "primary", msg="checkpoint-request", value=0, seq=0)
     ladder.feed([send])
@@ -235,8 +234,8 @@ def test_a_message_is_drawn_in_flight_until_it_is_received() -> None:
 
 
 async def test_the_app_shows_the_first_message_in_flight() -> None:
-    from colo_tui.app import ColoApp
-    from colo_tui.control import Controller
+    from colo_tui.session.control import Controller
+    from colo_tui.tui.app import ColoApp
     app = ColoApp(Controller())
     async with app.run_test(size=(120, 40)) as pilot:
         for _ in range(12):

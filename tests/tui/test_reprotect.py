@@ -6,12 +6,11 @@ import shutil
 
 import pytest
 
-from colo_tui.app import ColoApp
-from colo_tui.screens.help import KEYS
-from colo_tui.widgets import KeyBar, StatusBar
-
-from ._term import Term, wait
-from .conftest import make_app
+from colo_tui.tui.app import ColoApp
+from colo_tui.tui.screens.help import KEYS
+from colo_tui.tui.widgets import KeyBar, StatusBar
+from tests.tui._term import Term, wait
+from tests.tui.conftest import make_app
 
 FAILOVER_AT_2 = dict(guest="model", checkpoints=4, checkpoint_delay_ms=300,
                      faults=["kill-primary@checkpoint-request#2"])
@@ -71,7 +70,7 @@ async def test_the_preset_runs_a_failover_then_a_reprotect() -> None:
 
 
 async def test_the_fault_dialog_arms_a_reprotect_step() -> None:
-    from colo_tui.screens import FaultMenu
+    from colo_tui.tui.screens import FaultMenu
     app = make_app(**FAILOVER_AT_2)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f")
@@ -88,7 +87,7 @@ async def test_the_fault_dialog_arms_a_reprotect_step() -> None:
         app.controller.run()
         assert app.controller.session.reprotects == 1
         assert app.controller.status()["outcome"] == "ok"
-        from colo_tui.sentences import ending
+        from colo_tui.present.sentences import ending
         assert "re-protected 1 time (a new secondary" in ending(app.controller.events, "ok")
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui.app import ColoApp
-from colo_tui.control import Controller
-from colo_tui.screens import BY_KEY, config_changes
+from colo_tui.session.control import Controller
+from colo_tui.tui.app import ColoApp
+from colo_tui.tui.screens import BY_KEY, config_changes
 from protocol.sim.config import SimConfig
 
 SIZES = [(80, 24), (160, 48)]

@@ -27,7 +27,7 @@ def _wait(predicate, timeout: float = 20.0) -> bool:
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_in_tmux_first_key_moves_the_first_message() -> None:
     name = f"colo-tui-test-{uuid.uuid4().hex[:8]}"
-    cmd = f"cd {ROOT} && TERM=xterm-256color {sys.executable} -m colo_tui.tui_main"
+    cmd = f"cd {ROOT} && TERM=xterm-256color {sys.executable} -m colo_tui.cli.tui"
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", cmd],
                    check=True)
 
@@ -53,7 +53,7 @@ def test_in_tmux_first_key_moves_the_first_message() -> None:
 def test_in_a_pty_with_pexpect() -> None:
     pexpect = pytest.importorskip("pexpect")
     env = dict(os.environ, TERM="xterm-256color")
-    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.tui_main", "--seed", "1"],
+    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.cli.tui", "--seed", "1"],
                           cwd=str(ROOT), env=env, dimensions=(24, 80), encoding="utf-8",
                           timeout=20)
     try:
@@ -68,7 +68,7 @@ def test_in_a_pty_with_pexpect() -> None:
 
 
 def test_live_modes_that_cannot_connect_exit_1_with_a_clear_message() -> None:
-    proc = subprocess.run([sys.executable, "-m", "colo_tui.tui_main", "--attach",
+    proc = subprocess.run([sys.executable, "-m", "colo_tui.cli.tui", "--attach",
                            "unix:/nonexistent/p.qmp", "unix:/nonexistent/s.qmp"], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1          # as `colo repl --attach` with the same sockets
@@ -79,7 +79,7 @@ def test_live_modes_that_cannot_connect_exit_1_with_a_clear_message() -> None:
 def test_add_parser_registers_tui() -> None:
     import argparse
 
-    from colo_tui.tui_main import add_parser, run_app
+    from colo_tui.cli.tui import add_parser, run_app
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="cmd"))
     args = parser.parse_args(["tui", "--dialect", "v11", "--mode", "hybrid", "--seed", "7",
@@ -90,7 +90,7 @@ def test_add_parser_registers_tui() -> None:
 
 
 def test_app_does_not_import_prompt_toolkit_and_protocol_no_textual() -> None:
-    code = ("import sys, colo_tui.app; "
+    code = ("import sys, colo_tui.tui.app; "
             "assert 'prompt_toolkit' not in sys.modules, 'prompt_toolkit'; "
             "import protocol.sim.core")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
@@ -101,7 +101,7 @@ def test_app_does_not_import_prompt_toolkit_and_protocol_no_textual() -> None:
 def test_bad_replay_file_exits_1_as_colo_replay_does(tmp_path, capsys) -> None:
     import argparse
 
-    from colo_tui.tui_main import run_app
+    from colo_tui.cli.tui import run_app
     bad = tmp_path / "broken.colo.jsonl"
     bad.write_text('{"format": "something-else", "version": 1}\n')
     args = argparse.Namespace(dialect="qemu", mode="periodic", seed=1, transport="sim",

@@ -1,0 +1,487 @@
+"""The core subcommands: run, explore, decode, replay, bench, compare-modes."""
+from __future__ import annotations
+
+import json
+import sys
+
+from colo_tui.session.argtypes import (
+    fault_spec,
+    fraction,
+    int_in,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    seed_int,
+)
+from protocol.core import dialects
+from protocol.core.events import EventKind
+from protocol.errors import ColoError, DecodeError, OutputFileError
+
+
+def add_parsers(sub) -> None:
+    r = sub.add_parser("run", help="one headless simulated session")
+    _session_options(r)
+    r.add_argument("--checkpoints", type=positive_int, default=3, metavar="N")
+    r.add_argument("--fault", action="append", default=[], metavar="SPEC", type=fault_spec,
+                   help="KIND[=ARG]@POINT[#N], repeatable (see `colo faults`)")
+    r.add_argument("--record", metavar="FILE", help="write the session as a recording")
+    r.add_argument("--force", action="store_true",
+                   help="overwrite an existing --record FILE (replaced when the run ends)")
+    r.add_argument("--dump-wire", metavar="DIR", help="write each direction's raw bytes")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--events", action="store_true", help="print every event (text)")
+    r.add_argument("--max-steps", type=int_in(1, 20_000_000), default=None, metavar="N",
+                   help="stop after N simulation steps (default 2,000,000, about 400,000 "
+                        "checkpoints); raise it on purpose for longer runs")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("explore", help="the fault matrix, or a swarm of seeded worlds")
+    e.add_argument("--matrix", action="store_true", help="(the default) every case")
+    e.add_argument("--dialect", action="append", choices=list(dialects.DIALECTS))
+    e.add_argument("--guest", choices=["null", "model"], default="null",
+                   help="model: with RAM, devices, disk and packets (slower)")
+    e.add_argument("--json", action="store_true")
+    from colo_tui.cli.swarm import add_swarm_options
+    add_swarm_options(e)
+    e.set_defaults(func=cmd_explore)
+
+    d = sub.add_parser("decode", help="decode a raw control byte stream to JSON lines")
+    d.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    d.add_argument("--from", dest="sender", choices=["primary", "secondary"], required=True)
+    d.add_argument("--initial", action="store_true",
+                   help="the primary's stream starts with the initial migration (QEVM …)")
+    d.add_argument("file", help="FILE or - for stdin")
+    d.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("replay", help="replay a recording")
+    p.add_argument("file")
+    p.add_argument("--verify", action="store_true",
+                   help="re-run and compare every event (what replay always does; kept "
+                        "for scripts that spell it out)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    f = sub.add_parser("faults", help="list the fault grammar's kinds and points")
+    f.set_defaults(func=cmd_faults)
+
+    b = sub.add_parser("bench", help="benchmarks (ratios against same-run baselines)")
+    b.add_argument("which", choices=["sim", "pagediff", "checkpoint", "engine", "tui"])
+    b.add_argument("rest", nargs=argparse_REMAINDER())
+    b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("compare-modes", help="periodic (Remus) against hybrid (COLO)")
+    c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    c.add_argument("--seed", type=seed_int, default=1)
+    c.add_argument("--checkpoints", type=positive_int, default=10)
+    c.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+                   help="the guest's workload: %(choices)s")
+    c.add_argument("--divergence", type=fraction, default=0.02,
+                   help="fraction of the SVM's answers that differ (0 … 1)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare_modes)
+
+
+def argparse_REMAINDER():  # noqa: N802 - keep argparse's name visible
+    import argparse
+    return argparse.REMAINDER
+
+
+class _Workloads:
+    """The workload names as argparse choices, read from the guest model (which needs
+    numpy) only when a value is checked or a subcommand's help is shown: `colo
+    --version`, `decode` and `run --guest null` never import numpy."""
+
+    def _names(self) -> list[str]:
+        from protocol.guest.workload import WORKLOADS
+        return sorted(WORKLOADS)
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _workloads() -> _Workloads:
+    return _Workloads()
+
+
+def _session_options(p) -> None:
+    p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
+    p.add_argument("--seed", type=seed_int, default=1)
+    p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS", default=None)
+    p.add_argument("--load-ms", type=nonneg_float, default=0.0,
+                   help="time the SVM takes to load")
+    p.add_argument("--guest", choices=["null", "model"], default="model",
+                   help="model (the default, as in the TUI and the REPL): RAM, devices, "
+                        "disk, packets; null: the control protocol only")
+    p.add_argument("--ram-mib", type=positive_int, default=16)
+    p.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+                   help="the guest model's workload: %(choices)s")
+    p.add_argument("--no-arbiter", action="store_true",
+                   help="no external manager: a silent peer hangs COLO forever (B13)")
+    p.add_argument("--strict", action="store_true",
+                   help="do not reproduce QEMU 7.2's quirks (COLO_EXIT reason on failover)")
+    p.add_argument("--xbzrle", action="store_true", help="guest model: XBZRLE-encode pages")
+    p.add_argument("--save-ms", type=nonneg_float, default=0.0,
+                   help="qemu: the primary's device-state save time after the RAM part")
+    p.add_argument("--jitter-ms", type=nonneg_float, default=0.0,
+                   help="every timer fires up to this much late (seeded)")
+    p.add_argument("--arbiter-ms", type=nonneg_float, default=1000.0,
+                   help="how long the arbiter takes to act")
+    p.add_argument("--rate", type=nonneg_float, default=None, help="the workload's rate")
+    p.add_argument("--client-every-ms", type=nonneg_float, default=100.0,
+                   help="guest model: a client request this often (0: none)")
+    p.add_argument("--divergence", type=fraction, default=0.0,
+                   help="guest model: fraction of the SVM's answers that differ")
+    p.add_argument("--liveness-checkpoints", type=nonneg_int, default=0, metavar="N",
+                   help="after the last fault, N more checkpoints must commit")
+
+
+def _config(args):
+    from protocol.sim.config import SimConfig
+    return SimConfig(dialect=args.dialect, mode=args.mode, seed=args.seed,
+                     checkpoints=getattr(args, "checkpoints", 3),
+                     faults=list(getattr(args, "fault", []) or []),
+                     checkpoint_delay_ms=args.checkpoint_delay, load_ms=args.load_ms,
+                     guest=args.guest, ram_mib=args.ram_mib, workload=args.workload,
+                     arbiter=not args.no_arbiter, faithful=not args.strict,
+                     xbzrle=args.xbzrle, save_ms=args.save_ms, jitter_ms=args.jitter_ms,
+                     arbiter_ms=args.arbiter_ms, rate=args.rate,
+                     client_every_ms=args.client_every_ms, divergence=args.divergence,
+                     liveness_checkpoints=args.liveness_checkpoints)
+
+
+#: a run whose checkpoint target is above this keeps no events (it does not need them:
+#: the invariants watch them as they pass; --record and --events stream them)
+KEEP_EVENTS_MAX_CHECKPOINTS = 10_000
+#: --json lists at most this many wire messages (the first ones) and counts the rest
+WIRE_JSON_MAX = 10_000
+
+
+def _wire_entry(e) -> dict:
+    return {"dir": "P>S" if e.side == "primary" else "S>P",
+            "msg": e.msg, "value": e.value, "hex": e.hex}
+
+
+class _WireLog:
+    """The first WIRE_JSON_MAX messages sent, and how many there were: O(1) memory."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+        self.total = 0
+
+    def __call__(self, e) -> None:
+        if e.kind is EventKind.SEND:
+            self.total += 1
+            if len(self.entries) < WIRE_JSON_MAX:
+                self.entries.append(_wire_entry(e))
+
+
+def session_summary(sim, wire_log: _WireLog | None = None) -> dict:
+    from protocol.sim.link import P2S, S2P
+    if wire_log is None:
+        wire_log = _WireLog()
+        for e in sim.events:
+            wire_log(e)
+    wire = wire_log.entries
+    sides = {}
+    for s, ep in sim.eps.items():
+        sides[s] = {"running": sim.alive[s] and not sim.stalled[s] and ep.run_state == "running",
+                    "alive": sim.alive[s], "run_state": ep.run_state,
+                    "colo_status": ep.query_colo_status(),
+                    "failover_state": ep.dialect.failover_name(ep.failover.state),
+                    "checkpoint": ep.checkpoint, "state": ep.state, "error": ep.error}
+    return {"dialect": sim.cfg.dialect, "mode": sim.cfg.mode, "seed": sim.cfg.seed,
+            "faults": [str(f) for f in sim.faults],
+            "checkpoints_committed": min(sim.eps["primary"].checkpoint,
+                                         sim.eps["secondary"].checkpoint),
+            "outcome": sim.outcome(), "premise_broken": sim.premise_broken,
+            "sides": sides, "invariants": dict(sim.invariants.ok),
+            "violations": sim.invariants.violations, "hang": sim.hung,
+            "steps": sim.steps, "virtual_ms": round(sim.now, 3),
+            "wire_bytes": {"P>S": len(sim.link.wire[P2S]), "S>P": len(sim.link.wire[S2P])},
+            "wire": wire, "wire_messages": wire_log.total}
+
+
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from protocol.record import format as rf
+    from protocol.sim.core import Simulation
+    from protocol.sim.link import P2S, S2P
+    cfg = _config(args)
+    max_steps = cfg.max_steps if args.max_steps is None else args.max_steps
+    cfg.max_steps = max_steps + 1     # the bound below stops the run, not a "hang"
+    writer = None
+    sim = Simulation(cfg)                      # validates the faults before any file opens
+    sim.keep_events = sim.target <= KEEP_EVENTS_MAX_CHECKPOINTS
+    wire_log = _WireLog()
+    sim.on_event = wire_log
+    try:
+        if args.record:
+            writer = rf.Writer(args.record, rf.make_header(cfg),
+                               [f"colo run {' '.join(sys.argv[2:])}".strip()],
+                               force=args.force)
+            sim.on_event = _chain(sim.on_event, writer.event)
+        if args.events:
+            sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
+        sim.run(max_steps=max_steps)
+        if writer and not sim.finished:
+            writer.stop(sim.steps)   # cut at the step bound: a replay stops here too
+    except BrokenPipeError:
+        raise                        # stdout's reader left (`| head`): main exits 0 quietly
+    except OSError as exc:
+        print(f"colo run: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except OutputFileError as exc:
+        print(f"colo run: --record: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if writer:
+            writer.stop(sim.steps)     # replay stops where the run was interrupted
+        raise
+    finally:
+        if writer:
+            writer.close()
+    if args.dump_wire:
+        out = Path(args.dump_wire)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "primary_to_secondary.bin").write_bytes(bytes(sim.link.wire[P2S]))
+            (out / "secondary_to_primary.bin").write_bytes(bytes(sim.link.wire[S2P]))
+        except OSError as exc:
+            print(f"colo run: --dump-wire {args.dump_wire}: {exc.strerror}", file=sys.stderr)
+            return 1
+    summary = session_summary(sim, wire_log)
+    bounded = summary["stopped_at_step_bound"] = not sim.finished
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print_summary(summary, sim)
+    if bounded:
+        print(f"colo run: stopped at the step bound ({max_steps:,} steps) after "
+              f"{summary['checkpoints_committed']:,} of {sim.target:,} checkpoints; "
+              "raise it with --max-steps N", file=sys.stderr)
+    if not all(summary["invariants"].values()):
+        path = args.record
+        if not path and (not sim.keep_events or len(sim.events) > 200_000):
+            path = ("(not written: a run this long keeps no events; rerun with "
+                    "--record FILE)")
+        elif not path:               # keep the evidence: the run as a replayable recording
+            path = f"colo-violation-{cfg.dialect}-{cfg.mode}-seed{cfg.seed}.colo.jsonl"
+            try:
+                rf.write(path, rf.make_header(cfg), sim.events, sim.inputs,
+                         comments=["an invariant broke in this run: "
+                                   + "; ".join(v["text"] for v in sim.invariants.violations)])
+            except OSError as exc:
+                path = f"(not written: {exc.strerror})"
+            except OutputFileError as exc:
+                path = f"(not written: {exc})"
+        print(f"invariant violated; reproduce with --seed {cfg.seed}; recording: {path}",
+              file=sys.stderr)
+        return 1
+    return 1 if bounded else 0
+
+
+def _chain(a, b):
+    if a is None:
+        return b
+    return lambda e: (a(e), b(e))
+
+
+def _event_line(e) -> str:
+    from colo_tui.present.sentences import sentence
+    return f"{e.t_ms:12.3f} {e.seq:6d} {e.side:9s} {sentence(e)}"
+
+
+def _death(sim, side: str) -> str:
+    """How a dead side died, in words ('' if it lives)."""
+    if sim.alive[side]:
+        return ""
+    ev = next((e for e in reversed(sim.events) if e.side == side and e.kind is EventKind.PROCESS),
+              None)
+    if ev is None:
+        return "DEAD: its process is gone"
+    why = ev.why
+    return f"DEAD: {ev.what or 'gone'}" + (f" ({why})" if why else "")
+
+
+def _print_summary(s: dict, sim=None) -> None:
+    print(f"dialect {s['dialect']}  mode {s['mode']}  seed {s['seed']}  "
+          f"faults {', '.join(s['faults']) or '-'}")
+    print(f"outcome: {s['outcome']}   checkpoints committed: {s['checkpoints_committed']}   "
+          f"virtual time {s['virtual_ms']:.1f} ms   steps {s['steps']}")
+    if sim is not None:
+        from colo_tui.present.sentences import ending
+        print(ending(sim.events, s["outcome"]))
+    for side, d in s["sides"].items():
+        cs = d["colo_status"]
+        if sim is not None and not d["alive"]:
+            print(f"  {side:9s} {_death(sim, side)}; it had committed checkpoint "
+                  f"{d['checkpoint']}" + (f"; error: {d['error']}" if d["error"] else ""))
+            continue
+        print(f"  {side:9s} run={d['run_state']:13s} mode={cs['mode']:9s} "
+              f"last-mode={cs['last-mode']:9s} reason={cs['reason']:10s} "
+              f"failover={d['failover_state']:9s} {('error: ' + d['error']) if d['error'] else ''}")
+    bad = [k for k, ok in s["invariants"].items() if not ok]
+    print("invariants: " + ("all hold" if not bad else "VIOLATED: " + ", ".join(bad)))
+    for v in s["violations"]:
+        print(f"  {v['invariant']}: {v['text']}")
+
+
+def cmd_explore(args) -> int:
+    if args.swarm is not None:
+        from colo_tui.cli.swarm import cmd_swarm
+        return cmd_swarm(args)
+    from protocol.sim.explore import explore
+    res = explore(args.dialect, guest=args.guest)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"cases {res['cases']}  violations {res['violations']}  hangs {res['hangs']}")
+        for outcome, n in res["outcomes"].items():
+            print(f"  {outcome:12s} {n}")
+        for r in res["results"]:
+            if r["violations"] or r["hang"]:
+                print(f"  FAIL {r['dialect']} {r['mode']} {r['fault']}: "
+                      f"{r['violations']} {'hang' if r['hang'] else ''}")
+    return 1 if res["violations"] or res["hangs"] else 0
+
+
+def cmd_decode(args) -> int:
+    from protocol.core import messages as m
+    from protocol.core.codec import Decoder
+    d = dialects.get(args.dialect)
+    try:
+        fh = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"colo decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    dec = Decoder(d, args.sender, expect_initial=args.initial)
+    offset = 0
+    try:
+        with fh:
+            while chunk := fh.read1(1 << 16):     # what has arrived: a pipe is live
+                dec.feed(chunk)
+                for item in dec.items():
+                    if isinstance(item, m.RamChunk):
+                        continue        # counted in the RamPart that ends the part
+                    print(json.dumps(_item_json(item, m, offset)))
+                    offset = dec.bytes_consumed
+            dec.close()
+    except DecodeError as exc:
+        print(f"colo decode: at byte {dec.bytes_consumed}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _item_json(item, m, offset: int) -> dict:
+    if isinstance(item, m.Message):
+        return {"offset": offset, "type": "message", "msg": item.name, "id": item.msg_id,
+                "value": item.value, "hex": item.raw.hex()}
+    if isinstance(item, m.RamPart):
+        return {"offset": offset, "type": "ram", "bytes": item.size_bytes,
+                "pages": item.page_count(), "by_kind": item.kind_counts()}
+    if isinstance(item, m.StateBlob):
+        return {"offset": offset, "type": "device-state", "bytes": len(item.data)}
+    summary = item.summary
+    return {"offset": offset, "type": "initial", "bytes": item.size_bytes,
+            "machine": getattr(summary, "machine", None),
+            "enable_colo": getattr(summary, "enable_colo", None),
+            "blocks": [list(b) for b in getattr(summary, "blocks", [])]}
+
+
+def cmd_replay(args) -> int:
+    from protocol.record import format as rf
+    from protocol.record.replay import verify
+    rec = rf.read(args.file)
+    res = verify(rec)
+    cut = f" The recording was cut ({res.cut}): compared only what it holds." if res.cut \
+        else ""
+    if rec.imported:
+        from protocol.record.playback import Playback
+        pb = Playback(rec)
+        pb.run()
+        out = {"file": args.file, "identical": None, "imported": True, "consistent": res.ok,
+               "events": pb.steps, "checkpoints_committed": pb.side("primary").checkpoint,
+               "ended": pb.ended, "cut": res.cut, "first_difference": res.first_difference}
+        if args.json:
+            print(json.dumps(out, indent=1))
+        elif res.ok:
+            print(f"{args.file}: imported from a real session, so it cannot be re-simulated; "
+                  f"its events agree with each other; it plays back {pb.steps} events "
+                  f"({out['checkpoints_committed']} checkpoints, ended: "
+                  f"{pb.ended or 'cleanly'}). Step through it with `colo tui --replay` or "
+                  f"the REPL's `replay`.{cut}")
+        else:
+            diff = res.first_difference
+            print(f"{args.file}: INCONSISTENT at event {diff['seq']}: {diff['why']}\n"
+                  f"  recorded: {json.dumps(diff['recorded'])}")
+        return 0 if res.ok else 1
+    summary = session_summary(res.sim)
+    out = {"file": args.file, "identical": res.ok, "events": res.events,
+           "first_difference": res.first_difference, "outcome": summary["outcome"],
+           "checkpoints_committed": summary["checkpoints_committed"], "cut": res.cut}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    elif res.ok:
+        print(f"{args.file}: replayed {res.events} events identically; outcome "
+              f"{summary['outcome']}, {summary['checkpoints_committed']} checkpoints{cut}")
+    else:
+        diff = res.first_difference
+        why = f" ({diff['why']})" if diff.get("why") else ""
+        print(f"{args.file}: DIVERGES at event {diff['seq']}{why}:\n  recorded: "
+              f"{json.dumps(diff['recorded'])}\n  replayed: {json.dumps(diff['replayed'])}"
+              + (f"\n {cut}" if cut else ""))
+    return 0 if res.ok else 1
+
+
+def cmd_faults(_args) -> int:
+    from protocol.core import faults
+    print("KIND[=ARG]@POINT[#N]   (N: the checkpoint, default 1)\n\nkinds:")
+    for k, (arg, text) in faults.KINDS.items():
+        print(f"  {k + ('=' + arg.upper() if arg else ''):22s} {text}")
+    print("points: " + ", ".join(faults.POINTS))
+    print(f"colo lab only: {'|'.join(faults.CHANNEL_KINDS)}@"
+          f"{'|'.join(faults.CHANNEL_POINTS)}#N  (a colo-compare channel; N: its Nth TCP "
+          "packet carrying data once the lab's client traffic starts; corrupt flips "
+          "bits in the last payload byte)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import importlib
+    target = {"sim": "protocol.bench.sim", "pagediff": "protocol.bench.pagediff",
+              "checkpoint": "protocol.bench.checkpoint",
+              "engine": "protocol.bench.engine", "tui": "colo_tui.cli.bench_tui"}[args.which]
+    try:
+        module = importlib.import_module(target)
+    except ModuleNotFoundError as exc:     # a UI toolkit (textual for `bench tui`) only
+        if exc.name not in ("textual", "prompt_toolkit", "uvloop"):
+            raise
+        print(f"colo bench {args.which}: not available ({exc})", file=sys.stderr)
+        return 2
+    return int(module.main(args.rest) or 0)
+
+
+def cmd_compare_modes(args) -> int:
+    from protocol.sim.compare import compare_modes
+    try:
+        res = compare_modes(dialect=args.dialect, seed=args.seed,
+                            checkpoints=args.checkpoints, workload=args.workload,
+                            divergence=args.divergence)
+    except ColoError as exc:
+        print(f"colo compare-modes: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    from colo_tui.present.sentences import plain
+    keys = [k for k in res["periodic"] if k != "mode"]
+    print(f"{'':24s}{'periodic (Remus)':>24s}{'hybrid (COLO)':>26s}")
+    for k in keys:
+        label = k.replace("_", " ").replace(" ms", " (ms)")
+        print(f"{label:24s}{plain(res['periodic'][k]):>24}{plain(res['hybrid'][k]):>26}")
+    return 0

@@ -1,0 +1,81 @@
+"""`colo learn`: the guided lessons in the terminal, one beat at a time."""
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "learn", help="guided lessons: narrated tours of COLO that pause on each step",
+        description="Short narrated tours: a checkpoint, output commit, failovers, "
+                    "relaunch, split brain, colo-compare, v11 against QEMU. Each beat "
+                    "pauses; some ask you to act (type the command shown). In the app, "
+                    "press L.")
+    p.add_argument("lesson", nargs="?", default=None, help="a lesson's name (--list)")
+    p.add_argument("--list", action="store_true", help="list the lessons")
+    p.add_argument("--auto", action="store_true",
+                   help="no pauses: perform every action and print the whole tour")
+    p.set_defaults(func=run_learn)
+    return p
+
+
+def run_learn(args, *, stdin=None, out=None) -> int:
+    from colo_tui.commands.lessons import BY_NAME, LESSONS
+    stdin, out = stdin or sys.stdin, out or sys.stdout
+    if args.list or args.lesson is None:
+        for i, lesson in enumerate(LESSONS, 1):
+            print(f"{i:>2}. {lesson.name:<19} {lesson.title}", file=out)
+        if args.lesson is None and not args.list:
+            print("\ncolo learn NAME starts one (or press L in the app).", file=out)
+        return 0
+    lesson = BY_NAME.get(args.lesson)
+    if lesson is None and args.lesson.isdigit() and 1 <= int(args.lesson) <= len(LESSONS):
+        lesson = LESSONS[int(args.lesson) - 1]
+    if lesson is None:
+        print(f"colo learn: no lesson {args.lesson!r}; one of: {', '.join(BY_NAME)}",
+              file=sys.stderr)
+        return 2
+    return _tour(lesson, stdin, out, auto=args.auto)
+
+
+def _ask(prompt: str, stdin, out) -> str | None:
+    print(prompt, end="", file=out, flush=True)
+    line = stdin.readline(4096)
+    if not line:
+        print(file=out)
+        return None
+    return line.strip()
+
+
+def _tour(lesson, stdin, out, *, auto: bool) -> int:
+    from colo_tui.commands.lessons import LessonRun
+    from colo_tui.repl import render
+    from colo_tui.repl.verbosity import shown
+    from colo_tui.session.control import Controller
+    run = LessonRun(lesson, Controller())
+    run.start()
+    print(f"== {lesson.title} ==  (Enter goes on; Ctrl-D leaves)\n", file=out)
+    while not run.done:
+        beat = run.beat
+        print(f"[{run.index + 1}/{len(lesson.beats)}] {beat.say}", file=out)
+        if beat.do is not None:
+            while not run.acted:
+                line = beat.do if auto else _ask(f"  your turn, type: {beat.do}\n  > ",
+                                                 stdin, out)
+                if line is None:
+                    return 0
+                res = run.act(line)
+                if res.text:
+                    print("\n".join("  " + x for x in res.text.splitlines()[:40]), file=out)
+        elif not auto and _ask("  (Enter)\n", stdin, out) is None:
+            return 0
+        for ev in run.advance():
+            if shown(ev, "quiet"):
+                print("  " + render.event_line(ev).strip(), file=out)
+        print(file=out)
+    problems = run.broken_promises()
+    if problems:
+        print("✗ this lesson did not show what it promised: " + "; ".join(problems), file=out)
+        return 1
+    print(f"✓ {lesson.recap}", file=out)
+    return 0

@@ -1,0 +1,82 @@
+"""`colo`: the one console script.  Imports UI toolkits lazily, per subcommand.
+
+Exit codes (colo_tui.session.exitcodes, the same in every front end): 0 success; 1 a
+failure the command reports (a broken invariant, bad bytes, a bad file); 2 a
+usage error; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from colo_tui.session import exitcodes
+from protocol.errors import ColoError
+
+VERSION = "colo-testbed 0.1.0"
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no traceback
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from colo_tui.cli import core as cli_core
+    p = _Parser(prog="colo", description="COLO testbed: QEMU's COLO checkpoint protocol, "
+                "simulated, over TCP, and against real QEMU.")
+    p.add_argument("--version", action="version", version=VERSION)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    cli_core.add_parsers(sub)
+    # subcommands whose parser lives in another module (none imports a toolkit at import)
+    from colo_tui import repl
+    from colo_tui.cli import export
+    from colo_tui.cli import learn as learn_main
+    from colo_tui.cli import node as cli_node
+    from colo_tui.cli import qemu as cli_qemu
+    from colo_tui.cli import tui as tui_main
+    from colo_tui.lab import cli as lab_cli
+    tui_main.add_parser(sub)
+    repl.add_parser(sub)
+    learn_main.add_parser(sub)
+    export.add_parser(sub)
+    cli_node.add_parsers(sub)
+    cli_qemu.add_parsers(sub)
+    lab_cli.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:         # no need to build every subcommand's parser
+        try:
+            print(VERSION)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return exitcodes.quiet_broken_pipe()
+        return exitcodes.OK
+    parser = build_parser()
+    if not argv:
+        argv = ["tui"]
+    try:
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return exitcodes.USAGE
+        from protocol.drivers.memtune import tune_process
+        tune_process()        # checkpoint-sized buffers reused, not re-faulted; a calmer GC
+        code = int(func(args) or 0)
+        sys.stdout.flush()    # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return exitcodes.quiet_broken_pipe()
+    except ColoError as exc:
+        print(f"colo: error: {exc}", file=sys.stderr)
+        return exitcodes.code_for(exc)
+    except KeyboardInterrupt:
+        return exitcodes.INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

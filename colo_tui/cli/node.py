@@ -1,0 +1,142 @@
+"""CLI glue for ``colo node primary|secondary`` and ``colo bench engine``.
+
+    colo node secondary --listen 127.0.0.1:7101 --qmp unix:/tmp/s.qmp
+    colo node primary --connect 127.0.0.1:7101 --qmp unix:/tmp/p.qmp --checkpoint-delay 100
+
+Also runnable as ``python -m colo_tui.cli.node node secondary …``.  Bad
+arguments → one line on stderr and exit 2; a port in use or a refused
+connection → one line and exit 1; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from colo_tui.session.argtypes import nonneg_int, positive_int
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"colo: error: {message}\n")
+
+
+def _hostport(text: str) -> str:
+    from protocol.drivers.node import parse_hostport
+    try:
+        parse_hostport(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _qmp(text: str) -> str:
+    from protocol.drivers.qmp import parse_address
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qmp", type=_qmp, help="QMP control socket: unix:PATH or tcp:HOST:PORT")
+    p.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
+    p.add_argument("--mode", choices=("periodic", "hybrid"), default="periodic")
+    p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS",
+                   help="x-checkpoint-delay (default: the dialect's)")
+    p.add_argument("--checkpoints", type=positive_int, metavar="N",
+                   help="exit after N committed checkpoints (default: run until told)")
+    p.add_argument("--guest", choices=("null", "model", "mirror"), default="null",
+                   help="null: the protocol alone; model: the testbed's guest model; "
+                        "mirror (secondary, qemu): keep the RAM a real QEMU primary sends")
+    p.add_argument("--ram-mib", type=positive_int, default=16)
+    p.add_argument("--workload", default="toggle")
+    p.add_argument("--seed", type=nonneg_int, default=1)
+    p.add_argument("--load-ms", type=nonneg_int, default=0,
+                   help="how long the secondary takes to load a checkpoint")
+    p.add_argument("--save-ms", type=nonneg_int, default=0,
+                   help="primary, qemu dialect: how long it takes to save the device "
+                        "state after the RAM part (QEMU's separate write; with --nagle: its "
+                        "first stall); keep it below --heartbeat-ms")
+    p.add_argument("--record", metavar="FILE", help="write the event stream (JSON Lines)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --record FILE")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
+    p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",
+                   help="beyond QEMU: fail over after T ms of peer silence (default off)")
+    p.add_argument("--progress-timeout-ms", type=nonneg_int, metavar="T", default=60000,
+                   help="beyond QEMU: end COLO with an error when the peer completes no "
+                        "record, message or 64 KiB for T ms inside the initial migration, a "
+                        "RAM part or a blob (default 60000; 0: wait forever, as QEMU)")
+    p.add_argument("--close-on-error", action="store_true",
+                   help="beyond QEMU: close the COLO connection when COLO fails")
+    p.add_argument("--nagle", action="store_true",
+                   help="write as QEMU does: Nagle on, one write per message or payload")
+    p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+    p.set_defaults(_colo_run=run_node, func=run_node)
+
+
+def add_parsers(subparsers) -> None:
+    """Register ``node`` (``primary``, ``secondary``) on the main CLI."""
+    node = subparsers.add_parser("node", help="run one COLO role in this process")
+    roles = node.add_subparsers(dest="role", metavar="{primary,secondary}")
+    roles.required = True
+    sec = roles.add_parser("secondary", help="listen for the primary")
+    sec.add_argument("--listen", type=_hostport, required=True, metavar="HOST:PORT")
+    _common(sec)
+    pri = roles.add_parser("primary", help="connect to the secondary and start COLO")
+    pri.add_argument("--connect", type=_hostport, required=True, metavar="HOST:PORT")
+    _common(pri)
+
+
+def run_node(args) -> int:
+    from colo_tui.session.argtypes import record_target_refused
+    from protocol.drivers.node import Node, NodeError
+    from protocol.errors import ColoError
+    if (refused := record_target_refused(args)) is not None:
+        return refused
+    try:
+        node = Node(args.role, dialect=args.dialect, mode=args.mode,
+                    listen=getattr(args, "listen", None), connect=getattr(args, "connect", None),
+                    qmp=args.qmp, checkpoint_delay_ms=args.checkpoint_delay,
+                    checkpoints=args.checkpoints, guest=args.guest, ram_mib=args.ram_mib,
+                    workload=args.workload, seed=args.seed, record=args.record,
+                    log_json=args.log_json, heartbeat_ms=args.heartbeat_ms, nagle=args.nagle,
+                    uvloop=False if args.no_uvloop else None, load_ms=args.load_ms,
+                    save_ms=args.save_ms, progress_timeout_ms=args.progress_timeout_ms,
+                    close_on_error=args.close_on_error)
+    except NodeError as exc:
+        print(f"colo: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, ColoError) as exc:
+        print(f"colo: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return node.run()
+    except NodeError as exc:
+        print(f"colo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def run_bench_engine(argv) -> int:
+    from protocol.bench.engine import main
+    return main(list(argv) if argv is not None else None)
+
+
+def main(argv=None) -> int:
+    parser = _Parser(prog="colo")
+    sub = parser.add_subparsers(dest="command", metavar="{node,bench}")
+    sub.required = True
+    add_parsers(sub)
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench.add_argument("what", choices=("engine",))
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        return run_bench_engine(args.rest)
+    return args._colo_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""`colo explore --swarm N`: seeded worlds on local processes or a Dask cluster."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from colo_tui.session.argtypes import nonneg_float, positive_int
+
+MAX_SHRUNK = 3          # distinct failures shrunk per run (each costs up to ~150 runs)
+
+
+def add_swarm_options(e) -> None:
+    e.add_argument("--swarm", type=positive_int, metavar="N", default=None,
+                   help="run N seeded worlds (each seed draws config, timing and faults)")
+    e.add_argument("--seed", type=int, default=1, help="the first seed (seeds S … S+N-1)")
+    e.add_argument("--workers", type=positive_int, default=1, metavar="K",
+                   help="local worker processes (same results for any K)")
+    e.add_argument("--cluster", metavar="ADDRESS",
+                   help="run on the dask.distributed scheduler at ADDRESS (tcp://host:8786)")
+    e.add_argument("--time-budget", type=nonneg_float, metavar="SEC", default=None,
+                   help="stop handing out seeds after SEC seconds")
+    e.add_argument("--no-shrink", action="store_true",
+                   help="report failing seeds without shrinking them")
+    e.add_argument("--repro-dir", default=".", metavar="DIR",
+                   help="where shrunk reproducers are written (default: here)")
+
+
+def _progress(total: int):
+    """A progress bar on stderr when it is a terminal (else nothing)."""
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    bar = Progress("swarm", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("seeds", total=total)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+    return bar, update
+
+
+def cmd_swarm(args) -> int:
+    from protocol.errors import ColoError
+    from protocol.sim import runner
+    if args.matrix:
+        print("colo explore: --swarm and --matrix are different explorations; "
+              "give one of them", file=sys.stderr)
+        return 2
+    if args.time_budget is not None and args.time_budget <= 0:
+        print("colo explore: --time-budget must be > 0 seconds", file=sys.stderr)
+        return 2
+    repro = Path(args.repro_dir)
+    if not args.no_shrink and not repro.is_dir():
+        print(f"colo explore: --repro-dir {args.repro_dir}: not a directory", file=sys.stderr)
+        return 2
+    bar, update = _progress(args.swarm)
+    seeds = range(args.seed, args.seed + args.swarm)
+    try:
+        if bar is not None:
+            bar.start()
+        report = runner.run(seeds, workers=args.workers, cluster=args.cluster,
+                            time_budget_s=args.time_budget, progress=update)
+    except ColoError as exc:
+        print(f"colo explore: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.stop()
+    report.pop("results")
+    report["shrunk"] = [] if args.no_shrink else _shrink_failures(report, repro)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        _print_report(report)
+    return 1 if report["violations"] or report["hangs"] or report["crashes"] else 0
+
+
+def _shrink_failures(report: dict, repro: Path) -> list[dict]:
+    from protocol.sim.config import SimConfig
+    from protocol.sim.shrink import shrink, write_repro
+    out, seen = [], set()
+    for f in report["failures"]:
+        if f["failure"] in seen or len(out) >= MAX_SHRUNK:
+            continue
+        seen.add(f["failure"])
+        res = shrink(SimConfig.from_dict(f["config"]), f["failure"])
+        path = repro / f"colo-swarm-seed{f['seed']}-{f['failure']}.colo.jsonl"
+        try:
+            written = write_repro(res["config"], str(path), f["failure"])
+        except OSError as exc:
+            written = {"recording": f"(not written: {exc.strerror})",
+                       "command": "", "text": ""}
+            from protocol.sim.shrink import run_command
+            written["command"] = run_command(res["config"])
+        out.append({"seed": f["seed"], "failure": f["failure"], "shrunk": res["shrunk"],
+                    "tried": res["tried"], "faults": res["config"].faults, **written})
+    return out
+
+
+def _print_report(r: dict) -> None:
+    rate = f"  {r['seeds_per_s']} seeds/s" if r.get("seeds_per_s") else ""
+    print(f"seeds {r['seeds']}  checkpoints {r['checkpoints']}  violations {r['violations']}"
+          f"  hangs {r['hangs']}  crashes {r['crashes']}  ({r['elapsed_s']} s, "
+          f"workers {r['workers']}{rate})" + ("  [time budget spent]"
+                                              if r["budget_stopped"] else ""))
+    for outcome, n in r["outcomes"].items():
+        print(f"  {outcome:20s} {n}")
+    for name, n in r["violations_by_invariant"].items():
+        print(f"  violated {name:20s} {n}")
+    cov = r["coverage"]
+    print(f"coverage: {len(cov['state_input'])} (state, input) pairs, "
+          f"{len(cov['faults'])} (point, kind) faults hit")
+    for f in r["failures"][:10]:
+        print(f"  FAIL seed {f['seed']}: {f['failure']}: {f['text']}")
+    for s in r["shrunk"]:
+        print(f"shrunk seed {s['seed']} ({s['failure']}, {s['tried']} runs): "
+              f"{s['recording']}\n  {s['command']}")

@@ -1,0 +1,89 @@
+"""`colo tui`: the Textual front end (run_app) and its command-line options."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from colo_tui.session.argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
+from colo_tui.session import exitcodes
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("tui", help="the interactive Textual testbed (the default)",
+                              description="Watch and drive a COLO pair: ladder, sides, "
+                                          "failover, faults, time travel.")
+    add_arguments(p)
+    p.set_defaults(func=run_app)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dialect", default="qemu", choices=("qemu", "v11", "prototype"),
+                   help="control-message dialect (default: qemu)")
+    p.add_argument("--mode", default="periodic", choices=("periodic", "hybrid"),
+                   help="COLO mode (default: periodic)")
+    p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default: 1)")
+    add_guest_argument(p)
+    p.add_argument("--attach", nargs=2, default=None, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
+                   help="watch and drive two running `colo node` processes (or QEMUs) "
+                        "through their QMP sockets (unix:PATH or tcp:HOST:PORT)")
+    p.add_argument("--replay", default=None, metavar="FILE",
+                   help="open a recording (*.colo.jsonl) and step through it")
+    p.add_argument("--record-dir", default=None, metavar="DIR",
+                   help="where `r` writes recordings (default: the user's data directory, "
+                        "e.g. ~/.local/share/colo-testbed/recordings; or $COLO_RECORDINGS_DIR)")
+    from colo_tui.session.options import add_live_arguments
+    add_live_arguments(p)
+    retype(p, "--proxy", host_port)     # refused up front, as a usage error
+    retype(p, "--peer", host_port)
+    retype(p, "--fault", fault_spec)
+    from colo_tui.session.options import add_session_arguments
+    add_session_arguments(p)
+
+
+def run_app(args) -> int:
+    import dataclasses
+
+    from colo_tui.session.control import Controller
+    from colo_tui.session.live import make_live
+    from colo_tui.session.options import config_from
+    from colo_tui.tui.app import ColoApp
+    from protocol.errors import is_user_error
+    from protocol.sim.core import Simulation
+    try:
+        config = config_from(args)
+        Simulation(dataclasses.replace(config, guest="null"))   # faults, settings: checked now
+        controller = make_live(args, config)
+        if controller is None:
+            controller = Controller(config)
+            replay = getattr(args, "replay", None)
+            if replay:
+                controller.load_replay(replay)
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        print(f"colo tui: error: {exitcodes.error_text(exc)}", file=sys.stderr)
+        return exitcodes.code_for(exc)
+    from colo_tui.session import config_file
+    from colo_tui.session.lifecycle import SessionGuard
+    user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})
+    app = ColoApp(controller, record_dir=getattr(args, "record_dir", None),
+                  user_config=user_config)
+    saved = []
+    with SessionGuard(controller, on_signal=app.end_on_signal, report=saved.append) as guard:
+        app.run()
+    for path in saved:                 # after the terminal is restored: the user sees it
+        print(f"colo tui: recording saved: {path}", file=sys.stderr)
+    if guard.signalled is not None:
+        return 128 + guard.signalled
+    return app.return_code or 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="colo tui")
+    add_arguments(parser)
+    return run_app(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Toolkit-free presentation: sentences, legend, explanations, views, lessons."""

@@ -1,0 +1,1 @@
+"""Sessions the UIs drive: controller, live sources, recording lifecycle."""

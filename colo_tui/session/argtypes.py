@@ -1,0 +1,98 @@
+"""argparse types shared by every subcommand: a bad value is a one-line usage error.
+
+Whole numbers follow one grammar (protocol.core.grammar): ASCII decimal digits, in
+range; ``0x10``, ``1_000`` and ``٣`` are refused rather than read as numbers.
+"""
+from __future__ import annotations
+
+import argparse
+
+from protocol.core.grammar import INT64_MAX, parse_decimal, parse_decimal_number
+from protocol.errors import UsageError
+
+
+def add_guest_argument(p: argparse.ArgumentParser) -> None:
+    """`--guest` of the two interactive UIs: the guest model unless told otherwise."""
+    p.add_argument("--guest", default="model", choices=("model", "null"),
+                   help="model (default): RAM, devices, disk and packets, so the heat map, "
+                        "the buffered packets and `show ram|packets|disk` have something to "
+                        "show; null: the control protocol alone")
+
+
+def int_in(lo: int, hi: int = INT64_MAX):
+    """An argparse type: a decimal whole number in lo … hi."""
+    def parse(text: str) -> int:
+        try:
+            return parse_decimal(text, "the value", lo, hi)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "integer"        # argparse names the type in its message
+    return parse
+
+
+nonneg_int = int_in(0)
+positive_int = int_in(1)
+#: seeds: what random.Random and the recordings' header carry
+seed_int = int_in(0, (1 << 64) - 1)
+
+
+def number_in(lo: float, hi: float):
+    """An argparse type: a decimal number (ASCII digits, optional point) in lo … hi."""
+    def parse(text: str) -> float:
+        try:
+            return parse_decimal_number(text, "the value", lo, hi)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "number"
+    return parse
+
+
+#: milliseconds and the like: up to about 24.8 days, as the fault grammar's MS
+nonneg_float = number_in(0.0, float((1 << 31) - 1))
+fraction = number_in(0.0, 1.0)
+
+
+def fault_spec(text: str) -> str:
+    """A fault spec (KIND[=ARG]@POINT[#N]), checked against the grammar at parse time."""
+    from protocol.core import faults
+    try:
+        faults.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def host_port(text: str) -> str:
+    """HOST:PORT (an ASCII host name or address, a decimal port 0 … 65535)."""
+    from protocol.drivers.node import parse_hostport
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: use HOST:PORT in ASCII")
+    try:
+        parse_hostport(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def retype(p: argparse.ArgumentParser, option: str, type_) -> None:
+    """Give an option another module added (e.g. the shared live options) a type."""
+    action = p._option_string_actions.get(option)       # noqa: SLF001 - argparse's table
+    if action is not None:
+        action.type = type_
+
+
+def record_target_refused(args) -> int | None:
+    """`--record FILE` of a long-running command, checked before it starts: an existing
+    file without --force is a usage error (2, said on stderr); None when it may go on."""
+    if not getattr(args, "record", None):
+        return None
+    import sys
+
+    from protocol.errors import ColoError
+    from protocol.record.outfile import check_target
+    try:
+        check_target(args.record, force=getattr(args, "force", False))
+    except ColoError as exc:
+        print(f"colo: error: --record: {exc}", file=sys.stderr)
+        return 2
+    return None

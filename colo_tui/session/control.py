@@ -1,0 +1,389 @@
+"""The one facade both UIs drive, over any session (protocol.core.session.Session).
+
+A session is the simulator, the playback of a recording or imported capture,
+or a live source (colo_tui.session.live).  The Controller adds what belongs to the
+operator rather than to the session: stepping N at a time, recording,
+replaying, restarting with other settings and time travel — each where the
+session's `Capabilities` allow it.
+
+Time travel re-runs the deterministic simulation from its config and the
+operator inputs up to an earlier step; an input given after stepping back
+forks the future (the inputs recorded after that point are dropped, and
+``forked`` says so).  A playback steps back by re-reading its recording.
+"""
+from __future__ import annotations
+
+import time
+
+from protocol.core.events import Event
+from protocol.core.session import (
+    SIDES,
+    GuestReport,
+    GuestView,
+    Input,
+    Session,
+    SessionError,
+    SideStatus,
+    wire_of,
+)
+from protocol.record import format as rf
+from protocol.record.playback import Playback
+from protocol.record.replay import rerun
+from protocol.sim.config import SimConfig
+from protocol.sim.core import Simulation
+
+#: why a live session cannot do what a simulation can
+_LIVE_REFUSES = {
+    "back": "a live session cannot step back: the peers have moved on (record it, then "
+            "open the recording to travel in time)",
+    "restart": "a live session is restarted from the command line",
+    "load_replay": "open recordings with `colo tui --replay FILE`",
+    "clear_faults": "a live session has no fault plan to clear",
+}
+
+
+class Controller:
+    #: `step N` / `run` wait (bounded) for events still to come in a live session: the
+    #: REPL sets it; the Textual app does not (its commands run on the UI's loop)
+    wait_for_events = False
+
+    def __init__(self, config: SimConfig | None = None, *, on_event=None,
+                 session: Session | None = None) -> None:
+        self.on_event = on_event
+        self.inputs: list[dict] = []
+        self.forked_at: int | None = None
+        self._future_inputs: list[dict] = []
+        self._writer: rf.Writer | None = None
+        self.recording_path: str | None = None
+        self.replay_source: str | None = None
+        self._session: Session | None = None
+        if session is not None:
+            self.config = session.config
+            self.session = session
+        else:
+            self.config = config or SimConfig()
+            self.session = self._new_sim()
+
+    # -------------------------------------------------------------- sessions
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    @session.setter
+    def session(self, new: Session) -> None:
+        """Replace the session (back, restart, replay).  A simulation is a web of
+        reference cycles, and the guest model's RAM is mapped memory: with the
+        relaxed GC of a `colo` process (protocol/drivers/memtune.py) a dropped one would
+        keep its mappings for a long time, so it is collected now — a full
+        collection costs less than the re-run that replaced it."""
+        old, self._session = self._session, new
+        new.on_event = self._event
+        if old is not None and old is not new:
+            heavy = old.guest("primary").kind == "model"
+            old.close()
+            del old
+            if heavy:
+                import gc
+                gc.collect()
+
+    @property
+    def capabilities(self):
+        return self.session.capabilities
+
+    @property
+    def live(self) -> bool:
+        return self.session.capabilities.is_live
+
+    @property
+    def playback(self) -> bool:
+        """True while stepping through a session whose past cannot be changed (an
+        imported capture, live peers)."""
+        caps = self.session.capabilities
+        return caps.is_live or not caps.takes_inputs
+
+    @property
+    def hint(self) -> str:
+        return self.session.hint
+
+    def _new_sim(self) -> Simulation:
+        return Simulation(self.config, on_event=self._event)
+
+    def _refuse_live(self, what: str) -> None:
+        if self.live:
+            raise SessionError(_LIVE_REFUSES[what])
+
+    def _event(self, ev: Event) -> None:
+        if self._writer is not None:
+            self._writer.event(ev)
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def restart(self, **changes) -> None:
+        """New session (dialect, mode, seed, faults … changed); keeps nothing else."""
+        self._refuse_live("restart")
+        data = self.config.to_dict()
+        data.update(changes)
+        config = SimConfig.from_dict(data)
+        Simulation(config)                     # validate before changing anything
+        self.record_stop()
+        self.replay_source = None
+        self.config = config
+        self.inputs, self._future_inputs, self.forked_at = [], [], None
+        self.session = self._new_sim()
+
+    @property
+    def events(self) -> list[Event]:
+        return self.session.events
+
+    @property
+    def steps(self) -> int:
+        return self.session.steps
+
+    @property
+    def finished(self) -> bool:
+        """The session ended and no recorded input is still to come."""
+        return self.session.finished and not self._future_inputs
+
+    # -------------------------------------------------------------- stepping
+    def step(self, n: int = 1, wait_s: float = 0.0) -> list[Event]:
+        """Up to `n` steps.  A live session moves arrived events into view; with
+        `wait_s` it waits at most that long (in all) for events still to come."""
+        if self.live:
+            return self._step_live(n, wait_s)
+        s = self.session
+        out: list[Event] = []
+        for _ in range(max(0, n)):
+            first = len(s.events)
+            self._replay_future_inputs()
+            if s.finished:
+                out += s.events[first:]      # inputs given after the end
+                if not self._future_inputs:
+                    break
+                item = self._future_inputs[0]       # recorded later than the end: apply now
+                self._apply({k: v for k, v in item.items() if k != "step"}, fork=False)
+                self._future_inputs.pop(0)
+                continue
+            out += s.step()
+        return out
+
+    def _step_live(self, n: int, wait_s: float) -> list[Event]:
+        s = self.session
+        out: list[Event] = []
+        deadline = time.monotonic() + wait_s
+        while len(out) < max(0, n):
+            new = s.step()
+            if new:
+                out += new
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0 or s.finished or not s.wait(left):
+                break
+        return out
+
+    def run(self, checkpoints: int | None = None, until: str | None = None,
+            max_steps: int = 200_000) -> list[Event]:
+        """Run N more checkpoints, until an event kind happens, or to the end (a
+        live session: what has arrived)."""
+        if self.live:
+            return self.step(max_steps)
+        s = self.session
+        start_ckpt = s.side("primary").checkpoint if checkpoints is not None else 0
+        first = len(s.events)
+        for _ in range(max_steps):
+            if s.finished:
+                break
+            new = self.step()
+            if until is not None and any(e.kind == until or getattr(e, "msg", None) == until
+                                         for e in new):
+                break
+            if checkpoints is not None and \
+                    s.side("primary").checkpoint - start_ckpt >= checkpoints:
+                break
+        return s.events[first:]
+
+    def _replay_future_inputs(self) -> None:
+        while self._future_inputs and self._future_inputs[0]["step"] <= self.session.steps:
+            item = self._future_inputs.pop(0)
+            self._apply({k: v for k, v in item.items() if k != "step"}, fork=False)
+
+    # ----------------------------------------------------------- time travel
+    def back(self, n: int = 1) -> int:
+        """Step back n steps by re-running the session; returns the new step."""
+        self._refuse_live("back")
+        if self._writer is not None:
+            raise ValueError("stop recording before stepping back (a recording is one "
+                             "timeline; `record stop`, then `back`)")
+        target = max(0, self.session.steps - max(0, n))
+        if isinstance(self.session, Playback):
+            pb = Playback(self.session.recording)
+            pb.run(target)
+            self.session = pb
+            return pb.steps
+        keep = [i for i in self.inputs if i["step"] <= target]
+        later = [i for i in self.inputs if i["step"] > target]
+        self._future_inputs = later + self._future_inputs
+        self.inputs = keep
+        writer, self._writer = self._writer, None
+        self.session = rerun(config=self.config, inputs=keep, until_step=target,
+                             on_event=None)
+        self._writer = writer
+        return self.session.steps
+
+    @property
+    def forked(self) -> bool:
+        return self.forked_at is not None
+
+    # ---------------------------------------------------------------- inputs
+    def _apply(self, item: dict, fork: bool = True) -> None:
+        inp = Input(item["cmd"], item.get("side"), item.get("value"))
+        if not self.live and fork and self._future_inputs:
+            self.forked_at = self.session.steps
+            self._future_inputs = []
+        self.session.send(inp)             # a session that takes no inputs says why
+        self.inputs.append({"step": self.session.steps, **item})
+        if self._writer is not None and not self.live:
+            self._writer.input(item, self.session.steps)
+
+    def checkpoint(self) -> None:
+        self._apply({"cmd": "checkpoint"})
+
+    def lost_heartbeat(self, side: str) -> None:
+        self._apply({"cmd": "lost-heartbeat", "side": side_name(side)})
+
+    def kill(self, side: str) -> None:
+        self._apply({"cmd": "kill", "side": side_name(side)})
+
+    def stall(self, side: str) -> None:
+        self._apply({"cmd": "stall", "side": side_name(side)})
+
+    def shutdown(self) -> None:
+        self._apply({"cmd": "shutdown"})
+
+    def reprotect(self) -> None:
+        """Resume COLO after a failover: a new secondary, a fresh initial migration from
+        the survivor (protocol/sim/reprotect.py); ReprotectError says why it cannot."""
+        self._apply({"cmd": "reprotect"})
+
+    def set_checkpoint_delay(self, ms: int) -> None:
+        self._apply({"cmd": "set-delay", "value": int(ms)})
+
+    def add_fault(self, spec: str) -> None:
+        from protocol.core import faults
+        self.session.check_fault(faults.parse(spec))   # FaultSpecError names what is valid
+        self._apply({"cmd": "fault", "value": spec})
+
+    def faults(self) -> list[str]:
+        return [f.spec for f in self.session.armed_faults()]
+
+    def fired(self) -> set[int]:
+        """The indexes (in faults()) of the faults that fired."""
+        return {i for i, f in enumerate(self.session.armed_faults()) if f.fired}
+
+    def clear_faults(self) -> None:
+        """Unfired faults are forgotten (a new session keeps none)."""
+        self._refuse_live("clear_faults")
+        self.restart(faults=[])
+
+    # ------------------------------------------------------------ recording
+    def record_start(self, path: str, *, force: bool = False) -> None:
+        if self._writer is not None:
+            raise SessionError(f"already recording to {self.recording_path}")
+        s = self.session
+        if self.live:
+            header = rf.make_header(self.config, imported=True, source=s.name)
+            note = f"a live session ({s.name}); it replays as a playback, not a simulation"
+        elif isinstance(s, Playback):
+            # an imported capture plays back: its recording is the same playback
+            # (its header keeps `imported` and the capture's facts), not a simulation
+            header = s.recording_header()
+            note = f"re-recorded from {self.replay_source} (a playback of a real capture)"
+        else:
+            header = rf.make_header(self.config)
+            note = f"recorded interactively; seed {self.config.seed}"
+        writer = rf.Writer(path, header, [note], force=force)
+        if not self.live:
+            for item in self.inputs:
+                writer.input(item, item["step"])
+        for ev in s.events:
+            writer.event(ev)
+        self._writer, self.recording_path = writer, path
+
+    def record_stop(self) -> str | None:
+        """Write the `stop` trailer and close the recording; its path, or None."""
+        writer, path = self._writer, self.recording_path
+        if writer is None:
+            return None
+        self._writer, self.recording_path = None, None     # once, even if a write fails
+        if self.live:
+            writer.close()
+        else:
+            writer.close(stop_step=self.session.steps)     # the stop line, then the digest
+        return path
+
+    def close(self) -> None:
+        """The session ends (quit, signal, crash): a recording in progress is completed,
+        a live source is stopped."""
+        self.record_stop()
+        self.session.close()
+
+    def load_replay(self, path: str, *, to_end: bool = False) -> rf.Recording:
+        """Open a recording: the session restarts from its header; its inputs are
+        re-applied at their steps as you step (or all at once with to_end)."""
+        self._refuse_live("load_replay")
+        rec = rf.read(path)
+        self.record_stop()
+        self.inputs, self.forked_at = [], None
+        self.replay_source = path
+        if rec.header.get("imported"):
+            self._future_inputs = []
+            self.session = Playback(rec)
+            self.config = self.session.config
+        else:
+            self.config = rec.config
+            self._future_inputs = sorted(rec.inputs, key=lambda i: i["step"])
+            self.session = self._new_sim()
+        if to_end:
+            self.run()
+        return rec
+
+    # ----------------------------------------------------------------- views
+    def side(self, side: str) -> SideStatus:
+        return self.session.side(side)
+
+    def guest(self, side: str) -> GuestView:
+        return self.session.guest(side)
+
+    def guest_report(self) -> GuestReport:
+        return self.session.guest_report()
+
+    def outcome(self) -> str:
+        return self.session.outcome()
+
+    def status(self) -> dict:
+        s = self.session
+        out = {side: s.side(side).as_dict() for side in SIDES}
+        finished = s.finished
+        out.update(step=s.steps, t_ms=s.now, finished=finished,
+                   outcome=s.outcome() if finished else None,
+                   dialect=self.config.dialect, mode=self.config.mode,
+                   seed=self.config.seed, forked=self.forked,
+                   recording=self.recording_path, invariants=dict(s.checks()))
+        if self.live:
+            out["live"] = s.name
+        return out
+
+    def wire(self) -> list[dict]:
+        """The control messages in the order they were sent."""
+        return [w.as_dict() for w in wire_of(self.session.events)]
+
+
+def side_name(side: str) -> str:
+    """``p``, ``prim``, ``secondary`` … → the side's full name (ValueError otherwise)."""
+    s = side.strip().lower()
+    for name in SIDES:
+        if name.startswith(s) and s:
+            return name
+    raise ValueError(f"side must be primary or secondary, not {side!r}")
+
+
+_side = side_name

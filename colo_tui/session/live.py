@@ -1,0 +1,345 @@
+"""Live sessions for the TUI and the REPL: a `protocol.core.session.Session` over real peers.
+
+Four sources (colo_tui.session.live_sources), each running in a background thread and
+feeding one queue:
+
+* ``TcpPair``  — `--transport tcp`: the two sans-IO endpoints in this process,
+  each driven by the uvloop engine over a real loopback TCP connection;
+* ``ProxyFeed`` — `--proxy LISTEN CONNECT`: the live decoding proxy between two
+  real COLO peers (QEMUs or `colo node`s);
+* ``QmpFeed``  — `--attach QMP_P QMP_S`: two running processes, through their
+  QMP sockets (statuses polled, events as they come);
+* ``PeerFeed`` — `--peer LISTEN`: the testbed's secondary (with a mirror of the
+  guest's RAM) as the peer of a real QEMU primary.
+
+A source owns its endpoints and guests: only its thread reads or changes them.
+What the UI sees crosses the queue as `Published` items — the events and frozen
+snapshots of both sides and both guests, built on the source's thread just
+after those events.  Stepping moves queued events into view (the display can
+be paused while the peers run on); a batch (what one input to an engine caused,
+at one instant) shows its snapshots with its first event.  There is no time travel in a live session, and faults are injected
+with `colo proxy --fault` or the simulator.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import queue
+import sys
+import threading
+import time
+from types import MappingProxyType
+
+from colo_tui.session.control import Controller
+from protocol.core.events import Event
+from protocol.core.session import (
+    SIDES,
+    ArmedFault,
+    GuestReport,
+    GuestView,
+    Input,
+    Published,
+    SessionError,
+    SideStatus,
+    live_capabilities,
+)
+from protocol.errors import ColoError
+from protocol.sim.config import SimConfig
+
+LiveError = SessionError
+#: a live source rebuilds its guest views at most this often (they scan RAM bitmaps)
+GUEST_VIEW_EVERY_S = 0.1
+
+
+class LiveSession:
+    """A live source as a session (see the module docstring)."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.name = source.name
+        self.config = source.config
+        self.hint = getattr(source, "hint", "") or ""
+        self.capabilities = live_capabilities(takes_inputs=source.takes_inputs)
+        self.events: list[Event] = []
+        self.steps = 0
+        self.now = 0.0
+        self.on_event = None
+        self._pending: collections.deque = collections.deque()
+        self._after: Published | None = None
+        first = source.snapshot(())             # before the thread starts: nothing races
+        self._sides, self._guests = first.sides, first.guests
+        source.start()
+
+    # -- the event stream --------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """The source has ended and everything it published is in view."""
+        return self.source.done.is_set() and not self._take() and self.source.q.empty()
+
+    def _absorb(self, item: Published) -> None:
+        if item.events:
+            self._pending.extend(item.events)
+            self._after = item
+        else:
+            self._show(item)        # a snapshot alone (a poll, a command, the end)
+
+    def _show(self, item: Published) -> None:
+        if item.sides is not None:
+            self._sides = item.sides
+        if item.guests is not None:
+            self._guests = item.guests
+
+    def _take(self) -> bool:
+        """Move queued items in until a batch with events is pending (False: none)."""
+        while not self._pending:
+            try:
+                self._absorb(self.source.q.get_nowait())
+            except queue.Empty:
+                return False
+        return True
+
+    def step(self) -> list[Event]:
+        """The next arrived event into view ([] if none has arrived)."""
+        if not self._pending and not self._take():
+            return []
+        ev = self._pending.popleft()
+        ev.stamp(len(self.events))
+        self.events.append(ev)
+        self.steps += 1
+        self.now = max(self.now, ev.t_ms)
+        if self._after is not None:
+            # a batch is what one input to an engine caused, at one instant: its
+            # snapshot shows with its first event
+            self._show(self._after)
+            self._after = None
+        if self.on_event is not None:
+            self.on_event(ev)
+        return [ev]
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait (bounded) until an event has arrived; True if one has."""
+        deadline = time.monotonic() + timeout_s
+        while not self._take():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.source.done.is_set() and self.source.q.empty():
+                return False
+            try:
+                self._absorb(self.source.q.get(timeout=left))
+            except queue.Empty:
+                return False
+        return True
+
+    # -- views ----------------------------------------------------------------------------
+    def side(self, side: str) -> SideStatus:
+        return self._sides[SIDES.index(side)]
+
+    def guest(self, side: str) -> GuestView:
+        return self._guests[SIDES.index(side)]
+
+    def guest_report(self) -> GuestReport:
+        return self.source.guest_report()
+
+    def outcome(self) -> str:
+        sides = [self.side(s) for s in SIDES]
+        running = [s for s in sides if s.run_state == "running"]
+        in_colo = [s for s in sides if s.colo_mode != "none"]
+        if len(in_colo) == 2:
+            return "ok"
+        return "split-brain" if len(running) == 2 else ("failover" if running else "error")
+
+    def checks(self):
+        return MappingProxyType({})
+
+    def armed_faults(self) -> tuple[ArmedFault, ...]:
+        return tuple(ArmedFault(str(f), False) for f in getattr(self.source, "faults", ()))
+
+    # -- inputs ----------------------------------------------------------------------------
+    def send(self, inp: Input) -> None:
+        if inp.cmd == "reprotect":
+            raise SessionError("a live session cannot re-protect: that starts a new secondary "
+                               "process and migrates to it (QEMU: docs/COLO-FT.txt); the "
+                               "simulator can (`colo tui`, or a plan step reprotect@failover#N)")
+        self.source.command(inp.cmd, *inp.args)
+
+    def check_fault(self, _fault) -> None:
+        raise SessionError("faults on live peers go through `colo proxy --fault SPEC` "
+                           "(or use the simulator, which takes any fault at any time)")
+
+    def close(self) -> None:
+        self.source.stop()
+        if not self.source.join():
+            print(f"colo: the {self.source.name} source did not stop within 5 s",
+                  file=sys.stderr)
+
+
+def live_controller(source, *, on_event=None) -> Controller:
+    """The one Controller, over a live source (no time travel, no restart)."""
+    return Controller(session=LiveSession(source), on_event=on_event)
+
+
+def make_live(args, config, on_event=None) -> Controller | None:
+    """The live controller for --transport tcp / --proxy / --attach / --peer, or None."""
+    from colo_tui.session.live_sources import PeerFeed, ProxyFeed, QmpFeed, TcpPair
+    if getattr(args, "peer", None):
+        source = PeerFeed(config, args.peer)
+    elif getattr(args, "attach", None):
+        source = QmpFeed(config, *args.attach)
+    elif getattr(args, "proxy", None):
+        listen, connect = args.proxy
+        source = ProxyFeed(config, listen, connect, getattr(args, "fault", None) or [])
+    elif getattr(args, "transport", "sim") == "tcp":
+        source = TcpPair(config)
+    else:
+        return None
+    return live_controller(source, on_event=on_event)
+
+
+class _Source:
+    """A live source: a background thread, a queue of `Published` items."""
+
+    name = "live"
+    #: operator inputs reach the peers (some sources only watch)
+    takes_inputs = True
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.q: queue.Queue = queue.Queue(maxsize=200_000)
+        self.done = threading.Event()
+        self.ready = threading.Event()     # the source's loop takes commands
+        self.error: str | None = None
+        self._thread: threading.Thread | None = None
+        self.t0 = time.monotonic()
+        self._guest_views: tuple | None = None
+        self._guest_at = 0.0
+
+    # -- snapshots: built on the source's thread ------------------------------------------
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        raise NotImplementedError
+
+    def guests(self) -> dict:
+        """The guest objects per side ({} when the source has none)."""
+        return {}
+
+    def snapshot(self, events: tuple, *, fresh: bool = False) -> Published:
+        now = time.monotonic()
+        if fresh or self._guest_views is None or now - self._guest_at >= GUEST_VIEW_EVERY_S:
+            from protocol.core.snapshot import guest_view
+            g = self.guests()
+            self._guest_views = tuple(guest_view(g.get(s), s) for s in SIDES)
+            self._guest_at = now
+        return Published(tuple(events), self.sides(), self._guest_views)
+
+    def guest_report(self) -> GuestReport:
+        """Both guests in depth, built on the source's thread (bounded wait)."""
+        g = self.guests()
+        if not g:
+            return GuestReport()
+        from protocol.core.snapshot import guest_report
+        return self.in_thread(lambda: guest_report(g))
+
+    def in_thread(self, fn, timeout_s: float = 5.0):
+        """fn() on the source's loop, its result here; directly once the loop is gone."""
+        t = self._thread
+        if t is not None and t.is_alive():
+            self.ready.wait(timeout_s)          # the loop exists once the source is ready
+        loop = self.loop
+        if t is None or not t.is_alive() or loop is None or loop.is_closed():
+            if t is not None and t.is_alive():
+                t.join(timeout_s)               # the loop has ended: so will the thread
+                if t.is_alive():
+                    raise SessionError(f"the {self.name} source is not answering")
+            return fn()                         # nothing runs on the source any more
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                fut.set_exception(exc)
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:                    # the loop closed meanwhile
+            t.join(timeout_s)
+            return fn()
+        try:
+            return fut.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise SessionError(f"the {self.name} source did not answer within "
+                               f"{timeout_s:.0f} s") from None
+
+    def publish(self, events, *, fresh: bool = False) -> None:
+        try:
+            self.q.put_nowait(self.snapshot(tuple(events), fresh=fresh))
+        except queue.Full:      # the view fell far behind: drop, say so once
+            if not getattr(self, "_dropped", False):
+                self._dropped = True
+
+    def put(self, ev: Event) -> None:
+        self.publish((ev,))
+
+    def now_ms(self) -> float:
+        return (time.monotonic() - self.t0) * 1000.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        except Exception as exc:   # noqa: BLE001 - shown in the event stream, not a crash
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.put(Event(self.now_ms(), "live", "error", {"message": self.error}))
+        finally:
+            try:
+                self.publish((), fresh=True)       # the last word on both sides
+            except Exception:  # noqa: BLE001 - a snapshot of a broken source: skip it
+                pass
+            self.done.set()
+
+    def wait_ready(self, what: str, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until the background loop takes commands."""
+        if not self.ready.wait(timeout_s) or self.done.is_set():
+            raise ColoError(f"the {what} is not running" + (f": {self.error}"
+                                                            if self.error else ""))
+
+    #: the source's event loop and its one task (`_run_task`), where it has them
+    loop = None
+    _task = None
+
+    def stop(self) -> None:
+        """Ask the source to end (from any thread): its task, if any, is cancelled."""
+        self.done.set()
+        loop, task = self.loop, self._task
+        if loop is None or task is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:        # the loop closed meanwhile
+            pass
+
+    def _run_task(self, loop, coro) -> None:
+        """Run `coro` as the source's task until it ends or stop() cancels it.  If
+        stop() came before the task existed (it had nothing to cancel), the task
+        is cancelled as it is created."""
+        import asyncio
+        self._task = loop.create_task(coro)
+        if self.done.is_set():
+            self._task.cancel()
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+
+    def join(self, timeout_s: float = 5.0) -> bool:
+        """Wait (bounded) for the background thread to end; True if it did.
+
+        The process must not exit while the thread still runs its loop: the
+        interpreter tears down module state under a daemon thread that is inside
+        uvloop or the page-diff core (without the GIL) and the process segfaults
+        at exit (seen 1 run in 20 with `colo repl --transport tcp`)."""
+        t = self._thread
+        if t is None or t is threading.current_thread():
+            return True
+        t.join(timeout_s)
+        return not t.is_alive()

@@ -1,0 +1,414 @@
+"""The live sources behind `--transport tcp | --proxy | --attach | --peer` (see live.py)."""
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import socket
+from dataclasses import replace
+
+from colo_tui.session.live import _Source
+from protocol.core import dialects
+from protocol.core.endpoint import make_endpoint
+from protocol.core.events import (
+    Action,
+    Checkpoint,
+    ColoExit,
+    Eof,
+    Event,
+    Migration,
+    Recv,
+    RecvInitial,
+    Send,
+)
+from protocol.core.failover import COMPLETED, NONE
+from protocol.core.session import SIDES, SideStatus
+from protocol.core.snapshot import side_status
+from protocol.errors import ColoError, QmpCommandError
+from protocol.record.playback import CaptureTracker
+from protocol.sim.core import _make_guests as make_guests
+
+
+class TcpPair(_Source):
+    """Both endpoints in this process, each on its own end of a real loopback TCP
+    connection driven by the uvloop engine."""
+
+    name = "tcp"
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        d = dialects.get(config.dialect)
+        self._guests = make_guests(config, d)
+        self.eps = {s: make_endpoint(s, d, guest=self._guests[s], mode=config.mode,
+                                     checkpoint_delay_ms=config.checkpoint_delay_ms,
+                                     load_ms=config.load_ms, faithful=config.faithful)
+                    for s in SIDES}
+        self.engines: dict = {}
+        self.alive = {s: True for s in SIDES}
+        self.stalled = {s: False for s in SIDES}
+
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return tuple(side_status(self.eps[s], alive=self.alive[s], stalled=self.stalled[s])
+                     for s in SIDES)
+
+    def guests(self) -> dict:
+        return self._guests
+
+    def run(self) -> None:
+        import asyncio
+
+        from protocol.drivers.tcp import Engine, new_loop
+        loop = self.loop = new_loop()
+        asyncio.set_event_loop(loop)
+        lsock = socket.create_server(("127.0.0.1", 0))
+        lsock.setblocking(False)
+        port = lsock.getsockname()[1]
+
+        def feed(evs) -> None:
+            self.publish(evs)
+
+        def advance(side):
+            guest = self.eps[side].guest
+            adv = getattr(guest, "advance", None)
+            return (lambda now: adv(int(now))) if adv else None
+
+        for s in SIDES:
+            self.engines[s] = Engine(self.eps[s], loop, on_events=feed,
+                                     before_input=advance(s))
+        self.ready.set()
+        self.put(Event(0.0, "live", "listening", {"address": f"127.0.0.1:{port}"}))
+
+        async def main() -> None:
+            async def accept() -> None:
+                sock, _ = await loop.sock_accept(lsock)
+                await self.engines["secondary"].attach_socket(sock)
+            task = loop.create_task(accept())
+            await self.engines["primary"].connect("127.0.0.1", port)
+            await task
+            while not self.done.is_set():
+                await asyncio.sleep(0.05)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            for eng in self.engines.values():
+                eng.close_timers()
+                eng.abort()
+            lsock.close()
+            loop.close()
+
+    def command(self, what: str, *args) -> None:
+        self.wait_ready("live pair")
+        self.loop.call_soon_threadsafe(self._command, what, args)
+
+    def _command(self, what: str, args) -> None:
+        eng = self.engines
+        try:
+            if what == "lost-heartbeat":
+                eng[args[0]].run(self.eps[args[0]].lost_heartbeat)
+            elif what == "checkpoint":
+                eng["primary"].run(lambda now: self.eps["primary"].request_checkpoint(
+                    now, "operator"))
+            elif what == "set-delay":
+                for s in SIDES:
+                    eng[s].run(self.eps[s].set_checkpoint_delay, args[0])
+            elif what == "shutdown":
+                eng["primary"].run(self.eps["primary"].guest_shutdown)
+            elif what in ("kill", "stall"):
+                side = args[0]
+                eng[side].close_timers()
+                if what == "kill":
+                    self.alive[side] = False
+                    eng[side].abort(reset=False)
+                else:
+                    self.stalled[side] = True
+                    if eng[side].transport is not None:
+                        eng[side].transport.pause_reading()
+                self.put(Event(self.now_ms(), side, "process",
+                               {"what": "killed" if what == "kill" else "stalled",
+                                "why": "operator"}))
+        except QmpCommandError as exc:
+            self.put(Event(self.now_ms(), "operator", "qmp-error",
+                           {"side": args[0] if args else "primary", "error": exc.desc}))
+
+
+class ProxyFeed(_Source):
+    """The live decoding proxy between two real COLO peers."""
+
+    name = "proxy"
+    takes_inputs = False
+
+    def __init__(self, config, listen: str, connect: str, faults=()) -> None:
+        super().__init__(config)
+        self.listen, self.connect, self.faults = listen, connect, list(faults)
+        self.hint = (f"point the primary's migrate at {listen}; it goes on to {connect}; "
+                     "space to follow")
+        self.tracker = CaptureTracker(dialects.get(config.dialect))
+
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return tuple(self.tracker.side(s) for s in SIDES)
+
+    def put(self, ev: Event) -> None:
+        self.tracker.apply(ev)
+        super().put(ev)
+
+    def run(self) -> None:
+        import asyncio
+
+        from protocol.drivers.proxy import run_proxy
+        from protocol.drivers.tcp import new_loop
+        loop = self.loop = new_loop()
+        asyncio.set_event_loop(loop)
+        self.put(Event(0.0, "live", "listening", {"address": self.listen,
+                                                  "forwarding_to": self.connect}))
+        try:
+            self._run_task(loop, run_proxy(self.listen, self.connect, self.faults, self.put))
+        finally:
+            loop.close()
+
+    def command(self, what: str, *args) -> None:
+        raise ColoError("the proxy only watches (and injects --fault at start); give "
+                        "commands to the peers themselves (QMP, or `colo repl --attach`)")
+
+
+class PeerFeed(_Source):
+    """The testbed's own secondary as the live peer of a real QEMU primary.
+
+    `colo tui --peer LISTEN`: listen where QEMU's ``migrate tcp:…`` points, follow
+    the initial migration, keep a mirror of the real guest's RAM (`MirrorGuest`)
+    and answer every checkpoint as QEMU 7.2's secondary does.  The secondary side
+    is a real endpoint; the primary's view is what its messages tell (each one is
+    shown as sent by the primary when the secondary receives it).
+    """
+
+    name = "peer"
+
+    def __init__(self, config, listen: str) -> None:
+        from protocol.drivers.node import parse_hostport
+        from protocol.guest.mirror import MirrorGuest
+        if not dialects.get(config.dialect).real_qemu:
+            raise ColoError("--peer follows a real QEMU primary: it speaks --dialect qemu")
+        super().__init__(config)
+        self.listen = listen
+        self.addr = parse_hostport(listen)
+        self.guest = MirrorGuest()
+        self.tracker = CaptureTracker(dialects.get("qemu"))      # the primary, as seen
+        self.secondary = make_endpoint("secondary", dialects.get("qemu"), guest=self.guest,
+                                       mode=config.mode, initial_stream=True)
+        # bind now: a port in use is a clear error before the app opens
+        host, port = self.addr
+        self.lsock = socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        shown = host if host not in ("0.0.0.0", "::") else "<this host's address>"
+        target = f"[{shown}]" if ":" in shown else shown
+        self.hint = (f"listening on {listen.rsplit(':', 1)[0]}:{self.port}: on the QEMU "
+                     f"primary, x-colo on and migrate tcp:{target}:{self.port}; space to "
+                     "follow")
+        self.engine = None
+
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return self.tracker.side("primary"), side_status(self.secondary)
+
+    def guests(self) -> dict:
+        return {"secondary": self.guest}
+
+    def run(self) -> None:
+        import asyncio
+
+        from protocol.drivers.tcp import Engine, new_loop
+        loop = self.loop = new_loop()
+        asyncio.set_event_loop(loop)
+
+        def feed(evs) -> None:
+            out = []
+            for ev in evs:
+                if ev.side == "secondary" and type(ev) is Recv:
+                    sent = Send(
+                        ev.t_ms, "primary", msg=ev.msg, value=ev.value or 0,
+                        dir="P>S", n=self.secondary.in_flight
+                        or self.secondary.checkpoint,
+                        why="a real QEMU primary: seen as the secondary received it")
+                    self._follow(sent)
+                    out.append(sent)
+                self._follow(ev)
+                out.append(ev)
+            self.publish(out)
+
+        def crashed(exc: BaseException) -> None:
+            # a bug of ours, not the peer's: shown in the event stream, the pair stops
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.put(Event(self.now_ms(), "live", "error", {"message": self.error}))
+            self.done.set()
+
+        self.engine = Engine(self.secondary, loop, on_events=feed, on_crash=crashed)
+
+        async def main() -> None:
+            sock, peer = await loop.sock_accept(self.lsock)
+            # one primary per session: a second `migrate` is refused, not left hanging
+            self.lsock.close()
+            self.put(Event(self.now_ms(), "live", "connection",
+                           {"peer": f"{peer[0]}:{peer[1]}"}))
+            await self.engine.attach_socket(sock)
+            while not self.done.is_set():
+                await asyncio.sleep(0.05)
+        self.ready.set()
+        self.put(Event(0.0, "live", "listening", {"address": f"{self.addr[0]}:{self.port}",
+                                                  "hint": self.hint}))
+        try:
+            self._run_task(loop, main())
+        finally:
+            self.engine.close_timers()
+            self.engine.abort()
+            self.lsock.close()
+            loop.close()
+
+    def _follow(self, ev: Event) -> None:
+        """Keep the primary's view in step with what the secondary saw of it, as it
+        happens (the secondary's view is its live endpoint, not the stepped events)."""
+        if ev.side == "primary":
+            self.tracker.apply(ev)
+        elif ev.side != "secondary":
+            return
+        elif type(ev) is Checkpoint and ev.phase == "commit":
+            self.tracker.apply(replace(ev, side="primary"))
+        elif type(ev) is Action and ev.name == "load-initial":
+            self.tracker.apply(RecvInitial(ev.t_ms, "primary"))
+        elif type(ev) is Eof:
+            self.tracker.set_error("primary", "the connection ended (EOF from the primary)")
+
+    def command(self, what: str, *args) -> None:
+        if what != "lost-heartbeat" or args[0] != "secondary":
+            raise ColoError("a real QEMU primary takes its commands over its own QMP; "
+                            "here only `lost-heartbeat secondary` (fail over to this "
+                            "secondary) is possible")
+        self.wait_ready("peer")
+        self.loop.call_soon_threadsafe(self._failover)
+
+    def _failover(self) -> None:
+        try:
+            self.engine.run(self.secondary.lost_heartbeat)
+        except QmpCommandError as exc:
+            self.put(Event(self.now_ms(), "operator", "qmp-error",
+                           {"side": "secondary", "error": exc.desc}))
+
+
+class _QmpSide:
+    """What the last poll of one process's QMP said (the source thread's own)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.state = "INIT"
+        self.run_state = "running" if role == "primary" else "inmigrate"
+        self.migration = "setup"
+        self.colo = {"mode": "none", "last-mode": "none", "reason": "none"}
+        self.delay_ms = 0
+
+    def status(self, dialect) -> SideStatus:
+        reason = self.colo.get("reason", "none")
+        fo = COMPLETED if reason == "request" else NONE
+        return SideStatus(role=self.role, state=self.state, run_state=self.run_state or "—",
+                          migration=self.migration or "none",
+                          colo_mode=self.colo.get("mode", "none"),
+                          last_mode=self.colo.get("last-mode", "none"), reason=reason,
+                          failover=fo, failover_state=dialect.failover_name(fo),
+                          checkpoint_delay_ms=self.delay_ms)
+
+
+class QmpFeed(_Source):
+    """Two running processes through their QMP sockets: polled statuses, live events."""
+
+    name = "attach"
+    POLL_S = 0.25
+
+    def __init__(self, config, qmp_primary: str, qmp_secondary: str) -> None:
+        super().__init__(config)
+        self.addresses = (qmp_primary, qmp_secondary)
+        self.dialect = dialects.get(config.dialect)
+        self.views = {s: _QmpSide(s) for s in SIDES}
+        self._commands: queue.Queue = queue.Queue()
+        from colo_tui.session.attach import LivePair
+        self.pair = LivePair(*self.addresses)     # fails here, clearly, if unreachable
+
+    def run(self) -> None:
+        import time
+        try:
+            while not self.done.is_set():
+                for side, e in self.pair.events(0.0):
+                    self.put(_qmp_event(self.now_ms(), side, e))
+                self._poll()
+                try:
+                    what, args, done = self._commands.get(timeout=self.POLL_S)
+                except queue.Empty:
+                    continue
+                self._run_command(what, args, done)
+                time.sleep(0)
+        finally:
+            self.pair.close()
+            while not self._commands.empty():        # nobody waits for ever
+                self._commands.get_nowait()[2].set_exception(
+                    ColoError("the QMP attach has ended"))
+
+    def _poll(self) -> None:
+        for side, st in self.pair.status().items():
+            view = self.views[side]
+            new = (st["status"].get("status"), st["migrate"].get("status"), st["colo"])
+            old = (view.run_state, view.migration, view.colo)
+            if new != old:
+                view.run_state, view.migration, view.colo = new
+                view.state = new[1] or view.state
+                self.put(Event(self.now_ms(), side, "status",
+                               {"run": new[0], "migration": new[1], **new[2]}))
+
+    def sides(self) -> tuple[SideStatus, SideStatus]:
+        return tuple(self.views[s].status(self.dialect) for s in SIDES)
+
+    COMMAND_WAIT_S = 10.0
+
+    def command(self, what: str, *args) -> None:
+        """Run a QMP command on the source's thread; its error (QEMU's refusal) is
+        raised here, after the statuses it changed were polled."""
+        if what not in ("lost-heartbeat", "set-delay", "checkpoint"):
+            raise ColoError(f"{what!r} is not something QMP can do to a live process")
+        if self.done.is_set():
+            raise ColoError("the QMP attach has ended")
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        self._commands.put((what, args, done))
+        try:
+            done.result(self.COMMAND_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            raise ColoError(f"{what}: no answer over QMP within "
+                            f"{self.COMMAND_WAIT_S:.0f} s") from None
+
+    def _run_command(self, what: str, args, done) -> None:
+        try:
+            if what == "lost-heartbeat":
+                self.pair.lost_heartbeat(args[0])
+            elif what == "set-delay":
+                self.pair.set_checkpoint_delay(args[0])
+            elif what == "checkpoint":
+                self.pair.checkpoint()
+            else:
+                raise ColoError(f"{what!r} is not something QMP can do to a live process")
+            self.put(Event(self.now_ms(), "operator", "qmp", {"command": what,
+                                                              "args": list(args)}))
+        except (QmpCommandError, ColoError, TimeoutError) as exc:
+            self.put(Event(self.now_ms(), "operator", "qmp-error",
+                           {"command": what, "error": getattr(exc, "desc", str(exc))}))
+            done.set_exception(exc)
+            return
+        try:
+            self._poll()
+        finally:
+            done.set_result(None)
+
+
+def _qmp_event(t_ms: float, side: str, e: dict) -> Event:
+    name, data = e.get("event", "?"), dict(e.get("data") or {})
+    if name in ("STOP", "RESUME"):
+        return Event(t_ms, side, "vm", {"run": "running" if name == "RESUME" else "stopped",
+                                        "qmp": name})
+    if name == "COLO_EXIT":
+        return ColoExit(t_ms, side, mode=data.get("mode"), reason=data.get("reason"))
+    if name == "MIGRATION":
+        return Migration(t_ms, side, status=str(data.get("status")))
+    return Event(t_ms, side, "qmp-event", {"event": name, **data})

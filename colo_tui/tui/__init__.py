@@ -1,0 +1,1 @@
+"""The Textual app, its widgets and screens."""

@@ -1,0 +1,364 @@
+"""The Textual app: composition, key bindings and wiring only.
+
+Attributes go down (the app hands each widget its view object), messages come
+up (widgets post selections and filters; the bridge posts `Bridge.Updated`).
+What to do with a key lives in the bridge; what to show lives in the widgets.
+"""
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widget import MountError
+from textual.widgets import Static
+
+from colo_tui.session.config_file import UserConfig
+from colo_tui.session.control import Controller
+from colo_tui.tui.bridge import USER_ERRORS, Bridge, describe_error
+from colo_tui.tui.screens import (
+    BY_KEY,
+    ChoicePrompt,
+    ColoCommands,
+    FaultMenu,
+    HelpScreen,
+    NumberPrompt,
+    config_changes,
+)
+from colo_tui.tui.widgets import (
+    EventLog,
+    ExplainPane,
+    FailoverDiagram,
+    KeyBar,
+    LadderView,
+    SidePanel,
+    StatusBar,
+)
+
+THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "monokai")
+TICK_S = 1 / 30
+#: below this (columns, rows) the app says so instead of cutting its panels silently
+MIN_SIZE = (60, 18)
+
+
+class ColoApp(App):
+    """COLO testbed: a live ladder of one simulated COLO pair."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "COLO testbed"
+    COMMANDS = App.COMMANDS | {ColoCommands}
+    BINDINGS = [
+        Binding("n,right", "step", "step", id="step"),
+        Binding("left", "back", "back", id="back"),
+        Binding("space", "toggle_run", "run/pause", id="run"),
+        Binding("plus,equals_sign", "speed(1)", "faster", id="faster"),
+        Binding("minus", "speed(-1)", "slower", id="slower"),
+        Binding("c", "checkpoint", "ckpt", id="checkpoint"),
+        Binding("f", "fault", "fault", id="fault"),
+        Binding("k", "kill", "kill", id="kill"),
+        Binding("s", "stall", "stall", id="stall"),
+        Binding("h", "heartbeat", "heartbeat", id="heartbeat"),
+        Binding("o", "other_side", "other side", id="other-side"),
+        Binding("d", "delay", "delay", id="delay"),
+        # after a failover only: less often needed than the side and the delay
+        Binding("p", "reprotect", "re-protect", id="reprotect"),
+        Binding("v", "dialect", "dialect", id="dialect"),
+        Binding("m", "mode", "mode", id="mode"),
+        Binding("g", "guest", "guest", id="guest"),
+        Binding("r", "record", "rec", id="record"),
+        Binding("y", "copy", "copy hex", id="copy"),
+        Binding("t", "theme", "theme", show=False, id="theme"),
+        Binding("slash", "filter", "filter", show=False, id="filter"),
+        Binding("escape", "unfocus", show=False),
+        Binding("L", "lesson", "lessons", id="lessons"),
+        Binding("question_mark", "help", "help", id="help"),
+        Binding("q", "quit", "quit", id="quit"),
+        Binding("ctrl+c", "quit", show=False),        # quits too (Textual's only hints)
+        *[Binding(k, f"preset('{k}')", show=False, id=f"preset-{k}") for k in "1234567890"],
+        Binding("exclamation_mark", "preset('!')", show=False, id="preset-hybrid-mismatch"),
+        Binding("at", "preset('@')", show=False, id="preset-hybrid-stale"),
+        Binding("number_sign", "preset('#')", show=False, id="preset-reprotect"),
+    ]
+
+    def __init__(self, controller: Controller | None = None, *, replay: str | None = None,
+                 tick_s: float = TICK_S, record_dir: str | None = None,
+                 user_config: UserConfig | None = None) -> None:
+        super().__init__()
+        self.controller = controller or Controller()
+        self.bridge = Bridge(self.controller, target=self)
+        self.bridge.record_dir = record_dir
+        self.replay = replay
+        self.tick_s = tick_s
+        self._widgets: dict | None = None
+        self._loop = None
+        self.user_config = user_config or UserConfig()
+        if self.user_config.keys:
+            self.set_keymap(self.user_config.keys)
+        if self.user_config.theme:
+            if self.user_config.theme in self.available_themes:
+                self.theme = self.user_config.theme
+            else:
+                self.user_config.problems.append(
+                    f"theme {self.user_config.theme!r} is not one of: "
+                    f"{', '.join(sorted(self.available_themes))}")
+        if self.user_config.problems:
+            self.bridge.notice = "⚠ config: " + "; ".join(self.user_config.problems)
+
+    def _bindings_as_keyed(self) -> list[Binding]:
+        """BINDINGS with the user's [keys] applied, so the footer shows the keys that work."""
+        import dataclasses
+        keys = self.user_config.keys
+        return [dataclasses.replace(b, key=keys[b.id]) if b.id in keys else b
+                for b in self.BINDINGS]
+
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
+        """Every key, click and palette action: what the session cannot do is a
+        warning on the status line, never the end of the app."""
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except USER_ERRORS as exc:
+            self.bridge.running = False
+            self.bridge.changed(f"⚠ {describe_error(exc)}")
+            return True
+
+    def end_on_signal(self, signum: int) -> None:
+        """SIGTERM/SIGHUP/SIGINT (from a signal handler): the recording is already
+        complete (SessionGuard); leave the app as quitting does."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise SystemExit(128 + signum)
+        loop.call_soon_threadsafe(lambda: self.exit(return_code=128 + signum))
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="too-small")
+        yield StatusBar(id="status")
+        with Horizontal(id="main"):
+            yield SidePanel("primary")
+            yield LadderView(id="ladder")
+            yield SidePanel("secondary")
+        yield KeyBar(self._bindings_as_keyed(), id="keys")   # the lower half mounts later
+
+    async def _mount_bottom(self) -> None:
+        """The lower half mounts after the first frame: a faster first paint."""
+        try:
+            await self.mount(Horizontal(
+                Vertical(FailoverDiagram(id="failover"), ExplainPane(id="explain"), id="left"),
+                EventLog(id="log"), id="bottom"), before=self.query_one(KeyBar))
+        except MountError:               # the app was closed before its second frame
+            pass
+
+    def on_mount(self) -> None:
+        import asyncio
+        self._loop = asyncio.get_running_loop()
+        self._timer = self.set_interval(self.tick_s, self._tick, pause=True)
+        if self.replay:
+            self.bridge.load_replay(self.replay)
+        self.query_one(LadderView).focus()
+        self.refresh_view()
+        self.call_after_refresh(self._mount_bottom)
+
+    # ----------------------------------------------------------- attributes down
+    def _views(self) -> dict:
+        if self._widgets is None or (len(self._widgets) < 8 and self.query(EventLog)):
+            q = self.query_one
+            self._widgets = {"status": q(StatusBar),
+                             "primary": q("#primary", SidePanel),
+                             "secondary": q("#secondary", SidePanel), "ladder": q(LadderView)}
+            if self.query(EventLog):                    # absent until the lazy mount
+                self._widgets.update(failover=q(FailoverDiagram), explain=q(ExplainPane),
+                                     log=q(EventLog))
+        return self._widgets
+
+    def refresh_view(self) -> None:
+        v, w = self.bridge.view(), self._views()
+        w["status"].show(v.status)
+        w["primary"].show(v.sides["primary"])
+        w["secondary"].show(v.sides["secondary"])
+        w["ladder"].show(v.ladder, v.ladder_version, v.selected_seq)
+        if "log" in w:
+            w["failover"].show(v.failover)
+            w["explain"].show(v.explanation, v.selected_hex)
+            w["log"].show(v.log)
+        if self.bridge.running and self.bridge.speed == 0:
+            self._timer.pause()                 # full speed: compute, paint, repeat
+            self.call_after_refresh(self._tick)
+        elif self.bridge.running:
+            self._timer.resume()
+        else:
+            self._timer.pause()
+
+    def _tick(self) -> None:
+        self.bridge.tick(self.tick_s)
+
+    def on_resize(self, event) -> None:
+        w, h = event.size.width, event.size.height
+        self.screen.set_class(w >= 140, "-wide")
+        self.screen.set_class(w < 80, "-narrow")
+        small = w < MIN_SIZE[0] or h < MIN_SIZE[1]
+        self.screen.set_class(small, "-too-small")
+        if small:
+            self.query_one("#too-small").update(
+                f"The terminal is too small ({w}×{h}).\n"
+                f"COLO testbed needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}: "
+                "make the window larger (q quits).")
+
+    # -------------------------------------------------------------- messages up
+    def on_bridge_updated(self, _message: Bridge.Updated) -> None:
+        from textual.css.query import NoMatches
+        try:
+            self.refresh_view()
+        except NoMatches:        # a live update that arrives while the app tears down
+            pass
+
+    def on_side_panel_chosen(self, message: SidePanel.Chosen) -> None:
+        self.bridge.select_side(message.side)
+
+    def on_ladder_view_selected(self, message: LadderView.Selected) -> None:
+        self.bridge.select_row(message.seq if message.seq is not None
+                               else self.bridge.selected_seq, message.side)
+
+    def on_event_log_filter_changed(self, message: EventLog.FilterChanged) -> None:
+        self.bridge.log.set_filter(message.text)
+        self.bridge.changed()
+
+    def on_event_log_ready(self, _message: EventLog.Ready) -> None:
+        self.refresh_view()
+
+    def on_event_log_picked(self, message: EventLog.Picked) -> None:
+        self.bridge.select_row(message.seq)
+
+    # ------------------------------------------------------------------ actions
+    def action_step(self) -> None:
+        self.bridge.step()
+
+    def action_back(self) -> None:
+        self.bridge.back()
+
+    def action_toggle_run(self) -> None:
+        self.bridge.toggle_run()
+
+    def action_speed(self, delta: int) -> None:
+        self.bridge.faster(delta)
+
+    def action_checkpoint(self) -> None:
+        self.bridge.checkpoint()
+
+    def action_kill(self) -> None:
+        self.bridge.kill()
+
+    def action_stall(self) -> None:
+        self.bridge.stall()
+
+    def action_heartbeat(self) -> None:
+        self.bridge.lost_heartbeat()
+
+    def action_reprotect(self) -> None:
+        self.bridge.reprotect()
+
+    def action_other_side(self) -> None:
+        self.bridge.select_side()
+
+    def action_fault(self) -> None:
+        row = self.bridge.selected_row()
+        if row is not None and row.point and row.point != "initial":
+            menu = FaultMenu("drop", row.point, row.checkpoint or 1)
+        else:
+            side = self.bridge.selected_side
+            menu = FaultMenu(f"kill-{side}", "checkpoint-request",
+                             self.controller.side("primary").checkpoint + 1)
+        self.push_screen(menu, lambda spec: spec and self.bridge.add_fault(spec))
+
+    def action_delay(self) -> None:
+        current = self.controller.side("primary").checkpoint_delay_ms
+        self.push_screen(NumberPrompt("x-checkpoint-delay in ms (QEMU default 20000):",
+                                      current),
+                         lambda ms: ms is not None and self.bridge.set_delay(ms))
+
+    def _discarding(self, what: str, start, new: str = "the new session") -> None:
+        """Run `start()`, which replaces the session; one with something in it is only
+        discarded after the user says yes (escape or no keeps it)."""
+        lost = self.bridge.what_a_restart_loses()
+        if not lost:
+            start()
+            return
+        self.push_screen(
+            ChoicePrompt(f"{what}: this discards {lost}. Go on?",
+                         [("yes", f"yes: discard it and start {new}"),
+                          ("no", "no: keep this session")]),
+            lambda answer: answer == "yes" and start())
+
+    def _restart_asking(self, what: str, notice: str, **changes) -> None:
+        self._discarding(what, lambda: self.bridge.restart(notice, **changes))
+
+    def action_dialect(self) -> None:
+        from protocol.core import dialects
+        names = [(d.name, f"{d.name:<10} {d.title}") for d in
+                 (dialects.get(n) for n in ("qemu", "v11", "prototype"))]
+        self.push_screen(ChoicePrompt("Dialect (restarts the session):", names),
+                         lambda name: name and self._restart_asking(
+                             f"dialect {name}", f"dialect {name}: new session", dialect=name))
+
+    def action_mode(self) -> None:
+        mode = "hybrid" if self.controller.config.mode == "periodic" else "periodic"
+        self._restart_asking(f"mode {mode}", f"mode {mode}: new session", mode=mode)
+
+    def action_guest(self) -> None:
+        guest = "null" if self.controller.config.guest == "model" else "model"
+        what = ("the guest model: RAM, packets, disk" if guest == "model"
+                else "the null guest: the control protocol alone")
+        self._restart_asking(f"{guest} guest", f"{what}: new session", guest=guest)
+
+    def action_lesson(self) -> None:
+        from colo_tui.commands.lessons import LESSONS
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self._discarding(f"lesson {name}", lambda: self.bridge.start_lesson(name),
+                                 "the lesson")
+        self.push_screen(ChoicePrompt("A guided lesson (n goes on; some beats ask you to act):",
+                                      [(x.name, f"{x.name:<19} {x.title}") for x in LESSONS]),
+                         chosen)
+
+    def action_preset(self, key: str) -> None:
+        p = BY_KEY[key]
+        self._restart_asking(f"scenario {key} ({p.title})",
+                             f"scenario {key}: {p.title} ({p.section}) — {p.what}",
+                             **config_changes(p, self.controller.config.seed))
+
+    def action_record(self) -> None:
+        self.bridge.toggle_record()
+
+    def action_copy(self) -> None:
+        row = self.bridge.selected_row()
+        if row is None or not row.hex:
+            self.bridge.changed("select a control message first (↑/↓ or click)")
+            return
+        self.copy_to_clipboard(row.hex)
+        self.bridge.changed(f"copied {len(row.hex) // 2} bytes: {row.hex}")
+
+    def action_theme(self) -> None:
+        names = [t for t in THEMES if t in self.available_themes]
+        i = names.index(self.theme) + 1 if self.theme in names else 0
+        self.theme = names[i % len(names)]
+        if self.user_config.path is not None:          # remembered for the next start
+            from colo_tui.session.config_file import save_theme
+            save_theme(self.theme, self.user_config.path)
+            self.bridge.changed(f"theme {self.theme} (saved in {self.user_config.path})")
+
+    def action_filter(self) -> None:
+        self.query_one("#log-filter").focus()
+
+    def action_unfocus(self) -> None:
+        self.query_one(LadderView).focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def run_command_line(self, line: str) -> None:
+        """The palette's way in: one registry command through `execute`."""
+        result = self.bridge.execute(line)
+        if result is None:
+            return
+        if result.text:
+            self.bridge.show_output(line, result.text, ok=result.ok)
+        if result.quit:
+            self.exit()

@@ -1,0 +1,402 @@
+"""The one bridge between the protocol world and Textual.
+
+The Controller produces `protocol.core.events.Event`s; the bridge turns them into
+view objects (`colo_tui.present.models`) and tells the app, with one
+coalescing message (`Bridge.Updated`), that there is something new to show.
+Work is done once per repaint, not once per event: the message carries no
+data, replaces any older one still queued, and the app pulls a fresh view
+when it handles it.  No widget ever sees a protocol object.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.message import Message
+
+from colo_tui.commands import execute as execute_command
+from colo_tui.present.explain import explain, explain_last
+from colo_tui.present.models import SIDE_NAMES, FailoverView, LadderRow, SideView, StatusView
+from colo_tui.present.tui_views import Ladder, LogModel
+from protocol.core import dialects
+from protocol.errors import ColoError
+
+HINT = "press n or → to step, space to run, ? for help"
+SPEEDS = (1, 2, 5, 10, 20, 50, 100, 500, 2000, 0)       # steps per second; 0 = full speed
+MAX_TICK_S = 0.15                                     # a full-speed tick's compute budget
+
+
+@dataclass(slots=True)
+class SessionView:
+    status: StatusView
+    sides: dict[str, SideView]
+    failover: FailoverView
+    ladder: list[LadderRow]
+    ladder_version: int
+    log: LogModel
+    explanation: str
+    selected_seq: int | None
+    selected_hex: str
+
+
+#: what an operator's action may raise when the session cannot do it (a live session
+#: cannot step back, a fault spec does not parse, a file cannot be written …): these
+#: become a warning on the status line, never a traceback
+USER_ERRORS = (ColoError, ValueError, KeyError, OSError)
+
+
+def user_action(fn):
+    """A bridge action: a user error becomes a `⚠` notice and the session goes on."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except USER_ERRORS as exc:
+            self.running = False
+            self.changed(f"⚠ {describe_error(exc)}")
+            return None
+    return wrapper
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the status bar: the error's own words (an OSError's reason and file)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    if isinstance(exc, KeyError) and exc.args:
+        return f"unknown: {exc.args[0]}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def explain_event(ev, dialect: str) -> str:
+    return explain(ev, dialect)
+
+
+class Bridge:
+    """Drives a Controller for the app and turns what happens into view objects."""
+
+    class Updated(Message):
+        """Something changed: pull a fresh view.  Coalesces (no payload)."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, Bridge.Updated)
+
+    def __init__(self, controller, target=None) -> None:
+        self.c = controller
+        self.target = target
+        self.running = False
+        self.speed_index = 3
+        self.selected_side = "primary"
+        self.selected_seq: int | None = None
+        self.record_dir: str | None = None          # None: the user's data directory
+        self.output = ""                            # a palette command's output, kept
+        self.lesson = None                          # a guided lesson in progress
+        # a live source may say what the user must do first (e.g. start the primary)
+        self.notice = controller.hint
+        self._credit = 0.0
+        self._reset()
+
+    # ---------------------------------------------------------------- plumbing
+    def _reset(self) -> None:
+        self._session = self.c.session
+        old = getattr(self, "log", None)
+        # a simulation reports receptions: its messages are drawn in flight until then
+        self.ladder = Ladder(flight=self.c.capabilities.reports_receptions)
+        self.log = LogModel(self.c.events)
+        if old is not None:
+            self.log.set_filter(old.filter)
+        self._fed = 0
+        self._explained: tuple | None = None
+        self._explanation = ""
+
+    def changed(self, notice: str | None = None) -> None:
+        if notice is not None:
+            self.notice = notice
+        if self.target is not None:
+            self.target.post_message(self.Updated())
+
+    def _guard(self, fn, *args, ok: str = "") -> bool:
+        try:
+            fn(*args)
+        except USER_ERRORS as exc:                     # FaultSpecError is a ValueError
+            self.changed(f"⚠ {describe_error(exc)}")
+            return False
+        self.changed(ok)
+        return True
+
+    # ---------------------------------------------------------------- stepping
+    @property
+    def speed(self) -> int:
+        return SPEEDS[self.speed_index]
+
+    def speed_label(self) -> str:
+        return "full speed" if self.speed == 0 else f"{self.speed} steps/s"
+
+    # ----------------------------------------------------------------- lessons
+    @user_action
+    def start_lesson(self, name: str) -> None:
+        from colo_tui.commands.lessons import BY_NAME, LessonRun
+        self.running = False
+        run = LessonRun(BY_NAME[name], self.c)
+        run.start()
+        self.lesson, self.output, self.selected_seq = run, "", None
+        self.changed(f"lesson: {run.lesson.title} — n goes on, L picks another")
+
+    def _lesson_step(self) -> bool:
+        """n during a lesson: run to the current beat's goal (True if it handled n)."""
+        run = self.lesson
+        if run is None:
+            return False
+        if run.done:
+            self.lesson = None              # the lesson is over: n steps as usual again
+            return False
+        if run.waiting_for_learner():
+            b = run.beat
+            self.changed(f"your turn: {b.do}" + (f" (key {b.key})" if b.key else "")
+                         + " — or type it in the palette (ctrl+p)")
+            return True
+        run.advance()
+        self.changed("")
+        return True
+
+    def _noticed(self, line: str) -> None:
+        if self.lesson is not None:
+            self.lesson.noticed(line)
+
+    @user_action
+    def step(self, n: int = 1) -> None:
+        self.output = ""
+        if self._lesson_step():
+            return
+        if self.c.finished:
+            self.changed(f"the session has ended ({self.c.status()['outcome']}); "
+                         "c = checkpoint, ← = back, 1-9 = a scenario")
+            return
+        self.c.step(n)
+        self.changed("")
+
+    @user_action
+    def back(self, n: int = 1) -> None:
+        self.output = ""
+        self.running = False
+        self.c.back(n)
+        self.changed("stepped back: an input given now forks the future")
+
+    @user_action
+    def toggle_run(self) -> None:
+        self.running = not self.running and not self.c.finished
+        self._credit = 0.0
+        self.changed("" if self.running else "paused")
+
+    def faster(self, delta: int) -> None:
+        self.speed_index = max(0, min(len(SPEEDS) - 1, self.speed_index + delta))
+        self.changed(f"speed: {self.speed_label()}")
+
+    @user_action
+    def tick(self, dt_s: float) -> None:
+        """One timer tick while running: step as many events as the speed allows."""
+        if not self.running:
+            return
+        if self.speed == 0:
+            deadline = time.perf_counter() + MAX_TICK_S
+            c = self.c
+            while not c.finished and time.perf_counter() < deadline:
+                c.step(50)
+        else:
+            self._credit += self.speed * dt_s
+            n, self._credit = int(self._credit), self._credit - int(self._credit)
+            if n:
+                self.c.step(n)
+        if self.c.finished:
+            self.running = False
+            self.notice = f"finished: {self.c.status()['outcome']}"
+        self.changed()
+
+    # ------------------------------------------------------------------ inputs
+    def checkpoint(self) -> None:
+        self._guard(self.c.checkpoint, ok="checkpoint requested")
+
+    def kill(self) -> None:
+        if self._guard(self.c.kill, self.selected_side, ok=f"killed the {self.selected_side}"):
+            self._noticed(f"kill {self.selected_side}")
+
+    def stall(self) -> None:
+        if self._guard(self.c.stall, self.selected_side,
+                       ok=f"stalled the {self.selected_side}"):
+            self._noticed(f"stall {self.selected_side}")
+
+    def lost_heartbeat(self) -> None:
+        if self._guard(self.c.lost_heartbeat, self.selected_side,
+                       ok=f"x-colo-lost-heartbeat on the {self.selected_side}"):
+            self._noticed(f"heartbeat {self.selected_side}")
+
+    def reprotect(self) -> None:
+        if self._guard(getattr(self.c, "reprotect", self._no_reprotect),
+                       ok="re-protect: a new secondary, a fresh initial migration, COLO again"):
+            self._noticed("reprotect")
+
+    def _no_reprotect(self) -> None:
+        raise ValueError("this session cannot re-protect (it needs the simulator)")
+
+    def add_fault(self, spec: str) -> bool:
+        ok = self._guard(self.c.add_fault, spec, ok=f"fault armed: {spec}")
+        if ok:
+            self._noticed(f"fault {spec}")
+        return ok
+
+    def set_delay(self, ms: int) -> None:
+        self._guard(self.c.set_checkpoint_delay, ms, ok=f"x-checkpoint-delay = {ms} ms")
+
+    def restart(self, notice: str = "", **changes) -> bool:
+        self.output = ""
+        self.lesson = None
+        self.running = False
+        try:
+            self.c.restart(**changes)
+        except (*USER_ERRORS, ImportError, AttributeError) as exc:
+            self.changed(f"⚠ cannot restart: {describe_error(exc)}")
+            return False
+        self.selected_seq = None
+        self.changed(notice or "restarted")
+        return True
+
+    def what_a_restart_loses(self) -> str:
+        """What restarting would throw away, in words; "" when nothing would be lost."""
+        parts = []
+        if self.c.steps:
+            parts.append(f"this session ({self.c.steps} steps)")
+        if self.c.recording_path:
+            parts.append(f"the recording to {self.c.recording_path} (it is saved and stopped)")
+        return " and ".join(parts)
+
+    def show_output(self, line: str, text: str, *, ok: bool = True) -> None:
+        """A palette command's output: it stays in the explanation pane until the next
+        step or selection (a toast would vanish)."""
+        self.output = f"{'' if ok else '⚠ '}› {line}\n{text}"
+        self._explained = None
+        self.changed(("" if ok else "⚠ ") + text.splitlines()[0] if text else "")
+
+    @user_action
+    def load_replay(self, path: str) -> None:
+        self.running = False
+        self.c.load_replay(path)
+        self.changed(f"replaying {Path(path).name}: step through it")
+
+    @user_action
+    def toggle_record(self) -> str | None:
+        """Start a recording in the user's recordings folder (or `record_dir`), or
+        stop the one in progress; the status line says where it is."""
+        if self.c.recording_path:
+            path = self.c.record_stop()
+            self.changed(f"recording saved: {path}")
+            return path
+        from colo_tui.session.lifecycle import new_recording_path
+        path = new_recording_path(self.c.config, "tui", self.record_dir)
+        self.c.record_start(str(path))
+        self.changed(f"recording to {path}")
+        return str(path)
+
+    @user_action
+    def execute(self, line: str):
+        """Run a command-registry line (the palette); returns its Result or None."""
+        result = execute_command(self.c, line)
+        if result.ok:
+            self._noticed(line)
+        self.changed(("" if result.ok else "⚠ ") + (result.text or "").splitlines()[0]
+                     if result.text else "")
+        return result
+
+    # --------------------------------------------------------------- selection
+    def select_side(self, side: str | None = None) -> None:
+        self.selected_side = side or ("secondary" if self.selected_side == "primary"
+                                      else "primary")
+        self.changed(f"selected: {self.selected_side}")
+
+    def select_row(self, seq: int | None, side: str | None = None) -> None:
+        self.output = ""
+        self.selected_seq = seq
+        if side:
+            self.selected_side = side
+        self.changed()
+
+    def selected_row(self) -> LadderRow | None:
+        if self.selected_seq is None:
+            return None
+        for row in reversed(self.ladder.rows):
+            if row.seq == self.selected_seq:
+                return row
+        return None
+
+    # ------------------------------------------------------------------- views
+    def _feed(self) -> None:
+        if self.c.session is not self._session:
+            self._reset()
+        events = self.c.events
+        if self._fed < len(events):
+            self.ladder.feed(events[self._fed:])
+            self._fed = len(events)
+
+    def _explain(self) -> str:
+        if self.output:
+            return self.output
+        if self.lesson is not None:
+            from colo_tui.commands.lessons import narration
+            return narration(self.lesson)
+        events = self.c.events
+        key = (id(self.c.session), self.selected_seq, len(events))
+        if key == self._explained:
+            return self._explanation
+        if self.selected_seq is not None and self.selected_seq < len(events):
+            ev = events[self.selected_seq]
+            text = f"#{ev.seq} {ev.side} {ev.kind}\n{explain_event(ev, self.c.config.dialect)}"
+        elif events and self.running and (self.speed == 0 or self.speed > 100):
+            return self._explanation or "running… pause (space) to read about a step"
+        elif events:
+            text = explain_last(self.c)
+        else:
+            text = "Nothing has happened yet: press n to step."
+        self._explained, self._explanation = key, text
+        return text
+
+    def view(self) -> SessionView:
+        self._feed()
+        st = self.c.status()
+        now = st["t_ms"]
+        sides = {}
+        for s in SIDE_NAMES:
+            d = st[s]
+            cs = d.get("colo_status", {})
+            last = self.ladder.last_commit.get(s)
+            sides[s] = SideView(
+                name=s, role=d.get("role", s), run_state=d.get("run_state", "—"),
+                colo_mode=cs.get("mode", "—"), failover=d.get("failover_state", "none"),
+                last_mode=cs.get("last-mode", "—"), reason=cs.get("reason", "—"),
+                checkpoint=d.get("checkpoint", 0),
+                since_ms=None if last is None else now - last, state=d.get("state", "—"),
+                alive=d.get("alive", True), stalled=d.get("stalled", False),
+                error=d.get("error") or "", selected=s == self.selected_side,
+                **self.c.guest(s).summary())
+        dialect = dialects.get(self.c.config.dialect)
+        names = tuple(dialect.failover_name(x) for x in
+                      ("none", "require", "active", "completed", "relaunch"))
+        status = StatusView(
+            dialect=st["dialect"] + (f"↔{peer}" if (peer := getattr(
+                self.c.config, "secondary_dialect", None)) else ""), mode=st["mode"], seed=st["seed"], step=st["step"],
+            t_ms=now, running=self.running, speed=self.speed_label(), forked=st["forked"],
+            forked_at=self.c.forked_at, recording=st.get("recording") or "",
+            replay=Path(self.c.replay_source).name if self.c.replay_source else "",
+            finished=st["finished"], outcome=st["outcome"] or "",
+            faults=tuple(self.c.faults()),
+            notice=self.notice or (HINT if st["step"] == 0 else ""))
+        row = self.selected_row()
+        return SessionView(
+            status=status, sides=sides,
+            failover=FailoverView(names, {s: sides[s].failover for s in SIDE_NAMES}),
+            ladder=self.ladder.rows, ladder_version=self.ladder.version, log=self.log,
+            explanation=self._explain(), selected_seq=self.selected_seq,
+            selected_hex=row.hex if row else "")
+
+
+__all__ = ["Bridge", "SessionView", "LogModel", "Ladder", "HINT", "SPEEDS"]

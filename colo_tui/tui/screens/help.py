@@ -1,0 +1,103 @@
+"""The help screen: keys, and what the picture shows."""
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from colo_tui.tui.screens.presets import PRESETS
+
+KEYS = [
+    ("n / →", "step one happening (the events it causes)"),
+    ("←", "step back (time travel); an input after it forks the future"),
+    ("space", "run / pause (stepping on a timer)"),
+    ("+ / -", "faster / slower (up to full speed)"),
+    ("c", "request a checkpoint now"),
+    ("f", "fault menu for the selected message or side"),
+    ("k / s / h", "kill / stall / x-colo-lost-heartbeat on the selected side"),
+    ("p", "re-protect after a failover: a new secondary, a fresh migration, COLO again"),
+    ("o", "select the other side (or click a panel or a lifeline)"),
+    ("tab / shift+tab", "move the focus (ladder, log filter, every field of a dialog)"),
+    ("d", "change x-checkpoint-delay"),
+    ("v / m", "switch dialect / mode (a new session: asks first if this one has steps)"),
+    ("g", "guest model on/off: RAM heat map, buffered packets, disk layers"),
+    ("1 … 9, 0", "scenario presets (docs/protocol.md §11; asks before discarding steps)"),
+    ("! / @", "hybrid presets: a colo-compare mismatch / a stale packet"),
+    ("#", "preset: failover, then re-protect (a new secondary, COLO again)"),
+    ("L", "guided lessons: narrated tours, some beats ask you to act"),
+    ("r", "start / stop recording (to your data directory; the status line says where)"),
+    ("↑ / ↓", "select a message in the ladder (then y copies its bytes)"),
+    ("y", "copy the selected message's bytes as hex"),
+    ("/", "filter the event log (escape leaves the filter)"),
+    ("t", "next theme"),
+    ("ctrl+p", "command palette: every command of the registry"),
+    ("?", "this help"),
+    ("q / ctrl+c", "quit (a recording in progress is completed)"),
+]
+
+PRIMER = """\
+Side panels: run state, COLO mode (query-colo-status), failover state,
+last-mode / reason, checkpoint number and virtual time since it committed. With
+the guest model (g): "RAM dirty" = pages the PVM dirtied this epoch (they go in
+the next checkpoint), "RAM cache pending" = PVM pages waiting in the SVM's RAM
+cache for the flush; packets held by filter-buffer / colo-compare; disk layers
+(secondary: active, hidden and base; primary: local image, writes to forward).
+A dead side shows "process is dead" and only the checkpoint it had reached.
+
+The ladder is the seed's picture, live: the Primary's lifeline on the left, the
+Secondary's on the right, one arrow per control message (─) or payload (═:
+RAM pages, device state), newest at the bottom. ✗ marks a message that was
+dropped or lost; a shaded row happens inside a fault window (link closed,
+partition, a side dead or stopped); ↯ is an injected fault, ✖ an error.
+
+One checkpoint (QEMU 7.2): checkpoint-request → checkpoint-reply → the PVM
+stops → vmstate-send, RAM, vmstate-size N, N bytes of device state →
+vmstate-received (the PVM releases its buffered packets) → the SVM flushes
+its RAM cache and loads the devices → vmstate-loaded → the PVM resumes.
+
+The protocol, step by step, with the fault grammar and every scenario:
+docs/protocol.md in the repository (QEMU 7.2: migration/colo.c).
+"""
+
+
+def legend_tables():
+    """The legend as two tables: a wrapped meaning keeps its column at any width."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from colo_tui.present.legend import ABBREVIATIONS, SYMBOLS
+
+    def table(title: str, rows) -> Table:
+        t = Table(title=title, title_justify="left", title_style="bold", box=None,
+                  show_header=False, padding=(0, 1), expand=True)
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column(ratio=1)
+        for row in rows:
+            t.add_row(*row)
+        return t
+    return Group(table("Legend: symbols",
+                       [(sym, f"{what} [dim]({where})[/dim]") for sym, where, what in SYMBOLS]),
+                 table("Legend: words and abbreviations", ABBREVIATIONS))
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    #help-box {
+        width: 96; max-width: 100%; height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }
+    """
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def compose(self):
+        lines = ["[b]COLO testbed — keys[/b]", ""]
+        lines += [f"  [b]{k:<10}[/b] {what}" for k, what in KEYS]
+        lines += ["", "[b]Scenarios[/b]"]
+        lines += [f"  [b]{p.key}[/b] {p.title} ({p.section}): {p.what}" for p in PRESETS]
+        with VerticalScroll(id="help-box"):
+            yield Static("\n".join(lines), markup=True)
+            yield Static(PRIMER, markup=False, id="help-primer")
+            yield Static(legend_tables(), id="help-legend")
+            yield Static("[dim]escape closes[/dim]")

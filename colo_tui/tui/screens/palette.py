@@ -1,0 +1,54 @@
+"""The command palette: every command of colo_tui.commands.REGISTRY."""
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+
+def _registry() -> dict:
+    try:
+        from colo_tui.commands import REGISTRY
+    except ImportError:
+        return {}
+    return REGISTRY
+
+
+class ColoCommands(Provider):
+    """Lists the registry; runs a typed line (``fault drop@ram#1``) through `execute`."""
+
+    def _run(self, line: str) -> None:
+        self.app.run_command_line(line)
+
+    def _entries(self):
+        """(text to match, label, callback, help) for every command, scenario preset and
+        key binding; a command with arguments shows its syntax."""
+        for name, cmd in sorted(_registry().items()):
+            yield f"{name} {cmd.summary}", cmd.syntax, partial(self._run, name), cmd.summary
+        from colo_tui.tui.screens.presets import PRESETS
+        for p in PRESETS:
+            yield (f"scenario preset {p.key} {p.title} {p.section}",
+                   f"scenario {p.key}: {p.title}", partial(self.app.run_action,
+                                                          f"preset('{p.key}')"), p.what)
+        for b in self.app.BINDINGS:
+            if b.description and not b.action.startswith("preset"):
+                keys = " / ".join(b.key.split(","))
+                yield (f"key {keys} {b.description} {b.action}", f"{b.description}  ({keys})",
+                       partial(self.app.run_action, b.action), f"key: {keys}")
+
+    async def discover(self) -> Hits:
+        for _text, label, callback, help_text in self._entries():
+            yield DiscoveryHit(label, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        registry = _registry()
+        word = query.strip().split(" ", 1)[0]
+        if word in registry and query.strip() != word:
+            line = query.strip()
+            yield Hit(100, f"run: {line}", partial(self._run, line),
+                      help=registry[word].summary)
+        for text, label, callback, help_text in self._entries():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(label), callback, help=help_text)

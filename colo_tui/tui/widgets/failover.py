@@ -1,0 +1,47 @@
+"""The failover state machine as a small diagram, each side's state lit."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from colo_tui.present.models import FailoverView
+
+_SIDE_STYLE = {"primary": "bold black on green", "secondary": "bold black on cyan"}
+
+
+class FailoverDiagram(Widget):
+    DEFAULT_CSS = "FailoverDiagram { height: 3; background: $boost; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.view = FailoverView(current={"primary": "none", "secondary": "none"})
+
+    def show(self, view: FailoverView) -> None:
+        self.view = view
+        self.refresh()
+
+    def render(self) -> Text:
+        v = self.view
+        chain, relaunch = v.states[:4], v.states[4]
+        width = self.size.width or 80
+        roomy = 3 + sum(len(s) for s in v.states) + 12 <= width
+        full = 3 + sum(len(s) for s in v.states) + 4 <= width
+        name = (lambda s: s) if full else (lambda s: s[:5])
+        arrow = " → " if roomy else "→"
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("failover state" + (" (colo-failover.c)" if roomy else "") + "\n", style="bold")
+        for side in ("primary", "secondary"):
+            cur = v.current.get(side, "none")
+            t.append(f"{side[0].upper()} ", style="bold")
+            for i, s in enumerate(chain):
+                if i:
+                    t.append(arrow, style="dim")
+                # the current state is marked by a symbol too, not only by colour
+                t.append(("▸" + name(s)) if s == cur else name(s),
+                         style=_SIDE_STYLE[side] if s == cur else "")
+            t.append("  ↺" if roomy else "↺")
+            t.append(("▸" + name(relaunch)) if cur == relaunch else name(relaunch),
+                     style=_SIDE_STYLE[side] if cur == relaunch else "")
+            if side == "primary":
+                t.append("\n")
+        return t

@@ -1,0 +1,47 @@
+"""The status line and, under it, the notice/hint line (a view of a StatusView)."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from colo_tui.present.models import StatusView
+from colo_tui.tui.widgets.contrast import themed_style
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = "StatusBar { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }"
+
+    def show(self, v: StatusView) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" COLO ", style="bold reverse")
+        # the session's state comes first: a narrow terminal cuts the end of the line,
+        # never whether it is paused, running or ended
+        if v.finished:
+            t.append(f" ■ ended: {v.outcome} ", style="bold")
+        elif v.running:
+            t.append(f" ▶ running {v.speed} ", style=themed_style(self, "text-success", "bold"))
+        else:
+            t.append(f" ⏸ paused ({v.speed}) ", style="bold")
+        t.append("│")
+        if v.forked:
+            t.append(f" FORKED at step {v.forked_at} ", style="bold white on red")
+            t.append(" ")
+        if v.recording:
+            t.append(" ● REC ", style="bold white on dark_red")
+            t.append(" ")
+        if v.replay:
+            t.append(f" ⏵ replay {v.replay} ", style="bold black on yellow")
+            t.append(" ")
+        t.append(f" {v.dialect} · {v.mode} · seed {v.seed} ", style="bold")
+        t.append(f"│ step {v.step} · t={v.t_ms / 1000:.3f} s ")
+        warn = themed_style(self, "text-warning")
+        faults = "faults: " + ", ".join(v.faults) if v.faults else ""
+        if faults and v.notice:
+            t.append("│ " + faults, style=warn)
+        if v.notice or not faults:
+            notice = Text(" " + v.notice, no_wrap=True, overflow="ellipsis",
+                          style=themed_style(self, "text-error", "bold")
+                          if v.notice.startswith("⚠") else "italic")
+        else:       # nothing to say: the fault plan gets the whole second line
+            notice = Text(" " + faults, no_wrap=True, overflow="ellipsis", style=warn)
+        self.update(Text("\n", no_wrap=True).join([t, notice]))

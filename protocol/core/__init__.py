@@ -1,0 +1,1 @@
+"""The sans-IO core: messages, dialects, codec, events, the machines, faults."""

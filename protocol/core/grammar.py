@@ -1,0 +1,50 @@
+"""The number grammar every user-facing parser shares: ASCII decimal, in range.
+
+``int()`` alone accepts far more than the grammar says: ``0x10`` (with base 0),
+``1_000``, surrounding blanks, and non-ASCII digits such as ``٣``.  Every
+option, fault spec and command argument that takes a whole number goes
+through :func:`parse_decimal` instead, so a typo is refused, never read as
+something else (or wrapped to fit a field).
+"""
+from __future__ import annotations
+
+import re
+
+from protocol.errors import UsageError
+
+_DECIMAL = re.compile(r"-?[0-9]+", re.ASCII)
+_DECIMAL_FRACTION = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
+#: numbers longer than this are refused before int() sees them (CPython's own
+#: limit is 4300 digits, and a bound must not depend on it)
+MAX_DIGITS = 40
+INT64_MAX = (1 << 63) - 1
+
+
+def _shown(text) -> object:
+    """`text` as an error message quotes it: long input cut to 60 characters."""
+    return text if not isinstance(text, str) or len(text) <= 60 else text[:57] + "..."
+
+
+def parse_decimal(text: str, what: str, lo: int = 0, hi: int = INT64_MAX) -> int:
+    """``text`` as an int in ``lo … hi``; UsageError naming ``what`` otherwise."""
+    if not isinstance(text, str) or len(text) > MAX_DIGITS or not _DECIMAL.fullmatch(text):
+        raise UsageError(f"{what} must be a whole number in decimal ASCII digits, "
+                         f"not {_shown(text)!r}")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise UsageError(f"{what} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def parse_decimal_number(text: str, what: str, lo: float = 0.0,
+                         hi: float = float(INT64_MAX)) -> float:
+    """``text`` (ASCII digits with an optional decimal point: ``2``, ``0.5``, ``.5``)
+    as a float in ``lo … hi``; no sign, exponent, ``_``, ``inf`` or ``nan``."""
+    if not isinstance(text, str) or len(text) > MAX_DIGITS \
+            or not _DECIMAL_FRACTION.fullmatch(text):
+        raise UsageError(f"{what} must be a decimal number in ASCII digits (e.g. 2 or "
+                         f"0.5), not {_shown(text)!r}")
+    value = float(text)
+    if not lo <= value <= hi:
+        raise UsageError(f"{what} must be between {lo:g} and {hi:g}, not {text}")
+    return value

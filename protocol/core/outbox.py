@@ -1,0 +1,32 @@
+"""What one endpoint has to say, h2-style: wire segments to send and events to log.
+
+The machine appends; the driver takes (``take_segments``, ``take_events``).  ``now``
+is the time of the input being handled, stamped on every event.
+"""
+from __future__ import annotations
+
+from protocol.core.events import Event, Segment
+
+
+class Outbox:
+    __slots__ = ("role", "now", "segments", "events")
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.now = 0.0
+        self.segments: list[Segment] = []
+        self.events: list[Event] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.segments)
+
+    def emit(self, kind: str, data: dict) -> None:
+        self.events.append(Event(self.now, self.role, kind, data))
+
+    def take_segments(self) -> list[Segment]:
+        out, self.segments = self.segments, []
+        return out
+
+    def take_events(self) -> list[Event]:
+        ev, self.events = self.events, []
+        return ev

@@ -1,0 +1,228 @@
+"""The secondary's machine: colo_wait_handle_message / colo_incoming_process_checkpoint.
+
+States: INIT → WAIT_INITIAL → IDLE → WAIT_SEND → RECV_RAM → WAIT_SIZE →
+RECV_BLOB → LOADING → IDLE …, plus ERROR, DONE and SHUTDOWN.  PVM pages go only
+into the RAM cache; the cache is flushed once the whole checkpoint is in.  A
+failover that arrives while LOADING is deferred (relaunch) until the load ends.
+
+Beyond the table, from any running state: a protocol error enters ERROR, a failover
+DONE, and the v11 default failover SHUTDOWN (the secondary exits).
+"""
+from __future__ import annotations
+
+from protocol.core import failover as fo
+from protocol.core import messages as m
+from protocol.core.machine import MIG_COLO, RoleMachine, Transition
+from protocol.core.states import Input, SecondaryState
+from protocol.errors import RemoteProtocolError
+
+INIT, WAIT_INITIAL = SecondaryState.INIT, SecondaryState.WAIT_INITIAL
+IDLE, WAIT_SEND = SecondaryState.IDLE, SecondaryState.WAIT_SEND
+RECV_RAM, WAIT_SIZE = SecondaryState.RECV_RAM, SecondaryState.WAIT_SIZE
+RECV_BLOB, LOADING = SecondaryState.RECV_BLOB, SecondaryState.LOADING
+ERROR, DONE, SHUTDOWN = SecondaryState.ERROR, SecondaryState.DONE, SecondaryState.SHUTDOWN
+STATES = tuple(SecondaryState)
+
+T = Transition
+TABLE: dict[tuple[SecondaryState, Input], Transition] = {
+    # _on_start returns IDLE when no initial migration precedes COLO
+    (INIT, Input.START): T("_on_start", WAIT_INITIAL, alt=(IDLE,)),
+    (WAIT_INITIAL, Input.INITIAL): T("_on_initial", IDLE),
+    (IDLE, Input.CHECKPOINT_REQUEST): T("_on_request", WAIT_SEND),
+    (IDLE, Input.GUEST_SHUTDOWN): T("_on_guest_shutdown", SHUTDOWN),
+    # _on_send returns WAIT_SIZE when the RAM travels inside the blob (prototype)
+    (WAIT_SEND, Input.VMSTATE_SEND): T("_on_send", RECV_RAM, alt=(WAIT_SIZE,)),
+    (RECV_RAM, Input.RAM_CHUNK): T("_on_ram_chunk", RECV_RAM),
+    (RECV_RAM, Input.RAM): T("_on_ram", WAIT_SIZE),
+    (WAIT_SIZE, Input.VMSTATE_SIZE): T("_on_size", RECV_BLOB),
+    (RECV_BLOB, Input.BLOB): T("_on_blob", LOADING, then="_begin_load"),
+    (LOADING, Input.TIMER_LOAD): T("_on_load_done", IDLE, then="_after_load"),
+}
+
+
+class SecondaryMachine(RoleMachine):
+    role = "secondary"
+    INITIAL_STATE = INIT
+    TABLE = TABLE
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.run_state = "inmigrate"
+        self.vmstate_loading = False
+        self.pages_flushed_total = 0
+        self._eof_pending = False
+        self._blob = b""
+        self._pctx = None
+
+    # -- handlers -----------------------------------------------------------
+    def _on_start(self, _item) -> SecondaryState | None:
+        self.set_migration_status("active")
+        if self.initial_stream:
+            return None
+        self._enter_colo()
+        return IDLE
+
+    def _on_initial(self, item: m.InitialStream) -> None:
+        load = getattr(self.guest, "load_initial", None)
+        if load is not None:
+            try:
+                load(item.summary)
+            except ValueError as exc:   # the stream does not describe a RAM we can hold
+                raise RemoteProtocolError(f"initial migration: {exc}",
+                                          state=self.state) from None
+        report = getattr(self.guest, "initial_report", None)
+        self.emit("action", name="load-initial", bytes=item.size_bytes,
+                  **(report() if report else {}))
+        self._enter_colo()
+
+    def _enter_colo(self) -> None:
+        self.set_migration_status(MIG_COLO)
+        self.colo_thread_alive = True
+        self.emit("action", name="start-dirty-log")
+        if self.mode == "hybrid":
+            self.start_vm("COLO incoming thread starts the SVM")
+        else:
+            self.stop_vm("periodic mode: the SVM waits for checkpoints", "paused")
+        self.send(m.CHECKPOINT_READY)
+
+    def _on_request(self, msg: m.Message) -> None:
+        if self.dialect.checks_request_value and msg.value != 0:
+            raise RemoteProtocolError(
+                f"Got unexpected value {msg.value} for '{msg.name}' command",
+                state=self.state, offending=msg.value)
+        self.in_flight = self.checkpoint + 1
+        self.emit("checkpoint", n=self.in_flight, phase="begin")
+        if self.run_state == "running":
+            self.stop_vm(f"checkpoint {self.in_flight}: stop the SVM")
+        else:
+            self.set_run_state("colo", f"checkpoint {self.in_flight}")
+        self.send(m.CHECKPOINT_REPLY)
+
+    def _on_send(self, _msg) -> SecondaryState | None:
+        return None if self.dialect.ram_outside_blob else WAIT_SIZE
+
+    def _cache(self, records) -> None:
+        from protocol.migration.pages import PageBatch
+        if not records:
+            return
+        try:
+            self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
+        except ValueError as exc:      # a page outside the guest's RAM: the peer's fault
+            raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
+                                      state=self.state) from None
+
+    def _on_ram_chunk(self, chunk: m.RamChunk) -> None:
+        # QEMU writes each page into the RAM cache as it reads it (ram_load_precopy)
+        self._cache(chunk.records)
+
+    def _on_ram(self, part: m.RamPart) -> None:
+        self._cache(part.records)
+        self.emit("action", name="cache-pages", pages=part.page_count())
+
+    def _on_size(self, msg: m.Message) -> None:
+        self.emit("action", name="expect-blob", bytes=msg.value)
+
+    def _on_blob(self, blob: m.StateBlob) -> None:
+        data = blob.data
+        if not self.dialect.ram_outside_blob:
+            data = self._split_prototype_blob(data)
+        self._blob = data
+        self.send(m.VMSTATE_RECEIVED)
+        self.vmstate_loading = True
+
+    def _begin_load(self) -> None:
+        self.loads_started += 1                 # the load-started signal (a control output)
+        self.load_started_n = self.in_flight
+        self.emit("load", phase="begin", n=self.in_flight)
+        if self.load_ms > 0:
+            self.set_timer("load", self._now + self.load_ms)
+        else:
+            self._dispatch(Input.TIMER_LOAD)
+
+    def _split_prototype_blob(self, data: bytes) -> bytes:
+        from protocol.migration.pages import PageBatch
+        from protocol.migration.stream import RamPartReader, StreamError
+        # an immutable blob may be borrowed: page data stay views into it (no copy)
+        ctx = self.decoder.ram_context if self.decoder is not None else None
+        reader = RamPartReader(ctx or self._proto_ctx(), borrow=isinstance(data, bytes))
+        try:
+            used = reader.feed(data)
+        except StreamError as exc:
+            raise RemoteProtocolError(f"malformed state blob: {exc}", state=self.state) from None
+        if not reader.done:
+            raise RemoteProtocolError("state blob ends inside its RAM part", state=self.state)
+        records = reader.records
+        self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
+        self.emit("action", name="cache-pages", pages=len(records))
+        return data[used:]
+
+    def _proto_ctx(self):
+        from protocol.migration.stream import RamContext
+        if self._pctx is None:
+            self._pctx = RamContext()
+        return self._pctx
+
+    def _on_load_done(self, _item) -> None:
+        flushed = self.guest.flush_cache()
+        self.pages_flushed_total += flushed
+        report = getattr(self.guest, "flush_report", None)
+        self.emit("action", name="flush-cache", pages=flushed, **(report() if report else {}))
+        try:
+            self.guest.load_devices(self._blob)
+        except ValueError as exc:
+            self.vmstate_loading = False
+            raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
+                                      state=self.state) from None
+        self.emit("action", name="load-devices", bytes=len(self._blob))
+        self.guest.replication_checkpoint()
+        self.emit("action", name="replication-checkpoint")
+        self._blob = b""
+        self.vmstate_loading = False
+        self.emit("load", phase="end", n=self.in_flight)
+        if self.mode == "hybrid":
+            self.start_vm(f"checkpoint {self.in_flight} loaded: resume the SVM")
+        else:
+            self.set_run_state("paused", f"checkpoint {self.in_flight} loaded")
+        if self.failover.state == fo.RELAUNCH:      # the primary never hears of it
+            self.checkpoint, self.in_flight = self.in_flight, 0
+            self.emit("checkpoint", n=self.checkpoint, phase="commit", loaded_sent=False)
+            return
+        self.send(m.VMSTATE_LOADED)
+        self.checkpoint, self.in_flight = self.in_flight, 0
+        self.emit("checkpoint", n=self.checkpoint, phase="commit")
+
+    def _after_load(self) -> None:
+        if self.failover.state == fo.RELAUNCH:      # the deferred failover runs now
+            self.fail_cas(fo.RELAUNCH, fo.NONE)
+            self._request_failover(operator=False)
+        elif self._eof_pending:
+            self._eof_pending = False
+            super().on_peer_closed()
+
+    def _on_guest_shutdown(self, _msg) -> None:
+        self.stop_vm("guest-shutdown from the primary", "shutdown")
+        self.colo_thread_alive = False
+
+    def on_peer_closed(self) -> None:
+        if self.state == LOADING:
+            # the incoming thread is busy loading; it sees EOF at its next read
+            self.emit("unnoticed", why="the secondary is loading; it reads nothing now")
+            self._eof_pending = True
+            return
+        super().on_peer_closed()
+
+    # -- failover -----------------------------------------------------------
+    def do_failover(self) -> None:
+        if self.vmstate_loading:
+            self.fail_cas(fo.ACTIVE, fo.RELAUNCH)
+            self.emit("deferred", why="failover arrived while loading a checkpoint: relaunch")
+            return
+        if self.in_flight:
+            self.emit("action", name="discard-cache", why="partial checkpoint "
+                      f"{self.in_flight} lives only in the RAM cache")
+            self.in_flight = 0
+        self.guest.discard_cache()
+        self.guest.take_over()
+        self.emit("action", name="take-over", why="replication_stop_all commits the disk")
+        self.cancel_timer("load")
+        self.finish_failover(fo.REASON_REQUEST)

@@ -1,0 +1,147 @@
+"""A small synchronous QMP client: talk to a `colo node` (or a real QEMU).
+
+Used by `colo repl --attach` and `colo tui --attach`.  Addresses are
+``unix:PATH`` or ``tcp:HOST:PORT`` (``HOST:PORT`` alone means tcp).  Every
+read has a timeout; replies are matched by id; events that arrive in between
+are queued for ``events()``.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections import deque
+
+from protocol.drivers.qmpjson import parse_json
+from protocol.errors import ColoError, QmpCommandError
+
+MAX_LINE_BYTES = 1 << 20
+
+
+class QmpClientError(ColoError):
+    """The peer is not reachable, not QMP, or went away."""
+
+
+class QmpTimeout(QmpClientError, TimeoutError):
+    """The peer did not answer in time."""
+
+
+def _connect(address: str, timeout: float) -> socket.socket:
+    from protocol.drivers.qmp import parse_address
+    text = address if address.startswith(("unix:", "tcp:")) else "tcp:" + address
+    try:
+        kind, target = parse_address(text)
+    except ValueError as exc:
+        raise QmpClientError(str(exc)) from None
+    sock = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError as exc:
+        sock.close()
+        raise QmpClientError(f"cannot connect to QMP at {address}: "
+                             f"{exc.strerror or exc}") from None
+    return sock
+
+
+class QmpClient:
+    def __init__(self, address: str, *, timeout: float = 5.0, name: str = "") -> None:
+        self.address = address
+        self.name = name or address
+        self.timeout = timeout
+        self._sock = _connect(address, timeout)
+        self._buf = bytearray()
+        self._events: deque[dict] = deque(maxlen=10_000)
+        self._next_id = 0
+        try:
+            greeting = self._read_message()
+            if "QMP" not in greeting:
+                raise QmpClientError(f"{address} did not greet like QMP: {str(greeting)[:80]}")
+            self.greeting = greeting["QMP"]
+            self.execute("qmp_capabilities")
+        except (QmpClientError, QmpCommandError) as exc:
+            self.close()
+            if isinstance(exc, QmpCommandError):
+                raise QmpClientError(f"{address}: qmp_capabilities failed: {exc}") from None
+            raise
+
+    # -- io -------------------------------------------------------------------
+    def _read_message(self, timeout: float | None = None, deadline: float | None = None) -> dict:
+        if deadline is None:
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[:nl + 1]
+                if not line.strip():
+                    continue
+                try:
+                    msg = parse_json(line)
+                except (ValueError, RecursionError):
+                    raise QmpClientError(f"{self.name}: not JSON: {line[:80]!r}") from None
+                if not isinstance(msg, dict):
+                    raise QmpClientError(f"{self.name}: not a JSON object: {line[:80]!r}")
+                return msg
+            if len(self._buf) > MAX_LINE_BYTES:
+                raise QmpClientError(f"{self.name}: a QMP line longer than {MAX_LINE_BYTES}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QmpTimeout(f"{self.name}: no answer within {self.timeout:g} s")
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                raise QmpTimeout(f"{self.name}: no answer within {self.timeout:g} s") from None
+            except OSError as exc:
+                raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
+            if not chunk:
+                raise QmpClientError(f"{self.name}: the QMP connection closed")
+            self._buf += chunk
+
+    def execute(self, command: str, arguments: dict | None = None) -> object:
+        self._next_id += 1
+        ident = self._next_id
+        msg = {"execute": command, "id": ident}
+        if arguments:
+            msg["arguments"] = arguments
+        try:
+            self._sock.sendall(json.dumps(msg).encode() + b"\n")
+        except OSError as exc:
+            raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
+        # one deadline for the reply: events and stray replies do not extend it
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._read_message(deadline=deadline)
+            if "event" in reply:
+                self._events.append(reply)
+                continue
+            if reply.get("id") != ident:
+                continue
+            if "error" in reply:
+                err = reply["error"]
+                if not isinstance(err, dict):
+                    raise QmpClientError(f"{self.name}: malformed error reply: {reply!r:.80}")
+                raise QmpCommandError(str(err.get("desc", "?")),
+                                      str(err.get("class", "GenericError")))
+            return reply.get("return")
+
+    def events(self, wait: float = 0.0) -> list[dict]:
+        """Events received so far (waiting up to ``wait`` seconds for a first one)."""
+        if not self._events:
+            try:
+                msg = self._read_message(timeout=max(wait, 0.001))
+                if "event" in msg:
+                    self._events.append(msg)
+            except QmpTimeout:
+                pass
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass

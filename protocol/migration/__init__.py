@@ -1,0 +1,1 @@
+"""QEMU's migration stream: RAM page records, the encoder and the decoders."""

@@ -1,0 +1,1 @@
+"""colo-compare's channels: net-filter framing, packets, verdicts, captures."""
