@@ -5,7 +5,7 @@
     python recordings/make_recordings.py --list     # name, §15 reference, expected outcome
 
 Each scenario is a SimConfig plus a short operator script driven through
-``colo_tui.control.Controller``; the session is written with
+``colo_tui.session.control.Controller``; the session is written with
 ``protocol.record.format``.  The header carries three extra fields that
 readers ignore: ``scenario`` (the file's stem), ``covers`` (PROTOCOL.md
 reference) and ``expect`` ({"outcome", "events": [{side, kind, match}],
@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from colo_tui.control import Controller  # noqa: E402
+from colo_tui.session.control import Controller  # noqa: E402
 from protocol.record import format as rf  # noqa: E402
 from protocol.sim.config import SimConfig  # noqa: E402
 
@@ -51,7 +51,7 @@ class Scenario:
 
 def _matches(ev, side: str, kind: str, match: str) -> bool:
     return ev.side == side and ev.kind == kind and \
-        match in json.dumps(ev.data, sort_keys=True)
+        match in json.dumps(ev.payload(), sort_keys=True)
 
 
 def drive(sc: Scenario) -> Controller:

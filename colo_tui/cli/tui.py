@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colo_tui.session.argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
 from colo_tui.session import exitcodes
+from colo_tui.session.argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

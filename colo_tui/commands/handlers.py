@@ -19,6 +19,7 @@ from protocol.core import dialects
 from protocol.core import failover as fo
 from protocol.core import faults as fl
 from protocol.core.events import EventKind as K
+from protocol.core.events import Reprotect
 from protocol.errors import is_user_error
 
 MAX_RUN_STEPS = 200_000
@@ -217,11 +218,11 @@ def reprotect(c, p) -> str:
         c.reprotect()
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    ev = next((e for e in c.events[n:] if e.kind == "reprotect"), None)
-    d = ev.data if ev is not None else {}
-    return (f"re-protect: the {d.get('survivor', 'survivor')} that survived is the primary of "
+    ev = next((e for e in c.events[n:] if type(e) is Reprotect), None)
+    who, base = (ev.survivor, ev.checkpoint) if ev is not None else ("survivor", "?")
+    return (f"re-protect: the {who} that survived is the primary of "
             "a new pair; a new secondary starts and takes a fresh initial migration, then "
-            f"COLO resumes (checkpoints go on after {d.get('checkpoint', '?')}); step or run "
+            f"COLO resumes (checkpoints go on after {base}); step or run "
             "to watch it")
 
 

@@ -91,13 +91,6 @@ class Event(metaclass=_EventMeta):
         return out
 
 
-    @property
-    def data(self) -> dict[str, Any]:
-        """``payload()`` under the recording format's name (a fresh dict, computed from
-        the typed fields): for generic readers that treat every kind alike."""
-        return self.payload()
-
-
 #: set_seq(event, n): the stream's numbering, written through the slot itself
 set_seq = Event.__dict__["seq"].__set__
 

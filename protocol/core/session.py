@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
+from protocol.core.events import Send
 from protocol.errors import ColoError
 
 SIDES = ("primary", "secondary")
@@ -223,10 +224,9 @@ class WireMessage:
 
 def wire_of(events: Sequence) -> list[WireMessage]:
     """The control messages in the order they were sent."""
-    return [WireMessage(e.data.get("dir") or ("P>S" if e.side == "primary" else "S>P"),
-                        e.data["msg"], e.data.get("value", 0) or 0, e.data.get("hex", ""),
-                        e.seq, e.t_ms)
-            for e in events if e.kind == "send" and "msg" in e.data]
+    return [WireMessage(e.dir or ("P>S" if e.side == "primary" else "S>P"),
+                        e.msg, e.value or 0, e.hex, e.seq, e.t_ms)
+            for e in events if type(e) is Send]
 
 
 # ----------------------------------------------------------------------- inputs

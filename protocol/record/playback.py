@@ -15,7 +15,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from protocol.core import dialects
-from protocol.core.events import Event, Send
+from protocol.core.events import Checkpoint, Closed, Event, Failover, RecvInitial, Send
 from protocol.core.failover import COMPLETED, NONE
 from protocol.core.session import PLAYBACK, SIDES, GuestReport, GuestView, SessionError, SideStatus
 from protocol.record.eventjson import from_json
@@ -62,32 +62,32 @@ class CaptureTracker:
         self.ended: str | None = None
 
     def apply(self, ev: Event) -> None:
-        side, kind, d = ev.side, ev.kind, ev.data
+        side, kind = ev.side, type(ev)
         view = self.sides.get(side)
-        if kind == "recv-initial":
+        if kind is RecvInitial:
             for v in self.sides.values():
                 v.migration = "colo"
-        elif kind == "send" and view is not None:
-            state, run = _AFTER_SEND.get((side, d.get("msg")), (view.state, None))
+        elif kind is Send and view is not None:
+            state, run = _AFTER_SEND.get((side, ev.msg), (view.state, None))
             view.state = state
             if run:
                 view.run_state = run
-            if d.get("msg") == "checkpoint-request":
-                view.in_flight = d.get("n", view.checkpoint + 1)
-            if d.get("msg") == "vmstate-loaded":
-                view.checkpoint, view.in_flight = d.get("n", view.checkpoint + 1), 0
-        elif kind == "checkpoint" and view is not None and d.get("phase") == "commit":
-            view.checkpoint, view.in_flight = d.get("n", view.checkpoint + 1), 0
+            n = ev.n if ev.n is not None else view.checkpoint + 1
+            if ev.msg == "checkpoint-request":
+                view.in_flight = n
+            if ev.msg == "vmstate-loaded":
+                view.checkpoint, view.in_flight = n, 0
+        elif kind is Checkpoint and view is not None and ev.phase == "commit":
+            view.checkpoint, view.in_flight = ev.n, 0
             view.state, view.run_state = "IDLE", "running"
-        elif kind == "closed" or (kind == "link" and d.get("how")):
-            self.ended = d.get("how") or "closed"
+        elif kind is Closed:
+            self.ended = ev.how or "closed"
             for v in self.sides.values():
                 v.error = f"connection ended ({self.ended})"
-        elif kind == "failover" and view is not None:
-            new = d.get("to", view.failover)
-            if new != view.failover:
-                view.history.append((view.failover, new))
-            view.failover = new
+        elif kind is Failover and view is not None and ev.to is not None:
+            if ev.to != view.failover:
+                view.history.append((view.failover, ev.to))
+            view.failover = ev.to
 
     def set_error(self, side: str, text: str) -> None:
         self.sides[side].error = text

@@ -52,10 +52,10 @@ def test_every_state_against_every_input(dname, role):
             mach._blob = b"\x00"       # a LOADING secondary holds a (valid, empty) blob
             mach._guarded(mach._dispatch, kind, item_for(kind, d))
             events = ep.take_events()
-            moves = [e.data for e in events if e.kind == "state"]
+            moves = [e.payload() for e in events if e.kind == "state"]
             t = mod.TABLE.get((state, kind))
             if t is not None:
-                assert ep.state != ERROR, (state, kind, [e.data for e in events])
+                assert ep.state != ERROR, (state, kind, [e.payload() for e in events])
                 # the first move is the table's: its next state or a listed alternative
                 first = moves[0]["to"] if moves else state
                 assert first in (t.next, *t.alt), (state, kind, moves)
@@ -65,9 +65,9 @@ def test_every_state_against_every_input(dname, role):
             else:
                 assert ep.state == ERROR, (state, kind)
                 err = [e for e in events if e.kind == "error"]
-                assert err and (state in err[0].data["message"] or kind in
-                                err[0].data["message"]), err
-                assert any(e.kind == "colo-exit" and e.data["reason"] == "error"
+                assert err and (state in err[0].payload()["message"] or kind in
+                                err[0].payload()["message"]), err
+                assert any(e.kind == "colo-exit" and e.payload()["reason"] == "error"
                            for e in events)
     # every row of the table was taken in some dialect's run of this role
     assert {(s, k) for s, k, _ in seen} == {(s, k) for (s, k) in mod.TABLE
@@ -96,7 +96,7 @@ def test_overrides_and_then_steps_follow_the_table():
     blob = encode_ram_part([], RamContext()) + b"\x00"
     ep.receive_data(d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
                     + d.encode(m.VMSTATE_SIZE, len(blob)) + blob, 1)
-    moves = [(e.data["from"], e.data["to"]) for e in ep.take_events() if e.kind == "state"]
+    moves = [(e.payload()["from"], e.payload()["to"]) for e in ep.take_events() if e.kind == "state"]
     assert moves == [("INIT", "IDLE"), ("IDLE", "WAIT_SEND"), ("WAIT_SEND", "WAIT_SIZE"),
                      ("WAIT_SIZE", "RECV_BLOB"), ("RECV_BLOB", "LOADING"), ("LOADING", "IDLE")]
     assert ep.checkpoint == 1

@@ -31,7 +31,7 @@ def _run_until(ep, t_end, step=100.0, feed=None):
 
 
 def _error(ep):
-    return [e.data["message"] for e in ep.take_events() if e.kind == "error"]
+    return [e.payload()["message"] for e in ep.take_events() if e.kind == "error"]
 
 
 def test_a_peer_silent_before_or_during_the_initial_migration_is_timed_out():

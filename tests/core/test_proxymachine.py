@@ -119,7 +119,7 @@ def test_no_fault_forwards_every_byte_and_decodes_every_message(dialect):
     commits = [f["n"] for _, k, f in run.events if k == "checkpoint" and f["phase"] == "commit"]
     assert commits == [1, 2, 3]
     sends = [(f["dir"], f["msg"]) for _, k, f in run.events if k == "send"]
-    want = [(_dir(ev.side), ev.data["msg"]) for ev in sim.events if ev.kind == "send"]
+    want = [(_dir(ev.side), ev.payload()["msg"]) for ev in sim.events if ev.kind == "send"]
     assert sends == want
 
 
@@ -202,7 +202,7 @@ PROCESS_KINDS = ("partition=30", "kill-primary", "kill-secondary", "stall-primar
 def _sim_link_faults(sim):
     # (the simulator numbers the pieces before the first checkpoint 0, the proxy 1:
     # both fire faults #1 there)
-    return [(ev.data["spec"], ev.data["dir"], ev.data["point"], max(ev.data["n"], 1))
+    return [(ev.payload()["spec"], ev.payload()["dir"], ev.payload()["point"], max(ev.payload()["n"], 1))
             for ev in sim.events if ev.side == "link" and ev.kind == "fault"]
 
 
@@ -226,13 +226,13 @@ def _check_equivalent(dialect: str, spec: str, guest: str = "null") -> None:
     if f.is_link:
         assert mine == _sim_link_faults(sim), spec
     else:
-        fired = [ev.data["spec"] for ev in sim.events if ev.kind == "fault"
+        fired = [ev.payload()["spec"] for ev in sim.events if ev.kind == "fault"
                  and ev.side == "sim"]
         assert [s for s, *_ in mine] == fired, spec
     # the connection ends where the simulator's does (close/reset/truncate)
     closes = [a for a in run.actions if type(a) is Close]
     sim_closed = any(ev.side == "link" and ev.kind in ("closing", "closed")
-                     and "fault" in ev.data.get("why", "") for ev in sim.events)
+                     and "fault" in ev.payload().get("why", "") for ev in sim.events)
     assert bool(closes) == sim_closed, spec
     if closes:
         assert closes[0].reset == (f.kind == "reset")

@@ -22,8 +22,8 @@ def _sim(**kw) -> Simulation:
 
 
 def _commits(sim, side="primary") -> list[int]:
-    return [e.data["n"] for e in sim.events
-            if e.kind == "checkpoint" and e.side == side and e.data.get("phase") == "commit"]
+    return [e.payload()["n"] for e in sim.events
+            if e.kind == "checkpoint" and e.side == side and e.payload().get("phase") == "commit"]
 
 
 def _violations(sim) -> list:
@@ -42,9 +42,9 @@ def test_plan_step_reprotects_the_survivor_and_colo_resumes(dialect, mode, guest
     assert _violations(sim) == []
     assert sim.outcome() == "ok" and sim.both_in_colo()
     rp = [e for e in sim.events if e.kind == "reprotect"]
-    assert len(rp) == 1 and rp[0].data["survivor"] == ("secondary" if dead == "primary"
+    assert len(rp) == 1 and rp[0].payload()["survivor"] == ("secondary" if dead == "primary"
                                                        else "primary")
-    base = rp[0].data["checkpoint"]
+    base = rp[0].payload()["checkpoint"]
     assert base == 2                       # checkpoint 3 never committed
     # numbering goes on: the new pair's first checkpoint is base + 1, no gap, no repeat
     assert _commits(sim) == list(range(1, sim.eps["primary"].checkpoint + 1))
@@ -53,9 +53,9 @@ def test_plan_step_reprotects_the_survivor_and_colo_resumes(dialect, mode, guest
     after = sim.events[rp[0].seq - sim.events[0].seq:]
     if dialect == "qemu":                 # a whole initial migration on the new link
         assert any(e.kind == "send-initial" and e.side == "primary" for e in after)
-        assert any(e.kind == "action" and e.data.get("name") == "load-initial"
+        assert any(e.kind == "action" and e.payload().get("name") == "load-initial"
                    for e in after)
-    assert any(e.kind == "send" and e.data["msg"] == "checkpoint-ready" for e in after)
+    assert any(e.kind == "send" and e.payload()["msg"] == "checkpoint-ready" for e in after)
 
 
 def test_the_survivor_keeps_its_state_and_the_new_secondary_starts_from_it():
@@ -80,7 +80,7 @@ def test_several_reprotects_in_one_run():
     sim = _sim(guest="model", checkpoints=8, load_ms=20.0, faults=plan)
     sim.run()
     assert _violations(sim) == []
-    assert [e.data["generation"] for e in sim.events if e.kind == "reprotect"] == [1, 2, 3]
+    assert [e.payload()["generation"] for e in sim.events if e.kind == "reprotect"] == [1, 2, 3]
     assert sim.reprotects == 3 and sim.failovers == 3
     # the primary role moved between hosts: checkpoint 6 was committed by the secondary
     # that finished loading it (relaunch) and then became the primary
@@ -116,7 +116,7 @@ def test_refused_in_split_brain_and_a_plan_step_says_why():
                                       "reprotect@failover#1"])
     sim.run()
     refused = [e for e in sim.events if e.kind == "reprotect-refused"]
-    assert refused and "both sides are alive" in refused[0].data["why"]
+    assert refused and "both sides are alive" in refused[0].payload()["why"]
     assert sim.outcome() == "split-brain"
     with pytest.raises(ReprotectError, match="split brain"):
         sim.apply_input({"cmd": "reprotect"})

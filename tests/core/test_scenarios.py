@@ -15,16 +15,16 @@ def run(**kw):
 
 
 def errors(sim, side=None):
-    return [e.data["message"] for e in sim.events if e.kind == "error"
+    return [e.payload()["message"] for e in sim.events if e.kind == "error"
             and (side is None or e.side == side)]
 
 
 def exits(sim):
-    return [(e.side, e.data["reason"]) for e in sim.events if e.kind == "colo-exit"]
+    return [(e.side, e.payload()["reason"]) for e in sim.events if e.kind == "colo-exit"]
 
 
 def wire(sim):
-    return [(e.side[0].upper(), e.data["msg"]) for e in sim.events if e.kind == "send"]
+    return [(e.side[0].upper(), e.payload()["msg"]) for e in sim.events if e.kind == "send"]
 
 
 @pytest.mark.parametrize("dialect", ["qemu", "v11", "prototype"])
@@ -44,9 +44,9 @@ def test_1_2_happy_path_message_order(dialect, mode):
 def test_2_checkpoints_are_delay_apart_start_to_start():
     sim = run(checkpoints=3, checkpoint_delay_ms=1500)
     starts = [e.t_ms for e in sim.events if e.kind == "checkpoint" and e.side == "primary"
-              and e.data["phase"] == "begin"]
+              and e.payload()["phase"] == "begin"]
     ready = next(e.t_ms for e in sim.events if e.kind == "recv"
-                 and e.data["msg"] == "checkpoint-ready")
+                 and e.payload()["msg"] == "checkpoint-ready")
     assert starts[0] == pytest.approx(ready + 1500)
     assert [round(b - a, 6) for a, b in zip(starts, starts[1:], strict=False)] == [1500, 1500]
 
@@ -54,7 +54,7 @@ def test_2_checkpoints_are_delay_apart_start_to_start():
 def test_qemu_releases_output_after_received_v11_after_loaded():
     for dialect, after in (("qemu", "vmstate-received"), ("v11", "vmstate-loaded")):
         sim = run(dialect=dialect, checkpoints=1)
-        kinds = [(e.kind, e.data.get("msg") or e.data.get("name")) for e in sim.events
+        kinds = [(e.kind, e.payload().get("msg") or e.payload().get("name")) for e in sim.events
                  if e.side == "primary"]
         i = kinds.index(("action", "release-output"))
         assert kinds[i - 1] == ("recv", after)
@@ -67,9 +67,9 @@ def test_5_changing_the_delay_checkpoints_now_and_rearms():
     sim.apply_input({"cmd": "set-delay", "value": 700})
     sim.run()
     begins = [e for e in sim.events if e.kind == "checkpoint" and e.side == "primary"
-              and e.data["phase"] == "begin"]
+              and e.payload()["phase"] == "begin"]
     assert begins[0].t_ms == pytest.approx(t0)
-    assert begins[0].data["reason"] == "x-checkpoint-delay changed"
+    assert begins[0].payload()["reason"] == "x-checkpoint-delay changed"
     assert begins[1].t_ms - begins[0].t_ms == pytest.approx(700)
 
 
@@ -124,7 +124,7 @@ def test_11_primary_dies_while_ram_streams():
                                        "reason": "request"}
     assert sec.checkpoint == 1 and sim.outcome() == "failover"
     discarded = [e for e in sim.events if e.kind == "action"
-                 and e.data.get("name") == "discard-cache"]
+                 and e.payload().get("name") == "discard-cache"]
     assert discarded
 
 
@@ -137,7 +137,7 @@ def test_11_v11_secondary_exits_by_default_without_an_operator():
 
 def test_12_failover_during_load_relaunches():
     sim = run(load_ms=3000, faults=["kill-primary@vmstate-received#1"], arbiter_ms=500)
-    fo = [(e.data["from"], e.data["to"]) for e in sim.events
+    fo = [(e.payload()["from"], e.payload()["to"]) for e in sim.events
           if e.kind == "failover" and e.side == "secondary"]
     assert fo == [("none", "require"), ("require", "active"), ("active", "relaunch"),
                   ("relaunch", "none"), ("none", "require"), ("require", "active"),
@@ -145,7 +145,7 @@ def test_12_failover_during_load_relaunches():
     sec = sim.eps["secondary"]
     assert sec.checkpoint == 1                       # the full new checkpoint was applied
     assert not any(e.kind == "send" and e.side == "secondary"
-                   and e.data["msg"] == "vmstate-loaded" for e in sim.events)
+                   and e.payload()["msg"] == "vmstate-loaded" for e in sim.events)
 
 
 def test_13_secondary_dies_primary_carries_on():
@@ -190,7 +190,7 @@ def test_run1_hb_secondary_primary_notices_at_its_next_checkpoint():
     sim.run()
     prim_err = [e for e in sim.events if e.kind == "error" and e.side == "primary"][0]
     sec_exit = [e for e in sim.events if e.kind == "colo-exit" and e.side == "secondary"][0]
-    assert sec_exit.data["reason"] == "request"
+    assert sec_exit.payload()["reason"] == "request"
     assert prim_err.t_ms - sec_exit.t_ms == pytest.approx(1000, abs=1)   # next timer tick
     assert sim.eps["primary"].query_colo_status()["mode"] == "primary"   # stays colo
 
@@ -200,7 +200,7 @@ def test_15_duplicate_failover_request():
     sim.run_until(lambda s: s.eps["secondary"].state == "IDLE")
     sim.apply_input({"cmd": "lost-heartbeat", "side": "secondary"})
     sim.apply_input({"cmd": "lost-heartbeat", "side": "secondary"})
-    errs = [e.data["error"] for e in sim.events if e.kind == "qmp-error"]
+    errs = [e.payload()["error"] for e in sim.events if e.kind == "qmp-error"]
     assert errs == ["The feature 'colo' is not enabled"]
 
 

@@ -30,7 +30,7 @@ def test_consistency_holds_at_every_commit(dialect, mode):
 def test_run1_shape_of_a_checkpoint():
     # the toggle workload is run1's guest: 1 vga + 2 + 8 + 2k + 8 pages for k steps
     sim = run(checkpoints=3)
-    pages = [e.data["pages"] for e in sim.events if e.kind == "recv-ram"]
+    pages = [e.payload()["pages"] for e in sim.events if e.kind == "recv-ram"]
     assert pages and all(p == 39 for p in pages), pages   # k = 10 steps per second
 
 
@@ -50,9 +50,9 @@ def test_cache_bypass_bug_breaks_consistency(monkeypatch):
 def test_flush_counts_the_bitmap_never_the_ram_size():
     """§15.24 (B6): pages flushed = PVM-sent ∪ SVM-dirtied, never all of RAM."""
     sim = run(mode="hybrid", checkpoints=3, ram_mib=64)
-    flushed = [e.data["pages"] for e in sim.events if e.kind == "action"
-               and e.data.get("name") == "flush-cache"]
-    received = [e.data["pages"] for e in sim.events if e.kind == "recv-ram"]
+    flushed = [e.payload()["pages"] for e in sim.events if e.kind == "action"
+               and e.payload().get("name") == "flush-cache"]
+    received = [e.payload()["pages"] for e in sim.events if e.kind == "recv-ram"]
     ram_pages = (64 + 16) * 256
     assert flushed and all(f < ram_pages // 10 for f in flushed)
     assert all(f >= r for f, r in zip(flushed, received, strict=False))
@@ -101,7 +101,7 @@ def test_releasing_output_early_is_caught_after_a_failover(monkeypatch):
 def test_slow_load_delays_the_primary_not_the_output():
     """§15.27: the PVM waits for vmstate-loaded; output left at vmstate-received."""
     sim = run(checkpoints=2, load_ms=300)
-    ev = [(e.t_ms, e.side, e.kind, e.data.get("msg") or e.data.get("name") or e.data.get("run"))
+    ev = [(e.t_ms, e.side, e.kind, e.payload().get("msg") or e.payload().get("name") or e.payload().get("run"))
           for e in sim.events if e.side == "primary"]
     released = [t for t, _, k, n in ev if k == "action" and n == "release-output"]
     resumed = [t for t, _, k, n in ev if k == "vm" and n == "running"][1:]
@@ -111,8 +111,8 @@ def test_slow_load_delays_the_primary_not_the_output():
 def test_compare_mismatch_triggers_a_checkpoint():
     """§15.3: the SVM answers differently -> colo-compare asks for a checkpoint now."""
     sim = run(mode="hybrid", checkpoints=3, divergence=1.0, checkpoint_delay_ms=20000)
-    reasons = [e.data["reason"] for e in sim.events if e.kind == "checkpoint"
-               and e.side == "primary" and e.data["phase"] == "begin"]
+    reasons = [e.payload()["reason"] for e in sim.events if e.kind == "checkpoint"
+               and e.side == "primary" and e.payload()["phase"] == "begin"]
     assert reasons and all(r == "colo-compare" for r in reasons)
     assert sim.now < 20000           # long before the periodic timer
 
@@ -124,8 +124,8 @@ def test_stale_packet_triggers_a_checkpoint():
     sim.run()
     assert all(sim.invariants.ok.values()), sim.invariants.violations
     begin = [e for e in sim.events if e.kind == "checkpoint" and e.side == "primary"
-             and e.data["phase"] == "begin"][0]
-    assert begin.data["reason"] == "colo-compare"
+             and e.payload()["phase"] == "begin"][0]
+    assert begin.payload()["reason"] == "colo-compare"
     assert 3000 <= begin.t_ms <= 5200
 
 

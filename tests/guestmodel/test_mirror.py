@@ -44,8 +44,8 @@ def _run(p, s, guest, until_commits: int, now: float = 0.0, check=None) -> float
                 b.receive_data(data, now)
                 moved = True
         for ev in p.take_events():
-            if ev.kind == "checkpoint" and ev.data.get("phase") == "commit" and check:
-                check(ev.data["n"])
+            if ev.kind == "checkpoint" and ev.payload().get("phase") == "commit" and check:
+                check(ev.payload()["n"])
         s.take_events()
         assert p.error is None and s.error is None, (p.error, s.error)
         if p.checkpoint >= until_commits:
@@ -113,9 +113,9 @@ def test_mirror_of_the_real_capture_shows_the_guest():
     for pos in range(0, len(data), 65536):
         s.receive_data(data[pos:pos + 65536], 1.0)
         for ev in s.take_events():
-            if ev.kind == "action" and ev.data.get("name") == "flush-cache":
-                screens.append(ev.data["screen"])
-                assert ev.data["blocks"]["0000:00:02.0/vga.vram"] == 1
+            if ev.kind == "action" and ev.payload().get("name") == "flush-cache":
+                screens.append(ev.payload()["screen"])
+                assert ev.payload()["blocks"]["0000:00:02.0/vga.vram"] == 1
     assert s.error is None and mirror.checkpoints == 20 == len(screens)
     steps = [int(re.match(r"COLO step ([0-9A-Fa-f]{8})", t).group(1), 16) for t in screens]
     assert steps == sorted(steps) and len(set(steps)) == 20

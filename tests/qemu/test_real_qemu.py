@@ -22,7 +22,7 @@ pytestmark = REAL_QEMU
 FAULT = "close@checkpoint-request#6"
 
 def _committed(events) -> list[dict]:
-    return [e.data for e in events if e.kind == "checkpoint" and e.data["phase"] == "commit"]
+    return [e.payload() for e in events if e.kind == "checkpoint" and e.payload()["phase"] == "commit"]
 
 
 async def _scenario(work: Path, art: dict, procs: list) -> dict:
@@ -54,7 +54,7 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
             if time.monotonic() - t0 > 30:
                 raise AssertionError(
                     f"only {len(_committed(events))} checkpoints in 30 s: "
-                    f"{[(e.kind, e.data) for e in events][-8:]}\nprimary threads:\n"
+                    f"{[(e.kind, e.payload()) for e in events][-8:]}\nprimary threads:\n"
                     f"{stall_report(pri.proc)}\nsecondary threads:\n"
                     f"{stall_report(sec.proc)}")
             arrived.clear()                    # wake on the proxy's next event
@@ -96,7 +96,7 @@ def test_real_qemu_colo_through_live_proxy(tmp_path, artifacts, procs):
     t_start = time.monotonic()
     rep = asyncio.run(asyncio.wait_for(_scenario(tmp_path, artifacts, procs), 180))
     events = rep.pop("proxy_events")
-    ini = next(e.data for e in events if e.kind == "recv-initial")
+    ini = next(e.payload() for e in events if e.kind == "recv-initial")
     assert ini["enable_colo"] and ini["device_sections"] >= 30
     commits = _committed(events)
     assert len(commits) == 5, commits      # the 6th request never crossed the proxy
@@ -106,7 +106,7 @@ def test_real_qemu_colo_through_live_proxy(tmp_path, artifacts, procs):
         rest = c["full"] + c["zero"] - 19
         assert rest % 2 == 0 and 2 * 5 <= rest <= 2 * 12, c
         assert c["sections"] == ini["device_sections"] and c["device_bytes"] > 0, c
-    faults = [e.data for e in events if e.kind == "fault"]
+    faults = [e.payload() for e in events if e.kind == "fault"]
     assert [f["spec"] for f in faults] == [FAULT]
     assert "error" not in [e.kind for e in events]
     for side, mode in (("primary", "primary"), ("secondary", "secondary")):

@@ -142,15 +142,15 @@ def test_live_proxy_decodes_run1_between_fake_peers(run1_bytes):
     kinds = [e.kind for e in events]
     assert "error" not in kinds
     ini = next(e for e in events if e.kind == "recv-initial")
-    assert ini.data["bytes"] == 1313269 and ini.data["device_sections"] == 32
-    commits = [e.data for e in events if e.kind == "checkpoint" and e.data["phase"] == "commit"]
+    assert ini.payload()["bytes"] == 1313269 and ini.payload()["device_sections"] == 32
+    commits = [e.payload() for e in events if e.kind == "checkpoint" and e.payload()["phase"] == "commit"]
     assert len(commits) == 20
     assert (commits[1]["zero"], commits[1]["full"], commits[1]["sections"]) == (8, 29, 32)
-    rams = [e.data for e in events if e.kind == "ram"]
+    rams = [e.payload() for e in events if e.kind == "ram"]
     assert all(r["full"] + r["zero"] in (37, 39) for r in rams)
-    sends = [e.data["msg"] for e in events if e.kind == "send"]
+    sends = [e.payload()["msg"] for e in events if e.kind == "send"]
     assert sends.count("checkpoint-request") == 21 and sends.count("vmstate-loaded") == 20
-    assert [e.data["dir"] for e in events if e.kind == "closed"].count("P>S") == 1
+    assert [e.payload()["dir"] for e in events if e.kind == "closed"].count("P>S") == 1
 
 
 def test_live_proxy_faults_between_fake_peers(run1_bytes):
@@ -163,7 +163,7 @@ def test_live_proxy_faults_between_fake_peers(run1_bytes):
     assert len(rev) == len(s2p) and rev != s2p
     diff = [i for i in range(len(s2p)) if rev[i] != s2p[i]]
     assert diff == [4 + 12 * 2 + 3]          # the id byte of checkpoint 3's reply
-    assert [e.data["spec"] for e in events if e.kind == "fault"] == [
+    assert [e.payload()["spec"] for e in events if e.kind == "fault"] == [
         "delay=150@ram#2", "corrupt@checkpoint-reply#3"]
     # truncate: half of checkpoint 4's device state, then both sides closed
     events, got = asyncio.run(asyncio.wait_for(
@@ -176,4 +176,4 @@ def test_live_proxy_faults_between_fake_peers(run1_bytes):
 
 
 def _commits(events):
-    return [e for e in events if e.kind == "checkpoint" and e.data["phase"] == "commit"]
+    return [e for e in events if e.kind == "checkpoint" and e.payload()["phase"] == "commit"]

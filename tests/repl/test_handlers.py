@@ -22,7 +22,7 @@ def test_step_and_run(c):
     assert "step 3," in ok(c, "step 3") and c.steps == 3
     text = ok(c, "run until vmstate-received")
     assert "stopped at vmstate-received" in text
-    assert any(e.data.get("msg") == "vmstate-received" for e in c.events)
+    assert any(e.payload().get("msg") == "vmstate-received" for e in c.events)
     ok(c, "run 1")
     assert c.side("primary").checkpoint == 1
     assert "outcome ok" in ok(c, "run") and c.finished and run_state(c) == "finished"

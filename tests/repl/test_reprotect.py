@@ -69,7 +69,7 @@ def test_help_completion_and_the_fault_step():
     text = ok(c, "fault reprotect@failover#1")
     assert "armed" in text and "after the N-th failover" in text
     ok(c, "run")
-    assert [e.data["survivor"] for e in c.events if e.kind == "reprotect"] == ["primary"]
+    assert [e.payload()["survivor"] for e in c.events if e.kind == "reprotect"] == ["primary"]
     assert c.status()["outcome"] == "ok"
     res = execute(c, "fault drop@failover#1")
     assert not res.ok and "reprotect@failover#N" in res.text

@@ -110,7 +110,7 @@ def test_checkpoints_in_each_dialect(loop, dialect):
     # the pair runs on (the 6th checkpoint may have begun): healthy, not necessarily IDLE
     assert p.state not in ("ERROR", "DONE") and s.state not in ("ERROR", "DONE")
     assert p.error is None and s.error is None
-    n = [e.data["n"] for e in ev["primary"] if e.kind == "checkpoint" and e.data["phase"] == "commit"]
+    n = [e.payload()["n"] for e in ev["primary"] if e.kind == "checkpoint" and e.payload()["phase"] == "commit"]
     assert n[:5] == [1, 2, 3, 4, 5]          # monotonic, no gaps
     assert ep.writes > 0 and 0 < es.bytes_in <= ep.bytes_out
 
@@ -149,9 +149,9 @@ def test_failover_closes_and_peer_sees_eof(loop):
         await _until(loop, lambda: p.state == "ERROR", 3)
     loop.run_until_complete(go())
     assert s.close_requested and es.closed.done()
-    kinds = [(e.kind, e.data.get("reason")) for e in ev["secondary"] if e.kind == "colo-exit"]
+    kinds = [(e.kind, e.payload().get("reason")) for e in ev["secondary"] if e.kind == "colo-exit"]
     assert kinds == [("colo-exit", "request")]
-    assert [e.data["reason"] for e in ev["primary"] if e.kind == "colo-exit"] == ["error"]
+    assert [e.payload()["reason"] for e in ev["primary"] if e.kind == "colo-exit"] == ["error"]
 
 
 BLOCKED_S = 0.5

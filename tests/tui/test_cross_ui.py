@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _signature(events) -> list[tuple]:
-    return [(e.seq, e.side, e.kind, sorted(e.data.items())) for e in events]
+    return [(e.seq, e.side, e.kind, sorted(e.payload().items())) for e in events]
 
 
 async def test_tui_recording_replays_in_the_repl(tmp_path: Path, monkeypatch) -> None:

@@ -56,10 +56,10 @@ def test_tcp_pair_in_the_app():
                 await pilot.press("space")
                 for _ in range(200):
                     await pilot.pause(0.05)
-                    if any(e.kind == "send" and e.data.get("msg") == "vmstate-loaded"
+                    if any(e.kind == "send" and e.payload().get("msg") == "vmstate-loaded"
                            for e in c.events):
                         break
-                assert any(e.kind == "send" and e.data.get("msg") == "vmstate-loaded"
+                assert any(e.kind == "send" and e.payload().get("msg") == "vmstate-loaded"
                            for e in c.events)
                 await pilot.press("space")
         finally:
@@ -110,7 +110,7 @@ def test_qmp_feed_watches_and_drives_two_nodes(tmp_path):
         assert pump(c, lambda c: c.status()["secondary"]["colo_status"] ==
                     {"mode": "none", "last-mode": "secondary", "reason": "request"})
         assert pump(c, lambda c: any(e.kind == "colo-exit" and e.side == "secondary"
-                                     and e.data.get("reason") == "request" for e in c.events))
+                                     and e.payload().get("reason") == "request" for e in c.events))
     finally:
         c.close()
         pri.stop()
@@ -137,8 +137,8 @@ def test_peer_feed_mirrors_a_primary_process_and_shows_it(tmp_path):
         wire = [w["msg"] for w in c.wire()]
         assert wire[:7] == ["checkpoint-ready", "checkpoint-request", "checkpoint-reply",
                             "vmstate-send", "vmstate-size", "vmstate-received", "vmstate-loaded"]
-        flushes = [e.data for e in c.events if e.kind == "action"
-                   and e.data.get("name") == "flush-cache"]
+        flushes = [e.payload() for e in c.events if e.kind == "action"
+                   and e.payload().get("name") == "flush-cache"]
         assert flushes and all(f["blocks"].get("pc.ram", 0) > 0 for f in flushes)
         view = c.guest("secondary")
         assert view.kind == "mirror"

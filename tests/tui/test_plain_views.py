@@ -33,11 +33,11 @@ def _run(**cfg) -> Controller:
 @pytest.mark.parametrize("dialect", ["qemu", "v11"])
 def test_vmstate_size_shows_its_real_bytes(dialect):
     c = _run(dialect=dialect, guest="model", checkpoints=1)
-    ev = next(e for e in c.events if e.kind == "send" and e.data["msg"] == "vmstate-size")
-    size = ev.data["value"]
+    ev = next(e for e in c.events if e.kind == "send" and e.payload()["msg"] == "vmstate-size")
+    size = ev.payload()["value"]
     assert size > 0
     text = explain(ev, dialect)
-    assert ev.data["hex"] in text and ev.data["hex"].endswith(f"{size:016x}")
+    assert ev.payload()["hex"] in text and ev.payload()["hex"].endswith(f"{size:016x}")
     assert f"{0:016x}." not in text                   # not the zeroed encoding
     # an event without its bytes (a JSON dict) is encoded from its value
     assert f"{size:016x}" in explain({"side": "primary", "kind": "send",
@@ -100,8 +100,8 @@ def test_qemu_releases_output_between_received_and_loaded(load_ms):
     # the events themselves: the primary releases on vmstate-received, before it reads
     # vmstate-loaded, whatever the load time
     prim = [e for e in c.events if e.side == "primary" and (
-        e.kind == "recv" or e.data.get("name") == "release-output")]
-    kinds = [e.data.get("msg") or e.data.get("name") for e in prim]
+        e.kind == "recv" or e.payload().get("name") == "release-output")]
+    kinds = [e.payload().get("msg") or e.payload().get("name") for e in prim]
     i = kinds.index("vmstate-received")
     assert kinds[i + 1] == "release-output" and kinds[i + 2] == "vmstate-loaded"
 
@@ -186,7 +186,7 @@ def test_the_real_capture_ladder():
 
 # ---------------------------------------------------------------- dialect hint
 def _errors(c) -> list[str]:
-    return [e.data["message"] for e in c.events if e.kind == "error"]
+    return [e.payload()["message"] for e in c.events if e.kind == "error"]
 
 
 def test_the_dialect_hint_only_when_plausible():

@@ -38,7 +38,7 @@ async def test_p_warns_before_a_failover_and_reprotects_after_one() -> None:
         await pilot.pause()
         assert app.controller.status()["outcome"] == "ok"
         assert app.controller.session.invariants.violations == []
-        assert [e.data["survivor"] for e in app.controller.events
+        assert [e.payload()["survivor"] for e in app.controller.events
                 if e.kind == "reprotect"] == ["secondary"]
         bar = app.query_one(KeyBar)
         assert ("p", "re-protect", "reprotect") in bar.shown(200)     # a wide footer
