@@ -7,10 +7,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 
 def _registry() -> dict:
-    try:
-        from colo_tui.commands import REGISTRY
-    except ImportError:
-        return {}
+    from colo_tui.commands import REGISTRY
     return REGISTRY
 
 
