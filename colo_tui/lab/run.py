@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import tempfile
 import threading
 import time
@@ -270,6 +271,33 @@ def run(delay_ms: int, load_s: float, probes: int, keep: bool, on_status=None,
           "capture": capture}
     if keep:
         work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
-        return asyncio.run(session(work, delay_ms, load_s, probes, on_status, hold, **kw))
+        return _run_stoppable(session(work, delay_ms, load_s, probes, on_status, hold, **kw))
     with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
-        return asyncio.run(session(Path(d), delay_ms, load_s, probes, on_status, hold, **kw))
+        return _run_stoppable(session(Path(d), delay_ms, load_s, probes, on_status, hold, **kw))
+
+
+def _run_stoppable(coro):
+    """asyncio.run, where SIGTERM / SIGHUP cancel the session (its finally blocks stop
+    the QEMUs) and then end the process with 128 + the signal, from the main thread:
+    a signal never lands as a SystemExit inside a relay's callback."""
+    got: list[int] = []
+
+    async def main():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, lambda s=sig: (got.append(s), task.cancel()))
+            except (NotImplementedError, RuntimeError):   # not the main thread
+                pass
+        return await coro
+
+    try:
+        rep = asyncio.run(main())
+    except asyncio.CancelledError:
+        if got:
+            raise SystemExit(128 + got[0]) from None
+        raise
+    if got:                 # the session swallowed the cancellation: still a signalled stop
+        raise SystemExit(128 + got[0])
+    return rep
