@@ -243,14 +243,16 @@ class PrimaryMachine(RoleMachine):
         checkpoint loop carries on, sends one more lone checkpoint-request and only
         then fails.
 
-        Why (migration/colo.c, QEMU 7.2, colo_do_checkpoint_transaction): `ret`
+        Why (qemu/qemu migration/colo.c as of 8ef53cdb, the 7.2 code path,
+        colo_do_checkpoint_transaction): `ret`
         starts at -1, but after the blob is written it is overwritten by
         ``ret = qemu_file_get_error(s->to_dst_file)`` (0: the write succeeded). The
         later ``colo_receive_check_message(..., COLO_MESSAGE_VMSTATE_RECEIVED /
         _LOADED, &local_err)`` fails and jumps to ``out:``, which only does
         ``error_report_err(local_err)`` ("Can't receive COLO message") and returns
-        that 0. colo_process_checkpoint breaks its loop only on ``ret < 0``, so it
-        waits for the next checkpoint, sends COLO_MESSAGE_CHECKPOINT_REQUEST, fails
+        that 0 (and skips vm_start). colo_process_checkpoint breaks its loop only on
+        ``ret < 0``, so it waits on colo_checkpoint_sem for the next trigger (the
+        delay timer or a colo-compare notify), sends COLO_MESSAGE_CHECKPOINT_REQUEST, fails
         to read the reply (ret still -1 this time) and leaves with the second
         "Can't receive COLO message". Measured gap on the 7.2 captures: ~47 ms.
         """
