@@ -296,8 +296,8 @@ def main(argv: list[str]) -> int:
     for name in names:
         sc = BY_NAME[name]
         ctl = write(sc, HERE / (name + SUFFIX))
-        got = ctl.sim.outcome()
-        bad = [k for k, v in ctl.sim.invariants.ok.items() if not v]
+        got = ctl.session.outcome()
+        bad = [k for k, v in ctl.session.checks().items() if not v]
         flag = "" if got == sc.outcome and not bad else "   <-- UNEXPECTED"
         if flag:
             status = 1

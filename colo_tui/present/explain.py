@@ -159,6 +159,9 @@ _OTHER = {
     "unnoticed": ("The peer is gone, but this side is not reading the socket now; it notices "
                   "at its next read or write."),
     "abort": "The checkpoint is abandoned before the primary's VM stopped: nothing was sent.",
+    "error-report": ("QEMU 7.2 logs the failed receive but its checkpoint loop carries on "
+                     "(the transaction returns 0): one more lone checkpoint-request follows, "
+                     "and only its failure ends COLO."),
     "stopped": "",
 }
 

@@ -387,6 +387,7 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
                                              if d.get("bytes") is not None else "the request")
     + _why(d) + _extras(d, ("bytes", "why")),
     "unnoticed": _simple("nobody notices yet"),
+    "error-report": _simple("logs an error and carries on", why="message"),
     "default-failover": _simple("v11's default failover", why="action"),
     "parameter": lambda side, d: f"sets {plain(d.get('name', '?'))} to {plain(d.get('value'))}"
     + _extras(d, ("name", "value")),

@@ -375,6 +375,12 @@ class Unnoticed(Event):
     why: str
 
 
+@_kind("error-report")
+class ErrorReport(Event):
+    """A line QEMU logs (error_report) while its COLO thread carries on."""
+    message: str
+
+
 @_kind("deferred")
 class Deferred(Event):
     why: str

@@ -29,6 +29,11 @@ STATES = tuple(PrimaryState)
 #: a checkpoint transaction is running: a new trigger is absorbed or deferred
 TRANSACTION = (WAIT_REPLY, SAVING, WAIT_RECEIVED, WAIT_LOADED)
 
+#: faithful 7.2: the lone checkpoint-request after a failed receive (see
+#: Primary._failed_receive), and its measured delay
+LONE_REQUEST_TIMER = "lone-request"
+LONE_REQUEST_MS = 47.0
+
 T = Transition
 TABLE: dict[tuple[PrimaryState, Input], Transition] = {
     (INIT, Input.START): T("_on_start", WAIT_READY),
@@ -228,7 +233,44 @@ class PrimaryMachine(RoleMachine):
         if self.state == IDLE:
             self.emit("unnoticed", why="the primary reads nothing between checkpoints")
             return
+        if self.faithful and self.state in (WAIT_RECEIVED, WAIT_LOADED):
+            self._failed_receive()
+            return
         super().on_peer_closed()
+
+    def _failed_receive(self) -> None:
+        """Faithful 7.2: a failed receive after the blob went out is logged, but the
+        checkpoint loop carries on, sends one more lone checkpoint-request and only
+        then fails.
+
+        Why (qemu/qemu migration/colo.c as of 8ef53cdb, the 7.2 code path,
+        colo_do_checkpoint_transaction): `ret`
+        starts at -1, but after the blob is written it is overwritten by
+        ``ret = qemu_file_get_error(s->to_dst_file)`` (0: the write succeeded). The
+        later ``colo_receive_check_message(..., COLO_MESSAGE_VMSTATE_RECEIVED /
+        _LOADED, &local_err)`` fails and jumps to ``out:``, which only does
+        ``error_report_err(local_err)`` ("Can't receive COLO message") and returns
+        that 0 (and skips vm_start). colo_process_checkpoint breaks its loop only on
+        ``ret < 0``, so it waits on colo_checkpoint_sem for the next trigger (the
+        delay timer or a colo-compare notify), sends COLO_MESSAGE_CHECKPOINT_REQUEST, fails
+        to read the reply (ret still -1 this time) and leaves with the second
+        "Can't receive COLO message". Measured gap on the 7.2 captures: ~47 ms.
+        """
+        self.emit("error-report", message="Can't receive COLO message: "
+                  "Input/output error (the vmstate reply never came)")
+        self.cancel_timer("checkpoint")
+        self.set_timer(LONE_REQUEST_TIMER, self._now + LONE_REQUEST_MS)
+
+    def on_timer(self, name: str) -> None:
+        if name == LONE_REQUEST_TIMER:
+            if self.state in STOPPED:
+                return
+            self.in_flight = self.checkpoint + 1
+            self.send(m.CHECKPOINT_REQUEST)
+            self.enter_error("Can't receive COLO message: Input/output error "
+                             "(after the lone checkpoint-request)", remote=True)
+            return
+        super().on_timer(name)
 
     def do_failover(self) -> None:
         # primary_vm_do_failover; faithful: COLO_EXIT says "error" (a race in 7.2)

@@ -42,7 +42,9 @@ _LAYOUT: tuple[tuple[str, int, int, struct.Struct, list[tuple[str, int]]], ...] 
       ("last_rx_id", 8)]),
 )
 DEVICE_NAMES = tuple(entry[0] for entry in _LAYOUT)
-FIRST_SECTION_ID = 0
+#: the same ids as the initial migration's device sections (timer 3, cpu 4, serial 5,
+#: e1000 6; ram is 2): QEMU keeps a section's id for the whole migration
+FIRST_SECTION_ID = 3
 
 #: the device part of a VMDESCRIPTION for these sections (QEMU's JSON shape)
 VMDESC: dict = {
@@ -132,7 +134,8 @@ class Devices:
 
     def save_blob(self) -> bytes:
         """SECTION_FULL per device (with footer), then QEMU_VM_EOF."""
-        return stream.encode_device_blob(self.sections(), FIRST_SECTION_ID)
+        return stream.encode_device_blob(self.sections(), FIRST_SECTION_ID,
+                                         ram_section_id=stream.DEFAULT_RAM_SECTION_ID)
 
     def state(self) -> dict[str, tuple]:
         return {

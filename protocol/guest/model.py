@@ -401,11 +401,13 @@ class Guest:
     def initial_stream(self) -> bytes:
         """The initial migration as QEMU 7.2 sends it (QEVM … VMDESCRIPTION); sets
         `ram_context`, which later checkpoints' RAM parts continue from."""
-        from protocol.guest.devices import VMDESC
+        from protocol.guest.devices import FIRST_SECTION_ID, VMDESC
         from protocol.migration.stream import encode_initial
         records = self.ram.migration_pass()
+        # the same device section ids as every checkpoint's device blob (save_blob)
         data, self.ram_context = encode_initial(
-            "pc-i440fx-7.2", self.ram.layout(), records, self.devices.sections(), VMDESC)
+            "pc-i440fx-7.2", self.ram.layout(), records, self.devices.sections(), VMDESC,
+            first_device_section_id=FIRST_SECTION_ID)
         return data
 
     def load_initial(self, summary) -> None:

@@ -369,11 +369,35 @@ def _encode_full_sections(out: bytearray, sections: list[tuple[str, int, int, by
         out += _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
 
 
+def device_section_ids(count: int, first_section_id: int,
+                       ram_section_id: int | None = None) -> list[int]:
+    """The section ids of `count` device sections: consecutive from
+    `first_section_id`, skipping `ram_section_id`.
+
+    QEMU numbers a section once, when it registers (savevm_state.global_section_id
+    in migration/savevm.c), and writes that same id in the initial migration and
+    in every checkpoint, so the initial stream and each COLO device blob share
+    this numbering.
+    """
+    sids: list[int] = []
+    nxt = first_section_id
+    for _ in range(count):
+        if nxt == ram_section_id:
+            nxt += 1
+        sids.append(nxt)
+        nxt += 1
+    return sids
+
+
 def encode_device_blob(sections: list[tuple[str, int, int, bytes]],
-                       first_section_id: int) -> bytes:
-    """(idstr, instance, version, body)* -> SECTION_FULL each + footer, then EOF."""
+                       first_section_id: int, *,
+                       ram_section_id: int | None = None) -> bytes:
+    """(idstr, instance, version, body)* -> SECTION_FULL each + footer, then EOF.
+
+    Ids as `device_section_ids` gives them (pass the ram id to skip it).
+    """
     out = bytearray()
-    sids = list(range(first_section_id, first_section_id + len(sections)))
+    sids = device_section_ids(len(sections), first_section_id, ram_section_id)
     _encode_full_sections(out, sections, sids)
     out.append(QEMU_VM_EOF)
     return bytes(out)
@@ -408,13 +432,7 @@ def encode_initial(machine: str, blocks: list[tuple[str, int]], pages: list[Page
         out += _FOOTER.pack(kind, sid)
         _encode_records(out, recs, ctx)
         out += _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
-    sids: list[int] = []
-    nxt = first_device_section_id
-    for _ in device_sections:
-        if nxt == sid:
-            nxt += 1
-        sids.append(nxt)
-        nxt += 1
+    sids = device_section_ids(len(device_sections), first_device_section_id, sid)
     _encode_full_sections(out, device_sections, sids)
     out.append(QEMU_VM_EOF)
     desc = json.dumps(vmdesc).encode()

@@ -226,3 +226,48 @@ def test_every_run_is_deterministic():
     cfg = dict(mode="hybrid", seed=42, faults=["corrupt@vmstate-size#2", "delay=3@ram#1"])
     a, b = run(**cfg), run(**cfg)
     assert [to_json(e) for e in a.events] == [to_json(e) for e in b.events]
+
+
+def reports(sim, side="primary"):
+    return [e.payload()["message"] for e in sim.events if e.kind == "error-report"
+            and e.side == side]
+
+
+@pytest.mark.parametrize("fault", ["truncate@device-state#1", "close@device-state#1"])
+def test_faithful_failed_receive_sends_one_lone_checkpoint_request(fault):
+    """QEMU 7.2 (colo_do_checkpoint_transaction returns 0 after a failed receive):
+    "Can't receive COLO message" twice, and a lone checkpoint-request ~47 ms later."""
+    sim = run(faults=[fault])
+    sends = [(e.t_ms, e.payload()["msg"]) for e in sim.events
+             if e.kind == "send" and e.side == "primary"]
+    assert [msg for _t, msg in sends][-3:] == ["vmstate-send", "vmstate-size",
+                                               "checkpoint-request"]
+    report = [e.t_ms for e in sim.events if e.kind == "error-report"]
+    assert len(report) == 1 and sends[-1][0] - report[0] == pytest.approx(47.0)
+    logged = reports(sim) + errors(sim, "primary")
+    assert len(logged) == 2 and all("Can't receive COLO message" in m for m in logged)
+    assert exits(sim).count(("primary", "error")) == 1
+    assert sim.outcome() == "failover"
+
+
+@pytest.mark.parametrize("fault", ["truncate@device-state#1", "close@device-state#1"])
+def test_strict_failed_receive_stops_at_vmstate_size(fault):
+    sim = run(faults=[fault], faithful=False)
+    assert wire(sim)[-2:] == [("P", "vmstate-send"), ("P", "vmstate-size")]
+    assert reports(sim) == [] and len(errors(sim, "primary")) == 1
+    assert sim.outcome() == "failover"
+
+
+def test_cli_run_strict_turns_the_lone_request_off():
+    import json
+    import subprocess
+    import sys
+    tails = {}
+    for flag in ([], ["--strict"]):
+        r = subprocess.run([sys.executable, "-m", "colo_tui", "run", "--fault",
+                            "close@device-state#1", "--json", *flag],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        tails[bool(flag)] = [w["msg"] for w in json.loads(r.stdout)["wire"][-2:]]
+    assert tails[False] == ["vmstate-size", "checkpoint-request"]
+    assert tails[True] == ["vmstate-send", "vmstate-size"]

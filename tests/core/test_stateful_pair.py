@@ -244,6 +244,10 @@ class Model:
             self.error(s)
         elif s.role == "primary" and s.state == "IDLE":
             pass                               # reads nothing between checkpoints
+        elif s.role == "primary" and s.state in ("WAIT_RECEIVED", "WAIT_LOADED"):
+            # faithful 7.2: logged, then one lone checkpoint-request 47 ms later
+            s.timers.pop("checkpoint", None)
+            s.timers["lone-request"] = self.now + 47.0
         elif s.role == "secondary" and s.state == "LOADING":
             s.eof_pending = True               # sees it at its next read
         else:
@@ -268,6 +272,10 @@ class Model:
             elif name == "load":
                 assert s.state == "LOADING", s.state
                 self._loaded(s)
+            elif name == "lone-request" and s.state not in TERMINAL:
+                s.in_flight = s.checkpoint + 1
+                self.send(s, m.CHECKPOINT_REQUEST)
+                self.error(s)
 
     def _default_failover(self, s: Side) -> None:
         if s.failover != "none":

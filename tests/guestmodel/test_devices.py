@@ -25,7 +25,7 @@ def test_blob_shape_is_qemu_72_colo():
     sections = stream.decode_device_blob(blob)
     assert [s.idstr for s in sections] == list(DEVICE_NAMES)
     assert [s.instance_id for s in sections] == [0, 0, 0, 0]
-    assert [s.section_id for s in sections] == [0, 1, 2, 3]
+    assert [s.section_id for s in sections] == [3, 4, 5, 6]   # the initial migration's ids
     assert sections[0].length == 24                         # like run1's timer section
 
 

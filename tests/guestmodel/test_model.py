@@ -263,3 +263,30 @@ def test_runs_are_deterministic_and_toggle_needs_room():
     assert digests[0] == digests[1]
     with pytest.raises(ValueError, match="ram_mib >= 13"):
         Guest("primary", 1, ram_mib=8, workload="toggle")
+
+
+def test_section_ids_are_stable_and_unique_across_initial_and_checkpoints():
+    """QEMU numbers a section once; a decoder written from real captures maps
+    the initial migration's (id -> name) onto every checkpoint's device blob."""
+    from protocol.migration.stream import decode_device_blob
+    from protocol.migration.streamdecode import InitialReader
+    p, s = Guest("primary", 5), Guest("secondary", 5)
+    reader = InitialReader()
+    reader.feed(p.initial_stream())
+    summary = reader.summary
+    initial = {d.section_id: d.idstr for d in summary.device_sections}
+    assert summary.ram_section_id is not None
+    assert summary.ram_section_id not in initial
+    assert len(initial) == len(summary.device_sections) >= 4      # no id used twice
+    assert initial == {3: "timer", 4: "cpu", 5: "serial", 6: "e1000"}
+    by_name = {name: sid for sid, name in initial.items()}
+    for now in (40, 80, 120):
+        run(p, s, now)
+        checkpoint(p, s)
+        blob = decode_device_blob(p.save_devices())
+        ids = [d.section_id for d in blob]
+        assert len(set(ids)) == len(ids)
+        assert summary.ram_section_id not in ids
+        for d in blob:
+            assert initial[d.section_id] == d.idstr
+            assert by_name[d.idstr] == d.section_id
