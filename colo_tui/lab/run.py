@@ -292,12 +292,19 @@ def _run_stoppable(coro):
                 pass
         return await coro
 
+    # asyncio resets a signal to SIG_DFL when its loop closes: put back the handlers the
+    # lab had (procs.install's, which stop every child) for the rest of the process
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         rep = asyncio.run(main())
     except asyncio.CancelledError:
         if got:
             raise SystemExit(128 + got[0]) from None
         raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
     if got:                 # the session swallowed the cancellation: still a signalled stop
         raise SystemExit(128 + got[0])
     return rep
