@@ -270,8 +270,9 @@ def cmd_run(args) -> int:
             path = ("(not written: a run this long keeps no events; rerun with "
                     "--record FILE)")
         elif not path:               # keep the evidence: the run as a replayable recording
-            path = f"colo-violation-{cfg.dialect}-{cfg.mode}-seed{cfg.seed}.colo.jsonl"
             try:
+                from colo_tui.session.lifecycle import new_recording_path
+                path = str(new_recording_path(cfg, "colo-violation"))
                 rf.write(path, rf.make_header(cfg), sim.events, sim.inputs,
                          comments=["an invariant broke in this run: "
                                    + "; ".join(v["text"] for v in sim.invariants.violations)])

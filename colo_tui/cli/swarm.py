@@ -22,8 +22,9 @@ def add_swarm_options(e) -> None:
                    help="stop handing out seeds after SEC seconds")
     e.add_argument("--no-shrink", action="store_true",
                    help="report failing seeds without shrinking them")
-    e.add_argument("--repro-dir", default=".", metavar="DIR",
-                   help="where shrunk reproducers are written (default: here)")
+    e.add_argument("--repro-dir", default=None, metavar="DIR",
+                   help="where shrunk reproducers are written (default: the recordings "
+                        "directory, $COLO_RECORDINGS_DIR or the user's data directory)")
 
 
 def _progress(total: int):
@@ -51,6 +52,15 @@ def cmd_swarm(args) -> int:
     if args.time_budget is not None and args.time_budget <= 0:
         print("colo explore: --time-budget must be > 0 seconds", file=sys.stderr)
         return 2
+    if args.repro_dir is None:
+        from colo_tui.session.lifecycle import recordings_dir
+        try:
+            repro = recordings_dir()
+        except OSError as exc:
+            print(f"colo explore: the recordings directory: {exc.strerror}; "
+                  "give --repro-dir DIR", file=sys.stderr)
+            return 2
+        args.repro_dir = str(repro)
     repro = Path(args.repro_dir)
     if not args.no_shrink and not repro.is_dir():
         print(f"colo explore: --repro-dir {args.repro_dir}: not a directory", file=sys.stderr)

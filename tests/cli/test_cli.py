@@ -64,11 +64,13 @@ def test_run_hang_without_the_manager_exits_1_and_keeps_a_recording(tmp_path):
                         "stall-secondary@checkpoint-request"], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path,
                        env={**__import__("os").environ,
+                            "COLO_RECORDINGS_DIR": str(tmp_path / "recs"),
                             "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert r.returncode == 1
     assert "termination" in r.stdout and "--seed 1" in r.stderr
-    kept = list(tmp_path.glob("colo-violation-*.colo.jsonl"))
-    assert kept and "recording: colo-violation-qemu-periodic-seed1" in r.stderr
+    assert not list(tmp_path.glob("*.colo.jsonl"))      # never into the working directory
+    kept = list((tmp_path / "recs").glob("colo-violation-*.colo.jsonl"))
+    assert kept and f"recording: {tmp_path / 'recs'}/colo-violation-qemu-periodic-seed1" in r.stderr
     again = colo("replay", str(kept[0]), "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["identical"]
 

@@ -68,15 +68,18 @@ def test_explore_prints_the_shrunk_reproducer(tmp_path):
         "from tests.explore.bugs import BUGS\n"
         "mp = pytest.MonkeyPatch(); BUGS['vmstate_size_without_eof'](mp)\n"
         "from colo_tui.cli.main import main\n"
-        f"sys.exit(main(['explore', '--swarm', '3', '--json', '--repro-dir', {str(tmp_path)!r}]))\n"
+        "sys.exit(main(['explore', '--swarm', '3', '--json']))\n"
     )
+    recs = tmp_path / "recs"          # no --repro-dir: the recordings directory, not the cwd
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       timeout=600)
+                       timeout=600, cwd=tmp_path,
+                       env={**os.environ, "COLO_RECORDINGS_DIR": str(recs)})
     import json
     assert r.returncode == 1, r.stderr[-2000:]
     out = json.loads(r.stdout)
     assert out["violations_by_invariant"]["vmstate_size"] >= 1
     [s] = out["shrunk"]
     assert s["failure"] == "vmstate_size" and s["command"].startswith("colo run ")
-    assert os.path.exists(s["recording"])
+    assert os.path.exists(s["recording"]) and os.path.dirname(s["recording"]) == str(recs)
+    assert not list(tmp_path.glob("*.colo.jsonl"))
     assert rf.read(s["recording"]).header["seed"] == s["seed"]
