@@ -63,6 +63,10 @@ def add_parsers(subparsers) -> None:
                      help="where the primary migrates to")
     prx.add_argument("--connect", required=True, metavar="HOST:PORT",
                      help="the secondary's migrate-incoming address")
+    prx.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu",
+                     help="the wire dialect the two peers speak (default qemu); the "
+                          "v11 dialect's RAM parts decode only when the proxy sees the "
+                          "initial stream")
     prx.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="KIND[=ARG]@POINT[#N] (repeatable); wire faults only")
     prx.add_argument("--record", metavar="FILE", help="write a colo-proxy-log (JSON Lines)")

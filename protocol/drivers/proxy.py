@@ -275,7 +275,7 @@ class Proxy:
 
 
 async def run_proxy(listen, connect, faults, on_event, record=None, *, once: bool = False,
-                    ready=None, handle_signals: bool = False) -> None:
+                    ready=None, handle_signals: bool = False, dialect=QEMU) -> None:
     """Serve until cancelled (``once``: until the first COLO connection closes).
 
     ``listen``/``connect`` are (host, port) tuples or "HOST:PORT"; ``ready`` (if
@@ -286,7 +286,7 @@ async def run_proxy(listen, connect, faults, on_event, record=None, *, once: boo
     from protocol.drivers.node import parse_hostport
     lp = parse_hostport(listen) if isinstance(listen, str) else tuple(listen)
     cp = parse_hostport(connect) if isinstance(connect, str) else tuple(connect)
-    proxy = Proxy(lp, cp, faults, on_event, record)
+    proxy = Proxy(lp, cp, faults, on_event, record, dialect=dialect)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     why = "cancelled"
@@ -328,11 +328,14 @@ def format_event(ev: Event) -> str:
 
 
 def main(args) -> int:
-    """Sync entry for `colo proxy` (args: listen, connect, fault, record, json_events, once)."""
+    """Sync entry for `colo proxy` (args: listen, connect, fault, record, json_events, once,
+    dialect)."""
+    from protocol.core import dialects
     from protocol.drivers.node import parse_hostport
+    dialect = dialects.get(getattr(args, "dialect", None) or QEMU.name)
     try:
         listen, connect = parse_hostport(args.listen), parse_hostport(args.connect)
-        check_faults(args.fault or [], QEMU)
+        check_faults(args.fault or [], dialect)
     except (ValueError, FaultSpecError) as exc:
         print(f"colo proxy: error: {exc}", file=sys.stderr)
         return 2
@@ -343,7 +346,8 @@ def main(args) -> int:
 
     try:
         asyncio.run(run_proxy(listen, connect, args.fault or [], show, args.record,
-                              once=getattr(args, "once", False), handle_signals=True))
+                              once=getattr(args, "once", False), handle_signals=True,
+                              dialect=dialect))
     except KeyboardInterrupt:
         return 0
     except OSError as exc:

@@ -95,3 +95,45 @@ def test_the_proxy_stops_cleanly_in_the_middle_of_a_session(tmp_path):
     events = [json.loads(line) for line in rec.read_text().splitlines()[1:]]
     assert events[-1]["kind"] == "stopped" and events[-1]["data"]["busy"] is True
     assert any(e["kind"] == "closed" for e in events)    # the pumps ended, and said so
+
+
+@pytest.mark.parametrize("dialect", ["v11", "prototype"])
+def test_the_proxy_decodes_the_dialect_it_is_given(tmp_path, dialect):
+    """`colo proxy --dialect D` between two nodes speaking D: every message decodes
+    as D's (with the default qemu dialect the same bytes are errors)."""
+    from tests.tcp._nodes import NodeProc, wait_for
+    port, pport = free_port(), free_port()
+    common = ("--dialect", dialect, "--guest", "null")
+    sec = NodeProc("secondary", tmp_path, f"127.0.0.1:{port}", *common)
+    rec = tmp_path / "proxy.jsonl"
+    proc = None
+    try:
+        sec.wait_ready()
+        proc = _spawn("proxy", "--dialect", dialect, "--listen", f"127.0.0.1:{pport}",
+                      "--connect", f"127.0.0.1:{port}", "--record", str(rec), "--once")
+        wait_listening(pport, proc)
+        pri = NodeProc("primary", tmp_path, f"127.0.0.1:{pport}", *common,
+                       "--checkpoint-delay", "50", "--checkpoints", "3")
+        try:
+            wait_for(lambda: pri.commits() >= 3, what="three checkpoints through the proxy")
+        finally:
+            pri.stop()
+        code, _out, err = _stop(proc, signal.SIGTERM)
+    finally:
+        sec.stop()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+    assert code == 0 and "Traceback" not in err, err
+    lines = rec.read_text().splitlines()
+    assert json.loads(lines[0])["dialect"] == dialect
+    events = [json.loads(line) for line in lines[1:]]
+    sent = [e["data"]["msg"] for e in events if e["kind"] == "send"]
+    assert sent.count("checkpoint-request") >= 3, sent[:20]
+    assert not [e for e in events if e["kind"] == "error"], events[:20]
+
+
+def test_the_proxy_refuses_an_unknown_dialect():
+    cmd, env = colo_cmd(ROOT, "proxy", "--dialect", "qemu9", "--listen", "127.0.0.1:1",
+                        "--connect", "127.0.0.1:2")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "invalid choice: 'qemu9'" in r.stderr
