@@ -214,11 +214,9 @@ class Controller:
             raise ValueError("stop recording before stepping back (a recording is one "
                              "timeline; `record stop`, then `back`)")
         target = max(0, self.session.steps - max(0, n))
-        if isinstance(self.session, Playback):
-            pb = Playback(self.session.recording)
-            pb.run(target)
-            self.session = pb
-            return pb.steps
+        if self.session.capabilities.plays_recording:
+            self.session = self.session.rewound(target)
+            return self.session.steps
         keep = [i for i in self.inputs if i["step"] <= target]
         later = [i for i in self.inputs if i["step"] > target]
         self._future_inputs = later + self._future_inputs
@@ -292,7 +290,7 @@ class Controller:
         if self.live:
             header = rf.make_header(self.config, imported=True, source=s.name)
             note = f"a live session ({s.name}); it replays as a playback, not a simulation"
-        elif isinstance(s, Playback):
+        elif s.capabilities.plays_recording:
             # an imported capture plays back: its recording is the same playback
             # (its header keeps `imported` and the capture's facts), not a simulation
             header = s.recording_header()

@@ -48,6 +48,9 @@ class Capabilities:
     reports_receptions: bool
     #: the simulator's invariants are checked
     checks_invariants: bool
+    #: the session plays a recording back: it rewinds itself (``rewound(step)``) and
+    #: a re-recording keeps the recording's own header (``recording_header()``)
+    plays_recording: bool = False
 
 
 SIMULATED = Capabilities(can_step_back=True, can_restart=True, is_live=False,
@@ -55,7 +58,7 @@ SIMULATED = Capabilities(can_step_back=True, can_restart=True, is_live=False,
                          checks_invariants=True)
 PLAYBACK = Capabilities(can_step_back=True, can_restart=True, is_live=False,
                         takes_inputs=False, takes_faults=False, reports_receptions=False,
-                        checks_invariants=False)
+                        checks_invariants=False, plays_recording=True)
 
 
 def live_capabilities(*, takes_inputs: bool) -> Capabilities:
@@ -329,6 +332,16 @@ class Session(EventStream, StatusSource, GuestSource, InputSink, Protocol):
 
     def close(self) -> None:
         """Release what the session holds (threads, sockets); idempotent."""
+
+
+class RecordingPlayback(Session, Protocol):
+    """A session whose capabilities say ``plays_recording``."""
+
+    def rewound(self, step: int) -> RecordingPlayback:
+        """A fresh playback of the same recording, stepped to ``step``."""
+
+    def recording_header(self) -> dict:
+        """The header a re-recording of this playback writes."""
 
 
 @dataclass(frozen=True, slots=True)

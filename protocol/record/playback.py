@@ -193,6 +193,12 @@ class Playback:
     def armed_faults(self) -> tuple:
         return ()
 
+    def rewound(self, step: int) -> Playback:
+        """A fresh playback of the same recording at ``step`` (stepping back)."""
+        pb = Playback(self.recording, on_event=None)
+        pb.run(step)
+        return pb
+
     def recording_header(self) -> dict:
         """A re-recording of a playback is the same playback (imported, same facts)."""
         return dict(self.recording.header)
