@@ -4,9 +4,13 @@
                   every message; ``invalid`` = 0, ``checkpoint-ready`` = 1 …
                   ``vmstate-loaded`` = 7; ``guest-shutdown`` = 8 is *inferred*
                   (appended after vmstate-loaded; its value is unconfirmed).
-* ``qemu``      — QEMU 2.8 … 10.x (Debian 12's 7.2 included): be32 id,
+* ``qemu``      — QEMU's COLOMessage, the same from 2.8 to 10.x: be32 id,
                   ``checkpoint-ready`` = 0 … ``vmstate-loaded`` = 6; a be64
-                  follows only ``vmstate-size``.
+                  follows only ``vmstate-size``.  Only these control words hold
+                  for every version: the migration stream between them, its
+                  decoder (protocol.migration) and the guest model are QEMU
+                  7.2's (2.8–3.0 nest the device blob differently, 8.0+ adds a
+                  multifd flush flag; neither is decoded).
 * ``prototype`` — the 2014 prototype: bare be64 words from 0x46; after
                   ``vmstate-send`` the size follows as a bare be64 word.
 """
@@ -142,7 +146,7 @@ V11 = Dialect(
                           "completed": "completed", "relaunch": "relaunch"},
 )
 QEMU = Dialect(
-    name="qemu", title="QEMU 2.8 … 10.x (COLOMessage)",
+    name="qemu", title="QEMU COLOMessage (control 2.8 … 10.x; stream 7.2)",
     ids={m.CHECKPOINT_READY: 0, m.CHECKPOINT_REQUEST: 1, m.CHECKPOINT_REPLY: 2,
          m.VMSTATE_SEND: 3, m.VMSTATE_SIZE: 4, m.VMSTATE_RECEIVED: 5, m.VMSTATE_LOADED: 6},
     opcode_bytes=4, value_on_every_message=False, size_is_bare_word=False,
