@@ -41,7 +41,13 @@ def _qmp(text: str) -> str:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qmp", type=_qmp, help="QMP control socket: unix:PATH or tcp:HOST:PORT")
     p.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
-    p.add_argument("--mode", choices=("periodic", "hybrid"), default="periodic")
+    p.add_argument("--mode", choices=("periodic", "hybrid"), default=None,
+                   help="hybrid: the SVM runs between checkpoints, as in every QEMU "
+                        "release (QMP RESUME when COLO starts, STOP/RESUME around each "
+                        "checkpoint, query-status \"running\"); periodic: the Remus-style "
+                        "mode of the v11 series (the SVM paused, query-status \"paused\"). "
+                        "Default: hybrid for the qemu dialect, periodic for v11 and "
+                        "prototype; both sides must agree")
     p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS",
                    help="x-checkpoint-delay (default: the dialect's)")
     p.add_argument("--checkpoints", type=positive_int, metavar="N",
@@ -94,6 +100,9 @@ def run_node(args) -> int:
     from protocol.errors import ColoError
     if (refused := record_target_refused(args)) is not None:
         return refused
+    if args.mode is None:
+        from protocol.core import dialects
+        args.mode = dialects.get(args.dialect).release_mode
     try:
         node = Node(args.role, dialect=args.dialect, mode=args.mode,
                     listen=getattr(args, "listen", None), connect=getattr(args, "connect", None),

@@ -59,6 +59,11 @@ class Dialect:
     #: the RAM cache flush also copies the pages the SVM dirtied while paused
     #: (v11 did that only in hybrid mode, where the SVM runs)
     flushes_svm_dirty_when_paused: bool = True
+    #: the SVM runs between checkpoints in every COLO session of a real release (7.2:
+    #: RESUME when COLO starts, STOP/RESUME around each load, query-status "running"),
+    #: so a node standing in for one runs the hybrid mode unless told otherwise; the
+    #: v11 series and the prototype only had the Remus-style mode (SVM paused)
+    svm_runs_between_checkpoints: bool = False
     #: the 2014 prototype exited on a wrong word, with no error path of its own
     exits_on_wrong_word: bool = False
     #: the texts a side logs for an id out of range and for an unexpected message
@@ -87,6 +92,11 @@ class Dialect:
 
     def in_range(self, msg_id: int) -> bool:
         return msg_id in self.names
+
+    @property
+    def release_mode(self) -> str:
+        """The mode a node standing in for this dialect's release runs by default."""
+        return "hybrid" if self.svm_runs_between_checkpoints else "periodic"
 
     def label(self, name: str) -> str:
         """``checkpoint-ready(0)``: a name with its id, as errors print it."""
@@ -153,7 +163,7 @@ QEMU = Dialect(
     ram_outside_blob=True, release_after=m.VMSTATE_RECEIVED,
     default_checkpoint_delay_ms=20000, automatic_failover_ms=None,
     initial_migration=True, real_qemu=True, saves_devices_after_ram=True,
-    size_is_device_state=True,
+    size_is_device_state=True, svm_runs_between_checkpoints=True,
 )
 PROTOTYPE = Dialect(
     name="prototype", title="2014 prototype (bare be64 words)",
