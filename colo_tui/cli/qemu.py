@@ -197,6 +197,8 @@ def cmd_import(args) -> int:
                 f"{st['channel']} {st['frames']} frames" for st in cc["streams"])
                 + (f"; verdicts {cc['verdicts']}, checkpoints forced by a mismatch "
                    f"{cc['forced_checkpoints']}" if "verdicts" in cc else ""))
+        for w in sess.warnings:          # e.g. where checkpoints stop (a hung primary)
+            print(f"colo import: warning: {w}", file=sys.stderr)
     return 0
 
 

@@ -184,7 +184,8 @@ def test_import_warns_when_checkpoints_stop_before_the_capture_ends():
     assert "no checkpoint in the last 22.0 s" in w
 
 
-def test_a_hung_primary_in_a_pcap_is_reported_and_an_idle_capture_tail_is_not(tmp_path):
+def test_a_hung_primary_in_a_pcap_is_reported_and_an_idle_capture_tail_is_not(tmp_path,
+                                                                               capsys):
     """Checkpoints every 1 s, then the primary hangs 22 s until the failover's RST: a
     warning. A capture that goes on recording other traffic after a clean end: none."""
     fwd, rev, _ = _session(4)
@@ -209,6 +210,13 @@ def test_a_hung_primary_in_a_pcap_is_reported_and_an_idle_capture_tail_is_not(tm
     (tmp_path / "hung.pcap").write_bytes(retimed(22.0))
     (w,) = import_capture(tmp_path / "hung.pcap").warnings
     assert "no checkpoint in the last 2" in w and "every 1.0" in w
+    # the command says so: on stderr as text, in "warnings" as JSON
+    assert cli.main(["import", str(tmp_path / "hung.pcap"), "-o",
+                     str(tmp_path / "hung.colo.jsonl")]) == 0
+    assert f"colo import: warning: {w}" in capsys.readouterr().err
+    assert cli.main(["import", str(tmp_path / "hung.pcap"), "-o",
+                     str(tmp_path / "hung2.colo.jsonl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == [w]
     (tmp_path / "clean.pcap").write_bytes(retimed(0.5))
     assert import_capture(tmp_path / "clean.pcap").warnings == []
     later = make_pcap(b"GET /", b"200", ports=(50000, 80), t0=float(pkts[-1][0]) + 60.0)
