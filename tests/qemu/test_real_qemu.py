@@ -125,3 +125,62 @@ def test_real_qemu_colo_through_live_proxy(tmp_path, artifacts, procs):
     rep["checkpoints"] = commits
     rep["seconds"] = round(time.monotonic() - t_start, 1)
     print(json.dumps(rep, indent=1, default=str))
+
+
+def test_the_qmp_connect_waits_for_a_late_listener_and_close_is_safe(tmp_path):
+    """QEMU's socket file exists from bind(); it listens a moment later.  Side.connect
+    retries a refused connection until QEMU accepts, and Side.close() is safe whether
+    or not a connection was ever made (a real unix socket, no QEMU needed)."""
+    import asyncio
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    from tests.qemu._qemu import Side
+    side = Side.__new__(Side)                       # the QMP half of a Side, no QEMU
+    side.name, side.work = "late", tmp_path
+    side.qmp_path = tmp_path / "late.qmp"
+    side.events, side.qmp, side._task = [], None, None
+    side.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(side.qmp_path))                    # the file exists, nobody listens yet
+    greeting = (b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
+                b'"package": ""}, "capabilities": []}}\r\n')
+
+    def serve():
+        import json
+        srv.listen(1)
+        conn, _ = srv.accept()
+        conn.sendall(greeting)
+        buf, dec = "", json.JSONDecoder()
+        try:
+            while chunk := conn.recv(4096):        # QMP commands carry no newline
+                buf += chunk.decode()
+                while buf.strip():
+                    try:
+                        msg, end = dec.raw_decode(buf.lstrip())
+                    except ValueError:
+                        break                       # the rest has not arrived
+                    buf = buf.lstrip()[end:]
+                    reply = {"return": {}, "id": msg.get("id")}
+                    conn.sendall(json.dumps(reply).encode() + b"\r\n")
+        except OSError:
+            pass                                    # the client quit and closed
+        finally:
+            conn.close()
+
+    async def go():
+        await side.close()                          # never connected: nothing to do
+        late = threading.Timer(0.4, lambda: threading.Thread(target=serve, daemon=True)
+                               .start())
+        late.start()
+        await side.connect()                        # refused at first, then accepted
+        assert side.qmp is not None and side._task is not None
+        await side.close()
+    try:
+        asyncio.run(asyncio.wait_for(go(), 30))
+    finally:
+        side.proc.kill()
+        side.proc.wait()
+        srv.close()
