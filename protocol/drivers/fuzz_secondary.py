@@ -151,13 +151,13 @@ class Runner:
                         "--fault", case.fault, "--once"]
                 procs.append(subprocess.Popen(pcmd, stdout=open(d / "proxy.out", "w"),  # noqa: SIM115
                                               stderr=subprocess.STDOUT, env=os.environ.copy()))
-                self._wait_port(target, procs[-1])
+                self._wait_listening(d / "proxy.out", procs[-1])
             ncmd = self.node_cmd(case, target)
             node_log = d / "node.out"
             procs.append(subprocess.Popen(ncmd, stdout=open(node_log, "w"),  # noqa: SIM115
                                           stderr=subprocess.STDOUT, env=os.environ.copy()))
             out.command = self._repro(qcmd, pcmd, ncmd, port, target)
-            self._watch(out, qemu, procs[-1], q, node_log)
+            self._watch(out, qemu, procs[-1], q, node_log, d / "secondary.stderr")
         except QmpClientError as exc:
             out.outcome = out.outcome or "error"
             out.extra["qmp"] = str(exc)
@@ -175,8 +175,10 @@ class Runner:
             if rc is not None:
                 out.exit_code = rc if rc >= 0 else None
                 out.signal = signal.Signals(-rc).name if rc < 0 else None
-                if out.outcome in ("", "hang", "error", "colo") and rc != 0:
-                    out.outcome = "crash" if rc < 0 else "exit"
+                if rc < 0 and rc != -signal.SIGKILL:
+                    out.outcome = "crash"
+                elif out.outcome in ("", "hang", "error"):
+                    out.outcome = "exit"
             errf.seek(0)
             out.stderr = _tail(errf.read())
             errf.close()
@@ -197,17 +199,20 @@ class Runner:
                 time.sleep(0.05)       # polling: another process's socket
 
     @staticmethod
-    def _wait_port(port: int, proc: subprocess.Popen) -> None:
+    def _wait_listening(log: Path, proc: subprocess.Popen) -> None:
+        """Until the proxy says it listens (a probe connection would be taken as the
+        COLO connection)."""
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and proc.poll() is None:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)           # polling: another process's listening socket
-        raise QmpClientError(f"the proxy did not listen on {port}")
+            if "listening" in log.read_text(errors="replace"):
+                return
+            time.sleep(0.05)           # polling: another process's log file
+        raise QmpClientError(f"the proxy did not listen: {log.read_text()[-300:]}")
 
-    def _watch(self, out: Outcome, qemu, node, q: QmpClient, node_log: Path) -> None:
-        """Poll until the node finished its checkpoints, QEMU exited or the bound."""
+    def _watch(self, out: Outcome, qemu, node, q: QmpClient, node_log: Path,
+               errlog: Path) -> None:
+        """Poll until the node finished its checkpoints, QEMU exited or the bound;
+        a stall after an error QEMU printed is "refused", without one "hang"."""
         deadline = time.monotonic() + self.bound_s
         last_progress = time.monotonic()
         seen = -1
@@ -227,18 +232,21 @@ class Runner:
             if n != seen:
                 seen, last_progress = n, time.monotonic()
             out.checkpoints = n
+            events = [e.get("event") for e in q.events()]
+            out.extra.setdefault("events", []).extend(events)
             if node.poll() is not None:
                 # the node ended (its checkpoints done, or COLO failed on its side)
                 if st.get("mode") == "secondary" and n >= self.checkpoints:
                     out.outcome = "colo"
                 else:
-                    out.outcome = "error"
+                    out.outcome = "refused" if _errors(errlog) else "error"
                 return
             if mig.get("status") == "failed":
                 out.outcome = "error"
                 return
             if time.monotonic() - last_progress > max(5.0, 10 * self.delay_ms / 1000):
-                out.outcome = "hang"
+                out.outcome = "refused" if _errors(errlog) else "hang"
+                out.extra["stalled_s"] = round(time.monotonic() - last_progress, 1)
                 return
             time.sleep(0.2)            # polling QMP: no event says a checkpoint loaded
         out.outcome = "hang"
@@ -253,6 +261,18 @@ class Runner:
             parts.append(shlex.join(pcmd) + " &")
         parts.append(shlex.join(ncmd))
         return "\n".join(parts)
+
+
+#: what 7.2 prints when the primary goes away: not a sign that it refused a stream
+_BENIGN = ("Can't receive COLO message",)
+
+
+def _errors(errlog: Path) -> list[str]:
+    try:
+        text = errlog.read_text(errors="replace")
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if ln.strip() and not any(b in ln for b in _BENIGN)]
 
 
 def _committed(node_log: Path) -> int:

@@ -118,9 +118,13 @@ class GuestTemplate:
 
 # -- mutations of one checkpoint's pieces (fuzzing a real secondary) ------------------
 def _blob_sections(blob: bytes) -> list[int]:
-    """Offsets of the SECTION_FULL headers the blob's first level has (04 sid len idstr)."""
+    """Offsets of the blob's SECTION_FULL headers (04 <be32 sid> <u8 len> idstr
+    <be32 instance> <be32 version>), checked to start with 04."""
     from protocol.migration.stream import decode_device_blob
-    return [d.offset for d in decode_device_blob(blob)]
+    offs = [d.offset - 14 - len(d.idstr.encode("latin-1")) for d in decode_device_blob(blob)]
+    if len(offs) < 3 or any(blob[o] != 0x04 for o in offs):
+        raise TemplateError("the template's device blob has no 3 sections to malform")
+    return offs
 
 
 def _bad_section_id(blob: bytes) -> bytes:
