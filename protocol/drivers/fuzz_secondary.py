@@ -182,6 +182,7 @@ class Runner:
             errf.seek(0)
             out.stderr = _tail(errf.read())
             errf.close()
+            out.checkpoints = max(out.checkpoints, _committed(d / "node.out"))
             if (d / "node.out").exists():
                 out.node = _node_summary((d / "node.out").read_text(errors="replace"))
         return out

@@ -14,13 +14,13 @@ import shlex
 from pathlib import Path
 
 from protocol.guest.template import GuestTemplate, TemplateError
+from protocol.record.pcap import PcapError, read_pcap, scan
 from protocol.record.qemu_import import (
     BIN_P2S,
     CaptureError,
     import_streams,
     pick_colo_connection,
 )
-from protocol.record.pcap import PcapError, read_pcap, scan
 
 #: options that name files or sockets of one run, not the machine: dropped
 _RUN_OPTIONS = {"-name", "-qmp", "-D", "-trace", "-msg", "-incoming", "-monitor",
