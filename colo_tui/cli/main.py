@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from colo_tui.cli import learn as learn_main
     from colo_tui.cli import node as cli_node
     from colo_tui.cli import qemu as cli_qemu
+    from colo_tui.cli import template as cli_template
     from colo_tui.cli import tui as tui_main
     from colo_tui.lab import cli as lab_cli
     tui_main.add_parser(sub)
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     cli_node.add_parsers(sub)
     cli_qemu.add_parsers(sub)
+    cli_template.add_parsers(sub)
     lab_cli.add_parser(sub)
     return p
 

@@ -91,6 +91,15 @@ def add_parsers(subparsers) -> None:
     _common(sec)
     pri = roles.add_parser("primary", help="connect to the secondary and start COLO")
     pri.add_argument("--connect", type=_hostport, required=True, metavar="HOST:PORT")
+    pri.add_argument("--template", metavar="FILE", nargs="?", const="",
+                     help="feed a real QEMU 7.2 secondary: the guest template's RAM layout, "
+                          "initial migration and device blobs, RAM pages from the model "
+                          "(FILE omitted: the default template; make one with `colo "
+                          "template CAPTURE`)")
+    pri.add_argument("--mutate", metavar="NAME",
+                     help="with --template: malform checkpoint --mutate-at's RAM part or "
+                          "device blob (see `colo fuzz-secondary --list`)")
+    pri.add_argument("--mutate-at", type=positive_int, default=1, metavar="N")
     _common(pri)
 
 
@@ -104,6 +113,7 @@ def run_node(args) -> int:
         from protocol.core import dialects
         args.mode = dialects.get(args.dialect).release_mode
     try:
+        guest_obj = _template_guest(args)
         node = Node(args.role, dialect=args.dialect, mode=args.mode,
                     listen=getattr(args, "listen", None), connect=getattr(args, "connect", None),
                     qmp=args.qmp, checkpoint_delay_ms=args.checkpoint_delay,
@@ -112,7 +122,7 @@ def run_node(args) -> int:
                     log_json=args.log_json, heartbeat_ms=args.heartbeat_ms, nagle=args.nagle,
                     uvloop=False if args.no_uvloop else None, load_ms=args.load_ms,
                     save_ms=args.save_ms, progress_timeout_ms=args.progress_timeout_ms,
-                    close_on_error=args.close_on_error)
+                    close_on_error=args.close_on_error, guest_obj=guest_obj)
     except NodeError as exc:
         print(f"colo: error: {exc}", file=sys.stderr)
         return 1
@@ -126,6 +136,22 @@ def run_node(args) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def _template_guest(args):
+    """The TemplateGuest of ``--template`` (None without it)."""
+    tpl_path = getattr(args, "template", None)
+    if tpl_path is None:
+        if getattr(args, "mutate", None):
+            raise ValueError("--mutate needs --template")
+        return None
+    if args.dialect != "qemu":
+        raise ValueError("--template feeds a real QEMU 7.2 secondary: it needs --dialect qemu")
+    from protocol.guest.template import TemplateGuest
+    from protocol.record.template_source import load_template
+    return TemplateGuest(load_template(tpl_path or None), seed=args.seed,
+                         workload=args.workload, mode=args.mode, mutate=args.mutate,
+                         mutate_at=args.mutate_at)
 
 
 def run_bench_engine(argv) -> int:

@@ -1,0 +1,113 @@
+"""`colo template` and `colo fuzz-secondary`: the model primary against a real QEMU
+7.2 secondary.
+
+    colo template /work/shared/qemu-colo/run1 [--out FILE] [--json]
+    colo node primary --template [FILE] --guest model --connect HOST:PORT
+    colo fuzz-secondary [--template FILE] [--kernel guest.elf] [--case NAME]... [--json]
+    colo fuzz-secondary --list
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"colo: error: {msg}", file=sys.stderr)
+    return code
+
+
+def add_parsers(subparsers) -> None:
+    t = subparsers.add_parser("template", help="make a guest template from a real QEMU 7.2 "
+                              "COLO capture (for `colo node primary --template`)")
+    t.add_argument("capture", help="a .pcap/.pcapng, a run directory or a forward .bin")
+    t.add_argument("--out", metavar="FILE", help="where to write it (default: the user's "
+                   "data directory, colo-testbed/templates/guest.colotpl)")
+    t.add_argument("--json", action="store_true", help="print what the template holds as JSON")
+    t.set_defaults(func=cmd_template)
+
+    f = subparsers.add_parser("fuzz-secondary", help="feed a fresh real QEMU 7.2 secondary "
+                              "per case from the model primary, malformed, and report what "
+                              "QEMU did")
+    f.add_argument("--template", metavar="FILE", help="the guest template (default: the "
+                   "user's, from `colo template`)")
+    f.add_argument("--kernel", metavar="FILE", help="the guest kernel the secondary starts "
+                   "with (default: the template's -kernel)")
+    f.add_argument("--shim", metavar="SO", help="LD_PRELOAD for QEMU (e.g. the BQL shim)")
+    f.add_argument("--case", action="append", metavar="NAME", help="run only these cases")
+    f.add_argument("--list", action="store_true", help="list the cases and exit")
+    f.add_argument("--bound-s", type=float, default=25.0, metavar="S",
+                   help="the longest a case may take (default 25)")
+    f.add_argument("--checkpoints", type=int, default=3, metavar="N",
+                   help="checkpoints a case asks for (a fault lands on #2)")
+    f.add_argument("--workdir", metavar="DIR", help="keep each case's logs here")
+    f.add_argument("--json", action="store_true", help="print the findings as JSON")
+    f.set_defaults(func=cmd_fuzz)
+
+
+def cmd_template(args) -> int:
+    from protocol.errors import ColoError
+    from protocol.guest.template import TemplateError
+    from protocol.record.template_source import save_template, template_from_capture
+    try:
+        tpl = template_from_capture(args.capture)
+        path = save_template(tpl, args.out)
+    except (ColoError, TemplateError) as exc:
+        return _fail(str(exc), 1)
+    except OSError as exc:
+        return _fail(f"cannot write the template: {exc.strerror or exc}", 1)
+    info = tpl.summary() | {"path": str(path)}
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(f"guest template {path}: {info['machine']}, {len(tpl.blocks)} RAM blocks, "
+              f"initial migration {info['initial_bytes']} bytes, {len(tpl.blobs)} device "
+              f"blobs; start the secondary with: {' '.join(tpl.qemu_args)}")
+    return 0
+
+
+def cmd_fuzz(args) -> int:
+    from protocol.drivers import fuzz_secondary as fz
+    from protocol.guest.template import TemplateError
+    if args.list:
+        for c in fz.cases():
+            how = f"--mutate {c.mutate}" if c.mutate else (f"--fault {c.fault}" if c.fault
+                                                           else "")
+            print(f"{c.name:22} {c.what}  [{how}]" if how else f"{c.name:22} {c.what}")
+        return 0
+    if args.checkpoints < 2:
+        return _fail("--checkpoints must be at least 2 (the faults land on checkpoint 2)")
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="colo-fuzz-"))
+    try:
+        runner = fz.Runner(args.template, workdir=work, kernel=args.kernel, shim=args.shim,
+                           bound_s=args.bound_s, checkpoints=args.checkpoints)
+        kernel = runner.kernel or _template_kernel(runner.tpl.qemu_args)
+        if kernel and not Path(kernel).is_file():
+            return _fail(f"the guest kernel {kernel} does not exist here: give --kernel "
+                         "(python tests/qemu/build.py DIR builds guest.elf)")
+        outcomes = fz.run_cases(runner, args.case)
+    except (TemplateError, FileNotFoundError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(fz.dumps(outcomes))
+    else:
+        for o in outcomes:
+            first = o.stderr.splitlines()[0] if o.stderr else ""
+            print(f"{o.case:22} {o.outcome:8} ckpts={o.checkpoints} "
+                  f"{o.signal or ''} {first}")
+        print(f"(logs in {work})")
+    return 0
+
+
+def _template_kernel(args: list[str]) -> str | None:
+    return args[args.index("-kernel") + 1] if "-kernel" in args[:-1] else None
+
+
+def main(argv=None) -> int:     # pragma: no cover - `colo` is the entry point
+    p = argparse.ArgumentParser(prog="colo")
+    add_parsers(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    return args.func(args)

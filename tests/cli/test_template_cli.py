@@ -1,0 +1,51 @@
+"""`colo template`, `colo fuzz-secondary` and `colo node primary --template`: the
+command-line contracts (no QEMU needed; the real-QEMU side is tests/qemu)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from protocol.drivers.fuzz_secondary import cases
+from tests.cli.test_cli import colo
+
+RUN1 = Path(os.environ.get("COLO_QEMU_RUN1", "/work/shared/qemu-colo/run1"))
+
+
+def test_fuzz_list_names_every_case():
+    r = colo("fuzz-secondary", "--list")
+    assert r.returncode == 0, r.stderr
+    names = [ln.split()[0] for ln in r.stdout.splitlines()]
+    assert names == [c.name for c in cases()]
+    assert "size-huge" in names and "xbzrle-garbage" in names and "bad-section-id" in names
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"hello")
+    r = colo("template", str(junk), "--out", str(tmp_path / "t.colotpl"))
+    assert r.returncode == 1 and r.stderr.startswith("colo: error:") and "Traceback" not in r.stderr
+    r = colo("node", "primary", "--connect", "127.0.0.1:9", "--template", str(junk))
+    assert r.returncode == 2 and "not a guest template" in r.stderr
+    r = colo("node", "primary", "--connect", "127.0.0.1:9", "--mutate", "cut-blob")
+    assert r.returncode == 2 and "--mutate needs --template" in r.stderr
+    r = colo("fuzz-secondary", "--template", str(tmp_path / "none.colotpl"))
+    assert r.returncode == 2 and "no guest template" in r.stderr
+
+
+@pytest.mark.skipif(not (RUN1 / "primary_to_secondary.bin").exists(),
+                    reason=f"the run1 capture is not at {RUN1} (set COLO_QEMU_RUN1)")
+def test_template_json(tmp_path):
+    out = tmp_path / "t.colotpl"
+    r = colo("template", str(RUN1), "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["path"] == str(out) and out.is_file()
+    assert info["machine"] == "pc-i440fx-7.2" and info["blobs"] == 20
+    assert ["pc.ram", 128 << 20] in info["blocks"]
+    r = colo("fuzz-secondary", "--template", str(out), "--kernel", str(tmp_path / "no.elf"))
+    assert r.returncode == 2
+    assert ("does not exist" if shutil.which("qemu-system-x86_64") else "not found") in r.stderr
