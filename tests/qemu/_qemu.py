@@ -52,14 +52,18 @@ class Side:
         procs.append(self.proc)
         self.events: list[dict] = []
         self.qmp = None
+        self._task = None         # the event collector, once connected
 
     async def connect(self) -> None:
         from qemu.qmp import EventListener, QMPClient
-        deadline = time.monotonic() + 20
-        while not self.qmp_path.exists():
-            assert self.proc.poll() is None, f"{self.name} exited: {self._stderr()}"
-            assert time.monotonic() < deadline, f"{self.name}: no QMP socket"
-            await asyncio.sleep(0.05)     # polling: QEMU's socket file
+
+        from protocol.drivers.qmpwait import QmpNotAccepting, wait_accepting
+        # the socket file exists a moment before QEMU listens on it: wait for accept
+        try:
+            await wait_accepting(f"unix:{self.qmp_path}", 20,
+                                 alive=lambda: self.proc.poll() is None)
+        except QmpNotAccepting as exc:
+            raise AssertionError(f"{self.name}: {exc}; {self._stderr()}") from None
         self.qmp = QMPClient(self.name)
         self._arrived = asyncio.Event()
         listener = EventListener()
@@ -113,8 +117,9 @@ class Side:
             return ""
 
     async def close(self) -> None:
-        if self.qmp is not None:
+        if self._task is not None:        # None: connect() never got that far
             self._task.cancel()
+        if self.qmp is not None:
             try:
                 await asyncio.wait_for(self.qmp.execute("quit"), 2)
             except Exception:  # noqa: BLE001 - quit may race the exit; we SIGKILL anyway
