@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.errors import ColoError
-from protocol.record.capture_params import checkpoint_delay_ms
 from protocol.migration.pages import KIND_PAGE, KIND_XBZRLE, KIND_ZERO
 from protocol.migration.stream import (
     InitialReader,
@@ -31,6 +30,7 @@ from protocol.migration.stream import (
     StreamError,
     decode_device_blob,
 )
+from protocol.record.capture_params import checkpoint_delay_ms
 from protocol.record.pcap import PcapError, Scan, TcpDirection, read_pcap, scan
 
 MSG_NAMES = {0: "checkpoint-ready", 1: "checkpoint-request", 2: "checkpoint-reply",
