@@ -40,7 +40,11 @@ def _qmp(text: str) -> str:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qmp", type=_qmp, help="QMP control socket: unix:PATH or tcp:HOST:PORT")
-    p.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
+    from protocol.core.dialects import QEMU_STREAM_VERSION
+    p.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu",
+                   help="control-message dialect (default: qemu: COLOMessage of QEMU "
+                        f"2.8 … 10.x; its migration stream and guest are QEMU "
+                        f"{QEMU_STREAM_VERSION}'s)")
     p.add_argument("--mode", choices=("periodic", "hybrid"), default="periodic")
     p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS",
                    help="x-checkpoint-delay (default: the dialect's)")
