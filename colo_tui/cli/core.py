@@ -45,12 +45,15 @@ def add_parsers(sub) -> None:
     add_swarm_options(e)
     e.set_defaults(func=cmd_explore)
 
-    d = sub.add_parser("decode", help="decode a raw control byte stream to JSON lines",
-                       description="Decode one direction of a COLO connection.  The "
-                       "qemu dialect's control words are those of QEMU 2.8 … 10.x; the "
-                       "migration stream inside them (--initial, RAM, device state) is "
-                       "decoded as QEMU 7.2 writes it.")
-    d.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    d = sub.add_parser(
+        "decode", help="decode a raw control byte stream to JSON lines",
+        description="Decode one direction of a COLO connection to JSON lines. With "
+                    f"--dialect qemu (the default): {dialects.QEMU_SCOPE}. The stream "
+                    f"version decoded is QEMU {dialects.QEMU_STREAM_VERSION}'s.")
+    d.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu",
+                   help="qemu: COLOMessage of 2.8 … 10.x, with the QEMU "
+                        f"{dialects.QEMU_STREAM_VERSION} migration stream (default); "
+                        "v11; prototype")
     d.add_argument("--from", dest="sender", choices=["primary", "secondary"], required=True)
     d.add_argument("--initial", action="store_true",
                    help="the primary's stream starts with the initial migration (QEVM …)")

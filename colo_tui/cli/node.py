@@ -40,12 +40,17 @@ def _qmp(text: str) -> str:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qmp", type=_qmp, help="QMP control socket: unix:PATH or tcp:HOST:PORT")
-    p.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
+    from protocol.core.dialects import QEMU_STREAM_VERSION
+    p.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu",
+                   help="control-message dialect (default: qemu: COLOMessage of QEMU "
+                        f"2.8 … 10.x; its migration stream and guest are QEMU "
+                        f"{QEMU_STREAM_VERSION}'s)")
     p.add_argument("--mode", choices=("periodic", "hybrid"), default=None,
                    help="hybrid: the SVM runs between checkpoints, as in every QEMU "
                         "release (QMP RESUME when COLO starts, STOP/RESUME around each "
                         "checkpoint, query-status \"running\"); periodic: the Remus-style "
-                        "mode of the v11 series (the SVM paused, query-status \"paused\"). "
+                        "mode of the v11 series (the model's SVM waits paused between "
+                        "checkpoints; its QMP still shows 7.2's run states). "
                         "Default: hybrid for the qemu dialect, periodic for v11 and "
                         "prototype; both sides must agree")
     p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS",

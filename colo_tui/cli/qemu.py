@@ -164,7 +164,8 @@ def cmd_import(args) -> int:
     header = {"format": rf.FORMAT, "version": rf.VERSION, "tool": rf.TOOL, "dialect": "qemu",
               "mode": "periodic", "seed": 0, "faults": [], "params": {}, "source": "import",
               "imported": True, "capture": str(args.capture), "initial": sess.initial,
-              "end": sess.end, "warnings": sess.warnings}
+              "end": sess.end, "warnings": sess.warnings, "stalls": sess.stalls,
+              "checkpoint_delay": sess.checkpoint_delay}
     cc = sess.compare_channels
     if cc is not None:     # the header keeps the channels' summary, not their packets
         header["compare_channels"] = {
@@ -174,7 +175,8 @@ def cmd_import(args) -> int:
     try:
         rf.write(args.output, header, session_events(sess),
                  comments=[f"imported from {args.capture}: a real QEMU 7.2 COLO session; "
-                           "it cannot be re-simulated (header: imported=true)"],
+                           "it cannot be re-simulated (header: imported=true)"]
+                 + [f"warning: {w}" for w in sess.warnings],
                  force=args.force, sources=sources)
     except OutputFileError as exc:
         return _fail(str(exc), 2)
@@ -182,7 +184,8 @@ def cmd_import(args) -> int:
         return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
     summary = {"initial": full["initial"],
                "checkpoints": [{k: c[k] for k in SUMMARY_KEYS} for c in full["checkpoints"]],
-               "end": full["end"], "warnings": full["warnings"]}
+               "end": full["end"], "warnings": full["warnings"], "stalls": full["stalls"],
+               "checkpoint_delay": full["checkpoint_delay"]}
     if cc is not None:
         summary["compare_channels"] = cc
     if args.json:
@@ -197,8 +200,8 @@ def cmd_import(args) -> int:
                 f"{st['channel']} {st['frames']} frames" for st in cc["streams"])
                 + (f"; verdicts {cc['verdicts']}, checkpoints forced by a mismatch "
                    f"{cc['forced_checkpoints']}" if "verdicts" in cc else ""))
-        for w in sess.warnings:          # e.g. where checkpoints stop (a hung primary)
-            print(f"colo import: warning: {w}", file=sys.stderr)
+        for w in sess.warnings:
+            print(f"warning: {w}")
     return 0
 
 

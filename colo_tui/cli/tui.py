@@ -19,7 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialect", default="qemu", choices=("qemu", "v11", "prototype"),
-                   help="control-message dialect (default: qemu)")
+                   help="control-message dialect (default: qemu: COLOMessage of QEMU "
+                        "2.8 … 10.x; its migration stream and guest model are QEMU "
+                        "7.2's)")
     p.add_argument("--mode", default="periodic", choices=("periodic", "hybrid"),
                    help="COLO mode (default: periodic)")
     p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default: 1)")

@@ -4,13 +4,11 @@
                   every message; ``invalid`` = 0, ``checkpoint-ready`` = 1 …
                   ``vmstate-loaded`` = 7; ``guest-shutdown`` = 8 is *inferred*
                   (appended after vmstate-loaded; its value is unconfirmed).
-* ``qemu``      — QEMU's COLOMessage, the same from 2.8 to 10.x: be32 id,
-                  ``checkpoint-ready`` = 0 … ``vmstate-loaded`` = 6; a be64
-                  follows only ``vmstate-size``.  Only these control words hold
-                  for every version: the migration stream between them, its
-                  decoder (protocol.migration) and the guest model are QEMU
-                  7.2's (2.8–3.0 nest the device blob differently, 8.0+ adds a
-                  multifd flush flag; neither is decoded).
+* ``qemu``      — QEMU's COLOMessage: be32 id, ``checkpoint-ready`` = 0 …
+                  ``vmstate-loaded`` = 6; a be64 follows only ``vmstate-size``.
+                  These control messages hold for QEMU 2.8 … 10.x; the migration
+                  stream the dialect decodes and the guest model are QEMU 7.2's
+                  (QEMU_SCOPE below).
 * ``prototype`` — the 2014 prototype: bare be64 words from 0x46; after
                   ``vmstate-send`` the size follows as a bare be64 word.
 """
@@ -155,8 +153,15 @@ V11 = Dialect(
     failover_state_names={"none": "none", "require": "request", "active": "handling",
                           "completed": "completed", "relaunch": "relaunch"},
 )
+#: what the qemu dialect is faithful to, said once (README, help texts, the TUI)
+QEMU_STREAM_VERSION = "7.2"
+QEMU_SCOPE = ("control messages (COLOMessage) as QEMU 2.8 … 10.x send them; the "
+              f"migration stream (initial migration, RAM, device state) and the guest "
+              f"model as QEMU {QEMU_STREAM_VERSION}'s only: 2.8–3.0's nested device blob "
+              "and later versions' RAM flags (the multifd flush) are not decoded")
 QEMU = Dialect(
-    name="qemu", title="QEMU COLOMessage (control 2.8 … 10.x; stream 7.2)",
+    name="qemu", title=f"QEMU COLOMessage (2.8 … 10.x); stream and model: "
+                       f"{QEMU_STREAM_VERSION}",
     ids={m.CHECKPOINT_READY: 0, m.CHECKPOINT_REQUEST: 1, m.CHECKPOINT_REPLY: 2,
          m.VMSTATE_SEND: 3, m.VMSTATE_SIZE: 4, m.VMSTATE_RECEIVED: 5, m.VMSTATE_LOADED: 6},
     opcode_bytes=4, value_on_every_message=False, size_is_bare_word=False,

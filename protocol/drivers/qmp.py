@@ -19,7 +19,8 @@ event) instead of buffered without end.
 Commands: qmp_capabilities, query-status, query-migrate, query-colo-status,
 x-colo-lost-heartbeat, migrate-set-parameters, query-migrate-parameters,
 migrate-set-capabilities, query-migrate-capabilities, system_powerdown,
-query-commands, quit.  Events: STOP, RESUME, COLO_EXIT {mode, reason},
+query-commands, quit.  Events: STOP, RESUME (and query-status) as QEMU 7.2's, not
+the model's run state (`protocol.drivers.qmpstatus`), COLO_EXIT {mode, reason},
 MIGRATION {status} (only with the ``events`` capability, as QEMU), SHUTDOWN,
 POWERDOWN — all with {"seconds", "microseconds"} timestamps.
 
@@ -210,6 +211,9 @@ class QmpServer:
         self.capabilities = {c: c == "x-colo" for c in CAPABILITIES}
         self.parameters = dict(PARAMETERS)
         self.dropped = 0          # clients dropped for not reading their output
+        from protocol.drivers.qmpstatus import QemuRunView
+        ep = node.ep              # QEMU 7.2's run state, fed every endpoint event from now
+        self.view = QemuRunView(ep.role, ep.run_state, getattr(ep, "dialect", None))
 
     async def start(self) -> None:
         import asyncio
@@ -272,8 +276,9 @@ class QmpServer:
 
     def on_endpoint_event(self, ev) -> None:
         kind = ev.kind
-        if kind is K.VM and ev.qmp:
-            self.event(ev.qmp)
+        if kind is K.VM or kind is K.FAILOVER:
+            for name in self.view.feed(ev):
+                self.event(name)
         elif kind is K.COLO_EXIT:
             self.event("COLO_EXIT", {"mode": ev.mode, "reason": ev.reason})
         elif kind is K.MIGRATION and self.capabilities.get("events"):
@@ -411,8 +416,8 @@ def _c_caps(srv, writer, args):
 
 def _c_status(srv, writer, args):
     _only(args, ())
-    ep = srv.node.ep
-    return {"status": ep.run_state, "singlestep": False, "running": ep.run_state == "running"}
+    status = srv.view.status
+    return {"status": status, "singlestep": False, "running": status == "running"}
 
 
 def _c_migrate(srv, writer, args):

