@@ -24,7 +24,7 @@ import time
 
 from protocol.core.events import Checkpoint
 from protocol.core.guestport import NullGuest
-from protocol.drivers.memtune import keep_large_buffers
+from protocol.drivers.memtune import tune_process
 from protocol.migration.pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
 
 
@@ -458,7 +458,7 @@ def main(argv=None) -> int:
     ap.add_argument("--soak", type=float, metavar="SECONDS", default=0,
                     help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
     args = ap.parse_args(argv)
-    keep_large_buffers()     # as `colo` does (python -m runs come here directly)
+    tune_process()     # as `colo` does (python -m runs come here directly)
     if args.soak:
         res = soak(args.soak)
         if args.json:
