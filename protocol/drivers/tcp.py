@@ -4,7 +4,8 @@
   ``new_loop(uvloop=False)``; asyncio and uvloop are imported lazily (inside
   functions) so ``import protocol`` never loads them.
 * Receiving: an ``asyncio.BufferedProtocol`` reads into one preallocated
-  buffer; every read is fed to ``Endpoint.receive_data`` at once.
+  buffer; every read is fed to ``Endpoint.receive_data`` at once (a small one
+  as ``bytes``, a big one as a view of the buffer).
 * Sending: after every wake-up (data, EOF, timer, operator input) the engine
   gathers the endpoint's output and writes it once (``coalesce=True``: joined
   when small, else one gathered ``writelines`` so a big RAM part is not copied);
@@ -42,6 +43,8 @@ JOIN_MAX_BYTES = 64 << 10
 RECV_BUFFER_BYTES = 1 << 20     # bulk: fewer wake-ups per MiB (measured +20 %)
 MAX_PENDING_BYTES = 300 << 20
 MAX_WRITE_BUFFER_BYTES = 1 << 30
+#: reads up to this size are handed to the endpoint as bytes, bigger ones as a view
+SMALL_READ_BYTES = 64 << 10
 #: timers already due at the end of a wake-up fired in it, at most this many in a row
 MAX_DUE_NOW = 8
 
@@ -206,7 +209,11 @@ class Engine:
         before = self.before_input
         if before is not None:
             before(now)
-        self.ep.receive_data(self._view[:nbytes], now)
+        # a small read goes in as bytes: the decoder keeps an immutable buffer as
+        # it is (no bytearray to grow, no tail to copy); a big one as a view, which
+        # the decoder copies once anyway (control rate: 2–10 % less CPU, A/B medians)
+        view = self._view[:nbytes]
+        self.ep.receive_data(bytes(view) if nbytes <= SMALL_READ_BYTES else view, now)
         self.pump()
 
     def _on_eof(self) -> None:
