@@ -9,7 +9,12 @@
   latency with TCP_NODELAY and with Nagle on (QEMU 7.2 took ≈ 88 ms), vs raw
   blocking peers sending the same bytes.
 
-Medians of several rounds; every figure has its baseline and ``ratio``.
+Medians of several rounds (engine and baseline rounds interleaved); every
+figure has its baseline and ``ratio``.  Each row also gives CPU µs per
+checkpoint, both sides together, which a loaded machine does not distort: the
+engine run's (``cpu_us``), the raw peers' (``baseline_cpu_us``) and the sans-IO
+core's alone, both endpoints in one process (``core_cpu_us``): the part of an
+engine run no driver can remove.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import time
 
 from protocol.core.events import Checkpoint
 from protocol.core.guestport import NullGuest
-from protocol.drivers.memtune import keep_large_buffers
+from protocol.drivers.memtune import tune_process
 from protocol.migration.pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
 
 
@@ -77,17 +82,40 @@ def _engine_side(role, lsock_or_port, cfg, q):
     import collections
     marks = collections.deque(maxlen=2000) if cfg.get("soak") else []
 
+    finished = loop.create_future()     # max_cp committed or time is up: no polling
+
+    def finish() -> None:
+        if not finished.done():
+            finished.set_result(None)
+
+    cpu = {}
+
     def on_events(evs):
         for e in evs:
             if type(e) is Checkpoint:
                 marks.append((e.phase, e.t_ms))
+                if "start" not in cpu and ep.checkpoint >= 1:
+                    warm()
+                if ep.checkpoint >= cfg["max_cp"]:
+                    finish()
+
+    def warm() -> None:
+        """CPU is counted from the first commit on (start-up, the initial stream
+        and lazy imports are not the steady state)."""
+        cpu["start"], cpu["cp"] = _cpu_s(), ep.checkpoint
+
+    def warm_secondary(evs) -> None:
+        if ep.checkpoint >= 1:
+            warm()
+            eng.on_events = None        # then the secondary needs no events
     # the secondary closes once the primary has gone (its EOF is an error there):
     # otherwise it would wait for the harness to kill it
     eng = Engine(ep, loop, nodelay=cfg["nodelay"], coalesce=cfg["coalesce"],
-                 on_events=on_events if role == "primary" else None,
+                 on_events=on_events if role == "primary" else warm_secondary,
                  close_on_error=role == "secondary")
 
     rss = {}
+    cpu_res = {}
 
     async def sample_rss():
         import asyncio
@@ -102,21 +130,33 @@ def _engine_side(role, lsock_or_port, cfg, q):
             sock, _ = await loop.sock_accept(lsock_or_port)
             await eng.attach_socket(sock)
             await eng.closed
-            if cfg.get("soak"):
-                q.put({"role": "secondary", "rss": dict(rss, end=_rss_kib())})
+            q.put({"role": "secondary", "rss": dict(rss, end=_rss_kib()),
+                   **_cpu_result(cpu, ep.checkpoint)})
             return
         await eng.connect("127.0.0.1", lsock_or_port)
-        t_end = time.monotonic() + cfg["seconds"]
-        while time.monotonic() < t_end and ep.checkpoint < cfg["max_cp"]:
-            await asyncio.sleep(0.01)
+        loop.call_later(cfg["seconds"], finish)
+        eng.closed.add_done_callback(lambda _f: finish())
+        await finished
         rss["end"] = _rss_kib()
+        cpu_res.update(_cpu_result(cpu, ep.checkpoint))
         eng.detach()
         eng.shutdown()
         await asyncio.sleep(0.01)
     loop.run_until_complete(go())
     if role == "primary":
         q.put({"checkpoints": ep.checkpoint, "marks": list(marks), "role": "primary",
-               "rss": rss})
+               "rss": rss, **cpu_res})
+
+
+def _cpu_result(cpu: dict, checkpoints: int) -> dict:
+    if "start" not in cpu:
+        return {"cpu_s": 0.0, "cpu_checkpoints": 0}
+    return {"cpu_s": _cpu_s() - cpu["start"], "cpu_checkpoints": checkpoints - cpu["cp"]}
+
+
+def _cpu_s() -> float:
+    """This process's CPU time (user + system), seconds."""
+    return time.process_time()
 
 
 def _rss_kib() -> int:
@@ -165,19 +205,78 @@ def _run_engine(cfg):
     p = ctx.Process(target=_engine_side, args=("primary", port, cfg, q))
     t0 = time.perf_counter()
     p.start()
-    res = q.get(timeout=cfg["seconds"] + 60)
-    elapsed = time.perf_counter() - t0
-    p.join(10)
-    s.join(10)
-    if s.is_alive():
-        s.kill()
-    lsock.close()
+    got = {}
+    try:
+        for _ in range(2):
+            item = q.get(timeout=cfg["seconds"] + 60)
+            got[item["role"]] = item
+    finally:
+        elapsed = time.perf_counter() - t0
+        p.join(10)
+        s.join(10)
+        if s.is_alive():
+            s.kill()
+        lsock.close()
+    res = got["primary"]
     begins = [t for ph, t in res["marks"] if ph == "begin"]
     commits = [t for ph, t in res["marks"] if ph == "commit"]
     lat = [c - b for b, c in zip(begins, commits, strict=False)]
     span = (commits[-1] - begins[0]) / 1000 if len(commits) > 1 else elapsed
-    return {"checkpoints": res["checkpoints"], "rate": len(commits) / span if span else 0,
-            "latency_ms": statistics.median(lat) if lat else None, "lat": lat}
+    n = res["checkpoints"]
+    return {"checkpoints": n, "rate": len(commits) / span if span else 0,
+            "latency_ms": statistics.median(lat) if lat else None, "lat": lat,
+            "cpu_us": _cpu_us(res["cpu_s"], res["cpu_checkpoints"])
+            + _cpu_us(got["secondary"]["cpu_s"], got["secondary"]["cpu_checkpoints"])
+            if res["cpu_checkpoints"] and got["secondary"]["cpu_checkpoints"] else None}
+
+
+def _cpu_us(cpu_s: float, n: int) -> float | None:
+    """CPU µs per checkpoint, both sides together: unlike a rate it does not
+    depend on what else the machine runs."""
+    return 1e6 * cpu_s / n if n else None
+
+
+def core_cpu_us(pages: int = 0, blob: int = 1, n: int = 2000, max_s: float = 5.0) -> float:
+    """CPU µs per checkpoint of the sans-IO core alone, both sides together: the
+    two endpoints of the bench, configured alike, in one process, each one's
+    bytes handed to the other directly (no sockets, no loop, no driver).  What
+    an engine run costs beyond this is the engine's (loop, syscalls, driver)."""
+    from protocol.core import dialects
+    from protocol.core.endpoint import make_endpoint
+    from protocol.core.guestport import NullGuest
+    p = make_endpoint("primary", dialects.QEMU, guest=BenchGuest(pages, blob),
+                      checkpoint_delay_ms=0, save_ms=0)
+    s = make_endpoint("secondary", dialects.QEMU, guest=NullGuest(),
+                      checkpoint_delay_ms=0, save_ms=0)
+    now = 0.0
+
+    def hand(a, b) -> bool:
+        segs = a.segments_to_send()
+        a.take_events()
+        if not segs:
+            return False
+        b.receive_data(b"".join([x.data for x in segs]), now)
+        return True
+    p.start(now)
+    s.start(now)
+    first = None
+    c0 = t_end = 0.0
+    for _ in range(50 * n + 1000):        # bounded: a checkpoint takes a few steps
+        if first is None and p.checkpoint >= 2:          # warmed up
+            first, c0 = p.checkpoint, _cpu_s()
+            t_end = c0 + max_s
+        if first is not None and (p.checkpoint - first >= n or _cpu_s() > t_end):
+            break
+        if not (hand(p, s) | hand(s, p)):
+            dl = p.next_deadline()
+            if dl is None:
+                raise RuntimeError(f"core-only exchange stalled in {p.state}/{s.state}")
+            now = max(now, dl)
+            p.handle_timer(now)
+    done = p.checkpoint - (first or 0)
+    if not done:
+        raise RuntimeError("core-only exchange committed no checkpoint")
+    return 1e6 * (_cpu_s() - c0) / done
 
 
 # ------------------------------------------------------------------ baselines
@@ -207,6 +306,7 @@ def _raw_side(role, lsock_or_port, cfg, q):
     if len(payload) <= 64 << 10:
         head, payload = head + payload, b""     # one write, as the engine coalesces
     lat, n = [], 0
+    cpu0 = _cpu_s()
     t_first = t_last = None
     t_end = time.monotonic() + cfg["seconds"]
     try:
@@ -238,9 +338,8 @@ def _raw_side(role, lsock_or_port, cfg, q):
     except (EOFError, OSError):
         pass
     c.close()
-    if role == "primary":
-        q.put({"n": n, "lat": lat,
-               "span": (t_last - t_first) if n > 1 else None})
+    q.put({"role": role, "n": n, "lat": lat, "cpu_s": _cpu_s() - cpu0,
+           "span": (t_last - t_first) if n > 1 else None})
 
 
 def _run_raw(cfg):
@@ -252,16 +351,25 @@ def _run_raw(cfg):
     s.start()
     p = ctx.Process(target=_raw_side, args=("primary", port, cfg, q))
     p.start()
-    res = q.get(timeout=cfg["seconds"] + 60)
-    p.join(10)
-    s.join(10)
-    lsock.close()
+    got = {}
+    try:
+        for _ in range(2):
+            item = q.get(timeout=cfg["seconds"] + 60)
+            got[item["role"]] = item
+    finally:
+        p.join(10)
+        s.join(10)
+        if s.is_alive():
+            s.kill()
+        lsock.close()
+    res = got["primary"]
     lat = res["lat"]
     # wall clock from the first request to the last vmstate-loaded, as the
     # engine's rate (first begin .. last commit): loop overhead included
     total = res["span"] or sum(lat) / 1000
     return {"rate": len(lat) / total if total else 0,
-            "latency_ms": statistics.median(lat) if lat else None}
+            "latency_ms": statistics.median(lat) if lat else None,
+            "cpu_us": _cpu_us(res["cpu_s"] + got["secondary"]["cpu_s"], res["n"])}
 
 
 def _vmstate_bytes(pages: int, blob: int) -> int:
@@ -286,31 +394,53 @@ def _median(runs, key):
     return statistics.median(vals) if vals else None
 
 
+def _cpu_fields(eng, raw, core_us) -> dict:
+    """CPU per checkpoint (both sides, medians): the engine run's, the raw peers',
+    the core's alone in one process (hot), and what the two-process run costs
+    beyond that: syscalls (which the raw peers pay too), the loop and the engine,
+    and the core's own cache misses when it runs a wake-up at a time."""
+    e, b = _median(eng, "cpu_us"), _median(raw, "cpu_us")
+    out = {"cpu_us": _round(e), "baseline_cpu_us": _round(b), "core_cpu_us": _round(core_us)}
+    if e is not None and core_us is not None:
+        out["beyond_core_cpu_us"] = _round(e - core_us)
+    return out
+
+
+def _round(x, nd: int = 1):
+    return None if x is None else round(x, nd)
+
+
 def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
     rows = []
+    core0 = core_cpu_us(0, 1)
     for label, cpus in (("control rate, 1 CPU", (0, 0)), ("control rate, 2 CPUs", (0, 1))):
-        eng = [_run_engine(_cfg(cpu=cpus, seconds=seconds)) for _ in range(rounds)]
-        raw = [_run_raw(_cfg(cpu=cpus, seconds=seconds, payload=_vmstate_bytes(0, 1)))
-               for _ in range(rounds)]
+        eng, raw = [], []
+        for _ in range(rounds):     # interleaved: a change in the machine's load hits both
+            eng.append(_run_engine(_cfg(cpu=cpus, seconds=seconds)))
+            raw.append(_run_raw(_cfg(cpu=cpus, seconds=seconds, payload=_vmstate_bytes(0, 1))))
         e, b = _median(eng, "rate"), _median(raw, "rate")
         rows.append({"name": label, "unit": "checkpoints/s", "value": round(e, 1),
                      "baseline": round(b, 1), "baseline_name": "blocking raw sockets",
-                     "ratio": round(e / b, 3) if b else None})
+                     "ratio": round(e / b, 3) if b else None,
+                     **_cpu_fields(eng, raw, core0)})
     mib = 64
     pages = mib * 1024 * 1024 // PAGE_SIZE
-    eng = [_run_engine(_cfg(pages=pages, seconds=30, max_cp=3)) for _ in range(rounds)]
-    raw = [_run_raw(_cfg(payload=_vmstate_bytes(pages, 1), seconds=30, max_cp=3))
-           for _ in range(rounds)]
+    eng, raw = [], []
+    for _ in range(rounds):
+        eng.append(_run_engine(_cfg(pages=pages, seconds=30, max_cp=3)))
+        raw.append(_run_raw(_cfg(payload=_vmstate_bytes(pages, 1), seconds=30, max_cp=3)))
     e = mib / (_median(eng, "latency_ms") / 1000)
     b = mib / (_median(raw, "latency_ms") / 1000)
     rows.append({"name": "bulk 64 MiB of pages per checkpoint", "unit": "MiB/s",
                  "value": round(e, 1), "baseline": round(b, 1),
-                 "baseline_name": "raw sendall/recv_into", "ratio": round(e / b, 3)})
+                 "baseline_name": "raw sendall/recv_into", "ratio": round(e / b, 3),
+                 **_cpu_fields(eng, raw, core_cpu_us(pages, 1, n=3))})
     cap = dict(pages=40, blob=14 << 10, delay_ms=100, seconds=30, max_cp=12)
     raw_payload = _vmstate_bytes(40, 14 << 10)
     base = [_run_raw(_cfg(payload=raw_payload, delay_ms=100, seconds=30, max_cp=12))
             for _ in range(rounds)]
     b = _median(base, "latency_ms")
+    core_cap = core_cpu_us(40, 14 << 10, n=500)
     for label, kw in (("capture workload latency, TCP_NODELAY", dict(nodelay=True)),
                       ("capture workload latency, Nagle on, one write per wake-up",
                        dict(nodelay=False)),
@@ -323,7 +453,7 @@ def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
         rows.append({"name": label, "unit": "ms/checkpoint", "value": round(e, 3),
                      "baseline": round(b, 3), "baseline_name": "raw blocking peers, NODELAY",
                      "ratio": round(e / b, 3) if b else None,
-                     "qemu_7_2_ms": 88})
+                     "qemu_7_2_ms": 88, **_cpu_fields(runs, base, core_cap)})
     return rows
 
 
@@ -335,7 +465,7 @@ def main(argv=None) -> int:
     ap.add_argument("--soak", type=float, metavar="SECONDS", default=0,
                     help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
     args = ap.parse_args(argv)
-    keep_large_buffers()     # as `colo` does (python -m runs come here directly)
+    tune_process()     # as `colo` does (python -m runs come here directly)
     if args.soak:
         res = soak(args.soak)
         if args.json:
@@ -360,6 +490,11 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"{r['name']:62} {r['value']:>10} {r['baseline']:>10} {r['ratio']:>7}  "
                   f"{r['unit']} (baseline: {r['baseline_name']})")
+        print("CPU µs per checkpoint, both sides (load-independent): engine run = core "
+              "alone in one process + the rest (syscalls, loop, engine, cold caches); raw peers")
+        for r in rows:
+            print(f"  {r['name']:60} engine {r['cpu_us']} = core {r['core_cpu_us']} + "
+                  f"{r.get('beyond_core_cpu_us')}; raw {r['baseline_cpu_us']}")
     return 0
 
 

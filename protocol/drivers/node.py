@@ -198,7 +198,9 @@ class Node:
         # --nagle is QEMU's socket: Nagle on and one write per message or payload
         self.engine = Engine(self.ep, loop, nodelay=not self.nagle, coalesce=not self.nagle,
                              on_events=self._on_events,
-                             before_input=self._before_input,
+                             # a guest with nothing to run (the null guest) gets no hook
+                             before_input=self._before_input
+                             if hasattr(self.guest, "advance") else None,
                              close_on_error=self.close_on_error, on_crash=self._crash)
         self._open_record(loop_name(loop))
         try:
