@@ -9,6 +9,14 @@ and a baseline from the same run: a raw memcpy of the same dirty pages (numpy
 fancy-index gather), so `ratio` says how far above memory-bandwidth cost the
 simulated checkpoint is.
 
+The lower bound (`bound_ms`) is the least work any checkpoint of this dirtying
+must do, measured in the same round: *scan* (find the dirty pages: the dirty
+bitmap to an index array) + *copy* (one memcpy of those pages into a buffer
+already faulted in).  `first_x` and `steady_x` are the checkpoint times over
+it (goal: <= 1.3).  The simulated checkpoint moves each page three times
+(PVM RAM -> stream, stream -> RAM cache, cache -> SVM RAM at the flush) as
+QEMU does, plus the cache's undo copy, so it cannot reach one copy's cost.
+
     python -m protocol.bench.checkpoint [--json] [--rounds N] [--ram-mib M] [--every K]
 """
 from __future__ import annotations
@@ -68,13 +76,23 @@ def _round(ram_mib: int, every: int) -> dict:
     t0 = time.perf_counter()
     copy = blk.array()[idx]
     memcpy = time.perf_counter() - t0
+    # the lower bound: scan the dirty bitmap + one copy into a faulted-in buffer
+    _dirty(primary.ram, npages, every)
+    t0 = time.perf_counter()
+    found = blk.dirty.index_array()
+    scan = time.perf_counter() - t0
+    blk.dirty.clear_all()
+    t0 = time.perf_counter()
+    np.take(blk.array(), found, axis=0, out=copy, mode="clip")   # clip: unbuffered
+    bound_copy = time.perf_counter() - t0
     del copy
     for guest in sim.guests.values():
         guest.ram.close()
         if guest.cache is not None:
             guest.cache.cache.close()
     return {"total_s": total, "steady_s": steady, "digests_s": digests,
-            "memcpy_s": memcpy, "ok": ok,
+            "memcpy_s": memcpy, "scan_s": scan, "copy_s": bound_copy,
+            "bound_s": scan + bound_copy, "ok": ok,
             "pages": len(idx)}
 
 
@@ -89,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     keep_large_buffers()     # as `colo` does (python -m runs come here directly)
     rounds = [_round(args.ram_mib, args.every) for _ in range(max(1, args.rounds))]
     med = {k: statistics.median(r[k] for r in rounds)
-           for k in ("total_s", "steady_s", "digests_s", "memcpy_s")}
+           for k in ("total_s", "steady_s", "digests_s", "memcpy_s", "scan_s", "copy_s",
+                     "bound_s")}
+    # per round, each checkpoint over that round's own bound; then the median
+    first_x = statistics.median(r["total_s"] / r["bound_s"] for r in rounds)
+    steady_x = statistics.median(r["steady_s"] / r["bound_s"] for r in rounds)
     result = {
         "ram_mib": args.ram_mib, "dirty_pages": rounds[0]["pages"], "rounds": len(rounds),
         "checkpoint_ms": round(med["total_s"] * 1e3, 2),
@@ -97,10 +119,16 @@ def main(argv: list[str] | None = None) -> int:
         "digests_ms": round(med["digests_s"] * 1e3, 2),
         "memcpy_ms": round(med["memcpy_s"] * 1e3, 2),
         "ratio": round(med["total_s"] / med["memcpy_s"], 1) if med["memcpy_s"] else None,
+        "scan_ms": round(med["scan_s"] * 1e3, 2),
+        "copy_ms": round(med["copy_s"] * 1e3, 2),
+        "bound_ms": round(med["bound_s"] * 1e3, 2),
+        "first_x": round(first_x, 2), "steady_x": round(steady_x, 2), "bound_target_x": 1.3,
         "all_ms": [round(r["total_s"] * 1e3, 1) for r in rounds],
+        "steady_all_ms": [round(r["steady_s"] * 1e3, 1) for r in rounds],
         "invariants_ok": all(r["ok"] for r in rounds),
         "target_ms": args.target_ms,
-        "meets_target": med["total_s"] * 1e3 <= args.target_ms,
+        "meets_target": max(med["total_s"], med["steady_s"]) * 1e3 <= args.target_ms,
+        "meets_bound": max(first_x, steady_x) <= 1.3,
     }
     if args.json:
         print(json.dumps(result))
@@ -110,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(digests {result['digests_ms']} ms; the same pages again, resident: "
               f"{result['steady_ms']} ms), memcpy baseline {result['memcpy_ms']} ms, "
               f"ratio {result['ratio']}x, invariants ok: {result['invariants_ok']}, "
-              f"target {args.target_ms} ms: {'met' if result['meets_target'] else 'NOT met'}")
+              f"target {args.target_ms} ms (first and steady): "
+              f"{'met' if result['meets_target'] else 'NOT met'}")
+        print(f"lower bound: scan {result['scan_ms']} ms + copy {result['copy_ms']} ms = "
+              f"{result['bound_ms']} ms; first {result['first_x']}x, steady "
+              f"{result['steady_x']}x of it (goal <= 1.3x: "
+              f"{'met' if result['meets_bound'] else 'NOT met'})")
     return 0 if result["invariants_ok"] else 1
 
 

@@ -45,6 +45,7 @@ def _splitmix_weights(seed: int, n: int) -> np.ndarray:
 
 
 _PAGE_HASH_WEIGHTS = _splitmix_weights(0xC010, _WORDS) | np.uint64(1)
+PAGE_HASH_WEIGHTS = _PAGE_HASH_WEIGHTS
 
 
 def _as_index_array(indices) -> np.ndarray:
@@ -136,6 +137,19 @@ class Bitmap:
         bits = np.frombuffer(self._bits, dtype=np.uint8)
         flags = np.unpackbits(bits, bitorder="little")
         flags[idx] = 1
+        self._bits[:] = np.packbits(flags, bitorder="little").tobytes()
+        self.count = int(np.count_nonzero(flags[:self.nbits]))
+
+    def clear_many(self, indices) -> None:
+        """Clear every bit of `indices` (an int array or sequence, any order)."""
+        idx = _as_index_array(indices)
+        if not len(idx) or not self.count:
+            return
+        if int(idx.min()) < 0 or int(idx.max()) >= self.nbits:
+            raise IndexError(f"bit index out of range 0..{self.nbits - 1}")
+        bits = np.frombuffer(self._bits, dtype=np.uint8)
+        flags = np.unpackbits(bits, bitorder="little")
+        flags[idx] = 0
         self._bits[:] = np.packbits(flags, bitorder="little").tobytes()
         self.count = int(np.count_nonzero(flags[:self.nbits]))
 
@@ -239,6 +253,24 @@ class RamBlock:
             self._hashes[idx] = _hashes_at(self.mem, idx)
             self.stale.clear_all()
         return self._hashes
+
+    def set_hashes(self, indices: np.ndarray, hashes: bytes) -> None:
+        """Pages `indices` were just hashed (`hashes`: `hash_pages` bytes of their
+        current contents, e.g. from a hashed copy): store them, no longer stale."""
+        if self._hashes is None:
+            self._hashes = np.zeros(self.npages, dtype=np.uint64)
+        self._hashes[indices] = np.frombuffer(hashes, dtype=np.uint64)
+        self.stale.clear_many(indices)
+
+    def gather_hashed(self, indices: np.ndarray) -> np.ndarray:
+        """`gather`, and the gathered pages' hashes stored as by `set_hashes` (one
+        pass over the bytes: a later digest need not read them again)."""
+        idx = _as_index_array(indices)
+        out = np.empty((len(idx), PAGE_SIZE), dtype=np.uint8)
+        hashes = pagediff.gather_pages_hashed(self.mem, idx, out, _PAGE_HASH_WEIGHTS,
+                                              PAGE_SIZE)
+        self.set_hashes(idx, hashes)
+        return out
 
     def release(self) -> None:
         self._arr = None
@@ -407,18 +439,18 @@ class Ram:
         """collect_dirty() without XBZRLE, as a PageBatch (no per-page objects).
 
         Same records, order and side effects as `collect_dirty()`: per block,
-        the dirty pages are gathered into one array and zero pages found in C.
+        the dirty pages are gathered into one array and hashed as they are
+        copied (`gather_hashed`): a zero page is exactly one whose hash is 0,
+        and the next digest (the PVM's, at its stop) finds them hashed already.
         """
         order = self._dirty_scan_order()
         runs: list[PageRun] = []
         last: tuple[int, int] | None = None
         for blk, indices in order:
             if len(indices):
-                pages = np.take(blk.array(), indices, axis=0)
+                pages = blk.gather_hashed(indices)
                 kinds = np.full(len(indices), CODE_PAGE, dtype=np.uint8)
-                zeros = pagediff.zero_pages(pages, PAGE_SIZE)
-                if zeros:
-                    kinds[np.asarray(zeros, dtype=np.int64)] = CODE_ZERO
+                kinds[blk._hashes[indices] == 0] = CODE_ZERO
                 runs.append(PageRun(blk.name, indices * PAGE_SIZE, kinds, pages))
                 last = (self._position(blk), blk.npages)
             blk.dirty.clear_all()

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from protocol.guest import pagediff
-from protocol.guest.ram import Bitmap, Ram
+from protocol.guest.ram import PAGE_HASH_WEIGHTS, Bitmap, Ram
 from protocol.migration.pages import (
     CODE_PAGE,
     CODE_ZERO,
@@ -179,10 +179,13 @@ class RamCache:
         return True
 
     def _copy_pages(self, src, dst, idx: np.ndarray) -> None:
-        """dst pages idx := src pages idx (one pass, in C where it is built)."""
-        pagediff.copy_pages(src.mem, dst.mem, idx, PAGE_SIZE)
+        """dst pages idx := src pages idx, each page hashed from its copy in the same
+        pass (in C where it is built): both blocks' hashes of those pages are then
+        fresh, so the digests after the flush need not read them again."""
+        hashes = pagediff.copy_pages_hashed(src.mem, dst.mem, idx, PAGE_HASH_WEIGHTS, PAGE_SIZE)
         dst.touched.set_many(idx)
-        dst.stale.set_many(idx)
+        dst.set_hashes(idx, hashes)
+        src.set_hashes(idx, hashes)
 
     def flush_set(self) -> dict[str, list[int]]:
         """The pages `flush` would copy: cache bitmap ∪ SVM dirty log (if included)."""
