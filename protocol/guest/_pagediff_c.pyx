@@ -26,7 +26,7 @@ from protocol.guest._pagediff_py import (E_BAD_ULEB, E_NZRUN_INPUT, E_NZRUN_PAGE
                                          E_ZERO_ZRUN, E_ZRUN_PAGE)
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
-           "copy_pages_hashed", "gather_pages_hashed",
+           "copy_pages_hashed", "gather_pages_hashed", "gather_pages",
            "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 cdef extern from *:
@@ -349,6 +349,13 @@ cdef extern from *:
             memmove(ram + idx[k] * ps, pages + k * ps, (size_t)ps);
     }
 
+    static void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
+                          const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps) {
+        Py_ssize_t k;
+        for (k = 0; k < count; k++)
+            memcpy(out + k * stride, src + idx[k] * ps, (size_t)ps);
+    }
+
     static void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
                         Py_ssize_t count, Py_ssize_t ps) {
         Py_ssize_t k;
@@ -418,6 +425,8 @@ cdef extern from *:
                     const unsigned char *pages, Py_ssize_t ps) nogil
     void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
                  Py_ssize_t count, Py_ssize_t ps) nogil
+    void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
+                   const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps) nogil
     void pd_copy_hash(unsigned char *dst, const Py_ssize_t *didx, const unsigned char *src,
                       const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps,
                       const uint64_t *w, uint64_t *out) nogil
@@ -702,6 +711,43 @@ cdef uint64_t *_weights(object weights, Py_ssize_t page_size) except NULL:
         return wts
     finally:
         PyBuffer_Release(&w)
+
+
+def gather_pages(src, indices, out, Py_ssize_t page_size=4096, Py_ssize_t stride=-1,
+                 Py_ssize_t offset=0):
+    """Copy page indices[k] of `src` to out[offset + k * stride:][:page_size] for
+    every k (stride defaults to page_size: consecutive pages; a larger stride
+    leaves gaps, e.g. for the record headers of a wire image).  Every index and
+    the extent in `out` are checked before anything is written."""
+    cdef Py_buffer a, b
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    _check_page_size(page_size)
+    if stride == -1:
+        stride = page_size
+    if stride < page_size or offset < 0:
+        raise ValueError(f"stride {stride} must be >= page_size {page_size} and offset "
+                         f"{offset} >= 0")
+    PyObject_GetBuffer(src, &a, PyBUF_SIMPLE)
+    try:
+        _get_writable(out, &b)
+        try:
+            _check_multiple(a.len, page_size)
+            idx = _indices(indices, &count)
+            try:
+                if count and offset + (count - 1) * stride + page_size > b.len:
+                    raise ValueError(f"out is {b.len} bytes, too small for {count} pages at "
+                                     f"offset {offset}, stride {stride}")
+                _check_indices(idx, count, a.len // page_size)
+                with nogil:
+                    pd_gather(<unsigned char *>b.buf + offset, stride,
+                              <const unsigned char *>a.buf, idx, count, page_size)
+            finally:
+                free(idx)
+        finally:
+            PyBuffer_Release(&b)
+    finally:
+        PyBuffer_Release(&a)
 
 
 def copy_pages_hashed(src, dst, indices, weights, Py_ssize_t page_size=4096):

@@ -27,7 +27,7 @@ import operator
 import re
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
-           "copy_pages_hashed", "gather_pages_hashed",
+           "copy_pages_hashed", "gather_pages_hashed", "gather_pages",
            "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 _CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
@@ -180,6 +180,31 @@ def copy_pages(src, dst, indices, page_size: int = 4096) -> None:
     _check_indices(idx, len(a) // page_size)
     for i in idx:
         b[i * page_size:(i + 1) * page_size] = a[i * page_size:(i + 1) * page_size]
+
+
+def gather_pages(src, indices, out, page_size: int = 4096, stride: int = -1,
+                 offset: int = 0) -> None:
+    """Copy page indices[k] of `src` to out[offset + k * stride:][:page_size] for
+    every k (stride defaults to page_size: consecutive pages; a larger stride
+    leaves gaps, e.g. for the record headers of a wire image).  Every index and
+    the extent in `out` are checked before anything is written."""
+    _check_page_size(page_size)
+    if stride == -1:
+        stride = page_size
+    if stride < page_size or offset < 0:
+        raise ValueError(f"stride {stride} must be >= page_size {page_size} and offset "
+                         f"{offset} >= 0")
+    a = _view(src)
+    b = _view(out, writable=True)
+    _check_multiple(len(a), page_size)
+    idx = [operator.index(i) for i in indices]
+    if idx and offset + (len(idx) - 1) * stride + page_size > len(b):
+        raise ValueError(f"out is {len(b)} bytes, too small for {len(idx)} pages at offset "
+                         f"{offset}, stride {stride}")
+    _check_indices(idx, len(a) // page_size)
+    for k, i in enumerate(idx):
+        at = offset + k * stride
+        b[at:at + page_size] = a[i * page_size:(i + 1) * page_size]
 
 
 def copy_pages_hashed(src, dst, indices, weights, page_size: int = 4096) -> bytes:

@@ -20,11 +20,13 @@ copy_pages = _impl.copy_pages
 hash_pages = _impl.hash_pages
 copy_pages_hashed = _impl.copy_pages_hashed
 gather_pages_hashed = _impl.gather_pages_hashed
+gather_pages = _impl.gather_pages
 build_bytes = _impl.build_bytes
 xbzrle_encode = _impl.xbzrle_encode
 xbzrle_decode = _impl.xbzrle_decode
 xbzrle_decode_into = _impl.xbzrle_decode_into
 
 __all__ = ["IMPLEMENTATION", "LOAD_ERROR", "changed_pages", "zero_pages", "scatter_pages",
-           "copy_pages", "hash_pages", "copy_pages_hashed", "gather_pages_hashed", "build_bytes", "xbzrle_encode", "xbzrle_decode",
+           "copy_pages", "hash_pages", "copy_pages_hashed", "gather_pages_hashed",
+           "gather_pages", "build_bytes", "xbzrle_encode", "xbzrle_decode",
            "xbzrle_decode_into"]

@@ -216,6 +216,52 @@ def test_copy_and_gather_hashed_differential(pagediff, data, npages):
     assert hashes == ref.hash_pages(src, idx, w, page_size=ps)
 
 
+def test_gather_pages_strided_leaves_the_gaps(pagediff):
+    src = b"".join(bytes([k + 1]) * 16 for k in range(4))
+    out = bytearray(b"." * 60)
+    assert pagediff.gather_pages(src, [3, 0, 3], out, 16, 20, 4) is None
+    assert out == b"...." + b"\x04" * 16 + b"...." + b"\x01" * 16 + b"...." + b"\x04" * 16
+    out2 = bytearray(32)
+    pagediff.gather_pages(src, np.array([1, 2]), out2, 16)      # default stride: packed
+    assert out2 == b"\x02" * 16 + b"\x03" * 16
+    pagediff.gather_pages(src, [], bytearray(), 16)
+
+
+def test_gather_pages_errors_write_nothing(pagediff):
+    src, out = bytes(64), bytearray(b"x" * 40)
+    with pytest.raises(ValueError, match="too small for 2 pages at offset 5, stride 20"):
+        pagediff.gather_pages(src, [0, 1], out, 16, 20, 5)
+    with pytest.raises(IndexError, match="page index 4 out of range"):
+        pagediff.gather_pages(src, [0, 4], out, 16, 20)
+    with pytest.raises(ValueError, match="stride 8 must be >= page_size 16"):
+        pagediff.gather_pages(src, [0], out, 16, 8)
+    with pytest.raises(ValueError, match="offset -1 >= 0"):
+        pagediff.gather_pages(src, [0], out, 16, 16, -1)
+    with pytest.raises(TypeError):
+        pagediff.gather_pages(src, [0], bytes(40), 16)
+    assert out == b"x" * 40
+
+
+@HYPO
+@given(data=st.data(), npages=st.integers(1, 10), gap=st.integers(0, 9),
+       offset=st.integers(0, 7))
+def test_gather_pages_differential(pagediff, data, npages, gap, offset):
+    ps = 16
+    src = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=12))
+    size = offset + len(idx) * (ps + gap)
+    fill = data.draw(st.binary(min_size=size, max_size=size))
+    out, want = bytearray(fill), bytearray(fill)
+    for k, i in enumerate(idx):
+        at = offset + k * (ps + gap)
+        want[at:at + ps] = src[i * ps:(i + 1) * ps]
+    pagediff.gather_pages(src, idx, out, ps, ps + gap, offset)
+    assert out == want
+    ref_out = bytearray(fill)
+    ref.gather_pages(src, idx, ref_out, ps, ps + gap, offset)
+    assert ref_out == want
+
+
 # ---------------------------------------------------------------- build_bytes
 def test_build_bytes_writes_a_new_bytes_object(pagediff):
     def fill(view):
