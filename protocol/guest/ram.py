@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import weakref
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -30,6 +31,7 @@ from protocol.migration.pages import (
     PageBatch,
     PageRecord,
     PageRun,
+    PageSource,
 )
 
 ZERO_PAGE = bytes(PAGE_SIZE)
@@ -172,6 +174,38 @@ def _size_text(n: int) -> str:
     return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.1f} MiB"
 
 
+class RamPages(PageSource):
+    """Pages `rows` of a RamBlock, collected but not copied yet (see `PageRun.source`).
+
+    The block pins them (`gather`) before its next write, so the data read
+    through this object are always the contents at collection time.
+    """
+
+    def __init__(self, block: RamBlock, rows: np.ndarray) -> None:
+        self.block = block
+        self.rows = rows
+        self._data: np.ndarray | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self._data is not None
+
+    def gather(self) -> np.ndarray:
+        if self._data is None:
+            self._data = self.block.gather(self.rows)
+            self._data.flags.writeable = False
+        return self._data
+
+    def gather_into(self, out, offset: int, stride: int, j0: int, j1: int) -> None:
+        if self._data is not None:
+            dst = np.lib.stride_tricks.as_strided(np.frombuffer(out, dtype=np.uint8)[offset:],
+                                                  shape=(j1 - j0, PAGE_SIZE), strides=(stride, 1))
+            dst[...] = self._data[j0:j1]
+        else:
+            pagediff.gather_pages(self.block.mem, self.rows[j0:j1], out, PAGE_SIZE, stride,
+                                  offset)
+
+
 class RamBlock:
     """One RAMBlock: `size_bytes` of anonymous memory, a dirty and a touched map."""
 
@@ -196,6 +230,24 @@ class RamBlock:
         self.stale = Bitmap(self.npages)
         self._hashes: np.ndarray | None = None
         self._arr: np.ndarray | None = None
+        #: RamPages not gathered yet (weak): pinned by `before_write`
+        self._unpinned: list[weakref.ref] = []
+
+    def lend(self, rows: np.ndarray) -> RamPages:
+        """The pages `rows` as a RamPages, pinned before this block is next written."""
+        pages = RamPages(self, rows)
+        self._unpinned.append(weakref.ref(pages))
+        return pages
+
+    def before_write(self) -> None:
+        """Every write to `mem` comes after this: lent pages get their copy first."""
+        lent = self._unpinned
+        if lent:
+            self._unpinned = []
+            for ref in lent:
+                pages = ref()
+                if pages is not None:
+                    pages.gather()
 
     def check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size_bytes:
@@ -217,6 +269,7 @@ class RamBlock:
             raise ValueError(f"RAM block {self.name!r}: page {page_index} needs "
                              f"{PAGE_SIZE} bytes, got {len(data)}")
         offset = page_index * PAGE_SIZE
+        self.before_write()
         self.mem[offset:offset + PAGE_SIZE] = data
         self.mark_written(page_index)
 
@@ -240,6 +293,7 @@ class RamBlock:
         idx = _as_index_array(indices)
         if not len(idx):
             return
+        self.before_write()
         pagediff.scatter_pages(self.mem, idx, pages, PAGE_SIZE)
         self.touched.set_many(idx)
         self.stale.set_many(idx)
@@ -261,16 +315,6 @@ class RamBlock:
             self._hashes = np.zeros(self.npages, dtype=np.uint64)
         self._hashes[indices] = np.frombuffer(hashes, dtype=np.uint64)
         self.stale.clear_many(indices)
-
-    def gather_hashed(self, indices: np.ndarray) -> np.ndarray:
-        """`gather`, and the gathered pages' hashes stored as by `set_hashes` (one
-        pass over the bytes: a later digest need not read them again)."""
-        idx = _as_index_array(indices)
-        out = np.empty((len(idx), PAGE_SIZE), dtype=np.uint8)
-        hashes = pagediff.gather_pages_hashed(self.mem, idx, out, _PAGE_HASH_WEIGHTS,
-                                              PAGE_SIZE)
-        self.set_hashes(idx, hashes)
-        return out
 
     def release(self) -> None:
         self._arr = None
@@ -310,6 +354,7 @@ class Ram:
         blk.check(offset, len(data))
         if not data:
             return
+        blk.before_write()
         blk.mem[offset:offset + len(data)] = data
         first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
         for index in range(first, last + 1):
@@ -439,19 +484,23 @@ class Ram:
         """collect_dirty() without XBZRLE, as a PageBatch (no per-page objects).
 
         Same records, order and side effects as `collect_dirty()`: per block,
-        the dirty pages are gathered into one array and hashed as they are
-        copied (`gather_hashed`): a zero page is exactly one whose hash is 0,
-        and the next digest (the PVM's, at its stop) finds them hashed already.
+        the dirty pages are hashed in place (a zero page is exactly one whose
+        hash is 0, and the next digest, the PVM's at its stop, finds them
+        hashed already) and lent, not copied: each run's `source` is a
+        `RamPages`, which the encoder copies straight into the wire image, and
+        which the block pins (copies) before it is next written.
         """
         order = self._dirty_scan_order()
         runs: list[PageRun] = []
         last: tuple[int, int] | None = None
         for blk, indices in order:
             if len(indices):
-                pages = blk.gather_hashed(indices)
+                hashes = pagediff.hash_pages(blk.mem, indices, _PAGE_HASH_WEIGHTS, PAGE_SIZE)
+                blk.set_hashes(indices, hashes)
                 kinds = np.full(len(indices), CODE_PAGE, dtype=np.uint8)
-                kinds[blk._hashes[indices] == 0] = CODE_ZERO
-                runs.append(PageRun(blk.name, indices * PAGE_SIZE, kinds, pages))
+                kinds[np.frombuffer(hashes, dtype=np.uint64) == 0] = CODE_ZERO
+                runs.append(PageRun(blk.name, indices * PAGE_SIZE, kinds,
+                                    source=blk.lend(indices)))
                 last = (self._position(blk), blk.npages)
             blk.dirty.clear_all()
         if last is not None:
@@ -492,6 +541,7 @@ class Ram:
             data = record.data
         elif record.kind == KIND_XBZRLE:       # decoded in place, as QEMU does
             offset = index * PAGE_SIZE
+            blk.before_write()
             with memoryview(blk.mem) as mem:
                 pagediff.xbzrle_decode_into(record.data, mem[offset:offset + PAGE_SIZE])
             blk.mark_written(index, dirty)
@@ -557,5 +607,6 @@ class Ram:
 
     def close(self) -> None:
         for blk in self.blocks.values():
+            blk.before_write()          # lent pages still alive keep their data
             blk.release()
             blk.mem.close()

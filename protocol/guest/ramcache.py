@@ -115,6 +115,7 @@ class RamCache:
                 for k, index in enumerate(saved):
                     self._undo[(name, index)] = view[k * PAGE_SIZE:(k + 1) * PAGE_SIZE]
         mem = blk.mem
+        blk.before_write()
         for rec in records:
             offset = rec.offset
             mem[offset:offset + PAGE_SIZE] = rec.data
@@ -159,6 +160,7 @@ class RamCache:
                     old = fresh[was]
                     self._undo_runs.append((name, old, blk.gather(old)))
             arr = blk.array()
+            blk.before_write()
             is_page = run.kinds == CODE_PAGE
             if is_page.all():
                 pages = run.pages
@@ -182,6 +184,7 @@ class RamCache:
         """dst pages idx := src pages idx, each page hashed from its copy in the same
         pass (in C where it is built): both blocks' hashes of those pages are then
         fresh, so the digests after the flush need not read them again."""
+        dst.before_write()
         hashes = pagediff.copy_pages_hashed(src.mem, dst.mem, idx, PAGE_HASH_WEIGHTS, PAGE_SIZE)
         dst.touched.set_many(idx)
         dst.set_hashes(idx, hashes)
