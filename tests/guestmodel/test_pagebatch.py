@@ -158,3 +158,60 @@ def test_lent_batch_property(seed, writes, early):
     for how, i in writes:
         _WRITES[how](a, i)
     assert _wire(batch) == want and batch == recs
+
+
+def _received_batch(pvm: Ram) -> PageBatch:
+    """What the secondary decodes: the PVM's dirty pages through the wire, in runs."""
+    ctx = RamContext.from_blocks(LAYOUT)
+    wire = encode_ram_part(pvm.collect_dirty_batch(), ctx)
+    rr = RamPartReader(RamContext.from_blocks(LAYOUT))
+    rr.feed(wire)
+    return rr.records
+
+
+@settings(max_examples=30, deadline=None)
+@given(rounds=st.lists(st.tuples(st.lists(st.integers(0, 1279), max_size=40), st.booleans()),
+                       min_size=1, max_size=6))
+def test_undo_arena_restores_exactly_across_checkpoints(rounds):
+    """Checkpoints that commit (flush) or fail (discard), the undo copies in the
+    arena reused between them: after each, cache and SVM hold what a plain copy
+    of the committed pages says."""
+    svm = Ram(LAYOUT)
+    for i in range(0, 1280, 7):
+        svm.write("pc.ram" if i < 1024 else "vga", (i % 1024) * 4096, bytes([i % 251 + 1]) * 30)
+    cache = RamCache(svm)
+    pvm = svm.clone()
+    committed = svm.clone()
+    for n, (pages, ok) in enumerate(rounds):
+        for i in pages:
+            name, idx = ("pc.ram", i) if i < 1024 else ("vga", i - 1024)
+            pvm.write(name, idx * 4096 + n, bytes([n + 7]) * 50)
+        before = cache.cache.digest()
+        cache.receive(_received_batch(pvm))
+        if ok:
+            cache.flush()
+            committed.copy_from(pvm)
+            assert svm.digest() == committed.digest() == cache.cache.digest()
+        else:
+            cache.discard()
+            assert cache.cache.digest() == before
+            pvm.copy_from(committed)            # the PVM side starts again from the last commit
+            pvm.clear_dirty()
+    assert cache._arena is None or len(cache._arena) <= 1280
+
+
+def test_undo_arena_is_reused_in_the_steady_state():
+    svm = Ram(LAYOUT)
+    for i in range(200):
+        svm.write("pc.ram", i * 4096, b"x")
+    cache = RamCache(svm)
+    pvm = svm.clone()
+    arenas = []
+    for n in range(4):
+        for i in range(200):
+            pvm.write("pc.ram", i * 4096, bytes([n + 1]) * 9)
+        cache.receive(_received_batch(pvm))
+        arenas.append(cache._arena)
+        cache.flush()
+        assert svm.digest() == pvm.digest()
+    assert arenas[1] is not None and arenas[1] is arenas[2] is arenas[3]
