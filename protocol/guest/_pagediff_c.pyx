@@ -26,7 +26,7 @@ from protocol.guest._pagediff_py import (E_BAD_ULEB, E_NZRUN_INPUT, E_NZRUN_PAGE
                                          E_ZERO_ZRUN, E_ZRUN_PAGE)
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
-           "copy_pages_hashed", "gather_pages_hashed", "gather_pages",
+           "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
            "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 cdef extern from *:
@@ -356,6 +356,17 @@ cdef extern from *:
             memcpy(out + k * stride, src + idx[k] * ps, (size_t)ps);
     }
 
+    static Py_ssize_t pd_zero_at(const unsigned char *a, const Py_ssize_t *idx,
+                                 Py_ssize_t count, Py_ssize_t ps, uint64_t *bits) {
+        Py_ssize_t k, hits = 0;
+        for (k = 0; k < count; k++)
+            if (pd_is_zero(a + idx[k] * ps, ps)) {
+                bits[k >> 6] |= 1ULL << (k & 63);
+                hits++;
+            }
+        return hits;
+    }
+
     static void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
                         Py_ssize_t count, Py_ssize_t ps) {
         Py_ssize_t k;
@@ -404,10 +415,10 @@ cdef extern from *:
     static void pd_copy_hash(unsigned char *dst, const Py_ssize_t *didx,
                              const unsigned char *src, const Py_ssize_t *idx,
                              Py_ssize_t count, Py_ssize_t ps, const uint64_t *w,
-                             uint64_t *out) {
+                             uint64_t *out, Py_ssize_t stride) {
         Py_ssize_t k;
         for (k = 0; k < count; k++) {
-            unsigned char *d = dst + (didx ? didx[k] : k) * ps;
+            unsigned char *d = dst + (didx ? didx[k] * ps : k * stride);
             memmove(d, src + idx[k] * ps, (size_t)ps);
             out[k] = pd_hash1(d, ps, w);
         }
@@ -427,9 +438,11 @@ cdef extern from *:
                  Py_ssize_t count, Py_ssize_t ps) nogil
     void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
                    const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps) nogil
+    Py_ssize_t pd_zero_at(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
+                          Py_ssize_t ps, uint64_t *bits) nogil
     void pd_copy_hash(unsigned char *dst, const Py_ssize_t *didx, const unsigned char *src,
                       const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps,
-                      const uint64_t *w, uint64_t *out) nogil
+                      const uint64_t *w, uint64_t *out, Py_ssize_t stride) nogil
     void pd_hash(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
                  Py_ssize_t ps, const uint64_t *w, uint64_t *out) nogil
     int __builtin_ctzll(unsigned long long) nogil
@@ -714,15 +727,33 @@ cdef uint64_t *_weights(object weights, Py_ssize_t page_size) except NULL:
 
 
 def gather_pages(src, indices, out, Py_ssize_t page_size=4096, Py_ssize_t stride=-1,
-                 Py_ssize_t offset=0):
+                 Py_ssize_t offset=0, weights=None):
     """Copy page indices[k] of `src` to out[offset + k * stride:][:page_size] for
     every k (stride defaults to page_size: consecutive pages; a larger stride
     leaves gaps, e.g. for the record headers of a wire image).  Every index and
-    the extent in `out` are checked before anything is written."""
+    the extent in `out` are checked before anything is written.  With `weights`,
+    returns the copies' `hash_pages` hashes (bytes, 8 per index), each page
+    hashed from its copy in the same pass; else None."""
     cdef Py_buffer a, b
     cdef Py_ssize_t count = 0
     cdef Py_ssize_t *idx
+    cdef uint64_t *wts = NULL
     _check_page_size(page_size)
+    if weights is not None:
+        wts = _weights(weights, page_size)
+    try:
+        return _gather_checked(src, indices, out, page_size, stride, offset, wts)
+    finally:
+        free(wts)
+
+
+cdef object _gather_checked(src, indices, out, Py_ssize_t page_size, Py_ssize_t stride,
+                            Py_ssize_t offset, const uint64_t *wts):
+    cdef Py_buffer a, b
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    cdef uint64_t *hashes
+    cdef bytes res = None
     if stride == -1:
         stride = page_size
     if stride < page_size or offset < 0:
@@ -739,13 +770,50 @@ def gather_pages(src, indices, out, Py_ssize_t page_size=4096, Py_ssize_t stride
                     raise ValueError(f"out is {b.len} bytes, too small for {count} pages at "
                                      f"offset {offset}, stride {stride}")
                 _check_indices(idx, count, a.len // page_size)
-                with nogil:
-                    pd_gather(<unsigned char *>b.buf + offset, stride,
-                              <const unsigned char *>a.buf, idx, count, page_size)
+                if wts == NULL:
+                    with nogil:
+                        pd_gather(<unsigned char *>b.buf + offset, stride,
+                                  <const unsigned char *>a.buf, idx, count, page_size)
+                else:
+                    res = PyBytes_FromStringAndSize(NULL, count * 8)
+                    hashes = <uint64_t *>PyBytes_AS_STRING(res)
+                    with nogil:
+                        pd_copy_hash(<unsigned char *>b.buf + offset, NULL,
+                                     <const unsigned char *>a.buf, idx, count, page_size, wts,
+                                     hashes, stride)
             finally:
                 free(idx)
         finally:
             PyBuffer_Release(&b)
+    finally:
+        PyBuffer_Release(&a)
+    return res
+
+
+def zero_pages_at(buf, indices, Py_ssize_t page_size=4096):
+    """Positions k (ascending) where page indices[k] of `buf` is all zero."""
+    cdef Py_buffer a
+    cdef uint64_t *bits
+    cdef Py_ssize_t count = 0, hits
+    cdef Py_ssize_t *idx
+    _check_page_size(page_size)
+    PyObject_GetBuffer(buf, &a, PyBUF_SIMPLE)
+    try:
+        _check_multiple(a.len, page_size)
+        idx = _indices(indices, &count)
+        try:
+            _check_indices(idx, count, a.len // page_size)
+            bits = <uint64_t *>calloc(((count + 63) >> 6) + 1, 8)
+            if bits == NULL:
+                raise MemoryError()
+            try:
+                with nogil:
+                    hits = pd_zero_at(<const unsigned char *>a.buf, idx, count, page_size, bits)
+                return _bits_to_list(bits, count, hits)
+            finally:
+                free(bits)
+        finally:
+            free(idx)
     finally:
         PyBuffer_Release(&a)
 
@@ -776,7 +844,7 @@ def copy_pages_hashed(src, dst, indices, weights, Py_ssize_t page_size=4096):
                     hashes = <uint64_t *>PyBytes_AS_STRING(out)
                     with nogil:
                         pd_copy_hash(<unsigned char *>b.buf, idx, <const unsigned char *>a.buf,
-                                     idx, count, page_size, wts, hashes)
+                                     idx, count, page_size, wts, hashes, page_size)
                     return out
                 finally:
                     free(idx)
@@ -816,7 +884,7 @@ def gather_pages_hashed(src, indices, out, weights, Py_ssize_t page_size=4096):
                     hashes = <uint64_t *>PyBytes_AS_STRING(res)
                     with nogil:
                         pd_copy_hash(<unsigned char *>b.buf, NULL, <const unsigned char *>a.buf,
-                                     idx, count, page_size, wts, hashes)
+                                     idx, count, page_size, wts, hashes, page_size)
                     return res
                 finally:
                     free(idx)

@@ -27,7 +27,7 @@ import operator
 import re
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
-           "copy_pages_hashed", "gather_pages_hashed", "gather_pages",
+           "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
            "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 _CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
@@ -183,12 +183,16 @@ def copy_pages(src, dst, indices, page_size: int = 4096) -> None:
 
 
 def gather_pages(src, indices, out, page_size: int = 4096, stride: int = -1,
-                 offset: int = 0) -> None:
+                 offset: int = 0, weights=None) -> bytes | None:
     """Copy page indices[k] of `src` to out[offset + k * stride:][:page_size] for
     every k (stride defaults to page_size: consecutive pages; a larger stride
     leaves gaps, e.g. for the record headers of a wire image).  Every index and
-    the extent in `out` are checked before anything is written."""
+    the extent in `out` are checked before anything is written.  With `weights`,
+    returns the copies' `hash_pages` hashes (bytes, 8 per index), each page
+    hashed from its copy in the same pass; else None."""
     _check_page_size(page_size)
+    if weights is not None:
+        _check_hash_args(weights, page_size)
     if stride == -1:
         stride = page_size
     if stride < page_size or offset < 0:
@@ -205,6 +209,20 @@ def gather_pages(src, indices, out, page_size: int = 4096, stride: int = -1,
     for k, i in enumerate(idx):
         at = offset + k * stride
         b[at:at + page_size] = a[i * page_size:(i + 1) * page_size]
+    if weights is None:
+        return None
+    return hash_pages(a, idx, weights, page_size)
+
+
+def zero_pages_at(buf, indices, page_size: int = 4096) -> list[int]:
+    """Positions k (ascending) where page indices[k] of `buf` is all zero."""
+    _check_page_size(page_size)
+    view = _view(buf)
+    _check_multiple(len(view), page_size)
+    idx = [operator.index(i) for i in indices]
+    _check_indices(idx, len(view) // page_size)
+    zero = bytes(page_size)
+    return [k for k, i in enumerate(idx) if view[i * page_size:(i + 1) * page_size] == zero]
 
 
 def copy_pages_hashed(src, dst, indices, weights, page_size: int = 4096) -> bytes:

@@ -21,6 +21,7 @@ hash_pages = _impl.hash_pages
 copy_pages_hashed = _impl.copy_pages_hashed
 gather_pages_hashed = _impl.gather_pages_hashed
 gather_pages = _impl.gather_pages
+zero_pages_at = _impl.zero_pages_at
 build_bytes = _impl.build_bytes
 xbzrle_encode = _impl.xbzrle_encode
 xbzrle_decode = _impl.xbzrle_decode
@@ -28,5 +29,5 @@ xbzrle_decode_into = _impl.xbzrle_decode_into
 
 __all__ = ["IMPLEMENTATION", "LOAD_ERROR", "changed_pages", "zero_pages", "scatter_pages",
            "copy_pages", "hash_pages", "copy_pages_hashed", "gather_pages_hashed",
-           "gather_pages", "build_bytes", "xbzrle_encode", "xbzrle_decode",
+           "gather_pages", "zero_pages_at", "build_bytes", "xbzrle_encode", "xbzrle_decode",
            "xbzrle_decode_into"]

@@ -262,6 +262,51 @@ def test_gather_pages_differential(pagediff, data, npages, gap, offset):
     assert ref_out == want
 
 
+def test_gather_pages_with_weights_returns_the_copies_hashes(pagediff):
+    rng = np.random.default_rng(11)
+    pages = rng.integers(0, 256, size=(5, 4096), dtype=np.uint8)
+    pages[2] = 0
+    out = bytearray(3 * 4200 + 50)
+    got = pagediff.gather_pages(pages.tobytes(), [4, 2, 0], out, 4096, 4200, 50, WEIGHTS)
+    assert np.frombuffer(got, np.uint64).tolist() == [
+        _hash_by_definition(pages[k].tobytes(), WEIGHTS) for k in (4, 2, 0)]
+    for j, k in enumerate((4, 2, 0)):
+        assert out[50 + j * 4200:50 + j * 4200 + 4096] == pages[k].tobytes()
+    assert pagediff.gather_pages(pages.tobytes(), [1], bytearray(4096)) is None
+    with pytest.raises(ValueError, match="weights are 8 bytes"):
+        pagediff.gather_pages(pages.tobytes(), [1], bytearray(4096), 4096, 4096, 0, bytes(8))
+
+
+@HYPO
+@given(data=st.data(), npages=st.integers(1, 12))
+def test_zero_pages_at_differential(pagediff, data, npages):
+    ps = 64
+    kinds = data.draw(st.lists(st.sampled_from(["zero", "last", "first", "rand"]),
+                               min_size=npages, max_size=npages))
+    buf = bytearray()
+    for kind in kinds:
+        page = bytearray(ps)
+        if kind == "last":
+            page[-1] = 1
+        elif kind == "first":
+            page[0] = 0x80
+        elif kind == "rand":
+            page[:] = data.draw(st.binary(min_size=ps, max_size=ps))
+        buf += page
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=16))
+    want = [k for k, i in enumerate(idx) if not any(buf[i * ps:(i + 1) * ps])]
+    assert pagediff.zero_pages_at(bytes(buf), idx, ps) == want
+    assert ref.zero_pages_at(bytes(buf), np.array(idx, dtype=np.int64), ps) == want
+
+
+def test_zero_pages_at_errors(pagediff):
+    assert pagediff.zero_pages_at(bytes(8192), []) == []
+    with pytest.raises(IndexError, match="page index 2 out of range"):
+        pagediff.zero_pages_at(bytes(8192), [0, 2])
+    with pytest.raises(ValueError, match="not a multiple"):
+        pagediff.zero_pages_at(bytes(100), [0])
+
+
 # ---------------------------------------------------------------- build_bytes
 def test_build_bytes_writes_a_new_bytes_object(pagediff):
     def fill(view):
