@@ -202,8 +202,12 @@ class RamPages(PageSource):
                                                   shape=(j1 - j0, PAGE_SIZE), strides=(stride, 1))
             dst[...] = self._data[j0:j1]
         else:
-            pagediff.gather_pages(self.block.mem, self.rows[j0:j1], out, PAGE_SIZE, stride,
-                                  offset)
+            # not pinned: RAM still holds the collected contents, so the hashes of the
+            # copies (taken in the same pass) are the block's current page hashes
+            rows = self.rows[j0:j1]
+            hashes = pagediff.gather_pages(self.block.mem, rows, out, PAGE_SIZE, stride,
+                                           offset, _PAGE_HASH_WEIGHTS)
+            self.block.set_hashes(rows, hashes)
 
 
 class RamBlock:
@@ -484,21 +488,24 @@ class Ram:
         """collect_dirty() without XBZRLE, as a PageBatch (no per-page objects).
 
         Same records, order and side effects as `collect_dirty()`: per block,
-        the dirty pages are hashed in place (a zero page is exactly one whose
-        hash is 0, and the next digest, the PVM's at its stop, finds them
-        hashed already) and lent, not copied: each run's `source` is a
-        `RamPages`, which the encoder copies straight into the wire image, and
-        which the block pins (copies) before it is next written.
+        the zero pages are found in place (a non-zero page at its first bytes,
+        as a rule) and the dirty pages lent, not copied: each run's `source` is
+        a `RamPages`, which the encoder copies straight into the wire image,
+        hashing each page from its copy (so the next digest need not read them
+        again), and which the block pins (copies) before it is next written.
         """
         order = self._dirty_scan_order()
         runs: list[PageRun] = []
         last: tuple[int, int] | None = None
         for blk, indices in order:
             if len(indices):
-                hashes = pagediff.hash_pages(blk.mem, indices, _PAGE_HASH_WEIGHTS, PAGE_SIZE)
-                blk.set_hashes(indices, hashes)
                 kinds = np.full(len(indices), CODE_PAGE, dtype=np.uint8)
-                kinds[np.frombuffer(hashes, dtype=np.uint64) == 0] = CODE_ZERO
+                zeros = pagediff.zero_pages_at(blk.mem, indices, PAGE_SIZE)
+                if zeros:
+                    zeros = np.asarray(zeros, dtype=np.int64)
+                    kinds[zeros] = CODE_ZERO
+                    rows = indices[zeros]         # a zero page's hash is 0 by definition
+                    blk.set_hashes(rows, bytes(8 * len(rows)))
                 runs.append(PageRun(blk.name, indices * PAGE_SIZE, kinds,
                                     source=blk.lend(indices)))
                 last = (self._position(blk), blk.npages)

@@ -102,7 +102,13 @@ def test_lent_batch_encodes_straight_from_ram_like_the_list(seed):
     assert all(run.unpinned() is not None for run in batch.runs if run.kinds.any())
     assert _wire(batch) == _wire(recs)                 # encoded before any page is copied
     assert all(run.unpinned() is not None for run in batch.runs if run.kinds.any())
+    # the page hashes the encoder took from its copies are the ones a digest computes
+    assert all(blk.stale.count == 0 for blk in a.blocks.values())
+    assert a.digest() == b.digest()
     assert batch == recs                               # `pages` gathers on demand
+    a.write("pc.ram", 5, b"later")                     # the stale bit works again after
+    b.write("pc.ram", 5, b"later")
+    assert a.digest() == b.digest()
 
 
 _WRITES = {
