@@ -126,6 +126,8 @@ class Bitmap:
             return np.empty(0, dtype=np.int64)
         bits = np.frombuffer(self._bits, dtype=np.uint8)
         nzb = np.flatnonzero(bits)
+        if len(nzb) > len(bits) // 8:     # dense: one pass over every bit is cheaper
+            return np.flatnonzero(np.unpackbits(bits, bitorder="little"))
         rows, cols = np.nonzero(np.unpackbits(bits[nzb][:, None], axis=1, bitorder="little"))
         return nzb[rows] * 8 + cols
 
@@ -145,10 +147,12 @@ class Bitmap:
     def clear_many(self, indices) -> None:
         """Clear every bit of `indices` (an int array or sequence, any order)."""
         idx = _as_index_array(indices)
-        if not len(idx) or not self.count:
+        if not len(idx):
             return
         if int(idx.min()) < 0 or int(idx.max()) >= self.nbits:
             raise IndexError(f"bit index out of range 0..{self.nbits - 1}")
+        if not self.count:
+            return
         bits = np.frombuffer(self._bits, dtype=np.uint8)
         flags = np.unpackbits(bits, bitorder="little")
         flags[idx] = 0
