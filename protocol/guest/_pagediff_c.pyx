@@ -26,6 +26,7 @@ from protocol.guest._pagediff_py import (E_BAD_ULEB, E_NZRUN_INPUT, E_NZRUN_PAGE
                                          E_ZERO_ZRUN, E_ZRUN_PAGE)
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
+           "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
            "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 cdef extern from *:
@@ -348,6 +349,24 @@ cdef extern from *:
             memmove(ram + idx[k] * ps, pages + k * ps, (size_t)ps);
     }
 
+    static void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
+                          const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps) {
+        Py_ssize_t k;
+        for (k = 0; k < count; k++)
+            memcpy(out + k * stride, src + idx[k] * ps, (size_t)ps);
+    }
+
+    static Py_ssize_t pd_zero_at(const unsigned char *a, const Py_ssize_t *idx,
+                                 Py_ssize_t count, Py_ssize_t ps, uint64_t *bits) {
+        Py_ssize_t k, hits = 0;
+        for (k = 0; k < count; k++)
+            if (pd_is_zero(a + idx[k] * ps, ps)) {
+                bits[k >> 6] |= 1ULL << (k & 63);
+                hits++;
+            }
+        return hits;
+    }
+
     static void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
                         Py_ssize_t count, Py_ssize_t ps) {
         Py_ssize_t k;
@@ -358,32 +377,50 @@ cdef extern from *:
     /* The pages' 64-bit hashes (see hash_pages): one pass over each page, four
        independent sums so the multiplies overlap.  Native-endian words, as a
        numpy uint64 view reads them (the pure-Python twin). */
+    static inline uint64_t pd_hash1(const unsigned char *p, Py_ssize_t ps,
+                                    const uint64_t *w) {
+        Py_ssize_t i, nw = ps / 8;
+        uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0, x0, x1, x2, x3;
+        for (i = 0; i + 4 <= nw; i += 4) {
+            memcpy(&x0, p + 8 * i, 8);
+            memcpy(&x1, p + 8 * i + 8, 8);
+            memcpy(&x2, p + 8 * i + 16, 8);
+            memcpy(&x3, p + 8 * i + 24, 8);
+            h0 += (x0 ^ (x0 >> 29)) * w[i];
+            h1 += (x1 ^ (x1 >> 29)) * w[i + 1];
+            h2 += (x2 ^ (x2 >> 29)) * w[i + 2];
+            h3 += (x3 ^ (x3 >> 29)) * w[i + 3];
+        }
+        for (; i < nw; i++) {
+            memcpy(&x0, p + 8 * i, 8);
+            h0 += (x0 ^ (x0 >> 29)) * w[i];
+        }
+        h0 += h1 + h2 + h3;
+        if (h0 == 0) {              /* rare: zero page, or a sum that wrapped to 0 */
+            for (i = 0; i < ps && !p[i]; i++) ;
+            h0 = i < ps;
+        }
+        return h0;
+    }
+
     static void pd_hash(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
                         Py_ssize_t ps, const uint64_t *w, uint64_t *out) {
-        Py_ssize_t k, i, nw = ps / 8;
+        Py_ssize_t k;
+        for (k = 0; k < count; k++)
+            out[k] = pd_hash1(a + idx[k] * ps, ps, w);
+    }
+
+    /* Copy page idx[k] of src to page idx[k] of dst (didx NULL: to page k of dst, a
+       gather) and hash it from the copy, still in L1: one pass over the bytes. */
+    static void pd_copy_hash(unsigned char *dst, const Py_ssize_t *didx,
+                             const unsigned char *src, const Py_ssize_t *idx,
+                             Py_ssize_t count, Py_ssize_t ps, const uint64_t *w,
+                             uint64_t *out, Py_ssize_t stride) {
+        Py_ssize_t k;
         for (k = 0; k < count; k++) {
-            const unsigned char *p = a + idx[k] * ps;
-            uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0, x0, x1, x2, x3;
-            for (i = 0; i + 4 <= nw; i += 4) {
-                memcpy(&x0, p + 8 * i, 8);
-                memcpy(&x1, p + 8 * i + 8, 8);
-                memcpy(&x2, p + 8 * i + 16, 8);
-                memcpy(&x3, p + 8 * i + 24, 8);
-                h0 += (x0 ^ (x0 >> 29)) * w[i];
-                h1 += (x1 ^ (x1 >> 29)) * w[i + 1];
-                h2 += (x2 ^ (x2 >> 29)) * w[i + 2];
-                h3 += (x3 ^ (x3 >> 29)) * w[i + 3];
-            }
-            for (; i < nw; i++) {
-                memcpy(&x0, p + 8 * i, 8);
-                h0 += (x0 ^ (x0 >> 29)) * w[i];
-            }
-            h0 += h1 + h2 + h3;
-            if (h0 == 0) {              /* rare: zero page, or a sum that wrapped to 0 */
-                for (i = 0; i < ps && !p[i]; i++) ;
-                h0 = i < ps;
-            }
-            out[k] = h0;
+            unsigned char *d = dst + (didx ? didx[k] * ps : k * stride);
+            memmove(d, src + idx[k] * ps, (size_t)ps);
+            out[k] = pd_hash1(d, ps, w);
         }
     }
     """
@@ -399,6 +436,13 @@ cdef extern from *:
                     const unsigned char *pages, Py_ssize_t ps) nogil
     void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
                  Py_ssize_t count, Py_ssize_t ps) nogil
+    void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
+                   const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps) nogil
+    Py_ssize_t pd_zero_at(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
+                          Py_ssize_t ps, uint64_t *bits) nogil
+    void pd_copy_hash(unsigned char *dst, const Py_ssize_t *didx, const unsigned char *src,
+                      const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t ps,
+                      const uint64_t *w, uint64_t *out, Py_ssize_t stride) nogil
     void pd_hash(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
                  Py_ssize_t ps, const uint64_t *w, uint64_t *out) nogil
     int __builtin_ctzll(unsigned long long) nogil
@@ -660,6 +704,196 @@ def hash_pages(buf, indices, weights, Py_ssize_t page_size=4096):
             PyBuffer_Release(&w)
     finally:
         PyBuffer_Release(&a)
+
+
+cdef uint64_t *_weights(object weights, Py_ssize_t page_size) except NULL:
+    """A malloc'd, aligned copy of the page_size / 8 hash weights."""
+    cdef Py_buffer w
+    cdef uint64_t *wts
+    if page_size % 8:
+        raise ValueError(f"page_size must be a multiple of 8 to hash, not {page_size}")
+    PyObject_GetBuffer(weights, &w, PyBUF_SIMPLE)
+    try:
+        if w.len != page_size:
+            raise ValueError(f"weights are {w.len} bytes, expected {page_size // 8} x 8 "
+                             f"= {page_size}")
+        wts = <uint64_t *>malloc(page_size)
+        if wts == NULL:
+            raise MemoryError()
+        memcpy(wts, w.buf, page_size)
+        return wts
+    finally:
+        PyBuffer_Release(&w)
+
+
+def gather_pages(src, indices, out, Py_ssize_t page_size=4096, Py_ssize_t stride=-1,
+                 Py_ssize_t offset=0, weights=None):
+    """Copy page indices[k] of `src` to out[offset + k * stride:][:page_size] for
+    every k (stride defaults to page_size: consecutive pages; a larger stride
+    leaves gaps, e.g. for the record headers of a wire image).  Every index and
+    the extent in `out` are checked before anything is written.  With `weights`,
+    returns the copies' `hash_pages` hashes (bytes, 8 per index), each page
+    hashed from its copy in the same pass; else None."""
+    cdef Py_buffer a, b
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    cdef uint64_t *wts = NULL
+    _check_page_size(page_size)
+    if weights is not None:
+        wts = _weights(weights, page_size)
+    try:
+        return _gather_checked(src, indices, out, page_size, stride, offset, wts)
+    finally:
+        free(wts)
+
+
+cdef object _gather_checked(src, indices, out, Py_ssize_t page_size, Py_ssize_t stride,
+                            Py_ssize_t offset, const uint64_t *wts):
+    cdef Py_buffer a, b
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    cdef uint64_t *hashes
+    cdef bytes res = None
+    if stride == -1:
+        stride = page_size
+    if stride < page_size or offset < 0:
+        raise ValueError(f"stride {stride} must be >= page_size {page_size} and offset "
+                         f"{offset} >= 0")
+    PyObject_GetBuffer(src, &a, PyBUF_SIMPLE)
+    try:
+        _get_writable(out, &b)
+        try:
+            _check_multiple(a.len, page_size)
+            idx = _indices(indices, &count)
+            try:
+                if count and offset + (count - 1) * stride + page_size > b.len:
+                    raise ValueError(f"out is {b.len} bytes, too small for {count} pages at "
+                                     f"offset {offset}, stride {stride}")
+                _check_indices(idx, count, a.len // page_size)
+                if wts == NULL:
+                    with nogil:
+                        pd_gather(<unsigned char *>b.buf + offset, stride,
+                                  <const unsigned char *>a.buf, idx, count, page_size)
+                else:
+                    res = PyBytes_FromStringAndSize(NULL, count * 8)
+                    hashes = <uint64_t *>PyBytes_AS_STRING(res)
+                    with nogil:
+                        pd_copy_hash(<unsigned char *>b.buf + offset, NULL,
+                                     <const unsigned char *>a.buf, idx, count, page_size, wts,
+                                     hashes, stride)
+            finally:
+                free(idx)
+        finally:
+            PyBuffer_Release(&b)
+    finally:
+        PyBuffer_Release(&a)
+    return res
+
+
+def zero_pages_at(buf, indices, Py_ssize_t page_size=4096):
+    """Positions k (ascending) where page indices[k] of `buf` is all zero."""
+    cdef Py_buffer a
+    cdef uint64_t *bits
+    cdef Py_ssize_t count = 0, hits
+    cdef Py_ssize_t *idx
+    _check_page_size(page_size)
+    PyObject_GetBuffer(buf, &a, PyBUF_SIMPLE)
+    try:
+        _check_multiple(a.len, page_size)
+        idx = _indices(indices, &count)
+        try:
+            _check_indices(idx, count, a.len // page_size)
+            bits = <uint64_t *>calloc(((count + 63) >> 6) + 1, 8)
+            if bits == NULL:
+                raise MemoryError()
+            try:
+                with nogil:
+                    hits = pd_zero_at(<const unsigned char *>a.buf, idx, count, page_size, bits)
+                return _bits_to_list(bits, count, hits)
+            finally:
+                free(bits)
+        finally:
+            free(idx)
+    finally:
+        PyBuffer_Release(&a)
+
+
+def copy_pages_hashed(src, dst, indices, weights, Py_ssize_t page_size=4096):
+    """`copy_pages` that also returns the copied pages' `hash_pages` hashes (bytes,
+    8 per index), each page hashed from its fresh copy: one pass over the bytes."""
+    cdef Py_buffer a, b
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    cdef uint64_t *wts
+    cdef uint64_t *hashes
+    cdef bytes out
+    _check_page_size(page_size)
+    wts = _weights(weights, page_size)
+    try:
+        PyObject_GetBuffer(src, &a, PyBUF_SIMPLE)
+        try:
+            _get_writable(dst, &b)
+            try:
+                if a.len != b.len:
+                    raise ValueError(f"buffers differ in length: {a.len} != {b.len}")
+                _check_multiple(a.len, page_size)
+                idx = _indices(indices, &count)
+                try:
+                    _check_indices(idx, count, a.len // page_size)
+                    out = PyBytes_FromStringAndSize(NULL, count * 8)
+                    hashes = <uint64_t *>PyBytes_AS_STRING(out)
+                    with nogil:
+                        pd_copy_hash(<unsigned char *>b.buf, idx, <const unsigned char *>a.buf,
+                                     idx, count, page_size, wts, hashes, page_size)
+                    return out
+                finally:
+                    free(idx)
+            finally:
+                PyBuffer_Release(&b)
+        finally:
+            PyBuffer_Release(&a)
+    finally:
+        free(wts)
+
+
+def gather_pages_hashed(src, indices, out, weights, Py_ssize_t page_size=4096):
+    """Copy the pages `indices` of `src` to consecutive pages 0, 1, ... of the
+    writable buffer `out` (exactly len(indices) pages) and return their
+    `hash_pages` hashes (bytes, 8 per index), hashed from the copies."""
+    cdef Py_buffer a, b
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t *idx
+    cdef uint64_t *wts
+    cdef uint64_t *hashes
+    cdef bytes res
+    _check_page_size(page_size)
+    wts = _weights(weights, page_size)
+    try:
+        PyObject_GetBuffer(src, &a, PyBUF_SIMPLE)
+        try:
+            _get_writable(out, &b)
+            try:
+                _check_multiple(a.len, page_size)
+                idx = _indices(indices, &count)
+                try:
+                    if b.len != count * page_size:
+                        raise ValueError(f"out is {b.len} bytes, expected {count} pages of "
+                                         f"{page_size} = {count * page_size}")
+                    _check_indices(idx, count, a.len // page_size)
+                    res = PyBytes_FromStringAndSize(NULL, count * 8)
+                    hashes = <uint64_t *>PyBytes_AS_STRING(res)
+                    with nogil:
+                        pd_copy_hash(<unsigned char *>b.buf, NULL, <const unsigned char *>a.buf,
+                                     idx, count, page_size, wts, hashes, page_size)
+                    return res
+                finally:
+                    free(idx)
+            finally:
+                PyBuffer_Release(&b)
+        finally:
+            PyBuffer_Release(&a)
+    finally:
+        free(wts)
 
 
 cdef class _BytesWriter:

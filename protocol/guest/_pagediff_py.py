@@ -27,6 +27,7 @@ import operator
 import re
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
+           "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
            "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
 
 _CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
@@ -179,6 +180,87 @@ def copy_pages(src, dst, indices, page_size: int = 4096) -> None:
     _check_indices(idx, len(a) // page_size)
     for i in idx:
         b[i * page_size:(i + 1) * page_size] = a[i * page_size:(i + 1) * page_size]
+
+
+def gather_pages(src, indices, out, page_size: int = 4096, stride: int = -1,
+                 offset: int = 0, weights=None) -> bytes | None:
+    """Copy page indices[k] of `src` to out[offset + k * stride:][:page_size] for
+    every k (stride defaults to page_size: consecutive pages; a larger stride
+    leaves gaps, e.g. for the record headers of a wire image).  Every index and
+    the extent in `out` are checked before anything is written.  With `weights`,
+    returns the copies' `hash_pages` hashes (bytes, 8 per index), each page
+    hashed from its copy in the same pass; else None."""
+    _check_page_size(page_size)
+    if weights is not None:
+        _check_hash_args(weights, page_size)
+    if stride == -1:
+        stride = page_size
+    if stride < page_size or offset < 0:
+        raise ValueError(f"stride {stride} must be >= page_size {page_size} and offset "
+                         f"{offset} >= 0")
+    a = _view(src)
+    b = _view(out, writable=True)
+    _check_multiple(len(a), page_size)
+    idx = [operator.index(i) for i in indices]
+    if idx and offset + (len(idx) - 1) * stride + page_size > len(b):
+        raise ValueError(f"out is {len(b)} bytes, too small for {len(idx)} pages at offset "
+                         f"{offset}, stride {stride}")
+    _check_indices(idx, len(a) // page_size)
+    for k, i in enumerate(idx):
+        at = offset + k * stride
+        b[at:at + page_size] = a[i * page_size:(i + 1) * page_size]
+    if weights is None:
+        return None
+    return hash_pages(a, idx, weights, page_size)
+
+
+def zero_pages_at(buf, indices, page_size: int = 4096) -> list[int]:
+    """Positions k (ascending) where page indices[k] of `buf` is all zero."""
+    _check_page_size(page_size)
+    view = _view(buf)
+    _check_multiple(len(view), page_size)
+    idx = [operator.index(i) for i in indices]
+    _check_indices(idx, len(view) // page_size)
+    zero = bytes(page_size)
+    return [k for k, i in enumerate(idx) if view[i * page_size:(i + 1) * page_size] == zero]
+
+
+def copy_pages_hashed(src, dst, indices, weights, page_size: int = 4096) -> bytes:
+    """`copy_pages` that also returns the copied pages' `hash_pages` hashes (bytes,
+    8 per index), each page hashed from its fresh copy: one pass over the bytes."""
+    _check_page_size(page_size)
+    _check_hash_args(weights, page_size)
+    idx = [operator.index(i) for i in indices]
+    copy_pages(src, dst, idx, page_size)
+    return hash_pages(dst, idx, weights, page_size)
+
+
+def gather_pages_hashed(src, indices, out, weights, page_size: int = 4096) -> bytes:
+    """Copy the pages `indices` of `src` to consecutive pages 0, 1, ... of the
+    writable buffer `out` (exactly len(indices) pages) and return their
+    `hash_pages` hashes (bytes, 8 per index), hashed from the copies."""
+    _check_page_size(page_size)
+    _check_hash_args(weights, page_size)
+    a = _view(src)
+    b = _view(out, writable=True)
+    _check_multiple(len(a), page_size)
+    idx = [operator.index(i) for i in indices]
+    if len(b) != len(idx) * page_size:
+        raise ValueError(f"out is {len(b)} bytes, expected {len(idx)} pages of {page_size} "
+                         f"= {len(idx) * page_size}")
+    _check_indices(idx, len(a) // page_size)
+    for k, i in enumerate(idx):
+        b[k * page_size:(k + 1) * page_size] = a[i * page_size:(i + 1) * page_size]
+    return hash_pages(b, range(len(idx)), weights, page_size)
+
+
+def _check_hash_args(weights, page_size: int) -> None:
+    if page_size % 8:
+        raise ValueError(f"page_size must be a multiple of 8 to hash, not {page_size}")
+    w = _view(weights)
+    if len(w) != page_size:
+        raise ValueError(f"weights are {len(w)} bytes, expected {page_size // 8} x 8 = "
+                         f"{page_size}")
 
 
 def hash_pages(buf, indices, weights, page_size: int = 4096) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import weakref
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -30,6 +31,7 @@ from protocol.migration.pages import (
     PageBatch,
     PageRecord,
     PageRun,
+    PageSource,
 )
 
 ZERO_PAGE = bytes(PAGE_SIZE)
@@ -45,6 +47,7 @@ def _splitmix_weights(seed: int, n: int) -> np.ndarray:
 
 
 _PAGE_HASH_WEIGHTS = _splitmix_weights(0xC010, _WORDS) | np.uint64(1)
+PAGE_HASH_WEIGHTS = _PAGE_HASH_WEIGHTS
 
 
 def _as_index_array(indices) -> np.ndarray:
@@ -123,6 +126,8 @@ class Bitmap:
             return np.empty(0, dtype=np.int64)
         bits = np.frombuffer(self._bits, dtype=np.uint8)
         nzb = np.flatnonzero(bits)
+        if len(nzb) > len(bits) // 8:     # dense: one pass over every bit is cheaper
+            return np.flatnonzero(np.unpackbits(bits, bitorder="little"))
         rows, cols = np.nonzero(np.unpackbits(bits[nzb][:, None], axis=1, bitorder="little"))
         return nzb[rows] * 8 + cols
 
@@ -136,6 +141,21 @@ class Bitmap:
         bits = np.frombuffer(self._bits, dtype=np.uint8)
         flags = np.unpackbits(bits, bitorder="little")
         flags[idx] = 1
+        self._bits[:] = np.packbits(flags, bitorder="little").tobytes()
+        self.count = int(np.count_nonzero(flags[:self.nbits]))
+
+    def clear_many(self, indices) -> None:
+        """Clear every bit of `indices` (an int array or sequence, any order)."""
+        idx = _as_index_array(indices)
+        if not len(idx):
+            return
+        if int(idx.min()) < 0 or int(idx.max()) >= self.nbits:
+            raise IndexError(f"bit index out of range 0..{self.nbits - 1}")
+        if not self.count:
+            return
+        bits = np.frombuffer(self._bits, dtype=np.uint8)
+        flags = np.unpackbits(bits, bitorder="little")
+        flags[idx] = 0
         self._bits[:] = np.packbits(flags, bitorder="little").tobytes()
         self.count = int(np.count_nonzero(flags[:self.nbits]))
 
@@ -156,6 +176,42 @@ class Bitmap:
 
 def _size_text(n: int) -> str:
     return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.1f} MiB"
+
+
+class RamPages(PageSource):
+    """Pages `rows` of a RamBlock, collected but not copied yet (see `PageRun.source`).
+
+    The block pins them (`gather`) before its next write, so the data read
+    through this object are always the contents at collection time.
+    """
+
+    def __init__(self, block: RamBlock, rows: np.ndarray) -> None:
+        self.block = block
+        self.rows = rows
+        self._data: np.ndarray | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self._data is not None
+
+    def gather(self) -> np.ndarray:
+        if self._data is None:
+            self._data = self.block.gather(self.rows)
+            self._data.flags.writeable = False
+        return self._data
+
+    def gather_into(self, out, offset: int, stride: int, j0: int, j1: int) -> None:
+        if self._data is not None:
+            dst = np.lib.stride_tricks.as_strided(np.frombuffer(out, dtype=np.uint8)[offset:],
+                                                  shape=(j1 - j0, PAGE_SIZE), strides=(stride, 1))
+            dst[...] = self._data[j0:j1]
+        else:
+            # not pinned: RAM still holds the collected contents, so the hashes of the
+            # copies (taken in the same pass) are the block's current page hashes
+            rows = self.rows[j0:j1]
+            hashes = pagediff.gather_pages(self.block.mem, rows, out, PAGE_SIZE, stride,
+                                           offset, _PAGE_HASH_WEIGHTS)
+            self.block.set_hashes(rows, hashes)
 
 
 class RamBlock:
@@ -182,6 +238,24 @@ class RamBlock:
         self.stale = Bitmap(self.npages)
         self._hashes: np.ndarray | None = None
         self._arr: np.ndarray | None = None
+        #: RamPages not gathered yet (weak): pinned by `before_write`
+        self._unpinned: list[weakref.ref] = []
+
+    def lend(self, rows: np.ndarray) -> RamPages:
+        """The pages `rows` as a RamPages, pinned before this block is next written."""
+        pages = RamPages(self, rows)
+        self._unpinned.append(weakref.ref(pages))
+        return pages
+
+    def before_write(self) -> None:
+        """Every write to `mem` comes after this: lent pages get their copy first."""
+        lent = self._unpinned
+        if lent:
+            self._unpinned = []
+            for ref in lent:
+                pages = ref()
+                if pages is not None:
+                    pages.gather()
 
     def check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size_bytes:
@@ -203,6 +277,7 @@ class RamBlock:
             raise ValueError(f"RAM block {self.name!r}: page {page_index} needs "
                              f"{PAGE_SIZE} bytes, got {len(data)}")
         offset = page_index * PAGE_SIZE
+        self.before_write()
         self.mem[offset:offset + PAGE_SIZE] = data
         self.mark_written(page_index)
 
@@ -226,6 +301,7 @@ class RamBlock:
         idx = _as_index_array(indices)
         if not len(idx):
             return
+        self.before_write()
         pagediff.scatter_pages(self.mem, idx, pages, PAGE_SIZE)
         self.touched.set_many(idx)
         self.stale.set_many(idx)
@@ -239,6 +315,14 @@ class RamBlock:
             self._hashes[idx] = _hashes_at(self.mem, idx)
             self.stale.clear_all()
         return self._hashes
+
+    def set_hashes(self, indices: np.ndarray, hashes: bytes) -> None:
+        """Pages `indices` were just hashed (`hashes`: `hash_pages` bytes of their
+        current contents, e.g. from a hashed copy): store them, no longer stale."""
+        if self._hashes is None:
+            self._hashes = np.zeros(self.npages, dtype=np.uint64)
+        self._hashes[indices] = np.frombuffer(hashes, dtype=np.uint64)
+        self.stale.clear_many(indices)
 
     def release(self) -> None:
         self._arr = None
@@ -278,6 +362,7 @@ class Ram:
         blk.check(offset, len(data))
         if not data:
             return
+        blk.before_write()
         blk.mem[offset:offset + len(data)] = data
         first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
         for index in range(first, last + 1):
@@ -407,19 +492,26 @@ class Ram:
         """collect_dirty() without XBZRLE, as a PageBatch (no per-page objects).
 
         Same records, order and side effects as `collect_dirty()`: per block,
-        the dirty pages are gathered into one array and zero pages found in C.
+        the zero pages are found in place (a non-zero page at its first bytes,
+        as a rule) and the dirty pages lent, not copied: each run's `source` is
+        a `RamPages`, which the encoder copies straight into the wire image,
+        hashing each page from its copy (so the next digest need not read them
+        again), and which the block pins (copies) before it is next written.
         """
         order = self._dirty_scan_order()
         runs: list[PageRun] = []
         last: tuple[int, int] | None = None
         for blk, indices in order:
             if len(indices):
-                pages = np.take(blk.array(), indices, axis=0)
                 kinds = np.full(len(indices), CODE_PAGE, dtype=np.uint8)
-                zeros = pagediff.zero_pages(pages, PAGE_SIZE)
+                zeros = pagediff.zero_pages_at(blk.mem, indices, PAGE_SIZE)
                 if zeros:
-                    kinds[np.asarray(zeros, dtype=np.int64)] = CODE_ZERO
-                runs.append(PageRun(blk.name, indices * PAGE_SIZE, kinds, pages))
+                    zeros = np.asarray(zeros, dtype=np.int64)
+                    kinds[zeros] = CODE_ZERO
+                    rows = indices[zeros]         # a zero page's hash is 0 by definition
+                    blk.set_hashes(rows, bytes(8 * len(rows)))
+                runs.append(PageRun(blk.name, indices * PAGE_SIZE, kinds,
+                                    source=blk.lend(indices)))
                 last = (self._position(blk), blk.npages)
             blk.dirty.clear_all()
         if last is not None:
@@ -460,6 +552,7 @@ class Ram:
             data = record.data
         elif record.kind == KIND_XBZRLE:       # decoded in place, as QEMU does
             offset = index * PAGE_SIZE
+            blk.before_write()
             with memoryview(blk.mem) as mem:
                 pagediff.xbzrle_decode_into(record.data, mem[offset:offset + PAGE_SIZE])
             blk.mark_written(index, dirty)
@@ -525,5 +618,6 @@ class Ram:
 
     def close(self) -> None:
         for blk in self.blocks.values():
+            blk.before_write()          # lent pages still alive keep their data
             blk.release()
             blk.mem.close()

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from protocol.guest import pagediff
-from protocol.guest.ram import Bitmap, Ram
+from protocol.guest.ram import PAGE_HASH_WEIGHTS, Bitmap, Ram
 from protocol.migration.pages import (
     CODE_PAGE,
     CODE_ZERO,
@@ -30,6 +30,9 @@ from protocol.migration.pages import (
     PageBatch,
     PageRecord,
 )
+
+#: the undo arena is kept between checkpoints up to this many pages (256 MiB)
+UNDO_ARENA_MAX_PAGES = 1 << 16
 
 
 class RamCache:
@@ -41,6 +44,10 @@ class RamCache:
         self._undo: dict[tuple[str, int], bytes] = {}      # pre-checkpoint cache pages
         #: bulk undo: (block, page indices, their old contents or None = were zero)
         self._undo_runs: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        #: one buffer the bulk undo copies go to, reused checkpoint after checkpoint
+        #: (no fresh allocation, so no page faults, in the steady state)
+        self._arena: np.ndarray | None = None
+        self._arena_used = 0
         svm_ram.clear_dirty()                              # start the SVM's dirty log
         self.pages_received = 0
         self.pages_copied_total = 0
@@ -115,6 +122,7 @@ class RamCache:
                 for k, index in enumerate(saved):
                     self._undo[(name, index)] = view[k * PAGE_SIZE:(k + 1) * PAGE_SIZE]
         mem = blk.mem
+        blk.before_write()
         for rec in records:
             offset = rec.offset
             mem[offset:offset + PAGE_SIZE] = rec.data
@@ -141,9 +149,11 @@ class RamCache:
                 return False
             if is_page.any() and (run.pages is None or len(run.pages) != len(offs)):
                 return False
+        left = len(batch)
         for run in batch.runs:
             name = run.block
             blk = blocks[name]
+            left -= len(run)
             bitmap = self.bitmaps[name]
             idx = run.offsets // PAGE_SIZE
             fresh = idx[~bitmap.test_many(idx)]
@@ -157,8 +167,9 @@ class RamCache:
                     self._undo_runs.append((name, fresh[~was], None))
                 if was.any():
                     old = fresh[was]
-                    self._undo_runs.append((name, old, blk.gather(old)))
+                    self._undo_runs.append((name, old, self._save_pages(blk, old, left)))
             arr = blk.array()
+            blk.before_write()
             is_page = run.kinds == CODE_PAGE
             if is_page.all():
                 pages = run.pages
@@ -178,11 +189,33 @@ class RamCache:
             bitmap.set_many(idx)
         return True
 
+    def _save_pages(self, blk, idx: np.ndarray, hint: int = 0) -> np.ndarray:
+        """Copies of the pages `idx` of `blk` for the undo log, in the reused arena
+        (a one-off buffer past UNDO_ARENA_MAX_PAGES).  `hint`: pages this receive may
+        still save after these (the arena grows once for all of them)."""
+        n, used, arena = len(idx), self._arena_used, self._arena
+        if arena is None or used + n > len(arena):
+            if used + n > UNDO_ARENA_MAX_PAGES:
+                return blk.gather(idx)
+            size = min(UNDO_ARENA_MAX_PAGES,
+                       max(used + n + hint, 2 * len(arena) if arena is not None else 0))
+            # earlier slices of the old arena stay alive through the undo log
+            arena, used = np.empty((size, PAGE_SIZE), dtype=np.uint8), 0
+            self._arena = arena
+        out = arena[used:used + n]
+        pagediff.gather_pages(blk.mem, idx, out, PAGE_SIZE)
+        self._arena_used = used + n
+        return out
+
     def _copy_pages(self, src, dst, idx: np.ndarray) -> None:
-        """dst pages idx := src pages idx (one pass, in C where it is built)."""
-        pagediff.copy_pages(src.mem, dst.mem, idx, PAGE_SIZE)
+        """dst pages idx := src pages idx, each page hashed from its copy in the same
+        pass (in C where it is built): both blocks' hashes of those pages are then
+        fresh, so the digests after the flush need not read them again."""
+        dst.before_write()
+        hashes = pagediff.copy_pages_hashed(src.mem, dst.mem, idx, PAGE_HASH_WEIGHTS, PAGE_SIZE)
         dst.touched.set_many(idx)
-        dst.stale.set_many(idx)
+        dst.set_hashes(idx, hashes)
+        src.set_hashes(idx, hashes)
 
     def flush_set(self) -> dict[str, list[int]]:
         """The pages `flush` would copy: cache bitmap ∪ SVM dirty log (if included)."""
@@ -212,6 +245,7 @@ class RamCache:
                 dst.dirty.clear_all()
         self._undo.clear()
         self._undo_runs.clear()
+        self._arena_used = 0
         self.pages_copied_total += copied
         self.last_flush_pages = copied
         self.flushes += 1
@@ -228,6 +262,7 @@ class RamCache:
             blk.put_pages(idx, old if old is not None
                           else np.zeros((len(idx), PAGE_SIZE), dtype=np.uint8))
         self._undo_runs.clear()
+        self._arena_used = 0
         for bitmap in self.bitmaps.values():
             bitmap.clear_all()
         self.discards += 1

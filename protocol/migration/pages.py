@@ -45,19 +45,45 @@ class PageRun:
     into a received buffer) whose row j is record j's data when it is a PAGE;
     `fills` (uint8, or None = all 0) are the ZERO fill bytes; `xdata` maps a
     record position to its XBZRLE bytes.
+
+    `source`, when given instead of `pages`, is a `PageSource`: the page data
+    are still in guest RAM (the VM is stopped) and `pages` gathers them only
+    when asked; an encoder copies them from RAM straight into the wire image
+    (`PageSource.gather_into`).  The RAM pins the data (gathers them) before it
+    is next written, so `pages` always shows the contents at collection time.
     """
 
-    __slots__ = ("block", "offsets", "kinds", "pages", "fills", "xdata", "_flat")
+    __slots__ = ("block", "offsets", "kinds", "_pages", "source", "fills", "xdata", "_flat")
 
-    def __init__(self, block: str, offsets, kinds, pages=None, fills=None, xdata=None) -> None:
+    def __init__(self, block: str, offsets, kinds, pages=None, fills=None, xdata=None,
+                 source=None) -> None:
         import numpy as np
         self.block = block
         self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
         self.kinds = np.asarray(kinds, dtype=np.uint8).reshape(-1)
-        self.pages = pages
+        self._pages = pages
+        self.source = source
         self.fills = fills
         self.xdata = xdata
         self._flat = None
+
+    @property
+    def pages(self):
+        """The (n, PAGE_SIZE) page data (gathered from `source` on first use), or None."""
+        pages = self._pages
+        if pages is None and self.source is not None:
+            pages = self._pages = self.source.gather()
+        return pages
+
+    @pages.setter
+    def pages(self, value) -> None:
+        self._pages = value
+        self.source = None
+
+    def unpinned(self):
+        """The `source` whose data are still only in RAM (not gathered yet), or None."""
+        src = self.source
+        return src if self._pages is None and src is not None and not src.pinned else None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -105,6 +131,21 @@ class PageRun:
             return
         for j in range(len(kinds)):
             yield self.record(j)
+
+
+class PageSource:
+    """Where a PageRun's page data still are: rows `rows` of a (npages, page_size)
+    buffer.  Interface only (`protocol.guest.ram.RamPages` implements it)."""
+
+    pinned = False
+
+    def gather(self):  # pragma: no cover - interface
+        """A new (n, page_size) uint8 array of the pages."""
+        raise NotImplementedError
+
+    def gather_into(self, out, offset: int, stride: int, j0: int, j1: int) -> None:  # pragma: no cover
+        """Write pages j0..j1-1 to out[offset + (j - j0) * stride:][:page_size]."""
+        raise NotImplementedError
 
 
 class PageBatch:

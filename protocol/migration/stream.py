@@ -248,9 +248,13 @@ def _batch_layout(batch: PageBatch, ctx: RamContext):
         if not (is_page | (kinds == CODE_ZERO)).all() or (offs % ps).any() \
                 or int(offs.min()) < 0 or int(offs.max()) >= used:
             return None
-        if is_page.any() and (run.pages is None or run.pages.shape[1:] != (ps,)
-                              or len(run.pages) != n):
-            return None
+        if is_page.any():
+            src = run.source if run._pages is None else None
+            if src is not None:
+                if len(src.rows) != n:
+                    return None
+            elif run.pages is None or run.pages.shape[1:] != (ps,) or len(run.pages) != n:
+                return None
         sizes = np.where(is_page, 8 + ps, 9)
         idstr = b""
         if run.block != cur:
@@ -291,6 +295,19 @@ def _encode_batch(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
     return data
 
 
+def _put_pages(body: np.ndarray, at: int, stride: int, run, j0: int, j1: int) -> None:
+    """Page data of records j0..j1-1 of `run` to body[at + (j - j0) * stride:][:ps]:
+    straight from guest RAM when the run still borrows it (`PageRun.source`)."""
+    src = run.source if run._pages is None else None
+    if src is not None:
+        src.gather_into(body, at, stride, j0, j1)
+        return
+    import numpy as np
+    ps = run.pages.shape[1]
+    dst = np.lib.stride_tricks.as_strided(body[at:], shape=(j1 - j0, ps), strides=(stride, 1))
+    dst[...] = run.pages[j0:j1]
+
+
 def _fill_records(body: np.ndarray, layout, ps: int) -> None:
     """Write the records of `layout` (from `_batch_layout`) into `body`."""
     import numpy as np
@@ -312,10 +329,10 @@ def _fill_records(body: np.ndarray, layout, ps: int) -> None:
             # the common case: record 0 (maybe with idstr), then uniform records
             rows = body[int(starts[1]):int(starts[1]) + (n - 1) * stride].reshape(n - 1, stride)
             rows[:, :8] = words[1:]
-            rows[:, 8:] = run.pages[1:]
+            _put_pages(body, int(starts[1]) + 8, stride, run, 1, n)
             s0, d0 = int(starts[0]), int(data_at[0])
             body[s0:s0 + 8] = words[0]
-            body[d0:d0 + ps] = run.pages[0]
+            _put_pages(body, d0, stride, run, 0, 1)
             continue
         body[(starts[:, None] + ar8).reshape(-1)] = words.reshape(-1)
         zero = ~is_page
@@ -330,10 +347,7 @@ def _fill_records(body: np.ndarray, layout, ps: int) -> None:
             bounds = [0, *brk.tolist(), len(page_rows)]
             for a, b in zip(bounds[:-1], bounds[1:], strict=True):
                 j0, j1 = int(page_rows[a]), int(page_rows[b - 1]) + 1
-                p0 = int(pat[a])
-                dst = np.lib.stride_tricks.as_strided(
-                    body[p0:], shape=(j1 - j0, ps), strides=(stride, 1))
-                dst[...] = run.pages[j0:j1]
+                _put_pages(body, int(pat[a]), stride, run, j0, j1)
 
 
 def encode_ram_part(records: list[PageRecord] | PageBatch, ctx: RamContext) -> bytes:

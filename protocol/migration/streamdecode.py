@@ -260,12 +260,46 @@ class RamPartReader(_Incremental):
         self.max_record_bytes = max_record_bytes
         self.borrow = borrow
         self.max_pages = ctx.mem_size // ctx.page_size if max_pages is None else max_pages
+        self._empty: tuple[int | None, bytes] = (None, b"")
+        self.reset(base_offset)
+
+    def reset(self, base_offset: int = 0) -> None:
+        """Ready for the next checkpoint's RAM part (one reader per connection, reused
+        across checkpoints): counts, records and parser start afresh; the context,
+        limits and `borrow` stay."""
         self.pages = 0
         self.kind_counts: dict[str, int] = {}
         self.block_counts: dict[str, int] = {}
         self._items: list = []          # PageRecord (incremental path) or PageRun (bulk)
         self._has_records = False
         super().__init__(base_offset)
+
+    def _empty_part(self) -> bytes:
+        """The canonical empty RAM part for the context's section id: 03 sid, the EOS
+        word, 7e sid, 00 (b"" while the id is not known yet)."""
+        sid = self.ctx.ram_section_id
+        if sid is None:
+            return b""
+        if self._empty[0] != sid:
+            sid4 = sid.to_bytes(4, "big")
+            self._empty = (sid, bytes((QEMU_VM_SECTION_END,)) + sid4
+                           + _BE64.pack(RAM_SAVE_FLAG_EOS)
+                           + bytes((QEMU_VM_SECTION_FOOTER,)) + sid4 + bytes((QEMU_VM_EOF,)))
+        return self._empty[1]
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """As `_Incremental.feed`, with a fast path for a whole empty RAM part (a
+        null guest's checkpoint): one comparison, no parser steps."""
+        if not self._delivered and not self._buf and not self.done and self._error is None:
+            empty = self._empty_part()
+            n = len(empty)
+            if n and len(data) >= n and data[:n] == empty:
+                self._delivered = self.consumed = n
+                self._at = self.base_offset + n
+                self.done = True
+                self._gen.close()
+                return n
+        return super().feed(data)
 
     @property
     def records(self) -> list[PageRecord] | PageBatch:

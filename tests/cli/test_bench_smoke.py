@@ -23,6 +23,22 @@ def test_checkpoint_bench_small_guest():
     out = _bench("checkpoint", "--ram-mib", "64", "--rounds", "1")
     assert out["invariants_ok"] and out["dirty_pages"] == 64 * 256 // 10 + 1
     assert out["checkpoint_ms"] > 0 and out["steady_ms"] > 0 and out["memcpy_ms"] > 0
+    assert out["second_ms"] > 0 and out["scan_ms"] > 0 and out["copy_ms"] > 0
+    assert abs(out["bound_ms"] - out["scan_ms"] - out["copy_ms"]) < 0.02
+    assert out["first_x"] > 1 and out["steady_x"] > 1 and out["bound_target_x"] == 1.3
+
+
+def test_tui_startup_is_measured_from_process_start():
+    """`bench tui`'s start-up row spawns both apps and times them to their first
+    painted frame: a fresh process each, so the interpreter's start is in it."""
+    import pytest
+    pytest.importorskip("textual")
+    from colo_tui.cli.bench_tui import _start_to_paint, startup
+    bare = _start_to_paint("minimal")
+    assert 0.02 < bare < 60                   # at least an interpreter's start-up
+    out = startup(1)
+    assert out["colo_ms"] > 0 and out["minimal_ms"] > 0
+    assert abs(out["ratio"] - out["colo_ms"] / out["minimal_ms"]) < 0.01
 
 
 def test_sim_bench_small():

@@ -137,6 +137,176 @@ def test_hash_pages_past_4_gib(pagediff):
         assert h[0] == 0 and h[1] != 0
 
 
+# ------------------------------------------------ copy_pages_hashed / gather_pages_hashed
+def test_copy_pages_hashed_copies_and_hashes_the_copies(pagediff):
+    rng = np.random.default_rng(3)
+    pages = rng.integers(0, 256, size=(5, 4096), dtype=np.uint8)
+    pages[3] = 0
+    src = pages.tobytes()
+    dst = bytearray(b"\xff" * 5 * 4096)
+    got = np.frombuffer(pagediff.copy_pages_hashed(src, dst, [4, 1, 3], WEIGHTS), np.uint64)
+    assert got.tolist() == [_hash_by_definition(pages[k].tobytes(), WEIGHTS) for k in (4, 1, 3)]
+    assert got[2] == 0                                   # the zero page hashes to 0
+    want = bytearray(b"\xff" * 5 * 4096)
+    for k in (4, 1, 3):
+        want[k * 4096:(k + 1) * 4096] = src[k * 4096:(k + 1) * 4096]
+    assert dst == want
+    assert pagediff.copy_pages_hashed(src, dst, [], WEIGHTS) == b""
+
+
+def test_copy_pages_hashed_errors_write_nothing(pagediff):
+    src, dst = b"x" * 3 * 4096, bytearray(3 * 4096)
+    with pytest.raises(IndexError, match="page index 3 out of range"):
+        pagediff.copy_pages_hashed(src, dst, [0, 3], WEIGHTS)
+    assert dst == bytes(3 * 4096)
+    with pytest.raises(ValueError, match="weights are 8 bytes"):
+        pagediff.copy_pages_hashed(src, dst, [0], bytes(8))
+    with pytest.raises(ValueError, match="differ in length"):
+        pagediff.copy_pages_hashed(src, bytearray(4096), [0], WEIGHTS)
+    with pytest.raises(TypeError):
+        pagediff.copy_pages_hashed(src, bytes(3 * 4096), [0], WEIGHTS)
+    with pytest.raises(ValueError, match="multiple of 8 to hash"):
+        pagediff.copy_pages_hashed(bytes(24), bytearray(24), [0], bytes(12), page_size=12)
+    assert dst == bytes(3 * 4096)
+
+
+def test_gather_pages_hashed_fills_out_in_index_order(pagediff):
+    rng = np.random.default_rng(5)
+    pages = rng.integers(0, 256, size=(6, 4096), dtype=np.uint8)
+    pages[0] = 0
+    out = np.full((4, 4096), 7, dtype=np.uint8)
+    got = np.frombuffer(pagediff.gather_pages_hashed(pages.tobytes(), np.array([5, 0, 2, 5]),
+                                                     out, WEIGHTS), np.uint64)
+    assert (out == pages[[5, 0, 2, 5]]).all()
+    assert got.tolist() == [_hash_by_definition(pages[k].tobytes(), WEIGHTS) for k in (5, 0, 2, 5)]
+    assert got[1] == 0
+
+
+def test_gather_pages_hashed_errors(pagediff):
+    src = bytes(3 * 4096)
+    with pytest.raises(ValueError, match="out is 4096 bytes, expected 2 pages"):
+        pagediff.gather_pages_hashed(src, [0, 1], bytearray(4096), WEIGHTS)
+    out = bytearray(b"\x01" * 8192)
+    with pytest.raises(IndexError, match="page index -1 out of range"):
+        pagediff.gather_pages_hashed(src, [0, -1], out, WEIGHTS)
+    assert out == b"\x01" * 8192                        # nothing written
+    with pytest.raises(TypeError):
+        pagediff.gather_pages_hashed(src, [0], bytes(4096), WEIGHTS)
+
+
+@HYPO
+@given(data=st.data(), npages=st.integers(1, 12))
+def test_copy_and_gather_hashed_differential(pagediff, data, npages):
+    """Both twins agree with copy_pages + hash_pages (and with each other)."""
+    ps = 64
+    w = np.array(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=8, max_size=8)),
+                 dtype=np.uint64)
+    src = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    dst0 = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=16))
+    dst, want_dst = bytearray(dst0), bytearray(dst0)
+    got = pagediff.copy_pages_hashed(src, dst, idx, w, page_size=ps)
+    ref.copy_pages(src, want_dst, idx, ps)
+    assert dst == want_dst
+    assert got == ref.hash_pages(want_dst, idx, w, page_size=ps) \
+        == ref.copy_pages_hashed(src, bytearray(dst0), idx, w, page_size=ps)
+    out = bytearray(len(idx) * ps)
+    hashes = pagediff.gather_pages_hashed(src, idx, out, w, page_size=ps)
+    assert bytes(out) == b"".join(src[i * ps:(i + 1) * ps] for i in idx)
+    assert hashes == ref.hash_pages(src, idx, w, page_size=ps)
+
+
+def test_gather_pages_strided_leaves_the_gaps(pagediff):
+    src = b"".join(bytes([k + 1]) * 16 for k in range(4))
+    out = bytearray(b"." * 60)
+    assert pagediff.gather_pages(src, [3, 0, 3], out, 16, 20, 4) is None
+    assert out == b"...." + b"\x04" * 16 + b"...." + b"\x01" * 16 + b"...." + b"\x04" * 16
+    out2 = bytearray(32)
+    pagediff.gather_pages(src, np.array([1, 2]), out2, 16)      # default stride: packed
+    assert out2 == b"\x02" * 16 + b"\x03" * 16
+    pagediff.gather_pages(src, [], bytearray(), 16)
+
+
+def test_gather_pages_errors_write_nothing(pagediff):
+    src, out = bytes(64), bytearray(b"x" * 40)
+    with pytest.raises(ValueError, match="too small for 2 pages at offset 5, stride 20"):
+        pagediff.gather_pages(src, [0, 1], out, 16, 20, 5)
+    with pytest.raises(IndexError, match="page index 4 out of range"):
+        pagediff.gather_pages(src, [0, 4], out, 16, 20)
+    with pytest.raises(ValueError, match="stride 8 must be >= page_size 16"):
+        pagediff.gather_pages(src, [0], out, 16, 8)
+    with pytest.raises(ValueError, match="offset -1 >= 0"):
+        pagediff.gather_pages(src, [0], out, 16, 16, -1)
+    with pytest.raises(TypeError):
+        pagediff.gather_pages(src, [0], bytes(40), 16)
+    assert out == b"x" * 40
+
+
+@HYPO
+@given(data=st.data(), npages=st.integers(1, 10), gap=st.integers(0, 9),
+       offset=st.integers(0, 7))
+def test_gather_pages_differential(pagediff, data, npages, gap, offset):
+    ps = 16
+    src = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=12))
+    size = offset + len(idx) * (ps + gap)
+    fill = data.draw(st.binary(min_size=size, max_size=size))
+    out, want = bytearray(fill), bytearray(fill)
+    for k, i in enumerate(idx):
+        at = offset + k * (ps + gap)
+        want[at:at + ps] = src[i * ps:(i + 1) * ps]
+    pagediff.gather_pages(src, idx, out, ps, ps + gap, offset)
+    assert out == want
+    ref_out = bytearray(fill)
+    ref.gather_pages(src, idx, ref_out, ps, ps + gap, offset)
+    assert ref_out == want
+
+
+def test_gather_pages_with_weights_returns_the_copies_hashes(pagediff):
+    rng = np.random.default_rng(11)
+    pages = rng.integers(0, 256, size=(5, 4096), dtype=np.uint8)
+    pages[2] = 0
+    out = bytearray(3 * 4200 + 50)
+    got = pagediff.gather_pages(pages.tobytes(), [4, 2, 0], out, 4096, 4200, 50, WEIGHTS)
+    assert np.frombuffer(got, np.uint64).tolist() == [
+        _hash_by_definition(pages[k].tobytes(), WEIGHTS) for k in (4, 2, 0)]
+    for j, k in enumerate((4, 2, 0)):
+        assert out[50 + j * 4200:50 + j * 4200 + 4096] == pages[k].tobytes()
+    assert pagediff.gather_pages(pages.tobytes(), [1], bytearray(4096)) is None
+    with pytest.raises(ValueError, match="weights are 8 bytes"):
+        pagediff.gather_pages(pages.tobytes(), [1], bytearray(4096), 4096, 4096, 0, bytes(8))
+
+
+@HYPO
+@given(data=st.data(), npages=st.integers(1, 12))
+def test_zero_pages_at_differential(pagediff, data, npages):
+    ps = 64
+    kinds = data.draw(st.lists(st.sampled_from(["zero", "last", "first", "rand"]),
+                               min_size=npages, max_size=npages))
+    buf = bytearray()
+    for kind in kinds:
+        page = bytearray(ps)
+        if kind == "last":
+            page[-1] = 1
+        elif kind == "first":
+            page[0] = 0x80
+        elif kind == "rand":
+            page[:] = data.draw(st.binary(min_size=ps, max_size=ps))
+        buf += page
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=16))
+    want = [k for k, i in enumerate(idx) if not any(buf[i * ps:(i + 1) * ps])]
+    assert pagediff.zero_pages_at(bytes(buf), idx, ps) == want
+    assert ref.zero_pages_at(bytes(buf), np.array(idx, dtype=np.int64), ps) == want
+
+
+def test_zero_pages_at_errors(pagediff):
+    assert pagediff.zero_pages_at(bytes(8192), []) == []
+    with pytest.raises(IndexError, match="page index 2 out of range"):
+        pagediff.zero_pages_at(bytes(8192), [0, 2])
+    with pytest.raises(ValueError, match="not a multiple"):
+        pagediff.zero_pages_at(bytes(100), [0])
+
+
 # ---------------------------------------------------------------- build_bytes
 def test_build_bytes_writes_a_new_bytes_object(pagediff):
     def fill(view):

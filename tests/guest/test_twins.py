@@ -83,3 +83,25 @@ def test_selector_records_a_broken_compiled_twin(t):
     assert stdout.startswith(f"py ModuleNotFoundError: import of {t.module_name('c')}")
     if t.built():
         assert "RuntimeWarning" in stderr and "is built but did not load" in stderr
+
+
+def test_a_stale_compiled_pagediff_is_not_used_half_way():
+    """A shared object built from an older .pyx loads, but lacks new functions: the
+    selector then takes the pure-Python twin whole and says why (no AttributeError
+    at import, never half of each)."""
+    code = (
+        "import sys, types, protocol.twins as tw\n"
+        "from protocol.guest import _pagediff_py as spec\n"
+        "old = types.ModuleType('protocol.guest._pagediff_c')\n"
+        "for name in spec.__all__:\n"
+        "    if name not in ('gather_pages', 'zero_pages_at'):\n"
+        "        setattr(old, name, getattr(spec, name))\n"
+        "sys.modules['protocol.guest._pagediff_c'] = old\n"
+        "import protocol.guest.pagediff as p\n"
+        "print(p.IMPLEMENTATION, p._impl.__name__, p.gather_pages.__module__)\n"
+        "print(p.LOAD_ERROR)\n")
+    out = run_python(code, **{twins.NO_EXTENSIONS_ENV: "0"})
+    first, second = out.split("|")[0].splitlines()
+    assert first == "py protocol.guest._pagediff_py protocol.guest._pagediff_py"
+    assert second.startswith("stale build:") and "gather_pages, zero_pages_at" in second
+    assert "RuntimeWarning" in out.split("|", 1)[1]

@@ -5,11 +5,14 @@ import os
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.guest.model import Guest
+from protocol.guest.pagediff import xbzrle_encode
 from protocol.guest.ram import Ram
 from protocol.guest.ramcache import RamCache
-from protocol.migration.pages import PageBatch
+from protocol.migration.pages import KIND_PAGE, KIND_XBZRLE, PageBatch, PageRecord
 from protocol.migration.stream import RamContext, RamPartReader, encode_ram_part
 
 LAYOUT = [("pc.ram", 4 << 20), ("vga", 1 << 20)]
@@ -83,3 +86,138 @@ def test_guest_checkpoint_with_batches_is_consistent():
         assert p.consistency_diff(s).get("ram") is None
         p.start()
         s.start()
+
+
+# --- lent pages: collect_dirty_batch copies nothing until the wire image -----------
+def _wire(records, cur=None) -> bytes:
+    ctx = RamContext.from_blocks(LAYOUT)
+    ctx.current_block = cur
+    return encode_ram_part(records, ctx)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lent_batch_encodes_straight_from_ram_like_the_list(seed):
+    a, b = _dirty_twins(seed)
+    batch, recs = a.collect_dirty_batch(), b.collect_dirty()
+    assert all(run.unpinned() is not None for run in batch.runs if run.kinds.any())
+    assert _wire(batch) == _wire(recs)                 # encoded before any page is copied
+    assert all(run.unpinned() is not None for run in batch.runs if run.kinds.any())
+    # the page hashes the encoder took from its copies are the ones a digest computes
+    assert all(blk.stale.count == 0 for blk in a.blocks.values())
+    assert a.digest() == b.digest()
+    assert batch == recs                               # `pages` gathers on demand
+    a.write("pc.ram", 5, b"later")                     # the stale bit works again after
+    b.write("pc.ram", 5, b"later")
+    assert a.digest() == b.digest()
+
+
+_WRITES = {
+    "write": lambda ram, i: ram.write("pc.ram", i * 4096 + 7, b"\xee" * 9),
+    "fill_page": lambda ram, i: ram.fill_page("pc.ram", i, 0x5A),
+    "store_page": lambda ram, i: ram.store_page("pc.ram", i, b"\x11" * 4096),
+    "put_pages": lambda ram, i: ram.block("pc.ram").put_pages([i], bytes([3]) * 4096),
+    "apply_record": lambda ram, i: ram.apply_record(
+        PageRecord("pc.ram", i * 4096, KIND_PAGE, b"\x22" * 4096)),
+    "apply_xbzrle": lambda ram, i: ram.apply_record(
+        PageRecord("pc.ram", i * 4096, KIND_XBZRLE, xbzrle_encode(
+            ram.read_page("pc.ram", i), b"\x33" + ram.read_page("pc.ram", i)[1:]))),
+}
+
+
+@pytest.mark.parametrize("how", sorted(_WRITES))
+def test_a_write_after_collection_pins_the_lent_pages_first(how):
+    """However RAM is next written, the batch keeps the contents it was collected with."""
+    ram, twin = Ram(LAYOUT), Ram(LAYOUT)
+    for i in (1, 2, 9):
+        data = os.urandom(100)
+        for r in (ram, twin):
+            r.write("pc.ram", i * 4096, data)
+    batch, recs = ram.collect_dirty_batch(), twin.collect_dirty()
+    for i in (2, 9, 3):
+        _WRITES[how](ram, i)
+    assert all(run.unpinned() is None for run in batch.runs)
+    assert _wire(batch) == _wire(recs) and batch == recs
+    assert ram.read_page("pc.ram", 2) != recs[1].data          # the RAM did change
+
+
+def test_closing_the_ram_pins_lent_pages():
+    ram, twin = Ram(LAYOUT), Ram(LAYOUT)
+    for r in (ram, twin):
+        r.write("vga", 4096, b"vga!")
+    batch, recs = ram.collect_dirty_batch(), twin.collect_dirty()
+    ram.close()
+    assert batch == recs and _wire(batch) == _wire(recs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), writes=st.lists(
+    st.tuples(st.sampled_from(sorted(_WRITES)), st.integers(0, 1023)), max_size=8),
+    early=st.booleans())
+def test_lent_batch_property(seed, writes, early):
+    """Random dirtying, then random writes of any kind after collection: the batch,
+    and its wire image (encoded before or after the writes), equal the eager list's."""
+    a, b = _dirty_twins(seed)
+    batch, recs = a.collect_dirty_batch(), b.collect_dirty()
+    want = _wire(recs)
+    if early:
+        assert _wire(batch) == want
+    for how, i in writes:
+        _WRITES[how](a, i)
+    assert _wire(batch) == want and batch == recs
+
+
+def _received_batch(pvm: Ram) -> PageBatch:
+    """What the secondary decodes: the PVM's dirty pages through the wire, in runs."""
+    ctx = RamContext.from_blocks(LAYOUT)
+    wire = encode_ram_part(pvm.collect_dirty_batch(), ctx)
+    rr = RamPartReader(RamContext.from_blocks(LAYOUT))
+    rr.feed(wire)
+    return rr.records
+
+
+@settings(max_examples=30, deadline=None)
+@given(rounds=st.lists(st.tuples(st.lists(st.integers(0, 1279), max_size=40), st.booleans()),
+                       min_size=1, max_size=6))
+def test_undo_arena_restores_exactly_across_checkpoints(rounds):
+    """Checkpoints that commit (flush) or fail (discard), the undo copies in the
+    arena reused between them: after each, cache and SVM hold what a plain copy
+    of the committed pages says."""
+    svm = Ram(LAYOUT)
+    for i in range(0, 1280, 7):
+        svm.write("pc.ram" if i < 1024 else "vga", (i % 1024) * 4096, bytes([i % 251 + 1]) * 30)
+    cache = RamCache(svm)
+    pvm = svm.clone()
+    committed = svm.clone()
+    for n, (pages, ok) in enumerate(rounds):
+        for i in pages:
+            name, idx = ("pc.ram", i) if i < 1024 else ("vga", i - 1024)
+            pvm.write(name, idx * 4096 + n, bytes([n + 7]) * 50)
+        before = cache.cache.digest()
+        cache.receive(_received_batch(pvm))
+        if ok:
+            cache.flush()
+            committed.copy_from(pvm)
+            assert svm.digest() == committed.digest() == cache.cache.digest()
+        else:
+            cache.discard()
+            assert cache.cache.digest() == before
+            pvm.copy_from(committed)            # the PVM side starts again from the last commit
+            pvm.clear_dirty()
+    assert cache._arena is None or len(cache._arena) <= 1280
+
+
+def test_undo_arena_is_reused_in_the_steady_state():
+    svm = Ram(LAYOUT)
+    for i in range(200):
+        svm.write("pc.ram", i * 4096, b"x")
+    cache = RamCache(svm)
+    pvm = svm.clone()
+    arenas = []
+    for n in range(4):
+        for i in range(200):
+            pvm.write("pc.ram", i * 4096, bytes([n + 1]) * 9)
+        cache.receive(_received_batch(pvm))
+        arenas.append(cache._arena)
+        cache.flush()
+        assert svm.digest() == pvm.digest()
+    assert arenas[1] is not None and arenas[1] is arenas[2] is arenas[3]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.guest import pagediff
 from protocol.guest.ram import ZERO_PAGE, Bitmap, Ram
@@ -148,3 +150,24 @@ def test_five_gib_block_offsets_above_4gib():
 
 def test_zero_page_constant():
     assert ZERO_PAGE == bytes(PAGE_SIZE)
+
+
+@settings(max_examples=80, deadline=None)
+@given(nbits=st.integers(1, 3000), data=st.data())
+def test_bitmap_bulk_ops_match_a_set(nbits, data):
+    """index_array (sparse and dense paths), set_many, clear_many, test_many and
+    count against a plain set, at any density."""
+    every = data.draw(st.sampled_from([1, 2, 3, 10, 97, 1000]))
+    start = data.draw(st.integers(0, nbits - 1))
+    bm, ref = Bitmap(nbits), set()
+    idx = list(range(start, nbits, every))
+    bm.set_many(idx)
+    ref.update(idx)
+    drop = data.draw(st.lists(st.integers(0, nbits - 1), max_size=50))
+    bm.clear_many(drop)
+    ref.difference_update(drop)
+    assert bm.index_array().tolist() == sorted(ref) and bm.count == len(ref)
+    probe = data.draw(st.lists(st.integers(0, nbits - 1), max_size=30))
+    assert bm.test_many(probe).tolist() == [p in ref for p in probe]
+    with pytest.raises(IndexError):
+        bm.clear_many([nbits])
