@@ -19,7 +19,6 @@ from protocol.core.endpoint import make_endpoint
 from protocol.core.events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
 from protocol.errors import QmpCommandError
 from protocol.sim.config import SimConfig
-from protocol.sim.invariants import KINDS as _INVARIANT_KINDS
 from protocol.sim.invariants import Invariants
 from protocol.sim.link import P2S, S2P, MemoryLink, size_of
 from protocol.sim.session_view import SimulationSession
@@ -95,6 +94,8 @@ class Simulation(SimulationSession):
         self._n_protocol = 0          # events of the protocol (not the client's traffic)
         self._watchdog_fired = False
         self.invariants = Invariants(self)
+        #: event class -> the invariants' check of it (the classes they do not use: none)
+        self._inv_handlers = self.invariants.handlers()
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
             "start", "deliver", "eof", "timer", "input", "arbiter", "fault", "close",
             "client", "guest-tick", "reprotect")}
@@ -133,7 +134,9 @@ class Simulation(SimulationSession):
         self.seq += 1
         if self.keep_events:
             self.events.append(ev)
-        self.invariants.on_event(ev)
+        check = self._inv_handlers.get(ev.__class__)
+        if check is not None:
+            check(ev)
         if self.on_event is not None:
             self.on_event(ev)
 
@@ -267,65 +270,75 @@ class Simulation(SimulationSession):
 
     # ---------------------------------------------------------------- outputs
     def _collect(self) -> None:
+        eps, alive, timer_at = self.eps, self.alive, self._timer_at
         for side in SIDES:
-            ep = self.eps[side]
-            dl, out = ep.next_deadline(), ep.out
-            if not out.events and not out.segments and not ep.close_requested and \
-                    dl == self._timer_at[side]:
+            ep = eps[side]
+            mach, out = ep.machine, ep.out
+            dl = ep.next_deadline()
+            if not out.events and not out.segments and not mach.close_requested and \
+                    dl == timer_at[side]:
                 continue                      # nothing happened on this side
-            if not self.alive[side]:
-                ep.segments_to_send()
-                ep.take_events()
+            if not alive[side]:
+                out.take_segments()
+                out.take_events()
                 continue
-            evs = ep.take_events()
+            evs = out.take_events()
             if evs:
                 self._n_protocol += len(evs)
                 seq = self.seq
+                self.seq = seq + len(evs)
+                if self.keep_events:
+                    self.events.extend(evs)
+                inv, cb = self._inv_handlers, self.on_event
+                react = None
                 for ev in evs:
                     set_seq(ev, seq)
                     seq += 1
-                self.seq = seq
-                if self.keep_events:
-                    self.events.extend(evs)
-                inv, inv_kinds, watch, cb = (self.invariants.on_event, _INVARIANT_KINDS,
-                                             _WATCH, self.on_event)
-                react = []
-                for ev in evs:
-                    kind = type(ev)
-                    if kind in inv_kinds:
-                        inv(ev)
+                    kind = ev.__class__
+                    check = inv.get(kind)
+                    if check is not None:
+                        check(ev)
                     if cb is not None:
                         cb(ev)
-                    if kind in watch:
-                        react.append(ev)
+                    if kind in _WATCH:
+                        if react is None:
+                            react = [ev]
+                        else:
+                            react.append(ev)
                 # the simulator's reactions come after the whole batch: the events they
                 # emit are numbered after it, so on_event (recordings, the UIs) sees them
                 # in the same order as `events`
-                for ev in react:
-                    self._after_endpoint_event(side, ev)
+                if react is not None:
+                    for ev in react:
+                        self._after_endpoint_event(side, ev)
             # the endpoint's control outputs, not its event stream, drive the reactions
-            if ep.loads_started != self._loads[side]:    # a checkpoint load began
-                self._loads[side] = ep.loads_started
-                self._fire_process_faults("load", ep.load_started_n, side)
-            if ep.checkpoint != self._committed[side]:   # the committed-checkpoint counter
-                self._committed[side] = ep.checkpoint
+            if mach.loads_started != self._loads[side]:    # a checkpoint load began
+                self._loads[side] = mach.loads_started
+                self._fire_process_faults("load", mach.load_started_n, side)
+            if mach.checkpoint != self._committed[side]:   # the committed-checkpoint counter
+                self._committed[side] = mach.checkpoint
                 self._last_progress = self.now
-            batch: list = []
-            for seg in ep.segments_to_send():
-                if self._plain(side, seg):
-                    batch.append(seg)     # written together: one TCP burst, one delivery
-                    continue
-                self._flush(side, batch)
-                self._send(side, seg)
-            self._flush(side, batch)
-            if ep.close_requested and not self.link.closing:
+            segs = out.take_segments()
+            if segs:
+                if self.faults or not alive[side] or self.stalled[side] or self.link.closing:
+                    batch: list = []
+                    for seg in segs:
+                        if self._plain(side, seg):
+                            batch.append(seg)   # written together: one TCP burst, one delivery
+                            continue
+                        self._flush(side, batch)
+                        self._send(side, seg)
+                    self._flush(side, batch)
+                else:                           # no fault planned: all of it goes as one
+                    self._flush(side, segs)
+            if mach.close_requested and not self.link.closing:
                 self.close_link(f"{side} shut the connection down")
-            if ep.exited and self.alive[side]:
-                self.alive[side] = False
+            if mach.exited and alive[side]:
+                alive[side] = False
                 self.emit(side, "process", what="exit", why="the process exited")
             dl = ep.next_deadline()
-            if dl != self._timer_at[side]:
-                self._timer_at[side] = dl
+            if dl != timer_at[side]:
+                timer_at[side] = dl
                 self._timer_fire[side] = None
                 if dl is not None:
                     at = max(dl, self.now)

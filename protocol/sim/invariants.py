@@ -86,6 +86,16 @@ class Invariants:
                                     "t_ms": self.sim.now, "step": self.sim.steps})
 
     # -- per event -------------------------------------------------------------
+    def handlers(self) -> dict:
+        """Event class -> the check it gets (the simulator dispatches by class through
+        this dict; a class not in it reaches no invariant)."""
+        table = {cls: self.on_event for cls in _KINDS}
+        table[State] = self._on_state
+        return table
+
+    def _on_state(self, ev) -> None:
+        self._state[ev.side] = ev.to
+
     def on_event(self, ev) -> None:
         kind = type(ev)              # the class: an identity test per branch (hot path)
         if kind not in _KINDS:
