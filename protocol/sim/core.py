@@ -290,10 +290,12 @@ class Simulation(SimulationSession):
                 if self.keep_events:
                     self.events.extend(evs)
                 inv, cb = self._inv_handlers, self.on_event
+                if cb is not None or self.keep_events:
+                    for ev in evs:        # numbered for those who see them (no one else)
+                        set_seq(ev, seq)
+                        seq += 1
                 react = None
                 for ev in evs:
-                    set_seq(ev, seq)
-                    seq += 1
                     kind = ev.__class__
                     check = inv.get(kind)
                     if check is not None:
