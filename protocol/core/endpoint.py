@@ -97,7 +97,9 @@ class Endpoint:
         try:
             dec = self.decoder
             dec.feed(data)
-            while (item := dec.next_item()) is not None:
+            # without a progress hook, next_item is _next_item: call it directly
+            nxt = dec.next_item if dec.on_wait is not None else dec._next_item
+            while (item := nxt()) is not None:
                 self._on_item(item)
                 if mach.state in STOPPED:
                     break

@@ -158,11 +158,15 @@ class Simulation(SimulationSession):
                 continue            # superseded
             if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
                 continue
-            self.now = max(self.now, at)
-            self._advance_guests()
+            if at > self.now:
+                self.now = at
+            null = self._null_guest
+            if not null:
+                self._advance_guests()
             self._handlers[kind](payload)
             self._collect()
-            self._schedule_guest()
+            if not null:
+                self._schedule_guest()
             background += 1
             if kind not in _BACKGROUND or not self._queue or self._n_protocol != mark \
                     or background >= 1000 or self.now > self.max_time_ms \
@@ -207,15 +211,15 @@ class Simulation(SimulationSession):
             self.emit("link", "held", dir=d.direction, point=d.point, bytes=size_of(d.data),
                       why=f"{side} is stopped")
             return
-        parts = d.data if type(d.data) is tuple else (d.data,)
-        data = {"dir": d.direction, "point": d.point, "n": d.checkpoint,
-                "bytes": size_of(d.data)}
-        if d.note:
-            data["note"] = d.note
-        self._record(Deliver(self.now, "link", **data))
+        data = d.data
+        self._record(Deliver(self.now, "link", dir=d.direction, point=d.point,
+                             n=d.checkpoint, bytes=size_of(data), note=d.note or None))
         ep = self.eps[side]
-        for part in parts:
-            ep.receive_data(part, self.now)
+        if type(data) is tuple:
+            for part in data:
+                ep.receive_data(part, self.now)
+        else:
+            ep.receive_data(data, self.now)
 
     def _do_eof(self, side: str) -> None:
         if self.alive[side] and not self.stalled[side]:
