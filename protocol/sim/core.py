@@ -96,6 +96,15 @@ class Simulation(SimulationSession):
         self.invariants = Invariants(self)
         #: event class -> the invariants' check of it (the classes they do not use: none)
         self._inv_handlers = self.invariants.handlers()
+        #: the endpoint events the simulator reacts to, after their batch
+        self._react: list[Event] = []
+        #: event class -> what the simulator does with it when nobody else listens:
+        #: the invariants' check, and for the watched classes a note to react later
+        self._per_class = dict(self._inv_handlers)
+        for cls in _WATCH:
+            if cls is Vm and self._null_guest:
+                continue            # it stops no guest: nothing to react to
+            self._per_class[cls] = self._reacting(self._inv_handlers.get(cls))
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
             "start", "deliver", "eof", "timer", "input", "arbiter", "fault", "close",
             "client", "guest-tick", "reprotect")}
@@ -293,28 +302,33 @@ class Simulation(SimulationSession):
                 self.seq = seq + len(evs)
                 if self.keep_events:
                     self.events.extend(evs)
-                inv, cb = self._inv_handlers, self.on_event
+                cb = self.on_event
                 if cb is not None or self.keep_events:
                     for ev in evs:        # numbered for those who see them (no one else)
                         set_seq(ev, seq)
                         seq += 1
-                react = None
-                for ev in evs:
-                    kind = ev.__class__
-                    check = inv.get(kind)
-                    if check is not None:
-                        check(ev)
-                    if cb is not None:
+                react = self._react
+                if cb is None:
+                    get = self._per_class.get
+                    for ev in evs:
+                        check = get(ev.__class__)
+                        if check is not None:
+                            check(ev)
+                else:
+                    inv = self._inv_handlers.get
+                    for ev in evs:
+                        kind = ev.__class__
+                        check = inv(kind)
+                        if check is not None:
+                            check(ev)
                         cb(ev)
-                    if kind in _WATCH:
-                        if react is None:
-                            react = [ev]
-                        else:
+                        if kind in _WATCH:
                             react.append(ev)
                 # the simulator's reactions come after the whole batch: the events they
                 # emit are numbered after it, so on_event (recordings, the UIs) sees them
                 # in the same order as `events`
-                if react is not None:
+                if react:
+                    self._react = []
                     for ev in react:
                         self._after_endpoint_event(side, ev)
             # the endpoint's control outputs, not its event stream, drive the reactions
@@ -353,6 +367,15 @@ class Simulation(SimulationSession):
                     self._timer_fire[side] = at
                     self._push(at, "timer", side)
 
+    def _reacting(self, check):
+        """A watched class's handler: its invariant check (if any), then a note that the
+        simulator reacts to the event once its batch is through."""
+        def note(ev) -> None:
+            if check is not None:
+                check(ev)
+            self._react.append(ev)
+        return note
+
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
         kind = type(ev)
         if kind is Error or (kind is ColoExit and ev.reason == "error"):
@@ -382,11 +405,14 @@ class Simulation(SimulationSession):
         direction = P2S if side == "primary" else S2P
         if len(batch) == 1:
             data = batch[0].data
-        elif sum(len(g.data) for g in batch) < 1 << 20:
-            data = b"".join(g.data for g in batch)
-        else:                        # a big burst travels as its pieces: no 100 MB join
-            data = tuple(g.data for g in batch)
-        point = "+".join(g.point for g in batch)
+            point = batch[0].point
+        else:
+            pieces = [g.data for g in batch]
+            point = "+".join([g.point for g in batch])
+            if sum(map(len, pieces)) < 1 << 20:
+                data = b"".join(pieces)
+            else:                    # a big burst travels as its pieces: no 100 MB join
+                data = tuple(pieces)
         d = self.link.schedule(self.now, direction, data, point, batch[-1].checkpoint)
         self._push(d.at_ms, "deliver", d)
         batch.clear()
