@@ -123,6 +123,13 @@ class RoleMachine:
         out = self.out
         out.events.append(cls(out.now, self.role, **fields))
 
+    def detail(self, cls: type[Event], **fields) -> None:
+        """Emit a detail event (an action no invariant checks): only when someone reads
+        them (``Outbox.detail``)."""
+        out = self.out
+        if out.detail:
+            out.events.append(cls(out.now, self.role, **fields))
+
     def send(self, name: str, value: int = 0) -> None:
         raw = self.dialect.encode(name, value)
         out = self.out
@@ -232,9 +239,10 @@ class RoleMachine:
             return
         old, self.run_state = self.run_state, run
         out = self.out
-        out.events.append(Vm(out.now, self.role, run=run, why=why,
-                             qmp=("RESUME" if run == "running" else
-                                  "STOP" if old == "running" else None)))
+        if out.detail:
+            out.events.append(Vm(out.now, self.role, run=run, why=why,
+                                 qmp=("RESUME" if run == "running" else
+                                      "STOP" if old == "running" else None)))
 
     def stop_vm(self, why: str, state: str = "colo") -> None:
         self.guest.stop()
@@ -248,7 +256,8 @@ class RoleMachine:
         if status != self.migration_status:
             self.migration_status = status
             out = self.out
-            out.events.append(Migration(out.now, self.role, status=status))
+            if out.detail:
+                out.events.append(Migration(out.now, self.role, status=status))
 
     # ---------------------------------------------------------------- errors
     def on_peer_closed(self) -> None:

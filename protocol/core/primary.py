@@ -119,10 +119,10 @@ class PrimaryMachine(RoleMachine):
             return WAIT_REPLY
         self.stop_vm(f"checkpoint {self.in_flight}: stop the PVM")
         self.guest.replication_checkpoint()
-        self.ev(Action, name="replication-checkpoint")
+        self.detail(Action, name="replication-checkpoint")
         self.send(m.VMSTATE_SEND)
         blob = self.guest.save_devices()
-        self.ev(Action, name="save-devices", bytes=len(blob))
+        self.detail(Action, name="save-devices", bytes=len(blob))
         records = self.guest.collect_dirty_pages()
         from protocol.migration.stream import encode_ram_part
         ram = encode_ram_part(records, self.ram_context)

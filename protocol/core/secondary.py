@@ -79,7 +79,7 @@ class SecondaryMachine(RoleMachine):
     def _enter_colo(self) -> None:
         self.set_migration_status(MIG_COLO)
         self.colo_thread_alive = True
-        self.ev(Action, name="start-dirty-log")
+        self.detail(Action, name="start-dirty-log")
         if self.mode == "hybrid":
             self.start_vm("COLO incoming thread starts the SVM")
         else:
@@ -118,7 +118,7 @@ class SecondaryMachine(RoleMachine):
 
     def _on_ram(self, part: m.RamPart) -> None:
         self._cache(part.records)
-        self.ev(Action, name="cache-pages", pages=part.page_count())
+        self.detail(Action, name="cache-pages", pages=part.page_count())
 
     def _on_size(self, msg: m.Message) -> None:
         self.ev(Action, name="expect-blob", bytes=msg.value)
@@ -154,7 +154,7 @@ class SecondaryMachine(RoleMachine):
             raise RemoteProtocolError("state blob ends inside its RAM part", state=self.state)
         records = reader.records
         self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
-        self.ev(Action, name="cache-pages", pages=len(records))
+        self.detail(Action, name="cache-pages", pages=len(records))
         return data[used:]
 
     def _proto_ctx(self):
@@ -176,7 +176,7 @@ class SecondaryMachine(RoleMachine):
                                       state=self.state) from None
         self.ev(Action, name="load-devices", bytes=len(self._blob))
         self.guest.replication_checkpoint()
-        self.ev(Action, name="replication-checkpoint")
+        self.detail(Action, name="replication-checkpoint")
         self._blob = b""
         self.vmstate_loading = False
         self.ev(Load, phase="end", n=self.in_flight)

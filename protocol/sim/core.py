@@ -75,8 +75,9 @@ class Simulation(SimulationSession):
         self._committed = {s: 0 for s in SIDES}
         self._loads = {s: 0 for s in SIDES}             # each endpoint's loads_started
         self.events: list[Event] = []
-        self.keep_events = keep_events
-        self.on_event = on_event
+        self._keep_events = keep_events
+        self._on_event = on_event
+        self._set_detail()
         self.inputs: list[dict] = []
         self.plan = fl.FaultPlan(self.faults)
         self.fired: set[int] = self.plan.fired
@@ -125,6 +126,36 @@ class Simulation(SimulationSession):
             (self.target + 2) * (delay + slack + cfg.jitter_ms + 1000)
             + 10 * cfg.arbiter_ms + 60_000)
 
+    # ------------------------------------------------------- who reads the events
+    @property
+    def on_event(self):
+        """Called with each event as it happens (recordings, the UIs), or None."""
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, callback) -> None:
+        self._on_event = callback
+        self._set_detail()
+
+    @property
+    def keep_events(self) -> bool:
+        """Whether ``events`` keeps every event."""
+        return self._keep_events
+
+    @keep_events.setter
+    def keep_events(self, keep: bool) -> None:
+        self._keep_events = keep
+        self._set_detail()
+
+    def _set_detail(self) -> None:
+        """The endpoints emit their detail events (vm, migration, the actions no
+        invariant checks) when someone reads them: kept events, a subscriber, or a
+        guest model (whose stop for a checkpoint the simulator follows by its vm
+        event).  A run nobody watches (the benchmark, the swarm) skips them."""
+        detail = self._keep_events or self._on_event is not None or not self._null_guest
+        for ep in self.eps.values():
+            ep.out.detail = detail
+
     # ------------------------------------------------------------ scheduling
     def check_fault(self, f) -> None:
         """Refuse a fault this session's dialect cannot carry (FaultSpecError)."""
@@ -141,13 +172,13 @@ class Simulation(SimulationSession):
             self._n_protocol += 1
         ev.stamp(self.seq)
         self.seq += 1
-        if self.keep_events:
+        if self._keep_events:
             self.events.append(ev)
         check = self._inv_handlers.get(ev.__class__)
         if check is not None:
             check(ev)
-        if self.on_event is not None:
-            self.on_event(ev)
+        if self._on_event is not None:
+            self._on_event(ev)
 
     # ---------------------------------------------------------------- stepping
     def step(self) -> list[Event]:
@@ -300,10 +331,10 @@ class Simulation(SimulationSession):
                 self._n_protocol += len(evs)
                 seq = self.seq
                 self.seq = seq + len(evs)
-                if self.keep_events:
+                if self._keep_events:
                     self.events.extend(evs)
-                cb = self.on_event
-                if cb is not None or self.keep_events:
+                cb = self._on_event
+                if cb is not None or self._keep_events:
                     for ev in evs:        # numbered for those who see them (no one else)
                         set_seq(ev, seq)
                         seq += 1
