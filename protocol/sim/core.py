@@ -423,6 +423,8 @@ class Simulation(SimulationSession):
         return self.plan.pending(point, n)
 
     def _fire_process_faults(self, point: str, n: int, side: str) -> None:
+        if not self.faults:
+            return
         for f in self.plan.take(point, n, link=False):
             self._process_fault(f)
 
