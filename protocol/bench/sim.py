@@ -2,11 +2,16 @@
 
 The rates are CPU time (time.process_time), best of interleaved rounds, so a
 machine busy with other work does not distort them (another process's load
-stretches wall time, not this process's CPU time). The headline baseline is
-issue 11's: a plain ``struct`` loop that exchanges the same six messages between
-two byte buffers with a state check per message and no objects.  A second
-baseline moves them through the codec (no machines, no events), so its ratio
-says what the machines, the event stream and the invariants cost.
+stretches wall time, not this process's CPU time).  Two baselines, measured in
+the same run:
+
+* the headline ``ratio`` (issue 11's): a plain-Python ``struct`` loop that
+  exchanges the same six control messages (with vmstate-size's value and a
+  one-byte device blob) between two byte buffers, each side checking its state
+  per message, with no objects at all: what the bytes cost in Python;
+* ``codec_ratio``: a loop that moves the same messages through the codec (no
+  machines, no events): what the machines, the event stream and the invariants
+  cost on top of decoding.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import json
 import statistics
 import time
 
-#: issue 11: the simulator at ≥ 0.055 of the plain struct loop
+#: issue 11's goal for the headline ratio (against the struct loop)
 GOAL_RATIO = 0.055
 
 
@@ -57,47 +62,51 @@ def _codec_rate(checkpoints: int) -> float:
 
 
 def _struct_rate(checkpoints: int) -> float:
-    """The issue's baseline: the same six qemu-dialect messages exchanged between two
-    byte buffers with plain ``struct`` calls and one state check per message — no
-    objects, no events, no machines.  What a checkpoint costs with nothing but the
-    wire and the order of the handshake."""
+    """Issue 11's baseline: the six qemu-dialect messages of a checkpoint with an
+    empty RAM part and a one-byte device blob, each packed with ``struct`` into the
+    byte buffer of its direction; the other side reads whatever the buffer holds,
+    message by message, and checks each against the state it is in (the state it
+    expects next); no objects, no events, no codec."""
     import struct
-    be32, be32q = struct.Struct(">I"), struct.Struct(">IQ")
-    pack, unpack, pack_size, unpack_size = be32.pack, be32.unpack_from, be32q.pack, \
-        be32q.unpack_from
-    request, reply, send, size, received, loaded = 1, 2, 3, 4, 5, 6
+    be32, be32_64 = struct.Struct(">I"), struct.Struct(">IQ")
+    pack32, pack3264 = be32.pack, be32_64.pack
+    unpack32, unpack3264 = be32.unpack_from, be32_64.unpack_from
+    request, reply, send, received, loaded = (pack32(i) for i in (1, 2, 3, 5, 6))
+    p2s, s2p = bytearray(), bytearray()
+    # the opcode each side expects next, by its state
+    s_want, p_want = (1, 3, 4), (2, 5, 6)
     t = time.process_time()
+    p_state = s_state = 0
     for _ in range(checkpoints):
-        p2s = bytearray()                    # the primary writes, the secondary reads
-        s2p = bytearray()
-        p2s += pack(request)
-        state = "running"
-        (got,) = unpack(p2s, 0)
-        if got != request or state != "running":
-            raise AssertionError("out of order")
-        state = "requested"
-        s2p += pack(reply)
-        (got,) = unpack(s2p, 0)
-        if got != reply or state != "requested":
-            raise AssertionError("out of order")
-        p2s += pack(send)
-        (got,) = unpack(p2s, 4)
-        if got != send:
-            raise AssertionError("out of order")
-        state = "loading"
-        p2s += pack_size(size, 0)
-        got, value = unpack_size(p2s, 8)
-        if got != size or state != "loading" or value:
-            raise AssertionError("out of order")
-        s2p += pack(received)
-        (got,) = unpack(s2p, 4)
-        if got != received:
-            raise AssertionError("out of order")
-        s2p += pack(loaded)
-        (got,) = unpack(s2p, 8)
-        if got != loaded:
-            raise AssertionError("out of order")
-        state = "running"
+        for out, data in ((p2s, request), (s2p, reply), (p2s, send), (p2s, None),
+                          (s2p, received), (s2p, loaded)):
+            if data is None:
+                out += pack3264(4, 1)                      # vmstate-size 1
+                out += b"\x00"                             # and the 1-byte blob
+            else:
+                out += data
+            if out is p2s:                                 # the secondary reads
+                pos = 0
+                while pos < len(p2s):
+                    (op,) = unpack32(p2s, pos)
+                    if op != s_want[s_state]:
+                        raise AssertionError(f"secondary: unexpected message {op}")
+                    if op == 4:
+                        op, n = unpack3264(p2s, pos)
+                        pos += 12 + n
+                    else:
+                        pos += 4
+                    s_state = (s_state + 1) % 3
+                del p2s[:pos]
+            else:                                          # the primary reads
+                pos = 0
+                while pos < len(s2p):
+                    (op,) = unpack32(s2p, pos)
+                    if op != p_want[p_state]:
+                        raise AssertionError(f"primary: unexpected message {op}")
+                    pos += 4
+                    p_state = (p_state + 1) % 3
+                del s2p[:pos]
     return checkpoints / _elapsed(t)
 
 
@@ -128,17 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         sims.append(_sim_rate(args.checkpoints))
         codecs.append(_codec_rate(args.checkpoints))
         structs.append(_struct_rate(args.checkpoints * 10))
-    sim, codec, plain = max(sims), max(codecs), max(structs)  # best round: least disturbed
+    # best round: the least disturbed
+    sim, codec, base = max(sims), max(codecs), max(structs)
     out = {"simulator_checkpoints_per_s": {
-        "value": round(sim), "baseline": round(plain),
-        "baseline_what": "plain struct loop, same six messages, a state check each, "
-                         "no objects (issue 11's baseline)",
-        "ratio": round(sim / plain, 4), "goal_ratio": GOAL_RATIO,
-        "codec_baseline": round(codec), "codec_baseline_what": "codec-only loop, same messages",
-        "codec_ratio": round(sim / codec, 3),
+        "value": round(sim), "baseline": round(base),
+        "baseline_what": "plain-Python struct loop, same six messages, no objects",
+        "ratio": round(sim / base, 4), "goal_ratio": GOAL_RATIO,
+        "codec_baseline": round(codec),
+        "codec_baseline_what": "codec-only loop, same messages",
+        "codec_ratio": round(sim / codec, 3), "goal": 10000,
         "timing": f"CPU time, best of {len(sims)}",
-        "median": round(statistics.median(sims)),
-        "median_ratio": round(statistics.median(sims) / statistics.median(structs), 4)}}
+        "median": round(statistics.median(sims))}}
     if not args.no_matrix:
         secs, cases = _matrix_seconds()
         out["fault_matrix"] = {"value": round(secs, 3), "cases": cases, "goal_s": 10.0,
@@ -148,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         s = out["simulator_checkpoints_per_s"]
         print(f"simulator: {s['value']} checkpoints/s ({s['timing']}; median "
-              f"{s['median']}/s); plain struct loop {s['baseline']}/s; ratio {s['ratio']} "
-              f"(goal ≥ {s['goal_ratio']}); codec-only loop {s['codec_baseline']}/s, "
+              f"{s['median']}/s); struct loop {s['baseline']}/s: ratio {s['ratio']} "
+              f"(goal >= {s['goal_ratio']}); codec-only loop {s['codec_baseline']}/s: "
               f"ratio {s['codec_ratio']}")
         if "fault_matrix" in out:
             m = out["fault_matrix"]

@@ -196,22 +196,31 @@ class Decoder:
         avail = len(buf) - pos
         if avail < width:
             return None
-        msg_id = int.from_bytes(buf[pos:pos + width], "big")
-        name = d.names.get(msg_id)
-        if name is None:
+        frame = d.frames.get(bytes(buf[pos:pos + width]))
+        if frame is None:
+            msg_id = int.from_bytes(buf[pos:pos + width], "big")
             text, hint = _invalid_text(d, msg_id)
             raise DecodeError(text, state="receive", offending=msg_id, hint=hint)
-        need = width + 8 if (d.value_on_every_message or name == m.VMSTATE_SIZE) else width
+        name, need, msg = frame
+        if msg is not None:          # no value: one slice, one lookup, the singleton
+            self._pos = pos + need
+            self.bytes_consumed += need
+            if name == m.VMSTATE_SEND and self.sender == "primary":
+                if d.ram_outside_blob:
+                    self._start_ram()
+                else:
+                    self._state = _SIZE_WORD
+            return msg
         if avail < need:
             if self.accepts is not None and not self.accepts(name):
                 # v11 checks the command before it reads the value (colo_ctl_get)
-                return m.Message(name, 0, msg_id, self._take(width))
+                return m.Message(name, 0, d.ids[name], self._take(width))
             return None
         raw = bytes(buf[pos:pos + need])
         self._pos = pos + need
         self.bytes_consumed += need
-        value = int.from_bytes(raw[4:12], "big") if need == 12 else 0
-        msg = m.Message(name, value, msg_id, raw)
+        value = int.from_bytes(raw[width:], "big")
+        msg = m.Message(name, value, d.ids[name], raw)
         if self.sender == "primary":
             if name == m.VMSTATE_SEND:
                 if d.ram_outside_blob:

@@ -70,11 +70,24 @@ class Dialect:
     failover_state_names: dict[str, str] = field(default_factory=dict)
     names: dict[int, str] = field(init=False, repr=False, compare=False)
     _plain: dict[str, bytes] = field(init=False, repr=False, compare=False)
+    #: the frame table, built once: opcode bytes -> (name, size of the whole message,
+    #: the message itself when it carries no value — one immutable singleton — else None)
+    frames: dict[bytes, tuple[str, int, m.Message | None]] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", {v: k for k, v in self.ids.items()})
         object.__setattr__(self, "_plain", {})
         self._plain.update({n: self.encode(n, 0) for n in self.ids})
+        frames = {}
+        for name, msg_id in self.ids.items():
+            width = self.opcode_bytes
+            op = msg_id.to_bytes(width, "big")
+            if self.has_value(name):
+                frames[op] = (name, width + 8, None)
+            else:
+                frames[op] = (name, width, m.Message(name, 0, msg_id, op))
+        object.__setattr__(self, "frames", frames)
 
     # -- ids ----------------------------------------------------------------
     @property

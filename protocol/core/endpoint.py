@@ -19,7 +19,7 @@ from operator import attrgetter
 from protocol.core import messages as m
 from protocol.core.codec import Decoder
 from protocol.core.dialects import Dialect
-from protocol.core.events import Recv
+from protocol.core.events import Recv, RecvDeviceState, RecvRam
 from protocol.core.failover import FailoverMachine
 from protocol.core.machine import (
     MIG_ACTIVE,
@@ -97,7 +97,9 @@ class Endpoint:
         try:
             dec = self.decoder
             dec.feed(data)
-            while (item := dec.next_item()) is not None:
+            # without a progress hook, next_item is _next_item: call it directly
+            nxt = dec.next_item if dec.on_wait is not None else dec._next_item
+            while (item := nxt()) is not None:
                 self._on_item(item)
                 if mach.state in STOPPED:
                     break
@@ -112,13 +114,13 @@ class Endpoint:
             mach._dispatch(item.name, item)
             mach.understood += 1
         elif isinstance(item, m.RamPart):
-            mach.emit("recv-ram", pages=item.page_count(), bytes=item.size_bytes,
-                      **item.kind_counts())
+            out.events.append(RecvRam(out.now, self.role, pages=item.page_count(),
+                                      bytes=item.size_bytes, **item.kind_counts()))
             mach._dispatch("ram", item)
         elif item.__class__ is m.RamChunk:
             mach._dispatch("ram-chunk", item)
         elif isinstance(item, m.StateBlob):
-            mach.emit("recv-device-state", bytes=len(item.data))
+            out.events.append(RecvDeviceState(out.now, self.role, bytes=len(item.data)))
             mach._dispatch("blob", item)
         elif isinstance(item, m.InitialStream):
             mach.emit("recv-initial", bytes=item.size_bytes)

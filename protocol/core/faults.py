@@ -181,18 +181,29 @@ class FaultPlan:
     first, just before the piece leaves; then, if the piece still goes out, its
     link faults, which `link_effect` applies."""
 
-    __slots__ = ("faults", "fired")
+    __slots__ = ("faults", "fired", "_index", "_indexed")
 
     def __init__(self, faults=(), fired: set[int] | None = None) -> None:
         self.faults = faults if isinstance(faults, list) else [
             f if isinstance(f, Fault) else parse(f) for f in faults]
         self.fired = set() if fired is None else fired
+        self._index: dict[tuple[str, int], list[int]] = {}
+        self._indexed = -1            # how many faults the index covers (-1: none)
 
     def pending(self, point: str, n: int) -> list[int]:
-        """Indexes of the faults not yet fired at (point, n)."""
-        n = max(n, 1)
-        return [i for i, f in enumerate(self.faults)
-                if i not in self.fired and f.point == point and f.checkpoint == n]
+        """Indexes of the faults not yet fired at (point, n): one dict lookup (the
+        index is built from the plan, and rebuilt when a fault is appended to it)."""
+        faults = self.faults
+        if self._indexed != len(faults):
+            index: dict[tuple[str, int], list[int]] = {}
+            for i, f in enumerate(faults):
+                index.setdefault((f.point, f.checkpoint), []).append(i)
+            self._index, self._indexed = index, len(faults)
+        idx = self._index.get((point, n if n > 1 else 1))
+        if idx is None:
+            return []
+        fired = self.fired
+        return [i for i in idx if i not in fired]
 
     def take(self, point: str, n: int, *, link: bool) -> list[Fault]:
         """Fire the link (or the process) faults at (point, n)."""

@@ -19,7 +19,17 @@ from typing import NamedTuple
 from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core.dialects import Dialect, guess_peer_dialect
-from protocol.core.events import Event, Segment, Send, State
+from protocol.core.events import (
+    Event,
+    Migration,
+    Segment,
+    Send,
+    SendDeviceState,
+    SendInitial,
+    SendRam,
+    State,
+    Vm,
+)
 from protocol.core.guestport import NullGuest
 from protocol.core.outbox import Outbox
 from protocol.core.states import DONE, ERROR, SHUTDOWN, STOPPED, Input
@@ -68,7 +78,7 @@ class RoleMachine:
         self.timers = timers
         self.failover = failover
         self.decoder = None          # set by the Endpoint (the prototype's blob reader)
-        self.state = self.INITIAL_STATE
+        self.state = str(self.INITIAL_STATE)
         self.migration_status = MIG_SETUP
         self.last_mode = fo.MODE_NONE
         self.run_state = "prelaunch"
@@ -80,6 +90,17 @@ class RoleMachine:
         self.peer_closed = False
         self.understood = 0          # control messages from the peer handled without error
         self.exited = False          # v11: the secondary exits after the default failover
+        self._table = self._bind_table()
+
+    def _bind_table(self) -> dict:
+        """The class's TABLE with each transition's handler (and ``then``) bound to
+        this machine and its states as plain strings: (handler, next, then, alt)."""
+        table = {}
+        for (state, kind), t in self.TABLE.items():
+            then = getattr(self, t.then) if t.then is not None else None
+            table[(str(state), str(kind))] = (getattr(self, t.handler), str(t.next), then,
+                                              t.alt, t.handler)
+        return table
 
     def __init_subclass__(cls, **kw) -> None:
         super().__init_subclass__(**kw)
@@ -97,6 +118,18 @@ class RoleMachine:
         out = self.out
         out.events.append(Event(out.now, self.role, kind, data))
 
+    def ev(self, cls: type[Event], **fields) -> None:
+        """Emit an event of class ``cls`` (the hot emitters: no lookup by kind name)."""
+        out = self.out
+        out.events.append(cls(out.now, self.role, **fields))
+
+    def detail(self, cls: type[Event], **fields) -> None:
+        """Emit a detail event (an action no invariant checks): only when someone reads
+        them (``Outbox.detail``)."""
+        out = self.out
+        if out.detail:
+            out.events.append(cls(out.now, self.role, **fields))
+
     def send(self, name: str, value: int = 0) -> None:
         raw = self.dialect.encode(name, value)
         out = self.out
@@ -104,8 +137,9 @@ class RoleMachine:
         out.events.append(Send(out.now, self.role, msg=name, value=value, raw=raw))
 
     def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
-        self.out.segments.append(Segment(kind, point, data, self.in_flight))
-        self.emit("send-" + point, bytes=len(data), **info)
+        out = self.out
+        out.segments.append(Segment(kind, point, data, self.in_flight))
+        out.events.append(_SEND_EVENT[point](out.now, self.role, bytes=len(data), **info))
 
     def set_timer(self, name: str, at_ms: float) -> None:
         self.timers.set(name, at_ms)
@@ -115,35 +149,41 @@ class RoleMachine:
 
     # ------------------------------------------------------------- the table
     def goto(self, state: str) -> None:
-        if state != self.state:
-            self.out.events.append(State(self.out.now, self.role, machine=self.role,
-                                         to=str(state), from_=str(self.state)))
+        old = self.state
+        if state != old:
+            if type(state) is not str:
+                state = str(state)          # an enum member: the plain string
+            out = self.out
+            out.events.append(State(out.now, self.role, machine=self.role, to=state,
+                                    from_=old))
             self.state = state
 
     def accepts(self, kind: str) -> bool:
-        return (self.state, kind) in self.TABLE
+        return (self.state, kind) in self._table
 
     def expected_inputs(self) -> list[str]:
         return [str(k) for (s, k) in self.TABLE if s == self.state]
 
     def _dispatch(self, kind: str, item=None) -> None:
         state = self.state
-        t = self.TABLE.get((state, kind))
+        t = self._table.get((state, kind))
         if t is None:
             raise self._no_transition(kind, item)
-        override = getattr(self, t.handler)(item)
+        handler, nxt, then, alt, name = t
+        override = handler(item)
         if self.state != state:      # the handler's transition ended elsewhere
             return
         if override is not None:
-            if override not in t.alt:
+            if override not in alt:
                 raise LocalProtocolError(
-                    f"{self.role}: {t.handler} chose {override}, which the table does not "
+                    f"{self.role}: {name} chose {override}, which the table does not "
                     f"list for ({state}, {kind})", state=state, offending=kind)
             self.goto(override)
         else:
-            self.goto(t.next)
-            if t.then is not None:
-                getattr(self, t.then)()
+            if nxt != state:
+                self.goto(nxt)
+            if then is not None:
+                then()
 
     def _no_transition(self, kind: str, item) -> ProtocolError:
         expected = self.expected_inputs()
@@ -189,7 +229,7 @@ class RoleMachine:
             self.default_failover()
             return
         kind = "timer:" + name
-        if name == "checkpoint" and (self.state, kind) not in self.TABLE:
+        if name == "checkpoint" and (self.state, kind) not in self._table:
             return           # the checkpoint timer outside COLO: nothing to pace
         self._dispatch(kind)
 
@@ -198,8 +238,11 @@ class RoleMachine:
         if run == self.run_state:
             return
         old, self.run_state = self.run_state, run
-        self.emit("vm", run=run, why=why, qmp=("RESUME" if run == "running" else
-                                              "STOP" if old == "running" else None))
+        out = self.out
+        if out.detail:
+            out.events.append(Vm(out.now, self.role, run=run, why=why,
+                                 qmp=("RESUME" if run == "running" else
+                                      "STOP" if old == "running" else None)))
 
     def stop_vm(self, why: str, state: str = "colo") -> None:
         self.guest.stop()
@@ -212,7 +255,9 @@ class RoleMachine:
     def set_migration_status(self, status: str) -> None:
         if status != self.migration_status:
             self.migration_status = status
-            self.emit("migration", status=status)
+            out = self.out
+            if out.detail:
+                out.events.append(Migration(out.now, self.role, status=status))
 
     # ---------------------------------------------------------------- errors
     def on_peer_closed(self) -> None:
@@ -328,6 +373,9 @@ class RoleMachine:
                 "checkpoint": self.checkpoint, "in_flight": self.in_flight,
                 "error": self.error, "checkpoint_delay_ms": self.checkpoint_delay_ms}
 
+
+#: send_payload's event, by the segment's point
+_SEND_EVENT = {"ram": SendRam, "device-state": SendDeviceState, "initial": SendInitial}
 
 __all__ = ["DONE", "ERROR", "MIG_ACTIVE", "MIG_COLO", "MIG_COMPLETED", "MIG_FAILED",
            "MIG_SETUP", "SHUTDOWN", "STOPPED", "Input", "RoleMachine", "Transition"]

@@ -2,6 +2,11 @@
 
 The machine appends; the driver takes (``take_segments``, ``take_events``).  ``now``
 is the time of the input being handled, stamped on every event.
+
+``detail`` says whether anyone reads the detail events (``vm``, ``migration`` and the
+actions no invariant checks: ``save-devices``, ``replication-checkpoint``,
+``cache-pages``, ``start-dirty-log``): a driver whose events nobody records or shows
+turns it off, and the machines then skip them (their state still changes).
 """
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ from protocol.core.events import Event, Segment
 
 
 class Outbox:
-    __slots__ = ("role", "now", "segments", "events")
+    __slots__ = ("role", "now", "segments", "events", "detail")
 
     def __init__(self, role: str) -> None:
         self.role = role
         self.now = 0.0
+        self.detail = True
         self.segments: list[Segment] = []
         self.events: list[Event] = []
 

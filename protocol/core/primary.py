@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from protocol.core import failover as fo
 from protocol.core import messages as m
+from protocol.core.events import Action, Checkpoint
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition
 from protocol.core.states import STOPPED, Input, PrimaryState
 
@@ -104,7 +105,7 @@ class PrimaryMachine(RoleMachine):
         self._last_begin = self._now
         self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
         self.in_flight = self.checkpoint + 1
-        self.emit("checkpoint", n=self.in_flight, phase="begin", reason=reason)
+        self.ev(Checkpoint, n=self.in_flight, phase="begin", reason=reason)
         self.send(m.CHECKPOINT_REQUEST)
 
     def _check_link(self) -> None:
@@ -118,10 +119,10 @@ class PrimaryMachine(RoleMachine):
             return WAIT_REPLY
         self.stop_vm(f"checkpoint {self.in_flight}: stop the PVM")
         self.guest.replication_checkpoint()
-        self.emit("action", name="replication-checkpoint")
+        self.detail(Action, name="replication-checkpoint")
         self.send(m.VMSTATE_SEND)
         blob = self.guest.save_devices()
-        self.emit("action", name="save-devices", bytes=len(blob))
+        self.detail(Action, name="save-devices", bytes=len(blob))
         records = self.guest.collect_dirty_pages()
         from protocol.migration.stream import encode_ram_part
         ram = encode_ram_part(records, self.ram_context)
@@ -164,7 +165,7 @@ class PrimaryMachine(RoleMachine):
             self._release()
         self.checkpoint = self.in_flight
         self.in_flight = 0
-        self.emit("checkpoint", n=self.checkpoint, phase="commit")
+        self.ev(Checkpoint, n=self.checkpoint, phase="commit")
         if self.shutdown_requested and self.dialect.has_shutdown_message:
             self.send(m.GUEST_SHUTDOWN)
             self.stop_vm("guest shutdown after the final checkpoint", "shutdown")
@@ -198,12 +199,12 @@ class PrimaryMachine(RoleMachine):
 
     def _release(self) -> None:
         n = self.guest.release_output()
-        self.emit("action", name="release-output", packets=n)
+        self.ev(Action, name="release-output", packets=n)
 
     # -- operator ------------------------------------------------------------
     def request_checkpoint(self, reason: str = "operator") -> None:
         super().request_checkpoint(reason)
-        if (self.state, Input.CHECKPOINT) in self.TABLE:
+        if (self.state, Input.CHECKPOINT) in self._table:
             self._guarded(self._dispatch, Input.CHECKPOINT, reason)
         else:
             self.emit("ignored", why=f"no checkpoint in state {self.state}")
@@ -277,6 +278,6 @@ class PrimaryMachine(RoleMachine):
         reason = fo.REASON_ERROR if self.faithful else fo.REASON_REQUEST
         self.cancel_timer("save")
         self._blob = b"\x00"
-        self.emit("action", name="take-over", why="the secondary is gone")
+        self.ev(Action, name="take-over", why="the secondary is gone")
         self.guest.take_over()
         self.finish_failover(reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from protocol.core import failover as fo
 from protocol.core import messages as m
+from protocol.core.events import Action, Checkpoint, Load
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition
 from protocol.core.states import Input, SecondaryState
 from protocol.errors import RemoteProtocolError
@@ -71,14 +72,14 @@ class SecondaryMachine(RoleMachine):
                 raise RemoteProtocolError(f"initial migration: {exc}",
                                           state=self.state) from None
         report = getattr(self.guest, "initial_report", None)
-        self.emit("action", name="load-initial", bytes=item.size_bytes,
+        self.ev(Action, name="load-initial", bytes=item.size_bytes,
                   **(report() if report else {}))
         self._enter_colo()
 
     def _enter_colo(self) -> None:
         self.set_migration_status(MIG_COLO)
         self.colo_thread_alive = True
-        self.emit("action", name="start-dirty-log")
+        self.detail(Action, name="start-dirty-log")
         if self.mode == "hybrid":
             self.start_vm("COLO incoming thread starts the SVM")
         else:
@@ -91,7 +92,7 @@ class SecondaryMachine(RoleMachine):
                 f"Got unexpected value {msg.value} for '{msg.name}' command",
                 state=self.state, offending=msg.value)
         self.in_flight = self.checkpoint + 1
-        self.emit("checkpoint", n=self.in_flight, phase="begin")
+        self.ev(Checkpoint, n=self.in_flight, phase="begin")
         if self.run_state == "running":
             self.stop_vm(f"checkpoint {self.in_flight}: stop the SVM")
         else:
@@ -117,10 +118,10 @@ class SecondaryMachine(RoleMachine):
 
     def _on_ram(self, part: m.RamPart) -> None:
         self._cache(part.records)
-        self.emit("action", name="cache-pages", pages=part.page_count())
+        self.detail(Action, name="cache-pages", pages=part.page_count())
 
     def _on_size(self, msg: m.Message) -> None:
-        self.emit("action", name="expect-blob", bytes=msg.value)
+        self.ev(Action, name="expect-blob", bytes=msg.value)
 
     def _on_blob(self, blob: m.StateBlob) -> None:
         data = blob.data
@@ -133,7 +134,7 @@ class SecondaryMachine(RoleMachine):
     def _begin_load(self) -> None:
         self.loads_started += 1                 # the load-started signal (a control output)
         self.load_started_n = self.in_flight
-        self.emit("load", phase="begin", n=self.in_flight)
+        self.ev(Load, phase="begin", n=self.in_flight)
         if self.load_ms > 0:
             self.set_timer("load", self._now + self.load_ms)
         else:
@@ -153,7 +154,7 @@ class SecondaryMachine(RoleMachine):
             raise RemoteProtocolError("state blob ends inside its RAM part", state=self.state)
         records = reader.records
         self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
-        self.emit("action", name="cache-pages", pages=len(records))
+        self.detail(Action, name="cache-pages", pages=len(records))
         return data[used:]
 
     def _proto_ctx(self):
@@ -166,30 +167,30 @@ class SecondaryMachine(RoleMachine):
         flushed = self.guest.flush_cache()
         self.pages_flushed_total += flushed
         report = getattr(self.guest, "flush_report", None)
-        self.emit("action", name="flush-cache", pages=flushed, **(report() if report else {}))
+        self.ev(Action, name="flush-cache", pages=flushed, **(report() if report else {}))
         try:
             self.guest.load_devices(self._blob)
         except ValueError as exc:
             self.vmstate_loading = False
             raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
                                       state=self.state) from None
-        self.emit("action", name="load-devices", bytes=len(self._blob))
+        self.ev(Action, name="load-devices", bytes=len(self._blob))
         self.guest.replication_checkpoint()
-        self.emit("action", name="replication-checkpoint")
+        self.detail(Action, name="replication-checkpoint")
         self._blob = b""
         self.vmstate_loading = False
-        self.emit("load", phase="end", n=self.in_flight)
+        self.ev(Load, phase="end", n=self.in_flight)
         if self.mode == "hybrid":
             self.start_vm(f"checkpoint {self.in_flight} loaded: resume the SVM")
         else:
             self.set_run_state("paused", f"checkpoint {self.in_flight} loaded")
         if self.failover.state == fo.RELAUNCH:      # the primary never hears of it
             self.checkpoint, self.in_flight = self.in_flight, 0
-            self.emit("checkpoint", n=self.checkpoint, phase="commit", loaded_sent=False)
+            self.ev(Checkpoint, n=self.checkpoint, phase="commit", loaded_sent=False)
             return
         self.send(m.VMSTATE_LOADED)
         self.checkpoint, self.in_flight = self.in_flight, 0
-        self.emit("checkpoint", n=self.checkpoint, phase="commit")
+        self.ev(Checkpoint, n=self.checkpoint, phase="commit")
 
     def _after_load(self) -> None:
         if self.failover.state == fo.RELAUNCH:      # the deferred failover runs now
@@ -218,11 +219,11 @@ class SecondaryMachine(RoleMachine):
             self.emit("deferred", why="failover arrived while loading a checkpoint: relaunch")
             return
         if self.in_flight:
-            self.emit("action", name="discard-cache", why="partial checkpoint "
+            self.ev(Action, name="discard-cache", why="partial checkpoint "
                       f"{self.in_flight} lives only in the RAM cache")
             self.in_flight = 0
         self.guest.discard_cache()
         self.guest.take_over()
-        self.emit("action", name="take-over", why="replication_stop_all commits the disk")
+        self.ev(Action, name="take-over", why="replication_stop_all commits the disk")
         self.cancel_timer("load")
         self.finish_failover(fo.REASON_REQUEST)

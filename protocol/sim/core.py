@@ -19,7 +19,6 @@ from protocol.core.endpoint import make_endpoint
 from protocol.core.events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
 from protocol.errors import QmpCommandError
 from protocol.sim.config import SimConfig
-from protocol.sim.invariants import KINDS as _INVARIANT_KINDS
 from protocol.sim.invariants import Invariants
 from protocol.sim.link import P2S, S2P, MemoryLink, size_of
 from protocol.sim.session_view import SimulationSession
@@ -76,8 +75,9 @@ class Simulation(SimulationSession):
         self._committed = {s: 0 for s in SIDES}
         self._loads = {s: 0 for s in SIDES}             # each endpoint's loads_started
         self.events: list[Event] = []
-        self.keep_events = keep_events
-        self.on_event = on_event
+        self._keep_events = keep_events
+        self._on_event = on_event
+        self._set_detail()
         self.inputs: list[dict] = []
         self.plan = fl.FaultPlan(self.faults)
         self.fired: set[int] = self.plan.fired
@@ -95,6 +95,17 @@ class Simulation(SimulationSession):
         self._n_protocol = 0          # events of the protocol (not the client's traffic)
         self._watchdog_fired = False
         self.invariants = Invariants(self)
+        #: event class -> the invariants' check of it (the classes they do not use: none)
+        self._inv_handlers = self.invariants.handlers()
+        #: the endpoint events the simulator reacts to, after their batch
+        self._react: list[Event] = []
+        #: event class -> what the simulator does with it when nobody else listens:
+        #: the invariants' check, and for the watched classes a note to react later
+        self._per_class = dict(self._inv_handlers)
+        for cls in _WATCH:
+            if cls is Vm and self._null_guest:
+                continue            # it stops no guest: nothing to react to
+            self._per_class[cls] = self._reacting(self._inv_handlers.get(cls))
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
             "start", "deliver", "eof", "timer", "input", "arbiter", "fault", "close",
             "client", "guest-tick", "reprotect")}
@@ -115,6 +126,36 @@ class Simulation(SimulationSession):
             (self.target + 2) * (delay + slack + cfg.jitter_ms + 1000)
             + 10 * cfg.arbiter_ms + 60_000)
 
+    # ------------------------------------------------------- who reads the events
+    @property
+    def on_event(self):
+        """Called with each event as it happens (recordings, the UIs), or None."""
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, callback) -> None:
+        self._on_event = callback
+        self._set_detail()
+
+    @property
+    def keep_events(self) -> bool:
+        """Whether ``events`` keeps every event."""
+        return self._keep_events
+
+    @keep_events.setter
+    def keep_events(self, keep: bool) -> None:
+        self._keep_events = keep
+        self._set_detail()
+
+    def _set_detail(self) -> None:
+        """The endpoints emit their detail events (vm, migration, the actions no
+        invariant checks) when someone reads them: kept events, a subscriber, or a
+        guest model (whose stop for a checkpoint the simulator follows by its vm
+        event).  A run nobody watches (the benchmark, the swarm) skips them."""
+        detail = self._keep_events or self._on_event is not None or not self._null_guest
+        for ep in self.eps.values():
+            ep.out.detail = detail
+
     # ------------------------------------------------------------ scheduling
     def check_fault(self, f) -> None:
         """Refuse a fault this session's dialect cannot carry (FaultSpecError)."""
@@ -131,11 +172,13 @@ class Simulation(SimulationSession):
             self._n_protocol += 1
         ev.stamp(self.seq)
         self.seq += 1
-        if self.keep_events:
+        if self._keep_events:
             self.events.append(ev)
-        self.invariants.on_event(ev)
-        if self.on_event is not None:
-            self.on_event(ev)
+        check = self._inv_handlers.get(ev.__class__)
+        if check is not None:
+            check(ev)
+        if self._on_event is not None:
+            self._on_event(ev)
 
     # ---------------------------------------------------------------- stepping
     def step(self) -> list[Event]:
@@ -155,11 +198,15 @@ class Simulation(SimulationSession):
                 continue            # superseded
             if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
                 continue
-            self.now = max(self.now, at)
-            self._advance_guests()
+            if at > self.now:
+                self.now = at
+            null = self._null_guest
+            if not null:
+                self._advance_guests()
             self._handlers[kind](payload)
             self._collect()
-            self._schedule_guest()
+            if not null:
+                self._schedule_guest()
             background += 1
             if kind not in _BACKGROUND or not self._queue or self._n_protocol != mark \
                     or background >= 1000 or self.now > self.max_time_ms \
@@ -204,15 +251,15 @@ class Simulation(SimulationSession):
             self.emit("link", "held", dir=d.direction, point=d.point, bytes=size_of(d.data),
                       why=f"{side} is stopped")
             return
-        parts = d.data if type(d.data) is tuple else (d.data,)
-        data = {"dir": d.direction, "point": d.point, "n": d.checkpoint,
-                "bytes": size_of(d.data)}
-        if d.note:
-            data["note"] = d.note
-        self._record(Deliver(self.now, "link", **data))
+        data = d.data
+        self._record(Deliver(self.now, "link", dir=d.direction, point=d.point,
+                             n=d.checkpoint, bytes=size_of(data), note=d.note or None))
         ep = self.eps[side]
-        for part in parts:
-            ep.receive_data(part, self.now)
+        if type(data) is tuple:
+            for part in data:
+                ep.receive_data(part, self.now)
+        else:
+            ep.receive_data(data, self.now)
 
     def _do_eof(self, side: str) -> None:
         if self.alive[side] and not self.stalled[side]:
@@ -267,65 +314,82 @@ class Simulation(SimulationSession):
 
     # ---------------------------------------------------------------- outputs
     def _collect(self) -> None:
+        eps, alive, timer_at = self.eps, self.alive, self._timer_at
         for side in SIDES:
-            ep = self.eps[side]
-            dl, out = ep.next_deadline(), ep.out
-            if not out.events and not out.segments and not ep.close_requested and \
-                    dl == self._timer_at[side]:
+            ep = eps[side]
+            mach, out = ep.machine, ep.out
+            dl = ep.next_deadline()
+            if not out.events and not out.segments and not mach.close_requested and \
+                    dl == timer_at[side]:
                 continue                      # nothing happened on this side
-            if not self.alive[side]:
-                ep.segments_to_send()
-                ep.take_events()
+            if not alive[side]:
+                out.take_segments()
+                out.take_events()
                 continue
-            evs = ep.take_events()
+            evs = out.take_events()
             if evs:
                 self._n_protocol += len(evs)
                 seq = self.seq
-                for ev in evs:
-                    set_seq(ev, seq)
-                    seq += 1
-                self.seq = seq
-                if self.keep_events:
+                self.seq = seq + len(evs)
+                if self._keep_events:
                     self.events.extend(evs)
-                inv, inv_kinds, watch, cb = (self.invariants.on_event, _INVARIANT_KINDS,
-                                             _WATCH, self.on_event)
-                react = []
-                for ev in evs:
-                    kind = type(ev)
-                    if kind in inv_kinds:
-                        inv(ev)
-                    if cb is not None:
+                cb = self._on_event
+                if cb is not None or self._keep_events:
+                    for ev in evs:        # numbered for those who see them (no one else)
+                        set_seq(ev, seq)
+                        seq += 1
+                react = self._react
+                if cb is None:
+                    get = self._per_class.get
+                    for ev in evs:
+                        check = get(ev.__class__)
+                        if check is not None:
+                            check(ev)
+                else:
+                    inv = self._inv_handlers.get
+                    for ev in evs:
+                        kind = ev.__class__
+                        check = inv(kind)
+                        if check is not None:
+                            check(ev)
                         cb(ev)
-                    if kind in watch:
-                        react.append(ev)
+                        if kind in _WATCH:
+                            react.append(ev)
                 # the simulator's reactions come after the whole batch: the events they
                 # emit are numbered after it, so on_event (recordings, the UIs) sees them
                 # in the same order as `events`
-                for ev in react:
-                    self._after_endpoint_event(side, ev)
+                if react:
+                    self._react = []
+                    for ev in react:
+                        self._after_endpoint_event(side, ev)
             # the endpoint's control outputs, not its event stream, drive the reactions
-            if ep.loads_started != self._loads[side]:    # a checkpoint load began
-                self._loads[side] = ep.loads_started
-                self._fire_process_faults("load", ep.load_started_n, side)
-            if ep.checkpoint != self._committed[side]:   # the committed-checkpoint counter
-                self._committed[side] = ep.checkpoint
+            if mach.loads_started != self._loads[side]:    # a checkpoint load began
+                self._loads[side] = mach.loads_started
+                self._fire_process_faults("load", mach.load_started_n, side)
+            if mach.checkpoint != self._committed[side]:   # the committed-checkpoint counter
+                self._committed[side] = mach.checkpoint
                 self._last_progress = self.now
-            batch: list = []
-            for seg in ep.segments_to_send():
-                if self._plain(side, seg):
-                    batch.append(seg)     # written together: one TCP burst, one delivery
-                    continue
-                self._flush(side, batch)
-                self._send(side, seg)
-            self._flush(side, batch)
-            if ep.close_requested and not self.link.closing:
+            segs = out.take_segments()
+            if segs:
+                if self.faults or not alive[side] or self.stalled[side] or self.link.closing:
+                    batch: list = []
+                    for seg in segs:
+                        if self._plain(side, seg):
+                            batch.append(seg)   # written together: one TCP burst, one delivery
+                            continue
+                        self._flush(side, batch)
+                        self._send(side, seg)
+                    self._flush(side, batch)
+                else:                           # no fault planned: all of it goes as one
+                    self._flush(side, segs)
+            if mach.close_requested and not self.link.closing:
                 self.close_link(f"{side} shut the connection down")
-            if ep.exited and self.alive[side]:
-                self.alive[side] = False
+            if mach.exited and alive[side]:
+                alive[side] = False
                 self.emit(side, "process", what="exit", why="the process exited")
             dl = ep.next_deadline()
-            if dl != self._timer_at[side]:
-                self._timer_at[side] = dl
+            if dl != timer_at[side]:
+                timer_at[side] = dl
                 self._timer_fire[side] = None
                 if dl is not None:
                     at = max(dl, self.now)
@@ -333,6 +397,15 @@ class Simulation(SimulationSession):
                         at += round(self._jitter_rng.uniform(0.0, self.cfg.jitter_ms), 3)
                     self._timer_fire[side] = at
                     self._push(at, "timer", side)
+
+    def _reacting(self, check):
+        """A watched class's handler: its invariant check (if any), then a note that the
+        simulator reacts to the event once its batch is through."""
+        def note(ev) -> None:
+            if check is not None:
+                check(ev)
+            self._react.append(ev)
+        return note
 
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
         kind = type(ev)
@@ -350,6 +423,8 @@ class Simulation(SimulationSession):
         return self.plan.pending(point, n)
 
     def _fire_process_faults(self, point: str, n: int, side: str) -> None:
+        if not self.faults:
+            return
         for f in self.plan.take(point, n, link=False):
             self._process_fault(f)
 
@@ -363,11 +438,14 @@ class Simulation(SimulationSession):
         direction = P2S if side == "primary" else S2P
         if len(batch) == 1:
             data = batch[0].data
-        elif sum(len(g.data) for g in batch) < 1 << 20:
-            data = b"".join(g.data for g in batch)
-        else:                        # a big burst travels as its pieces: no 100 MB join
-            data = tuple(g.data for g in batch)
-        point = "+".join(g.point for g in batch)
+            point = batch[0].point
+        else:
+            pieces = [g.data for g in batch]
+            point = "+".join([g.point for g in batch])
+            if sum(map(len, pieces)) < 1 << 20:
+                data = b"".join(pieces)
+            else:                    # a big burst travels as its pieces: no 100 MB join
+                data = tuple(pieces)
         d = self.link.schedule(self.now, direction, data, point, batch[-1].checkpoint)
         self._push(d.at_ms, "deliver", d)
         batch.clear()

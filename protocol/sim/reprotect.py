@@ -111,6 +111,7 @@ def reprotect(sim, why: str = "operator") -> str:
     eps["primary"].machine.last_mode = old_ep.last_mode   # QEMU keeps last_colo_mode per process
     sim.eps.clear()
     sim.eps.update(eps)
+    sim._set_detail()                # the new pair's detail events: as the old one's
     hook = getattr(sim, "on_new_endpoints", None)    # e.g. the swarm's coverage count
     if hook is not None:
         hook(eps)
