@@ -232,6 +232,11 @@ class Bridge:
                        ok=f"x-colo-lost-heartbeat on the {self.selected_side}"):
             self._noticed(f"heartbeat {self.selected_side}")
 
+    def failover(self) -> None:
+        if self._guard(self.c.failover, self.selected_side,
+                       ok=f"failover to the {self.selected_side} (docs/COLO-FT.txt)"):
+            self._noticed(f"failover {self.selected_side}")
+
     def reprotect(self) -> None:
         if self._guard(getattr(self.c, "reprotect", self._no_reprotect),
                        ok="re-protect: a new secondary, a fresh initial migration, COLO again"):
