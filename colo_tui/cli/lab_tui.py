@@ -28,6 +28,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+#: a live pair sends tens of events a second (packets, verdicts, QMP events): the view
+#: follows at this many steps a second, so it keeps up without spinning
+LAB_STEPS_PER_S = 500
+
+
+def lab_app(controller, **kw):
+    """The Textual app on a lab session (real or, in tests, the fake)."""
+    from colo_tui.tui.app import ColoApp
+    from colo_tui.tui.bridge import SPEEDS
+    app = ColoApp(controller, **kw)
+    app.bridge.speed_index = SPEEDS.index(LAB_STEPS_PER_S)
+    return app
+
+
 def run_lab(args) -> int:
     if args.headless or not (sys.stdin.isatty() and sys.stdout.isatty()):
         return args.headless_func(args)
@@ -63,7 +77,7 @@ def run_lab(args) -> int:
                              checkpoint_delay_ms=args.checkpoint_delay), settings)
     controller = live_controller(feed)
     user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})
-    app = ColoApp(controller, user_config=user_config)
+    app = lab_app(controller, user_config=user_config)
     saved: list[str] = []
     with SessionGuard(controller, on_signal=app.end_on_signal, report=saved.append) as guard:
         app.run()

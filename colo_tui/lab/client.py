@@ -30,18 +30,18 @@ class ClientView:
     error: str = ""
 
     def line(self) -> str:
-        """The client's view in a few words (a side panel's field)."""
+        """The client's view in a few words (a side panel's field: keep it short)."""
         if not self.connections and not self.error:
             return "client: not connected yet"
-        text = f"client {self.answered}/{self.sent} echoes"
+        text = f"client {self.answered}/{self.sent}"
         if self.last_rtt_ms is not None:
             text += f", rtt {self.last_rtt_ms:.0f} ms"
-        text += f", longest gap {self.longest_gap_s:.1f} s"
+        text += f", max gap {self.longest_gap_s:.1f} s"
         if self.silent_s >= 2:
-            text += f", no answer for {self.silent_s:.0f} s"
+            text += f", silent {self.silent_s:.0f} s"
         if self.breaks:
-            text += f", {self.breaks} broken connection(s)"
-        if self.error:
+            text += f", {self.breaks} broke"
+        if self.error and not self.connections:
             text += f" ({self.error})"
         return text
 
@@ -57,14 +57,23 @@ class LabClient:
         self._lock = threading.Lock()
         self._view = ClientView()
         self._last_answer: float | None = None
+        self._echo: Echo | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="lab-client", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = REQUEST_TIMEOUT_S + 5) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop at once: a request waiting for its echo is cut (its socket shut)."""
         self._stop.set()
+        echo = self._echo
+        if echo is not None:
+            import socket
+            try:
+                echo.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -92,6 +101,7 @@ class LabClient:
                 self._stop.wait(1.0)            # between attempts, not a synchronisation
                 continue
             seed += 1
+            self._echo = echo
             self._set(connections=self._view.connections + 1, error="")
             prev: float | None = None
             try:
@@ -114,4 +124,5 @@ class LabClient:
                         self.on_break(str(exc))
                     self._stop.wait(1.0)
             finally:
+                self._echo = None
                 echo.close()

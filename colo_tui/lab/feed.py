@@ -52,6 +52,7 @@ POLL_S = 0.5
 VERDICT_WAIT_S = 8.0
 DATA_WINDOW = 4000           # data packets kept for pairing (bounded)
 COMMAND_WAIT_S = 30.0
+GUEST_WAIT_S = 180.0
 
 
 @dataclass
@@ -98,8 +99,6 @@ class LabFeed(_Source):
         self._data: collections.deque = collections.deque(maxlen=DATA_WINDOW)
         self._judged: set[int] = set()              # primary-in numbers with a verdict
         self._qmp_seen = {s: 0 for s in SIDES}
-        self._skipped = 0                           # pure ACKs and the like, counted only
-        self._counts = {c: 0 for c in nc.CHANNELS}
         self._verdicts: dict[str, int] = {}
         self._armed: tuple[ArmedFault, ...] = tuple(ArmedFault(str(f), False)
                                                     for f in settings.faults)
@@ -130,20 +129,19 @@ class LabFeed(_Source):
         return Published(tuple(events), self.sides(), self._lab_guests())
 
     def _lab_guests(self) -> tuple[GuestView, GuestView]:
+        """The side panels: the client's view on the primary's (it talks through the
+        primary's netdev), colo-compare's verdicts on the secondary's (the packets its
+        guest sent were compared), each guest's serial console's last line."""
         client = self.client.view().line() if self.client is not None else \
             "client: starts once the guest answers"
-        vs = ", ".join(f"{n} {k}" for k, n in sorted(self._verdicts.items())) or "none yet"
-        c = self._counts
-        prim = (f"{client}; colo-compare verdicts: {vs}; primary-in {c['primary-in']}, "
-                f"compare-out {c['compare-out']} frames")
-        sec = (f"mirror {c['mirror']} frames in, compare-in {c['compare-in']} out; "
-               f"{self._skipped} pure ACKs/other frames counted only")
-        return (GuestView(kind="lab", heat_label="Linux (Debian cloud kernel), 128 MiB, TCG",
-                          packets=prim, disk="quorum colo-disk0 + replication(primary) "
-                          "over NBD", screen=self._serial["primary"]),
-                GuestView(kind="lab", heat_label="Linux (the primary's, by checkpoints)",
-                          packets=sec, disk="replication(secondary): active/hidden qcow2 "
-                          "over parent0, NBD server", screen=self._serial["secondary"]))
+        v = self._verdicts
+        compare = (f"compare ✓{v.get('match', 0)} ✗{v.get('mismatch', 0)}, "
+                   f"{v.get('no-secondary', 0)} unpaired")
+        return (GuestView(kind="lab", heat_label="Linux, 128 MiB, TCG", packets=client,
+                          disk="quorum + NBD replication", screen=self._serial["primary"]),
+                GuestView(kind="lab", heat_label="Linux, from checkpoints", packets=compare,
+                          disk="replication: active/hidden",
+                          screen=self._serial["secondary"]))
 
     # -- the thread --------------------------------------------------------------------------
     def run(self) -> None:
@@ -184,8 +182,17 @@ class LabFeed(_Source):
 
     async def _start_client(self) -> None:
         from colo_tui.lab.client import LabClient
-        from colo_tui.lab.run import wait_guest
-        waited = await wait_guest(self.pair, 180)
+        from colo_tui.lab.traffic import ready
+        t0 = time.monotonic()
+        # tries of at most ~12 s (colo-compare may hold an answer for its timeout plus a
+        # checkpoint): a stop (cancel) never waits behind a long blocking one
+        while not await asyncio.to_thread(ready, self.pair.addr("echo"),
+                                          time.monotonic() + 12):
+            if time.monotonic() - t0 > GUEST_WAIT_S:
+                serial = (self.work / "primary.serial").read_text(errors="replace")[-400:]
+                raise LabError(f"the guest's echo service did not answer within "
+                               f"{GUEST_WAIT_S:.0f} s; its console ends with: {serial!r}")
+        waited = time.monotonic() - t0
         self.put(Event(self.now_ms(), "live", "listening", {
             "hint": f"the guest's echo service answers ({waited:.1f} s after COLO); the "
                     f"client sends a line every {self.settings.client_every_s} s"}))
@@ -204,7 +211,7 @@ class LabFeed(_Source):
     async def _stop_all(self) -> None:
         """Everything the lab started stops, each step bounded, whatever failed before."""
         if self.client is not None:
-            await asyncio.to_thread(self.client.stop)
+            await asyncio.to_thread(self.client.stop)    # cuts a request under way
         if self.pair is not None:
             for s in SIDES:
                 if self.views[s].stalled:
@@ -257,14 +264,12 @@ class LabFeed(_Source):
             if r.direction != ">":
                 continue
             info = r.info
-            self._counts[r.channel] += 1
             if info.kind == "tcp" and r.payload and r.copies:
                 self._data.append(nc.DataPacket(r.channel, r.n, r.t, info.flow, info.seq,
                                                 r.payload))
             shown = bool(r.fault) or info.payload_len or info.kind not in ("tcp",) or \
                 any(f in (info.flags or "") for f in "SFR")
-            if not shown:
-                self._skipped += 1
+            if not shown:          # a pure ACK: on the channel, not on the ladder
                 continue
             t = self.now_ms()
             fields = {"channel": r.channel, "n": r.n, "proto": info.kind,

@@ -268,7 +268,7 @@ class ColoApp(App):
         if caps.is_live and caps.takes_faults:       # colo lab: its compare channels
             from protocol.core.faults import CHANNEL_POINTS
             point = row.point if row is not None and row.point in CHANNEL_POINTS \
-                else "compare-in"
+                else "primary-in"
             menu = FaultMenu("corrupt", point, 1, channels=True)
         elif row is not None and row.point and row.point != "initial":
             menu = FaultMenu("drop", row.point, row.checkpoint or 1)
