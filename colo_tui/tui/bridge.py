@@ -357,7 +357,11 @@ class Bridge:
             ev = events[self.selected_seq]
             text = f"#{ev.seq} {ev.side} {ev.kind}\n{explain_event(ev, self.c.config.dialect)}"
         elif events and self.running and (self.speed == 0 or self.speed > 100):
-            return self._explanation or "running… pause (space) to read about a step"
+            # too fast to read: the last explanation of an event stays (not the empty
+            # session's "nothing has happened yet")
+            said = self._explained is not None and self._explained[2] > 0
+            return self._explanation if said and self._explanation else \
+                "running… pause (space) to read about a step"
         elif events:
             text = explain_last(self.c)
         else:
