@@ -373,7 +373,7 @@ def _packet(side, d) -> str:
     if d.get("flow"):
         what += f" {d['flow']}"
     if d.get("flags"):
-        what += f" [{d['flags']}]"
+        what += f" flags {plain(d['flags'])}"
     if d.get("tcp_seq") is not None:
         what += f" seq {plain(d['tcp_seq'])}"
     if d.get("payload_len"):

@@ -92,7 +92,7 @@ class Ladder:
         that hit it is marked as a loss (dropped) or in the label."""
         label = _packet_label(d)
         if d.get("fault"):
-            label += f" ⚡{d['fault']}"
+            label += f" ⚡{plain(d['fault'])}"
         direction = _CHANNEL_ARROWS.get(d.get("channel", ""))
         if direction:
             self._add(ev, "payload", side=ev.side, direction=direction, label=label,
@@ -232,19 +232,19 @@ _CHANNEL_ARROWS = {"mirror": "P>S", "compare-in": "S>P"}
 def _packet_label(d: dict) -> str:
     what = plain(d.get("proto") or "frame")
     if d.get("flags") and d.get("flags") != "-":
-        what += f" [{d['flags']}]"
+        what += f" {plain(d['flags'])}"
     if d.get("tcp_seq") is not None:
-        what += f" seq {d['tcp_seq']}"
+        what += f" seq {plain(d['tcp_seq'])}"
     if d.get("payload_len"):
         what += f" {plain(d['payload_len'])} B"
-    return f"{d.get('channel', '?')} #{d.get('n', '?')} {what}"
+    return f"{plain(d.get('channel', '?'))} #{plain(d.get('n', '?'))} {what}"
 
 
 def _verdict_label(d: dict) -> str:
     v = d.get("verdict", "?")
     text = {"match": "✓ match", "mismatch": "✗ mismatch",
             "no-secondary": "✗ no secondary packet"}.get(v, plain(v))
-    text += f" seq {d.get('tcp_seq', '?')}"
+    text += f" seq {plain(d.get('tcp_seq', '?'))}"
     if d.get("forced_checkpoint") is not None:
         text += f" → forced checkpoint {plain(d['forced_checkpoint'])}"
     if d.get("held_ms") is not None:
