@@ -164,7 +164,10 @@ class LiveSession:
                                "process and migrates to it (QEMU: docs/COLO-FT.txt); the "
                                "simulator can (`colo tui`, or a plan step reprotect@failover#N)")
         if inp.cmd == "fault":
-            self.source.add_fault(inp.value)
+            add = getattr(self.source, "add_fault", None)
+            if add is None:
+                self.check_fault(None)          # says where faults on live peers go
+            add(inp.value)
             return
         if inp.cmd == "failover" and not getattr(self.source, "fails_over", False):
             raise SessionError(f"the {self.name} source cannot fail over by docs/COLO-FT.txt "
