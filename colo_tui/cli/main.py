@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_node.add_parsers(sub)
     cli_qemu.add_parsers(sub)
     cli_template.add_parsers(sub)
-    lab_cli.add_parser(sub)
+    from colo_tui.cli import lab_tui
+    lab_tui.wrap(lab_cli.add_parser(sub))
     return p
 
 

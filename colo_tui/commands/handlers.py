@@ -153,7 +153,11 @@ def checkpoint(c, p) -> str:
 
 def fault(c, p) -> str:
     spec = p.args["spec"]
-    f = fl.parse(spec)
+    f = fl.parse(spec, channels=True)
+    if f.point in fl.CHANNEL_POINTS:       # colo lab's compare channels: the session checks
+        c.add_fault(spec)
+        return (f"fault {f} armed: {fl.KINDS[f.kind][1]} — on the {f.point} channel's "
+                f"{_ordinal(f.checkpoint)} TCP data packet from now")
     d = dialects.get(c.config.dialect)
     if f.point not in fl.STAGES + fl.MOMENTS and f.point not in d.ids:
         raise CommandError(f"the {d.name} dialect has no {f.point!r} message "
@@ -172,6 +176,21 @@ def fault(c, p) -> str:
         text += (f"\nwarning: checkpoint {f.checkpoint} is already over, so this fault will "
                  "never fire (name a later one with #N)")
     return text
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def failover(c, p) -> str:
+    side = p.args["side"]
+    n = len(c.events)
+    c.failover(side)
+    errors = [e for e in c.events[n:] if e.kind is K.QMP_ERROR]
+    if errors:
+        raise CommandError(f"failover to the {side}: {errors[-1].error}")
+    return (f"failover to the {side} (docs/COLO-FT.txt's QMP sequence on it) done; "
+            "step or run to see what follows")
 
 
 def faults(c, p) -> str:

@@ -97,7 +97,7 @@ def _onoff(text: str, what: str) -> bool:
 
 def _fault(text: str) -> str:
     try:
-        return str(fl.parse(text))
+        return str(fl.parse(text, channels=True))   # the session decides (colo lab's channels)
     except FaultSpecError as exc:
         raise CommandError(str(exc)) from None
 

@@ -72,7 +72,10 @@ COMMANDS = [
     _c("fault", "fault SPEC", "inject a fault: KIND[=ARG]@POINT[#N]",
        "SPEC is KIND[=ARG]@POINT[#N], e.g. drop@vmstate-received#2, delay=500@ram, "
        "kill-primary@vmstate-size, unexpected=vmstate-loaded@checkpoint-reply. POINT is a "
-       "message or a stage (ram, device-state, load); N is the checkpoint (default 1).",
+       "message or a stage (ram, device-state, load); N is the checkpoint (default 1). In "
+       "colo lab, POINT may also be a colo-compare channel (mirror, primary-in, compare-in, "
+       "compare-out) with drop, delay=MS, corrupt or duplicate; N is then the channel's Nth "
+       "TCP data packet from now, e.g. corrupt@compare-in#1.",
        h.fault, (("SPEC:fault-spec",),)),
     _c("faults", "faults [clear]", "list the injected faults, or clear them",
        "'faults' lists every fault and whether it has fired. 'faults clear' forgets the "
@@ -91,6 +94,16 @@ COMMANDS = [
        "COLO and keeps serving; the secondary takes over. Given to a side whose peer is "
        "alive it breaks COLO's premise and can end in split brain.", h.heartbeat,
        (("SIDE:side",),)),
+    _c("failover", "failover primary|secondary", "fail over to a side as docs/COLO-FT.txt "
+       "does (colo lab)",
+       "On a real pair (colo lab): the QMP sequence of docs/COLO-FT.txt on the side that "
+       "takes over. 'failover secondary' (the primary died): nbd-server-stop, "
+       "x-colo-lost-heartbeat, object-del f2 f1, chardev-remove red1 red0. 'failover "
+       "primary' (the secondary died): x-blockdev-change (the NBD child out of the quorum), "
+       "drive_del replication0, object-del comp0 iothread1 m0 redire0 redire1, "
+       "x-colo-lost-heartbeat. The simulator's arbiter fails over by itself; there the "
+       "operator's way is 'heartbeat SIDE'.", h.failover, (("SIDE:side",),),
+       destructive=True),
     _c("reprotect", "reprotect", "after a failover: a new secondary, COLO again",
        "QEMU's resuming of COLO (docs/COLO-FT.txt; docs/protocol.md §7.5): a new secondary "
        "starts, the survivor of the failover migrates to it with x-colo (a whole initial "
@@ -165,6 +178,8 @@ def confirmation(controller, line: str) -> str | None:
         return f"still recording to {rec}; stop the recording and quit?" if rec else None
     if p.name == "kill":
         return f"kill the {p.args['side']}?"
+    if p.name == "failover":
+        return f"fail over to the {p.args['side']}?"
     if p.name == "set" and p.form[0] in ("dialect", "mode", "seed", "guest"):
         return f"restart the session with {p.form[0]} {line.split()[-1]}?"
     if p.name == "replay":

@@ -2,7 +2,8 @@
 block replication, on loopback (see colo_tui/lab/pair.py for the setup).
 
     colo lab --headless --json     start, drive client traffic, print one JSON object, stop
-    colo lab                       the same, then status lines until ctrl+c
+    colo lab                       the TUI on the live pair (status lines until ctrl+c
+                                   when stdin/stdout is not a terminal)
 
 The lab's relay decodes the colo-compare chardev channels (mirror, primary-in,
 compare-in, compare-out) and marks the mismatches that forced a checkpoint;
@@ -94,8 +95,8 @@ def cmd_lab(args) -> int:
         say = say or (lambda s: print(f"lab: {s}", file=sys.stderr, flush=True))
 
         async def hold(pair):  # status lines until ctrl+c / SIGTERM
-            say("interactive status lines (the TUI view of the lab is not built yet); "
-                "ctrl+c stops the lab")
+            say("status lines, as stdin/stdout is not a terminal (in one, `colo lab` "
+                "opens the TUI); ctrl+c stops the lab")
             while True:
                 st = await pair.status()
                 say(f"checkpoints {pair.checkpoints()} "

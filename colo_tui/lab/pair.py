@@ -290,6 +290,9 @@ class Pair:
         self.primary: Side | None = None
         self.secondary: Side | None = None
         self.t_colo: float | None = None
+        #: where the primary migrates to when not straight to the secondary (the TUI's
+        #: decoding proxy on the migration channel, colo_tui/lab/feed.py)
+        self.migrate_via: int | None = None
         self.packets = PacketLog()
         by_channel = split_faults(list(faults))
         self.relays = {name: ChannelRelay(name, port, upstream, self.packets,
@@ -359,7 +362,7 @@ class Pair:
         await pri.ex("x-blockdev-change", {"parent": "colo-disk0", "node": "replication0"})
         await pri.ex("migrate-set-capabilities", CAP)
         await pri.ex("migrate-set-parameters", {"x-checkpoint-delay": self.delay})
-        await pri.ex("migrate", {"uri": f"tcp:127.0.0.1:{p.migrate}"})
+        await pri.ex("migrate", {"uri": f"tcp:127.0.0.1:{self.migrate_via or p.migrate}"})
         deadline = time.monotonic() + timeout
         while True:
             st = [(await s.ex("query-colo-status"))["mode"] for s in (pri, sec)]

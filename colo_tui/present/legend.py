@@ -10,6 +10,10 @@ SYMBOLS: tuple[tuple[str, str, str], ...] = (
     ("═▶ ◀═", "ladder", "a payload: RAM pages, the device-state blob, the initial migration"),
     ("┄▷ ◁┄", "ladder", "a control message in flight: sent, not received yet (it lands, "
                         "drawn whole, when the peer reads it)"),
+    ("✓ ✗", "ladder (colo lab)", "colo-compare's verdict on a primary TCP data packet: the "
+                                 "secondary's matched, or it differed / never came (→ the "
+                                 "checkpoint it forced)"),
+    ("⚡", "ladder (colo lab)", "a compare-channel fault hit this packet"),
     ("▸", "failover diagram", "the side's current failover state (marked without colour too)"),
     ("✗", "ladder", "a message or payload that was dropped or lost on the way"),
     ("↯", "ladder", "an injected fault, a partition, or the connection closing"),

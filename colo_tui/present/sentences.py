@@ -360,6 +360,57 @@ def _reprotect(side, d) -> str:
                else "") + _extras(d, ("survivor", "generation", "checkpoint", "why")))
 
 
+#: who sends on each colo-compare channel, and to whom (colo_tui/lab/relay.py)
+_CHANNEL_ROUTE = {"mirror": "filter-mirror → the secondary's guest",
+                  "primary-in": "the primary's guest → colo-compare",
+                  "compare-in": "the secondary's guest → colo-compare",
+                  "compare-out": "colo-compare releases → the client"}
+
+
+def _packet(side, d) -> str:
+    ch = d.get("channel", "?")
+    what = plain(d.get("proto") or "frame")
+    if d.get("flow"):
+        what += f" {d['flow']}"
+    if d.get("flags"):
+        what += f" flags {plain(d['flags'])}"
+    if d.get("tcp_seq") is not None:
+        what += f" seq {plain(d['tcp_seq'])}"
+    if d.get("payload_len"):
+        what += f", {plain(d['payload_len'])} B of data"
+    text = (f"packet {plain(d.get('n'))} on {plain(ch)} "
+            f"({_CHANNEL_ROUTE.get(ch, 'a compare channel')}): {what}")
+    if d.get("fault"):
+        copies = d.get("copies")
+        text += f"; fault {plain(d['fault'])} hits it" + (
+            "" if copies is None else " (dropped)" if copies == 0
+            else f" ({plain(copies)} copies sent on)")
+    return text + _extras(d, ("channel", "n", "proto", "flow", "flags", "tcp_seq",
+                              "payload_len", "fault", "copies", "length", "tcp_ack"))
+
+
+_VERDICTS = {"match": "the secondary sent the same bytes: released at once",
+             "mismatch": "the secondary's bytes differ: colo-compare asks for a checkpoint",
+             "no-secondary": "no secondary packet came: released by a checkpoint or "
+                             "colo-compare's timeout"}
+
+
+def _verdict(side, d) -> str:
+    v = d.get("verdict", "?")
+    text = (f"colo-compare: {plain(v)} for {plain(d.get('flow', '?'))} seq "
+            f"{plain(d.get('tcp_seq'))} ({plain(d.get('length'))} B): "
+            + _VERDICTS.get(v, plain(v)))
+    if d.get("forced_checkpoint") is not None:
+        text += f"; it forced checkpoint {plain(d['forced_checkpoint'])}"
+    if d.get("held_ms") is not None:
+        text += f"; held {plain(d['held_ms'])} ms"
+    if d.get("first_difference") is not None:
+        text += f"; first different byte at {plain(d['first_difference'])}"
+    return text + _extras(d, ("verdict", "flow", "tcp_seq", "length", "forced_checkpoint",
+                              "held_ms", "first_difference", "primary_n", "secondary_n",
+                              "out_n"))
+
+
 def _generic(side, d) -> str:
     return ""   # the kind, then the fields: see sentence()
 
@@ -435,6 +486,7 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
     + (f" (timeout {plain(d['timeout_ms'])} ms)" if d.get("timeout_ms") is not None else "")
     + _extras(d, ("why", "timeout_ms")),
     "reprotect": _reprotect,
+    "packet": _packet, "verdict": _verdict,
     "reprotect-refused": _simple("the re-protect step cannot run", "spec"),
     "heartbeat-failover-refused": _simple("the failover the keepalive asked for is refused",
                                           why="error"),

@@ -86,6 +86,21 @@ class Ladder:
         else:
             self.rows.insert(at, row)
 
+    def _packet(self, ev, d: dict) -> None:
+        """A frame on a colo-compare channel: an arrow where it crosses between the hosts
+        (mirror P>S, compare-in S>P), a note on the primary's host otherwise; a fault
+        that hit it is marked as a loss (dropped) or in the label."""
+        label = _packet_label(d)
+        if d.get("fault"):
+            label += f" ⚡{plain(d['fault'])}"
+        direction = _CHANNEL_ARROWS.get(d.get("channel", ""))
+        if direction:
+            self._add(ev, "payload", side=ev.side, direction=direction, label=label,
+                      point=d.get("channel", ""),
+                      lost="dropped" if d.get("copies") == 0 else "")
+        else:
+            self._note(ev, label)
+
     def track(self, events) -> None:
         """What feed() remembers, without building rows (for events that would
         scroll out of the capped ladder anyway: a full-speed burst)."""
@@ -197,11 +212,44 @@ class Ladder:
                 self._note(ev, "operator " + sentence(ev), side="")
             elif kind == "end":
                 self._note(ev, f"end: {plain(d.get('outcome'))}", side="")
+            elif kind == "packet":
+                self._packet(ev, d)
+            elif kind == "verdict":
+                self._add(ev, "note" if d.get("verdict") == "match" else "fault", side="",
+                          label=_verdict_label(d))
             else:
                 continue
             self.version += 1
         if len(self.rows) > LADDER_CAP * 3 // 2:
             del self.rows[: len(self.rows) - LADDER_CAP]
+
+
+#: colo-compare's channels that cross between the two hosts, as ladder arrows (the
+#: other two, primary-in and compare-out, stay on the primary's host: notes there)
+_CHANNEL_ARROWS = {"mirror": "P>S", "compare-in": "S>P"}
+
+
+def _packet_label(d: dict) -> str:
+    what = plain(d.get("proto") or "frame")
+    if d.get("flags") and d.get("flags") != "-":
+        what += f" {plain(d['flags'])}"
+    if d.get("tcp_seq") is not None:
+        what += f" seq {plain(d['tcp_seq'])}"
+    if d.get("payload_len"):
+        what += f" {plain(d['payload_len'])} B"
+    return f"{plain(d.get('channel', '?'))} #{plain(d.get('n', '?'))} {what}"
+
+
+def _verdict_label(d: dict) -> str:
+    v = d.get("verdict", "?")
+    text = {"match": "✓ match", "mismatch": "✗ mismatch",
+            "no-secondary": "✗ no secondary packet"}.get(v, plain(v))
+    text += f" seq {plain(d.get('tcp_seq', '?'))}"
+    if d.get("forced_checkpoint") is not None:
+        text += f" → forced checkpoint {plain(d['forced_checkpoint'])}"
+    if d.get("held_ms") is not None:
+        text += f", held {plain(d['held_ms'])} ms"
+    return text
 
 
 def _arbiter_label(kind: str, d: dict) -> str:

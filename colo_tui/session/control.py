@@ -254,6 +254,10 @@ class Controller:
     def stall(self, side: str) -> None:
         self._apply({"cmd": "stall", "side": side_name(side)})
 
+    def failover(self, side: str) -> None:
+        """docs/COLO-FT.txt's failover onto `side` (a real pair: `colo lab`)."""
+        self._apply({"cmd": "failover", "side": side_name(side)})
+
     def shutdown(self) -> None:
         self._apply({"cmd": "shutdown"})
 
@@ -267,7 +271,9 @@ class Controller:
 
     def add_fault(self, spec: str) -> None:
         from protocol.core import faults
-        self.session.check_fault(faults.parse(spec))   # FaultSpecError names what is valid
+        # a compare-channel spec parses everywhere; only a session with those channels
+        # (colo lab) takes it: check_fault says so
+        self.session.check_fault(faults.parse(spec, channels=True))
         self._apply({"cmd": "fault", "value": spec})
 
     def faults(self) -> list[str]:

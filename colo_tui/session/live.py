@@ -59,7 +59,8 @@ class LiveSession:
         self.name = source.name
         self.config = source.config
         self.hint = getattr(source, "hint", "") or ""
-        self.capabilities = live_capabilities(takes_inputs=source.takes_inputs)
+        self.capabilities = live_capabilities(takes_inputs=source.takes_inputs,
+                                              takes_faults=hasattr(source, "check_fault"))
         self.events: list[Event] = []
         self.steps = 0
         self.now = 0.0
@@ -151,6 +152,9 @@ class LiveSession:
         return MappingProxyType({})
 
     def armed_faults(self) -> tuple[ArmedFault, ...]:
+        armed = getattr(self.source, "armed_faults", None)
+        if armed is not None:
+            return armed()
         return tuple(ArmedFault(str(f), False) for f in getattr(self.source, "faults", ()))
 
     # -- inputs ----------------------------------------------------------------------------
@@ -159,9 +163,23 @@ class LiveSession:
             raise SessionError("a live session cannot re-protect: that starts a new secondary "
                                "process and migrates to it (QEMU: docs/COLO-FT.txt); the "
                                "simulator can (`colo tui`, or a plan step reprotect@failover#N)")
+        if inp.cmd == "fault":
+            add = getattr(self.source, "add_fault", None)
+            if add is None:
+                self.check_fault(None)          # says where faults on live peers go
+            add(inp.value)
+            return
+        if inp.cmd == "failover" and not getattr(self.source, "fails_over", False):
+            raise SessionError(f"the {self.name} source cannot fail over by docs/COLO-FT.txt "
+                               f"(that is `colo lab`); x-colo-lost-heartbeat is `heartbeat "
+                               f"{inp.side}`")
         self.source.command(inp.cmd, *inp.args)
 
-    def check_fault(self, _fault) -> None:
+    def check_fault(self, fault) -> None:
+        check = getattr(self.source, "check_fault", None)
+        if check is not None:           # a source that takes faults says which
+            check(fault)
+            return
         raise SessionError("faults on live peers go through `colo proxy --fault SPEC` "
                            "(or use the simulator, which takes any fault at any time)")
 

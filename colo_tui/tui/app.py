@@ -57,6 +57,8 @@ class ColoApp(App):
         Binding("k", "kill", "kill", id="kill"),
         Binding("s", "stall", "stall", id="stall"),
         Binding("h", "heartbeat", "heartbeat", id="heartbeat"),
+        # a real pair's failover (colo lab): the simulator's arbiter does its own
+        Binding("x", "failover", "failover", show=False, id="failover"),
         Binding("o", "other_side", "other side", id="other-side"),
         Binding("d", "delay", "delay", id="delay"),
         # after a failover only: less often needed than the side and the delay
@@ -251,6 +253,9 @@ class ColoApp(App):
     def action_heartbeat(self) -> None:
         self.bridge.lost_heartbeat()
 
+    def action_failover(self) -> None:
+        self.bridge.failover()
+
     def action_reprotect(self) -> None:
         self.bridge.reprotect()
 
@@ -259,7 +264,13 @@ class ColoApp(App):
 
     def action_fault(self) -> None:
         row = self.bridge.selected_row()
-        if row is not None and row.point and row.point != "initial":
+        caps = self.controller.capabilities
+        if caps.is_live and caps.takes_faults:       # colo lab: its compare channels
+            from protocol.core.faults import CHANNEL_POINTS
+            point = row.point if row is not None and row.point in CHANNEL_POINTS \
+                else "primary-in"
+            menu = FaultMenu("corrupt", point, 1, channels=True)
+        elif row is not None and row.point and row.point != "initial":
             menu = FaultMenu("drop", row.point, row.checkpoint or 1)
         else:
             side = self.bridge.selected_side

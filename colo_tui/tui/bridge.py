@@ -232,6 +232,11 @@ class Bridge:
                        ok=f"x-colo-lost-heartbeat on the {self.selected_side}"):
             self._noticed(f"heartbeat {self.selected_side}")
 
+    def failover(self) -> None:
+        if self._guard(self.c.failover, self.selected_side,
+                       ok=f"failover to the {self.selected_side} (docs/COLO-FT.txt)"):
+            self._noticed(f"failover {self.selected_side}")
+
     def reprotect(self) -> None:
         if self._guard(getattr(self.c, "reprotect", self._no_reprotect),
                        ok="re-protect: a new secondary, a fresh initial migration, COLO again"):
@@ -352,7 +357,11 @@ class Bridge:
             ev = events[self.selected_seq]
             text = f"#{ev.seq} {ev.side} {ev.kind}\n{explain_event(ev, self.c.config.dialect)}"
         elif events and self.running and (self.speed == 0 or self.speed > 100):
-            return self._explanation or "running… pause (space) to read about a step"
+            # too fast to read: the last explanation of an event stays (not the empty
+            # session's "nothing has happened yet")
+            said = self._explained is not None and self._explained[2] > 0
+            return self._explanation if said and self._explanation else \
+                "running… pause (space) to read about a step"
         elif events:
             text = explain_last(self.c)
         else:

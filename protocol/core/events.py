@@ -620,6 +620,44 @@ class HeartbeatFailoverRefused(Event):
     error: str
 
 
+# ------------------------------------------- colo-compare's channels (colo lab)
+@_kind("packet")
+class Packet(Event):
+    """A frame on one of colo-compare's chardev channels (``channel``: mirror,
+    primary-in, compare-in, compare-out; ``n`` its number there), decoded as far
+    as colo-compare reads it; ``fault`` when a channel fault hit it (``copies``
+    sent on: 0 dropped, 2 duplicated)."""
+    channel: str
+    n: int
+    proto: str
+    length: int                      # the Ethernet frame's bytes
+    flow: str | None = None
+    tcp_seq: int | None = None
+    tcp_ack: int | None = None
+    flags: str | None = None
+    payload_len: int | None = None
+    note: str | None = None
+    fault: str | None = None
+    copies: int | None = None
+
+
+@_kind("verdict")
+class Verdict(Event):
+    """colo-compare's verdict on one primary TCP data packet (protocol/net/netcompare.py):
+    ``match``, ``mismatch`` or ``no-secondary``; ``forced_checkpoint`` when the
+    disagreement forced that checkpoint; ``held_ms`` primary-in -> compare-out."""
+    flow: str
+    tcp_seq: int
+    length: int                      # the TCP payload's bytes
+    verdict: str
+    primary_n: int | None = None
+    secondary_n: int | None = None
+    out_n: int | None = None
+    held_ms: float | None = None
+    forced_checkpoint: int | None = None
+    first_difference: int | None = None
+
+
 #: every kind, derived from the classes above (JSON: the same strings)
 EventKind = StrEnum("EventKind", {name.upper().replace("-", "_"): name for name in KINDS})
 EventKind.__module__ = __name__

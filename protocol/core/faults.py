@@ -162,6 +162,9 @@ def check_fault(f: Fault, dialect) -> None:
     """Refuse a fault ``dialect``'s wire cannot carry (FaultSpecError): the one check
     the simulator and the proxy share."""
     name = dialect.name
+    if f.point in CHANNEL_POINTS:
+        raise FaultSpecError(f"{f}: {f.point!r} is a colo-compare channel: only `colo lab` "
+                             "has one")
     if f.kind == "unexpected" and f.arg not in dialect.ids:
         raise FaultSpecError(f"{f}: {f.arg!r} does not exist in the {name} "
                              f"dialect ({', '.join(dialect.ids)})")

@@ -61,9 +61,9 @@ PLAYBACK = Capabilities(can_step_back=True, can_restart=True, is_live=False,
                         checks_invariants=False, plays_recording=True)
 
 
-def live_capabilities(*, takes_inputs: bool) -> Capabilities:
+def live_capabilities(*, takes_inputs: bool, takes_faults: bool = False) -> Capabilities:
     return Capabilities(can_step_back=False, can_restart=False, is_live=True,
-                        takes_inputs=takes_inputs, takes_faults=False,
+                        takes_inputs=takes_inputs, takes_faults=takes_faults,
                         reports_receptions=False, checks_invariants=False)
 
 
@@ -116,7 +116,9 @@ class GuestView:
     """What a side panel shows of a guest, cheap to build every repaint.
 
     ``kind``: ``null`` (no guest: the control protocol alone), ``model`` (the
-    simulated guest) or ``mirror`` (the secondary's mirror of a real guest)."""
+    simulated guest), ``mirror`` (the secondary's mirror of a real guest) or ``lab``
+    (a real guest of `colo lab`: ``screen`` is its serial console's last line,
+    ``packets`` the client's and colo-compare's counts)."""
 
     kind: str = "null"
     heat: tuple[float, ...] = ()
@@ -131,7 +133,7 @@ class GuestView:
         if self.kind == "null" or not self.heat_label:
             return {}
         out = {k: v for k, v in asdict(self).items() if k != "kind"}
-        if self.kind != "mirror":
+        if self.kind not in ("mirror", "lab"):
             del out["screen"]
         return out
 
@@ -234,13 +236,18 @@ def wire_of(events: Sequence) -> list[WireMessage]:
 
 # ----------------------------------------------------------------------- inputs
 INPUTS = ("checkpoint", "lost-heartbeat", "kill", "stall", "shutdown", "set-delay", "fault",
-          "reprotect")
+          "reprotect", "failover")
+#: the inputs that name a side (``failover``: the side that takes over)
+SIDE_INPUTS = ("lost-heartbeat", "kill", "stall", "failover")
 
 
 @dataclass(frozen=True, slots=True)
 class Input:
     """One operator input: ``cmd`` is one of INPUTS; ``side`` for the side-bound ones,
-    ``value`` the delay (ms) or the fault spec."""
+    ``value`` the delay (ms) or the fault spec.  ``failover`` is docs/COLO-FT.txt's
+    failover of a real pair onto ``side`` (the survivor): `colo lab` carries it out;
+    a simulation refuses it (its arbiter fails over; ``lost-heartbeat`` is the
+    operator's own way there)."""
 
     cmd: str
     side: str | None = None
@@ -249,7 +256,7 @@ class Input:
     def __post_init__(self) -> None:
         if self.cmd not in INPUTS:
             raise SessionError(f"unknown input {self.cmd!r} (one of: {', '.join(INPUTS)})")
-        if (self.side is not None) != (self.cmd in ("lost-heartbeat", "kill", "stall")):
+        if (self.side is not None) != (self.cmd in SIDE_INPUTS):
             raise SessionError(f"input {self.cmd!r} " + ("names a side" if self.side is None
                                                          else "takes no side"))
         if self.side is not None and self.side not in SIDES:

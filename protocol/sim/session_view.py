@@ -15,6 +15,7 @@ from protocol.core.session import (
     GuestReport,
     GuestView,
     Input,
+    SessionError,
     SideStatus,
 )
 from protocol.core.snapshot import guest_report, guest_view, side_status
@@ -41,6 +42,10 @@ class SimulationSession:
         return MappingProxyType(dict(self.invariants.ok))
 
     def send(self, inp: Input) -> None:
+        if inp.cmd == "failover":
+            raise SessionError("the simulator's arbiter fails a side over by itself; the "
+                               "operator's way here is x-colo-lost-heartbeat (heartbeat "
+                               f"{inp.side}); `failover` is for a real pair (colo lab)")
         self.apply_input(inp.as_item())
 
     def armed_faults(self) -> tuple[ArmedFault, ...]:

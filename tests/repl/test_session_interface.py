@@ -12,6 +12,7 @@ from colo_tui.session.control import Controller
 from protocol.core.session import (
     INPUTS,
     PLAYBACK,
+    SIDE_INPUTS,
     SIDES,
     SIMULATED,
     GuestReport,
@@ -215,7 +216,7 @@ def test_snapshots_are_immutable():
 @given(cmd=st.sampled_from(INPUTS), side=st.sampled_from([None, *SIDES, "third"]),
        value=st.one_of(st.none(), st.integers(0, 10**6)))
 def test_inputs_are_checked_when_made(cmd, side, value):
-    needs_side = cmd in ("lost-heartbeat", "kill", "stall")
+    needs_side = cmd in SIDE_INPUTS
     ok = (side is not None) == needs_side and side in (None, *SIDES)
     if not ok:
         with pytest.raises(SessionError):

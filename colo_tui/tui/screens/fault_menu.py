@@ -26,19 +26,30 @@ class FaultMenu(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
 
     def __init__(self, kind: str = "drop", point: str = "checkpoint-request",
-                 checkpoint: int = 1) -> None:
+                 checkpoint: int = 1, *, channels: bool = False) -> None:
         super().__init__()
-        self.kind = kind if kind in fl.KINDS else "drop"
-        self.point = point if point in fl.POINTS else "checkpoint-request"
+        #: colo lab: faults on colo-compare's channels (#N: the Nth TCP data packet)
+        self.channels = channels
+        kinds, points = self.choices()
+        self.kind = kind if kind in kinds else kinds[0]
+        self.point = point if point in points else points[0]
         self.checkpoint = max(1, checkpoint)
 
+    def choices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if self.channels:
+            return fl.CHANNEL_KINDS, fl.CHANNEL_POINTS
+        return tuple(fl.KINDS), fl.POINTS
+
     def compose(self):
+        kinds, points = self.choices()
         with Vertical(classes="dialog", id="fault-dialog"):
-            yield Label("[b]Inject a fault[/b]  KIND[=ARG]@POINT[#N]")
+            yield Label("[b]Inject a fault[/b]  KIND[=ARG]@POINT[#N]" + (
+                "  (a colo-compare channel; N: its Nth TCP data packet from now)"
+                if self.channels else ""))
             with Horizontal(classes="row"):
-                yield Select([(k, k) for k in fl.KINDS], value=self.kind,
+                yield Select([(k, k) for k in kinds], value=self.kind,
                              allow_blank=False, id="fault-kind")
-                yield Select([(p, p) for p in fl.POINTS], value=self.point,
+                yield Select([(p, p) for p in points], value=self.point,
                              allow_blank=False, id="fault-point")
             with Horizontal(classes="row"):
                 yield Input(placeholder="ARG", id="fault-arg")
@@ -61,7 +72,7 @@ class FaultMenu(ModalScreen[str | None]):
 
     def _check(self) -> str | None:
         try:
-            fl.parse(self.spec())
+            fl.parse(self.spec(), channels=self.channels)
         except ValueError as exc:
             return str(exc)
         return None

@@ -94,6 +94,8 @@ class SidePanel(Static):
         width = max(4, self.content_size.width or 20)
         if v.heat is None:
             row("RAM", "—")
+        elif not v.heat:             # a real guest (colo lab): its RAM is not read here
+            row("guest", v.heat_label)
         else:
             t.append(f"{v.heat_label} {v.heat_count}\n", style="italic")
             t.append_text(heat_text(v.heat, width))
