@@ -129,3 +129,15 @@ def test_a_process_fault_at_a_load_fires_from_the_load_signal():
     assert killed and killed[0].side == "secondary"
     begin2 = next(e for e in sim.events if e.kind is EventKind.LOAD and e.n == 2)
     assert killed[0].seq > begin2.seq and not sim.alive["secondary"]
+
+
+def test_no_kind_shadows_the_base_fields():
+    """t_ms, side and seq (the event's number in its stream) are every event's own: a
+    kind's field of the same name (a TCP seq, say) would take the stream number's place."""
+    import dataclasses
+
+    from protocol.core.events import KINDS
+    for name, cls in KINDS.items():
+        f = {x.name: x for x in dataclasses.fields(cls)}
+        assert f["seq"].default == -1 and f["seq"].kw_only, name
+        assert list(f)[:2] == ["t_ms", "side"], name
