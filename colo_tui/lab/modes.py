@@ -231,3 +231,34 @@ def run(seed: int = 1, seconds: float = 30.0, periodic_ms: int = 2000,
     with tempfile.TemporaryDirectory(prefix="colo-modes-") as d:
         return _run_stoppable(session(Path(d), seed, seconds, periodic_ms, probe_every_s,
                                       baseline_s, net, on_status))
+
+
+def cmd_real(args) -> int:
+    """`colo compare-modes --real`: exit 0 ok, 1 the lab could not run."""
+    import json
+    import sys
+
+    from protocol.errors import ColoError
+    say = None if args.json else (lambda s: print(f"lab: {s}", file=sys.stderr, flush=True))
+    try:
+        rep = run(seed=args.seed, seconds=args.seconds, periodic_ms=args.periodic_delay,
+                  probe_every_s=args.probe_every, on_status=say)
+    except KeyboardInterrupt:
+        print("lab: stopped", file=sys.stderr)
+        return 130
+    except (ColoError, OSError) as exc:
+        print(f"colo compare-modes --real: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rep, indent=1))
+        return 0 if rep["ok"] else 1
+    rows = ("x_checkpoint_delay_ms", "seconds", "checkpoints_per_min", "forced_checkpoints",
+            "mismatches_per_min", "echo_requests", "rtt_ms_median", "added_delay_ms_median",
+            "compare_hold_ms_median", "secondary_guest_panics_by_end")
+    print(f"{'real QEMU 7.2':28s}{'periodic':>14s}{'hybrid':>14s}")
+    for k in rows:
+        print(f"{k.replace('_', ' '):28s}{rep['periodic'][k]!s:>14}{rep['hybrid'][k]!s:>14}")
+    print(f"no-COLO baseline (the primary alone after Primary Failover): round trip "
+          f"{rep['baseline']['rtt_ms_median']} ms median, "
+          f"{rep['baseline']['echo_requests']} requests")
+    return 0 if rep["ok"] else 1
