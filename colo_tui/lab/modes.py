@@ -85,12 +85,14 @@ async def _phase(pair: Pair, name: str, delay_ms: int, seconds: float, seed: int
                  probe_every_s: float | None) -> dict:
     trace = pair.work / "primary.trace.log"
     before = len(checkpoint_times(trace))
-    await pair.primary.ex("migrate-set-parameters", {"x-checkpoint-delay": delay_ms})
-    # 7.2 checkpoints at once when the delay changes (colo_checkpoint_notify): let that
-    # one pass, bounded, so the phase counts only its own
-    deadline = time.monotonic() + 10
-    while len(checkpoint_times(trace)) <= before and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    if delay_ms != pair.delay:
+        await pair.primary.ex("migrate-set-parameters", {"x-checkpoint-delay": delay_ms})
+        pair.delay = delay_ms
+        # 7.2 checkpoints at once when the delay changes (colo_checkpoint_notify): let
+        # that one pass, bounded, so the phase counts only its own
+        deadline = time.monotonic() + 10
+        while len(checkpoint_times(trace)) <= before and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
     t_start = time.time()
     t_mono = time.monotonic()
     stop = threading.Event()
@@ -138,7 +140,38 @@ def _stats(pair: Pair, ph: dict, baseline_rtt: float | None) -> dict:
             "compare_hold_ms_median": _median(held),
             "compare_hold_ms_median_matched": _median(held_match),
             "probe": ph["probe"],
+            "model_agreement": _agreement(pk, prim_t, t0, t1, allcps),
             "secondary_guest_panics_by_end": ph["panics"]}
+
+
+def _agreement(pk, prim_t, t0: float, t1: float, cps: list[float]) -> dict:
+    """The simulator's colo-compare on this phase's packets against real QEMU's
+    verdicts (protocol/net/compare_replay.py): counts and the first differences."""
+    from protocol.net.compare_replay import agreement
+    window = [p for p in pk if p.channel != nc.PRIMARY_IN or t0 <= prim_t[p.n] <= t1]
+    a = agreement(window, cps)
+    return {**a, "differ": a["differ"][:20], "differ_total": len(a["differ"])}
+
+
+def dump_packets(pair: Pair, path: Path) -> None:
+    """The compare channels' TCP data packets (payloads in hex) and the primary's
+    checkpoint times, one JSON object per line: the input of compare_replay."""
+    import json
+    with open(path, "w") as f:
+        f.write(json.dumps({"checkpoints": checkpoint_times(pair.work / "primary.trace.log")})
+                + "\n")
+        for p in pair.packets.data_packets():
+            f.write(json.dumps({"channel": p.channel, "n": p.n, "t": p.t, "flow": p.flow,
+                                "seq": p.seq, "payload": p.payload.hex()}) + "\n")
+
+
+def load_packets(path: Path) -> tuple[list[nc.DataPacket], list[float]]:
+    import json
+    lines = Path(path).read_text().splitlines()
+    cps = json.loads(lines[0])["checkpoints"]
+    pk = [nc.DataPacket(d["channel"], d["n"], d["t"], d["flow"], d["seq"],
+                        bytes.fromhex(d["payload"])) for d in map(json.loads, lines[1:])]
+    return pk, cps
 
 
 def _panics(pair: Pair) -> int:
@@ -183,33 +216,42 @@ async def primary_alone(pair: Pair) -> dict:
 async def session(work: Path, seed: int, seconds: float, periodic_ms: int,
                   probe_every_s: float, baseline_s: float, net: str,
                   on_status=None) -> dict:
-    # the first checkpoint only once both guests have booted: a checkpoint during
-    # the boot crashes the secondary's Linux under TCG (see docs/lab-modes.md)
-    pair = Pair(work, LONG_DELAY_MS, (), net)
+    """Each mode on a pair of its own (under TCG the secondary's Linux may panic
+    some checkpoints in, and sends nothing after: "no-secondary" verdicts; a
+    fresh pair keeps one mode's panic out of the other's figures), hybrid
+    first; the baseline on the periodic pair's primary after Primary Failover."""
     say = on_status or (lambda s: None)
     rep: dict = {"seed": seed, "net": net, "qemu": "real"}
-    try:
-        await pair.start()
-        await wait_guest(pair, 180)
-        # hybrid first: it checkpoints less, and under TCG the secondary's Linux may
-        # panic some checkpoints in (then it sends nothing: "no-secondary" verdicts)
-        say("COLO running; hybrid phase")
-        hyb = await _phase(pair, "hybrid", LONG_DELAY_MS, seconds, seed, probe_every_s)
-        hyb["panics"] = _panics(pair)
-        say("periodic phase")
-        per = await _phase(pair, "periodic", periodic_ms, seconds, seed, None)
-        per["panics"] = _panics(pair)
-        say("baseline: the primary alone")
-        rep["primary_failover"] = await primary_alone(pair)
-        base = await asyncio.to_thread(echo_rtts, pair.addr("echo"), baseline_s, seed)
-        brtt = _median(base["rtts"])
-        rep["baseline"] = {"echo_requests": len(base["rtts"]), "rtt_ms_median": brtt,
-                           "echo_error": base["error"]}
-        rep["periodic"] = _stats(pair, per, brtt)
-        rep["hybrid"] = _stats(pair, hyb, brtt)
-        rep["hybrid"]["probe_every_s"] = probe_every_s
-    finally:
-        await pair.close()
+    for name, delay, every in (("hybrid", LONG_DELAY_MS, probe_every_s),
+                               ("periodic", periodic_ms, None)):
+        sub = work / name
+        sub.mkdir(exist_ok=True)
+        # the first checkpoint only once both guests have booted: a checkpoint during
+        # the boot crashes the secondary's Linux under TCG (docs/lab-modes.md)
+        pair = Pair(sub, LONG_DELAY_MS, (), net)
+        try:
+            await pair.start()
+            await wait_guest(pair, 180)
+            say(f"COLO running; {name} phase ({seconds:g} s)")
+            ph = await _phase(pair, name, delay, seconds, seed, every)
+            ph["panics"] = _panics(pair)
+            rep[name] = _stats(pair, ph, None)
+            dump_packets(pair, sub / "compare-data.jsonl")
+            if name == "periodic":
+                say("baseline: the primary alone (Primary Failover)")
+                rep["primary_failover"] = await primary_alone(pair)
+                base = await asyncio.to_thread(echo_rtts, pair.addr("echo"), baseline_s, seed)
+                rep["baseline"] = {"echo_requests": len(base["rtts"]),
+                                   "rtt_ms_median": _median(base["rtts"]),
+                                   "echo_error": base["error"]}
+        finally:
+            await pair.close()
+    brtt = rep["baseline"]["rtt_ms_median"]
+    for name in ("hybrid", "periodic"):
+        rtt = rep[name]["rtt_ms_median"]
+        rep[name]["added_delay_ms_median"] = (round(rtt - brtt, 2) if None not in (rtt, brtt)
+                                              else None)
+    rep["hybrid"]["probe_every_s"] = probe_every_s
     rep["ok"] = (rep["periodic"]["echo_requests"] > 0 and rep["hybrid"]["echo_requests"] > 0
                  and rep["baseline"]["echo_requests"] > 0)
     return rep
