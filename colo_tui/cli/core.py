@@ -460,6 +460,9 @@ def cmd_faults(_args) -> int:
           f"{'|'.join(faults.CHANNEL_POINTS)}#N  (a colo-compare channel; N: its Nth TCP "
           "packet carrying data once the lab's client traffic starts; corrupt flips "
           "bits in the last payload byte)")
+    print(f"colo lab --pair-fault: {'|'.join(faults.PAIR_KINDS)}@MESSAGE#N (the Nth such "
+          f"COLO message in the primary's trace), close@{faults.NBD_POINT}#N (the "
+          "secondary's NBD server stops after the Nth checkpoint-request)")
     return 0
 
 

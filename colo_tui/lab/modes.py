@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import statistics
 import tempfile
 import threading
@@ -140,8 +141,22 @@ def _stats(pair: Pair, ph: dict, baseline_rtt: float | None) -> dict:
             "compare_hold_ms_median": _median(held),
             "compare_hold_ms_median_matched": _median(held_match),
             "probe": ph["probe"],
-            "model_agreement": _agreement(pk, prim_t, t0, t1, allcps),
+            "model_agreement": _agreement(pk, prim_t, t0, t1,
+                                          flush_times(pair.work / "primary.trace.log")),
             "secondary_guest_panics_by_end": ph["panics"]}
+
+
+_FLUSH = re.compile(r"@(\d+\.\d+):colo_send_message Send 'vmstate-send'")
+
+
+def flush_times(trace: Path) -> list[float]:
+    """When colo-compare flushed its queues at each checkpoint: 7.2 sends
+    COLO_EVENT_CHECKPOINT to the compares right before 'vmstate-send'
+    (colo_do_checkpoint_transaction), well after 'checkpoint-request'."""
+    try:
+        return [float(m.group(1)) for m in _FLUSH.finditer(trace.read_text(errors="replace"))]
+    except OSError:
+        return []
 
 
 def _agreement(pk, prim_t, t0: float, t1: float, cps: list[float]) -> dict:
@@ -158,8 +173,9 @@ def dump_packets(pair: Pair, path: Path) -> None:
     checkpoint times, one JSON object per line: the input of compare_replay."""
     import json
     with open(path, "w") as f:
-        f.write(json.dumps({"checkpoints": checkpoint_times(pair.work / "primary.trace.log")})
-                + "\n")
+        trace = pair.work / "primary.trace.log"
+        f.write(json.dumps({"checkpoints": checkpoint_times(trace),
+                            "flushes": flush_times(trace)}) + "\n")
         for p in pair.packets.data_packets():
             f.write(json.dumps({"channel": p.channel, "n": p.n, "t": p.t, "flow": p.flow,
                                 "seq": p.seq, "payload": p.payload.hex()}) + "\n")
@@ -168,7 +184,8 @@ def dump_packets(pair: Pair, path: Path) -> None:
 def load_packets(path: Path) -> tuple[list[nc.DataPacket], list[float]]:
     import json
     lines = Path(path).read_text().splitlines()
-    cps = json.loads(lines[0])["checkpoints"]
+    head = json.loads(lines[0])
+    cps = head.get("flushes", head["checkpoints"])
     pk = [nc.DataPacket(d["channel"], d["n"], d["t"], d["flow"], d["seq"],
                         bytes.fromhex(d["payload"])) for d in map(json.loads, lines[1:])]
     return pk, cps

@@ -27,9 +27,8 @@ from colo_tui.lab import LabError
 from colo_tui.lab.traffic import Echo
 from protocol.core import faults as fg
 
-LAB_KINDS = ("kill-primary", "kill-secondary", "stall-primary", "stall-secondary",
-             "heartbeat-primary", "heartbeat-secondary")
-NBD = "nbd"
+LAB_KINDS = fg.PAIR_KINDS
+NBD = fg.NBD_POINT
 
 
 def parse(spec: str) -> fg.Fault:
@@ -196,3 +195,26 @@ async def session(work, spec: str, net: str = "user", stall_ms: int = 3000,
                 os.kill(s.proc.pid, signal.SIGCONT)
         await pair.close()
     return rep
+
+
+def pair_fault(text: str) -> fg.Fault:
+    """argparse type: a pair fault checked at parse time (exit 2)."""
+    import argparse
+
+    from protocol.errors import UsageError
+    try:
+        return parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def run(fault: fg.Fault, net: str, keep: bool, stall_ms: int = 3000) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from colo_tui.lab.run import _run_stoppable
+    if keep:
+        work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
+        return {**_run_stoppable(session(work, str(fault), net, stall_ms)), "work": str(work)}
+    with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
+        return _run_stoppable(session(Path(d), str(fault), net, stall_ms))

@@ -13,7 +13,9 @@ A verdict: ``match`` (the model released the packet on a secondary packet with
 the same payload), ``mismatch`` (it asked for a checkpoint with the packet at
 the head of its queue, a secondary packet queued beside it) or
 ``no-secondary`` (released by a checkpoint, or still queued at the end, with
-no secondary packet ever compared with it).  Sans-IO.
+no secondary packet ever compared with it).  A packet queued behind a
+mismatch, whose equal secondary bytes were queued too, is released by the
+flush and counts as a ``match``, as netcompare counts it.  Sans-IO.
 """
 from __future__ import annotations
 
@@ -52,6 +54,15 @@ def model_verdicts(packets: list[nc.DataPacket], checkpoints: list[float],
     for now, _kind, p in events:
         cc.scan(now)
         if p is None:
+            # a primary packet queued behind a mismatch but with equal bytes from the
+            # secondary also queued is released by the flush; its bytes matched, and
+            # netcompare calls it a match too
+            for q in cc.conns.values():
+                waiting = [s.payload for s in q.secondary]
+                for pkt in q.primary:
+                    if pkt.payload in waiting:
+                        waiting.remove(pkt.payload)
+                        verdict.setdefault(pkt.seq, "match")
             for pkt in cc.checkpoint(now):
                 verdict.setdefault(pkt.seq, "no-secondary")
             continue
