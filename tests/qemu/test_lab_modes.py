@@ -12,7 +12,7 @@ import pytest
 
 from colo_tui.lab import LabError
 from colo_tui.lab.modes import session
-from tests.qemu.test_lab import pytestmark as LAB_MARKS   # noqa: N812 - the same skips
+from tests.qemu.test_lab import pytestmark as LAB_MARKS  # noqa: N812 - the same skips
 
 pytestmark = LAB_MARKS
 

@@ -13,7 +13,7 @@ from colo_tui.lab import LabError
 from colo_tui.lab.pairfaults import parse, session
 from protocol.errors import FaultSpecError
 from tests.qemu._qemu import stall_report
-from tests.qemu.test_lab import pytestmark as LAB_MARKS   # noqa: N812 - the same skips
+from tests.qemu.test_lab import pytestmark as LAB_MARKS  # noqa: N812 - the same skips
 
 pytestmark = LAB_MARKS
 
