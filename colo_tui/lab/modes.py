@@ -161,8 +161,8 @@ def flush_times(trace: Path) -> list[float]:
 
 def _agreement(pk, prim_t, t0: float, t1: float, cps: list[float]) -> dict:
     """The simulator's colo-compare on this phase's packets against real QEMU's
-    verdicts (protocol/net/compare_replay.py): counts and the first differences."""
-    from protocol.net.compare_replay import agreement
+    verdicts (protocol/sim/compare_replay.py): counts and the first differences."""
+    from protocol.sim.compare_replay import agreement
     window = [p for p in pk if p.channel != nc.PRIMARY_IN or t0 <= prim_t[p.n] <= t1]
     a = agreement(window, cps)
     return {**a, "differ": a["differ"][:20], "differ_total": len(a["differ"])}

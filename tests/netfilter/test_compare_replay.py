@@ -1,5 +1,5 @@
 """The simulator's colo-compare against real colo-compare's verdicts
-(protocol/net/compare_replay.py; docs/lab-modes.md): synthetic sequences with a
+(protocol/sim/compare_replay.py; docs/lab-modes.md): synthetic sequences with a
 known answer, a property over random ones, and a packet sequence the lab's
 relay recorded from real QEMU 7.2 (tests/netfilter/data/lab-compare.jsonl)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.net import netcompare as nc
-from protocol.net.compare_replay import agreement, model_verdicts
+from protocol.sim.compare_replay import agreement, model_verdicts
 
 DATA = Path(__file__).parent / "data" / "lab-compare.jsonl"
 FLOW = "10.0.2.15:7->10.0.2.2:40000"
