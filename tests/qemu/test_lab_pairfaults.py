@@ -67,6 +67,20 @@ def test_stalled_secondary_freezes_the_client_then_colo_resumes(tmp_path):
     assert rep["client_answers_after"] > 0, rep
 
 
+def test_lost_heartbeat_on_the_secondary_mid_checkpoint(tmp_path):
+    """heartbeat-secondary@checkpoint-request#1: the operator's x-colo-lost-heartbeat
+    on the secondary while a checkpoint is on the wire.  The secondary abandons the
+    load ("Got … VMState data, less than expected"), leaves COLO (COLO_EXIT
+    request) and runs; the primary's COLO thread fails on the closed connection
+    (COLO_EXIT error).  The client's connection is not broken."""
+    rep = _run(tmp_path, "heartbeat-secondary@checkpoint-request#1")
+    q = rep["qemu"]
+    assert q["secondary"]["colo_exit"] == [{"mode": "secondary", "reason": "request"}], q
+    assert q["secondary"]["colo"]["mode"] == "none" and q["secondary"]["status"] == "running"
+    assert {"mode": "primary", "reason": "error"} in q["primary"]["colo_exit"], q
+    assert rep["client"]["error"] is None, rep
+
+
 def test_pair_fault_grammar():
     assert str(parse("close@nbd#2")) == "close@nbd#2"
     assert str(parse("stall-primary@checkpoint-request#3")) == \
