@@ -185,6 +185,11 @@ async def session(work, spec: str, net: str = "user", stall_ms: int = 3000,
         rep["client"] = await asyncio.to_thread(client.finish, 30)
         for name in ("primary", "secondary"):
             rep["qemu"][name]["stderr_tail"] = getattr(pair, name).stderr_tail(400)
+            try:    # under TCG the secondary's Linux may panic after checkpoints
+                rep["qemu"][name]["guest_panics"] = (work / f"{name}.serial").read_text(
+                    errors="replace").count("Kernel panic")
+            except OSError:
+                rep["qemu"][name]["guest_panics"] = None
     except (LabError, TimeoutError, asyncio.CancelledError):
         if on_stall is not None:
             on_stall(pair)
