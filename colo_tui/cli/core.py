@@ -10,6 +10,7 @@ from colo_tui.session.argtypes import (
     int_in,
     nonneg_float,
     nonneg_int,
+    number_in,
     positive_int,
     seed_int,
 )
@@ -85,6 +86,17 @@ def add_parsers(sub) -> None:
     c.add_argument("--divergence", type=fraction, default=0.02,
                    help="fraction of the SVM's answers that differ (0 … 1)")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--real", action="store_true",
+                   help="on the lab's real QEMU 7.2 pair (colo lab; root gives the tap "
+                        "network): a hybrid phase, a periodic phase and a no-COLO baseline, "
+                        "the same seeded echo workload in each")
+    c.add_argument("--seconds", type=number_in(1.0, 3600.0), default=30.0,
+                   help="--real: the length of each phase (default 30)")
+    c.add_argument("--periodic-delay", type=positive_int, default=2000, metavar="MS",
+                   help="--real: x-checkpoint-delay of the periodic phase (default 2000)")
+    c.add_argument("--probe-every", type=number_in(0.1, 3600.0), default=3.0, metavar="S",
+                   help="--real: mean seconds between the hybrid phase's mismatching "
+                        "connections (seeded; default 3)")
     c.set_defaults(func=cmd_compare_modes)
 
 
@@ -456,6 +468,9 @@ def cmd_faults(_args) -> int:
           f"{'|'.join(faults.CHANNEL_POINTS)}#N  (a colo-compare channel; N: its Nth TCP "
           "packet carrying data once the lab's client traffic starts; corrupt flips "
           "bits in the last payload byte)")
+    print(f"colo lab --pair-fault: {'|'.join(faults.PAIR_KINDS)}@MESSAGE#N (the Nth such "
+          f"COLO message in the primary's trace), close@{faults.NBD_POINT}#N (the "
+          "secondary's NBD server stops after the Nth checkpoint-request)")
     return 0
 
 
@@ -475,6 +490,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_compare_modes(args) -> int:
+    if args.real:
+        from colo_tui.lab.modes import cmd_real
+        return cmd_real(args)
     from protocol.sim.compare import compare_modes
     try:
         res = compare_modes(dialect=args.dialect, seed=args.seed,

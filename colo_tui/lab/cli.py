@@ -47,6 +47,12 @@ def add_parser(subparsers):
                         "@primary-in|compare-in|compare-out|mirror#N, N the Nth TCP "
                         "packet carrying data on that channel once client traffic starts "
                         "(repeatable; `colo faults` for the grammar)")
+    from colo_tui.lab.pairfaults import pair_fault
+    p.add_argument("--pair-fault", type=pair_fault, metavar="SPEC",
+                   help="instead of the scripted session: a fault on the pair itself, "
+                        "kill-|stall-|heartbeat-primary|secondary@MESSAGE#N or close@nbd#N, "
+                        "with an echo client running; prints what QEMU and the client did "
+                        "as JSON (`colo faults`)")
     p.add_argument("--packets", type=nonneg_int, default=200, metavar="N",
                    help="packet events listed in --json (default 200; all of them go to "
                         "compare-channels.jsonl in the work directory, see --keep)")
@@ -119,6 +125,15 @@ def cmd_lab(args) -> int:
             print(f"colo lab: error: --net tap: {why}", file=sys.stderr)
             return 2
         net = "user" if why else "tap"
+    if args.pair_fault is not None:
+        from colo_tui.lab import pairfaults
+        try:
+            rep = pairfaults.run(args.pair_fault, net, args.keep)
+        except (ColoError, OSError) as exc:
+            print(f"colo lab: error: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(rep, indent=1))
+        return 0
     try:
         rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold,
                   fail_over=args.failover, faults=args.fault, max_events=args.packets,

@@ -63,6 +63,13 @@ PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS and k not in STEP_
 #: the faults its packet relay applies on them
 CHANNEL_POINTS = ("primary-in", "compare-in", "compare-out", "mirror")
 CHANNEL_KINDS = ("drop", "delay", "corrupt", "duplicate")
+#: `colo lab --pair-fault` on the real QEMU pair (colo_tui/lab/pairfaults.py): the
+#: process faults at a COLO message (#N: its Nth occurrence in the primary's trace),
+#: and the NBD link (close@nbd#N: the secondary's NBD server stops after the Nth
+#: checkpoint-request)
+PAIR_KINDS = ("kill-primary", "kill-secondary", "stall-primary", "stall-secondary",
+              "heartbeat-primary", "heartbeat-secondary")
+NBD_POINT = "nbd"
 
 _SPEC = re.compile(r"(?P<kind>[a-z-]+)(?:=(?P<arg>[^@#\s]+))?@(?P<point>[a-z-]+)"
                    r"(?:#(?P<n>[^#]*))?", re.ASCII)

@@ -1,0 +1,44 @@
+"""`colo compare-modes --real` and `colo lab --pair-fault`: bad input is a usage
+error (exit 2, no traceback) before any QEMU starts; `colo faults` names the pair
+faults."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from colo_tui.cli import main as cli
+
+
+def run(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("argv", [
+    ["compare-modes", "--real", "--seconds", "0"],
+    ["compare-modes", "--real", "--seconds", "1e3"],
+    ["compare-modes", "--real", "--periodic-delay", "0"],
+    ["compare-modes", "--real", "--probe-every", "-1"],
+    ["lab", "--pair-fault", "drop@nbd#1"],
+    ["lab", "--pair-fault", "close@nbd#0"],
+    ["lab", "--pair-fault", "corrupt@checkpoint-request"],
+    ["lab", "--pair-fault", "stall-primary@nowhere#1"],
+])
+def test_bad_input_is_a_usage_error(argv):
+    code, _, err = run(*argv)
+    assert code == 2, err
+    assert "Traceback" not in err and "error:" in err, err
+
+
+def test_faults_lists_the_pair_faults():
+    code, out, _ = run("faults")
+    assert code == 0
+    assert "colo lab --pair-fault:" in out and "close@nbd#N" in out
+    assert "stall-secondary" in out.split("colo lab --pair-fault:")[1]

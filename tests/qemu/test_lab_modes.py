@@ -1,0 +1,41 @@
+"""`colo compare-modes --real` on the lab's real QEMU 7.2 pair, short phases
+(about 60 s in all): the hybrid phase checkpoints on colo-compare's mismatches
+only, the periodic phase on its timer only, and COLO adds to the client's round
+trip against the no-COLO baseline measured in the same run.  Skips as
+tests/qemu/test_lab.py does."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from colo_tui.lab import LabError
+from colo_tui.lab.modes import session
+from tests.qemu.test_lab import pytestmark as LAB_MARKS  # noqa: N812 - the same skips
+
+pytestmark = LAB_MARKS
+
+
+def test_compare_modes_on_real_qemu(tmp_path):
+    from colo_tui.lab.netns import unavailable
+    net = "user" if unavailable() else "tap"
+    try:
+        rep = asyncio.run(asyncio.wait_for(
+            session(tmp_path, seed=2, seconds=8, periodic_ms=1000, probe_every_s=2.0,
+                    baseline_s=2.0, net=net), 240))
+    except (TimeoutError, LabError) as exc:
+        pytest.fail(str(exc))
+    print(json.dumps({k: rep[k] for k in ("hybrid", "periodic", "baseline")}, indent=1))
+    hyb, per, base = rep["hybrid"], rep["periodic"], rep["baseline"]
+    assert rep["primary_failover"]["colo"]["mode"] == "none", rep["primary_failover"]
+    assert base["echo_requests"] > 0 and base["echo_error"] is None, base
+    # periodic: the timer's checkpoints (1 s: about 60 a minute), none forced
+    assert per["forced_checkpoints"] == 0, per
+    assert 35 <= per["checkpoints_per_min"] <= 70, per
+    # hybrid: every checkpoint came early (60 s timer), forced by a mismatch
+    assert hyb["checkpoints"] >= 1 and hyb["forced_checkpoints"] == hyb["checkpoints"], hyb
+    if hyb["secondary_guest_panics_by_end"] == 0:
+        assert hyb["mismatches"] >= 1 and hyb["verdicts"].get("match", 0) > 0, hyb
+        assert hyb["model_agreement"]["differ_total"] == 0, hyb["model_agreement"]
+    assert hyb["rtt_ms_median"] > base["rtt_ms_median"], (hyb, base)
