@@ -29,7 +29,8 @@ def add_parser(subparsers):
                               "block replication) on loopback",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--headless", action="store_true",
-                   help="run the scripted session and exit (no interactive status lines)")
+                   help="run the scripted session and exit, instead of opening the TUI on "
+                        "the live pair (without a terminal: status lines until ctrl+c)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--checkpoint-delay", type=positive_int, default=10000, metavar="MS",
                    help="x-checkpoint-delay, the periodic checkpoint interval (default "
