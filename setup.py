@@ -24,27 +24,36 @@ def _core_modules() -> tuple[str, ...]:
     return mod.CORE
 
 
+def _extensions() -> list:
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    out = cythonize(
+        [Extension("protocol.guest._pagediff_c", ["protocol/guest/_pagediff_c.pyx"],
+                   extra_compile_args=["-O3"], optional=True)],
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False},
+    )
+    for name in _core_modules():     # one by one: a module Cython refuses stays pure Python
+        try:
+            out += cythonize(
+                [Extension(name, [name.replace(".", "/") + ".py"], extra_compile_args=["-O2"],
+                           optional=True)],
+                language_level=3,
+                build_dir="build/cython",   # the generated .c stay out of the source tree
+                # annotation_typing=False: an annotation stays a comment, as in CPython
+                # (typing them would turn `extra: dict = field(...)` into a type check)
+                compiler_directives={"binding": True, "annotation_typing": False},
+            )
+        except Exception as exc:  # pragma: no cover - build-time fallback
+            print(f"colo-testbed: {name} stays pure Python ({exc})")
+    return out
+
+
 ext_modules = []
 if os.environ.get("COLO_NO_EXTENSIONS") != "1":
     try:
-        from Cython.Build import cythonize
-        from setuptools import Extension
-
-        pagediff = cythonize(
-            [Extension("protocol.guest._pagediff_c", ["protocol/guest/_pagediff_c.pyx"],
-                       extra_compile_args=["-O3"], optional=True)],
-            language_level=3,
-            compiler_directives={"boundscheck": False, "wraparound": False},
-        )
-        core = cythonize(
-            [Extension(name, [name.replace(".", "/") + ".py"], extra_compile_args=["-O2"],
-                       optional=True) for name in _core_modules()],
-            language_level=3,
-            build_dir="build/cython",       # the generated .c stay out of the source tree
-            compiler_directives={"binding": True, "annotation_typing": False,
-                                 "embedsignature": True},
-        )
-        ext_modules = pagediff + core
+        ext_modules = _extensions()
     except Exception as exc:  # pragma: no cover - build-time fallback
         print(f"colo-testbed: building without the compiled modules ({exc})")
 
