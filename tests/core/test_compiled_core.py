@@ -22,9 +22,10 @@ SO = EXTENSION_SUFFIXES[0]
 BOTH_TWINS_TESTS = ["tests/core/test_codec.py", "tests/core/test_machines.py"]
 
 
-def built(module: str) -> bool:
+def built(module: str) -> Path | None:
     stem = ROOT / module.replace(".", "/")
-    return any(stem.with_name(stem.name + s).exists() for s in EXTENSION_SUFFIXES)
+    return next((p for s in EXTENSION_SUFFIXES if (p := stem.with_name(stem.name + s)).exists()),
+                None)
 
 
 def run(code: str, impl: str) -> subprocess.CompletedProcess:
@@ -37,6 +38,10 @@ def run(code: str, impl: str) -> subprocess.CompletedProcess:
 def need(impl: str) -> None:
     if impl == "c" and not all(built(m) for m in compiled.CORE):
         pytest.skip("the compiled core was never built (run: pip install -e .)")
+    stale = [m for m in compiled.CORE if impl == "c" and
+             os.stat(built(m)).st_mtime < os.stat(ROOT / compiled.source_path(m)).st_mtime]
+    if stale:
+        pytest.skip(f"stale build of {', '.join(stale)}: the .py is used (run: pip install -e .)")
     if impl == "c" and os.environ.get(compiled.NO_EXTENSIONS_ENV) == "1":
         pytest.skip(f"{compiled.NO_EXTENSIONS_ENV}=1")
 
