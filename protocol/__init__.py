@@ -3,10 +3,16 @@
 The public API; importing it loads no UI toolkit, no event loop and no asyncio.
 The names load on first use (PEP 562), so `import protocol.errors` (every
 command-line start) does not import the codec, the machines and the endpoint.
+Importing it installs `protocol.compiled.CoreFinder`, which picks each core
+module's compiled build or its .py.
 """
 from __future__ import annotations
 
 import importlib
+
+from protocol import compiled as _compiled
+
+_compiled.install()     # the compiled core's .so, or its .py (COLO_NO_EXTENSIONS=1, stale build)
 
 __version__ = "0.1.0"
 

@@ -9,6 +9,10 @@ shared object is there but broken a RuntimeWarning is issued too.
 
 A new compiled module plugs in with one line in :data:`COMPILED`; the tests'
 both-twins fixture runs over every entry.
+
+The core modules are compiled differently: from their own .py, same dotted name
+(`protocol.compiled`, which also honours ``COLO_NO_EXTENSIONS=1``).
+:func:`report` (``python -m protocol.twins``) says what every compiled module got.
 """
 from __future__ import annotations
 
@@ -78,3 +82,23 @@ def load(public: str) -> tuple[ModuleType, str, str | None]:
             warnings.warn(f"{t.module_name('c')} is built but did not load ({error}); "
                           f"using the pure-Python twin", RuntimeWarning, stacklevel=3)
         return importlib.import_module(t.module_name("py")), "py", error
+
+
+def report() -> dict[str, tuple[str, str | None]]:
+    """{module: ("c" or "py", why not "c" or None)}: the page-diff twins and every
+    compiled core module (`protocol.compiled.CORE`), each imported to learn it."""
+    from protocol import compiled
+    out: dict[str, tuple[str, str | None]] = {}
+    for name in COMPILED:
+        mod = importlib.import_module(name)
+        out[name] = (mod.IMPLEMENTATION, mod.LOAD_ERROR)
+    for name in compiled.CORE:
+        importlib.import_module(name)
+        why = compiled.choices().get(name, ("py", "not built"))[1]
+        out[name] = (compiled.implementation(name), why)
+    return out
+
+
+if __name__ == "__main__":
+    for _name, (_impl, _why) in report().items():
+        print(f"{_name:28} {_impl:3} {_why or ''}".rstrip())

@@ -110,6 +110,27 @@ def _struct_rate(checkpoints: int) -> float:
     return checkpoints / _elapsed(t)
 
 
+def _compiled_vs_pure(rounds: int, checkpoints: int, median: float) -> dict:
+    """The compiled core against its .py: the same bench in a child forced to the .py
+    (COLO_NO_EXTENSIONS=1), ratio of the medians. Only when this process runs compiled."""
+    import os
+    import subprocess
+    import sys
+
+    from protocol import compiled
+    impl = compiled.implementation("protocol.sim.core")
+    if impl != "c" or os.environ.get(compiled.NO_EXTENSIONS_ENV) == "1":
+        return {"core": impl, "ratio": None, "why": compiled.choices().get(
+            "protocol.sim.core", ("py", "not built"))[1]}
+    r = subprocess.run([sys.executable, "-m", "protocol.bench.sim", "--json", "--no-matrix",
+                        "--rounds", str(rounds), "--checkpoints", str(checkpoints)],
+                       capture_output=True, text=True, check=True,
+                       env={**os.environ, compiled.NO_EXTENSIONS_ENV: "1"})
+    pure = json.loads(r.stdout)["simulator_checkpoints_per_s"]["median"]
+    return {"core": "c", "compiled_median": round(median), "pure_median": pure,
+            "ratio": round(median / max(pure, 1), 3)}
+
+
 def _matrix_seconds() -> tuple[float, int]:
     from protocol.sim.explore import explore
     t = time.process_time()
@@ -148,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         "codec_ratio": round(sim / codec, 3), "goal": 10000,
         "timing": f"CPU time, best of {len(sims)}",
         "median": round(statistics.median(sims))}}
+    out["compiled_vs_pure"] = _compiled_vs_pure(args.rounds, args.checkpoints,
+                                                statistics.median(sims))
     if not args.no_matrix:
         secs, cases = _matrix_seconds()
         out["fault_matrix"] = {"value": round(secs, 3), "cases": cases, "goal_s": 10.0,
@@ -160,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['median']}/s); struct loop {s['baseline']}/s: ratio {s['ratio']} "
               f"(goal >= {s['goal_ratio']}); codec-only loop {s['codec_baseline']}/s: "
               f"ratio {s['codec_ratio']}")
+        c = out["compiled_vs_pure"]
+        print(f"compiled core: {c['ratio']}x the pure-Python core (medians)" if c["ratio"]
+              else f"compiled core: not in use ({c['why']})")
         if "fault_matrix" in out:
             m = out["fault_matrix"]
             print(f"fault matrix: {m['cases']} cases in {m['value']} CPU s (goal < 10 s)")

@@ -45,6 +45,8 @@ def test_sim_bench_small():
     out = _bench("sim", "--rounds", "1", "--checkpoints", "200", "--no-matrix")
     s = out["simulator_checkpoints_per_s"]
     assert s["value"] > 0 and s["baseline"] > 0 and s["ratio"] > 0
+    c = out["compiled_vs_pure"]       # a child forced to the .py core, when this one is compiled
+    assert c["core"] in ("c", "py") and (c["ratio"] > 0 if c["core"] == "c" else c["ratio"] is None)
 
 
 def test_pagediff_bench_small():
