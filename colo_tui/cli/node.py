@@ -150,7 +150,8 @@ def _template_guest(args):
         if getattr(args, "mutate", None):
             raise ValueError("--mutate needs --template")
         return None
-    if args.dialect != "qemu":
+    from protocol.core import dialects
+    if not dialects.get(args.dialect).real_qemu:
         raise ValueError("--template feeds a real QEMU 7.2 secondary: it needs --dialect qemu")
     from protocol.guest.template import TemplateGuest
     from protocol.record.template_source import load_template
