@@ -469,8 +469,10 @@ def cmd_faults(_args) -> int:
           "packet carrying data once the lab's client traffic starts; corrupt flips "
           "bits in the last payload byte)")
     print(f"colo lab --pair-fault: {'|'.join(faults.PAIR_KINDS)}@MESSAGE#N (the Nth such "
-          f"COLO message in the primary's trace), close@{faults.NBD_POINT}#N (the "
-          "secondary's NBD server stops after the Nth checkpoint-request)")
+          f"COLO message in the primary's trace), partition=MS@MESSAGE#N (no byte "
+          "crosses between the QEMUs for MS ms: migration, mirror, compare-in), "
+          f"close@{faults.NBD_POINT}#N (the secondary's NBD server stops after the Nth "
+          "checkpoint-request)")
     return 0
 
 

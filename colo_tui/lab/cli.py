@@ -51,7 +51,9 @@ def add_parser(subparsers):
     from colo_tui.lab.pairfaults import pair_fault
     p.add_argument("--pair-fault", type=pair_fault, metavar="SPEC",
                    help="instead of the scripted session: a fault on the pair itself, "
-                        "kill-|stall-|heartbeat-primary|secondary@MESSAGE#N or close@nbd#N, "
+                        "kill-|stall-|heartbeat-primary|secondary@MESSAGE#N, "
+                        "partition=MS@MESSAGE#N (the migration connection and the crossing "
+                        "compare channels cut for MS ms) or close@nbd#N, "
                         "with an echo client running; prints what QEMU and the client did "
                         "as JSON (`colo faults`)")
     p.add_argument("--packets", type=nonneg_int, default=200, metavar="N",

@@ -3,6 +3,7 @@
 
     kill-primary|kill-secondary|stall-primary|stall-secondary|
     heartbeat-primary|heartbeat-secondary @MESSAGE#N
+    partition=MS@MESSAGE#N
     close@nbd#N
 
 A fault at a MESSAGE fires when the primary's trace log shows the Nth such
@@ -11,6 +12,11 @@ migration connection, so "at" means within one poll (10 ms) after QEMU traced
 it.  ``close@nbd#N`` stops the secondary's NBD server (QMP nbd-server-stop:
 the primary's replication child loses its connection) after the Nth
 checkpoint-request.  A stall is SIGSTOP, held `stall_ms`, then SIGCONT.
+``partition=MS`` cuts the links between the two QEMUs for MS ms: the
+migration connection (through a relay of the lab's, `LinkRelay`) and the two
+colo-compare channels that cross from one host to the other (mirror,
+compare-in); what was sent waits in TCP and crosses when the partition ends.
+The NBD connection and the client's link are not cut.
 
 `observe` is what QEMU did: each side's query-colo-status, query-status and
 COLO_EXIT events, and the client's view (an echo connection's answers, its
@@ -43,10 +49,81 @@ def parse(spec: str) -> fg.Fault:
         f = fg.parse(text.replace("@" + NBD, "@checkpoint-request"))
         return fg.Fault("close", NBD, f.checkpoint)
     f = fg.parse(text)
-    if f.kind not in LAB_KINDS:
+    if f.kind not in LAB_KINDS and f.kind != "partition":
         raise FaultSpecError(f"{spec!r}: on the real pair the process faults are "
-                             f"{', '.join(LAB_KINDS)} (and close@nbd#N)")
+                             f"{', '.join(LAB_KINDS)}, partition=MS (and close@nbd#N)")
     return f
+
+
+#: the colo-compare channels that cross between the hosts (the others stay inside one)
+CROSSING = ("mirror", "compare-in")
+
+
+class LinkRelay:
+    """A plain TCP relay on the migration connection whose `open` gate a partition
+    closes: bytes wait in TCP until it opens again."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.open = asyncio.Event()
+        self.open.set()
+        self.port: int | None = None
+        self._server = None
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def _accept(self, down_r, down_w) -> None:
+        try:
+            up_r, up_w = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.upstream), 10)
+        except (OSError, TimeoutError):
+            down_w.close()
+            return
+        self._writers += [down_w, up_w]
+        for r, w in ((down_r, up_w), (up_r, down_w)):
+            task = asyncio.ensure_future(self._pump(r, w))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, r, w) -> None:
+        try:
+            while data := await r.read(1 << 16):
+                if not self.open.is_set():
+                    await self.open.wait()          # a partition: nothing crosses
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            w.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in self._writers:
+            w.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+
+
+async def partition(pair, link: LinkRelay, ms: int) -> None:
+    """No byte crosses between the two QEMUs for `ms` (migration and the crossing
+    compare channels); then everything held goes on."""
+    gates = [link.open] + [pair.relays[c].open for c in CROSSING]
+    for g in gates:
+        g.clear()
+    try:
+        await asyncio.sleep(ms / 1000)      # the partition itself
+    finally:
+        for g in gates:
+            g.set()
 
 
 def _traced(trace, name: str) -> int:
@@ -73,9 +150,14 @@ def base_count(pair, fault: fg.Fault) -> int:
     return _traced(pair.work / "primary.trace.log", name)
 
 
-async def fire(pair, fault: fg.Fault, stall_ms: int = 3000) -> dict:
+async def fire(pair, fault: fg.Fault, stall_ms: int = 3000, link=None) -> dict:
     """Do it; returns what was done and when (time.time())."""
     out: dict = {"fault": str(fault), "t": time.time()}
+    if fault.kind == "partition":
+        await partition(pair, link, int(fault.arg))
+        out["partitioned_ms"] = int(fault.arg)
+        out["cut"] = ["migration", *CROSSING]
+        return out
     if fault.point == NBD:
         out["qmp"] = await pair.secondary.ex("nbd-server-stop")
         return out
@@ -166,7 +248,11 @@ async def session(work, spec: str, net: str = "user", stall_ms: int = 3000,
     fault = parse(spec)
     pair = Pair(work, LONG_DELAY_MS, (), net)
     rep: dict = {"fault": str(fault), "net": net}
+    link = None
     try:
+        if fault.kind == "partition":       # the migration connection through a gate
+            link = LinkRelay(pair.ports.migrate)
+            pair.migrate_via = await link.start()
         await pair.start()
         await wait_guest(pair, 180)
         client = Client(pair.addr("echo"))
@@ -175,7 +261,7 @@ async def session(work, spec: str, net: str = "user", stall_ms: int = 3000,
         await pair.primary.ex("migrate-set-parameters", {"x-checkpoint-delay": delay_ms})
         if not await wait_point(pair, fault, base, 30):
             raise LabError(f"{fault.point} #{fault.checkpoint} did not come within 30 s")
-        rep["fired"] = await fire(pair, fault, stall_ms)
+        rep["fired"] = await fire(pair, fault, stall_ms, link)
         t_fired = time.time()
         await asyncio.sleep(after_s)    # the observation window after the fault
         rep["qemu"] = await observe(pair)
@@ -199,6 +285,8 @@ async def session(work, spec: str, net: str = "user", stall_ms: int = 3000,
             if s is not None and s.proc.poll() is None:
                 os.kill(s.proc.pid, signal.SIGCONT)
         await pair.close()
+        if link is not None:
+            await link.close()
     return rep
 
 

@@ -130,6 +130,9 @@ class ChannelRelay:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._writers: list[asyncio.StreamWriter] = []
+        #: cleared while a partition cuts this channel: frames wait (TCP keeps them)
+        self.open = asyncio.Event()
+        self.open.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.listen)
@@ -168,6 +171,8 @@ class ChannelRelay:
                 except LimitError as exc:
                     self.log.note(kind="relay-error", channel=self.name, error=str(exc))
                     break
+                if not self.open.is_set():
+                    await self.open.wait()          # a partition: nothing crosses
                 for fr in frames:
                     await self._forward(fr, w, d)
                 await w.drain()

@@ -67,6 +67,25 @@ def test_stalled_secondary_freezes_the_client_then_colo_resumes(tmp_path):
     assert rep["client_answers_after"] > 0, rep
 
 
+def test_partition_holds_the_pair_then_colo_resumes(tmp_path):
+    """partition=3000@checkpoint-request#2: for 3 s no byte crosses between the QEMUs
+    (the migration connection and the crossing compare channels).  QEMU 7.2 has no
+    heartbeat and no COLO timeout: nobody fails over, the checkpoint waits, the
+    client's answers wait with it (colo-compare cannot compare without the mirror),
+    and after the partition checkpoints and answers go on."""
+    rep = _run(tmp_path, "partition=3000@checkpoint-request#2")
+    assert rep["fired"]["partitioned_ms"] == 3000
+    assert rep["fired"]["cut"] == ["migration", "mirror", "compare-in"]
+    q = rep["qemu"]
+    for side in ("primary", "secondary"):
+        assert q[side]["alive"] and q[side]["colo"]["mode"] == side, q
+        assert q[side]["colo_exit"] == [], q
+    assert rep["checkpoints_after"] > 0, rep
+    assert rep["client"]["error"] is None, rep
+    assert rep["client"]["longest_gap_ms"] >= 2500, rep
+    assert rep["client_answers_after"] > 0, rep
+
+
 def test_lost_heartbeat_on_the_secondary_mid_checkpoint(tmp_path):
     """heartbeat-secondary@checkpoint-request#1: the operator's x-colo-lost-heartbeat
     on the secondary while a checkpoint is on the wire.  The secondary abandons the
@@ -86,6 +105,8 @@ def test_pair_fault_grammar():
     assert str(parse("close@nbd#2")) == "close@nbd#2"
     assert str(parse("stall-primary@checkpoint-request#3")) == \
         "stall-primary@checkpoint-request#3"
-    for bad in ("drop@nbd#1", "corrupt@checkpoint-request#1", "close@nbd#0"):
+    assert str(parse("partition=2000@vmstate-send#1")) == "partition=2000@vmstate-send#1"
+    for bad in ("drop@nbd#1", "corrupt@checkpoint-request#1", "close@nbd#0",
+                "partition@checkpoint-request#1"):
         with pytest.raises(FaultSpecError):
             parse(bad)
