@@ -94,8 +94,14 @@ def test_lost_heartbeat_on_the_secondary_mid_checkpoint(tmp_path):
     (COLO_EXIT error)."""
     rep = _run(tmp_path, "heartbeat-secondary@checkpoint-request#1")
     q = rep["qemu"]
-    assert q["secondary"]["colo_exit"] == [{"mode": "secondary", "reason": "request"}], q
-    assert q["secondary"]["colo"]["mode"] == "none" and q["secondary"]["status"] == "running"
+    # 7.2 races here as it does on the primary (README of ../shared/qemu-colo): the
+    # COLO thread may read the failover state before the bottom half completes it,
+    # so the requested exit is reported as "error" now and then (seen in CI)
+    [exit_] = q["secondary"]["colo_exit"]
+    assert exit_["mode"] == "secondary" and exit_["reason"] in ("request", "error"), q
+    assert q["secondary"]["status"] == "running", q
+    if exit_["reason"] == "request":
+        assert q["secondary"]["colo"]["mode"] == "none", q
     assert {"mode": "primary", "reason": "error"} in q["primary"]["colo_exit"], q
     # the client's view is printed, not asserted: it varied between runs (see
     # docs/lab-modes.md)
