@@ -5,7 +5,6 @@ through the one session interface, like `colo tui` on any other live source.
 not a terminal keep colo_tui/lab/cli.py's own behaviour."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -49,18 +48,10 @@ def run_lab(args) -> int:
         print("colo lab: error: --failover needs --headless (in the TUI: kill the primary, "
               "then `failover secondary`, keys k and x)", file=sys.stderr)
         return 2
-    if args.capture is not None and os.path.lexists(args.capture):
-        print(f"colo lab: error: --capture {args.capture}: the file exists (give a new "
-              "name)", file=sys.stderr)
+    from colo_tui.lab.cli import checked_net
+    net = checked_net(args)
+    if net is None:
         return 2
-    net = args.net
-    if net != "user":
-        from colo_tui.lab.netns import unavailable
-        why = unavailable()
-        if why and net == "tap":
-            print(f"colo lab: error: --net tap: {why}", file=sys.stderr)
-            return 2
-        net = "user" if why else "tap"
     from colo_tui.lab import procs
     from colo_tui.lab.feed import LabFeed, LabSettings
     from colo_tui.session import config_file

@@ -89,6 +89,25 @@ def lab_fault(text: str):
     return f
 
 
+def checked_net(args) -> str | None:
+    """The network the lab runs on (auto: tap when a namespace can be built), after
+    refusing an existing --capture file; None (said on stderr) for a usage error."""
+    import os
+    if args.capture is not None and os.path.lexists(args.capture):
+        print(f"colo lab: error: --capture {args.capture}: the file exists (give a "
+              "new name)", file=sys.stderr)
+        return None
+    net = args.net
+    if net != "user":
+        from colo_tui.lab.netns import unavailable
+        why = unavailable()
+        if why and net == "tap":
+            print(f"colo lab: error: --net tap: {why}", file=sys.stderr)
+            return None
+        net = "user" if why else "tap"
+    return net
+
+
 def cmd_lab(args) -> int:
     from colo_tui.lab import procs
     from colo_tui.lab.run import run
@@ -114,20 +133,9 @@ def cmd_lab(args) -> int:
                     + " ".join(f"{k}={v.get('colo', {}).get('mode', 'dead')}/"
                                f"{v.get('status', '-')}" for k, v in st.items()))
                 await asyncio.sleep(2)
-    if args.capture is not None:
-        import os
-        if os.path.lexists(args.capture):
-            print(f"colo lab: error: --capture {args.capture}: the file exists (give a "
-                  "new name)", file=sys.stderr)
-            return 2
-    net = args.net
-    if net != "user":
-        from colo_tui.lab.netns import unavailable
-        why = unavailable()
-        if why and net == "tap":
-            print(f"colo lab: error: --net tap: {why}", file=sys.stderr)
-            return 2
-        net = "user" if why else "tap"
+    net = checked_net(args)
+    if net is None:
+        return 2
     if args.pair_fault is not None:
         from colo_tui.lab import pairfaults
         try:

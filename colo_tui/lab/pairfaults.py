@@ -103,14 +103,8 @@ class LinkRelay:
             w.close()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for w in self._writers:
-            w.close()
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2)
+        from colo_tui.lab.relay import close_relay
+        await close_relay(self._server, self._writers, self._tasks)
 
 
 async def partition(pair, link: LinkRelay, ms: int) -> None:

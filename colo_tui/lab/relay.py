@@ -202,14 +202,20 @@ class ChannelRelay:
         self.faults.arm()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for w in self._writers:
-            w.close()
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2)
+        await close_relay(self._server, self._writers, self._tasks)
+
+
+async def close_relay(server, writers, tasks: set) -> None:
+    """Stop a relay: no new connections, every connection closed, its pumps ended
+    (bounded)."""
+    if server is not None:
+        server.close()
+    for w in writers:
+        w.close()
+    for t in list(tasks):
+        t.cancel()
+    if tasks:
+        await asyncio.wait(list(tasks), timeout=2)
 
 
 def split_faults(faults: list[Fault]) -> dict[str, list[Fault]]:
