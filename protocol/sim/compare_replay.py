@@ -13,7 +13,10 @@ A verdict: ``match`` (the model released the packet on a secondary packet with
 the same payload), ``mismatch`` (it asked for a checkpoint with the packet at
 the head of its queue, a secondary packet queued beside it) or
 ``no-secondary`` (released by a checkpoint, or still queued at the end, with
-no secondary packet ever compared with it).  A packet queued behind a
+no secondary packet ever compared with it) or ``dropped`` (its connection's
+primary queue was full: colo_insert_packet refuses a packet beyond
+max_queue_size, 1024 by default, and colo-compare destroys it, so it never
+leaves).  A packet queued behind a
 mismatch, whose equal secondary bytes were queued too, is released by the
 flush and counts as a ``match``, as netcompare counts it.  Sans-IO.
 """
@@ -71,8 +74,11 @@ def model_verdicts(packets: list[nc.DataPacket], checkpoints: list[float],
         pkt = Packet(side, p.n, conn, p.seq, p.payload, now)
         if side == PRIMARY:
             meta[p.n] = (p.flow, p.seq)
-        before = len(cc.notifications)
+        before, dropped = len(cc.notifications), len(cc.dropped)
         released = (cc.primary_in if side == PRIMARY else cc.secondary_in)(pkt, now)
+        for d in cc.dropped[dropped:]:
+            if d.side == PRIMARY:
+                verdict.setdefault(d.seq, "dropped")
         for r in released:
             verdict.setdefault(r.seq, "match")
         if any(why == "mismatch" for _, why in cc.notifications[before:]):
@@ -86,13 +92,16 @@ def model_verdicts(packets: list[nc.DataPacket], checkpoints: list[float],
 
 
 def agreement(packets: list[nc.DataPacket], checkpoints: list[float]) -> dict:
-    """Real colo-compare's verdicts against the model's, packet by packet."""
+    """Real colo-compare's verdicts against the model's, packet by packet.  A
+    packet the model dropped (a full queue) agrees with a real one that never
+    left colo-compare, whatever the real pairing calls it."""
     real = {v.primary_n: v for v in nc.verdicts(packets, checkpoints)}
     model = {v.primary_n: v for v in model_verdicts(packets, checkpoints)}
     same, differ = 0, []
     for n, rv in sorted(real.items()):
         mv = model.get(n)
-        if mv is not None and mv.verdict == rv.verdict:
+        if mv is not None and (mv.verdict == rv.verdict
+                               or (mv.verdict == "dropped" and rv.out_n is None)):
             same += 1
         else:
             differ.append({"primary_n": n, "flow": rv.flow, "seq": rv.seq,

@@ -94,3 +94,26 @@ def test_a_real_qemu_sequence_gets_the_same_verdicts():
     real = a["counts"]["real"]
     assert real.get("match", 0) > 50 and real.get("mismatch", 0) >= 1, a["counts"]
     assert a["differ"] == [], a["differ"][:5]
+
+
+def test_a_full_primary_queue_drops_packets_and_each_still_gets_a_verdict():
+    """colo_insert_packet refuses a packet once a connection's primary queue holds
+    more than max_queue_size (1024): colo-compare destroys it and it never
+    leaves.  With the secondary silent and no checkpoint, the model used to lose
+    those packets' verdicts (a KeyError, seen on real QEMU in CI); each is now
+    ``dropped``, and agrees with a real packet that never reached compare-out."""
+    packets = [pk(nc.PRIMARY_IN, n, 0.001 * n, 1000 + 10 * n, b"p%d" % n)
+               for n in range(1, 1101)]
+    model = model_verdicts(packets, [])
+    assert [v.primary_n for v in model] == list(range(1, 1101))
+    counts = {}
+    for v in model:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    assert counts == {"no-secondary": 1025, "dropped": 75}, counts
+    assert {v.verdict for v in model if v.primary_n > 1025} == {"dropped"}
+    a = agreement(packets, [])
+    assert a["packets"] == 1100 and a["same"] == 1100 and a["differ"] == [], a["differ"][:3]
+    # a dropped packet the real capture saw leave is a disagreement
+    packets.append(pk(nc.COMPARE_OUT, 1, 2.0, 1000 + 10 * 1100, b"p1100"))
+    a = agreement(packets, [])
+    assert [d["primary_n"] for d in a["differ"]] == [1100], a["differ"][:3]
