@@ -18,7 +18,7 @@ from protocol.core import dialects
 from protocol.core import faults as fl
 from protocol.core import messages as m
 from protocol.core.events import EventKind
-from protocol.errors import FaultSpecError
+from protocol.errors import FaultSpecError, UsageError
 
 SIDES = ("primary", "secondary")
 MODES = ("periodic", "hybrid")
@@ -34,7 +34,7 @@ MESSAGE_NAMES = tuple(n for n in m.ALL_MESSAGES if n != m.INVALID)
 EVENTS = EVENT_KINDS + MESSAGE_NAMES
 
 
-class CommandError(ValueError):
+class CommandError(UsageError):
     """A user error in a command line: the message names what is wrong."""
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from protocol.errors import ColoError
 from protocol.guest.ram import Bitmap, Ram
 from protocol.guest.ramcache import RamCache
 from protocol.migration.pages import KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord
@@ -31,7 +32,7 @@ MAX_READ = 1 << 20
 MAX_RAM_BYTES = 64 << 30
 
 
-class MirrorError(ValueError):
+class MirrorError(ColoError, ValueError):
     """The primary's stream does not fit the mirror (unknown block, bad device blob)."""
 
 

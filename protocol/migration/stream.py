@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from protocol.errors import ColoError
 from protocol.guest import pagediff
 from protocol.migration.pages import (
     CODE_PAGE,
@@ -90,7 +91,7 @@ DEFAULT_RAM_SECTION_ID = 2
 MAX_DEVICE_REGION = 64 * 1024 * 1024
 
 
-class StreamError(ValueError):
+class StreamError(ColoError, ValueError):
     """A malformed migration stream; the message names offset, expected, found."""
 
     def __init__(self, offset: int, expected: str, found: str) -> None:

@@ -21,6 +21,8 @@ from struct import error as struct_error
 
 import dpkt
 
+from protocol.errors import ColoError
+
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
 LINKTYPE_LOOP = 108
@@ -32,7 +34,7 @@ _LINKTYPES = (LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP, LINKTYPE_LINUX_SL
 _MOD32 = 1 << 32
 
 
-class PcapError(ValueError):
+class PcapError(ColoError, ValueError):
     """The file is not a readable capture."""
 
 

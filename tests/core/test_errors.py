@@ -22,7 +22,12 @@ def test_every_testbed_error_is_marked_and_builtin_input_errors_count():
     import protocol.drivers.node  # noqa: F401
     import protocol.drivers.qmp  # noqa: F401
     subs = list(_subclasses(ColoError))
-    assert {"NodeError", "QmpError", "ExportError", "FaultSpecError"} <= {c.__name__ for c in subs}
+    import colo_tui.commands.parser  # noqa: F401
+    import protocol.guest.mirror  # noqa: F401
+    import protocol.migration.stream  # noqa: F401
+    import protocol.record.pcap  # noqa: F401
+    assert {"NodeError", "QmpError", "ExportError", "FaultSpecError", "StreamError",
+            "PcapError", "MirrorError", "CommandError"} <= {c.__name__ for c in subs}
     for cls in subs:
         assert cls.user_error is True, cls
     assert is_user_error(errors.FaultSpecError("x"))
