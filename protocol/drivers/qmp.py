@@ -579,11 +579,16 @@ COMMANDS["qmp_capabilities"] = _c_caps
 
 async def qmp_call(address: str, command: str, arguments: dict | None = None,
                    timeout_s: float = 5.0):
-    """A tiny QMP client: connect, negotiate, run one command, return the reply."""
+    """A tiny QMP client: connect, negotiate, run one command, return the reply.
+    A server that is not accepting yet (a node or QEMU just started: the socket
+    exists before it listens) is waited for within the same `timeout_s`."""
     import asyncio
+
+    from protocol.drivers.qmpwait import wait_accepting
     kind, where = parse_address(address)
 
     async def go():
+        await wait_accepting(address, timeout_s)
         if kind == "unix":
             reader, writer = await asyncio.open_unix_connection(where)
         else:

@@ -164,3 +164,29 @@ def test_side_close_is_safe_after_a_failed_connect(tmp_path):
         asyncio.run(asyncio.wait_for(go(), 20))
     finally:
         _end(side)
+
+
+def test_qmp_call_waits_for_a_server_that_is_not_there_yet(tmp_path):
+    """`qmp_call` on a socket that does not exist yet (a node or QEMU still
+    starting) waits within its timeout instead of failing at once."""
+    from protocol.drivers.qmp import qmp_call
+    path = tmp_path / "starting.qmp"
+
+    async def serve(reader, writer):
+        writer.write(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+        for _ in range(2):
+            req = json.loads(await reader.readuntil(b"}"))
+            ret = {"status": "colo"} if req["execute"] == "query-status" else {}
+            writer.write(json.dumps({"return": ret, "id": req["id"]}).encode() + b"\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def go():
+        call = asyncio.create_task(qmp_call(f"unix:{path}", "query-status", timeout_s=10))
+        for _ in range(5):
+            await asyncio.sleep(0)        # the call has tried, and found no socket
+        assert not path.exists() and not call.done()
+        server = await asyncio.start_unix_server(serve, str(path))
+        async with server:
+            return await call
+    assert asyncio.run(go()) == {"return": {"status": "colo"}, "id": 1}
