@@ -203,7 +203,8 @@ class Bridge:
             deadline = time.perf_counter() + MAX_TICK_S
             c = self.c
             while not c.finished and time.perf_counter() < deadline:
-                c.step(50)
+                if not c.step(50) and c.live:
+                    break            # nothing more has arrived: the next tick looks again
         else:
             self._credit += self.speed * dt_s
             n, self._credit = int(self._credit), self._credit - int(self._credit)

@@ -198,3 +198,26 @@ def test_a_source_stopped_before_its_task_exists_still_ends(kind):
     c.close()
     assert time.monotonic() - t0 < 3.0
     assert not src._thread.is_alive()
+
+
+def test_a_full_speed_tick_on_a_quiet_live_session_returns_at_once():
+    """At full speed a tick steps until its budget is spent; on a live session
+    with nothing new it used to spin for the whole budget (150 ms of CPU per
+    tick, ~7 ticks a second).  It now looks once and returns."""
+    from colo_tui.tui.bridge import SPEEDS, Bridge
+    c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=60_000)))
+    try:
+        assert pump(c, lambda c: len(c.events) > 0)
+        b = Bridge(c)
+        b.speed_index = SPEEDS.index(0)
+        b.toggle_run()
+        calls = []
+        real_step = c.step
+        c.step = lambda n=1, wait_s=0.0: calls.append(n) or real_step(n, wait_s)
+        for _ in range(5):
+            calls.clear()
+            b.tick(0.05)
+            # an event arriving mid-tick costs one more call; spinning costs thousands
+            assert b.running and len(calls) <= 3, len(calls)
+    finally:
+        c.close()
