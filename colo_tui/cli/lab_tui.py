@@ -53,19 +53,16 @@ def run_lab(args) -> int:
     if net is None:
         return 2
     from colo_tui.lab import procs
-    from colo_tui.lab.feed import LabFeed, LabSettings
+    from colo_tui.lab.feed import LabSettings, lab_feed
     from colo_tui.session import config_file
     from colo_tui.session.lifecycle import SessionGuard
     from colo_tui.session.live import live_controller
     from colo_tui.tui.app import ColoApp
-    from protocol.sim.config import SimConfig
     procs.install()       # the QEMUs die with the lab, whatever ends it
-    settings = LabSettings(checkpoint_delay_ms=args.checkpoint_delay, net=net,
-                           faults=list(args.fault), client_every_s=args.client_every,
-                           keep=args.keep,
-                           capture=Path(args.capture) if args.capture else None)
-    feed = LabFeed(SimConfig(dialect="qemu", mode="hybrid",
-                             checkpoint_delay_ms=args.checkpoint_delay), settings)
+    feed = lab_feed(LabSettings(checkpoint_delay_ms=args.checkpoint_delay, net=net,
+                                faults=list(args.fault), client_every_s=args.client_every,
+                                keep=args.keep,
+                                capture=Path(args.capture) if args.capture else None))
     controller = live_controller(feed)
     user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})
     app = lab_app(controller, user_config=user_config)

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     from colo_tui.cli import tui as tui_main
     from colo_tui.lab import cli as lab_cli
     tui_main.add_parser(sub)
-    repl.add_parser(sub)
+    from colo_tui.cli import lab_repl
+    lab_repl.wrap(repl.add_parser(sub))
     learn_main.add_parser(sub)
     export.add_parser(sub)
     cli_node.add_parsers(sub)

@@ -89,23 +89,31 @@ def lab_fault(text: str):
     return f
 
 
-def checked_net(args) -> str | None:
+def resolve_net(net: str, capture) -> str:
     """The network the lab runs on (auto: tap when a namespace can be built), after
-    refusing an existing --capture file; None (said on stderr) for a usage error."""
+    refusing an existing capture file; UsageError names what is wrong."""
     import os
-    if args.capture is not None and os.path.lexists(args.capture):
-        print(f"colo lab: error: --capture {args.capture}: the file exists (give a "
-              "new name)", file=sys.stderr)
-        return None
-    net = args.net
+
+    from protocol.errors import UsageError
+    if capture is not None and os.path.lexists(capture):
+        raise UsageError(f"--capture {capture}: the file exists (give a new name)")
     if net != "user":
         from colo_tui.lab.netns import unavailable
         why = unavailable()
         if why and net == "tap":
-            print(f"colo lab: error: --net tap: {why}", file=sys.stderr)
-            return None
+            raise UsageError(f"--net tap: {why}")
         net = "user" if why else "tap"
     return net
+
+
+def checked_net(args) -> str | None:
+    """`resolve_net` for `colo lab`: None (said on stderr) for a usage error."""
+    from protocol.errors import UsageError
+    try:
+        return resolve_net(args.net, args.capture)
+    except UsageError as exc:
+        print(f"colo lab: error: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_lab(args) -> int:

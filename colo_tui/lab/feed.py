@@ -459,3 +459,11 @@ class LabFeed(_Source):
 
     def armed_faults(self) -> tuple[ArmedFault, ...]:
         return self._armed
+
+
+def lab_feed(settings: LabSettings) -> LabFeed:
+    """The live source of a lab session (`colo lab`'s TUI, `colo repl --lab`): QEMU
+    7.2's dialect, hybrid (colo-compare), the settings' checkpoint delay."""
+    from protocol.sim.config import SimConfig
+    return LabFeed(SimConfig(dialect="qemu", mode="hybrid",
+                             checkpoint_delay_ms=settings.checkpoint_delay_ms), settings)

@@ -26,18 +26,23 @@ _strip = strip_comment
 
 
 def _controller(args, out):
+    from colo_tui.repl.verbosity import Printer
     from colo_tui.session.control import Controller
-    from colo_tui.session.live import make_live
+    from colo_tui.session.live import live_controller, make_live
     from colo_tui.session.options import config_from
     from protocol.sim.core import Simulation
-    cfg = config_from(args)
-    # validates dialect, mode, faults and settings (ValueError names the choices);
-    # no guest to build
-    Simulation(dataclasses.replace(cfg, guest="null"))
-
-    from colo_tui.repl.verbosity import Printer
     show = Printer(out, render.event_line)
-    live = make_live(args, cfg, on_event=show)
+    # a source the command line wired in (`colo repl --lab`: colo_tui/cli/lab_repl.py)
+    factory = getattr(args, "live_source", None)
+    source = factory(args) if factory is not None else None
+    if source is not None:
+        live = live_controller(source, on_event=show)
+    else:
+        cfg = config_from(args)
+        # validates dialect, mode, faults and settings (ValueError names the choices);
+        # no guest to build
+        Simulation(dataclasses.replace(cfg, guest="null"))
+        live = make_live(args, cfg, on_event=show)
     if live is not None:
         live.wait_for_events = True      # the REPL may block: `step`/`run` wait for peers
         live.printer = show
