@@ -63,7 +63,8 @@ def lab_source(args):
     if clash:
         raise UsageError(f"--lab runs its own QEMU pair: it does not go with "
                          f"{', '.join(clash)}")
-    if args.dialect != "qemu":
+    from protocol.core import dialects
+    if dialects.get(args.dialect) is not dialects.QEMU:     # what the lab's QEMU speaks
         raise UsageError(f"--lab is QEMU 7.2: it speaks --dialect qemu, not {args.dialect!r}")
     from colo_tui.lab import procs
     from colo_tui.lab.cli import lab_fault, resolve_net
