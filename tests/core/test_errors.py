@@ -21,11 +21,11 @@ def test_every_testbed_error_is_marked_and_builtin_input_errors_count():
     import colo_tui.cli.export  # noqa: F401  (ExportError joins the hierarchy)
     import protocol.drivers.node  # noqa: F401
     import protocol.drivers.qmp  # noqa: F401
-    subs = list(_subclasses(ColoError))
     import colo_tui.commands.parser  # noqa: F401
     import protocol.guest.mirror  # noqa: F401
     import protocol.migration.stream  # noqa: F401
     import protocol.record.pcap  # noqa: F401
+    subs = list(_subclasses(ColoError))
     assert {"NodeError", "QmpError", "ExportError", "FaultSpecError", "StreamError",
             "PcapError", "MirrorError", "CommandError"} <= {c.__name__ for c in subs}
     for cls in subs:
