@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from protocol.bench.stages import STAGES, StageClock
 from protocol.drivers.memtune import keep_large_buffers
 
 PAGE = 4096
@@ -42,6 +43,17 @@ def _dirty(ram, npages: int, every: int) -> None:
         ram.write("pc.ram", i * PAGE, os.urandom(64) + i.to_bytes(8, "big"))
 
 
+def _with_other(stages: dict[str, float], total: float) -> dict[str, float]:
+    out = dict(stages)
+    out["other"] = max(0.0, total - sum(stages.values()))
+    return out
+
+
+def _stage_ms(rounds: list[dict], key: str) -> dict[str, float]:
+    return {k: round(statistics.median(r[key][k] for r in rounds) * 1e3, 2)
+            for k in (*STAGES, "other")}
+
+
 def _round(ram_mib: int, every: int) -> dict:
     from protocol.sim.config import SimConfig
     from protocol.sim.core import Simulation
@@ -51,14 +63,19 @@ def _round(ram_mib: int, every: int) -> dict:
     primary = sim.guests["primary"]
     npages = ram_mib * 256
     times = []
+    clock = StageClock(sim).install()
+    stages: list[dict[str, float]] = []
     # checkpoint 1 also pays the secondary's first-touch page faults; 2 and 3 dirty
     # the same pages again, resident on both sides by then (the steady state)
     for n in range(1, STEADY_LAST + 1):
         _dirty(primary.ram, npages, every)
         t0 = time.perf_counter()
+        clock.reset()
         sim.run_until(lambda s, n=n: s.eps["primary"].checkpoint >= n
                       and s.eps["primary"].state == "IDLE")
         times.append(time.perf_counter() - t0)
+        stages.append(clock.reset())
+    clock.uninstall()
     sim.run()
     total, second, steady = times[0], times[1], statistics.median(times[2:])
     ok = sim.outcome() == "ok" and all(sim.invariants.ok.values()) and \
@@ -95,6 +112,9 @@ def _round(ram_mib: int, every: int) -> dict:
     return {"total_s": total, "second_s": second, "steady_s": steady, "digests_s": digests,
             "memcpy_s": memcpy, "scan_s": scan, "copy_s": bound_copy,
             "bound_s": scan + bound_copy, "ok": ok,
+            "first_stages": _with_other(stages[0], total),
+            "steady_stages": _with_other(
+                {k: statistics.median(st[k] for st in stages[2:]) for k in STAGES}, steady),
             "pages": len(idx)}
 
 
@@ -125,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         "scan_ms": round(med["scan_s"] * 1e3, 2),
         "copy_ms": round(med["copy_s"] * 1e3, 2),
         "bound_ms": round(med["bound_s"] * 1e3, 2),
+        "first_stages_ms": _stage_ms(rounds, "first_stages"),
+        "steady_stages_ms": _stage_ms(rounds, "steady_stages"),
         "first_x": round(first_x, 2), "steady_x": round(steady_x, 2), "bound_target_x": 1.3,
         "all_ms": [round(r["total_s"] * 1e3, 1) for r in rounds],
         "steady_all_ms": [round(r["steady_s"] * 1e3, 1) for r in rounds],
@@ -147,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['bound_ms']} ms; first {result['first_x']}x, steady "
               f"{result['steady_x']}x of it (goal <= 1.3x: "
               f"{'met' if result['meets_bound'] else 'NOT met'})")
+        for which in ("first", "steady"):
+            st = result[f"{which}_stages_ms"]
+            print(f"{which} stages (ms): " + ", ".join(f"{k} {v}" for k, v in st.items()))
     return 0 if result["invariants_ok"] else 1
 
 
