@@ -244,7 +244,10 @@ class RamBlock:
     def lend(self, rows: np.ndarray) -> RamPages:
         """The pages `rows` as a RamPages, pinned before this block is next written."""
         pages = RamPages(self, rows)
-        self._unpinned.append(weakref.ref(pages))
+        lent = self._unpinned
+        if len(lent) >= 64:         # loans dropped unused (a block seldom written): forget them
+            lent[:] = [ref for ref in lent if ref() is not None]
+        lent.append(weakref.ref(pages))
         return pages
 
     def before_write(self) -> None:

@@ -11,6 +11,18 @@
   Copying SVM-dirtied pages from the cache reverts the SVM's own writes.
 * `discard()` drops a partly received checkpoint: SVM RAM is untouched, and
   the cache returns to the last complete checkpoint (an undo log).
+
+The undo log copies only what it must.  Outside the pages received since the
+last flush, the cache equals SVM RAM except where the SVM wrote since (its dirty
+log) or where a page reached SVM RAM around the cache (`diverged`: bug B11's
+bypass).  So a page first received this checkpoint needs, to be undone:
+
+* nothing, if the cache never held it (it was zero: restored as zero);
+* nothing copied now, if the cache equals SVM RAM there: SVM RAM *lends* it
+  (`RamBlock.lend`), and the loan is copied out only if SVM RAM is written
+  before the flush or the discard (`before_write`; the SVM is stopped while a
+  checkpoint comes in, so normally never) — the flush drops the loans first;
+* a copy (into the reused arena), where the SVM or a bypass made them differ.
 * `receive(..., bypass_cache=True)` models bug B11 (multifd writes guest RAM
   directly, the cache goes stale).
 """
@@ -21,7 +33,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from protocol.guest import pagediff
-from protocol.guest.ram import PAGE_HASH_WEIGHTS, Bitmap, Ram
+from protocol.guest.ram import PAGE_HASH_WEIGHTS, Bitmap, Ram, RamPages
 from protocol.migration.pages import (
     CODE_PAGE,
     CODE_ZERO,
@@ -42,8 +54,12 @@ class RamCache:
         self.cache = svm_ram.clone()                       # initial sync: cache == RAM
         self.bitmaps = {name: Bitmap(blk.npages) for name, blk in svm_ram.blocks.items()}
         self._undo: dict[tuple[str, int], bytes] = {}      # pre-checkpoint cache pages
-        #: bulk undo: (block, page indices, their old contents or None = were zero)
-        self._undo_runs: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        #: bulk undo: (block, page indices, their old contents: an array, RamPages lent
+        #: by SVM RAM (equal to the cache there), or None = were zero)
+        self._undo_runs: list[tuple[str, np.ndarray, np.ndarray | RamPages | None]] = []
+        #: pages where SVM RAM was written around the cache (B11 bypass): the cache may
+        #: differ from SVM RAM there although the SVM's dirty log does not say so
+        self.diverged = {name: Bitmap(blk.npages) for name, blk in svm_ram.blocks.items()}
         #: one buffer the bulk undo copies go to, reused checkpoint after checkpoint
         #: (no fresh allocation, so no page faults, in the steady state)
         self._arena: np.ndarray | None = None
@@ -76,6 +92,8 @@ class RamCache:
         for record in records:
             if bypass_cache:                               # bug B11 model
                 self.svm_ram.apply_record(record, dirty=False)
+                if record.block in self.diverged:
+                    self.diverged[record.block].set(record.offset // PAGE_SIZE)
                 count += 1
                 continue
             blk = self.cache.block(record.block)
@@ -158,16 +176,12 @@ class RamCache:
             idx = run.offsets // PAGE_SIZE
             fresh = idx[~bitmap.test_many(idx)]
             if len(fresh):
-                fresh = np.unique(fresh)
+                if len(fresh) > 1 and not (fresh[1:] > fresh[:-1]).all():
+                    fresh = np.unique(fresh)        # (a run off the wire is ascending)
                 if self._undo:
                     fresh = np.array([k for k in fresh.tolist() if (name, k) not in self._undo],
                                      dtype=np.int64)
-                was = blk.touched.test_many(fresh)
-                if not was.all():
-                    self._undo_runs.append((name, fresh[~was], None))
-                if was.any():
-                    old = fresh[was]
-                    self._undo_runs.append((name, old, self._save_pages(blk, old, left)))
+                self._note_undo(name, blk, fresh, left)
             arr = blk.array()
             blk.before_write()
             is_page = run.kinds == CODE_PAGE
@@ -188,6 +202,25 @@ class RamCache:
             blk.stale.set_many(idx)
             bitmap.set_many(idx)
         return True
+
+    def _note_undo(self, name: str, blk, fresh: np.ndarray, hint: int) -> None:
+        """Undo entries for the pages `fresh` of cache block `blk`, about to be first
+        written this checkpoint: zero if the cache never held them, else lent by SVM
+        RAM where it equals the cache, else copied (see the module docstring)."""
+        was = blk.touched.test_many(fresh)
+        if not was.all():
+            self._undo_runs.append((name, fresh[~was], None))
+        if not was.any():
+            return
+        old = fresh[was]
+        svm = self.svm_ram.blocks[name]
+        differs = svm.dirty.test_many(old) | self.diverged[name].test_many(old)
+        if differs.any():
+            own = old[differs]
+            self._undo_runs.append((name, own, self._save_pages(blk, own, hint)))
+            old = old[~differs]
+        if len(old):
+            self._undo_runs.append((name, old, svm.lend(old)))
 
     def _save_pages(self, blk, idx: np.ndarray, hint: int = 0) -> np.ndarray:
         """Copies of the pages `idx` of `blk` for the undo log, in the reused arena
@@ -231,6 +264,9 @@ class RamCache:
     def flush(self) -> int:
         """colo_flush_ram_cache: copy the flush set cache -> SVM RAM; returns its size."""
         copied = 0
+        # the checkpoint commits: no undo, and SVM RAM's loans end before it is written
+        self._undo.clear()
+        self._undo_runs.clear()
         for name, bitmap in self.bitmaps.items():
             src = self.cache.blocks[name]
             dst = self.svm_ram.blocks[name]
@@ -240,11 +276,12 @@ class RamCache:
             if len(pages):
                 self._copy_pages(src, dst, pages)
                 copied += len(pages)
+                diverged = self.diverged[name]
+                if diverged.count:
+                    diverged.clear_many(pages)      # equal again
             bitmap.clear_all()
             if self.include_svm_dirty:
                 dst.dirty.clear_all()
-        self._undo.clear()
-        self._undo_runs.clear()
         self._arena_used = 0
         self.pages_copied_total += copied
         self.last_flush_pages = copied
@@ -259,6 +296,15 @@ class RamCache:
         self._undo.clear()
         for name, idx, old in self._undo_runs:
             blk = self.cache.blocks[name]
+            if isinstance(old, RamPages) and not old.pinned:
+                # SVM RAM still holds what the cache held: copy it back
+                blk.before_write()
+                pagediff.copy_pages(old.block.mem, blk.mem, idx, PAGE_SIZE)
+                blk.touched.set_many(idx)
+                blk.stale.set_many(idx)
+                continue
+            if isinstance(old, RamPages):
+                old = old.gather()
             blk.put_pages(idx, old if old is not None
                           else np.zeros((len(idx), PAGE_SIZE), dtype=np.uint8))
         self._undo_runs.clear()
