@@ -343,10 +343,10 @@ cdef extern from *:
     }
 
     static void pd_scatter(unsigned char *ram, const Py_ssize_t *idx, Py_ssize_t count,
-                           const unsigned char *pages, Py_ssize_t ps) {
+                           const unsigned char *pages, Py_ssize_t ps, Py_ssize_t stride) {
         Py_ssize_t k;
         for (k = 0; k < count; k++)
-            memmove(ram + idx[k] * ps, pages + k * ps, (size_t)ps);
+            memmove(ram + idx[k] * ps, pages + k * stride, (size_t)ps);
     }
 
     static void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
@@ -433,7 +433,7 @@ cdef extern from *:
     Py_ssize_t pd_zero(const unsigned char *a, Py_ssize_t npages, Py_ssize_t ps,
                        uint64_t *bits) nogil
     void pd_scatter(unsigned char *ram, const Py_ssize_t *idx, Py_ssize_t count,
-                    const unsigned char *pages, Py_ssize_t ps) nogil
+                    const unsigned char *pages, Py_ssize_t ps, Py_ssize_t stride) nogil
     void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
                  Py_ssize_t count, Py_ssize_t ps) nogil
     void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
@@ -595,15 +595,26 @@ cdef int _check_indices(const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t npag
     return 0
 
 
-def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
-    """Write page i of `pages` over page indices[i] of `ram`, in place.
+def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096, Py_ssize_t stride=-1,
+                  Py_ssize_t offset=0):
+    """Write page k of `pages` over page indices[k] of `ram`, in place.
 
-    Every index is checked before anything is written.
+    Page k is pages[offset + k * stride:][:page_size]; by default (stride -1,
+    offset 0) the pages are consecutive and `pages` holds exactly them; a larger
+    stride skips gaps (the record headers of a wire image: pages decoded straight
+    from it into RAM).  Every index and the extent are checked before anything is
+    written.
     """
     cdef Py_buffer dst, src
     cdef Py_ssize_t npages, count = 0, k
     cdef Py_ssize_t *idx
+    cdef bint exact = stride == -1 and offset == 0
     _check_page_size(page_size)
+    if stride == -1:
+        stride = page_size
+    if stride < page_size or offset < 0:
+        raise ValueError(f"stride {stride} must be >= page_size {page_size} and offset "
+                         f"{offset} >= 0")
     _get_writable(ram, &dst)
     try:
         PyObject_GetBuffer(pages, &src, PyBUF_SIMPLE)
@@ -612,14 +623,17 @@ def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
             npages = dst.len // page_size
             idx = _indices(indices, &count)
             try:
-                if src.len != count * page_size:
+                if exact and src.len != count * page_size:
                     raise ValueError(
                         f"pages buffer is {src.len} bytes, expected {count} pages x "
                         f"{page_size} = {count * page_size}")
+                if count and offset + (count - 1) * stride + page_size > src.len:
+                    raise ValueError(f"pages buffer is {src.len} bytes, too small for {count} "
+                                     f"pages at offset {offset}, stride {stride}")
                 _check_indices(idx, count, npages)
                 with nogil:
                     pd_scatter(<unsigned char *>dst.buf, idx, count,
-                               <const unsigned char *>src.buf, page_size)
+                               <const unsigned char *>src.buf + offset, page_size, stride)
             finally:
                 free(idx)
         finally:

@@ -47,6 +47,22 @@ from protocol.migration.pages import (
 UNDO_ARENA_MAX_PAGES = 1 << 16
 
 
+def _scatter(blk, arr: np.ndarray, idx: np.ndarray, pages: np.ndarray) -> None:
+    """arr[idx] = pages, in C where the rows are whole pages at one stride: then
+    straight out of the wire image a run was decoded from (rows `stride` apart,
+    the record headers between them), without gathering them first."""
+    stride, step = pages.strides
+    if pages.flags.c_contiguous:
+        pagediff.scatter_pages(blk.mem, idx, pages, PAGE_SIZE)
+    elif step == 1 and stride >= PAGE_SIZE and len(pages):
+        span = (len(pages) - 1) * stride + PAGE_SIZE
+        flat = np.lib.stride_tricks.as_strided(pages, shape=(span,), strides=(1,),
+                                               writeable=False)
+        pagediff.scatter_pages(blk.mem, idx, flat, PAGE_SIZE, stride=stride)
+    else:
+        arr[idx] = pages
+
+
 class RamCache:
     def __init__(self, svm_ram: Ram, include_svm_dirty: bool = True) -> None:
         self.svm_ram = svm_ram
@@ -186,11 +202,7 @@ class RamCache:
             blk.before_write()
             is_page = run.kinds == CODE_PAGE
             if is_page.all():
-                pages = run.pages
-                if pages.flags.c_contiguous:
-                    pagediff.scatter_pages(blk.mem, idx, pages, PAGE_SIZE)
-                else:
-                    arr[idx] = pages
+                _scatter(blk, arr, idx, run.pages)
             else:
                 rows = np.flatnonzero(is_page)
                 if len(rows):
