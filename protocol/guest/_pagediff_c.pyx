@@ -377,11 +377,51 @@ cdef extern from *:
     /* The pages' 64-bit hashes (see hash_pages): one pass over each page, four
        independent sums so the multiplies overlap.  Native-endian words, as a
        numpy uint64 view reads them (the pure-Python twin). */
+    #ifdef PD_AVX2
+    /* The low 64 bits of a * b in each lane (AVX2 has no 64-bit multiply): the
+       three 32 x 32 -> 64 partial products that reach the low half. */
+    __attribute__((target("avx2")))
+    static inline __m256i pd_mul64_avx2(__m256i a, __m256i b) {
+        __m256i lo = _mm256_mul_epu32(a, b);
+        __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b),
+                                         _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+        return _mm256_add_epi64(lo, _mm256_slli_epi64(cross, 32));
+    }
+
+    /* pd_hash1's sum over the page's first nw8 words (nw8 a multiple of 8), four
+       lanes at a time in two accumulators: the same sum mod 2**64 in another order. */
+    __attribute__((target("avx2")))
+    static uint64_t pd_hash_sum_avx2(const unsigned char *p, Py_ssize_t nw8,
+                                     const uint64_t *w) {
+        Py_ssize_t i;
+        __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        uint64_t lanes[4];
+        for (i = 0; i < nw8; i += 8) {
+            __m256i x0 = PD_L32(p + 8 * i), x1 = PD_L32(p + 8 * i + 32);
+            x0 = _mm256_xor_si256(x0, _mm256_srli_epi64(x0, 29));
+            x1 = _mm256_xor_si256(x1, _mm256_srli_epi64(x1, 29));
+            h0 = _mm256_add_epi64(h0, pd_mul64_avx2(x0, PD_L32(w + i)));
+            h1 = _mm256_add_epi64(h1, pd_mul64_avx2(x1, PD_L32(w + i + 4)));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)lanes, _mm256_add_epi64(h0, h1));
+        return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
+    static int pd_avx2 = -1;        /* AVX2 usable: detected once */
+    #endif
+
     static inline uint64_t pd_hash1(const unsigned char *p, Py_ssize_t ps,
                                     const uint64_t *w) {
-        Py_ssize_t i, nw = ps / 8;
+        Py_ssize_t i = 0, nw = ps / 8;
         uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0, x0, x1, x2, x3;
-        for (i = 0; i + 4 <= nw; i += 4) {
+    #if defined(PD_AVX2) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+        if (pd_avx2 < 0)
+            pd_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        if (pd_avx2 && nw >= 8) {
+            i = nw & ~(Py_ssize_t)7;
+            h0 = pd_hash_sum_avx2(p, i, w);
+        }
+    #endif
+        for (; i + 4 <= nw; i += 4) {
             memcpy(&x0, p + 8 * i, 8);
             memcpy(&x1, p + 8 * i + 8, 8);
             memcpy(&x2, p + 8 * i + 16, 8);
@@ -401,6 +441,19 @@ cdef extern from *:
             h0 = i < ps;
         }
         return h0;
+    }
+
+    /* Tests: force the portable hash loop (on = 0) or the detected one (on = 1);
+       returns whether the vector loop was in use before. */
+    static int pd_hash_simd(int on) {
+    #ifdef PD_AVX2
+        int was = pd_avx2 > 0;
+        pd_avx2 = on ? (__builtin_cpu_supports("avx2") ? 1 : 0) : 0;
+        return was;
+    #else
+        (void)on;
+        return 0;
+    #endif
     }
 
     static void pd_hash(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
@@ -424,6 +477,7 @@ cdef extern from *:
         }
     }
     """
+    int pd_hash_simd(int on) nogil
     Py_ssize_t pd_xbzrle_encode(const unsigned char *old, const unsigned char *new_,
                                 Py_ssize_t n, unsigned char *dst, Py_ssize_t dlen) nogil
     int pd_xbzrle_decode(const unsigned char *src, Py_ssize_t slen, unsigned char *dst,
@@ -671,6 +725,13 @@ def copy_pages(src, dst, indices, Py_ssize_t page_size=4096):
             PyBuffer_Release(&b)
     finally:
         PyBuffer_Release(&a)
+
+
+def _hash_simd(bint on):
+    """For tests: hash with the vector loop where the CPU has it (True) or with the
+    portable loop (False); returns whether the vector loop was in use before.  Both
+    give the same hashes (a sum mod 2**64 in another order)."""
+    return bool(pd_hash_simd(on))
 
 
 def hash_pages(buf, indices, weights, Py_ssize_t page_size=4096):

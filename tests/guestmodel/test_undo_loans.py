@@ -162,3 +162,15 @@ def test_discard_always_returns_the_cache_to_its_last_complete_state(ops, v11):
     if open_ckpt:
         cache.discard()
         assert cache.cache.digest() == snapshot
+
+
+def test_populate_makes_the_cache_resident_and_changes_nothing():
+    pvm, svm, cache = _pair()
+    before = cache.cache.digest()
+    done = cache.populate()
+    assert done in (0, sum(size for _, size in LAYOUT))     # 0: a kernel without it
+    assert cache.cache.digest() == before and not cache.cache.diff_pages(svm)
+    pvm.write("pc.ram", 5 * 4096, b"after")
+    cache.receive(_received(pvm))
+    cache.flush()
+    assert svm.digest() == pvm.digest()
