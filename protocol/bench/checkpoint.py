@@ -2,10 +2,13 @@
 
 Measures, as medians over `--rounds` fresh simulations (guest model, idle
 workload, invariants on): the end-to-end time of the first checkpoint after
-the dirtying, of the second (the same pages dirtied again: the first with an
-undo log for the RAM cache, whose buffer is then first touched), and of the
-steady state (the median of checkpoints 3 to 5, everything resident), the time of the two consistency digests alone (PVM at its
-stop, SVM after commit, measured as a separate pass over the same dirtying),
+the dirtying, of the second (the same pages dirtied again: the first whose pages
+the RAM cache already holds, so the first with undo entries; the idle SVM wrote
+none of them, so SVM RAM lends them all and nothing is copied), and of the
+steady state (the median of checkpoints 3 to 5, everything resident), the time
+of the two consistency digests alone (PVM at its stop, SVM after commit,
+measured as a separate pass over the same dirtying), the time of each stage of
+the first and steady checkpoints (`protocol.bench.stages`),
 and a baseline from the same run: a raw memcpy of the same dirty pages (numpy
 fancy-index gather), so `ratio` says how far above memory-bandwidth cost the
 simulated checkpoint is.
@@ -31,6 +34,7 @@ pages as plain memcpys into resident memory (no hashing, no headers), and
 the simulated link hands the wire image over by reference (no copy).
 
     python -m protocol.bench.checkpoint [--json] [--rounds N] [--ram-mib M] [--every K]
+                                        [--resident-cache]
 """
 from __future__ import annotations
 
