@@ -406,6 +406,27 @@ cdef extern from *:
         _mm256_storeu_si256((__m256i *)(void *)lanes, _mm256_add_epi64(h0, h1));
         return lanes[0] + lanes[1] + lanes[2] + lanes[3];
     }
+    /* Copy a page of nw8 words (a multiple of 8) from s to d and return pd_hash1's
+       sum over it, in one pass: each 32-byte load is stored and hashed from the
+       register (memmove then a hash re-reads the copy). */
+    __attribute__((target("avx2")))
+    static uint64_t pd_copy_hash_sum_avx2(unsigned char *d, const unsigned char *s,
+                                          Py_ssize_t nw8, const uint64_t *w) {
+        Py_ssize_t i;
+        __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        uint64_t lanes[4];
+        for (i = 0; i < nw8; i += 8) {
+            __m256i x0 = PD_L32(s + 8 * i), x1 = PD_L32(s + 8 * i + 32);
+            _mm256_storeu_si256((__m256i *)(void *)(d + 8 * i), x0);
+            _mm256_storeu_si256((__m256i *)(void *)(d + 8 * i + 32), x1);
+            x0 = _mm256_xor_si256(x0, _mm256_srli_epi64(x0, 29));
+            x1 = _mm256_xor_si256(x1, _mm256_srli_epi64(x1, 29));
+            h0 = _mm256_add_epi64(h0, pd_mul64_avx2(x0, PD_L32(w + i)));
+            h1 = _mm256_add_epi64(h1, pd_mul64_avx2(x1, PD_L32(w + i + 4)));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)lanes, _mm256_add_epi64(h0, h1));
+        return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
     static int pd_avx2 = -1;        /* AVX2 usable: detected once */
     #endif
 
@@ -472,7 +493,18 @@ cdef extern from *:
         Py_ssize_t k;
         for (k = 0; k < count; k++) {
             unsigned char *d = dst + (didx ? didx[k] * ps : k * stride);
-            memmove(d, src + idx[k] * ps, (size_t)ps);
+            const unsigned char *from = src + idx[k] * ps;
+    #if defined(PD_AVX2) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            /* one pass in registers, where the page is whole vectors and the two
+               pages do not overlap (memmove semantics otherwise) */
+            if (pd_avx2 > 0 && ps % 64 == 0 && (d + ps <= from || from + ps <= d)) {
+                uint64_t h = pd_copy_hash_sum_avx2(d, from, ps / 8, w);
+                if (h == 0) h = pd_hash1(d, ps, w);     /* the rare zero-sum rule */
+                out[k] = h;
+                continue;
+            }
+    #endif
+            memmove(d, from, (size_t)ps);
             out[k] = pd_hash1(d, ps, w);
         }
     }
