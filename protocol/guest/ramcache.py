@@ -304,9 +304,10 @@ class RamCache:
         for name, bitmap in self.bitmaps.items():
             src = self.cache.blocks[name]
             dst = self.svm_ram.blocks[name]
-            pages = bitmap.index_array()
-            if self.include_svm_dirty and dst.dirty.count:
-                pages = np.union1d(pages, dst.dirty.index_array())
+            if self.include_svm_dirty:
+                pages = bitmap.union_array(dst.dirty)
+            else:
+                pages = bitmap.index_array()
             if len(pages):
                 self._copy_pages(src, dst, pages)
                 copied += len(pages)
