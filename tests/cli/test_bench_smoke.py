@@ -26,7 +26,7 @@ def test_checkpoint_bench_small_guest():
     assert out["second_ms"] > 0 and out["scan_ms"] > 0 and out["copy_ms"] > 0
     assert abs(out["bound_ms"] - out["scan_ms"] - out["copy_ms"]) < 0.02
     assert out["first_x"] > 1 and out["steady_x"] > 1 and out["bound_target_x"] == 1.3
-    assert out["bound3_ms"] > out["bound_ms"] and out["steady_x3"] > 0
+    assert out["bound3_ms"] > out["bound_ms"] and out["steady_x3"] > 0 and out["loopback_ms"] > 0
     stages = ("scan", "encode", "receive", "cache", "flush", "digest", "other")
     for which in ("first_stages_ms", "steady_stages_ms"):
         assert tuple(out[which]) == stages and all(v >= 0 for v in out[which].values())
