@@ -182,16 +182,17 @@ def test_compiled_fused_copy_hash_matches_the_portable_loop(ps):
     results = []
     was = c._hash_simd(False)
     try:
-        for on in (False, True):
+        for on, aligned in ((False, False), (True, False), (True, True)):
             c._hash_simd(on)
-            dst = bytearray(len(buf))
+            # an mmap is page aligned: the vector loop's aligned (streaming) stores
+            dst = mmap.mmap(-1, len(buf)) if aligned else bytearray(len(buf))
             h1 = c.copy_pages_hashed(buf, dst, idx, w, page_size=ps)
             wire = bytearray(len(idx) * (ps + 8) + 3)
             h2 = c.gather_pages(buf, idx, wire, ps, ps + 8, 3, w)
             results.append((bytes(dst), h1, bytes(wire), h2))
     finally:
         c._hash_simd(was)
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     dst, h1, wire, h2 = results[1]
     assert h1 == h2 and np.frombuffer(h1, np.uint64).tolist() == [
         _hash_by_definition(buf[i * ps:(i + 1) * ps], w) for i in idx]
