@@ -136,9 +136,8 @@ class RamCache:
                 continue
             blk = self.cache.block(record.block)
             index = record.offset // PAGE_SIZE
-            key = (record.block, index)
-            if key not in self._undo and 0 <= index < blk.npages:
-                self._undo[key] = blk.page(index)
+            if 0 <= index < blk.npages and not self.bitmaps[record.block].test(index):
+                self._undo[(record.block, index)] = blk.page(index)     # first this checkpoint
             self.cache.apply_record(record, dirty=False)
             self.bitmaps[record.block].set(index)
             count += 1
@@ -148,8 +147,9 @@ class RamCache:
     def _receive_pages(self, records) -> bool:
         """Fast path of `receive`: only full pages of one block, in range, aligned.
 
-        Saves the undo copies in one gather, then writes the pages.  Returns
-        False (nothing done) when the records do not fit it.
+        Notes the undo entries of the pages first received this checkpoint (as
+        `_receive_batch`), then writes the pages.  Returns False (nothing done)
+        when the records do not fit it.
         """
         if not records:
             return False
@@ -169,14 +169,7 @@ class RamCache:
         bitmap = self.bitmaps[name]
         fresh = idx[~bitmap.test_many(idx)]
         if len(fresh):
-            fresh = np.unique(fresh)
-            saved = [k for k in fresh.tolist() if (name, k) not in self._undo]
-            if saved:
-                old = blk.gather(saved)
-                old.flags.writeable = False
-                view = memoryview(old).cast("B")
-                for k, index in enumerate(saved):
-                    self._undo[(name, index)] = view[k * PAGE_SIZE:(k + 1) * PAGE_SIZE]
+            self._note_undo(name, blk, np.unique(fresh), 0)
         mem = blk.mem
         blk.before_write()
         for rec in records:

@@ -110,6 +110,7 @@ _OPS = st.one_of(
     st.tuples(st.just("svm"), st.sampled_from(sorted(NPAGES)), st.integers(0, 3)),
     st.tuples(st.just("bypass"), st.sampled_from(sorted(NPAGES)), st.integers(0, 3)),
     st.tuples(st.just("receive"), st.just(""), st.just(0)),
+    st.tuples(st.just("receive-list"), st.just(""), st.just(0)),
     st.tuples(st.just("svm-late"), st.sampled_from(sorted(NPAGES)), st.integers(0, 3)),
     st.tuples(st.just("discard"), st.just(""), st.just(0)),
     st.tuples(st.just("flush"), st.just(""), st.just(0)),
@@ -119,7 +120,8 @@ _OPS = st.one_of(
 @settings(max_examples=120, deadline=None)
 @given(ops=st.lists(_OPS, max_size=30), v11=st.booleans())
 def test_discard_always_returns_the_cache_to_its_last_complete_state(ops, v11):
-    """Any interleaving of PVM and SVM writes, B11 bypasses, receives, SVM writes
+    """Any interleaving of PVM and SVM writes, B11 bypasses, receives (batches and
+    lists of records, mixed within a checkpoint), SVM writes
     while a checkpoint is half in, discards and flushes: a discard leaves the cache
     exactly as it was before the checkpoint's first receive (checked against a
     plain snapshot), and a flush leaves SVM RAM holding every received page."""
@@ -139,10 +141,11 @@ def test_discard_always_returns_the_cache_to_its_last_complete_state(ops, v11):
         elif op == "bypass" and not open_ckpt:
             pvm.write(name, page * 4096 + 1, b"bypassed")
             cache.receive(pvm.collect_dirty(), bypass_cache=True)
-        elif op == "receive":
+        elif op in ("receive", "receive-list"):
             if not open_ckpt:
                 snapshot = cache.cache.digest()
-            cache.receive(_received(pvm))
+            # a batch off the wire, or a list of records (the per-record paths)
+            cache.receive(_received(pvm) if op == "receive" else pvm.collect_dirty())
             open_ckpt = True
         elif op == "discard":
             cache.discard()
