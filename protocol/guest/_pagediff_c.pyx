@@ -27,7 +27,12 @@ from protocol.guest._pagediff_py import (E_BAD_ULEB, E_NZRUN_INPUT, E_NZRUN_PAGE
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
            "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
-           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
+           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into",
+           "SPEC_VERSION"]
+
+#: the twins' common interface, bumped when a signature changes (2: scatter_pages took
+#: stride and offset): a compiled twin of another version is stale, never used
+SPEC_VERSION = 2
 
 cdef extern from *:
     """

@@ -28,7 +28,12 @@ import re
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
            "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
-           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
+           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into",
+           "SPEC_VERSION"]
+
+#: the twins' common interface, bumped when a signature changes (2: scatter_pages took
+#: stride and offset): a compiled twin of another version is stale, never used
+SPEC_VERSION = 2
 
 _CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
 _MAX_RUN = 0x3FFF           # 14-bit ULEB128 limit of QEMU's uleb128_encode_small
