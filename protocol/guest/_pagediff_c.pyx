@@ -27,7 +27,12 @@ from protocol.guest._pagediff_py import (E_BAD_ULEB, E_NZRUN_INPUT, E_NZRUN_PAGE
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
            "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
-           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
+           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into",
+           "SPEC_VERSION"]
+
+#: the twins' common interface, bumped when a signature changes (2: scatter_pages took
+#: stride and offset): a compiled twin of another version is stale, never used
+SPEC_VERSION = 2
 
 cdef extern from *:
     """
@@ -343,10 +348,10 @@ cdef extern from *:
     }
 
     static void pd_scatter(unsigned char *ram, const Py_ssize_t *idx, Py_ssize_t count,
-                           const unsigned char *pages, Py_ssize_t ps) {
+                           const unsigned char *pages, Py_ssize_t ps, Py_ssize_t stride) {
         Py_ssize_t k;
         for (k = 0; k < count; k++)
-            memmove(ram + idx[k] * ps, pages + k * ps, (size_t)ps);
+            memmove(ram + idx[k] * ps, pages + k * stride, (size_t)ps);
     }
 
     static void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
@@ -377,11 +382,74 @@ cdef extern from *:
     /* The pages' 64-bit hashes (see hash_pages): one pass over each page, four
        independent sums so the multiplies overlap.  Native-endian words, as a
        numpy uint64 view reads them (the pure-Python twin). */
+    #ifdef PD_AVX2
+    /* The low 64 bits of a * b in each lane (AVX2 has no 64-bit multiply): the
+       three 32 x 32 -> 64 partial products that reach the low half. */
+    __attribute__((target("avx2")))
+    static inline __m256i pd_mul64_avx2(__m256i a, __m256i b) {
+        __m256i lo = _mm256_mul_epu32(a, b);
+        __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b),
+                                         _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+        return _mm256_add_epi64(lo, _mm256_slli_epi64(cross, 32));
+    }
+
+    /* pd_hash1's sum over the page's first nw8 words (nw8 a multiple of 8), four
+       lanes at a time in two accumulators: the same sum mod 2**64 in another order. */
+    __attribute__((target("avx2")))
+    static uint64_t pd_hash_sum_avx2(const unsigned char *p, Py_ssize_t nw8,
+                                     const uint64_t *w) {
+        Py_ssize_t i;
+        __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        uint64_t lanes[4];
+        for (i = 0; i < nw8; i += 8) {
+            __m256i x0 = PD_L32(p + 8 * i), x1 = PD_L32(p + 8 * i + 32);
+            x0 = _mm256_xor_si256(x0, _mm256_srli_epi64(x0, 29));
+            x1 = _mm256_xor_si256(x1, _mm256_srli_epi64(x1, 29));
+            h0 = _mm256_add_epi64(h0, pd_mul64_avx2(x0, PD_L32(w + i)));
+            h1 = _mm256_add_epi64(h1, pd_mul64_avx2(x1, PD_L32(w + i + 4)));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)lanes, _mm256_add_epi64(h0, h1));
+        return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
+    /* Copy a page of nw8 words (a multiple of 8) from s to d and return pd_hash1's
+       sum over it, in one pass: each 32-byte load is stored and hashed from the
+       register (memmove then a hash re-reads the copy).  Plain stores: streaming
+       ones saved ~1.5 ms of 18 on resident pages but cost ~15 ms more on pages the
+       kernel has just zeroed (a first flush), whose lines are in the cache. */
+    __attribute__((target("avx2")))
+    static uint64_t pd_copy_hash_sum_avx2(unsigned char *d, const unsigned char *s,
+                                          Py_ssize_t nw8, const uint64_t *w) {
+        Py_ssize_t i;
+        __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        uint64_t lanes[4];
+        for (i = 0; i < nw8; i += 8) {
+            __m256i x0 = PD_L32(s + 8 * i), x1 = PD_L32(s + 8 * i + 32);
+            _mm256_storeu_si256((__m256i *)(void *)(d + 8 * i), x0);
+            _mm256_storeu_si256((__m256i *)(void *)(d + 8 * i + 32), x1);
+            x0 = _mm256_xor_si256(x0, _mm256_srli_epi64(x0, 29));
+            x1 = _mm256_xor_si256(x1, _mm256_srli_epi64(x1, 29));
+            h0 = _mm256_add_epi64(h0, pd_mul64_avx2(x0, PD_L32(w + i)));
+            h1 = _mm256_add_epi64(h1, pd_mul64_avx2(x1, PD_L32(w + i + 4)));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)lanes, _mm256_add_epi64(h0, h1));
+        return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
+    static int pd_avx2 = -1;        /* AVX2 usable: detected once */
+    #endif
+
     static inline uint64_t pd_hash1(const unsigned char *p, Py_ssize_t ps,
                                     const uint64_t *w) {
-        Py_ssize_t i, nw = ps / 8;
+        Py_ssize_t i = 0, nw = ps / 8;
         uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0, x0, x1, x2, x3;
-        for (i = 0; i + 4 <= nw; i += 4) {
+    #if defined(PD_AVX2) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+        if (pd_avx2 < 0)
+            pd_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        if (pd_avx2 && nw >= 8) {
+            i = nw & ~(Py_ssize_t)7;
+            h0 = pd_hash_sum_avx2(p, i, w);
+        }
+    #endif
+        for (; i + 4 <= nw; i += 4) {
             memcpy(&x0, p + 8 * i, 8);
             memcpy(&x1, p + 8 * i + 8, 8);
             memcpy(&x2, p + 8 * i + 16, 8);
@@ -403,6 +471,19 @@ cdef extern from *:
         return h0;
     }
 
+    /* Tests: force the portable hash loop (on = 0) or the detected one (on = 1);
+       returns whether the vector loop was in use before. */
+    static int pd_hash_simd(int on) {
+    #ifdef PD_AVX2
+        int was = pd_avx2 > 0;
+        pd_avx2 = on ? (__builtin_cpu_supports("avx2") ? 1 : 0) : 0;
+        return was;
+    #else
+        (void)on;
+        return 0;
+    #endif
+    }
+
     static void pd_hash(const unsigned char *a, const Py_ssize_t *idx, Py_ssize_t count,
                         Py_ssize_t ps, const uint64_t *w, uint64_t *out) {
         Py_ssize_t k;
@@ -419,11 +500,23 @@ cdef extern from *:
         Py_ssize_t k;
         for (k = 0; k < count; k++) {
             unsigned char *d = dst + (didx ? didx[k] * ps : k * stride);
-            memmove(d, src + idx[k] * ps, (size_t)ps);
+            const unsigned char *from = src + idx[k] * ps;
+    #if defined(PD_AVX2) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            /* one pass in registers, where the page is whole vectors and the two
+               pages do not overlap (memmove semantics otherwise) */
+            if (pd_avx2 > 0 && ps % 64 == 0 && (d + ps <= from || from + ps <= d)) {
+                uint64_t h = pd_copy_hash_sum_avx2(d, from, ps / 8, w);
+                if (h == 0) h = pd_hash1(d, ps, w);     /* the rare zero-sum rule */
+                out[k] = h;
+                continue;
+            }
+    #endif
+            memmove(d, from, (size_t)ps);
             out[k] = pd_hash1(d, ps, w);
         }
     }
     """
+    int pd_hash_simd(int on) nogil
     Py_ssize_t pd_xbzrle_encode(const unsigned char *old, const unsigned char *new_,
                                 Py_ssize_t n, unsigned char *dst, Py_ssize_t dlen) nogil
     int pd_xbzrle_decode(const unsigned char *src, Py_ssize_t slen, unsigned char *dst,
@@ -433,7 +526,7 @@ cdef extern from *:
     Py_ssize_t pd_zero(const unsigned char *a, Py_ssize_t npages, Py_ssize_t ps,
                        uint64_t *bits) nogil
     void pd_scatter(unsigned char *ram, const Py_ssize_t *idx, Py_ssize_t count,
-                    const unsigned char *pages, Py_ssize_t ps) nogil
+                    const unsigned char *pages, Py_ssize_t ps, Py_ssize_t stride) nogil
     void pd_copy(unsigned char *dst, const unsigned char *src, const Py_ssize_t *idx,
                  Py_ssize_t count, Py_ssize_t ps) nogil
     void pd_gather(unsigned char *out, Py_ssize_t stride, const unsigned char *src,
@@ -595,15 +688,26 @@ cdef int _check_indices(const Py_ssize_t *idx, Py_ssize_t count, Py_ssize_t npag
     return 0
 
 
-def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
-    """Write page i of `pages` over page indices[i] of `ram`, in place.
+def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096, Py_ssize_t stride=-1,
+                  Py_ssize_t offset=0):
+    """Write page k of `pages` over page indices[k] of `ram`, in place.
 
-    Every index is checked before anything is written.
+    Page k is pages[offset + k * stride:][:page_size]; by default (stride -1,
+    offset 0) the pages are consecutive and `pages` holds exactly them; a larger
+    stride skips gaps (the record headers of a wire image: pages decoded straight
+    from it into RAM).  Every index and the extent are checked before anything is
+    written.
     """
     cdef Py_buffer dst, src
     cdef Py_ssize_t npages, count = 0, k
     cdef Py_ssize_t *idx
+    cdef bint exact = stride == -1 and offset == 0
     _check_page_size(page_size)
+    if stride == -1:
+        stride = page_size
+    if stride < page_size or offset < 0:
+        raise ValueError(f"stride {stride} must be >= page_size {page_size} and offset "
+                         f"{offset} >= 0")
     _get_writable(ram, &dst)
     try:
         PyObject_GetBuffer(pages, &src, PyBUF_SIMPLE)
@@ -612,14 +716,17 @@ def scatter_pages(ram, indices, pages, Py_ssize_t page_size=4096):
             npages = dst.len // page_size
             idx = _indices(indices, &count)
             try:
-                if src.len != count * page_size:
+                if exact and src.len != count * page_size:
                     raise ValueError(
                         f"pages buffer is {src.len} bytes, expected {count} pages x "
                         f"{page_size} = {count * page_size}")
+                if count and offset + (count - 1) * stride + page_size > src.len:
+                    raise ValueError(f"pages buffer is {src.len} bytes, too small for {count} "
+                                     f"pages at offset {offset}, stride {stride}")
                 _check_indices(idx, count, npages)
                 with nogil:
                     pd_scatter(<unsigned char *>dst.buf, idx, count,
-                               <const unsigned char *>src.buf, page_size)
+                               <const unsigned char *>src.buf + offset, page_size, stride)
             finally:
                 free(idx)
         finally:
@@ -657,6 +764,13 @@ def copy_pages(src, dst, indices, Py_ssize_t page_size=4096):
             PyBuffer_Release(&b)
     finally:
         PyBuffer_Release(&a)
+
+
+def _hash_simd(bint on):
+    """For tests: hash with the vector loop where the CPU has it (True) or with the
+    portable loop (False); returns whether the vector loop was in use before.  Both
+    give the same hashes (a sum mod 2**64 in another order)."""
+    return bool(pd_hash_simd(on))
 
 
 def hash_pages(buf, indices, weights, Py_ssize_t page_size=4096):

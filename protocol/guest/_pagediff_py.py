@@ -28,7 +28,12 @@ import re
 
 __all__ = ["changed_pages", "zero_pages", "scatter_pages", "copy_pages", "hash_pages",
            "copy_pages_hashed", "gather_pages_hashed", "gather_pages", "zero_pages_at",
-           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into"]
+           "build_bytes", "xbzrle_encode", "xbzrle_decode", "xbzrle_decode_into",
+           "SPEC_VERSION"]
+
+#: the twins' common interface, bumped when a signature changes (2: scatter_pages took
+#: stride and offset): a compiled twin of another version is stale, never used
+SPEC_VERSION = 2
 
 _CHUNK = 1 << 20            # compare at most this many bytes per bytes() copy
 _MAX_RUN = 0x3FFF           # 14-bit ULEB128 limit of QEMU's uleb128_encode_small
@@ -137,25 +142,40 @@ def zero_pages(buf, page_size: int = 4096) -> list[int]:
     return out
 
 
-def scatter_pages(ram, indices, pages, page_size: int = 4096) -> None:
-    """Write page i of `pages` over page indices[i] of `ram`, in place.
+def scatter_pages(ram, indices, pages, page_size: int = 4096, stride: int = -1,
+                  offset: int = 0) -> None:
+    """Write page k of `pages` over page indices[k] of `ram`, in place.
 
-    Every index is checked before anything is written.
+    Page k is pages[offset + k * stride:][:page_size]; by default (stride -1,
+    offset 0) the pages are consecutive and `pages` holds exactly them; a larger
+    stride skips gaps (the record headers of a wire image: pages decoded straight
+    from it into RAM).  Every index and the extent are checked before anything is
+    written.
     """
     _check_page_size(page_size)
+    exact = stride == -1 and offset == 0
+    if stride == -1:
+        stride = page_size
+    if stride < page_size or offset < 0:
+        raise ValueError(f"stride {stride} must be >= page_size {page_size} and offset "
+                         f"{offset} >= 0")
     dst = _view(ram, writable=True)
     src = _view(pages)
     n = len(dst)
     _check_multiple(n, page_size)
     npages = n // page_size
     idx = [operator.index(i) for i in indices]
-    if len(src) != len(idx) * page_size:
+    if exact and len(src) != len(idx) * page_size:
         raise ValueError(
             f"pages buffer is {len(src)} bytes, expected {len(idx)} pages x {page_size} = "
             f"{len(idx) * page_size}")
+    if idx and offset + (len(idx) - 1) * stride + page_size > len(src):
+        raise ValueError(f"pages buffer is {len(src)} bytes, too small for {len(idx)} pages "
+                         f"at offset {offset}, stride {stride}")
     _check_indices(idx, npages)
     for k, i in enumerate(idx):
-        dst[i * page_size:(i + 1) * page_size] = src[k * page_size:(k + 1) * page_size]
+        at = offset + k * stride
+        dst[i * page_size:(i + 1) * page_size] = src[at:at + page_size]
 
 
 def _check_indices(idx: list[int], npages: int) -> None:

@@ -1,7 +1,8 @@
 """Page-diff core: the compiled twin if it loads, else the pure-Python one
 (the selection is `protocol.twins.load`, shared by every compiled module).
-A compiled twin built from an older .pyx (lacking a function of the spec) is
-not used either: `LOAD_ERROR` says "stale build" and a RuntimeWarning is issued.
+A compiled twin built from an older .pyx (lacking a function of the spec, or of
+another SPEC_VERSION: a changed signature) is not used either: `LOAD_ERROR` says
+"stale build" and a RuntimeWarning is issued.
 
 `IMPLEMENTATION` is "c" or "py".  `COLO_NO_EXTENSIONS=1` forces "py".  A failed
 import of `_pagediff_c` is never hidden: `LOAD_ERROR` says why (it stays None
@@ -19,6 +20,8 @@ _impl, IMPLEMENTATION, LOAD_ERROR = load(__name__)
 if IMPLEMENTATION == "c":
     from protocol.guest import _pagediff_py as _spec
     _missing = [name for name in _spec.__all__ if not hasattr(_impl, name)]
+    if not _missing and _impl.SPEC_VERSION != _spec.SPEC_VERSION:   # same names, new signatures
+        _missing = [f"SPEC_VERSION {_spec.SPEC_VERSION} (it has {_impl.SPEC_VERSION})"]
     if _missing:        # a shared object built from an older .pyx: never half of each
         LOAD_ERROR = (f"stale build: protocol.guest._pagediff_c lacks {', '.join(_missing)} "
                       "(rebuild it: python setup.py build_ext --inplace)")

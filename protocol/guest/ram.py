@@ -74,6 +74,15 @@ def _hashes_at(buf, idx: np.ndarray) -> np.ndarray:
                          dtype=np.uint64)
 
 
+def _set_bits(bits: np.ndarray) -> np.ndarray:
+    """Positions of the set bits of a little-endian bit array, ascending (int64)."""
+    nzb = np.flatnonzero(bits)
+    if len(nzb) > len(bits) // 8:     # dense: one pass over every bit is cheaper
+        return np.flatnonzero(np.unpackbits(bits, bitorder="little"))
+    rows, cols = np.nonzero(np.unpackbits(bits[nzb][:, None], axis=1, bitorder="little"))
+    return nzb[rows] * 8 + cols
+
+
 class Bitmap:
     """One bit per page, with a population count kept up to date."""
 
@@ -124,12 +133,17 @@ class Bitmap:
         """Set bits in ascending order as an int64 array (numpy: non-zero bytes only)."""
         if not self.count:
             return np.empty(0, dtype=np.int64)
-        bits = np.frombuffer(self._bits, dtype=np.uint8)
-        nzb = np.flatnonzero(bits)
-        if len(nzb) > len(bits) // 8:     # dense: one pass over every bit is cheaper
-            return np.flatnonzero(np.unpackbits(bits, bitorder="little"))
-        rows, cols = np.nonzero(np.unpackbits(bits[nzb][:, None], axis=1, bitorder="little"))
-        return nzb[rows] * 8 + cols
+        return _set_bits(np.frombuffer(self._bits, dtype=np.uint8))
+
+    def union_array(self, other: Bitmap) -> np.ndarray:
+        """The bits set in self or other (same size), ascending: index_array of
+        self | other, without building either index array."""
+        if not other.count:
+            return self.index_array()
+        if not self.count:
+            return other.index_array()
+        return _set_bits(np.frombuffer(self._bits, dtype=np.uint8)
+                         | np.frombuffer(other._bits, dtype=np.uint8))
 
     def set_many(self, indices) -> None:
         """Set every bit of `indices` (an int array or sequence, any order)."""
@@ -244,7 +258,10 @@ class RamBlock:
     def lend(self, rows: np.ndarray) -> RamPages:
         """The pages `rows` as a RamPages, pinned before this block is next written."""
         pages = RamPages(self, rows)
-        self._unpinned.append(weakref.ref(pages))
+        lent = self._unpinned
+        if len(lent) >= 64:         # loans dropped unused (a block seldom written): forget them
+            lent[:] = [ref for ref in lent if ref() is not None]
+        lent.append(weakref.ref(pages))
         return pages
 
     def before_write(self) -> None:

@@ -11,6 +11,18 @@
   Copying SVM-dirtied pages from the cache reverts the SVM's own writes.
 * `discard()` drops a partly received checkpoint: SVM RAM is untouched, and
   the cache returns to the last complete checkpoint (an undo log).
+
+The undo log copies only what it must.  Outside the pages received since the
+last flush, the cache equals SVM RAM except where the SVM wrote since (its dirty
+log) or where a page reached SVM RAM around the cache (`diverged`: bug B11's
+bypass).  So a page first received this checkpoint needs, to be undone:
+
+* nothing, if the cache never held it (it was zero: restored as zero);
+* nothing copied now, if the cache equals SVM RAM there: SVM RAM *lends* it
+  (`RamBlock.lend`), and the loan is copied out only if SVM RAM is written
+  before the flush or the discard (`before_write`; the SVM is stopped while a
+  checkpoint comes in, so normally never) — the flush drops the loans first;
+* a copy (into the reused arena), where the SVM or a bypass made them differ.
 * `receive(..., bypass_cache=True)` models bug B11 (multifd writes guest RAM
   directly, the cache goes stale).
 """
@@ -21,7 +33,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from protocol.guest import pagediff
-from protocol.guest.ram import PAGE_HASH_WEIGHTS, Bitmap, Ram
+from protocol.guest.ram import PAGE_HASH_WEIGHTS, Bitmap, Ram, RamPages
 from protocol.migration.pages import (
     CODE_PAGE,
     CODE_ZERO,
@@ -31,8 +43,27 @@ from protocol.migration.pages import (
     PageRecord,
 )
 
+#: madvise(2): fault in (writable) every page of a range, contents unchanged (Linux 5.14)
+MADV_POPULATE_WRITE = 23
+
 #: the undo arena is kept between checkpoints up to this many pages (256 MiB)
 UNDO_ARENA_MAX_PAGES = 1 << 16
+
+
+def _scatter(blk, arr: np.ndarray, idx: np.ndarray, pages: np.ndarray) -> None:
+    """arr[idx] = pages, in C where the rows are whole pages at one stride: then
+    straight out of the wire image a run was decoded from (rows `stride` apart,
+    the record headers between them), without gathering them first."""
+    stride, step = pages.strides
+    if pages.flags.c_contiguous:
+        pagediff.scatter_pages(blk.mem, idx, pages, PAGE_SIZE)
+    elif step == 1 and stride >= PAGE_SIZE and len(pages):
+        span = (len(pages) - 1) * stride + PAGE_SIZE
+        flat = np.lib.stride_tricks.as_strided(pages, shape=(span,), strides=(1,),
+                                               writeable=False)
+        pagediff.scatter_pages(blk.mem, idx, flat, PAGE_SIZE, stride=stride)
+    else:
+        arr[idx] = pages
 
 
 class RamCache:
@@ -42,8 +73,12 @@ class RamCache:
         self.cache = svm_ram.clone()                       # initial sync: cache == RAM
         self.bitmaps = {name: Bitmap(blk.npages) for name, blk in svm_ram.blocks.items()}
         self._undo: dict[tuple[str, int], bytes] = {}      # pre-checkpoint cache pages
-        #: bulk undo: (block, page indices, their old contents or None = were zero)
-        self._undo_runs: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        #: bulk undo: (block, page indices, their old contents: an array, RamPages lent
+        #: by SVM RAM (equal to the cache there), or None = were zero)
+        self._undo_runs: list[tuple[str, np.ndarray, np.ndarray | RamPages | None]] = []
+        #: pages where SVM RAM was written around the cache (B11 bypass): the cache may
+        #: differ from SVM RAM there although the SVM's dirty log does not say so
+        self.diverged = {name: Bitmap(blk.npages) for name, blk in svm_ram.blocks.items()}
         #: one buffer the bulk undo copies go to, reused checkpoint after checkpoint
         #: (no fresh allocation, so no page faults, in the steady state)
         self._arena: np.ndarray | None = None
@@ -54,6 +89,25 @@ class RamCache:
         self.last_flush_pages = 0
         self.flushes = 0
         self.discards = 0
+
+    def populate(self) -> int:
+        """Make every page of the cache resident, as QEMU 7.2's initial migration
+        leaves it: before COLO state each received page is written into SVM RAM *and*
+        copied into the cache (`ram_load_precopy`'s `host_bak`), and the first pass
+        sends every page, zero pages too.  The model's clone copies only the pages
+        that hold data, so its cache would first fault at the first checkpoint, which
+        QEMU's does not.  Contents are unchanged (MADV_POPULATE_WRITE only maps the
+        pages).  Returns the bytes populated (0 where the kernel lacks it: Linux < 5.14).
+        SVM RAM is left as it is: QEMU does not write a zero page into it
+        (`ram_handle_compressed` skips a page that reads as zero)."""
+        done = 0
+        for blk in self.cache.blocks.values():
+            try:
+                blk.mem.madvise(MADV_POPULATE_WRITE)
+            except (OSError, ValueError):
+                return done
+            done += blk.size_bytes
+        return done
 
     def pending(self) -> int:
         """Pages in the cache bitmap (PVM-sent, not yet flushed)."""
@@ -76,13 +130,14 @@ class RamCache:
         for record in records:
             if bypass_cache:                               # bug B11 model
                 self.svm_ram.apply_record(record, dirty=False)
+                if record.block in self.diverged:
+                    self.diverged[record.block].set(record.offset // PAGE_SIZE)
                 count += 1
                 continue
             blk = self.cache.block(record.block)
             index = record.offset // PAGE_SIZE
-            key = (record.block, index)
-            if key not in self._undo and 0 <= index < blk.npages:
-                self._undo[key] = blk.page(index)
+            if 0 <= index < blk.npages and not self.bitmaps[record.block].test(index):
+                self._undo[(record.block, index)] = blk.page(index)     # first this checkpoint
             self.cache.apply_record(record, dirty=False)
             self.bitmaps[record.block].set(index)
             count += 1
@@ -92,8 +147,9 @@ class RamCache:
     def _receive_pages(self, records) -> bool:
         """Fast path of `receive`: only full pages of one block, in range, aligned.
 
-        Saves the undo copies in one gather, then writes the pages.  Returns
-        False (nothing done) when the records do not fit it.
+        Notes the undo entries of the pages first received this checkpoint (as
+        `_receive_batch`), then writes the pages.  Returns False (nothing done)
+        when the records do not fit it.
         """
         if not records:
             return False
@@ -113,14 +169,7 @@ class RamCache:
         bitmap = self.bitmaps[name]
         fresh = idx[~bitmap.test_many(idx)]
         if len(fresh):
-            fresh = np.unique(fresh)
-            saved = [k for k in fresh.tolist() if (name, k) not in self._undo]
-            if saved:
-                old = blk.gather(saved)
-                old.flags.writeable = False
-                view = memoryview(old).cast("B")
-                for k, index in enumerate(saved):
-                    self._undo[(name, index)] = view[k * PAGE_SIZE:(k + 1) * PAGE_SIZE]
+            self._note_undo(name, blk, np.unique(fresh), 0)
         mem = blk.mem
         blk.before_write()
         for rec in records:
@@ -158,25 +207,17 @@ class RamCache:
             idx = run.offsets // PAGE_SIZE
             fresh = idx[~bitmap.test_many(idx)]
             if len(fresh):
-                fresh = np.unique(fresh)
+                if len(fresh) > 1 and not (fresh[1:] > fresh[:-1]).all():
+                    fresh = np.unique(fresh)        # (a run off the wire is ascending)
                 if self._undo:
                     fresh = np.array([k for k in fresh.tolist() if (name, k) not in self._undo],
                                      dtype=np.int64)
-                was = blk.touched.test_many(fresh)
-                if not was.all():
-                    self._undo_runs.append((name, fresh[~was], None))
-                if was.any():
-                    old = fresh[was]
-                    self._undo_runs.append((name, old, self._save_pages(blk, old, left)))
+                self._note_undo(name, blk, fresh, left)
             arr = blk.array()
             blk.before_write()
             is_page = run.kinds == CODE_PAGE
             if is_page.all():
-                pages = run.pages
-                if pages.flags.c_contiguous:
-                    pagediff.scatter_pages(blk.mem, idx, pages, PAGE_SIZE)
-                else:
-                    arr[idx] = pages
+                _scatter(blk, arr, idx, run.pages)
             else:
                 rows = np.flatnonzero(is_page)
                 if len(rows):
@@ -188,6 +229,25 @@ class RamCache:
             blk.stale.set_many(idx)
             bitmap.set_many(idx)
         return True
+
+    def _note_undo(self, name: str, blk, fresh: np.ndarray, hint: int) -> None:
+        """Undo entries for the pages `fresh` of cache block `blk`, about to be first
+        written this checkpoint: zero if the cache never held them, else lent by SVM
+        RAM where it equals the cache, else copied (see the module docstring)."""
+        was = blk.touched.test_many(fresh)
+        if not was.all():
+            self._undo_runs.append((name, fresh[~was], None))
+        if not was.any():
+            return
+        old = fresh[was]
+        svm = self.svm_ram.blocks[name]
+        differs = svm.dirty.test_many(old) | self.diverged[name].test_many(old)
+        if differs.any():
+            own = old[differs]
+            self._undo_runs.append((name, own, self._save_pages(blk, own, hint)))
+            old = old[~differs]
+        if len(old):
+            self._undo_runs.append((name, old, svm.lend(old)))
 
     def _save_pages(self, blk, idx: np.ndarray, hint: int = 0) -> np.ndarray:
         """Copies of the pages `idx` of `blk` for the undo log, in the reused arena
@@ -231,20 +291,25 @@ class RamCache:
     def flush(self) -> int:
         """colo_flush_ram_cache: copy the flush set cache -> SVM RAM; returns its size."""
         copied = 0
+        # the checkpoint commits: no undo, and SVM RAM's loans end before it is written
+        self._undo.clear()
+        self._undo_runs.clear()
         for name, bitmap in self.bitmaps.items():
             src = self.cache.blocks[name]
             dst = self.svm_ram.blocks[name]
-            pages = bitmap.index_array()
-            if self.include_svm_dirty and dst.dirty.count:
-                pages = np.union1d(pages, dst.dirty.index_array())
+            if self.include_svm_dirty:
+                pages = bitmap.union_array(dst.dirty)
+            else:
+                pages = bitmap.index_array()
             if len(pages):
                 self._copy_pages(src, dst, pages)
                 copied += len(pages)
+                diverged = self.diverged[name]
+                if diverged.count:
+                    diverged.clear_many(pages)      # equal again
             bitmap.clear_all()
             if self.include_svm_dirty:
                 dst.dirty.clear_all()
-        self._undo.clear()
-        self._undo_runs.clear()
         self._arena_used = 0
         self.pages_copied_total += copied
         self.last_flush_pages = copied
@@ -259,6 +324,15 @@ class RamCache:
         self._undo.clear()
         for name, idx, old in self._undo_runs:
             blk = self.cache.blocks[name]
+            if isinstance(old, RamPages) and not old.pinned:
+                # SVM RAM still holds what the cache held: copy it back
+                blk.before_write()
+                pagediff.copy_pages(old.block.mem, blk.mem, idx, PAGE_SIZE)
+                blk.touched.set_many(idx)
+                blk.stale.set_many(idx)
+                continue
+            if isinstance(old, RamPages):
+                old = old.gather()
             blk.put_pages(idx, old if old is not None
                           else np.zeros((len(idx), PAGE_SIZE), dtype=np.uint8))
         self._undo_runs.clear()

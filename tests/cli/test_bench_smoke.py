@@ -26,6 +26,18 @@ def test_checkpoint_bench_small_guest():
     assert out["second_ms"] > 0 and out["scan_ms"] > 0 and out["copy_ms"] > 0
     assert abs(out["bound_ms"] - out["scan_ms"] - out["copy_ms"]) < 0.02
     assert out["first_x"] > 1 and out["steady_x"] > 1 and out["bound_target_x"] == 1.3
+    assert out["bound3_ms"] > out["bound_ms"] and out["steady_x3"] > 0 and out["loopback_ms"] > 0
+    stages = ("scan", "encode", "receive", "cache", "flush", "digest", "other")
+    for which in ("first_stages_ms", "steady_stages_ms"):
+        assert tuple(out[which]) == stages and all(v >= 0 for v in out[which].values())
+        assert out[which]["encode"] > 0 and out[which]["flush"] > 0
+    assert not out["cache_resident"]
+
+
+def test_checkpoint_bench_resident_cache():
+    out = _bench("checkpoint", "--ram-mib", "32", "--rounds", "1", "--resident-cache")
+    assert out["invariants_ok"] and out["checkpoint_ms"] > 0
+    assert out["cache_resident"] in (True, False)      # False: a kernel without the madvise
 
 
 def test_tui_startup_is_measured_from_process_start():

@@ -136,6 +136,39 @@ def test_scatter_pages_differential(pagediff, data, ps, npages):
     assert ram == expected
 
 
+def test_scatter_pages_strided_from_a_wire_image(pagediff):
+    """Pages at a stride (8-byte record headers between them), from an offset: each
+    lands whole, the headers never reach RAM."""
+    ram = bytearray(64 * 4)
+    wire = b"hdr" + b"".join(b"H" * 8 + bytes([65 + k]) * 64 for k in range(3))
+    pagediff.scatter_pages(ram, [2, 0, 3], wire, 64, stride=72, offset=3 + 8)
+    assert ram == b"B" * 64 + bytes(64) + b"A" * 64 + b"C" * 64
+    with pytest.raises(ValueError, match="too small for 3 pages"):
+        pagediff.scatter_pages(ram, [0, 1, 2], wire, 64, stride=72, offset=12)
+    with pytest.raises(ValueError, match="stride 32 must be >= page_size 64"):
+        pagediff.scatter_pages(ram, [0], wire, 64, stride=32)
+    with pytest.raises(ValueError, match="offset -1"):
+        pagediff.scatter_pages(ram, [0], wire, 64, stride=72, offset=-1)
+    pagediff.scatter_pages(ram, [], b"", 64, stride=72, offset=5)     # nothing to do
+    assert ram == b"B" * 64 + bytes(64) + b"A" * 64 + b"C" * 64
+
+
+@HYPO
+@given(data=st.data(), ps=st.sampled_from([1, 16, 64]), npages=st.integers(1, 30),
+       gap=st.integers(0, 9), offset=st.integers(0, 7))
+def test_scatter_pages_strided_differential(pagediff, data, ps, npages, gap, offset):
+    ram = bytearray(data.draw(st.binary(min_size=ps * npages, max_size=ps * npages)))
+    idx = data.draw(st.lists(st.integers(0, npages - 1), max_size=20))
+    stride = ps + gap
+    size = offset + max(0, len(idx) - 1) * stride + (ps if idx else 0)
+    wire = data.draw(st.binary(min_size=size, max_size=size + 5))
+    expected = bytearray(ram)
+    for k, i in enumerate(idx):         # the plain reading of the spec
+        expected[i * ps:(i + 1) * ps] = wire[offset + k * stride:offset + k * stride + ps]
+    pagediff.scatter_pages(ram, idx, wire, ps, stride=stride, offset=offset)
+    assert ram == expected
+
+
 # ---------------------------------------------------------------- 64-bit offsets
 def _mmap_fixed():
     """libc's mmap, for MAP_FIXED (Linux; None elsewhere)."""

@@ -126,6 +126,91 @@ def test_hash_pages_differential(pagediff, data, npages):
         _hash_by_definition(buf[i * ps:(i + 1) * ps], w) for i in idx]
 
 
+def _compiled():
+    try:
+        from protocol.guest import _pagediff_c
+    except ImportError:
+        return None
+    return _pagediff_c if hasattr(_pagediff_c, "_hash_simd") else None
+
+
+@HYPO
+@given(data=st.data(), words=st.integers(1, 80), npages=st.integers(1, 6))
+def test_compiled_hash_vector_and_portable_loops_agree(data, words, npages):
+    """The compiled twin's vector hash loop (AVX2, where the CPU has it) and its
+    portable loop give the same hashes, and both the definition's, for page sizes
+    that are and are not multiples of the vector width (a scalar tail)."""
+    c = _compiled()
+    if c is None:
+        pytest.skip("the compiled page-diff twin is not built")
+    ps = 8 * words
+    w = np.array(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=words,
+                                    max_size=words)), dtype=np.uint64)
+    buf = data.draw(st.binary(min_size=ps * npages, max_size=ps * npages))
+    idx = list(range(npages))
+    was = c._hash_simd(False)
+    try:
+        portable = c.hash_pages(buf, idx, w, page_size=ps)
+        dst = bytearray(len(buf))
+        portable_copy = c.copy_pages_hashed(buf, dst, idx, w, page_size=ps)
+        c._hash_simd(True)
+        vector = c.hash_pages(buf, idx, w, page_size=ps)
+        dst2 = bytearray(len(buf))
+        vector_copy = c.copy_pages_hashed(buf, dst2, idx, w, page_size=ps)
+    finally:
+        c._hash_simd(was)
+    want = [_hash_by_definition(buf[i * ps:(i + 1) * ps], w) for i in idx]
+    assert np.frombuffer(portable, np.uint64).tolist() == want
+    assert vector == portable == portable_copy == vector_copy
+    assert dst == dst2 == buf
+
+
+@pytest.mark.parametrize("ps", [64, 4096])
+def test_compiled_fused_copy_hash_matches_the_portable_loop(ps):
+    """Whole-vector pages take the fused copy-and-hash loop (one pass in registers):
+    the copies, in place and gathered at a stride, and the hashes are the portable
+    loop's; a page whose sum wraps to 0 still gets 1."""
+    c = _compiled()
+    if c is None:
+        pytest.skip("the compiled page-diff twin is not built")
+    rng = np.random.default_rng(ps)
+    pages = rng.integers(0, 256, size=(9, ps), dtype=np.uint8)
+    pages[3] = 0                                            # a zero page: hash 0
+    w = rng.integers(0, 2**63, size=ps // 8, dtype=np.uint64) | np.uint64(1)
+    buf = pages.tobytes()
+    idx = [8, 0, 3, 5, 1]
+    results = []
+    was = c._hash_simd(False)
+    try:
+        for on, aligned in ((False, False), (True, False), (True, True)):
+            c._hash_simd(on)
+            # an mmap is page aligned: the vector loop's aligned (streaming) stores
+            dst = mmap.mmap(-1, len(buf)) if aligned else bytearray(len(buf))
+            h1 = c.copy_pages_hashed(buf, dst, idx, w, page_size=ps)
+            wire = bytearray(len(idx) * (ps + 8) + 3)
+            h2 = c.gather_pages(buf, idx, wire, ps, ps + 8, 3, w)
+            results.append((bytes(dst), h1, bytes(wire), h2))
+    finally:
+        c._hash_simd(was)
+    assert results[0] == results[1] == results[2]
+    dst, h1, wire, h2 = results[1]
+    assert h1 == h2 and np.frombuffer(h1, np.uint64).tolist() == [
+        _hash_by_definition(buf[i * ps:(i + 1) * ps], w) for i in idx]
+    for k, i in enumerate(idx):
+        assert dst[i * ps:(i + 1) * ps] == buf[i * ps:(i + 1) * ps]
+        assert wire[3 + k * (ps + 8):3 + k * (ps + 8) + ps] == buf[i * ps:(i + 1) * ps]
+    # the zero-sum rule on the fused path: all weights 1, words x and mix^-1(-mix(x))
+    ones = np.ones(ps // 8, dtype=np.uint64)
+    x = 1 << 63
+    y = (-(x ^ (x >> 29))) % 2**64
+    page = np.zeros(ps // 8, dtype=np.uint64)
+    page[0], page[5] = x, y ^ (y >> 29) ^ (y >> 58)
+    out = bytearray(ps)
+    assert np.frombuffer(c.copy_pages_hashed(page.tobytes(), out, [0], ones, page_size=ps),
+                         np.uint64).tolist() == [1]
+    assert out == page.tobytes()
+
+
 def test_hash_pages_past_4_gib(pagediff):
     try:
         m = mmap.mmap(-1, (1 << 32) + 8192)

@@ -85,6 +85,26 @@ def test_selector_records_a_broken_compiled_twin(t):
         assert "RuntimeWarning" in stderr and "is built but did not load" in stderr
 
 
+def test_a_compiled_pagediff_of_another_spec_version_is_stale():
+    """Same names, older signatures (scatter_pages without stride, SPEC_VERSION 1):
+    the pure-Python twin is used whole, and LOAD_ERROR says which version."""
+    code = (
+        "import sys, types, protocol.twins as tw\n"
+        "from protocol.guest import _pagediff_py as spec\n"
+        "old = types.ModuleType('protocol.guest._pagediff_c')\n"
+        "for name in spec.__all__:\n"
+        "    setattr(old, name, getattr(spec, name))\n"
+        "old.SPEC_VERSION = 1\n"
+        "sys.modules['protocol.guest._pagediff_c'] = old\n"
+        "import protocol.guest.pagediff as p\n"
+        "print(p.IMPLEMENTATION, p.scatter_pages.__module__)\n"
+        "print(p.LOAD_ERROR)\n")
+    out = run_python(code, **{twins.NO_EXTENSIONS_ENV: "0"})
+    first, second = out.split("|")[0].splitlines()
+    assert first == "py protocol.guest._pagediff_py"
+    assert second.startswith("stale build:") and "SPEC_VERSION 2 (it has 1)" in second
+
+
 def test_a_stale_compiled_pagediff_is_not_used_half_way():
     """A shared object built from an older .pyx loads, but lacks new functions: the
     selector then takes the pure-Python twin whole and says why (no AttributeError

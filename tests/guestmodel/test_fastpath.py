@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from protocol.guest.ram import Bitmap, Ram
 from protocol.guest.ramcache import RamCache
 from protocol.migration.pages import KIND_PAGE, KIND_ZERO, PAGE_SIZE, PageRecord
@@ -23,6 +26,19 @@ def test_bitmap_indices_and_set_many():
     other.set(999)
     bm.update(other)
     assert bm.indices() == want + ([999] if 999 not in want else []) and bm.test(999)
+
+
+@settings(max_examples=60, deadline=None)
+@given(nbits=st.integers(1, 3000), data=st.data())
+def test_bitmap_union_array_is_the_sorted_union(nbits, data):
+    a_bits = data.draw(st.lists(st.integers(0, nbits - 1), max_size=400))
+    b_bits = data.draw(st.lists(st.integers(0, nbits - 1), max_size=400))
+    a, b = Bitmap(nbits), Bitmap(nbits)
+    a.set_many(a_bits)
+    b.set_many(b_bits)
+    want = sorted(set(a_bits) | set(b_bits))
+    assert a.union_array(b).tolist() == want == b.union_array(a).tolist()
+    assert a.indices() == sorted(set(a_bits)) and b.indices() == sorted(set(b_bits))
 
 
 def test_incremental_digest_tracks_every_write_path():

@@ -216,6 +216,8 @@ def test_undo_arena_is_reused_in_the_steady_state():
     for n in range(4):
         for i in range(200):
             pvm.write("pc.ram", i * 4096, bytes([n + 1]) * 9)
+        for i in range(0, 200, 2):      # the SVM wrote half of them: those need undo copies
+            svm.write("pc.ram", i * 4096, bytes([n + 100]) * 5)
         cache.receive(_received_batch(pvm))
         arenas.append(cache._arena)
         cache.flush()
