@@ -17,19 +17,10 @@ import pytest
 
 from tests.qemu._qemu import REAL_QEMU
 from tests.qemu.test_lab import ROOT, _guest_missing
+from tests.repl.test_lab import SCRIPT  # the same experiment as on the fake lab
 
 pytestmark = [*REAL_QEMU, pytest.mark.skipif(_guest_missing() is not None,
                                              reason=str(_guest_missing()))]
-
-SCRIPT = """\
-run until verdict
-fault corrupt@primary-in#1
-run until fault
-kill primary
-failover secondary
-run until status
-status
-"""
 
 
 def _qemus() -> set[int]:
