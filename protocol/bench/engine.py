@@ -14,7 +14,10 @@ figure has its baseline and ``ratio``.  Each row also gives CPU µs per
 checkpoint, both sides together, which a loaded machine does not distort: the
 engine run's (``cpu_us``), the raw peers' (``baseline_cpu_us``) and the sans-IO
 core's alone, both endpoints in one process (``core_cpu_us``): the part of an
-engine run no driver can remove.
+engine run no driver can remove.  The engine's floor (``floor``,
+``floor_ratio``, ``floor_cpu_us``; `protocol.bench.enginefloor`) is the same
+engine moving the same bytes with a minimal endpoint instead of the core: what
+the engine, the loop and the kernel allow by themselves.
 """
 from __future__ import annotations
 
@@ -75,10 +78,14 @@ def _engine_side(role, lsock_or_port, cfg, q):
     from protocol.drivers.tcp import Engine, new_loop
     _pin(cfg["cpu"][0 if role == "primary" else 1])
     loop = new_loop(None if cfg.get("uvloop", True) else False)
-    guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
-    ep = make_endpoint(role, dialects.QEMU, guest=guest,
-                       checkpoint_delay_ms=cfg["delay_ms"],
-                       save_ms=cfg.get("save_ms", 0) if role == "primary" else 0)
+    if cfg.get("floor"):
+        from protocol.bench.enginefloor import FloorEndpoint
+        ep = FloorEndpoint(role, cfg["payload"], cfg["delay_ms"])
+    else:
+        guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
+        ep = make_endpoint(role, dialects.QEMU, guest=guest,
+                           checkpoint_delay_ms=cfg["delay_ms"],
+                           save_ms=cfg.get("save_ms", 0) if role == "primary" else 0)
     import collections
     marks = collections.deque(maxlen=2000) if cfg.get("soak") else []
 
@@ -112,7 +119,7 @@ def _engine_side(role, lsock_or_port, cfg, q):
     # otherwise it would wait for the harness to kill it
     eng = Engine(ep, loop, nodelay=cfg["nodelay"], coalesce=cfg["coalesce"],
                  on_events=on_events if role == "primary" else warm_secondary,
-                 close_on_error=role == "secondary")
+                 close_on_error=role == "secondary", detail_events=False)
 
     rss = {}
     cpu_res = {}
@@ -410,35 +417,56 @@ def _round(x, nd: int = 1):
     return None if x is None else round(x, nd)
 
 
+def _floor_fields(floor: list[dict], base: float | None, key: str) -> dict:
+    """The engine's floor (`enginefloor.FloorEndpoint`: the same wire bytes, no
+    core) in the same run: what the engine, the loop and the kernel allow."""
+    f = _median(floor, key)
+    if f is None or not base:
+        return {}
+    return {"floor": _round(f, 3), "floor_ratio": round(f / base, 3),
+            "floor_cpu_us": _round(_median(floor, "cpu_us"))}
+
+
 def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
     rows = []
     core0 = core_cpu_us(0, 1)
+    small = _vmstate_bytes(0, 1)
     for label, cpus in (("control rate, 1 CPU", (0, 0)), ("control rate, 2 CPUs", (0, 1))):
-        eng, raw = [], []
-        for _ in range(rounds):     # interleaved: a change in the machine's load hits both
+        eng, raw, floor = [], [], []
+        for _ in range(rounds):     # interleaved: a change in the machine's load hits all
             eng.append(_run_engine(_cfg(cpu=cpus, seconds=seconds)))
-            raw.append(_run_raw(_cfg(cpu=cpus, seconds=seconds, payload=_vmstate_bytes(0, 1))))
+            raw.append(_run_raw(_cfg(cpu=cpus, seconds=seconds, payload=small)))
+            floor.append(_run_engine(_cfg(cpu=cpus, seconds=seconds, payload=small,
+                                          floor=True)))
         e, b = _median(eng, "rate"), _median(raw, "rate")
         rows.append({"name": label, "unit": "checkpoints/s", "value": round(e, 1),
                      "baseline": round(b, 1), "baseline_name": "blocking raw sockets",
                      "ratio": round(e / b, 3) if b else None,
-                     **_cpu_fields(eng, raw, core0)})
+                     **_cpu_fields(eng, raw, core0), **_floor_fields(floor, b, "rate")})
     mib = 64
     pages = mib * 1024 * 1024 // PAGE_SIZE
-    eng, raw = [], []
+    big = _vmstate_bytes(pages, 1)
+    eng, raw, floor = [], [], []
     for _ in range(rounds):
         eng.append(_run_engine(_cfg(pages=pages, seconds=30, max_cp=3)))
-        raw.append(_run_raw(_cfg(payload=_vmstate_bytes(pages, 1), seconds=30, max_cp=3)))
-    e = mib / (_median(eng, "latency_ms") / 1000)
-    b = mib / (_median(raw, "latency_ms") / 1000)
+        raw.append(_run_raw(_cfg(payload=big, seconds=30, max_cp=3)))
+        floor.append(_run_engine(_cfg(payload=big, seconds=30, max_cp=3, floor=True)))
+    el, bl = _median(eng, "latency_ms"), _median(raw, "latency_ms")
+    e, b = mib / (el / 1000), mib / (bl / 1000)
+    fl = _median(floor, "latency_ms")
     rows.append({"name": "bulk 64 MiB of pages per checkpoint", "unit": "MiB/s",
                  "value": round(e, 1), "baseline": round(b, 1),
                  "baseline_name": "raw sendall/recv_into", "ratio": round(e / b, 3),
-                 **_cpu_fields(eng, raw, core_cpu_us(pages, 1, n=3))})
+                 **_cpu_fields(eng, raw, core_cpu_us(pages, 1, n=3)),
+                 **({"floor": round(mib / (fl / 1000), 1), "floor_ratio": round(bl / fl, 3),
+                     "floor_cpu_us": _round(_median(floor, "cpu_us"))} if fl else {})})
     cap = dict(pages=40, blob=14 << 10, delay_ms=100, seconds=30, max_cp=12)
     raw_payload = _vmstate_bytes(40, 14 << 10)
-    base = [_run_raw(_cfg(payload=raw_payload, delay_ms=100, seconds=30, max_cp=12))
-            for _ in range(rounds)]
+    base, cap_floor = [], []
+    for _ in range(rounds):
+        base.append(_run_raw(_cfg(payload=raw_payload, delay_ms=100, seconds=30, max_cp=12)))
+        cap_floor.append(_run_engine(_cfg(payload=raw_payload, delay_ms=100, seconds=30,
+                                          max_cp=12, floor=True)))
     b = _median(base, "latency_ms")
     core_cap = core_cpu_us(40, 14 << 10, n=500)
     for label, kw in (("capture workload latency, TCP_NODELAY", dict(nodelay=True)),
@@ -453,7 +481,9 @@ def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
         rows.append({"name": label, "unit": "ms/checkpoint", "value": round(e, 3),
                      "baseline": round(b, 3), "baseline_name": "raw blocking peers, NODELAY",
                      "ratio": round(e / b, 3) if b else None,
-                     "qemu_7_2_ms": 88, **_cpu_fields(runs, base, core_cap)})
+                     "qemu_7_2_ms": 88, **_cpu_fields(runs, base, core_cap),
+                     **(_floor_fields(cap_floor, b, "latency_ms") if kw == {"nodelay": True}
+                        else {})})
     return rows
 
 
@@ -495,6 +525,12 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"  {r['name']:60} engine {r['cpu_us']} = core {r['core_cpu_us']} + "
                   f"{r.get('beyond_core_cpu_us')}; raw {r['baseline_cpu_us']}")
+        print("the engine's floor: the same engine and wire bytes with a minimal endpoint "
+              "(no core), same run")
+        for r in rows:
+            if "floor" in r:
+                print(f"  {r['name']:60} {r['floor']:>10} {r['unit']}, ratio "
+                      f"{r['floor_ratio']}, CPU µs {r['floor_cpu_us']}")
     return 0
 
 

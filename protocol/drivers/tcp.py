@@ -103,13 +103,15 @@ class Engine:
 
     ``on_events(list[Event])`` receives the endpoint's events after each
     wake-up; ``before_input(now_ms)`` runs before every input (the node
-    advances its guest there).  Call `attach_socket` (or `connect` /
+    advances its guest there).  ``detail_events=False``: the endpoint builds no
+    detail events (vm, migration, the actions no invariant checks), for a
+    driver that neither logs nor records them.  Call `attach_socket` (or `connect` /
     `accept`) once; `closed` is a future set when the connection is gone.
     """
 
     def __init__(self, endpoint, loop, *, nodelay: bool = True, coalesce: bool = True,
                  on_events=None, before_input=None, close_on_error: bool = False,
-                 on_crash=None,
+                 on_crash=None, detail_events: bool = True,
                  recv_buffer_bytes: int = RECV_BUFFER_BYTES,
                  max_pending_bytes: int = MAX_PENDING_BYTES,
                  max_write_buffer_bytes: int = MAX_WRITE_BUFFER_BYTES) -> None:
@@ -123,6 +125,9 @@ class Engine:
         self.before_input = before_input
         self.close_on_error = close_on_error
         self.max_write_buffer_bytes = max_write_buffer_bytes
+        out = getattr(endpoint, "out", None)
+        if not detail_events and out is not None:
+            out.detail = False      # nobody reads them: the machines skip building them
         dec = getattr(endpoint, "decoder", None)
         if dec is not None:
             dec.max_pending_bytes = min(dec.max_pending_bytes, max_pending_bytes)
