@@ -125,18 +125,25 @@ def _engine_side(role, lsock_or_port, cfg, q):
     cpu_res = {}
 
     async def sample_rss():
+        """RSS after a warm-up of 1/`SOAK_SAMPLES` of the run, then as often until
+        the end: the peak shows a growth the end value would hide."""
         import asyncio
-        await asyncio.sleep(cfg["seconds"] * 0.1)       # after warm-up
-        rss["start"] = _rss_kib()
+        step = cfg["seconds"] / SOAK_SAMPLES
+        await asyncio.sleep(step)       # after warm-up
+        rss["start"] = rss["peak"] = _rss_kib()
+        for _ in range(SOAK_SAMPLES):   # bounded: the run ends first
+            await asyncio.sleep(step)
+            rss["peak"] = max(rss["peak"], _rss_kib())
 
     async def go():
         import asyncio
-        if cfg.get("soak"):
-            loop.create_task(sample_rss())
+        sampler = loop.create_task(sample_rss()) if cfg.get("soak") else None
         if role == "secondary":
             sock, _ = await loop.sock_accept(lsock_or_port)
             await eng.attach_socket(sock)
             await eng.closed
+            if sampler is not None:
+                sampler.cancel()
             q.put({"role": "secondary", "rss": dict(rss, end=_rss_kib()),
                    **_cpu_result(cpu, ep.checkpoint)})
             return
@@ -144,6 +151,8 @@ def _engine_side(role, lsock_or_port, cfg, q):
         loop.call_later(cfg["seconds"], finish)
         eng.closed.add_done_callback(lambda _f: finish())
         await finished
+        if sampler is not None:
+            sampler.cancel()
         rss["end"] = _rss_kib()
         cpu_res.update(_cpu_result(cpu, ep.checkpoint))
         eng.detach()
@@ -174,10 +183,21 @@ def _rss_kib() -> int:
     return 0
 
 
-def soak(seconds: float) -> dict:
-    """Both nodes at full rate for `seconds`; RSS after warm-up and at the end."""
+#: the soak samples RSS this many times (after a warm-up of as long)
+SOAK_SAMPLES = 10
+#: soak workloads: the null guest's control messages, or the real capture's
+#: checkpoint (40 pages + a 14 KiB device blob), both with no checkpoint delay
+SOAK_WORKLOADS = {"null": {}, "capture": {"pages": 40, "blob": 14 << 10}}
+
+
+def soak(seconds: float, workload: str = "null") -> dict:
+    """Both nodes at full rate for `seconds`; RSS after warm-up, its peak (sampled
+    through the run) and at the end."""
+    if workload not in SOAK_WORKLOADS:
+        raise ValueError(f"unknown soak workload {workload!r} "
+                         f"(one of {', '.join(SOAK_WORKLOADS)})")
     ctx = mp.get_context("fork")
-    cfg = _cfg(seconds=seconds, soak=True)
+    cfg = _cfg(seconds=seconds, soak=True, **SOAK_WORKLOADS[workload])
     lsock = socket.create_server(("127.0.0.1", 0))
     lsock.setblocking(False)
     q = ctx.Queue()
@@ -192,12 +212,17 @@ def soak(seconds: float) -> dict:
     p.join(10)
     s.join(10)
     lsock.close()
-    out = {"seconds": seconds, "checkpoints": got["primary"]["checkpoints"]}
+    out = {"seconds": seconds, "workload": workload,
+           "checkpoints": got["primary"]["checkpoints"]}
     for role, item in got.items():
         r = item["rss"]
-        out[role] = {"rss_start_kib": r.get("start"), "rss_end_kib": r.get("end"),
-                     "growth_pct": round(100.0 * (r["end"] - r["start"]) / r["start"], 2)
-                     if r.get("start") else None}
+        start = r.get("start")
+        out[role] = {"rss_start_kib": start, "rss_end_kib": r.get("end"),
+                     "rss_peak_kib": max(r.get("peak", 0), r.get("end", 0)) if start else None,
+                     "growth_pct": round(100.0 * (r["end"] - start) / start, 2)
+                     if start else None,
+                     "peak_growth_pct": round(100.0 * (max(r.get("peak", 0), r["end"]) - start)
+                                              / start, 2) if start else None}
     return out
 
 
@@ -494,18 +519,23 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--soak", type=float, metavar="SECONDS", default=0,
                     help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
+    ap.add_argument("--soak-workload", choices=list(SOAK_WORKLOADS), default="null",
+                    help="the soak's checkpoint: null guest, or the capture's 40 pages + "
+                         "14 KiB blob (default %(default)s)")
     args = ap.parse_args(argv)
     tune_process()     # as `colo` does (python -m runs come here directly)
     if args.soak:
-        res = soak(args.soak)
+        res = soak(args.soak, args.soak_workload)
         if args.json:
             print(json.dumps({"soak": res}, indent=1))
         else:
-            print(f"soak {res['seconds']:.0f} s: {res['checkpoints']} checkpoints")
+            print(f"soak {res['seconds']:.0f} s, {res['workload']} workload: "
+                  f"{res['checkpoints']} checkpoints")
             for role in ("primary", "secondary"):
                 r = res[role]
                 print(f"  {role:9s} RSS {r['rss_start_kib']} KiB -> {r['rss_end_kib']} KiB "
-                      f"({r['growth_pct']} %; goal < 5 %)")
+                      f"({r['growth_pct']} %; peak {r['rss_peak_kib']} KiB, "
+                      f"{r['peak_growth_pct']} %; goal < 5 %)")
         return 0
     from protocol.drivers.tcp import loop_name, new_loop
     lp = new_loop()

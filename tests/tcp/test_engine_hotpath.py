@@ -195,3 +195,16 @@ def test_floor_endpoint_moves_the_same_bytes_as_the_raw_peers():
     r = be._run_engine(be._cfg(cpu=(0, 0), seconds=0.5, payload=be._vmstate_bytes(0, 1),
                                floor=True))
     assert r["checkpoints"] > 2 and r["rate"] > 0 and r["cpu_us"] > 0
+
+
+def test_soak_samples_rss_through_the_run():
+    from protocol.bench import engine as be
+    res = be.soak(1.0, "capture")
+    assert res["workload"] == "capture" and res["checkpoints"] > 2
+    for role in ("primary", "secondary"):
+        r = res[role]
+        assert r["rss_start_kib"] > 0 and r["rss_peak_kib"] >= r["rss_start_kib"]
+        assert r["rss_peak_kib"] >= r["rss_end_kib"] > 0
+        assert r["peak_growth_pct"] >= r["growth_pct"]
+    with pytest.raises(ValueError, match="unknown soak workload"):
+        be.soak(1.0, "nope")
