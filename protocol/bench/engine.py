@@ -487,26 +487,29 @@ def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
                      "floor_cpu_us": _round(_median(floor, "cpu_us"))} if fl else {})})
     cap = dict(pages=40, blob=14 << 10, delay_ms=100, seconds=30, max_cp=12)
     raw_payload = _vmstate_bytes(40, 14 << 10)
+    variants = (("capture workload latency, TCP_NODELAY", dict(nodelay=True)),
+                ("capture workload latency, Nagle on, one write per wake-up",
+                 dict(nodelay=False)),
+                ("capture workload latency, Nagle on, QEMU-like separate writes",
+                 dict(nodelay=False, coalesce=False)),
+                ("capture workload latency, Nagle on, QEMU-like writes + 1 ms "
+                 "device save", dict(nodelay=False, coalesce=False, save_ms=1)))
     base, cap_floor = [], []
-    for _ in range(rounds):
+    runs: dict[str, list] = {label: [] for label, _ in variants}
+    for _ in range(rounds):     # interleaved: the baseline, the floor, every variant
         base.append(_run_raw(_cfg(payload=raw_payload, delay_ms=100, seconds=30, max_cp=12)))
         cap_floor.append(_run_engine(_cfg(payload=raw_payload, delay_ms=100, seconds=30,
                                           max_cp=12, floor=True)))
+        for label, kw in variants:
+            runs[label].append(_run_engine(_cfg(**cap, **kw)))
     b = _median(base, "latency_ms")
     core_cap = core_cpu_us(40, 14 << 10, n=500)
-    for label, kw in (("capture workload latency, TCP_NODELAY", dict(nodelay=True)),
-                      ("capture workload latency, Nagle on, one write per wake-up",
-                       dict(nodelay=False)),
-                      ("capture workload latency, Nagle on, QEMU-like separate writes",
-                       dict(nodelay=False, coalesce=False)),
-                      ("capture workload latency, Nagle on, QEMU-like writes + 1 ms "
-                       "device save", dict(nodelay=False, coalesce=False, save_ms=1))):
-        runs = [_run_engine(_cfg(**cap, **kw)) for _ in range(rounds)]
-        e = _median(runs, "latency_ms")
+    for label, kw in variants:
+        e = _median(runs[label], "latency_ms")
         rows.append({"name": label, "unit": "ms/checkpoint", "value": round(e, 3),
                      "baseline": round(b, 3), "baseline_name": "raw blocking peers, NODELAY",
                      "ratio": round(e / b, 3) if b else None,
-                     "qemu_7_2_ms": 88, **_cpu_fields(runs, base, core_cap),
+                     "qemu_7_2_ms": 88, **_cpu_fields(runs[label], base, core_cap),
                      **(_floor_fields(cap_floor, b, "latency_ms") if kw == {"nodelay": True}
                         else {})})
     return rows
