@@ -282,14 +282,21 @@ class Engine:
         after one more loop iteration (an epoll round and a timer handle); at
         most `MAX_DUE_NOW` in a row, then the loop gets its turn."""
         ep = self.ep
-        for _ in range(MAX_DUE_NOW):
-            self._flush(ep)
+        self._flush(ep)
+        if self.detached:
+            return
+        dl = ep.next_deadline()
+        if dl is not None and not self._closing and dl <= (_monotonic() - self.t0) * 1000.0:
+            dl = self._fire_due(ep)
             if self.detached:
                 return
-            dl = ep.next_deadline()
-            if dl is None or self._closing or dl > (_monotonic() - self.t0) * 1000.0:
-                break
-            # due now: fire it in this wake-up
+        if dl != self._timer_at:
+            self._arm(dl)
+
+    def _fire_due(self, ep):
+        """Fire the endpoint's due timers in this wake-up, at most `MAX_DUE_NOW` in
+        a row; the next deadline after them."""
+        for _ in range(MAX_DUE_NOW):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -299,13 +306,13 @@ class Engine:
             if before is not None:
                 before(now)
             ep.handle_timer(now)
-        else:
             self._flush(ep)
             if self.detached:
-                return
+                return None
             dl = ep.next_deadline()
-        if dl != self._timer_at:
-            self._arm(dl)
+            if dl is None or self._closing or dl > (_monotonic() - self.t0) * 1000.0:
+                return dl
+        return dl
 
     def _flush(self, ep) -> None:
         """Write the endpoint's output (once), hand its events on, follow its
@@ -341,18 +348,19 @@ class Engine:
             on_events = self.on_events
             if on_events is not None:
                 on_events(events)
-        if t is not None and not self._closing:
-            if ep.close_requested:
+        if t is None or self._closing:
+            return
+        if ep.close_requested:
+            self.shutdown()
+        elif self._reading and ep.state in TERMINAL:
+            if self.close_on_error and ep.state == "ERROR":
                 self.shutdown()
-            elif self._reading and ep.state in TERMINAL:
-                if self.close_on_error and ep.state == "ERROR":
-                    self.shutdown()
-                else:
-                    self._reading = False
-                    try:
-                        t.pause_reading()
-                    except (RuntimeError, AttributeError):
-                        pass
+            else:
+                self._reading = False
+                try:
+                    t.pause_reading()
+                except (RuntimeError, AttributeError):
+                    pass
 
     def _reschedule(self) -> None:
         if self.detached:
