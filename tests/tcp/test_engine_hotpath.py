@@ -208,3 +208,11 @@ def test_soak_samples_rss_through_the_run():
         assert r["peak_growth_pct"] >= r["growth_pct"]
     with pytest.raises(ValueError, match="unknown soak workload"):
         be.soak(1.0, "nope")
+
+
+def test_raw_baseline_reads_a_big_payload_in_chunks():
+    """The bulk baseline's secondary reads into a buffer smaller than the payload,
+    over and over; every checkpoint still waits for the whole payload."""
+    from protocol.bench import engine as be
+    r = be._run_raw(be._cfg(payload=300_000, raw_chunk=65536, seconds=5, max_cp=3))
+    assert r["rate"] > 0 and r["latency_ms"] > 0 and r["cpu_us"] > 0
