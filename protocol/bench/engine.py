@@ -522,12 +522,25 @@ def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
     return rows
 
 
+def _at_least(low, kind):
+    """An argparse type: a number of `kind` no lower than `low` (a clear usage error)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {text}")
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="colo bench engine", description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--soak", type=float, metavar="SECONDS", default=0,
+    ap.add_argument("--rounds", type=_at_least(1, int), default=3)
+    ap.add_argument("--seconds", type=_at_least(0.1, float), default=2.0)
+    ap.add_argument("--soak", type=_at_least(1.0, float), metavar="SECONDS", default=0,
                     help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
     ap.add_argument("--soak-workload", choices=list(SOAK_WORKLOADS), default="null",
                     help="the soak's checkpoint: null guest, or the capture's 40 pages + "

@@ -216,3 +216,12 @@ def test_raw_baseline_reads_a_big_payload_in_chunks():
     from protocol.bench import engine as be
     r = be._run_raw(be._cfg(payload=300_000, raw_chunk=65536, seconds=5, max_cp=3))
     assert r["rate"] > 0 and r["latency_ms"] > 0 and r["cpu_us"] > 0
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--soak", "-1"], ["--seconds", "x"]])
+def test_bench_engine_usage_errors_exit_2(argv, capsys):
+    from protocol.bench import engine as be
+    with pytest.raises(SystemExit) as exc:
+        be.main(argv)
+    assert exc.value.code == 2
+    assert "colo bench engine: error" in capsys.readouterr().err
