@@ -14,7 +14,10 @@ figure has its baseline and ``ratio``.  Each row also gives CPU µs per
 checkpoint, both sides together, which a loaded machine does not distort: the
 engine run's (``cpu_us``), the raw peers' (``baseline_cpu_us``) and the sans-IO
 core's alone, both endpoints in one process (``core_cpu_us``): the part of an
-engine run no driver can remove.
+engine run no driver can remove.  The engine's floor (``floor``,
+``floor_ratio``, ``floor_cpu_us``; `protocol.bench.enginefloor`) is the same
+engine moving the same bytes with a minimal endpoint instead of the core: what
+the engine, the loop and the kernel allow by themselves.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import time
 from protocol.core.events import Checkpoint
 from protocol.core.guestport import NullGuest
 from protocol.drivers.memtune import tune_process
+from protocol.drivers.tcp import RECV_BUFFER_BYTES
 from protocol.migration.pages import CODE_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord, PageRun
 
 
@@ -75,10 +79,14 @@ def _engine_side(role, lsock_or_port, cfg, q):
     from protocol.drivers.tcp import Engine, new_loop
     _pin(cfg["cpu"][0 if role == "primary" else 1])
     loop = new_loop(None if cfg.get("uvloop", True) else False)
-    guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
-    ep = make_endpoint(role, dialects.QEMU, guest=guest,
-                       checkpoint_delay_ms=cfg["delay_ms"],
-                       save_ms=cfg.get("save_ms", 0) if role == "primary" else 0)
+    if cfg.get("floor"):
+        from protocol.bench.enginefloor import FloorEndpoint
+        ep = FloorEndpoint(role, cfg["payload"], cfg["delay_ms"])
+    else:
+        guest = BenchGuest(cfg["pages"], cfg["blob"]) if role == "primary" else NullGuest()
+        ep = make_endpoint(role, dialects.QEMU, guest=guest,
+                           checkpoint_delay_ms=cfg["delay_ms"],
+                           save_ms=cfg.get("save_ms", 0) if role == "primary" else 0)
     import collections
     marks = collections.deque(maxlen=2000) if cfg.get("soak") else []
 
@@ -112,24 +120,31 @@ def _engine_side(role, lsock_or_port, cfg, q):
     # otherwise it would wait for the harness to kill it
     eng = Engine(ep, loop, nodelay=cfg["nodelay"], coalesce=cfg["coalesce"],
                  on_events=on_events if role == "primary" else warm_secondary,
-                 close_on_error=role == "secondary")
+                 close_on_error=role == "secondary", detail_events=False)
 
     rss = {}
     cpu_res = {}
 
     async def sample_rss():
+        """RSS after a warm-up of 1/`SOAK_SAMPLES` of the run, then as often until
+        the end: the peak shows a growth the end value would hide."""
         import asyncio
-        await asyncio.sleep(cfg["seconds"] * 0.1)       # after warm-up
-        rss["start"] = _rss_kib()
+        step = cfg["seconds"] / SOAK_SAMPLES
+        await asyncio.sleep(step)       # after warm-up
+        rss["start"] = rss["peak"] = _rss_kib()
+        for _ in range(SOAK_SAMPLES):   # bounded: the run ends first
+            await asyncio.sleep(step)
+            rss["peak"] = max(rss["peak"], _rss_kib())
 
     async def go():
         import asyncio
-        if cfg.get("soak"):
-            loop.create_task(sample_rss())
+        sampler = loop.create_task(sample_rss()) if cfg.get("soak") else None
         if role == "secondary":
             sock, _ = await loop.sock_accept(lsock_or_port)
             await eng.attach_socket(sock)
             await eng.closed
+            if sampler is not None:
+                sampler.cancel()
             q.put({"role": "secondary", "rss": dict(rss, end=_rss_kib()),
                    **_cpu_result(cpu, ep.checkpoint)})
             return
@@ -137,6 +152,8 @@ def _engine_side(role, lsock_or_port, cfg, q):
         loop.call_later(cfg["seconds"], finish)
         eng.closed.add_done_callback(lambda _f: finish())
         await finished
+        if sampler is not None:
+            sampler.cancel()
         rss["end"] = _rss_kib()
         cpu_res.update(_cpu_result(cpu, ep.checkpoint))
         eng.detach()
@@ -167,10 +184,21 @@ def _rss_kib() -> int:
     return 0
 
 
-def soak(seconds: float) -> dict:
-    """Both nodes at full rate for `seconds`; RSS after warm-up and at the end."""
+#: the soak samples RSS this many times (after a warm-up of as long)
+SOAK_SAMPLES = 10
+#: soak workloads: the null guest's control messages, or the real capture's
+#: checkpoint (40 pages + a 14 KiB device blob), both with no checkpoint delay
+SOAK_WORKLOADS = {"null": {}, "capture": {"pages": 40, "blob": 14 << 10}}
+
+
+def soak(seconds: float, workload: str = "null") -> dict:
+    """Both nodes at full rate for `seconds`; RSS after warm-up, its peak (sampled
+    through the run) and at the end."""
+    if workload not in SOAK_WORKLOADS:
+        raise ValueError(f"unknown soak workload {workload!r} "
+                         f"(one of {', '.join(SOAK_WORKLOADS)})")
     ctx = mp.get_context("fork")
-    cfg = _cfg(seconds=seconds, soak=True)
+    cfg = _cfg(seconds=seconds, soak=True, **SOAK_WORKLOADS[workload])
     lsock = socket.create_server(("127.0.0.1", 0))
     lsock.setblocking(False)
     q = ctx.Queue()
@@ -185,12 +213,17 @@ def soak(seconds: float) -> dict:
     p.join(10)
     s.join(10)
     lsock.close()
-    out = {"seconds": seconds, "checkpoints": got["primary"]["checkpoints"]}
+    out = {"seconds": seconds, "workload": workload,
+           "checkpoints": got["primary"]["checkpoints"]}
     for role, item in got.items():
         r = item["rss"]
-        out[role] = {"rss_start_kib": r.get("start"), "rss_end_kib": r.get("end"),
-                     "growth_pct": round(100.0 * (r["end"] - r["start"]) / r["start"], 2)
-                     if r.get("start") else None}
+        start = r.get("start")
+        out[role] = {"rss_start_kib": start, "rss_end_kib": r.get("end"),
+                     "rss_peak_kib": max(r.get("peak", 0), r.get("end", 0)) if start else None,
+                     "growth_pct": round(100.0 * (r["end"] - start) / start, 2)
+                     if start else None,
+                     "peak_growth_pct": round(100.0 * (max(r.get("peak", 0), r["end"]) - start)
+                                              / start, 2) if start else None}
     return out
 
 
@@ -288,13 +321,16 @@ def _raw_side(role, lsock_or_port, cfg, q):
     else:
         c = socket.create_connection(("127.0.0.1", lsock_or_port))
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if cfg["nodelay"] else 0)
-    big = bytearray(max(cfg["payload"], 16))
+    # raw_chunk: read into a buffer of this many bytes, over and over (as the
+    # engine's receive buffer), instead of one buffer as big as the payload
+    chunk = cfg.get("raw_chunk") or max(cfg["payload"], 16)
+    big = bytearray(chunk)
     view = memoryview(big)
 
     def recv_exact(n):
         got = 0
         while got < n:
-            k = c.recv_into(view[got:n])
+            k = c.recv_into(view[got:n] if n <= chunk else view[:min(n - got, chunk)])
             if not k:
                 raise EOFError
             got += k
@@ -410,72 +446,119 @@ def _round(x, nd: int = 1):
     return None if x is None else round(x, nd)
 
 
+def _floor_fields(floor: list[dict], base: float | None, key: str) -> dict:
+    """The engine's floor (`enginefloor.FloorEndpoint`: the same wire bytes, no
+    core) in the same run: what the engine, the loop and the kernel allow."""
+    f = _median(floor, key)
+    if f is None or not base:
+        return {}
+    return {"floor": _round(f, 3), "floor_ratio": round(f / base, 3),
+            "floor_cpu_us": _round(_median(floor, "cpu_us"))}
+
+
 def bench(rounds: int = 3, seconds: float = 2.0) -> list[dict]:
     rows = []
     core0 = core_cpu_us(0, 1)
+    small = _vmstate_bytes(0, 1)
     for label, cpus in (("control rate, 1 CPU", (0, 0)), ("control rate, 2 CPUs", (0, 1))):
-        eng, raw = [], []
-        for _ in range(rounds):     # interleaved: a change in the machine's load hits both
+        eng, raw, floor = [], [], []
+        for _ in range(rounds):     # interleaved: a change in the machine's load hits all
             eng.append(_run_engine(_cfg(cpu=cpus, seconds=seconds)))
-            raw.append(_run_raw(_cfg(cpu=cpus, seconds=seconds, payload=_vmstate_bytes(0, 1))))
+            raw.append(_run_raw(_cfg(cpu=cpus, seconds=seconds, payload=small)))
+            floor.append(_run_engine(_cfg(cpu=cpus, seconds=seconds, payload=small,
+                                          floor=True)))
         e, b = _median(eng, "rate"), _median(raw, "rate")
         rows.append({"name": label, "unit": "checkpoints/s", "value": round(e, 1),
                      "baseline": round(b, 1), "baseline_name": "blocking raw sockets",
                      "ratio": round(e / b, 3) if b else None,
-                     **_cpu_fields(eng, raw, core0)})
+                     **_cpu_fields(eng, raw, core0), **_floor_fields(floor, b, "rate")})
     mib = 64
     pages = mib * 1024 * 1024 // PAGE_SIZE
-    eng, raw = [], []
+    big = _vmstate_bytes(pages, 1)
+    eng, raw, floor = [], [], []
     for _ in range(rounds):
         eng.append(_run_engine(_cfg(pages=pages, seconds=30, max_cp=3)))
-        raw.append(_run_raw(_cfg(payload=_vmstate_bytes(pages, 1), seconds=30, max_cp=3)))
-    e = mib / (_median(eng, "latency_ms") / 1000)
-    b = mib / (_median(raw, "latency_ms") / 1000)
+        # the raw secondary reads into a buffer as big as the engine's (not one
+        # of 64 MiB, which costs it cache misses): the stronger baseline
+        raw.append(_run_raw(_cfg(payload=big, seconds=30, max_cp=3,
+                                 raw_chunk=RECV_BUFFER_BYTES)))
+        floor.append(_run_engine(_cfg(payload=big, seconds=30, max_cp=3, floor=True)))
+    el, bl = _median(eng, "latency_ms"), _median(raw, "latency_ms")
+    e, b = mib / (el / 1000), mib / (bl / 1000)
+    fl = _median(floor, "latency_ms")
     rows.append({"name": "bulk 64 MiB of pages per checkpoint", "unit": "MiB/s",
                  "value": round(e, 1), "baseline": round(b, 1),
                  "baseline_name": "raw sendall/recv_into", "ratio": round(e / b, 3),
-                 **_cpu_fields(eng, raw, core_cpu_us(pages, 1, n=3))})
+                 **_cpu_fields(eng, raw, core_cpu_us(pages, 1, n=3)),
+                 **({"floor": round(mib / (fl / 1000), 1), "floor_ratio": round(bl / fl, 3),
+                     "floor_cpu_us": _round(_median(floor, "cpu_us"))} if fl else {})})
     cap = dict(pages=40, blob=14 << 10, delay_ms=100, seconds=30, max_cp=12)
     raw_payload = _vmstate_bytes(40, 14 << 10)
-    base = [_run_raw(_cfg(payload=raw_payload, delay_ms=100, seconds=30, max_cp=12))
-            for _ in range(rounds)]
+    variants = (("capture workload latency, TCP_NODELAY", dict(nodelay=True)),
+                ("capture workload latency, Nagle on, one write per wake-up",
+                 dict(nodelay=False)),
+                ("capture workload latency, Nagle on, QEMU-like separate writes",
+                 dict(nodelay=False, coalesce=False)),
+                ("capture workload latency, Nagle on, QEMU-like writes + 1 ms "
+                 "device save", dict(nodelay=False, coalesce=False, save_ms=1)))
+    base, cap_floor = [], []
+    runs: dict[str, list] = {label: [] for label, _ in variants}
+    for _ in range(rounds):     # interleaved: the baseline, the floor, every variant
+        base.append(_run_raw(_cfg(payload=raw_payload, delay_ms=100, seconds=30, max_cp=12)))
+        cap_floor.append(_run_engine(_cfg(payload=raw_payload, delay_ms=100, seconds=30,
+                                          max_cp=12, floor=True)))
+        for label, kw in variants:
+            runs[label].append(_run_engine(_cfg(**cap, **kw)))
     b = _median(base, "latency_ms")
     core_cap = core_cpu_us(40, 14 << 10, n=500)
-    for label, kw in (("capture workload latency, TCP_NODELAY", dict(nodelay=True)),
-                      ("capture workload latency, Nagle on, one write per wake-up",
-                       dict(nodelay=False)),
-                      ("capture workload latency, Nagle on, QEMU-like separate writes",
-                       dict(nodelay=False, coalesce=False)),
-                      ("capture workload latency, Nagle on, QEMU-like writes + 1 ms "
-                       "device save", dict(nodelay=False, coalesce=False, save_ms=1))):
-        runs = [_run_engine(_cfg(**cap, **kw)) for _ in range(rounds)]
-        e = _median(runs, "latency_ms")
+    for label, kw in variants:
+        e = _median(runs[label], "latency_ms")
         rows.append({"name": label, "unit": "ms/checkpoint", "value": round(e, 3),
                      "baseline": round(b, 3), "baseline_name": "raw blocking peers, NODELAY",
                      "ratio": round(e / b, 3) if b else None,
-                     "qemu_7_2_ms": 88, **_cpu_fields(runs, base, core_cap)})
+                     "qemu_7_2_ms": 88, **_cpu_fields(runs[label], base, core_cap),
+                     **(_floor_fields(cap_floor, b, "latency_ms") if kw == {"nodelay": True}
+                        else {})})
     return rows
+
+
+def _at_least(low, kind):
+    """An argparse type: a number of `kind` no lower than `low` (a clear usage error)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {text}")
+        return value
+    return parse
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="colo bench engine", description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--soak", type=float, metavar="SECONDS", default=0,
+    ap.add_argument("--rounds", type=_at_least(1, int), default=3)
+    ap.add_argument("--seconds", type=_at_least(0.1, float), default=2.0)
+    ap.add_argument("--soak", type=_at_least(1.0, float), metavar="SECONDS", default=0,
                     help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
+    ap.add_argument("--soak-workload", choices=list(SOAK_WORKLOADS), default="null",
+                    help="the soak's checkpoint: null guest, or the capture's 40 pages + "
+                         "14 KiB blob (default %(default)s)")
     args = ap.parse_args(argv)
     tune_process()     # as `colo` does (python -m runs come here directly)
     if args.soak:
-        res = soak(args.soak)
+        res = soak(args.soak, args.soak_workload)
         if args.json:
             print(json.dumps({"soak": res}, indent=1))
         else:
-            print(f"soak {res['seconds']:.0f} s: {res['checkpoints']} checkpoints")
+            print(f"soak {res['seconds']:.0f} s, {res['workload']} workload: "
+                  f"{res['checkpoints']} checkpoints")
             for role in ("primary", "secondary"):
                 r = res[role]
                 print(f"  {role:9s} RSS {r['rss_start_kib']} KiB -> {r['rss_end_kib']} KiB "
-                      f"({r['growth_pct']} %; goal < 5 %)")
+                      f"({r['growth_pct']} %; peak {r['rss_peak_kib']} KiB, "
+                      f"{r['peak_growth_pct']} %; goal < 5 %)")
         return 0
     from protocol.drivers.tcp import loop_name, new_loop
     lp = new_loop()
@@ -495,6 +578,12 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"  {r['name']:60} engine {r['cpu_us']} = core {r['core_cpu_us']} + "
                   f"{r.get('beyond_core_cpu_us')}; raw {r['baseline_cpu_us']}")
+        print("the engine's floor: the same engine and wire bytes with a minimal endpoint "
+              "(no core), same run")
+        for r in rows:
+            if "floor" in r:
+                print(f"  {r['name']:60} {r['floor']:>10} {r['unit']}, ratio "
+                      f"{r['floor_ratio']}, CPU µs {r['floor_cpu_us']}")
     return 0
 
 

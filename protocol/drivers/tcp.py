@@ -103,13 +103,15 @@ class Engine:
 
     ``on_events(list[Event])`` receives the endpoint's events after each
     wake-up; ``before_input(now_ms)`` runs before every input (the node
-    advances its guest there).  Call `attach_socket` (or `connect` /
+    advances its guest there).  ``detail_events=False``: the endpoint builds no
+    detail events (vm, migration, the actions no invariant checks), for a
+    driver that neither logs nor records them.  Call `attach_socket` (or `connect` /
     `accept`) once; `closed` is a future set when the connection is gone.
     """
 
     def __init__(self, endpoint, loop, *, nodelay: bool = True, coalesce: bool = True,
                  on_events=None, before_input=None, close_on_error: bool = False,
-                 on_crash=None,
+                 on_crash=None, detail_events: bool = True,
                  recv_buffer_bytes: int = RECV_BUFFER_BYTES,
                  max_pending_bytes: int = MAX_PENDING_BYTES,
                  max_write_buffer_bytes: int = MAX_WRITE_BUFFER_BYTES) -> None:
@@ -123,6 +125,9 @@ class Engine:
         self.before_input = before_input
         self.close_on_error = close_on_error
         self.max_write_buffer_bytes = max_write_buffer_bytes
+        out = getattr(endpoint, "out", None)
+        if not detail_events and out is not None:
+            out.detail = False      # nobody reads them: the machines skip building them
         dec = getattr(endpoint, "decoder", None)
         if dec is not None:
             dec.max_pending_bytes = min(dec.max_pending_bytes, max_pending_bytes)
@@ -277,14 +282,21 @@ class Engine:
         after one more loop iteration (an epoll round and a timer handle); at
         most `MAX_DUE_NOW` in a row, then the loop gets its turn."""
         ep = self.ep
-        for _ in range(MAX_DUE_NOW):
-            self._flush(ep)
+        self._flush(ep)
+        if self.detached:
+            return
+        dl = ep.next_deadline()
+        if dl is not None and not self._closing and dl <= (_monotonic() - self.t0) * 1000.0:
+            dl = self._fire_due(ep)
             if self.detached:
                 return
-            dl = ep.next_deadline()
-            if dl is None or self._closing or dl > (_monotonic() - self.t0) * 1000.0:
-                break
-            # due now: fire it in this wake-up
+        if dl != self._timer_at:
+            self._arm(dl)
+
+    def _fire_due(self, ep):
+        """Fire the endpoint's due timers in this wake-up, at most `MAX_DUE_NOW` in
+        a row; the next deadline after them."""
+        for _ in range(MAX_DUE_NOW):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -294,13 +306,13 @@ class Engine:
             if before is not None:
                 before(now)
             ep.handle_timer(now)
-        else:
             self._flush(ep)
             if self.detached:
-                return
+                return None
             dl = ep.next_deadline()
-        if dl != self._timer_at:
-            self._arm(dl)
+            if dl is None or self._closing or dl > (_monotonic() - self.t0) * 1000.0:
+                return dl
+        return dl
 
     def _flush(self, ep) -> None:
         """Write the endpoint's output (once), hand its events on, follow its
@@ -336,18 +348,19 @@ class Engine:
             on_events = self.on_events
             if on_events is not None:
                 on_events(events)
-        if t is not None and not self._closing:
-            if ep.close_requested:
+        if t is None or self._closing:
+            return
+        if ep.close_requested:
+            self.shutdown()
+        elif self._reading and ep.state in TERMINAL:
+            if self.close_on_error and ep.state == "ERROR":
                 self.shutdown()
-            elif self._reading and ep.state in TERMINAL:
-                if self.close_on_error and ep.state == "ERROR":
-                    self.shutdown()
-                else:
-                    self._reading = False
-                    try:
-                        t.pause_reading()
-                    except (RuntimeError, AttributeError):
-                        pass
+            else:
+                self._reading = False
+                try:
+                    t.pause_reading()
+                except (RuntimeError, AttributeError):
+                    pass
 
     def _reschedule(self) -> None:
         if self.detached:

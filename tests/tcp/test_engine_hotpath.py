@@ -113,3 +113,115 @@ def test_bench_runs_report_cpu_per_checkpoint():
     assert e["checkpoints"] > 2 and e["rate"] > 0
     assert e["cpu_us"] is not None and e["cpu_us"] > 0
     assert r["rate"] > 0 and r["cpu_us"] is not None and r["cpu_us"] > 0
+
+
+def test_detail_events_off_builds_no_detail_events(loop):
+    """``detail_events=False``: the endpoint's machines skip the vm/action/migration
+    detail events, the checkpoint still commits and its wire bytes are the same."""
+    from protocol.core.events import Checkpoint, Send
+
+    def run(detail: bool):
+        p = make_endpoint("primary", dialects.QEMU, checkpoint_delay_ms=0)
+        s = make_endpoint("secondary", dialects.QEMU, checkpoint_delay_ms=0)
+        Engine(p, loop, detail_events=detail)
+        Engine(s, loop, detail_events=detail)
+        p.start(0.0)
+        s.start(0.0)
+        evs, wire = [], []
+        for _ in range(50):
+            moved = False
+            for a, b in ((p, s), (s, p)):
+                segs = a.segments_to_send()
+                evs += a.take_events()
+                if segs:
+                    moved = True
+                    data = b"".join(x.data for x in segs)
+                    wire.append(data)
+                    b.receive_data(data, 0.0)
+            if p.checkpoint >= 2:
+                break
+            if not moved:
+                p.handle_timer(p.next_deadline() or 0.0)
+        return evs, wire, p.checkpoint
+
+    full, wire_full, n_full = run(True)
+    lean, wire_lean, n_lean = run(False)
+    assert n_full == n_lean >= 2
+    assert wire_full == wire_lean
+    kinds_full = {type(e).__name__ for e in full}
+    kinds_lean = {type(e).__name__ for e in lean}
+    assert "Vm" in kinds_full and "Vm" not in kinds_lean
+    assert len(lean) < len(full)
+    commits = [e for e in lean if type(e) is Checkpoint and e.phase == "commit"]
+    assert commits and any(type(e) is Send for e in lean)
+
+
+def test_floor_endpoint_moves_the_same_bytes_as_the_raw_peers():
+    """The engine's floor: the bench's minimal endpoint pair commits checkpoints over
+    the real engine, with as many vmstate bytes as it was given."""
+    from protocol.bench import engine as be
+    from protocol.bench.enginefloor import FloorEndpoint
+    p, s = FloorEndpoint("primary", 100), FloorEndpoint("secondary", 100)
+    p.start(0.0)
+    s.start(0.0)
+    sizes = []
+    for _ in range(20):
+        for a, b in ((p, s), (s, p)):
+            data = b"".join(x.data for x in a.segments_to_send())
+            a.take_events()
+            if data:
+                if a is p:
+                    sizes.append(len(data))
+                b.receive_data(data, 0.0)
+    assert p.checkpoint >= 5 and s.checkpoint >= 4
+    assert 4 + 100 + 12 in sizes           # vmstate-send, the payload, vmstate-size
+    # with a checkpoint delay the primary waits for its timer: a byte then is refused
+    from protocol.bench.enginefloor import LOADED, RECEIVED, REPLY
+    d = FloorEndpoint("primary", 0, delay_ms=50.0)
+    d.start(0.0)
+    d.receive_data(REPLY, 1.0)
+    d.receive_data(RECEIVED + LOADED, 2.0)
+    assert d.checkpoint == 1 and d.next_deadline() == 52.0
+    d.handle_timer(10.0)
+    assert d.checkpoint == 1                  # not due yet
+    d.handle_timer(52.0)
+    assert d.checkpoint == 2 and d.next_deadline() is None
+    d.receive_data(REPLY, 53.0)
+    d.receive_data(RECEIVED + LOADED, 54.0)
+    d.receive_data(b"\x00", 55.0)             # more than the transaction has room for
+    assert d.state == "ERROR"
+    with pytest.raises(ValueError):
+        FloorEndpoint("proxy", 0)
+    r = be._run_engine(be._cfg(cpu=(0, 0), seconds=0.5, payload=be._vmstate_bytes(0, 1),
+                               floor=True))
+    assert r["checkpoints"] > 2 and r["rate"] > 0 and r["cpu_us"] > 0
+
+
+def test_soak_samples_rss_through_the_run():
+    from protocol.bench import engine as be
+    res = be.soak(1.0, "capture")
+    assert res["workload"] == "capture" and res["checkpoints"] > 2
+    for role in ("primary", "secondary"):
+        r = res[role]
+        assert r["rss_start_kib"] > 0 and r["rss_peak_kib"] >= r["rss_start_kib"]
+        assert r["rss_peak_kib"] >= r["rss_end_kib"] > 0
+        assert r["peak_growth_pct"] >= r["growth_pct"]
+    with pytest.raises(ValueError, match="unknown soak workload"):
+        be.soak(1.0, "nope")
+
+
+def test_raw_baseline_reads_a_big_payload_in_chunks():
+    """The bulk baseline's secondary reads into a buffer smaller than the payload,
+    over and over; every checkpoint still waits for the whole payload."""
+    from protocol.bench import engine as be
+    r = be._run_raw(be._cfg(payload=300_000, raw_chunk=65536, seconds=5, max_cp=3))
+    assert r["rate"] > 0 and r["latency_ms"] > 0 and r["cpu_us"] > 0
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--soak", "-1"], ["--seconds", "x"]])
+def test_bench_engine_usage_errors_exit_2(argv, capsys):
+    from protocol.bench import engine as be
+    with pytest.raises(SystemExit) as exc:
+        be.main(argv)
+    assert exc.value.code == 2
+    assert "colo bench engine: error" in capsys.readouterr().err
