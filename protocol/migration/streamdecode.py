@@ -15,6 +15,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from protocol.migration.pages import (
+    CODE_OF_KIND,
     CODE_PAGE,
     CODE_XBZRLE,
     CODE_ZERO,
@@ -308,13 +309,26 @@ class RamPartReader(_Incremental):
             return PageBatch(items)
         if not any(isinstance(x, PageRun) for x in items):
             return list(items)
-        out: list[PageRecord] = []
+        # runs and a few records the incremental parser took (a feed that ended inside
+        # a record: nearly every read of a big RAM part): still one batch, each group
+        # of records a small run of its own, so the runs' pages never become objects
+        runs: list[PageRun] = []
+        group: list = []
+        block: str | None = None
+        ps = self.ctx.page_size
         for x in items:
+            if group and (isinstance(x, PageRun) or x.block != block):
+                runs.append(_single_run(block, group, ps))
+                group = []
             if isinstance(x, PageRun):
-                out.extend(x)
+                runs.append(x)
             else:
-                out.append(x)
-        return out
+                block = x.block
+                data = memoryview(x.data) if x.kind == KIND_PAGE else x.data
+                group.append((x.offset, CODE_OF_KIND[x.kind], x.fill, data))
+        if group:
+            runs.append(_single_run(block, group, ps))
+        return PageBatch(runs)
 
     def take_records(self) -> list[PageRecord] | PageBatch:
         """The records decoded since the last call (as `records`), then forgets them."""

@@ -19,9 +19,9 @@ def _subclasses(cls):
 
 def test_every_testbed_error_is_marked_and_builtin_input_errors_count():
     import colo_tui.cli.export  # noqa: F401  (ExportError joins the hierarchy)
+    import colo_tui.commands.parser  # noqa: F401
     import protocol.drivers.node  # noqa: F401
     import protocol.drivers.qmp  # noqa: F401
-    import colo_tui.commands.parser  # noqa: F401
     import protocol.guest.mirror  # noqa: F401
     import protocol.migration.stream  # noqa: F401
     import protocol.record.pcap  # noqa: F401

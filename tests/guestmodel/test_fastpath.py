@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from protocol.guest.ram import Bitmap, Ram
 from protocol.guest.ramcache import RamCache
-from protocol.migration.pages import KIND_PAGE, KIND_ZERO, PAGE_SIZE, PageRecord
+from protocol.migration.pages import KIND_PAGE, KIND_ZERO, PAGE_SIZE, PageBatch, PageRecord
 from protocol.migration.stream import RamContext, encode_ram_part
 from protocol.migration.streamdecode import RamPartReader
 
@@ -95,3 +95,34 @@ def test_bulk_receive_undo_and_flush():
     cache.receive(recs)
     assert cache.flush() == 2
     assert svm.read_page("pc.ram", 3) == bytes([3]) * PAGE_SIZE and cache.diff_from_ram() == {}
+
+
+@settings(max_examples=40, deadline=None)
+@given(kinds=st.lists(st.sampled_from([KIND_PAGE, KIND_PAGE, KIND_ZERO]), min_size=1,
+                      max_size=60),
+       chunk=st.one_of(st.sampled_from([2 * (PAGE_SIZE + 16), 3 * PAGE_SIZE + 5, 64 * 1024]),
+                       st.integers(7, 3 * PAGE_SIZE)))
+def test_a_part_read_in_pieces_comes_as_batches_equal_to_the_records(kinds, chunk):
+    """A read that ends inside a record hands that record to the incremental
+    parser.  Each piece's records still come as one PageBatch (the split records
+    as small runs of their own) whenever the piece held a whole record, and
+    together they equal the records a whole-part decode gives."""
+    def ctx():
+        return RamContext(blocks={"pc.ram": 4 * MIB})
+    rng = random.Random(len(kinds) * chunk)
+    recs = [PageRecord("pc.ram", i * PAGE_SIZE, k,
+                       bytes([rng.randrange(1, 256)]) * PAGE_SIZE if k == KIND_PAGE else b"")
+            for i, k in enumerate(kinds)]
+    wire = encode_ram_part(recs, ctx())
+    whole = RamPartReader(ctx())
+    whole.feed(wire)
+    assert list(whole.records) == recs
+    reader, got = RamPartReader(ctx()), []
+    for at in range(0, len(wire), chunk):
+        piece = wire[at:at + chunk]
+        reader.feed(piece)
+        batch = reader.take_records()
+        if len(piece) >= 2 * (PAGE_SIZE + 16):     # it holds a whole record: a run
+            assert isinstance(batch, PageBatch), type(batch)
+        got += list(batch)
+    assert reader.done and got == recs
