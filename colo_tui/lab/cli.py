@@ -48,7 +48,6 @@ def add_parser(subparsers):
                         "@primary-in|compare-in|compare-out|mirror#N, N the Nth TCP "
                         "packet carrying data on that channel once client traffic starts "
                         "(repeatable; `colo faults` for the grammar)")
-    from colo_tui.lab.pairfaults import pair_fault
     p.add_argument("--pair-fault", type=pair_fault, metavar="SPEC",
                    help="instead of the scripted session: a fault on the pair itself, "
                         "kill-|stall-|heartbeat-primary|secondary@MESSAGE#N, "
@@ -72,6 +71,13 @@ def add_parser(subparsers):
                    help="keep the work directory (images, serial consoles, QEMU traces)")
     p.set_defaults(func=cmd_lab)
     return p
+
+
+def pair_fault(text: str):
+    """colo_tui.lab.pairfaults.pair_fault, imported when the option is given (the
+    parser of every command is built at start-up)."""
+    from colo_tui.lab import pairfaults
+    return pairfaults.pair_fault(text)
 
 
 def lab_fault(text: str):

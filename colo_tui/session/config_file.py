@@ -43,17 +43,20 @@ class UserConfig:
 def load(path: Path | None = None, binding_ids=(), themes=()) -> UserConfig:
     """Read the file; unknown binding ids, unknown themes and bad types are named in
     `problems` and left out."""
-    import tomlkit
-    from tomlkit.exceptions import TOMLKitError
     path = path or config_path()
     cfg = UserConfig(path=path)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(1 << 20)
-        doc = tomlkit.parse(raw.decode("utf-8")).unwrap()
     except FileNotFoundError:
+        return cfg                      # the usual start: no parser imported at all
+    except OSError as exc:
+        cfg.problems.append(f"{path}: {exc}; using the defaults")
         return cfg
-    except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
+    import tomllib  # reading only: tomlkit (slower to import) writes
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         cfg.problems.append(f"{path}: {exc}; using the defaults")
         return cfg
     theme = doc.get("theme")

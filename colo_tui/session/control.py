@@ -14,6 +14,7 @@ forks the future (the inputs recorded after that point are dropped, and
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from protocol.core.events import Event
 from protocol.core.session import (
@@ -26,11 +27,11 @@ from protocol.core.session import (
     SideStatus,
     wire_of,
 )
-from protocol.record import format as rf
-from protocol.record.playback import Playback
-from protocol.record.replay import rerun
 from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
+
+if TYPE_CHECKING:                   # recordings are imported when one is saved or read
+    from protocol.record import format as rf
 
 #: why a live session cannot do what a simulation can
 _LIVE_REFUSES = {
@@ -222,6 +223,7 @@ class Controller:
         self._future_inputs = later + self._future_inputs
         self.inputs = keep
         writer, self._writer = self._writer, None
+        from protocol.record.replay import rerun
         self.session = rerun(config=self.config, inputs=keep, until_step=target,
                              on_event=None)
         self._writer = writer
@@ -292,6 +294,7 @@ class Controller:
     def record_start(self, path: str, *, force: bool = False) -> None:
         if self._writer is not None:
             raise SessionError(f"already recording to {self.recording_path}")
+        from protocol.record import format as rf
         s = self.session
         if self.live:
             header = rf.make_header(self.config, imported=True, source=s.name)
@@ -334,6 +337,8 @@ class Controller:
         """Open a recording: the session restarts from its header; its inputs are
         re-applied at their steps as you step (or all at once with to_end)."""
         self._refuse_live("load_replay")
+        from protocol.record import format as rf
+        from protocol.record.playback import Playback
         rec = rf.read(path)
         self.record_stop()
         self.inputs, self.forked_at = [], None

@@ -197,6 +197,9 @@ def live_controller(source, *, on_event=None) -> Controller:
 
 def make_live(args, config, on_event=None) -> Controller | None:
     """The live controller for --transport tcp / --proxy / --attach / --peer, or None."""
+    if not (getattr(args, "peer", None) or getattr(args, "attach", None)
+            or getattr(args, "proxy", None) or getattr(args, "transport", "sim") == "tcp"):
+        return None                     # a simulation: no live source module imported
     from colo_tui.session.live_sources import PeerFeed, ProxyFeed, QmpFeed, TcpPair
     if getattr(args, "peer", None):
         source = PeerFeed(config, args.peer)
