@@ -77,7 +77,6 @@ class Simulation(SimulationSession):
         self.events: list[Event] = []
         self._keep_events = keep_events
         self._on_event = on_event
-        self._set_detail()
         self.inputs: list[dict] = []
         self.plan = fl.FaultPlan(self.faults)
         self.fired: set[int] = self.plan.fired
@@ -95,6 +94,7 @@ class Simulation(SimulationSession):
         self._n_protocol = 0          # events of the protocol (not the client's traffic)
         self._watchdog_fired = False
         self.invariants = Invariants(self)
+        self._set_detail()
         #: event class -> the invariants' check of it (the classes they do not use: none)
         self._inv_handlers = self.invariants.handlers()
         #: the endpoint events the simulator reacts to, after their batch
@@ -153,8 +153,12 @@ class Simulation(SimulationSession):
         guest model (whose stop for a checkpoint the simulator follows by its vm
         event).  A run nobody watches (the benchmark, the swarm) skips them."""
         detail = self._keep_events or self._on_event is not None or not self._null_guest
-        for ep in self.eps.values():
-            ep.out.detail = detail
+        for side, ep in self.eps.items():
+            out = ep.out
+            out.detail = detail
+            # nobody reads them: only the invariants' messages still make send/recv events
+            out.lean = not detail
+            out.checked_msgs = self.invariants.messages_checked(side)
 
     # ------------------------------------------------------------ scheduling
     def check_fault(self, f) -> None:
