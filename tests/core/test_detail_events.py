@@ -84,8 +84,8 @@ def test_a_lean_run_skips_the_wire_events_and_changes_nothing_else():
         seen = []
         collect = lean._collect
 
-        def watched_collect():                # what the endpoints emit, before the sim
-            for ep in lean.eps.values():
+        def watched_collect(lean=lean, seen=seen, collect=collect):
+            for ep in lean.eps.values():      # what the endpoints emit, before the sim
                 seen.extend(ep.out.events)
             collect()
         lean._collect = watched_collect
