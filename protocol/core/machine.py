@@ -182,8 +182,11 @@ class RoleMachine:
                     f"list for ({state}, {kind})", state=state, offending=kind)
             self.goto(override)
         else:
-            if nxt != state:
-                self.goto(nxt)
+            if nxt != state:          # goto(nxt), inlined: nxt is a plain string already
+                out = self.out
+                out.events.append(State(out.now, self.role, machine=self.role, to=nxt,
+                                        from_=state))
+                self.state = nxt
             if then is not None:
                 then()
 
