@@ -109,18 +109,21 @@ class Endpoint:
     def _on_item(self, item) -> None:
         mach, out = self.machine, self.out
         if item.__class__ is m.Message:
-            out.events.append(Recv(out.now, self.role, msg=item.name, value=item.value,
-                                   id=item.msg_id, raw=item.raw))
+            if not out.lean or item.name in out.checked_msgs:
+                out.events.append(Recv(out.now, self.role, msg=item.name, value=item.value,
+                                       id=item.msg_id, raw=item.raw))
             mach._dispatch(item.name, item)
             mach.understood += 1
         elif isinstance(item, m.RamPart):
-            out.events.append(RecvRam(out.now, self.role, pages=item.page_count(),
-                                      bytes=item.size_bytes, **item.kind_counts()))
+            if not out.lean:
+                out.events.append(RecvRam(out.now, self.role, pages=item.page_count(),
+                                          bytes=item.size_bytes, **item.kind_counts()))
             mach._dispatch("ram", item)
         elif item.__class__ is m.RamChunk:
             mach._dispatch("ram-chunk", item)
         elif isinstance(item, m.StateBlob):
-            out.events.append(RecvDeviceState(out.now, self.role, bytes=len(item.data)))
+            if not out.lean:
+                out.events.append(RecvDeviceState(out.now, self.role, bytes=len(item.data)))
             mach._dispatch("blob", item)
         elif isinstance(item, m.InitialStream):
             mach.emit("recv-initial", bytes=item.size_bytes)

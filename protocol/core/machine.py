@@ -134,12 +134,14 @@ class RoleMachine:
         raw = self.dialect.encode(name, value)
         out = self.out
         out.segments.append(Segment("msg", name, raw, self.in_flight, value))
-        out.events.append(Send(out.now, self.role, msg=name, value=value, raw=raw))
+        if not out.lean or name in out.checked_msgs:
+            out.events.append(Send(out.now, self.role, msg=name, value=value, raw=raw))
 
     def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
         out = self.out
         out.segments.append(Segment(kind, point, data, self.in_flight))
-        out.events.append(_SEND_EVENT[point](out.now, self.role, bytes=len(data), **info))
+        if not out.lean or point != "ram":
+            out.events.append(_SEND_EVENT[point](out.now, self.role, bytes=len(data), **info))
 
     def set_timer(self, name: str, at_ms: float) -> None:
         self.timers.set(name, at_ms)
@@ -180,8 +182,11 @@ class RoleMachine:
                     f"list for ({state}, {kind})", state=state, offending=kind)
             self.goto(override)
         else:
-            if nxt != state:
-                self.goto(nxt)
+            if nxt != state:          # goto(nxt), inlined: nxt is a plain string already
+                out = self.out
+                out.events.append(State(out.now, self.role, machine=self.role, to=nxt,
+                                        from_=state))
+                self.state = nxt
             if then is not None:
                 then()
 

@@ -7,6 +7,11 @@ is the time of the input being handled, stamped on every event.
 actions no invariant checks: ``save-devices``, ``replication-checkpoint``,
 ``cache-pages``, ``start-dirty-log``): a driver whose events nobody records or shows
 turns it off, and the machines then skip them (their state still changes).
+
+``lean`` (off unless a driver turns it on) goes further, for a run whose events only
+its checks read: the machines also skip the events of what went over the wire
+(``send``, ``recv``, ``send-ram``, ``recv-ram``, ``recv-device-state``) except the
+``send``/``recv`` of the messages named in ``checked_msgs``.
 """
 from __future__ import annotations
 
@@ -14,12 +19,14 @@ from protocol.core.events import Event, Segment
 
 
 class Outbox:
-    __slots__ = ("role", "now", "segments", "events", "detail")
+    __slots__ = ("role", "now", "segments", "events", "detail", "lean", "checked_msgs")
 
     def __init__(self, role: str) -> None:
         self.role = role
         self.now = 0.0
         self.detail = True
+        self.lean = False
+        self.checked_msgs: frozenset[str] = frozenset()
         self.segments: list[Segment] = []
         self.events: list[Event] = []
 

@@ -77,7 +77,6 @@ class Simulation(SimulationSession):
         self.events: list[Event] = []
         self._keep_events = keep_events
         self._on_event = on_event
-        self._set_detail()
         self.inputs: list[dict] = []
         self.plan = fl.FaultPlan(self.faults)
         self.fired: set[int] = self.plan.fired
@@ -95,6 +94,7 @@ class Simulation(SimulationSession):
         self._n_protocol = 0          # events of the protocol (not the client's traffic)
         self._watchdog_fired = False
         self.invariants = Invariants(self)
+        self._set_detail()
         #: event class -> the invariants' check of it (the classes they do not use: none)
         self._inv_handlers = self.invariants.handlers()
         #: the endpoint events the simulator reacts to, after their batch
@@ -153,8 +153,12 @@ class Simulation(SimulationSession):
         guest model (whose stop for a checkpoint the simulator follows by its vm
         event).  A run nobody watches (the benchmark, the swarm) skips them."""
         detail = self._keep_events or self._on_event is not None or not self._null_guest
-        for ep in self.eps.values():
-            ep.out.detail = detail
+        for side, ep in self.eps.items():
+            out = ep.out
+            out.detail = detail
+            # nobody reads them: only the invariants' messages still make send/recv events
+            out.lean = not detail
+            out.checked_msgs = self.invariants.messages_checked(side)
 
     # ------------------------------------------------------------ scheduling
     def check_fault(self, f) -> None:
@@ -252,8 +256,12 @@ class Simulation(SimulationSession):
                       why=f"{side} is stopped")
             return
         data = d.data
-        self._record(Deliver(self.now, "link", dir=d.direction, point=d.point,
-                             n=d.checkpoint, bytes=size_of(data), note=d.note or None))
+        if self._keep_events or self._on_event is not None or Deliver in self._inv_handlers:
+            self._record(Deliver(self.now, "link", dir=d.direction, point=d.point,
+                                 n=d.checkpoint, bytes=size_of(data), note=d.note or None))
+        else:       # nobody reads it and no invariant checks it: only its number is taken
+            self._n_protocol += 1
+            self.seq += 1
         ep = self.eps[side]
         if type(data) is tuple:
             for part in data:
@@ -318,23 +326,25 @@ class Simulation(SimulationSession):
         for side in SIDES:
             ep = eps[side]
             mach, out = ep.machine, ep.out
-            dl = ep.next_deadline()
-            if not out.events and not out.segments and not mach.close_requested and \
-                    dl == timer_at[side]:
+            deadlines = ep.timers._at            # Timers.next_deadline, without the call
+            dl = min(deadlines.values()) if deadlines else None
+            evs, segs = out.events, out.segments
+            if not evs and not segs and not mach.close_requested and dl == timer_at[side]:
                 continue                      # nothing happened on this side
             if not alive[side]:
                 out.take_segments()
                 out.take_events()
                 continue
-            evs = out.take_events()
             if evs:
+                out.events = []
                 self._n_protocol += len(evs)
                 seq = self.seq
                 self.seq = seq + len(evs)
-                if self._keep_events:
+                keep = self._keep_events
+                if keep:
                     self.events.extend(evs)
                 cb = self._on_event
-                if cb is not None or self._keep_events:
+                if cb is not None or keep:
                     for ev in evs:        # numbered for those who see them (no one else)
                         set_seq(ev, seq)
                         seq += 1
@@ -369,8 +379,9 @@ class Simulation(SimulationSession):
             if mach.checkpoint != self._committed[side]:   # the committed-checkpoint counter
                 self._committed[side] = mach.checkpoint
                 self._last_progress = self.now
-            segs = out.take_segments()
+            segs = out.segments           # (a reaction may have added some)
             if segs:
+                out.segments = []
                 if self.faults or not alive[side] or self.stalled[side] or self.link.closing:
                     batch: list = []
                     for seg in segs:
@@ -387,7 +398,8 @@ class Simulation(SimulationSession):
             if mach.exited and alive[side]:
                 alive[side] = False
                 self.emit(side, "process", what="exit", why="the process exited")
-            dl = ep.next_deadline()
+            deadlines = ep.timers._at     # (the reactions may have set or cancelled some)
+            dl = min(deadlines.values()) if deadlines else None
             if dl != timer_at[side]:
                 timer_at[side] = dl
                 self._timer_fire[side] = None

@@ -90,6 +90,13 @@ class Invariants:
                                     "t_ms": self.sim.now, "step": self.sim.steps})
 
     # -- per event -------------------------------------------------------------
+    def messages_checked(self, side: str) -> frozenset[str]:
+        """The control messages whose send/recv events of ``side`` a check reads (an
+        endpoint nobody else listens to emits no others: ``Outbox.lean``)."""
+        if side == "primary":
+            return _SENDS_CHECKED | {self.sim.dialect.release_after}
+        return _SENDS_CHECKED
+
     def handlers(self) -> dict:
         """Event class -> the check it gets (the simulator dispatches by class through
         this dict; a class not in it reaches no invariant)."""

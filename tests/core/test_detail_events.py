@@ -67,3 +67,48 @@ def test_unwatched_run_still_catches_a_broken_invariant(monkeypatch):
     assert not sim.eps["primary"].out.detail
     sim.run()
     assert not sim.invariants.ok["output_commit"]
+
+
+def test_a_lean_run_skips_the_wire_events_and_changes_nothing_else():
+    """Nobody listens: the endpoints also skip the send/recv events no check reads
+    (``Outbox.lean``); the run, its outcome and its invariants are the same."""
+    from protocol.core.events import Recv, RecvDeviceState, RecvRam, Send, SendRam
+    wire = (Send, Recv, SendRam, RecvRam, RecvDeviceState)
+    for dialect in ("qemu", "v11", "prototype"):
+        cfg = dict(checkpoints=4, guest="null", dialect=dialect,
+                   faults=["kill-secondary@vmstate-send#3"])
+        full = Simulation(SimConfig(**cfg))
+        full.run()
+        lean = Simulation(SimConfig(**cfg), keep_events=False)
+        assert all(ep.out.lean for ep in lean.eps.values())
+        seen = []
+        collect = lean._collect
+
+        def watched_collect(lean=lean, seen=seen, collect=collect):
+            for ep in lean.eps.values():      # what the endpoints emit, before the sim
+                seen.extend(ep.out.events)
+            collect()
+        lean._collect = watched_collect
+        lean.run()
+        kept = {(type(e), e.side, e.msg) for e in seen if type(e) in (Send, Recv)}
+        checked = {"primary": lean.invariants.messages_checked("primary"),
+                   "secondary": lean.invariants.messages_checked("secondary")}
+        assert kept and all(msg in checked[side] for _c, side, msg in kept), dialect
+        assert not any(type(e) in (SendRam, RecvRam, RecvDeviceState) for e in seen)
+        assert any(type(e) in wire for e in full.events)
+        assert lean.outcome() == full.outcome() and lean.steps == full.steps
+        assert lean.invariants.violations == full.invariants.violations
+        assert lean.invariants.ok == full.invariants.ok
+        for s in ("primary", "secondary"):
+            assert lean.eps[s].checkpoint == full.eps[s].checkpoint
+            assert lean.eps[s].state == full.eps[s].state
+
+
+def test_a_listener_turns_lean_off():
+    sim = Simulation(SimConfig(checkpoints=2, guest="null"), keep_events=False)
+    assert all(ep.out.lean for ep in sim.eps.values())
+    seen = []
+    sim.on_event = seen.append
+    assert not any(ep.out.lean for ep in sim.eps.values())
+    sim.run()
+    assert any(e.kind == "recv" and e.msg == "checkpoint-request" for e in seen)

@@ -141,3 +141,27 @@ def test_no_kind_shadows_the_base_fields():
         f = {x.name: x for x in dataclasses.fields(cls)}
         assert f["seq"].default == -1 and f["seq"].kw_only, name
         assert list(f)[:2] == ["t_ms", "side"], name
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_is_a_frozen_value_that_pickles_copies_and_replaces(kind):
+    import copy
+    import pickle
+
+    from tests._events import sample
+    ev = sample(kind, fill=3)
+    cls = type(ev)
+    assert pickle.loads(pickle.dumps(ev)) == ev and copy.deepcopy(ev) == ev
+    assert copy.copy(ev) == ev and ev == sample(kind, fill=3)
+    assert ev != sample(kind, fill=3, t_ms=9.5) and ev != object()
+    moved = dataclasses.replace(ev, t_ms=9.5)
+    assert type(moved) is cls and moved.t_ms == 9.5 and moved == sample(kind, fill=3, t_ms=9.5)
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert repr(ev) == f"{cls.__qualname__}(" + ", ".join(
+        f"{n}={getattr(ev, n)!r}" for n in names) + ")"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del ev.side
+    if "extra" not in names:                      # a dict field makes it unhashable
+        assert hash(ev) == hash(sample(kind, fill=3))
+    with pytest.raises(TypeError):
+        cls(1.0, "primary", no_such_field=1)
