@@ -67,6 +67,7 @@ class Endpoint:
                                ram_ctx=getattr(guest, "ram_context", None),
                                on_initial_page=getattr(guest, "initial_page", None), **kw)
         mach.decoder = self.decoder
+        mach.resume_reads = self._read_items
         self.decoder.accepts = mach.accepts
         if self.progress_timeout_ms is not None:   # each time the decoder needs more bytes
             self.decoder.on_wait = self._track_progress
@@ -95,11 +96,19 @@ class Endpoint:
             mach.emit("ignored", bytes=len(data), why=f"no COLO thread reads in {mach.state}")
             return
         try:
-            dec = self.decoder
-            dec.feed(data)
+            self.decoder.feed(data)
+        except ProtocolError as exc:
+            mach.protocol_error(exc)
+            return
+        self._read_items()
+
+    def _read_items(self) -> None:
+        """Hand the machine what the decoder holds, while its COLO thread reads."""
+        mach, dec = self.machine, self.decoder
+        try:
             # without a progress hook, next_item is _next_item: call it directly
             nxt = dec.next_item if dec.on_wait is not None else dec._next_item
-            while (item := nxt()) is not None:
+            while not mach.reads_paused and (item := nxt()) is not None:
                 self._on_item(item)
                 if mach.state in STOPPED:
                     break

@@ -78,6 +78,7 @@ class RoleMachine:
         self.timers = timers
         self.failover = failover
         self.decoder = None          # set by the Endpoint (the prototype's blob reader)
+        self.resume_reads = None     # set by the Endpoint: read what waited (reads_paused)
         self.state = str(self.INITIAL_STATE)
         self.migration_status = MIG_SETUP
         self.last_mode = fo.MODE_NONE
@@ -91,6 +92,12 @@ class RoleMachine:
         self.understood = 0          # control messages from the peer handled without error
         self.exited = False          # v11: the secondary exits after the default failover
         self._table = self._bind_table()
+
+    @property
+    def reads_paused(self) -> bool:
+        """The COLO thread is busy and reads nothing now: bytes that arrive wait in
+        the socket (the decoder's buffer) until `resume_reads` (the secondary's load)."""
+        return False
 
     def _bind_table(self) -> dict:
         """The class's TABLE with each transition's handler (and ``then``) bound to

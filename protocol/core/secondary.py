@@ -14,7 +14,7 @@ from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core.events import Action, Checkpoint, Load
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition
-from protocol.core.states import Input, SecondaryState
+from protocol.core.states import STOPPED, Input, SecondaryState
 from protocol.errors import RemoteProtocolError
 
 INIT, WAIT_INITIAL = SecondaryState.INIT, SecondaryState.WAIT_INITIAL
@@ -192,11 +192,20 @@ class SecondaryMachine(RoleMachine):
         self.checkpoint, self.in_flight = self.in_flight, 0
         self.ev(Checkpoint, n=self.checkpoint, phase="commit")
 
+    @property
+    def reads_paused(self) -> bool:
+        # colo_incoming_process_checkpoint loads with vmstate_loading set: the
+        # incoming thread reads the channel again only once the load is done
+        return self.state == LOADING
+
     def _after_load(self) -> None:
         if self.failover.state == fo.RELAUNCH:      # the deferred failover runs now
             self.fail_cas(fo.RELAUNCH, fo.NONE)
             self._request_failover(operator=False)
-        elif self._eof_pending:
+            return
+        if self.resume_reads is not None:           # what arrived while it loaded
+            self.resume_reads()
+        if self._eof_pending and self.state not in STOPPED:
             self._eof_pending = False
             super().on_peer_closed()
 
