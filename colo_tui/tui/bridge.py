@@ -16,7 +16,6 @@ from pathlib import Path
 
 from textual.message import Message
 
-from colo_tui.commands import execute as execute_command
 from colo_tui.present.explain import explain, explain_last
 from colo_tui.present.models import SIDE_NAMES, FailoverView, LadderRow, SideView, StatusView
 from colo_tui.present.tui_views import Ladder, LogModel
@@ -307,6 +306,7 @@ class Bridge:
     @user_action
     def execute(self, line: str):
         """Run a command-registry line (the palette); returns its Result or None."""
+        from colo_tui.commands import execute as execute_command  # after the first paint
         result = execute_command(self.c, line)
         if result.ok:
             self._noticed(line)
