@@ -65,8 +65,9 @@ async def failover(pair: Pair, before_s: float = 3.0, after_s: float = 1.5,
 
     `at_checkpoint` (the default with tap): the kill comes right after the
     secondary resumed from a checkpoint (one a random-service mismatch forced).
-    Under TCG the secondary's Linux often panics seconds after a checkpoint
-    (see README), and a failover onto a panicked guest shows that, not COLO."""
+    Should the secondary's Linux have panicked (guest_panics; see
+    docs/lab-modes.md for the QEMU 7.2 TCG bug the lab's RAM size avoids), a
+    failover onto it shows that, not COLO."""
     if at_checkpoint is None:
         at_checkpoint = pair.net is not None
     out: dict = {"net": "tap" if pair.net else "user"}
