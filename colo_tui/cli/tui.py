@@ -46,21 +46,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_app(args) -> int:
     import dataclasses
 
-    from colo_tui.session.control import Controller
-    from colo_tui.session.live import make_live
-    from colo_tui.session.options import config_from
+    from colo_tui.session.options import config_from, wants_live
     from colo_tui.tui.app import ColoApp
     from protocol.errors import is_user_error
-    from protocol.sim.core import Simulation
     try:
         config = config_from(args)
-        Simulation(dataclasses.replace(config, guest="null"))   # faults, settings: checked now
-        controller = make_live(args, config)
-        if controller is None:
+        if config.faults:       # checked now, before the terminal is taken; the other
+            # settings were checked by their argument types, and whatever else
+            # building the session refuses ends the app with the same message
+            from protocol.sim.core import Simulation
+            Simulation(dataclasses.replace(config, guest="null"))
+        controller = None
+        if wants_live(args):
+            from colo_tui.session.live import make_live
+            controller = make_live(args, config)
+        replay = getattr(args, "replay", None)
+        if controller is None and replay:
+            from colo_tui.session.control import Controller
             controller = Controller(config)
-            replay = getattr(args, "replay", None)
-            if replay:
-                controller.load_replay(replay)
+            controller.load_replay(replay)
     except Exception as exc:
         if not is_user_error(exc):
             raise
@@ -69,10 +73,19 @@ def run_app(args) -> int:
     from colo_tui.session import config_file
     from colo_tui.session.lifecycle import SessionGuard
     user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})
-    app = ColoApp(controller, record_dir=getattr(args, "record_dir", None),
-                  user_config=user_config)
     saved = []
-    with SessionGuard(controller, on_signal=app.end_on_signal, report=saved.append) as guard:
+    # the simulator's session (and its guest model) is built after the app's first
+    # frame: the layout shows at once (ColoApp's `start`)
+    def start():
+        from colo_tui.session.control import Controller
+        return Controller(config)
+
+    guard = SessionGuard(controller, report=saved.append)
+    app = ColoApp(controller, record_dir=getattr(args, "record_dir", None),
+                  user_config=user_config, start=None if controller is not None else start,
+                  on_start=lambda c: setattr(guard, "controller", c))
+    guard.on_signal = app.end_on_signal
+    with guard:
         app.run()
     for path in saved:                 # after the terminal is restored: the user sees it
         print(f"colo tui: recording saved: {path}", file=sys.stderr)

@@ -75,6 +75,8 @@ class SessionGuard:
             if self._done:
                 return None
             self._done = True
+        if self.controller is None:       # a deferred session that never started
+            return None
         path = getattr(self.controller, "recording_path", None)
         close = getattr(self.controller, "close", None)
         try:

@@ -31,6 +31,7 @@ import time
 from types import MappingProxyType
 
 from colo_tui.session.control import Controller
+from colo_tui.session.options import wants_live
 from protocol.core.events import Event
 from protocol.core.session import (
     SIDES,
@@ -197,8 +198,7 @@ def live_controller(source, *, on_event=None) -> Controller:
 
 def make_live(args, config, on_event=None) -> Controller | None:
     """The live controller for --transport tcp / --proxy / --attach / --peer, or None."""
-    if not (getattr(args, "peer", None) or getattr(args, "attach", None)
-            or getattr(args, "proxy", None) or getattr(args, "transport", "sim") == "tcp"):
+    if not wants_live(args):
         return None                     # a simulation: no live source module imported
     from colo_tui.session.live_sources import PeerFeed, ProxyFeed, QmpFeed, TcpPair
     if getattr(args, "peer", None):

@@ -56,13 +56,19 @@ def add_session_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not reproduce QEMU 7.2's quirks")
 
 
+def wants_live(args) -> bool:
+    """The options ask for a live session (real peers), not the simulator."""
+    get = lambda name, default=None: getattr(args, name, default)   # noqa: E731
+    return bool(get("proxy") or get("peer") or get("attach")
+                or get("transport", "sim") == "tcp")
+
+
 def config_from(args):
     """The SimConfig the options describe (faults from --fault; dialect, mode, seed and
     guest from the UI's own options)."""
     from protocol.sim.config import SimConfig
     get = lambda name, default=None: getattr(args, name, default)   # noqa: E731
-    live = bool(get("proxy") or get("peer") or get("attach")
-                or get("transport", "sim") == "tcp")
+    live = wants_live(args)
     if live and get("fault") and not get("proxy"):
         raise ValueError("--fault arms a fault in the simulator or, with --proxy, on live "
                          "traffic; a --transport tcp, --peer or --attach session has no "

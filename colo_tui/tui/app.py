@@ -6,6 +6,9 @@ What to do with a key lives in the bridge; what to show lives in the widgets.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,17 +16,7 @@ from textual.widget import MountError
 from textual.widgets import Static
 
 from colo_tui.session.config_file import UserConfig
-from colo_tui.session.control import Controller
-from colo_tui.tui.bridge import USER_ERRORS, Bridge, describe_error
-from colo_tui.tui.screens import (
-    BY_KEY,
-    ChoicePrompt,
-    ColoCommands,
-    FaultMenu,
-    HelpScreen,
-    NumberPrompt,
-    config_changes,
-)
+from colo_tui.tui import screens
 from colo_tui.tui.widgets import (
     EventLog,
     ExplainPane,
@@ -33,6 +26,10 @@ from colo_tui.tui.widgets import (
     SidePanel,
     StatusBar,
 )
+
+if TYPE_CHECKING:
+    from colo_tui.session.control import Controller
+    from colo_tui.tui.bridge import Bridge
 
 THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "monokai")
 TICK_S = 1 / 30
@@ -45,7 +42,7 @@ class ColoApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "COLO testbed"
-    COMMANDS = App.COMMANDS | {ColoCommands}
+    COMMANDS = App.COMMANDS | {lambda: screens.ColoCommands}   # imported on first use
     BINDINGS = [
         Binding("n,right", "step", "step", id="step"),
         Binding("left", "back", "back", id="back"),
@@ -83,11 +80,22 @@ class ColoApp(App):
 
     def __init__(self, controller: Controller | None = None, *, replay: str | None = None,
                  tick_s: float = TICK_S, record_dir: str | None = None,
-                 user_config: UserConfig | None = None) -> None:
+                 user_config: UserConfig | None = None,
+                 start: Callable[[], Controller] | None = None,
+                 on_start: Callable[[Controller], None] | None = None) -> None:
+        """`controller`, or `start`: a factory the app calls after its first frame
+        (the layout paints before the session and its guest model are built;
+        `on_start` is then told the controller, e.g. a SessionGuard's).  Anything
+        that needs the session before that builds it at once (`bridge`)."""
         super().__init__()
-        self.controller = controller or Controller()
-        self.bridge = Bridge(self.controller, target=self)
-        self.bridge.record_dir = record_dir
+        if controller is None and start is None:
+            from colo_tui.session.control import Controller
+            controller = Controller()
+        self._start, self._on_start = start, on_start
+        self.controller = controller
+        self._bridge: Bridge | None = None
+        self._begun = False
+        self._record_dir = record_dir
         self.replay = replay
         self.tick_s = tick_s
         self._widgets: dict | None = None
@@ -102,8 +110,56 @@ class ColoApp(App):
                 self.user_config.problems.append(
                     f"theme {self.user_config.theme!r} is not one of: "
                     f"{', '.join(sorted(self.available_themes))}")
+        if controller is not None:
+            self._make_bridge()
+
+    @property
+    def bridge(self) -> Bridge:
+        if self._bridge is None and not self._start_session():
+            raise RuntimeError("colo tui: the session did not start")
+        return self._bridge
+
+    def _make_bridge(self) -> None:
+        from colo_tui.tui.bridge import Bridge
+        self._bridge = Bridge(self.controller, target=self)
+        self._bridge.record_dir = self._record_dir
         if self.user_config.problems:
-            self.bridge.notice = "⚠ config: " + "; ".join(self.user_config.problems)
+            self._bridge.notice = "⚠ config: " + "; ".join(self.user_config.problems)
+
+    def _start_session(self) -> bool:
+        """Build the deferred session, once.  A user error doing so ends the app
+        with its message (as it would have before the terminal was taken)."""
+        if self._bridge is not None:
+            return True
+        start, self._start = self._start, None
+        if start is None:                       # it failed before: the app is exiting
+            return False
+        try:
+            self.controller = start()
+        except Exception as exc:
+            from protocol.errors import is_user_error
+            if not is_user_error(exc):
+                raise
+            from colo_tui.session import exitcodes
+            self.exit(return_code=exitcodes.code_for(exc),
+                      message=f"colo tui: error: {exitcodes.error_text(exc)}")
+            return False
+        if self._on_start is not None:
+            self._on_start(self.controller)
+        self._make_bridge()
+        return True
+
+    def _begin(self) -> None:
+        """Show the session: at mount, or after the first frame for a deferred one."""
+        if self._begun:
+            return
+        self._begun = True
+        if not self._start_session():
+            return
+        if self.replay:
+            self._bridge.load_replay(self.replay)
+        self.refresh_view()
+        self.call_after_refresh(self._mount_bottom)
 
     def _bindings_as_keyed(self) -> list[Binding]:
         """BINDINGS with the user's [keys] applied, so the footer shows the keys that work."""
@@ -114,10 +170,18 @@ class ColoApp(App):
 
     async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
         """Every key, click and palette action: what the session cannot do is a
-        warning on the status line, never the end of the app."""
+        warning on the status line, never the end of the app.  A key pressed
+        before the deferred session started starts it first."""
+        if not self._begun:
+            self._begin()
+            if self._bridge is None:            # it failed to start: the app is exiting
+                return True
         try:
             return await super().run_action(action, default_namespace, namespaces)
-        except USER_ERRORS as exc:
+        except Exception as exc:
+            from colo_tui.tui.bridge import USER_ERRORS, describe_error
+            if not isinstance(exc, USER_ERRORS):
+                raise
             self.bridge.running = False
             self.bridge.changed(f"⚠ {describe_error(exc)}")
             return True
@@ -152,11 +216,12 @@ class ColoApp(App):
         import asyncio
         self._loop = asyncio.get_running_loop()
         self._timer = self.set_interval(self.tick_s, self._tick, pause=True)
-        if self.replay:
-            self.bridge.load_replay(self.replay)
         self.query_one(LadderView).focus()
-        self.refresh_view()
-        self.call_after_refresh(self._mount_bottom)
+        if self._bridge is None:             # the first frame: the layout, then the session
+            self.query_one(StatusBar).update(" COLO   starting the session…")
+            self.call_after_refresh(self._begin)
+        else:
+            self._begin()
 
     # ----------------------------------------------------------- attributes down
     def _views(self) -> dict:
@@ -269,19 +334,19 @@ class ColoApp(App):
             from protocol.core.faults import CHANNEL_POINTS
             point = row.point if row is not None and row.point in CHANNEL_POINTS \
                 else "primary-in"
-            menu = FaultMenu("corrupt", point, 1, channels=True)
+            menu = screens.FaultMenu("corrupt", point, 1, channels=True)
         elif row is not None and row.point and row.point != "initial":
-            menu = FaultMenu("drop", row.point, row.checkpoint or 1)
+            menu = screens.FaultMenu("drop", row.point, row.checkpoint or 1)
         else:
             side = self.bridge.selected_side
-            menu = FaultMenu(f"kill-{side}", "checkpoint-request",
+            menu = screens.FaultMenu(f"kill-{side}", "checkpoint-request",
                              self.controller.side("primary").checkpoint + 1)
         self.push_screen(menu, lambda spec: spec and self.bridge.add_fault(spec))
 
     def action_delay(self) -> None:
         current = self.controller.side("primary").checkpoint_delay_ms
-        self.push_screen(NumberPrompt("x-checkpoint-delay in ms (QEMU default 20000):",
-                                      current),
+        self.push_screen(screens.NumberPrompt(
+                             "x-checkpoint-delay in ms (QEMU default 20000):", current),
                          lambda ms: ms is not None and self.bridge.set_delay(ms))
 
     def _discarding(self, what: str, start, new: str = "the new session") -> None:
@@ -292,7 +357,7 @@ class ColoApp(App):
             start()
             return
         self.push_screen(
-            ChoicePrompt(f"{what}: this discards {lost}. Go on?",
+            screens.ChoicePrompt(f"{what}: this discards {lost}. Go on?",
                          [("yes", f"yes: discard it and start {new}"),
                           ("no", "no: keep this session")]),
             lambda answer: answer == "yes" and start())
@@ -304,7 +369,7 @@ class ColoApp(App):
         from protocol.core import dialects
         names = [(d.name, f"{d.name:<10} {d.title}") for d in
                  (dialects.get(n) for n in ("qemu", "v11", "prototype"))]
-        self.push_screen(ChoicePrompt("Dialect (restarts the session):", names),
+        self.push_screen(screens.ChoicePrompt("Dialect (restarts the session):", names),
                          lambda name: name and self._restart_asking(
                              f"dialect {name}", f"dialect {name}: new session", dialect=name))
 
@@ -325,15 +390,16 @@ class ColoApp(App):
             if name:
                 self._discarding(f"lesson {name}", lambda: self.bridge.start_lesson(name),
                                  "the lesson")
-        self.push_screen(ChoicePrompt("A guided lesson (n goes on; some beats ask you to act):",
-                                      [(x.name, f"{x.name:<19} {x.title}") for x in LESSONS]),
+        self.push_screen(screens.ChoicePrompt(
+                             "A guided lesson (n goes on; some beats ask you to act):",
+                             [(x.name, f"{x.name:<19} {x.title}") for x in LESSONS]),
                          chosen)
 
     def action_preset(self, key: str) -> None:
-        p = BY_KEY[key]
+        p = screens.BY_KEY[key]
         self._restart_asking(f"scenario {key} ({p.title})",
                              f"scenario {key}: {p.title} ({p.section}) — {p.what}",
-                             **config_changes(p, self.controller.config.seed))
+                             **screens.config_changes(p, self.controller.config.seed))
 
     def action_record(self) -> None:
         self.bridge.toggle_record()
@@ -362,7 +428,7 @@ class ColoApp(App):
         self.query_one(LadderView).focus()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(screens.HelpScreen())
 
     def run_command_line(self, line: str) -> None:
         """The palette's way in: one registry command through `execute`."""

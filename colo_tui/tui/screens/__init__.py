@@ -1,9 +1,20 @@
-"""Modal screens of the Textual app (help, fault menu, prompts) and the palette."""
-from colo_tui.tui.screens.fault_menu import FaultMenu, build_spec
-from colo_tui.tui.screens.help import HelpScreen
-from colo_tui.tui.screens.palette import ColoCommands
-from colo_tui.tui.screens.presets import BY_KEY, PRESETS, Preset, config_changes
-from colo_tui.tui.screens.prompt import ChoicePrompt, NumberPrompt
+"""Modal screens of the Textual app (help, fault menu, prompts) and the palette.
 
-__all__ = ["BY_KEY", "PRESETS", "ChoicePrompt", "ColoCommands", "FaultMenu", "HelpScreen",
-           "NumberPrompt", "Preset", "build_spec", "config_changes"]
+Each name is imported from its module on first use (PEP 562): the app paints its
+first frame before any screen is needed."""
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {"FaultMenu": "fault_menu", "build_spec": "fault_menu", "HelpScreen": "help",
+          "ColoCommands": "palette", "BY_KEY": "presets", "PRESETS": "presets",
+          "Preset": "presets", "config_changes": "presets", "ChoicePrompt": "prompt",
+          "NumberPrompt": "prompt"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -1,12 +1,15 @@
 """The failover state machine as a small diagram, each side's state lit."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widget import Widget
 
-from colo_tui.present.models import FailoverView
-
 _SIDE_STYLE = {"primary": "bold black on green", "secondary": "bold black on cyan"}
+
+if TYPE_CHECKING:
+    from colo_tui.present.models import FailoverView
 
 
 class FailoverDiagram(Widget):
@@ -14,6 +17,7 @@ class FailoverDiagram(Widget):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
+        from colo_tui.present.models import FailoverView
         self.view = FailoverView(current={"primary": "none", "secondary": "none"})
 
     def show(self, view: FailoverView) -> None:

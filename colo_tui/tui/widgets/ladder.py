@@ -4,6 +4,8 @@ A line-API view: only the visible rows are drawn, whatever the session length.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.cells import set_cell_size
 from rich.segment import Segment
 from rich.style import Style
@@ -13,11 +15,13 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.strip import Strip
 
-from colo_tui.present.models import LadderRow
 from colo_tui.tui.widgets.contrast import legible_rich
 from colo_tui.tui.widgets.follow import FollowTail
 
 _ICON = {"fault": "↯ ", "error": "✖ ", "lost": "✗ ", "note": ""}
+
+if TYPE_CHECKING:
+    from colo_tui.present.models import LadderRow
 
 
 def row_text(row: LadderRow, inner: int) -> str:

@@ -1,12 +1,13 @@
 """One VM side: role, run state, COLO status, failover, checkpoint, guest layers."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import events
 from textual.message import Message
 from textual.widgets import Static
 
-from colo_tui.present.models import SideView
 from colo_tui.tui.widgets.contrast import themed_style as _themed
 from colo_tui.tui.widgets.heatmap import heat_text
 
@@ -15,6 +16,9 @@ from colo_tui.tui.widgets.heatmap import heat_text
 _RUN_STYLE = {"running": ("text-success", "bold"), "colo": ("text-warning", "bold"),
               "paused": ("text-warning", ""), "shutdown": ("text-error", "bold"),
               "finish-migrate": ("text-warning", "")}
+
+if TYPE_CHECKING:
+    from colo_tui.present.models import SideView
 
 
 class SidePanel(Static):

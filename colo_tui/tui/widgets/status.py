@@ -1,11 +1,15 @@
 """The status line and, under it, the notice/hint line (a view of a StatusView)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from colo_tui.present.models import StatusView
 from colo_tui.tui.widgets.contrast import themed_style
+
+if TYPE_CHECKING:
+    from colo_tui.present.models import StatusView
 
 
 class StatusBar(Static):
