@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         if func is None:
             parser.print_help()
             return exitcodes.USAGE
-        from protocol.drivers.memtune import tune_process
-        tune_process()        # checkpoint-sized buffers reused, not re-faulted; a calmer GC
+        if args.command != "tui":   # (`colo tui` tunes once its session is built)
+            from protocol.drivers.memtune import tune_process
+            tune_process()    # checkpoint-sized buffers reused, not re-faulted; a calmer GC
         code = int(func(args) or 0)
         sys.stdout.flush()    # a closed pipe shows here, not at exit
         return code

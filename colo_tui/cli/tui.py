@@ -49,6 +49,11 @@ def run_app(args) -> int:
     from colo_tui.session.options import config_from, wants_live
     from colo_tui.tui.app import ColoApp
     from protocol.errors import is_user_error
+
+    def tune():               # checkpoint-sized buffers reused, not re-faulted; a calmer GC
+        from protocol.drivers.memtune import tune_process
+        tune_process()
+
     try:
         config = config_from(args)
         if config.faults:       # checked now, before the terminal is taken; the other
@@ -57,10 +62,12 @@ def run_app(args) -> int:
             from protocol.sim.core import Simulation
             Simulation(dataclasses.replace(config, guest="null"))
         controller = None
+        replay = getattr(args, "replay", None)
+        if wants_live(args) or replay:       # built now (the simulator's: after a frame)
+            tune()
         if wants_live(args):
             from colo_tui.session.live import make_live
             controller = make_live(args, config)
-        replay = getattr(args, "replay", None)
         if controller is None and replay:
             from colo_tui.session.control import Controller
             controller = Controller(config)
@@ -74,9 +81,9 @@ def run_app(args) -> int:
     from colo_tui.session.lifecycle import SessionGuard
     user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})
     saved = []
-    # the simulator's session (and its guest model) is built after the app's first
-    # frame: the layout shows at once (ColoApp's `start`)
-    def start():
+
+    def start():   # the simulator's session (and its guest model), after the first frame
+        tune()
         from colo_tui.session.control import Controller
         return Controller(config)
 

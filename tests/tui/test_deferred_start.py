@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: prints which heavy modules are loaded; then it waits for the session and prints
 #: what the app shows
 _CHILD = r"""
-import json, os, sys
+import gc, json, os, sys
 from textual.app import App
 HEAVY = ("numpy", "protocol.guest.model", "protocol.sim.core", "colo_tui.session.control",
          "colo_tui.tui.bridge")
@@ -46,7 +46,7 @@ def run(self, *args, **kwargs):
         await p.pause()
         out = {"at_first_frame": seen[0], "first_status": seen[1],
                "status": str(self.query_one("#status").render()),
-               "events": len(self.controller.events)}
+               "events": len(self.controller.events), "gc": list(gc.get_threshold())}
         os.write(1, (json.dumps(out) + "\n").encode())
         self.exit()
     kwargs.update(headless=True, size=(100, 30), auto_pilot=pilot)
@@ -68,6 +68,8 @@ def test_colo_tui_paints_before_it_builds_the_session(tmp_path):
     assert "starting the session" in out["first_status"]
     assert "qemu · periodic · seed 1" in out["status"], out     # then the session itself
     assert "paused" in out["status"] and out["events"] == 0    # at step 0, as before
+    from protocol.drivers.memtune import GC_THRESHOLDS
+    assert tuple(out["gc"]) == tuple(GC_THRESHOLDS)          # tuned with the session
 
 
 def _start_counting(calls: list, config=None):
