@@ -100,6 +100,10 @@ def run_scenario(tmp_path, spec, *, dialect="qemu", node_args=(), settled=None,
                        *extra)
         nodes["primary"] = pri
         await _poll(lambda: proxy.all_fired, 10)
+        # a partition's bytes cross once it ends: settle (and watch commits) after it,
+        # not during it (a CI run settled mid-partition; its 0.4 s commit window then
+        # left the checkpoint 0.1 s and caught the secondary mid-checkpoint)
+        await _poll(lambda: time.monotonic() >= proxy.partition_until, 10)
         if settled is not None:
             await _poll(lambda: settled(nodes, _ends(nodes, stopped)), 10)
         if window_s:
