@@ -35,6 +35,19 @@ def wait(predicate, timeout: float = 20.0, every: float = 0.1) -> bool:
     return predicate()
 
 
+def tmux_new_session(args: list[str], attempts: int = 5) -> None:
+    """`tmux new-session ARGS`.  Starting one while the previous test's server is
+    exiting (its last session just killed) fails with "server exited unexpectedly"
+    (seen in CI): that is retried, a few times; any other failure is raised."""
+    for k in range(attempts):
+        r = subprocess.run(["tmux", "new-session", *args], capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        if "server exited unexpectedly" not in r.stderr or k == attempts - 1:
+            raise subprocess.CalledProcessError(r.returncode, r.args, r.stdout, r.stderr)
+        time.sleep(0.2)
+
+
 class Term:
     """`python -m colo_tui.cli.tui ARGS` in a detached tmux pane of the given size."""
 
@@ -50,8 +63,8 @@ class Term:
                f"{shlex.quote(sys.executable)} -m {module} "
                + " ".join(shlex.quote(a) for a in args)
                + "; echo \"COLO-EXIT=$?\"; sleep 120")
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(size[0]),
-                        "-y", str(size[1]), cmd], check=True)
+        tmux_new_session(["-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]),
+                          cmd])
 
     def screen(self) -> str:
         return subprocess.run(["tmux", "capture-pane", "-t", self.name, "-p", "-S", "-200"],

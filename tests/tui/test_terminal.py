@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tui._term import tmux_new_session
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,8 +30,7 @@ def _wait(predicate, timeout: float = 20.0) -> bool:
 def test_in_tmux_first_key_moves_the_first_message() -> None:
     name = f"colo-tui-test-{uuid.uuid4().hex[:8]}"
     cmd = f"cd {ROOT} && TERM=xterm-256color {sys.executable} -m colo_tui.cli.tui"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", cmd],
-                   check=True)
+    tmux_new_session(["-d", "-s", name, "-x", "80", "-y", "24", cmd])
 
     def screen() -> str:
         return subprocess.run(["tmux", "capture-pane", "-t", name, "-p"], capture_output=True,
