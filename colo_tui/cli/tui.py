@@ -62,10 +62,10 @@ def run_app(args) -> int:
             from protocol.sim.core import Simulation
             Simulation(dataclasses.replace(config, guest="null"))
         controller = None
-        replay = getattr(args, "replay", None)
-        if wants_live(args) or replay:       # built now (the simulator's: after a frame)
+        live, replay = wants_live(args), getattr(args, "replay", None)
+        if live or replay:                   # built now (the simulator's: after a frame)
             tune()
-        if wants_live(args):
+        if live:
             from colo_tui.session.live import make_live
             controller = make_live(args, config)
         if controller is None and replay:
