@@ -43,7 +43,10 @@ def test_compare_modes_on_real_qemu(tmp_path):
         assert per["forced_checkpoints"] <= per["checkpoints"] // 3, per
     else:
         print("periodic phase with a silent secondary:", per)
-    assert 35 <= per["checkpoints_per_min"] <= 70, per
+    # the timer's own rate (a CI run: 10 checkpoints in 8.2 s, 2 of them forced: 73/min
+    # in all, 59/min from the timer)
+    timer_per_min = (per["checkpoints"] - per["forced_checkpoints"]) * 60 / per["seconds"]
+    assert 35 <= timer_per_min <= 70, per
     # hybrid: every checkpoint came early (60 s timer), forced by a mismatch
     assert hyb["checkpoints"] >= 1 and hyb["forced_checkpoints"] == hyb["checkpoints"], hyb
     if hyb["secondary_guest_panics_by_end"] == 0:
