@@ -113,6 +113,15 @@ class ColoApp(App):
         if controller is not None:
             self._make_bridge()
 
+    def get_driver_class(self):
+        """Textual's own choice, except that its Linux driver becomes one that
+        survives the terminal going away (`colo_tui.tui.driver`)."""
+        chosen = super().get_driver_class()
+        if chosen.__module__ == "textual.drivers.linux_driver" and chosen.__name__ == "LinuxDriver":
+            from colo_tui.tui.driver import HangupSafeDriver
+            return HangupSafeDriver
+        return chosen
+
     @property
     def bridge(self) -> Bridge:
         if self._bridge is None and not self._start_session():

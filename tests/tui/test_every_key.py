@@ -10,6 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -146,7 +148,11 @@ def test_every_way_of_ending_leaves_a_complete_replayable_recording(how, tmp_pat
         assert "Traceback" not in term.screen(), term.screen()
     finally:
         term.close()
-    files = list(tmp_path.glob("tui-*.colo.jsonl"))
+    _assert_one_complete_replayable_recording(tmp_path)
+
+
+def _assert_one_complete_replayable_recording(where) -> None:
+    files = list(where.glob("tui-*.colo.jsonl"))
     assert len(files) == 1, files
     lines = [json.loads(x) for x in files[0].read_text().splitlines() if not x.startswith("#")]
     assert lines[0]["format"] == "colo-recording"
@@ -154,6 +160,40 @@ def test_every_way_of_ending_leaves_a_complete_replayable_recording(how, tmp_pat
     assert "stop" in lines[-2] and "digest" in lines[-1], lines[-2:]
     r = _colo("replay", str(files[0]))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_closing_the_terminal_under_a_running_session_ends_it_with_a_complete_recording(
+        attempt, tmp_path):
+    """The terminal goes away (a closed window, a killed tmux) while the app is
+    running and drawing: the app gets SIGHUP and SIGCONT and every write fails.
+    It must exit, its recording complete.  With Textual's own driver half of
+    these sessions hung for ever on their writer thread's full queue (so three
+    attempts, at different moments)."""
+    term = Term([], env={"COLO_RECORDINGS_DIR": tmp_path}, own_server=True)
+    pid = None
+    try:
+        _record_three_steps(term)
+        pid = term.pid()
+        term.keys("Space")                       # running: the app draws all the time
+        assert wait(lambda: "step 3" not in term.screen(), timeout=20), term.screen()
+        time.sleep(0.2 + 0.3 * attempt)
+        term.hang_up()
+        assert wait(lambda: not _alive(pid), timeout=20), \
+            f"the app (pid {pid}) outlived its terminal by 20 s"
+    finally:
+        term.close()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    _assert_one_complete_replayable_recording(tmp_path)
 
 
 def test_a_killed_session_keeps_what_it_recorded(tmp_path):
