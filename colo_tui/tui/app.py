@@ -116,8 +116,12 @@ class ColoApp(App):
     def get_driver_class(self):
         """Textual's own choice, except that its Linux driver becomes one that
         survives the terminal going away (`colo_tui.tui.driver`)."""
+        import sys
         chosen = super().get_driver_class()
-        if chosen.__module__ == "textual.drivers.linux_driver" and chosen.__name__ == "LinuxDriver":
+        if sys.platform == "win32":
+            return chosen
+        from textual.drivers.linux_driver import LinuxDriver
+        if chosen is LinuxDriver:
             from colo_tui.tui.driver import HangupSafeDriver
             return HangupSafeDriver
         return chosen
