@@ -34,17 +34,17 @@ class DrainingWriter(WriterThread):
     def run(self) -> None:
         get, qsize = self._queue.get, self._queue.qsize
         while (text := get()) is not None:
-            if self.failed is None:
-                try:
-                    self._file.write(text)
-                    if qsize() == 0:
-                        self._file.flush()
-                except (OSError, ValueError) as exc:   # ValueError: the file was closed
-                    self.failed = exc
+            self._out(self._file.write, text)
+            if qsize() == 0:
+                self._out(self._file.flush)
+        self._out(self._file.flush)
+
+    def _out(self, op, *args) -> None:
+        """`op(*args)` on the terminal, unless it has already refused one."""
         if self.failed is None:
             try:
-                self._file.flush()
-            except (OSError, ValueError) as exc:
+                op(*args)
+            except (OSError, ValueError) as exc:   # ValueError: the file was closed
                 self.failed = exc
 
 
