@@ -53,9 +53,13 @@ class SessionGuard:
     """Closes a controller exactly once, however the session ends.
 
     As a context manager it installs handlers for SIGTERM, SIGHUP and SIGINT
-    (main thread only) that finish the session first and then leave: by
-    calling `on_signal(signum)` when given (the TUI asks its app to exit), or by
-    raising SystemExit(128 + signum).  An atexit hook covers the rest.
+    (main thread only).  With `on_signal` (the TUI: it asks its app to exit) the
+    handler only calls it, and the session finishes when the guard exits, after
+    the app: a handler runs between any two bytecodes, possibly in the middle of
+    a step that is writing its events, and a trailer written there cut the
+    recording or put events after its stop step.  Without it the handler
+    finishes the session and raises SystemExit(128 + signum).  An atexit hook
+    covers the rest.
     """
 
     def __init__(self, controller, *, on_signal=None, signals=END_SIGNALS,
@@ -92,10 +96,10 @@ class SessionGuard:
 
     def _handler(self, signum, _frame=None) -> None:
         self.signalled = signum
-        self.finish()
         if self.on_signal is not None:
             self.on_signal(signum)
             return
+        self.finish()
         raise SystemExit(128 + signum)
 
     def __enter__(self) -> SessionGuard:

@@ -200,8 +200,8 @@ class ColoApp(App):
             return True
 
     def end_on_signal(self, signum: int) -> None:
-        """SIGTERM/SIGHUP/SIGINT (from a signal handler): the recording is already
-        complete (SessionGuard); leave the app as quitting does."""
+        """SIGTERM/SIGHUP/SIGINT (from a signal handler): leave the app as quitting
+        does; the SessionGuard completes the recording after it."""
         loop = self._loop
         if loop is None or loop.is_closed():
             raise SystemExit(128 + signum)
