@@ -311,44 +311,105 @@ def _put_pages(body: np.ndarray, at: int, stride: int, run, j0: int, j1: int) ->
 
 def _fill_records(body: np.ndarray, layout, ps: int) -> None:
     """Write the records of `layout` (from `_batch_layout`) into `body`."""
+    for run, starts, is_page, idstr in layout:
+        _fill_range(body, 0, run, starts, is_page, idstr, 0, len(starts), ps)
+
+
+def _fill_range(body: np.ndarray, base: int, run, starts, is_page, idstr: bytes,
+                j0: int, j1: int, ps: int) -> None:
+    """Write records j0..j1-1 of one `layout` entry into `body`, whose byte 0 is
+    the records' position `base` (record j goes to ``starts[j] - base``)."""
     import numpy as np
     stride = 8 + ps
-    ar8 = np.arange(8, dtype=np.int64)
-    for run, starts, is_page, idstr in layout:
+    n = j1 - j0
+    st = starts[j0:j1] - base
+    pg = is_page[j0:j1]
+    flags = np.where(pg, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO).astype(np.int64)
+    flags |= RAM_SAVE_FLAG_CONTINUE
+    first = bool(idstr) and j0 == 0      # the run's first record names its block
+    if first:
+        flags[0] &= ~RAM_SAVE_FLAG_CONTINUE
+    words = (run.offsets[j0:j1] | flags).astype(">u8").view(np.uint8).reshape(n, 8)
+    data_at = st + 8
+    if first:
+        data_at[0] += len(idstr)
+        s0 = int(st[0]) + 8
+        body[s0:s0 + len(idstr)] = np.frombuffer(idstr, dtype=np.uint8)
+    if n > 1 and pg.all():
+        # the common case: record j0 (maybe with idstr), then uniform records
+        rows = body[int(st[1]):int(st[1]) + (n - 1) * stride].reshape(n - 1, stride)
+        rows[:, :8] = words[1:]
+        _put_pages(body, int(st[1]) + 8, stride, run, j0 + 1, j1)
+        s0, d0 = int(st[0]), int(data_at[0])
+        body[s0:s0 + 8] = words[0]
+        _put_pages(body, d0, stride, run, j0, j0 + 1)
+        return
+    body[(st[:, None] + np.arange(8, dtype=np.int64)).reshape(-1)] = words.reshape(-1)
+    zero = ~pg
+    if zero.any():
+        fills = 0 if run.fills is None else run.fills[j0:j1][zero]
+        body[data_at[zero]] = fills
+    page_rows = np.flatnonzero(pg)
+    if len(page_rows):
+        # split the page records into runs that are uniformly `stride` apart
+        pat = data_at[page_rows]
+        brk = np.flatnonzero((np.diff(pat) != stride) | (np.diff(page_rows) != 1)) + 1
+        bounds = [0, *brk.tolist(), len(page_rows)]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            _put_pages(body, int(pat[a]), stride, run, j0 + int(page_rows[a]),
+                       j0 + int(page_rows[b - 1]) + 1)
+
+
+#: `ram_part_chunks`: the size of one chunk of a streamed RAM part
+CHUNK_BYTES = 4 << 20
+
+
+def ram_part_chunks(records, ctx: RamContext, chunk_bytes: int = CHUNK_BYTES):
+    """`encode_ram_part` of a `PageBatch`, encoded as it is read: (size, chunks),
+    where ``b"".join(chunks)`` is exactly what `encode_ram_part` returns and each
+    chunk (a writable uint8 array) holds whole records of about `chunk_bytes`.
+    None where `encode_ram_part` would not take its bulk path (a list of records,
+    an empty batch, XBZRLE, an invalid record: it raises the errors).
+
+    `ctx` is updated now, as `encode_ram_part` does.  The page data are read as
+    the chunks are: a driver streams them while the VM is still stopped (the
+    guest's RAM also pins a page it writes before it was read).
+    """
+    if not isinstance(records, PageBatch) or not records \
+            or any(not len(run) for run in records.runs):
+        return None
+    planned = _batch_layout(records, ctx)
+    if planned is None:
+        return None
+    layout, size, last_block = planned
+    sid = _sid(ctx)
+    head = _FOOTER.pack(QEMU_VM_SECTION_END, sid)
+    tail = (_B64.pack(RAM_SAVE_FLAG_EOS) + _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
+            + bytes((QEMU_VM_EOF,)))
+    ctx.current_block = last_block
+    return len(head) + size + len(tail), _chunks(layout, size, head, tail,
+                                                 max(chunk_bytes, 1), ctx.page_size)
+
+
+def _chunks(layout, size: int, head: bytes, tail: bytes, limit: int, ps: int):
+    import numpy as np
+    pre = head
+    for i, (run, starts, is_page, idstr) in enumerate(layout):
         n = len(starts)
-        flags = np.where(is_page, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO).astype(np.int64)
-        flags |= RAM_SAVE_FLAG_CONTINUE
-        if idstr:
-            flags[0] &= ~RAM_SAVE_FLAG_CONTINUE
-        words = (run.offsets | flags).astype(">u8").view(np.uint8).reshape(n, 8)
-        data_at = starts + 8
-        if idstr:
-            data_at[0] += len(idstr)
-            s0 = int(starts[0]) + 8
-            body[s0:s0 + len(idstr)] = np.frombuffer(idstr, dtype=np.uint8)
-        if n > 1 and is_page.all():
-            # the common case: record 0 (maybe with idstr), then uniform records
-            rows = body[int(starts[1]):int(starts[1]) + (n - 1) * stride].reshape(n - 1, stride)
-            rows[:, :8] = words[1:]
-            _put_pages(body, int(starts[1]) + 8, stride, run, 1, n)
-            s0, d0 = int(starts[0]), int(data_at[0])
-            body[s0:s0 + 8] = words[0]
-            _put_pages(body, d0, stride, run, 0, 1)
-            continue
-        body[(starts[:, None] + ar8).reshape(-1)] = words.reshape(-1)
-        zero = ~is_page
-        if zero.any():
-            fills = 0 if run.fills is None else run.fills[zero]
-            body[data_at[zero]] = fills
-        page_rows = np.flatnonzero(is_page)
-        if len(page_rows):
-            # split the page records into runs that are uniformly `stride` apart
-            pat = data_at[page_rows]
-            brk = np.flatnonzero((np.diff(pat) != stride) | (np.diff(page_rows) != 1)) + 1
-            bounds = [0, *brk.tolist(), len(page_rows)]
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-                j0, j1 = int(page_rows[a]), int(page_rows[b - 1]) + 1
-                _put_pages(body, int(pat[a]), stride, run, j0, j1)
+        run_end = int(layout[i + 1][1][0]) if i + 1 < len(layout) else size
+        first = int(starts[0])
+        cuts = np.searchsorted(starts, np.arange(first + limit, run_end, limit))
+        js = [0, *sorted(set(cuts.tolist()) - {0, n}), n]
+        for a, b in zip(js[:-1], js[1:], strict=True):
+            lo, hi = int(starts[a]), int(starts[b]) if b < n else run_end
+            post = tail if i + 1 == len(layout) and b == n else b""
+            buf = np.empty(len(pre) + hi - lo + len(post), dtype=np.uint8)
+            buf[:len(pre)] = np.frombuffer(pre, dtype=np.uint8)
+            _fill_range(buf[len(pre):len(pre) + hi - lo], lo, run, starts, is_page, idstr,
+                        a, b, ps)
+            buf[len(buf) - len(post):] = np.frombuffer(post, dtype=np.uint8)
+            pre = b""
+            yield buf
 
 
 def encode_ram_part(records: list[PageRecord] | PageBatch, ctx: RamContext) -> bytes:
@@ -590,5 +651,5 @@ def __getattr__(name: str):
 __all__ = [
     "DeviceSection", "InitialReader", "InitialSummary", "RamContext", "RamPartReader",
     "StreamError", "StreamLimitError", "decode_device_blob", "encode_device_blob", "encode_initial",
-    "encode_ram_part",
+    "encode_ram_part", "ram_part_chunks",
 ]
