@@ -845,6 +845,11 @@ class Segment:
     ``point`` is the fault-grammar name of this piece (a message name or a
     stage: ``ram``, ``device-state``), ``checkpoint`` the transaction it
     belongs to.
+
+    ``chunks``, only for a driver that asked for streamed RAM parts
+    (`Outbox.stream_ram`): the piece's bytes are not in ``data`` (empty) but
+    encoded as the driver reads this iterator (`stream.ram_part_chunks`),
+    ``size`` bytes in all.  The driver reads it before its endpoint's next input.
     """
 
     kind: str          # "msg", "ram", "blob", "initial"
@@ -852,3 +857,5 @@ class Segment:
     data: bytes
     checkpoint: int
     value: int = 0
+    chunks: Any = None
+    size: int = 0

@@ -150,6 +150,13 @@ class RoleMachine:
         if not out.lean or point != "ram":
             out.events.append(_SEND_EVENT[point](out.now, self.role, bytes=len(data), **info))
 
+    def send_stream(self, kind: str, point: str, size: int, chunks, **info) -> None:
+        """`send_payload` of a piece encoded as the driver reads `chunks` (`Segment`)."""
+        out = self.out
+        out.segments.append(Segment(kind, point, b"", self.in_flight, 0, chunks, size))
+        if not out.lean or point != "ram":
+            out.events.append(_SEND_EVENT[point](out.now, self.role, bytes=size, **info))
+
     def set_timer(self, name: str, at_ms: float) -> None:
         self.timers.set(name, at_ms)
 

@@ -12,6 +12,11 @@ turns it off, and the machines then skip them (their state still changes).
 its checks read: the machines also skip the events of what went over the wire
 (``send``, ``recv``, ``send-ram``, ``recv-ram``, ``recv-device-state``) except the
 ``send``/``recv`` of the messages named in ``checked_msgs``.
+
+``stream_ram`` (off unless a driver turns it on): a checkpoint's RAM part goes out
+as a segment of ``chunks`` encoded as the driver writes them (`Segment`), so its
+first bytes leave before its last are encoded.  Only a driver that reads every
+such iterator before the endpoint's next input may turn it on (the TCP engine).
 """
 from __future__ import annotations
 
@@ -19,13 +24,15 @@ from protocol.core.events import Event, Segment
 
 
 class Outbox:
-    __slots__ = ("role", "now", "segments", "events", "detail", "lean", "checked_msgs")
+    __slots__ = ("role", "now", "segments", "events", "detail", "lean", "checked_msgs",
+                 "stream_ram")
 
     def __init__(self, role: str) -> None:
         self.role = role
         self.now = 0.0
         self.detail = True
         self.lean = False
+        self.stream_ram = False
         self.checked_msgs: frozenset[str] = frozenset()
         self.segments: list[Segment] = []
         self.events: list[Event] = []

@@ -124,16 +124,20 @@ class PrimaryMachine(RoleMachine):
         blob = self.guest.save_devices()
         self.detail(Action, name="save-devices", bytes=len(blob))
         records = self.guest.collect_dirty_pages()
-        from protocol.migration.stream import encode_ram_part
-        ram = encode_ram_part(records, self.ram_context)
+        from protocol.migration.stream import encode_ram_part, ram_part_chunks
         if self.dialect.ram_outside_blob:
-            self.send_payload("ram", "ram", ram, pages=len(records))
+            lazy = ram_part_chunks(records, self.ram_context) if self.out.stream_ram else None
+            if lazy is None:
+                self.send_payload("ram", "ram", encode_ram_part(records, self.ram_context),
+                                  pages=len(records))
+            else:
+                self.send_stream("ram", "ram", *lazy, pages=len(records))
             if self.save_ms > 0:
                 self._blob = blob
                 self.set_timer("save", self._now + self.save_ms)
                 return SAVING
         else:
-            blob = ram + blob      # prototype: the whole state is buffered
+            blob = encode_ram_part(records, self.ram_context) + blob   # prototype: one buffer
         self._send_blob(blob)
         return None
 

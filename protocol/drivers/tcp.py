@@ -30,6 +30,7 @@
 """
 from __future__ import annotations
 
+import collections
 import os
 import socket
 import time
@@ -43,6 +44,10 @@ JOIN_MAX_BYTES = 64 << 10
 RECV_BUFFER_BYTES = 1 << 20     # bulk: fewer wake-ups per MiB (measured +20 %)
 MAX_PENDING_BYTES = 300 << 20
 MAX_WRITE_BUFFER_BYTES = 1 << 30
+#: a streamed RAM part (`Outbox.stream_ram`) is encoded while the transport holds
+#: less than this many unsent bytes, and resumes when it holds at most the low mark
+STREAM_HIGH_BYTES = 8 << 20
+STREAM_LOW_BYTES = 2 << 20
 #: reads up to this size are handed to the endpoint as bytes, bigger ones as a view
 SMALL_READ_BYTES = 64 << 10
 #: timers already due at the end of a wake-up fired in it, at most this many in a row
@@ -128,6 +133,10 @@ class Engine:
         out = getattr(endpoint, "out", None)
         if not detail_events and out is not None:
             out.detail = False      # nobody reads them: the machines skip building them
+        if coalesce and out is not None:
+            # a RAM part's first bytes leave while the rest is being encoded; we read
+            # every stream before the endpoint's next input (`_finish_streams`)
+            out.stream_ram = True
         dec = getattr(endpoint, "decoder", None)
         if dec is not None:
             dec.max_pending_bytes = min(dec.max_pending_bytes, max_pending_bytes)
@@ -146,6 +155,9 @@ class Engine:
         self.bytes_out = 0
         self.writes = 0
         self.last_rx_ms = 0.0
+        #: output waiting behind a streamed RAM part: lists of bytes, chunk iterators
+        self._queue: collections.deque = collections.deque()
+        self._write_paused = False
 
     # ------------------------------------------------------------------ time
     def now_ms(self) -> float:
@@ -183,6 +195,8 @@ class Engine:
         """Run an operator input ``fn(*args, now)`` on the endpoint, then pump.
 
         Exceptions (QmpCommandError) propagate after the pump."""
+        if self._queue:
+            self._finish_streams()
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
@@ -194,7 +208,7 @@ class Engine:
     # -------------------------------------------------------------- inputs
     def _on_connection(self, transport) -> None:
         self.transport = transport
-        transport.set_write_buffer_limits(high=64 << 20)
+        transport.set_write_buffer_limits(high=STREAM_HIGH_BYTES, low=STREAM_LOW_BYTES)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             set_nodelay(sock, self.nodelay)
@@ -208,6 +222,8 @@ class Engine:
     def _on_data(self, nbytes: int) -> None:
         if self.detached:
             return
+        if self._queue:
+            self._finish_streams()
         now = (_monotonic() - self.t0) * 1000.0
         self.bytes_in += nbytes
         self.last_rx_ms = now
@@ -224,6 +240,8 @@ class Engine:
     def _on_eof(self) -> None:
         if self.detached:
             return
+        if self._queue:
+            self._finish_streams()
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
@@ -241,6 +259,7 @@ class Engine:
             if not self.closed.done():
                 self.closed.set_result(exc)
             return
+        self._queue.clear()         # nowhere to write it
         if not self.ep.peer_closed:
             self._on_eof()
         self._cancel_timer()
@@ -267,6 +286,8 @@ class Engine:
         self._timer_at = None
         if self.detached:
             return
+        if self._queue:
+            self._finish_streams()
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
@@ -301,6 +322,8 @@ class Engine:
                 self._timer.cancel()
                 self._timer = None
             self._timer_at = None
+            if self._queue:
+                self._finish_streams()
             now = (_monotonic() - self.t0) * 1000.0
             before = self.before_input
             if before is not None:
@@ -322,21 +345,14 @@ class Engine:
         t = self.transport
         if segs and t is not None and not t.is_closing():
             if self.coalesce:
-                if len(segs) == 1:
+                if len(segs) == 1 and segs[0].chunks is None and not self._queue:
                     data = segs[0].data
                     t.write(data)
-                    n = len(data)
+                    self.writes += 1
+                    self.bytes_out += len(data)
                 else:
-                    parts = [s.data for s in segs]
-                    n = sum(map(len, parts))
-                    if n <= JOIN_MAX_BYTES:
-                        t.write(b"".join(parts))
-                    else:
-                        # one gathered write (uvloop: writev) instead of copying a
-                        # big RAM part into a joined buffer
-                        t.writelines(parts)
-                self.writes += 1
-                self.bytes_out += n
+                    self._queue_segments(segs)
+                    self._drain()
             else:
                 for s in segs:
                     t.write(s.data)
@@ -361,6 +377,75 @@ class Engine:
                     t.pause_reading()
                 except (RuntimeError, AttributeError):
                     pass
+
+    def _write_parts(self, t, parts: list) -> None:
+        n = sum(map(len, parts))
+        if len(parts) == 1:
+            t.write(parts[0])
+        elif n <= JOIN_MAX_BYTES:
+            t.write(b"".join(parts))
+        else:
+            # one gathered write (uvloop: writev) instead of copying a big
+            # payload into a joined buffer
+            t.writelines(parts)
+        self.writes += 1
+        self.bytes_out += n
+
+    def _write_chunk(self, t, chunk) -> None:
+        t.write(memoryview(chunk))
+        self.writes += 1
+        self.bytes_out += len(chunk)
+
+    def _queue_segments(self, segs) -> None:
+        """Queue one wake-up's output in order: runs of ready bytes (written
+        together), and the chunk iterator of each streamed RAM part."""
+        q = self._queue
+        parts: list = []
+        for s in segs:
+            if s.chunks is None:
+                parts.append(s.data)
+                continue
+            if parts:
+                q.append(parts)
+                parts = []
+            q.append(s.chunks)
+        if parts:
+            q.append(parts)
+
+    def _drain(self) -> None:
+        """Write queued output until the transport holds `STREAM_HIGH_BYTES`
+        unsent (it then calls pause_writing; resume_writing brings us back)."""
+        t, q = self.transport, self._queue
+        if t is None or t.is_closing():
+            q.clear()
+            return
+        while q and not self._write_paused:
+            item = q[0]
+            if type(item) is list:
+                q.popleft()
+                self._write_parts(t, item)
+                continue
+            chunk = next(item, None)
+            if chunk is None:
+                q.popleft()
+            else:
+                self._write_chunk(t, chunk)
+        if t.get_write_buffer_size() > self.max_write_buffer_bytes:
+            t.abort()
+
+    def _finish_streams(self) -> None:
+        """Encode and queue whatever is still streaming, before the endpoint's next
+        input (it may resume the VM, whose RAM the chunks read)."""
+        t, q = self.transport, self._queue
+        while q:
+            item = q.popleft()
+            if t is None or t.is_closing():
+                continue
+            if type(item) is list:
+                self._write_parts(t, item)
+            else:
+                for chunk in item:
+                    self._write_chunk(t, chunk)
 
     def _reschedule(self) -> None:
         if self.detached:
@@ -396,6 +481,8 @@ class Engine:
         t = self.transport
         if t is None or self._closing:
             return
+        if self._queue:
+            self._finish_streams()      # our queued bytes go out before the close
         self._closing = True
         t.close()
 
@@ -403,6 +490,7 @@ class Engine:
         t = self.transport
         if t is None:
             return
+        self._queue.clear()
         self._closing = True
         abort_transport(t, reset)
 
@@ -435,6 +523,15 @@ def _protocol_class():
                     engine._on_data(nbytes)
                 except Exception as exc:   # noqa: BLE001
                     engine._crash(exc)
+
+            def pause_writing(self) -> None:
+                self.engine._write_paused = True
+
+            def resume_writing(self) -> None:
+                engine = self.engine
+                engine._write_paused = False
+                if engine._queue:
+                    engine._guard(engine._drain)
 
             def eof_received(self):
                 self.engine._guard(self.engine._on_eof)
