@@ -305,7 +305,7 @@ def _put_pages(body: np.ndarray, at: int, stride: int, run, j0: int, j1: int) ->
         return
     import numpy as np
     ps = run.pages.shape[1]
-    dst = np.lib.stride_tricks.as_strided(body[at:], shape=(j1 - j0, ps), strides=(stride, 1))
+    dst = np.ndarray((j1 - j0, ps), dtype=np.uint8, buffer=body, offset=at, strides=(stride, 1))
     dst[...] = run.pages[j0:j1]
 
 

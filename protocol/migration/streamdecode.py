@@ -365,6 +365,11 @@ class RamPartReader(_Incremental):
         self._items.append(rec)
         self._tally(rec.block, 1, {rec.kind: 1})
 
+    def _append_pages(self, run: PageRun) -> None:
+        """`_append_run` of a run of full pages (no kinds to count)."""
+        self._items.append(run)
+        self._tally(run.block, len(run), {KIND_PAGE: len(run)})
+
     def _append_run(self, run: PageRun) -> None:
         import numpy as np  # only where pages come in runs: light commands
         self._items.append(run)         # (decode, run --guest null) never load numpy
@@ -421,7 +426,7 @@ class RamPartReader(_Incremental):
         max_record = self.max_record_bytes
         page_ok = ps + 8 + 256 <= max_record
         cur = ctx.current_block
-        append_run = self._append_run
+        append_run, append_pages = self._append_run, self._append_pages
         unpack = _BE64.unpack_from
         cont_page = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
         # single records of block `pend_block`, waiting to become one PageRun
@@ -444,9 +449,11 @@ class RamPartReader(_Incremental):
                 used = blocks.get(cur)
                 if used is None or addr >= used or pos + stride > n:
                     break
-                # a run of full pages of the current block: check headers in bulk
+                # a run of full pages of the current block: check headers in bulk, 64
+                # at first (one round for a read of up to 256 KiB), then 8× more each
+                # round (a mixed part is not re-checked at length for every record)
                 flush_pending()
-                window = 16
+                window = 64
                 while True:
                     k = min(window, (n - pos) // stride)
                     if k <= 0:
@@ -458,11 +465,11 @@ class RamPartReader(_Incremental):
                     ok = (wflags == cont_page) & (addrs < used)
                     good = k if ok.all() else int(np.argmin(ok))
                     if good:
-                        pages = np.lib.stride_tricks.as_strided(
-                            arr[pos + 8:], shape=(good, ps), strides=(stride, 1),
-                            writeable=False)
-                        append_run(PageRun(cur, addrs[:good].astype(np.int64),
-                                           np.full(good, CODE_PAGE, dtype=np.uint8), pages))
+                        # a strided view of the read-only input (so read-only too)
+                        pages = np.ndarray((good, ps), dtype=np.uint8, buffer=arr,
+                                           offset=pos + 8, strides=(stride, 1))
+                        append_pages(PageRun(cur, addrs[:good].astype(np.int64),
+                                             np.full(good, CODE_PAGE, dtype=np.uint8), pages))
                         pos += good * stride
                     if good < k:
                         break

@@ -108,3 +108,22 @@ def test_mixed_zero_and_page_runs_over_two_blocks(chunk_bytes):
     size, chunks, ctx = _streamed(batch, "vga", chunk_bytes)
     assert b"".join(chunks) == want and size == len(want)
     assert ctx.current_block == want_ctx.current_block == "pc.ram"
+
+
+@pytest.mark.parametrize("borrow", [False, True])
+def test_decoded_page_runs_are_read_only_views(borrow):
+    """The decoder's bulk path hands out strided views of its input: a consumer
+    cannot write through them into a buffer it does not own."""
+    n = 300
+    pages = np.arange(n * PAGE_SIZE, dtype=np.uint32).astype(np.uint8).reshape(n, PAGE_SIZE)
+    batch = PageBatch([PageRun("pc.ram", np.arange(n) * PAGE_SIZE,
+                               np.full(n, CODE_PAGE, dtype=np.uint8), pages)])
+    wire = bytearray(encode_ram_part(batch, _ctx(None)))
+    rd = RamPartReader(_ctx(None), borrow=borrow)
+    assert rd.feed(wire) == len(wire) and rd.done
+    got = rd.records
+    assert got == list(batch)
+    for run in got.runs:
+        assert not run.pages.flags.writeable
+        with pytest.raises(ValueError):
+            run.pages[0, 0] = 1
