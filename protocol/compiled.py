@@ -37,6 +37,8 @@ CORE: tuple[str, ...] = (
     "protocol.core.outbox",
     "protocol.core.timers",
     "protocol.sim.core",
+    "protocol.migration.stream",
+    "protocol.migration.streamdecode",
 )
 
 # module -> (implementation "c" or "py", why not "c" or None)
