@@ -80,7 +80,7 @@ class Endpoint:
     # segments_to_send(), take_events() and next_deadline() are the Outbox's and the
     # Timers' own methods, bound in __init__
     def data_to_send(self) -> bytes:
-        return b"".join(s.data for s in self.out.take_segments())
+        return b"".join([s.wire() for s in self.out.take_segments()])
 
     # ------------------------------------------------------------------ inputs
     def start(self, now: float) -> None:

@@ -859,3 +859,10 @@ class Segment:
     value: int = 0
     chunks: Any = None
     size: int = 0
+
+    def wire(self) -> bytes:
+        """The piece's bytes: ``data``, or a streamed piece's chunks joined (which
+        reads them: once only)."""
+        if self.chunks is None:
+            return self.data
+        return b"".join([bytes(c) for c in self.chunks])

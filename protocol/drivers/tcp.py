@@ -135,7 +135,7 @@ class Engine:
             out.detail = False      # nobody reads them: the machines skip building them
         if coalesce and out is not None:
             # a RAM part's first bytes leave while the rest is being encoded; we read
-            # every stream before the endpoint's next input (`_finish_streams`)
+            # every stream before the endpoint's next input (`_drain`)
             out.stream_ram = True
         dec = getattr(endpoint, "decoder", None)
         if dec is not None:
@@ -196,7 +196,7 @@ class Engine:
 
         Exceptions (QmpCommandError) propagate after the pump."""
         if self._queue:
-            self._finish_streams()
+            self._drain(True)
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
@@ -223,7 +223,7 @@ class Engine:
         if self.detached:
             return
         if self._queue:
-            self._finish_streams()
+            self._drain(True)
         now = (_monotonic() - self.t0) * 1000.0
         self.bytes_in += nbytes
         self.last_rx_ms = now
@@ -241,7 +241,7 @@ class Engine:
         if self.detached:
             return
         if self._queue:
-            self._finish_streams()
+            self._drain(True)
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
@@ -287,7 +287,7 @@ class Engine:
         if self.detached:
             return
         if self._queue:
-            self._finish_streams()
+            self._drain(True)
         now = self.now_ms()
         if self.before_input is not None:
             self.before_input(now)
@@ -323,7 +323,7 @@ class Engine:
                 self._timer = None
             self._timer_at = None
             if self._queue:
-                self._finish_streams()
+                self._drain(True)
             now = (_monotonic() - self.t0) * 1000.0
             before = self.before_input
             if before is not None:
@@ -355,9 +355,10 @@ class Engine:
                     self._drain()
             else:
                 for s in segs:
-                    t.write(s.data)
+                    data = s.wire()
+                    t.write(data)
                     self.writes += 1
-                    self.bytes_out += len(s.data)
+                    self.bytes_out += len(data)
             if t.get_write_buffer_size() > self.max_write_buffer_bytes:
                 t.abort()
         if events:
@@ -412,40 +413,35 @@ class Engine:
         if parts:
             q.append(parts)
 
-    def _drain(self) -> None:
-        """Write queued output until the transport holds `STREAM_HIGH_BYTES`
-        unsent (it then calls pause_writing; resume_writing brings us back)."""
+    def _drain(self, everything: bool = False) -> None:
+        """Write queued output, encoding streamed chunks as it goes, until the
+        transport holds `STREAM_HIGH_BYTES` unsent (it then calls pause_writing;
+        resume_writing brings us back) or, with `everything`, all of it: before
+        the endpoint's next input (it may resume the VM, whose RAM the chunks
+        read).  A transport that closes on a failed write stops it (nothing more
+        is encoded for it); a chunk that fails to encode resets the connection
+        (a cut RAM part must not be followed by more bytes) and raises."""
         t, q = self.transport, self._queue
-        if t is None or t.is_closing():
-            q.clear()
-            return
-        while q and not self._write_paused:
+        while q and (everything or not self._write_paused):
+            if t is None or t.is_closing():
+                q.clear()
+                return
             item = q[0]
             if type(item) is list:
                 q.popleft()
                 self._write_parts(t, item)
                 continue
-            chunk = next(item, None)
+            try:
+                chunk = next(item, None)
+            except Exception:
+                self.abort(reset=True)
+                raise
             if chunk is None:
                 q.popleft()
             else:
                 self._write_chunk(t, chunk)
-        if t.get_write_buffer_size() > self.max_write_buffer_bytes:
+        if t is not None and t.get_write_buffer_size() > self.max_write_buffer_bytes:
             t.abort()
-
-    def _finish_streams(self) -> None:
-        """Encode and queue whatever is still streaming, before the endpoint's next
-        input (it may resume the VM, whose RAM the chunks read)."""
-        t, q = self.transport, self._queue
-        while q:
-            item = q.popleft()
-            if t is None or t.is_closing():
-                continue
-            if type(item) is list:
-                self._write_parts(t, item)
-            else:
-                for chunk in item:
-                    self._write_chunk(t, chunk)
 
     def _reschedule(self) -> None:
         if self.detached:
@@ -482,7 +478,11 @@ class Engine:
         if t is None or self._closing:
             return
         if self._queue:
-            self._finish_streams()      # our queued bytes go out before the close
+            try:
+                self._drain(True)      # our queued bytes go out before the close
+            except Exception as exc:   # noqa: BLE001  (a chunk failed: already reset)
+                self._crash(exc)
+                return
         self._closing = True
         t.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 
 from protocol.bench.engine import BenchGuest
@@ -197,3 +198,73 @@ def test_the_peer_dying_mid_stream_drops_the_rest_without_a_crash(loop):  # noqa
     # (what the primary does next is 7.2's own business: faithfully, it logs the
     # failed receive and carries on to one more request; tests/core covers that)
     assert not ep._queue and p.peer_closed and p.checkpoint == 0
+
+
+class _Dying(FakeTransport):
+    """A transport whose send fails on its `after`-th write: it closes itself (as
+    asyncio's and uvloop's do on a failed write) and later writes go nowhere."""
+
+    def __init__(self, log: list, after: int) -> None:
+        super().__init__(log)
+        self.after = after
+
+    def write(self, data) -> None:
+        if self.closed:
+            return
+        super().write(data)
+        self.after -= 1
+        if self.after == 0:
+            self.closed = True
+
+
+def _counted(n: int, fail_at: int | None = None):
+    pulled = []
+
+    def gen():
+        for i in range(n):
+            if i == fail_at:
+                raise RuntimeError("the page source failed")
+            pulled.append(i)
+            yield np.full(16, i, dtype=np.uint8)
+    return gen(), pulled
+
+
+def test_a_transport_that_closes_mid_stream_gets_nothing_more_encoded(loop):  # noqa: F811
+    eng = Engine(make_endpoint("primary", dialects.QEMU), loop)
+    log: list = []
+    eng.transport = _Dying(log, after=2)
+    chunks, pulled = _counted(10)
+    eng._queue.extend([[b"head"], chunks, [b"after"]])
+    eng._drain(True)
+    assert log == [b"head", bytes(16)] and pulled == [0] and not eng._queue
+
+
+def test_a_chunk_that_fails_resets_the_connection_and_nothing_follows(loop):  # noqa: F811
+    crashes = []
+    eng = Engine(make_endpoint("primary", dialects.QEMU), loop, on_crash=crashes.append)
+    log: list = []
+    eng.transport = FakeTransport(log)
+    chunks, pulled = _counted(10, fail_at=2)
+    eng._queue.extend([chunks, [b"after"]])
+    eng.shutdown()                               # writes the queue first: it fails there
+    assert pulled == [0, 1] and log[:2] == [bytes(16), bytes([1]) * 16]
+    assert log[2:] == ["abort"] and not eng._queue
+    assert [str(c) for c in crashes] == ["the page source failed"]
+
+
+def test_data_to_send_joins_a_streamed_part(loop):  # noqa: F811
+    """A sans-IO caller that reads data_to_send gets the streamed part's bytes too."""
+    guest = BenchGuest(3, 5)
+    p = make_endpoint("primary", dialects.QEMU, guest=guest, checkpoint_delay_ms=0)
+    s = make_endpoint("secondary", dialects.QEMU, guest=PageLog())
+    p.out.stream_ram = True
+    p.start(0.0)
+    s.start(0.0)
+    for _ in range(20):                          # bounded: a checkpoint takes a few hops
+        s.receive_data(p.data_to_send(), 0.0)
+        p.receive_data(s.data_to_send(), 0.0)
+        p.handle_timer(p.next_deadline() or 0.0)
+        if s.checkpoint >= 2:
+            break
+    assert s.checkpoint >= 2 and s.error is None and p.error is None
+    assert s.guest.entries[:3] == _entries(guest.records)
