@@ -12,6 +12,11 @@
   ``coalesce=False`` writes each piece separately, as QEMU's separate
   ``qemu_fflush`` calls do (with Nagle on, that is what makes QEMU's ≈40 ms
   delayed-ACK stalls).
+* Streaming (with ``coalesce``): a RAM part comes as chunks encoded while the
+  socket drains (`Outbox.stream_ram`): chunks are written until the transport
+  holds `STREAM_HIGH_BYTES` unsent, and resumed from ``resume_writing``; what
+  follows waits behind it, in order.  Before the endpoint's next input the
+  rest is encoded and written at once (the chunks read the stopped VM's RAM).
 * TCP_NODELAY is set explicitly (on by default; ``nodelay=False`` leaves
   Nagle on, as QEMU does).
 * Timers: ``next_deadline()`` (endpoint ms) → ``loop.call_later``; endpoint
