@@ -29,6 +29,8 @@ from pathlib import Path
 from protocol.drivers.qmpclient import QmpClient, QmpClientError
 
 CAP_XCOLO = {"capabilities": [{"capability": "x-colo", "state": True}]}
+#: after its QMP socket breaks, how long QEMU gets to exit before it is a hang
+QMP_GONE_GRACE_S = 5.0
 
 
 @dataclass
@@ -225,7 +227,13 @@ class Runner:
                 mig = q.execute("query-migrate")
             except QmpClientError as exc:
                 out.extra["qmp"] = str(exc)
-                out.outcome = "hang"
+                # a QMP socket that breaks is most often QEMU dying: an abort (a
+                # refused allocation) closes it before the process can be reaped.
+                # Give the exit that moment before calling it a hang.
+                try:
+                    qemu.wait(timeout=QMP_GONE_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    out.outcome = "hang"
                 return
             out.colo_status = st
             out.migrate_status = mig.get("status")
