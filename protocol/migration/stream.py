@@ -226,6 +226,14 @@ def _sid(ctx: RamContext) -> int:
     return DEFAULT_RAM_SECTION_ID if ctx.ram_section_id is None else ctx.ram_section_id
 
 
+def _part_frame(ctx: RamContext) -> tuple[bytes, bytes]:
+    """What a RAM part's records sit between: SECTION_END and its section id; then
+    (after the EOS word) the footer and QEMU_VM_EOF."""
+    sid = _sid(ctx)
+    return (_FOOTER.pack(QEMU_VM_SECTION_END, sid),
+            _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid) + bytes((QEMU_VM_EOF,)))
+
+
 def _batch_layout(batch: PageBatch, ctx: RamContext):
     """Per run: (run, record start positions, continue flags, idstr) for the bulk
     encoder, and the records' total size; None if the batch needs the generic
@@ -382,10 +390,8 @@ def ram_part_chunks(records, ctx: RamContext, chunk_bytes: int = CHUNK_BYTES):
     if planned is None:
         return None
     layout, size, last_block = planned
-    sid = _sid(ctx)
-    head = _FOOTER.pack(QEMU_VM_SECTION_END, sid)
-    tail = (_B64.pack(RAM_SAVE_FLAG_EOS) + _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid)
-            + bytes((QEMU_VM_EOF,)))
+    head, footer = _part_frame(ctx)
+    tail = _B64.pack(RAM_SAVE_FLAG_EOS) + footer
     ctx.current_block = last_block
     return len(head) + size + len(tail), _chunks(layout, size, head, tail,
                                                  max(chunk_bytes, 1), ctx.page_size)
@@ -418,17 +424,15 @@ def encode_ram_part(records: list[PageRecord] | PageBatch, ctx: RamContext) -> b
     A `PageBatch` is encoded in bulk (numpy) when it holds only ZERO/PAGE
     records; the bytes are the same as for the equivalent list of records.
     """
-    sid = _sid(ctx)
+    head, tail = _part_frame(ctx)
     if isinstance(records, PageBatch):
-        head = _FOOTER.pack(QEMU_VM_SECTION_END, sid)
-        tail = _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid) + bytes((QEMU_VM_EOF,))
         fast = _encode_batch(records, ctx, head, tail) if records else None
         if fast is not None:
             return fast
         records = list(records)
-    parts = _record_parts(records, ctx)
-    parts.insert(0, _FOOTER.pack(QEMU_VM_SECTION_END, sid))
-    parts.append(_FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid) + bytes((QEMU_VM_EOF,)))
+    parts = _record_parts(records, ctx)      # the records and the EOS word
+    parts.insert(0, head)
+    parts.append(tail)
     return b"".join(parts)
 
 
