@@ -239,6 +239,7 @@ class Decoder:
         if self._ram_ctx is None:
             self._ram_ctx = RamContext()
         self._reader = RamPartReader(self._ram_ctx)
+        self._reader.refeeds = True       # the bytes it leaves stay in _buf (_next_ram)
         self._reader_start = self.bytes_consumed
         self._state = _RAM
 
@@ -264,7 +265,7 @@ class Decoder:
         finally:
             if kind is bytearray:
                 end = start + used
-                self._buf = bytearray(buf[end:]) if end < len(buf) else bytearray()
+                self._buf = buf[end:] if end < len(buf) else bytearray()   # (a copy)
                 self._pos = 0
         if kind is not bytearray:
             self._pos += used

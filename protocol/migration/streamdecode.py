@@ -80,7 +80,16 @@ def _tname(t: int) -> str:
 
 
 class _Incremental:
-    """Drives a parser generator that yields byte counts and receives bytes."""
+    """Drives a parser generator that yields byte counts and receives bytes.
+
+    By default `feed` takes every byte it is given (up to the end of what it
+    decodes), holding the start of a record split across feeds.  A caller that
+    keeps what `feed` did not use and feeds it again with the next bytes (the
+    codec) sets `refeeds`: the RAM part's bulk path then leaves the start of a
+    page record where it is, and takes the record whole, in its run, next time
+    (no record-by-record parse at each read's edge)."""
+
+    refeeds = False
 
     def __init__(self, base_offset: int = 0) -> None:
         self.base_offset = base_offset
@@ -108,14 +117,16 @@ class _Incremental:
                 pos += self._scan(mv[pos:])
                 continue
             if self._need == _BULK:
-                used, eos = self._bulk(mv[pos:])
+                used, eos, short = self._bulk(mv[pos:])
                 pos += used
-                if eos or pos < n:
+                if eos or (pos < n and not (short and self.refeeds)):
                     # EOS reached, or a record split across feeds / not for the fast
                     # path (errors included): the incremental parser takes one record
                     self._resume(eos, used)
-                else:
-                    self._delivered += used
+                    continue
+                self._delivered += used
+                if pos < n:
+                    break    # the start of a page record: fed again, whole, by the caller
                 continue
             take = min(self._need - len(self._buf), n - pos)
             self._buf += mv[pos:pos + take]
@@ -137,8 +148,8 @@ class _Incremental:
     def _scan(self, mv: memoryview) -> int:  # pragma: no cover - InitialReader only
         raise NotImplementedError
 
-    def _bulk(self, mv: memoryview) -> tuple[int, bool]:  # pragma: no cover - RamPartReader
-        raise NotImplementedError
+    def _bulk(self, mv: memoryview) -> tuple[int, bool, bool]:  # pragma: no cover
+        raise NotImplementedError     # (RamPartReader's)
 
     def _resume(self, value: bool, used: int) -> None:
         self._delivered += used
@@ -396,21 +407,23 @@ class RamPartReader(_Incremental):
         if eof[0] != QEMU_VM_EOF:
             raise self._err(0, "QEMU_VM_EOF (0x00) after the RAM part", _tname(eof[0]))
 
-    def _bulk(self, mv: memoryview) -> tuple[int, bool]:
+    def _bulk(self, mv: memoryview) -> tuple[int, bool, bool]:
         """Fast path: decode the complete, well-formed records at the start of `mv`.
 
         Stops (without consuming it) at the first record that is incomplete or
         anything but a valid ZERO/PAGE/XBZRLE record, which the incremental
         parser then takes (so errors and split records behave exactly as
-        there).  Returns (bytes used, whether the EOS word was consumed).
+        there).  Returns (bytes used, whether the EOS word was consumed, whether
+        what stopped it is only too few bytes: less than a header word, or the
+        start of a full page of the current block under a valid header).
         Runs of full CONTINUE pages are found with numpy and kept as one
         strided (n, page_size) view each; other records are decoded one by one.
         """
         n = len(mv)
         if n < 8:
-            return 0, False
+            return 0, False, True
         if _BE64.unpack_from(mv, 0)[0] & (self.ctx.page_size - 1) == RAM_SAVE_FLAG_EOS:
-            return 8, True      # an empty RAM part (the null guest's): no numpy, no copy
+            return 8, True, False   # an empty RAM part (the null guest's): no numpy, no copy
         import numpy as np
         if self.borrow:
             arr = np.frombuffer(mv, dtype=np.uint8)
@@ -440,14 +453,20 @@ class RamPartReader(_Incremental):
                 pend.clear()
             pend_block = None
 
-        pos, eos = 0, False
-        while pos + 8 <= n:
+        pos, eos, short = 0, False, False
+        while True:
+            if pos + 8 > n:
+                short = True
+                break
             word = unpack(data, pos)[0]
             flags = word & mask
             addr = word ^ flags
             if flags == cont_page and cur is not None and page_ok:
                 used = blocks.get(cur)
-                if used is None or addr >= used or pos + stride > n:
+                if used is None or addr >= used:
+                    break
+                if pos + stride > n:
+                    short = True
                     break
                 # a run of full pages of the current block: check headers in bulk, 64
                 # at first (one round for a read of up to 256 KiB), then 8× more each
@@ -479,43 +498,56 @@ class RamPartReader(_Incremental):
                 pos += 8
                 eos = True
                 break
+            # one record; `short` where it only lacks bytes (a valid start so far)
+            kind_flag = flags & ~RAM_SAVE_FLAG_CONTINUE
+            if kind_flag not in (RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO, RAM_SAVE_FLAG_XBZRLE):
+                break
             if flags & RAM_SAVE_FLAG_CONTINUE:
                 if cur is None:
                     break
                 block, p = cur, pos + 8
-                kind_flag = flags ^ RAM_SAVE_FLAG_CONTINUE
             else:
                 if pos + 9 > n:
+                    short = True
                     break
                 ln = data[pos + 8]
-                if ln == 0 or pos + 9 + ln > n:
+                if ln == 0:
+                    break
+                if pos + 9 + ln > n:
+                    short = True
                     break
                 block = bytes(data[pos + 9:pos + 9 + ln]).decode("latin-1")
                 p = pos + 9 + ln
-                kind_flag = flags
             used = blocks.get(block)
             if used is None or addr >= used:
                 break
             if kind_flag == RAM_SAVE_FLAG_PAGE:
-                if not page_ok or p + ps > n:
+                if not page_ok:
+                    break
+                if p + ps > n:
+                    short = True
                     break
                 one = (addr, CODE_PAGE, 0, arr[p:p + ps])
                 p += ps
             elif kind_flag == RAM_SAVE_FLAG_ZERO:
                 if p + 1 > n:
+                    short = True
                     break
                 one = (addr, CODE_ZERO, data[p], None)
                 p += 1
-            elif kind_flag == RAM_SAVE_FLAG_XBZRLE:
-                if p + 3 > n or data[p] != ENCODING_FLAG_XBZRLE:
+            else:
+                if p + 3 > n:
+                    short = True
                     break
                 xlen = data[p + 1] << 8 | data[p + 2]
-                if xlen > ps or xlen + 8 + 256 + 3 > max_record or p + 3 + xlen > n:
+                if data[p] != ENCODING_FLAG_XBZRLE or xlen > ps or \
+                        xlen + 8 + 256 + 3 > max_record:
+                    break
+                if p + 3 + xlen > n:
+                    short = True
                     break
                 one = (addr, CODE_XBZRLE, 0, data[p + 3:p + 3 + xlen] if xlen else b"")
                 p += 3 + xlen
-            else:
-                break
             if block != pend_block:
                 flush_pending()
                 pend_block = block
@@ -524,7 +556,7 @@ class RamPartReader(_Incremental):
             pos = p
         flush_pending()
         ctx.current_block = cur
-        return pos, eos
+        return pos, eos, short
 
 
 def _single_run(block: str, recs: list, ps: int) -> PageRun:
