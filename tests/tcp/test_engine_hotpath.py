@@ -197,6 +197,18 @@ def test_floor_endpoint_moves_the_same_bytes_as_the_raw_peers():
     assert r["checkpoints"] > 2 and r["rate"] > 0 and r["cpu_us"] > 0
 
 
+def test_hot_capture_row_measures_back_to_back_checkpoints():
+    """The capture workload with no pause between checkpoints: the engine, the raw
+    peers and the floor each commit checkpoints, and the row compares them."""
+    from protocol.bench import engine as be
+    row = be._hot_capture_row(1, be._vmstate_bytes(40, 14 << 10), 150.0, checkpoints=20)
+    assert "back to back" in row["name"] and row["unit"] == "ms/checkpoint"
+    assert row["value"] > 0 and row["baseline"] > 0
+    assert row["ratio"] == pytest.approx(row["value"] / row["baseline"], rel=0.05)
+    assert row["floor"] > 0 and row["floor_cpu_us"] > 0
+    assert row["cpu_us"] > 0 and row["core_cpu_us"] == 150.0
+
+
 def test_soak_samples_rss_through_the_run():
     from protocol.bench import engine as be
     res = be.soak(1.0, "capture")
