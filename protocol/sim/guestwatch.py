@@ -15,7 +15,13 @@ attributes, the classes are untouched) and checks, at the moment they happen:
 * compare honesty: a packet released as a match had an identical SVM packet
   (same connection, same bytes) that no other match used;
 * dirty log: when the PVM stops for a checkpoint, no guest write is left in its
-  dirty log (a write between the sync and the stop would escape the checkpoint).
+  dirty log (a write between the sync and the stop would escape the checkpoint);
+* discard keeps SVM RAM: dropping a partly received checkpoint restores the RAM
+  cache and never writes SVM RAM (the pages it received are read back raw, not
+  through the page-hash cache, which a raw write would leave stale);
+* take-over keeps the view: a side taking over sees, until it runs again, the
+  RAM, devices and disk it saw just before (the secondary's block replication
+  commits active over hidden over its disk: what the SVM saw).
 
 The sets it keeps are bounded by one checkpoint's pages and packets.
 """
@@ -25,6 +31,8 @@ from collections import Counter
 
 import numpy as np
 
+from protocol.guest import pagediff
+from protocol.guest.ram import PAGE_HASH_WEIGHTS
 from protocol.migration.pages import PAGE_SIZE, PageBatch
 
 
@@ -53,12 +61,15 @@ class GuestWatch:
         self.svm_packets: Counter = Counter()
         self._took_over = False
         self.pvm_packets: set = set()      # every packet the PVM produced (its keys)
+        self._took_over_from: dict[str, tuple] = {}   # role -> what it saw (take_over)
         self._wrap()
+        self._wrap_take_over("primary", self.primary)
+        self._wrap_take_over("secondary", self.secondary)
 
     # -- installing ---------------------------------------------------------------
     _WRAPPED = {"secondary": ("cache_pages", "flush_cache", "discard_cache", "start",
-                              "load_initial"),
-                "primary": ("_emit", "svm_packet", "release_output")}
+                              "load_initial", "take_over"),
+                "primary": ("_emit", "svm_packet", "release_output", "take_over", "start")}
 
     def unwrap(self) -> None:
         """Take the watchers off (a re-protect builds a new pair and a new watch): the
@@ -67,6 +78,8 @@ class GuestWatch:
             for name in self._WRAPPED[role]:
                 guest.__dict__.pop(name, None)
         self.primary.client_log.__dict__.pop("record", None)
+        if self.secondary.cache is not None:
+            self.secondary.cache.__dict__.pop("discard", None)
 
     def _wrap(self) -> None:
         sec, pri = self.secondary, self.primary
@@ -86,8 +99,10 @@ class GuestWatch:
             return copied
 
         def watched_discard():
-            self.sent.clear()
-            return discard()
+            try:
+                return discard()        # (checked against the pages it received)
+            finally:
+                self.sent.clear()
 
         def watched_start():
             self._before_svm_runs()
@@ -99,6 +114,17 @@ class GuestWatch:
             out = load_initial(summary)
             self.inv.check_initial()
             return out
+
+        cache = sec.cache
+        if cache is not None:        # also the discard inside the secondary's take_over
+            cache_discard = cache.discard
+
+            def watched_cache_discard():
+                before = self._svm_pages_raw()
+                out = cache_discard()
+                self._check_svm_kept(before)
+                return out
+            cache.discard = watched_cache_discard
 
         sec.cache_pages, sec.flush_cache = watched_cache_pages, watched_flush
         sec.load_initial = watched_load_initial
@@ -166,6 +192,70 @@ class GuestWatch:
             self.inv.fail("flush_set", f"checkpoint {n}: the flush copied {copied} pages, "
                           f"but PVM-sent ∪ SVM-dirtied has {want}"
                           + (" (the whole cache?)" if copied > want else ""))
+
+    # -- discard keeps SVM RAM ---------------------------------------------------------
+    def _svm_pages_raw(self) -> dict[str, tuple[np.ndarray, bytes]]:
+        """{block: (pages received this checkpoint, their SVM RAM hashes read raw)}."""
+        out = {}
+        for name, parts in self.sent.items():
+            blk = self.secondary.ram.blocks.get(name)
+            if blk is None or not parts:
+                continue
+            idx = np.unique(np.concatenate(parts))
+            out[name] = (idx, pagediff.hash_pages(blk.mem, idx, PAGE_HASH_WEIGHTS, PAGE_SIZE))
+        return out
+
+    def _check_svm_kept(self, before: dict[str, tuple[np.ndarray, bytes]]) -> None:
+        n = self.sim.eps["secondary"].in_flight
+        for name, (idx, hashes) in before.items():
+            blk = self.secondary.ram.blocks[name]
+            now = pagediff.hash_pages(blk.mem, idx, PAGE_HASH_WEIGHTS, PAGE_SIZE)
+            if now != hashes:
+                old = np.frombuffer(hashes, dtype=np.uint64)
+                new = np.frombuffer(now, dtype=np.uint64)
+                bad = idx[old != new]
+                self.inv.fail("discard_keeps_svm", f"checkpoint {n}: discarding the partly "
+                              f"received checkpoint wrote {len(bad)} page(s) of SVM RAM "
+                              f"({name} page {int(bad[0]):#x} first): only the RAM cache "
+                              "may change")
+                return
+
+    # -- take-over keeps the view -------------------------------------------------------
+    def _wrap_take_over(self, role: str, guest) -> None:
+        """What `guest` sees is noted as it starts to take over, and compared at the
+        `start()` that ends the take-over (before the VM runs: what it does then is its
+        own business)."""
+        take_over, start = guest.take_over, guest.start
+
+        def watched_take_over():
+            self._took_over_from[role] = (guest.disk.view(), guest.ram.digest(),
+                                          guest.devices.digest())
+            try:
+                return take_over()
+            finally:
+                self._took_over_from.pop(role, None)
+
+        def watched_start():
+            seen = self._took_over_from.pop(role, None)
+            if seen is not None:
+                self._check_view_kept(role, guest, seen)
+            return start()
+        guest.take_over, guest.start = watched_take_over, watched_start
+
+    def _check_view_kept(self, role: str, guest, seen: tuple) -> None:
+        disk, ram, devices = seen
+        now = guest.disk.view()
+        changed = sorted(s for s in disk.keys() | now.keys() if disk.get(s) != now.get(s))
+        what = []
+        if changed:
+            what.append(f"{len(changed)} disk sector(s) (sector {changed[0]} first)")
+        if guest.ram.digest() != ram:
+            what.append("its RAM")
+        if guest.devices.digest() != devices:
+            what.append("its devices")
+        if what:
+            self.inv.fail("takeover_keeps_view", f"the {role} took over and what it sees "
+                          f"changed under it: {', '.join(what)}")
 
     # -- before the SVM runs --------------------------------------------------------
     def _before_svm_runs(self) -> None:

@@ -13,7 +13,7 @@ from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core import primary as prim
 from protocol.core import secondary as sec
-from protocol.guest import model, net, ramcache
+from protocol.guest import disk, model, net, pagediff, ramcache
 from protocol.migration.pages import PageBatch, PageRecord
 
 
@@ -250,6 +250,34 @@ def mismatch_not_notified(mp):
     mp.setattr(net.ColoCompare, "_notify", notify)
 
 
+
+def discard_undo_into_svm(mp):
+    """Dropping a partly received checkpoint copies the undo the wrong way round: the
+    pages SVM RAM lent to the undo log are overwritten with the partial checkpoint's
+    (a swapped memcpy; the page-hash cache never learns of the raw write)."""
+    class Swapped:
+        def __getattr__(self, name):
+            return getattr(pagediff, name)
+
+        @staticmethod
+        def copy_pages(src, dst, idx, page_size):
+            return pagediff.copy_pages(dst, src, idx, page_size)
+    mp.setattr(ramcache, "pagediff", Swapped())
+
+
+def failover_commit_hidden_wins(mp):
+    """The secondary's block replication commits its layers in the wrong order at
+    failover: the hidden disk (the COW backup of forwarded writes) over the active one,
+    so sectors the SVM wrote since its last checkpoint go back to older data."""
+    def failover_commit(self):
+        self.base.update(self.active)
+        self.base.update(self.hidden)
+        self.hidden.clear()
+        self.active.clear()
+        self.replicating = False
+    mp.setattr(disk.SecondaryDisk, "failover_commit", failover_commit)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -269,4 +297,6 @@ BUGS = {
     "relaunch_skips_load": relaunch_skips_load,
     "failover_drops_buffered_output": failover_drops_buffered_output,
     "mismatch_not_notified": mismatch_not_notified,
+    "discard_undo_into_svm": discard_undo_into_svm,
+    "failover_commit_hidden_wins": failover_commit_hidden_wins,
 }
