@@ -7,7 +7,8 @@ attributes, the classes are untouched) and checks, at the moment they happen:
 
 * flush set: the pages flushed are exactly (PVM-sent ∪ SVM-dirtied): every one
   of them equals the cache afterwards, and the count is that union's size,
-  not fewer, not the whole cache (B6);
+  not fewer, not the whole cache (B6); and the flush comes only after the whole
+  checkpoint arrived (vmstate-received);
 * consistency before the SVM resumes: at the end of a load, before the SVM runs
   again (hybrid), its RAM, devices and disk equal the PVM's at its stop;
 * whole survivor: a secondary taking over in periodic mode (it did not run
@@ -92,6 +93,7 @@ class GuestWatch:
             return cache_pages(records)
 
         def watched_flush():
+            self._check_whole_before_flush()
             expected = self._expected_flush()
             copied = flush()
             self._check_flush(expected, copied)
@@ -173,6 +175,19 @@ class GuestWatch:
             if parts:
                 out[name] = np.unique(np.concatenate(parts))
         return out
+
+    def _check_whole_before_flush(self) -> None:
+        """The RAM cache is flushed only once the whole checkpoint is in (the
+        secondary sent vmstate-received and is loading it): the flush itself, not its
+        ``flush-cache`` event (which a flush moved elsewhere need not emit)."""
+        mach = self.sim.eps["secondary"].machine
+        n = mach.in_flight
+        # (the machine's own flag: the vmstate-received event reaches the checks only
+        # after the input that also flushes)
+        if n and not getattr(mach, "vmstate_loading", True):
+            self.inv.fail("whole_checkpoint", f"checkpoint {n}: the secondary flushed its "
+                          "RAM cache before the whole checkpoint arrived (no vmstate-received "
+                          "for it yet)")
 
     def _check_flush(self, expected: dict[str, np.ndarray], copied: int) -> None:
         cache = self.secondary.cache

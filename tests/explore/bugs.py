@@ -278,6 +278,19 @@ def failover_commit_hidden_wins(mp):
     mp.setattr(disk.SecondaryDisk, "failover_commit", failover_commit)
 
 
+def flush_before_blob(mp):
+    """The secondary flushes its RAM cache into SVM RAM as soon as the RAM part is in,
+    before the device state (and vmstate-received): a checkpoint that then breaks off
+    has already overwritten the SVM's last whole one."""
+    orig = sec.SecondaryMachine._on_ram
+
+    def on_ram(self, part):
+        out = orig(self, part)
+        self.pages_flushed_total += self.guest.flush_cache()
+        return out
+    mp.setattr(sec.SecondaryMachine, "_on_ram", on_ram)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -299,4 +312,5 @@ BUGS = {
     "mismatch_not_notified": mismatch_not_notified,
     "discard_undo_into_svm": discard_undo_into_svm,
     "failover_commit_hidden_wins": failover_commit_hidden_wins,
+    "flush_before_blob": flush_before_blob,
 }

@@ -30,7 +30,7 @@ EXPECTED = {
     "page_offset_32bit": {"consistency", "flush_set"},
     "multifd_bypasses_cache": {"flush_set", "consistency", "whole_survivor"},
     "svm_resumes_before_flush": {"consistency"},
-    "partial_checkpoint_flushed_on_failover": {"whole_survivor"},
+    "partial_checkpoint_flushed_on_failover": {"whole_checkpoint", "whole_survivor"},
     "filter_buffer_keeps_released": {"client_history"},
     "dirty_sync_before_stop": {"dirty_log", "consistency"},
     "relaunch_skips_load": {"consistency", "whole_survivor"},
@@ -38,6 +38,7 @@ EXPECTED = {
     "mismatch_not_notified": {"compare_honesty"},
     "discard_undo_into_svm": {"discard_keeps_svm"},
     "failover_commit_hidden_wins": {"takeover_keeps_view"},
+    "flush_before_blob": {"whole_checkpoint"},
 }
 
 
@@ -75,7 +76,8 @@ def test_correct_code_passes_the_seeds_that_catch_the_bugs():
 
 
 #: (bug, mode): the fault matrix with the model guest catches these in one dialect
-MATRIX = [("discard_undo_into_svm", "periodic"), ("failover_commit_hidden_wins", "hybrid")]
+MATRIX = [("discard_undo_into_svm", "periodic"), ("failover_commit_hidden_wins", "hybrid"),
+          ("flush_before_blob", "hybrid")]
 
 
 @pytest.mark.parametrize(("name", "mode"), MATRIX)
