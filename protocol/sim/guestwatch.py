@@ -17,6 +17,8 @@ attributes, the classes are untouched) and checks, at the moment they happen:
   (same connection, same bytes) that no other match used;
 * dirty log: when the PVM stops for a checkpoint, no guest write is left in its
   dirty log (a write between the sync and the stop would escape the checkpoint);
+* the PVM stays stopped: it resumes only when its checkpoint is committed
+  (vmstate-loaded), or as the survivor of a failover;
 * discard keeps SVM RAM: dropping a partly received checkpoint restores the RAM
   cache and never writes SVM RAM (the pages it received are read back raw, not
   through the page-hash cache, which a raw write would leave stale);
@@ -35,6 +37,9 @@ import numpy as np
 from protocol.guest import pagediff
 from protocol.guest.ram import PAGE_HASH_WEIGHTS
 from protocol.migration.pages import PAGE_SIZE, PageBatch
+
+#: the primary's states once COLO has ended for it (it runs alone from then on)
+_ENDED = frozenset(("DONE", "ERROR", "SHUTDOWN"))
 
 
 def _page_indices(records) -> dict[str, np.ndarray]:
@@ -163,6 +168,12 @@ class GuestWatch:
 
         pri.svm_packet, pri.release_output, log.record = (watched_svm_packet, watched_release,
                                                           watched_record)
+        pri_start = pri.start
+
+        def watched_pri_start():
+            self._check_pvm_resume()
+            return pri_start()
+        pri.start = watched_pri_start
 
     # -- flush set ------------------------------------------------------------------
     def _expected_flush(self) -> dict[str, np.ndarray]:
@@ -207,6 +218,16 @@ class GuestWatch:
             self.inv.fail("flush_set", f"checkpoint {n}: the flush copied {copied} pages, "
                           f"but PVM-sent ∪ SVM-dirtied has {want}"
                           + (" (the whole cache?)" if copied > want else ""))
+
+    # -- the PVM stays stopped ------------------------------------------------------------
+    def _check_pvm_resume(self) -> None:
+        """The PVM resumes only once its checkpoint is committed (vmstate-loaded), or as
+        the survivor of a failover: running earlier, it changes state the checkpoint in
+        flight no longer carries, which the SVM then never gets."""
+        mach = self.sim.eps["primary"].machine
+        if mach.in_flight and not self.primary.failed_over and mach.state not in _ENDED:
+            self.inv.fail("pvm_stopped", f"checkpoint {mach.in_flight}: the PVM resumed in "
+                          f"state {mach.state}, before vmstate-loaded committed it")
 
     # -- discard keeps SVM RAM ---------------------------------------------------------
     def _svm_pages_raw(self) -> dict[str, tuple[np.ndarray, bytes]]:

@@ -291,6 +291,19 @@ def flush_before_blob(mp):
     mp.setattr(sec.SecondaryMachine, "_on_ram", on_ram)
 
 
+def pvm_resumes_at_received(mp):
+    """The primary resumes its VM at vmstate-received, before the secondary has
+    loaded (and acknowledged) the checkpoint: the PVM runs ahead of a checkpoint
+    that may still be lost."""
+    orig = prim.PrimaryMachine._on_received
+
+    def on_received(self, msg):
+        out = orig(self, msg)
+        self.start_vm("resumed early")
+        return out
+    mp.setattr(prim.PrimaryMachine, "_on_received", on_received)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -313,4 +326,5 @@ BUGS = {
     "discard_undo_into_svm": discard_undo_into_svm,
     "failover_commit_hidden_wins": failover_commit_hidden_wins,
     "flush_before_blob": flush_before_blob,
+    "pvm_resumes_at_received": pvm_resumes_at_received,
 }
