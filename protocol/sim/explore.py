@@ -1,7 +1,8 @@
 """The fault matrix: every (point × kind × side × dialect × mode × checkpoint 1|2),
 plus slow loads (1.5 s, longer than the checkpoint delay) with every process fault
 at the load stage and around it, plus a side dying at checkpoint 1|2 and the survivor
-re-protected (reprotect@failover#1).
+re-protected (reprotect@failover#1), plus (guest model) XBZRLE runs of every
+workload, fault-free, over 8 checkpoints.
 
 "side" is the side a process fault hits (kill/stall/heartbeat come in a
 primary and a secondary flavour); link faults act on the piece named by the
@@ -29,11 +30,32 @@ SLOW_LOAD_POINTS = ("load", "vmstate-received", "vmstate-loaded", "checkpoint-re
 SIDE_KINDS = tuple(k for k in PROCESS_KINDS if k.startswith(("kill-", "stall-", "heartbeat-")))
 
 
+#: XBZRLE runs (model guest): each workload long enough that pages go out again as
+#: deltas, fall back to full pages, and change again after a fallback
+XBZRLE_WORKLOADS = ("toggle", "hot", "sweep", "uniform")
+XBZRLE_CHECKPOINTS = 8
+
+
 def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2),
           guest: str = "null"):
     yield from _fast_cases(dialect_names, modes, checkpoints, guest)
     yield from _slow_load_cases(dialect_names, modes, checkpoints, guest)
     yield from _reprotect_cases(dialect_names, modes, checkpoints, guest)
+    if guest == "model":
+        yield from _xbzrle_cases(dialect_names, modes)
+
+
+def _xbzrle_cases(dialect_names, modes):
+    """XBZRLE on, no fault: the encoder's and decoder's page caches must stay in step
+    over many checkpoints (every other case sends full pages only)."""
+    for dname in dialect_names or tuple(dialects.DIALECTS):
+        for mode in modes:
+            for workload in XBZRLE_WORKLOADS:
+                yield SimConfig(dialect=dname, mode=mode, seed=1,
+                                checkpoints=XBZRLE_CHECKPOINTS, faults=[],
+                                checkpoint_delay_ms=1000, guest="model", ram_mib=16,
+                                workload=workload, xbzrle=True,
+                                divergence=0.02 if mode == "hybrid" else 0.0)
 
 
 def _reprotect_cases(dialect_names, modes, checkpoints, guest):
@@ -105,7 +127,10 @@ def run_case(cfg: SimConfig) -> dict:
     sim = Simulation(cfg, keep_events=False)
     sim.run()
     violated = [k for k, ok in sim.invariants.ok.items() if not ok and k != "termination"]
-    return {"dialect": cfg.dialect, "mode": cfg.mode, "fault": cfg.faults[0],
+    fault = cfg.faults[0] if cfg.faults else "none"
+    if cfg.xbzrle:
+        fault += f" (xbzrle, {cfg.workload}, {cfg.checkpoints} checkpoints)"
+    return {"dialect": cfg.dialect, "mode": cfg.mode, "fault": fault,
             "load_ms": cfg.load_ms,
             "outcome": sim.outcome(), "hang": bool(sim.hung), "violations": violated,
             "steps": sim.steps, "t_ms": round(sim.now, 3),

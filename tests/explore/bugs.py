@@ -14,7 +14,8 @@ from protocol.core import messages as m
 from protocol.core import primary as prim
 from protocol.core import secondary as sec
 from protocol.guest import disk, model, net, pagediff, ramcache
-from protocol.migration.pages import PageBatch, PageRecord
+from protocol.guest import ram as ram_mod
+from protocol.migration.pages import KIND_PAGE, PAGE_SIZE, PageBatch, PageRecord
 
 
 def flush_whole_cache(mp):
@@ -304,6 +305,25 @@ def pvm_resumes_at_received(mp):
     mp.setattr(prim.PrimaryMachine, "_on_received", on_received)
 
 
+def xbzrle_cache_stale_after_fallback(mp):
+    """The primary updates its XBZRLE page cache only when it sends a delta: after a
+    full-page fallback (delta too big) the cache keeps the older page, while the
+    secondary's holds the full page it received, so the next delta decodes wrong."""
+    orig = ram_mod.Ram.collect_dirty
+
+    def collect_dirty(self, xbzrle=False):
+        if not xbzrle:
+            return orig(self, xbzrle)
+        before = {name: dict(blk.xbzrle_cache) for name, blk in self.blocks.items()}
+        records = orig(self, xbzrle)
+        for rec in records:
+            old = before[rec.block].get(rec.offset // PAGE_SIZE)
+            if rec.kind == KIND_PAGE and old is not None:
+                self.blocks[rec.block].xbzrle_cache[rec.offset // PAGE_SIZE] = old
+        return records
+    mp.setattr(ram_mod.Ram, "collect_dirty", collect_dirty)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -327,4 +347,5 @@ BUGS = {
     "failover_commit_hidden_wins": failover_commit_hidden_wins,
     "flush_before_blob": flush_before_blob,
     "pvm_resumes_at_received": pvm_resumes_at_received,
+    "xbzrle_cache_stale_after_fallback": xbzrle_cache_stale_after_fallback,
 }

@@ -40,6 +40,7 @@ EXPECTED = {
     "failover_commit_hidden_wins": {"takeover_keeps_view"},
     "flush_before_blob": {"whole_checkpoint"},
     "pvm_resumes_at_received": {"pvm_stopped"},
+    "xbzrle_cache_stale_after_fallback": {"consistency"},
 }
 
 
@@ -78,7 +79,8 @@ def test_correct_code_passes_the_seeds_that_catch_the_bugs():
 
 #: (bug, mode): the fault matrix with the model guest catches these in one dialect
 MATRIX = [("discard_undo_into_svm", "periodic"), ("failover_commit_hidden_wins", "hybrid"),
-          ("flush_before_blob", "hybrid"), ("pvm_resumes_at_received", "periodic")]
+          ("flush_before_blob", "hybrid"), ("pvm_resumes_at_received", "periodic"),
+          ("xbzrle_cache_stale_after_fallback", "hybrid")]
 
 
 @pytest.mark.parametrize(("name", "mode"), MATRIX)
