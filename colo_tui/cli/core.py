@@ -227,6 +227,46 @@ def session_summary(sim, wire_log: _WireLog | None = None) -> dict:
             "wire": wire, "wire_messages": wire_log.total}
 
 
+class _StopAtStep:
+    """While a run steps: SIGINT, SIGTERM and SIGHUP end it at the next step boundary
+    (`signum`), so a recording stops between steps, whole; a second SIGINT while a
+    step still runs interrupts it (KeyboardInterrupt: the recording is then cut).
+    Outside the main thread (no signals there) it does nothing."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.name = ""
+        self._old: dict = {}
+
+    def _on_signal(self, signum, _frame) -> None:
+        import signal
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt       # asked twice: do not wait for the step
+        if self.signum is None:
+            self.signum, self.name = signum, signal.Signals(signum).name
+
+    def __enter__(self) -> _StopAtStep:
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _committed(sim) -> int:
+    return min(ep.checkpoint for ep in sim.eps.values())
+
+
 def cmd_run(args) -> int:
     from pathlib import Path
 
@@ -249,9 +289,20 @@ def cmd_run(args) -> int:
             sim.on_event = _chain(sim.on_event, writer.event)
         if args.events:
             sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
-        sim.run(max_steps=max_steps)
+        with _StopAtStep() as stop:
+            n = 0
+            while not sim.finished and n < max_steps and stop.signum is None:
+                sim.step()
+                n += 1
         if writer and not sim.finished:
-            writer.stop(sim.steps)   # cut at the step bound: a replay stops here too
+            writer.stop(sim.steps)   # cut at the step bound or a signal: replay stops here
+        if stop.signum is not None:
+            where = f"; the recording {args.record} holds it up to there" if writer else ""
+            print(f"colo run: stopped by {stop.name} after {sim.steps:,} steps "
+                  f"({_committed(sim):,} checkpoints committed){where}", file=sys.stderr)
+            if writer:
+                writer.close()
+            return 128 + stop.signum
     except BrokenPipeError:
         raise                        # stdout's reader left (`| head`): main exits 0 quietly
     except OSError as exc:

@@ -46,6 +46,9 @@ class Recording:
     inputs: list[dict] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     stop_step: int | None = None
+    #: the events the writer had written when it stopped (None: not counted, older
+    #: writers): more than `stop_step` steps make when a session was cut mid-step
+    stop_events: int | None = None
     version: int = VERSION
     #: why the recording ends early (its writer never closed it), or None
     cut: str | None = None
@@ -105,6 +108,7 @@ class Writer:
         self._closed = self._writing = False
         self._sha = hashlib.sha256()
         self.lines = 0
+        self.events = 0          # event lines written (the stop line counts them)
         st = check_target(self.path, inputs=inputs, force=force)
         try:
             if st is None and atomic:               # one-shot: appears whole or not at all
@@ -142,30 +146,38 @@ class Writer:
         if self._target is not None:
             self._fh.flush()                # a buffered temp file: push the line out
 
-    def _write(self, obj: dict) -> None:
-        if self._closed:
-            return
+    def _write(self, obj: dict) -> bool:
+        """Write one line; whether it was written.  An exception out of the write (a
+        KeyboardInterrupt in the middle of it) leaves `_writing` set: the line may be
+        in the file in part, so nothing more is written and `close` adds no trailer
+        (the file reads as cut, up to its last complete line)."""
+        if self._closed or self._writing:
+            return False
         line = _line(obj) + b"\n"
         self._writing = True
         try:
             self._put(line)
-            self._sha.update(line)
-            self.lines += 1
         except ValueError:
             if not self._closed:            # not "closed by a signal handler meanwhile"
                 raise
-        finally:
-            self._writing = False
+            return False
+        self._sha.update(line)
+        self.lines += 1
+        self._writing = False
+        return True
 
     def event(self, ev) -> None:
-        self._write(ev if isinstance(ev, dict) else to_json(ev))
+        if self._write(ev if isinstance(ev, dict) else to_json(ev)):
+            self.events += 1
 
     def input(self, item: dict, step: int) -> None:
         self._write({"input": {k: v for k, v in item.items() if k != "step"}, "step": step})
 
     def stop(self, step: int) -> None:
-        """The session was cut here (it had not finished): replay stops at this step."""
-        self._write({"stop": {"step": step}})
+        """The session was cut here (it had not finished): replay stops after `step`
+        steps and the events written so far (a session stopped in the middle of a step
+        holds that step's first events: replay compares exactly those)."""
+        self._write({"stop": {"step": step, "events": self.events}})
 
     def close(self, stop_step: int | None = None) -> None:
         """Finish the file: a ``stop`` line first if `stop_step` is given (the session had
@@ -330,7 +342,10 @@ def _parse(fh, name: str) -> Recording:
             _room(rec, max_events, where)
             rec.events.append(obj)
         elif "stop" in obj:
-            rec.stop_step = schema.check_stop(obj, where)
+            rec.stop_step, rec.stop_events = schema.check_stop(obj, where)
+            if rec.stop_events is not None and rec.stop_events != len(rec.events):
+                raise RecordingError(f"{where}: the stop line counts {rec.stop_events} "
+                                     f"events, the recording has {len(rec.events)} before it")
         # anything else: an unknown kind of line, ignored (but part of the digest)
         sha.update(text.encode() + b"\n")
         count += 1

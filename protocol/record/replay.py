@@ -73,6 +73,10 @@ def verify(rec: Recording) -> ReplayResult:
     want = rec.events
     done = [0]
     diff: list[dict] = []
+    # stopped in the middle of a step: the first events of step stop_step + 1 are in
+    # (the writer counted them); exactly those are compared
+    counted = rec.stop_events is not None
+    until = rec.stop_step + 1 if counted else rec.stop_step
 
     def compare(sim) -> bool:
         got = sim.events
@@ -88,14 +92,14 @@ def verify(rec: Recording) -> ReplayResult:
                              "replayed": json.loads(b)})
                 return True
             done[0] += 1
-        return bool(rec.cut) and done[0] >= len(want)
+        return (bool(rec.cut) or counted) and done[0] >= len(want)
 
-    sim = rerun(rec, until_step=rec.stop_step, stop=compare)
+    sim = rerun(rec, until_step=until, stop=compare)
     compare(sim)
     got = len(sim.events)
     if diff:
         return ReplayResult(False, got, diff[0], sim, rec.cut)
-    if rec.cut:
+    if rec.cut or counted:
         if got < len(want):
             return ReplayResult(False, got, _count_diff(want, sim), sim, rec.cut)
         return ReplayResult(True, len(want), None, sim, rec.cut)

@@ -249,11 +249,12 @@ def check_input(obj: dict, where: str) -> dict:
     return {**obj["input"], "step": line.step}
 
 
-def check_stop(obj: dict, where: str) -> int:
+def check_stop(obj: dict, where: str) -> tuple[int, int | None]:
+    """(step, events written before it or None)."""
     line = _convert(obj, StopLine, where)
     if "step" not in line.stop:
         raise RecordingError(f"{where}: stop needs a step")
-    return line.stop["step"]
+    return line.stop["step"], line.stop.get("events")
 
 
 def check_digest(obj: dict, where: str) -> tuple[int, str]:

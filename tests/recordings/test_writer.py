@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,95 @@ def test_close_with_a_stop_step_makes_an_unfinished_session_replay(tmp_path):
     closed_without_stop = tmp_path / "q.colo.jsonl"
     rf.write(closed_without_stop, rf.make_header(cfg), rec.events)
     assert not verify(rf.read(closed_without_stop)).ok      # what a quit without it gave
+
+
+class _Interrupt(BaseException):
+    """Stands in for the KeyboardInterrupt a signal raises in the middle of a step."""
+
+
+def test_a_session_stopped_in_the_middle_of_a_step_replays(tmp_path):
+    """The stop line counts the events written: a session cut between two events of
+    one step (a signal handler closing the recording) replays exactly those."""
+    from protocol.sim.core import Simulation
+    cfg = SimConfig(checkpoints=5)
+    sim = Simulation(cfg)
+    path = tmp_path / "r.colo.jsonl"
+    w = rf.Writer(path, rf.make_header(cfg))
+    sim.on_event = w.event
+    for _ in range(6):
+        sim.step()
+    seen = []
+
+    def on_event(ev):                 # the 2nd event of the next step: stop there
+        w.event(ev)
+        seen.append(ev)
+        if len(seen) == 2:
+            raise _Interrupt
+    sim.on_event = on_event
+    with pytest.raises(_Interrupt):
+        while True:                   # bounded: the 2nd event comes within two steps
+            sim.step()
+    w.close(stop_step=sim.steps)
+    rec = rf.read(path)
+    assert rec.stop_events == len(rec.events) and rec.stop_step == sim.steps
+    assert json.loads(path.read_bytes().splitlines()[-2])["stop"]["events"] == len(rec.events)
+    res = verify(rec)
+    assert res.ok and res.events == len(rec.events)
+    # the same file with the last event dropped (and no count to say so) diverges
+    # when it claims a count it does not hold
+    lines = path.read_bytes().splitlines()
+    stop = json.loads(lines[-2])
+    stop["stop"]["events"] += 1
+    bad = b"\n".join(lines[:-2] + [json.dumps(stop).encode()]) + b"\n"
+    with pytest.raises(RecordingError, match=r"stop line counts \d+ events, the recording has"):
+        rf.parse(bad, "x")
+
+
+def test_a_write_torn_by_an_interrupt_leaves_a_cut_recording(tmp_path, monkeypatch):
+    """An interrupt inside a line's write: nothing more is written (no stop line, no
+    trailer), and the file reads as cut at its last complete line."""
+    path = tmp_path / "r.colo.jsonl"
+    w = rf.Writer(path, _header())
+    w.event({"t": 0.0, "seq": 0, "side": "primary", "kind": "x"})
+    real = w._fh.write
+
+    def torn(view):
+        real(bytes(view[:5]))
+        raise _Interrupt
+    monkeypatch.setattr(w._fh, "write", torn)
+    with pytest.raises(_Interrupt):
+        w.event({"t": 1.0, "seq": 1, "side": "primary", "kind": "y"})
+    monkeypatch.setattr(w._fh, "write", real)
+    w.stop(7)
+    w.close(stop_step=7)
+    rec = rf.read(path)
+    assert rec.cut and rec.digest is None and rec.stop_step is None
+    assert [e["seq"] for e in rec.events] == [0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_colo_run_record_stopped_by_a_signal_is_complete_and_replays(tmp_path, sig):
+    """Ctrl-C (or SIGTERM) in the middle of `colo run --record`: the run stops at the
+    next step boundary, says so, exits 128+signal, and the recording is whole."""
+    path = tmp_path / "run.colo.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "colo_tui", "run", "--checkpoints", "1000",
+                             "--record", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        for _ in range(600):                         # bounded: wait for 50 kB of events
+            if proc.poll() is not None or (path.exists() and path.stat().st_size > 50_000):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before the signal"
+        os.kill(proc.pid, sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert f"stopped by {signal.Signals(sig).name}" in err.decode()
+    rec = rf.read(path)
+    assert rec.cut is None and rec.digest and rec.stop_step and \
+        rec.stop_events == len(rec.events)
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "replay", str(path)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0 and "identically" in r.stdout, r.stdout + r.stderr
