@@ -64,6 +64,8 @@ if sys.argv[1] == "minimal":
             yield Static("hello")
     Minimal().run()
 else:
+    import colo_tui.cli.tui
+    colo_tui.cli.tui.has_terminal = lambda: True      # headless: no terminal needed
     from colo_tui.cli.main import main
     sys.exit(main(["tui"]))
 """

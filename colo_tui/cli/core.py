@@ -5,6 +5,7 @@ import json
 import sys
 
 from colo_tui.session.argtypes import (
+    client_every_ms,
     fault_spec,
     fraction,
     int_in,
@@ -83,7 +84,9 @@ def add_parsers(sub) -> None:
     c = sub.add_parser("compare-modes", help="periodic (Remus) against hybrid (COLO)")
     c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     c.add_argument("--seed", type=seed_int, default=1)
-    c.add_argument("--checkpoints", type=positive_int, default=10)
+    c.add_argument("--checkpoints", type=int_in(1, COMPARE_MAX_CHECKPOINTS), default=10,
+                   help=f"checkpoints per mode (1 … {COMPARE_MAX_CHECKPOINTS:,}; the guest "
+                        "model runs both sessions whole)")
     c.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
                    help="the guest's workload: %(choices)s")
     c.add_argument("--divergence", type=fraction, default=0.02,
@@ -153,7 +156,7 @@ def _session_options(p) -> None:
     p.add_argument("--arbiter-ms", type=nonneg_float, default=1000.0,
                    help="how long the arbiter takes to act")
     p.add_argument("--rate", type=nonneg_float, default=None, help="the workload's rate")
-    p.add_argument("--client-every-ms", type=nonneg_float, default=100.0,
+    p.add_argument("--client-every-ms", type=client_every_ms, default=100.0,
                    help="guest model: a client request this often (0: none)")
     p.add_argument("--divergence", type=fraction, default=0.0,
                    help="guest model: fraction of the SVM's answers that differ")
@@ -175,6 +178,8 @@ def _config(args):
                      liveness_checkpoints=args.liveness_checkpoints)
 
 
+#: compare-modes runs two whole model-guest sessions of this many checkpoints at most
+COMPARE_MAX_CHECKPOINTS = 10_000
 #: a run whose checkpoint target is above this keeps no events (it does not need them:
 #: the invariants watch them as they pass; --record and --events stream them)
 KEEP_EVENTS_MAX_CHECKPOINTS = 10_000
@@ -385,9 +390,15 @@ def _death(sim, side: str) -> str:
 def _print_summary(s: dict, sim=None) -> None:
     print(f"dialect {s['dialect']}  mode {s['mode']}  seed {s['seed']}  "
           f"faults {', '.join(s['faults']) or '-'}")
-    print(f"outcome: {s['outcome']}   checkpoints committed: {s['checkpoints_committed']}   "
+    outcome = s["outcome"]
+    if s.get("stopped_at_step_bound"):
+        outcome = f"unfinished (stopped at the step bound; so far: {outcome})"
+    print(f"outcome: {outcome}   checkpoints committed: {s['checkpoints_committed']}   "
           f"virtual time {s['virtual_ms']:.1f} ms   steps {s['steps']}")
-    if sim is not None:
+    if sim is not None and s.get("stopped_at_step_bound"):
+        print(f"The run was stopped at the step bound before it ended, with "
+              f"{s['checkpoints_committed']:,} of {sim.target:,} checkpoints committed.")
+    elif sim is not None:
         from colo_tui.present.sentences import ending
         print(ending(sim.events, s["outcome"]))
     for side, d in s["sides"].items():

@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_session_arguments(p)
 
 
+def has_terminal() -> bool:
+    """Whether stdin and stdout are a terminal (a headless harness replaces this)."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def run_app(args) -> int:
     import dataclasses
 
@@ -56,6 +61,8 @@ def run_app(args) -> int:
 
     try:
         config = config_from(args)
+        from protocol.sim.core import check_checkpoint_delay
+        check_checkpoint_delay(config.checkpoint_delay_ms, config.guest)
         if config.faults:       # checked now, before the terminal is taken; the other
             # settings were checked by their argument types, and whatever else
             # building the session refuses ends the app with the same message
@@ -77,6 +84,12 @@ def run_app(args) -> int:
             raise
         print(f"colo tui: error: {exitcodes.error_text(exc)}", file=sys.stderr)
         return exitcodes.code_for(exc)
+    if not has_terminal():
+        print("colo tui: error: the TUI needs a terminal on stdin and stdout (for a "
+              "script: colo repl -f FILE, or colo run)", file=sys.stderr)
+        if controller is not None:
+            controller.close()
+        return exitcodes.USAGE
     from colo_tui.session import config_file
     from colo_tui.session.lifecycle import SessionGuard
     user_config = config_file.load(binding_ids={b.id for b in ColoApp.BINDINGS if b.id})

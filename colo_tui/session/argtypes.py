@@ -52,6 +52,19 @@ nonneg_float = number_in(0.0, float((1 << 31) - 1))
 fraction = number_in(0.0, 1.0)
 
 
+def client_every_ms(text: str) -> float:
+    """An argparse type: how often the guest model's client asks, in ms: 0 (never) or
+    at least 1 (as a recording's header allows: more often floods the simulation)."""
+    value = nonneg_float(text)
+    if 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a client request every {text} ms is too often "
+                                         "(0 for none, or at least 1)")
+    return value
+
+
+client_every_ms.__name__ = "number"
+
+
 def fault_spec(text: str) -> str:
     """A fault spec (KIND[=ARG]@POINT[#N]), checked against the grammar at parse time."""
     from protocol.core import faults

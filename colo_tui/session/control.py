@@ -269,6 +269,8 @@ class Controller:
         self._apply({"cmd": "reprotect"})
 
     def set_checkpoint_delay(self, ms: int) -> None:
+        from protocol.sim.core import check_checkpoint_delay
+        check_checkpoint_delay(int(ms), "null")     # a uint32 (the guest model: below)
         self._apply({"cmd": "set-delay", "value": int(ms)})
 
     def add_fault(self, spec: str) -> None:

@@ -50,6 +50,8 @@ MODES = ("periodic", "hybrid")
 DISK_EVERY_STEPS = 5
 DISK_SECTORS = 128
 MAX_PENDING_REQUESTS = 4096
+#: the guest's COM1 log (`serial_output`) keeps at most about this many latest bytes
+SERIAL_LOG_BYTES = 64 << 10
 
 
 def default_blocks(ram_mib: int) -> list[tuple[str, int]]:
@@ -187,8 +189,13 @@ class Guest:
         self.now_ms = now_ms
         if self.running and elapsed:
             start = self.devices.guest_ms
+            log = self.serial_output
             for step in self.workload.advance(self.ram, start, start + elapsed):
-                self.serial_output += self.devices.on_step(step)
+                line = self.devices.on_step(step)
+                if line:
+                    log += line
+                    if len(log) > 2 * SERIAL_LOG_BYTES:     # bounded: the latest lines
+                        del log[:-SERIAL_LOG_BYTES]
                 if self.workload.name != "idle" and step % DISK_EVERY_STEPS == 0:
                     sector = (step // DISK_EVERY_STEPS) % DISK_SECTORS
                     data = derive(self.seed, 0xD15C, step).randbytes(SECTOR_SIZE)

@@ -17,7 +17,7 @@ from protocol.core import failover as fo
 from protocol.core import faults as fl
 from protocol.core.endpoint import make_endpoint
 from protocol.core.events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
-from protocol.errors import QmpCommandError
+from protocol.errors import QmpCommandError, UsageError
 from protocol.sim.config import SimConfig
 from protocol.sim.invariants import Invariants
 from protocol.sim.link import P2S, S2P, MemoryLink, size_of
@@ -43,6 +43,27 @@ def _make_guests(cfg: SimConfig, dialect) -> dict:
     return {"primary": primary, "secondary": secondary}
 
 
+#: QEMU's x-checkpoint-delay is a uint32 (ms)
+MAX_CHECKPOINT_DELAY_MS = 0xFFFFFFFF
+#: the guest model runs every workload step between two checkpoints (one per 100 ms
+#: or faster): beyond an hour of guest time a checkpoint would cost minutes of CPU
+MODEL_MAX_CHECKPOINT_DELAY_MS = 3_600_000
+
+
+def check_checkpoint_delay(delay_ms, guest: str) -> None:
+    """UsageError unless `delay_ms` is a checkpoint delay this simulation can run."""
+    if delay_ms is None:
+        return
+    if not 0 <= delay_ms <= MAX_CHECKPOINT_DELAY_MS:
+        raise UsageError(f"checkpoint delay {delay_ms} ms: x-checkpoint-delay takes 0 to "
+                         f"{MAX_CHECKPOINT_DELAY_MS} ms (a uint32 in QEMU)")
+    if guest == "model" and delay_ms > MODEL_MAX_CHECKPOINT_DELAY_MS:
+        raise UsageError(f"checkpoint delay {delay_ms} ms: the guest model simulates every "
+                         "step of its workload between checkpoints, so it takes at most "
+                         f"{MODEL_MAX_CHECKPOINT_DELAY_MS} ms (an hour); the null guest "
+                         "takes any uint32")
+
+
 class Simulation(SimulationSession):
     def __init__(self, config: SimConfig | None = None, *, on_event=None,
                  keep_events: bool = True) -> None:
@@ -50,6 +71,7 @@ class Simulation(SimulationSession):
         self.dialect = dialects.get(cfg.dialect)
         if cfg.mode not in ("periodic", "hybrid"):
             raise ValueError(f"mode must be periodic or hybrid, not {cfg.mode!r}")
+        check_checkpoint_delay(cfg.checkpoint_delay_ms, cfg.guest)
         self.faults = fl.parse_all(cfg.faults)
         for f in self.faults:
             self.check_fault(f)
@@ -627,6 +649,9 @@ class Simulation(SimulationSession):
         elif cmd == "checkpoint":
             self.eps["primary"].request_checkpoint(self.now, "operator")
         elif cmd == "set-delay":
+            if not self._null_guest:        # (beyond a uint32: QEMU's own QMP error, below)
+                check_checkpoint_delay(min(int(item["value"]), MAX_CHECKPOINT_DELAY_MS),
+                                       self.cfg.guest)
             for s in SIDES:
                 try:
                     self.eps[s].set_checkpoint_delay(int(item["value"]), self.now)

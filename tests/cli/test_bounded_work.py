@@ -94,7 +94,11 @@ def test_a_long_unrecorded_run_keeps_no_events(capsys):
 def test_a_run_cut_at_the_step_bound_replays_identically(tmp_path, capsys):
     rec = tmp_path / "cut.colo.jsonl"
     assert code("run", "--checkpoints", "100", "--max-steps", "57", "--record", str(rec)) == 1
-    assert "stopped at the step bound (57 steps)" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "stopped at the step bound (57 steps)" in captured.err
+    # the summary does not call an unfinished run finished
+    assert "outcome: unfinished (stopped at the step bound" in captured.out
+    assert "Nothing went wrong" not in captured.out and "of 100 checkpoints" in captured.out
     assert code("replay", str(rec)) == 0
     assert "replayed" in capsys.readouterr().out
 

@@ -55,6 +55,15 @@ def code(*argv) -> int:
     ["repl", "--peer", "127.0.0.1:\u0663"],
     ["tui", "--seed", "0x10"],
     ["repl", "--fault", "BAD"],
+    # in range for the type, but beyond what a session can run (each hung or grew
+    # without bound before): a client request more often than every 1 ms, a model
+    # guest simulating days between checkpoints, a delay beyond QEMU's uint32
+    ["run", "--client-every-ms", "0.5"],
+    ["run", "--checkpoint-delay", "4294967295"],
+    ["run", "--checkpoint-delay", "4294967296", "--guest", "null"],
+    ["run", "--checkpoint-delay", "9223372036854775807"],
+    ["tui", "--checkpoint-delay", "4294967295"],
+    ["compare-modes", "--checkpoints", "99999999999"],
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert code(*argv) == 2
@@ -168,3 +177,15 @@ def test_an_int_option_takes_ascii_decimal_in_range_or_refuses(text):
         assert not ok and "the value must be" in str(exc)
         return
     assert ok and value == int(text)
+
+
+def test_the_null_guest_takes_any_uint32_checkpoint_delay(capsys):
+    assert code("run", "--guest", "null", "--checkpoints", "2",
+                "--checkpoint-delay", "4294967295") == 0
+
+
+def test_the_tui_without_a_terminal_is_an_error_not_a_stream_of_escapes():
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "tui"], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and r.stdout == b""
+    assert b"needs a terminal" in r.stderr and b"Traceback" not in r.stderr

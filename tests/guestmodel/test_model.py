@@ -290,3 +290,30 @@ def test_section_ids_are_stable_and_unique_across_initial_and_checkpoints():
         for d in blob:
             assert initial[d.section_id] == d.idstr
             assert by_name[d.idstr] == d.section_id
+
+
+def test_the_serial_log_keeps_the_latest_lines_only(monkeypatch):
+    """A long stretch of guest time between checkpoints prints a line every 10 steps:
+    the COM1 log keeps the latest ones, not all of them."""
+    from protocol.guest import model
+    monkeypatch.setattr(model, "SERIAL_LOG_BYTES", 256)
+    p, _s = Guest.pair(5, ram_mib=16)
+    p.start()
+    p.advance(600_000)                          # ten minutes: thousands of steps, lines
+    assert p.devices.serial_printed > 8_000      # what was printed in all
+    assert 256 <= len(p.serial_output) <= 512
+    assert p.serial_output.endswith(p.devices.serial_tail)
+
+
+def test_a_model_session_refuses_a_checkpoint_delay_it_cannot_simulate():
+    from protocol.errors import UsageError
+    from protocol.sim.config import SimConfig
+    from protocol.sim.core import MODEL_MAX_CHECKPOINT_DELAY_MS, Simulation
+    with pytest.raises(UsageError, match="at most 3600000 ms"):
+        Simulation(SimConfig(guest="model", ram_mib=16,
+                             checkpoint_delay_ms=MODEL_MAX_CHECKPOINT_DELAY_MS + 1))
+    sim = Simulation(SimConfig(guest="model", ram_mib=16, checkpoints=2))
+    with pytest.raises(UsageError, match="guest model"):
+        sim.apply_input({"cmd": "set-delay", "value": 4_294_967_295})
+    sim.apply_input({"cmd": "set-delay", "value": 5000})          # within: applied
+    assert sim.eps["primary"].checkpoint_delay_ms == 5000

@@ -191,6 +191,14 @@ async def test_delay_prompt(app: ColoApp) -> None:
         await pilot.press(*"5000", "enter")
         await pilot.pause()
         assert app.controller.side("primary").checkpoint_delay_ms == 5000
+        # beyond what x-checkpoint-delay takes: refused, said so, the delay unchanged
+        await pilot.press("d")
+        await pilot.pause()
+        app.screen.query_one("#number").value = ""
+        await pilot.press(*"4294967296", "enter")
+        await pilot.pause()
+        assert app.controller.side("primary").checkpoint_delay_ms == 5000
+        assert "⚠" in app.bridge.notice and "4294967295" in app.bridge.notice
 
 
 async def test_switch_dialect_and_mode_restart(app: ColoApp) -> None:
