@@ -61,7 +61,7 @@ def run_app(args) -> int:
 
     try:
         config = config_from(args)
-        from protocol.sim.core import check_checkpoint_delay
+        from protocol.sim.config import check_checkpoint_delay
         check_checkpoint_delay(config.checkpoint_delay_ms, config.guest)
         if config.faults:       # checked now, before the terminal is taken; the other
             # settings were checked by their argument types, and whatever else

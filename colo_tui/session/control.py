@@ -269,7 +269,7 @@ class Controller:
         self._apply({"cmd": "reprotect"})
 
     def set_checkpoint_delay(self, ms: int) -> None:
-        from protocol.sim.core import check_checkpoint_delay
+        from protocol.sim.config import check_checkpoint_delay
         check_checkpoint_delay(int(ms), "null")     # a uint32 (the guest model: below)
         self._apply({"cmd": "set-delay", "value": int(ms)})
 

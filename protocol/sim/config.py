@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from protocol.errors import UsageError
+
 
 @dataclass
 class SimConfig:
@@ -41,3 +43,24 @@ class SimConfig:
     def from_dict(cls, data: dict) -> SimConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: QEMU's x-checkpoint-delay is a uint32 (ms)
+MAX_CHECKPOINT_DELAY_MS = 0xFFFFFFFF
+#: the guest model runs every workload step between two checkpoints (one per 100 ms
+#: or faster): beyond an hour of guest time a checkpoint would cost minutes of CPU
+MODEL_MAX_CHECKPOINT_DELAY_MS = 3_600_000
+
+
+def check_checkpoint_delay(delay_ms, guest: str) -> None:
+    """UsageError unless `delay_ms` is a checkpoint delay this simulation can run."""
+    if delay_ms is None:
+        return
+    if not 0 <= delay_ms <= MAX_CHECKPOINT_DELAY_MS:
+        raise UsageError(f"checkpoint delay {delay_ms} ms: x-checkpoint-delay takes 0 to "
+                         f"{MAX_CHECKPOINT_DELAY_MS} ms (a uint32 in QEMU)")
+    if guest == "model" and delay_ms > MODEL_MAX_CHECKPOINT_DELAY_MS:
+        raise UsageError(f"checkpoint delay {delay_ms} ms: the guest model simulates every "
+                         "step of its workload between checkpoints, so it takes at most "
+                         f"{MODEL_MAX_CHECKPOINT_DELAY_MS} ms (an hour); the null guest "
+                         "takes any uint32")

@@ -17,8 +17,8 @@ from protocol.core import failover as fo
 from protocol.core import faults as fl
 from protocol.core.endpoint import make_endpoint
 from protocol.core.events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
-from protocol.errors import QmpCommandError, UsageError
-from protocol.sim.config import SimConfig
+from protocol.errors import QmpCommandError
+from protocol.sim.config import MAX_CHECKPOINT_DELAY_MS, SimConfig, check_checkpoint_delay
 from protocol.sim.invariants import Invariants
 from protocol.sim.link import P2S, S2P, MemoryLink, size_of
 from protocol.sim.session_view import SimulationSession
@@ -41,27 +41,6 @@ def _make_guests(cfg: SimConfig, dialect) -> dict:
                                     dialect=dialect.name, divergence_rate=cfg.divergence)
     secondary.output_lost = cfg.svm_output_lost
     return {"primary": primary, "secondary": secondary}
-
-
-#: QEMU's x-checkpoint-delay is a uint32 (ms)
-MAX_CHECKPOINT_DELAY_MS = 0xFFFFFFFF
-#: the guest model runs every workload step between two checkpoints (one per 100 ms
-#: or faster): beyond an hour of guest time a checkpoint would cost minutes of CPU
-MODEL_MAX_CHECKPOINT_DELAY_MS = 3_600_000
-
-
-def check_checkpoint_delay(delay_ms, guest: str) -> None:
-    """UsageError unless `delay_ms` is a checkpoint delay this simulation can run."""
-    if delay_ms is None:
-        return
-    if not 0 <= delay_ms <= MAX_CHECKPOINT_DELAY_MS:
-        raise UsageError(f"checkpoint delay {delay_ms} ms: x-checkpoint-delay takes 0 to "
-                         f"{MAX_CHECKPOINT_DELAY_MS} ms (a uint32 in QEMU)")
-    if guest == "model" and delay_ms > MODEL_MAX_CHECKPOINT_DELAY_MS:
-        raise UsageError(f"checkpoint delay {delay_ms} ms: the guest model simulates every "
-                         "step of its workload between checkpoints, so it takes at most "
-                         f"{MODEL_MAX_CHECKPOINT_DELAY_MS} ms (an hour); the null guest "
-                         "takes any uint32")
 
 
 class Simulation(SimulationSession):

@@ -307,8 +307,8 @@ def test_the_serial_log_keeps_the_latest_lines_only(monkeypatch):
 
 def test_a_model_session_refuses_a_checkpoint_delay_it_cannot_simulate():
     from protocol.errors import UsageError
-    from protocol.sim.config import SimConfig
-    from protocol.sim.core import MODEL_MAX_CHECKPOINT_DELAY_MS, Simulation
+    from protocol.sim.config import MODEL_MAX_CHECKPOINT_DELAY_MS, SimConfig
+    from protocol.sim.core import Simulation
     with pytest.raises(UsageError, match="at most 3600000 ms"):
         Simulation(SimConfig(guest="model", ram_mib=16,
                              checkpoint_delay_ms=MODEL_MAX_CHECKPOINT_DELAY_MS + 1))

@@ -398,3 +398,22 @@ async def test_the_footer_never_hides_help_palette_or_quit(width: int) -> None:
         assert "? help" in text and "^p palette" in text and "q quit" in text, text
         assert "step" in text                     # the most important key comes first
         assert len(text.rstrip()) <= width
+
+
+async def test_a_long_question_wraps_inside_its_dialog(app: ColoApp, tmp_path) -> None:
+    """The discard question names the steps and the recording: at 80x24 it is longer
+    than the dialog is wide, and every word of it shows (it was cut off mid-line)."""
+    from textual.widgets import Label
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", "n")
+        await pilot.pause()
+        app.controller.record_start(str(tmp_path / "a-rather-long-recording-name.colo.jsonl"))
+        await pilot.press("v", "down", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoicePrompt)
+        label = app.screen.query_one(Label)
+        text = app.screen.title_text
+        assert len(text) > label.size.width and label.size.height >= 2
+        shown = "".join(line.text for line in label.render_lines(label.region.reset_offset))
+        assert "".join(shown.split()) == "".join(text.split())    # (a long path breaks)
+        await pilot.press("escape")

@@ -52,6 +52,8 @@ def run(self, *args, **kwargs):
     kwargs.update(headless=True, size=(100, 30), auto_pilot=pilot)
     return _run(self, *args, **kwargs)
 App.run = run
+import colo_tui.cli.tui
+colo_tui.cli.tui.has_terminal = lambda: True      # headless: no terminal needed
 from colo_tui.cli.main import main
 sys.exit(main([]))
 """

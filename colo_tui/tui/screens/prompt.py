@@ -15,6 +15,7 @@ DIALOG_CSS = """
         width: 76; max-width: 100%; height: auto; max-height: 100%;
         border: thick $primary; background: $surface; padding: 0 1;
     }
+    .dialog Label { width: 1fr; }      /* a long question wraps, never cut off */
     .dialog .row { height: auto; }
     .dialog Select { width: 1fr; }
     .dialog Input { width: 1fr; }
