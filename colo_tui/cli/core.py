@@ -323,6 +323,9 @@ def cmd_run(args) -> int:
     finally:
         if writer:
             writer.close()
+    note = writer.beyond_reader_limits() if writer else None
+    if note:
+        print(f"colo run: note: {note}", file=sys.stderr)
     if args.dump_wire:
         out = Path(args.dump_wire)
         try:
@@ -330,7 +333,11 @@ def cmd_run(args) -> int:
             (out / "primary_to_secondary.bin").write_bytes(bytes(sim.link.wire[P2S]))
             (out / "secondary_to_primary.bin").write_bytes(bytes(sim.link.wire[S2P]))
         except OSError as exc:
-            print(f"colo run: --dump-wire {args.dump_wire}: {exc.strerror}", file=sys.stderr)
+            why = exc.strerror
+            if isinstance(exc, FileExistsError) or (out.exists() and not out.is_dir()):
+                why = "not a directory (a file of that name exists; the wire goes into a " \
+                      "directory, as two .bin files)"
+            print(f"colo run: --dump-wire {args.dump_wire}: {why}", file=sys.stderr)
             return 1
     summary = session_summary(sim, wire_log)
     bounded = summary["stopped_at_step_bound"] = not sim.finished

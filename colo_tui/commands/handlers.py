@@ -478,7 +478,9 @@ def set_(c, p) -> str:
 def record(c, p) -> str:
     if p.form == ("stop",):
         path = c.record_stop()
-        return f"recording saved: {path}" if path else "not recording"
+        note = c.recording_note
+        return (f"recording saved: {path}" + (f"\nnote: {note}" if note else "")) if path \
+            else "not recording"
     if p.get("file"):
         path = os.path.expanduser(p.args["file"])
     else:

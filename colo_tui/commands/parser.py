@@ -226,6 +226,9 @@ def parse(line: str, registry=None) -> ParsedCommand:
     if best[0] == 0 and len(words) > 1 and len(heads) > 1:
         raise CommandError(f"{cmd.name}: unknown {words[1]!r}; expected one of: "
                            f"{', '.join(heads)}; usage: {cmd.syntax}")
+    if best[0] == 0 and len(words) == 1 and len(heads) > 1:     # `set` alone: which?
+        raise CommandError(f"{cmd.name}: missing what to {cmd.name}, one of: "
+                           f"{', '.join(heads)}; usage: {cmd.syntax}")
     raise CommandError(f"{cmd.name}: {best[1]}; usage: {cmd.syntax}")
 
 

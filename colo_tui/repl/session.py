@@ -111,7 +111,10 @@ def _guarded(lines):
     a line too long, bytes that are not UTF-8."""
     try:
         yield from lines
-    except (CommandError, UnicodeDecodeError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        yield CommandError(f"the script is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                           f"at offset {exc.start} of the block read): is it a command file?")
+    except (CommandError, OSError) as exc:
         yield exc
 
 
@@ -161,6 +164,9 @@ def run_script(c, lines, name: str, out, err) -> int:
         path = c.record_stop()
         if path:
             print(f"recording saved: {path}", file=out)
+            note = getattr(c, "recording_note", None)
+            if note:
+                print(f"note: {note}", file=out)
         out.flush()
     return status
 

@@ -56,6 +56,7 @@ class Controller:
         self._future_inputs: list[dict] = []
         self._writer: rf.Writer | None = None
         self.recording_path: str | None = None
+        self.recording_note: str | None = None
         self.replay_source: str | None = None
         self._session: Session | None = None
         if session is not None:
@@ -327,6 +328,8 @@ class Controller:
             writer.close()
         else:
             writer.close(stop_step=self.session.steps)     # the stop line, then the digest
+        #: what a reader with default limits would refuse in it (said with "saved")
+        self.recording_note = writer.beyond_reader_limits()
         return path
 
     def close(self) -> None:

@@ -109,6 +109,8 @@ class Writer:
         self._sha = hashlib.sha256()
         self.lines = 0
         self.events = 0          # event lines written (the stop line counts them)
+        self.bytes = 0
+        self._checkpoints = int((header.get("params") or {}).get("checkpoints") or 0)
         st = check_target(self.path, inputs=inputs, force=force)
         try:
             if st is None and atomic:               # one-shot: appears whole or not at all
@@ -163,8 +165,27 @@ class Writer:
             return False
         self._sha.update(line)
         self.lines += 1
+        self.bytes += len(line)
         self._writing = False
         return True
+
+    def beyond_reader_limits(self) -> str | None:
+        """What in this recording a reader refuses with its default limits (and the
+        setting that lets it read the file), or None."""
+        from protocol.record import schema
+        over = []
+        if self._checkpoints > schema.max_checkpoints():
+            over.append(("COLO_MAX_CHECKPOINTS", self._checkpoints, "checkpoints"))
+        if self.events > schema.max_events():
+            over.append(("COLO_MAX_RECORDING_EVENTS", self.events, "events"))
+        if self.bytes > schema.max_bytes():
+            over.append(("COLO_MAX_RECORDING_MIB", -(-self.bytes >> 20), "MiB"))
+        if not over:
+            return None
+        what = ", ".join(f"{n:,} {unit}" for _var, n, unit in over)
+        env = " ".join(f"{var}={n}" for var, n, _unit in over)
+        return (f"the recording {self.path} holds {what}, more than readers take by default; "
+                f"read it with {env} set (e.g. {env} colo replay {self.path})")
 
     def event(self, ev) -> None:
         if self._write(ev if isinstance(ev, dict) else to_json(ev)):

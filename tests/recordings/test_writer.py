@@ -261,3 +261,25 @@ def test_colo_run_record_stopped_by_a_signal_is_complete_and_replays(tmp_path, s
     r = subprocess.run([sys.executable, "-m", "colo_tui", "replay", str(path)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0 and "identically" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_recording_beyond_the_readers_default_limits_says_how_to_read_it(tmp_path, capsys,
+                                                                            monkeypatch):
+    """The tool may write what its reader refuses by default (more checkpoints than
+    COLO_MAX_CHECKPOINTS): it says so, with the setting that reads it back."""
+    from colo_tui.cli import main as cli
+    monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "5")
+    path = tmp_path / "big.colo.jsonl"
+    assert cli.main(["run", "--guest", "null", "--checkpoints", "6", "--record",
+                     str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "holds 6 checkpoints" in err and "COLO_MAX_CHECKPOINTS=6" in err
+    with pytest.raises(RecordingError, match="above the limit"):
+        rf.read(path)
+    monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "6")
+    assert verify(rf.read(path)).ok
+    monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "5")
+    small = tmp_path / "small.colo.jsonl"
+    assert cli.main(["run", "--guest", "null", "--checkpoints", "5", "--record",
+                     str(small)]) == 0
+    assert "COLO_MAX" not in capsys.readouterr().err

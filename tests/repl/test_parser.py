@@ -84,3 +84,13 @@ def test_registry_is_data():
 def test_numbers_follow_the_one_grammar(word):
     with pytest.raises(CommandError, match="whole number"):
         parse(f"step {word}")
+
+
+def test_a_command_of_several_settings_alone_lists_them():
+    """`set` with nothing after it names what it sets, not the first form's word."""
+    from colo_tui.commands.parser import CommandError, parse
+    with pytest.raises(CommandError) as info:
+        parse("set")
+    text = str(info.value)
+    assert "missing what to set, one of:" in text
+    assert all(word in text for word in ("checkpoint-delay", "dialect", "mode", "seed"))

@@ -42,6 +42,14 @@ def test_script_stops_at_first_error(tmp_path):
     assert "colo> step 1" not in r.stdout
 
 
+def test_a_script_that_is_not_utf8_is_named_as_such(tmp_path):
+    script = tmp_path / "binary.colo"
+    script.write_bytes(b"step 1\n\xcf\xff\x00garbage\n")
+    r = repl("-f", str(script))
+    assert r.returncode == 2 and "not UTF-8 text" in r.stderr and "Traceback" not in r.stderr
+    assert "codec can't decode" not in r.stderr
+
+
 def test_stdin_success_and_failure():
     r = repl(stdin="step 2\nstatus\nquit\nstep 1\n")
     assert r.returncode == 0, r.stderr
