@@ -351,6 +351,17 @@ def main(args) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
-        print(f"colo proxy: error: {exc.strerror or exc}", file=sys.stderr)
+        print(f"colo proxy: error: {_os_error_text(exc, args)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _os_error_text(exc: OSError, args) -> str:
+    """An OSError in words that name what it was about: the file, or the addresses."""
+    import socket
+    why = exc.strerror or str(exc)
+    if exc.filename:
+        return f"{exc.filename}: {why}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve an address (listen {args.listen}, connect {args.connect}): {why}"
+    return f"{why} (listen {args.listen}, connect {args.connect})"

@@ -189,3 +189,14 @@ def test_the_tui_without_a_terminal_is_an_error_not_a_stream_of_escapes():
                        capture_output=True, timeout=120, cwd=ROOT)
     assert r.returncode == 2 and r.stdout == b""
     assert b"needs a terminal" in r.stderr and b"Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--listen", "999.0.0.1:5", "--connect", "127.0.0.1:6"], "listen 999.0.0.1:5"),
+    (["--listen", "127.0.0.1:0", "--connect", "127.0.0.1:6", "--record", "/nonexistent/d/r"],
+     "/nonexistent/d/r: "),
+])
+def test_proxy_os_errors_name_what_they_are_about(argv, named, capsys):
+    assert code("proxy", *argv) == 1
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
