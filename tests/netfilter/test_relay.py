@@ -177,3 +177,24 @@ def test_with_vnet_headers_the_header_passes_untouched_and_faults_hit_the_frame(
         [len(frames[3]) - 1]
     assert [r.info.kind for r in log.records] == ["arp"] + ["tcp"] * 4
     assert [d.seq for d in log.data_packets()] == [1000, 1010, 1020]
+
+
+def test_free_ports_are_outside_the_ephemeral_range_and_bindable():
+    """The lab's ports come from below the kernel's ephemeral range: an outgoing
+    connection made before QEMU binds them can never be given one as its source."""
+    import socket
+
+    from colo_tui.lab.pair import _ephemeral_range
+    lo, hi = _ephemeral_range()
+    ports = free_ports(13)
+    assert len(set(ports)) == 13
+    assert all(not lo <= p <= hi for p in ports)
+    socks = []
+    try:
+        for p in ports:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", p))
+    finally:
+        for s in socks:
+            s.close()
