@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import re
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from colo_tui.lab import LabError, procs
 from colo_tui.lab.guest import GUEST_PORT, KERNEL_APPEND, RANDOM_PORT, ensure_guest, qemu_img
+from protocol.drivers.ports import free_ports
 
 SHIM_SRC = Path(__file__).resolve().parents[2] / "tools" / "qemu" / "bqlshim.c"
 CAP = {"capabilities": [{"capability": "x-colo", "state": True}]}
@@ -48,53 +48,6 @@ DISK = "64M"
 #: (docs/lab-modes.md).  Later QEMU resets the TLB on the fast path too
 #: (cpu_physical_memory_dirty_bits_cleared).
 RAM = "131080K"
-
-
-#: where free_ports looks: below the kernel's ephemeral range (see _ephemeral_range)
-PORTS_FROM = 10_000
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    """The ports the kernel hands to outgoing connections (and to bind(0))."""
-    try:
-        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(lo), int(hi)
-    except (OSError, ValueError):
-        return 32768, 60999           # Linux's default
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct loopback ports free now, outside the ephemeral range: between
-    this pick and QEMU's bind, no outgoing connection (QEMU's own NBD or mirror
-    client, say) can be given one as its source port, as it could a bind(0) port
-    (CI saw QEMU fail: "Failed to find an available port: Address already in use")."""
-    import random
-    lo, hi = _ephemeral_range()
-    span = range(PORTS_FROM, lo) if lo - PORTS_FROM >= 64 * n else range(hi + 1, 65536)
-    rng = random.SystemRandom()
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(64 * n):                       # bounded: most ports are free
-            if len(socks) == n:
-                break
-            port = rng.choice(span)
-            if any(s.getsockname()[1] == port for s in socks):
-                continue
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                s.close()
-                continue
-            socks.append(s)
-        while len(socks) < n:                         # (a crowded host: the kernel picks)
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def ensure_shim(cache: Path) -> Path:

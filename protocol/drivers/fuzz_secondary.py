@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -60,9 +59,8 @@ class Outcome:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from protocol.drivers.ports import free_ports
+    return free_ports(1)[0]
 
 
 def cases() -> list[Case]:

@@ -184,7 +184,7 @@ def test_free_ports_are_outside_the_ephemeral_range_and_bindable():
     connection made before QEMU binds them can never be given one as its source."""
     import socket
 
-    from colo_tui.lab.pair import _ephemeral_range
+    from protocol.drivers.ports import _ephemeral_range
     lo, hi = _ephemeral_range()
     ports = free_ports(13)
     assert len(set(ports)) == 13
