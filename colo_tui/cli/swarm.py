@@ -5,7 +5,10 @@ import json
 import sys
 from pathlib import Path
 
-from colo_tui.session.argtypes import nonneg_float, positive_int
+from colo_tui.session.argtypes import int_in, nonneg_float, positive_int, seed_int
+
+#: local worker processes at most (each is a Python process with its own simulator)
+MAX_WORKERS = 256
 
 MAX_SHRUNK = 3          # distinct failures shrunk per run (each costs up to ~150 runs)
 
@@ -13,9 +16,10 @@ MAX_SHRUNK = 3          # distinct failures shrunk per run (each costs up to ~15
 def add_swarm_options(e) -> None:
     e.add_argument("--swarm", type=positive_int, metavar="N", default=None,
                    help="run N seeded worlds (each seed draws config, timing and faults)")
-    e.add_argument("--seed", type=int, default=1, help="the first seed (seeds S … S+N-1)")
-    e.add_argument("--workers", type=positive_int, default=1, metavar="K",
-                   help="local worker processes (same results for any K)")
+    e.add_argument("--seed", type=seed_int, default=1,
+                   help="the first seed (seeds S … S+N-1; each is a `colo run --seed`)")
+    e.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1, metavar="K",
+                   help=f"local worker processes, 1 … {MAX_WORKERS} (same results for any K)")
     e.add_argument("--cluster", metavar="ADDRESS",
                    help="run on the dask.distributed scheduler at ADDRESS (tcp://host:8786)")
     e.add_argument("--time-budget", type=nonneg_float, metavar="SEC", default=None,

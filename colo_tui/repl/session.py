@@ -150,7 +150,7 @@ def run_script(c, lines, name: str, out, err) -> int:
                 continue
             print(f"colo> {_shown(line)}", file=out)
             res = execute(c, line)
-            if res.text:
+            if res.text and res.ok:       # (a failure's text: once, on stderr, below)
                 print(res.text, file=out)
             _note_hidden(c, out)
             out.flush()

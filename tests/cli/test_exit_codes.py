@@ -64,6 +64,8 @@ def code(*argv) -> int:
     ["run", "--checkpoint-delay", "9223372036854775807"],
     ["tui", "--checkpoint-delay", "4294967295"],
     ["compare-modes", "--checkpoints", "99999999999"],
+    ["explore", "--swarm", "2", "--workers", "100000"],    # a pool that size forks each
+    ["explore", "--swarm", "2", "--seed", "-1"],           # no `colo run --seed` for it
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert code(*argv) == 2

@@ -56,6 +56,8 @@ def test_stdin_success_and_failure():
     assert "colo> step 1" not in r.stdout          # quit ends the script
     r = repl(stdin="step 2\nshow cpu\n")
     assert r.returncode == 2 and "<stdin>:2:" in r.stderr and "unknown view 'cpu'" in r.stderr
+    # said once (stdout and stderr often share a terminal), with where it happened
+    assert "unknown view 'cpu'" not in r.stdout and r.stderr.count("unknown view 'cpu'") == 1
     r = repl(stdin="step 2\nreplay /nonexistent/x.colo.jsonl\n")
     assert r.returncode == 1 and "<stdin>:2:" in r.stderr
 
