@@ -295,10 +295,7 @@ def cmd_run(args) -> int:
         if args.events:
             sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
         with _StopAtStep() as stop:
-            n = 0
-            while not sim.finished and n < max_steps and stop.signum is None:
-                sim.step()
-                n += 1
+            sim.run_until(lambda _sim: stop.signum is not None, max_steps=max_steps)
         if writer and not sim.finished:
             writer.stop(sim.steps)   # cut at the step bound or a signal: replay stops here
         if stop.signum is not None:

@@ -164,9 +164,8 @@ def run_script(c, lines, name: str, out, err) -> int:
         path = c.record_stop()
         if path:
             print(f"recording saved: {path}", file=out)
-            note = getattr(c, "recording_note", None)
-            if note:
-                print(f"note: {note}", file=out)
+            if c.recording_note:
+                print(f"note: {c.recording_note}", file=out)
         out.flush()
     return status
 

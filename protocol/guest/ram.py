@@ -323,6 +323,11 @@ class RamBlock:
         self.touched.set_many(idx)
         self.stale.set_many(idx)
 
+    def read_hashes(self, idx: np.ndarray) -> np.ndarray:
+        """The hashes of pages `idx` read from memory now, not from the per-page cache
+        (a write that bypassed the block's methods shows here, not in `hashes`)."""
+        return _hashes_at(self.mem, idx)
+
     def hashes(self) -> np.ndarray:
         """Per-page content hashes (0 exactly for zero pages), refreshed where stale."""
         if self._hashes is None:

@@ -34,8 +34,6 @@ from collections import Counter
 
 import numpy as np
 
-from protocol.guest import pagediff
-from protocol.guest.ram import PAGE_HASH_WEIGHTS
 from protocol.migration.pages import PAGE_SIZE, PageBatch
 
 #: the primary's states once COLO has ended for it (it runs alone from then on)
@@ -230,7 +228,7 @@ class GuestWatch:
                           f"state {mach.state}, before vmstate-loaded committed it")
 
     # -- discard keeps SVM RAM ---------------------------------------------------------
-    def _svm_pages_raw(self) -> dict[str, tuple[np.ndarray, bytes]]:
+    def _svm_pages_raw(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{block: (pages received this checkpoint, their SVM RAM hashes read raw)}."""
         out = {}
         for name, parts in self.sent.items():
@@ -238,18 +236,14 @@ class GuestWatch:
             if blk is None or not parts:
                 continue
             idx = np.unique(np.concatenate(parts))
-            out[name] = (idx, pagediff.hash_pages(blk.mem, idx, PAGE_HASH_WEIGHTS, PAGE_SIZE))
+            out[name] = (idx, blk.read_hashes(idx))
         return out
 
-    def _check_svm_kept(self, before: dict[str, tuple[np.ndarray, bytes]]) -> None:
+    def _check_svm_kept(self, before: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         n = self.sim.eps["secondary"].in_flight
         for name, (idx, hashes) in before.items():
-            blk = self.secondary.ram.blocks[name]
-            now = pagediff.hash_pages(blk.mem, idx, PAGE_HASH_WEIGHTS, PAGE_SIZE)
-            if now != hashes:
-                old = np.frombuffer(hashes, dtype=np.uint64)
-                new = np.frombuffer(now, dtype=np.uint64)
-                bad = idx[old != new]
+            bad = idx[self.secondary.ram.blocks[name].read_hashes(idx) != hashes]
+            if len(bad):
                 self.inv.fail("discard_keeps_svm", f"checkpoint {n}: discarding the partly "
                               f"received checkpoint wrote {len(bad)} page(s) of SVM RAM "
                               f"({name} page {int(bad[0]):#x} first): only the RAM cache "
