@@ -398,6 +398,11 @@ def import_capture(path: str | Path) -> ImportedSession:
     p = Path(path)
     try:
         if p.is_dir():
+            if not (p / BIN_P2S).exists():
+                raise CaptureError(
+                    f"{p}: no {BIN_P2S} in this directory (a run directory holds "
+                    f"{BIN_P2S}, the primary's stream; {BIN_S2P} and {OFFSETS_JSON} "
+                    "beside it are optional); or give a .pcap/.pcapng file")
             return _import_bins(p / BIN_P2S, p / BIN_S2P, p / OFFSETS_JSON)
         if p.exists() and not p.is_file():
             raise CaptureError(f"{p}: not a regular file (a capture is read twice: once to "
@@ -552,7 +557,9 @@ def _import_bins(p2s_path: Path, s2p_path: Path, offsets_path: Path) -> Imported
         p2s = _read_stream_file(p2s_path)
         s2p = _read_stream_file(s2p_path) if s2p_path.exists() else b""
     except OSError as exc:
-        raise CaptureError(f"cannot read the stream files: {exc.strerror or exc}") from None
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CaptureError(f"cannot read the stream files{where}: "
+                           f"{exc.strerror or exc}") from None
     offs = read_offsets(offsets_path) if offsets_path.exists() else {}
     t0 = float(offs.get("t0") or 0.0)
     return import_streams(p2s, s2p, offs.get("primary_to_secondary"),

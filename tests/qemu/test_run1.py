@@ -42,6 +42,17 @@ def test_import_bad_capture_is_one_line(tmp_path, capsys):
     assert err.startswith("colo: error:") and err.count("\n") == 1
 
 
+def test_import_directory_without_stream_files_names_them(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "secondary_to_primary.bin").write_bytes(b"\0\0\0\0")   # the reverse alone
+    assert colo(["import", str(run), "-o", str(tmp_path / "o.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"colo: error: {run}: no primary_to_secondary.bin") \
+        and err.count("\n") == 1, err
+    assert "secondary_to_primary.bin" in err and "stream_offsets.json" in err
+
+
 def test_respond_secondary_matches_real_bytes(run1, tmp_path):
     out = tmp_path / "s2p.bin"
     assert colo(["respond", "--role", "secondary", "--dialect", "qemu",
