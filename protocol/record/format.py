@@ -54,6 +54,9 @@ class Recording:
     cut: str | None = None
     #: the SHA-256 chain the trailer carried and the reader checked (None: no trailer)
     digest: str | None = None
+    #: the file it was read from (as given), and the line number of each event in it
+    name: str = "<recording>"
+    event_lines: list[int] = field(default_factory=list)
 
     @property
     def imported(self) -> bool:
@@ -344,7 +347,7 @@ def _parse(fh, name: str) -> Recording:
         where = f"{name}: line {no}"
         if rec is None:
             version = _check_header(obj, name, no)
-            rec = Recording(obj, version=version)
+            rec = Recording(obj, version=version, name=name)
         elif "digest" in obj and "kind" not in obj:
             lines, digest = schema.check_digest(obj, where)
             if lines != count:
@@ -358,10 +361,11 @@ def _parse(fh, name: str) -> Recording:
         elif "input" in obj:
             _room(rec, max_events, where)
             rec.inputs.append(schema.check_input(obj, where))
-        elif "kind" in obj and "seq" in obj:
+        elif "kind" in obj:           # an event (check_event: with its seq and the rest)
             schema.check_event(obj, where)
             _room(rec, max_events, where)
             rec.events.append(obj)
+            rec.event_lines.append(no)
         elif "stop" in obj:
             rec.stop_step, rec.stop_events = schema.check_stop(obj, where)
             if rec.stop_events is not None and rec.stop_events != len(rec.events):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from protocol.errors import ColoError, RecordingError
 from protocol.record import facts
-from protocol.record.eventjson import to_json
+from protocol.record.eventjson import from_json, to_json
 from protocol.record.format import Recording
 from protocol.sim.core import Simulation
 
@@ -88,6 +88,7 @@ def verify(rec: Recording) -> ReplayResult:
                 return True
             a, b = _norm(want[k]), _norm(to_json(got[k]))
             if a != b:
+                bad_event(rec, k)      # a line this tool never writes: a bad file
                 diff.append({"seq": want[k].get("seq"), "recorded": json.loads(a),
                              "replayed": json.loads(b)})
                 return True
@@ -106,6 +107,19 @@ def verify(rec: Recording) -> ReplayResult:
     if got != len(want):
         return ReplayResult(False, got, _count_diff(want, sim), sim)
     return ReplayResult(True, got, None, sim)
+
+
+def bad_event(rec: Recording, k: int) -> None:
+    """RecordingError naming the file's line when event `k` is not an event line this
+    tool writes (its seq out of order, an unknown kind, fields its kind does not have):
+    a bad file, not a session that replays differently."""
+    lines = rec.event_lines
+    where = f"{rec.name}: line {lines[k]}" if k < len(lines) else f"{rec.name}: event {k}"
+    seq = rec.events[k].get("seq")
+    if seq != k:
+        raise RecordingError(f"{where}: seq {seq} where {k} was expected (a recording "
+                             "numbers its events 0, 1, 2, ... in file order)")
+    from_json(rec.events[k], where=where)
 
 
 def _count_diff(want: list[dict], sim) -> dict:

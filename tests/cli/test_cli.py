@@ -158,6 +158,31 @@ def test_replay_reports_the_first_divergence(tmp_path):
     assert "was cut" in r.stdout
 
 
+GOLDEN = Path(__file__).resolve().parents[2] / "recordings" / "happy-qemu-periodic.colo.jsonl"
+
+
+@pytest.mark.parametrize(("line", "needle"), [
+    ('{"t":0.0,"seq":1,"side":"secondary","kind":"bogus","data":{}}',
+     "unknown event kind 'bogus'"),
+    ('{"t":0.0,"seq":7,"side":"secondary","kind":"state","data":{}}',
+     "seq 7 where 1 was expected"),
+    ('{"t":0.0,"seq":1,"side":"secondary","kind":"state","data":{"nonsense":1}}',
+     "event 'state' has no field 'nonsense'"),
+    ('{"t":0.0,"side":"secondary","kind":"state","data":{}}', "missing required field `seq`"),
+])
+def test_replay_names_a_bad_event_line_not_a_divergence(tmp_path, line, needle):
+    lines = GOLDEN.read_text().splitlines()
+    assert '"seq":1,' in lines[3]            # line 4 of the file: the event of seq 1
+    lines[3] = line
+    bad = tmp_path / "bad.colo.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    r = colo("replay", str(bad))
+    assert r.returncode == 1 and "DIVERGES" not in r.stdout + r.stderr, r.stdout
+    assert r.stderr.startswith(f"colo: error: {bad}: line 4: ") and needle in r.stderr, \
+        r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
 def test_explore_json():
     r = colo("explore", "--matrix", "--json", "--dialect", "qemu", timeout=300)
     out = json.loads(r.stdout)
