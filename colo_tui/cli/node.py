@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colo_tui.session.argtypes import nonneg_int, positive_int
+from colo_tui.session.argtypes import nonneg_int, positive_int, seed_int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +62,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "mirror (secondary, qemu): keep the RAM a real QEMU primary sends")
     p.add_argument("--ram-mib", type=positive_int, default=16)
     p.add_argument("--workload", default="toggle")
-    p.add_argument("--seed", type=nonneg_int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--load-ms", type=nonneg_int, default=0,
                    help="how long the secondary takes to load a checkpoint")
     p.add_argument("--save-ms", type=nonneg_int, default=0,

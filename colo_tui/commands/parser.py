@@ -18,6 +18,7 @@ from protocol.core import dialects
 from protocol.core import faults as fl
 from protocol.core import messages as m
 from protocol.core.events import EventKind
+from protocol.core.grammar import SEED_MAX
 from protocol.errors import FaultSpecError, UsageError
 
 SIDES = ("primary", "secondary")
@@ -121,7 +122,7 @@ def _command(text: str) -> str:
 CONVERTERS = {
     "int": lambda t, n: _int(t, n),
     "count": lambda t, n: _int(t, n, 1, 1_000_000),
-    "seed": lambda t, n: _int(t, n, 0, (1 << 63) - 1),
+    "seed": lambda t, n: _int(t, n, 0, SEED_MAX),     # what `colo run --seed` takes
     "side": lambda t, n: resolve_side(t),
     "fault-spec": lambda t, n: _fault(t),
     "event": lambda t, n: _event(t),

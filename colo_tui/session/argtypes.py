@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.core.grammar import INT64_MAX, parse_decimal, parse_decimal_number
+from protocol.core.grammar import INT64_MAX, SEED_MAX, parse_decimal, parse_decimal_number
 from protocol.errors import UsageError
 
 
@@ -32,8 +32,8 @@ def int_in(lo: int, hi: int = INT64_MAX):
 
 nonneg_int = int_in(0)
 positive_int = int_in(1)
-#: seeds: what random.Random and the recordings' header carry
-seed_int = int_in(0, (1 << 64) - 1)
+#: seeds: what random.Random and the recordings' header carry (protocol.core.grammar)
+seed_int = int_in(0, SEED_MAX)
 
 
 def number_in(lo: float, hi: float):

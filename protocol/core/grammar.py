@@ -18,6 +18,9 @@ _DECIMAL_FRACTION = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
 #: limit is 4300 digits, and a bound must not depend on it)
 MAX_DIGITS = 40
 INT64_MAX = (1 << 63) - 1
+#: a seed, wherever one is given (`colo run --seed`, the REPL's `set seed`, a recording's
+#: header): 0 … 2**64 - 1, what random.Random takes and a recording carries
+SEED_MAX = (1 << 64) - 1
 
 
 def _shown(text) -> object:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from protocol.core import faults as fl
+from protocol.core.grammar import SEED_MAX
 from protocol.errors import ColoError, FaultSpecError, RecordingError
 
 U64 = 1 << 64
@@ -205,8 +206,9 @@ def check_header(obj: dict, where: str, version: int) -> Header:
     if 0 < p.client_every_ms < 1.0:
         raise RecordingError(f"{where}: params.client_every_ms: a client request every "
                              f"{p.client_every_ms} ms is too often (0 for none, or >= 1)")
-    if not -U64 < head.seed < U64:
-        raise RecordingError(f"{where}: seed: out of range (a 64-bit integer)")
+    if not 0 <= head.seed <= SEED_MAX:
+        raise RecordingError(f"{where}: seed: {head.seed} is not a seed (0 to {SEED_MAX}, "
+                             "as `colo run --seed` takes)")
     cap = max_checkpoints()
     if p.checkpoints > cap:
         raise RecordingError(f"{where}: params.checkpoints {p.checkpoints} is above the limit "

@@ -60,6 +60,13 @@ def test_params_out_of_range_are_refused(tmp_path, field, value, needle):
     _refused_by_every_consumer(path, "line 2", needle)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**64, -(2**63)])
+def test_a_seed_colo_run_refuses_is_refused(tmp_path, seed):
+    path = _with_header(tmp_path, lambda h: h.__setitem__("seed", seed))
+    _refused_by_every_consumer(path, "line 2", f"seed: {seed} is not a seed (0 to "
+                               f"{2**64 - 1}, as `colo run --seed` takes)")
+
+
 def test_a_fault_at_an_absurd_checkpoint_is_refused(tmp_path):
     path = _with_header(tmp_path, lambda h: h.__setitem__(
         "faults", ["drop@checkpoint-reply#99999999999999999999"]))

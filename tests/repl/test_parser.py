@@ -20,6 +20,7 @@ GOOD = [
     ("show packets", "show", {"what": "packets"}), ("show disk", "show", {"what": "disk"}),
     ("set checkpoint-delay 1000", "set", {"ms": 1000}), ("set dialect v11", "set", {"d": "v11"}),
     ("set mode hybrid", "set", {"m": "hybrid"}), ("set seed 7", "set", {"s": 7}),
+    ("set seed 18446744073709551615", "set", {"s": 2**64 - 1}),      # as `colo run --seed`
     ("record start /tmp/x.jsonl", "record", {"file": "/tmp/x.jsonl"}),
     ("record stop", "record", {}), ("replay 'a b.jsonl'", "replay", {"file": "a b.jsonl"}),
     ("back", "back", {}), ("back 3", "back", {"n": 3}), ("explain", "explain", {}),
@@ -53,6 +54,8 @@ BAD = [
     ("set", "missing"), ("set colour red", "unknown 'colour'; expected one of"),
     ("set dialect qemu9", "unknown dialect 'qemu9'"), ("set mode fast", "unknown mode"),
     ("set seed x", "whole number"), ("set checkpoint-delay -5", "between 0 and"),
+    ("set seed 18446744073709551616", "between 0 and 18446744073709551615"),
+    ("set seed -1", "between 0 and 18446744073709551615"),
     ("record", "missing"), ("record pause", "expected one of"),
     ("replay", "missing FILE"), ("back x", "whole number"), ("help nope", "no command 'nope'"),
     ("quit now", "unexpected extra words"), ("status 'unterminated", "cannot split"),
