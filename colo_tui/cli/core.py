@@ -14,6 +14,7 @@ from colo_tui.session.argtypes import (
     number_in,
     positive_int,
     seed_int,
+    workloads,
 )
 from protocol.core import dialects
 from protocol.core.events import EventKind
@@ -87,7 +88,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--checkpoints", type=int_in(1, COMPARE_MAX_CHECKPOINTS), default=10,
                    help=f"checkpoints per mode (1 … {COMPARE_MAX_CHECKPOINTS:,}; the guest "
                         "model runs both sessions whole)")
-    c.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+    c.add_argument("--workload", default="toggle", choices=workloads(), metavar="NAME",
                    help="the guest's workload: %(choices)s")
     c.add_argument("--divergence", type=fraction, default=0.02,
                    help="fraction of the SVM's answers that differ (0 … 1)")
@@ -111,26 +112,6 @@ def argparse_REMAINDER():  # noqa: N802 - keep argparse's name visible
     return argparse.REMAINDER
 
 
-class _Workloads:
-    """The workload names as argparse choices, read from the guest model (which needs
-    numpy) only when a value is checked or a subcommand's help is shown: `colo
-    --version`, `decode` and `run --guest null` never import numpy."""
-
-    def _names(self) -> list[str]:
-        from protocol.guest.workload import WORKLOADS
-        return sorted(WORKLOADS)
-
-    def __contains__(self, name) -> bool:
-        return name in self._names()
-
-    def __iter__(self):
-        return iter(self._names())
-
-
-def _workloads() -> _Workloads:
-    return _Workloads()
-
-
 def _session_options(p) -> None:
     p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
@@ -142,7 +123,7 @@ def _session_options(p) -> None:
                    help="model (the default, as in the TUI and the REPL): RAM, devices, "
                         "disk, packets; null: the control protocol only")
     p.add_argument("--ram-mib", type=positive_int, default=16)
-    p.add_argument("--workload", default="toggle", choices=_workloads(), metavar="NAME",
+    p.add_argument("--workload", default="toggle", choices=workloads(), metavar="NAME",
                    help="the guest model's workload: %(choices)s")
     p.add_argument("--no-arbiter", action="store_true",
                    help="no external manager: a silent peer hangs COLO forever (B13)")

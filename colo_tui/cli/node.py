@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colo_tui.session.argtypes import nonneg_int, positive_int, seed_int
+from colo_tui.session.argtypes import nonneg_int, positive_int, seed_int, workloads
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +61,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="null: the protocol alone; model: the testbed's guest model; "
                         "mirror (secondary, qemu): keep the RAM a real QEMU primary sends")
     p.add_argument("--ram-mib", type=positive_int, default=16)
-    p.add_argument("--workload", default="toggle")
+    p.add_argument("--workload", default="toggle", choices=workloads(), metavar="NAME",
+                   help="the guest's workload (model, --template): %(choices)s")
     p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--load-ms", type=nonneg_int, default=0,
                    help="how long the secondary takes to load a checkpoint")

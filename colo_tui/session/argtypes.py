@@ -19,6 +19,27 @@ def add_guest_argument(p: argparse.ArgumentParser) -> None:
                         "show; null: the control protocol alone")
 
 
+class _Workloads:
+    """The workload names as argparse choices, read from the guest model (which needs
+    numpy) only when a value is checked or a subcommand's help is shown: `colo
+    --version`, `decode` and `run --guest null` never import numpy."""
+
+    def _names(self) -> list[str]:
+        from protocol.guest.workload import WORKLOADS
+        return sorted(WORKLOADS)
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def workloads() -> _Workloads:
+    """`--workload`'s choices (every guest's: a bad name is refused whatever --guest)."""
+    return _Workloads()
+
+
 def int_in(lo: int, hi: int = INT64_MAX):
     """An argparse type: a decimal whole number in lo … hi."""
     def parse(text: str) -> int:

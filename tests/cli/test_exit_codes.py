@@ -66,6 +66,9 @@ def code(*argv) -> int:
     ["compare-modes", "--checkpoints", "99999999999"],
     ["explore", "--swarm", "2", "--workers", "100000"],    # a pool that size forks each
     ["explore", "--swarm", "2", "--seed", "-1"],           # no `colo run --seed` for it
+    # node options are checked whatever the guest (a closed port: exit 1 if not)
+    ["node", "primary", "--connect", "127.0.0.1:1", "--guest", "null", "--workload", "zzz"],
+    ["node", "primary", "--connect", "127.0.0.1:1", "--seed", "18446744073709551616"],
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert code(*argv) == 2
