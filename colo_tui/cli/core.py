@@ -97,12 +97,13 @@ def add_parsers(sub) -> None:
                    help="on the lab's real QEMU 7.2 pair (colo lab; root gives the tap "
                         "network): a hybrid phase, a periodic phase and a no-COLO baseline, "
                         "the same seeded echo workload in each")
-    c.add_argument("--seconds", type=number_in(1.0, 3600.0), default=30.0,
-                   help="--real: the length of each phase (default 30)")
-    c.add_argument("--periodic-delay", type=positive_int, default=2000, metavar="MS",
-                   help="--real: x-checkpoint-delay of the periodic phase (default 2000)")
-    c.add_argument("--probe-every", type=number_in(0.1, 3600.0), default=3.0, metavar="S",
-                   help="--real: mean seconds between the hybrid phase's mismatching "
+    # (default None: given without --real, they are refused rather than ignored)
+    c.add_argument("--seconds", type=number_in(1.0, 3600.0), default=None,
+                   help="--real only: the length of each phase (default 30)")
+    c.add_argument("--periodic-delay", type=positive_int, default=None, metavar="MS",
+                   help="--real only: x-checkpoint-delay of the periodic phase (default 2000)")
+    c.add_argument("--probe-every", type=number_in(0.1, 3600.0), default=None, metavar="S",
+                   help="--real only: mean seconds between the hybrid phase's mismatching "
                         "connections (seeded; default 3)")
     c.set_defaults(func=cmd_compare_modes)
 
@@ -161,6 +162,10 @@ def _config(args):
 
 #: compare-modes runs two whole model-guest sessions of this many checkpoints at most
 COMPARE_MAX_CHECKPOINTS = 10_000
+#: compare-modes options of --real alone: (attribute, option, default with --real)
+COMPARE_REAL_ONLY = (("seconds", "--seconds", 30.0),
+                     ("periodic_delay", "--periodic-delay", 2000),
+                     ("probe_every", "--probe-every", 3.0))
 #: a run whose checkpoint target is above this keeps no events (it does not need them:
 #: the invariants watch them as they pass; --record and --events stream them)
 KEEP_EVENTS_MAX_CHECKPOINTS = 10_000
@@ -542,6 +547,15 @@ def cmd_bench(args) -> int:
 
 
 def cmd_compare_modes(args) -> int:
+    from protocol.errors import UsageError
+    given = [opt for attr, opt, _ in COMPARE_REAL_ONLY if getattr(args, attr) is not None]
+    if given and not args.real:
+        raise UsageError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} "
+                         "--real (the real QEMU pair's phases; the simulated comparison "
+                         "runs --checkpoints N per mode)")
+    for attr, _opt, default in COMPARE_REAL_ONLY:
+        if getattr(args, attr) is None:
+            setattr(args, attr, default)
     if args.real:
         from colo_tui.lab.modes import cmd_real
         return cmd_real(args)

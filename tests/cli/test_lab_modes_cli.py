@@ -37,6 +37,23 @@ def test_bad_input_is_a_usage_error(argv):
     assert "Traceback" not in err and "error:" in err, err
 
 
+@pytest.mark.parametrize(("option", "value"), [
+    ("--seconds", "5"), ("--periodic-delay", "500"), ("--probe-every", "1")])
+def test_real_only_options_without_real_are_a_usage_error(option, value):
+    code, out, err = run("compare-modes", "--checkpoints", "1", option, value)
+    assert code == 2 and out == "", out
+    assert err == f"colo: error: {option} needs --real (the real QEMU pair's phases; the " \
+                  "simulated comparison runs --checkpoints N per mode)\n", err
+
+
+def test_real_gets_its_defaults(monkeypatch):
+    from colo_tui.lab import modes
+    seen = {}
+    monkeypatch.setattr(modes, "cmd_real", lambda args: seen.update(vars(args)) or 0)
+    assert run("compare-modes", "--real", "--seconds", "5")[0] == 0
+    assert (seen["seconds"], seen["periodic_delay"], seen["probe_every"]) == (5.0, 2000, 3.0)
+
+
 def test_faults_lists_the_pair_faults():
     code, out, _ = run("faults")
     assert code == 0
