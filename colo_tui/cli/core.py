@@ -9,6 +9,7 @@ from colo_tui.session.argtypes import (
     fault_spec,
     fraction,
     int_in,
+    nonempty_path,
     nonneg_float,
     nonneg_int,
     number_in,
@@ -27,10 +28,12 @@ def add_parsers(sub) -> None:
     r.add_argument("--checkpoints", type=positive_int, default=3, metavar="N")
     r.add_argument("--fault", action="append", default=[], metavar="SPEC", type=fault_spec,
                    help="KIND[=ARG]@POINT[#N], repeatable (see `colo faults`)")
-    r.add_argument("--record", metavar="FILE", help="write the session as a recording")
+    r.add_argument("--record", type=nonempty_path, metavar="FILE",
+                   help="write the session as a recording")
     r.add_argument("--force", action="store_true",
                    help="overwrite an existing --record FILE (replaced when the run ends)")
-    r.add_argument("--dump-wire", metavar="DIR", help="write each direction's raw bytes")
+    r.add_argument("--dump-wire", type=nonempty_path, metavar="DIR",
+                   help="write each direction's raw bytes")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--events", action="store_true", help="print every event (text)")
     r.add_argument("--max-steps", type=int_in(1, 20_000_000), default=None, metavar="N",
@@ -63,11 +66,11 @@ def add_parsers(sub) -> None:
     d.add_argument("--from", dest="sender", choices=["primary", "secondary"], required=True)
     d.add_argument("--initial", action="store_true",
                    help="the primary's stream starts with the initial migration (QEVM …)")
-    d.add_argument("file", help="FILE or - for stdin")
+    d.add_argument("file", type=nonempty_path, help="FILE or - for stdin")
     d.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("replay", help="replay a recording")
-    p.add_argument("file")
+    p.add_argument("file", type=nonempty_path)
     p.add_argument("--verify", action="store_true",
                    help="re-run and compare every event (what replay always does; kept "
                         "for scripts that spell it out)")

@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 
+from colo_tui.session.argtypes import nonempty_path
 from protocol.errors import ColoError
 
 FORMATS = ("mermaid", "pcap", "json")
@@ -41,10 +42,10 @@ class ExportError(ColoError):
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export", help="export a recording as mermaid, pcap or json",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("file", metavar="FILE", help="a .colo.jsonl recording")
+    p.add_argument("file", type=nonempty_path, metavar="FILE", help="a .colo.jsonl recording")
     p.add_argument("--to", required=True, metavar="FORMAT",
                    help="mermaid | pcap | json")
-    p.add_argument("-o", "--output", metavar="OUT",
+    p.add_argument("-o", "--output", type=nonempty_path, metavar="OUT",
                    help="output file (default: standard output); never the input, and an "
                         "existing file only with --force")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colo_tui.session.argtypes import nonneg_int, positive_int, seed_int, workloads
+from colo_tui.session.argtypes import nonempty_path, nonneg_int, positive_int, seed_int, workloads
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +70,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="primary, qemu dialect: how long it takes to save the device "
                         "state after the RAM part (QEMU's separate write; with --nagle: its "
                         "first stall); keep it below --heartbeat-ms")
-    p.add_argument("--record", metavar="FILE", help="write the event stream (JSON Lines)")
+    p.add_argument("--record", type=nonempty_path, metavar="FILE",
+                   help="write the event stream (JSON Lines)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --record FILE")
     p.add_argument("--log-json", action="store_true", help="log JSON lines, not text")
     p.add_argument("--heartbeat-ms", type=positive_int, metavar="T",
@@ -97,7 +98,7 @@ def add_parsers(subparsers) -> None:
     _common(sec)
     pri = roles.add_parser("primary", help="connect to the secondary and start COLO")
     pri.add_argument("--connect", type=_hostport, required=True, metavar="HOST:PORT")
-    pri.add_argument("--template", metavar="FILE", nargs="?", const="",
+    pri.add_argument("--template", type=nonempty_path, metavar="FILE", nargs="?", const="",
                      help="feed a real QEMU 7.2 secondary: the guest template's RAM layout, "
                           "initial migration and device blobs, RAM pages from the model "
                           "(FILE omitted: the default template; make one with `colo "

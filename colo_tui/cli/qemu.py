@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from colo_tui.session.argtypes import int_in, nonneg_int
+from colo_tui.session.argtypes import int_in, nonempty_path, nonneg_int
 
 #: --idle-ticks above this is refused (each tick is a timer the primary may fire)
 MAX_IDLE_TICKS = 1_000_000
@@ -29,9 +29,10 @@ def _fail(msg: str, code: int = 1) -> int:
 
 def add_parsers(subparsers) -> None:
     imp = subparsers.add_parser("import", help="turn a real QEMU COLO capture into a recording")
-    imp.add_argument("capture", metavar="CAPTURE",
+    imp.add_argument("capture", type=nonempty_path, metavar="CAPTURE",
                      help=".pcap/.pcapng, a run directory, or primary_to_secondary.bin")
-    imp.add_argument("-o", "--output", required=True, metavar="FILE.colo.jsonl",
+    imp.add_argument("-o", "--output", type=nonempty_path, required=True,
+                     metavar="FILE.colo.jsonl",
                      help="never the capture itself; an existing file only with --force")
     imp.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     imp.add_argument("--json", action="store_true", help="print the decoded summary as JSON")
@@ -39,8 +40,8 @@ def add_parsers(subparsers) -> None:
 
     rsp = subparsers.add_parser("respond", help="feed one direction of a capture to the "
                                 "testbed's own endpoint and write what it answers")
-    rsp.add_argument("input", metavar="INPUT.bin")
-    rsp.add_argument("-o", "--output", required=True, metavar="OUTPUT.bin",
+    rsp.add_argument("input", type=nonempty_path, metavar="INPUT.bin")
+    rsp.add_argument("-o", "--output", type=nonempty_path, required=True, metavar="OUTPUT.bin",
                      help="never INPUT; an existing file only with --force")
     rsp.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
     rsp.add_argument("--role", choices=("secondary", "primary"), required=True)
@@ -69,7 +70,8 @@ def add_parsers(subparsers) -> None:
                           "initial stream")
     prx.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="KIND[=ARG]@POINT[#N] (repeatable); wire faults only")
-    prx.add_argument("--record", metavar="FILE", help="write a colo-proxy-log (JSON Lines)")
+    prx.add_argument("--record", type=nonempty_path, metavar="FILE",
+                     help="write a colo-proxy-log (JSON Lines)")
     prx.add_argument("--force", action="store_true", help="overwrite an existing --record FILE")
     prx.add_argument("--json-events", action="store_true", help="events as JSON lines")
     prx.add_argument("--once", action="store_true",

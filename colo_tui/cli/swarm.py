@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from colo_tui.session.argtypes import int_in, nonneg_float, positive_int, seed_int
+from colo_tui.session.argtypes import int_in, nonempty_path, nonneg_float, positive_int, seed_int
 
 #: local worker processes at most (each is a Python process with its own simulator)
 MAX_WORKERS = 256
@@ -26,7 +26,7 @@ def add_swarm_options(e) -> None:
                    help="stop handing out seeds after SEC seconds")
     e.add_argument("--no-shrink", action="store_true",
                    help="report failing seeds without shrinking them")
-    e.add_argument("--repro-dir", default=None, metavar="DIR",
+    e.add_argument("--repro-dir", type=nonempty_path, default=None, metavar="DIR",
                    help="where shrunk reproducers are written (default: the recordings "
                         "directory, $COLO_RECORDINGS_DIR or the user's data directory)")
 

@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from colo_tui.session.argtypes import nonempty_path
+
 
 def _fail(msg: str, code: int = 2) -> int:
     print(f"colo: error: {msg}", file=sys.stderr)
@@ -23,27 +25,32 @@ def _fail(msg: str, code: int = 2) -> int:
 def add_parsers(subparsers) -> None:
     t = subparsers.add_parser("template", help="make a guest template from a real QEMU 7.2 "
                               "COLO capture (for `colo node primary --template`)")
-    t.add_argument("capture", help="a .pcap/.pcapng, a run directory or a forward .bin")
-    t.add_argument("--out", metavar="FILE", help="where to write it (default: the user's "
-                   "data directory, colo-testbed/templates/guest.colotpl)")
+    t.add_argument("capture", type=nonempty_path,
+                   help="a .pcap/.pcapng, a run directory or a forward .bin")
+    t.add_argument("--out", type=nonempty_path, metavar="FILE",
+                   help="where to write it (default: the user's data directory, "
+                        "colo-testbed/templates/guest.colotpl)")
     t.add_argument("--json", action="store_true", help="print what the template holds as JSON")
     t.set_defaults(func=cmd_template)
 
     f = subparsers.add_parser("fuzz-secondary", help="feed a fresh real QEMU 7.2 secondary "
                               "per case from the model primary, malformed, and report what "
                               "QEMU did")
-    f.add_argument("--template", metavar="FILE", help="the guest template (default: the "
-                   "user's, from `colo template`)")
-    f.add_argument("--kernel", metavar="FILE", help="the guest kernel the secondary starts "
-                   "with (default: the template's -kernel)")
-    f.add_argument("--shim", metavar="SO", help="LD_PRELOAD for QEMU (e.g. the BQL shim)")
+    f.add_argument("--template", type=nonempty_path, metavar="FILE",
+                   help="the guest template (default: the user's, from `colo template`)")
+    f.add_argument("--kernel", type=nonempty_path, metavar="FILE",
+                   help="the guest kernel the secondary starts with (default: the "
+                        "template's -kernel)")
+    f.add_argument("--shim", type=nonempty_path, metavar="SO",
+                   help="LD_PRELOAD for QEMU (e.g. the BQL shim)")
     f.add_argument("--case", action="append", metavar="NAME", help="run only these cases")
     f.add_argument("--list", action="store_true", help="list the cases and exit")
     f.add_argument("--bound-s", type=float, default=25.0, metavar="S",
                    help="the longest a case may take (default 25)")
     f.add_argument("--checkpoints", type=int, default=3, metavar="N",
                    help="checkpoints a case asks for (a fault lands on #2)")
-    f.add_argument("--workdir", metavar="DIR", help="keep each case's logs here")
+    f.add_argument("--workdir", type=nonempty_path, metavar="DIR",
+                   help="keep each case's logs here")
     f.add_argument("--json", action="store_true", help="print the findings as JSON")
     f.set_defaults(func=cmd_fuzz)
 

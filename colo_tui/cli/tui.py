@@ -5,7 +5,14 @@ import argparse
 import sys
 
 from colo_tui.session import exitcodes
-from colo_tui.session.argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
+from colo_tui.session.argtypes import (
+    add_guest_argument,
+    fault_spec,
+    host_port,
+    nonempty_path,
+    retype,
+    seed_int,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,9 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attach", nargs=2, default=None, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    help="watch and drive two running `colo node` processes (or QEMUs) "
                         "through their QMP sockets (unix:PATH or tcp:HOST:PORT)")
-    p.add_argument("--replay", default=None, metavar="FILE",
+    p.add_argument("--replay", type=nonempty_path, default=None, metavar="FILE",
                    help="open a recording (*.colo.jsonl) and step through it")
-    p.add_argument("--record-dir", default=None, metavar="DIR",
+    p.add_argument("--record-dir", type=nonempty_path, default=None, metavar="DIR",
                    help="where `r` writes recordings (default: the user's data directory, "
                         "e.g. ~/.local/share/colo-testbed/recordings; or $COLO_RECORDINGS_DIR)")
     from colo_tui.session.options import add_live_arguments

@@ -110,6 +110,13 @@ def _event(text: str) -> str:
                        f"or a message name ({', '.join(MESSAGE_NAMES)})")
 
 
+def _file(text: str, what: str) -> str:
+    """A file name, not empty ('' would read as no file given), as `colo`'s options."""
+    if not text:
+        raise CommandError(f"{what}: an empty path (give a file name)")
+    return text
+
+
 def _command(text: str) -> str:
     from colo_tui.commands.registry import lookup
     cmd = lookup(text)
@@ -135,7 +142,7 @@ CONVERTERS = {
     "ms": lambda t, n: _number(t, n, 0, 3_600_000),
     "fraction": lambda t, n: _number(t, n, 0, 1),
     "onoff": lambda t, n: _onoff(t, n),
-    "file": lambda t, n: t,
+    "file": lambda t, n: _file(t, n),
     "command": lambda t, n: _command(t),
 }
 

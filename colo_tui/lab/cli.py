@@ -21,7 +21,7 @@ import asyncio
 import json
 import sys
 
-from colo_tui.session.argtypes import nonneg_float, nonneg_int, positive_int
+from colo_tui.session.argtypes import nonempty_path, nonneg_float, nonneg_int, positive_int
 
 
 def add_parser(subparsers):
@@ -64,7 +64,7 @@ def add_parser(subparsers):
                         "a client's connection can survive a failover); user = QEMU's "
                         "user-mode network with host port forwards; auto (default): tap "
                         "when root, else user")
-    p.add_argument("--capture", metavar="FILE",
+    p.add_argument("--capture", type=nonempty_path, metavar="FILE",
                    help="record the migration connection and every compare channel "
                         "with dumpcap into FILE (pcap; a new file), for `colo import`")
     p.add_argument("--keep", action="store_true",

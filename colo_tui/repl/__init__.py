@@ -5,11 +5,18 @@ registering the subcommand (``add_parser``) costs nothing.
 """
 from __future__ import annotations
 
-from colo_tui.session.argtypes import add_guest_argument, fault_spec, host_port, retype, seed_int
+from colo_tui.session.argtypes import (
+    add_guest_argument,
+    fault_spec,
+    host_port,
+    nonempty_path,
+    retype,
+    seed_int,
+)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-f", "--file", metavar="SCRIPT", default=None,
+    p.add_argument("-f", "--file", type=nonempty_path, metavar="SCRIPT", default=None,
                    help="run the commands in SCRIPT (no prompts); exit non-zero at the "
                         "first failing line")
     p.add_argument("--dialect", default="qemu", help="qemu (default), v11 or prototype")

@@ -86,6 +86,17 @@ def client_every_ms(text: str) -> float:
 client_every_ms.__name__ = "number"
 
 
+def nonempty_path(text: str) -> str:
+    """An argparse type: a file or directory name; an empty one is refused (it would
+    read as the option not given, or as the current directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (give a file or directory name)")
+    return text
+
+
+nonempty_path.__name__ = "path"
+
+
 def fault_spec(text: str) -> str:
     """A fault spec (KIND[=ARG]@POINT[#N]), checked against the grammar at parse time."""
     from protocol.core import faults

@@ -82,6 +82,31 @@ def test_a_fault_the_dialect_cannot_carry_is_a_usage_error_too(capsys):
     assert "colo: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "option"), [
+    (["run", "--guest", "null", "--record", ""], "--record"),
+    (["run", "--guest", "null", "--dump-wire", ""], "--dump-wire"),
+    (["replay", ""], "file"),
+    (["decode", "--from", "primary", ""], "file"),
+    (["export", "recordings/happy-qemu-periodic.colo.jsonl", "--to", "json", "-o", ""],
+     "-o/--output"),
+    (["import", "", "-o", "x.colo.jsonl"], "CAPTURE"),
+    (["respond", "--role", "secondary", "in.bin", "-o", ""], "-o/--output"),
+    (["explore", "--swarm", "1", "--repro-dir", ""], "--repro-dir"),
+    (["node", "primary", "--connect", "127.0.0.1:1", "--record", ""], "--record"),
+    (["node", "primary", "--connect", "127.0.0.1:1", "--template", ""], "--template"),
+    (["tui", "--replay", ""], "--replay"),
+    (["tui", "--record-dir", ""], "--record-dir"),
+    (["repl", "-f", ""], "-f/--file"),
+    (["template", "x.pcap", "--out", ""], "--out"),
+    # (a bad --pair-fault after it: no QEMU starts, whatever happens to --capture)
+    (["lab", "--capture", "", "--pair-fault", "drop@nbd#1"], "--capture"),
+])
+def test_an_empty_path_is_a_usage_error_naming_the_option(argv, option, capsys):
+    assert code(*argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: an empty path" in err, err
+
+
 def _script(text: str, tmp_path) -> int:
     path = tmp_path / "s.colo"
     path.write_text(text)

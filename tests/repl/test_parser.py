@@ -57,7 +57,8 @@ BAD = [
     ("set seed 18446744073709551616", "between 0 and 18446744073709551615"),
     ("set seed -1", "between 0 and 18446744073709551615"),
     ("record", "missing"), ("record pause", "expected one of"),
-    ("replay", "missing FILE"), ("back x", "whole number"), ("help nope", "no command 'nope'"),
+    ("replay", "missing FILE"), ("replay ''", "FILE: an empty path"),
+    ("record start ''", "FILE: an empty path"), ("back x", "whole number"), ("help nope", "no command 'nope'"),
     ("quit now", "unexpected extra words"), ("status 'unterminated", "cannot split"),
 ]
 
