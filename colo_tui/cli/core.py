@@ -19,7 +19,7 @@ from colo_tui.session.argtypes import (
 )
 from protocol.core import dialects
 from protocol.core.events import EventKind
-from protocol.errors import ColoError, DecodeError, OutputFileError
+from protocol.errors import ColoError, DecodeError, OutputFileError, RecordingError
 
 
 def add_parsers(sub) -> None:
@@ -475,6 +475,10 @@ def cmd_replay(args) -> int:
     from protocol.record import format as rf
     from protocol.record.replay import verify
     rec = rf.read(args.file)
+    if not rec.events:           # a bad file (exit 1), not a replay that agrees with nothing
+        cut = f" (it was cut: {rec.cut})" if rec.cut else ""
+        raise RecordingError(f"{args.file}: nothing to replay: the recording holds no "
+                             f"events{cut}")
     res = verify(rec)
     cut = f" The recording was cut ({res.cut}): compared only what it holds." if res.cut \
         else ""

@@ -161,6 +161,22 @@ def test_replay_reports_the_first_divergence(tmp_path):
 GOLDEN = Path(__file__).resolve().parents[2] / "recordings" / "happy-qemu-periodic.colo.jsonl"
 
 
+@pytest.mark.parametrize("sealed", [True, False])
+def test_replay_of_a_recording_without_events_fails(tmp_path, sealed):
+    from protocol.record import format as rf
+    from protocol.sim.config import SimConfig
+    f = tmp_path / "empty.colo.jsonl"
+    w = rf.Writer(f, rf.make_header(SimConfig(guest="null")))
+    if sealed:
+        w.close()            # the header and the digest trailer
+    else:
+        w.abort()            # the header alone: a cut file ("replayed 0 events identically")
+    r = colo("replay", str(f))
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert r.stderr.startswith(f"colo: error: {f}: nothing to replay: the recording holds "
+                               "no events"), r.stderr
+
+
 @pytest.mark.parametrize(("line", "needle"), [
     ('{"t":0.0,"seq":1,"side":"secondary","kind":"bogus","data":{}}',
      "unknown event kind 'bogus'"),
