@@ -448,11 +448,24 @@ def cmd_decode(args) -> int:
                         continue        # counted in the RamPart that ends the part
                     print(json.dumps(_item_json(item, m, offset)))
                     offset = dec.bytes_consumed
-            dec.close()
     except DecodeError as exc:
         print(f"colo decode: at byte {dec.bytes_consumed}: {exc}", file=sys.stderr)
         return 1
+    if cut := stream_end_error(dec):
+        print(f"colo decode: {cut}", file=sys.stderr)
+        return 1
     return 0
+
+
+def stream_end_error(dec) -> str | None:
+    """Where and how a stream that ends now is cut ('at byte N: stream ended in the
+    middle of …'; `colo decode` and `colo respond` say it alike), or None when it ends
+    between messages.  Closes the decoder."""
+    try:
+        dec.close()
+    except DecodeError as exc:
+        return f"at byte {dec.bytes_consumed}: {exc}"
+    return None
 
 
 def _item_json(item, m, offset: int) -> dict:

@@ -267,7 +267,7 @@ def cmd_respond(args) -> int:
                 break
     else:
         width = dialect.opcode_bytes + (8 if dialect.value_on_every_message else 0)
-        for pos in range(0, len(data) - len(data) % width, width):
+        for pos in range(0, len(data), width):          # (a cut last message too)
             now = _fire_timer(ep, now)
             ep.receive_data(data[pos:pos + width], now)
             collect()
@@ -285,6 +285,10 @@ def cmd_respond(args) -> int:
         except QmpCommandError as exc:
             print(f"colo: x-colo-lost-heartbeat: {exc}", file=sys.stderr)
         collect()
+    cut = None          # the whole input was read (no --heartbeat-after cut it short)...
+    if hb is None and ep.state not in ("ERROR", "DONE"):
+        from colo_tui.cli.core import stream_end_error
+        cut = stream_end_error(ep.decoder)      # ...and ends inside a message: say where
     try:
         write_bytes(args.output, bytes(out), inputs=[args.input], force=args.force)
     except OutputFileError as exc:
@@ -300,6 +304,8 @@ def cmd_respond(args) -> int:
               f"{ep.checkpoint} checkpoints committed, final state {ep.state}")
     if ep.error and (hb is None or ep.state == "ERROR"):
         return _fail(f"the {args.role} endpoint rejected the input: {ep.error}")
+    if cut:
+        return _fail(f"{args.input}: {cut}")
     return 0
 
 

@@ -74,6 +74,24 @@ def test_respond_primary_sends_the_real_message_sequence(run1, run1_bytes, tmp_p
     assert ours == real
 
 
+@pytest.mark.parametrize(("role", "sender", "keep"), [
+    ("secondary", "primary", 1_400_000),     # inside checkpoint 2's RAM part
+    ("primary", "secondary", 242),           # inside the last control message
+])
+def test_respond_reports_a_cut_stream_as_decode_does(run1_bytes, tmp_path, capsys, role,
+                                                    sender, keep):
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(run1_bytes[0 if role == "secondary" else 1][:keep])
+    argv = ["--initial"] if role == "secondary" else []
+    assert colo(["decode", "--from", sender, *argv, str(cut)]) == 1
+    said = capsys.readouterr().err.removeprefix("colo decode: ")
+    assert said.startswith("at byte ") and "stream ended in the middle of" in said
+    assert colo(["respond", "--role", role, str(cut), "-o", str(tmp_path / "o.bin")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"colo: error: {cut}: {said}", err
+    assert (tmp_path / "o.bin").exists()         # what it answered up to the cut
+
+
 def test_respond_usage_error_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         colo(["respond", "--role", "tertiary", "x", "-o", "y"])
