@@ -79,6 +79,7 @@ class PageRun:
     def pages(self, value) -> None:
         self._pages = value
         self.source = None
+        self._flat = None
 
     def unpinned(self):
         """The `source` whose data are still only in RAM (not gathered yet), or None."""
@@ -92,7 +93,9 @@ class PageRun:
         """Every record is a full PAGE (and `pages` holds them all)."""
         return self.pages is not None and bool((self.kinds == CODE_PAGE).all())
 
-    def _page_view(self, j: int) -> memoryview:
+    def flat_pages(self) -> tuple[memoryview, int]:
+        """(view, stride): a read-only byte view of `pages` where record j's data
+        are ``view[j * stride:][:PAGE_SIZE]`` (one numpy call, then plain slices)."""
         flat = self._flat
         if flat is None:
             import numpy as np
@@ -102,7 +105,10 @@ class PageRun:
             region = np.lib.stride_tricks.as_strided(p, shape=(span,), strides=(1,),
                                                      writeable=False)
             flat = self._flat = (memoryview(region).toreadonly(), stride)
-        view, stride = flat
+        return flat
+
+    def _page_view(self, j: int) -> memoryview:
+        view, stride = self.flat_pages()
         return view[j * stride:j * stride + PAGE_SIZE]
 
     def record(self, j: int) -> PageRecord:
@@ -119,8 +125,7 @@ class PageRun:
         block, kinds, offsets = self.block, self.kinds.tolist(), self.offsets.tolist()
         if self.pages is not None and self.fills is None and not self.xdata \
                 and CODE_XBZRLE not in kinds:
-            self._page_view(0)
-            view, stride = self._flat
+            view, stride = self.flat_pages()
             pos = 0
             for code, offset in zip(kinds, offsets, strict=True):
                 if code == CODE_PAGE:

@@ -159,6 +159,7 @@ _FOOTER = struct.Struct(">BI")
 _KIND_FLAGS = {KIND_ZERO: RAM_SAVE_FLAG_ZERO, KIND_PAGE: RAM_SAVE_FLAG_PAGE,
                KIND_XBZRLE: RAM_SAVE_FLAG_XBZRLE}
 _CONT_PAGE = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
+_CONT_ZERO = RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_CONTINUE
 
 
 def _idstr_bytes(name: str, what: str = "idstr") -> bytes:
@@ -232,6 +233,91 @@ def _part_frame(ctx: RamContext) -> tuple[bytes, bytes]:
     sid = _sid(ctx)
     return (_FOOTER.pack(QEMU_VM_SECTION_END, sid),
             _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid) + bytes((QEMU_VM_EOF,)))
+
+
+#: a PageBatch of at most this many records is encoded record by record
+#: (`_encode_small`), not with numpy: a checkpoint of a few dozen pages (the
+#: capture workload's 40) costs the numpy path more in fixed per-call work, and
+#: in a driver that wakes up cold for each checkpoint far more, than it saves
+SMALL_BATCH_RECORDS = 256
+
+
+def _encode_small(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
+    """encode_ram_part of a small PageBatch of ZERO/PAGE records, planned record by
+    record in plain Python; each stretch of page records is copied in one call
+    (`_put_pages`: straight from guest RAM while the run borrows it).  None (ctx
+    untouched) where the generic encoder must decide (XBZRLE, an odd page size,
+    anything invalid: it raises the errors)."""
+    ps = ctx.page_size
+    if ps != PAGE_SIZE:
+        return None
+    blocks = ctx.blocks
+    cur = ctx.current_block
+    plan = []
+    size = len(head) + 8 + len(tail)
+    for run in batch.runs:
+        block = run.block
+        used = blocks.get(block)
+        if used is None or run.xdata:
+            return None
+        kinds = run.kinds.tolist()
+        offsets = run.offsets.tolist()
+        npage = kinds.count(CODE_PAGE)
+        if npage + kinds.count(CODE_ZERO) != len(kinds):
+            return None
+        for off in offsets:
+            if off % ps or not 0 <= off < used:
+                return None
+        if npage and (run.source is None or run._pages is not None):
+            pages = run.pages
+            if pages is None or pages.shape[1:] != (ps,) or len(pages) != len(offsets):
+                return None
+        idstr = b""
+        if block != cur:
+            if not (block.isascii() and 1 <= len(block) <= 255):
+                return None
+            idstr = _idstr_bytes(block)
+        fills = None if run.fills is None else run.fills.tolist()
+        plan.append((run, kinds, offsets, fills, idstr))
+        size += len(idstr) + 8 * len(kinds) + npage * ps + len(kinds) - npage
+        cur = block
+
+    def fill(view) -> None:
+        import numpy as np
+        body = np.frombuffer(view, dtype=np.uint8)
+        pack_into = _B64.pack_into
+        pos = len(head)
+        view[:pos] = head
+        for run, kinds, offsets, fills, idstr in plan:
+            first, at = -1, 0      # a stretch of page records from `first`, its data at `at`
+            for j, off in enumerate(offsets):
+                page = kinds[j] == CODE_PAGE
+                flags = _CONT_PAGE if page else _CONT_ZERO
+                if j == 0 and idstr:
+                    pack_into(view, pos, off | (flags & ~RAM_SAVE_FLAG_CONTINUE))
+                    view[pos + 8:pos + 8 + len(idstr)] = idstr
+                    pos += 8 + len(idstr)
+                else:
+                    pack_into(view, pos, off | flags)
+                    pos += 8
+                if page:
+                    if first < 0:
+                        first, at = j, pos
+                    pos += ps
+                else:
+                    if first >= 0:
+                        _put_pages(body, at, 8 + ps, run, first, j)
+                        first = -1
+                    view[pos] = (fills[j] if fills is not None else 0) & 0xFF
+                    pos += 1
+            if first >= 0:
+                _put_pages(body, at, 8 + ps, run, first, len(offsets))
+        pack_into(view, pos, RAM_SAVE_FLAG_EOS)
+        view[pos + 8:] = tail
+
+    data = pagediff.build_bytes(size, fill)
+    ctx.current_block = cur
+    return data
 
 
 def _batch_layout(batch: PageBatch, ctx: RamContext):
@@ -377,13 +463,14 @@ def ram_part_chunks(records, ctx: RamContext, chunk_bytes: int = CHUNK_BYTES):
     where ``b"".join(chunks)`` is exactly what `encode_ram_part` returns and each
     chunk (a writable uint8 array) holds whole records of about `chunk_bytes`.
     None where `encode_ram_part` would not take its bulk path (a list of records,
-    an empty batch, XBZRLE, an invalid record: it raises the errors).
+    a batch of at most `SMALL_BATCH_RECORDS`, XBZRLE, an invalid record: it
+    raises the errors).
 
     `ctx` is updated now, as `encode_ram_part` does.  The page data are read as
     the chunks are: a driver streams them while the VM is still stopped (the
     guest's RAM also pins a page it writes before it was read).
     """
-    if not isinstance(records, PageBatch) or not records \
+    if not isinstance(records, PageBatch) or len(records) <= SMALL_BATCH_RECORDS \
             or any(not len(run) for run in records.runs):
         return None
     planned = _batch_layout(records, ctx)
@@ -421,12 +508,15 @@ def _chunks(layout, size: int, head: bytes, tail: bytes, limit: int, ps: int):
 def encode_ram_part(records: list[PageRecord] | PageBatch, ctx: RamContext) -> bytes:
     """One checkpoint's live RAM part, exactly as 7.2 sends it (updates ctx).
 
-    A `PageBatch` is encoded in bulk (numpy) when it holds only ZERO/PAGE
-    records; the bytes are the same as for the equivalent list of records.
+    A `PageBatch` is encoded in bulk when it holds only ZERO/PAGE records:
+    record by record from its arrays up to `SMALL_BATCH_RECORDS`, with numpy
+    beyond; the bytes are the same as for the equivalent list of records.
     """
     head, tail = _part_frame(ctx)
     if isinstance(records, PageBatch):
-        fast = _encode_batch(records, ctx, head, tail) if records else None
+        n = len(records)
+        fast = None if not n else _encode_small(records, ctx, head, tail) \
+            if n <= SMALL_BATCH_RECORDS else _encode_batch(records, ctx, head, tail)
         if fast is not None:
             return fast
         records = list(records)

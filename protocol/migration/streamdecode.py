@@ -249,9 +249,10 @@ def _footer(rd: _Incremental, sid: int) -> Parser:
 class RamPartReader(_Incremental):
     """Incremental decoder of one checkpoint's live RAM part (03 sid ... 7e sid 00).
 
-    `records` is a `PageBatch` when every record came through the bulk path
-    (the whole part, or whole records, in one feed: no per-page objects), else
-    a list of PageRecords.  With `borrow` set, page data are views into the
+    `records` is a list of PageRecords for a small part (at most
+    `SMALL_PART_RECORDS` records, or those the incremental parser took), else a
+    `PageBatch` (runs: no per-page objects beyond the first
+    `SMALL_PART_RECORDS`).  With `borrow` set, page data are views into the
     fed buffer itself, which the caller then must keep alive and unchanged;
     by default the bulk path decodes from one private copy of its input.
 
@@ -416,8 +417,10 @@ class RamPartReader(_Incremental):
         there).  Returns (bytes used, whether the EOS word was consumed, whether
         what stopped it is only too few bytes: less than a header word, or the
         start of a full page of the current block under a valid header).
-        Runs of full CONTINUE pages are found with numpy and kept as one
-        strided (n, page_size) view each; other records are decoded one by one.
+        A part's first `SMALL_PART_RECORDS` records are decoded one by one into
+        PageRecords (no numpy); after them, runs of full CONTINUE pages are found
+        with numpy and kept as one strided (n, page_size) view each, other
+        records are decoded one by one into small runs.
         """
         n = len(mv)
         if n < 8:
@@ -425,12 +428,8 @@ class RamPartReader(_Incremental):
         if _BE64.unpack_from(mv, 0)[0] & (self.ctx.page_size - 1) == RAM_SAVE_FLAG_EOS:
             return 8, True, False   # an empty RAM part (the null guest's): no numpy, no copy
         import numpy as np
-        if self.borrow:
-            arr = np.frombuffer(mv, dtype=np.uint8)
-        else:
-            arr = np.array(mv, dtype=np.uint8)
-        arr.flags.writeable = False
-        data = memoryview(arr)
+        # the input, read-only: borrowed as it is, or one private copy
+        data = (mv if self.borrow else memoryview(bytes(mv))).toreadonly()
         ctx = self.ctx
         ps = ctx.page_size
         mask = ps - 1
@@ -442,6 +441,9 @@ class RamPartReader(_Incremental):
         append_run, append_pages = self._append_run, self._append_pages
         unpack = _BE64.unpack_from
         cont_page = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
+        # a part's first SMALL_PART_RECORDS page headers are checked one by one
+        # (a few dozen pages: no fixed cost of array operations), the rest with numpy
+        small = SMALL_PART_RECORDS - self.pages
         # single records of block `pend_block`, waiting to become one PageRun
         pend_block: str | None = None
         pend: list = []     # (offset, kind code, fill, page view or xbzrle bytes)
@@ -468,16 +470,35 @@ class RamPartReader(_Incremental):
                 if pos + stride > n:
                     short = True
                     break
+                flush_pending()
+                if small > 0:
+                    # a run of full pages of the current block, header by header
+                    k = min(small, (n - pos) // stride)
+                    addrs = [addr]
+                    at = pos + stride
+                    while len(addrs) < k:
+                        word = unpack(data, at)[0]
+                        flags = word & mask
+                        if flags != cont_page or word ^ flags >= used:
+                            break
+                        addrs.append(word ^ flags)
+                        at += stride
+                    good = len(addrs)
+                    small -= good
+                    pages = np.ndarray((good, ps), dtype=np.uint8, buffer=data,
+                                       offset=pos + 8, strides=(stride, 1))
+                    append_pages(PageRun(cur, addrs, _page_codes(good), pages))
+                    pos = at
+                    continue
                 # a run of full pages of the current block: check headers in bulk, 64
                 # at first (one round for a read of up to 256 KiB), then 8× more each
                 # round (a mixed part is not re-checked at length for every record)
-                flush_pending()
                 window = 64
                 while True:
                     k = min(window, (n - pos) // stride)
                     if k <= 0:
                         break
-                    words = np.ndarray((k,), dtype=">u8", buffer=arr, offset=pos,
+                    words = np.ndarray((k,), dtype=">u8", buffer=data, offset=pos,
                                        strides=(stride,))
                     wflags = words & np.uint64(mask)
                     addrs = words ^ wflags
@@ -485,10 +506,10 @@ class RamPartReader(_Incremental):
                     good = k if ok.all() else int(np.argmin(ok))
                     if good:
                         # a strided view of the read-only input (so read-only too)
-                        pages = np.ndarray((good, ps), dtype=np.uint8, buffer=arr,
+                        pages = np.ndarray((good, ps), dtype=np.uint8, buffer=data,
                                            offset=pos + 8, strides=(stride, 1))
                         append_pages(PageRun(cur, addrs[:good].astype(np.int64),
-                                             np.full(good, CODE_PAGE, dtype=np.uint8), pages))
+                                             _page_codes(good), pages))
                         pos += good * stride
                     if good < k:
                         break
@@ -527,7 +548,7 @@ class RamPartReader(_Incremental):
                 if p + ps > n:
                     short = True
                     break
-                one = (addr, CODE_PAGE, 0, arr[p:p + ps])
+                one = (addr, CODE_PAGE, 0, data[p:p + ps])
                 p += ps
             elif kind_flag == RAM_SAVE_FLAG_ZERO:
                 if p + 1 > n:
@@ -557,6 +578,27 @@ class RamPartReader(_Incremental):
         flush_pending()
         ctx.current_block = cur
         return pos, eos, short
+
+
+#: `RamPartReader`: a RAM part's first this many records are decoded without
+#: numpy (the encoder's `stream.SMALL_BATCH_RECORDS`, for the same reason)
+SMALL_PART_RECORDS = 256
+
+
+def _page_codes(n: int):
+    """`n` CODE_PAGE kind codes (a run of full pages): one shared read-only array
+    per length up to SMALL_PART_RECORDS, a new one beyond."""
+    import numpy as np
+    if n > SMALL_PART_RECORDS:
+        return np.full(n, CODE_PAGE, dtype=np.uint8)
+    codes = _PAGE_CODES.get(n)
+    if codes is None:
+        codes = _PAGE_CODES[n] = np.full(n, CODE_PAGE, dtype=np.uint8)
+        codes.flags.writeable = False
+    return codes
+
+
+_PAGE_CODES: dict = {}
 
 
 def _single_run(block: str, recs: list, ps: int) -> PageRun:

@@ -12,10 +12,14 @@ from protocol.guest.model import Guest
 from protocol.guest.pagediff import xbzrle_encode
 from protocol.guest.ram import Ram
 from protocol.guest.ramcache import RamCache
+from protocol.migration import stream
 from protocol.migration.pages import KIND_PAGE, KIND_XBZRLE, PageBatch, PageRecord
 from protocol.migration.stream import RamContext, RamPartReader, encode_ram_part
 
 LAYOUT = [("pc.ram", 4 << 20), ("vga", 1 << 20)]
+#: both bulk encoders: record by record (a batch of at most SMALL_BATCH_RECORDS,
+#: as these are), and numpy's (every batch, with the limit at 0)
+ENCODERS = {"small": stream.SMALL_BATCH_RECORDS, "numpy": 0}
 
 
 def _dirty_twins(seed: int) -> tuple[Ram, Ram]:
@@ -31,8 +35,10 @@ def _dirty_twins(seed: int) -> tuple[Ram, Ram]:
     return a, b
 
 
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
 @pytest.mark.parametrize("seed", range(12))
-def test_batch_matches_list_and_encodes_identically(seed):
+def test_batch_matches_list_and_encodes_identically(seed, encoder, monkeypatch):
+    monkeypatch.setattr(stream, "SMALL_BATCH_RECORDS", ENCODERS[encoder])
     a, b = _dirty_twins(seed)
     batch, recs = a.collect_dirty_batch(), b.collect_dirty()
     assert isinstance(batch, PageBatch) and batch == recs and list(batch) == recs
@@ -95,8 +101,10 @@ def _wire(records, cur=None) -> bytes:
     return encode_ram_part(records, ctx)
 
 
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
 @pytest.mark.parametrize("seed", range(6))
-def test_lent_batch_encodes_straight_from_ram_like_the_list(seed):
+def test_lent_batch_encodes_straight_from_ram_like_the_list(seed, encoder, monkeypatch):
+    monkeypatch.setattr(stream, "SMALL_BATCH_RECORDS", ENCODERS[encoder])
     a, b = _dirty_twins(seed)
     batch, recs = a.collect_dirty_batch(), b.collect_dirty()
     assert all(run.unpinned() is not None for run in batch.runs if run.kinds.any())

@@ -2,12 +2,15 @@
 is byte for byte `encode_ram_part`'s, whatever the chunk size and batch."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.guest.pagediff import xbzrle_encode
+from protocol.migration import stream
 from protocol.migration.pages import (
     CODE_PAGE,
     CODE_ZERO,
@@ -21,6 +24,14 @@ from protocol.migration.stream import RamContext, RamPartReader, encode_ram_part
 from tests.guestmodel.test_pagebatch import _WRITES, LAYOUT, _dirty_twins
 
 STRIDE = 8 + PAGE_SIZE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _every_batch_streams():
+    """These batches are small: with the limit at 0 the streamed encoder takes them
+    (it leaves a batch of at most SMALL_BATCH_RECORDS to `encode_ram_part`)."""
+    with mock.patch.object(stream, "SMALL_BATCH_RECORDS", 0):
+        yield
 
 
 def _ctx(cur):
@@ -90,6 +101,21 @@ def test_what_the_bulk_encoder_does_not_take_is_not_streamed():
     assert ram_part_chunks(PageBatch([]), ctx) is None              # empty
     odd = PageBatch([PageRun("nowhere", [0], [CODE_ZERO])])         # an unknown block
     assert ram_part_chunks(odd, ctx) is None and ctx.current_block is None
+
+
+def test_a_small_batch_is_encoded_whole_and_a_bigger_one_streams():
+    n = 12
+    pages = np.arange(n * PAGE_SIZE, dtype=np.uint64).astype(np.uint8).reshape(n, PAGE_SIZE)
+    batch = PageBatch([PageRun("pc.ram", np.arange(n) * PAGE_SIZE,
+                               np.full(n, CODE_PAGE, dtype=np.uint8), pages)])
+    with mock.patch.object(stream, "SMALL_BATCH_RECORDS", n):
+        ctx = _ctx(None)
+        assert ram_part_chunks(batch, ctx) is None and ctx.current_block is None
+        whole = encode_ram_part(batch, _ctx(None))          # the record-by-record encoder
+    with mock.patch.object(stream, "SMALL_BATCH_RECORDS", n - 1):
+        size, chunks, ctx = _streamed(batch, None, 4 * STRIDE)
+    assert b"".join(chunks) == whole and size == len(whole) and ctx.current_block == "pc.ram"
+    assert whole == encode_ram_part(list(batch), _ctx(None))
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, STRIDE, 10 * STRIDE])

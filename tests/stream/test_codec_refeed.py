@@ -7,6 +7,8 @@ are exactly the whole part's, and a stream that ends inside a record is still
 an error that says so."""
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from protocol.core import dialects
 from protocol.core import messages as m
 from protocol.core.codec import DecodeError, Decoder
+from protocol.migration import streamdecode
 from protocol.migration.pages import KIND_PAGE, KIND_ZERO, PageBatch, PageRecord
 from protocol.migration.stream import RamContext, RamPartReader, encode_ram_part
 
@@ -69,14 +72,18 @@ def _block_starts(recs) -> int:
     return sum(1 for i, r in enumerate(recs) if i == 0 or r.block != recs[i - 1].block)
 
 
+@pytest.mark.parametrize("small", [streamdecode.SMALL_PART_RECORDS, 5, 0])
 @settings(max_examples=80, deadline=None)
 @given(n=st.integers(1, 40), zero_every=st.sampled_from([0, 0, 3, 7]),
        cuts=st.lists(st.integers(0, 40 * 4200), max_size=10),
        kind=st.sampled_from([memoryview, bytes, bytearray]))
-def test_reads_cut_anywhere_give_the_whole_parts_records_as_views(n, zero_every, cuts, kind):
+def test_reads_cut_anywhere_give_the_whole_parts_records_as_views(small, n, zero_every, cuts,
+                                                                 kind):
     recs = _records(n, zero_every)
     data = _stream(recs)
-    items = _decode(data, [c % (len(data) + 1) for c in cuts], kind)
+    # a part's first `small` page headers are checked one by one, the rest with numpy
+    with mock.patch.object(streamdecode, "SMALL_PART_RECORDS", small):
+        items = _decode(data, [c % (len(data) + 1) for c in cuts], kind)
     got, arrays = _pages_of(items)
     assert got == recs
     # every full page came through the bulk path, a view into what was read, except
