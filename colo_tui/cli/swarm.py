@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from colo_tui.session.argtypes import int_in, nonempty_path, nonneg_float, positive_int, seed_int
+from protocol.sim.cluster import CONNECT_TIMEOUT_S
 
 #: local worker processes at most (each is a Python process with its own simulator)
 MAX_WORKERS = 256
@@ -21,7 +22,8 @@ def add_swarm_options(e) -> None:
     e.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1, metavar="K",
                    help=f"local worker processes, 1 … {MAX_WORKERS} (same results for any K)")
     e.add_argument("--cluster", metavar="ADDRESS",
-                   help="run on the dask.distributed scheduler at ADDRESS (tcp://host:8786)")
+                   help="run on the dask.distributed scheduler at ADDRESS (tcp://host:8786); "
+                        f"it must answer within {CONNECT_TIMEOUT_S:g} s")
     e.add_argument("--time-budget", type=nonneg_float, metavar="SEC", default=None,
                    help="stop handing out seeds after SEC seconds")
     e.add_argument("--no-shrink", action="store_true",

@@ -13,7 +13,13 @@ class ClusterError(ColoError):
     """The Dask cluster cannot be reached or used (names the address and why)."""
 
 
-def run_on_cluster(address, work, collect, budget, timeout_s: float = 30.0) -> None:
+#: how long the scheduler has to answer the first connection (Dask's own default, 30 s,
+#: kept a closed port or a wrong host waiting that long before the error)
+CONNECT_TIMEOUT_S = 5.0
+
+
+def run_on_cluster(address, work, collect, budget,
+                   timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Run the chunks of `work` on the cluster at `address` (a scheduler address such
     as tcp://host:8786, or a `distributed.LocalCluster`); `collect` gets each chunk's
     results as it completes."""

@@ -1,0 +1,36 @@
+"""`colo explore --swarm` as a user runs it: bounded in time (a budget, an unreachable
+cluster), real subprocesses."""
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from protocol.sim.cluster import CONNECT_TIMEOUT_S
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def colo(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "colo_tui", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]      # nothing listens there once it is closed
+
+
+def test_an_unreachable_cluster_fails_fast_naming_it():
+    pytest.importorskip("distributed")
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    r = colo("explore", "--swarm", "2", "--cluster", address)
+    took = time.monotonic() - start
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"cannot reach the Dask scheduler at {address}" in r.stderr, r.stderr
+    assert took < CONNECT_TIMEOUT_S + 8, f"{took:.1f} s (Dask's default waits 30 s)"
+
