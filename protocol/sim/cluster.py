@@ -1,8 +1,9 @@
 """A swarm on a dask.distributed cluster (`dask scheduler`; `dask worker ADDRESS`).
 
 The workers import this package (install it where they run); each task is a
-chunk of seeds (`swarm.run_chunk`), so the results equal a local run's.  At
-most 4 chunks per worker thread are in flight.
+chunk of seeds (`runner.run_chunk_by`), so the results equal a local run's.  At
+most 4 chunks per worker thread are in flight.  A time budget's end reaches the
+workers as a wall-clock time: their hosts' clocks keep it (as NTP keeps them).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def run_on_cluster(address, work, collect, budget,
     except ImportError as exc:
         raise ClusterError(f"--cluster needs dask.distributed ({exc}); "
                            "pip install 'dask[distributed]'") from None
-    from protocol.sim import swarm
+    from protocol.sim.runner import run_chunk_by
     try:
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -46,7 +47,8 @@ def run_on_cluster(address, work, collect, budget,
                 if chunk is None:
                     exhausted = True
                     return
-                pending.add(client.submit(swarm.run_chunk, chunk, pure=False))
+                pending.add(client.submit(run_chunk_by, chunk, budget.wall_deadline,
+                                          pure=False))
                 inflight += 1
 
         submit_more()

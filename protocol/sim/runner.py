@@ -2,10 +2,12 @@
 
 Seeds go out in chunks; every seed's result depends on the seed alone, and
 `swarm.summarize` sorts by seed, so the report is the same for 1 worker, K
-workers or a cluster.  A time budget stops handing out chunks once spent (the
-chunks in flight finish); the seeds run are then a prefix-free set, listed by
-count in the report.  At most 2 chunks per worker are in flight (bounded
-memory whatever N is).
+workers or a cluster.  A time budget stops handing out chunks once spent, and
+a chunk in flight then runs no further seed (`run_chunk_by`): only the seeds
+running at that moment finish, so a run ends about one seed's run time after its
+budget (a local pool's start-up, about a second, is not cut short either); the
+seeds run are then listed by count in the report.  At most 2 chunks per worker
+are in flight (bounded memory whatever N is).
 """
 from __future__ import annotations
 
@@ -27,9 +29,25 @@ def chunk_size(n: int, workers: int) -> int:
 class Budget:
     def __init__(self, seconds: float | None) -> None:
         self.deadline = None if seconds is None else time.monotonic() + seconds
+        #: the same moment on the wall clock, which worker processes share
+        self.wall_deadline = None if seconds is None else time.time() + seconds
 
     def spent(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def run_chunk_by(seeds: list[int], deadline: float | None = None) -> list[dict]:
+    """`swarm.run_chunk` that runs no seed once `deadline` (a time.time() value: the
+    run's budget) has passed: a chunk of 16 handed out just before the budget is spent
+    does not run on for 16 seeds."""
+    if deadline is None:
+        return swarm.run_chunk(seeds)
+    out: list[dict] = []
+    for seed in seeds:
+        if time.time() >= deadline:
+            break
+        out.extend(swarm.run_chunk([seed]))
+    return out
 
 
 def run(seeds: range, *, workers: int = 1, cluster: str | None = None,
@@ -75,7 +93,7 @@ def _run_local(workers: int, work: Iterator[list[int]], collect, budget: Budget)
                 if chunk is None:
                     exhausted = True
                     break
-                pending.add(pool.submit(swarm.run_chunk, chunk))
+                pending.add(pool.submit(run_chunk_by, chunk, budget.wall_deadline))
             if not pending:
                 break
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)

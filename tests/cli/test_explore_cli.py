@@ -1,5 +1,6 @@
 """`colo explore --swarm` as a user runs it: bounded in time (a budget, an unreachable
 cluster), real subprocesses."""
+import json
 import socket
 import subprocess
 import sys
@@ -34,3 +35,13 @@ def test_an_unreachable_cluster_fails_fast_naming_it():
     assert f"cannot reach the Dask scheduler at {address}" in r.stderr, r.stderr
     assert took < CONNECT_TIMEOUT_S + 8, f"{took:.1f} s (Dask's default waits 30 s)"
 
+
+def test_a_time_budget_is_kept_to_about_one_seed():
+    # 4 workers, chunks of 16 seeds: the chunks in flight once held 128 seeds, and
+    # the run went on for seconds past its budget; seeds 1 … 200 take 1 s at most
+    budget = 1.0
+    r = colo("explore", "--swarm", "100000", "--time-budget", str(budget), "--workers", "4",
+             "--no-shrink", "--json")
+    report = json.loads(r.stdout)
+    assert report["budget_stopped"] and report["seeds"] > 0, report
+    assert report["elapsed_s"] < budget + 2.0, report["elapsed_s"]
