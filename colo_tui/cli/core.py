@@ -86,15 +86,22 @@ def add_parsers(sub) -> None:
     b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("compare-modes", help="periodic (Remus) against hybrid (COLO)")
-    c.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
+    # (default None: the simulated comparison's options given with --real are refused
+    # rather than ignored; cmd_compare_modes fills in the defaults)
+    c.add_argument("--dialect", choices=list(dialects.DIALECTS), default=None,
+                   help="the simulated comparison's dialect (default qemu; --real: the "
+                        "real pair is QEMU 7.2, dialect qemu)")
     c.add_argument("--seed", type=seed_int, default=1)
-    c.add_argument("--checkpoints", type=int_in(1, COMPARE_MAX_CHECKPOINTS), default=10,
-                   help=f"checkpoints per mode (1 … {COMPARE_MAX_CHECKPOINTS:,}; the guest "
-                        "model runs both sessions whole)")
-    c.add_argument("--workload", default="toggle", choices=workloads(), metavar="NAME",
-                   help="the guest's workload: %(choices)s")
-    c.add_argument("--divergence", type=fraction, default=0.02,
-                   help="fraction of the SVM's answers that differ (0 … 1)")
+    c.add_argument("--checkpoints", type=int_in(1, COMPARE_MAX_CHECKPOINTS), default=None,
+                   help=f"not with --real: checkpoints per mode (1 … "
+                        f"{COMPARE_MAX_CHECKPOINTS:,}, default 10; the guest model runs "
+                        "both sessions whole)")
+    c.add_argument("--workload", default=None, choices=workloads(), metavar="NAME",
+                   help="not with --real: the guest's workload (default toggle): "
+                        "%(choices)s")
+    c.add_argument("--divergence", type=fraction, default=None,
+                   help="not with --real: fraction of the SVM's answers that differ "
+                        "(0 … 1, default 0.02)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--real", action="store_true",
                    help="on the lab's real QEMU 7.2 pair (colo lab; root gives the tap "
@@ -169,6 +176,10 @@ COMPARE_MAX_CHECKPOINTS = 10_000
 COMPARE_REAL_ONLY = (("seconds", "--seconds", 30.0),
                      ("periodic_delay", "--periodic-delay", 2000),
                      ("probe_every", "--probe-every", 3.0))
+#: compare-modes options of the simulated comparison alone: (attribute, option, default)
+COMPARE_SIM_ONLY = (("checkpoints", "--checkpoints", 10),
+                    ("workload", "--workload", "toggle"),
+                    ("divergence", "--divergence", 0.02))
 #: a run whose checkpoint target is above this keeps no events (it does not need them:
 #: the invariants watch them as they pass; --record and --events stream them)
 KEEP_EVENTS_MAX_CHECKPOINTS = 10_000
@@ -573,9 +584,19 @@ def cmd_compare_modes(args) -> int:
         raise UsageError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} "
                          "--real (the real QEMU pair's phases; the simulated comparison "
                          "runs --checkpoints N per mode)")
-    for attr, _opt, default in COMPARE_REAL_ONLY:
+    given = [opt for attr, opt, _ in COMPARE_SIM_ONLY if getattr(args, attr) is not None]
+    if given and args.real:
+        raise UsageError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} not "
+                         "for --real (the simulated comparison's; the real QEMU pair runs "
+                         "its echo workload for --seconds S per phase)")
+    if args.real and args.dialect not in (None, "qemu"):
+        raise UsageError(f"--dialect {args.dialect} is not for --real (the real pair is "
+                         "QEMU 7.2: dialect qemu)")
+    for attr, _opt, default in COMPARE_REAL_ONLY + COMPARE_SIM_ONLY:
         if getattr(args, attr) is None:
             setattr(args, attr, default)
+    if args.dialect is None:
+        args.dialect = "qemu"
     if args.real:
         from colo_tui.lab.modes import cmd_real
         return cmd_real(args)

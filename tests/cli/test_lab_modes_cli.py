@@ -54,6 +54,50 @@ def test_real_gets_its_defaults(monkeypatch):
     assert (seen["seconds"], seen["periodic_delay"], seen["probe_every"]) == (5.0, 2000, 3.0)
 
 
+@pytest.mark.parametrize(("option", "value"), [
+    ("--checkpoints", "5"), ("--workload", "hot"), ("--divergence", "0.5"),
+    # given at their defaults, they are still refused: the user asked for something
+    # --real does not do
+    ("--checkpoints", "10"), ("--divergence", "0.02")])
+def test_simulation_only_options_with_real_are_a_usage_error(option, value, monkeypatch):
+    from colo_tui.lab import modes
+    monkeypatch.setattr(modes, "cmd_real", lambda args: pytest.fail("ran --real"))
+    code, out, err = run("compare-modes", "--real", option, value)
+    assert code == 2 and out == "", out
+    assert err == f"colo: error: {option} is not for --real (the simulated comparison's; " \
+                  "the real QEMU pair runs its echo workload for --seconds S per phase)\n", \
+        err
+
+
+def test_every_simulation_only_option_given_with_real_is_named(monkeypatch):
+    from colo_tui.lab import modes
+    monkeypatch.setattr(modes, "cmd_real", lambda args: pytest.fail("ran --real"))
+    code, _, err = run("compare-modes", "--real", "--workload", "hot", "--checkpoints", "3")
+    assert code == 2
+    assert err.startswith("colo: error: --checkpoints and --workload are not for --real "), err
+
+
+def test_a_dialect_the_real_pair_does_not_speak_is_a_usage_error(monkeypatch):
+    from colo_tui.lab import modes
+    seen = {}
+    monkeypatch.setattr(modes, "cmd_real", lambda args: seen.update(vars(args)) or 0)
+    code, _, err = run("compare-modes", "--real", "--dialect", "v11")
+    assert code == 2 and not seen
+    assert err == "colo: error: --dialect v11 is not for --real (the real pair is QEMU " \
+                  "7.2: dialect qemu)\n", err
+    assert run("compare-modes", "--real", "--dialect", "qemu")[0] == 0 and seen
+
+
+def test_the_simulated_comparison_gets_its_defaults(monkeypatch):
+    from protocol.sim import compare
+    seen = {}
+    monkeypatch.setattr(compare, "compare_modes",
+                        lambda **kw: seen.update(kw) or {"periodic": {}, "hybrid": {}})
+    assert run("compare-modes", "--json")[0] == 0
+    assert seen == {"dialect": "qemu", "seed": 1, "checkpoints": 10, "workload": "toggle",
+                    "divergence": 0.02}
+
+
 def test_faults_lists_the_pair_faults():
     code, out, _ = run("faults")
     assert code == 0
