@@ -9,12 +9,34 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-from colo_tui.session.argtypes import nonempty_path
+from colo_tui.session.argtypes import int_in, nonempty_path, number_in
+
+#: a case's checkpoints: its faults land on checkpoint 2; at the runner's 300 ms
+#: x-checkpoint-delay the most takes about 50 minutes, within the longest --bound-s
+FUZZ_CHECKPOINTS = (2, 10_000)
+#: --bound-s: a case's longest run, in seconds (the polling that watches a case ticks every
+#: 0.2 s; 0, a negative, nan or inf bound made every case a 'hang' or none end)
+FUZZ_BOUND_S = (1.0, 3600.0)
+
+
+def case_checkpoints(text: str) -> int:
+    """An argparse type: fuzz-secondary's --checkpoints, 2 … 10,000."""
+    value = _any_int(text)            # not a number: the number grammar's own message
+    lo, hi = FUZZ_CHECKPOINTS
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"the value must be between {lo} and {hi}, not "
+                                         f"{value} (a case's faults land on checkpoint 2)")
+    return value
+
+
+case_checkpoints.__name__ = "integer"
+_any_int = int_in(-(1 << 63), (1 << 63) - 1)
 
 
 def _fail(msg: str, code: int = 2) -> int:
@@ -45,10 +67,11 @@ def add_parsers(subparsers) -> None:
                    help="LD_PRELOAD for QEMU (e.g. the BQL shim)")
     f.add_argument("--case", action="append", metavar="NAME", help="run only these cases")
     f.add_argument("--list", action="store_true", help="list the cases and exit")
-    f.add_argument("--bound-s", type=float, default=25.0, metavar="S",
-                   help="the longest a case may take (default 25)")
-    f.add_argument("--checkpoints", type=int, default=3, metavar="N",
-                   help="checkpoints a case asks for (a fault lands on #2)")
+    f.add_argument("--bound-s", type=number_in(*FUZZ_BOUND_S), default=25.0, metavar="S",
+                   help="the longest a case may take, in seconds (1 … 3600, default 25)")
+    f.add_argument("--checkpoints", type=case_checkpoints, default=3, metavar="N",
+                   help="checkpoints a case asks for (2 … 10,000, default 3; a fault "
+                        "lands on #2)")
     f.add_argument("--workdir", type=nonempty_path, metavar="DIR",
                    help="keep each case's logs here")
     f.add_argument("--json", action="store_true", help="print the findings as JSON")
@@ -85,9 +108,9 @@ def cmd_fuzz(args) -> int:
                                                            else "")
             print(f"{c.name:22} {c.what}  [{how}]" if how else f"{c.name:22} {c.what}")
         return 0
-    if args.checkpoints < 2:
-        return _fail("--checkpoints must be at least 2 (the faults land on checkpoint 2)")
+    made = not args.workdir
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="colo-fuzz-"))
+    ran = False
     try:
         runner = fz.Runner(args.template, workdir=work, kernel=args.kernel, shim=args.shim,
                            bound_s=args.bound_s, checkpoints=args.checkpoints)
@@ -96,8 +119,13 @@ def cmd_fuzz(args) -> int:
             return _fail(f"the guest kernel {kernel} does not exist here: give --kernel "
                          "(python tests/qemu/build.py DIR builds guest.elf)")
         outcomes = fz.run_cases(runner, args.case)
+        ran = True
     except (TemplateError, FileNotFoundError, ValueError) as exc:
         return _fail(str(exc))
+    finally:
+        if made and not ran:          # refused before any case: no empty temp directory
+            with contextlib.suppress(OSError):        # (one a case wrote to stays)
+                work.rmdir()
     if args.json:
         print(fz.dumps(outcomes))
     else:

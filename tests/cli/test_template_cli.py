@@ -36,6 +36,35 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and "no guest template" in r.stderr
 
 
+@pytest.mark.parametrize(("option", "value", "why"), [
+    ("--bound-s", "nan", "must be a decimal number"),
+    ("--bound-s", "inf", "must be a decimal number"),
+    ("--bound-s", "-1", "must be a decimal number"),
+    ("--bound-s", "0", "between 1 and 3600, not 0"),
+    ("--bound-s", "3601", "between 1 and 3600"),
+    ("--checkpoints", "0", "between 2 and 10000, not 0 (a case's faults land on checkpoint 2)"),
+    ("--checkpoints", "1", "between 2 and 10000, not 1"),
+    ("--checkpoints", "-3", "between 2 and 10000, not -3"),
+    ("--checkpoints", "nan", "must be a whole number"),
+    ("--checkpoints", "10001", "between 2 and 10000"),
+])
+def test_fuzz_bounds_are_usage_errors_naming_the_option(option, value, why, tmp_path,
+                                                        monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    r = colo("fuzz-secondary", option, value, "--template", str(tmp_path / "none.colotpl"))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert f"colo fuzz-secondary: error: argument {option}: the value " in r.stderr, r.stderr
+    assert why in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_fuzz_run_leaves_no_temp_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    r = colo("fuzz-secondary", "--template", str(tmp_path / "none.colotpl"))
+    assert r.returncode == 2 and "no guest template" in r.stderr
+    assert list(tmp_path.iterdir()) == []       # (each such run left a colo-fuzz-* behind)
+
+
 @pytest.mark.skipif(not (RUN1 / "primary_to_secondary.bin").exists(),
                     reason=f"the run1 capture is not at {RUN1} (set COLO_QEMU_RUN1)")
 def test_template_json(tmp_path):
