@@ -10,6 +10,7 @@ from colo_tui.session.argtypes import (
     fault_spec,
     host_port,
     nonempty_path,
+    qmp_address,
     retype,
     seed_int,
 )
@@ -33,9 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="COLO mode (default: periodic)")
     p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default: 1)")
     add_guest_argument(p)
-    p.add_argument("--attach", nargs=2, default=None, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
+    p.add_argument("--attach", nargs=2, type=qmp_address, default=None,
+                   metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    help="watch and drive two running `colo node` processes (or QEMUs) "
-                        "through their QMP sockets (unix:PATH or tcp:HOST:PORT)")
+                        "through their QMP sockets (unix:PATH, tcp:HOST:PORT or HOST:PORT)")
     p.add_argument("--replay", type=nonempty_path, default=None, metavar="FILE",
                    help="open a recording (*.colo.jsonl) and step through it")
     p.add_argument("--record-dir", type=nonempty_path, default=None, metavar="DIR",

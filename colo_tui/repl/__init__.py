@@ -10,6 +10,7 @@ from colo_tui.session.argtypes import (
     fault_spec,
     host_port,
     nonempty_path,
+    qmp_address,
     retype,
     seed_int,
 )
@@ -23,9 +24,10 @@ def add_arguments(p) -> None:
     p.add_argument("--mode", default="periodic", help="periodic (default) or hybrid")
     p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default 1)")
     add_guest_argument(p)
-    p.add_argument("--attach", nargs=2, metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
-                   default=None, help="drive two live `colo node` processes through their "
-                                      "QMP sockets instead of a simulation")
+    p.add_argument("--attach", nargs=2, type=qmp_address, default=None,
+                   metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
+                   help="drive two live `colo node` processes through their QMP sockets "
+                        "(unix:PATH, tcp:HOST:PORT or HOST:PORT) instead of a simulation")
     from colo_tui.session.options import add_live_arguments
     add_live_arguments(p)
     retype(p, "--proxy", host_port)     # refused up front, as a usage error

@@ -119,6 +119,20 @@ def host_port(text: str) -> str:
     return text
 
 
+def qmp_address(text: str) -> str:
+    """A QMP socket to attach to: unix:PATH, tcp:HOST:PORT or HOST:PORT, as the QMP
+    client reads it (protocol.drivers.qmpclient.parse_client_address)."""
+    from protocol.drivers.qmpclient import parse_client_address
+    try:
+        parse_client_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+qmp_address.__name__ = "address"
+
+
 def retype(p: argparse.ArgumentParser, option: str, type_) -> None:
     """Give an option another module added (e.g. the shared live options) a type."""
     action = p._option_string_actions.get(option)       # noqa: SLF001 - argparse's table

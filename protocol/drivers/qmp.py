@@ -94,7 +94,9 @@ def parse_address(text: str) -> tuple[str, object]:
         return "unix", rest
     if kind == "tcp" and rest:
         host, _, port = rest.rpartition(":")
-        if not port.isdigit() or not 0 <= int(port) < 65536:
+        # (ASCII digits: str.isdigit takes '٣', and int() reads it as 3)
+        if not (port.isascii() and port.isdigit() and len(port) <= 5) \
+                or not 0 <= int(port) < 65536:
             raise ValueError(f"bad QMP address {text!r}: the port must be 0..65535")
         return "tcp", (host.strip("[]") or "127.0.0.1", int(port))
     raise ValueError(f"bad QMP address {text!r}: use unix:PATH or tcp:HOST:PORT")

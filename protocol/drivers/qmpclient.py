@@ -26,11 +26,28 @@ class QmpTimeout(QmpClientError, TimeoutError):
     """The peer did not answer in time."""
 
 
-def _connect(address: str, timeout: float) -> socket.socket:
+def parse_client_address(address: str) -> tuple[str, object]:
+    """What a client connects to: ``unix:PATH``, ``tcp:HOST:PORT`` or ``HOST:PORT`` (tcp;
+    an empty host is 127.0.0.1), as ``(kind, target)``; ValueError quoting it otherwise
+    (`colo tui|repl --attach` checks its addresses with this before anything starts)."""
     from protocol.drivers.qmp import parse_address
+    if not address:
+        raise ValueError("an empty QMP address (give unix:PATH, tcp:HOST:PORT or HOST:PORT)")
     text = address if address.startswith(("unix:", "tcp:")) else "tcp:" + address
     try:
         kind, target = parse_address(text)
+    except ValueError:
+        raise ValueError(f"bad QMP address {address!r}: use unix:PATH, tcp:HOST:PORT or "
+                         "HOST:PORT (a port 1..65535)") from None
+    if kind == "tcp" and target[1] == 0:
+        raise ValueError(f"bad QMP address {address!r}: port 0 is no server's port "
+                         "(a port 1..65535)")
+    return kind, target
+
+
+def _connect(address: str, timeout: float) -> socket.socket:
+    try:
+        kind, target = parse_client_address(address)
     except ValueError as exc:
         raise QmpClientError(str(exc)) from None
     sock = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET,

@@ -107,6 +107,36 @@ def test_an_empty_path_is_a_usage_error_naming_the_option(argv, option, capsys):
     assert f"error: argument {option}: an empty path" in err, err
 
 
+@pytest.mark.parametrize("ui", ["tui", "repl"])
+@pytest.mark.parametrize(("addresses", "why"), [
+    (["", "unix:/tmp/s.qmp"], "an empty QMP address"),
+    (["unix:/tmp/p.qmp", ""], "an empty QMP address"),
+    (["foo", "bar"], "bad QMP address 'foo': use unix:PATH, tcp:HOST:PORT or HOST:PORT"),
+    (["unix:", "unix:/tmp/s.qmp"], "bad QMP address 'unix:'"),
+    (["tcp:", "unix:/tmp/s.qmp"], "bad QMP address 'tcp:'"),
+    (["127.0.0.1:99999", "unix:/tmp/s.qmp"], "bad QMP address '127.0.0.1:99999'"),
+    (["tcp:127.0.0.1:\u0663", "unix:/tmp/s.qmp"], "bad QMP address 'tcp:127.0.0.1:\u0663'"),
+    (["127.0.0.1:0", "unix:/tmp/s.qmp"], "bad QMP address '127.0.0.1:0': port 0 is no "
+     "server's port"),
+])
+def test_an_attach_address_is_checked_up_front(ui, addresses, why, capsys):
+    assert code(ui, "--attach", *addresses) == 2
+    err = capsys.readouterr().err
+    assert f"colo {ui}: error: argument --attach: {why}" in err, err
+    assert "Traceback" not in err
+
+
+def test_attach_takes_what_the_qmp_client_connects_to():
+    from colo_tui.session.argtypes import qmp_address
+    from protocol.drivers.qmpclient import parse_client_address
+    for text, want in [("unix:/run/p.qmp", ("unix", "/run/p.qmp")),
+                       ("tcp:10.0.0.1:4444", ("tcp", ("10.0.0.1", 4444))),
+                       ("10.0.0.1:4444", ("tcp", ("10.0.0.1", 4444))),
+                       (":4444", ("tcp", ("127.0.0.1", 4444))),
+                       ("[::1]:4444", ("tcp", ("::1", 4444)))]:
+        assert qmp_address(text) == text and parse_client_address(text) == want
+
+
 def _script(text: str, tmp_path) -> int:
     path = tmp_path / "s.colo"
     path.write_text(text)
