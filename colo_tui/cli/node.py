@@ -12,21 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colo_tui.session.argtypes import nonempty_path, nonneg_int, positive_int, seed_int, workloads
+from colo_tui.session.argtypes import (
+    host_port,
+    nonempty_path,
+    nonneg_int,
+    positive_int,
+    seed_int,
+    workloads,
+)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"colo: error: {message}\n")
-
-
-def _hostport(text: str) -> str:
-    from protocol.drivers.node import parse_hostport
-    try:
-        parse_hostport(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def _qmp(text: str) -> str:
@@ -94,10 +92,10 @@ def add_parsers(subparsers) -> None:
     roles = node.add_subparsers(dest="role", metavar="{primary,secondary}")
     roles.required = True
     sec = roles.add_parser("secondary", help="listen for the primary")
-    sec.add_argument("--listen", type=_hostport, required=True, metavar="HOST:PORT")
+    sec.add_argument("--listen", type=host_port, required=True, metavar="HOST:PORT")
     _common(sec)
     pri = roles.add_parser("primary", help="connect to the secondary and start COLO")
-    pri.add_argument("--connect", type=_hostport, required=True, metavar="HOST:PORT")
+    pri.add_argument("--connect", type=host_port, required=True, metavar="HOST:PORT")
     pri.add_argument("--template", type=nonempty_path, metavar="FILE", nargs="?", const="",
                      help="feed a real QEMU 7.2 secondary: the guest template's RAM layout, "
                           "initial migration and device blobs, RAM pages from the model "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from colo_tui.session.argtypes import int_in, nonempty_path, nonneg_int
+from colo_tui.session.argtypes import host_port, int_in, nonempty_path, nonneg_int
 
 #: --idle-ticks above this is refused (each tick is a timer the primary may fire)
 MAX_IDLE_TICKS = 1_000_000
@@ -60,9 +60,9 @@ def add_parsers(subparsers) -> None:
 
     prx = subparsers.add_parser("proxy", help="a decoding, fault-injecting TCP proxy between "
                                 "a real COLO primary and secondary")
-    prx.add_argument("--listen", required=True, metavar="HOST:PORT",
+    prx.add_argument("--listen", type=host_port, required=True, metavar="HOST:PORT",
                      help="where the primary migrates to")
-    prx.add_argument("--connect", required=True, metavar="HOST:PORT",
+    prx.add_argument("--connect", type=host_port, required=True, metavar="HOST:PORT",
                      help="the secondary's migrate-incoming address")
     prx.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu",
                      help="the wire dialect the two peers speak (default qemu); the "

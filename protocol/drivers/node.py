@@ -66,7 +66,9 @@ class NodeError(ColoError):
 
 def parse_hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+    # (ASCII digits: str.isdigit takes '٣', and int() reads it as 3)
+    if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5) \
+            or not 0 <= int(port) < 65536:
         raise ValueError(f"bad address {text!r}: use HOST:PORT (port 0..65535)")
     return host.strip("[]") or "127.0.0.1", int(port)
 

@@ -126,6 +126,25 @@ def test_an_attach_address_is_checked_up_front(ui, addresses, why, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("argv", "option"), [
+    (["node", "primary", "--connect", "127.0.0.1:\u0663"], "--connect"),
+    # (a bad --qmp after it: no node starts listening, whatever --listen reads as)
+    (["node", "secondary", "--listen", "127.0.0.1:\u0663\u0660\u0660\u0660\u0661",
+      "--qmp", "bogus"], "--listen"),
+    (["node", "secondary", "--listen", "127.0.0.1:0", "--qmp", "tcp:127.0.0.1:\u0663"],
+     "--qmp"),
+    # (a --listen that cannot bind: exit 1 before the fix, never a wait for a primary)
+    (["proxy", "--listen", "999.0.0.1:5", "--connect", "127.0.0.1:\u0663"], "--connect"),
+    (["proxy", "--listen", "", "--connect", "127.0.0.1:1"], "--listen"),
+])
+def test_a_port_is_ascii_decimal_or_a_usage_error_naming_the_option(argv, option, capsys):
+    # str.isdigit takes '٣', and int() reads it as 3: `--listen 127.0.0.1:٣٠٠٠١` listened
+    # on port 30001
+    assert code(*argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: bad " in err and "Traceback" not in err, err
+
+
 def test_attach_takes_what_the_qmp_client_connects_to():
     from colo_tui.session.argtypes import qmp_address
     from protocol.drivers.qmpclient import parse_client_address
