@@ -17,6 +17,14 @@ from protocol.record.eventjson import from_json, to_json
 from protocol.record.format import Recording
 from protocol.sim.core import Simulation
 
+#: the sides a simulated session's events come from: the endpoints' roles and what the
+#: simulator itself names (Simulation.emit in protocol/sim/core.py and reprotect.py;
+#: tests/recordings/test_sides.py holds it to every writer)
+SIMULATED_SIDES = ("primary", "secondary", "link", "operator", "arbiter", "sim", "client")
+#: a recording of a real session (imported: `colo import`, a live session's `r`) adds
+#: the live source's own notes (colo_tui/session/live_sources.py, colo_tui/lab/feed.py)
+RECORDED_SIDES = (*SIMULATED_SIDES, "live")
+
 
 @dataclass
 class ReplayResult:
@@ -102,24 +110,40 @@ def verify(rec: Recording) -> ReplayResult:
         return ReplayResult(False, got, diff[0], sim, rec.cut)
     if rec.cut or counted:
         if got < len(want):
+            bad_event(rec, got)       # the first event the re-run did not reach
             return ReplayResult(False, got, _count_diff(want, sim), sim, rec.cut)
         return ReplayResult(True, len(want), None, sim, rec.cut)
     if got != len(want):
+        if got < len(want):
+            bad_event(rec, got)
         return ReplayResult(False, got, _count_diff(want, sim), sim)
     return ReplayResult(True, got, None, sim)
 
 
+def _where(rec: Recording, k: int) -> str:
+    lines = rec.event_lines
+    return f"{rec.name}: line {lines[k]}" if k < len(lines) else f"{rec.name}: event {k}"
+
+
 def bad_event(rec: Recording, k: int) -> None:
     """RecordingError naming the file's line when event `k` is not an event line this
-    tool writes (its seq out of order, an unknown kind, fields its kind does not have):
-    a bad file, not a session that replays differently."""
-    lines = rec.event_lines
-    where = f"{rec.name}: line {lines[k]}" if k < len(lines) else f"{rec.name}: event {k}"
+    tool writes (its seq out of order, a side no simulated session has, an unknown
+    kind, fields its kind does not have): a bad file, not a session that replays
+    differently."""
+    where = _where(rec, k)
     seq = rec.events[k].get("seq")
     if seq != k:
         raise RecordingError(f"{where}: seq {seq} where {k} was expected (a recording "
                              "numbers its events 0, 1, 2, ... in file order)")
+    _check_side(rec.events[k], where, SIMULATED_SIDES, "a simulated session's")
     from_json(rec.events[k], where=where)
+
+
+def _check_side(ev: dict, where: str, sides: tuple[str, ...], whose: str) -> None:
+    side = ev.get("side")
+    if side not in sides:
+        raise RecordingError(f"{where}: unknown side {side!r} ({whose} events come from "
+                             f"{', '.join(sides)})")
 
 
 def _count_diff(want: list[dict], sim) -> dict:
@@ -133,6 +157,8 @@ def _count_diff(want: list[dict], sim) -> dict:
 
 def verify_facts(rec: Recording) -> ReplayResult:
     """An imported recording: no re-run; its events must agree with each other."""
+    for k, ev in enumerate(rec.events):
+        _check_side(ev, _where(rec, k), RECORDED_SIDES, "a recorded session's")
     bad = facts.check(rec)
     if bad is None:
         return ReplayResult(True, len(rec.events), None, None, rec.cut)

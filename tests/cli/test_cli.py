@@ -177,6 +177,11 @@ def test_replay_of_a_recording_without_events_fails(tmp_path, sealed):
                                "no events"), r.stderr
 
 
+#: line 4 of GOLDEN, the event of seq 1, as it is
+STATE_1 = ('{"t":0.0,"seq":1,"side":"secondary","kind":"state","data":{"machine":"secondary",'
+           '"to":"WAIT_INITIAL","from":"INIT"}}')
+
+
 @pytest.mark.parametrize(("line", "needle"), [
     ('{"t":0.0,"seq":1,"side":"secondary","kind":"bogus","data":{}}',
      "unknown event kind 'bogus'"),
@@ -185,6 +190,11 @@ def test_replay_of_a_recording_without_events_fails(tmp_path, sealed):
     ('{"t":0.0,"seq":1,"side":"secondary","kind":"state","data":{"nonsense":1}}',
      "event 'state' has no field 'nonsense'"),
     ('{"t":0.0,"side":"secondary","kind":"state","data":{}}', "missing required field `seq`"),
+    # a side no simulated session has (it read as 'DIVERGES at event 1'); "live" is a
+    # live session's, never a simulated one's
+    (STATE_1.replace('"secondary"', '"bogus"', 1), "unknown side 'bogus' (a simulated "
+     "session's events come from primary, secondary, link, operator, arbiter, sim, client)"),
+    (STATE_1.replace('"secondary"', '"live"', 1), "unknown side 'live'"),
 ])
 def test_replay_names_a_bad_event_line_not_a_divergence(tmp_path, line, needle):
     lines = GOLDEN.read_text().splitlines()
@@ -197,6 +207,38 @@ def test_replay_names_a_bad_event_line_not_a_divergence(tmp_path, line, needle):
     assert r.stderr.startswith(f"colo: error: {bad}: line 4: ") and needle in r.stderr, \
         r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_replay_names_a_bad_event_line_past_the_sessions_end(tmp_path):
+    # the re-run ends before it: compared by count, the line was never looked at
+    lines = GOLDEN.read_text().splitlines()
+    last = max(i for i, ln in enumerate(lines) if '"kind":' in ln and '"seq":' in ln)
+    seq = json.loads(lines[last])["seq"] + 1
+    lines.insert(last + 1, f'{{"t":99999.0,"seq":{seq},"side":"bogus","kind":"state"}}')
+    bad = tmp_path / "bad.colo.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    r = colo("replay", str(bad))
+    assert r.returncode == 1 and "DIVERGES" not in r.stdout, r.stdout
+    assert r.stderr.startswith(f"colo: error: {bad}: line {last + 2}: unknown side 'bogus'"), \
+        r.stderr
+
+
+def test_replay_names_a_bad_side_in_an_imported_recording(tmp_path):
+    lines = GOLDEN.read_text().splitlines()
+    header = json.loads(lines[1])
+    lines[1] = json.dumps(header | {"imported": True})
+    assert lines[3] == STATE_1
+    lines[3] = STATE_1.replace('"secondary"', '"bogus"', 1)
+    bad = tmp_path / "bad.colo.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    r = colo("replay", str(bad))
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert r.stderr == f"colo: error: {bad}: line 4: unknown side 'bogus' (a recorded " \
+                       "session's events come from primary, secondary, link, operator, " \
+                       "arbiter, sim, client, live)\n", r.stderr
+    lines[3] = STATE_1.replace('"secondary"', '"live"', 1)      # a live session's own
+    bad.write_text("\n".join(lines) + "\n")
+    assert "unknown side" not in colo("replay", str(bad)).stderr
 
 
 def test_explore_json():
