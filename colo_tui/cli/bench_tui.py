@@ -26,7 +26,14 @@ import subprocess
 import sys
 import time
 
+from colo_tui.session.argtypes import int_in, number_in
+
 BIG = dict(checkpoints=1_000_000, checkpoint_delay_ms=10)
+#: --runs: each run starts two processes (colo tui and a minimal app), then paints both
+#: apps in this process
+MAX_RUNS = 100
+#: --seconds: the full-speed window, measured three times bare and three with the app
+SECONDS = (0.1, 600.0)
 
 
 def _config():
@@ -209,10 +216,13 @@ def full_speed(seconds: float, rounds: int = 3) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m colo_tui.cli.bench_tui")
+    ap = argparse.ArgumentParser(prog="colo bench tui")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--runs", type=int, default=7, help="start-up and first-paint runs (median)")
-    ap.add_argument("--seconds", type=float, default=2.0, help="full-speed window")
+    # (a median of no runs, or steps per second over no time, is no figure)
+    ap.add_argument("--runs", type=int_in(1, MAX_RUNS), default=7,
+                    help=f"start-up and first-paint runs (median; 1 … {MAX_RUNS}, default 7)")
+    ap.add_argument("--seconds", type=number_in(*SECONDS), default=2.0,
+                    help=f"full-speed window ({SECONDS[0]:g} … {SECONDS[1]:g} s, default 2)")
     args = ap.parse_args(argv)
     from protocol.drivers.memtune import tune_process
     tune_process()           # as `colo` does (python -m runs come here directly)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,3 +76,21 @@ def test_pagediff_bench_small():
         assert figs[f"{tag}.xbzrle_decode.1% hot"]["baseline"] == 8.7
         assert figs[f"{tag}.xbzrle_decode_into.10% hot"]["value"] > 0
         assert figs[f"{tag}.changed_pages.10%"]["ratio"] > 0
+
+
+@pytest.mark.parametrize(("option", "value", "why"), [
+    ("--runs", "0", "between 1 and 100, not 0"),      # the median of no runs: a traceback
+    ("--runs", "-2", "between 1 and 100, not -2"),
+    ("--seconds", "nan", "must be a decimal number"),  # no steps in no time: ZeroDivision
+    ("--seconds", "0", "between 0.1 and 600, not 0"),
+    ("--seconds", "inf", "must be a decimal number"),
+])
+def test_bench_tui_bounds_are_usage_errors_naming_the_option(option, value, why):
+    argv = ["--runs", "1", option, value] if option == "--seconds" else [option, value]
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "bench", "tui", *argv],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert f"colo bench tui: error: argument {option}: the value " in r.stderr, r.stderr
+    assert why in r.stderr and "Traceback" not in r.stderr, r.stderr
+
