@@ -24,7 +24,13 @@ attributes, the classes are untouched) and checks, at the moment they happen:
   through the page-hash cache, which a raw write would leave stale);
 * take-over keeps the view: a side taking over sees, until it runs again, the
   RAM, devices and disk it saw just before (the secondary's block replication
-  commits active over hidden over its disk: what the SVM saw).
+  commits active over hidden over its disk: what the SVM saw);
+* output covered: a PVM packet the output buffer (filter-buffer, or colo-compare
+  at a checkpoint) lets out while COLO runs was made before the PVM stopped for
+  a checkpoint whose release point (the dialect's ``release_after`` message) the
+  primary has passed: nothing made after that stop leaves with it, nothing
+  leaves before it (colo-compare's matches are compare honesty's; a primary
+  taking over sends what it holds as the survivor).
 
 The sets it keeps are bounded by one checkpoint's pages and packets.
 """
@@ -38,6 +44,8 @@ from protocol.migration.pages import PAGE_SIZE, PageBatch
 
 #: the primary's states once COLO has ended for it (it runs alone from then on)
 _ENDED = frozenset(("DONE", "ERROR", "SHUTDOWN"))
+#: how packets the output buffer held reach the client (ClientLog's ``via``)
+_HELD = frozenset(("filter-buffer", "compare-checkpoint"))
 
 
 def _page_indices(records) -> dict[str, np.ndarray]:
@@ -66,14 +74,23 @@ class GuestWatch:
         self._took_over = False
         self.pvm_packets: set = set()      # every packet the PVM produced (its keys)
         self._took_over_from: dict[str, tuple] = {}   # role -> what it saw (take_over)
+        # output covered: the last PVM packet number so far, that number at the PVM's
+        # latest stop, and at the stop before the latest release point (what it covers:
+        # nothing yet), with that checkpoint's number (for the text)
+        mach = sim.eps["primary"].machine
+        self._pvm_seq = self.primary.last_packet_seq()
+        self._stop_seq = self._pvm_seq
+        self._covered_seq, self._covered_n = -1, None
         self._wrap()
+        self._wrap_release_point(mach, sim.dialect.release_after)
         self._wrap_take_over("primary", self.primary)
         self._wrap_take_over("secondary", self.secondary)
 
     # -- installing ---------------------------------------------------------------
     _WRAPPED = {"secondary": ("cache_pages", "flush_cache", "discard_cache", "start",
                               "load_initial", "take_over"),
-                "primary": ("_emit", "svm_packet", "release_output", "take_over", "start")}
+                "primary": ("_emit", "svm_packet", "release_output", "take_over", "start",
+                            "stop")}
 
     def unwrap(self) -> None:
         """Take the watchers off (a re-protect builds a new pair and a new watch): the
@@ -139,6 +156,7 @@ class GuestWatch:
 
         def watched_emit(pkt):
             self.pvm_packets.add(pkt.key)
+            self._pvm_seq = pkt.seq
             out = emit(pkt)
             self._check_mismatch_notified(pkt.conn)
             return out
@@ -162,6 +180,8 @@ class GuestWatch:
         def watched_record(packets, now_ms, via):
             if via == "compare-match":
                 self._check_matches(packets)
+            elif packets and via in _HELD and "primary" not in self._took_over_from:
+                self._check_covered(packets)
             return record(packets, now_ms, via)
 
         pri.svm_packet, pri.release_output, log.record = (watched_svm_packet, watched_release,
@@ -172,6 +192,12 @@ class GuestWatch:
             self._check_pvm_resume()
             return pri_start()
         pri.start = watched_pri_start
+        pri_stop = pri.stop
+
+        def watched_pri_stop():
+            self._stop_seq = self._pvm_seq     # what a checkpoint taken now holds
+            return pri_stop()
+        pri.stop = watched_pri_stop
 
     # -- flush set ------------------------------------------------------------------
     def _expected_flush(self) -> dict[str, np.ndarray]:
@@ -216,6 +242,38 @@ class GuestWatch:
             self.inv.fail("flush_set", f"checkpoint {n}: the flush copied {copied} pages, "
                           f"but PVM-sent ∪ SVM-dirtied has {want}"
                           + (" (the whole cache?)" if copied > want else ""))
+
+    # -- output covered -------------------------------------------------------------------
+    def _wrap_release_point(self, mach, point: str) -> None:
+        """As the primary's machine takes the release-point message (before its handler
+        runs: a release in the handler comes after the message), the checkpoint in
+        flight is safe at the secondary: what the PVM made up to its latest stop (the
+        one for that checkpoint) may leave.  Numbering is monotonic_checkpoints'
+        business: the stop, not the checkpoint id, says what is covered.  Not undone
+        by `unwrap`: a re-protect replaces the machine itself."""
+        dispatch = mach._dispatch
+
+        def watched_dispatch(kind, item=None):
+            if kind == point and mach.accepts(kind):
+                self._covered_seq, self._covered_n = self._stop_seq, mach.in_flight
+            return dispatch(kind, item)
+        mach._dispatch = watched_dispatch
+
+    def _check_covered(self, packets) -> None:
+        late = [p for p in packets if p.side == "primary" and p.seq > self._covered_seq]
+        if not late:
+            return
+        p = late[0]
+        point = self.sim.dialect.release_after
+        if self._covered_n is None:
+            why = (f"before any checkpoint's {point} came: no checkpoint the secondary "
+                   "holds covers it")
+        else:
+            why = (f"after the PVM stopped for checkpoint {self._covered_n}, the last one "
+                   f"whose {point} came: no checkpoint the secondary holds covers it")
+        self.inv.fail("output_covered", f"the output buffer released {len(late)} PVM "
+                      f"packet(s) (first: {p.seq}, the answer to request {p.req_id}, made "
+                      f"at {p.created_ms} ms) made {why}")
 
     # -- the PVM stays stopped ------------------------------------------------------------
     def _check_pvm_resume(self) -> None:

@@ -22,7 +22,7 @@ from protocol.core.events import (
 NAMES = ("consistency", "output_commit", "client_history", "one_active_vm",
          "whole_checkpoint", "termination", "monotonic_checkpoints", "vmstate_size",
          "flush_set", "compare_honesty", "dirty_log", "whole_survivor", "discard_keeps_svm",
-         "takeover_keeps_view", "pvm_stopped")
+         "takeover_keeps_view", "pvm_stopped", "output_covered")
 
 
 #: the event classes the invariants look at (the simulator skips the others)

@@ -324,6 +324,45 @@ def xbzrle_cache_stale_after_fallback(mp):
     mp.setattr(ram_mod.Ram, "collect_dirty", collect_dirty)
 
 
+def filter_buffer_interval_timer(mp):
+    """v11 patch 34's default filter-buffer left with its interval timer (patch 35 is
+    what let COLO set interval=0): besides COLO's release after each checkpoint it
+    flushes its queue every interval (100 ms here, at the first packet after it),
+    sending answers no checkpoint the secondary holds covers."""
+    orig = net.FilterBuffer.send
+
+    def send(self, pkt, now_ms):
+        out = orig(self, pkt, now_ms)
+        due = getattr(self, "_interval_due", None)
+        if due is None or now_ms < due:
+            if due is None:
+                self._interval_due = now_ms + 100
+            return out
+        self._interval_due = now_ms + 100
+        return out + (self.release(now_ms) if self.enabled else [])
+    mp.setattr(net.FilterBuffer, "send", send)
+
+
+def pvm_resumed_before_release(mp):
+    """After vmstate-loaded (the v11 and prototype release point) the primary resumes
+    the PVM first and flushes its output buffer after: the answers the PVM gives at
+    once (to requests that queued while it was stopped) leave with the checkpoint's."""
+    orig = prim.PrimaryMachine._on_loaded
+
+    def on_loaded(self, msg):
+        if self.dialect.release_after != m.VMSTATE_LOADED:
+            return orig(self, msg)
+        release = self._release
+        self._release = lambda: None
+        try:
+            out = orig(self, msg)
+        finally:
+            del self._release
+        release()
+        return out
+    mp.setattr(prim.PrimaryMachine, "_on_loaded", on_loaded)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -348,4 +387,6 @@ BUGS = {
     "flush_before_blob": flush_before_blob,
     "pvm_resumes_at_received": pvm_resumes_at_received,
     "xbzrle_cache_stale_after_fallback": xbzrle_cache_stale_after_fallback,
+    "filter_buffer_interval_timer": filter_buffer_interval_timer,
+    "pvm_resumed_before_release": pvm_resumed_before_release,
 }
