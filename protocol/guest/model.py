@@ -435,8 +435,9 @@ class Guest:
         return None
 
     # -- invariants ----------------------------------------------------------------
-    def digest(self) -> dict[str, str]:
-        return {"ram": self.ram.digest(), "devices": self.devices.digest(),
+    def digest(self, raw: bool = False) -> dict[str, str]:
+        """RAM, devices and disk digests (``raw``: RAM read back, see `Ram.digest`)."""
+        return {"ram": self.ram.digest(raw), "devices": self.devices.digest(),
                 "disk": self.disk.digest()}
 
     def consistency_diff(self, other: Guest) -> dict:

@@ -254,6 +254,7 @@ class RamBlock:
         self._arr: np.ndarray | None = None
         #: RamPages not gathered yet (weak): pinned by `before_write`
         self._unpinned: list[weakref.ref] = []
+        self._touched_idx: tuple[int, np.ndarray] = (0, np.empty(0, dtype=np.int64))
 
     def lend(self, rows: np.ndarray) -> RamPages:
         """The pages `rows` as a RamPages, pinned before this block is next written."""
@@ -327,6 +328,29 @@ class RamBlock:
         """The hashes of pages `idx` read from memory now, not from the per-page cache
         (a write that bypassed the block's methods shows here, not in `hashes`)."""
         return _hashes_at(self.mem, idx)
+
+    def touched_indices(self) -> np.ndarray:
+        """The touched pages, ascending (kept while the set stays the same: touched
+        bits are only ever set -- a page once written may hold data -- so an unchanged
+        count is an unchanged set)."""
+        count, idx = self._touched_idx
+        if count != self.touched.count:
+            idx = self.touched.index_array()
+            self._touched_idx = (self.touched.count, idx)
+        return idx
+
+    def reread_hashes(self) -> None:
+        """Rehash every touched page from memory, trusting none of the per-page cache
+        (a write around the block's methods -- a raw copy, a stray memcpy -- shows
+        from here on).  A page never touched is still taken as zero: a write there
+        goes unseen."""
+        # (stale pages are touched ones: every write through the methods touches its page)
+        idx = self.touched_indices()
+        if len(idx):
+            if self._hashes is None:
+                self._hashes = np.zeros(self.npages, dtype=np.uint64)
+            self._hashes[idx] = self.read_hashes(idx)
+        self.stale.clear_all()
 
     def hashes(self) -> np.ndarray:
         """Per-page content hashes (0 exactly for zero pages), refreshed where stale."""
@@ -607,21 +631,28 @@ class Ram:
                 out[name] = [candidates[k] for k in changed]
         return out
 
-    def digest(self) -> str:
+    def digest(self, raw: bool = False) -> str:
         """Content digest: block layout + every non-zero page (index, page hash).
 
         Incremental: each block keeps a 64-bit hash per page (`page_hashes`)
         and rehashes only the pages written since the last digest, so a
-        digest costs the bytes written since, not the RAM size.
+        digest costs the bytes written since, not the RAM size.  ``raw``: every
+        touched page is read back and rehashed first (`RamBlock.reread_hashes`), so a
+        write around the blocks' methods shows; it costs the touched pages' bytes.
         """
         h = hashlib.blake2b(digest_size=16)
         for blk in self.blocks.values():
+            if raw:
+                blk.reread_hashes()
             h.update(blk.name.encode() + b"\0" + blk.size_bytes.to_bytes(8, "big"))
             hashes = blk.hashes()
-            nonzero = np.flatnonzero(hashes)
+            touched = blk.touched_indices()       # (a page never touched hashes to 0)
+            values = hashes[touched]
+            keep = values != 0
+            nonzero, values = touched[keep], values[keep]
             h.update(len(nonzero).to_bytes(8, "big"))
             h.update(nonzero.astype(">u8").tobytes())
-            h.update(hashes[nonzero].astype(">u8").tobytes())
+            h.update(values.astype(">u8").tobytes())
         return h.hexdigest()
 
     def copy_from(self, other: Ram) -> None:

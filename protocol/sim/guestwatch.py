@@ -316,7 +316,7 @@ class GuestWatch:
         take_over, start = guest.take_over, guest.start
 
         def watched_take_over():
-            self._took_over_from[role] = (guest.disk.view(), guest.ram.digest(),
+            self._took_over_from[role] = (guest.disk.view(), guest.ram.digest(raw=True),
                                           guest.devices.digest())
             try:
                 return take_over()
@@ -337,7 +337,7 @@ class GuestWatch:
         what = []
         if changed:
             what.append(f"{len(changed)} disk sector(s) (sector {changed[0]} first)")
-        if guest.ram.digest() != ram:
+        if guest.ram.digest(raw=True) != ram:
             what.append("its RAM")
         if guest.devices.digest() != devices:
             what.append("its devices")

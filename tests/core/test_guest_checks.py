@@ -1,9 +1,12 @@
 """Guest-level checks for gaps a mutation test left:
 
-* output covered: a held packet leaves only with a checkpoint that covers it.
+* output covered: a held packet leaves only with a checkpoint that covers it;
+* digests read back raw: a write around the page-hash cache shows.
 """
 import pytest
 
+from protocol.guest import model
+from protocol.guest.ram import PAGE_SIZE, Ram
 from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
 from tests.explore import bugs
@@ -80,4 +83,56 @@ def test_releasing_at_checkpoint_reply_is_caught_at_the_release(monkeypatch):
     monkeypatch.setattr(prim.PrimaryMachine, "_on_reply", early)
     sim = run(mode="periodic", checkpoints=3)
     assert violated(sim) == {"output_covered"}, sim.invariants.violations
+
+
+# -- digests read back raw ----------------------------------------------------------------
+def test_a_raw_digest_sees_a_write_around_the_hash_cache():
+    ram = Ram([("pc.ram", 64 * PAGE_SIZE)])
+    ram.write("pc.ram", 3 * PAGE_SIZE, b"\x01" * PAGE_SIZE)
+    before = ram.digest()
+    blk = ram.blocks["pc.ram"]
+    blk.mem[3 * PAGE_SIZE:3 * PAGE_SIZE + 8] = b"\xff" * 8      # a raw memcpy
+    assert ram.digest() == before                               # the cache trusts itself
+    assert ram.digest(raw=True) != before
+    assert ram.digest() == ram.digest(raw=True)                 # and is right again
+
+
+@pytest.mark.parametrize("mode", ["periodic", "hybrid"])
+def test_a_raw_write_into_svm_ram_breaks_consistency(mode, monkeypatch):
+    """A stray write into SVM RAM right after the flush (not through the RAM API: the
+    page-hash cache keeps the flushed page's hash)."""
+    orig = model.Guest.flush_cache
+
+    def flush_cache(self):
+        out = orig(self)
+        blk = self.ram.blocks[self.main_block]
+        page = int(blk.touched.index_array()[0])
+        blk.mem[page * PAGE_SIZE] ^= 0x5A
+        return out
+    monkeypatch.setattr(model.Guest, "flush_cache", flush_cache)
+    sim = run(mode=mode, checkpoints=2)
+    v = sim.invariants.violations[0]
+    assert v["invariant"] == "consistency" and "'ram'" in v["text"], v
+
+
+def test_a_raw_write_into_pvm_ram_breaks_consistency(monkeypatch):
+    """A device writing PVM RAM around the dirty log (and so around the hash cache): the
+    page never goes to the secondary."""
+    orig = model.Guest.advance
+
+    def advance(self, now_ms):
+        orig(self, now_ms)
+        if self.role == "primary" and self.running and now_ms >= 1500:
+            self.ram.blocks[self.main_block].mem[0x10 * PAGE_SIZE + 8] ^= 0xA5
+    monkeypatch.setattr(model.Guest, "advance", advance)
+    sim = run(mode="periodic", checkpoints=3)
+    v = sim.invariants.violations[0]
+    assert v["invariant"] == "consistency" and "'ram'" in v["text"], v
+
+
+def test_a_flush_that_copies_one_page_per_run_is_caught(monkeypatch):
+    bugs.flush_copies_one_page_per_run(monkeypatch)
+    sim = run(mode="periodic", checkpoints=2)
+    v = sim.invariants.violations[0]
+    assert v["invariant"] == "consistency" and "'pc.ram'" in v["text"], v
 

@@ -363,6 +363,27 @@ def pvm_resumed_before_release(mp):
     mp.setattr(prim.PrimaryMachine, "_on_loaded", on_loaded)
 
 
+def flush_copies_one_page_per_run(mp):
+    """colo_flush_ram_cache copies each run of flagged pages it finds with
+    memcpy(dst, src, TARGET_PAGE_SIZE) -- one page, not TARGET_PAGE_SIZE * num -- yet
+    clears the whole run's bits: the rest of every run keeps the SVM's old contents.
+    (The model's flush copies and hashes in one pass; this copy hashes what it read,
+    the cache's pages, so the page-hash cache believes the whole run arrived.)"""
+    class OnePagePerRun:
+        def __getattr__(self, name):
+            return getattr(pagediff, name)
+
+        @staticmethod
+        def copy_pages_hashed(src, dst, idx, weights, page_size):
+            idx = np.asarray(idx, dtype=np.int64)
+            hashes = pagediff.hash_pages(src, idx, weights, page_size)
+            if len(idx):
+                starts = idx[np.r_[True, idx[1:] != idx[:-1] + 1]]
+                pagediff.copy_pages(src, dst, starts, page_size)
+            return hashes
+    mp.setattr(ramcache, "pagediff", OnePagePerRun())
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -389,4 +410,5 @@ BUGS = {
     "xbzrle_cache_stale_after_fallback": xbzrle_cache_stale_after_fallback,
     "filter_buffer_interval_timer": filter_buffer_interval_timer,
     "pvm_resumed_before_release": pvm_resumed_before_release,
+    "flush_copies_one_page_per_run": flush_copies_one_page_per_run,
 }

@@ -43,6 +43,7 @@ EXPECTED = {
     "xbzrle_cache_stale_after_fallback": {"consistency"},
     "filter_buffer_interval_timer": {"output_covered"},
     "pvm_resumed_before_release": {"output_covered"},
+    "flush_copies_one_page_per_run": {"consistency"},
 }
 
 
@@ -87,7 +88,8 @@ MATRIX = [("discard_undo_into_svm", "periodic", "qemu"),
           ("xbzrle_cache_stale_after_fallback", "hybrid", "qemu"),
           ("filter_buffer_interval_timer", "periodic", "qemu"),
           # (qemu releases at vmstate-received, before the PVM resumes: v11's bug alone)
-          ("pvm_resumed_before_release", "periodic", "v11")]
+          ("pvm_resumed_before_release", "periodic", "v11"),
+          ("flush_copies_one_page_per_run", "periodic", "qemu")]
 
 
 @pytest.mark.parametrize(("name", "mode", "dialect"), MATRIX)
