@@ -12,7 +12,12 @@ attributes, the classes are untouched) and checks, at the moment they happen:
 * consistency before the SVM resumes: at the end of a load, before the SVM runs
   again (hybrid), its RAM, devices and disk equal the PVM's at its stop;
 * whole survivor: a secondary taking over in periodic mode (it did not run
-  since its last load) holds exactly the checkpoint it last committed;
+  since its last load) holds exactly the checkpoint it last committed; in
+  hybrid mode (it ran since, on its own), one that takes over while stopped for
+  a checkpoint it never loaded still holds, as the take-over begins, what it
+  stopped with: its last checkpoint and its own run (RAM read back raw,
+  devices, the disk it sees and its own writes on it, the active disk), nothing
+  of the checkpoint that broke off;
 * compare honesty: a packet released as a match had an identical SVM packet
   (same connection, same bytes) that no other match used;
 * dirty log: when the PVM stops for a checkpoint, no guest write is left in its
@@ -40,12 +45,25 @@ from collections import Counter
 
 import numpy as np
 
+from protocol.guest.disk import disk_digest
 from protocol.migration.pages import PAGE_SIZE, PageBatch
 
 #: the primary's states once COLO has ended for it (it runs alone from then on)
 _ENDED = frozenset(("DONE", "ERROR", "SHUTDOWN"))
 #: how packets the output buffer held reach the client (ClientLog's ``via``)
 _HELD = frozenset(("filter-buffer", "compare-checkpoint"))
+
+
+def _held_by(guest) -> dict[str, str]:
+    """What a VM holds, for a comparison: RAM (read back raw), devices, the disk it sees
+    and, on a secondary, its own writes on it (the active disk, which only a whole
+    checkpoint drops and only a failover commits)."""
+    held = {"RAM": guest.ram.digest(raw=True), "devices": guest.devices.digest(),
+            "disk": guest.disk.digest()}
+    active = getattr(guest.disk, "active", None)
+    if active is not None:
+        held["own disk writes (active disk)"] = disk_digest(active)
+    return held
 
 
 def _page_indices(records) -> dict[str, np.ndarray]:
@@ -74,6 +92,9 @@ class GuestWatch:
         self._took_over = False
         self.pvm_packets: set = set()      # every packet the PVM produced (its keys)
         self._took_over_from: dict[str, tuple] = {}   # role -> what it saw (take_over)
+        #: hybrid: (checkpoint, what the SVM held) as it stopped for that checkpoint,
+        #: until it runs again
+        self._svm_stop: tuple[int, dict] | None = None
         # output covered: the last PVM packet number so far, that number at the PVM's
         # latest stop, and at the stop before the latest release point (what it covers:
         # nothing yet), with that checkpoint's number (for the text)
@@ -88,7 +109,7 @@ class GuestWatch:
 
     # -- installing ---------------------------------------------------------------
     _WRAPPED = {"secondary": ("cache_pages", "flush_cache", "discard_cache", "start",
-                              "load_initial", "take_over"),
+                              "load_initial", "take_over", "stop"),
                 "primary": ("_emit", "svm_packet", "release_output", "take_over", "start",
                             "stop")}
 
@@ -128,7 +149,17 @@ class GuestWatch:
 
         def watched_start():
             self._before_svm_runs()
+            self._svm_stop = None
             return start()
+
+        sec_stop, sec_mach = sec.stop, self.sim.eps["secondary"].machine
+
+        def watched_sec_stop():
+            if sec.running and sec_mach.in_flight and not sec.failed_over:
+                self._svm_stop = (sec_mach.in_flight, _held_by(sec))
+            return sec_stop()
+        if self.sim.cfg.mode == "hybrid":      # (periodic: the SVM never runs in COLO)
+            sec.stop = watched_sec_stop
 
         load_initial = sec.load_initial
 
@@ -316,6 +347,8 @@ class GuestWatch:
         take_over, start = guest.take_over, guest.start
 
         def watched_take_over():
+            if role == "secondary" and self._svm_stop is not None:
+                self._check_svm_kept_since_stop()
             self._took_over_from[role] = (guest.disk.view(), guest.ram.digest(raw=True),
                                           guest.devices.digest())
             try:
@@ -356,6 +389,22 @@ class GuestWatch:
             self._took_over = True            # later start()s find it running already
         elif ep.state == "LOADING" and ep.in_flight:
             self.inv.check_consistency(ep.in_flight)
+
+    def _check_svm_kept_since_stop(self) -> None:
+        """Hybrid: the SVM stopped for checkpoint n and takes over without having loaded
+        it (a relaunch loads it, and resumes the SVM, first): as the take-over begins
+        it holds what it stopped with -- checkpoint n-1 and its own run since."""
+        n, before = self._svm_stop
+        committed = self.sim.eps["secondary"].checkpoint
+        if committed >= n:
+            return
+        now = _held_by(self.secondary)
+        bad = [k for k, v in before.items() if now[k] != v]
+        if bad:
+            self.inv.fail("whole_survivor", f"the secondary takes over while stopped for "
+                          f"checkpoint {n}, which it never loaded, but its "
+                          f"{', '.join(bad)} changed since it stopped: it no longer holds "
+                          f"checkpoint {committed} and its own run")
 
     # -- compare honesty -------------------------------------------------------------
     def _check_matches(self, packets) -> None:

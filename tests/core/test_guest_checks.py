@@ -1,7 +1,9 @@
 """Guest-level checks for gaps a mutation test left:
 
 * output covered: a held packet leaves only with a checkpoint that covers it;
-* digests read back raw: a write around the page-hash cache shows.
+* digests read back raw: a write around the page-hash cache shows;
+* the hybrid survivor: a secondary taking over while stopped for a checkpoint it
+  never loaded holds what it stopped with.
 """
 import pytest
 
@@ -136,3 +138,29 @@ def test_a_flush_that_copies_one_page_per_run_is_caught(monkeypatch):
     v = sim.invariants.violations[0]
     assert v["invariant"] == "consistency" and "'pc.ram'" in v["text"], v
 
+
+# -- the hybrid survivor ----------------------------------------------------------------
+#: the secondary is stopped for checkpoint 2 and holds part of it when the primary dies
+MID_CHECKPOINT = ["kill-primary@checkpoint-reply#2", "kill-primary@ram#2",
+                  "kill-primary@vmstate-size#2", "heartbeat-secondary@ram#2"]
+
+
+@pytest.mark.parametrize("fault", MID_CHECKPOINT)
+def test_a_hybrid_survivor_holds_what_it_stopped_with(fault):
+    sim = run(mode="hybrid", checkpoints=3, faults=[fault], divergence=0.3)
+    assert sim.eps["secondary"].failover.state == "completed"
+    assert sim.eps["secondary"].checkpoint == 1
+    assert not sim.invariants.violations, sim.invariants.violations
+
+
+@pytest.mark.parametrize("fault", MID_CHECKPOINT)
+def test_a_disk_checkpoint_before_the_load_is_caught_in_hybrid_mode(fault, monkeypatch):
+    """The SVM's own disk writes are emptied as the checkpoint starts: in the model
+    its twin wrote the same sectors, so what it sees does not change, but its own
+    writes (the active disk) are gone before the checkpoint is whole."""
+    bugs.secondary_disk_checkpoint_at_request(monkeypatch)
+    sim = run(mode="hybrid", checkpoints=3, faults=[fault])
+    v = sim.invariants.violations[0]
+    assert v["invariant"] == "whole_survivor", v
+    assert "stopped for checkpoint 2, which it never loaded" in v["text"]
+    assert "active disk" in v["text"]

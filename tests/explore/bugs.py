@@ -384,6 +384,20 @@ def flush_copies_one_page_per_run(mp):
     mp.setattr(ramcache, "pagediff", OnePagePerRun())
 
 
+def secondary_disk_checkpoint_at_request(mp):
+    """The secondary does its replication checkpoint where the primary does its own,
+    as the transaction starts (after stopping its VM), not after the load: the active
+    and hidden disks are emptied while the checkpoint can still break off, and a
+    secondary that then takes over sees the PVM's disk under its own RAM and devices."""
+    orig = sec.SecondaryMachine._on_request
+
+    def on_request(self, msg):
+        out = orig(self, msg)
+        self.guest.replication_checkpoint()
+        return out
+    mp.setattr(sec.SecondaryMachine, "_on_request", on_request)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -411,4 +425,5 @@ BUGS = {
     "filter_buffer_interval_timer": filter_buffer_interval_timer,
     "pvm_resumed_before_release": pvm_resumed_before_release,
     "flush_copies_one_page_per_run": flush_copies_one_page_per_run,
+    "secondary_disk_checkpoint_at_request": secondary_disk_checkpoint_at_request,
 }
