@@ -5,16 +5,20 @@ import json
 import sys
 
 from colo_tui.session.argtypes import (
+    arbiter_ms,
     client_every_ms,
     fault_spec,
     fraction,
     int_in,
+    liveness_checkpoints,
     nonempty_path,
     nonneg_float,
     nonneg_int,
     number_in,
     positive_int,
+    ram_mib,
     seed_int,
+    workload_rate,
     workloads,
 )
 from protocol.core import dialects
@@ -133,7 +137,7 @@ def _session_options(p) -> None:
     p.add_argument("--guest", choices=["null", "model"], default="model",
                    help="model (the default, as in the TUI and the REPL): RAM, devices, "
                         "disk, packets; null: the control protocol only")
-    p.add_argument("--ram-mib", type=positive_int, default=16)
+    p.add_argument("--ram-mib", type=ram_mib, default=16, help="1 … 65536")
     p.add_argument("--workload", default="toggle", choices=workloads(), metavar="NAME",
                    help="the guest model's workload: %(choices)s")
     p.add_argument("--no-arbiter", action="store_true",
@@ -145,15 +149,17 @@ def _session_options(p) -> None:
                    help="qemu: the primary's device-state save time after the RAM part")
     p.add_argument("--jitter-ms", type=nonneg_float, default=0.0,
                    help="every timer fires up to this much late (seeded)")
-    p.add_argument("--arbiter-ms", type=nonneg_float, default=1000.0,
-                   help="how long the arbiter takes to act")
-    p.add_argument("--rate", type=nonneg_float, default=None, help="the workload's rate")
+    p.add_argument("--arbiter-ms", type=arbiter_ms, default=1000.0,
+                   help="how long the arbiter takes to act (1 … 1e9)")
+    p.add_argument("--rate", type=workload_rate, default=None,
+                   help="the workload's rate (0 … 1e6)")
     p.add_argument("--client-every-ms", type=client_every_ms, default=100.0,
                    help="guest model: a client request this often (0: none)")
     p.add_argument("--divergence", type=fraction, default=0.0,
                    help="guest model: fraction of the SVM's answers that differ")
-    p.add_argument("--liveness-checkpoints", type=nonneg_int, default=0, metavar="N",
-                   help="after the last fault, N more checkpoints must commit")
+    p.add_argument("--liveness-checkpoints", type=liveness_checkpoints, default=0,
+                   metavar="N", help="after the last fault, N more checkpoints must commit "
+                                     "(0 … 10,000)")
 
 
 def _config(args):

@@ -73,6 +73,19 @@ nonneg_float = number_in(0.0, float((1 << 31) - 1))
 fraction = number_in(0.0, 1.0)
 
 
+# session settings a recording's header carries, in the ranges its reader takes
+# (protocol.record.schema.Params; not imported here: it loads msgspec): beyond them
+# `colo run --record` and the UIs' recordings wrote files `colo replay` refused
+#: --arbiter-ms: how long the arbiter takes to act (--no-arbiter: none at all)
+arbiter_ms = number_in(1.0, 1e9)
+#: --rate: the workload's rate
+workload_rate = number_in(0.0, 1e6)
+#: --ram-mib: the guest model's RAM (64 GiB at most)
+ram_mib = int_in(1, 65536)
+#: --liveness-checkpoints: the checkpoints that must commit after the last fault
+liveness_checkpoints = int_in(0, 10_000)
+
+
 def client_every_ms(text: str) -> float:
     """An argparse type: how often the guest model's client asks, in ms: 0 (never) or
     at least 1 (as a recording's header allows: more often floods the simulation)."""

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import argparse
 
-from colo_tui.session.argtypes import fraction, nonneg_float, nonneg_int, positive_int
+from colo_tui.session.argtypes import (
+    arbiter_ms,
+    fraction,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+)
 
 INTERACTIVE_CHECKPOINTS = 100
 
@@ -44,8 +50,9 @@ def add_session_arguments(p: argparse.ArgumentParser) -> None:
                    help="time the SVM takes to load a checkpoint")
     g.add_argument("--no-arbiter", action="store_true",
                    help="no external manager: a silent peer hangs COLO forever (B13)")
-    g.add_argument("--arbiter-ms", type=nonneg_float, default=1000.0, metavar="MS",
-                   help="how long the external manager waits before it fences (default 1000)")
+    g.add_argument("--arbiter-ms", type=arbiter_ms, default=1000.0, metavar="MS",
+                   help="how long the external manager waits before it fences (1 … 1e9, "
+                        "default 1000)")
     g.add_argument("--divergence", type=fraction, default=0.0, metavar="X",
                    help="hybrid mode: the fraction of SVM answers that differ from the PVM's")
     g.add_argument("--svm-output-lost", action="store_true",

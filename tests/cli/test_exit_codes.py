@@ -156,6 +156,33 @@ def test_attach_takes_what_the_qmp_client_connects_to():
         assert qmp_address(text) == text and parse_client_address(text) == want
 
 
+@pytest.mark.parametrize(("ui", "option", "value"), [
+    ("run", "--arbiter-ms", "0"), ("run", "--arbiter-ms", "0.5"),
+    ("run", "--arbiter-ms", "1000000001"), ("tui", "--arbiter-ms", "0"),
+    ("repl", "--arbiter-ms", "0.5"), ("run", "--rate", "1000001"),
+    ("run", "--ram-mib", "65537"), ("run", "--liveness-checkpoints", "10001"),
+])
+def test_a_setting_a_recording_cannot_carry_is_a_usage_error(ui, option, value, capsys):
+    # each wrote a recording that `colo replay` refused ("params.arbiter_ms: Expected
+    # `float` >= 1.0")
+    assert code(ui, "--guest", "null", option, value) == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: the value must be between " in err, err
+
+
+def test_the_settings_at_their_bounds_make_a_recording_that_reads(tmp_path, capsys):
+    from protocol.record import format as rf
+    f = tmp_path / "r.colo.jsonl"
+    # (10,000 liveness checkpoints: cut short by --max-steps, exit 1, a cut recording)
+    assert code("run", "--guest", "null", "--checkpoints", "1", "--max-steps", "40",
+                "--record", str(f), "--arbiter-ms", "1000000000", "--rate", "1000000",
+                "--ram-mib", "65536", "--liveness-checkpoints", "10000") == 1
+    assert "stopped at the step bound (40 steps)" in capsys.readouterr().err
+    params = rf.read(str(f)).header["params"]
+    assert (params["arbiter_ms"], params["rate"], params["ram_mib"],
+            params["liveness_checkpoints"]) == (1e9, 1e6, 65536, 10000)
+
+
 def _script(text: str, tmp_path) -> int:
     path = tmp_path / "s.colo"
     path.write_text(text)
