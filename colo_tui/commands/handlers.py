@@ -369,6 +369,11 @@ def failover_view(c) -> str:
 def _guests(c, what: str):
     """Both guests in depth (a GuestReport); a CommandError without a guest model."""
     if any(c.guest(s).kind != "model" for s in SIDES):
+        if c.playback and not c.live:
+            raise CommandError(f"no {what} to show: this session plays back an imported "
+                               "capture, which holds what crossed the wire, not the guests' "
+                               "memory; `show ladder` draws its messages (the RAM parts' "
+                               "page counts are in their events)")
         raise CommandError(f"no {what} to show: this session runs the null guest (control "
                            "protocol only), which has no RAM, packets or disk; the guest "
                            "model has them: `set guest model`, or start with --guest model")

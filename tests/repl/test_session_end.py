@@ -91,6 +91,23 @@ def test_recording_a_replayed_capture_keeps_it_a_playback(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_show_ram_of_a_replayed_capture_says_what_the_capture_holds(tmp_path):
+    from tests.tui._term import run1_dir
+    run1 = run1_dir()
+    if run1 is None:
+        pytest.skip("the real capture run1 is not beside the repository (../shared)")
+    imported = tmp_path / "run1.colo.jsonl"
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "import", str(run1 / "capture.pcap"),
+                        "-o", str(imported)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "colo_tui.repl"],
+                       input=f"replay {imported}\nstep 5\nshow ram\n", text=True, cwd=ROOT,
+                       env=_env(tmp_path), capture_output=True, timeout=120)
+    assert "plays back an imported capture" in r.stderr, r.stdout + r.stderr
+    assert "set guest model" not in r.stdout + r.stderr     # it would restart a simulation
+
+
 def test_record_start_refuses_an_existing_file_unless_forced(tmp_path):
     path = tmp_path / "mine.colo.jsonl"
     path.write_text("my notes\n")
