@@ -62,7 +62,8 @@ def test_a_script_ending_mid_recording_completes_it(tmp_path):
     assert verify(rf.read(path)).ok
 
 
-def test_recording_a_replayed_capture_keeps_it_a_playback(tmp_path):
+def _imported_run1(tmp_path):
+    """The real capture run1 imported by `colo import` (skips without ../shared)."""
     from tests.tui._term import run1_dir
     run1 = run1_dir()
     if run1 is None:
@@ -72,6 +73,11 @@ def test_recording_a_replayed_capture_keeps_it_a_playback(tmp_path):
                         "-o", str(imported)], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
+    return imported
+
+
+def test_recording_a_replayed_capture_keeps_it_a_playback(tmp_path):
+    imported = _imported_run1(tmp_path)
     out = tmp_path / "again.colo.jsonl"
     script = f"replay {imported}\nstep 5\nrecord start {out}\nstep 20\nquit\n"
     r = subprocess.run([sys.executable, "-m", "colo_tui.repl"], input=script, text=True,
@@ -92,15 +98,7 @@ def test_recording_a_replayed_capture_keeps_it_a_playback(tmp_path):
 
 
 def test_show_ram_of_a_replayed_capture_says_what_the_capture_holds(tmp_path):
-    from tests.tui._term import run1_dir
-    run1 = run1_dir()
-    if run1 is None:
-        pytest.skip("the real capture run1 is not beside the repository (../shared)")
-    imported = tmp_path / "run1.colo.jsonl"
-    r = subprocess.run([sys.executable, "-m", "colo_tui", "import", str(run1 / "capture.pcap"),
-                        "-o", str(imported)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    imported = _imported_run1(tmp_path)
     r = subprocess.run([sys.executable, "-m", "colo_tui.repl"],
                        input=f"replay {imported}\nstep 5\nshow ram\n", text=True, cwd=ROOT,
                        env=_env(tmp_path), capture_output=True, timeout=120)
