@@ -15,6 +15,7 @@ from colo_tui.session.argtypes import (
     nonneg_float,
     nonneg_int,
     number_in,
+    positive_checkpoint_delay_ms,
     positive_int,
     ram_mib,
     seed_int,
@@ -114,7 +115,8 @@ def add_parsers(sub) -> None:
     # (default None: given without --real, they are refused rather than ignored)
     c.add_argument("--seconds", type=number_in(1.0, 3600.0), default=None,
                    help="--real only: the length of each phase (default 30)")
-    c.add_argument("--periodic-delay", type=positive_int, default=None, metavar="MS",
+    c.add_argument("--periodic-delay", type=positive_checkpoint_delay_ms, default=None,
+                   metavar="MS",
                    help="--real only: x-checkpoint-delay of the periodic phase (default 2000)")
     c.add_argument("--probe-every", type=number_in(0.1, 3600.0), default=None, metavar="S",
                    help="--real only: mean seconds between the hybrid phase's mismatching "

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from colo_tui.session.argtypes import (
+    checkpoint_delay_ms,
     host_port,
     nonempty_path,
     nonneg_int,
@@ -51,7 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "checkpoints; its QMP still shows 7.2's run states). "
                         "Default: hybrid for the qemu dialect, periodic for v11 and "
                         "prototype; both sides must agree")
-    p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS",
+    p.add_argument("--checkpoint-delay", type=checkpoint_delay_ms, metavar="MS",
                    help="x-checkpoint-delay (default: the dialect's)")
     p.add_argument("--checkpoints", type=positive_int, metavar="N",
                    help="exit after N committed checkpoints (default: run until told)")

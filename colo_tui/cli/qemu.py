@@ -14,7 +14,13 @@ from __future__ import annotations
 import json
 import sys
 
-from colo_tui.session.argtypes import host_port, int_in, nonempty_path, nonneg_int
+from colo_tui.session.argtypes import (
+    checkpoint_delay_ms,
+    host_port,
+    int_in,
+    nonempty_path,
+    nonneg_int,
+)
 
 #: --idle-ticks above this is refused (each tick is a timer the primary may fire)
 MAX_IDLE_TICKS = 1_000_000
@@ -48,7 +54,7 @@ def add_parsers(subparsers) -> None:
     rsp.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
     rsp.add_argument("--heartbeat-after", type=nonneg_int, metavar="N",
                      help="x-colo-lost-heartbeat right after checkpoint N is committed")
-    rsp.add_argument("--checkpoint-delay", type=nonneg_int, default=1000, metavar="MS",
+    rsp.add_argument("--checkpoint-delay", type=checkpoint_delay_ms, default=1000, metavar="MS",
                      help="primary: x-checkpoint-delay (default 1000, as in run1)")
     rsp.add_argument("--idle-ticks", type=int_in(0, MAX_IDLE_TICKS), default=1, metavar="K",
                      help="primary: checkpoint timers that fire after the input ends "

@@ -21,7 +21,16 @@ import asyncio
 import json
 import sys
 
-from colo_tui.session.argtypes import nonempty_path, nonneg_float, nonneg_int, positive_int
+from colo_tui.session.argtypes import (
+    int_in,
+    nonempty_path,
+    nonneg_int,
+    number_in,
+    positive_checkpoint_delay_ms,
+)
+
+#: --probes: each is a connection colo-compare must force a checkpoint for, in turn
+MAX_PROBES = 1000
 
 
 def add_parser(subparsers):
@@ -32,14 +41,16 @@ def add_parser(subparsers):
                    help="run the scripted session and exit, instead of opening the TUI on "
                         "the live pair (without a terminal: status lines until ctrl+c)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--checkpoint-delay", type=positive_int, default=10000, metavar="MS",
+    p.add_argument("--checkpoint-delay", type=positive_checkpoint_delay_ms, default=10000,
+                   metavar="MS",
                    help="x-checkpoint-delay, the periodic checkpoint interval (default "
                         "10000: a shorter gap is a checkpoint colo-compare forced)")
-    p.add_argument("--load", type=nonneg_float, default=8.0, metavar="SECONDS",
-                   help="echo-client traffic through the primary's netdev (default 8)")
-    p.add_argument("--probes", type=nonneg_int, default=3, metavar="N",
-                   help="connections to the guest's random service, each a real "
-                        "colo-compare mismatch (default 3)")
+    p.add_argument("--load", type=number_in(0.0, 3600.0), default=8.0, metavar="SECONDS",
+                   help="echo-client traffic through the primary's netdev (0 … 3600, "
+                        "default 8)")
+    p.add_argument("--probes", type=int_in(0, MAX_PROBES), default=3, metavar="N",
+                   help="connections to the guest's random service, one after another, "
+                        f"each a real colo-compare mismatch (0 … {MAX_PROBES}, default 3)")
     p.add_argument("--failover", action="store_true",
                    help="at the end, SIGKILL the primary during echo traffic, fail over "
                         "to the secondary and report what the client saw")

@@ -73,6 +73,13 @@ nonneg_float = number_in(0.0, float((1 << 31) - 1))
 fraction = number_in(0.0, 1.0)
 
 
+#: x-checkpoint-delay in ms: a uint32 in QEMU (protocol.sim.config.MAX_CHECKPOINT_DELAY_MS;
+#: `colo run` and the UIs check theirs with check_checkpoint_delay, the guest model's
+#: bound too); what a real QEMU or a node's QMP refuses is refused up front
+checkpoint_delay_ms = int_in(0, 0xFFFFFFFF)
+#: … where 0 (checkpoint back to back) is no periodic interval
+positive_checkpoint_delay_ms = int_in(1, 0xFFFFFFFF)
+
 # session settings a recording's header carries, in the ranges its reader takes
 # (protocol.record.schema.Params; not imported here: it loads msgspec): beyond them
 # `colo run --record` and the UIs' recordings wrote files `colo replay` refused

@@ -25,13 +25,16 @@ def run(*argv) -> tuple[int, str, str]:
     ["compare-modes", "--real", "--seconds", "0"],
     ["compare-modes", "--real", "--seconds", "1e3"],
     ["compare-modes", "--real", "--periodic-delay", "0"],
+    ["compare-modes", "--real", "--periodic-delay", "4294967296"],   # QEMU's is a uint32
     ["compare-modes", "--real", "--probe-every", "-1"],
     ["lab", "--pair-fault", "drop@nbd#1"],
     ["lab", "--pair-fault", "close@nbd#0"],
     ["lab", "--pair-fault", "corrupt@checkpoint-request"],
     ["lab", "--pair-fault", "stall-primary@nowhere#1"],
 ])
-def test_bad_input_is_a_usage_error(argv):
+def test_bad_input_is_a_usage_error(argv, monkeypatch):
+    from colo_tui.lab import modes
+    monkeypatch.setattr(modes, "cmd_real", lambda args: pytest.fail("ran --real"))
     code, _, err = run(*argv)
     assert code == 2, err
     assert "Traceback" not in err and "error:" in err, err
