@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.core.grammar import INT64_MAX, SEED_MAX, parse_decimal, parse_decimal_number
+from protocol.argtypes import int_in, number_in
+from protocol.core.grammar import SEED_MAX
 from protocol.errors import UsageError
 
 
@@ -40,32 +41,10 @@ def workloads() -> _Workloads:
     return _Workloads()
 
 
-def int_in(lo: int, hi: int = INT64_MAX):
-    """An argparse type: a decimal whole number in lo … hi."""
-    def parse(text: str) -> int:
-        try:
-            return parse_decimal(text, "the value", lo, hi)
-        except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    parse.__name__ = "integer"        # argparse names the type in its message
-    return parse
-
-
 nonneg_int = int_in(0)
 positive_int = int_in(1)
 #: seeds: what random.Random and the recordings' header carry (protocol.core.grammar)
 seed_int = int_in(0, SEED_MAX)
-
-
-def number_in(lo: float, hi: float):
-    """An argparse type: a decimal number (ASCII digits, optional point) in lo … hi."""
-    def parse(text: str) -> float:
-        try:
-            return parse_decimal_number(text, "the value", lo, hi)
-        except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    parse.__name__ = "number"
-    return parse
 
 
 #: milliseconds and the like: up to about 24.8 days, as the fault grammar's MS

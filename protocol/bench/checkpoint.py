@@ -51,6 +51,7 @@ import time
 
 import numpy as np
 
+from protocol.argtypes import int_in, number_in
 from protocol.bench.stages import STAGES, StageClock
 from protocol.drivers.memtune import keep_large_buffers
 from protocol.guest import pagediff
@@ -187,12 +188,12 @@ def _round(ram_mib: int, every: int, populate: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="protocol.bench.checkpoint", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="colo bench checkpoint", description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--rounds", type=int, default=5, help="rounds (median; >= 5 advised)")
-    ap.add_argument("--ram-mib", type=int, default=1024)
-    ap.add_argument("--every", type=int, default=10, help="dirty every K-th page (10 = 10 %%)")
-    ap.add_argument("--target-ms", type=float, default=150.0)
+    ap.add_argument("--rounds", type=int_in(1, 1000), default=5, help="rounds (median; >= 5 advised)")
+    ap.add_argument("--ram-mib", type=int_in(1, 65536), default=1024)
+    ap.add_argument("--every", type=int_in(1, 1 << 24), default=10, help="dirty every K-th page (10 = 10 %%)")
+    ap.add_argument("--target-ms", type=number_in(0.001, 86_400_000.0), default=150.0)
     ap.add_argument("--resident-cache", action="store_true",
                     help="make the secondary's RAM cache resident before the first "
                          "checkpoint, as QEMU 7.2's initial migration leaves it "
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     keep_large_buffers()     # as `colo` does (python -m runs come here directly)
     rounds = [_round(args.ram_mib, args.every, args.resident_cache)
-              for _ in range(max(1, args.rounds))]
+              for _ in range(args.rounds)]
     med = {k: statistics.median(r[k] for r in rounds)
            for k in ("total_s", "second_s", "steady_s", "digests_s", "memcpy_s", "scan_s", "copy_s",
                      "bound_s", "bound3_s", "loopback_s")}

@@ -32,6 +32,7 @@ import statistics
 import struct
 import time
 
+from protocol.argtypes import int_in, number_in
 from protocol.core.events import Checkpoint
 from protocol.core.guestport import NullGuest
 from protocol.drivers.memtune import tune_process
@@ -545,25 +546,12 @@ def _hot_capture_row(rounds: int, raw_payload: int, core_us: float,
             **_floor_fields(floor, b, "latency_ms")}
 
 
-def _at_least(low, kind):
-    """An argparse type: a number of `kind` no lower than `low` (a clear usage error)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, not {text}")
-        return value
-    return parse
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="colo bench engine", description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--rounds", type=_at_least(1, int), default=3)
-    ap.add_argument("--seconds", type=_at_least(0.1, float), default=2.0)
-    ap.add_argument("--soak", type=_at_least(1.0, float), metavar="SECONDS", default=0,
+    ap.add_argument("--rounds", type=int_in(1, 1000), default=3)
+    ap.add_argument("--seconds", type=number_in(0.1, 3600.0), default=2.0)
+    ap.add_argument("--soak", type=number_in(1.0, 86_400.0), metavar="SECONDS", default=0,
                     help="only the soak: both nodes at full rate; RSS growth (goal < 5 %%)")
     ap.add_argument("--soak-workload", choices=list(SOAK_WORKLOADS), default="null",
                     help="the soak's checkpoint: null guest, or the capture's 40 pages + "

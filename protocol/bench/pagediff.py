@@ -32,6 +32,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from protocol.argtypes import int_in
+from protocol.core.grammar import SEED_MAX
+
 PAGE = 4096
 MIB = 1 << 20
 CHANGED_PCTS = (0, 1, 10, 100)
@@ -208,11 +211,11 @@ def _table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="colo bench pagediff", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--size-mib", type=int, default=1024, help="C twin buffer size")
-    parser.add_argument("--py-size-mib", type=int, default=64, help="pure-Python twin size")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
-    parser.add_argument("--xbzrle-pages", type=int, default=8192, help="pages per XBZRLE case")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--size-mib", type=int_in(1, 65536), default=1024, help="C twin buffer size")
+    parser.add_argument("--py-size-mib", type=int_in(1, 65536), default=64, help="pure-Python twin size")
+    parser.add_argument("--rounds", type=int_in(1, 1000), default=5, help="interleaved rounds (median)")
+    parser.add_argument("--xbzrle-pages", type=int_in(1, 1 << 24), default=8192, help="pages per XBZRLE case")
+    parser.add_argument("--seed", type=int_in(0, SEED_MAX), default=1)
     parser.add_argument("--no-py", action="store_true", help="skip the pure-Python twin")
     args = parser.parse_args(argv)
     try:

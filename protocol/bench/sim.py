@@ -20,6 +20,8 @@ import json
 import statistics
 import time
 
+from protocol.argtypes import int_in
+
 #: issue 11's goal for the headline ratio (against the struct loop)
 GOAL_RATIO = 0.055
 
@@ -138,19 +140,11 @@ def _matrix_seconds() -> tuple[float, int]:
     return _elapsed(t), res["cases"]
 
 
-def _positive(text: str) -> int:
-    from protocol.core.grammar import parse_decimal
-    try:
-        return parse_decimal(text, "the value", 1)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="colo bench sim")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--rounds", type=_positive, default=5, help="interleaved rounds (best)")
-    ap.add_argument("--checkpoints", type=_positive, default=5000)
+    ap.add_argument("--rounds", type=int_in(1, 1000), default=5, help="interleaved rounds (best)")
+    ap.add_argument("--checkpoints", type=int_in(1, 10 ** 9), default=5000)
     ap.add_argument("--no-matrix", action="store_true")
     args = ap.parse_args(argv)
     sims, codecs, structs = [], [], []

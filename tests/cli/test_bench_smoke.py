@@ -94,3 +94,25 @@ def test_bench_tui_bounds_are_usage_errors_naming_the_option(option, value, why)
     assert f"colo bench tui: error: argument {option}: the value " in r.stderr, r.stderr
     assert why in r.stderr and "Traceback" not in r.stderr, r.stderr
 
+
+
+@pytest.mark.parametrize(("argv", "option", "why"), [
+    (["checkpoint", "--every", "0"], "--every", "between 1 and"),          # range step 0
+    (["checkpoint", "--ram-mib", "0"], "--ram-mib", "between 1 and 65536"),
+    (["checkpoint", "--rounds", "0"], "--rounds", "between 1 and 1000"),
+    (["checkpoint", "--target-ms", "nan"], "--target-ms", "must be a decimal number"),
+    (["pagediff", "--rounds", "0"], "--rounds", "between 1 and 1000"),    # no median
+    (["pagediff", "--size-mib", "0"], "--size-mib", "between 1 and 65536"),
+    (["pagediff", "--xbzrle-pages", "0"], "--xbzrle-pages", "between 1 and"),
+    (["pagediff", "--seed", "0x10"], "--seed", "decimal ASCII digits"),
+    (["engine", "--seconds", "inf"], "--seconds", "must be a decimal number"),
+    (["engine", "--rounds", "0"], "--rounds", "between 1 and 1000"),
+    (["sim", "--checkpoints", "0"], "--checkpoints", "between 1 and"),
+])
+def test_bench_bounds_are_usage_errors_naming_the_option(argv, option, why):
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "bench", *argv],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert f"colo bench {argv[0]}: error: argument {option}: the value " in r.stderr, r.stderr
+    assert why in r.stderr and "Traceback" not in r.stderr, r.stderr
