@@ -30,6 +30,9 @@ attributes, the classes are untouched) and checks, at the moment they happen:
 * take-over keeps the view: a side taking over sees, until it runs again, the
   RAM, devices and disk it saw just before (the secondary's block replication
   commits active over hidden over its disk: what the SVM saw);
+* client history at the take-over: a side taking over holds, as it starts to run
+  alone, every request whose answer the client saw (before it takes in the
+  mirrored requests queued for it, which would hide a lost checkpoint);
 * output covered: a PVM packet the output buffer (filter-buffer, or colo-compare
   at a checkpoint) lets out while COLO runs was made before the PVM stopped for
   a checkpoint whose release point (the dialect's ``release_after`` message) the
@@ -360,6 +363,7 @@ class GuestWatch:
             seen = self._took_over_from.pop(role, None)
             if seen is not None:
                 self._check_view_kept(role, guest, seen)
+                self._check_history_held(role, guest)
             return start()
         guest.take_over, guest.start = watched_take_over, watched_start
 
@@ -377,6 +381,28 @@ class GuestWatch:
         if what:
             self.inv.fail("takeover_keeps_view", f"the {role} took over and what it sees "
                           f"changed under it: {', '.join(what)}")
+
+    # -- client history at the take-over ---------------------------------------------
+    def _check_history_held(self, role: str, guest) -> None:
+        """The survivor, as it starts to run alone, holds every request whose answer
+        the client saw: what it takes over with accounts for all the output released.
+        (At the end of the run it is too late to tell: the survivor has by then taken
+        in the mirrored requests queued for it and answered them again.)  A peer that
+        took over too, or an operator's failover while the peer lived, is a split
+        brain: one_active_vm's business."""
+        peer = self.secondary if role == "primary" else self.primary
+        if peer.failed_over or self.sim.premise_broken:
+            return
+        held = guest.devices.last_rx_id
+        for rel in guest.client_log.released:
+            pkt = rel.packet
+            if pkt.req_id > held:
+                self.inv.fail("client_history", f"the {role} takes over holding requests "
+                              f"up to {held}, but the client already saw the answer to "
+                              f"request {pkt.req_id} (from the {pkt.side}, via {rel.via}, "
+                              f"at {rel.t_ms} ms): output released that the survivor's "
+                              "state does not account for")
+                return
 
     # -- before the SVM runs --------------------------------------------------------
     def _before_svm_runs(self) -> None:

@@ -246,6 +246,8 @@ class Invariants:
             self.fail("one_active_vm", f"both {', '.join(active)} run outside COLO "
                       "although no operator told a side to take over while its peer lived")
         if len(active) == 1 and not sim._null_guest:
+            # (weak: by now the survivor has answered the mirrored requests queued for it
+            # again; a checkpoint it lacked shows at the take-over, GuestWatch's check)
             survivor = sim.guests[active[0]]
             for rel in survivor.client_log.released:
                 if rel.packet.req_id > survivor.devices.last_rx_id:

@@ -398,6 +398,19 @@ def secondary_disk_checkpoint_at_request(mp):
     mp.setattr(sec.SecondaryMachine, "_on_request", on_request)
 
 
+def release_when_sent(mp):
+    """The primary releases its buffered output as soon as it has written the whole
+    checkpoint to the channel (RAM, vmstate-size, the device state), not when the
+    secondary acknowledges it: a primary that dies before the bytes are in leaves a
+    secondary without the checkpoint whose answers the client already has."""
+    orig = prim.PrimaryMachine._send_blob
+
+    def send_blob(self, blob):
+        orig(self, blob)
+        self._release()
+    mp.setattr(prim.PrimaryMachine, "_send_blob", send_blob)
+
+
 BUGS = {
     "flush_whole_cache": flush_whole_cache,
     "flush_misses_svm_dirty": flush_misses_svm_dirty,
@@ -426,4 +439,5 @@ BUGS = {
     "pvm_resumed_before_release": pvm_resumed_before_release,
     "flush_copies_one_page_per_run": flush_copies_one_page_per_run,
     "secondary_disk_checkpoint_at_request": secondary_disk_checkpoint_at_request,
+    "release_when_sent": release_when_sent,
 }
