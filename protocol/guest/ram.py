@@ -83,6 +83,11 @@ def _set_bits(bits: np.ndarray) -> np.ndarray:
     return nzb[rows] * 8 + cols
 
 
+#: `RamBlock.reread_hashes`: pages read back per call (16 MiB: every page of the
+#: exploration's guests; a 1 GiB guest's 26k dirty pages over seven calls)
+REREAD_PAGES = 4096
+
+
 class Bitmap:
     """One bit per page, with a population count kept up to date."""
 
@@ -255,6 +260,7 @@ class RamBlock:
         #: RamPages not gathered yet (weak): pinned by `before_write`
         self._unpinned: list[weakref.ref] = []
         self._touched_idx: tuple[int, np.ndarray] = (0, np.empty(0, dtype=np.int64))
+        self._reread_at = 0           # where `reread_hashes`' window starts next
 
     def lend(self, rows: np.ndarray) -> RamPages:
         """The pages `rows` as a RamPages, pinned before this block is next written."""
@@ -339,18 +345,28 @@ class RamBlock:
             self._touched_idx = (self.touched.count, idx)
         return idx
 
-    def reread_hashes(self) -> None:
-        """Rehash every touched page from memory, trusting none of the per-page cache
-        (a write around the block's methods -- a raw copy, a stray memcpy -- shows
-        from here on).  A page never touched is still taken as zero: a write there
-        goes unseen."""
+    def reread_hashes(self, budget: int = REREAD_PAGES) -> None:
+        """Rehash touched pages from memory, trusting none of the per-page cache (a
+        write around the block's methods -- a raw copy, a stray memcpy -- shows from
+        here on): every touched page while there are at most `budget`, else the next
+        `budget` of them in turn (a window that moves on at each call, so a big guest
+        is read back whole over touched/budget calls, at a bounded cost per call).
+        A page never touched is still taken as zero: a write there goes unseen."""
         # (stale pages are touched ones: every write through the methods touches its page)
         idx = self.touched_indices()
+        if len(idx) > budget:
+            at = self._reread_at % len(idx)
+            self._reread_at = at + budget
+            idx = idx[at:at + budget] if at + budget <= len(idx) else \
+                np.concatenate((idx[at:], idx[:at + budget - len(idx)]))
         if len(idx):
             if self._hashes is None:
                 self._hashes = np.zeros(self.npages, dtype=np.uint64)
             self._hashes[idx] = self.read_hashes(idx)
-        self.stale.clear_all()
+        if len(idx) == self.touched.count:
+            self.stale.clear_all()
+        else:
+            self.stale.clear_many(idx)
 
     def hashes(self) -> np.ndarray:
         """Per-page content hashes (0 exactly for zero pages), refreshed where stale."""
@@ -636,14 +652,15 @@ class Ram:
 
         Incremental: each block keeps a 64-bit hash per page (`page_hashes`)
         and rehashes only the pages written since the last digest, so a
-        digest costs the bytes written since, not the RAM size.  ``raw``: every
-        touched page is read back and rehashed first (`RamBlock.reread_hashes`), so a
-        write around the blocks' methods shows; it costs the touched pages' bytes.
+        digest costs the bytes written since, not the RAM size.  ``raw``: touched
+        pages are read back and rehashed first (`RamBlock.reread_hashes`: all of them
+        up to REREAD_PAGES per block, else that many in turn), so a write around the
+        blocks' methods shows; it costs at most REREAD_PAGES pages' bytes per block.
         """
         h = hashlib.blake2b(digest_size=16)
         for blk in self.blocks.values():
             if raw:
-                blk.reread_hashes()
+                blk.reread_hashes(REREAD_PAGES)
             h.update(blk.name.encode() + b"\0" + blk.size_bytes.to_bytes(8, "big"))
             hashes = blk.hashes()
             touched = blk.touched_indices()       # (a page never touched hashes to 0)

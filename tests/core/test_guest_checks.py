@@ -102,6 +102,26 @@ def test_a_raw_digest_sees_a_write_around_the_hash_cache():
     assert ram.digest() == ram.digest(raw=True)                 # and is right again
 
 
+def test_a_big_guest_is_read_back_in_turns_and_a_raw_write_still_shows(monkeypatch):
+    """Beyond REREAD_PAGES touched pages a raw digest reads back a window that moves
+    on at each call: bounded cost, and a stray write shows within touched/budget calls."""
+    import protocol.guest.ram as ram_mod
+    monkeypatch.setattr(ram_mod, "REREAD_PAGES", 8)
+    ram = Ram([("pc.ram", 64 * PAGE_SIZE)])
+    for i in range(40):                                        # 40 touched pages: 5 turns
+        ram.write("pc.ram", i * PAGE_SIZE, bytes([i + 1]) * PAGE_SIZE)
+    clean = ram.digest()
+    blk = ram.blocks["pc.ram"]
+    read = []
+    monkeypatch.setattr(blk, "read_hashes",
+                        lambda idx, orig=blk.read_hashes: read.append(len(idx)) or orig(idx))
+    blk.mem[37 * PAGE_SIZE:37 * PAGE_SIZE + 4] = b"\xee" * 4    # a raw memcpy, late in order
+    digests = [ram.digest(raw=True) for _ in range(5)]
+    assert read == [8] * 5                                     # never more than the budget
+    assert digests[0] == clean and digests[-1] != clean        # seen by the fifth turn
+    assert ram.digest() == ram.digest(raw=True) == digests[-1]
+
+
 @pytest.mark.parametrize("mode", ["periodic", "hybrid"])
 def test_a_raw_write_into_svm_ram_breaks_consistency(mode, monkeypatch):
     """A stray write into SVM RAM right after the flush (not through the RAM API: the
