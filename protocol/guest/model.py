@@ -440,6 +440,13 @@ class Guest:
         return {"ram": self.ram.digest(raw), "devices": self.devices.digest(),
                 "disk": self.disk.digest()}
 
+    def first_unheld_answer(self):
+        """The first answer the client saw (`client_log`) to a request this VM never
+        took in (beyond `devices.last_rx_id`), or None: output its state does not
+        account for."""
+        held = self.devices.last_rx_id
+        return next((r for r in self.client_log.released if r.packet.req_id > held), None)
+
     def consistency_diff(self, other: Guest) -> dict:
         """What differs from `other` ({} when RAM, devices and visible disk agree).
 

@@ -242,6 +242,16 @@ def _part_frame(ctx: RamContext) -> tuple[bytes, bytes]:
 SMALL_BATCH_RECORDS = 256
 
 
+def _pages_fit(run, n: int, ps: int) -> bool:
+    """`run`'s page data cover its `n` records: rows still lent by guest RAM
+    (`PageRun.source`), or an (n, ps) array."""
+    src = run.source if run._pages is None else None
+    if src is not None:
+        return len(src.rows) == n
+    pages = run.pages
+    return pages is not None and pages.shape[1:] == (ps,) and len(pages) == n
+
+
 def _encode_small(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
     """encode_ram_part of a small PageBatch of ZERO/PAGE records, planned record by
     record in plain Python; each stretch of page records is copied in one call
@@ -268,10 +278,8 @@ def _encode_small(batch: PageBatch, ctx: RamContext, head: bytes, tail: bytes):
         for off in offsets:
             if off % ps or not 0 <= off < used:
                 return None
-        if npage and (run.source is None or run._pages is not None):
-            pages = run.pages
-            if pages is None or pages.shape[1:] != (ps,) or len(pages) != len(offsets):
-                return None
+        if npage and not _pages_fit(run, len(offsets), ps):
+            return None
         idstr = b""
         if block != cur:
             if not (block.isascii() and 1 <= len(block) <= 255):
@@ -343,13 +351,8 @@ def _batch_layout(batch: PageBatch, ctx: RamContext):
         if not (is_page | (kinds == CODE_ZERO)).all() or (offs % ps).any() \
                 or int(offs.min()) < 0 or int(offs.max()) >= used:
             return None
-        if is_page.any():
-            src = run.source if run._pages is None else None
-            if src is not None:
-                if len(src.rows) != n:
-                    return None
-            elif run.pages is None or run.pages.shape[1:] != (ps,) or len(run.pages) != n:
-                return None
+        if is_page.any() and not _pages_fit(run, n, ps):
+            return None
         sizes = np.where(is_page, 8 + ps, 9)
         idstr = b""
         if run.block != cur:

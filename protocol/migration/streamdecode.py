@@ -249,10 +249,9 @@ def _footer(rd: _Incremental, sid: int) -> Parser:
 class RamPartReader(_Incremental):
     """Incremental decoder of one checkpoint's live RAM part (03 sid ... 7e sid 00).
 
-    `records` is a list of PageRecords for a small part (at most
-    `SMALL_PART_RECORDS` records, or those the incremental parser took), else a
-    `PageBatch` (runs: no per-page objects beyond the first
-    `SMALL_PART_RECORDS`).  With `borrow` set, page data are views into the
+    `records` is a `PageBatch` when every record came through the bulk path
+    (the whole part, or whole records, in one feed: no per-page objects), else
+    a list of PageRecords.  With `borrow` set, page data are views into the
     fed buffer itself, which the caller then must keep alive and unchanged;
     by default the bulk path decodes from one private copy of its input.
 
@@ -417,10 +416,10 @@ class RamPartReader(_Incremental):
         there).  Returns (bytes used, whether the EOS word was consumed, whether
         what stopped it is only too few bytes: less than a header word, or the
         start of a full page of the current block under a valid header).
-        A part's first `SMALL_PART_RECORDS` records are decoded one by one into
-        PageRecords (no numpy); after them, runs of full CONTINUE pages are found
-        with numpy and kept as one strided (n, page_size) view each, other
-        records are decoded one by one into small runs.
+        Runs of full CONTINUE pages are kept as one strided (n, page_size) view
+        each: their headers are checked one by one for a part's first
+        `SMALL_PART_RECORDS` records, with numpy array operations after them;
+        other records are decoded one by one.
         """
         n = len(mv)
         if n < 8:
@@ -580,8 +579,9 @@ class RamPartReader(_Incremental):
         return pos, eos, short
 
 
-#: `RamPartReader`: a RAM part's first this many records are decoded without
-#: numpy (the encoder's `stream.SMALL_BATCH_RECORDS`, for the same reason)
+#: `RamPartReader`: a RAM part's first this many page headers are checked one by
+#: one, not with numpy array operations (the encoder's
+#: `stream.SMALL_BATCH_RECORDS`, for the same reason)
 SMALL_PART_RECORDS = 256
 
 

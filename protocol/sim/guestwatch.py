@@ -393,16 +393,14 @@ class GuestWatch:
         peer = self.secondary if role == "primary" else self.primary
         if peer.failed_over or self.sim.premise_broken:
             return
-        held = guest.devices.last_rx_id
-        for rel in guest.client_log.released:
+        rel = guest.first_unheld_answer()
+        if rel is not None:
             pkt = rel.packet
-            if pkt.req_id > held:
-                self.inv.fail("client_history", f"the {role} takes over holding requests "
-                              f"up to {held}, but the client already saw the answer to "
-                              f"request {pkt.req_id} (from the {pkt.side}, via {rel.via}, "
-                              f"at {rel.t_ms} ms): output released that the survivor's "
-                              "state does not account for")
-                return
+            self.inv.fail("client_history", f"the {role} takes over holding requests up "
+                          f"to {guest.devices.last_rx_id}, but the client already saw the "
+                          f"answer to request {pkt.req_id} (from the {pkt.side}, via "
+                          f"{rel.via}, at {rel.t_ms} ms): output released that the "
+                          "survivor's state does not account for")
 
     # -- before the SVM runs --------------------------------------------------------
     def _before_svm_runs(self) -> None:
