@@ -15,13 +15,17 @@ from colo_tui.repl.session import run_repl
 from protocol.sim.config import SimConfig
 from tests.tui._fakelab import FakeLab
 
-#: one experiment: COLO up, a corrupted primary packet, the primary killed, failover
+#: one experiment: COLO up, a corrupted primary packet, the primary killed, failover.
+#: `run until qmp` first: the lab polls the survivor after the kill too, and when its
+#: status has moved (a kill during a checkpoint) that status comes before the
+#: failover's QMP commands; the status after them is the failover's
 SCRIPT = """\
 run until verdict
 fault corrupt@primary-in#1
 run until fault
 kill primary
 failover secondary
+run until qmp
 run until status
 status
 """

@@ -165,6 +165,13 @@ class FakeLab(_Source):
                                     stalled=what == "stall")
             self.put(make(t, side, "process", what="killed" if what == "kill" else "stalled",
                           why="operator"))
+            peer = "secondary" if side == "primary" else "primary"
+            if what == "kill" and self.st[peer].alive:
+                # the real lab polls both sides after each command; the survivor's
+                # status has moved (its VM runs on, still in COLO), so it shows: the
+                # status that comes *before* the failover's
+                self.put(make(t, peer, "status", run="running", migration="colo",
+                              mode=peer, **{"last-mode": "none"}, reason="none"))
         elif what in ("lost-heartbeat", "failover"):
             if not self.st[side].alive:
                 raise SessionError(f"the {side} QEMU is not running")
