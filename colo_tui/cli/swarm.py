@@ -5,18 +5,22 @@ import json
 import sys
 from pathlib import Path
 
-from colo_tui.session.argtypes import int_in, nonempty_path, nonneg_float, positive_int, seed_int
+from colo_tui.session.argtypes import int_in, nonempty_path, nonneg_float, seed_int
 from protocol.sim.cluster import CONNECT_TIMEOUT_S
 
 #: local worker processes at most (each is a Python process with its own simulator)
 MAX_WORKERS = 256
+#: seeds in one swarm at most: about 11 h on one worker (~40 ms a seed), and every
+#: seed's result (~3.5 KB) is kept for the report; --time-budget ends one sooner
+MAX_SWARM = 1_000_000
 
 MAX_SHRUNK = 3          # distinct failures shrunk per run (each costs up to ~150 runs)
 
 
 def add_swarm_options(e) -> None:
-    e.add_argument("--swarm", type=positive_int, metavar="N", default=None,
-                   help="run N seeded worlds (each seed draws config, timing and faults)")
+    e.add_argument("--swarm", type=int_in(1, MAX_SWARM), metavar="N", default=None,
+                   help=f"run N seeded worlds, 1 … {MAX_SWARM:,} (each seed draws config, "
+                        "timing and faults)")
     e.add_argument("--seed", type=seed_int, default=1,
                    help="the first seed (seeds S … S+N-1; each is a `colo run --seed`)")
     e.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1, metavar="K",

@@ -45,3 +45,29 @@ def test_a_time_budget_is_kept_to_about_one_seed():
     report = json.loads(r.stdout)
     assert report["budget_stopped"] and report["seeds"] > 0, report
     assert report["elapsed_s"] < budget + 2.0, report["elapsed_s"]
+
+
+def _explore(*argv):
+    """`colo explore ARGV` parsed (not run): the Namespace, or SystemExit's code."""
+    from colo_tui.cli.main import build_parser
+    try:
+        return build_parser().parse_args(["explore", *argv])
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("n", ["10000000000", "1000001"])
+def test_a_swarm_is_bounded_like_the_other_counts(n, capsys):
+    # (unbounded, a typo ran for days, its results growing ~3.5 KB a seed)
+    from colo_tui.cli.swarm import MAX_SWARM
+    assert _explore("--swarm", n) == 2
+    err = capsys.readouterr().err
+    assert f"colo explore: error: argument --swarm: the value must be between 1 and " \
+           f"{MAX_SWARM}, not {n}" in err, err
+    assert _explore("--swarm", str(MAX_SWARM)).swarm == MAX_SWARM
+
+
+def test_the_swarm_bound_is_in_the_help(capsys):
+    from colo_tui.cli.swarm import MAX_SWARM
+    assert _explore("--help") == 0
+    assert f"1 … {MAX_SWARM:,}" in " ".join(capsys.readouterr().out.split())
