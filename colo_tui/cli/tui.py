@@ -6,6 +6,7 @@ import sys
 
 from colo_tui.session import exitcodes
 from colo_tui.session.argtypes import (
+    QmpPair,
     add_guest_argument,
     fault_spec,
     host_port,
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="COLO mode (default: periodic)")
     p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default: 1)")
     add_guest_argument(p)
-    p.add_argument("--attach", nargs=2, type=qmp_address, default=None,
+    p.add_argument("--attach", nargs=2, type=qmp_address, action=QmpPair, default=None,
                    metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    help="watch and drive two running `colo node` processes (or QEMUs) "
                         "through their QMP sockets (unix:PATH, tcp:HOST:PORT or HOST:PORT)")

@@ -6,6 +6,7 @@ registering the subcommand (``add_parser``) costs nothing.
 from __future__ import annotations
 
 from colo_tui.session.argtypes import (
+    QmpPair,
     add_guest_argument,
     fault_spec,
     host_port,
@@ -24,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--mode", default="periodic", help="periodic (default) or hybrid")
     p.add_argument("--seed", type=seed_int, default=1, help="simulation seed (default 1)")
     add_guest_argument(p)
-    p.add_argument("--attach", nargs=2, type=qmp_address, default=None,
+    p.add_argument("--attach", nargs=2, type=qmp_address, action=QmpPair, default=None,
                    metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    help="drive two live `colo node` processes through their QMP sockets "
                         "(unix:PATH, tcp:HOST:PORT or HOST:PORT) instead of a simulation")

@@ -132,6 +132,32 @@ def qmp_address(text: str) -> str:
 qmp_address.__name__ = "address"
 
 
+def _qmp_socket(text: str) -> tuple:
+    """The socket a QMP address names, for comparing two spellings of it: a unix
+    path resolved, a tcp host in lower case (``:4444`` is ``tcp:127.0.0.1:4444``)."""
+    import os
+
+    from protocol.drivers.qmpclient import parse_client_address
+    kind, target = parse_client_address(text)
+    if kind == "unix":
+        return kind, os.path.realpath(target)
+    host, port = target
+    return kind, host.lower(), port
+
+
+class QmpPair(argparse.Action):
+    """`--attach QMP_PRIMARY QMP_SECONDARY` (each a `qmp_address`): two sockets, not one
+    named twice (the one process behind it cannot be both sides)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        primary, secondary = values
+        if _qmp_socket(primary) == _qmp_socket(secondary):
+            raise argparse.ArgumentError(
+                self, f"{primary!r} and {secondary!r} are the same QMP socket: give the "
+                      "primary's, then the secondary's")
+        setattr(namespace, self.dest, values)
+
+
 def retype(p: argparse.ArgumentParser, option: str, type_) -> None:
     """Give an option another module added (e.g. the shared live options) a type."""
     action = p._option_string_actions.get(option)       # noqa: SLF001 - argparse's table

@@ -126,6 +126,24 @@ def test_an_attach_address_is_checked_up_front(ui, addresses, why, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("ui", ["tui", "repl"])
+@pytest.mark.parametrize(("primary", "secondary"), [
+    ("unix:/tmp/p.qmp", "unix:/tmp/p.qmp"),
+    ("unix:/tmp/p.qmp", "unix:/tmp/./x/../p.qmp"),      # the same socket, spelt apart
+    ("127.0.0.1:4444", "127.0.0.1:4444"),
+    ("127.0.0.1:4444", "tcp:127.0.0.1:4444"),
+    (":4444", "tcp:127.0.0.1:4444"),                     # (an empty host is 127.0.0.1)
+])
+def test_attaching_both_sides_to_one_address_is_a_usage_error(ui, primary, secondary,
+                                                              capsys):
+    # (it was taken: one process answered as both sides, or the attach failed later)
+    assert code(ui, "--attach", primary, secondary) == 2
+    err = capsys.readouterr().err
+    assert f"colo {ui}: error: argument --attach: {primary!r} and {secondary!r} are the " \
+           "same QMP socket" in err, err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(("argv", "option"), [
     (["node", "primary", "--connect", "127.0.0.1:\u0663"], "--connect"),
     # (a bad --qmp after it: no node starts listening, whatever --listen reads as)
