@@ -4,8 +4,9 @@
     colo node primary --connect 127.0.0.1:7101 --qmp unix:/tmp/p.qmp --checkpoint-delay 100
 
 Also runnable as ``python -m colo_tui.cli.node node secondary …``.  Bad
-arguments → one line on stderr and exit 2; a port in use or a refused
-connection → one line and exit 1; never a traceback.
+arguments → one line on stderr and exit 2; a port in use, a refused
+connection or a guest too big to map → one line and exit 1 (the exit codes of
+colo_tui.session.exitcodes, as `colo run`'s); never a traceback.
 """
 from __future__ import annotations
 
@@ -110,6 +111,7 @@ def add_parsers(subparsers) -> None:
 
 
 def run_node(args) -> int:
+    from colo_tui.session import exitcodes
     from colo_tui.session.argtypes import record_target_refused
     from protocol.drivers.node import Node, NodeError
     from protocol.errors import ColoError
@@ -133,8 +135,9 @@ def run_node(args) -> int:
         print(f"colo: error: {exc}", file=sys.stderr)
         return 1
     except (ValueError, ColoError) as exc:
+        # as `colo run` exits: 2 for a bad option, 1 for a guest it cannot map
         print(f"colo: error: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.code_for(exc)
     try:
         return node.run()
     except NodeError as exc:

@@ -292,16 +292,24 @@ def test_a_recording_with_an_unknown_dialect_is_refused(tmp_path):
     assert r.returncode == 1 and "unknown dialect 'qemu9'" in r.stderr
 
 
-def test_a_guest_too_big_to_map_is_a_named_error_not_a_traceback():
+@pytest.mark.parametrize("argv", [
+    ["run", "--checkpoints", "1"],
+    # (the node maps its guest before it listens or connects: exit 2 before, as if
+    # --ram-mib 4096 were a usage error, where `colo run` said 1)
+    ["node", "secondary", "--listen", "127.0.0.1:0"],
+    ["node", "primary", "--connect", "127.0.0.1:1"],
+])
+def test_a_guest_too_big_to_map_is_a_named_error_not_a_traceback(argv):
     # (--ram-mib stops at 65536, what a recording carries: the process is given less
     # address space than the guest needs instead)
     import resource
 
     def small_address_space():
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-    r = subprocess.run([sys.executable, "-m", "colo_tui", "run", "--guest", "model",
-                        "--ram-mib", "4096", "--checkpoints", "1"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "colo_tui", *argv, "--guest", "model",
+                        "--ram-mib", "4096"], capture_output=True,
                        text=True, timeout=120, preexec_fn=small_address_space)
-    assert r.returncode == 1
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("colo: error: "), r.stderr
     assert "RAM block 'pc.ram': cannot map 4.0 GiB of guest memory here" in r.stderr
     assert "Traceback" not in r.stderr
