@@ -19,6 +19,7 @@ from colo_tui.session.argtypes import (
     nonempty_path,
     nonneg_int,
     positive_int,
+    ram_mib,
     seed_int,
     workloads,
 )
@@ -60,7 +61,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guest", choices=("null", "model", "mirror"), default="null",
                    help="null: the protocol alone; model: the testbed's guest model; "
                         "mirror (secondary, qemu): keep the RAM a real QEMU primary sends")
-    p.add_argument("--ram-mib", type=positive_int, default=16)
+    p.add_argument("--ram-mib", type=ram_mib, default=16, metavar="MIB",
+                   help="the model guest's RAM, 1 … 65536 (default 16)")
     p.add_argument("--workload", default="toggle", choices=workloads(), metavar="NAME",
                    help="the guest's workload (model, --template): %(choices)s")
     p.add_argument("--seed", type=seed_int, default=1)

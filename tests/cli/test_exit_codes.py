@@ -69,6 +69,9 @@ def code(*argv) -> int:
     # node options are checked whatever the guest (a closed port: exit 1 if not)
     ["node", "primary", "--connect", "127.0.0.1:1", "--guest", "null", "--workload", "zzz"],
     ["node", "primary", "--connect", "127.0.0.1:1", "--seed", "18446744073709551616"],
+    # the guest model's RAM as `colo run --ram-mib` bounds it (exit 1 before: a connect
+    # or a map that failed)
+    ["node", "primary", "--connect", "127.0.0.1:1", "--guest", "model", "--ram-mib", "65537"],
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert code(*argv) == 2
