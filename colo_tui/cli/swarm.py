@@ -62,6 +62,14 @@ def cmd_swarm(args) -> int:
         print("colo explore: --swarm and --matrix are different explorations; "
               "give one of them", file=sys.stderr)
         return 2
+    from protocol.core.grammar import SEED_MAX
+    if args.seed + args.swarm - 1 > SEED_MAX:
+        # each seed is one `colo run --seed`: a failure found past the last one
+        # could not be replayed
+        print(f"colo explore: --seed {args.seed} --swarm {args.swarm} runs seeds up to "
+              f"{args.seed + args.swarm - 1}, past the last seed {SEED_MAX} (2^64 - 1): "
+              f"start at {SEED_MAX - args.swarm + 1} at most", file=sys.stderr)
+        return 2
     if args.time_budget is not None and args.time_budget <= 0:
         print("colo explore: --time-budget must be > 0 seconds", file=sys.stderr)
         return 2
