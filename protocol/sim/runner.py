@@ -7,7 +7,8 @@ a chunk in flight then runs no further seed (`run_chunk_by`): only the seeds
 running at that moment finish, so a run ends about one seed's run time after its
 budget (a local pool's start-up, about a second, is not cut short either); the
 seeds run are then listed by count in the report.  At most 2 chunks per worker
-are in flight (bounded memory whatever N is).
+are in flight, so the work handed out is bounded whatever N is; the results
+are kept for the report (a few KB a seed: `colo explore` bounds N).
 """
 from __future__ import annotations
 
