@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -23,18 +25,29 @@ pytestmark = [*REAL_QEMU, pytest.mark.skipif(_guest_missing() is not None,
                                              reason=str(_guest_missing()))]
 
 
-def _qemus() -> set[int]:
+def _qemus(mark: str) -> set[int]:
+    """The QEMUs whose environment holds `mark` (they inherit the REPL's): this
+    test's, not those of another run on the same machine."""
     r = subprocess.run(["pgrep", "-f", "qemu-system-x86_64"], capture_output=True, text=True)
-    return {int(x) for x in r.stdout.split()}
+    found = set()
+    for pid in (int(x) for x in r.stdout.split()):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:                       # it ended meanwhile
+            continue
+        if mark.encode() in env.split(b"\0"):
+            found.add(pid)
+    return found
 
 
 @pytest.mark.timeout(500)
 def test_a_repl_script_runs_an_experiment_on_real_qemu():
-    before = _qemus()
+    mark = f"COLO_TEST_MARK={uuid.uuid4().hex}"
     p = subprocess.run([sys.executable, "-m", "colo_tui", "repl", "--lab", "--net", "user",
                         "--checkpoint-delay", "2000", "--client-every", "0.3"],
                        input=SCRIPT, capture_output=True, text=True, timeout=450, cwd=ROOT,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                       env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                COLO_TEST_MARK=mark.partition("=")[2]))
     out = p.stdout
     assert p.returncode == 0, (p.stderr[-2000:], out[-3000:])
     assert "stopped at verdict" in out and "stopped at fault" in out, out[-3000:]
@@ -42,6 +55,6 @@ def test_a_repl_script_runs_an_experiment_on_real_qemu():
     assert "query-colo-status (mode none, last-mode secondary, reason request)" in out, \
         out[-2000:]
     deadline = time.monotonic() + 20          # bounded: the QEMUs were stopped at exit
-    while _qemus() - before and time.monotonic() < deadline:
+    while _qemus(mark) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _qemus() - before, "a QEMU outlived `colo repl --lab`"
+    assert not _qemus(mark), "a QEMU outlived `colo repl --lab`"
