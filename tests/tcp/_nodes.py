@@ -31,6 +31,20 @@ def wait_for(pred, timeout_s: float = 10.0, what: str = "condition", step: float
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def unix_listening(path: Path, pid: int | str = "self") -> bool:
+    """Is a unix socket listening at `path`?  Read from /proc/PID/net/unix, the table
+    of process PID's network namespace (a node under `ip netns exec` has its own); a
+    listening socket has __SO_ACCEPTCON, 0x10000, in its flags.  Not a probe
+    connection: the node would see a QMP client come and go."""
+    try:
+        with open(f"/proc/{pid}/net/unix") as fh:
+            rows = [line.split(None, 7) for line in fh.readlines()[1:]]
+    except (FileNotFoundError, ProcessLookupError):       # the process is gone
+        return False
+    return any(len(r) == 8 and r[7].rstrip("\n") == str(path) and int(r[3], 16) & 0x10000
+               for r in rows)
+
+
 class NodeProc:
     def __init__(self, role: str, tmp: Path, addr: str, *args: str, name: str | None = None):
         self.role = role
@@ -51,8 +65,12 @@ class NodeProc:
         return self.proc.pid
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
-        wait_for(lambda: self.qmp_path.exists() or self.proc.poll() is not None, timeout_s,
-                 f"{self.name} QMP socket")
+        """Until the node's QMP socket accepts connections.  The file exists from the
+        node's bind(), a moment before its listen(): a client connecting in between
+        is refused (seen under load), so the file alone is not enough."""
+        wait_for(lambda: unix_listening(self.qmp_path, self.proc.pid) or
+                 self.proc.poll() is not None,
+                 timeout_s, f"{self.name} QMP socket listening")
         assert self.proc.poll() is None, self.output()
 
     def events(self) -> list[dict]:
