@@ -24,6 +24,7 @@ from pathlib import Path
 
 from protocol.drivers.qmpclient import QmpClient
 from tests.qemu._qemu import CAP, REAL_QEMU, Side, free_port, stall_report
+from tests.tcp._nodes import unix_listening
 
 pytestmark = REAL_QEMU
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,10 +94,12 @@ async def _scenario(work: Path, art: dict, procs: list) -> dict:
     try:
         await pri.connect()
         deadline = time.monotonic() + 20
-        while not (work / "node.qmp").exists():
+        # listening, not just there: the file exists from bind(), a moment before
+        # listen(), and a connection in between is refused
+        while not unix_listening(work / "node.qmp", node.pid):
             assert node.poll() is None, (work / "node.out").read_text()
             assert time.monotonic() < deadline, "the node opened no QMP socket"
-            await asyncio.sleep(0.05)         # polling: another process's socket file
+            await asyncio.sleep(0.05)         # polling: another process's socket
         q = QmpClient(f"unix:{work / 'node.qmp'}", timeout=5)
         await pri.ex("migrate-set-capabilities", CAP)
         await pri.ex("migrate-set-parameters", {"x-checkpoint-delay": 1000})
