@@ -47,10 +47,19 @@ def test_compare_modes_on_real_qemu(tmp_path):
     # in all, 59/min from the timer)
     timer_per_min = (per["checkpoints"] - per["forced_checkpoints"]) * 60 / per["seconds"]
     assert 35 <= timer_per_min <= 70, per
-    # hybrid: every checkpoint came early (60 s timer), forced by a mismatch
+    # hybrid: every checkpoint came early (60 s timer): the one setting the delay
+    # starts, then one per colo-compare inconsistency (a mismatch, or a primary packet
+    # whose secondary copy did not come in time: no-secondary)
     assert hyb["checkpoints"] >= 1 and hyb["forced_checkpoints"] == hyb["checkpoints"], hyb
     if hyb["secondary_guest_panics_by_end"] == 0:
-        assert hyb["mismatches"] >= 1 and hyb["verdicts"].get("match", 0) > 0, hyb
+        assert hyb["verdicts"].get("match", 0) > 0, hyb
+        explained = 1 + hyb["mismatches"] + hyb["verdicts"].get("no-secondary", 0)
+        assert hyb["checkpoints"] <= explained, hyb
+        # the guests' output differs now and then (about every run on an idle
+        # machine); with two busy loops beside it, one run in 8 s had none: said,
+        # not asserted
+        if not hyb["mismatches"]:
+            print("hybrid phase without a mismatch:", hyb)
         # the simulator's colo-compare agreed with real QEMU's on every packet in the
         # runs the lab was built on (4,681 packets), but one CI run (stop 18) had 937
         # of 6,850 primary packets that real QEMU matched and the model called
