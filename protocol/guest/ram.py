@@ -357,8 +357,7 @@ class RamBlock:
         if len(idx) > budget:
             at = self._reread_at % len(idx)
             self._reread_at = at + budget
-            idx = idx[at:at + budget] if at + budget <= len(idx) else \
-                np.concatenate((idx[at:], idx[:at + budget - len(idx)]))
+            idx = np.take(idx, np.arange(at, at + budget), mode="wrap")
         if len(idx):
             if self._hashes is None:
                 self._hashes = np.zeros(self.npages, dtype=np.uint64)

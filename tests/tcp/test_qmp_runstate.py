@@ -78,20 +78,21 @@ async def _quiet(p: NodeProc, pc, timeout_s: float = 20.0) -> int:
     deadline = time.monotonic() + timeout_s
     while True:
         await pc.execute("migrate-set-parameters", {"x-checkpoint-delay": 60000})
+        before: list = []
+        after: list = []
         while True:
             evs = p.events()
             at = max((i for i, e in enumerate(evs) if e["kind"] == "parameter"), default=None)
-            before = [e["data"] for e in evs[:at] if e["kind"] == "checkpoint"] \
-                if at is not None else []
-            after = [e["data"] for e in evs[at:] if e["kind"] == "checkpoint"] \
-                if at is not None else []
-            if at is not None and (not before or before[-1]["phase"] == "commit"):
-                # between checkpoints at the change: the next begin is the change's
-                if after and after[0]["phase"] == "begin" and any(
-                        c["phase"] == "commit" and c["n"] == after[0]["n"] for c in after):
-                    return after[0]["n"]
-            elif at is not None and after and after[-1]["phase"] == "commit":
-                break                   # the transaction it met is over: again
+            if at is not None:
+                before = [e["data"] for e in evs[:at] if e["kind"] == "checkpoint"]
+                after = [e["data"] for e in evs[at:] if e["kind"] == "checkpoint"]
+                if not before or before[-1]["phase"] == "commit":
+                    # between checkpoints at the change: the next begin is the change's
+                    if after and after[0]["phase"] == "begin" and any(
+                            c["phase"] == "commit" and c["n"] == after[0]["n"] for c in after):
+                        return after[0]["n"]
+                elif after and after[-1]["phase"] == "commit":
+                    break               # the transaction it met is over: again
             if time.monotonic() > deadline:
                 raise AssertionError(f"the pair was not quiet within {timeout_s} s: "
                                      f"{before[-2:]} / {after}")
