@@ -37,6 +37,9 @@ CORE: tuple[str, ...] = (
     "protocol.core.outbox",
     "protocol.core.timers",
     "protocol.sim.core",
+    "protocol.sim.invariants",
+    "protocol.sim.link",
+    "protocol.core.dialects",
     "protocol.migration.stream",
     "protocol.migration.streamdecode",
 )
