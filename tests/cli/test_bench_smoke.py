@@ -34,12 +34,17 @@ def test_checkpoint_bench_small_guest():
         assert tuple(out[which]) == stages and all(v >= 0 for v in out[which].values())
         assert out[which]["encode"] > 0 and out[which]["flush"] > 0
     assert not out["cache_resident"]
+    # the first checkpoint faults in each dirty page twice: in the cache, in SVM RAM
+    assert out["first_faults"] == 2 * out["dirty_pages"] and out["first_touch_us"] > 0
 
 
 def test_checkpoint_bench_resident_cache():
     out = _bench("checkpoint", "--ram-mib", "32", "--rounds", "1", "--resident-cache")
     assert out["invariants_ok"] and out["checkpoint_ms"] > 0
     assert out["cache_resident"] in (True, False)      # False: a kernel without the madvise
+    # a resident cache leaves only the flush into SVM RAM to fault
+    want = out["dirty_pages"] * (1 if out["cache_resident"] else 2)
+    assert out["first_faults"] == want and out["first_touch_us"] > 0
 
 
 def test_tui_startup_is_measured_from_process_start():
