@@ -24,6 +24,17 @@ def pump(c, until, timeout_s=10.0):
             return bool(until(c))                # the source ended: nothing more comes
 
 
+def settle(c, still_s=0.5, timeout_s=10.0):
+    """Take events in until none arrives for `still_s` (the session is quiet), at
+    most `timeout_s` in all."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        c.step(500)
+        if not c.step(1, wait_s=still_s):
+            return True
+    return False
+
+
 def test_tcp_pair_runs_checkpoints_and_fails_over():
     c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=100)))
     try:
@@ -208,6 +219,9 @@ def test_a_full_speed_tick_on_a_quiet_live_session_returns_at_once():
     c = live_controller(TcpPair(SimConfig(checkpoint_delay_ms=60_000)))
     try:
         assert pump(c, lambda c: len(c.events) > 0)
+        # the start-up's events have all arrived: the ticks below meet a quiet session
+        # (each event arriving mid-tick would cost one more call)
+        assert settle(c)
         b = Bridge(c)
         b.speed_index = SPEEDS.index(0)
         b.toggle_run()
