@@ -535,8 +535,19 @@ def help_(c, p) -> str:
         kinds = f"\narguments: {', '.join(cmd.arg_kinds)}" if cmd.arg_kinds else ""
         return (f"{cmd.syntax}\n  {cmd.summary}\n" + "\n".join("  usage: " + u for u in cmd.usages)
                 + (f"\n\n{cmd.help}" if cmd.help else "") + kinds)
-    w = max(len(x.syntax) for x in COMMANDS)
-    return "\n".join(f"  {x.syntax:<{w}}  {x.summary}" for x in COMMANDS) + \
+    # one column for the short forms; a longer form gets a line (wrapped) of its own and
+    # its summary below, so the list fits an 80-column terminal
+    import textwrap
+    w = 21
+    lines = []
+    for x in COMMANDS:
+        if len(x.syntax) <= w:
+            lines.append(f"  {x.syntax:<{w}}  {x.summary}")
+        else:
+            lines += textwrap.wrap(x.syntax, 78, initial_indent="  ", subsequent_indent="      ",
+                                   break_on_hyphens=False)
+            lines.append(" " * (w + 4) + x.summary)
+    return "\n".join(lines) + \
         "\n(help CMD for details; Tab completes; Ctrl-R searches the history)"
 
 

@@ -165,3 +165,12 @@ def test_execute_never_raises(c):
         res = execute(c, line)
         assert isinstance(res.text, str)
     assert not execute(c, "replay /nonexistent.jsonl").ok
+
+
+def test_help_list_fits_an_80_column_terminal(c):
+    # the longest form (set …, 93 characters) once set the column for every summary:
+    # each line was ~150 wide and wrapped mid-word in a 120-column terminal
+    text = ok(c, "help")
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "  step [N]               advance the simulation" in text
+    assert "set checkpoint-delay MS" in text and "change a parameter" in text
