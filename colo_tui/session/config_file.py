@@ -61,7 +61,10 @@ def load(path: Path | None = None, binding_ids=(), themes=()) -> UserConfig:
         return cfg
     theme = doc.get("theme")
     if theme is not None:
-        if not isinstance(theme, str) or (themes and theme not in themes):
+        if not isinstance(theme, str):
+            cfg.problems.append(f"{path}: theme {theme!r} must be a theme name in quotes, "
+                                'e.g. theme = "nord"')
+        elif themes and theme not in themes:
             cfg.problems.append(f"{path}: theme {theme!r} is not one of: {', '.join(themes)}")
         else:
             cfg.theme = theme

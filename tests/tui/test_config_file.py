@@ -32,6 +32,15 @@ def test_bad_files_are_named_and_ignored(tmp_path: Path, text: str, problem: str
     assert any(problem in p for p in cfg.problems), cfg.problems
 
 
+def test_a_theme_that_is_not_a_string_says_so(tmp_path: Path) -> None:
+    # the app reads the file without the list of themes: this said "theme 5 is not one
+    # of: " with nothing after it
+    path = tmp_path / "config.toml"
+    path.write_text("theme = 5\n")
+    (problem,) = config_file.load(path, IDS).problems
+    assert "must be a theme name in quotes" in problem and not problem.endswith(": ")
+
+
 def test_invalid_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_bytes(b'theme = "\xff"\n')
