@@ -86,7 +86,7 @@ def add_parsers(sub) -> None:
     f.set_defaults(func=cmd_faults)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against same-run baselines)")
-    b.add_argument("which", choices=["sim", "pagediff", "checkpoint", "engine", "tui"])
+    b.add_argument("which", choices=["sim", "pagediff", "checkpoint", "engine", "tui", "goals"])
     b.add_argument("rest", nargs=argparse_REMAINDER())
     b.set_defaults(func=cmd_bench)
 
@@ -574,7 +574,8 @@ def cmd_bench(args) -> int:
     import importlib
     target = {"sim": "protocol.bench.sim", "pagediff": "protocol.bench.pagediff",
               "checkpoint": "protocol.bench.checkpoint",
-              "engine": "protocol.bench.engine", "tui": "colo_tui.cli.bench_tui"}[args.which]
+              "engine": "protocol.bench.engine", "tui": "colo_tui.cli.bench_tui",
+              "goals": "colo_tui.cli.bench_goals"}[args.which]
     try:
         module = importlib.import_module(target)
     except ModuleNotFoundError as exc:     # a UI toolkit (textual for `bench tui`) only

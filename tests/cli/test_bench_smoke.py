@@ -113,6 +113,9 @@ def test_bench_tui_bounds_are_usage_errors_naming_the_option(option, value, why)
     (["engine", "--seconds", "inf"], "--seconds", "must be a decimal number"),
     (["engine", "--rounds", "0"], "--rounds", "between 1 and 1000"),
     (["sim", "--checkpoints", "0"], "--checkpoints", "between 1 and"),
+    (["goals", "--rounds", "0"], "--rounds", "between 1 and 1000"),
+    (["goals", "--seconds", "inf"], "--seconds", "must be a decimal number"),
+    (["goals", "--ram-mib", "0"], "--ram-mib", "between 1 and 65536"),
 ])
 def test_bench_bounds_are_usage_errors_naming_the_option(argv, option, why):
     r = subprocess.run([sys.executable, "-m", "colo_tui", "bench", *argv],
@@ -121,3 +124,56 @@ def test_bench_bounds_are_usage_errors_naming_the_option(argv, option, why):
     assert r.returncode == 2 and r.stdout == "", r.stdout
     assert f"colo bench {argv[0]}: error: argument {option}: the value " in r.stderr, r.stderr
     assert why in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def _goals(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "colo_tui", "bench", "goals", *argv],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_goals_bench_runs_each_benchmark_and_judges_each_goal():
+    r = _goals("--json", "--rounds", "1", "--seconds", "0.2", "--ram-mib", "16",
+               "--tui-runs", "1", "--startup-runs", "2")
+    assert r.returncode in (0, 1), r.stderr
+    out = json.loads(r.stdout)
+    rows = {row["name"]: row for row in out["rows"]}
+    assert set(out["benchmarks"]) == {"sim", "engine", "checkpoint", "checkpoint_resident",
+                                      "tui", "startup"}
+    assert len(rows) == 13, list(rows)      # 1 sim, 5 engine, 4 checkpoint, 2 tui, 1 startup
+    # each verdict is the row's figure against its goal, and the exit status says all
+    for row in out["rows"]:
+        goal = row["goal"]
+        if goal.startswith(("<=", ">=", "<")):
+            op, _, limit = goal.partition(" ")
+            v, lim = row["value"], float(limit)
+            want = {"<=": v <= lim, ">=": v >= lim, "<": v < lim}[op]
+            assert row["met"] is want, row
+    assert out["all_met"] is all(row["met"] for row in out["rows"])
+    assert r.returncode == (0 if out["all_met"] else 1)
+    # the figures are the benchmarks' own
+    sim = out["benchmarks"]["sim"]["simulator_checkpoints_per_s"]
+    assert rows["simulator, null guest, over a struct loop"]["value"] == sim["ratio"]
+    ck = out["benchmarks"]["checkpoint"]
+    assert rows["16 MiB, 10 % dirty: first checkpoint (ms)"]["value"] == ck["checkpoint_ms"]
+    st = out["benchmarks"]["startup"]
+    assert st["colo_ms"] > 0 and st["bare_ms"] > 0 and st["runs"] == 2
+    assert not out["benchmarks"]["checkpoint"]["cache_resident"]
+
+
+def test_goals_bench_only_and_its_errors():
+    r = _goals("--only", "startup", "--startup-runs", "1")
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    assert "`colo --version` over `python -c pass` (ms)" in r.stdout
+    assert "simulator" not in r.stdout
+    r = _goals("--only", "sim,warp")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "argument --only: unknown benchmark warp; choose from sim, engine" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_benchmark_that_fails_is_named_with_its_error():
+    from colo_tui.cli.bench_goals import BenchFailed, _bench
+    with pytest.raises(BenchFailed, match=r"`colo bench sim --rounds 0` exited 2 without "
+                                          r"its JSON: .*--rounds"):
+        _bench("sim", "--rounds", "0")
