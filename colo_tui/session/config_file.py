@@ -79,7 +79,11 @@ def load(path: Path | None = None, binding_ids=(), themes=()) -> UserConfig:
         elif not isinstance(value, str) or not value.strip():
             cfg.problems.append(f"{path}: [keys] {name} must be a string of keys")
         else:
-            cfg.keys[name] = value.replace(" ", "")
+            given = value.replace(" ", "").split(",")
+            if "" in given:             # "n,,": an empty key the footer would show as "/"
+                cfg.problems.append(f"{path}: [keys] {name}: an empty key in {value!r} is left out")
+            if any(given):
+                cfg.keys[name] = ",".join(k for k in given if k)
     for name in doc:
         if name not in ("theme", "keys"):
             cfg.problems.append(f"{path}: unknown setting {name!r} (theme, keys)")

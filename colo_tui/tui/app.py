@@ -102,6 +102,7 @@ class ColoApp(App):
         self._loop = None
         self.user_config = user_config or UserConfig()
         if self.user_config.keys:
+            self._drop_key_clashes()
             self.set_keymap(self.user_config.keys)
         if self.user_config.theme:
             if self.user_config.theme in self.available_themes:
@@ -173,6 +174,27 @@ class ColoApp(App):
             self._bridge.load_replay(self.replay)
         self.refresh_view()
         self.call_after_refresh(self._mount_bottom)
+
+    def _drop_key_clashes(self) -> None:
+        """A key the file gives to a binding that already has it as another's (e.g.
+        quit = "n", n being step's) is left out and named: a key does one thing, and
+        the footer must not show a key doing what it does not."""
+        keys = self.user_config.keys
+        taken = {k: b.id or b.action for b in self.BINDINGS if b.id not in keys
+                 for k in b.key.split(",")}
+        for name in list(keys):
+            mine = []
+            for k in keys[name].split(","):
+                if k in taken:
+                    self.user_config.problems.append(
+                        f"[keys] {name}: {k} is already the key of {taken[k]}")
+                else:
+                    mine.append(k)
+                    taken[k] = name
+            if mine:
+                keys[name] = ",".join(mine)
+            else:                             # none left: the binding keeps its own keys
+                del keys[name]
 
     def _bindings_as_keyed(self) -> list[Binding]:
         """BINDINGS with the user's [keys] applied, so the footer shows the keys that work."""

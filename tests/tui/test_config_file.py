@@ -94,3 +94,23 @@ async def test_an_unknown_theme_is_reported_on_the_status_line(tmp_path: Path) -
     path.write_text('theme = "no-such-theme"\n')
     app = ColoApp(Controller(), user_config=config_file.load(path, IDS))
     assert "no-such-theme" in app.bridge.notice
+
+
+async def test_a_key_given_twice_or_empty_is_named_and_the_footer_tells_the_truth(
+        tmp_path: Path) -> None:
+    # quit = "n" (step's key) showed "n quit" in the footer while n stepped; step =
+    # "n,," showed "n// step"; neither was named on the status line
+    path = tmp_path / "config.toml"
+    path.write_text('[keys]\nstep = "n,,"\nquit = "n"\n')
+    cfg = config_file.load(path, IDS)
+    assert any("step: an empty key" in p for p in cfg.problems), cfg.problems
+    app = ColoApp(Controller(), user_config=cfg)
+    assert "quit: n is already the key of step" in app.bridge.notice
+    async with app.run_test(size=(120, 30)) as pilot:
+        from colo_tui.tui.widgets import KeyBar
+        footer = str(app.query_one(KeyBar).render())
+        assert " n step" in footer and "//" not in footer, footer
+        assert " q quit" in footer and "n quit" not in footer, footer
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.controller.steps == 1 and app.is_running
