@@ -40,6 +40,10 @@ def forward_stream(path: str | Path) -> bytes:
     p = Path(path)
     try:
         if p.is_dir():
+            if not (p / BIN_P2S).exists():       # not "cannot read DIR: No such file"
+                raise CaptureError(f"{p}: no {BIN_P2S} in this directory (a run directory "
+                                   f"holds {BIN_P2S}, the primary's stream); or give a "
+                                   ".pcap/.pcapng file or a forward .bin")
             return (p / BIN_P2S).read_bytes()
         with p.open("rb") as fh:
             magic = fh.read(4)

@@ -36,6 +36,15 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and "no guest template" in r.stderr
 
 
+def test_a_directory_without_the_forward_stream_names_the_missing_file(tmp_path):
+    # it said "cannot read DIR: No such file or directory" of a directory that exists
+    empty = tmp_path / "rundir"
+    empty.mkdir()
+    r = colo("template", str(empty), "--out", str(tmp_path / "t.colotpl"))
+    assert r.returncode == 1 and "no primary_to_secondary.bin in this directory" in r.stderr
+    assert "No such file" not in r.stderr and not (tmp_path / "t.colotpl").exists()
+
+
 @pytest.mark.parametrize(("option", "value", "why"), [
     ("--bound-s", "nan", "must be a decimal number"),
     ("--bound-s", "inf", "must be a decimal number"),
