@@ -78,7 +78,7 @@ def run_app(args) -> int:
             # building the session refuses ends the app with the same message
             from protocol.sim.core import Simulation
             Simulation(dataclasses.replace(config, guest="null"))
-        controller = None
+        controller, rec = None, None
         live, replay = wants_live(args), getattr(args, "replay", None)
         if live or replay:                   # built now (the simulator's: after a frame)
             tune()
@@ -88,7 +88,7 @@ def run_app(args) -> int:
         if controller is None and replay:
             from colo_tui.session.control import Controller
             controller = Controller(config)
-            controller.load_replay(replay)
+            rec = controller.load_replay(replay)
     except Exception as exc:
         if not is_user_error(exc):
             raise
@@ -114,6 +114,9 @@ def run_app(args) -> int:
     app = ColoApp(controller, record_dir=getattr(args, "record_dir", None),
                   user_config=user_config, start=None if controller is not None else start,
                   on_start=lambda c: setattr(guard, "controller", c))
+    if rec is not None and rec.cut:       # said before the first step, as `colo replay` does
+        from colo_tui.commands.handlers import cut_note
+        app.bridge.notice = "⚠ " + cut_note(rec).strip()
     guard.on_signal = app.end_on_signal
     with guard:
         app.run()

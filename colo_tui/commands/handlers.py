@@ -504,7 +504,16 @@ def replay(c, p) -> str:
     rec = c.load_replay(os.path.expanduser(p.args["file"]))
     return (f"loaded {p.args['file']}: {c.config.dialect} dialect, {c.config.mode} mode, seed "
             f"{c.config.seed}; {len(rec.inputs)} input(s), {len(rec.events)} event(s); step or "
-            "run to replay it" + note)
+            "run to replay it" + cut_note(rec) + note)
+
+
+def cut_note(rec) -> str:
+    """What a cut recording (its writer was killed) holds: stepping on past its end
+    simulates on, without the inputs it lost."""
+    if not rec.cut:
+        return ""
+    return (f"\na cut recording: it holds the first {len(rec.events)} event(s); beyond them "
+            f"the simulation goes on without what was lost ({rec.cut})")
 
 
 def back(c, p) -> str:

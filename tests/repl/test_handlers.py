@@ -105,6 +105,17 @@ def test_record_then_replay_identically(c, tmp_path):
     assert [e.kind for e in c2.events] == [e.kind for e in c.events]
 
 
+def test_replaying_a_cut_recording_says_it_was_cut(c, tmp_path):
+    path = tmp_path / "s.colo.jsonl"
+    ok(c, f"record start {path}")
+    ok(c, "step 6")
+    ok(c, "record stop")
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])          # its writer killed mid-line
+    text = ok(Controller(), f"replay {path}")
+    assert "a cut recording: it holds the first" in text and "cut in the middle" in text
+
+
 def test_restart_stops_recording(c, tmp_path):
     path = str(tmp_path / "r.jsonl")
     ok(c, f"record start {path}")

@@ -68,6 +68,32 @@ def test_in_a_pty_with_pexpect() -> None:
     assert child.exitstatus == 0
 
 
+def test_a_cut_recording_says_so_before_the_first_step(tmp_path) -> None:
+    # colo replay said "The recording was cut"; the TUI opened it as any other, and
+    # stepping on past its end simulated a future the recording never held, unsaid
+    pexpect = pytest.importorskip("pexpect")
+    from colo_tui.session.control import Controller
+    whole = tmp_path / "whole.colo.jsonl"
+    c = Controller()
+    c.record_start(str(whole))
+    c.step(6)
+    c.record_stop()
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.colo.jsonl"
+    cut.write_bytes(data[:len(data) // 2])
+    env = dict(os.environ, TERM="xterm-256color", COLO_CONFIG=str(tmp_path / "none.toml"))
+    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.cli.tui", "--replay", str(cut)],
+                          cwd=str(ROOT), env=env, dimensions=(30, 160), encoding="utf-8",
+                          timeout=20)
+    try:
+        child.expect("a cut recording: it holds the first")
+        child.send("q")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
 def test_live_modes_that_cannot_connect_exit_1_with_a_clear_message() -> None:
     proc = subprocess.run([sys.executable, "-m", "colo_tui.cli.tui", "--attach",
                            "unix:/nonexistent/p.qmp", "unix:/nonexistent/s.qmp"], cwd=ROOT,
