@@ -303,7 +303,7 @@ async def test_palette_lists_registry_and_runs_commands(app: ColoApp) -> None:
         assert commands == set(REGISTRY)
         texts = [str(h.display) for h in found]
         assert any(t.startswith("scenario 1:") for t in texts)            # the presets
-        assert any("(n / right)" in t for t in texts)                    # the key bindings
+        assert any("(n / →)" in t for t in texts)                        # the key bindings
         app.run_command_line("step 3")
         await pilot.pause()
         assert app.controller.steps == 3

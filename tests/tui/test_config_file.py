@@ -114,3 +114,16 @@ async def test_a_key_given_twice_or_empty_is_named_and_the_footer_tells_the_trut
         await pilot.press("n")
         await pilot.pause()
         assert app.controller.steps == 1 and app.is_running
+
+
+async def test_the_palette_names_the_keys_that_work(tmp_path: Path) -> None:
+    # it listed the class's default keys ("step (n / right)" with step = "j") under
+    # their internal names ("help (question_mark)")
+    from colo_tui.tui.screens import ColoCommands
+    path = tmp_path / "config.toml"
+    path.write_text('[keys]\nstep = "j"\n')
+    app = ColoApp(Controller(), user_config=config_file.load(path, IDS))
+    async with app.run_test(size=(100, 30)):
+        texts = [str(h.display) async for h in ColoCommands(app.screen).discover()]
+    assert "step  (j)" in texts and "help  (?)" in texts, texts
+    assert not any("question_mark" in t or "n / right" in t for t in texts), texts

@@ -27,9 +27,11 @@ class ColoCommands(Provider):
             yield (f"scenario preset {p.key} {p.title} {p.section}",
                    f"scenario {p.key}: {p.title}", partial(self.app.run_action,
                                                           f"preset('{p.key}')"), p.what)
-        for b in self.app.BINDINGS:
+        from colo_tui.tui.widgets.keybar import key_label
+        keyed = getattr(self.app, "_bindings_as_keyed", None)   # the user's [keys] applied
+        for b in keyed() if keyed else self.app.BINDINGS:
             if b.description and not b.action.startswith("preset"):
-                keys = " / ".join(b.key.split(","))
+                keys = " / ".join(filter(None, map(key_label, b.key.split(","))))  # ? and →
                 yield (f"key {keys} {b.description} {b.action}", f"{b.description}  ({keys})",
                        partial(self.app.run_action, b.action), f"key: {keys}")
 
