@@ -34,14 +34,22 @@ def recordings_dir() -> Path:
     else:
         import platformdirs
         path = platformdirs.user_data_path(APP_NAME) / "recordings"
-    path.mkdir(parents=True, exist_ok=True)
+    _make_dir(path)
     return path
+
+
+def _make_dir(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():     # mkdir would say only "File exists"
+        import errno
+        raise NotADirectoryError(errno.ENOTDIR, "the recordings directory is not a "
+                                 "directory (a file of that name exists)", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def new_recording_path(config, prefix: str, directory: str | os.PathLike | None = None) -> Path:
     """A fresh file name for a recording of `config` (never an existing file)."""
     folder = Path(directory).expanduser() if directory else recordings_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_dir(folder)
     k = 1
     while (path := folder / f"{prefix}-{config.dialect}-{config.mode}-seed{config.seed}-{k}"
                              ".colo.jsonl").exists():

@@ -185,3 +185,13 @@ def test_help_list_fits_an_80_column_terminal(c):
     assert max(len(line) for line in text.splitlines()) <= 80, text
     assert "  step [N]               advance the simulation" in text
     assert "set checkpoint-delay MS" in text and "change a parameter" in text
+
+
+def test_a_recordings_directory_that_is_a_file_is_named_as_such(c, tmp_path, monkeypatch):
+    # 'record start' (and the TUI's r with --record-dir FILE) said only "FILE: File exists"
+    taken = tmp_path / "recs"
+    taken.write_text("a file\n")
+    monkeypatch.setenv("COLO_RECORDINGS_DIR", str(taken))
+    res = execute(c, "record start")
+    assert not res.ok and "the recordings directory is not a directory" in res.text
+    assert str(taken) in res.text and taken.read_text() == "a file\n"

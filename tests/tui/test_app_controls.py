@@ -417,3 +417,15 @@ async def test_a_long_question_wraps_inside_its_dialog(app: ColoApp, tmp_path) -
         shown = "".join(line.text for line in label.render_lines(label.region.reset_offset))
         assert "".join(shown.split()) == "".join(text.split())    # (a long path breaks)
         await pilot.press("escape")
+
+
+async def test_r_with_a_record_dir_that_is_a_file_says_so(tmp_path) -> None:
+    taken = tmp_path / "recs"
+    taken.write_text("a file\n")
+    from colo_tui.session.control import Controller
+    app = ColoApp(Controller(), record_dir=str(taken))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("r")
+        await pilot.pause()
+        assert "the recordings directory is not a directory" in app.bridge.notice
+        assert app.controller.recording_path is None
