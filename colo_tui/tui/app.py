@@ -457,7 +457,9 @@ class ColoApp(App):
             self.bridge.changed(f"theme {self.theme} (saved in {self.user_config.path})")
 
     def action_filter(self) -> None:
-        self.query_one("#log-filter").focus()
+        found = self.query("#log-filter")
+        if found:                  # the lower half mounts after the first frame
+            found.first().focus()
 
     def action_unfocus(self) -> None:
         self.query_one(LadderView).focus()

@@ -106,6 +106,19 @@ async def test_a_key_before_the_session_starts_it_first():
         assert calls == ["start"] and app.controller.steps == 1   # not started again
 
 
+async def test_slash_before_the_lower_half_mounts_is_no_crash():
+    # '/' pressed as colo tui opened (the log filter not mounted yet) ended the app
+    # with a NoMatches traceback ('#log-filter'), seen in tmux with keys typed early
+    app = ColoApp(start=_start_counting([]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.run_action("filter")                  # before the lazy mount
+        await pilot.pause()
+        assert app.is_running
+        await pilot.press("slash")                       # mounted now: it focuses
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "log-filter"
+
+
 class _Refused(ColoError, ValueError):
     pass
 
