@@ -429,3 +429,18 @@ async def test_r_with_a_record_dir_that_is_a_file_says_so(tmp_path) -> None:
         await pilot.pause()
         assert "the recordings directory is not a directory" in app.bridge.notice
         assert app.controller.recording_path is None
+
+
+@pytest.mark.parametrize("opens", ["question_mark", "f", "v", "L"])
+async def test_ctrl_c_quits_from_a_dialog_too(opens: str) -> None:
+    # the help screen says "q / ctrl+c quit", but with it (or a dialog) open ctrl+c
+    # did nothing: the app's binding does not reach a modal screen
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(opens)
+        await pilot.pause()
+        assert app.screen.is_modal
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running
+    assert app.return_code == 0

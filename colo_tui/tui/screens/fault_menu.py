@@ -23,7 +23,9 @@ class FaultMenu(ModalScreen[str | None]):
 
     DEFAULT_CSS = ("FaultMenu {" + DIALOG_CSS +
                    "#fault-spec { color: $accent; text-style: bold; } }")
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"),
+                # the app's ctrl+c does not reach a modal screen: it quits here too
+                Binding("ctrl+c", "app.quit", show=False)]
 
     def __init__(self, kind: str = "drop", point: str = "checkpoint-request",
                  checkpoint: int = 1, *, channels: bool = False) -> None:

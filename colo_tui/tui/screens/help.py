@@ -89,7 +89,9 @@ class HelpScreen(ModalScreen[None]):
         border: thick $primary; background: $surface; padding: 0 1;
     }
     """
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close"),
+                # the app's ctrl+c does not reach a modal screen: it quits here too
+                Binding("ctrl+c", "app.quit", show=False)]
 
     def compose(self):
         lines = ["[b]COLO testbed — keys[/b]", ""]

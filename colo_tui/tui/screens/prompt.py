@@ -25,7 +25,9 @@ DIALOG_CSS = """
 
 class NumberPrompt(ModalScreen[int | None]):
     DEFAULT_CSS = "NumberPrompt {" + DIALOG_CSS + "}"
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"),
+                # the app's ctrl+c does not reach a modal screen: it quits here too
+                Binding("ctrl+c", "app.quit", show=False)]
 
     def __init__(self, question: str, value: int | None = None) -> None:
         super().__init__()
@@ -48,7 +50,9 @@ class NumberPrompt(ModalScreen[int | None]):
 
 class ChoicePrompt(ModalScreen[str | None]):
     DEFAULT_CSS = "ChoicePrompt {" + DIALOG_CSS + "#choices { height: auto; max-height: 10; } }"
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"),
+                # the app's ctrl+c does not reach a modal screen: it quits here too
+                Binding("ctrl+c", "app.quit", show=False)]
 
     def __init__(self, title: str, choices: list[tuple[str, str]]) -> None:
         super().__init__()
