@@ -85,9 +85,26 @@ def step(c, p) -> str:
         return "nothing to step: " + where(c)
     n = p.get("n") or 1
     live = c.live and c.wait_for_events
-    new = c.step(n, wait_s=LIVE_STEP_WAIT_S) if live else c.step(n)
+    if not live:
+        return f"{len(c.step(n))} new event(s); " + where(c)
+    # waiting for real events: in short waits, so that ctrl+c (pause) ends the wait
+    st = state_of(c)
+    st.running = True
+    st.pause.clear()
+    new: list = []
+    deadline = time.monotonic() + LIVE_STEP_WAIT_S
+    try:
+        while len(new) < n and not st.pause.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            new += c.step(n - len(new), wait_s=min(0.1, left))
+    finally:
+        st.running = False
     head = f"{len(new)} new event(s)"
-    if live and len(new) < n:
+    if st.pause.is_set():
+        head = "paused; " + head
+    elif len(new) < n:
         head += f" (no more arrived within {LIVE_STEP_WAIT_S:.0f} s)"
     return head + "; " + where(c)
 

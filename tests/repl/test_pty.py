@@ -43,3 +43,27 @@ def test_interactive_session(tmp_path):
     from protocol.record import format as rf
     from protocol.record.replay import verify
     assert verify(rf.read(rec)).ok
+
+
+def test_ctrl_c_ends_a_live_step_wait_at_once(tmp_path):
+    # on live peers `step N` waits up to 10 s for N events; ctrl+c did nothing there
+    # (the wait ran out its 10 s), while it pauses `run` at once
+    import time
+    env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"),
+               TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", COLO_PAGER="0")
+    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.repl", "--transport", "tcp"],
+                          cwd=ROOT, env=env, encoding="utf-8", timeout=30, dimensions=(40, 160))
+    try:
+        child.expect("colo>")
+        child.sendline("step 1000")                 # more than arrive: it waits
+        child.expect("WAIT_READY → IDLE")            # COLO has started; nothing more comes
+        time.sleep(0.5)
+        sent = time.monotonic()
+        child.sendintr()
+        child.expect(r"paused; \d+ +new event\(s\)", timeout=5)
+        assert time.monotonic() - sent < 3
+        child.expect("colo>")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
