@@ -140,6 +140,8 @@ CONVERTERS = {
     "view": lambda t, n: _choice(t, "view", VIEWS),
     "verbosity": lambda t, n: _choice(t, "verbosity", VERBOSITY),
     "ms": lambda t, n: _number(t, n, 0, 3_600_000),
+    # what --arbiter-ms takes (argtypes.arbiter_ms), so that the recording reads back
+    "arbiter-ms": lambda t, n: _number(t, n, 1, 1e9),
     "fraction": lambda t, n: _number(t, n, 0, 1),
     "onoff": lambda t, n: _onoff(t, n),
     "file": lambda t, n: _file(t, n),

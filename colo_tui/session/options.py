@@ -97,7 +97,7 @@ SETTINGS = {
     "checkpoints": ("checkpoints", "count", "the session's length in checkpoints"),
     "load-ms": ("load_ms", "ms", "time the SVM takes to load a checkpoint"),
     "arbiter": ("arbiter", "onoff", "the external manager on or off"),
-    "arbiter-ms": ("arbiter_ms", "ms", "how long the external manager waits"),
+    "arbiter-ms": ("arbiter_ms", "arbiter-ms", "how long the external manager waits"),
     "divergence": ("divergence", "fraction", "hybrid: fraction of SVM answers that differ"),
     "svm-output-lost": ("svm_output_lost", "onoff", "hybrid: the SVM's answers are lost"),
     "xbzrle": ("xbzrle", "onoff", "XBZRLE page encoding"),

@@ -195,3 +195,17 @@ def test_a_recordings_directory_that_is_a_file_is_named_as_such(c, tmp_path, mon
     res = execute(c, "record start")
     assert not res.ok and "the recordings directory is not a directory" in res.text
     assert str(taken) in res.text and taken.read_text() == "a file\n"
+
+
+def test_set_arbiter_ms_takes_what_the_command_line_takes(c, tmp_path):
+    # 'set arbiter-ms 0' was taken (the REPL's bound was 0 … 3.6e6, --arbiter-ms's is
+    # 1 … 1e9), and the recording of that session could not be read back: colo
+    # replay refused it ("params.arbiter_ms: Expected `float` >= 1.0")
+    res = execute(c, "set arbiter-ms 0")
+    assert not res.ok and "between 1 and 1e+09" in res.text
+    ok(c, "set arbiter-ms 5000000")
+    path = tmp_path / "a.colo.jsonl"
+    ok(c, f"record start {path}")
+    ok(c, "step 5")
+    ok(c, "record stop")
+    assert rf.read(str(path)).config.arbiter_ms == 5e6

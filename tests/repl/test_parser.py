@@ -81,7 +81,8 @@ def test_registry_is_data():
     assert "fault-spec" in REGISTRY["fault"].arg_kinds
     assert "side" in REGISTRY["heartbeat"].arg_kinds
     assert set(REGISTRY["set"].arg_kinds) == {"int", "dialect", "mode", "seed", "guest",
-                                              "verbosity", "count", "ms", "onoff", "fraction"}
+                                              "verbosity", "count", "ms", "onoff", "fraction",
+                                              "arbiter-ms"}
 
 
 @pytest.mark.parametrize("word", ["0x10", "٣", "1_000", "+3", "1e3"])
