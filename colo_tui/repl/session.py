@@ -95,11 +95,14 @@ def script_lines(fh):
     be is refused after MAX_LINE_CHARS + 1 characters (`-f /dev/zero` is one endless
     line), so memory stays bounded whatever the input."""
     from colo_tui.commands.parser import MAX_LINE_CHARS
+    first = True
     while True:
         line = fh.readline(MAX_LINE_CHARS + 2)
         if not line:
             return
         body = line.rstrip("\r\n")
+        if first:                   # a UTF-8 byte-order mark (Notepad writes one)
+            body, first = body.removeprefix("\ufeff"), False
         if len(body) > MAX_LINE_CHARS:
             raise ScriptLineTooLong(f"line too long: over {MAX_LINE_CHARS} characters (a "
                                     "command line has at most that many)")

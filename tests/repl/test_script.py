@@ -50,6 +50,18 @@ def test_a_script_that_is_not_utf8_is_named_as_such(tmp_path):
     assert "codec can't decode" not in r.stderr
 
 
+def test_a_script_with_a_byte_order_mark_runs(tmp_path):
+    # a script saved by Windows' Notepad (UTF-8 with a BOM, CRLF) failed on its first
+    # line: "unknown command '\ufeffstep'"
+    script = tmp_path / "notepad.colo"
+    script.write_bytes("step 2\r\nstatus\r\n".encode("utf-8-sig"))
+    r = repl("-f", str(script))
+    assert r.returncode == 0, r.stderr
+    assert "colo> step 2" in r.stdout and "invariants all hold" in r.stdout
+    r = repl(stdin="\ufeffstep 2\n")
+    assert r.returncode == 0, r.stderr
+
+
 def test_stdin_success_and_failure():
     r = repl(stdin="step 2\nstatus\nquit\nstep 1\n")
     assert r.returncode == 0, r.stderr
