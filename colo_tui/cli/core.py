@@ -457,10 +457,11 @@ def cmd_decode(args) -> int:
         print(f"colo decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
     dec = Decoder(d, args.sender, expect_initial=args.initial)
-    offset = 0
+    offset, head = 0, b""
     try:
         with fh:
             while chunk := fh.read1(1 << 16):     # what has arrived: a pipe is live
+                head = (head + chunk)[:4] if len(head) < 4 else head
                 dec.feed(chunk)
                 for item in dec.items():
                     if isinstance(item, m.RamChunk):
@@ -468,7 +469,11 @@ def cmd_decode(args) -> int:
                     print(json.dumps(_item_json(item, m, offset)))
                     offset = dec.bytes_consumed
     except DecodeError as exc:
-        print(f"colo decode: at byte {dec.bytes_consumed}: {exc}", file=sys.stderr)
+        hint = ""
+        if head == b"QEVM" and not args.initial and dec.bytes_consumed == 0:
+            hint = (" (the stream starts with QEVM, a migration stream's magic: give "
+                    "--initial for a primary's stream that starts with the initial migration)")
+        print(f"colo decode: at byte {dec.bytes_consumed}: {exc}{hint}", file=sys.stderr)
         return 1
     if cut := stream_end_error(dec):
         print(f"colo decode: {cut}", file=sys.stderr)

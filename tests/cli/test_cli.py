@@ -118,6 +118,14 @@ def test_decode_bad_bytes_is_a_clear_error(tmp_path):
     assert r.returncode == 1 and b"ended in the middle" in r.stderr
 
 
+def test_decode_of_a_migration_stream_without_initial_says_to_give_it(tmp_path):
+    # the capture's primary_to_secondary.bin said only "Invalid message 1363498573"
+    f = tmp_path / "primary_to_secondary.bin"
+    f.write_bytes(b"QEVM\x00\x00\x00\x03")
+    r = colo("decode", "--dialect", "qemu", "--from", "primary", str(f))
+    assert r.returncode == 1 and "starts with QEVM" in r.stderr and "--initial" in r.stderr
+
+
 @pytest.mark.skipif(not RUN1.exists(), reason="../shared/qemu-colo/run1 is not beside the repo")
 def test_decode_the_real_capture_reverse_direction():
     r = colo("decode", "--dialect", "qemu", "--from", "secondary",
