@@ -316,7 +316,8 @@ def cmd_run(args) -> int:
     except BrokenPipeError:
         raise                        # stdout's reader left (`| head`): main exits 0 quietly
     except OSError as exc:
-        print(f"colo run: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        what = exc.filename or "the standard output"    # (the recording's errors name it)
+        print(f"colo run: cannot write {what}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except OutputFileError as exc:
         print(f"colo run: --record: {exc}", file=sys.stderr)

@@ -145,11 +145,16 @@ class Writer:
 
     def _put(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            n = self._fh.write(view)
-            view = view[n:]
-        if self._target is not None:
-            self._fh.flush()                # a buffered temp file: push the line out
+        try:
+            while view:
+                n = self._fh.write(view)
+                view = view[n:]
+            if self._target is not None:
+                self._fh.flush()                # a buffered temp file: push the line out
+        except OSError as exc:
+            if exc.filename is None:            # a write's error (ENOSPC) names no file
+                exc.filename = self.path
+            raise
 
     def _write(self, obj: dict) -> bool:
         """Write one line; whether it was written.  An exception out of the write (a

@@ -1,5 +1,6 @@
 """`colo` as a user runs it: real subprocesses, exit codes, JSON contracts."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -321,3 +322,16 @@ def test_a_guest_too_big_to_map_is_a_named_error_not_a_traceback(argv):
     assert r.stderr.startswith("colo: error: "), r.stderr
     assert "RAM block 'pc.ram': cannot map 4.0 GiB of guest memory here" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_disk_under_the_recording_names_the_file(tmp_path):
+    # ENOSPC writing the recording said "colo run: cannot write None: ..." (a write's
+    # OSError carries no file name), and the REPL's record start named no file at all
+    r = colo("run", "--checkpoints", "2", "--record", "/dev/full", "--force")
+    assert r.returncode == 1 and "cannot write /dev/full: No space left" in r.stderr
+    assert "None" not in r.stderr
+    from colo_tui.commands import execute
+    from colo_tui.session.control import Controller
+    res = execute(Controller(), "record start /dev/full force")
+    assert not res.ok and "/dev/full: No space left" in res.text
