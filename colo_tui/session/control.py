@@ -57,6 +57,8 @@ class Controller:
         self._writer: rf.Writer | None = None
         self.recording_path: str | None = None
         self.recording_note: str | None = None
+        #: a write of the recording failed (a full disk): what to tell the user, once
+        self.recording_failure: str | None = None
         self.replay_source: str | None = None
         self._session: Session | None = None
         if session is not None:
@@ -116,9 +118,26 @@ class Controller:
 
     def _event(self, ev: Event) -> None:
         if self._writer is not None:
-            self._writer.event(ev)
+            try:
+                self._writer.event(ev)
+            except OSError as exc:      # not out through the simulator, mid-step
+                self._recording_failed(exc)
         if self.on_event is not None:
             self.on_event(ev)
+
+    def _recording_failed(self, exc: OSError) -> None:
+        """A write of the recording failed: it ends there (cut, readable up to its last
+        whole line) and the session goes on; `recording_failure` says so."""
+        writer, path = self._writer, self.recording_path
+        self._writer, self.recording_path = None, None
+        import contextlib
+
+        from protocol.errors import ColoError
+        with contextlib.suppress(OSError, ColoError):
+            writer.close()
+        self.recording_failure = (f"recording stopped at step {self.session.steps} (it "
+                                  f"holds the session up to there): {exc.strerror or exc}: "
+                                  f"{path}")
 
     def restart(self, **changes) -> None:
         """New session (dialect, mode, seed, faults … changed); keeps nothing else."""
@@ -243,7 +262,10 @@ class Controller:
         self.session.send(inp)             # a session that takes no inputs says why
         self.inputs.append({"step": self.session.steps, **item})
         if self._writer is not None and not self.live:
-            self._writer.input(item, self.session.steps)
+            try:
+                self._writer.input(item, self.session.steps)
+            except OSError as exc:
+                self._recording_failed(exc)
 
     def checkpoint(self) -> None:
         self._apply({"cmd": "checkpoint"})

@@ -84,3 +84,45 @@ def test_options():
     r = repl("--attach", "unix:/nonexistent/a.sock", "unix:/nonexistent/b.sock")
     assert r.returncode == 1 and "cannot connect to QMP at unix:/nonexistent/a.sock" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+class _FullDisk:
+    """The recording's file, on a disk that has just filled up."""
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+
+    def write(self, _data):
+        import errno
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+def test_a_recording_that_cannot_be_written_stops_the_script(tmp_path):
+    # a full disk mid-session raised out of the simulator's event callback, in the
+    # middle of a step; the recording then held less than the session and nothing
+    # said so at the end (a script exited 0, the TUI kept its REC mark and said
+    # "recording saved" on quitting)
+    import io
+
+    from colo_tui.repl.session import run_script
+    from colo_tui.session.control import Controller
+    from protocol.record import format as rf
+    path = tmp_path / "s.colo.jsonl"
+    c = Controller()
+    ran = []
+
+    def lines():
+        yield f"record start {path}"
+        c._writer._fh = _FullDisk(c._writer._fh)
+        yield "step 5"
+        ran.append("status")
+        yield "status"
+    out, err = io.StringIO(), io.StringIO()
+    assert run_script(c, lines(), "s.colo", out, err) == 1
+    assert "s.colo:2: error: recording stopped at step" in err.getvalue()
+    assert str(path) in err.getvalue() and ran == []
+    assert c.recording_path is None and c.steps == 5      # the step itself went through
+    assert rf.read(str(path)).cut                          # readable, and said to be cut

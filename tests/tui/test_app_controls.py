@@ -444,3 +444,23 @@ async def test_ctrl_c_quits_from_a_dialog_too(opens: str) -> None:
         await pilot.pause()
         assert not app.is_running
     assert app.return_code == 0
+
+
+async def test_a_recording_that_cannot_be_written_turns_rec_off_and_says_so(tmp_path) -> None:
+    # a full disk mid-recording: the REC mark stayed, the warning went at the next key
+    # and quitting said "recording saved" of a file that held a third of the session
+    from colo_tui.session.control import Controller
+    from tests.repl.test_script import _FullDisk
+    app = ColoApp(Controller(), record_dir=str(tmp_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("r", "n")
+        await pilot.pause()
+        c = app.controller
+        c._writer._fh = _FullDisk(c._writer._fh)
+        await pilot.press("n")
+        await pilot.pause()
+        assert "recording stopped at step" in app.bridge.notice
+        assert c.recording_path is None and "REC" not in str(app.query_one(StatusBar).render())
+        await pilot.press("n")                       # the session goes on
+        await pilot.pause()
+        assert c.steps == 3 and app.is_running
