@@ -79,6 +79,9 @@ def run_export(args) -> int:
                 raise ExportError("a pcap is binary: give -o OUT or redirect the output")
             sys.stdout.buffer.write(out)
             sys.stdout.flush()
+        if rec.cut:                   # as colo replay says it: the export is partial too
+            print(f"colo export: note: {args.file} is a cut recording ({rec.cut}): "
+                  "exported what it holds", file=sys.stderr)
     except OutputFileError as exc:
         print(f"colo export: error: {exc}", file=sys.stderr)
         return 2

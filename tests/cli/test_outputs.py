@@ -153,3 +153,19 @@ def test_node_with_qmp_at_a_regular_file_keeps_the_file(tmp_path):
              timeout=60)
     assert r.returncode == 1 and "is a regular file" in r.stderr, r.stderr
     assert regular.read_text() == "mine"
+
+
+def test_export_of_a_cut_recording_says_it_is_cut(tmp_path):
+    # colo replay says "The recording was cut"; colo export exported the part in
+    # silence, as if it were the whole session
+    whole = tmp_path / "whole.colo.jsonl"
+    r = colo("run", "--checkpoints", "2", "--record", str(whole))
+    assert r.returncode == 0, r.stderr
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.colo.jsonl"
+    cut.write_bytes(data[:len(data) // 2])         # its writer killed mid-line
+    r = colo("export", str(cut), "--to", "mermaid")
+    assert r.returncode == 0 and r.stdout.startswith("sequenceDiagram"), r.stderr
+    assert "is a cut recording" in r.stderr
+    r = colo("export", str(whole), "--to", "mermaid")
+    assert r.returncode == 0 and "cut" not in r.stderr
