@@ -232,7 +232,8 @@ def parse(line: str, registry=None) -> ParsedCommand:
         if best is None or depth > best[0]:
             best = (depth, err or "does not match")
     assert best is not None
-    heads = [f[0] for f in cmd.forms if f and placeholder(f[0]) is None]
+    # each head once: `record start`, `record start FILE`, … are one "start"
+    heads = list(dict.fromkeys(f[0] for f in cmd.forms if f and placeholder(f[0]) is None))
     if best[0] == 0 and len(words) > 1 and len(heads) > 1:
         raise CommandError(f"{cmd.name}: unknown {words[1]!r}; expected one of: "
                            f"{', '.join(heads)}; usage: {cmd.syntax}")

@@ -99,3 +99,12 @@ def test_a_command_of_several_settings_alone_lists_them():
     text = str(info.value)
     assert "missing what to set, one of:" in text
     assert all(word in text for word in ("checkpoint-delay", "dialect", "mode", "seed"))
+
+
+def test_the_words_a_command_takes_are_each_named_once():
+    # 'record' alone said "one of: start, start, stop" (two forms begin with start)
+    from colo_tui.commands.parser import CommandError, parse
+    for line in ("record", "record pause"):
+        with pytest.raises(CommandError) as info:
+            parse(line)
+        assert "one of: start, stop;" in str(info.value), str(info.value)
