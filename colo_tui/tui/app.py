@@ -293,12 +293,15 @@ class ColoApp(App):
 
     def on_resize(self, event) -> None:
         w, h = event.size.width, event.size.height
-        self.screen.set_class(w >= 140, "-wide")
-        self.screen.set_class(w < 80, "-narrow")
+        # the main screen, also when a dialog is on top (the dialog's own content was
+        # hidden by -too-small, and the main screen kept its old size classes)
+        main = self.screen_stack[0] if self.screen_stack else self.screen
+        main.set_class(w >= 140, "-wide")
+        main.set_class(w < 80, "-narrow")
         small = w < MIN_SIZE[0] or h < MIN_SIZE[1]
-        self.screen.set_class(small, "-too-small")
+        main.set_class(small, "-too-small")
         if small:
-            self.query_one("#too-small").update(
+            main.query_one("#too-small").update(
                 f"The terminal is too small ({w}×{h}).\n"
                 f"COLO testbed needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}: "
                 "make the window larger (q quits).")

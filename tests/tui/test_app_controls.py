@@ -372,6 +372,25 @@ async def test_a_terminal_too_small_says_so(app: ColoApp) -> None:
         assert not pilot.app.query_one("#too-small").region
 
 
+async def test_a_resize_with_a_dialog_open_resizes_the_main_screen(app: ColoApp) -> None:
+    # shrinking the terminal with the help open hid the help's content and left the
+    # main screen squeezed without the "too small" note (the size classes went to
+    # the dialog); after escape it stayed that way
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        await pilot.resize_terminal(40, 12)
+        await pilot.pause()
+        assert not app.screen.has_class("-too-small")              # the help stays whole
+        await pilot.press("escape")
+        await pilot.pause()
+        note = app.query_one("#too-small")
+        assert app.screen.has_class("-too-small") and "too small (40×12)" in str(note.render())
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert not app.screen.has_class("-too-small") and not app.screen.has_class("-narrow")
+
+
 async def test_tab_moves_focus_through_every_field_of_the_fault_dialog(app: ColoApp) -> None:
     from colo_tui.tui.screens import FaultMenu
     async with app.run_test(size=(100, 30)) as pilot:
