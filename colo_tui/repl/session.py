@@ -188,13 +188,50 @@ def history_path() -> str | None:
         return None
 
 
+def _file_history(path: str):
+    """prompt_toolkit's FileHistory, except that a history file it cannot read or
+    write (a directory, another user's file, a full disk) is a note, not a traceback
+    at every prompt: the session's lines are then kept in memory only."""
+    from prompt_toolkit.history import FileHistory
+
+    class History(FileHistory):
+        problem: str | None = None
+
+        def _failed(self, exc: OSError) -> None:
+            if self.problem is None:
+                self.problem = (f"note: the history is not kept in {path} "
+                                f"({exc.strerror or exc})")
+
+        def load_history_strings(self):
+            try:
+                return list(super().load_history_strings())
+            except OSError as exc:
+                self._failed(exc)
+                return []
+
+        def store_string(self, string: str) -> None:
+            try:
+                super().store_string(string)
+            except OSError as exc:
+                self._failed(exc)
+
+    return History(path)
+
+
+def _history_problem(history, out) -> None:
+    problem = getattr(history, "problem", None)
+    if problem:
+        print(problem, file=out)
+        history.problem = ""                  # said once
+
+
 def interactive(c, out) -> int:
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from prompt_toolkit.history import InMemoryHistory
 
     from colo_tui.repl.completer import make_completer
     path = history_path()
-    history = FileHistory(path) if path else InMemoryHistory()
+    history = _file_history(path) if path else InMemoryHistory()
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     session = PromptSession(history=history, completer=make_completer(),
                             complete_while_typing=False, auto_suggest=AutoSuggestFromHistory(),
@@ -209,6 +246,7 @@ def interactive(c, out) -> int:
             continue
         except EOFError:
             line = "quit"
+        _history_problem(history, out)
         if not line:
             continue
         question = confirmation(c, line)

@@ -67,3 +67,29 @@ def test_ctrl_c_ends_a_live_step_wait_at_once(tmp_path):
         child.expect(pexpect.EOF)
     finally:
         child.close()
+
+
+def test_a_history_file_that_cannot_be_used_is_a_note_not_a_traceback(tmp_path):
+    # a history path that cannot be read or written (here a directory; also another
+    # user's file, a full disk) printed prompt_toolkit's "Unhandled exception in event
+    # loop" traceback and "Press ENTER to continue..." at every prompt
+    (tmp_path / "data" / "colo-testbed" / "repl-history").mkdir(parents=True)
+    env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"),
+               TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", COLO_PAGER="0")
+    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.repl"], cwd=ROOT, env=env,
+                          encoding="utf-8", timeout=30, dimensions=(40, 160))
+    try:
+        child.expect("colo>")
+        child.sendline("step 1")
+        child.expect("history is not kept in")
+        child.expect("step 1,")
+        child.expect("colo>")
+        child.sendline("step 1")
+        child.expect("step 2,")
+        child.expect("colo>")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+        assert "Unhandled exception" not in child.before
+    finally:
+        child.close()
+    assert child.exitstatus == 0
