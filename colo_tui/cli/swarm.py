@@ -84,7 +84,8 @@ def cmd_swarm(args) -> int:
         args.repro_dir = str(repro)
     repro = Path(args.repro_dir)
     if not args.no_shrink and not repro.is_dir():
-        print(f"colo explore: --repro-dir {args.repro_dir}: not a directory", file=sys.stderr)
+        why = "not a directory" if repro.exists() else "no such directory (create it first)"
+        print(f"colo explore: --repro-dir {args.repro_dir}: {why}", file=sys.stderr)
         return 2
     bar, update = _progress(args.swarm)
     seeds = range(args.seed, args.seed + args.swarm)

@@ -88,3 +88,12 @@ def test_the_swarm_bound_is_in_the_help(capsys):
     from colo_tui.cli.swarm import MAX_SWARM
     assert _explore("--help") == 0
     assert f"1 … {MAX_SWARM:,}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_repro_dir_that_does_not_exist_is_named_as_missing(tmp_path):
+    # it said "not a directory" of a path that does not exist
+    r = colo("explore", "--swarm", "1", "--repro-dir", str(tmp_path / "new"))
+    assert r.returncode == 2 and "no such directory" in r.stderr, r.stderr
+    (tmp_path / "file").write_text("x")
+    r = colo("explore", "--swarm", "1", "--repro-dir", str(tmp_path / "file"))
+    assert r.returncode == 2 and "not a directory" in r.stderr, r.stderr
