@@ -299,12 +299,25 @@ class ColoApp(App):
         main.set_class(w >= 140, "-wide")
         main.set_class(w < 80, "-narrow")
         small = w < MIN_SIZE[0] or h < MIN_SIZE[1]
-        main.set_class(small, "-too-small")
+        if small != main.has_class("-too-small"):
+            main.set_class(small, "-too-small")
+            self.refresh_bindings()           # check_action's answers changed
         if small:
             main.query_one("#too-small").update(
                 f"The terminal is too small ({w}×{h}).\n"
                 f"COLO testbed needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}: "
                 "make the window larger (q quits).")
+
+    #: what a key may still do behind the "terminal is too small" note (it says q quits)
+    ACTIONS_WHEN_TOO_SMALL = frozenset({"quit", "unfocus"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Behind the "terminal is too small" note the session is hidden: keys that
+        would step, run, inject or restart it do nothing until the window is larger."""
+        if action not in self.ACTIONS_WHEN_TOO_SMALL and self.screen_stack and \
+                self.screen is self.screen_stack[0] and self.screen.has_class("-too-small"):
+            return False
+        return True
 
     # -------------------------------------------------------------- messages up
     def on_bridge_updated(self, _message: Bridge.Updated) -> None:

@@ -372,6 +372,28 @@ async def test_a_terminal_too_small_says_so(app: ColoApp) -> None:
         assert not pilot.app.query_one("#too-small").region
 
 
+async def test_keys_behind_the_too_small_note_leave_the_session_alone(app: ColoApp) -> None:
+    # n, space and k used to step, run and kill the hidden session
+    async with app.run_test(size=(50, 15)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("-too-small")
+        for key in ("n", "right", "space", "k", "c", "1"):
+            await pilot.press(key)
+        await pilot.pause()
+        assert app.controller.steps == 0 and not app.bridge.running
+        assert app.controller.session.alive["primary"]
+        await pilot.resize_terminal(100, 30)          # large enough: the keys work again
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.controller.steps == 1
+        await pilot.resize_terminal(50, 15)
+        await pilot.pause()
+        await pilot.press("q")                        # as the note says
+        await pilot.pause()
+    assert app.return_code == 0
+
+
 async def test_a_resize_with_a_dialog_open_resizes_the_main_screen(app: ColoApp) -> None:
     # shrinking the terminal with the help open hid the help's content and left the
     # main screen squeezed without the "too small" note (the size classes went to
