@@ -541,14 +541,20 @@ def cmd_replay(args) -> int:
                   f"  recorded: {json.dumps(diff['recorded'])}")
         return 0 if res.ok else 1
     summary = session_summary(res.sim)
+    finished = bool(res.sim.finished)
     out = {"file": args.file, "identical": res.ok, "events": res.events,
            "first_difference": res.first_difference, "outcome": summary["outcome"],
+           "finished": finished,
            "checkpoints_committed": summary["checkpoints_committed"], "cut": res.cut}
     if args.json:
         print(json.dumps(out, indent=1))
     elif res.ok:
+        # a session recorded before its end (a UI quit mid-run, a step bound) is not
+        # called done: its outcome is the one so far
+        outcome = summary["outcome"] if finished else \
+            f"unfinished at step {res.sim.steps} (so far: {summary['outcome']})"
         print(f"{args.file}: replayed {res.events} events identically; outcome "
-              f"{summary['outcome']}, {summary['checkpoints_committed']} checkpoints{cut}")
+              f"{outcome}, {summary['checkpoints_committed']} checkpoints{cut}")
     else:
         diff = res.first_difference
         why = f" ({diff['why']})" if diff.get("why") else ""

@@ -100,7 +100,11 @@ def test_a_run_cut_at_the_step_bound_replays_identically(tmp_path, capsys):
     assert "outcome: unfinished (stopped at the step bound" in captured.out
     assert "Nothing went wrong" not in captured.out and "of 100 checkpoints" in captured.out
     assert code("replay", str(rec)) == 0
-    assert "replayed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # nor does its replay (it said "outcome ok" of a session stopped mid-way)
+    assert "replayed" in out and "outcome unfinished at step 57 (so far: ok)" in out, out
+    assert code("replay", "--json", str(rec)) == 0
+    assert json.loads(capsys.readouterr().out)["finished"] is False
 
 
 def test_a_short_run_still_lists_its_whole_wire_and_keeps_its_events(capsys):

@@ -146,6 +146,9 @@ def test_record_then_replay(tmp_path):
     assert colo("run", "--record", str(f), "--fault", "delay=3@ram").returncode == 0
     r = colo("replay", str(f), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["identical"] is True
+    assert json.loads(r.stdout)["finished"] is True
+    r = colo("replay", str(f))
+    assert "; outcome ok, " in r.stdout and "unfinished" not in r.stdout, r.stdout
     lines = f.read_text().splitlines()
     lines[5] = lines[5].replace('"seq":', '"seq":1000+')
     (tmp_path / "bad.colo.jsonl").write_text("\n".join(lines) + "\n")
