@@ -233,7 +233,7 @@ class Controller:
         self._refuse_live("back")
         if self._writer is not None:
             raise ValueError("stop recording before stepping back (a recording is one "
-                             "timeline; `record stop`, then `back`)")
+                             "timeline): r in the TUI, `record stop` in the REPL")
         target = max(0, self.session.steps - max(0, n))
         if self.session.capabilities.plays_recording:
             self.session = self.session.rewound(target)

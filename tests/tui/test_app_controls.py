@@ -505,3 +505,18 @@ async def test_a_recording_that_cannot_be_written_turns_rec_off_and_says_so(tmp_
         await pilot.press("n")                       # the session goes on
         await pilot.pause()
         assert c.steps == 3 and app.is_running
+
+
+async def test_back_while_recording_names_the_key_that_stops_it(tmp_path) -> None:
+    # the TUI's notice named the REPL's commands ("`record stop`, then `back`")
+    from colo_tui.session.control import Controller
+    app = ColoApp(Controller(), record_dir=str(tmp_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("r", "n", "n", "left")
+        await pilot.pause()
+        assert "stop recording before stepping back" in app.bridge.notice
+        assert "r in the TUI" in app.bridge.notice
+        assert app.controller.steps == 2
+        await pilot.press("r", "left")                # stopped: back works
+        await pilot.pause()
+        assert app.controller.steps == 1
