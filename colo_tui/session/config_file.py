@@ -17,6 +17,7 @@ replaces the file atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,10 +104,16 @@ def save_theme(theme: str, path: Path | None = None) -> None:
         # the user's file is never replaced by one that drops what they wrote
         raise ValueError(f"theme not saved: {path} cannot be read ({exc})") from None
     doc["theme"] = theme
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(tomlkit.dumps(doc))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(tomlkit.dumps(doc))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:       # the file as it was stays; no half-written temporary
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ValueError(f"theme not saved: {path} cannot be written "
+                         f"({exc.strerror or exc})") from None

@@ -127,3 +127,28 @@ async def test_the_palette_names_the_keys_that_work(tmp_path: Path) -> None:
         texts = [str(h.display) async for h in ColoCommands(app.screen).discover()]
     assert "step  (j)" in texts and "help  (?)" in texts, texts
     assert not any("question_mark" in t or "n / right" in t for t in texts), texts
+
+
+#: a config path whose directory cannot be created (mkdir in /proc fails, even as root)
+UNWRITABLE = Path("/proc/colo-testbed-no-such-dir/config.toml")
+
+
+def test_a_theme_that_cannot_be_written_says_it_was_not_saved() -> None:
+    # it was a bare "No such file or directory: PATH": a file not there yet (so read
+    # as empty) in a directory that cannot be made, not even by root
+    path = UNWRITABLE
+    with pytest.raises(ValueError, match=r"theme not saved: /proc/.*config.toml cannot be "
+                                         r"written \(No such file or directory\)"):
+        config_file.save_theme("nord", path)
+    assert not path.parent.exists()
+
+
+async def test_t_with_a_config_that_cannot_be_written_says_so() -> None:
+    app = ColoApp(Controller(), user_config=config_file.load(UNWRITABLE, IDS))
+    async with app.run_test(size=(100, 30)) as pilot:
+        before = app.theme
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.theme != before                      # the theme changed for this session
+        assert "theme not saved" in app.bridge.notice, app.bridge.notice
+        assert app.is_running
