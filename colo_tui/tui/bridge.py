@@ -185,7 +185,9 @@ class Bridge:
         self.output = ""
         self.running = False
         self.c.back(n)
-        self.changed("stepped back: an input given now forks the future")
+        caps = self.c.session.capabilities
+        self.changed("stepped back: an input given now forks the future" if caps.takes_inputs
+                     else "stepped back (a recording plays as it was: it takes no inputs)")
 
     @user_action
     def toggle_run(self) -> None:

@@ -520,3 +520,29 @@ async def test_back_while_recording_names_the_key_that_stops_it(tmp_path) -> Non
         await pilot.press("r", "left")                # stopped: back works
         await pilot.pause()
         assert app.controller.steps == 1
+
+
+async def test_back_on_an_imported_capture_does_not_promise_a_fork(tmp_path) -> None:
+    # "an input given now forks the future" was said of a capture that takes no inputs
+    import subprocess
+    import sys
+
+    from tests.stream._synth import colo_session, make_pcap, page
+    fwd, rev, _ = colo_session([[page("pc.ram", 0x2000)], [page("pc.ram", 0x4000)]])
+    pcap, rec = tmp_path / "s.pcap", tmp_path / "s.colo.jsonl"
+    pcap.write_bytes(make_pcap(fwd, rev))
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "import", str(pcap), "-o", str(rec)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from colo_tui.session.control import Controller
+    app = ColoApp(Controller(), replay=str(rec))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("n", "n", "n", "left")
+        await pilot.pause()
+        assert app.controller.steps == 2
+        assert "takes no inputs" in app.bridge.notice and "forks" not in app.bridge.notice
+    app = make_app()                                   # a simulation still forks
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("n", "n", "left")
+        await pilot.pause()
+        assert "forks the future" in app.bridge.notice
