@@ -530,7 +530,11 @@ def cmd_replay(args) -> int:
         if args.json:
             print(json.dumps(out, indent=1))
         elif res.ok:
-            print(f"{args.file}: imported from a real session, so it cannot be re-simulated; "
+            source = rec.header.get("source")
+            # `colo import` writes source "import"; a live session writes its own name
+            origin = (f"recorded from a live session ({source})"
+                      if source and source != "import" else "imported from a real session")
+            print(f"{args.file}: {origin}, so it cannot be re-simulated; "
                   f"its events agree with each other; it plays back {pb.steps} events "
                   f"({out['checkpoints_committed']} checkpoints, ended: "
                   f"{pb.ended or 'cleanly'}). Step through it with `colo tui --replay` or "

@@ -73,3 +73,18 @@ def test_repl_peer_on_a_busy_port_is_a_clear_error():
     assert p.returncode == 1      # as `colo node` on a busy port: not a usage error
     assert err.startswith("colo repl: error:") and "in use" in err, err
     assert "Traceback" not in err
+
+
+def test_a_live_recording_replays_as_one_from_a_live_session(tmp_path):
+    # `colo replay` called it "imported from a real session"
+    rec = tmp_path / "live.colo.jsonl"
+    script = f"record start {rec}\nset checkpoint-delay 100\nrun 2\nrecord stop\n"
+    p = _repl("--transport", "tcp", script=script)
+    out, err = p.communicate(script, timeout=120)
+    assert p.returncode == 0, err
+    r = subprocess.run([sys.executable, "-m", "colo_tui", "replay", str(rec)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr
+    assert "recorded from a live session (tcp), so it cannot be re-simulated" in r.stdout
+    assert "imported" not in r.stdout
