@@ -8,12 +8,17 @@ pexpect = pytest.importorskip("pexpect")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _spawn_repl(tmp_path, **env_extra):
+    """`colo repl` in a 160x40 pseudo-terminal, its data (history) under tmp_path."""
+    env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"),
+               TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", **env_extra)
+    return pexpect.spawn(sys.executable, ["-m", "colo_tui.repl"], cwd=ROOT, env=env,
+                         encoding="utf-8", timeout=30, dimensions=(40, 160))
+
+
 def test_interactive_session(tmp_path):
     rec = tmp_path / "live.colo.jsonl"
-    env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"),
-               TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
-    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.repl"], cwd=ROOT, env=env,
-                          encoding="utf-8", timeout=30, dimensions=(40, 160))
+    child = _spawn_repl(tmp_path)
     try:
         child.expect("colo>")
         child.sendline("step 3")
@@ -74,10 +79,7 @@ def test_a_history_file_that_cannot_be_used_is_a_note_not_a_traceback(tmp_path):
     # user's file, a full disk) printed prompt_toolkit's "Unhandled exception in event
     # loop" traceback and "Press ENTER to continue..." at every prompt
     (tmp_path / "data" / "colo-testbed" / "repl-history").mkdir(parents=True)
-    env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"),
-               TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", COLO_PAGER="0")
-    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.repl"], cwd=ROOT, env=env,
-                          encoding="utf-8", timeout=30, dimensions=(40, 160))
+    child = _spawn_repl(tmp_path, COLO_PAGER="0")
     try:
         child.expect("colo>")
         child.sendline("step 1")

@@ -53,19 +53,11 @@ def test_in_tmux_first_key_moves_the_first_message() -> None:
 
 def test_in_a_pty_with_pexpect() -> None:
     pexpect = pytest.importorskip("pexpect")
-    env = dict(os.environ, TERM="xterm-256color")
-    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.cli.tui", "--seed", "1"],
-                          cwd=str(ROOT), env=env, dimensions=(24, 80), encoding="utf-8",
-                          timeout=20)
-    try:
+    def steps(child) -> None:
         child.expect("press n or")
         child.send("n")
         child.expect("step 1")
-        child.send("q")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
+    _tui_until_q(pexpect, ["--seed", "1"], {}, (24, 80), steps)
 
 
 def test_a_cut_recording_says_so_before_the_first_step(tmp_path) -> None:
@@ -81,12 +73,18 @@ def test_a_cut_recording_says_so_before_the_first_step(tmp_path) -> None:
     data = whole.read_bytes()
     cut = tmp_path / "cut.colo.jsonl"
     cut.write_bytes(data[:len(data) // 2])
-    env = dict(os.environ, TERM="xterm-256color", COLO_CONFIG=str(tmp_path / "none.toml"))
-    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.cli.tui", "--replay", str(cut)],
-                          cwd=str(ROOT), env=env, dimensions=(30, 160), encoding="utf-8",
-                          timeout=20)
+    _tui_until_q(pexpect, ["--replay", str(cut)], {"COLO_CONFIG": str(tmp_path / "none.toml")},
+                 (30, 160), lambda child: child.expect("a cut recording: it holds the first"))
+
+
+def _tui_until_q(pexpect, args: list[str], env: dict, size: tuple[int, int], check) -> None:
+    """`colo tui ARGS` in a pseudo-terminal of `size` (rows, columns): `check(child)`,
+    then q, which must end it with exit status 0."""
+    env = dict(os.environ, TERM="xterm-256color", **env)
+    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.cli.tui", *args], cwd=str(ROOT),
+                          env=env, dimensions=size, encoding="utf-8", timeout=20)
     try:
-        child.expect("a cut recording: it holds the first")
+        check(child)
         child.send("q")
         child.expect(pexpect.EOF)
     finally:
