@@ -161,7 +161,7 @@ def run_script(c, lines, name: str, out, err) -> int:
                 print(f"{name}:{no}: error: {_shown(line)!r} failed: {res.text}", file=err)
                 status = _failure_code(line)
                 break
-            if failure := _recording_failure(c):   # the script's recording is cut
+            if failure := c.take_recording_failure():   # the script's recording is cut
                 print(f"{name}:{no}: error: {failure}", file=err)
                 status = exitcodes.FAILURE
                 break
@@ -262,7 +262,7 @@ def interactive(c, out) -> int:
         if res.text:
             _show(res.text if res.ok else f"error: {res.text}", out)
         _note_hidden(c, out)
-        if failure := _recording_failure(c):
+        if failure := c.take_recording_failure():
             print(f"error: {failure}", file=out)
         if res.quit:
             return 0
@@ -287,13 +287,6 @@ def _note_hidden(c, out) -> None:
     note = printer.take_note() if printer is not None else ""
     if note:
         print(note, file=out)
-
-
-def _recording_failure(c) -> str | None:
-    failure = getattr(c, "recording_failure", None)
-    if failure:
-        c.recording_failure = None
-    return failure
 
 
 def _execute_interruptible(c, line: str):

@@ -139,6 +139,11 @@ class Controller:
                                   f"holds the session up to there): {exc.strerror or exc}: "
                                   f"{path}")
 
+    def take_recording_failure(self) -> str | None:
+        """What a failed write of the recording tells the user (once), or None."""
+        failure, self.recording_failure = self.recording_failure, None
+        return failure
+
     def restart(self, **changes) -> None:
         """New session (dialect, mode, seed, faults … changed); keeps nothing else."""
         self._refuse_live("restart")

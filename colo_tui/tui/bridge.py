@@ -113,9 +113,8 @@ class Bridge:
     def changed(self, notice: str | None = None) -> None:
         if notice is not None:
             self.notice = notice
-        failure = getattr(self.c, "recording_failure", None)
+        failure = self.c.take_recording_failure()
         if failure:                       # the REC mark goes off: say why, and pause
-            self.c.recording_failure = None
             self.notice, self.running = f"⚠ {failure}", False
         if self.target is not None:
             self.target.post_message(self.Updated())

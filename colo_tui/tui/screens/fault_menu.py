@@ -7,7 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
-from colo_tui.tui.screens.prompt import DIALOG_CSS
+from colo_tui.tui.screens.prompt import DIALOG_CSS, QUIT_ON_CTRL_C
 from protocol.core import faults as fl
 
 
@@ -23,9 +23,7 @@ class FaultMenu(ModalScreen[str | None]):
 
     DEFAULT_CSS = ("FaultMenu {" + DIALOG_CSS +
                    "#fault-spec { color: $accent; text-style: bold; } }")
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"),
-                # the app's ctrl+c does not reach a modal screen: it quits here too
-                Binding("ctrl+c", "app.quit", show=False)]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), QUIT_ON_CTRL_C]
 
     def __init__(self, kind: str = "drop", point: str = "checkpoint-request",
                  checkpoint: int = 1, *, channels: bool = False) -> None:

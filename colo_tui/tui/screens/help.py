@@ -7,6 +7,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from colo_tui.tui.screens.presets import PRESETS
+from colo_tui.tui.screens.prompt import QUIT_ON_CTRL_C
 
 KEYS = [
     ("n / →", "step one happening (the events it causes)"),
@@ -89,9 +90,7 @@ class HelpScreen(ModalScreen[None]):
         border: thick $primary; background: $surface; padding: 0 1;
     }
     """
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close"),
-                # the app's ctrl+c does not reach a modal screen: it quits here too
-                Binding("ctrl+c", "app.quit", show=False)]
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close"), QUIT_ON_CTRL_C]
 
     def compose(self):
         lines = ["[b]COLO testbed — keys[/b]", ""]

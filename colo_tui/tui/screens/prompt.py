@@ -23,11 +23,13 @@ DIALOG_CSS = """
 """
 
 
+#: the app's ctrl+c does not reach a modal screen: each dialog quits on it too
+QUIT_ON_CTRL_C = Binding("ctrl+c", "app.quit", show=False)
+
+
 class NumberPrompt(ModalScreen[int | None]):
     DEFAULT_CSS = "NumberPrompt {" + DIALOG_CSS + "}"
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"),
-                # the app's ctrl+c does not reach a modal screen: it quits here too
-                Binding("ctrl+c", "app.quit", show=False)]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), QUIT_ON_CTRL_C]
 
     def __init__(self, question: str, value: int | None = None) -> None:
         super().__init__()
@@ -50,9 +52,7 @@ class NumberPrompt(ModalScreen[int | None]):
 
 class ChoicePrompt(ModalScreen[str | None]):
     DEFAULT_CSS = "ChoicePrompt {" + DIALOG_CSS + "#choices { height: auto; max-height: 10; } }"
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"),
-                # the app's ctrl+c does not reach a modal screen: it quits here too
-                Binding("ctrl+c", "app.quit", show=False)]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), QUIT_ON_CTRL_C]
 
     def __init__(self, title: str, choices: list[tuple[str, str]]) -> None:
         super().__init__()
