@@ -6,13 +6,13 @@ import asyncio
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from protocol.drivers.ports import free_ports
 from tests.qemu.build import missing_tools
 
 QEMU = shutil.which("qemu-system-x86_64")
@@ -29,9 +29,8 @@ CAP = {"capabilities": [{"capability": "x-colo", "state": True}]}
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for QEMU to bind later, outside the ephemeral range (`free_ports`)."""
+    return free_ports(1)[0]
 
 
 class Side:

@@ -128,9 +128,10 @@ def status_kib(pid: int, field: str = "VmHWM") -> int:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """As tests.tcp._nodes.free_port (this file also runs as a script)."""
+    sys.path.insert(0, str(ROOT))
+    from protocol.drivers.ports import free_ports
+    return free_ports(1)[0]
 
 
 def colo_cmd(root: Path, *args: str) -> tuple[list[str], dict]:

@@ -4,19 +4,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from protocol.drivers.ports import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a process to bind later: outside the kernel's ephemeral
+    range (`free_ports`), so no outgoing connection of another test, started
+    between this pick and that bind, can be given it as its source port."""
+    return free_ports(1)[0]
 
 
 def wait_for(pred, timeout_s: float = 10.0, what: str = "condition", step: float = 0.02):
