@@ -259,16 +259,25 @@ def _run_engine(cfg):
     lat = [c - b for b, c in zip(begins, commits, strict=False)]
     span = (commits[-1] - begins[0]) / 1000 if len(commits) > 1 else elapsed
     n = res["checkpoints"]
+    sides = {role: _cpu_us(got[role]["cpu_s"], got[role]["cpu_checkpoints"])
+             if got[role]["cpu_checkpoints"] else None for role in ("primary", "secondary")}
     return {"checkpoints": n, "rate": len(commits) / span if span else 0,
             "latency_ms": statistics.median(lat) if lat else None, "lat": lat,
-            "cpu_us": _cpu_us(res["cpu_s"], res["cpu_checkpoints"])
-            + _cpu_us(got["secondary"]["cpu_s"], got["secondary"]["cpu_checkpoints"])
-            if res["cpu_checkpoints"] and got["secondary"]["cpu_checkpoints"] else None}
+            **_side_cpu(sides["primary"], sides["secondary"])}
+
+
+def _side_cpu(primary_us: float | None, secondary_us: float | None) -> dict:
+    """CPU µs per checkpoint: both sides together (``cpu_us``) and each one's:
+    the side that spends more is the one a run's rate waits for when the two
+    run on two CPUs."""
+    both = primary_us + secondary_us if primary_us is not None and secondary_us is not None \
+        else None
+    return {"cpu_us": both, "primary_cpu_us": primary_us, "secondary_cpu_us": secondary_us}
 
 
 def _cpu_us(cpu_s: float, n: int) -> float | None:
-    """CPU µs per checkpoint, both sides together: unlike a rate it does not
-    depend on what else the machine runs."""
+    """CPU µs per checkpoint (of the processes `cpu_s` counts): unlike a rate it
+    does not depend on what else the machine runs."""
     return 1e6 * cpu_s / n if n else None
 
 
@@ -408,7 +417,8 @@ def _run_raw(cfg):
     total = res["span"] or sum(lat) / 1000
     return {"rate": len(lat) / total if total else 0,
             "latency_ms": statistics.median(lat) if lat else None,
-            "cpu_us": _cpu_us(res["cpu_s"] + got["secondary"]["cpu_s"], res["n"])}
+            **_side_cpu(_cpu_us(res["cpu_s"], res["n"]),
+                        _cpu_us(got["secondary"]["cpu_s"], res["n"]))}
 
 
 def _vmstate_bytes(pages: int, blob: int) -> int:
@@ -440,6 +450,9 @@ def _cpu_fields(eng, raw, core_us) -> dict:
     and the core's own cache misses when it runs a wake-up at a time."""
     e, b = _median(eng, "cpu_us"), _median(raw, "cpu_us")
     out = {"cpu_us": _round(e), "baseline_cpu_us": _round(b), "core_cpu_us": _round(core_us)}
+    for side in ("primary", "secondary"):
+        out[f"{side}_cpu_us"] = _round(_median(eng, f"{side}_cpu_us"))
+        out[f"baseline_{side}_cpu_us"] = _round(_median(raw, f"{side}_cpu_us"))
     if e is not None and core_us is not None:
         out["beyond_core_cpu_us"] = _round(e - core_us)
     return out
@@ -589,6 +602,11 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"  {r['name']:60} engine {r['cpu_us']} = core {r['core_cpu_us']} + "
                   f"{r.get('beyond_core_cpu_us')}; raw {r['baseline_cpu_us']}")
+        print("the same per side, primary / secondary (on two CPUs the busier side sets "
+              "the pace)")
+        for r in rows:
+            print(f"  {r['name']:60} engine {r['primary_cpu_us']} / {r['secondary_cpu_us']}; "
+                  f"raw {r['baseline_primary_cpu_us']} / {r['baseline_secondary_cpu_us']}")
         print("the engine's floor: the same engine and wire bytes with a minimal endpoint "
               "(no core), same run")
         for r in rows:

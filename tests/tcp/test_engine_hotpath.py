@@ -113,6 +113,12 @@ def test_bench_runs_report_cpu_per_checkpoint():
     assert e["checkpoints"] > 2 and e["rate"] > 0
     assert e["cpu_us"] is not None and e["cpu_us"] > 0
     assert r["rate"] > 0 and r["cpu_us"] is not None and r["cpu_us"] > 0
+    for run in (e, r):      # each side's share, which shows the side that sets the pace
+        assert run["primary_cpu_us"] > 0 and run["secondary_cpu_us"] > 0
+        assert run["primary_cpu_us"] + run["secondary_cpu_us"] == pytest.approx(run["cpu_us"])
+    row = be._cpu_fields([e], [r], 150.0)
+    assert row["primary_cpu_us"] == round(e["primary_cpu_us"], 1)
+    assert row["baseline_secondary_cpu_us"] == round(r["secondary_cpu_us"], 1)
 
 
 def test_detail_events_off_builds_no_detail_events(loop):
