@@ -53,6 +53,8 @@ class Decoder:
         self._ram_ctx = ram_ctx
         self._reader = None
         self._reader_start = 0
+        #: the RAM-part reader, kept for the next checkpoint's part (reset, not rebuilt)
+        self._ram_reader = None
         self._on_initial_page = on_initial_page
         #: False: a RAM part's page records are counted, never handed out (no
         #: RamChunk; RamPart.records is empty), for a consumer that keeps no page
@@ -238,8 +240,14 @@ class Decoder:
         )
         if self._ram_ctx is None:
             self._ram_ctx = RamContext()
-        self._reader = RamPartReader(self._ram_ctx)
-        self._reader.refeeds = True       # the bytes it leaves stay in _buf (_next_ram)
+        reader = self._ram_reader
+        if reader is None or reader.ctx is not self._ram_ctx:
+            # one per connection (per context: a new initial stream brings a new one)
+            reader = self._ram_reader = RamPartReader(self._ram_ctx)
+            reader.refeeds = True         # the bytes it leaves stay in _buf (_next_ram)
+        else:
+            reader.reset()
+        self._reader = reader
         self._reader_start = self.bytes_consumed
         self._state = _RAM
 

@@ -271,14 +271,17 @@ class RamPartReader(_Incremental):
         self.ctx = ctx
         self.max_record_bytes = max_record_bytes
         self.borrow = borrow
-        self.max_pages = ctx.mem_size // ctx.page_size if max_pages is None else max_pages
+        self._max_pages = max_pages
         self._empty: tuple[int | None, bytes] = (None, b"")
         self.reset(base_offset)
 
     def reset(self, base_offset: int = 0) -> None:
         """Ready for the next checkpoint's RAM part (one reader per connection, reused
         across checkpoints): counts, records and parser start afresh; the context,
-        limits and `borrow` stay."""
+        limits and `borrow` stay (a default page limit follows the context's RAM)."""
+        ctx = self.ctx
+        self.max_pages = ctx.mem_size // ctx.page_size if self._max_pages is None \
+            else self._max_pages
         self.pages = 0
         self.kind_counts: dict[str, int] = {}
         self.block_counts: dict[str, int] = {}

@@ -131,3 +131,34 @@ def test_the_empty_part_takes_no_parser_step(monkeypatch):
 
     monkeypatch.setattr(streamdecode._Incremental, "feed", parser_used)
     assert rd.feed(memoryview(empty)) == 19 and rd.done
+
+
+def test_the_codec_keeps_one_reader_per_context():
+    """The decoder resets the reader of the last RAM part for the next one (no new
+    reader per checkpoint); a new context (another initial stream) gets its own,
+    and the page limit of a reset reader follows its context's RAM."""
+    from protocol.core import dialects
+    from protocol.core import messages as m
+    from protocol.core.codec import Decoder
+    d = dialects.QEMU
+    ctx = RamContext.from_blocks(LAYOUT)
+    dec = Decoder(d, "primary", ram_ctx=ctx)
+    enc = RamContext.from_blocks(LAYOUT)
+    readers, parts = [], []
+    for spec in ([("pc.ram", 3, False)], [("vga", 1, True), ("pc.ram", 4, False)]):
+        dec.feed(d.encode(m.VMSTATE_SEND) + encode_ram_part(_records(spec), enc))
+        items = list(dec.items())
+        readers.append(dec._ram_reader)
+        parts += [i for i in items if isinstance(i, m.RamPart)]
+        assert list(parts[-1].records) == _records(spec)
+    assert readers[0] is readers[1] is not None
+    assert [p.page_count() for p in parts] == [1, 2]
+    # a reset reader takes the context's page limit again (a default limit)
+    before = readers[0].max_pages
+    readers[0].ctx = RamContext.from_blocks(LAYOUT + [("rom", 1 << 13)])
+    readers[0].reset()
+    assert readers[0].max_pages == before + 2
+    dec._ram_ctx = RamContext.from_blocks(LAYOUT)       # as a new initial stream sets it
+    dec.feed(d.encode(m.VMSTATE_SEND) + encode_ram_part([], RamContext.from_blocks(LAYOUT)))
+    list(dec.items())
+    assert dec._ram_reader is not readers[0] and dec._ram_reader.ctx is dec._ram_ctx
