@@ -100,6 +100,12 @@ def _engine_rows(eng: dict) -> list[dict]:
         # the floor: the same engine and bytes without the core, over the same baseline
         floor = r.get("floor_ratio")
         note = f"engine floor {floor}" if floor is not None else ""
+        if name == BULK and r.get("primary_cpu_us") and r.get("baseline_primary_cpu_us"):
+            # the pace is the busier side's: which one, and how far from the raw peer's
+            note += ("; CPU ms per side, primary / secondary: "
+                     f"{r['primary_cpu_us'] / 1e3:.1f} / {r['secondary_cpu_us'] / 1e3:.1f}, "
+                     f"raw {r['baseline_primary_cpu_us'] / 1e3:.1f} / "
+                     f"{r['baseline_secondary_cpu_us'] / 1e3:.1f}")
         rows.append(_row(label, ratio, f"{cmp} {goal}", met, note))
     nagle = by[NAGLE]["value"]
     lo, hi = NAGLE_RANGE_MS
