@@ -285,6 +285,9 @@ class Pair:
             from colo_tui.lab.netns import LabNet
             self.net = LabNet()
         self.ports = Ports.pick()
+        from colo_tui.lab.traffic import Hangup
+        #: set by close(): the client sockets made through addr() are cut
+        self.hangup = Hangup()
         self.primary: Side | None = None
         self.secondary: Side | None = None
         self.t_colo: float | None = None
@@ -305,9 +308,11 @@ class Pair:
         from colo_tui.lab.guest import GUEST_IP
         from colo_tui.lab.traffic import Addr
         if self.net is not None:
-            return Addr(RANDOM_PORT if service == "random" else GUEST_PORT, GUEST_IP, self.net)
+            return Addr(RANDOM_PORT if service == "random" else GUEST_PORT, GUEST_IP, self.net,
+                        self.hangup)
         return Addr({"echo": self.ports.client, "random": self.ports.random,
-                     "secondary-echo": self.ports.secondary_client}[service])
+                     "secondary-echo": self.ports.secondary_client}[service],
+                    hangup=self.hangup)
 
     def arm_faults(self) -> None:
         """Compare-channel faults count data packets from here on."""
@@ -434,6 +439,7 @@ class Pair:
         return out
 
     async def close(self) -> None:
+        self.hangup.set()       # a client thread waiting on the guest returns now
         for s in (self.primary, self.secondary):
             if s is not None:
                 await s.close()

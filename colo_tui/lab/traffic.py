@@ -5,8 +5,42 @@ from __future__ import annotations
 
 import random
 import socket
+import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
+
+
+class Hangup:
+    """Set when the lab stops (Pair.close): the client sockets made through an
+    Addr that carries it are shut down, so a thread blocked in connect or recv
+    returns at once, and `ready` stops retrying.  Without it a ctrl+c or SIGTERM
+    waited for the thread: up to `ready`'s whole deadline (180 s) during the
+    guest's boot, since asyncio.run joins its worker threads."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._socks: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def track(self, s: socket.socket) -> None:
+        with self._lock:
+            if self.event.is_set():
+                raise ConnectionAbortedError("the lab is stopping")
+            self._socks.add(s)
+
+    def set(self) -> None:
+        with self._lock:
+            self.event.set()
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
 
 
 @dataclass(frozen=True)
@@ -17,12 +51,20 @@ class Addr:
     port: int
     host: str = "127.0.0.1"
     net: object = None          # a netns.LabNet: connect from inside its namespace
+    #: the lab's stop (Pair.close): cuts this address's sockets
+    hangup: Hangup | None = field(default=None, compare=False)
+
+    def stopped(self) -> bool:
+        return self.hangup is not None and self.hangup.is_set()
 
     def connect(self, timeout: float) -> socket.socket:
         if self.net is None:
-            return socket.create_connection((self.host, self.port), timeout)
-        s = self.net.socket()
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        else:
+            s = self.net.socket()
         try:
+            if self.hangup is not None:
+                self.hangup.track(s)
             s.settimeout(timeout)
             s.connect((self.host, self.port))
         except BaseException:
@@ -79,27 +121,32 @@ def ready(port: Addr | int, deadline: float) -> bool:
     before the guest listens, so only an echoed byte proves it).  Each try waits
     up to 10 s: colo-compare may hold an answer for its 3 s compare timeout
     plus a 3 s scan cycle."""
-    while time.monotonic() < deadline:
+    addr = _addr(port)
+    while time.monotonic() < deadline and not addr.stopped():
         try:
-            e = Echo(port, timeout=min(10.0, max(0.5, deadline - time.monotonic())))
+            e = Echo(addr, timeout=min(10.0, max(0.5, deadline - time.monotonic())))
             try:
                 e.request()
                 return True
             finally:
                 e.close()
         except OSError:
-            time.sleep(0.2)     # between attempts, not a synchronisation
+            if addr.hangup is not None:     # between attempts, not a synchronisation
+                addr.hangup.event.wait(0.2)
+            else:
+                time.sleep(0.2)
     return False
 
 
 def echo_load(port: Addr | int, seconds: float, seed: int = 14) -> dict:
     """Requests on one connection for `seconds`: count, rate, worst round trip."""
-    e = Echo(port, seed)
+    addr = _addr(port)
+    e = Echo(addr, seed)
     rtts: list[float] = []
     t0 = time.monotonic()
     error = None
     try:
-        while time.monotonic() - t0 < seconds:
+        while time.monotonic() - t0 < seconds and not addr.stopped():
             rtts.append(e.request())
     except OSError as exc:
         error = str(exc)
@@ -117,9 +164,12 @@ def random_probe(port: Addr | int, count: int, timeout: float = 15.0) -> dict:
     """`count` connections to the guest's random service: each answer differs
     between primary and secondary, so colo-compare must see a mismatch."""
     answers, errors = [], []
+    addr = _addr(port)
     for _ in range(count):
+        if addr.stopped():
+            break
         try:
-            with _addr(port).connect(timeout) as s:
+            with addr.connect(timeout) as s:
                 s.settimeout(timeout)
                 data = b""
                 while len(data) < 4096:
