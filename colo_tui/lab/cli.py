@@ -135,8 +135,6 @@ def checked_net(args) -> str | None:
 
 def cmd_lab(args) -> int:
     from colo_tui.lab import procs
-    from colo_tui.lab.run import run
-    from protocol.errors import ColoError
     procs.install()
     say = (lambda s: print(f"lab: {s}", file=sys.stderr, flush=True)) if not args.json \
         else None
@@ -161,10 +159,25 @@ def cmd_lab(args) -> int:
     net = checked_net(args)
     if net is None:
         return 2
+    work = None
+    if args.keep:       # named on stderr however the lab ends (the report may never come)
+        import tempfile
+        from pathlib import Path
+        work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
+    try:
+        return _lab(args, net, say, hold, work)
+    finally:
+        if work is not None:
+            print(f"colo lab: work directory kept: {work}", file=sys.stderr)
+
+
+def _lab(args, net: str, say, hold, work) -> int:
+    from colo_tui.lab.run import run
+    from protocol.errors import ColoError
     if args.pair_fault is not None:
         from colo_tui.lab import pairfaults
         try:
-            rep = pairfaults.run(args.pair_fault, net, args.keep)
+            rep = pairfaults.run(args.pair_fault, net, args.keep, work=work)
         except (ColoError, OSError) as exc:
             print(f"colo lab: error: {exc}", file=sys.stderr)
             return 1
@@ -173,7 +186,7 @@ def cmd_lab(args) -> int:
     try:
         rep = run(args.checkpoint_delay, args.load, args.probes, args.keep, say, hold,
                   fail_over=args.failover, faults=args.fault, max_events=args.packets,
-                  net=net, capture=args.capture)
+                  net=net, capture=args.capture, work=work)
     except KeyboardInterrupt:
         print("lab: stopped", file=sys.stderr)
         return 130

@@ -267,11 +267,13 @@ async def session(work: Path, delay_ms: int, load_s: float, probes: int,
 
 def run(delay_ms: int, load_s: float, probes: int, keep: bool, on_status=None,
         hold=None, fail_over: bool = False, faults=(), max_events: int = 200,
-        net: str = "user", capture: Path | None = None) -> dict:
+        net: str = "user", capture: Path | None = None, work: Path | None = None) -> dict:
+    """`work`: the directory to keep (implies `keep`; the caller names it to the user
+    whatever way the session ends)."""
     kw = {"fail_over": fail_over, "faults": faults, "max_events": max_events, "net": net,
           "capture": capture}
-    if keep:
-        work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
+    if keep or work is not None:
+        work = work or Path(tempfile.mkdtemp(prefix="colo-lab-"))
         return _run_stoppable(session(work, delay_ms, load_s, probes, on_status, hold, **kw))
     with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
         return _run_stoppable(session(Path(d), delay_ms, load_s, probes, on_status, hold, **kw))
