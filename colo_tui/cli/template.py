@@ -52,6 +52,9 @@ def add_parsers(subparsers) -> None:
     t.add_argument("--out", type=nonempty_path, metavar="FILE",
                    help="where to write it (default: the user's data directory, "
                         "colo-testbed/templates/guest.colotpl)")
+    t.add_argument("--force", action="store_true",
+                   help="overwrite an existing --out FILE (never the capture itself); the "
+                        "default file is the user's one template and is always replaced")
     t.add_argument("--json", action="store_true", help="print what the template holds as JSON")
     t.set_defaults(func=cmd_template)
 
@@ -79,12 +82,30 @@ def add_parsers(subparsers) -> None:
 
 
 def cmd_template(args) -> int:
-    from protocol.errors import ColoError
+    """--out goes through protocol.record.outfile like every one-shot writer: it never
+    replaces the capture it reads (the template used to be written over a
+    `--out CAPTURE`, a read-only file too, as root) nor an existing file without --force."""
+    from colo_tui.cli.qemu import _capture_files
+    from protocol.errors import ColoError, OutputFileError
     from protocol.guest.template import TemplateError
-    from protocol.record.template_source import save_template, template_from_capture
+    from protocol.record.outfile import check_target, write_bytes
+    from protocol.record.template_source import (
+        default_template_path,
+        template_from_capture,
+    )
+    out = Path(args.out) if args.out else default_template_path()
+    force = args.force or not args.out
+    sources = _capture_files(args.capture)
+    try:
+        check_target(out, inputs=sources, force=force)
+    except OutputFileError as exc:
+        return _fail(str(exc), 2)
     try:
         tpl = template_from_capture(args.capture)
-        path = save_template(tpl, args.out)
+        if not args.out:        # the user's data directory may not exist yet
+            out.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(out, tpl.to_bytes(), inputs=sources, force=force)
+        path = out
     except (ColoError, TemplateError) as exc:
         return _fail(str(exc), 1)
     except OSError as exc:
