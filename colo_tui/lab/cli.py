@@ -161,9 +161,8 @@ def cmd_lab(args) -> int:
         return 2
     work = None
     if args.keep:       # named on stderr however the lab ends (the report may never come)
-        import tempfile
-        from pathlib import Path
-        work = Path(tempfile.mkdtemp(prefix="colo-lab-"))
+        from colo_tui.lab import workdir
+        work = workdir.make(True)
     try:
         return _lab(args, net, say, hold, work)
     finally:

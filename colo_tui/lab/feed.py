@@ -25,7 +25,6 @@ import asyncio
 import collections
 import concurrent.futures
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -156,7 +155,8 @@ class LabFeed(_Source):
         from colo_tui.lab.pair import Pair
         from protocol.drivers.proxy import Proxy
         s = self.settings
-        self.work = s.work or Path(tempfile.mkdtemp(prefix="colo-lab-"))
+        from colo_tui.lab import workdir
+        self.work = s.work or workdir.make(s.keep)
         try:
             self.pair = pair = Pair(self.work, s.checkpoint_delay_ms, s.faults, s.net)
             self.proxy = Proxy(("127.0.0.1", 0), ("127.0.0.1", pair.ports.migrate),

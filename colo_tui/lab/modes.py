@@ -26,7 +26,6 @@ import asyncio
 import random
 import re
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -283,12 +282,13 @@ def run(seed: int = 1, seconds: float = 30.0, periodic_ms: int = 2000,
     if net == "auto":
         from colo_tui.lab.netns import unavailable
         net = "user" if unavailable() else "tap"
+    from colo_tui.lab import workdir
     if keep:
-        work = Path(tempfile.mkdtemp(prefix="colo-modes-"))
+        work = workdir.make(True, "colo-modes-")
         return _run_stoppable(session(work, seed, seconds, periodic_ms, probe_every_s,
                                       baseline_s, net, on_status))
-    with tempfile.TemporaryDirectory(prefix="colo-modes-") as d:
-        return _run_stoppable(session(Path(d), seed, seconds, periodic_ms, probe_every_s,
+    with workdir.temporary("colo-modes-") as d:
+        return _run_stoppable(session(d, seed, seconds, periodic_ms, probe_every_s,
                                       baseline_s, net, on_status))
 
 

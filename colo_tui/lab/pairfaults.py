@@ -297,12 +297,10 @@ def pair_fault(text: str) -> fg.Fault:
 
 def run(fault: fg.Fault, net: str, keep: bool, stall_ms: int = 3000, work=None) -> dict:
     """`work`: the directory to keep (implies `keep`)."""
-    import tempfile
-    from pathlib import Path
-
+    from colo_tui.lab import workdir
     from colo_tui.lab.run import _run_stoppable
     if keep or work is not None:
-        work = work or Path(tempfile.mkdtemp(prefix="colo-lab-"))
+        work = work or workdir.make(True)
         return {**_run_stoppable(session(work, str(fault), net, stall_ms)), "work": str(work)}
-    with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
-        return _run_stoppable(session(Path(d), str(fault), net, stall_ms))
+    with workdir.temporary() as d:
+        return _run_stoppable(session(d, str(fault), net, stall_ms))

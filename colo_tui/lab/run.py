@@ -6,12 +6,11 @@ import asyncio
 import json
 import re
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from colo_tui.lab import LabError
+from colo_tui.lab import LabError, workdir
 from colo_tui.lab.pair import Pair
 from colo_tui.lab.traffic import Echo, echo_load, random_probe, ready
 from protocol.net import netcompare as nc
@@ -273,10 +272,10 @@ def run(delay_ms: int, load_s: float, probes: int, keep: bool, on_status=None,
     kw = {"fail_over": fail_over, "faults": faults, "max_events": max_events, "net": net,
           "capture": capture}
     if keep or work is not None:
-        work = work or Path(tempfile.mkdtemp(prefix="colo-lab-"))
+        work = work or workdir.make(True)
         return _run_stoppable(session(work, delay_ms, load_s, probes, on_status, hold, **kw))
-    with tempfile.TemporaryDirectory(prefix="colo-lab-") as d:
-        return _run_stoppable(session(Path(d), delay_ms, load_s, probes, on_status, hold, **kw))
+    with workdir.temporary() as d:
+        return _run_stoppable(session(d, delay_ms, load_s, probes, on_status, hold, **kw))
 
 
 def _run_stoppable(coro):
