@@ -131,6 +131,44 @@ def cmd_fuzz(args) -> int:
         return 0
     made = not args.workdir
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="colo-fuzz-"))
+    code = 1
+    with _stoppable() as stopped:
+        code = _fuzz(args, fz, TemplateError, work, made)
+    if stopped:
+        if work.is_dir() and any(work.iterdir()):
+            print(f"colo fuzz-secondary: stopped; the logs of the cases so far are in {work}",
+                  file=sys.stderr)
+        return stopped[0]
+    return code
+
+
+@contextlib.contextmanager
+def _stoppable():
+    """ctrl+c, SIGTERM and SIGHUP end the run through the cases' finally blocks (their
+    QEMUs are killed and waited for); yields a list that gets 128 + the signal."""
+    import signal
+
+    def to_exit(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    got: list[int] = []
+    before = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        before[sig] = signal.signal(sig, to_exit)
+    try:
+        yield got
+    except KeyboardInterrupt:
+        got.append(128 + signal.SIGINT)
+    except SystemExit as exc:
+        if not isinstance(exc.code, int) or exc.code <= 128:
+            raise
+        got.append(exc.code)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _fuzz(args, fz, TemplateError, work: Path, made: bool) -> int:  # noqa: N803
     ran = False
     try:
         runner = fz.Runner(args.template, workdir=work, kernel=args.kernel, shim=args.shim,

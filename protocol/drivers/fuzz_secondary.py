@@ -134,8 +134,8 @@ class Runner:
         t0 = time.monotonic()
         out = Outcome(case.name, case.what)
         errf = open(d / "secondary.stderr", "w+")  # noqa: SIM115
-        qemu = subprocess.Popen(qcmd, env=env, stdin=subprocess.DEVNULL, stdout=errf,
-                                stderr=subprocess.STDOUT)
+        qemu = subprocess.Popen(qcmd, env=env, stdin=subprocess.DEVNULL, stdout=errf,  # noqa: PLW1509
+                                stderr=subprocess.STDOUT, preexec_fn=_die_with_us)
         procs: list[subprocess.Popen] = []
         q = None
         try:
@@ -149,13 +149,15 @@ class Runner:
                 pcmd = [self.python, "-m", "colo_tui", "proxy", "--listen",
                         f"127.0.0.1:{target}", "--connect", f"127.0.0.1:{port}",
                         "--fault", case.fault, "--once"]
-                procs.append(subprocess.Popen(pcmd, stdout=open(d / "proxy.out", "w"),  # noqa: SIM115
-                                              stderr=subprocess.STDOUT, env=os.environ.copy()))
+                procs.append(subprocess.Popen(pcmd, stdout=open(d / "proxy.out", "w"),  # noqa: SIM115, PLW1509
+                                              stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                              preexec_fn=_die_with_us))
                 self._wait_listening(d / "proxy.out", procs[-1])
             ncmd = self.node_cmd(case, target)
             node_log = d / "node.out"
-            procs.append(subprocess.Popen(ncmd, stdout=open(node_log, "w"),  # noqa: SIM115
-                                          stderr=subprocess.STDOUT, env=os.environ.copy()))
+            procs.append(subprocess.Popen(ncmd, stdout=open(node_log, "w"),  # noqa: SIM115, PLW1509
+                                          stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                          preexec_fn=_die_with_us))
             out.command = self._repro(qcmd, pcmd, ncmd, port, target)
             self._watch(out, qemu, procs[-1], q, node_log, d / "secondary.stderr")
         except QmpClientError as exc:
@@ -299,6 +301,18 @@ def _committed(node_log: Path) -> int:
 def _node_summary(text: str) -> str:
     errs = [ln for ln in text.splitlines() if '"error"' in ln or "colo: error" in ln]
     return _tail(errs[-1] if errs else text.splitlines()[-1] if text.strip() else "", 300)
+
+
+def _die_with_us() -> None:     # runs in the child between fork and exec
+    """PR_SET_PDEATHSIG: a case's QEMU, proxy and node die with the fuzzer, however it
+    ends (a SIGTERM or SIGKILL of `colo fuzz-secondary` left the QEMU running)."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):       # not Linux: the finally of Runner.run only
+        return
+    if os.getppid() == 1:       # the fuzzer died before prctl
+        os._exit(1)
 
 
 def _tail(text: str, n: int = 600) -> str:
