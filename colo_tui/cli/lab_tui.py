@@ -42,7 +42,10 @@ def lab_app(controller, **kw):
 
 
 def run_lab(args) -> int:
-    if args.headless or not (sys.stdin.isatty() and sys.stdout.isatty()):
+    # --pair-fault is a scripted experiment that prints JSON, in a terminal too (it used
+    # to open the TUI there, the fault never armed)
+    if (args.headless or args.pair_fault is not None
+            or not (sys.stdin.isatty() and sys.stdout.isatty())):
         return args.headless_func(args)
     if args.failover:
         print("colo lab: error: --failover needs --headless (in the TUI: kill the primary, "
