@@ -89,8 +89,8 @@ def run_export(args) -> int:
         print(f"colo export: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"colo export: error: {exc.filename or args.output}: {exc.strerror}",
-              file=sys.stderr)
+        what = exc.filename or args.output or "the standard output"
+        print(f"colo export: error: {what}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
