@@ -87,25 +87,41 @@ def cmd_swarm(args) -> int:
         why = "not a directory" if repro.exists() else "no such directory (create it first)"
         print(f"colo explore: --repro-dir {args.repro_dir}: {why}", file=sys.stderr)
         return 2
+    from colo_tui.cli.core import _StopAtStep
     bar, update = _progress(args.swarm)
     seeds = range(args.seed, args.seed + args.swarm)
-    try:
-        if bar is not None:
-            bar.start()
-        report = runner.run(seeds, workers=args.workers, cluster=args.cluster,
-                            time_budget_s=args.time_budget, progress=update)
-    except ColoError as exc:
-        print(f"colo explore: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if bar is not None:
-            bar.stop()
+    # ctrl+c, SIGTERM, SIGHUP: no further seed starts (a local pool's chunks in flight
+    # are dropped) and the report covers the seeds that completed; a second ctrl+c
+    # does not wait for the seed running in this process
+    with _StopAtStep() as stop:
+        try:
+            if bar is not None:
+                bar.start()
+            report = runner.run(seeds, workers=args.workers, cluster=args.cluster,
+                                time_budget_s=args.time_budget, progress=update,
+                                stop=lambda: stop.signum is not None)
+        except ColoError as exc:
+            print(f"colo explore: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if bar is not None:
+                bar.stop()
     report.pop("results")
-    report["shrunk"] = [] if args.no_shrink else _shrink_failures(report, repro)
+    report["interrupted"] = stop.name or None
+    if stop.signum is not None:
+        report["shrunk"] = []
+        print(f"colo explore: stopped by {stop.name}: {report['seeds']:,} of "
+              f"{args.swarm:,} seeds ran" + ("" if args.no_shrink or not report["failures"]
+                                             else "; the failures were not shrunk"),
+              file=sys.stderr)
+    else:
+        report["shrunk"] = [] if args.no_shrink else _shrink_failures(report, repro)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         _print_report(report)
+    if stop.signum is not None:
+        return 128 + stop.signum
     return 1 if report["violations"] or report["hangs"] or report["crashes"] else 0
 
 
@@ -135,8 +151,9 @@ def _print_report(r: dict) -> None:
     rate = f"  {r['seeds_per_s']} seeds/s" if r.get("seeds_per_s") else ""
     print(f"seeds {r['seeds']}  checkpoints {r['checkpoints']}  violations {r['violations']}"
           f"  hangs {r['hangs']}  crashes {r['crashes']}  ({r['elapsed_s']} s, "
-          f"workers {r['workers']}{rate})" + ("  [time budget spent]"
-                                              if r["budget_stopped"] else ""))
+          f"workers {r['workers']}{rate})"
+          + (f"  [stopped by {r['interrupted']}]" if r.get("interrupted")
+             else "  [time budget spent]" if r["budget_stopped"] else ""))
     for outcome, n in r["outcomes"].items():
         print(f"  {outcome:20s} {n}")
     for name, n in r["violations_by_invariant"].items():

@@ -60,6 +60,9 @@ def run_on_cluster(address, work, collect, budget,
             except Exception as exc:     # a worker lost or the task failed remotely
                 raise ClusterError(f"a swarm task failed on the cluster at {address}: "
                                    f"{type(exc).__name__}: {exc}") from None
+            if budget.stop():            # a signal: the chunks in flight are dropped
+                client.cancel(list(pending.futures))
+                return
             if budget.spent():
                 exhausted = True
             submit_more()

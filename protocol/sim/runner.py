@@ -28,13 +28,17 @@ def chunk_size(n: int, workers: int) -> int:
 
 
 class Budget:
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None,
+                 stop: Callable[[], bool] | None = None) -> None:
         self.deadline = None if seconds is None else time.monotonic() + seconds
         #: the same moment on the wall clock, which worker processes share
         self.wall_deadline = None if seconds is None else time.time() + seconds
+        #: asked to stop (a signal): no further seed starts, running ones are abandoned
+        self.stop = stop or (lambda: False)
 
     def spent(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.stop() or (self.deadline is not None
+                               and time.monotonic() >= self.deadline)
 
 
 def run_chunk_by(seeds: list[int], deadline: float | None = None) -> list[dict]:
@@ -53,10 +57,15 @@ def run_chunk_by(seeds: list[int], deadline: float | None = None) -> list[dict]:
 
 def run(seeds: range, *, workers: int = 1, cluster: str | None = None,
         time_budget_s: float | None = None,
-        progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run `seeds`; returns `swarm.summarize`'s report plus the per-seed results."""
+        progress: Callable[[int, int], None] | None = None,
+        stop: Callable[[], bool] | None = None) -> dict:
+    """Run `seeds`; returns `swarm.summarize`'s report plus the per-seed results.
+
+    `stop` (polled): once true, no further seed starts; on local workers the chunks
+    in flight are abandoned at once (their processes end) — the report holds the
+    seeds that completed, as when a time budget is spent."""
     start = time.monotonic()
-    budget = Budget(time_budget_s)
+    budget = Budget(time_budget_s, stop)
     done: list[dict] = []
 
     def collect(batch: list[dict]) -> None:
@@ -81,11 +90,33 @@ def run(seeds: range, *, workers: int = 1, cluster: str | None = None,
     return report
 
 
+def _ignore_sigint() -> None:
+    """A worker's initializer: ctrl+c reaches the whole process group, and the parent
+    alone decides what it means (a worker's KeyboardInterrupt would come back as the
+    chunk's result)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _end_workers(pool) -> None:
+    """Stop `pool` without waiting for the chunks in flight: queued ones are cancelled,
+    running ones end with their processes (nothing of theirs is kept)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(5)
+
+
 def _run_local(workers: int, work: Iterator[list[int]], collect, budget: Budget) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                               initializer=_ignore_sigint)
+    try:
         pending = set()
         exhausted = False
         while True:
@@ -95,10 +126,18 @@ def _run_local(workers: int, work: Iterator[list[int]], collect, budget: Budget)
                     exhausted = True
                     break
                 pending.add(pool.submit(run_chunk_by, chunk, budget.wall_deadline))
-            if not pending:
+            if not pending or budget.stop():
                 break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            # (a timeout: a stop asked for while every chunk runs is seen within 0.2 s)
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for fut in finished:
                 collect(fut.result())
             if budget.spent():
                 exhausted = True
+    except BaseException:
+        _end_workers(pool)          # (a KeyboardInterrupt: do not wait for the chunks)
+        raise
+    if budget.stop():
+        _end_workers(pool)
+    else:
+        pool.shutdown(wait=True)

@@ -1,0 +1,63 @@
+"""A swarm interrupted (ctrl+c, SIGTERM) ends at once, ends its worker processes and
+reports the seeds that ran; real subprocesses, as a user runs them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _group_left(pgid: int, wait_s: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True,
+                              text=True).stdout.split()
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig,to_group,code", [
+    (signal.SIGINT, True, 130),      # ctrl+c in a terminal: the whole process group
+    (signal.SIGTERM, False, 143),    # kill PID: the parent alone
+])
+def test_an_interrupted_swarm_reports_what_ran_and_leaves_no_worker(sig, to_group, code,
+                                                                   tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "colo_tui", "explore", "--swarm", "100000",
+                          "--workers", "2", "--json", "--repro-dir", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=ROOT, start_new_session=True)
+    try:
+        time.sleep(5)                       # the pool has started and seeds have run
+        assert p.poll() is None, p.communicate()
+        sent = time.monotonic()
+        if to_group:
+            os.killpg(p.pid, sig)
+        else:
+            p.send_signal(sig)
+        # (orphaned workers would hold the pipes open: the wait is bounded)
+        out, err = p.communicate(timeout=30)
+        took = time.monotonic() - sent
+        left = _group_left(p.pid)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)       # whatever of the swarm is left
+        except ProcessLookupError:
+            pass
+        p.wait()
+    assert p.returncode == code, (p.returncode, err)
+    assert "Traceback" not in err, err
+    assert f"stopped by {sig.name}" in err, err
+    report = json.loads(out)
+    assert report["interrupted"] == sig.name and report["budget_stopped"], report
+    assert 0 < report["seeds"] < 100_000, report
+    assert took < 5, f"{took:.1f} s to stop (it waited for the chunks in flight)"
+    assert not left, f"worker processes outlived the swarm: {left}"
