@@ -48,8 +48,9 @@ def add_parsers(sub) -> None:
 
     e = sub.add_parser("explore", help="the fault matrix, or a swarm of seeded worlds")
     e.add_argument("--matrix", action="store_true", help="(the default) every case")
-    e.add_argument("--dialect", action="append", choices=list(dialects.DIALECTS))
-    e.add_argument("--guest", choices=["null", "model"], default="model",
+    e.add_argument("--dialect", action="append", choices=list(dialects.DIALECTS),
+                   help="the matrix's cases of this dialect only (repeatable; default all)")
+    e.add_argument("--guest", choices=["null", "model"], default=None,
                    help="the matrix's guest: model (the default) has RAM, devices, disk "
                         "and packets, so the guest-level invariants (flush set, "
                         "consistency, the survivor's state) have something to check; "
@@ -429,10 +430,43 @@ def _print_summary(s: dict, sim=None) -> None:
         print(f"  {v['invariant']}: {v['text']}")
 
 
+#: explore's options of the matrix alone, and of the swarm alone: (attribute, option)
+EXPLORE_MATRIX_ONLY = (("dialect", "--dialect"), ("guest", "--guest"))
+EXPLORE_SWARM_ONLY = (("seed", "--seed"), ("workers", "--workers"), ("cluster", "--cluster"),
+                      ("time_budget", "--time-budget"), ("no_shrink", "--no-shrink"),
+                      ("repro_dir", "--repro-dir"))
+
+
+def _given(args, options) -> list[str]:
+    return [opt for attr, opt in options if getattr(args, attr, None) not in (None, False)]
+
+
+def _and(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
+
+
 def cmd_explore(args) -> int:
+    from protocol.errors import UsageError
     if args.swarm is not None:
+        # refused rather than ignored: every seed draws its own dialect, mode and guest
+        if given := _given(args, EXPLORE_MATRIX_ONLY):
+            raise UsageError(f"{_and(given)} {'is' if len(given) == 1 else 'are'} the "
+                             "matrix's, not for --swarm (each seed draws its own dialect, "
+                             "mode and guest)")
+        if args.workers is not None and args.cluster is not None:
+            raise UsageError("--workers K runs local processes; with --cluster the "
+                             "cluster's workers run the seeds: give one of them")
+        if args.seed is None:
+            args.seed = 1
+        if args.workers is None:
+            args.workers = 1
         from colo_tui.cli.swarm import cmd_swarm
         return cmd_swarm(args)
+    if given := _given(args, EXPLORE_SWARM_ONLY):
+        raise UsageError(f"{_and(given)} {'needs' if len(given) == 1 else 'need'} "
+                         "--swarm N (the matrix runs its fixed cases once, in this process)")
+    if args.guest is None:
+        args.guest = "model"
     from protocol.sim.explore import explore
     res = explore(args.dialect, guest=args.guest)
     if args.json:

@@ -21,10 +21,14 @@ def add_swarm_options(e) -> None:
     e.add_argument("--swarm", type=int_in(1, MAX_SWARM), metavar="N", default=None,
                    help=f"run N seeded worlds, 1 … {MAX_SWARM:,} (each seed draws config, "
                         "timing and faults)")
-    e.add_argument("--seed", type=seed_int, default=1,
-                   help="the first seed (seeds S … S+N-1; each is a `colo run --seed`)")
-    e.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=1, metavar="K",
-                   help=f"local worker processes, 1 … {MAX_WORKERS} (same results for any K)")
+    # (default None: given without --swarm, they are refused rather than ignored;
+    # cmd_explore fills in 1 and 1)
+    e.add_argument("--seed", type=seed_int, default=None,
+                   help="--swarm: the first seed, default 1 (seeds S … S+N-1; each is a "
+                        "`colo run --seed`)")
+    e.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None, metavar="K",
+                   help=f"--swarm: local worker processes, 1 … {MAX_WORKERS}, default 1 "
+                        "(same results for any K)")
     e.add_argument("--cluster", metavar="ADDRESS",
                    help="run on the dask.distributed scheduler at ADDRESS (tcp://host:8786); "
                         f"it must answer within {CONNECT_TIMEOUT_S:g} s")
