@@ -672,8 +672,13 @@ def cmd_compare_modes(args) -> int:
         return 0
     from colo_tui.present.sentences import plain
     keys = [k for k in res["periodic"] if k != "mode"]
-    print(f"{'':24s}{'periodic (Remus)':>24s}{'hybrid (COLO)':>26s}")
-    for k in keys:
-        label = k.replace("_", " ").replace(" ms", " (ms)")
-        print(f"{label:24s}{plain(res['periodic'][k]):>24}{plain(res['hybrid'][k]):>26}")
+    rows = [("", "periodic (Remus)", "hybrid (COLO)")]
+    rows += [(k.replace("_", " ").replace(" ms", " (ms)"), plain(res["periodic"][k]),
+              plain(res["hybrid"][k])) for k in keys]
+    # each column as wide as its widest cell, two spaces apart: a long value
+    # ("colo-compare 3742, timer 8034") no longer runs into its neighbour
+    label_w = max(len(r[0]) for r in rows)
+    value_w = [max(len(r[i]) for r in rows) + 2 for i in (1, 2)]
+    for label, periodic, hybrid in rows:
+        print(f"{label:{label_w}s}{periodic:>{value_w[0]}s}{hybrid:>{value_w[1]}s}".rstrip())
     return 0

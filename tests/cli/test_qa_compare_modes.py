@@ -1,0 +1,32 @@
+"""colo compare-modes' table: a long value does not run into its neighbour."""
+from __future__ import annotations
+
+from colo_tui.cli.main import build_parser
+
+
+def _row(mode: str, checkpoints: int, triggers: str) -> dict:
+    return {"mode": mode, "checkpoints": checkpoints, "triggers": triggers,
+            "pages_sent": 987901, "state_bytes_sent": 3806166896,
+            "packets_released": 200000, "latency_mean_ms": 475.0, "latency_p99_ms": 950,
+            "invariants_hold": True}
+
+
+def test_long_values_stay_in_their_columns(monkeypatch, capsys):
+    # what `colo compare-modes --checkpoints 10000 --workload uniform` measured; the
+    # table printed 'timer 10001colo-compare 3742, timer 8034'
+    res = {"periodic": _row("periodic", 10000, "timer 10001"),
+           "hybrid": _row("hybrid", 11775, "colo-compare 3742, timer 8034"),
+           "virtual_ms": 10000001}
+    import protocol.sim.compare as compare
+    monkeypatch.setattr(compare, "compare_modes", lambda **_kw: res)
+    args = build_parser().parse_args(["compare-modes"])
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    triggers = next(line for line in lines if line.startswith("triggers"))
+    assert "timer 10001  " in triggers and triggers.endswith("colo-compare 3742, timer 8034")
+    # the columns line up: every row's values end where the header's do
+    ends = {len(line) for line in lines}
+    assert len(ends) == 1, lines
+    header = lines[0]
+    assert header.index("periodic (Remus)") + len("periodic (Remus)") == \
+        triggers.index("timer 10001") + len("timer 10001")
