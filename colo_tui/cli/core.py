@@ -99,9 +99,12 @@ def add_parsers(sub) -> None:
                         "real pair is QEMU 7.2, dialect qemu)")
     c.add_argument("--seed", type=seed_int, default=1)
     c.add_argument("--checkpoints", type=int_in(1, COMPARE_MAX_CHECKPOINTS), default=None,
-                   help=f"not with --real: checkpoints per mode (1 … "
-                        f"{COMPARE_MAX_CHECKPOINTS:,}, default 10; the guest model runs "
-                        "both sessions whole)")
+                   metavar="N",
+                   help=f"not with --real: the workload's length, N periodic checkpoint "
+                        f"intervals of 1 s (1 … {COMPARE_MAX_CHECKPOINTS:,}, default 10): "
+                        "both modes run it for the same time, so periodic commits N "
+                        "checkpoints and hybrid as many as its timer and its mismatches "
+                        "start (the guest model runs both sessions whole)")
     c.add_argument("--workload", default=None, choices=workloads(), metavar="NAME",
                    help="not with --real: the guest's workload (default toggle): "
                         "%(choices)s")

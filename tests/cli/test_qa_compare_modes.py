@@ -30,3 +30,19 @@ def test_long_values_stay_in_their_columns(monkeypatch, capsys):
     header = lines[0]
     assert header.index("periodic (Remus)") + len("periodic (Remus)") == \
         triggers.index("timer 10001") + len("timer 10001")
+
+
+def test_the_checkpoints_help_says_what_the_runs_measure(capsys):
+    # it said "checkpoints per mode", but hybrid ran 11 (or 100) where periodic ran 10:
+    # N sets the workload's length, the same virtual time in both modes
+    import pytest
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare-modes", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "checkpoints per mode" not in text
+    assert "--checkpoints N" in text and "for the same time" in text, text
+    args = build_parser().parse_args(["compare-modes", "--checkpoints", "2", "--json"])
+    assert args.func(args) == 0
+    import json
+    res = json.loads(capsys.readouterr().out)
+    assert res["periodic"]["checkpoints"] == 2 and res["virtual_ms"] == 2001
