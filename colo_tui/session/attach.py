@@ -28,12 +28,13 @@ class LivePair:
             c.close()
 
     def status(self) -> dict:
-        out = {}
-        for side, c in self.qmp.items():
-            out[side] = {"status": c.execute("query-status"),
-                         "migrate": c.execute("query-migrate"),
-                         "colo": c.execute("query-colo-status")}
-        return out
+        return {side: self.side_status(side) for side in self.qmp}
+
+    def side_status(self, side: str) -> dict:
+        c = self.qmp[side]
+        return {"status": c.execute("query-status"),
+                "migrate": c.execute("query-migrate"),
+                "colo": c.execute("query-colo-status")}
 
     def lost_heartbeat(self, side: str) -> None:
         self.qmp[side].execute("x-colo-lost-heartbeat")

@@ -302,6 +302,8 @@ class _QmpSide:
         self.migration = "setup"
         self.colo = {"mode": "none", "last-mode": "none", "reason": "none"}
         self.delay_ms = 0
+        #: why its QMP connection is gone (None while it answers)
+        self.gone: str | None = None
 
     def status(self, dialect) -> SideStatus:
         reason = self.colo.get("reason", "none")
@@ -311,7 +313,8 @@ class _QmpSide:
                           colo_mode=self.colo.get("mode", "none"),
                           last_mode=self.colo.get("last-mode", "none"), reason=reason,
                           failover=fo, failover_state=dialect.failover_name(fo),
-                          checkpoint_delay_ms=self.delay_ms)
+                          checkpoint_delay_ms=self.delay_ms, alive=self.gone is None,
+                          error=self.gone)
 
 
 class QmpFeed(_Source):
@@ -333,9 +336,10 @@ class QmpFeed(_Source):
         import time
         try:
             while not self.done.is_set():
-                for side, e in self.pair.events(0.0):
-                    self.put(_qmp_event(self.now_ms(), side, e))
+                self._read_events()
                 self._poll()
+                if all(v.gone for v in self.views.values()):
+                    break                   # nothing left to watch
                 try:
                     what, args, done = self._commands.get(timeout=self.POLL_S)
                 except queue.Empty:
@@ -348,8 +352,44 @@ class QmpFeed(_Source):
                 self._commands.get_nowait()[2].set_exception(
                     ColoError("the QMP attach has ended"))
 
+    def _answering(self):
+        """(side, its QMP client) for each side whose QMP connection is still up."""
+        return [(s, self.pair.qmp[s]) for s in SIDES if not self.views[s].gone]
+
+    def _lose(self, side: str, exc: Exception) -> None:
+        """One side's QMP connection failed (its process ended, or it closed QMP): that
+        side is shown dead and the other one is still watched and driven (the point of
+        a failover is that the survivor goes on)."""
+        from protocol.drivers.qmpclient import QmpTimeout
+        if isinstance(exc, QmpTimeout):
+            return          # alive but not answering (stopped?): asked again next poll
+        why = str(exc).removeprefix(f"{side}: ")
+        view = self.views[side]
+        view.gone = f"its QMP connection is gone ({why}): the process has ended?"
+        self.put(Event(self.now_ms(), side, "process",
+                       {"what": "gone", "why": f"its QMP connection "
+                                               f"({self.addresses[SIDES.index(side)]}) "
+                                               f"closed: {why}"}))
+
+    def _read_events(self) -> None:
+        from protocol.drivers.qmpclient import QmpClientError
+        for side, c in self._answering():
+            try:
+                evs = c.events(wait=0.05)
+            except QmpClientError as exc:
+                self._lose(side, exc)
+                continue
+            for e in evs:
+                self.put(_qmp_event(self.now_ms(), side, e))
+
     def _poll(self) -> None:
-        for side, st in self.pair.status().items():
+        from protocol.drivers.qmpclient import QmpClientError
+        for side, _c in self._answering():
+            try:
+                st = self.pair.side_status(side)
+            except QmpClientError as exc:
+                self._lose(side, exc)
+                continue
             view = self.views[side]
             new = (st["status"].get("status"), st["migrate"].get("status"), st["colo"])
             old = (view.run_state, view.migration, view.colo)
@@ -380,7 +420,12 @@ class QmpFeed(_Source):
                             f"{self.COMMAND_WAIT_S:.0f} s") from None
 
     def _run_command(self, what: str, args, done) -> None:
+        from protocol.drivers.qmpclient import QmpClientError
+        side = args[0] if what == "lost-heartbeat" else "primary"
         try:
+            if self.views[side].gone:
+                raise ColoError(f"the {side}'s QMP connection is gone (its process has "
+                                "ended?)")
             if what == "lost-heartbeat":
                 self.pair.lost_heartbeat(args[0])
             elif what == "set-delay":
@@ -392,6 +437,8 @@ class QmpFeed(_Source):
             self.put(Event(self.now_ms(), "operator", "qmp", {"command": what,
                                                               "args": list(args)}))
         except (QmpCommandError, ColoError, TimeoutError) as exc:
+            if isinstance(exc, QmpClientError):
+                self._lose(side, exc)
             self.put(Event(self.now_ms(), "operator", "qmp-error",
                            {"command": what, "error": getattr(exc, "desc", str(exc))}))
             done.set_exception(exc)
