@@ -63,7 +63,7 @@ class FailoverView:
 class StatusView:
     dialect: str = "qemu"
     mode: str = "periodic"
-    seed: int = 1
+    seed: int | None = 1          # None: a live session (its peers are not seeded)
     step: int = 0
     t_ms: float = 0.0
     running: bool = False

@@ -43,6 +43,11 @@ _LIVE_REFUSES = {
 }
 
 
+def live_refusal(what: str) -> str:
+    """Why a live session cannot do `what` (back, restart, load_replay, clear_faults)."""
+    return _LIVE_REFUSES[what]
+
+
 class Controller:
     #: `step N` / `run` wait (bounded) for events still to come in a live session: the
     #: REPL sets it; the Textual app does not (its commands run on the UI's loop)

@@ -172,6 +172,8 @@ class ColoApp(App):
             return
         if self.replay:
             self._bridge.load_replay(self.replay)
+        if self.controller.live:            # a deferred live session: its keys are known now
+            self.query_one(KeyBar).set_bindings(self._bindings_as_keyed())
         self.refresh_view()
         self.call_after_refresh(self._mount_bottom)
 
@@ -196,12 +198,27 @@ class ColoApp(App):
             else:                             # none left: the binding keeps its own keys
                 del keys[name]
 
+    #: the actions that start a new simulated session: a live one has none to start
+    NEW_SESSION_ACTIONS = frozenset({"dialect", "mode", "guest", "preset", "lesson"})
+
     def _bindings_as_keyed(self) -> list[Binding]:
-        """BINDINGS with the user's [keys] applied, so the footer shows the keys that work."""
+        """BINDINGS with the user's [keys] applied, so the footer shows the keys that work
+        (and, on a live session, not those that would start a new simulated one)."""
         import dataclasses
         keys = self.user_config.keys
+        live = self.controller is not None and self.controller.live    # (None: deferred)
         return [dataclasses.replace(b, key=keys[b.id]) if b.id in keys else b
-                for b in self.BINDINGS]
+                for b in self.BINDINGS
+                if not (live and b.action.split("(")[0] in self.NEW_SESSION_ACTIONS)]
+
+    def _live_refuses(self, what: str) -> bool:
+        """On a live session: say at once that `what` (a new simulated session) is not
+        for it, instead of asking to discard the session and then refusing."""
+        if not self.controller.live:
+            return False
+        from colo_tui.session.control import live_refusal
+        self.bridge.changed(f"⚠ {what}: {live_refusal('restart')}")
+        return True
 
     async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
         """Every key, click and palette action: what the session cannot do is a
@@ -417,6 +434,8 @@ class ColoApp(App):
         self._discarding(what, lambda: self.bridge.restart(notice, **changes))
 
     def action_dialect(self) -> None:
+        if self._live_refuses("dialect"):
+            return
         from protocol.core import dialects
         names = [(d.name, f"{d.name:<10} {d.title}") for d in
                  (dialects.get(n) for n in ("qemu", "v11", "prototype"))]
@@ -425,16 +444,22 @@ class ColoApp(App):
                              f"dialect {name}", f"dialect {name}: new session", dialect=name))
 
     def action_mode(self) -> None:
+        if self._live_refuses("mode"):
+            return
         mode = "hybrid" if self.controller.config.mode == "periodic" else "periodic"
         self._restart_asking(f"mode {mode}", f"mode {mode}: new session", mode=mode)
 
     def action_guest(self) -> None:
+        if self._live_refuses("guest"):
+            return
         guest = "null" if self.controller.config.guest == "model" else "model"
         what = ("the guest model: RAM, packets, disk" if guest == "model"
                 else "the null guest: the control protocol alone")
         self._restart_asking(f"{guest} guest", f"{what}: new session", guest=guest)
 
     def action_lesson(self) -> None:
+        if self._live_refuses("lessons"):
+            return
         from colo_tui.commands.lessons import LESSONS
 
         def chosen(name: str | None) -> None:
@@ -447,6 +472,8 @@ class ColoApp(App):
                          chosen)
 
     def action_preset(self, key: str) -> None:
+        if self._live_refuses(f"scenario {key}"):
+            return
         p = screens.BY_KEY[key]
         self._restart_asking(f"scenario {key} ({p.title})",
                              f"scenario {key}: {p.title} ({p.section}) — {p.what}",

@@ -398,7 +398,8 @@ class Bridge:
                       ("none", "require", "active", "completed", "relaunch"))
         status = StatusView(
             dialect=st["dialect"] + (f"↔{peer}" if (peer := getattr(
-                self.c.config, "secondary_dialect", None)) else ""), mode=st["mode"], seed=st["seed"], step=st["step"],
+                self.c.config, "secondary_dialect", None)) else ""), mode=st["mode"],
+            seed=None if self.c.live else st["seed"], step=st["step"],
             t_ms=now, running=self.running, speed=self.speed_label(), forked=st["forked"],
             forked_at=self.c.forked_at, recording=st.get("recording") or "",
             replay=Path(self.c.replay_source).name if self.c.replay_source else "",

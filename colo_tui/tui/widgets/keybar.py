@@ -29,12 +29,17 @@ class KeyBar(Widget):
 
     def __init__(self, bindings, **kw) -> None:
         super().__init__(**kw)
+        self._spans: list[tuple[int, int, str]] = []
+        self.set_bindings(bindings)
+
+    def set_bindings(self, bindings) -> None:
+        """Show these bindings (the app's, once it knows which apply)."""
         items = [(key_label(b.key), b.description, b.action) for b in bindings
                  if b.show and b.description]
         items.append(("^p", "palette", "command_palette"))
         self.pinned = [i for i in items if i[2] in PINNED]
         self.items = [i for i in items if i[2] not in PINNED]
-        self._spans: list[tuple[int, int, str]] = []
+        self.refresh()
 
     @staticmethod
     def _cells(item) -> int:

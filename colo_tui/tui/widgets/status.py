@@ -36,7 +36,8 @@ class StatusBar(Static):
         if v.replay:
             t.append(f" ⏵ replay {v.replay} ", style="bold black on yellow")
             t.append(" ")
-        t.append(f" {v.dialect} · {v.mode} · seed {v.seed} ", style="bold")
+        seed = "" if v.seed is None else f" · seed {v.seed}"
+        t.append(f" {v.dialect} · {v.mode}{seed} ", style="bold")
         t.append(f"│ step {v.step} · t={v.t_ms / 1000:.3f} s ")
         warn = themed_style(self, "text-warning")
         faults = "faults: " + ", ".join(v.faults) if v.faults else ""
