@@ -174,6 +174,7 @@ class Node:
         self._stop = None
         self.exit_code = 0
         self.shutdown_reason = "host-signal"
+        self._exit_error: str | None = None
         self._lsock = None
         self._hb = None
         self._hb_last_rx = None
@@ -238,6 +239,10 @@ class Node:
             if hasattr(self.guest, "advance"):
                 self._spawn(self._ticker())
             await self._stop
+        except NodeError as exc:
+            # the process exits 1 with this message: its log and recording say so too
+            self.exit_code, self._exit_error = 1, str(exc)
+            raise
         finally:
             await self._cleanup()
         return self.exit_code
@@ -257,7 +262,8 @@ class Node:
             self.qmp.event("SHUTDOWN", {"guest": self.shutdown_reason == "guest-shutdown",
                                         "reason": self.shutdown_reason})
             await self.qmp.close()
-        self._node_event("node", what="exit", code=self.exit_code)
+        self._node_event("node", what="exit", code=self.exit_code,
+                         **({"error": self._exit_error} if self._exit_error else {}))
         if self.engine is not None:
             self.engine.detach()
             self.engine.shutdown()
