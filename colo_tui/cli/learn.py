@@ -38,13 +38,19 @@ def run_learn(args, *, stdin=None, out=None) -> int:
     return _tour(lesson, stdin, out, auto=args.auto)
 
 
+#: typed at a prompt, these leave the lesson (as Ctrl-D does): the REPL's words for it
+LEAVE_WORDS = ("quit", "exit", "q")
+
+
 def _ask(prompt: str, stdin, out) -> str | None:
+    """The learner's line; None when they leave (end of input, or a word of LEAVE_WORDS)."""
     print(prompt, end="", file=out, flush=True)
     line = stdin.readline(4096)
     if not line:
         print(file=out)
         return None
-    return line.strip()
+    line = line.strip()
+    return None if line.lower() in LEAVE_WORDS else line
 
 
 def _tour(lesson, stdin, out, *, auto: bool) -> int:
@@ -54,7 +60,7 @@ def _tour(lesson, stdin, out, *, auto: bool) -> int:
     from colo_tui.session.control import Controller
     run = LessonRun(lesson, Controller())
     run.start()
-    print(f"== {lesson.title} ==  (Enter goes on; Ctrl-D leaves)\n", file=out)
+    print(f"== {lesson.title} ==  (Enter goes on; quit or Ctrl-D leaves)\n", file=out)
     while not run.done:
         beat = run.beat
         print(f"[{run.index + 1}/{len(lesson.beats)}] {beat.say}", file=out)
