@@ -54,6 +54,15 @@ def _ask(prompt: str, stdin, out) -> str | None:
 
 
 def _tour(lesson, stdin, out, *, auto: bool) -> int:
+    try:
+        return _tour_beats(lesson, stdin, out, auto=auto)
+    except KeyboardInterrupt:       # ctrl+c: the prompt's line ends, and so does the tour
+        print("\n(left the lesson)", file=out, flush=True)
+        from colo_tui.session import exitcodes
+        return exitcodes.INTERRUPTED
+
+
+def _tour_beats(lesson, stdin, out, *, auto: bool) -> int:
     from colo_tui.commands.lessons import LessonRun
     from colo_tui.repl import render
     from colo_tui.repl.verbosity import shown
