@@ -215,8 +215,9 @@ class Node:
                 try:
                     await self.qmp.start()
                 except OSError as exc:
+                    why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
                     raise NodeError(f"cannot open the QMP socket {self.qmp_address}: "
-                                    f"{exc.strerror or exc}") from None
+                                    f"{why}") from None
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_quit, "host-signal")
             self._node_event("node", what="started", loop=loop_name(loop),
@@ -297,7 +298,10 @@ class Node:
             self._lsock = socket.create_server(
                 (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         except OSError as exc:
-            raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            # (socket.create_server's strerror repeats the address: "… (while attempting
+            # to bind on address ('127.0.0.1', P))")
+            why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+            raise NodeError(f"cannot listen on {host}:{port}: {why}") from None
         self._lsock.setblocking(False)
 
     def listen_address(self):

@@ -1,5 +1,6 @@
 """`colo node`: what its log and recording say when it cannot start."""
 import json
+import socket
 import subprocess
 import sys
 
@@ -27,3 +28,27 @@ def test_a_refused_connection_is_recorded_as_exit_1_with_its_error(tmp_path):
     assert "Connection refused" in last["data"]["error"], last
     assert "code=1" in r.stdout, r.stdout
 
+
+def test_a_port_in_use_is_recorded_as_exit_1_and_named_once(tmp_path):
+    """A secondary on a port in use: exit 1, the recording says code 1, and the message
+    names the address once ('Address already in use', not asyncio's '(while attempting
+    to bind on address ('127.0.0.1', P))' after it)."""
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        r, lines = _node(tmp_path, "secondary", "--listen", f"127.0.0.1:{port}")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == (f"colo: error: cannot listen on 127.0.0.1:{port}: "
+                                "Address already in use"), r.stderr
+    assert lines[-1]["data"]["code"] == 1 and "in use" in lines[-1]["data"]["error"]
+
+
+def test_a_qmp_port_in_use_is_named_once(tmp_path):
+    """--qmp tcp:H:P on a port in use said "error while attempting to bind on address
+    ('127.0.0.1', P): address already in use" (asyncio's text) after the address."""
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        r, lines = _node(tmp_path, "secondary", "--listen", "127.0.0.1:0",
+                         "--qmp", f"tcp:127.0.0.1:{port}")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == (f"colo: error: cannot open the QMP socket "
+                                f"tcp:127.0.0.1:{port}: Address already in use"), r.stderr
