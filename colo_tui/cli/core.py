@@ -316,6 +316,8 @@ def cmd_run(args) -> int:
                   f"({_committed(sim):,} checkpoints committed){where}", file=sys.stderr)
             if writer:
                 writer.close()
+                if note := writer.beyond_reader_limits():
+                    print(f"colo run: note: {note}", file=sys.stderr)
             return 128 + stop.signum
     except BrokenPipeError:
         raise                        # stdout's reader left (`| head`): main exits 0 quietly
