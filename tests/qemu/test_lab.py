@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from colo_tui.lab import LabError, procs
+from colo_tui.lab import LabError, procs, workdir
 from colo_tui.lab.guest import GUEST_PORT, KERNEL_APPEND, READY, ensure_guest, module_closure
 from colo_tui.lab.netns import reap_stale, unavailable
 from colo_tui.lab.pair import RAM, free_ports
@@ -243,7 +243,9 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_lab_processes_stop_with_the_lab(tmp_path, sig):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    tmp = tmp_path / "tmp"           # the lab's work directory goes here, not in /tmp
+    tmp.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp))
     lab = subprocess.Popen([sys.executable, "-m", "colo_tui", "lab", "--load", "0",
                             "--probes", "0"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -268,13 +270,17 @@ def test_lab_processes_stop_with_the_lab(tmp_path, sig):
         gone = [_wait_gone(p, 20) for p in pids]
         assert all(gone), f"QEMU pids {pids} outlived the lab ({sig.name}): {gone}"
         mine = sorted(Path("/run/netns").glob(f"colo-lab-{lab.pid}-*"))
+        work = sorted(tmp.glob(f"colo-lab-{lab.pid}-*"))
         if sig != signal.SIGKILL:     # a handled stop: an exit status, no traceback
             assert lab.returncode in (130, 128 + signal.SIGTERM), lab.returncode
             assert "Traceback" not in lab.stderr.read()
             assert mine == [], f"the lab's network namespace outlived it: {mine}"
-        else:                         # the next lab deletes a dead lab's namespace
+            assert work == [], f"the lab's work directory outlived it: {work}"
+        else:                 # the next lab deletes a dead lab's namespace and directory
             gone = reap_stale()
             assert all(ns.name in gone and not ns.exists() for ns in mine), (mine, gone)
+            assert len(work) == 1, work
+            assert workdir.reap_stale(tmp) == work and not work[0].exists()
     finally:
         if lab.poll() is None:
             lab.kill()
