@@ -56,6 +56,18 @@ def build_parser(tui_only: bool = False) -> argparse.ArgumentParser:
     return p
 
 
+#: the commands whose failure to write their standard output (a full disk, a dead
+#: terminal) is one line and exit 1: they write nothing else without naming the file
+STDOUT_ERROR_COMMANDS = ("run", "explore", "compare-modes", "faults", "learn", "replay",
+                         "decode", "respond", "export")
+
+
+def _stdout_failed(exc: OSError, argv: list[str]) -> bool:
+    import errno
+    return (bool(argv) and argv[0] in STDOUT_ERROR_COMMANDS and exc.filename is None
+            and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv == ["--version"]:         # no need to build every subcommand's parser
@@ -82,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return exitcodes.quiet_broken_pipe()
+    except OSError as exc:
+        if not _stdout_failed(exc, argv):
+            raise
+        # (`colo run --json > /dev/full`: a traceback said it; the pending output goes
+        # nowhere, so the flush at exit does not say it again)
+        print(f"colo {argv[0]}: error: cannot write the standard output: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        exitcodes.quiet_broken_pipe()
+        return exitcodes.FAILURE
     except ColoError as exc:
         print(f"colo: error: {exc}", file=sys.stderr)
         return exitcodes.code_for(exc)
