@@ -27,7 +27,9 @@ def wrap(parser) -> None:
                         "Linux guest, colo-compare, block replication; needs what `colo "
                         "lab` needs): step and run wait for its events; kill, stall, "
                         "heartbeat, failover, checkpoint, set checkpoint-delay and "
-                        "compare-channel faults (e.g. corrupt@primary-in#1) act on it")
+                        "compare-channel faults (e.g. corrupt@primary-in#1) act on it once "
+                        "COLO runs: begin a script with `run until verdict`, which waits "
+                        "for that")
     g.add_argument("--net", choices=("user", "tap", "auto"), default="auto",
                    help="with --lab: the guests' network, as `colo lab --net` (default auto)")
     g.add_argument("--client-every", type=_seconds, default=0.5, metavar="SECONDS",

@@ -379,7 +379,8 @@ class LabFeed(_Source):
             raise ColoError("the lab is " + ("not running" + (f": {self.error}" if self.error
                                                             else "")
                                              if self.done.is_set() else
-                                             "still starting: wait until COLO runs"))
+                                             "still starting: wait until COLO runs "
+                                             "(`run until verdict` waits for it)"))
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             fut.result(COMMAND_WAIT_S)
