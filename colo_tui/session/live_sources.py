@@ -28,6 +28,19 @@ from protocol.record.playback import CaptureTracker
 from protocol.sim.core import _make_guests as make_guests
 
 
+def _listen(addr: tuple[str, int]) -> socket.socket:
+    """A listening socket on `addr`, or an OSError whose text names it and the OS's
+    reason (socket.create_server's own text repeats the address as a tuple)."""
+    import os
+    host, port = addr
+    try:
+        return socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {why}") from None
+
+
 class TcpPair(_Source):
     """Both endpoints in this process, each on its own end of a real loopback TCP
     connection driven by the uvloop engine."""
@@ -137,8 +150,12 @@ class ProxyFeed(_Source):
     takes_inputs = False
 
     def __init__(self, config, listen: str, connect: str, faults=()) -> None:
+        from protocol.drivers.node import parse_hostport
         super().__init__(config)
         self.listen, self.connect, self.faults = listen, connect, list(faults)
+        # a port in use is a clear error before the session starts (the proxy binds
+        # again in its thread; this one is closed at once)
+        _listen(parse_hostport(listen)).close()
         self.hint = (f"point the primary's migrate at {listen}; it goes on to {connect}; "
                      "space to follow")
         self.tracker = CaptureTracker(dialects.get(config.dialect))
@@ -195,8 +212,7 @@ class PeerFeed(_Source):
                                        mode=config.mode, initial_stream=True)
         # bind now: a port in use is a clear error before the app opens
         host, port = self.addr
-        self.lsock = socket.create_server(
-            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.lsock = _listen(self.addr)
         self.lsock.setblocking(False)
         self.port = self.lsock.getsockname()[1]
         shown = host if host not in ("0.0.0.0", "::") else "<this host's address>"
