@@ -130,6 +130,9 @@ class TcpPair(_Source):
                 eng[side].close_timers()
                 if what == "kill":
                     self.alive[side] = False
+                    # a dead process reads nothing more: its endpoint must not see its
+                    # own socket close (an EOF, an error, a COLO_EXIT of the dead side)
+                    eng[side].detach()
                     eng[side].abort(reset=False)
                 else:
                     self.stalled[side] = True
