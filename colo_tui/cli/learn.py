@@ -8,7 +8,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "learn", help="guided lessons: narrated tours of COLO that pause on each step",
         description="Short narrated tours: a checkpoint, output commit, failovers, "
-                    "relaunch, split brain, colo-compare, v11 against QEMU. Each beat "
+                    "relaunch, split brain, colo-compare, re-protect after a failover, v11 "
+                    "against QEMU. Each beat "
                     "pauses; some ask you to act (type the command shown). In the app, "
                     "press L.")
     p.add_argument("lesson", nargs="?", default=None, help="a lesson's name (--list)")
