@@ -87,6 +87,9 @@ class TcpPair(_Source):
         for s in SIDES:
             self.engines[s] = Engine(self.eps[s], loop, on_events=feed,
                                      before_input=advance(s))
+        # one clock for the engines' events and the source's own (kill, stall): the
+        # source's started earlier, and a kill read ~60 ms after the EOF it caused
+        self.t0 = self.engines["secondary"].t0 = self.engines["primary"].t0
         self.ready.set()
         self.put(Event(0.0, "live", "listening", {"address": f"127.0.0.1:{port}"}))
 
