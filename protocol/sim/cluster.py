@@ -34,6 +34,12 @@ def run_on_cluster(address, work, collect, budget,
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    except MemoryError:
+        # another service on that port (ssh, a web server): Dask read its first bytes
+        # as a frame length and tried to allocate exabytes
+        raise ClusterError(f"{address} does not answer as a Dask scheduler (another "
+                           "service listens there? the scheduler's port is 8786 by "
+                           "default; its dashboard, 8787, is not it)") from None
     with client:
         slots = max(1, sum(client.nthreads().values())) * 4
         pending = as_completed()
