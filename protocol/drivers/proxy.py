@@ -303,8 +303,10 @@ async def run_proxy(listen, connect, faults, on_event, record=None, *, once: boo
             ready(proxy)
         while not stop.done():
             session = asyncio.ensure_future(proxy.session_done.wait())
-            await asyncio.wait((session, stop), return_when=asyncio.FIRST_COMPLETED)
-            session.cancel()
+            try:
+                await asyncio.wait((session, stop), return_when=asyncio.FIRST_COMPLETED)
+            finally:        # also when run_proxy itself is cancelled (a UI's live source)
+                session.cancel()
             if stop.done():
                 why = stop.result()
                 break
