@@ -17,6 +17,8 @@ KEYS = [
     ("c", "request a checkpoint now"),
     ("f", "fault menu for the selected message or side"),
     ("k / s / h", "kill / stall / x-colo-lost-heartbeat on the selected side"),
+    ("x", "colo lab: docs/COLO-FT.txt's failover onto the selected side (the "
+          "simulator's arbiter fails over by itself)"),
     ("p", "re-protect after a failover: a new secondary, a fresh migration, COLO again"),
     ("o", "select the other side (or click a panel or a lifeline)"),
     ("tab / shift+tab", "move the focus (ladder, log filter, every field of a dialog)"),
