@@ -301,8 +301,8 @@ class PeerFeed(_Source):
     def command(self, what: str, *args) -> None:
         if what != "lost-heartbeat" or args[0] != "secondary":
             raise ColoError("a real QEMU primary takes its commands over its own QMP; "
-                            "here only `lost-heartbeat secondary` (fail over to this "
-                            "secondary) is possible")
+                            "here only `heartbeat secondary` (x-colo-lost-heartbeat: fail "
+                            "over to this secondary) is possible")
         self.wait_ready("peer")
         self.loop.call_soon_threadsafe(self._failover)
 

@@ -156,7 +156,7 @@ def test_peer_feed_mirrors_a_primary_process_and_shows_it(tmp_path):
         summary = view.summary()
         assert summary["heat_label"].startswith("pc.ram: flushed by ckpt #")
         assert summary["heat_count"] > 0 and max(summary["heat"]) > 0
-        with pytest.raises(Exception, match="lost-heartbeat secondary"):
+        with pytest.raises(Exception, match="`heartbeat secondary`"):
             c.lost_heartbeat("primary")
         c.lost_heartbeat("secondary")
         assert pump(c, lambda c: c.status()["secondary"]["colo_status"]["reason"] == "request")
