@@ -2,7 +2,7 @@
 the one session interface, as `colo repl --transport tcp` is on the testbed's own
 peers.  `step`, `run [N | until EVENT]`, `status`, `show`, `kill`, `stall`,
 `heartbeat`, `failover`, `checkpoint`, `set checkpoint-delay`, `fault SPEC` (on a
-compare channel) and `save` act on, or read from, the real QEMUs; a script
+compare channel) and `record start FILE` act on, or read from, the real QEMUs; a script
 (`-f SCRIPT` or stdin) makes an experiment on real QEMU repeatable.
 
 It lives in the CLI layer: the REPL and the lab are independent packages, and
