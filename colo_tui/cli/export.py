@@ -61,24 +61,28 @@ def run_export(args) -> int:
         return 2
     from protocol.errors import OutputFileError
     from protocol.record import format as rf
-    from protocol.record.outfile import check_target, write_bytes
+    from protocol.record.outfile import atomic_output, check_target, write_bytes
     try:
         if args.output:           # refused before any work: the input, or an existing file
             check_target(args.output, inputs=[args.file], force=args.force)
+        elif fmt == "pcap" and sys.stdout.isatty():
+            raise ExportError("a pcap is binary: give -o OUT or redirect the output")
         rec = rf.read(args.file)
-        if fmt == "mermaid":
-            out: bytes = to_mermaid(rec).encode()
-        elif fmt == "json":
-            out = (json.dumps(to_json(rec), indent=1) + "\n").encode()
+        if fmt == "pcap":         # written as it is made (a pcap can be large)
+            if args.output:
+                with atomic_output(args.output, inputs=[args.file], force=args.force) as fh:
+                    write_pcap(rec, fh)
+            else:
+                write_pcap(rec, sys.stdout.buffer)
+                sys.stdout.flush()
         else:
-            out = to_pcap(rec)
-        if args.output:
-            write_bytes(args.output, out, inputs=[args.file], force=args.force)
-        else:
-            if fmt == "pcap" and sys.stdout.isatty():
-                raise ExportError("a pcap is binary: give -o OUT or redirect the output")
-            sys.stdout.buffer.write(out)
-            sys.stdout.flush()
+            out = (to_mermaid(rec) if fmt == "mermaid"
+                   else json.dumps(to_json(rec), indent=1) + "\n").encode()
+            if args.output:
+                write_bytes(args.output, out, inputs=[args.file], force=args.force)
+            else:
+                sys.stdout.buffer.write(out)
+                sys.stdout.flush()
         if rec.cut:                   # as colo replay says it: the export is partial too
             print(f"colo export: note: {args.file} is a cut recording ({rec.cut}): "
                   "exported what it holds", file=sys.stderr)
@@ -274,11 +278,24 @@ def capture(rec):
 
 
 def to_pcap(rec) -> bytes:
+    """The recording's pcap, as bytes (`write_pcap` into memory)."""
+    import io
+    buf = io.BytesIO()
+    write_pcap(rec, buf)
+    return buf.getvalue()
+
+
+def write_pcap(rec, fh) -> None:
+    """Write the recording's pcap to the binary file `fh` packet by packet, in time
+    order: beside the re-simulated session's wire bytes it holds one packet at a time
+    (a whole pcap built in memory took about 5× its size)."""
     if rec.header.get("imported"):
         raise ExportError("this recording was imported from a real capture: its bytes are in "
                           f"the capture itself ({rec.header.get('capture', 'the original pcap')})"
                           "; a pcap is made by re-simulating a session")
-    import io
+    import bisect
+    import heapq
+    from itertools import accumulate
 
     import dpkt
 
@@ -287,11 +304,9 @@ def to_pcap(rec) -> bytes:
     ip = b"\x7f\x00\x00\x01"
     port = {P2S: (PRIMARY_PORT, SECONDARY_PORT), S2P: (SECONDARY_PORT, PRIMARY_PORT)}
     isn = {P2S: PRIMARY_ISN, S2P: SECONDARY_ISN}
-    packets: list[tuple[float, int, bytes]] = []
-    order = iter(range(1 << 30))
 
-    def packet(ms: float, direction: str, seq: int, ack: int | None, flags: int,
-               payload: bytes = b"") -> None:
+    def packet(direction: str, seq: int, ack: int | None, flags: int,
+               payload: bytes = b"") -> bytes:
         sport, dport = port[direction]
         tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq & 0xFFFFFFFF,
                            ack=(ack or 0) & 0xFFFFFFFF,
@@ -299,48 +314,63 @@ def to_pcap(rec) -> bytes:
                            win=65535, data=payload)
         pkt = dpkt.ip.IP(src=ip, dst=ip, p=dpkt.ip.IP_PROTO_TCP, ttl=64, data=tcp)
         pkt.len = len(pkt)
-        eth = dpkt.ethernet.Ethernet(src=b"\x00" * 6, dst=b"\x00" * 6,
-                                     type=dpkt.ethernet.ETH_TYPE_IP, data=pkt)
-        packets.append((ms, next(order), bytes(eth)))
+        return bytes(dpkt.ethernet.Ethernet(src=b"\x00" * 6, dst=b"\x00" * 6,
+                                            type=dpkt.ethernet.ETH_TYPE_IP, data=pkt))
 
     other = {P2S: S2P, S2P: P2S}
-    arrivals = {P2S: [], S2P: []}                      # (arrival_ms, end offset)
+    # per direction, by arrival time: what the peer has received by then (a running
+    # maximum of the bytes delivered, for a bisect per packet)
+    arrived: dict[str, tuple[list[float], list[int]]] = {}
     sent = {P2S: 0, S2P: 0}
+    ends: dict[str, list[tuple[float, int]]] = {P2S: [], S2P: []}
     for _start, at, direction, data in pieces:
         sent[direction] += len(data)
-        arrivals[direction].append((at, sent[direction]))
+        ends[direction].append((at, sent[direction]))
+    for direction, pairs in ends.items():
+        pairs.sort(key=lambda p: p[0])
+        arrived[direction] = ([at for at, _ in pairs],
+                              list(accumulate((end for _, end in pairs), max)))
 
     def acked(direction: str, ms: float) -> int:
         """What the sender of `direction` has received from its peer by `ms`."""
-        got = max((end for at, end in arrivals[other[direction]] if at <= ms), default=0)
-        return isn[other[direction]] + 1 + got
+        times, got = arrived[other[direction]]
+        k = bisect.bisect_right(times, ms)
+        return isn[other[direction]] + 1 + (got[k - 1] if k else 0)
 
-    packet(0.0, P2S, isn[P2S], None, dpkt.tcp.TH_SYN)
-    packet(0.0, S2P, isn[S2P], isn[P2S] + 1, dpkt.tcp.TH_SYN)
-    packet(0.0, P2S, isn[P2S] + 1, isn[S2P] + 1, 0)
-    offset = {P2S: 0, S2P: 0}
-    last = {P2S: 0.0, S2P: 0.0}
     rate = sim.link.bytes_per_ms or 1.0
-    for start, _at, direction, data in pieces:
-        for pos in range(0, len(data), MSS):
-            chunk = data[pos:pos + MSS]
-            ms = start + pos / rate
-            packet(ms, direction, isn[direction] + 1 + offset[direction], acked(direction, ms),
-                   dpkt.tcp.TH_PUSH, chunk)
-            offset[direction] += len(chunk)
-            last[direction] = ms
+    last = {P2S: 0.0, S2P: 0.0}
+    offset = {P2S: 0, S2P: 0}
+
+    def data_packets(direction: str):
+        """(ms, piece, chunk, direction, payload position) of one direction, in time
+        order (a direction's pieces leave one after the other)."""
+        for n, (start, _at, d, data) in enumerate(pieces):
+            if d == direction:
+                for k, pos in enumerate(range(0, len(data), MSS)):
+                    yield start + pos / rate, n, k, d, data, pos
+
+    writer = dpkt.pcap.Writer(fh, linktype=dpkt.pcap.DLT_EN10MB)
+    # the handshake first (time 0, before any piece), then both directions merged by
+    # time, ties in the order the pieces were scheduled
+    writer.writepkt(packet(P2S, isn[P2S], None, dpkt.tcp.TH_SYN), ts=0.0)
+    writer.writepkt(packet(S2P, isn[S2P], isn[P2S] + 1, dpkt.tcp.TH_SYN), ts=0.0)
+    writer.writepkt(packet(P2S, isn[P2S] + 1, isn[S2P] + 1, 0), ts=0.0)
+    for ms, _n, _k, direction, data, pos in heapq.merge(data_packets(P2S), data_packets(S2P),
+                                                       key=lambda p: p[:3]):
+        chunk = data[pos:pos + MSS]
+        writer.writepkt(packet(direction, isn[direction] + 1 + offset[direction],
+                               acked(direction, ms), dpkt.tcp.TH_PUSH, chunk), ts=ms / 1000.0)
+        offset[direction] += len(chunk)
+        last[direction] = ms
     first = P2S if closer == "primary" else S2P
     fin_ms = max(close_ms, last[P2S], last[S2P])
     end = {d: isn[d] + 1 + offset[d] for d in (P2S, S2P)}
-    packet(fin_ms, first, end[first], end[other[first]], dpkt.tcp.TH_FIN)
     reply_ms = fin_ms + sim.link.latency_ms
-    packet(reply_ms, other[first], end[other[first]], end[first] + 1, dpkt.tcp.TH_FIN)
-    packet(reply_ms + sim.link.latency_ms, first, end[first] + 1, end[other[first]] + 1, 0)
-    buf = io.BytesIO()
-    writer = dpkt.pcap.Writer(buf, linktype=dpkt.pcap.DLT_EN10MB)
-    for ms, _, raw in sorted(packets):
-        writer.writepkt(raw, ts=ms / 1000.0)
-    return buf.getvalue()
+    for ms, direction, seq, ack, flags in (
+            (fin_ms, first, end[first], end[other[first]], dpkt.tcp.TH_FIN),
+            (reply_ms, other[first], end[other[first]], end[first] + 1, dpkt.tcp.TH_FIN),
+            (reply_ms + sim.link.latency_ms, first, end[first] + 1, end[other[first]] + 1, 0)):
+        writer.writepkt(packet(direction, seq, ack, flags), ts=ms / 1000.0)
 
 
 # ---------------------------------------------------------------- __main__
