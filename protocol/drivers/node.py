@@ -8,7 +8,9 @@ one event per line).  SIGTERM and SIGINT end the process cleanly (exit 0).
 The secondary listens (``--listen``) and takes the first connection as the
 COLO connection; the primary connects (``--connect``) and starts at once (as
 ``migrate`` with x-colo on would).  A guest shutdown or ``quit`` ends the
-process; the v11 secondary that "exits in default" exits with status 1.
+process; the v11 secondary that "exits in default" exits with status 1, and so
+does a secondary whose incoming migration fails before COLO runs (QEMU's "load
+of migration failed"); an error once COLO runs leaves it up, as QEMU does.
 
 Heartbeat (``heartbeat_ms``; beyond QEMU, off by default — QEMU has none and
 waits for the operator's x-colo-lost-heartbeat).  It never changes the COLO
@@ -375,6 +377,13 @@ class Node:
             self.request_quit("host-qmp-quit")
         if ep.state == "SHUTDOWN":
             self.request_quit("guest-shutdown", 1 if ep.exited else None)
+        elif self.role == "secondary" and ep.state == "ERROR" and \
+                ep.migration_status != "colo" and self._exit_error is None:
+            # QEMU (7.2 too) exits 1 when the incoming migration fails before COLO
+            # runs ("load of migration failed"), so the next primary to connect is
+            # refused instead of left hanging on a process that reads no more
+            self.exit_code, self._exit_error = 1, f"load of migration failed: {ep.error}"
+            self.request_quit("incoming-migration-failed", 1)
 
     def _log(self, ev) -> None:
         try:
