@@ -7,22 +7,19 @@ runs at exit and on SIGTERM/SIGHUP (turned into SystemExit by `install`)."""
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import signal
 import subprocess
 import threading
 
-PR_SET_PDEATHSIG = 1
+from protocol.pdeath import die_with_parent
+
 _children: list[subprocess.Popen] = []
 _lock = threading.Lock()
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:     # the lab died before prctl: do not linger
-        os._exit(1)
+    die_with_parent()         # (the lab died before it: the child does not linger)
     os.setpgid(0, 0)
 
 

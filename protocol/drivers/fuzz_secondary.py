@@ -305,14 +305,10 @@ def _node_summary(text: str) -> str:
 
 def _die_with_us() -> None:     # runs in the child between fork and exec
     """PR_SET_PDEATHSIG: a case's QEMU, proxy and node die with the fuzzer, however it
-    ends (a SIGTERM or SIGKILL of `colo fuzz-secondary` left the QEMU running)."""
-    import ctypes
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):       # not Linux: the finally of Runner.run only
-        return
-    if os.getppid() == 1:       # the fuzzer died before prctl
-        os._exit(1)
+    ends (a SIGTERM or SIGKILL of `colo fuzz-secondary` left the QEMU running); not
+    on Linux, the finally of Runner.run only."""
+    from protocol.pdeath import die_with_parent
+    die_with_parent()
 
 
 def _tail(text: str, n: int = 600) -> str:

@@ -12,6 +12,7 @@ are kept for the report (a few KB a seed: `colo explore` bounds N).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -90,12 +91,17 @@ def run(seeds: range, *, workers: int = 1, cluster: str | None = None,
     return report
 
 
-def _ignore_sigint() -> None:
+def _init_worker(owner: int) -> None:
     """A worker's initializer: ctrl+c reaches the whole process group, and the parent
     alone decides what it means (a worker's KeyboardInterrupt would come back as the
-    chunk's result)."""
+    chunk's result).  The worker ends with the swarm's process `owner`, however that
+    ends: a swarm killed with SIGKILL left its workers running, and with them the
+    pool's forkserver (their parent, which waits for them)."""
     import signal
+
+    from protocol.pdeath import exit_when_gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_when_gone(owner)
 
 
 def _end_workers(pool) -> None:
@@ -115,7 +121,7 @@ def _run_local(workers: int, work: Iterator[list[int]], collect, budget: Budget)
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     ctx = multiprocessing.get_context("forkserver")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                               initializer=_ignore_sigint)
+                               initializer=_init_worker, initargs=(os.getpid(),))
     try:
         pending = set()
         exhausted = False

@@ -61,3 +61,25 @@ def test_an_interrupted_swarm_reports_what_ran_and_leaves_no_worker(sig, to_grou
     assert 0 < report["seeds"] < 100_000, report
     assert took < 5, f"{took:.1f} s to stop (it waited for the chunks in flight)"
     assert not left, f"worker processes outlived the swarm: {left}"
+
+
+def test_a_swarm_killed_with_sigkill_leaves_no_worker(tmp_path):
+    """SIGKILL cannot be caught: the workers (children of the pool's forkserver,
+    which ends with the swarm) die through PR_SET_PDEATHSIG."""
+    p = subprocess.Popen([sys.executable, "-m", "colo_tui", "explore", "--swarm", "100000",
+                          "--workers", "2", "--json", "--repro-dir", str(tmp_path)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         cwd=ROOT, start_new_session=True)
+    try:
+        time.sleep(5)                       # the pool has started and seeds run
+        assert p.poll() is None
+        assert len(_group_left(p.pid, 0)) >= 3     # the swarm, a forkserver, workers
+        p.kill()
+        p.wait(10)
+        left = _group_left(p.pid, 10)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"worker processes outlived the swarm: {left}"
