@@ -406,12 +406,24 @@ def _death(sim, side: str) -> str:
     return f"DEAD: {ev.what or 'gone'}" + (f" ({why})" if why else "")
 
 
+def _so_far(sim, outcome: str) -> str:
+    """An unfinished session's outcome in words: one stopped before COLO ran, with
+    nothing gone wrong (no error, no death, no failover), is starting, not an error."""
+    from protocol.core import failover as fo
+    if outcome == "error" and not sim.hung and all(
+            sim.alive[s] and sim.eps[s].error is None and sim.eps[s].failover.state == fo.NONE
+            and not sim.eps[s].checkpoint for s in ("primary", "secondary")):
+        return "starting, COLO not running yet"
+    return outcome
+
+
 def _print_summary(s: dict, sim=None) -> None:
     print(f"dialect {s['dialect']}  mode {s['mode']}  seed {s['seed']}  "
           f"faults {', '.join(s['faults']) or '-'}")
     outcome = s["outcome"]
     if s.get("stopped_at_step_bound"):
-        outcome = f"unfinished (stopped at the step bound; so far: {outcome})"
+        so_far = outcome if sim is None else _so_far(sim, outcome)
+        outcome = f"unfinished (stopped at the step bound; so far: {so_far})"
     print(f"outcome: {outcome}   checkpoints committed: {s['checkpoints_committed']}   "
           f"virtual time {s['virtual_ms']:.1f} ms   steps {s['steps']}")
     if sim is not None and s.get("stopped_at_step_bound"):
@@ -595,7 +607,7 @@ def cmd_replay(args) -> int:
         # a session recorded before its end (a UI quit mid-run, a step bound) is not
         # called done: its outcome is the one so far
         outcome = summary["outcome"] if finished else \
-            f"unfinished at step {res.sim.steps} (so far: {summary['outcome']})"
+            f"unfinished at step {res.sim.steps} (so far: {_so_far(res.sim, summary['outcome'])})"
         print(f"{args.file}: replayed {res.events} events identically; outcome "
               f"{outcome}, {summary['checkpoints_committed']} checkpoints{cut}")
     else:

@@ -154,3 +154,22 @@ def test_respond_refuses_an_input_that_never_ends(tmp_path, capsys):
     assert code("respond", "--role", "secondary", "/dev/zero", "-o",
                 str(tmp_path / "o.bin")) == 1
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_a_session_stopped_before_colo_ran_is_starting_not_an_error(tmp_path, capsys):
+    """Recorded for one step (a UI quit at once): nothing went wrong, COLO had not
+    started yet; its replay said "so far: error"."""
+    rec = tmp_path / "one.colo.jsonl"
+    assert code("run", "--checkpoints", "5", "--max-steps", "1", "--record", str(rec)) == 1
+    capsys.readouterr()
+    assert code("replay", str(rec)) == 0
+    out = capsys.readouterr().out
+    assert "outcome unfinished at step 1 (so far: starting, COLO not running yet)" in out, out
+    # one cut just after a side died before its first checkpoint is not "starting"
+    bad = tmp_path / "bad.colo.jsonl"
+    code("run", "--fault", "kill-secondary@checkpoint-ready", "--checkpoints", "3",
+         "--max-steps", "4", "--record", str(bad))
+    capsys.readouterr()
+    assert code("replay", str(bad)) == 0
+    out = capsys.readouterr().out
+    assert "starting" not in out, out
