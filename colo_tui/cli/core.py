@@ -627,8 +627,8 @@ def cmd_faults(_args) -> int:
     print("points: " + ", ".join(faults.POINTS))
     print(f"colo lab only: {'|'.join(faults.CHANNEL_KINDS)}@"
           f"{'|'.join(faults.CHANNEL_POINTS)}#N  (a colo-compare channel; N: its Nth TCP "
-          "packet carrying data once the lab's client traffic starts; corrupt flips "
-          "bits in the last payload byte)")
+          "packet carrying data once the lab's client traffic starts; corrupt: "
+          f"{faults.CHANNEL_HELP['corrupt']})")
     print(f"colo lab --pair-fault: {'|'.join(faults.PAIR_KINDS)}@MESSAGE#N (the Nth such "
           f"COLO message in the primary's trace), partition=MS@MESSAGE#N (no byte "
           "crosses between the QEMUs for MS ms: migration, mirror, compare-in), "

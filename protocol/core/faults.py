@@ -63,6 +63,8 @@ PROCESS_KINDS = tuple(k for k in KINDS if k not in LINK_KINDS and k not in STEP_
 #: the faults its packet relay applies on them
 CHANNEL_POINTS = ("primary-in", "compare-in", "compare-out", "mirror")
 CHANNEL_KINDS = ("drop", "delay", "corrupt", "duplicate")
+#: what a kind does to a channel's packet where it differs from KINDS' words for the link
+CHANNEL_HELP = {"corrupt": "flip bits in the packet's last payload byte"}
 #: `colo lab --pair-fault` on the real QEMU pair (colo_tui/lab/pairfaults.py): the
 #: process faults at a COLO message (#N: its Nth occurrence in the primary's trace),
 #: and the NBD link (close@nbd#N: the secondary's NBD server stops after the Nth

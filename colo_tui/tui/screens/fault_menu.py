@@ -93,6 +93,8 @@ class FaultMenu(ModalScreen[str | None]):
     def _update(self, _event=None) -> None:
         kind = str(self.query_one("#fault-kind", Select).value)
         want, help_ = fl.KINDS.get(kind, (None, ""))
+        if self.channels:               # a colo-compare channel's packet, not the link
+            help_ = fl.CHANNEL_HELP.get(kind, help_)
         self.query_one("#fault-arg", Input).disabled = want is None
         self.query_one("#fault-help", Label).update(
             f"{kind}: {help_}" + (f" (ARG: {want})" if want else ""))
