@@ -100,8 +100,8 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("failover-primary", "The primary dies: the secondary takes over",
            dict(_CKPT), (
         Beat("Let one checkpoint commit first.", ("primary/checkpoint:commit",)),
-        Beat("Now kill the primary (k with the primary selected, or type it).",
-             ("failover:completed",), do="kill primary", key="k"),
+        Beat("Now kill the primary.",
+             ("failover:completed",), do="kill primary", key="k, the primary selected"),
         Beat("The secondary's failover went none → require → active → completed: it "
              "resumes from its last whole checkpoint and serves the clients.",
              ("end",)),
@@ -110,8 +110,8 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("failover-secondary", "The secondary dies: the primary carries on alone",
            dict(_CKPT), (
         Beat("Let one checkpoint commit first.", ("primary/checkpoint:commit",)),
-        Beat("Now kill the secondary (select it with o, then k; or type it).",
-             ("primary/colo-exit",), do="kill secondary", key="k"),
+        Beat("Now kill the secondary.",
+             ("primary/colo-exit",), do="kill secondary", key="o to select it, then k"),
         Beat("The primary left COLO (COLO_EXIT) and keeps serving, unprotected.",
              ("end",)),
     ), promises=("primary/colo-exit", "primary/failover:completed"), outcome="failover",
@@ -132,9 +132,8 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("split-brain", "Split brain: two primaries",
            dict(guest="null", checkpoints=4), (
         Beat("Let COLO run.", ("primary/checkpoint:commit",)),
-        Beat("Give x-colo-lost-heartbeat to the secondary while the primary is alive "
-             "(h with the secondary selected, or type it).", ("end",),
-             do="heartbeat secondary", key="h"),
+        Beat("Give x-colo-lost-heartbeat to the secondary while the primary is alive.",
+             ("end",), do="heartbeat secondary", key="o to select the secondary, then h"),
         Beat("Both VMs now run and serve: COLO's premise (only one side decides it is "
              "alone) was broken by the operator.", ()),
     ), outcome="split-brain",
@@ -160,10 +159,10 @@ LESSONS: tuple[Lesson, ...] = (
         recap="Without the secondary's answer, a packet leaves at the next checkpoint."),
     Lesson("reprotect", "Re-protect: COLO again after a failover", dict(_CKPT), (
         Beat("Let one checkpoint commit first.", ("primary/checkpoint:commit",)),
-        Beat("Now kill the primary (k with the primary selected, or type it).",
-             ("failover:completed",), do="kill primary", key="k"),
-        Beat("The secondary serves alone: nothing protects it now. Re-protect it (p, or "
-             "type it): a new secondary starts and the survivor migrates to it with x-colo.",
+        Beat("Now kill the primary.",
+             ("failover:completed",), do="kill primary", key="k, the primary selected"),
+        Beat("The secondary serves alone: nothing protects it now. Re-protect it: "
+             "a new secondary starts and the survivor migrates to it with x-colo.",
              ("reprotect",), do="reprotect", key="p"),
         Beat("The survivor is the primary of the new pair: it stops and sends a whole "
              "initial migration; the new secondary loads it.",
