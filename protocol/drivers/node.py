@@ -66,6 +66,17 @@ class NodeError(ColoError):
     """A clear, one-line startup error (port in use, connection refused …)."""
 
 
+def _why(exc: OSError) -> str:
+    """An OSError's reason, without the address a bind error repeats (socket's
+    "… (while attempting to bind on address ('127.0.0.1', P))", asyncio's "error
+    while attempting to bind on address …: …"): the message names it already.  A
+    reason of our own (a QMP path that "is a regular file") is kept."""
+    why = exc.strerror or str(exc)
+    if "while attempting to bind" in why and exc.errno:
+        return os.strerror(exc.errno)
+    return why
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     # (ASCII digits: str.isdigit takes '٣', and int() reads it as 3)
@@ -217,9 +228,8 @@ class Node:
                 try:
                     await self.qmp.start()
                 except OSError as exc:
-                    why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
                     raise NodeError(f"cannot open the QMP socket {self.qmp_address}: "
-                                    f"{why}") from None
+                                    f"{_why(exc)}") from None
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_quit, "host-signal")
             self._node_event("node", what="started", loop=loop_name(loop),
@@ -300,10 +310,7 @@ class Node:
             self._lsock = socket.create_server(
                 (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         except OSError as exc:
-            # (socket.create_server's strerror repeats the address: "… (while attempting
-            # to bind on address ('127.0.0.1', P))")
-            why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
-            raise NodeError(f"cannot listen on {host}:{port}: {why}") from None
+            raise NodeError(f"cannot listen on {host}:{port}: {_why(exc)}") from None
         self._lsock.setblocking(False)
 
     def listen_address(self):
