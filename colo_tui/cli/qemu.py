@@ -19,7 +19,6 @@ from colo_tui.session.argtypes import (
     host_port,
     int_in,
     nonempty_path,
-    nonneg_int,
 )
 
 #: --idle-ticks above this is refused (each tick is a timer the primary may fire)
@@ -52,8 +51,9 @@ def add_parsers(subparsers) -> None:
     rsp.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
     rsp.add_argument("--role", choices=("secondary", "primary"), required=True)
     rsp.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
-    rsp.add_argument("--heartbeat-after", type=nonneg_int, metavar="N",
-                     help="x-colo-lost-heartbeat right after checkpoint N is committed")
+    rsp.add_argument("--heartbeat-after", type=int_in(1), metavar="N",
+                     help="x-colo-lost-heartbeat right after checkpoint N (1 or more) is "
+                          "committed")
     rsp.add_argument("--checkpoint-delay", type=checkpoint_delay_ms, default=1000, metavar="MS",
                      help="primary: x-checkpoint-delay (default 1000, as in run1)")
     rsp.add_argument("--idle-ticks", type=int_in(0, MAX_IDLE_TICKS), default=1, metavar="K",
