@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -151,3 +152,16 @@ def stall_report(proc: subprocess.Popen) -> str:
         except (OSError, subprocess.TimeoutExpired):
             lines.append("(gdb did not answer in 30 s)")
     return "\n".join(lines) or f"(no /proc entry for pid {proc.pid})"
+
+
+def kill_leftovers(proc: subprocess.Popen, pids) -> None:
+    """A test's cleanup: `proc` (a colo command) and the processes it started (`pids`)
+    killed with SIGKILL, whatever the test found."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from protocol.record.template_source import save_template, template_from_capture
-from tests.qemu._qemu import REAL_QEMU
+from tests.qemu._qemu import REAL_QEMU, kill_leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = REAL_QEMU
@@ -67,11 +67,4 @@ def test_a_stopped_fuzzer_leaves_no_qemu(tmp_path, run1, artifacts, sig):
             assert "Traceback" not in err, err
             assert "stopped; the logs of the cases so far are in" in err, err
     finally:
-        if fuzz.poll() is None:
-            fuzz.kill()
-            fuzz.wait(timeout=10)
-        for q in qemus:
-            try:
-                os.kill(q, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_leftovers(fuzz, qemus)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu._qemu import REAL_QEMU
+from tests.qemu._qemu import REAL_QEMU, kill_leftovers
 from tests.qemu.test_lab import _guest_missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,11 +58,4 @@ def test_a_lab_stopped_during_the_guests_boot_ends_at_once(tmp_path, sig):
         assert left == [], f"children outlived the lab: {left}"
         assert list(Path("/run/netns").glob(f"colo-lab-{lab.pid}-*")) == []
     finally:
-        if lab.poll() is None:
-            lab.kill()
-            lab.wait(timeout=10)
-        for k in kids:
-            try:
-                os.kill(k, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_leftovers(lab, kids)
