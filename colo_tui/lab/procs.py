@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 
-from protocol.pdeath import die_with_parent
+from protocol.sim.pdeath import die_with_parent
 
 _children: list[subprocess.Popen] = []
 _lock = threading.Lock()

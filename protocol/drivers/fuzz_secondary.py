@@ -307,7 +307,7 @@ def _die_with_us() -> None:     # runs in the child between fork and exec
     """PR_SET_PDEATHSIG: a case's QEMU, proxy and node die with the fuzzer, however it
     ends (a SIGTERM or SIGKILL of `colo fuzz-secondary` left the QEMU running); not
     on Linux, the finally of Runner.run only."""
-    from protocol.pdeath import die_with_parent
+    from protocol.sim.pdeath import die_with_parent
     die_with_parent()
 
 

@@ -99,7 +99,7 @@ def _init_worker(owner: int) -> None:
     pool's forkserver (their parent, which waits for them)."""
     import signal
 
-    from protocol.pdeath import exit_when_gone
+    from protocol.sim.pdeath import exit_when_gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_when_gone(owner)
 

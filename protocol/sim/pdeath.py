@@ -1,4 +1,5 @@
-"""A child process that dies with its parent (Linux's PR_SET_PDEATHSIG).
+"""Processes that die with another one: with their parent (Linux's PR_SET_PDEATHSIG), or
+with any process (a pidfd); here beside the swarm's process pool, which uses it.
 
 For children that must not outlive the process that started them, however it ends,
 SIGKILL included: QEMUs and helpers of the lab and the fuzzer, the swarm's workers.
