@@ -211,12 +211,18 @@ class ColoApp(App):
                 for b in self.BINDINGS
                 if not (live and b.action.split("(")[0] in self.NEW_SESSION_ACTIONS)]
 
-    def _live_refuses(self, what: str) -> bool:
-        """On a live session: say at once that `what` (a new simulated session) is not
-        for it, instead of asking to discard the session and then refusing."""
-        if not self.controller.live:
+    def _live_refuses(self, action) -> bool:
+        """On a live session, an action that would start a new simulated one says at
+        once that it is not for it (instead of asking to discard the session, then
+        refusing): one check for every key, click and palette line."""
+        if not isinstance(action, str) or not self.controller.live:
+            return False
+        from textual.actions import parse
+        _ns, name, params = parse(action)
+        if name not in self.NEW_SESSION_ACTIONS:
             return False
         from colo_tui.session.control import live_refusal
+        what = f"scenario {params[0]}" if name == "preset" and params else name
         self.bridge.changed(f"⚠ {what}: {live_refusal('restart')}")
         return True
 
@@ -228,6 +234,8 @@ class ColoApp(App):
             self._begin()
             if self._bridge is None:            # it failed to start: the app is exiting
                 return True
+        if self._live_refuses(action):
+            return True
         try:
             return await super().run_action(action, default_namespace, namespaces)
         except Exception as exc:
@@ -434,8 +442,6 @@ class ColoApp(App):
         self._discarding(what, lambda: self.bridge.restart(notice, **changes))
 
     def action_dialect(self) -> None:
-        if self._live_refuses("dialect"):
-            return
         from protocol.core import dialects
         names = [(d.name, f"{d.name:<10} {d.title}") for d in
                  (dialects.get(n) for n in ("qemu", "v11", "prototype"))]
@@ -444,22 +450,16 @@ class ColoApp(App):
                              f"dialect {name}", f"dialect {name}: new session", dialect=name))
 
     def action_mode(self) -> None:
-        if self._live_refuses("mode"):
-            return
         mode = "hybrid" if self.controller.config.mode == "periodic" else "periodic"
         self._restart_asking(f"mode {mode}", f"mode {mode}: new session", mode=mode)
 
     def action_guest(self) -> None:
-        if self._live_refuses("guest"):
-            return
         guest = "null" if self.controller.config.guest == "model" else "model"
         what = ("the guest model: RAM, packets, disk" if guest == "model"
                 else "the null guest: the control protocol alone")
         self._restart_asking(f"{guest} guest", f"{what}: new session", guest=guest)
 
     def action_lesson(self) -> None:
-        if self._live_refuses("lessons"):
-            return
         from colo_tui.commands.lessons import LESSONS
 
         def chosen(name: str | None) -> None:
@@ -472,8 +472,6 @@ class ColoApp(App):
                          chosen)
 
     def action_preset(self, key: str) -> None:
-        if self._live_refuses(f"scenario {key}"):
-            return
         p = screens.BY_KEY[key]
         self._restart_asking(f"scenario {key} ({p.title})",
                              f"scenario {key}: {p.title} ({p.section}) — {p.what}",
