@@ -508,7 +508,9 @@ def cmd_decode(args) -> int:
     except OSError as exc:
         print(f"colo decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
-    dec = Decoder(d, args.sender, expect_initial=args.initial)
+    # a message the other side sends is an error here (the endpoints let their role
+    # machine report it, as QEMU does)
+    dec = Decoder(d, args.sender, expect_initial=args.initial, check_direction=True)
     offset, head = 0, b""
     try:
         with fh:
@@ -525,6 +527,10 @@ def cmd_decode(args) -> int:
         if head == b"QEVM" and not args.initial and dec.bytes_consumed == 0:
             hint = (" (the stream starts with QEVM, a migration stream's magic: give "
                     "--initial for a primary's stream that starts with the initial migration)")
+        elif dec.bytes_consumed == 0 and d.senders.get(
+                d.names.get(exc.offending)) not in (None, "none", args.sender):
+            other = "secondary" if args.sender == "primary" else "primary"
+            hint = f" (the first message is the {other}'s: give --from {other}?)"
         print(f"colo decode: at byte {dec.bytes_consumed}: {exc}{hint}", file=sys.stderr)
         return 1
     if cut := stream_end_error(dec):

@@ -5,7 +5,9 @@ at the very start of the primary's direction when asked, `InitialStream` —
 whatever way the bytes are split ("need more data" is `None`).  It checks
 what QEMU checks at the byte level (an id out of range, a stream that ends in
 the middle of a message, a size beyond the limit); whether a message is the
-*expected* one is the role machines' business.  Buffers are bounded.
+*expected* one is the role machines' business.  With ``check_direction`` it also
+refuses a message the other side sends (`colo decode`); off, such an id in range
+goes on to the role machine, as in QEMU.  Buffers are bounded.
 """
 from __future__ import annotations
 
@@ -37,11 +39,20 @@ class Decoder:
                  expect_initial: bool = False,
                  max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-                 on_initial_page=None, keep_records: bool = True) -> None:
+                 on_initial_page=None, keep_records: bool = True,
+                 check_direction: bool = False) -> None:
         if sender not in ("primary", "secondary"):
             raise ValueError(f"sender must be primary or secondary, not {sender!r}")
         self.dialect = dialect
         self.sender = sender
+        #: True: a message only the other side sends (or neither: v11's invalid) is a
+        #: DecodeError naming it and the direction.  Off for the endpoints and the
+        #: proxy: QEMU checks only the range, so a wrong-direction id in range reaches
+        #: the role machine as an unexpected message ("Unexpected COLO message 0,
+        #: expected 1"), as in a dialect mismatch or an ``unexpected=`` fault
+        self.check_direction = check_direction
+        self._frames = dialect.frames_by_sender[sender] if check_direction \
+            else dialect.frames
         self.max_blob_bytes = max_blob_bytes
         self.max_pending_bytes = max_pending_bytes
         self._buf = bytearray()
@@ -198,9 +209,13 @@ class Decoder:
         avail = len(buf) - pos
         if avail < width:
             return None
-        frame = d.frames.get(bytes(buf[pos:pos + width]))
+        frame = self._frames.get(bytes(buf[pos:pos + width]))
         if frame is None:
             msg_id = int.from_bytes(buf[pos:pos + width], "big")
+            other = d.frames.get(bytes(buf[pos:pos + width]))
+            if other is not None:       # in range, but the other side's (check_direction)
+                raise DecodeError(d.direction_error(other[0], self.sender),
+                                  state="receive", offending=msg_id)
             text, hint = _invalid_text(d, msg_id)
             raise DecodeError(text, state="receive", offending=msg_id, hint=hint)
         name, need, msg = frame

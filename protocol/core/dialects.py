@@ -74,6 +74,12 @@ class Dialect:
     #: the message itself when it carries no value — one immutable singleton — else None)
     frames: dict[bytes, tuple[str, int, m.Message | None]] = field(
         init=False, repr=False, compare=False)
+    #: who sends each message (PROTOCOL.md §2: the same in every dialect;
+    #: ``none`` for v11's ``invalid``, which neither side sends)
+    senders: dict[str, str] = field(init=False, repr=False, compare=False)
+    #: {sender: the part of ``frames`` that side sends}: a decoder that checks the
+    #: direction looks its opcodes up here
+    frames_by_sender: dict[str, dict] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", {v: k for k, v in self.ids.items()})
@@ -88,6 +94,11 @@ class Dialect:
             else:
                 frames[op] = (name, width, m.Message(name, 0, msg_id, op))
         object.__setattr__(self, "frames", frames)
+        senders = {name: m.SENDER[name] for name in self.ids}
+        object.__setattr__(self, "senders", senders)
+        object.__setattr__(self, "frames_by_sender", {
+            side: {op: f for op, f in frames.items() if senders[f[0]] == side}
+            for side in ("primary", "secondary")})
 
     # -- ids ----------------------------------------------------------------
     @property
@@ -142,6 +153,15 @@ class Dialect:
         if value is not None:
             return head + _BE64.pack(value)
         return head
+
+    def direction_error(self, name: str, sender: str) -> str:
+        """Why ``sender`` cannot send ``name`` in this dialect (the error's words)."""
+        who = self.senders.get(name, "none")
+        if who == "none":
+            return (f"{self.label(name)} is sent by neither side in the {self.name} "
+                    f"dialect, yet it came from the {sender}")
+        return (f"{self.label(name)} is sent by the {who} in the {self.name} dialect, "
+                f"not by the {sender}")
 
     def has_value(self, name: str) -> bool:
         return self.value_on_every_message or name == m.VMSTATE_SIZE
