@@ -69,13 +69,11 @@ class QmpClient:
         self.timeout = timeout
         self._sock = _connect(address, timeout)
         self._buf = bytearray()
+        self._closed = False
         self._events: deque[dict] = deque(maxlen=10_000)
         self._next_id = 0
         try:
-            greeting = self._read_message()
-            if "QMP" not in greeting:
-                raise QmpClientError(f"{address} did not greet like QMP: {str(greeting)[:80]}")
-            self.greeting = greeting["QMP"]
+            self.greeting = self._greet()
             self.execute("qmp_capabilities")
         except (QmpClientError, QmpCommandError) as exc:
             self.close()
@@ -83,8 +81,57 @@ class QmpClient:
                 raise QmpClientError(f"{address}: qmp_capabilities failed: {exc}") from None
             raise
 
+    # -- the greeting ---------------------------------------------------------
+    #: how much of what a non-QMP service sent is quoted
+    QUOTE_CHARS = 60
+
+    def _greet(self) -> dict:
+        """The server's greeting's ``QMP`` member, or a QmpClientError that says the
+        address did not greet as a QMP server and, briefly, what it sent instead.  A QMP
+        server (QEMU's -qmp, `colo node --qmp`) sends {"QMP": …} to every client at once;
+        an HTTP port waits for the client to speak first, ssh sends its banner."""
+        where = self.address if self.name == self.address else f"{self.name}: {self.address}"
+        not_qmp = f"{where} did not greet as a QMP server"
+        raw = bytearray()
+        try:
+            greeting = self._read_message(raw=raw)
+        except QmpTimeout:
+            if raw:
+                raise QmpClientError(f"{not_qmp}: it sent {self._quote(raw)} (a QMP server "
+                                     'sends {"QMP": …} at once; another service listens '
+                                     "there?)") from None
+            raise QmpClientError(
+                f"{not_qmp}: it sent nothing within {self.timeout:g} s (a QMP server sends "
+                '{"QMP": …} at once: another service listens there, e.g. HTTP, which '
+                "waits for the client to speak first? or a QEMU whose QMP socket already "
+                "has a client: it serves one at a time)") from None
+        except QmpClientError:
+            if not raw:
+                raise QmpClientError(f"{not_qmp}: it closed the connection without a "
+                                     "word") from None
+            raise QmpClientError(f"{not_qmp}: it sent {self._quote(raw)}"
+                                 + (" and closed the connection" if self._closed else "")
+                                 + " (another service listens there?)") from None
+        qmp = greeting.get("QMP")
+        if not isinstance(qmp, dict):
+            raise QmpClientError(f"{not_qmp}: it sent {self._quote(raw)} (JSON, but no "
+                                 '{"QMP": …} greeting)')
+        return qmp
+
+    @classmethod
+    def _quote(cls, raw: bytes) -> str:
+        """The first line of `raw`, printable, quoted and cut to QUOTE_CHARS."""
+        line = bytes(raw).split(b"\n", 1)[0].rstrip(b"\r")
+        text = line.decode("utf-8", "replace")
+        text = "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+        cut = len(text) > cls.QUOTE_CHARS or b"\n" in bytes(raw).rstrip(b"\r\n")
+        return repr(text[:cls.QUOTE_CHARS]) + (" …" if cut else "")
+
     # -- io -------------------------------------------------------------------
-    def _read_message(self, timeout: float | None = None, deadline: float | None = None) -> dict:
+    def _read_message(self, timeout: float | None = None, deadline: float | None = None,
+                      raw: bytearray | None = None) -> dict:
+        """The next JSON object from the server (`raw`, if given, collects the first
+        bytes received meanwhile, for the greeting's diagnosis)."""
         if deadline is None:
             deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
@@ -114,7 +161,10 @@ class QmpClient:
             except OSError as exc:
                 raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
             if not chunk:
+                self._closed = True
                 raise QmpClientError(f"{self.name}: the QMP connection closed")
+            if raw is not None and len(raw) < 4 * self.QUOTE_CHARS:
+                raw += chunk[:4 * self.QUOTE_CHARS]
             self._buf += chunk
 
     def execute(self, command: str, arguments: dict | None = None) -> object:
