@@ -44,10 +44,18 @@ def add_parsers(subparsers) -> None:
     imp.set_defaults(func=cmd_import)
 
     rsp = subparsers.add_parser("respond", help="feed one direction of a capture to the "
-                                "testbed's own endpoint and write what it answers")
+                                "testbed's own endpoint and write what it answers",
+                                description="Feed one direction of a capture to the "
+                                "testbed's own endpoint and write what it answers. Input the "
+                                "endpoint rejects (bad bytes, an unexpected message, a cut "
+                                "stream) is named with its byte offset on stderr, exit 1; "
+                                "OUTPUT then holds what the endpoint answered before it "
+                                "(a real peer would have sent that much too), and the "
+                                "summary line says it stops there.")
     rsp.add_argument("input", type=nonempty_path, metavar="INPUT.bin")
     rsp.add_argument("-o", "--output", type=nonempty_path, required=True, metavar="OUTPUT.bin",
-                     help="never INPUT; an existing file only with --force")
+                     help="what the endpoint answered (up to an error in the input, if "
+                          "any); never INPUT; an existing file only with --force")
     rsp.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
     rsp.add_argument("--role", choices=("secondary", "primary"), required=True)
     rsp.add_argument("--dialect", choices=("qemu", "v11", "prototype"), default="qemu")
@@ -255,10 +263,15 @@ def cmd_respond(args) -> int:
     ep = make_endpoint(args.role, dialect, initial_stream=dialect.initial_migration,
                        checkpoint_delay_ms=args.checkpoint_delay)
     out, sent, now = bytearray(), [], 0.0
+    item_start = _track_item_starts(ep.decoder)
+    rejected_at: int | None = None       # the input's byte where the endpoint failed
 
     def collect() -> None:
+        nonlocal rejected_at
         out.extend(ep.data_to_send())
         sent.extend(e.msg for e in ep.take_events() if type(e) is Send)
+        if rejected_at is None and ep.state == "ERROR":
+            rejected_at = item_start[0]
 
     hb = args.heartbeat_after
     ep.start(now)
@@ -301,18 +314,41 @@ def cmd_respond(args) -> int:
         return _fail(str(exc), 2)
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    rejected = bool(ep.error and (hb is None or ep.state == "ERROR"))
+    at = f"at byte {rejected_at}: " if rejected and rejected_at is not None else ""
     if args.json:
         print(json.dumps({"role": args.role, "bytes": len(out), "messages": sent,
                           "checkpoints": ep.checkpoint, "state": ep.state,
-                          "error": ep.error}))
+                          "error": ep.error, "error_offset": rejected_at if rejected else None,
+                          "complete": not rejected and not cut}))
     else:
+        stop = ""
+        if rejected or cut:     # the file is not a whole answer: say so beside its size
+            why = f"rejected the input {at}".rstrip(": ") if rejected else \
+                "found the input cut"
+            stop = f" (only what the {args.role} sent before it {why})"
         print(f"{args.output}: {len(out)} bytes, {len(sent)} messages, "
-              f"{ep.checkpoint} checkpoints committed, final state {ep.state}")
-    if ep.error and (hb is None or ep.state == "ERROR"):
-        return _fail(f"the {args.role} endpoint rejected the input: {ep.error}")
+              f"{ep.checkpoint} checkpoints committed, final state {ep.state}{stop}")
+    if rejected:
+        return _fail(f"{args.input}: {at}the {args.role} endpoint rejected the input: "
+                     f"{ep.error}")
     if cut:
         return _fail(f"{args.input}: {cut}")
     return 0
+
+
+def _track_item_starts(dec) -> list[int]:
+    """[the input offset where the item the decoder reads now begins]: kept up to date
+    as the endpoint reads, so a rejection names the bytes it rejected (a bad id, the
+    unexpected message, the part that failed) rather than how far the reading got."""
+    where = [0]
+    inner = dec._next_item      # what the endpoint's read loop calls, once per item
+
+    def next_item():
+        where[0] = dec.bytes_consumed
+        return inner()
+    dec._next_item = next_item
+    return where
 
 
 def _fire_timer(ep, now: float) -> float:
