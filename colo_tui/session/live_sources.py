@@ -340,17 +340,37 @@ class _QmpSide:
 
 
 class QmpFeed(_Source):
-    """Two running processes through their QMP sockets: polled statuses, live events."""
+    """Two running processes through their QMP sockets: polled statuses, live events.
+
+    An event is stamped with its own QMP ``timestamp`` (the host's wall clock when the
+    process emitted it), not when this thread picked it up: one that arrived during a
+    status poll was read only after the next poll, up to POLL_S late, and shown after
+    later events.  What each round reads (both sides' events, the statuses it polled,
+    the operator's commands) is held and put in time order; an item is published once
+    both sides have been read past its time (HOLD_MS of slack for the way there), so
+    that a later round cannot bring an earlier event.  A timestamp later than the
+    event's arrival (another host's clock ahead of ours) is taken as its arrival."""
 
     name = "attach"
     POLL_S = 0.25
+    #: an event emitted this long before a side was last read may still be on its way
+    HOLD_MS = 20.0
 
     def __init__(self, config, qmp_primary: str, qmp_secondary: str) -> None:
+        import time
         super().__init__(config)
         self.addresses = (qmp_primary, qmp_secondary)
         self.dialect = dialects.get(config.dialect)
         self.views = {s: _QmpSide(s) for s in SIDES}
         self._commands: queue.Queue = queue.Queue()
+        #: the wall clock (QMP's timestamps) at t0, the session's time 0
+        self.wall0 = time.time() - (time.monotonic() - self.t0)
+        #: events read but not yet published: (t_ms, order read, event)
+        self._held: list[tuple[float, int, Event]] = []
+        self._order = 0
+        self._holding = True
+        #: when each side's QMP stream was last read to its end (session ms)
+        self._read_to = {s: 0.0 for s in SIDES}
         from colo_tui.session.attach import LivePair
         self.pair = LivePair(*self.addresses)     # fails here, clearly, if unreachable
 
@@ -360,6 +380,7 @@ class QmpFeed(_Source):
             while not self.done.is_set():
                 self._read_events()
                 self._poll()
+                self._release()
                 if all(v.gone for v in self.views.values()):
                     break                   # nothing left to watch
                 try:
@@ -369,6 +390,8 @@ class QmpFeed(_Source):
                 self._run_command(what, args, done)
                 time.sleep(0)
         finally:
+            self._release(everything=True)
+            self._holding = False
             self.pair.close()
             while not self._commands.empty():        # nobody waits for ever
                 self._commands.get_nowait()[2].set_exception(
@@ -393,22 +416,64 @@ class QmpFeed(_Source):
                                                f"({self.addresses[SIDES.index(side)]}) "
                                                f"closed: {why}"}))
 
+    # -- events in time order ---------------------------------------------------------
+    def put(self, ev: Event) -> None:
+        """Hold `ev` until `_release` puts it in time order (once the loop has ended,
+        publish it: the source's own last word)."""
+        if not self._holding:
+            super().put(ev)
+            return
+        self._order += 1
+        self._held.append((ev.t_ms, self._order, ev))
+
+    def _release(self, *, everything: bool = False) -> None:
+        """Publish, in time order, the held events that no later read can precede:
+        those before the moment every answering side was last read to (less HOLD_MS);
+        all of them once the attach ends or no side answers."""
+        if not self._held:
+            return
+        marks = [self._read_to[s] for s, _c in self._answering()]
+        until = min(marks) - self.HOLD_MS if marks and not everything else float("inf")
+        self._held.sort(key=lambda item: item[:2])
+        n = next((i for i, item in enumerate(self._held) if item[0] > until),
+                 len(self._held))
+        out, self._held = self._held[:n], self._held[n:]
+        for _t, _o, ev in out:
+            self.publish((ev,))
+
+    def _stamp(self, e: dict, arrived_ms: float) -> float:
+        """The session time of QMP event `e`: its own timestamp (at most `arrived_ms`,
+        when it was read), or `arrived_ms` when it has none."""
+        ts = e.get("timestamp")
+        if isinstance(ts, dict):
+            sec, usec = ts.get("seconds"), ts.get("microseconds")
+            if (type(sec) is int and type(usec) is int and sec >= 0
+                    and 0 <= usec < 1_000_000):
+                return min(arrived_ms, (sec - self.wall0) * 1000.0 + usec / 1000.0)
+        return arrived_ms
+
+    def _take(self, side: str, c, wait: float = 0.0) -> None:
+        """Read `side`'s stream to its end: its events, stamped, held."""
+        evs = c.events(wait=wait)
+        arrived = self._read_to[side] = self.now_ms()
+        for e in evs:
+            self.put(_qmp_event(self._stamp(e, arrived), side, e))
+
     def _read_events(self) -> None:
         from protocol.drivers.qmpclient import QmpClientError
         for side, c in self._answering():
             try:
-                evs = c.events(wait=0.05)
+                self._take(side, c, wait=0.05)
             except QmpClientError as exc:
                 self._lose(side, exc)
-                continue
-            for e in evs:
-                self.put(_qmp_event(self.now_ms(), side, e))
 
     def _poll(self) -> None:
         from protocol.drivers.qmpclient import QmpClientError
-        for side, _c in self._answering():
+        for side, c in self._answering():
             try:
                 st = self.pair.side_status(side)
+                at = self.now_ms()
+                self._take(side, c)     # the events that came in with the answers
             except QmpClientError as exc:
                 self._lose(side, exc)
                 continue
@@ -418,7 +483,7 @@ class QmpFeed(_Source):
             if new != old:
                 view.run_state, view.migration, view.colo = new
                 view.state = new[1] or view.state
-                self.put(Event(self.now_ms(), side, "status",
+                self.put(Event(at, side, "status",
                                {"run": new[0], "migration": new[1], **new[2]}))
 
     def sides(self) -> tuple[SideStatus, SideStatus]:
@@ -463,10 +528,12 @@ class QmpFeed(_Source):
                 self._lose(side, exc)
             self.put(Event(self.now_ms(), "operator", "qmp-error",
                            {"command": what, "error": getattr(exc, "desc", str(exc))}))
+            self._release()
             done.set_exception(exc)
             return
         try:
             self._poll()
+            self._release()
         finally:
             done.set_result(None)
 

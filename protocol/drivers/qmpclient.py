@@ -167,6 +167,26 @@ class QmpClient:
                 raw += chunk[:4 * self.QUOTE_CHARS]
             self._buf += chunk
 
+    def _pull_nowait(self) -> None:
+        """The bytes that have arrived, into the buffer, without waiting (an EOF is left
+        for the next read to report, after the messages before it)."""
+        self._sock.setblocking(False)
+        try:
+            for _ in range(64):
+                if len(self._buf) > MAX_LINE_BYTES:
+                    return
+                try:
+                    chunk = self._sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    raise QmpClientError(f"{self.name}: {exc.strerror or exc}") from None
+                if not chunk:
+                    return
+                self._buf += chunk
+        finally:
+            self._sock.settimeout(self.timeout)
+
     def execute(self, command: str, arguments: dict | None = None) -> object:
         self._next_id += 1
         ident = self._next_id
@@ -195,7 +215,8 @@ class QmpClient:
             return reply.get("return")
 
     def events(self, wait: float = 0.0) -> list[dict]:
-        """Events received so far (waiting up to ``wait`` seconds for a first one)."""
+        """Events received so far (waiting up to ``wait`` seconds for a first one), and
+        every one that has arrived by now, not only the first: a burst is taken whole."""
         if not self._events:
             try:
                 msg = self._read_message(timeout=max(wait, 0.001))
@@ -203,6 +224,13 @@ class QmpClient:
                     self._events.append(msg)
             except QmpTimeout:
                 pass
+        self._pull_nowait()
+        for _ in range(self._events.maxlen or 0):
+            if b"\n" not in self._buf:
+                break
+            msg = self._read_message(deadline=time.monotonic())     # a whole line is there
+            if "event" in msg:
+                self._events.append(msg)
         out = list(self._events)
         self._events.clear()
         return out
