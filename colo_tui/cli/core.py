@@ -23,7 +23,7 @@ from colo_tui.session.argtypes import (
     workloads,
 )
 from protocol.core import dialects
-from protocol.core.events import EventKind
+from protocol.core.events import EventKind, ReprotectRefused
 from protocol.errors import ColoError, DecodeError, OutputFileError, RecordingError
 
 
@@ -298,6 +298,10 @@ def cmd_run(args) -> int:
     sim.keep_events = sim.target <= KEEP_EVENTS_MAX_CHECKPOINTS
     wire_log = _WireLog()
     sim.on_event = wire_log
+    refused: dict[str, str] = {}        # plan steps that fired and could not run
+    if any(f.kind == "reprotect" for f in sim.faults):
+        sim.on_event = _chain(wire_log, lambda e: refused.setdefault(e.spec, e.why)
+                              if e.__class__ is ReprotectRefused else None)
     try:
         if args.record:
             writer = rf.Writer(args.record, rf.make_header(cfg),
@@ -361,6 +365,11 @@ def cmd_run(args) -> int:
         print(f"colo run: stopped at the step bound ({max_steps:,} steps) after "
               f"{summary['checkpoints_committed']:,} of {sim.target:,} checkpoints; "
               "raise it with --max-steps N", file=sys.stderr)
+    else:                   # a finished run: the faults whose moment never came
+        from colo_tui.present.faultnotes import fault_notes
+        for text in fault_notes(sim.faults, sim.fired, failovers=sim.failovers,
+                                committed=_committed(sim), refused=refused):
+            print(f"colo run: note: {text}", file=sys.stderr)
     if not all(summary["invariants"].values()):
         path = args.record
         if not path and (not sim.keep_events or len(sim.events) > 200_000):
