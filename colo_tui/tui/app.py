@@ -223,7 +223,7 @@ class ColoApp(App):
             return False
         from colo_tui.session.control import live_refusal
         what = f"scenario {params[0]}" if name == "preset" and params else name
-        self.bridge.changed(f"⚠ {what}: {live_refusal('restart')}")
+        self.bridge.warn(f"{what}: {live_refusal('restart')}")
         return True
 
     async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
@@ -243,7 +243,7 @@ class ColoApp(App):
             if not isinstance(exc, USER_ERRORS):
                 raise
             self.bridge.running = False
-            self.bridge.changed(f"⚠ {describe_error(exc)}")
+            self.bridge.warn(describe_error(exc))
             return True
 
     def end_on_signal(self, signum: int) -> None:

@@ -115,15 +115,25 @@ class Bridge:
             self.notice = notice
         failure = self.c.take_recording_failure()
         if failure:                       # the REC mark goes off: say why, and pause
-            self.notice, self.running = f"⚠ {failure}", False
+            self.running = False
+            self.warn(failure)
+            return
         if self.target is not None:
             self.target.post_message(self.Updated())
+
+    def warn(self, text: str) -> None:
+        """A refusal or a failure: the status line says it, cut to the terminal's
+        width; the explanation pane keeps the whole sentence (its advice is at the
+        end) until the next step or selection, as it keeps a palette command's."""
+        self.output = f"⚠ {text}"
+        self._explained = None
+        self.changed(f"⚠ {text}")
 
     def _guard(self, fn, *args, ok: str = "") -> bool:
         try:
             fn(*args)
         except USER_ERRORS as exc:                     # FaultSpecError is a ValueError
-            self.changed(f"⚠ {describe_error(exc)}")
+            self.warn(describe_error(exc))
             return False
         self.changed(ok)
         return True
@@ -266,7 +276,7 @@ class Bridge:
         try:
             self.c.restart(**changes)
         except (*USER_ERRORS, ImportError, AttributeError) as exc:
-            self.changed(f"⚠ cannot restart: {describe_error(exc)}")
+            self.warn(f"cannot restart: {describe_error(exc)}")
             return False
         self.selected_seq = None
         self.changed(notice or "restarted")
