@@ -30,11 +30,16 @@ def run_learn(args, *, stdin=None, out=None) -> int:
             print("\ncolo learn NAME starts one (or press L in the app).", file=out)
         return 0
     lesson = BY_NAME.get(args.lesson)
-    if lesson is None and args.lesson.isdigit() and 1 <= int(args.lesson) <= len(LESSONS):
+    # a number in ASCII digits only: str.isdigit and int take '１' (full width), '١' …
+    number = args.lesson.isascii() and args.lesson.isdigit()
+    if lesson is None and number and 1 <= int(args.lesson) <= len(LESSONS):
         lesson = LESSONS[int(args.lesson) - 1]
     if lesson is None:
-        print(f"colo learn: no lesson {args.lesson!r}; one of: {', '.join(BY_NAME)}",
-              file=sys.stderr)
+        why = ""
+        if args.lesson.isdigit() and not number:
+            why = " (a lesson's number is written in ASCII digits 0-9)"
+        print(f"colo learn: no lesson {args.lesson!r}{why}; one of: {', '.join(BY_NAME)}, "
+              f"or its number, 1 to {len(LESSONS)}", file=sys.stderr)
         return 2
     return _tour(lesson, stdin, out, auto=args.auto)
 
@@ -43,10 +48,52 @@ def run_learn(args, *, stdin=None, out=None) -> int:
 LEAVE_WORDS = ("quit", "exit", "q")
 
 
+#: the rest of a line too long to take is read (and dropped) up to this many characters;
+#: a line with no end within it (`colo learn < /dev/zero`) ends the lesson
+SKIP_MAX_CHARS = 1 << 20
+
+
+class _TooLong:
+    """A line refused for its length (`ends`: its end was found, so the next line can
+    be read)."""
+
+    def __init__(self, ends: bool) -> None:
+        self.ends = ends
+
+
+def _read_line(stdin) -> str | _TooLong:
+    """One whole line ('' at the end of input), however it is split in reads: a line
+    longer than a command line can be (MAX_LINE_CHARS) is refused as one, its rest read
+    and dropped in bounded pieces, never held (it was read as several lines before)."""
+    from colo_tui.commands.parser import MAX_LINE_CHARS
+    line = stdin.readline(MAX_LINE_CHARS + 2)
+    if len(line.rstrip("\r\n")) <= MAX_LINE_CHARS:
+        return line
+    if line.endswith("\n"):
+        return _TooLong(ends=True)
+    for _ in range(SKIP_MAX_CHARS // MAX_LINE_CHARS):      # bounded: the rest, dropped
+        rest = stdin.readline(MAX_LINE_CHARS)
+        if not rest or rest.endswith("\n"):
+            return _TooLong(ends=True)
+    return _TooLong(ends=False)
+
+
 def _ask(prompt: str, stdin, out) -> str | None:
     """The learner's line; None when they leave (end of input, or a word of LEAVE_WORDS)."""
-    print(prompt, end="", file=out, flush=True)
-    line = stdin.readline(4096)
+    from colo_tui.commands.parser import MAX_LINE_CHARS
+    for _ in range(1000):           # a learner who keeps typing over-long lines: bounded
+        print(prompt, end="", file=out, flush=True)
+        line = _read_line(stdin)
+        if not isinstance(line, _TooLong):
+            break
+        if not line.ends:
+            print(f"  line too long: no end within {SKIP_MAX_CHARS:,} characters; "
+                  "leaving the lesson", file=out, flush=True)
+            return None
+        print(f"  line too long: over {MAX_LINE_CHARS} characters (a command line has at "
+              "most that many); ignored", file=out, flush=True)
+    else:
+        return None
     if not line:
         print(file=out)
         return None
