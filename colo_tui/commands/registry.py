@@ -68,7 +68,10 @@ COMMANDS = [
        "in the REPL Ctrl-C does the same).", h.pause),
     _c("checkpoint", "checkpoint", "ask the primary for a checkpoint now",
        "Like a colo-compare mismatch or a changed x-checkpoint-delay: the primary starts a "
-       "checkpoint immediately (absorbed if one is already running).", h.checkpoint),
+       "checkpoint immediately (absorbed if one is already running). A testbed shortcut: "
+       "QEMU 7.2 has no QMP command that asks for a checkpoint; re-setting "
+       "x-checkpoint-delay ('set checkpoint-delay MS') is the nearest real way.",
+       h.checkpoint),
     _c("fault", "fault SPEC", "inject a fault: KIND[=ARG]@POINT[#N]",
        "SPEC is KIND[=ARG]@POINT[#N], e.g. drop@vmstate-received#2, delay=500@ram, "
        "kill-primary@vmstate-size, unexpected=vmstate-loaded@checkpoint-reply. POINT is a "

@@ -20,7 +20,9 @@ _MSG = {
         "a failover then would lose everything since the migration."),
     "checkpoint-request": (
         "The primary starts a checkpoint transaction (its timer fired after "
-        "x-checkpoint-delay, colo-compare saw outputs diverge, or an operator asked). The "
+        "x-checkpoint-delay, colo-compare saw outputs diverge or a packet waited too long, or "
+        "x-checkpoint-delay was just set; the testbed's checkpoint command does the "
+        "same). The "
         "secondary stops its VM on receipt. Without a request both sides would not agree "
         "when a checkpoint begins, and the secondary would be changing state under the "
         "primary's feet."),
@@ -56,9 +58,11 @@ _MSG = {
 
 _ACTION = {
     "release-output": (
-        "Output commit: the network packets the primary produced since the last checkpoint "
-        "were held back (filter-buffer in periodic mode; colo-compare queues in hybrid "
-        "mode) and are released now. A client must never see an answer that the secondary "
+        "Output commit: the network packets the primary produced and could not release "
+        "yet are released now: in periodic mode all of them since the last checkpoint "
+        "(held by filter-buffer); in hybrid mode those still in colo-compare's queues (a "
+        "packet the secondary matched left at once), while the secondary's queued packets "
+        "are dropped. A client must never see an answer that the secondary "
         "could not reproduce after a failover; releasing earlier would let packets escape "
         "that would be repeated or contradicted if the primary died."),
     "cache-pages": (
@@ -87,7 +91,8 @@ _ACTION = {
         "secondary disk, and a partly received checkpoint in the RAM cache is dropped."),
     "discard-cache": (
         "A checkpoint was only partly received when failover came: it lives only in the RAM "
-        "cache and is thrown away. The secondary continues from its last whole checkpoint."),
+        "cache and is thrown away. The secondary continues from its own memory: its last "
+        "whole checkpoint (in hybrid mode, plus what it ran since)."),
     "shutdown-sockets": (
         "Failover shuts down the migration socket in both directions so a COLO thread "
         "blocked in recv() or send() wakes up with an error instead of waiting forever."),
@@ -110,10 +115,12 @@ _FAILOVER = {
     "active": ("The failover bottom half runs (require -> active): the VM is stopped, the "
                "last COLO mode recorded, and the side-specific failover starts. (v11: "
                "'handling'.)"),
-    "completed": ("The failover finished: this side left COLO (migration status completed), its "
-                  "COLO thread exited with COLO_EXIT reason request, and its VM runs alone. "
-                  "query-colo-status now shows mode none, last-mode the old role, reason "
-                  "request."),
+    "completed": ("The failover finished: this side left COLO (migration status completed) and "
+                  "its VM runs alone. query-colo-status now shows mode none, last-mode the "
+                  "old role, reason request. A COLO thread still in its loop leaves it now "
+                  "with COLO_EXIT (reason request, but on the primary QEMU 7.2 may say error: "
+                  "the thread can read the failover state before it is completed); one that "
+                  "already left on an error sent its COLO_EXIT then and sends no second one."),
     "relaunch": ("The request arrived while the secondary was loading a fully received "
                  "checkpoint. Failing over now would leave a half-loaded VM, so it is deferred: "
                  "the load completes, vmstate-loaded is not sent, and the failover restarts "
@@ -144,7 +151,8 @@ _OTHER = {
                           "survivor: no failover yet, two live sides (split brain) or a "
                           "stopped survivor cannot be re-protected."),
     "parameter": ("QMP migrate-set-parameters changed a COLO parameter; x-checkpoint-delay is "
-                  "the time between two periodic checkpoints."),
+                  "the time between two periodic checkpoints. Set while COLO runs, it also "
+                  "starts a checkpoint at once and re-arms the timer (QEMU 7.2)."),
     "state": "A state machine of the testbed moved; the explanation of the message or action "
              "that caused it says why.",
     "migration": ("The migration status as query-migrate reports it: 'active' during the "
@@ -158,7 +166,10 @@ _OTHER = {
     "ignored": "Nothing reads this now, so it changes nothing.",
     "unnoticed": ("The peer is gone, but this side is not reading the socket now; it notices "
                   "at its next read or write."),
-    "abort": "The checkpoint is abandoned before the primary's VM stopped: nothing was sent.",
+    "abort": ("A failover is under way, so the primary abandons the checkpoint after "
+              "checkpoint-reply: no vmstate-send, no state is sent "
+              "(colo_do_checkpoint_transaction checks the failover state just before and "
+              "just after it stops the VM)."),
     "error-report": ("QEMU 7.2 logs the failed receive but its checkpoint loop carries on "
                      "(the transaction returns 0): one more lone checkpoint-request follows, "
                      "and only its failure ends COLO."),
@@ -270,7 +281,9 @@ def explain(event, dialect_name: str = "qemu") -> str:
             return ("COLO_EXIT reason=request: the COLO thread left its loop because a "
                     "failover completed.")
         return ("COLO_EXIT reason=error: the COLO thread hit an error and left its loop. The "
-                "VM keeps whatever run state it had." + _dialect_note("error", d))
+                "VM keeps whatever run state it had, and QEMU 7.2's query-colo-status still "
+                "says mode primary or secondary, reason none, until a failover is asked for."
+                + _dialect_note("error", d))
     if kind == "error":
         return (f"{line(event)}. COLO checks every "
                 "message against the one it expects; a mismatch, an out-of-range id or a "
@@ -318,8 +331,10 @@ def explain(event, dialect_name: str = "qemu") -> str:
                 "read error (\"Can't receive COLO message\").")
     if kind == "checkpoint-requested":
         return (f"{line(event)}. The primary starts a checkpoint at once instead of waiting "
-                "for its timer (x-checkpoint-delay): a changed delay, colo-compare seeing "
-                "the two VMs' outputs diverge, or an operator asking all do this.")
+                "for its timer (x-checkpoint-delay): a newly set delay or colo-compare "
+                "(two outputs differ, or a packet waited too long) do this in QEMU; the "
+                "operator's checkpoint command is the testbed's own (QEMU 7.2 has no QMP "
+                "command that asks for a checkpoint).")
     if kind == "watchdog":
         return (f"{line(event)}. No checkpoint completed for too long, so the external "
                 "manager decides that COLO is broken: it fences one side and tells the other "

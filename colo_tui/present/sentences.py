@@ -187,6 +187,8 @@ def _checkpoint(side, d) -> str:
         return f"checkpoint {n} begins" + (f" (trigger: {d['reason']})" if d.get("reason")
                                             else "")
     text = f"checkpoint {n} committed"
+    if d.get("reason"):             # how a watcher knows (--attach: from QMP's events)
+        text += f" ({d['reason']})"
     if d.get("loaded_sent") is False:
         text += " without sending vmstate-loaded (a failover was deferred)"
     pages = _pages(d)
@@ -391,8 +393,8 @@ def _packet(side, d) -> str:
 
 _VERDICTS = {"match": "the secondary sent the same bytes: released at once",
              "mismatch": "the secondary's bytes differ: colo-compare asks for a checkpoint",
-             "no-secondary": "no secondary packet came: released by a checkpoint or "
-                             "colo-compare's timeout"}
+             "no-secondary": "no secondary packet came: released by the next checkpoint "
+                             "(colo-compare's timeout asks for one)"}
 
 
 def _verdict(side, d) -> str:
