@@ -72,10 +72,13 @@ LESSONS: tuple[Lesson, ...] = (
              "guest, then the secondary says it is ready.", ("send:checkpoint-ready",)),
         Beat("The primary runs; after x-checkpoint-delay it asks for a checkpoint.",
              ("send:checkpoint-request",)),
-        Beat("The secondary agrees and stops its VM.", ("send:checkpoint-reply",)),
-        Beat("The primary stops too and streams the pages its guest dirtied since the last "
-             "checkpoint: the RAM part.", ("send-ram",)),
-        Beat("Then the device state: vmstate-size says how many bytes follow.",
+        Beat("The secondary stops its VM and answers checkpoint-reply. (In this periodic "
+             "session it was paused already; in QEMU 7.2 the secondary runs between "
+             "checkpoints.)", ("send:checkpoint-reply",)),
+        Beat("Only now does the primary stop. It sends vmstate-send, saves its device state "
+             "into a memory buffer, then streams the pages its guest dirtied since the last "
+             "checkpoint straight onto the socket: the RAM part.", ("send-ram",)),
+        Beat("Then the buffered device state: vmstate-size says how many bytes follow.",
              ("send-device-state",)),
         Beat("The secondary has it all: vmstate-received. It now flushes its RAM cache and "
              "loads the devices.", ("send:vmstate-received",)),
@@ -86,13 +89,15 @@ LESSONS: tuple[Lesson, ...] = (
         recap="request → reply → RAM → device state → received → loaded: one checkpoint."),
     Lesson("output-commit", "Output commit: packets wait for their checkpoint",
            dict(_CKPT, mode="periodic"), (
-        Beat("Clients talk to the primary. In periodic mode its answers are held in a "
-             "buffer (filter-buffer) until a checkpoint covers the state that made them.",
+        Beat("Clients talk to the primary. In this periodic session its answers are held in "
+             "a buffer (filter-buffer, as in the 2015 v11 series; QEMU 7.2 holds them in "
+             "colo-compare) until a checkpoint covers the state that made them.",
              ("send:checkpoint-request",)),
         Beat("A checkpoint is on its way; the held packets still wait.",
              ("send:vmstate-received",)),
-        Beat("vmstate-received: the secondary holds the state that made those answers, so "
-             "they can leave now (in QEMU 7.2 before the load ends).",
+        Beat("The primary reads vmstate-received: the secondary holds the state that made "
+             "those answers, so they leave now, while the secondary is still loading. That "
+             "is QEMU 7.2's moment; v11 waited for vmstate-loaded.",
              ("action:release-output",)),
     ), promises=("action:release-output",),
         recap="Nothing a client sees can be lost by a failover: output waits for its "
@@ -102,8 +107,10 @@ LESSONS: tuple[Lesson, ...] = (
         Beat("Let one checkpoint commit first.", ("primary/checkpoint:commit",)),
         Beat("Now kill the primary.",
              ("failover:completed",), do="kill primary", key="k, the primary selected"),
-        Beat("The secondary's failover went none → require → active → completed: it "
-             "resumes from its last whole checkpoint and serves the clients.",
+        Beat("The secondary only saw EOF (COLO_EXIT, reason error) and waited: QEMU has no "
+             "heartbeat. The arbiter, standing in for the external manager, gave it "
+             "x-colo-lost-heartbeat: none → require → active → completed. It resumes from "
+             "its last whole checkpoint and serves the clients.",
              ("end",)),
     ), promises=("secondary/failover:completed",), outcome="failover",
         recap="The survivor runs from the last checkpoint both sides agreed on."),
@@ -112,7 +119,11 @@ LESSONS: tuple[Lesson, ...] = (
         Beat("Let one checkpoint commit first.", ("primary/checkpoint:commit",)),
         Beat("Now kill the secondary.",
              ("primary/colo-exit",), do="kill secondary", key="o to select it, then k"),
-        Beat("The primary left COLO (COLO_EXIT) and keeps serving, unprotected.",
+        Beat("Between checkpoints the primary does not read the socket: it noticed "
+             "nothing until the arbiter's x-colo-lost-heartbeat. Now it has left COLO and "
+             "keeps serving, unprotected. Its COLO_EXIT says error although the failover "
+             "was asked for: QEMU 7.2's COLO thread reads the failover state before it "
+             "reaches completed (seen on a real pair); query-colo-status says request.",
              ("end",)),
     ), promises=("primary/colo-exit", "primary/failover:completed"), outcome="failover",
         recap="Losing the secondary costs protection, not service."),
@@ -125,7 +136,8 @@ LESSONS: tuple[Lesson, ...] = (
              "— but it is still loading.", ("failover:active",)),
         Beat("A failover cannot interrupt a load: it goes to relaunch and starts again "
              "once the load is over.", ("failover:relaunch",)),
-        Beat("After the load, the failover runs again and completes.",
+        Beat("The load ends without vmstate-loaded, and the failover runs again: "
+             "relaunch → none → require → active → completed.",
              ("failover:completed",)),
     ), promises=("secondary/failover:relaunch", "secondary/failover:completed"),
         recap="QEMU defers a failover that arrives during a load (FAILOVER_STATUS_RELAUNCH)."),
@@ -154,7 +166,8 @@ LESSONS: tuple[Lesson, ...] = (
         Beat("The secondary's answers never reach colo-compare here.",
              ("send:checkpoint-ready",)),
         Beat("A primary packet with no partner waits; after 3 s the stale scan asks for a "
-             "checkpoint and releases it.", ("checkpoint-requested:colo-compare",)),
+             "checkpoint, and the checkpoint releases it.",
+             ("checkpoint-requested:colo-compare",)),
     ), promises=("checkpoint-requested:colo-compare",), check=_compare_noticed("stale"),
         recap="Without the secondary's answer, a packet leaves at the next checkpoint."),
     Lesson("reprotect", "Re-protect: COLO again after a failover", dict(_CKPT), (
@@ -175,7 +188,8 @@ LESSONS: tuple[Lesson, ...] = (
               "(QEMU docs/COLO-FT.txt): the survivor is protected again."),
     Lesson("v11-vs-qemu", "v11 against QEMU 7.2: the same handshake, other words",
            dict(guest="model", dialect="v11", checkpoints=3), (
-        Beat("The 2015 v11 series: the same messages, each with a value word.",
+        Beat("The 2015 v11 series: the same messages, numbered from 1 (0 was 'invalid'), "
+             "each followed by a be64 value word.",
              ("send:checkpoint-request",)),
         Beat("v11 releases the held output only after vmstate-loaded (QEMU 7.2 after "
              "vmstate-received).", ("send:vmstate-loaded",)),
