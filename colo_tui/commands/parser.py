@@ -14,6 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS
 from protocol.core import dialects
 from protocol.core import faults as fl
 from protocol.core import messages as m
@@ -129,6 +130,7 @@ def _command(text: str) -> str:
 CONVERTERS = {
     "int": lambda t, n: _int(t, n),
     "count": lambda t, n: _int(t, n, 1, 1_000_000),
+    "length": lambda t, n: _int(t, n, 1, INTERACTIVE_MAX_CHECKPOINTS),
     "seed": lambda t, n: _int(t, n, 0, SEED_MAX),     # what `colo run --seed` takes
     "side": lambda t, n: resolve_side(t),
     "fault-spec": lambda t, n: _fault(t),

@@ -115,7 +115,9 @@ class Controller:
         return self.session.hint
 
     def _new_sim(self) -> Simulation:
-        return Simulation(self.config, on_event=self._event)
+        sim = Simulation(self.config, on_event=self._event)
+        _check_length(sim.target)
+        return sim
 
     def _refuse_live(self, what: str) -> None:
         if self.live:
@@ -155,7 +157,7 @@ class Controller:
         data = self.config.to_dict()
         data.update(changes)
         config = SimConfig.from_dict(data)
-        Simulation(config)                     # validate before changing anything
+        _check_length(Simulation(config).target)   # validate before changing anything
         self.record_stop()
         self.replay_source = None
         self.config = config
@@ -310,7 +312,10 @@ class Controller:
         from protocol.core import faults
         # a compare-channel spec parses everywhere; only a session with those channels
         # (colo lab) takes it: check_fault says so
-        self.session.check_fault(faults.parse(spec, channels=True))
+        f = faults.parse(spec, channels=True)
+        self.session.check_fault(f)
+        if f.point not in faults.MOMENTS:
+            _check_length(f.checkpoint)
         self._apply({"cmd": "fault", "value": spec})
 
     def faults(self) -> list[str]:
@@ -421,6 +426,15 @@ class Controller:
     def wire(self) -> list[dict]:
         """The control messages in the order they were sent."""
         return [w.as_dict() for w in wire_of(self.session.events)]
+
+
+def _check_length(checkpoints: int) -> None:
+    """Refuse a simulated session that would run past INTERACTIVE_MAX_CHECKPOINTS (its
+    length, or a fault planned beyond it, which lengthens it to reach the fault)."""
+    from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS, LENGTH_BOUND_TEXT
+    if checkpoints > INTERACTIVE_MAX_CHECKPOINTS:
+        raise SessionError(f"this session would run to checkpoint {checkpoints:,}: "
+                           f"{LENGTH_BOUND_TEXT}")
 
 
 def side_name(side: str) -> str:

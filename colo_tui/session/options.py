@@ -15,10 +15,17 @@ from colo_tui.session.argtypes import (
     fraction,
     nonneg_float,
     nonneg_int,
-    positive_int,
 )
+from protocol.argtypes import int_in
 
 INTERACTIVE_CHECKPOINTS = 100
+#: the longest interactive session: it keeps every event, for time travel, the log and
+#: the ladder (about 150 KB a checkpoint with the guest model: 1.5 GB at this length);
+#: `colo run` runs longer sessions without keeping them
+INTERACTIVE_MAX_CHECKPOINTS = 10_000
+LENGTH_BOUND_TEXT = (f"an interactive session keeps every event (time travel, the log): "
+                     f"at most {INTERACTIVE_MAX_CHECKPOINTS:,} checkpoints; `colo run` runs "
+                     "longer sessions")
 
 
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,9 +48,11 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_session_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("session settings (the simulator)")
-    g.add_argument("--checkpoints", type=positive_int, default=INTERACTIVE_CHECKPOINTS,
-                   metavar="N", help="the session's length in checkpoints "
-                                     f"(default {INTERACTIVE_CHECKPOINTS})")
+    g.add_argument("--checkpoints", type=int_in(1, INTERACTIVE_MAX_CHECKPOINTS),
+                   default=INTERACTIVE_CHECKPOINTS, metavar="N",
+                   help="the session's length in checkpoints (default "
+                        f"{INTERACTIVE_CHECKPOINTS}, at most {INTERACTIVE_MAX_CHECKPOINTS:,}: "
+                        "the session keeps every event; `colo run` goes further)")
     g.add_argument("--checkpoint-delay", type=nonneg_int, default=None, metavar="MS",
                    help="x-checkpoint-delay (default: the dialect's)")
     g.add_argument("--load-ms", type=nonneg_float, default=0.0, metavar="MS",
@@ -94,7 +103,7 @@ def config_from(args):
 
 #: `set NAME VALUE` in the REPL and the palette: (SimConfig field, argument kind, help)
 SETTINGS = {
-    "checkpoints": ("checkpoints", "count", "the session's length in checkpoints"),
+    "checkpoints": ("checkpoints", "length", "the session's length in checkpoints"),
     "load-ms": ("load_ms", "ms", "time the SVM takes to load a checkpoint"),
     "arbiter": ("arbiter", "onoff", "the external manager on or off"),
     "arbiter-ms": ("arbiter_ms", "arbiter-ms", "how long the external manager waits"),

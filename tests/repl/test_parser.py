@@ -81,7 +81,7 @@ def test_registry_is_data():
     assert "fault-spec" in REGISTRY["fault"].arg_kinds
     assert "side" in REGISTRY["heartbeat"].arg_kinds
     assert set(REGISTRY["set"].arg_kinds) == {"int", "dialect", "mode", "seed", "guest",
-                                              "verbosity", "count", "ms", "onoff", "fraction",
+                                              "verbosity", "length", "ms", "onoff", "fraction",
                                               "arbiter-ms"}
 
 
