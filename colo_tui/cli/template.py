@@ -169,17 +169,25 @@ def _stoppable():
 
 
 def _fuzz(args, fz, TemplateError, work: Path, made: bool) -> int:  # noqa: N803
+    # a file it cannot use (the template, a kernel, QEMU itself) is a failure, exit 1,
+    # as a missing input is for every command (decode, replay, import, repl -f …);
+    # only what does not follow the grammar (an unknown --case) is a usage error, 2
     ran = False
     try:
+        if args.kernel and (why := _not_a_file(args.kernel)):
+            return _fail(f"cannot read the guest kernel {args.kernel} (--kernel): {why}", 1)
         runner = fz.Runner(args.template, workdir=work, kernel=args.kernel, shim=args.shim,
                            bound_s=args.bound_s, checkpoints=args.checkpoints)
         kernel = runner.kernel or _template_kernel(runner.tpl.qemu_args)
-        if kernel and not Path(kernel).is_file():
-            return _fail(f"the guest kernel {kernel} does not exist here: give --kernel "
-                         "(python tests/qemu/build.py DIR builds guest.elf)")
+        if kernel and (why := _not_a_file(kernel)):
+            return _fail(f"the guest kernel {kernel} (the template's -kernel) cannot be "
+                         f"read here: {why}: give --kernel FILE (python tests/qemu/build.py "
+                         "DIR builds guest.elf)", 1)
         outcomes = fz.run_cases(runner, args.case)
         ran = True
-    except (TemplateError, FileNotFoundError, ValueError) as exc:
+    except (TemplateError, FileNotFoundError) as exc:
+        return _fail(str(exc), 1)
+    except ValueError as exc:           # an unknown --case NAME
         return _fail(str(exc))
     finally:
         if made and not ran:          # refused before any case: no empty temp directory
@@ -194,6 +202,17 @@ def _fuzz(args, fz, TemplateError, work: Path, made: bool) -> int:  # noqa: N803
                   f"{o.signal or ''} {first}")
         print(f"(logs in {work})")
     return 0
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why ``path`` is no file to read ('No such file or directory', 'Is a directory'), or
+    None when it is one."""
+    import errno
+    import os
+    p = Path(path)
+    if p.is_file():
+        return None
+    return os.strerror(errno.EISDIR if p.is_dir() else errno.ENOENT)
 
 
 def _template_kernel(args: list[str]) -> str | None:

@@ -122,6 +122,8 @@ def run_app(args) -> int:
         app.run()
     for path in saved:                 # after the terminal is restored: the user sees it
         print(f"colo tui: recording saved: {path}", file=sys.stderr)
+    if saved and (note := getattr(guard.controller, "recording_note", None)):
+        print(f"colo tui: note: {note}", file=sys.stderr)
     if guard.signalled is not None:
         return 128 + guard.signalled
     return app.return_code or 0

@@ -32,8 +32,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and "not a guest template" in r.stderr
     r = colo("node", "primary", "--connect", "127.0.0.1:9", "--mutate", "cut-blob")
     assert r.returncode == 2 and "--mutate needs --template" in r.stderr
+    # a file it cannot use is a failure (1), as for every command's missing input
     r = colo("fuzz-secondary", "--template", str(tmp_path / "none.colotpl"))
-    assert r.returncode == 2 and "no guest template" in r.stderr
+    assert r.returncode == 1 and "no guest template" in r.stderr
 
 
 def test_a_directory_without_the_forward_stream_names_the_missing_file(tmp_path):
@@ -70,7 +71,7 @@ def test_fuzz_bounds_are_usage_errors_naming_the_option(option, value, why, tmp_
 def test_a_refused_fuzz_run_leaves_no_temp_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     r = colo("fuzz-secondary", "--template", str(tmp_path / "none.colotpl"))
-    assert r.returncode == 2 and "no guest template" in r.stderr
+    assert r.returncode == 1 and "no guest template" in r.stderr
     assert list(tmp_path.iterdir()) == []       # (each such run left a colo-fuzz-* behind)
 
 
@@ -84,6 +85,27 @@ def test_template_json(tmp_path):
     assert info["path"] == str(out) and out.is_file()
     assert info["machine"] == "pc-i440fx-7.2" and info["blobs"] == 20
     assert ["pc.ram", 128 << 20] in info["blocks"]
+    # a kernel it cannot read is a failure (1), not a usage error (it was 2), whether
+    # --kernel names it or the template's -kernel does; checked before QEMU is looked for
     r = colo("fuzz-secondary", "--template", str(out), "--kernel", str(tmp_path / "no.elf"))
-    assert r.returncode == 2
-    assert ("does not exist" if shutil.which("qemu-system-x86_64") else "not found") in r.stderr
+    assert r.returncode == 1, r.stderr
+    assert f"cannot read the guest kernel {tmp_path / 'no.elf'} (--kernel): No such file " \
+           "or directory" in r.stderr, r.stderr
+    r = colo("fuzz-secondary", "--template", str(out), "--kernel", str(tmp_path))
+    assert r.returncode == 1 and "(--kernel): Is a directory" in r.stderr, r.stderr
+    kernel = next(a for a in info_args(out) if a.endswith(".elf"))
+    if not Path(kernel).exists():     # run1's kernel path is the capture host's
+        r = colo("fuzz-secondary", "--template", str(out))
+        assert r.returncode == 1, r.stderr
+        assert ("(the template's -kernel) cannot be read here: No such file or directory: "
+                "give --kernel FILE" if shutil.which("qemu-system-x86_64")
+                else "not found") in r.stderr, r.stderr
+    r = colo("fuzz-secondary", "--template", str(out), "--kernel", str(out),
+             "--case", "no-such-case")
+    if shutil.which("qemu-system-x86_64"):
+        assert r.returncode == 2 and "unknown case(s) ['no-such-case']" in r.stderr
+
+
+def info_args(template: Path) -> list[str]:
+    from protocol.record.template_source import load_template
+    return load_template(template).qemu_args
