@@ -111,7 +111,7 @@ def _tour(lesson, stdin, out, *, auto: bool) -> int:
 
 
 def _tour_beats(lesson, stdin, out, *, auto: bool) -> int:
-    from colo_tui.commands.lessons import LessonRun
+    from colo_tui.commands.lessons import LessonRun, matches
     from colo_tui.repl import render
     from colo_tui.repl.verbosity import shown
     from colo_tui.session.control import Controller
@@ -133,7 +133,9 @@ def _tour_beats(lesson, stdin, out, *, auto: bool) -> int:
         elif not auto and _ask("  (Enter)\n", stdin, out) is None:
             return 0
         for ev in run.advance():
-            if shown(ev, "quiet"):
+            # the event the beat waited for is shown even when quiet hides its kind (a
+            # colo-compare request, the RAM part, the output's release): the text names it
+            if shown(ev, "quiet") or any(matches(ev, m) for m in beat.until):
                 print("  " + render.event_line(ev).strip(), file=out)
         print(file=out)
     problems = run.broken_promises()
