@@ -74,6 +74,8 @@ def run_lab(args) -> int:
         app.run()
     for path in saved:
         print(f"colo lab: recording saved: {path}", file=sys.stderr)
+    if saved and (note := getattr(controller, "recording_note", None)):
+        print(f"colo lab: note: {note}", file=sys.stderr)
     if args.keep and feed.work is not None:
         print(f"colo lab: work directory kept: {feed.work}", file=sys.stderr)
     if feed.error:

@@ -310,7 +310,12 @@ class Bridge:
         stop the one in progress; the status line says where it is."""
         if self.c.recording_path:
             path = self.c.record_stop()
-            self.changed(f"recording saved: {path}")
+            # what a reader refuses in it by default, and the setting that reads it:
+            # said in full in the explanation pane (the status line cuts it)
+            if note := self.c.recording_note:
+                self.output = f"recording saved: {path}\nnote: {note}"
+                self._explained = None
+            self.changed(f"recording saved: {path}" + (f" — note: {note}" if note else ""))
             return path
         from colo_tui.session.lifecycle import new_recording_path
         path = new_recording_path(self.c.config, "tui", self.record_dir)
