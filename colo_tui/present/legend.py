@@ -50,9 +50,11 @@ ABBREVIATIONS: tuple[tuple[str, str], ...] = (
                      "a client of the guest"),
     ("ckpt, #N", "checkpoint; N counts checkpoints from 1 on each side"),
     ("fo", "failover state"),
-    ("mode, last", "query-colo-status: the COLO mode now, and the mode and exit reason "
-                   "of the last time this side left COLO"),
-    ("run", "the VM's run state (running, paused, colo = stopped for a checkpoint)"),
+    ("mode, last", "query-colo-status: the COLO mode now, the mode this side had when a "
+                   "failover last ran, and the reason, read from the failover state (none "
+                   "until a failover: a COLO_EXIT error alone leaves it none)"),
+    ("run", "the VM's run state (running, paused, colo = stopped by COLO for a "
+            "checkpoint or a failover)"),
     ("QMP", "QEMU's management protocol; x-colo-lost-heartbeat is its failover command"),
     ("COLO_EXIT", "the QMP event a side emits when its COLO thread leaves the loop"),
     ("x-checkpoint-delay", "the time between two periodic checkpoints, in ms"),
