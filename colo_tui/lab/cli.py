@@ -133,6 +133,19 @@ def checked_net(args) -> str | None:
         return None
 
 
+def _pair_fault_stopped(fault, signum: int, work, said: list) -> int:
+    """The one line a --pair-fault run stopped by a signal ends with (as `colo run`
+    says 'stopped by SIGINT after …'): what was stopped, what is kept; 128 + signum.
+    By then the session's finally blocks have stopped both QEMUs (and the relays)."""
+    import signal
+    kept = (f"the work directory is kept: {work}" if work is not None else
+            "its temporary work directory is removed")
+    print(f"colo lab: --pair-fault {fault} stopped by {signal.Signals(signum).name} before "
+          f"its report: both QEMUs are stopped, {kept}", file=sys.stderr, flush=True)
+    said.append(True)
+    return 128 + signum
+
+
 def cmd_lab(args) -> int:
     from colo_tui.lab import procs
     procs.install()
@@ -163,23 +176,32 @@ def cmd_lab(args) -> int:
     if args.keep:       # named on stderr however the lab ends (the report may never come)
         from colo_tui.lab import workdir
         work = workdir.make(True)
+    said: list[bool] = []       # the work directory was named already (a stop's line)
     try:
-        return _lab(args, net, say, hold, work)
+        return _lab(args, net, say, hold, work, said)
     finally:
-        if work is not None:
+        if work is not None and not said:
             print(f"colo lab: work directory kept: {work}", file=sys.stderr)
 
 
-def _lab(args, net: str, say, hold, work) -> int:
+def _lab(args, net: str, say, hold, work, said: list) -> int:
     from colo_tui.lab.run import run
     from protocol.errors import ColoError
     if args.pair_fault is not None:
+        import signal
+
         from colo_tui.lab import pairfaults
         try:
             rep = pairfaults.run(args.pair_fault, net, args.keep, work=work)
         except (ColoError, OSError) as exc:
             print(f"colo lab: error: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            return _pair_fault_stopped(args.pair_fault, signal.SIGINT, work, said)
+        except SystemExit as exc:   # SIGTERM / SIGHUP: 128 + N (the lab's handlers)
+            if not isinstance(exc.code, int) or exc.code <= 128:
+                raise
+            return _pair_fault_stopped(args.pair_fault, exc.code - 128, work, said)
         print(json.dumps(rep, indent=1))
         return 0
     try:
