@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attach", nargs=2, type=qmp_address, action=QmpPair, default=None,
                    metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
                    help="watch and drive two running `colo node` processes (or QEMUs) "
-                        "through their QMP sockets (unix:PATH, tcp:HOST:PORT or HOST:PORT)")
+                        "through their QMP sockets (unix:PATH, tcp:HOST:PORT or HOST:PORT); "
+                        "the primary's checkpoints are counted from the attach on, one per "
+                        "QMP STOP then RESUME while in COLO (QMP counts none)")
     p.add_argument("--replay", type=nonempty_path, default=None, metavar="FILE",
                    help="open a recording (*.colo.jsonl) and step through it")
     p.add_argument("--record-dir", type=nonempty_path, default=None, metavar="DIR",

@@ -27,8 +27,12 @@ def add_arguments(p) -> None:
     add_guest_argument(p)
     p.add_argument("--attach", nargs=2, type=qmp_address, action=QmpPair, default=None,
                    metavar=("QMP_PRIMARY", "QMP_SECONDARY"),
-                   help="drive two live `colo node` processes through their QMP sockets "
-                        "(unix:PATH, tcp:HOST:PORT or HOST:PORT) instead of a simulation")
+                   help="drive two live `colo node` processes (or QEMUs) through their QMP "
+                        "sockets (unix:PATH, tcp:HOST:PORT or HOST:PORT) instead of a "
+                        "simulation. QMP counts no checkpoints: the primary's are counted "
+                        "from the attach on, one per STOP then RESUME while in COLO (QEMU "
+                        "7.2 stops the VM for each checkpoint; so does `colo node`), so "
+                        "`run N` ends after N")
     from colo_tui.session.options import add_live_arguments
     add_live_arguments(p)
     retype(p, "--proxy", host_port)     # refused up front, as a usage error

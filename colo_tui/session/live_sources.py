@@ -314,6 +314,62 @@ class PeerFeed(_Source):
                            {"side": "secondary", "error": exc.desc}))
 
 
+class QmpCheckpoints:
+    """A QEMU primary's checkpoints, counted from what its QMP shows.
+
+    QMP has no checkpoint counter (``query-migrate`` in COLO is only ``{"status":
+    "colo"}``).  QEMU 7.2's primary stops its VM for each checkpoint and starts it
+    again once the secondary has loaded it (migration/colo.c,
+    colo_do_checkpoint_transaction: ``vm_stop_force_state(RUN_STATE_COLO)`` … ``vm_start``),
+    so each STOP then RESUME while its migration is in COLO is one checkpoint (the
+    run1 capture: 20 such pairs for its 20 complete checkpoints).  Not counted: the
+    STOP of the migration's completion (the migration is still ``active``) with the
+    RESUME that starts COLO (colo_process_checkpoint), anything after a COLO_EXIT
+    (a failover's STOP, COLO_EXIT, RESUME; after a COLO error ``query-migrate`` still
+    says ``colo``), anything before the first poll's answer.  A `colo node` primary
+    emits the same events at the same points.  Fed in stream order: the statuses its
+    polls saw (`status`) and its events (`event`)."""
+
+    BEFORE = ("none", "setup", "active", "pre-switchover", "device")
+
+    def __init__(self) -> None:
+        self.phase = "unknown"          # unknown | before | colo | out
+        self.n = 0
+        self.stop_ms: float | None = None
+        self.stop_phase: str | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """The checkpoint under way (its STOP seen, not its RESUME), or 0."""
+        return self.n + 1 if self.stop_phase == "colo" and self.phase == "colo" else 0
+
+    def status(self, migration: str | None) -> None:
+        migration = migration or "none"
+        if migration in self.BEFORE:
+            self.phase = "before"
+        elif migration == "colo":
+            if self.phase in ("unknown", "before"):
+                self.phase = "colo"
+        else:                           # completed, failed, cancelled, …
+            self.phase = "out"
+
+    def event(self, name: str, t_ms: float) -> float | None:
+        """Feed QMP event `name`; how long the VM was stopped (ms) when it completes
+        a checkpoint, else None."""
+        if name == "COLO_EXIT":
+            self.phase, self.stop_phase = "out", None
+        elif name == "STOP":
+            self.stop_ms, self.stop_phase = t_ms, self.phase
+        elif name == "RESUME":
+            was, self.stop_phase = self.stop_phase, None
+            if was == "colo" and self.phase == "colo":
+                self.n += 1
+                return t_ms - self.stop_ms
+            if was == "before" and self.phase in ("before", "colo"):
+                self.phase = "colo"     # the completion's STOP, COLO's start: COLO runs
+        return None
+
+
 class _QmpSide:
     """What the last poll of one process's QMP said (the source thread's own)."""
 
@@ -324,6 +380,8 @@ class _QmpSide:
         self.migration = "setup"
         self.colo = {"mode": "none", "last-mode": "none", "reason": "none"}
         self.delay_ms = 0
+        #: checkpoints seen since the attach, and the one under way (QmpCheckpoints)
+        self.checkpoint = self.in_flight = 0
         #: why its QMP connection is gone (None while it answers)
         self.gone: str | None = None
 
@@ -335,6 +393,7 @@ class _QmpSide:
                           colo_mode=self.colo.get("mode", "none"),
                           last_mode=self.colo.get("last-mode", "none"), reason=reason,
                           failover=fo, failover_state=dialect.failover_name(fo),
+                          checkpoint=self.checkpoint, in_flight=self.in_flight,
                           checkpoint_delay_ms=self.delay_ms, alive=self.gone is None,
                           error=self.gone)
 
@@ -362,6 +421,8 @@ class QmpFeed(_Source):
         self.addresses = (qmp_primary, qmp_secondary)
         self.dialect = dialects.get(config.dialect)
         self.views = {s: _QmpSide(s) for s in SIDES}
+        #: the primary's checkpoints since the attach (QMP counts none)
+        self.checkpoints = QmpCheckpoints()
         self._commands: queue.Queue = queue.Queue()
         #: the wall clock (QMP's timestamps) at t0, the session's time 0
         self.wall0 = time.time() - (time.monotonic() - self.t0)
@@ -439,7 +500,29 @@ class QmpFeed(_Source):
                  len(self._held))
         out, self._held = self._held[:n], self._held[n:]
         for _t, _o, ev in out:
+            done = self._count(ev) if ev.side == "primary" else None
             self.publish((ev,))
+            if done is not None:
+                self.publish((done,))
+
+    def _count(self, ev: Event) -> Checkpoint | None:
+        """Feed the primary's event to its checkpoint count (see QmpCheckpoints); the
+        checkpoint it completes, if any."""
+        counter, view = self.checkpoints, self.views["primary"]
+        kind = ev.kind
+        ms = None
+        if kind == "status":
+            counter.status(ev.payload().get("migration"))
+        elif kind == "vm":
+            ms = counter.event(ev.qmp, ev.t_ms)
+        elif kind == "colo-exit":
+            counter.event("COLO_EXIT", ev.t_ms)
+        view.checkpoint, view.in_flight = counter.n, counter.in_flight
+        if ms is None:
+            return None
+        return Checkpoint(ev.t_ms, "primary", n=counter.n, phase="commit",
+                          reason=f"seen over QMP: the primary's VM stopped for {ms:.1f} ms "
+                                 "(STOP, then RESUME) in COLO")
 
     def _stamp(self, e: dict, arrived_ms: float) -> float:
         """The session time of QMP event `e`: its own timestamp (at most `arrived_ms`,
