@@ -60,6 +60,9 @@ class Ladder:
             if row.kind in ("msg", "payload") and row.direction == ev.dir and \
                     row.point == ev.point and not row.lost:
                 row.lost = why
+                if row.flying:       # it never lands: the next such message is not it
+                    row.flying = False
+                    self._flying.remove(row)
                 return
         self._add(ev, "lost", direction=ev.dir or "", point=ev.point or "",
                   label=f"{plain(ev.point or '?')} {why}", checkpoint=ev.n or 0)
