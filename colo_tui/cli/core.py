@@ -523,7 +523,15 @@ def cmd_decode(args) -> int:
     offset, head = 0, b""
     try:
         with fh:
-            while chunk := fh.read1(1 << 16):     # what has arrived: a pipe is live
+            while True:
+                try:
+                    chunk = fh.read1(1 << 16)     # what has arrived: a pipe is live
+                except OSError as exc:            # (EIO: a bad disk, a hung-up terminal)
+                    print(f"colo decode: cannot read {args.file}: {exc.strerror or exc}",
+                          file=sys.stderr)
+                    return 1
+                if not chunk:
+                    break
                 head = (head + chunk)[:4] if len(head) < 4 else head
                 dec.feed(chunk)
                 for item in dec.items():

@@ -62,9 +62,42 @@ STDOUT_ERROR_COMMANDS = ("run", "explore", "compare-modes", "faults", "learn", "
                          "decode", "respond", "export")
 
 
+class _Tracked:
+    """The standard output (or its binary buffer) for the STDOUT_ERROR_COMMANDS: passes
+    everything through, and marks the OSError its own write or flush raised, so that
+    main names the standard output for that error only.  An OSError without a file name
+    comes from elsewhere too (EIO reading an input, ENOSPC from a semaphore): it was
+    reported as 'cannot write the standard output'."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, data):
+        try:
+            return self._stream.write(data)
+        except OSError as exc:
+            exc.colo_stdout = True
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            exc.colo_stdout = True
+            raise
+
+    @property
+    def buffer(self):
+        return _Tracked(self._stream.buffer)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def _stdout_failed(exc: OSError, argv: list[str]) -> bool:
     import errno
-    return (bool(argv) and argv[0] in STDOUT_ERROR_COMMANDS and exc.filename is None
+    return (bool(argv) and argv[0] in STDOUT_ERROR_COMMANDS
+            and getattr(exc, "colo_stdout", False)
             and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
 
 
@@ -80,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         argv = ["tui"]
     parser = build_parser(tui_only=argv[0] == "tui")
+    stdout = sys.stdout
+    if argv[0] in STDOUT_ERROR_COMMANDS:
+        sys.stdout = _Tracked(stdout)     # (put back when main returns)
+    try:
+        return _main(parser, argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(parser, argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
         func = getattr(args, "func", None)
