@@ -1,6 +1,7 @@
 """One VM side: role, run state, COLO status, failover, checkpoint, guest layers."""
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -69,9 +70,12 @@ class SidePanel(Static):
 
         def row(label: str, value: str, style: str = "") -> None:
             t.append(f"{label:<9}", style="italic")
-            if len(value) > room:                  # a long value gets its own line
-                wide = room + 7
-                value = "\n  " + (value if len(value) <= wide else value[: wide - 1] + "…")
+            if len(value) > room:     # a long value goes under its label, wrapped
+                lines = textwrap.wrap(value, room + 7) or [value]
+                if len(lines) > 3:
+                    lines = lines[:3]
+                    lines[2] = lines[2][: room + 6] + "…"
+                value = "".join("\n  " + line for line in lines)
             t.append(value + "\n", style=style)
 
         since = "—" if v.since_ms is None else f"{v.since_ms / 1000:.1f} s ago"
