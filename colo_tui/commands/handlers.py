@@ -281,7 +281,11 @@ def status(c, p) -> str:
         lines.append(f"{'':<9}  query-colo-status {_colo(st)}"
                      + (f"; error: {st['error']}" if st["error"] else ""))
     run = run_state(c)
-    lines.append(f"session    {s['dialect']} dialect, {s['mode']} mode, seed {s['seed']}; "
+    if s["mode"] == "unknown":          # --attach: QMP does not say
+        head = "the peers' dialect and COLO mode are not known over QMP"
+    else:
+        head = f"{s['dialect']} dialect, {s['mode']} mode, seed {s['seed']}"
+    lines.append(f"session    {head}; "
                  f"step {s['step']}, t={s['t_ms']:.3f} ms; {run}"
                  + (f", outcome {s['outcome']}" if s["finished"] else ""))
     if s["recording"]:

@@ -421,6 +421,8 @@ class Controller:
                    recording=self.recording_path, invariants=dict(s.checks()))
         if self.live:
             out["live"] = s.name
+            for key in getattr(s, "unknown_settings", ()):
+                out[key] = "unknown"        # the peers' own, not this session's option
         return out
 
     def wire(self) -> list[dict]:

@@ -60,6 +60,8 @@ class LiveSession:
         self.name = source.name
         self.config = source.config
         self.hint = getattr(source, "hint", "") or ""
+        #: the settings the live peers keep to themselves (status shows them unknown)
+        self.unknown_settings = tuple(getattr(source, "unknown_settings", ()))
         self.capabilities = live_capabilities(takes_inputs=source.takes_inputs,
                                               takes_faults=hasattr(source, "check_fault"))
         self.events: list[Event] = []

@@ -370,15 +370,18 @@ class QmpCheckpoints:
         return None
 
 
+UNKNOWN = "unknown until first poll"
+
+
 class _QmpSide:
-    """What the last poll of one process's QMP said (the source thread's own)."""
+    """What the last poll of one process's QMP said (the source thread's own); until
+    a poll has answered, nothing is known (UNKNOWN), not a made-up INIT."""
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.state = "INIT"
-        self.run_state = "running" if role == "primary" else "inmigrate"
-        self.migration = "setup"
-        self.colo = {"mode": "none", "last-mode": "none", "reason": "none"}
+        self.state = UNKNOWN
+        self.run_state = self.migration = UNKNOWN
+        self.colo = {"mode": UNKNOWN, "last-mode": UNKNOWN, "reason": UNKNOWN}
         self.delay_ms = 0
         #: checkpoints seen since the attach, and the one under way (QmpCheckpoints)
         self.checkpoint = self.in_flight = 0
@@ -388,11 +391,13 @@ class _QmpSide:
     def status(self, dialect) -> SideStatus:
         reason = self.colo.get("reason", "none")
         fo = COMPLETED if reason == "request" else NONE
+        shown = dialect.failover_name(fo) if reason != UNKNOWN else UNKNOWN
         return SideStatus(role=self.role, state=self.state, run_state=self.run_state or "—",
                           migration=self.migration or "none",
                           colo_mode=self.colo.get("mode", "none"),
                           last_mode=self.colo.get("last-mode", "none"), reason=reason,
-                          failover=fo, failover_state=dialect.failover_name(fo),
+                          failover=fo if reason != UNKNOWN else UNKNOWN,
+                          failover_state=shown,
                           checkpoint=self.checkpoint, in_flight=self.in_flight,
                           checkpoint_delay_ms=self.delay_ms, alive=self.gone is None,
                           error=self.gone)
@@ -412,6 +417,9 @@ class QmpFeed(_Source):
 
     name = "attach"
     POLL_S = 0.25
+    #: what QMP does not tell: the peers' control dialect and COLO mode (periodic or
+    #: hybrid) are theirs, not this session's --dialect/--mode
+    unknown_settings = ("dialect", "mode")
     #: an event emitted this long before a side was last read may still be on its way
     HOLD_MS = 20.0
 
@@ -421,8 +429,9 @@ class QmpFeed(_Source):
         self.addresses = (qmp_primary, qmp_secondary)
         self.dialect = dialects.get(config.dialect)
         self.views = {s: _QmpSide(s) for s in SIDES}
-        #: the primary's checkpoints since the attach (QMP counts none)
-        self.checkpoints = QmpCheckpoints()
+        #: each side's checkpoints since the attach (QMP counts none); the secondary's
+        #: (7.2 stops its VM for each checkpoint too) only for its status
+        self.checkpoints = {s: QmpCheckpoints() for s in SIDES}
         self._commands: queue.Queue = queue.Queue()
         #: the wall clock (QMP's timestamps) at t0, the session's time 0
         self.wall0 = time.time() - (time.monotonic() - self.t0)
@@ -434,6 +443,9 @@ class QmpFeed(_Source):
         self._read_to = {s: 0.0 for s in SIDES}
         from colo_tui.session.attach import LivePair
         self.pair = LivePair(*self.addresses)     # fails here, clearly, if unreachable
+        # the first poll now: the session's first view is what both sides answered
+        # (a side that does not answer in time stays unknown until a later poll)
+        self._poll()
 
     def run(self) -> None:
         import time
@@ -500,15 +512,15 @@ class QmpFeed(_Source):
                  len(self._held))
         out, self._held = self._held[:n], self._held[n:]
         for _t, _o, ev in out:
-            done = self._count(ev) if ev.side == "primary" else None
+            done = self._count(ev) if ev.side in self.checkpoints else None
             self.publish((ev,))
             if done is not None:
                 self.publish((done,))
 
     def _count(self, ev: Event) -> Checkpoint | None:
-        """Feed the primary's event to its checkpoint count (see QmpCheckpoints); the
-        checkpoint it completes, if any."""
-        counter, view = self.checkpoints, self.views["primary"]
+        """Feed a side's event to its checkpoint count (see QmpCheckpoints); the
+        checkpoint it completes on the primary, if any (`run N` counts those)."""
+        counter, view = self.checkpoints[ev.side], self.views[ev.side]
         kind = ev.kind
         ms = None
         if kind == "status":
@@ -518,7 +530,7 @@ class QmpFeed(_Source):
         elif kind == "colo-exit":
             counter.event("COLO_EXIT", ev.t_ms)
         view.checkpoint, view.in_flight = counter.n, counter.in_flight
-        if ms is None:
+        if ms is None or ev.side != "primary":
             return None
         return Checkpoint(ev.t_ms, "primary", n=counter.n, phase="commit",
                           reason=f"seen over QMP: the primary's VM stopped for {ms:.1f} ms "
