@@ -604,6 +604,7 @@ class QmpFeed(_Source):
     def _run_command(self, what: str, args, done) -> None:
         from protocol.drivers.qmpclient import QmpClientError
         side = args[0] if what == "lost-heartbeat" else "primary"
+        sent = self.now_ms()        # the command is shown when it was sent: before its effects
         try:
             if self.views[side].gone:
                 raise ColoError(f"the {side}'s QMP connection is gone (its process has "
@@ -616,8 +617,7 @@ class QmpFeed(_Source):
                 self.pair.checkpoint()
             else:
                 raise ColoError(f"{what!r} is not something QMP can do to a live process")
-            self.put(Event(self.now_ms(), "operator", "qmp", {"command": what,
-                                                              "args": list(args)}))
+            self.put(Event(sent, "operator", "qmp", {"command": what, "args": list(args)}))
         except (QmpCommandError, ColoError, TimeoutError) as exc:
             if isinstance(exc, QmpClientError):
                 self._lose(side, exc)

@@ -87,3 +87,32 @@ def test_an_event_without_a_timestamp_is_stamped_when_it_is_read():
             session.close()
         p.close()
         s.close()
+
+
+def test_an_operator_command_comes_before_what_it_caused():
+    """x-colo-lost-heartbeat on a 7.2 primary: STOP, COLO_EXIT and RESUME come within a
+    millisecond, before the reply.  The command was stamped when its reply had come, so
+    it was shown after its own effects."""
+    p, s = FakeQmp(migration="colo", mode="primary"), FakeQmp(migration="colo",
+                                                              mode="secondary")
+    session = None
+    try:
+        feed = QmpFeed(SimConfig(), p.address, s.address)
+        session = LiveSession(feed)
+
+        def failover(fake):
+            fake.emit("STOP")
+            fake.emit("COLO_EXIT", {"mode": "primary", "reason": "error"})
+            fake.emit("RESUME")
+
+        p.before("x-colo-lost-heartbeat", failover)
+        feed.command("lost-heartbeat", "primary")
+        assert len(_events(session, "vm", 2)) == 2
+        order = [e.kind for e in session.events if e.side in ("primary", "operator")
+                 and e.kind in ("qmp", "vm", "colo-exit")]
+        assert order == ["qmp", "vm", "colo-exit", "vm"], order
+    finally:
+        if session is not None:
+            session.close()
+        p.close()
+        s.close()
