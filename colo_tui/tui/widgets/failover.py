@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 
 class FailoverDiagram(Widget):
-    DEFAULT_CSS = "FailoverDiagram { height: 3; background: $boost; }"
+    # never wrapped: a wrapped row pushes the secondary's out of the three lines
+    DEFAULT_CSS = ("FailoverDiagram { height: 3; background: $boost; "
+                   "text-wrap: nowrap; text-overflow: ellipsis; }")
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -30,7 +32,11 @@ class FailoverDiagram(Widget):
         width = self.size.width or 80
         roomy = 3 + sum(len(s) for s in v.states) + 12 <= width
         full = 3 + sum(len(s) for s in v.states) + 4 <= width
-        name = (lambda s: s) if full else (lambda s: s[:5])
+        # narrow: each name cut to the longest prefix that keeps a row on its line
+        # ("S ", the ▸ mark, the names, three → and the ↺); 5 letters at most
+        cut = next((k for k in range(5, 1, -1)
+                    if 3 + sum(min(len(s), k) for s in v.states) + 4 <= width), 2)
+        name = (lambda s: s) if full else (lambda s: s[:cut])
         arrow = " → " if roomy else "→"
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append("failover state" + (" (colo-failover.c)" if roomy else "") + "\n", style="bold")
