@@ -202,6 +202,8 @@ class Bridge:
     def toggle_run(self) -> None:
         self.running = not self.running and not self.c.finished
         self._credit = 0.0
+        if self.running:         # a run is steps: theirs are explained, not the last output
+            self.output = ""
         self.changed("" if self.running else "paused")
 
     def faster(self, delta: int) -> None:
