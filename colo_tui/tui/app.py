@@ -139,6 +139,10 @@ class ColoApp(App):
         self._bridge.record_dir = self._record_dir
         if self.user_config.problems:
             self._bridge.notice = "⚠ config: " + "; ".join(self.user_config.problems)
+            # the status line cuts them: the explanation pane lists them whole, one a
+            # line, until the first step
+            self._bridge.output = ("⚠ config: the app started with the defaults for these\n"
+                                   + "\n".join(self.user_config.problems))
 
     def _start_session(self) -> bool:
         """Build the deferred session, once.  A user error doing so ends the app
