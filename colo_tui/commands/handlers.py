@@ -296,6 +296,8 @@ def status(c, p) -> str:
     if s.get("live"):
         lines.append(f"live       {s['live']}: real peers; the simulator's invariants are "
                      "not checked here")
+        if s.get("dropped"):            # a long live session keeps its latest events
+            lines.append(f"memory     {c.events.dropped_text()}")
     else:
         lines.append("invariants " + ("all hold" if not broken else
                                       "BROKEN: " + ", ".join(broken)))
@@ -356,6 +358,9 @@ def ladder(c, rows: int = LADDER_ROWS) -> str:
     body = out[-rows:]
     if skipped > 0:
         body.insert(0, f"{'':>12}  ... {skipped} earlier row(s)")
+    if getattr(c, "dropped", 0):
+        body.insert(0, f"{'':>12}  ... and the rows of events #0-#{c.dropped - 1:,}, dropped "
+                       "from memory (status says where they are kept)")
     return "\n".join([head] + body)
 
 
@@ -517,6 +522,9 @@ def record(c, p) -> str:
         c.record_start(path, force="force" in p.form)
     except OutputFileError as exc:
         raise CommandError(str(exc).replace("give --force", "add 'force'")) from None
+    if getattr(c, "dropped", 0):        # a long live session keeps its latest events
+        return (f"recording to {path} (the session so far is written too, from event "
+                f"#{c.dropped:,}: the {c.dropped:,} older ones were dropped from memory)")
     return f"recording to {path} (the session so far is written too)"
 
 

@@ -580,4 +580,7 @@ def ending(events, outcome) -> str:
         side, kind, d = _fields(ev)
         if _is_cause(kind, d):
             return text + " It started with: " + line(ev) + "."
+    if getattr(events, "dropped", 0):   # a long live session keeps its latest events
+        return text + (" Nothing went wrong in the events still in memory (the "
+                       f"{events.dropped:,} oldest were dropped from memory).")
     return text + " Nothing went wrong: it ran the checkpoints it was set to run."

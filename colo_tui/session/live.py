@@ -19,6 +19,11 @@ after those events.  Stepping moves queued events into view (the display can
 be paused while the peers run on); a batch (what one input to an engine caused,
 at one instant) shows its snapshots with its first event.  There is no time travel in a live session, and faults are injected
 with `colo proxy --fault` or the simulator.
+
+A live session may run for days: its events are an `EventWindow`
+(protocol/core/eventwindow.py), which keeps the latest 250,000 to 300,000 in memory
+(about 50 MB) and drops the oldest 50,000 at once; ``seq`` stays global, and a
+recording (written as events come into view) keeps every event from its start on.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from types import MappingProxyType
 from colo_tui.session.control import Controller
 from colo_tui.session.options import wants_live
 from protocol.core.events import Event
+from protocol.core.eventwindow import LIVE_KEEP_EVENTS, LIVE_TRIM_BATCH, EventWindow
 from protocol.core.session import (
     SIDES,
     ArmedFault,
@@ -55,7 +61,8 @@ GUEST_VIEW_EVERY_S = 0.1
 class LiveSession:
     """A live source as a session (see the module docstring)."""
 
-    def __init__(self, source) -> None:
+    def __init__(self, source, *, keep: int = LIVE_KEEP_EVENTS,
+                 batch: int = LIVE_TRIM_BATCH) -> None:
         self.source = source
         self.name = source.name
         self.config = source.config
@@ -64,7 +71,8 @@ class LiveSession:
         self.unknown_settings = tuple(getattr(source, "unknown_settings", ()))
         self.capabilities = live_capabilities(takes_inputs=source.takes_inputs,
                                               takes_faults=hasattr(source, "check_fault"))
-        self.events: list[Event] = []
+        #: the latest events, indexed by seq; the oldest are dropped in batches
+        self.events = EventWindow(keep, batch)
         self.steps = 0
         self.now = 0.0
         self.on_event = None
@@ -193,9 +201,10 @@ class LiveSession:
                   file=sys.stderr)
 
 
-def live_controller(source, *, on_event=None) -> Controller:
-    """The one Controller, over a live source (no time travel, no restart)."""
-    return Controller(session=LiveSession(source), on_event=on_event)
+def live_controller(source, *, on_event=None, **window) -> Controller:
+    """The one Controller, over a live source (no time travel, no restart); `window`:
+    LiveSession's keep and batch (how many events memory holds)."""
+    return Controller(session=LiveSession(source, **window), on_event=on_event)
 
 
 def make_live(args, config, on_event=None) -> Controller | None:

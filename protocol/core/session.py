@@ -285,7 +285,9 @@ class ArmedFault:
 # --------------------------------------------------------------------- protocols
 @runtime_checkable
 class EventStream(Protocol):
-    #: the events in view, oldest first (``seq`` is the index); read, never changed
+    #: the events in view, oldest first (``seq`` is the index); read, never changed.  A
+    #: live session's is an EventWindow (protocol/core/eventwindow.py): it drops its
+    #: oldest events in batches, and len() and indexes stay those of every event seen
     events: Sequence
     steps: int
     now: float
