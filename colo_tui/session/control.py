@@ -137,6 +137,9 @@ class Controller:
         whole line) and the session goes on; `recording_failure` says so."""
         writer, path = self._writer, self.recording_path
         self._writer, self.recording_path = None, None
+        noted = getattr(self.session.events, "recording_stopped", None)
+        if noted is not None:
+            noted(path)
         import contextlib
 
         from protocol.errors import ColoError
@@ -351,9 +354,12 @@ class Controller:
         if not self.live:
             for item in self.inputs:
                 writer.input(item, item["step"])
-        for ev in s.events:
+        for ev in s.events:                 # a live session's: the ones still in memory
             writer.event(ev)
         self._writer, self.recording_path = writer, path
+        noted = getattr(s.events, "recording_started", None)
+        if noted is not None:               # what a dropped event's view says keeps it
+            noted(path, s.events.dropped)
 
     def record_stop(self) -> str | None:
         """Write the `stop` trailer and close the recording; its path, or None."""
@@ -361,6 +367,9 @@ class Controller:
         if writer is None:
             return None
         self._writer, self.recording_path = None, None     # once, even if a write fails
+        noted = getattr(self.session.events, "recording_stopped", None)
+        if noted is not None:
+            noted(path)
         if self.live:
             writer.close()
         else:
@@ -421,9 +430,16 @@ class Controller:
                    recording=self.recording_path, invariants=dict(s.checks()))
         if self.live:
             out["live"] = s.name
+            # a live session keeps its latest events: how many older ones it dropped
+            out["dropped"] = getattr(s.events, "dropped", 0)
             for key in getattr(s, "unknown_settings", ()):
                 out[key] = "unknown"        # the peers' own, not this session's option
         return out
+
+    @property
+    def dropped(self) -> int:
+        """How many of the oldest events were dropped from memory (a long live session)."""
+        return getattr(self.session.events, "dropped", 0)
 
     def wire(self) -> list[dict]:
         """The control messages in the order they were sent."""
