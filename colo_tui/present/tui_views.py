@@ -6,6 +6,8 @@ a guest's panel fields come from the session's GuestView (protocol.core.session)
 """
 from __future__ import annotations
 
+import bisect
+
 from colo_tui.present.models import SIDE_NAMES, LadderRow
 from colo_tui.present.sentences import clean, line, plain, sentence
 from protocol.core.events import EventKind as K
@@ -281,36 +283,71 @@ def _closed_label(ev) -> str:
 
 
 class LogModel:
-    """The event log as a filterable, lazily formatted list over the event stream."""
+    """The event log as a filterable, lazily formatted list over the event stream.
+
+    A long live session drops its oldest events from memory (protocol/core/eventwindow.py):
+    the log then starts with a row that says so (its seq is the last dropped event's),
+    and `offset` counts the rows that left the top, so that a view scrolled back
+    keeps its place."""
 
     def __init__(self, events: list) -> None:
         self.events = events
         self.filter = ""
-        self._matches: list[int] = []
-        self._scanned = 0
+        self._matches: list[int] = []       # the seqs of the matching events in memory
+        self._scanned = 0                   # the seqs below it were scanned
+        self._gone = 0                      # matches dropped from memory since set_filter
 
     def set_filter(self, text: str) -> None:
         self.filter = text.strip().lower()
-        self._matches, self._scanned = [], 0
+        self._matches, self._scanned, self._gone = [], 0, 0
+
+    @property
+    def dropped(self) -> int:
+        """How many of the oldest events were dropped from memory (a live session)."""
+        return getattr(self.events, "base", 0)
 
     def _scan(self) -> None:
         if not self.filter:
             return
-        evs, f = self.events, self.filter
-        for i in range(self._scanned, len(evs)):
-            ev = evs[i]
-            if f in ev.kind or f in self.text(ev).lower():
-                self._matches.append(i)
-        self._scanned = len(evs)
+        evs, f, base = self.events, self.filter, self.dropped
+        end = len(evs)
+        start = max(self._scanned, base)
+        if start < end:
+            matches, text = self._matches, self.text
+            for seq, ev in enumerate(evs[start:end], start):
+                if f in ev.kind or f in text(ev).lower():
+                    matches.append(seq)
+        self._scanned = end
+        if base and self._matches and self._matches[0] < base:
+            cut = bisect.bisect_left(self._matches, base)
+            del self._matches[:cut]         # at a trim, once: amortized as the trim is
+            self._gone += cut
 
     @property
     def count(self) -> int:
         self._scan()
-        return len(self._matches) if self.filter else len(self.events)
+        base = self.dropped
+        n = len(self._matches) if self.filter else len(self.events) - base
+        return n + (1 if base else 0)
+
+    @property
+    def offset(self) -> int:
+        """How many rows have left the top of the log (events dropped from memory, less
+        the row that says so): a row's index is its place among all rows minus this."""
+        base = self.dropped
+        if not base:
+            return 0
+        return (self._gone if self.filter else base) - 1
 
     def event(self, i: int):
+        """The event on row i (the row that says older events were dropped: IndexError)."""
         self._scan()
-        return self.events[self._matches[i] if self.filter else i]
+        base = self.dropped
+        if base:
+            if i == 0:
+                raise IndexError("row 0 says that older events were dropped from memory")
+            i -= 1
+        return self.events[self._matches[i] if self.filter else base + i]
 
     @staticmethod
     def text(ev) -> str:
@@ -318,6 +355,16 @@ class LogModel:
         sides are named in front."""
         return sentence(ev) if ev.side in SIDE_NAMES else line(ev)
 
+    def dropped_line(self) -> str:
+        """Row 0 once older events were dropped: what and why, and what keeps them."""
+        words = self.events.dropped_text()
+        if self.filter:
+            words += "; the filter looks at the events in memory"
+        return "⋯ " + words
+
     def line(self, i: int) -> tuple[int, float, str, str]:
+        base = self.dropped
+        if base and i == 0:
+            return base - 1, 0.0, "", self.dropped_line()
         ev = self.event(i)
         return ev.seq, ev.t_ms, ev.side, self.text(ev)

@@ -20,6 +20,7 @@ from colo_tui.present.explain import explain, explain_last
 from colo_tui.present.models import SIDE_NAMES, FailoverView, LadderRow, SideView, StatusView
 from colo_tui.present.tui_views import Ladder, LogModel
 from protocol.core import dialects
+from protocol.core.eventwindow import EventDropped
 from protocol.errors import ColoError
 
 HINT = "press n or → to step, space to run, ? for help"
@@ -377,8 +378,12 @@ class Bridge:
         if key == self._explained:
             return self._explanation
         if self.selected_seq is not None and self.selected_seq < len(events):
-            ev = events[self.selected_seq]
-            text = f"#{ev.seq} {ev.side} {ev.kind}\n{explain_event(ev, self.c.config.dialect)}"
+            try:
+                ev = events[self.selected_seq]
+            except EventDropped as exc:     # a long live session keeps its latest events
+                text = f"#{self.selected_seq}\n{exc}"
+            else:
+                text = f"#{ev.seq} {ev.side} {ev.kind}\n{explain_event(ev, self.c.config.dialect)}"
         elif events and self.running and (self.speed == 0 or self.speed > 100):
             # too fast to read: the last explanation of an event stays (not the empty
             # session's "nothing has happened yet")

@@ -40,11 +40,18 @@ class LogLines(FollowTail, can_focus=True):
 
     def show(self, model) -> None:
         count = model.count
-        key = (id(model), count, model.filter)
+        # rows that left the top (a live session dropped old events from memory)
+        offset = getattr(model, "offset", 0)
+        key = (id(model), count, model.filter, offset)
         if key == self._key:
             return
+        shift = offset - self._key[3] if self._key[:1] == (id(model),) and \
+            self._key[2] == model.filter else 0
         self.model, self.count, self._key = model, count, key
         self.virtual_size = Size(0, count)
+        if shift and not self.follow:        # a view scrolled back keeps its place
+            self.scroll_to(y=max(0, int(self.scroll_y) - shift), animate=False,
+                           immediate=True)
         if self.follow:
             self.call_after_refresh(self._to_end)
         self.refresh()
