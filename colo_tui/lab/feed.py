@@ -22,6 +22,7 @@ directory unless it is kept."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import concurrent.futures
 import shutil
@@ -50,6 +51,11 @@ POLL_S = 0.5
 #: without a compare-out partner (it may never come: a dropped packet, a dead side)
 VERDICT_WAIT_S = 8.0
 DATA_WINDOW = 4000           # data packets kept for pairing (bounded)
+#: a lab left open for a day: the QMP events the session has taken go from the pair's
+#: list once this many have been taken, and the checkpoint times older than every
+#: packet kept for pairing go once more than this many are kept
+QMP_TAKEN_MAX = 4096
+MAX_CHECKPOINT_TIMES = 8192
 COMMAND_WAIT_S = 30.0
 GUEST_WAIT_S = 180.0
 
@@ -290,6 +296,10 @@ class LabFeed(_Source):
         that waited longer than VERDICT_WAIT_S)."""
         if not self._data:
             return
+        if len(self._cps) > MAX_CHECKPOINT_TIMES:    # bounded: a lab left open for a day
+            # a verdict looks at the checkpoints after its packets: older ones go
+            oldest = min(d.t for d in self._data)
+            del self._cps[:bisect.bisect_left(self._cps, (oldest,))]
         times = [t for t, _n in self._cps]
         now = time.time()
         out = []
@@ -324,6 +334,9 @@ class LabFeed(_Source):
             self._qmp_seen[s] += len(new)
             for e in new:
                 self.put(_qmp_event(self.now_ms(), s, e))
+            if self._qmp_seen[s] >= QMP_TAKEN_MAX:    # bounded: a lab left open for a day
+                del side.events[:self._qmp_seen[s]]     # taken: the session has them
+                self._qmp_seen[s] = 0
 
     async def _poll(self) -> None:
         for s in SIDES:
