@@ -28,6 +28,8 @@ import time
 
 from colo_tui.session.argtypes import int_in, number_in
 
+#: a session that outlasts the full-speed window (beyond the interactive bound: the
+#: benchmark's controllers are built with max_checkpoints=None)
 BIG = dict(checkpoints=1_000_000, checkpoint_delay_ms=10)
 #: --runs: each run starts two processes (colo tui and a minimal app), then paints both
 #: apps in this process
@@ -161,7 +163,7 @@ def _minimal_app():
 def _colo_app():
     from colo_tui.session.control import Controller
     from colo_tui.tui.app import ColoApp
-    return ColoApp(Controller(_config()))
+    return ColoApp(Controller(_config(), max_checkpoints=None))
 
 
 def first_paint(runs: int) -> dict:
@@ -178,7 +180,7 @@ def first_paint(runs: int) -> dict:
 
 def bare_rate(seconds: float) -> float:
     from colo_tui.session.control import Controller
-    c = Controller(_config())
+    c = Controller(_config(), max_checkpoints=None)
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         c.step(50)
@@ -189,7 +191,7 @@ async def _app_rate(seconds: float) -> float:
     from colo_tui.session.control import Controller
     from colo_tui.tui.app import ColoApp
     from colo_tui.tui.bridge import SPEEDS
-    app = ColoApp(Controller(_config()))
+    app = ColoApp(Controller(_config(), max_checkpoints=None))
     result = {}
 
     async def pilot(p) -> None:

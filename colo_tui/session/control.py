@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS, LENGTH_BOUND_TEXT
 from protocol.core.events import Event
 from protocol.core.session import (
     SIDES,
@@ -54,7 +55,11 @@ class Controller:
     wait_for_events = False
 
     def __init__(self, config: SimConfig | None = None, *, on_event=None,
-                 session: Session | None = None) -> None:
+                 session: Session | None = None,
+                 max_checkpoints: int | None = INTERACTIVE_MAX_CHECKPOINTS) -> None:
+        #: the longest simulated session this controller starts (None: no bound, for a
+        #: benchmark that runs at full speed for a while and keeps no more than that)
+        self.max_checkpoints = max_checkpoints
         self.on_event = on_event
         self.inputs: list[dict] = []
         self.forked_at: int | None = None
@@ -116,8 +121,15 @@ class Controller:
 
     def _new_sim(self) -> Simulation:
         sim = Simulation(self.config, on_event=self._event)
-        _check_length(sim.target)
+        self._check_length(sim.target)
         return sim
+
+    def _check_length(self, checkpoints: int) -> None:
+        """Refuse a simulated session that would run past ``max_checkpoints`` (its
+        length, or a fault planned beyond it, which lengthens it to reach the fault)."""
+        if self.max_checkpoints is not None and checkpoints > self.max_checkpoints:
+            raise SessionError(f"this session would run to checkpoint {checkpoints:,}: "
+                               f"{LENGTH_BOUND_TEXT}")
 
     def _refuse_live(self, what: str) -> None:
         if self.live:
@@ -160,7 +172,7 @@ class Controller:
         data = self.config.to_dict()
         data.update(changes)
         config = SimConfig.from_dict(data)
-        _check_length(Simulation(config).target)   # validate before changing anything
+        self._check_length(Simulation(config).target)   # validate before changing anything
         self.record_stop()
         self.replay_source = None
         self.config = config
@@ -318,7 +330,7 @@ class Controller:
         f = faults.parse(spec, channels=True)
         self.session.check_fault(f)
         if f.point not in faults.MOMENTS:
-            _check_length(f.checkpoint)
+            self._check_length(f.checkpoint)
         self._apply({"cmd": "fault", "value": spec})
 
     def faults(self) -> list[str]:
@@ -444,15 +456,6 @@ class Controller:
     def wire(self) -> list[dict]:
         """The control messages in the order they were sent."""
         return [w.as_dict() for w in wire_of(self.session.events)]
-
-
-def _check_length(checkpoints: int) -> None:
-    """Refuse a simulated session that would run past INTERACTIVE_MAX_CHECKPOINTS (its
-    length, or a fault planned beyond it, which lengthens it to reach the fault)."""
-    from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS, LENGTH_BOUND_TEXT
-    if checkpoints > INTERACTIVE_MAX_CHECKPOINTS:
-        raise SessionError(f"this session would run to checkpoint {checkpoints:,}: "
-                           f"{LENGTH_BOUND_TEXT}")
 
 
 def side_name(side: str) -> str:
