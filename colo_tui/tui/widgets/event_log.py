@@ -16,6 +16,11 @@ from colo_tui.tui.widgets.follow import FollowTail
 SIDE_COL = {"primary": 0, "secondary": 1}
 
 
+def _fit(text: str, n: int) -> str:
+    """`text` in `n` cells: a cut one ends with … (the full line: click it)."""
+    return text if len(text) <= n else text[: max(0, n - 1)] + "…"
+
+
 class LogLines(FollowTail, can_focus=True):
     inherit_bindings = False
     BINDINGS = [Binding("up", "lines(-1)", show=False), Binding("down", "lines(1)", show=False),
@@ -83,14 +88,14 @@ class LogLines(FollowTail, can_focus=True):
         segs = [Segment(f"{seq:>5} ", legible_rich(base + self.get_component_rich_style(
             "log--seq")))]
         if side in SIDE_COL:
-            cell = text[: col - 1].ljust(col)
+            cell = _fit(text, col - 1).ljust(col)
             style = legible_rich(base + self.get_component_rich_style(f"log--{side}"))
             if SIDE_COL[side]:
                 segs += [Segment("·".ljust(col), base), Segment(cell, style)]
             else:
                 segs += [Segment(cell, style)]
         else:
-            segs.append(Segment(text, legible_rich(
+            segs.append(Segment(_fit(text, width - seqw), legible_rich(
                 base + self.get_component_rich_style("log--other"))))
         return Strip(segs).crop_extend(0, width, base)
 
