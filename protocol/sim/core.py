@@ -430,7 +430,10 @@ class Simulation(SimulationSession):
             self._fire_process_faults("failover", self.failovers, side)
         elif kind is Vm and side == "primary" and ev.run == "colo" \
                 and not self._null_guest:
-            self.emit("primary", "stopped-for-checkpoint", n=self.eps["primary"].in_flight)
+            ep = self.eps["primary"]
+            # (the run state "colo" is a failover's stop too: that one is no checkpoint's)
+            if ep.in_flight and ep.failover.state == fo.NONE:
+                self.emit("primary", "stopped-for-checkpoint", n=ep.in_flight)
 
     def _matching(self, point: str, n: int) -> list[int]:
         return self.plan.pending(point, n)
