@@ -17,7 +17,10 @@ def _app_on(c, check, size=(160, 40)):
         app = ColoApp(c)
         try:
             async with app.run_test(size=size) as pilot:
-                await pilot.pause(0.3)
+                for _ in range(200):            # the log mounts after the first frame
+                    await pilot.pause(0.05)
+                    if app.query("#log-lines"):
+                        break
                 await check(app, pilot)
         finally:
             c.close()
