@@ -15,7 +15,14 @@ if TYPE_CHECKING:
 class StatusBar(Static):
     DEFAULT_CSS = "StatusBar { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }"
 
+    _last: StatusView | None = None
+
+    def on_resize(self, _event) -> None:
+        if self._last is not None:            # the order of the line depends on its width
+            self.show(self._last)
+
     def show(self, v: StatusView) -> None:
+        self._last = v
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" COLO ", style="bold reverse")
         # the session's state comes first: a narrow terminal cuts the end of the line,
@@ -27,18 +34,27 @@ class StatusBar(Static):
         else:
             t.append(f" ⏸ paused ({v.speed}) ", style="bold")
         t.append("│")
+        where = Text(f" step {v.step} · t={v.t_ms / 1000:.3f} s ")
+        rest = Text()
         if v.forked:
-            t.append(f" FORKED at step {v.forked_at} ", style="bold white on red")
-            t.append(" ")
+            rest.append(f" FORKED at step {v.forked_at} ", style="bold white on red")
+            rest.append(" ")
         if v.recording:
-            t.append(" ● REC ", style="bold white on dark_red")
-            t.append(" ")
+            rest.append(" ● REC ", style="bold white on dark_red")
+            rest.append(" ")
         if v.replay:
-            t.append(f" ⏵ replay {v.replay} ", style="bold black on yellow")
-            t.append(" ")
+            rest.append(f" ⏵ replay {v.replay} ", style="bold black on yellow")
+            rest.append(" ")
         seed = "" if v.seed is None else f" · seed {v.seed}"
-        t.append(f" {v.dialect} · {v.mode}{seed} ", style="bold")
-        t.append(f"│ step {v.step} · t={v.t_ms / 1000:.3f} s ")
+        rest.append(f" {v.dialect} · {v.mode}{seed} ", style="bold")
+        if t.cell_len + rest.cell_len + where.cell_len + 1 <= (self.size.width or 10**6):
+            t.append_text(rest)
+            t.append("│")
+            t.append_text(where)
+        else:       # too narrow for it all: where the session is comes next, never cut
+            t.append_text(where)
+            t.append("│")
+            t.append_text(rest)
         warn = themed_style(self, "text-warning")
         faults = "faults: " + ", ".join(v.faults) if v.faults else ""
         if faults and v.notice:
