@@ -358,9 +358,8 @@ def ladder(c, rows: int = LADDER_ROWS) -> str:
     body = out[-rows:]
     if skipped > 0:
         body.insert(0, f"{'':>12}  ... {skipped} earlier row(s)")
-    if getattr(c, "dropped", 0):
-        body.insert(0, f"{'':>12}  ... and the rows of events #0-#{c.dropped - 1:,}, dropped "
-                       "from memory (status says where they are kept)")
+    if getattr(c, "dropped", 0):        # a long live session, or a recording started late
+        body.insert(0, f"{'':>12}  ... {c.events.dropped_text()}")
     return "\n".join([head] + body)
 
 

@@ -581,6 +581,6 @@ def ending(events, outcome) -> str:
         if _is_cause(kind, d):
             return text + " It started with: " + line(ev) + "."
     if getattr(events, "dropped", 0):   # a long live session keeps its latest events
-        return text + (" Nothing went wrong in the events still in memory (the "
-                       f"{events.dropped:,} oldest were dropped from memory).")
+        return text + (f" Nothing went wrong in the events from #{events.dropped:,} on "
+                       "(the older ones are not in memory).")
     return text + " Nothing went wrong: it ran the checkpoints it was set to run."

@@ -36,14 +36,18 @@ class EventDropped(SessionError, IndexError):
 class EventWindow(Sequence):
     """A session's events, the oldest dropped in batches (see the module docstring)."""
 
-    __slots__ = ("_items", "base", "keep", "batch", "trims", "_recordings")
+    __slots__ = ("_items", "base", "keep", "batch", "trims", "_recordings", "late_start")
 
-    def __init__(self, keep: int = LIVE_KEEP_EVENTS, batch: int = LIVE_TRIM_BATCH) -> None:
-        if keep < 1 or batch < 1:
+    def __init__(self, keep: int = LIVE_KEEP_EVENTS, batch: int = LIVE_TRIM_BATCH, *,
+                 start: int = 0) -> None:
+        if keep < 1 or batch < 1 or start < 0:
             raise ValueError("an event window keeps at least one event, drops at least one")
         self._items: list = []
         #: the seq of the oldest event held: how many were dropped
-        self.base = 0
+        self.base = start
+        #: the events before `start` were never here: the playback of a recording that
+        #: was started late in a long live session (it begins at event #start)
+        self.late_start = start
         self.keep, self.batch = keep, batch
         #: how many times old events were dropped
         self.trims = 0
@@ -119,6 +123,12 @@ class EventWindow(Sequence):
         """Why event `seq` (or, without one, the older events) is not in memory, and
         where it is still kept."""
         last_dropped = self.base - 1
+        if self.late_start and (seq is None or seq < self.late_start):
+            what = f"event #{seq:,} is" if seq is not None else \
+                f"events #0–#{self.late_start - 1:,} are"
+            return (f"{what} not in this recording: it begins at event #{self.late_start:,} "
+                    "(it was started late in a long live session, which had dropped its "
+                    "older events from memory)")
         what = (f"event #{seq:,} was" if seq is not None else
                 f"events #0–#{last_dropped:,} were")
         text = (f"{what} dropped from memory: a live session keeps its latest "

@@ -126,6 +126,11 @@ class Playback:
         self.tracker = CaptureTracker(self.dialect)
         self.on_event = on_event
         self.events: list[Event] = []
+        if self._recorded and self._recorded[0].seq > 0:
+            # started late in a long live session: events[seq] is still event #seq
+            from protocol.core.eventwindow import EventWindow
+            self.events = EventWindow(len(self._recorded) + 1, 1,
+                                      start=self._recorded[0].seq)
         self.steps = 0
         self.now = 0.0
 

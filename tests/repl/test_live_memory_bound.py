@@ -18,7 +18,9 @@ from protocol.core.eventwindow import (
     EventDropped,
     EventWindow,
 )
+from protocol.record import facts
 from protocol.record import format as rf
+from protocol.record.playback import Playback
 from tests._livestream import EVENTS_PER_CHECKPOINT, Stream, step_until
 
 
@@ -72,7 +74,8 @@ def test_a_long_live_session_keeps_its_latest_events_and_numbers_them_all(tmp_pa
         assert st.ok and f"memory     events #0–#{c.dropped - 1:,} were dropped from memory" \
             in st.text and "a recording (r in the app, `record start` in the REPL) keeps" \
             in st.text
-        assert "dropped from memory" in execute(c, "show ladder").text
+        assert f"events #0–#{c.dropped - 1:,} were dropped from memory" in \
+            execute(c, "show ladder").text
         assert execute(c, "explain").ok
         # a recording started now holds what memory holds, then every later event
         path = tmp_path / "late.colo.jsonl"
@@ -90,6 +93,15 @@ def test_a_long_live_session_keeps_its_latest_events_and_numbers_them_all(tmp_pa
         assert execute(c, "record stop").ok
         rec = rf.read(str(path))
         assert [e["seq"] for e in rec.events] == list(range(first, 12000))
+        # it joins mid-checkpoint: its facts are checked from its first checkpoint on,
+        # and its playback numbers events as the live session did
+        assert facts.check(rec) is None
+        pb = Playback(rec)
+        pb.run()
+        assert len(pb.events) == 12000 and pb.events[first + 5].seq == first + 5
+        with pytest.raises(EventDropped, match=f"event #3 is not in this recording: it "
+                           f"begins at event #{first:,}"):
+            pb.events[3]
         # a dropped event it holds still says where to find it, once it is saved
         step_until(c, 15000)
         with pytest.raises(EventDropped, match=f"the recording {path} keeps it"):
