@@ -408,6 +408,8 @@ class ColoApp(App):
         self.bridge.select_side()
 
     def action_fault(self) -> None:
+        if self.bridge.ended("fault"):          # no menu for a fault that cannot happen
+            return
         row = self.bridge.selected_row()
         caps = self.controller.capabilities
         if caps.is_live and caps.takes_faults:       # colo lab: its compare channels
@@ -424,6 +426,8 @@ class ColoApp(App):
         self.push_screen(menu, lambda spec: spec and self.bridge.add_fault(spec))
 
     def action_delay(self) -> None:
+        if self.bridge.ended("x-checkpoint-delay"):
+            return
         current = self.controller.side("primary").checkpoint_delay_ms
         self.push_screen(screens.NumberPrompt(
                              "x-checkpoint-delay in ms (QEMU default 20000):", current),

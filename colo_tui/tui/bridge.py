@@ -185,7 +185,7 @@ class Bridge:
             return
         if self.c.finished:
             self.changed(f"the session has ended ({self.c.status()['outcome']}); "
-                         "c = checkpoint, ← = back, 1-9 = a scenario")
+                         + self._after_the_end())
             return
         self.c.step(n)
         self.changed("")
@@ -233,24 +233,48 @@ class Bridge:
         self.changed()
 
     # ------------------------------------------------------------------ inputs
+    def _after_the_end(self) -> str:
+        """What the keys can still do once a simulated session has ended."""
+        reprotect = ", p = re-protect" if self.c.status()["outcome"] == "failover" else ""
+        return f"← = back (an input there forks the future){reprotect}, 1-9 = a scenario"
+
+    def ended(self, what: str) -> bool:
+        """A simulated session that has ended takes no more inputs: n stops there, so
+        a checkpoint, kill or fault given now would never be seen to happen (the
+        checkpoint's request stayed in flight for good). Says so and returns True."""
+        if not self.c.finished or self.c.live:
+            return False
+        self.warn(f"{what}: the session has ended ({self.c.status()['outcome']}); "
+                  + self._after_the_end())
+        return True
+
     def checkpoint(self) -> None:
-        self._guard(self.c.checkpoint, ok="checkpoint requested")
+        if not self.ended("checkpoint"):
+            self._guard(self.c.checkpoint, ok="checkpoint requested")
 
     def kill(self) -> None:
+        if self.ended("kill"):
+            return
         if self._guard(self.c.kill, self.selected_side, ok=f"killed the {self.selected_side}"):
             self._noticed(f"kill {self.selected_side}")
 
     def stall(self) -> None:
+        if self.ended("stall"):
+            return
         if self._guard(self.c.stall, self.selected_side,
                        ok=f"stalled the {self.selected_side}"):
             self._noticed(f"stall {self.selected_side}")
 
     def lost_heartbeat(self) -> None:
+        if self.ended("x-colo-lost-heartbeat"):
+            return
         if self._guard(self.c.lost_heartbeat, self.selected_side,
                        ok=f"x-colo-lost-heartbeat on the {self.selected_side}"):
             self._noticed(f"heartbeat {self.selected_side}")
 
     def failover(self) -> None:
+        if self.ended("failover"):
+            return
         if self._guard(self.c.failover, self.selected_side,
                        ok=f"failover to the {self.selected_side} (docs/COLO-FT.txt)"):
             self._noticed(f"failover {self.selected_side}")
@@ -264,12 +288,16 @@ class Bridge:
         raise ValueError("this session cannot re-protect (it needs the simulator)")
 
     def add_fault(self, spec: str) -> bool:
+        if self.ended("fault"):
+            return False
         ok = self._guard(self.c.add_fault, spec, ok=f"fault armed: {spec}")
         if ok:
             self._noticed(f"fault {spec}")
         return ok
 
     def set_delay(self, ms: int) -> None:
+        if self.ended("x-checkpoint-delay"):
+            return
         self._guard(self.c.set_checkpoint_delay, ms, ok=f"x-checkpoint-delay = {ms} ms")
 
     def restart(self, notice: str = "", **changes) -> bool:

@@ -24,7 +24,8 @@ async def test_tui_recording_replays_in_the_repl(tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("COLO_RECORDINGS_DIR", str(tmp_path / "recordings"))
     app = ColoApp(Controller(SimConfig(seed=7, checkpoint_delay_ms=1000)))
     async with app.run_test(size=(120, 36)) as pilot:
-        await pilot.press("r", *["n"] * 25, "o", "h", *["n"] * 10, "r")
+        # h before the session ends (19 steps): an input after the end is refused
+        await pilot.press("r", *["n"] * 10, "o", "h", *["n"] * 10, "r")
         await pilot.pause()
     [path] = list((tmp_path / "recordings").glob("*.colo.jsonl"))
     rec = rf.read(path)

@@ -1,0 +1,72 @@
+"""Once a simulated session has ended, n no longer steps: an input given then was
+never seen to happen. c said 'checkpoint requested' (and the hint offered it: 'c =
+checkpoint') while the request stayed in flight for good; k said 'killed the
+primary' and the failover it caused could not be stepped to. They now say the
+session has ended and what still works (←, p after a failover, a scenario)."""
+from __future__ import annotations
+
+import pytest
+
+from colo_tui.tui.bridge import SPEEDS
+from colo_tui.tui.screens import FaultMenu, NumberPrompt
+from tests.tui.conftest import make_app
+
+
+async def _run_to_the_end(app, pilot) -> None:
+    app.bridge.speed_index = SPEEDS.index(0)
+    await pilot.press("space")
+    for _ in range(200):
+        await pilot.pause(0.02)
+        if app.controller.finished:
+            break
+    await pilot.pause()
+    assert app.controller.finished
+
+
+@pytest.mark.parametrize("key", ["c", "k", "s", "h", "x", "f", "d"])
+async def test_an_input_after_the_end_is_refused_and_says_why(key) -> None:
+    app = make_app(checkpoints=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _run_to_the_end(app, pilot)
+        before = len(app.controller.events)
+        await pilot.press(key)
+        await pilot.pause()
+        assert not isinstance(app.screen, (FaultMenu, NumberPrompt))
+        assert len(app.controller.events) == before
+        notice = app.bridge.view().status.notice
+        assert notice.startswith("⚠") and "the session has ended (ok)" in notice
+        assert "← = back" in notice and "c = checkpoint" not in notice
+
+
+async def test_n_after_the_end_no_longer_offers_c() -> None:
+    app = make_app(checkpoints=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _run_to_the_end(app, pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        notice = app.bridge.view().status.notice
+        assert notice.startswith("the session has ended (ok)")
+        assert "c = checkpoint" not in notice and "p = re-protect" not in notice
+
+
+async def test_after_a_failover_p_still_re_protects() -> None:
+    app = make_app(faults=["kill-primary@ram#1"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _run_to_the_end(app, pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        assert "p = re-protect" in app.bridge.view().status.notice
+        await pilot.press("p")
+        await pilot.pause()
+        assert not app.controller.finished
+        assert app.bridge.view().status.notice.startswith("re-protect")
+
+
+async def test_back_then_an_input_is_taken_as_before() -> None:
+    app = make_app(checkpoints=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _run_to_the_end(app, pilot)
+        await pilot.press("left", "left", "c")
+        await pilot.pause()
+        assert not app.controller.finished
+        assert app.bridge.view().status.notice == "checkpoint requested"
