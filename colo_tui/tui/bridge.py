@@ -234,7 +234,9 @@ class Bridge:
 
     # ------------------------------------------------------------------ inputs
     def _after_the_end(self) -> str:
-        """What the keys can still do once a simulated session has ended."""
+        """What the keys can still do once a session has ended."""
+        if not self.c.session.capabilities.takes_inputs:   # an imported capture
+            return "← = back, 1-9 = a scenario"
         reprotect = ", p = re-protect" if self.c.status()["outcome"] == "failover" else ""
         return f"← = back (an input there forks the future){reprotect}, 1-9 = a scenario"
 
@@ -242,8 +244,8 @@ class Bridge:
         """A simulated session that has ended takes no more inputs: n stops there, so
         a checkpoint, kill or fault given now would never be seen to happen (the
         checkpoint's request stayed in flight for good). Says so and returns True."""
-        if not self.c.finished or self.c.live:
-            return False
+        if not self.c.finished or self.c.live or not self.c.session.capabilities.takes_inputs:
+            return False          # (a capture's own refusal says it takes no inputs)
         self.warn(f"{what}: the session has ended ({self.c.status()['outcome']}); "
                   + self._after_the_end())
         return True
