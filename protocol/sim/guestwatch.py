@@ -34,7 +34,8 @@ attributes, the classes are untouched) and checks, at the moment they happen:
   alone, every request whose answer the client saw (before it takes in the
   mirrored requests queued for it, which would hide a lost checkpoint);
 * output covered: a PVM packet the output buffer (filter-buffer, or colo-compare
-  at a checkpoint) lets out while COLO runs was made before the PVM stopped for
+  at a checkpoint) -- or anything else but a colo-compare match -- lets out while
+  COLO runs was made before the PVM stopped for
   a checkpoint whose release point (the dialect's ``release_after`` message) the
   primary has passed: nothing made after that stop leaves with it, nothing
   leaves before it (colo-compare's matches are compare honesty's; a primary
@@ -214,8 +215,10 @@ class GuestWatch:
         def watched_record(packets, now_ms, via):
             if via == "compare-match":
                 self._check_matches(packets)
-            elif packets and via in _HELD and "primary" not in self._took_over_from:
-                self._check_covered(packets)
+            elif packets and "primary" not in self._took_over_from and not pri.failed_over:
+                # the output buffer's release, or any other way PVM output leaves while
+                # COLO runs (a timeout, an interval flush): only what a checkpoint covers
+                self._check_covered(packets, via)
             return record(packets, now_ms, via)
 
         pri.svm_packet, pri.release_output, log.record = (watched_svm_packet, watched_release,
@@ -293,11 +296,12 @@ class GuestWatch:
             return dispatch(kind, item)
         mach._dispatch = watched_dispatch
 
-    def _check_covered(self, packets) -> None:
+    def _check_covered(self, packets, via: str) -> None:
         late = [p for p in packets if p.side == "primary" and p.seq > self._covered_seq]
         if not late:
             return
         p = late[0]
+        who = "the output buffer" if via in _HELD else f"{via} (not a checkpoint's release)"
         point = self.sim.dialect.release_after
         if self._covered_n is None:
             why = (f"before any checkpoint's {point} came: no checkpoint the secondary "
@@ -305,7 +309,7 @@ class GuestWatch:
         else:
             why = (f"after the PVM stopped for checkpoint {self._covered_n}, the last one "
                    f"whose {point} came: no checkpoint the secondary holds covers it")
-        self.inv.fail("output_covered", f"the output buffer released {len(late)} PVM "
+        self.inv.fail("output_covered", f"{who} released {len(late)} PVM "
                       f"packet(s) (first: {p.seq}, the answer to request {p.req_id}, made "
                       f"at {p.created_ms} ms) made {why}")
 
