@@ -2,7 +2,9 @@
 plus slow loads (1.5 s, longer than the checkpoint delay) with every process fault
 at the load stage and around it, plus a side dying at checkpoint 1|2 and the survivor
 re-protected (reprotect@failover#1), plus (guest model) XBZRLE runs of every
-workload, fault-free, over 8 checkpoints.
+workload, fault-free, over 8 checkpoints, and across a re-protect, and a slow
+checkpoint-reply (the PVM runs on after the SVM stopped) in a checkpoint the
+primary then dies or stalls in.
 
 "side" is the side a process fault hits (kill/stall/heartbeat come in a
 primary and a secondary flavour); link faults act on the piece named by the
@@ -43,6 +45,8 @@ def cases(dialect_names=None, modes=("periodic", "hybrid"), checkpoints=(1, 2),
     yield from _reprotect_cases(dialect_names, modes, checkpoints, guest)
     if guest == "model":
         yield from _xbzrle_cases(dialect_names, modes)
+        yield from _reprotect_xbzrle_cases(dialect_names, modes)
+        yield from _slow_reply_cases(dialect_names, modes)
 
 
 def _xbzrle_cases(dialect_names, modes):
@@ -56,6 +60,53 @@ def _xbzrle_cases(dialect_names, modes):
                                 checkpoint_delay_ms=1000, guest="model", ram_mib=16,
                                 workload=workload, xbzrle=True,
                                 divergence=0.02 if mode == "hybrid" else 0.0)
+
+
+def _reprotect_xbzrle_cases(dialect_names, modes):
+    """XBZRLE across a re-protect: the survivor starts a new migration, so its page
+    cache must start empty, as the new secondary's does (a side dies at checkpoint 3,
+    the survivor is re-protected, 5 more checkpoints go out as deltas)."""
+    for dname in dialect_names or tuple(dialects.DIALECTS):
+        for mode in modes:
+            for workload in XBZRLE_WORKLOADS:
+                for kind in ("kill-primary", "kill-secondary"):
+                    yield SimConfig(dialect=dname, mode=mode, seed=1,
+                                    checkpoints=XBZRLE_CHECKPOINTS,
+                                    faults=[f"{kind}@checkpoint-request#3",
+                                            "reprotect@failover#1"],
+                                    checkpoint_delay_ms=1000, guest="model", ram_mib=16,
+                                    workload=workload, xbzrle=True,
+                                    divergence=0.02 if mode == "hybrid" else 0.0)
+
+
+#: a slow checkpoint-reply: the PVM runs on (and writes its disk, forwarded to the
+#: secondary) after the secondary stopped for the checkpoint; then the primary dies or
+#: stalls in the same checkpoint, which the secondary drops
+SLOW_REPLY = "delay=300@checkpoint-reply#{n}"
+SLOW_REPLY_POINTS = ("vmstate-send", "ram", "vmstate-size", "device-state")
+
+
+def _slow_reply_cases(dialect_names, modes, checkpoints=(2,)):
+    """The PVM keeps running 300 ms into a checkpoint (a slow reply: the window
+    between the secondary's stop and the primary's is usually a link latency), its
+    disk writes reaching the secondary's replication in that window; the checkpoint
+    then breaks off and the secondary takes over from the one before."""
+    for dname in dialect_names or tuple(dialects.DIALECTS):
+        d = dialects.get(dname)
+        for mode in modes:
+            if "checkpoint-reply" not in d.ids:
+                continue
+            for point in SLOW_REPLY_POINTS:
+                if point not in d.ids and point not in STAGES or \
+                        point == "ram" and not d.ram_outside_blob:
+                    continue
+                for kind in ("kill-primary", "stall-primary"):
+                    for n in checkpoints:
+                        yield SimConfig(dialect=dname, mode=mode, seed=1, checkpoints=n + 1,
+                                        faults=[f"{kind}@{point}#{n}", SLOW_REPLY.format(n=n)],
+                                        checkpoint_delay_ms=1000, guest="model", ram_mib=16,
+                                        rate=40.0, liveness_checkpoints=2,
+                                        divergence=0.02 if mode == "hybrid" else 0.0)
 
 
 def _reprotect_cases(dialect_names, modes, checkpoints, guest):
