@@ -5,7 +5,7 @@ import os
 import pytest
 
 from protocol.sim import explore, swarm
-from tests.explore.bugs import BUGS
+from tests.explore.bugs import BUGS, HARMLESS
 
 MAX_SEEDS = int(os.environ.get("COLO_SWARM_BUG_SEEDS", 400))
 #: bugs the swarm first reaches beyond MAX_SEEDS, and the bound they get
@@ -48,6 +48,29 @@ EXPECTED = {
     # caught at the release itself; without those checks, at the take-over
     # (test_the_take_over_alone_catches_output_released_early)
     "release_when_sent": {"output_commit", "output_covered", "client_history"},
+    # the second set (an outside measurement: written before the checks were read)
+    "compare_payload_prefix": {"compare_honesty"},
+    # caught since output_covered looks at every way PVM output leaves during COLO
+    "stale_scan_releases_packet": {"output_covered"},
+    "zero_pages_not_in_cache_bitmap": {"flush_set", "consistency"},
+    # the secondary acknowledged a checkpoint it then did not hold at the take-over
+    "received_acked_at_size": {"whole_survivor", "client_history", "output_commit"},
+    "relaunch_skips_replication_checkpoint": {"consistency", "whole_survivor"},
+    "hidden_disk_misses_cow_in_checkpoint": {"whole_survivor"},
+    # the re-protected pair never checkpoints: the liveness phase
+    "reprotect_keeps_failover_state": {"hang"},
+    "reprotect_keeps_xbzrle_cache": {"consistency"},
+}
+
+#: bugs whose ground the swarm's draws (almost) never reach although the checks catch
+#: them whenever it is reached: the model-guest matrix has cases for them (MATRIX)
+MATRIX_ONLY = {
+    # a forwarded disk write between the secondary's stop and the primary's (a link
+    # latency) in a checkpoint that then breaks off: none in 1000 seeds
+    "hidden_disk_misses_cow_in_checkpoint",
+    # a re-protected primary survivor with XBZRLE and a page that goes back to an
+    # older content: first at seed 3007
+    "reprotect_keeps_xbzrle_cache",
 }
 
 
@@ -62,9 +85,10 @@ def first_failure(max_seeds: int):
 
 def test_every_bug_has_an_expectation():
     assert set(EXPECTED) == set(BUGS) and len(BUGS) >= 12
+    assert MATRIX_ONLY <= {name for name, _, _ in MATRIX} and not set(HARMLESS) & set(BUGS)
 
 
-@pytest.mark.parametrize("name", sorted(BUGS))
+@pytest.mark.parametrize("name", sorted(set(BUGS) - MATRIX_ONLY))
 def test_the_swarm_catches_the_bug(name, monkeypatch):
     BUGS[name](monkeypatch)
     bound = max(MAX_SEEDS, SEEDS.get(name, 0))
@@ -96,7 +120,11 @@ MATRIX = [("discard_undo_into_svm", "periodic", "qemu"),
           ("flush_copies_one_page_per_run", "periodic", "qemu"),
           # the hybrid survivor: periodic mode's whole-survivor check saw it already
           ("secondary_disk_checkpoint_at_request", "hybrid", "qemu"),
-          ("release_when_sent", "periodic", "qemu")]
+          ("release_when_sent", "periodic", "qemu"),
+          # explore._slow_reply_cases
+          ("hidden_disk_misses_cow_in_checkpoint", "periodic", "qemu"),
+          # explore._reprotect_xbzrle_cases
+          ("reprotect_keeps_xbzrle_cache", "periodic", "qemu")]
 
 
 @pytest.mark.parametrize(("name", "mode", "dialect"), MATRIX)
@@ -144,3 +172,23 @@ def test_the_take_over_alone_catches_output_released_early(monkeypatch):
                r["violations"] == ["client_history"] for r in report["results"])
     found = first_failure(100)
     assert found is not None and found[:2] == (70, "client_history"), found
+
+
+def test_the_harmless_slips_are_exercised_and_flag_nothing(monkeypatch):
+    """HARMLESS: realistic slips the model shows to do no harm (each docstring says
+    why).  The seeds run them -- the primary drops triggers it should have kept for a
+    back-to-back checkpoint -- and nothing is reported."""
+    from protocol.core import primary as prim
+    HARMLESS["checkpoint_event_reset_after_loaded"](monkeypatch)
+    dropped = []
+    defer = prim.PrimaryMachine._defer
+
+    def counted(self, reason):
+        dropped.append(reason)
+        return defer(self, reason)
+    monkeypatch.setattr(prim.PrimaryMachine, "_defer", counted)
+    for seed in range(1, 61):
+        result = swarm.run_seed(seed)
+        assert swarm.failure_of(result) is None, (seed, result["violations"],
+                                                  result["hang"], result["crash"])
+    assert "colo-compare" in dropped and "timer" in dropped, dropped[:5]
