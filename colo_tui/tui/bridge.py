@@ -341,18 +341,21 @@ class Bridge:
     def toggle_record(self) -> str | None:
         """Start a recording in the user's recordings folder (or `record_dir`), or
         stop the one in progress; the status line says where it is."""
+        # the path (and what a reader refuses in the file by default, with the setting
+        # that reads it) is said whole in the explanation pane: the status line cuts
+        # a long path's file name, which `colo replay FILE` needs
         if self.c.recording_path:
             path = self.c.record_stop()
-            # what a reader refuses in it by default, and the setting that reads it:
-            # said in full in the explanation pane (the status line cuts it)
-            if note := self.c.recording_note:
-                self.output = f"recording saved: {path}\nnote: {note}"
-                self._explained = None
+            note = self.c.recording_note
+            self.output = f"recording saved: {path}" + (f"\nnote: {note}" if note else "")
+            self._explained = None
             self.changed(f"recording saved: {path}" + (f" — note: {note}" if note else ""))
             return path
         from colo_tui.session.lifecycle import new_recording_path
         path = new_recording_path(self.c.config, "tui", self.record_dir)
         self.c.record_start(str(path))
+        self.output = f"recording to {path}\n(r stops it; quitting in any way completes it)"
+        self._explained = None
         self.changed(f"recording to {path}")
         return str(path)
 
