@@ -68,10 +68,15 @@ class SidePanel(Static):
 
         room = max(4, (self.content_size.width or 24) - 9)
 
-        def row(label: str, value: str, style: str = "") -> None:
+        def row(label: str, value: str, style: str = "", cells: bool = False) -> None:
             t.append(f"{label:<9}", style="italic")
             if len(value) > room:     # a long value goes under its label, wrapped
-                lines = textwrap.wrap(value, room + 7) or [value]
+                wide = room + 7
+                # screen text is character cells: cut at the width, so what the guest
+                # wrote at the line's start stays together ('COLO step 0000007C' of a
+                # line that still holds the BIOS's '.16.2-debian…' after it)
+                lines = ([value[i:i + wide] for i in range(0, len(value), wide)] if cells
+                         else textwrap.wrap(value, wide)) or [value]
                 if len(lines) > 3:
                     lines = lines[:3]
                     lines[2] = lines[2][: room + 6] + "…"
@@ -109,7 +114,7 @@ class SidePanel(Static):
             t.append_text(heat_text(v.heat, width))
             t.append("\n")
         if v.screen:
-            row("screen", v.screen, "bold")
+            row("screen", v.screen, "bold", cells=True)
         row("packets", v.packets)
         row("disk", v.disk)
         t.rstrip()
