@@ -20,7 +20,7 @@ def pump(c, until, timeout_s=10.0):
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        if not c.step(1, wait_s=left) and c.source.done.is_set():
+        if not c.step(1, wait_s=left) and c.session.source.done.is_set():
             return bool(until(c))                # the source ended: nothing more comes
 
 
