@@ -15,6 +15,7 @@ from colo_tui.session.live import _Source
 from protocol.core import faults as fl
 from protocol.core.events import make
 from protocol.core.session import SIDES, ArmedFault, GuestView, SessionError, SideStatus
+from tests._livestream import checkpoint_events
 
 BEAT_S = 0.05           # the fake pair's pace: one echo round per beat
 MAX_BEATS = 4000        # bounded: a forgotten fake stops producing
@@ -120,18 +121,7 @@ class FakeLab(_Source):
             return []
         self.checkpoint += 1
         n, t = self.checkpoint, self.now_ms()
-        evs = [make(t, "primary", "checkpoint", n=n, phase="begin"),
-               make(t, "primary", "send", msg="checkpoint-request", value=0, dir="P>S", n=n),
-               make(t, "secondary", "send", msg="checkpoint-reply", value=0, dir="S>P", n=n),
-               make(t, "primary", "vm", run="stopped", qmp="STOP"),
-               make(t, "primary", "send", msg="vmstate-send", value=0, dir="P>S", n=n),
-               make(t, "primary", "ram", n=n, pages=12, bytes=49152),
-               make(t, "primary", "device-state", n=n, bytes=104959),
-               make(t, "primary", "send", msg="vmstate-size", value=104959, dir="P>S", n=n),
-               make(t, "secondary", "send", msg="vmstate-received", value=0, dir="S>P", n=n),
-               make(t, "secondary", "send", msg="vmstate-loaded", value=0, dir="S>P", n=n),
-               make(t, "primary", "checkpoint", n=n, phase="commit"),
-               make(t, "primary", "vm", run="running", qmp="RESUME")]
+        evs = checkpoint_events(n, t)
         for s in SIDES:
             self.st[s] = replace(self.st[s], checkpoint=n)
         return evs

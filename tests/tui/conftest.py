@@ -16,6 +16,20 @@ def make_app(**config) -> ColoApp:
     return ColoApp(Controller(SimConfig(**cfg)))
 
 
+async def run_to_the_end(app: ColoApp, pilot, pauses: int = 200) -> None:
+    """Run the session at full speed (space) until it has ended: at most `pauses`
+    pauses of 20 ms."""
+    from colo_tui.tui.bridge import SPEEDS
+    app.bridge.speed_index = SPEEDS.index(0)
+    await pilot.press("space")
+    for _ in range(pauses):
+        await pilot.pause(0.02)
+        if app.controller.finished:
+            break
+    await pilot.pause()
+    assert app.controller.finished
+
+
 @pytest.fixture
 def app() -> ColoApp:
     return make_app()

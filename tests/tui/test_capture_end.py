@@ -9,7 +9,7 @@ from pathlib import Path
 
 from colo_tui.session.control import Controller
 from colo_tui.tui.app import ColoApp
-from colo_tui.tui.bridge import SPEEDS
+from tests.tui.conftest import run_to_the_end
 
 
 def _capture(tmp_path: Path) -> Path:
@@ -26,14 +26,7 @@ def _capture(tmp_path: Path) -> Path:
 async def test_a_capture_at_its_end_refuses_inputs_as_a_capture(tmp_path: Path) -> None:
     app = ColoApp(Controller(), replay=str(_capture(tmp_path)))
     async with app.run_test(size=(120, 40)) as pilot:
-        app.bridge.speed_index = SPEEDS.index(0)
-        await pilot.press("space")
-        for _ in range(200):
-            await pilot.pause(0.02)
-            if app.controller.finished:
-                break
-        await pilot.pause()
-        assert app.controller.finished
+        await run_to_the_end(app, pilot)
         for key in ("c", "k"):
             await pilot.press(key)
             await pilot.pause()

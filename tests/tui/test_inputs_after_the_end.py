@@ -7,27 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from colo_tui.tui.bridge import SPEEDS
 from colo_tui.tui.screens import FaultMenu, NumberPrompt
-from tests.tui.conftest import make_app
-
-
-async def _run_to_the_end(app, pilot) -> None:
-    app.bridge.speed_index = SPEEDS.index(0)
-    await pilot.press("space")
-    for _ in range(200):
-        await pilot.pause(0.02)
-        if app.controller.finished:
-            break
-    await pilot.pause()
-    assert app.controller.finished
+from tests.tui.conftest import make_app, run_to_the_end
 
 
 @pytest.mark.parametrize("key", ["c", "k", "s", "h", "x", "f", "d"])
 async def test_an_input_after_the_end_is_refused_and_says_why(key) -> None:
     app = make_app(checkpoints=2)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _run_to_the_end(app, pilot)
+        await run_to_the_end(app, pilot)
         before = len(app.controller.events)
         await pilot.press(key)
         await pilot.pause()
@@ -41,7 +29,7 @@ async def test_an_input_after_the_end_is_refused_and_says_why(key) -> None:
 async def test_n_after_the_end_no_longer_offers_c() -> None:
     app = make_app(checkpoints=2)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _run_to_the_end(app, pilot)
+        await run_to_the_end(app, pilot)
         await pilot.press("n")
         await pilot.pause()
         notice = app.bridge.view().status.notice
@@ -52,7 +40,7 @@ async def test_n_after_the_end_no_longer_offers_c() -> None:
 async def test_after_a_failover_p_still_re_protects() -> None:
     app = make_app(faults=["kill-primary@ram#1"])
     async with app.run_test(size=(120, 40)) as pilot:
-        await _run_to_the_end(app, pilot)
+        await run_to_the_end(app, pilot)
         await pilot.press("n")
         await pilot.pause()
         assert "p = re-protect" in app.bridge.view().status.notice
@@ -65,7 +53,7 @@ async def test_after_a_failover_p_still_re_protects() -> None:
 async def test_back_then_an_input_is_taken_as_before() -> None:
     app = make_app(checkpoints=2)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _run_to_the_end(app, pilot)
+        await run_to_the_end(app, pilot)
         await pilot.press("left", "left", "c")
         await pilot.pause()
         assert not app.controller.finished

@@ -5,7 +5,7 @@ read beside 'ended: ok')."""
 from __future__ import annotations
 
 from colo_tui.tui.bridge import SPEEDS
-from tests.tui.conftest import make_app
+from tests.tui.conftest import make_app, run_to_the_end
 
 
 def explained(app) -> str:
@@ -19,14 +19,7 @@ async def test_space_replaces_a_palette_commands_output() -> None:
         app.run_command_line("failover secondary")        # refused in the simulator
         await pilot.pause()
         assert "› failover secondary" in explained(app)
-        app.bridge.speed_index = SPEEDS.index(0)
-        await pilot.press("space")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if app.controller.finished:
-                break
-        await pilot.pause()
-        assert app.controller.finished
+        await run_to_the_end(app, pilot, pauses=100)
         assert "failover secondary" not in explained(app)
 
 
