@@ -178,19 +178,44 @@ def run_script(c, lines, name: str, out, err) -> int:
 
 
 # ----------------------------------------------------------------- interactive
-def history_path() -> str | None:
+def history_path() -> str:
+    import platformdirs
+    return os.path.join(platformdirs.user_data_dir("colo-testbed"), "repl-history")
+
+
+def _unusable(path: str) -> str | None:
+    """Why the history cannot live at `path` (None when it can): its folder cannot be
+    made, or the path is not a regular file. prompt_toolkit reads the whole file in a
+    thread: a FIFO there blocked every key typed and the exit, /dev/full or /dev/zero
+    filled memory (GBs in seconds), and a SIGTERM waited for that thread forever."""
+    import stat
     try:
-        import platformdirs
-        d = platformdirs.user_data_dir("colo-testbed")
-        os.makedirs(d, exist_ok=True)
-        return os.path.join(d, "repl-history")
-    except OSError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def _history(path: str):
+    """The file history at `path`, or an in-memory one that carries a note saying why
+    the file is not used."""
+    why = _unusable(path)
+    if why is None:
+        return _file_history(path)
+    from prompt_toolkit.history import InMemoryHistory
+    history = InMemoryHistory()
+    history.problem = f"note: the history is not kept in {path} ({why})"
+    return history
 
 
 def _file_history(path: str):
     """prompt_toolkit's FileHistory, except that a history file it cannot read or
-    write (a directory, another user's file, a full disk) is a note, not a traceback
+    write (another user's file, a full disk) is a note, not a traceback
     at every prompt: the session's lines are then kept in memory only."""
     from prompt_toolkit.history import FileHistory
 
@@ -227,11 +252,9 @@ def _history_problem(history, out) -> None:
 
 def interactive(c, out) -> int:
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import InMemoryHistory
 
     from colo_tui.repl.completer import make_completer
-    path = history_path()
-    history = _file_history(path) if path else InMemoryHistory()
+    history = _history(history_path())
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     session = PromptSession(history=history, completer=make_completer(),
                             complete_while_typing=False, auto_suggest=AutoSuggestFromHistory(),
