@@ -262,16 +262,25 @@ def interactive(c, out) -> int:
     ask = PromptSession()
     print("COLO testbed REPL - 'help' lists the commands, Tab completes, Ctrl-R searches "
           "the history, Ctrl-D quits.", file=out)
+    pasted: list[str] = []        # the lines of a paste still to run
     while True:
-        try:
-            line = _strip(session.prompt("colo> "))
-        except KeyboardInterrupt:
-            continue
-        except EOFError:
-            line = "quit"
-        _history_problem(history, out)
-        if not line:
-            continue
+        if pasted:
+            line = pasted.pop(0)
+            print(f"colo> {_shown(line)}", file=out)
+        else:
+            try:
+                text = session.prompt("colo> ")
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                text = "quit"
+            _history_problem(history, out)
+            # several lines pasted at once (a terminal's bracketed paste gives them as
+            # one input) run one by one, as a script's do
+            lines = [s for s in (_strip(raw) for raw in text.splitlines()) if s]
+            if not lines:
+                continue
+            line, pasted = lines[0], lines[1:]
         question = confirmation(c, line)
         if question:
             try:
@@ -279,7 +288,8 @@ def interactive(c, out) -> int:
             except (KeyboardInterrupt, EOFError):
                 answer = ""
             if answer not in ("y", "yes"):
-                print("cancelled", file=out)
+                print("cancelled" + _not_run(pasted), file=out)
+                pasted = []
                 continue
         res = _execute_interruptible(c, line)
         if res.text:
@@ -289,6 +299,17 @@ def interactive(c, out) -> int:
             print(f"error: {failure}", file=out)
         if res.quit:
             return 0
+        if not res.ok and pasted:
+            print(_not_run(pasted).strip(), file=out)
+            pasted = []
+
+
+def _not_run(pasted: list[str]) -> str:
+    """What a paste left undone after a line that failed or was cancelled."""
+    if not pasted:
+        return ""
+    return (f"\n({len(pasted)} more pasted line(s) not run, from {_shown(pasted[0], 60)!r} "
+            "on)")
 
 
 def _show(text: str, out) -> None:
