@@ -183,8 +183,9 @@ def confirmation(controller, line: str) -> str | None:
         return f"kill the {p.args['side']}?"
     if p.name == "failover":
         return f"fail over to the {p.args['side']}?"
-    if p.name == "set" and p.form[0] in ("dialect", "mode", "seed", "guest"):
-        return f"restart the session with {p.form[0]} {line.split()[-1]}?"
+    if p.name == "set" and (p.form[0] in ("dialect", "mode", "seed", "guest")
+                            or p.form[0] in SETTINGS):     # each restarts the session
+        return f"restart the session with {p.form[0]} {p.line.split()[-1]}?"
     if p.name == "replay":
         return f"discard this session and replay {p.args['file']}?"
     if p.name == "faults" and p.form == ("clear",):
