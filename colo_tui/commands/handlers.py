@@ -476,7 +476,15 @@ def guest_disk(c) -> str:
 # ---------------------------------------------------------------- settings
 def _stop_recording(c) -> str:
     path = c.record_stop()
-    return f"\nrecording stopped and saved: {path} (a recording holds one session)" if path else ""
+    return (f"\nrecording stopped and saved: {path} (a recording holds one session)"
+            + _reader_note(c)) if path else ""
+
+
+def _reader_note(c) -> str:
+    """The note on a recording just saved that readers refuse by default (more
+    checkpoints than COLO_MAX_CHECKPOINTS, ...): the setting that reads it back."""
+    note = getattr(c, "recording_note", None)
+    return f"\nnote: {note}" if note else ""
 
 
 def set_(c, p) -> str:
@@ -508,9 +516,7 @@ def set_(c, p) -> str:
 def record(c, p) -> str:
     if p.form == ("stop",):
         path = c.record_stop()
-        note = c.recording_note
-        return (f"recording saved: {path}" + (f"\nnote: {note}" if note else "")) if path \
-            else "not recording"
+        return f"recording saved: {path}{_reader_note(c)}" if path else "not recording"
     if p.get("file"):
         path = os.path.expanduser(p.args["file"])
     else:
@@ -591,4 +597,5 @@ def help_(c, p) -> str:
 def quit_(c, p):
     from colo_tui.commands.registry import Result
     path = c.record_stop()
-    return Result(True, f"recording saved: {path}" if path else "bye", quit=True)
+    return Result(True, f"recording saved: {path}{_reader_note(c)}" if path else "bye",
+                  quit=True)

@@ -65,8 +65,10 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
         return exitcodes.code_for(exc)
     from colo_tui.session.lifecycle import SessionGuard
 
-    def saved(path) -> None:
-        print(f"recording saved: {path}", file=out, flush=True)
+    def saved(path) -> None:          # (SIGTERM, SIGHUP: the note as `quit` gives it)
+        note = getattr(c, "recording_note", None)
+        print(f"recording saved: {path}" + (f"\nnote: {note}" if note else ""), file=out,
+              flush=True)
     with SessionGuard(c, report=saved):
         return _run(c, args, stdin, out, err)
 
