@@ -322,10 +322,21 @@ def _show(text: str, out) -> None:
     isatty = getattr(out, "isatty", None)
     if isatty and isatty() and text.count("\n") + 1 > rows - 2 and \
             os.environ.get("COLO_PAGER", "1") != "0":
-        import pydoc
-        pydoc.pager(text)
+        _page(text)
         return
     print(text, file=out)
+
+
+def _page(text: str) -> None:
+    """pydoc's pager, with ctrl+c left to the pager: it reached the REPL too, whose
+    handler for SIGINT outside a command (the session guard's) ended the REPL, exit
+    130, as soon as the pager was quit."""
+    import pydoc
+    old = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        pydoc.pager(text)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _note_hidden(c, out) -> None:
