@@ -322,19 +322,35 @@ def _show(text: str, out) -> None:
     isatty = getattr(out, "isatty", None)
     if isatty and isatty() and text.count("\n") + 1 > rows - 2 and \
             os.environ.get("COLO_PAGER", "1") != "0":
-        _page(text)
+        if _page(text):
+            return
+        print(text, file=out)
+        print(f"note: the pager {os.environ.get('PAGER') or 'less'!r} could not run; the "
+              "text is above (set PAGER, or COLO_PAGER=0 for no pager)", file=out)
         return
     print(text, file=out)
 
 
-def _page(text: str) -> None:
-    """pydoc's pager, with ctrl+c left to the pager: it reached the REPL too, whose
+def _page(text: str) -> bool:
+    """Shows `text` through $PAGER (else less); False if the pager could not run (not
+    found, not executable: the shell's 127 or 126), so that the caller prints it.
+    pydoc's pager said nothing then: PAGER=nosuch lost the output, bar the shell's
+    'nosuch: not found'. ctrl+c is left to the pager: it reached the REPL too, whose
     handler for SIGINT outside a command (the session guard's) ended the REPL, exit
     130, as soon as the pager was quit."""
-    import pydoc
+    import subprocess
     old = signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        pydoc.pager(text)
+        proc = subprocess.Popen(os.environ.get("PAGER") or "less", shell=True,  # noqa: S602
+                                stdin=subprocess.PIPE)
+        try:
+            proc.stdin.write(text.encode(sys.stdout.encoding or "utf-8", "replace") + b"\n")
+            proc.stdin.close()
+        except OSError:              # the pager quit before reading it all
+            pass
+        return proc.wait() not in (126, 127)
+    except OSError:
+        return False
     finally:
         signal.signal(signal.SIGINT, old)
 

@@ -39,3 +39,38 @@ def test_ctrl_c_in_the_pager_does_not_end_the_repl(tmp_path):
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("pager", ["no-such-pager-here", "/etc/hostname"])
+def test_a_pager_that_cannot_run_leaves_the_text_on_the_screen(tmp_path, pager):
+    # PAGER not found (or not executable): only "/bin/sh: 1: no-such-pager-here: not
+    # found" showed, and the command's output was lost
+    child = _spawn(tmp_path, pager)
+    try:
+        child.expect("colo>")
+        child.sendline("legend")
+        child.expect("Words and abbreviations")
+        child.expect("docs/protocol.md")
+        child.expect("the pager .* could not run")
+        child.expect("colo>")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
+def test_the_pager_gets_the_whole_text(tmp_path):
+    out = tmp_path / "paged.txt"
+    child = _spawn(tmp_path, f"cat > {out}")
+    try:
+        child.expect("colo>")
+        child.sendline("legend")
+        child.expect("colo>")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    text = out.read_text()
+    assert text.startswith("Symbols") and text.rstrip().endswith("(in the repository).")
+    assert "could not run" not in child.before
