@@ -15,10 +15,54 @@ from protocol.core import faults as fl
 
 
 def _split(line: str) -> tuple[list[str], str]:
-    words = line.split()
-    if not line or line[-1].isspace():
-        return words, ""
-    return words[:-1], words[-1]
+    before, cur, _raw = _words(line)
+    return before, cur
+
+
+def _words(line: str) -> tuple[list[str], str, int]:
+    """The words before the cursor's, the cursor's word, and how many characters the
+    cursor's word takes as typed; quotes and backslashes as the parser's shlex reads
+    them (`replay "my recs/a` is one word being typed, not two)."""
+    words: list[str] = []
+    cur, quote, start, in_word, i = "", "", 0, False, 0
+    while i < len(line):
+        ch = line[i]
+        if not in_word and not ch.isspace():
+            in_word, start, cur = True, i, ""
+        if not in_word:
+            pass
+        elif quote:
+            if ch == quote:
+                quote = ""
+            elif ch == "\\" and quote == '"' and i + 1 < len(line) and line[i + 1] in '"\\':
+                i += 1
+                cur += line[i]
+            else:
+                cur += ch
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\\" and i + 1 < len(line):
+            i += 1
+            cur += line[i]
+        elif ch.isspace():
+            words.append(cur)
+            in_word, cur = False, ""
+        else:
+            cur += ch
+        i += 1
+    if not in_word:
+        return words, "", 0
+    return words, cur, len(line) - start
+
+
+def _quoted(word: str) -> str:
+    """A completion as it must be typed: a file name with a space or a quote in it is
+    quoted, so that it stays one word; a folder's quote is left open, for the name
+    that follows it."""
+    import shlex
+    if not any(ch.isspace() or ch in "'\"\\" for ch in word):
+        return word
+    return shlex.quote(word)[:-1] if word.endswith("/") else shlex.quote(word)
 
 
 def complete(line_before_cursor: str) -> list[str]:
@@ -121,9 +165,9 @@ def make_completer():
     class RegistryCompleter(Completer):
         def get_completions(self, document, complete_event):
             text = document.text_before_cursor
-            _, cur = _split(text)
+            _, _cur, typed = _words(text)
             for word in complete(text):
-                yield Completion(word, start_position=-len(cur),
+                yield Completion(_quoted(word), start_position=-typed, display=word,
                                  display_meta=describe(text, word))
 
     return RegistryCompleter()
