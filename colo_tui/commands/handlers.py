@@ -23,6 +23,8 @@ from protocol.core.events import Reprotect
 from protocol.errors import is_user_error
 
 MAX_RUN_STEPS = 200_000
+#: `step N` in a simulation runs this many steps between looks at ctrl+c (pause)
+STEP_CHUNK = 50
 #: a live session (real peers): how long `step N` waits for N events, and how
 #: long `run` waits in all before it gives up
 LIVE_STEP_WAIT_S = 10.0
@@ -85,10 +87,27 @@ def step(c, p) -> str:
         return "nothing to step: " + where(c)
     n = p.get("n") or 1
     live = c.live and c.wait_for_events
-    if not live:
-        return f"{len(c.step(n))} new event(s); " + where(c)
-    # waiting for real events: in short waits, so that ctrl+c (pause) ends the wait
     st = state_of(c)
+    if not live:
+        # a few steps at a time, so that ctrl+c (pause) stops a long `step N` as it
+        # stops `run`: `step 1000000` ran to its end whatever was pressed
+        st.running = True
+        st.pause.clear()
+        count = left = 0
+        try:
+            for left in range(n, 0, -STEP_CHUNK):
+                if c.finished or st.pause.is_set():
+                    break
+                count += len(c.step(min(STEP_CHUNK, left)))
+            else:
+                left = 0
+        finally:
+            st.running = False
+        head = f"{count} new event(s)"
+        if left and st.pause.is_set():
+            head = f"paused; {head}"
+        return head + "; " + where(c)
+    # waiting for real events: in short waits, so that ctrl+c (pause) ends the wait
     st.running = True
     st.pause.clear()
     new: list = []
