@@ -231,9 +231,12 @@ def failover(c, p) -> str:
 
 def faults(c, p) -> str:
     if p.form == ("clear",):
+        if not c.faults():
+            return "no faults to clear; the session goes on"
         note = _stop_recording(c)
         c.clear_faults()
-        return "faults cleared; the session restarted from the beginning" + note
+        return ("faults cleared; the session restarted from the beginning, without its "
+                "faults and its other inputs" + note)
     specs, fired = c.faults(), c.fired()
     if not specs:
         return "no faults (add one with: fault KIND[=ARG]@POINT[#N])"

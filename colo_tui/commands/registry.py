@@ -81,8 +81,10 @@ COMMANDS = [
        "TCP data packet from now, e.g. corrupt@compare-in#1.",
        h.fault, (("SPEC:fault-spec",),)),
     _c("faults", "faults [clear]", "list the injected faults, or clear them",
-       "'faults' lists every fault and whether it has fired. 'faults clear' forgets the "
-       "unfired ones, which restarts the session from the beginning.", h.faults,
+       "'faults' lists every fault and whether it has fired. 'faults clear' restarts the "
+       "session from the beginning without any fault: fired or not, every fault is "
+       "forgotten, and so is every other input given so far (kill, heartbeat, ...).",
+       h.faults,
        ((), ("clear",))),
     _c("kill", "kill primary|secondary", "kill a side (SIGKILL): its socket closes",
        "The process dies; the kernel closes its socket, so the peer sees EOF. The arbiter "

@@ -19,8 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _recording(tmp_path) -> Controller:
     c = Controller()
-    for line in ("set checkpoints 5000", f"record start {tmp_path / 'r.colo.jsonl'}",
-                 "step 3"):
+    for line in ("set checkpoints 5000", "fault delay=5@vmstate-loaded#9",
+                 f"record start {tmp_path / 'r.colo.jsonl'}", "step 3"):
         assert execute(c, line).ok
     return c
 
