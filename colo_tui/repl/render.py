@@ -14,7 +14,10 @@ def event_line(ev) -> str:
 
 
 def toolbar_text(status: dict, run_state: str) -> str:
-    """dialect, mode, both sides' states, checkpoint number, seed."""
+    """The run state and REC first, then the checkpoint and step, both sides' states,
+    dialect, mode and seed: the toolbar is cut at the terminal's width, and in the
+    old order (run state and REC last, after 100 characters) an 80-column terminal
+    never showed whether the session was being recorded, nor the step."""
     def side(s: dict) -> str:
         if not s["alive"]:
             return "dead"
@@ -22,6 +25,6 @@ def toolbar_text(status: dict, run_state: str) -> str:
         return f"{life}{s['state']}/{s['run_state']}/fo:{s['failover_state']}"
     p, q = status["primary"], status["secondary"]
     rec = " | REC" if status.get("recording") else ""
-    return (f" {status['dialect']} | {status['mode']} | P {side(p)} | S {side(q)} | "
-            f"ckpt {p['checkpoint']} | seed {status['seed']} | step {status['step']} | "
-            f"{run_state}{rec} ")
+    return (f" {run_state}{rec} | ckpt {p['checkpoint']} | step {status['step']} | "
+            f"P {side(p)} | S {side(q)} | {status['dialect']} {status['mode']} | "
+            f"seed {status['seed']} ")
