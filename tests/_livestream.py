@@ -1,9 +1,14 @@
 """A live source for tests of long live sessions: it publishes the events of
 `checkpoints` COLO checkpoints (12 events each, as colo lab's proxy shows one) as fast
 as the session takes them in, then ends.  Paced by the queue (it stays at most
-`AHEAD` items ahead of the view), so the memory it measures is the session's."""
+`AHEAD` items ahead of the view), so the memory it measures is the session's; with
+``paced=False`` it runs on as live peers do, whatever the view does (a paused display),
+and ``queue_items`` bounds its queue; with ``go`` it waits (bounded) for that event
+before its first checkpoint."""
 from __future__ import annotations
 
+import queue
+import threading
 import time
 
 from colo_tui.session.live import _Source
@@ -35,9 +40,14 @@ class Stream(_Source):
     name = "stream"
     takes_inputs = False
 
-    def __init__(self, checkpoints: int, config: SimConfig | None = None) -> None:
+    def __init__(self, checkpoints: int, config: SimConfig | None = None, *,
+                 paced: bool = True, queue_items: int | None = None,
+                 go: threading.Event | None = None) -> None:
         super().__init__(config or SimConfig())
-        self.checkpoints = checkpoints
+        if queue_items is not None:
+            self.queue_items = queue_items
+            self.q = queue.Queue(maxsize=queue_items)
+        self.checkpoints, self.paced, self.go = checkpoints, paced, go
         self._sides = tuple(SideStatus(role=s, state="COLO", run_state="running",
                                        migration="colo", colo_mode=s)
                             for s in ("primary", "secondary"))
@@ -52,8 +62,12 @@ class Stream(_Source):
     def run(self) -> None:
         self.ready.set()
         deadline = time.monotonic() + MAX_RUN_S
+        if self.go is not None:
+            while not self.go.wait(0.01):
+                if self.done.is_set() or time.monotonic() > deadline:
+                    return
         for n in range(1, self.checkpoints + 1):
-            while self.q.qsize() > AHEAD:
+            while self.paced and self.q.qsize() > AHEAD:
                 if self.done.wait(0.001) or time.monotonic() > deadline:
                     return
             if self.done.is_set():

@@ -360,6 +360,9 @@ def _note_hidden(c, out) -> None:
     note = printer.take_note() if printer is not None else ""
     if note:
         print(note, file=out)
+    gap = c.take_gap_notice()   # a live view that fell a full queue behind says so
+    if gap:
+        print(f"note: {gap}", file=out)
 
 
 def _execute_interruptible(c, line: str):

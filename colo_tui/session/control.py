@@ -65,6 +65,8 @@ class Controller:
         self.forked_at: int | None = None
         self._future_inputs: list[dict] = []
         self._writer: rf.Writer | None = None
+        #: a live session writes the recording itself, as events arrive (not here)
+        self._written_on_arrival = False
         self.recording_path: str | None = None
         self.recording_note: str | None = None
         #: a write of the recording failed (a full disk): what to tell the user, once
@@ -136,7 +138,7 @@ class Controller:
             raise SessionError(_LIVE_REFUSES[what])
 
     def _event(self, ev: Event) -> None:
-        if self._writer is not None:
+        if self._writer is not None and not self._written_on_arrival:
             try:
                 self._writer.event(ev)
             except OSError as exc:      # not out through the simulator, mid-step
@@ -149,9 +151,10 @@ class Controller:
         whole line) and the session goes on; `recording_failure` says so."""
         writer, path = self._writer, self.recording_path
         self._writer, self.recording_path = None, None
+        last = self._stop_arrivals()
         noted = getattr(self.session.events, "recording_stopped", None)
         if noted is not None:
-            noted(path)
+            noted(path, last)
         import contextlib
 
         from protocol.errors import ColoError
@@ -161,10 +164,32 @@ class Controller:
                                   f"holds the session up to there): {exc.strerror or exc}: "
                                   f"{path}")
 
+    def _stop_arrivals(self) -> int | None:
+        """A live session stops writing the recording: the seq of its last event."""
+        if not self._written_on_arrival:
+            return None
+        self._written_on_arrival = False
+        return self.session.stop_recording()
+
+    def _poll_write_failure(self) -> None:
+        """A live session's write of the recording failed (on its thread): the
+        recording ends there, as `_recording_failed` says."""
+        if self._written_on_arrival:
+            failed = self.session.take_write_failure()
+            if failed is not None and failed[0] is self._writer:
+                self._recording_failed(failed[1])
+
     def take_recording_failure(self) -> str | None:
         """What a failed write of the recording tells the user (once), or None."""
+        self._poll_write_failure()
         failure, self.recording_failure = self.recording_failure, None
         return failure
+
+    def take_gap_notice(self) -> str | None:
+        """What a live view says, once, on reaching events it did not show (it fell a
+        full queue behind the peers), or None."""
+        take = getattr(self.session, "take_gap_notice", None)
+        return take() if take is not None else None
 
     def restart(self, **changes) -> None:
         """New session (dialect, mode, seed, faults … changed); keeps nothing else."""
@@ -363,25 +388,32 @@ class Controller:
             header = rf.make_header(self.config)
             note = f"recorded interactively; seed {self.config.seed}"
         writer = rf.Writer(path, header, [note], force=force)
-        if not self.live:
+        first = getattr(s.events, "dropped", 0)
+        if self.live:
+            # the events still in memory or on their way, then each as it arrives
+            first = s.record_to(writer)
+            self._written_on_arrival = True
+        else:
             for item in self.inputs:
                 writer.input(item, item["step"])
-        for ev in s.events:                 # a live session's: the ones still in memory
-            writer.event(ev)
+            for ev in s.events:
+                writer.event(ev)
         self._writer, self.recording_path = writer, path
         noted = getattr(s.events, "recording_started", None)
         if noted is not None:               # what a dropped event's view says keeps it
-            noted(path, s.events.dropped)
+            noted(path, first)
 
     def record_stop(self) -> str | None:
         """Write the `stop` trailer and close the recording; its path, or None."""
+        self._poll_write_failure()
         writer, path = self._writer, self.recording_path
         if writer is None:
             return None
         self._writer, self.recording_path = None, None     # once, even if a write fails
+        last = self._stop_arrivals()
         noted = getattr(self.session.events, "recording_stopped", None)
         if noted is not None:
-            noted(path)
+            noted(path, last)
         if self.live:
             writer.close()
         else:

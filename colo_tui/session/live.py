@@ -22,8 +22,15 @@ with `colo proxy --fault` or the simulator.
 
 A live session may run for days: its events are an `EventWindow`
 (protocol/core/eventwindow.py), which keeps the latest 250,000 to 300,000 in memory
-(about 50 MB) and drops the oldest 50,000 at once; ``seq`` stays global, and a
-recording (written as events come into view) keeps every event from its start on.
+(about 50 MB) and drops the oldest 50,000 at once; ``seq`` stays global.
+
+Events are numbered, and written to a recording that is on, as they arrive (on the
+thread that publishes them, holding the source's ``arrival_lock``), not as they come
+into view: a recording keeps every event from its start on even while the display is
+paused.  The queue holds at most ``queue_items`` items (~1.5 KB each): a view that
+falls that far behind is not given the events that arrive while it is full; they are
+counted (a `Skipped` item, queued once there is room) and the view says how many it
+did not show, and that the recording has them if one was on.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ from types import MappingProxyType
 
 from colo_tui.session.control import Controller
 from colo_tui.session.options import wants_live
-from protocol.core.events import Event
+from protocol.core.events import Event, set_seq
 from protocol.core.eventwindow import LIVE_KEEP_EVENTS, LIVE_TRIM_BATCH, EventWindow
 from protocol.core.session import (
     SIDES,
@@ -56,6 +63,34 @@ from protocol.sim.config import SimConfig
 LiveError = SessionError
 #: a live source rebuilds its guest views at most this often (they scan RAM bitmaps)
 GUEST_VIEW_EVERY_S = 0.1
+#: the items a live source queues for the view at most (~1.5 KB each: ~330 MB)
+LIVE_QUEUE_ITEMS = 200_000
+
+
+class Skipped:
+    """In a live source's queue, in place of what arrived while the queue was full: the
+    events numbered ``first`` … ``first + count - 1`` (none: ``count`` 0) were not
+    queued for the view; ``latest`` is the last snapshot among them (what the sides
+    looked like after them) and ``t_ms`` the time of the last of them."""
+
+    __slots__ = ("first", "count", "latest", "t_ms")
+
+    def __init__(self, latest: Published) -> None:
+        self.first, self.count, self.latest, self.t_ms = -1, 0, latest, 0.0
+        self.add(latest)
+
+    def add(self, item: Published) -> None:
+        if item.events:
+            if not self.count:
+                self.first = item.events[0].seq
+            self.count += len(item.events)
+            self.t_ms = max(self.t_ms, item.events[-1].t_ms)
+        if item.sides is not None or item.guests is not None:
+            self.latest = item
+
+    @property
+    def last(self) -> int:
+        return self.first + self.count - 1
 
 
 class LiveSession:
@@ -78,8 +113,18 @@ class LiveSession:
         self.on_event = None
         self._pending: collections.deque = collections.deque()
         self._after: Published | None = None
+        #: the seq of the next event to arrive (numbered on arrival, under arrival_lock)
+        self._arrived = 0
+        #: the recording events are written to as they arrive (see record_to)
+        self._writer = None
+        #: a write to it failed, on the source's thread: (writer, OSError) for the
+        #: Controller to close and report (take_write_failure)
+        self._write_failure: tuple | None = None
+        #: what the view says once, when it reaches events it did not show
+        self._gap_notice: str | None = None
         first = source.snapshot(())             # before the thread starts: nothing races
         self._sides, self._guests = first.sides, first.guests
+        source.on_arrival = self._arrival
         source.start()
 
     # -- the event stream --------------------------------------------------------------
@@ -88,8 +133,70 @@ class LiveSession:
         """The source has ended and everything it published is in view."""
         return self.source.done.is_set() and not self._take() and self.source.q.empty()
 
-    def _absorb(self, item: Published) -> None:
-        if item.events:
+    def _arrival(self, item: Published) -> None:
+        """An item arrives (on the thread that publishes it, holding arrival_lock): its
+        events are numbered and written to the recording that is on."""
+        n = self._arrived
+        for ev in item.events:
+            set_seq(ev, n)
+            n += 1
+        self._arrived = n
+        writer = self._writer
+        if writer is not None and item.events:
+            try:
+                for ev in item.events:
+                    writer.event(ev)
+            except OSError as exc:      # the recording ends here; the Controller says so
+                self._writer = None
+                self._write_failure = (writer, exc)
+
+    def record_to(self, writer) -> int:
+        """Write every event to `writer` as it arrives, from the oldest one still to be
+        had on: those in memory, those not yet in view, then each new one.  Events the
+        view did not show while no recording was on are gone: it starts after them.
+        Returns the seq of its first event."""
+        held = list(self.events)
+        with self.source.arrival_lock:
+            later: list = []
+            for entry in [*self._pending, *self.source.queued()]:
+                if isinstance(entry, Skipped):
+                    if entry.count:
+                        held, later = [], []        # not kept: start after them
+                elif isinstance(entry, Published):
+                    later.extend(entry.events)
+                else:
+                    later.append(entry)
+            if self.source.skipping():
+                held, later = [], []
+            first = (held or later)[0].seq if held or later else self._arrived
+            for ev in held:
+                writer.event(ev)
+            for ev in later:
+                writer.event(ev)
+            self._writer = writer
+        return first
+
+    def stop_recording(self) -> int:
+        """No more writes to the recording; the seq of the last event it got."""
+        with self.source.arrival_lock:
+            self._writer = None
+            return self._arrived - 1
+
+    def take_write_failure(self) -> tuple | None:
+        """(writer, OSError) if a write of the recording failed on arrival, once."""
+        with self.source.arrival_lock:
+            failure, self._write_failure = self._write_failure, None
+        return failure
+
+    def take_gap_notice(self) -> str | None:
+        """What the view says, once, on reaching events it did not show."""
+        notice, self._gap_notice = self._gap_notice, None
+        return notice
+
+    def _absorb(self, item) -> None:
+        if isinstance(item, Skipped):
+            self._pending.append(item)      # in order, after the events before it
+        elif item.events:
             self._pending.extend(item.events)
             self._after = item
         else:
@@ -104,18 +211,33 @@ class LiveSession:
     def _take(self) -> bool:
         """Move queued items in until a batch with events is pending (False: none)."""
         while not self._pending:
-            try:
-                self._absorb(self.source.q.get_nowait())
-            except queue.Empty:
+            item = self.source.take()
+            if item is None:
                 return False
+            self._absorb(item)
         return True
+
+    def _skip(self, gap: Skipped) -> None:
+        """The view reaches what it was not given (the queue was full)."""
+        self._show(gap.latest)
+        self._after = None
+        if not gap.count:
+            return
+        self.events.skip(gap.first, gap.last)
+        self.steps += gap.count
+        self.now = max(self.now, gap.t_ms)
+        self._gap_notice = self.events.unshown_text(gap.first, gap.last,
+                                                    self.source.queue_items)
 
     def step(self) -> list[Event]:
         """The next arrived event into view ([] if none has arrived)."""
-        if not self._pending and not self._take():
-            return []
-        ev = self._pending.popleft()
-        ev.stamp(len(self.events))
+        while True:
+            if not self._pending and not self._take():
+                return []
+            ev = self._pending.popleft()
+            if not isinstance(ev, Skipped):
+                break
+            self._skip(ev)
         self.events.append(ev)
         self.steps += 1
         self.now = max(self.now, ev.t_ms)
@@ -232,10 +354,19 @@ class _Source:
     name = "live"
     #: operator inputs reach the peers (some sources only watch)
     takes_inputs = True
+    #: the items the view may fall behind by (~1.5 KB each: ~330 MB at most)
+    queue_items = LIVE_QUEUE_ITEMS
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.q: queue.Queue = queue.Queue(maxsize=200_000)
+        self.q: queue.Queue = queue.Queue(maxsize=self.queue_items)
+        #: held while an item arrives (numbered, recorded, queued): a recording starts
+        #: and stops between two arrivals
+        self.arrival_lock = threading.Lock()
+        #: called with each item as it arrives, holding arrival_lock (LiveSession's)
+        self.on_arrival = None
+        #: what arrived while the queue was full, not yet queued
+        self._skipped: Skipped | None = None
         self.done = threading.Event()
         self.ready = threading.Event()     # the source's loop takes commands
         self.error: str | None = None
@@ -300,11 +431,46 @@ class _Source:
                                f"{timeout_s:.0f} s") from None
 
     def publish(self, events, *, fresh: bool = False) -> None:
+        item = self.snapshot(tuple(events), fresh=fresh)
+        with self.arrival_lock:
+            if self.on_arrival is not None:
+                self.on_arrival(item)       # numbered and recorded whatever the view does
+            q, skipped = self.q, self._skipped
+            try:
+                if skipped is not None:     # room again: the view hears of them first
+                    q.put_nowait(skipped)
+                    self._skipped = skipped = None
+                q.put_nowait(item)
+                return
+            except queue.Full:              # the view fell `queue_items` behind
+                pass
+            if skipped is None:
+                self._skipped = Skipped(item)
+            else:
+                skipped.add(item)
+
+    def take(self):
+        """The next item for the view (a `Published` or a `Skipped`), or None."""
         try:
-            self.q.put_nowait(self.snapshot(tuple(events), fresh=fresh))
-        except queue.Full:      # the view fell far behind: drop, say so once
-            if not getattr(self, "_dropped", False):
-                self._dropped = True
+            return self.q.get_nowait()
+        except queue.Empty:
+            pass
+        with self.arrival_lock:             # nothing queued: what was skipped, if any
+            try:
+                return self.q.get_nowait()
+            except queue.Empty:
+                skipped, self._skipped = self._skipped, None
+                return skipped
+
+    def queued(self) -> list:
+        """The items in the queue, oldest first (hold arrival_lock)."""
+        with self.q.mutex:
+            return list(self.q.queue)
+
+    def skipping(self) -> bool:
+        """Events that arrived while the queue was full are not yet queued (hold
+        arrival_lock)."""
+        return self._skipped is not None and self._skipped.count > 0
 
     def put(self, ev: Event) -> None:
         self.publish((ev,))

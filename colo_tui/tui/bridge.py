@@ -119,6 +119,9 @@ class Bridge:
             self.running = False
             self.warn(failure)
             return
+        gap = self.c.take_gap_notice()
+        if gap:                           # a live view fell a full queue behind the peers
+            self.notice = f"⚠ {gap}"
         if self.target is not None:
             self.target.post_message(self.Updated())
 

@@ -12,7 +12,12 @@ indices count from the newest), ``w[a:b]`` gives the held events among ``a … b
 (so ``w[len_before:]`` is what came since, across a trim), and iteration goes
 over the held events only.  ``w[seq]`` of a dropped event raises `EventDropped`,
 whose message says so and where the event is still kept (a recording that was
-on when it happened)."""
+on when it happened).
+
+A live view that fell too far behind is not given the events that arrived while its
+queue was full (colo_tui/session/live.py): `skip` passes over them, and the window
+starts again after them (it holds one unbroken run of seqs); what it says of the
+dropped events says which of them were never shown."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,7 +41,8 @@ class EventDropped(SessionError, IndexError):
 class EventWindow(Sequence):
     """A session's events, the oldest dropped in batches (see the module docstring)."""
 
-    __slots__ = ("_items", "base", "keep", "batch", "trims", "_recordings", "late_start")
+    __slots__ = ("_items", "base", "keep", "batch", "trims", "_recordings", "late_start",
+                 "unshown", "_gaps")
 
     def __init__(self, keep: int = LIVE_KEEP_EVENTS, batch: int = LIVE_TRIM_BATCH, *,
                  start: int = 0) -> None:
@@ -53,6 +59,10 @@ class EventWindow(Sequence):
         self.trims = 0
         #: [path, first seq, last seq or None while it runs], oldest first
         self._recordings: list[list] = []
+        #: how many events were never shown (the view fell behind: `skip`) …
+        self.unshown = 0
+        #: … and the latest runs of them, (first seq, last seq), oldest first
+        self._gaps: list[tuple[int, int]] = []
 
     # -- the list it replaces ---------------------------------------------------------
     def __len__(self) -> int:
@@ -90,6 +100,43 @@ class EventWindow(Sequence):
             self.base += self.batch
             self.trims += 1
 
+    def skip(self, first: int, last: int) -> None:
+        """Events `first` … `last` were never shown (the view fell behind): the window
+        passes over them, and drops the events it held (it holds one unbroken run)."""
+        if first != len(self) or last < first:
+            raise ValueError(f"events #{first}–#{last} cannot be skipped: the window is "
+                             f"at event #{len(self)}")
+        self._items = []
+        self.base = last + 1
+        self.trims += 1
+        self.unshown += last - first + 1
+        self._gaps.append((first, last))
+        del self._gaps[:-MAX_RECORDINGS_NOTED]
+
+    def _gap_of(self, seq: int) -> tuple[int, int] | None:
+        for first, last in self._gaps:
+            if first <= seq <= last:
+                return first, last
+        return None
+
+    def unshown_text(self, first: int, last: int, queue_items: int) -> str:
+        """What the view says on reaching events `first` … `last`, which it never showed."""
+        n = last - first + 1
+        text = (f"the view fell too far behind the live peers: {n:,} event"
+                f"{'s' if n != 1 else ''} (#{first:,}–#{last:,}) arrived while its queue "
+                f"was full (it holds {queue_items:,} items) and {'were' if n != 1 else 'was'}"
+                " not shown")
+        kept = []
+        for path, rfirst, rlast in self._recordings:
+            a, b = max(first, rfirst), last if rlast is None else min(last, rlast)
+            if a <= b:
+                kept.append(f"the recording {path} has " + (
+                    "them" if (a, b) == (first, last) else f"#{a:,}–#{b:,} of them"))
+        if kept:
+            return text + "; " + ", ".join(kept)
+        return text + ("; no recording was on (r in the app, `record start` in the REPL "
+                       "keeps every event as it arrives, even while the view is paused)")
+
     def held(self) -> list:
         """The events in memory, oldest first (a copy)."""
         return list(self._items)
@@ -108,10 +155,12 @@ class EventWindow(Sequence):
         self._recordings.append([str(path), first_seq, None])
         del self._recordings[:-MAX_RECORDINGS_NOTED]
 
-    def recording_stopped(self, path: str) -> None:
+    def recording_stopped(self, path: str, last: int | None = None) -> None:
+        """The recording ended with event `last` (by default the last one in view; a
+        live session's recording holds every event that arrived)."""
         for rec in reversed(self._recordings):
             if rec[0] == str(path) and rec[2] is None:
-                rec[2] = len(self) - 1
+                rec[2] = len(self) - 1 if last is None else last
                 return
 
     def kept_by(self, seq: int) -> list[str]:
@@ -129,11 +178,25 @@ class EventWindow(Sequence):
             return (f"{what} not in this recording: it begins at event #{self.late_start:,} "
                     "(it was started late in a long live session, which had dropped its "
                     "older events from memory)")
+        gap = self._gap_of(seq) if seq is not None else None
+        if gap is not None:
+            text = (f"event #{seq:,} was not shown: the view fell too far behind the live "
+                    f"peers (events #{gap[0]:,}–#{gap[1]:,} arrived while its queue was "
+                    "full)")
+            paths = self.kept_by(seq)
+            return text + ("; the recording " + " and ".join(paths) + " keeps it" if paths
+                           else "; no recording was on")
         what = (f"event #{seq:,} was" if seq is not None else
                 f"events #0–#{last_dropped:,} were")
+        holds = (f"#{self.base:,}–#{len(self) - 1:,}" if self._items else
+                 "none of them yet")
         text = (f"{what} dropped from memory: a live session keeps its latest "
-                f"{self.keep:,} to {self.keep + self.batch:,} events (memory holds #"
-                f"{self.base:,}–#{len(self) - 1:,})")
+                f"{self.keep:,} to {self.keep + self.batch:,} events (memory holds "
+                f"{holds})")
+        if seq is None and self.unshown:
+            f, la = self._gaps[-1]
+            text += (f"; {self.unshown:,} of them were never shown, the view having fallen "
+                     f"too far behind the live peers (the latest: #{f:,}–#{la:,})")
         if seq is not None:
             paths = self.kept_by(seq)
             if paths:
