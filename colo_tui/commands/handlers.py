@@ -137,7 +137,11 @@ def run(c, p) -> str:
     start_ckpt = c.side("primary").checkpoint
     first, hit, paused, timed_out = len(c.events), None, False, False
     live = c.live and c.wait_for_events
-    # live peers run ahead of what is shown: count the commits that were stepped
+    # live peers run ahead of what is shown: count the commits that were stepped, the
+    # primary's, as the help says (the secondary commits first: counting its commits
+    # ended `run 1` with the primary still at checkpoint 0); a --peer session has only
+    # its secondary's (the primary is the real QEMU)
+    counted = "secondary" if getattr(c.session, "name", "") == "peer" else "primary"
     commits: set = set()
     deadline = time.monotonic() + LIVE_RUN_S
     try:
@@ -153,7 +157,8 @@ def run(c, p) -> str:
             for e in (c.step(1, wait_s=0.1) if live else c.step(1)):
                 if until is not None and (e.kind == until or getattr(e, "msg", None) == until):
                     hit = hit or e
-                if live and e.kind is K.CHECKPOINT and e.phase == "commit":
+                if live and e.kind is K.CHECKPOINT and e.phase == "commit" and \
+                        e.side == counted:
                     commits.add(e.n)
             if hit is not None:
                 break
