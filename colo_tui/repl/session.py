@@ -341,8 +341,12 @@ def _page(text: str) -> bool:
     import subprocess
     old = signal.signal(signal.SIGINT, lambda *_: None)
     try:
+        # less's defaults as git sets them: -X leaves the text on the screen when the
+        # pager quits (without it `help` vanished with the pager, before the command it
+        # was read for could be typed), -F quits at once when it fits, -R shows colours
+        env = dict(os.environ, LESS=os.environ.get("LESS", "FRX"))
         proc = subprocess.Popen(os.environ.get("PAGER") or "less", shell=True,  # noqa: S602
-                                stdin=subprocess.PIPE)
+                                stdin=subprocess.PIPE, env=env)
         try:
             proc.stdin.write(text.encode(sys.stdout.encoding or "utf-8", "replace") + b"\n")
             proc.stdin.close()

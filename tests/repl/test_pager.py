@@ -74,3 +74,25 @@ def test_the_pager_gets_the_whole_text(tmp_path):
     text = out.read_text()
     assert text.startswith("Symbols") and text.rstrip().endswith("(in the repository).")
     assert "could not run" not in child.before
+
+
+@pytest.mark.parametrize("preset", [None, "-i"])
+def test_less_keeps_the_text_on_the_screen_unless_told_otherwise(tmp_path, preset,
+                                                                 monkeypatch):
+    # less on the alternate screen took `help`'s list away as it quit, before the
+    # command it was read for could be typed; LESS=FRX as git sets it, unless LESS is set
+    if preset is None:
+        monkeypatch.delenv("LESS", raising=False)
+    else:
+        monkeypatch.setenv("LESS", preset)
+    seen = tmp_path / "less.txt"
+    child = _spawn(tmp_path, f"cat >/dev/null; echo \"$LESS\" > {seen}")
+    try:
+        child.expect("colo>")
+        child.sendline("help")
+        child.expect("colo>")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert seen.read_text().strip() == (preset or "FRX")
