@@ -602,7 +602,7 @@ def help_(c, p) -> str:
     name = p.get("cmd")
     if name:
         cmd = REGISTRY[name]
-        kinds = f"\narguments: {', '.join(cmd.arg_kinds)}" if cmd.arg_kinds else ""
+        kinds = _arguments(cmd)
         return (f"{cmd.syntax}\n  {cmd.summary}\n" + "\n".join("  usage: " + u for u in cmd.usages)
                 + (f"\n\n{cmd.help}" if cmd.help else "") + kinds)
     # one column for the short forms; a longer form gets a line (wrapped) of its own and
@@ -619,6 +619,51 @@ def help_(c, p) -> str:
             lines.append(" " * (w + 4) + x.summary)
     return "\n".join(lines) + \
         "\n(help CMD for details; Tab completes; Ctrl-R searches the history)"
+
+
+def _argument_kinds() -> dict:
+    from colo_tui.commands import parser as cp
+    from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS
+    return {
+        "int": "a whole number, 0 … 4294967295",
+        "count": "a whole number, 1 … 1000000",
+        "length": f"a whole number, 1 … {INTERACTIVE_MAX_CHECKPOINTS}",
+        "seed": "a whole number, 0 … 2^64-1",
+        "side": "primary or secondary (p, s)",
+        "fault-spec": "KIND[=ARG]@POINT[#N], e.g. drop@vmstate-received#2 (Tab completes "
+                      "it; `colo faults` has the grammar)",
+        "event": "an event kind (failover, colo-exit, error, ...) or a message name "
+                 "(Tab lists them)",
+        "dialect": " or ".join(dialects.DIALECTS),
+        "mode": " or ".join(cp.MODES),
+        "guest": " or ".join(cp.GUESTS),
+        "view": ", ".join(cp.VIEWS),
+        "verbosity": ", ".join(cp.VERBOSITY),
+        "ms": "milliseconds, 0 … 3600000 (fractions allowed)",
+        "arbiter-ms": "milliseconds, 1 … 1e9",
+        "fraction": "a number, 0 … 1",
+        "onoff": "on or off",
+        "file": "a file name (in quotes if it has spaces)",
+        "command": "a command's name",
+    }
+
+
+def _arguments(cmd) -> str:
+    """What each placeholder of `help CMD`'s usage lines takes. It listed the parser's
+    kinds ('arguments: int, dialect, ..., length, ms, onoff, arbiter-ms, fraction'),
+    which named no value: 'set arbiter ARBITER' did not say on or off."""
+    from colo_tui.commands.parser import placeholder
+    kinds, seen, lines = _argument_kinds(), set(), []
+    for form in cmd.forms:
+        for tok in form:
+            ph = placeholder(tok)
+            if ph is not None and ph[0] not in seen:
+                seen.add(ph[0])
+                text = kinds.get(ph[1], ph[1])
+                if ph[0] == "MS" and not text.startswith("milliseconds"):
+                    text = f"milliseconds, {text}"
+                lines.append(f"  {ph[0]:<16} {text}")
+    return "\n\nwhere\n" + "\n".join(lines) if lines else ""
 
 
 def quit_(c, p):
