@@ -551,6 +551,10 @@ def record(c, p) -> str:
         path = str(new_recording_path(c.config, "repl"))
     from protocol.errors import OutputFileError
     try:
+        source = getattr(c, "replay_source", None)
+        if source:      # writers never write over their own input, 'force' or not
+            from protocol.record.outfile import check_target
+            check_target(path, inputs=(source,), force=True)
         c.record_start(path, force="force" in p.form)
     except OutputFileError as exc:
         raise CommandError(str(exc).replace("give --force", "add 'force'")) from None
