@@ -123,8 +123,12 @@ def _guarded(lines):
         yield exc
 
 
-def _shown(line: str, limit: int = 200) -> str:
-    """A line as echoed and named in errors: a huge one is cut (it is refused anyway)."""
+def _shown(line: str, limit: int = 200, *, escape: bool = True) -> str:
+    """A line as echoed and named in errors: a huge one is cut (it is refused anyway),
+    and a control character is written as its escape (\\x1b, \\x00): echoed raw, a
+    script's stray ESC sequence cleared the screen or recoloured the terminal."""
+    if escape and not line.isprintable():      # (repr() escapes them itself)
+        line = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line)
     return line if len(line) <= limit else f"{line[:limit]}… ({len(line):,} characters)"
 
 
@@ -160,7 +164,7 @@ def run_script(c, lines, name: str, out, err) -> int:
             _note_hidden(c, out)
             out.flush()
             if not res.ok:
-                print(f"{name}:{no}: error: {_shown(line)!r} failed: {res.text}", file=err)
+                print(f"{name}:{no}: error: {_shown(line, escape=False)!r} failed: {res.text}", file=err)
                 status = _failure_code(line)
                 break
             if failure := c.take_recording_failure():   # the script's recording is cut
@@ -310,7 +314,7 @@ def _not_run(pasted: list[str]) -> str:
     """What a paste left undone after a line that failed or was cancelled."""
     if not pasted:
         return ""
-    return (f"\n({len(pasted)} more pasted line(s) not run, from {_shown(pasted[0], 60)!r} "
+    return (f"\n({len(pasted)} more pasted line(s) not run, from {_shown(pasted[0], 60, escape=False)!r} "
             "on)")
 
 
