@@ -249,12 +249,21 @@ def faults(c, p) -> str:
                      for i, s in enumerate(specs))
 
 
+def _refuse_dead(c, side: str) -> None:
+    """A simulated side that is dead already: killing or stalling it again did nothing
+    but record an input, and said '{side} killed' as if it had."""
+    if not c.live and not c.status()[side]["alive"]:
+        raise CommandError(f"the {side} is dead already (status shows both sides)")
+
+
 def kill(c, p) -> str:
+    _refuse_dead(c, p.args["side"])
     c.kill(p.args["side"])
     return f"{p.args['side']} killed; " + where(c)
 
 
 def stall(c, p) -> str:
+    _refuse_dead(c, p.args["side"])
     c.stall(p.args["side"])
     return f"{p.args['side']} stalled (SIGSTOP); " + where(c)
 
