@@ -193,6 +193,7 @@ def checkpoint(c, p) -> str:
 
 
 def fault(c, p) -> str:
+    c.refuse_after_the_end()            # (before the spec's checks, as the TUI's f)
     spec = p.args["spec"]
     f = fl.parse(spec, channels=True)
     if f.point in fl.CHANNEL_POINTS:       # colo lab's compare channels: the session checks

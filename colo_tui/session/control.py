@@ -49,6 +49,30 @@ def live_refusal(what: str) -> str:
     return _LIVE_REFUSES[what]
 
 
+class SessionEnded(SessionError):
+    """An operator input given after a simulated session has ended, refused: stepping
+    stops at the end, so its consequences could never be stepped to (a checkpoint's
+    request stayed in flight for good, a kill played a whole failover past the end).
+
+    ``still`` names what still works: ``back`` (an input given there forks the
+    future), ``reprotect`` (after a failover) and ``new`` (a new session).  The
+    message says them in the commands' words (the REPL, the palette); a front end
+    with other words for them (the TUI's keys) says them with ``say(words)``."""
+
+    #: what still works, in the words of the commands (the REPL and the palette)
+    COMMANDS = {"back": "back [N] = step back (an input there forks the future)",
+                "reprotect": "reprotect = COLO again",
+                "new": "set seed S = a new session"}
+
+    def __init__(self, outcome: str, still: tuple[str, ...]) -> None:
+        self.outcome, self.still = outcome, still
+        super().__init__(self.say(self.COMMANDS))
+
+    def say(self, words: dict[str, str]) -> str:
+        return (f"the session has ended ({self.outcome}); "
+                + ", ".join(words[s] for s in self.still))
+
+
 class Controller:
     #: `step N` / `run` wait (bounded) for events still to come in a live session: the
     #: REPL sets it; the Textual app does not (its commands run on the UI's loop)
@@ -132,6 +156,20 @@ class Controller:
         if self.max_checkpoints is not None and checkpoints > self.max_checkpoints:
             raise SessionError(f"this session would run to checkpoint {checkpoints:,}: "
                                f"{LENGTH_BOUND_TEXT}")
+
+    def after_the_end(self) -> tuple[str, ...]:
+        """What still works once a session that takes inputs has ended (SessionEnded)."""
+        failover = self.session.outcome() == "failover"
+        return ("back", "reprotect", "new") if failover else ("back", "new")
+
+    def refuse_after_the_end(self) -> None:
+        """Raise SessionEnded if the simulated session has ended: an input given now
+        would never be seen to happen (re-protect after a failover is not an input of
+        this kind: it starts COLO again).  A live session, and a playback, which
+        takes no inputs, are left to their own refusals."""
+        s = self.session
+        if s.finished and not self.live and s.capabilities.takes_inputs:
+            raise SessionEnded(s.outcome(), self.after_the_end())
 
     def _refuse_live(self, what: str) -> None:
         if self.live:
@@ -307,6 +345,11 @@ class Controller:
 
     # ---------------------------------------------------------------- inputs
     def _apply(self, item: dict, fork: bool = True) -> None:
+        """An operator input (fork: given now, after the end it is refused), or a
+        recorded one re-applied at its step (an old recording may hold one given
+        after the end: it replays as it was)."""
+        if fork and item["cmd"] != "reprotect":
+            self.refuse_after_the_end()
         inp = Input(item["cmd"], item.get("side"), item.get("value"))
         if not self.live and fork and self._future_inputs:
             self.forked_at = self.session.steps
@@ -344,11 +387,13 @@ class Controller:
         self._apply({"cmd": "reprotect"})
 
     def set_checkpoint_delay(self, ms: int) -> None:
+        self.refuse_after_the_end()                 # before the value's own checks
         from protocol.sim.config import check_checkpoint_delay
         check_checkpoint_delay(int(ms), "null")     # a uint32 (the guest model: below)
         self._apply({"cmd": "set-delay", "value": int(ms)})
 
     def add_fault(self, spec: str) -> None:
+        self.refuse_after_the_end()                 # before the spec's own checks
         from protocol.core import faults
         # a compare-channel spec parses everywhere; only a session with those channels
         # (colo lab) takes it: check_fault says so

@@ -236,22 +236,27 @@ class Bridge:
         self.changed()
 
     # ------------------------------------------------------------------ inputs
+    #: what still works once a session has ended (SessionEnded.still), in keys
+    AFTER_THE_END_KEYS = {"back": "← = back (an input there forks the future)",
+                          "reprotect": "p = re-protect", "new": "1-9 = a scenario"}
+
     def _after_the_end(self) -> str:
         """What the keys can still do once a session has ended."""
         if not self.c.session.capabilities.takes_inputs:   # an imported capture
             return "← = back, 1-9 = a scenario"
-        reprotect = ", p = re-protect" if self.c.status()["outcome"] == "failover" else ""
-        return f"← = back (an input there forks the future){reprotect}, 1-9 = a scenario"
+        return ", ".join(self.AFTER_THE_END_KEYS[s] for s in self.c.after_the_end())
 
     def ended(self, what: str) -> bool:
-        """A simulated session that has ended takes no more inputs: n stops there, so
-        a checkpoint, kill or fault given now would never be seen to happen (the
-        checkpoint's request stayed in flight for good). Says so and returns True."""
-        if not self.c.finished or self.c.live or not self.c.session.capabilities.takes_inputs:
-            return False          # (a capture's own refusal says it takes no inputs)
-        self.warn(f"{what}: the session has ended ({self.c.status()['outcome']}); "
-                  + self._after_the_end())
-        return True
+        """The Controller's refusal of an input after a simulated session has ended
+        (SessionEnded), said with the keys. Says so and returns True. A capture is
+        left to its own refusal (it takes no inputs)."""
+        from colo_tui.session.control import SessionEnded  # loaded with the session
+        try:
+            self.c.refuse_after_the_end()
+        except SessionEnded as exc:
+            self.warn(f"{what}: " + exc.say(self.AFTER_THE_END_KEYS))
+            return True
+        return False
 
     def checkpoint(self) -> None:
         if not self.ended("checkpoint"):

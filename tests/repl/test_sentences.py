@@ -129,7 +129,7 @@ def test_the_operator_and_the_arbiter_read_plainly():
     c = Controller(SimConfig(load_ms=500.0, faults=["heartbeat-secondary@load#2"]))
     c.run()
     c2 = Controller(SimConfig(faults=["heartbeat-secondary@checkpoint-request#1"]))
-    c2.step(30)
+    c2.step(6)                                # (it ends at step 10: an input after is refused)
     c2.lost_heartbeat("secondary")            # a second request: a QMP error
     c2.run()
     c3 = Controller(SimConfig(faults=["kill-primary@ram#1"]))

@@ -40,12 +40,14 @@ async def test_tui_recording_replays_in_the_repl(tmp_path: Path, monkeypatch) ->
 
 async def test_repl_recording_replays_in_the_tui(tmp_path: Path) -> None:
     path = tmp_path / "repl.colo.jsonl"
-    script = (f"set seed 3\nrecord start {path}\nstep 20\nfault kill-primary@ram#2\n"
+    # the fault before the session ends (19 steps): an input after the end is refused
+    script = (f"set seed 3\nrecord start {path}\nstep 5\nfault kill-primary@ram#2\n"
               "run\nrecord stop\nquit\n")
     r = subprocess.run([sys.executable, "-m", "colo_tui", "repl", "--checkpoints", "3"],
                        input=script, text=True, capture_output=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     rec = rf.read(path)
+    assert any(e["kind"] == "failover" for e in rec.events)        # the fault fired
     app = ColoApp(Controller())
     async with app.run_test(size=(120, 36)) as pilot:
         app.bridge.load_replay(str(path))

@@ -58,3 +58,20 @@ async def test_back_then_an_input_is_taken_as_before() -> None:
         await pilot.pause()
         assert not app.controller.finished
         assert app.bridge.view().status.notice == "checkpoint requested"
+
+
+async def test_the_palette_refuses_as_the_repl_does() -> None:
+    # the palette runs the REPL's commands: the Controller's refusal, in their words
+    # (kill in the palette played a whole failover past the end)
+    app = make_app(checkpoints=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await run_to_the_end(app, pilot)
+        before = len(app.controller.events)
+        for line in ("kill primary", "checkpoint", "set checkpoint-delay 500"):
+            result = app.bridge.execute(line)
+            assert not result.ok
+            assert result.text.startswith(f"{line.split()[0]}: the session has ended (ok); "
+                                          "back [N] = step back"), result.text
+        await pilot.pause()
+        assert len(app.controller.events) == before and app.controller.finished
+        assert app.bridge.view().status.notice.startswith("⚠ set: the session has ended")
