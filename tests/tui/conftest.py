@@ -47,3 +47,21 @@ def pytest_pyfunc_call(pyfuncitem):
         asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
         return True
     return None
+
+
+def app_on_live(c, check, size=(160, 40)) -> None:
+    """Run the app on controller `c` (a live session) headless, wait (bounded) for its
+    log to mount, then `await check(app, pilot)`; the controller is closed after."""
+
+    async def go():
+        app = ColoApp(c)
+        try:
+            async with app.run_test(size=size) as pilot:
+                for _ in range(200):            # the log mounts after the first frame
+                    await pilot.pause(0.05)
+                    if app.query("#log-lines"):
+                        break
+                await check(app, pilot)
+        finally:
+            c.close()
+    asyncio.run(go())

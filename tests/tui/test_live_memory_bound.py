@@ -3,28 +3,11 @@ the oldest in batches (protocol/core/eventwindow.py): the log starts with a row 
 says older events were dropped (and what keeps them), a log scrolled back keeps its
 place across a drop, the filter looks at the events in memory, and the explanation of
 a selected event that was dropped says so, and names the recording that keeps it."""
-import asyncio
 import time
 
 from colo_tui.session.live import live_controller
 from tests._livestream import Stream
-
-
-def _app_on(c, check, size=(160, 40)):
-    from colo_tui.tui.app import ColoApp
-
-    async def go():
-        app = ColoApp(c)
-        try:
-            async with app.run_test(size=size) as pilot:
-                for _ in range(200):            # the log mounts after the first frame
-                    await pilot.pause(0.05)
-                    if app.query("#log-lines"):
-                        break
-                await check(app, pilot)
-        finally:
-            c.close()
-    asyncio.run(go())
+from tests.tui.conftest import app_on_live
 
 
 async def _step_to(app, pilot, events: int, timeout_s: float = 30.0) -> None:
@@ -101,7 +84,7 @@ def test_the_log_and_the_explanation_across_dropped_events(tmp_path):
         assert _explanation(app).startswith(f"#{len(c.events) - 2} primary checkpoint\n"
                                             "The primary: checkpoint 250 committed")
         assert app.bridge.ladder.rows and app.bridge.ladder.rows[-1].seq < len(c.events)
-    _app_on(c, check)
+    app_on_live(c, check)
 
 
 def test_the_log_filter_across_dropped_events():
@@ -123,4 +106,4 @@ def test_the_log_filter_across_dropped_events():
             [s for s in range(400, 1500) if s % 12 == 7]
         log.set_filter("")
         assert log.count == 1 + 1100 and log.line(1)[0] == 400 and log.offset == 399
-    _app_on(c, check)
+    app_on_live(c, check)

@@ -4,17 +4,16 @@ and from the recording (written as the view stepped).  Now the recording is writ
 events arrive, and a view that falls a full queue behind says so: the status line when
 it reaches the events it did not show, and the log's first row (how many, and that the
 recording has them)."""
-import asyncio
 import threading
 import time
 
 from colo_tui.session.live import live_controller
 from protocol.record import format as rf
 from tests._livestream import EVENTS_PER_CHECKPOINT, Stream
+from tests.tui.conftest import app_on_live
 
 
 def test_a_paused_view_that_fell_behind_says_so_and_the_recording_has_it_all(tmp_path):
-    from colo_tui.tui.app import ColoApp
     go = threading.Event()
     c = live_controller(Stream(500, paced=False, queue_items=30, go=go))
     total, shown = 500 * EVENTS_PER_CHECKPOINT, 30 * EVENTS_PER_CHECKPOINT
@@ -50,17 +49,6 @@ def test_a_paused_view_that_fell_behind_says_so_and_the_recording_has_it_all(tmp
             row.endswith(f"; the recording {path} keeps them"), row
         bridge.toggle_record()
 
-    async def go_app():
-        app = ColoApp(c)
-        try:
-            async with app.run_test(size=(160, 40)) as pilot:
-                for _ in range(200):            # the log mounts after the first frame
-                    await pilot.pause(0.05)
-                    if app.query("#log-lines"):
-                        break
-                await check(app, pilot)
-        finally:
-            c.close()
-    asyncio.run(go_app())
+    app_on_live(c, check)
     seqs = [e["seq"] for e in rf.read(out["path"]).events]
     assert seqs == list(range(total))
