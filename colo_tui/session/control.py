@@ -189,10 +189,7 @@ class Controller:
         whole line) and the session goes on; `recording_failure` says so."""
         writer, path = self._writer, self.recording_path
         self._writer, self.recording_path = None, None
-        last = self._stop_arrivals()
-        noted = getattr(self.session.events, "recording_stopped", None)
-        if noted is not None:
-            noted(path, last)
+        self._stop_arrivals(path)
         import contextlib
 
         from protocol.errors import ColoError
@@ -202,12 +199,17 @@ class Controller:
                                   f"holds the session up to there): {exc.strerror or exc}: "
                                   f"{path}")
 
-    def _stop_arrivals(self) -> int | None:
-        """A live session stops writing the recording: the seq of its last event."""
-        if not self._written_on_arrival:
-            return None
-        self._written_on_arrival = False
-        return self.session.stop_recording()
+    def _stop_arrivals(self, path: str | None) -> None:
+        """The recording at `path` ends: a live session stops writing it, and the event
+        window notes its range (the seq of its last event; None: not written on
+        arrival), for what a dropped event's view says keeps it."""
+        last = None
+        if self._written_on_arrival:
+            self._written_on_arrival = False
+            last = self.session.stop_recording()
+        noted = getattr(self.session.events, "recording_stopped", None)
+        if noted is not None:
+            noted(path, last)
 
     def _poll_write_failure(self) -> None:
         """A live session's write of the recording failed (on its thread): the
@@ -433,7 +435,7 @@ class Controller:
             header = rf.make_header(self.config)
             note = f"recorded interactively; seed {self.config.seed}"
         writer = rf.Writer(path, header, [note], force=force)
-        first = getattr(s.events, "dropped", 0)
+        first = self.dropped
         if self.live:
             # the events still in memory or on their way, then each as it arrives
             first = s.record_to(writer)
@@ -455,10 +457,7 @@ class Controller:
         if writer is None:
             return None
         self._writer, self.recording_path = None, None     # once, even if a write fails
-        last = self._stop_arrivals()
-        noted = getattr(self.session.events, "recording_stopped", None)
-        if noted is not None:
-            noted(path, last)
+        self._stop_arrivals(path)
         if self.live:
             writer.close()
         else:
@@ -520,7 +519,7 @@ class Controller:
         if self.live:
             out["live"] = s.name
             # a live session keeps its latest events: how many older ones it dropped
-            out["dropped"] = getattr(s.events, "dropped", 0)
+            out["dropped"] = self.dropped
             for key in getattr(s, "unknown_settings", ()):
                 out[key] = "unknown"        # the peers' own, not this session's option
         return out
