@@ -22,6 +22,20 @@ def _spawn(tmp_path, pager):
                          encoding="utf-8", timeout=20, dimensions=(20, 120))
 
 
+def _one_command(tmp_path, pager, command):
+    """Run `command` in a REPL whose $PAGER is `pager`, then quit; the closed child."""
+    child = _spawn(tmp_path, pager)
+    try:
+        child.expect("colo>")
+        child.sendline(command)
+        child.expect("colo>")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    return child
+
+
 def test_ctrl_c_in_the_pager_does_not_end_the_repl(tmp_path):
     # ctrl+c while `legend` paged through less, then q: the REPL had exited (130)
     child = _spawn(tmp_path, SLOW_PAGER)
@@ -62,15 +76,7 @@ def test_a_pager_that_cannot_run_leaves_the_text_on_the_screen(tmp_path, pager):
 
 def test_the_pager_gets_the_whole_text(tmp_path):
     out = tmp_path / "paged.txt"
-    child = _spawn(tmp_path, f"cat > {out}")
-    try:
-        child.expect("colo>")
-        child.sendline("legend")
-        child.expect("colo>")
-        child.sendline("quit")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
+    child = _one_command(tmp_path, f"cat > {out}", "legend")
     text = out.read_text()
     assert text.startswith("Symbols") and text.rstrip().endswith("(in the repository).")
     assert "could not run" not in child.before
@@ -86,13 +92,5 @@ def test_less_keeps_the_text_on_the_screen_unless_told_otherwise(tmp_path, prese
     else:
         monkeypatch.setenv("LESS", preset)
     seen = tmp_path / "less.txt"
-    child = _spawn(tmp_path, f"cat >/dev/null; echo \"$LESS\" > {seen}")
-    try:
-        child.expect("colo>")
-        child.sendline("help")
-        child.expect("colo>")
-        child.sendline("quit")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
+    _one_command(tmp_path, f"cat >/dev/null; echo \"$LESS\" > {seen}", "help")
     assert seen.read_text().strip() == (preset or "FRX")
