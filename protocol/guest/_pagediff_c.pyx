@@ -381,7 +381,18 @@ cdef extern from *:
 
     /* The pages' 64-bit hashes (see hash_pages): one pass over each page, four
        independent sums so the multiplies overlap.  Native-endian words, as a
-       numpy uint64 view reads them (the pure-Python twin). */
+       numpy uint64 view reads them (the pure-Python twin).
+
+       The pages of a checkpoint are scattered (every tenth page of a guest, say),
+       and the hardware prefetcher does not cross into the next page: a page read
+       at the pace of the hash's multiplies waits for each line from DRAM, which
+       made a hashed copy cost twice a plain one.  So each loop takes a `next`
+       page (the one it reads after this one; this one again for the last) and
+       prefetches it a line per line it reads here: the next page is in flight
+       while this one is hashed.  And where the CPU has AVX-512 (F and DQ) the
+       sum takes 64-bit multiplies (vpmullq) 8 lanes at a time, in place of
+       AVX2's three 32-bit partial products per 4 lanes: the same sum mod 2**64. */
+    #define PD_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
     #ifdef PD_AVX2
     /* The low 64 bits of a * b in each lane (AVX2 has no 64-bit multiply): the
        three 32 x 32 -> 64 partial products that reach the low half. */
@@ -394,15 +405,17 @@ cdef extern from *:
     }
 
     /* pd_hash1's sum over the page's first nw8 words (nw8 a multiple of 8), four
-       lanes at a time in two accumulators: the same sum mod 2**64 in another order. */
+       lanes at a time in two accumulators: the same sum mod 2**64 in another order.
+       `next`'s first nw8 words are prefetched meanwhile. */
     __attribute__((target("avx2")))
     static uint64_t pd_hash_sum_avx2(const unsigned char *p, Py_ssize_t nw8,
-                                     const uint64_t *w) {
+                                     const uint64_t *w, const unsigned char *next) {
         Py_ssize_t i;
         __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
         uint64_t lanes[4];
         for (i = 0; i < nw8; i += 8) {
             __m256i x0 = PD_L32(p + 8 * i), x1 = PD_L32(p + 8 * i + 32);
+            PD_PREFETCH(next + 8 * i);
             x0 = _mm256_xor_si256(x0, _mm256_srli_epi64(x0, 29));
             x1 = _mm256_xor_si256(x1, _mm256_srli_epi64(x1, 29));
             h0 = _mm256_add_epi64(h0, pd_mul64_avx2(x0, PD_L32(w + i)));
@@ -413,17 +426,20 @@ cdef extern from *:
     }
     /* Copy a page of nw8 words (a multiple of 8) from s to d and return pd_hash1's
        sum over it, in one pass: each 32-byte load is stored and hashed from the
-       register (memmove then a hash re-reads the copy).  Plain stores: streaming
-       ones saved ~1.5 ms of 18 on resident pages but cost ~15 ms more on pages the
-       kernel has just zeroed (a first flush), whose lines are in the cache. */
+       register (memmove then a hash re-reads the copy); `next` is prefetched
+       meanwhile.  Plain stores: streaming ones saved ~1.5 ms of 18 on resident
+       pages but cost ~15 ms more on pages the kernel has just zeroed (a first
+       flush), whose lines are in the cache. */
     __attribute__((target("avx2")))
     static uint64_t pd_copy_hash_sum_avx2(unsigned char *d, const unsigned char *s,
-                                          Py_ssize_t nw8, const uint64_t *w) {
+                                          Py_ssize_t nw8, const uint64_t *w,
+                                          const unsigned char *next) {
         Py_ssize_t i;
         __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
         uint64_t lanes[4];
         for (i = 0; i < nw8; i += 8) {
             __m256i x0 = PD_L32(s + 8 * i), x1 = PD_L32(s + 8 * i + 32);
+            PD_PREFETCH(next + 8 * i);
             _mm256_storeu_si256((__m256i *)(void *)(d + 8 * i), x0);
             _mm256_storeu_si256((__m256i *)(void *)(d + 8 * i + 32), x1);
             x0 = _mm256_xor_si256(x0, _mm256_srli_epi64(x0, 29));
@@ -434,22 +450,83 @@ cdef extern from *:
         _mm256_storeu_si256((__m256i *)(void *)lanes, _mm256_add_epi64(h0, h1));
         return lanes[0] + lanes[1] + lanes[2] + lanes[3];
     }
-    static int pd_avx2 = -1;        /* AVX2 usable: detected once */
+
+    /* The same two loops with AVX-512: nw16 a multiple of 16 words (two 64-byte
+       lines a step, each line's twin in `next` prefetched). */
+    __attribute__((target("avx512f,avx512dq")))
+    static uint64_t pd_hash_sum_avx512(const unsigned char *p, Py_ssize_t nw16,
+                                       const uint64_t *w, const unsigned char *next) {
+        Py_ssize_t i;
+        __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+        for (i = 0; i < nw16; i += 16) {
+            __m512i x0 = _mm512_loadu_si512((const void *)(p + 8 * i));
+            __m512i x1 = _mm512_loadu_si512((const void *)(p + 8 * i + 64));
+            PD_PREFETCH(next + 8 * i);
+            PD_PREFETCH(next + 8 * i + 64);
+            x0 = _mm512_xor_si512(x0, _mm512_srli_epi64(x0, 29));
+            x1 = _mm512_xor_si512(x1, _mm512_srli_epi64(x1, 29));
+            h0 = _mm512_add_epi64(h0, _mm512_mullo_epi64(x0, _mm512_loadu_si512((const void *)(w + i))));
+            h1 = _mm512_add_epi64(h1, _mm512_mullo_epi64(x1, _mm512_loadu_si512((const void *)(w + i + 8))));
+        }
+        return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(h0, h1));
+    }
+    __attribute__((target("avx512f,avx512dq")))
+    static uint64_t pd_copy_hash_sum_avx512(unsigned char *d, const unsigned char *s,
+                                            Py_ssize_t nw16, const uint64_t *w,
+                                            const unsigned char *next) {
+        Py_ssize_t i;
+        __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+        for (i = 0; i < nw16; i += 16) {
+            __m512i x0 = _mm512_loadu_si512((const void *)(s + 8 * i));
+            __m512i x1 = _mm512_loadu_si512((const void *)(s + 8 * i + 64));
+            PD_PREFETCH(next + 8 * i);
+            PD_PREFETCH(next + 8 * i + 64);
+            _mm512_storeu_si512((void *)(d + 8 * i), x0);
+            _mm512_storeu_si512((void *)(d + 8 * i + 64), x1);
+            x0 = _mm512_xor_si512(x0, _mm512_srli_epi64(x0, 29));
+            x1 = _mm512_xor_si512(x1, _mm512_srli_epi64(x1, 29));
+            h0 = _mm512_add_epi64(h0, _mm512_mullo_epi64(x0, _mm512_loadu_si512((const void *)(w + i))));
+            h1 = _mm512_add_epi64(h1, _mm512_mullo_epi64(x1, _mm512_loadu_si512((const void *)(w + i + 8))));
+        }
+        return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(h0, h1));
+    }
     #endif
 
-    static inline uint64_t pd_hash1(const unsigned char *p, Py_ssize_t ps,
-                                    const uint64_t *w) {
+    /* The vector loops in use: 0 the portable one, 1 AVX2, 2 AVX-512; -1 until
+       detected (on first use) from what the CPU and the OS support. */
+    static int pd_simd = -1;
+    static inline int pd_simd_level(void) {
+        if (pd_simd < 0) {
+    #if defined(PD_AVX2) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            __builtin_cpu_init();
+            pd_simd = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 2
+                    : __builtin_cpu_supports("avx2") ? 1 : 0;
+    #else
+            pd_simd = 0;
+    #endif
+        }
+        return pd_simd;
+    }
+
+    /* The hash of the page at p (ps bytes), prefetching the page at `next`. */
+    static inline uint64_t pd_hash1n(const unsigned char *p, Py_ssize_t ps,
+                                     const uint64_t *w, const unsigned char *next) {
         Py_ssize_t i = 0, nw = ps / 8;
         uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0, x0, x1, x2, x3;
-    #if defined(PD_AVX2) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
-        if (pd_avx2 < 0)
-            pd_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-        if (pd_avx2 && nw >= 8) {
-            i = nw & ~(Py_ssize_t)7;
-            h0 = pd_hash_sum_avx2(p, i, w);
+    #ifdef PD_AVX2
+        int level = pd_simd_level();
+        if (level == 2 && nw >= 16) {
+            i = nw & ~(Py_ssize_t)15;
+            h0 = pd_hash_sum_avx512(p, i, w, next);
+        }
+        if (level >= 1 && nw - i >= 8) {
+            Py_ssize_t n8 = (nw - i) & ~(Py_ssize_t)7;
+            h0 += pd_hash_sum_avx2(p + 8 * i, n8, w + i, next + 8 * i);
+            i += n8;
         }
     #endif
         for (; i + 4 <= nw; i += 4) {
+            if (!(i & 7)) PD_PREFETCH(next + 8 * i);
             memcpy(&x0, p + 8 * i, 8);
             memcpy(&x1, p + 8 * i + 8, 8);
             memcpy(&x2, p + 8 * i + 16, 8);
@@ -471,15 +548,24 @@ cdef extern from *:
         return h0;
     }
 
-    /* Tests: force the portable hash loop (on = 0) or the detected one (on = 1);
-       returns whether the vector loop was in use before. */
+    static inline uint64_t pd_hash1(const unsigned char *p, Py_ssize_t ps,
+                                    const uint64_t *w) {
+        return pd_hash1n(p, ps, w, p);
+    }
+
+    /* Tests: 0 forces the portable hash loop, 1 the best vector loop the CPU has,
+       2 the AVX2 loop even where AVX-512 is there (as 1 without AVX-512); returns
+       the choice in use before, in the same terms (passing it back restores it). */
     static int pd_hash_simd(int on) {
+        int was = pd_simd_level();
+        int best = was;
     #ifdef PD_AVX2
-        int was = pd_avx2 > 0;
-        pd_avx2 = on ? (__builtin_cpu_supports("avx2") ? 1 : 0) : 0;
-        return was;
+        pd_simd = -1;
+        best = pd_simd_level();
+        pd_simd = !on ? 0 : (on == 2 && best == 2) ? 1 : best;
+        return was == 0 ? 0 : was == best ? 1 : 2;
     #else
-        (void)on;
+        (void)on; (void)best;
         return 0;
     #endif
     }
@@ -488,7 +574,7 @@ cdef extern from *:
                         Py_ssize_t ps, const uint64_t *w, uint64_t *out) {
         Py_ssize_t k;
         for (k = 0; k < count; k++)
-            out[k] = pd_hash1(a + idx[k] * ps, ps, w);
+            out[k] = pd_hash1n(a + idx[k] * ps, ps, w, a + idx[k + 1 < count ? k + 1 : k] * ps);
     }
 
     /* Copy page idx[k] of src to page idx[k] of dst (didx NULL: to page k of dst, a
@@ -498,21 +584,27 @@ cdef extern from *:
                              Py_ssize_t count, Py_ssize_t ps, const uint64_t *w,
                              uint64_t *out, Py_ssize_t stride) {
         Py_ssize_t k;
+    #ifdef PD_AVX2
+        int level = pd_simd_level();
+    #endif
         for (k = 0; k < count; k++) {
             unsigned char *d = dst + (didx ? didx[k] * ps : k * stride);
             const unsigned char *from = src + idx[k] * ps;
-    #if defined(PD_AVX2) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            const unsigned char *next = src + idx[k + 1 < count ? k + 1 : k] * ps;
+    #ifdef PD_AVX2
             /* one pass in registers, where the page is whole vectors and the two
                pages do not overlap (memmove semantics otherwise) */
-            if (pd_avx2 > 0 && ps % 64 == 0 && (d + ps <= from || from + ps <= d)) {
-                uint64_t h = pd_copy_hash_sum_avx2(d, from, ps / 8, w);
+            if (level > 0 && ps % 64 == 0 && (d + ps <= from || from + ps <= d)) {
+                uint64_t h = level == 2 && ps % 128 == 0
+                    ? pd_copy_hash_sum_avx512(d, from, ps / 8, w, next)
+                    : pd_copy_hash_sum_avx2(d, from, ps / 8, w, next);
                 if (h == 0) h = pd_hash1(d, ps, w);     /* the rare zero-sum rule */
                 out[k] = h;
                 continue;
             }
     #endif
             memmove(d, from, (size_t)ps);
-            out[k] = pd_hash1(d, ps, w);
+            out[k] = pd_hash1n(d, ps, w, next);
         }
     }
     """
@@ -766,11 +858,13 @@ def copy_pages(src, dst, indices, Py_ssize_t page_size=4096):
         PyBuffer_Release(&a)
 
 
-def _hash_simd(bint on):
-    """For tests: hash with the vector loop where the CPU has it (True) or with the
-    portable loop (False); returns whether the vector loop was in use before.  Both
-    give the same hashes (a sum mod 2**64 in another order)."""
-    return bool(pd_hash_simd(on))
+def _hash_simd(int on):
+    """For tests: hash with the portable loop (0 / False), with the best vector loop
+    the CPU has (1 / True: AVX-512 or AVX2), or with the AVX2 loop even where
+    AVX-512 is there (2; as 1 without AVX-512); returns the choice in use before,
+    in the same terms (passing it back restores it).  All give the same hashes
+    (a sum mod 2**64 in another order)."""
+    return pd_hash_simd(on)
 
 
 def hash_pages(buf, indices, weights, Py_ssize_t page_size=4096):

@@ -137,9 +137,10 @@ def _compiled():
 @HYPO
 @given(data=st.data(), words=st.integers(1, 80), npages=st.integers(1, 6))
 def test_compiled_hash_vector_and_portable_loops_agree(data, words, npages):
-    """The compiled twin's vector hash loop (AVX2, where the CPU has it) and its
-    portable loop give the same hashes, and both the definition's, for page sizes
-    that are and are not multiples of the vector width (a scalar tail)."""
+    """The compiled twin's vector hash loops (AVX-512 and AVX2, where the CPU has
+    them) and its portable loop give the same hashes, and all the definition's, for
+    page sizes that are and are not multiples of the vector widths (an AVX2 or a
+    scalar tail)."""
     c = _compiled()
     if c is None:
         pytest.skip("the compiled page-diff twin is not built")
@@ -153,16 +154,19 @@ def test_compiled_hash_vector_and_portable_loops_agree(data, words, npages):
         portable = c.hash_pages(buf, idx, w, page_size=ps)
         dst = bytearray(len(buf))
         portable_copy = c.copy_pages_hashed(buf, dst, idx, w, page_size=ps)
-        c._hash_simd(True)
-        vector = c.hash_pages(buf, idx, w, page_size=ps)
-        dst2 = bytearray(len(buf))
-        vector_copy = c.copy_pages_hashed(buf, dst2, idx, w, page_size=ps)
+        vectors = []
+        for level in (1, 2):        # the best loop (AVX-512 where there), then AVX2's
+            c._hash_simd(level)
+            dst2 = bytearray(len(buf))
+            vectors.append((c.hash_pages(buf, idx, w, page_size=ps),
+                            c.copy_pages_hashed(buf, dst2, idx, w, page_size=ps), dst2))
     finally:
         c._hash_simd(was)
     want = [_hash_by_definition(buf[i * ps:(i + 1) * ps], w) for i in idx]
     assert np.frombuffer(portable, np.uint64).tolist() == want
-    assert vector == portable == portable_copy == vector_copy
-    assert dst == dst2 == buf
+    for vector, vector_copy, dst2 in vectors:
+        assert vector == portable == portable_copy == vector_copy
+        assert dst == dst2 == buf
 
 
 @pytest.mark.parametrize("ps", [64, 4096])
@@ -182,7 +186,7 @@ def test_compiled_fused_copy_hash_matches_the_portable_loop(ps):
     results = []
     was = c._hash_simd(False)
     try:
-        for on, aligned in ((False, False), (True, False), (True, True)):
+        for on, aligned in ((False, False), (True, False), (True, True), (2, False)):
             c._hash_simd(on)
             # an mmap is page aligned: the vector loop's aligned (streaming) stores
             dst = mmap.mmap(-1, len(buf)) if aligned else bytearray(len(buf))
@@ -192,7 +196,7 @@ def test_compiled_fused_copy_hash_matches_the_portable_loop(ps):
             results.append((bytes(dst), h1, bytes(wire), h2))
     finally:
         c._hash_simd(was)
-    assert results[0] == results[1] == results[2]
+    assert results[0] == results[1] == results[2] == results[3]
     dst, h1, wire, h2 = results[1]
     assert h1 == h2 and np.frombuffer(h1, np.uint64).tolist() == [
         _hash_by_definition(buf[i * ps:(i + 1) * ps], w) for i in idx]
