@@ -113,7 +113,9 @@ def step(c, p) -> str:
     new: list = []
     deadline = time.monotonic() + LIVE_STEP_WAIT_S
     try:
-        while len(new) < n and not st.pause.is_set():
+        # a source that has ended sends nothing more: what arrived is all there is
+        # (the wait went on for its whole 10 s)
+        while len(new) < n and not st.pause.is_set() and not c.finished:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -123,7 +125,7 @@ def step(c, p) -> str:
     head = f"{len(new)} new event(s)"
     if st.pause.is_set():
         head = "paused; " + head
-    elif len(new) < n:
+    elif len(new) < n and not c.finished:
         head += f" (no more arrived within {LIVE_STEP_WAIT_S:.0f} s)"
     return head + "; " + where(c)
 
