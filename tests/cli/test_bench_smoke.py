@@ -32,7 +32,7 @@ def test_checkpoint_bench_small_guest():
     assert out["first_x"] > 0 and out["steady_x"] > 0 and out["bound_target_x"] == 1.3
     assert out["first_x"] == pytest.approx(out["checkpoint_ms"] / out["bound_ms"], rel=0.05)
     assert out["bound3_ms"] > out["bound_ms"] and out["steady_x3"] > 0 and out["loopback_ms"] > 0
-    stages = ("scan", "encode", "receive", "cache", "flush", "digest", "other")
+    stages = ("scan", "encode", "receive", "cache", "flush", "digest", "checks", "other")
     for which in ("first_stages_ms", "steady_stages_ms"):
         assert tuple(out[which]) == stages and all(v >= 0 for v in out[which].values())
         assert out[which]["encode"] > 0 and out[which]["flush"] > 0
