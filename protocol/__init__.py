@@ -14,7 +14,10 @@ from protocol import compiled as _compiled
 
 _compiled.install()     # the compiled core's .so, or its .py (COLO_NO_EXTENSIONS=1, stale build)
 
-__version__ = "0.1.0"
+#: the one version string: the package metadata (pyproject), `colo --version` and every
+#: file header the tool writes (recordings, proxy and node logs) read it from here
+__version__ = "0.2.0"
+TOOL = f"colo-testbed {__version__}"
 
 _WHERE = {
     "DIALECTS": "dialects", "PROTOTYPE": "dialects", "QEMU": "dialects", "V11": "dialects",
@@ -23,7 +26,7 @@ _WHERE = {
     "LocalProtocolError": "errors", "ProtocolError": "errors", "QmpCommandError": "errors",
     "RecordingError": "errors", "RemoteProtocolError": "errors", "Event": "events",
 }
-__all__ = [*_WHERE, "__version__"]
+__all__ = [*_WHERE, "TOOL", "__version__"]
 
 
 def __getattr__(name: str):

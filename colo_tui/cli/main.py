@@ -10,9 +10,10 @@ import argparse
 import sys
 
 from colo_tui.session import exitcodes
+from protocol import TOOL
 from protocol.errors import ColoError
 
-VERSION = "colo-testbed 0.1.0"
+VERSION = TOOL
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no traceback

@@ -407,13 +407,13 @@ class Node:
     def _open_record(self, loop: str) -> None:
         if not self.record_path:
             return
-        from protocol import __version__
+        from protocol import TOOL
         try:
             self._rec = open(self.record_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
         except OSError as exc:
             raise NodeError(f"cannot write the recording {self.record_path}: "
                             f"{exc.strerror}") from None
-        header = {"format": "colo-node-log", "version": 1, "tool": f"colo-testbed {__version__}",
+        header = {"format": "colo-node-log", "version": 1, "tool": TOOL,
                   "role": self.role, "started": time.time(), "loop": loop, "pid": os.getpid(),
                   "params": self.params}
         self._rec.write(json.dumps(header) + "\n")

@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 
+from protocol import TOOL
 from protocol.core.dialects import QEMU
 from protocol.core.events import Event
 from protocol.core.proxymachine import (
@@ -90,7 +91,7 @@ class Proxy:
         if record:
             self._rec = open(record, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
             self._rec.write(json.dumps({
-                "format": LOG_FORMAT, "version": LOG_VERSION, "tool": "colo-testbed 0.1.0",
+                "format": LOG_FORMAT, "version": LOG_VERSION, "tool": TOOL,
                 "dialect": self.dialect.name, "listen": f"{listen[0]}:{listen[1]}",
                 "connect": f"{connect[0]}:{connect[1]}", "faults": [str(f) for f in self.faults],
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")

@@ -206,8 +206,8 @@ class QmpServer:
     def __init__(self, node, address: str, *, package: str | None = None) -> None:
         self.node = node
         self.kind, self.where = parse_address(address)
-        from protocol import __version__
-        self.package = package or f"colo-testbed {__version__}"
+        from protocol import TOOL
+        self.package = package or TOOL
         self.server = None
         self.clients: set = set()
         self.capabilities = {c: c == "x-colo" for c in CAPABILITIES}

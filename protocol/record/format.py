@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from protocol import TOOL  # the tool and version that wrote a file (its header)
 from protocol.errors import OutputFileError, RecordingError
 from protocol.record import schema
 from protocol.record.eventjson import to_json
@@ -34,7 +35,6 @@ from protocol.record.outfile import FORCE_HINT, TempTarget, check_target, fsync_
 
 FORMAT = "colo-recording"
 VERSION = 2
-TOOL = "colo-testbed 0.1.0"
 MAX_LINE_BYTES = 1 << 20
 MAX_COMMENTS = 10_000          # comments kept in Recording.comments (the rest are skipped)
 
