@@ -22,6 +22,7 @@ from colo_tui.session.argtypes import (
     workload_rate,
     workloads,
 )
+from colo_tui.session.words import plural
 from protocol.core import dialects
 from protocol.core.events import EventKind, ReprotectRefused
 from protocol.errors import ColoError, DecodeError, OutputFileError, RecordingError
@@ -316,8 +317,9 @@ def cmd_run(args) -> int:
             writer.stop(sim.steps)   # cut at the step bound or a signal: replay stops here
         if stop.signum is not None:
             where = f"; the recording {args.record} holds it up to there" if writer else ""
-            print(f"colo run: stopped by {stop.name} after {sim.steps:,} steps "
-                  f"({_committed(sim):,} checkpoints committed){where}", file=sys.stderr)
+            print(f"colo run: stopped by {stop.name} after {plural(sim.steps, 'step')} "
+                  f"({plural(_committed(sim), 'checkpoint')} committed){where}",
+                  file=sys.stderr)
             if writer:
                 writer.close()
                 if note := writer.beyond_reader_limits():
@@ -362,8 +364,8 @@ def cmd_run(args) -> int:
     else:
         _print_summary(summary, sim)
     if bounded:
-        print(f"colo run: stopped at the step bound ({max_steps:,} steps) after "
-              f"{summary['checkpoints_committed']:,} of {sim.target:,} checkpoints; "
+        print(f"colo run: stopped at the step bound ({plural(max_steps, 'step')}) after "
+              f"{summary['checkpoints_committed']:,} of {plural(sim.target, 'checkpoint')}; "
               "raise it with --max-steps N", file=sys.stderr)
     else:                   # a finished run: the faults whose moment never came
         from colo_tui.present.faultnotes import fault_notes
@@ -437,7 +439,8 @@ def _print_summary(s: dict, sim=None) -> None:
           f"virtual time {s['virtual_ms']:.1f} ms   steps {s['steps']}")
     if sim is not None and s.get("stopped_at_step_bound"):
         print(f"The run was stopped at the step bound before it ended, with "
-              f"{s['checkpoints_committed']:,} of {sim.target:,} checkpoints committed.")
+              f"{s['checkpoints_committed']:,} of {plural(sim.target, 'checkpoint')} "
+              "committed.")
     elif sim is not None:
         from colo_tui.present.sentences import ending
         print(ending(sim.events, s["outcome"]))
@@ -609,8 +612,9 @@ def cmd_replay(args) -> int:
             origin = (f"recorded from a live session ({source})"
                       if source and source != "import" else "imported from a real session")
             print(f"{args.file}: {origin}, so it cannot be re-simulated; "
-                  f"its events agree with each other; it plays back {pb.steps} events "
-                  f"({out['checkpoints_committed']} checkpoints, ended: "
+                  f"its events agree with each other; it plays back "
+                  f"{plural(pb.steps, 'event')} "
+                  f"({plural(out['checkpoints_committed'], 'checkpoint')}, ended: "
                   f"{pb.ended or 'cleanly'}). Step through it with `colo tui --replay` or "
                   f"the REPL's `replay`.{cut}")
         else:
@@ -631,8 +635,8 @@ def cmd_replay(args) -> int:
         # called done: its outcome is the one so far
         outcome = summary["outcome"] if finished else \
             f"unfinished at step {res.sim.steps} (so far: {_so_far(res.sim, summary['outcome'])})"
-        print(f"{args.file}: replayed {res.events} events identically; outcome "
-              f"{outcome}, {summary['checkpoints_committed']} checkpoints{cut}")
+        print(f"{args.file}: replayed {plural(res.events, 'event')} identically; outcome "
+              f"{outcome}, {plural(summary['checkpoints_committed'], 'checkpoint')}{cut}")
     else:
         diff = res.first_difference
         why = f" ({diff['why']})" if diff.get("why") else ""

@@ -24,6 +24,7 @@ import json
 import sys
 
 from colo_tui.session.argtypes import nonempty_path
+from colo_tui.session.words import plural
 from protocol.errors import ColoError
 
 FORMATS = ("mermaid", "pcap", "json")
@@ -117,7 +118,7 @@ def _piece_label(ev: dict) -> tuple[str, str] | None:
     if kind == "send":
         return d["msg"], f"{d['msg']} = {d.get('value', 0)}"
     if kind == "send-ram":
-        pages = f", {d['pages']} pages" if "pages" in d else ""
+        pages = f", {plural(d['pages'], 'page')}" if "pages" in d else ""
         return "ram", f"RAM part {d.get('bytes', 0)} B{pages}"
     if kind == "send-device-state":
         return "device-state", f"device state {d.get('bytes', 0)} B"
@@ -129,7 +130,8 @@ def _piece_label(ev: dict) -> tuple[str, str] | None:
                        f"{d.get('zero', 0)} zero + {d.get('xbzrle', 0)} xbzrle pages")
     if kind == "device-state":
         return "device-state", (f"device state {d.get('bytes', 0)} B, "
-                                f"{d.get('sections', '?')} sections")
+                                + (plural(d['sections'], 'section') if 'sections' in d
+                                   else "? sections"))
     if kind == "recv-initial":
         return "initial", f"initial migration {d.get('bytes', 0)} B"
     return None

@@ -20,6 +20,7 @@ from colo_tui.session.argtypes import (
     int_in,
     nonempty_path,
 )
+from colo_tui.session.words import plural
 
 #: --idle-ticks above this is refused (each tick is a timer the primary may fire)
 MAX_IDLE_TICKS = 1_000_000
@@ -209,7 +210,7 @@ def cmd_import(args) -> int:
     else:
         done = sum(1 for c in sess.checkpoints if c.complete)
         print(f"{args.output}: initial migration {sess.initial.get('bytes')} bytes, "
-              f"{len(sess.checkpoints)} checkpoints ({done} complete), end: "
+              f"{plural(len(sess.checkpoints), 'checkpoint')} ({done} complete), end: "
               f"{sess.end.get('kind')}")
         if cc is not None:
             print("compare channels: " + ", ".join(
@@ -327,8 +328,9 @@ def cmd_respond(args) -> int:
             why = f"rejected the input {at}".rstrip(": ") if rejected else \
                 "found the input cut"
             stop = f" (only what the {args.role} sent before it {why})"
-        print(f"{args.output}: {len(out)} bytes, {len(sent)} messages, "
-              f"{ep.checkpoint} checkpoints committed, final state {ep.state}{stop}")
+        print(f"{args.output}: {plural(len(out), 'byte')}, {plural(len(sent), 'message')}, "
+              f"{plural(ep.checkpoint, 'checkpoint')} committed, final state "
+              f"{ep.state}{stop}")
     if rejected:
         return _fail(f"{args.input}: {at}the {args.role} endpoint rejected the input: "
                      f"{ep.error}")

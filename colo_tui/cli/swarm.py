@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from colo_tui.session.argtypes import int_in, nonempty_path, nonneg_float, seed_int
+from colo_tui.session.words import plural
 from protocol.sim.cluster import CONNECT_TIMEOUT_S
 
 #: local worker processes at most (each is a Python process with its own simulator)
@@ -115,7 +116,7 @@ def cmd_swarm(args) -> int:
     if stop.signum is not None:
         report["shrunk"] = []
         print(f"colo explore: stopped by {stop.name}: {report['seeds']:,} of "
-              f"{args.swarm:,} seeds ran" + ("" if args.no_shrink or not report["failures"]
+              f"{plural(args.swarm, 'seed')} ran" + ("" if args.no_shrink or not report["failures"]
                                              else "; the failures were not shrunk"),
               file=sys.stderr)
     else:
@@ -168,5 +169,5 @@ def _print_report(r: dict) -> None:
     for f in r["failures"][:10]:
         print(f"  FAIL seed {f['seed']}: {f['failure']}: {f['text']}")
     for s in r["shrunk"]:
-        print(f"shrunk seed {s['seed']} ({s['failure']}, {s['tried']} runs): "
+        print(f"shrunk seed {s['seed']} ({s['failure']}, {plural(s['tried'], 'run')}): "
               f"{s['recording']}\n  {s['command']}")

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from colo_tui.session.argtypes import int_in, nonempty_path, number_in
+from colo_tui.session.words import plural
 
 #: a case's checkpoints: its faults land on checkpoint 2; at the runner's 300 ms
 #: x-checkpoint-delay the most takes about 50 minutes, within the longest --bound-s
@@ -114,9 +115,10 @@ def cmd_template(args) -> int:
     if args.json:
         print(json.dumps(info, indent=1))
     else:
-        print(f"guest template {path}: {info['machine']}, {len(tpl.blocks)} RAM blocks, "
-              f"initial migration {info['initial_bytes']} bytes, {len(tpl.blobs)} device "
-              f"blobs; start the secondary with: {' '.join(tpl.qemu_args)}")
+        print(f"guest template {path}: {info['machine']}, "
+              f"{plural(len(tpl.blocks), 'RAM block')}, initial migration "
+              f"{info['initial_bytes']} bytes, {plural(len(tpl.blobs), 'device blob')}; "
+              f"start the secondary with: {' '.join(tpl.qemu_args)}")
     return 0
 
 

@@ -1,0 +1,9 @@
+"""Small word helpers for the messages every front end prints (no imports: cheap)."""
+from __future__ import annotations
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """`n` and its noun, grouped in thousands: '1 checkpoint', '0 checkpoints',
+    '12,000 events'; `nouns` where adding an 's' is wrong ('1 match', '2 matches')."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
+
