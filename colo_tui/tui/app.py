@@ -17,19 +17,15 @@ from textual.widgets import Static
 
 from colo_tui.session.config_file import UserConfig
 from colo_tui.tui import screens
-from colo_tui.tui.widgets import (
-    EventLog,
-    ExplainPane,
-    FailoverDiagram,
-    KeyBar,
-    LadderView,
-    SidePanel,
-    StatusBar,
-)
+from colo_tui.tui.widgets.keybar import KeyBar
+from colo_tui.tui.widgets.ladder import LadderView
+from colo_tui.tui.widgets.side_panel import SidePanel
+from colo_tui.tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:
     from colo_tui.session.control import Controller
     from colo_tui.tui.bridge import Bridge
+    from colo_tui.tui.widgets.event_log import EventLog
 
 THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "monokai")
 TICK_S = 1 / 30
@@ -268,7 +264,11 @@ class ColoApp(App):
         yield KeyBar(self._bindings_as_keyed(), id="keys")   # the lower half mounts later
 
     async def _mount_bottom(self) -> None:
-        """The lower half mounts after the first frame: a faster first paint."""
+        """The lower half mounts after the first frame: a faster first paint (its
+        modules, and their CSS, load then too)."""
+        from colo_tui.tui.widgets.event_log import EventLog
+        from colo_tui.tui.widgets.explain_pane import ExplainPane
+        from colo_tui.tui.widgets.failover import FailoverDiagram
         try:
             await self.mount(Horizontal(
                 Vertical(FailoverDiagram(id="failover"), ExplainPane(id="explain"), id="left"),
@@ -289,14 +289,14 @@ class ColoApp(App):
 
     # ----------------------------------------------------------- attributes down
     def _views(self) -> dict:
-        if self._widgets is None or (len(self._widgets) < 8 and self.query(EventLog)):
+        if self._widgets is None or (len(self._widgets) < 8 and self.query("EventLog")):
             q = self.query_one
             self._widgets = {"status": q(StatusBar),
                              "primary": q("#primary", SidePanel),
                              "secondary": q("#secondary", SidePanel), "ladder": q(LadderView)}
-            if self.query(EventLog):                    # absent until the lazy mount
-                self._widgets.update(failover=q(FailoverDiagram), explain=q(ExplainPane),
-                                     log=q(EventLog))
+            if self.query("EventLog"):                  # absent until the lazy mount
+                self._widgets.update(failover=q("FailoverDiagram"), explain=q("ExplainPane"),
+                                     log=q("EventLog"))
         return self._widgets
 
     def refresh_view(self) -> None:

@@ -1,11 +1,20 @@
-"""Dumb Textual views: each shows a view object (see models.py) and posts messages up."""
-from colo_tui.tui.widgets.event_log import EventLog, LogLines
-from colo_tui.tui.widgets.explain_pane import ExplainPane
-from colo_tui.tui.widgets.failover import FailoverDiagram
-from colo_tui.tui.widgets.keybar import KeyBar
-from colo_tui.tui.widgets.ladder import LadderView
-from colo_tui.tui.widgets.side_panel import SidePanel
-from colo_tui.tui.widgets.status import StatusBar
+"""Dumb Textual views: each shows a view object (see models.py) and posts messages up.
 
-__all__ = ["EventLog", "ExplainPane", "FailoverDiagram", "KeyBar", "LadderView", "LogLines",
-           "SidePanel", "StatusBar"]
+Each name is imported from its module on first use (PEP 562): the lower half (event
+log, explanation, failover diagram) is mounted after the first frame, and so are
+its modules loaded."""
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {"EventLog": "event_log", "LogLines": "event_log", "ExplainPane": "explain_pane",
+          "FailoverDiagram": "failover", "KeyBar": "keybar", "LadderView": "ladder",
+          "SidePanel": "side_panel", "StatusBar": "status"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
