@@ -49,6 +49,20 @@ MADV_POPULATE_WRITE = 23
 #: the undo arena is kept between checkpoints up to this many pages (256 MiB)
 UNDO_ARENA_MAX_PAGES = 1 << 16
 
+_PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
+
+
+def _unique(idx: np.ndarray) -> np.ndarray:
+    """np.unique(idx) for an int array, by sorting: numpy 2.4's np.unique hashes
+    instead, ~60x slower here (5 ms against 0.08 for 26,215 page indices)."""
+    idx = np.sort(idx)
+    if len(idx) > 1:
+        keep = np.empty(len(idx), dtype=bool)
+        keep[0] = True
+        np.not_equal(idx[1:], idx[:-1], out=keep[1:])
+        idx = idx[keep]
+    return idx
+
 
 def _scatter(blk, arr: np.ndarray, idx: np.ndarray, pages: np.ndarray) -> None:
     """arr[idx] = pages, in C where the rows are whole pages at one stride: then
@@ -169,7 +183,7 @@ class RamCache:
         bitmap = self.bitmaps[name]
         fresh = idx[~bitmap.test_many(idx)]
         if len(fresh):
-            self._note_undo(name, blk, np.unique(fresh), 0)
+            self._note_undo(name, blk, _unique(fresh), 0)
         mem = blk.mem
         blk.before_write()
         for rec in records:
@@ -182,10 +196,16 @@ class RamCache:
 
     def _receive_batch(self, batch: PageBatch) -> bool:
         """Fast path of `receive` for a PageBatch of ZERO/PAGE records (no per-page
-        objects): per run, save the undo copies of the pages first received this
+        objects): per block, save the undo copies of the pages first received this
         checkpoint (pages never written in the cache need none: they were zero),
-        then write the pages with one numpy scatter.  False (nothing done) when the
-        batch does not fit it (unknown block, XBZRLE, bad offsets)."""
+        then write each run's pages with one scatter.  False (nothing done) when the
+        batch does not fit it (unknown block, XBZRLE, bad offsets).
+
+        The bookkeeping (undo entries, the touched, stale and cache bitmaps) is done
+        once per block for all its runs: a decoded checkpoint comes in runs of
+        growing size (1, 256, 64, 512, 4096, then the rest, for 26,215 pages), each
+        bitmap update costs a pass over the whole map, and a page in two runs is
+        still noted once, with its contents from before the checkpoint."""
         blocks = self.cache.blocks
         for run in batch.runs:
             blk = blocks.get(run.block)
@@ -198,33 +218,37 @@ class RamCache:
                 return False
             if is_page.any() and (run.pages is None or len(run.pages) != len(offs)):
                 return False
-        left = len(batch)
+        groups: dict[str, list] = {}
         for run in batch.runs:
-            name = run.block
+            groups.setdefault(run.block, []).append(run)
+        left = len(batch)
+        for name, runs in groups.items():
             blk = blocks[name]
-            left -= len(run)
+            idxs = [run.offsets >> _PAGE_SHIFT for run in runs]    # (offsets >= 0)
+            idx = idxs[0] if len(idxs) == 1 else np.concatenate(idxs)
+            left -= len(idx)
             bitmap = self.bitmaps[name]
-            idx = run.offsets // PAGE_SIZE
             fresh = idx[~bitmap.test_many(idx)]
             if len(fresh):
                 if len(fresh) > 1 and not (fresh[1:] > fresh[:-1]).all():
-                    fresh = np.unique(fresh)        # (a run off the wire is ascending)
+                    fresh = _unique(fresh)      # (a run off the wire is ascending)
                 if self._undo:
                     fresh = np.array([k for k in fresh.tolist() if (name, k) not in self._undo],
                                      dtype=np.int64)
                 self._note_undo(name, blk, fresh, left)
             arr = blk.array()
             blk.before_write()
-            is_page = run.kinds == CODE_PAGE
-            if is_page.all():
-                _scatter(blk, arr, idx, run.pages)
-            else:
+            for run, ridx in zip(runs, idxs, strict=True):
+                is_page = run.kinds == CODE_PAGE
+                if is_page.all():
+                    _scatter(blk, arr, ridx, run.pages)
+                    continue
                 rows = np.flatnonzero(is_page)
                 if len(rows):
-                    arr[idx[rows]] = run.pages[rows]
+                    arr[ridx[rows]] = run.pages[rows]
                 zero = np.flatnonzero(~is_page)
                 fills = run.fills
-                arr[idx[zero]] = 0 if fills is None else fills[zero][:, None]
+                arr[ridx[zero]] = 0 if fills is None else fills[zero][:, None]
             blk.touched.set_many(idx)
             blk.stale.set_many(idx)
             bitmap.set_many(idx)

@@ -177,3 +177,37 @@ def test_populate_makes_the_cache_resident_and_changes_nothing():
     cache.receive(_received(pvm))
     cache.flush()
     assert svm.digest() == pvm.digest()
+
+
+def test_a_batch_of_several_runs_of_one_block_is_the_records_one_by_one():
+    """A decoded checkpoint comes in several runs per block (bookkeeping done once
+    for them all): a page in two runs, zero records and pages the SVM dirtied
+    (copied into the undo log) or the cache never held.  The cache then holds what
+    the records received one by one leave, a discard restores it as it was, and a
+    flush writes the last copy of each page."""
+    import numpy as np
+
+    from protocol.migration.pages import CODE_PAGE, CODE_ZERO, PageRun
+
+    def run(pages, kinds, seed):
+        data = np.full((len(pages), 4096), seed, dtype=np.uint8)
+        return PageRun("pc.ram", np.asarray(pages) * 4096, kinds, data)
+
+    runs = [run([5, 9], [CODE_PAGE, CODE_PAGE], 1),
+            run([3, 5, 200], [CODE_PAGE, CODE_ZERO, CODE_PAGE], 2),
+            run([1, 6, 9], [CODE_PAGE] * 3, 3)]
+    results = []
+    for as_batch in (True, False):
+        pvm, svm, cache = _pair()
+        svm.write("pc.ram", 6 * 4096, b"svm wrote here")       # an undo copy
+        before = cache.cache.digest()
+        batch = PageBatch(runs)
+        assert cache.receive(batch if as_batch else list(batch)) == 8
+        results.append((cache.cache.digest(), cache.pending()))
+        cache.discard()
+        assert cache.cache.digest() == before
+        cache.receive(batch)
+        assert cache.flush() == 6                      # page 6 is also the SVM's own
+        assert svm.read_page("pc.ram", 9) == bytes([3]) * 4096
+        assert svm.read_page("pc.ram", 5) == bytes(4096) and not cache.diff_from_ram()
+    assert results[0] == results[1] and results[0][1] == 6
