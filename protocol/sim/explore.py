@@ -10,7 +10,9 @@ primary then dies or stalls in.
 primary and a secondary flavour); link faults act on the piece named by the
 point, whichever side sends it.  Each case runs in the simulator with the
 arbiter on; a case is a violation when an invariant breaks, a hang when it
-does not terminate.
+does not end in a defined way after its faults: it does not terminate, or COLO
+runs on without committing its checkpoints (the swarm's liveness check,
+`protocol.sim.swarm.liveness`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from protocol.core import dialects
 from protocol.core.faults import KINDS, LINK_KINDS, PROCESS_KINDS, STAGES, STEP_KINDS
 from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
+from protocol.sim.swarm import liveness
 
 ARGS = {"delay": "5", "partition": "50", "value": "7", "opcode": "4294967295",
         "unexpected": None}
@@ -183,7 +186,8 @@ def run_case(cfg: SimConfig) -> dict:
         fault += f" (xbzrle, {cfg.workload}, {cfg.checkpoints} checkpoints)"
     return {"dialect": cfg.dialect, "mode": cfg.mode, "fault": fault,
             "load_ms": cfg.load_ms,
-            "outcome": sim.outcome(), "hang": bool(sim.hung), "violations": violated,
+            # None, or why the case did not end in a defined way (a string)
+            "outcome": sim.outcome(), "hang": liveness(sim), "violations": violated,
             "steps": sim.steps, "t_ms": round(sim.now, 3),
             "details": sim.invariants.violations}
 

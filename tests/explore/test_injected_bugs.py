@@ -124,14 +124,18 @@ MATRIX = [("discard_undo_into_svm", "periodic", "qemu"),
           # explore._slow_reply_cases
           ("hidden_disk_misses_cow_in_checkpoint", "periodic", "qemu"),
           # explore._reprotect_xbzrle_cases
-          ("reprotect_keeps_xbzrle_cache", "periodic", "qemu")]
+          ("reprotect_keeps_xbzrle_cache", "periodic", "qemu"),
+          # the re-protected pair never checkpoints: the matrix's liveness check (it
+          # terminates, so the matrix's old "does not terminate" missed it)
+          ("reprotect_keeps_failover_state", "periodic", "qemu")]
 
 
 @pytest.mark.parametrize(("name", "mode", "dialect"), MATRIX)
 def test_the_model_guest_matrix_catches_the_bug(name, mode, dialect, monkeypatch):
     BUGS[name](monkeypatch)
     report = explore.explore([dialect], modes=(mode,), guest="model")
-    caught = {v for r in report["results"] for v in r["violations"]}
+    caught = {v for r in report["results"] for v in r["violations"]} | \
+        {"hang" for r in report["results"] if r["hang"]}
     assert caught & EXPECTED[name], (name, caught)
 
 
@@ -192,3 +196,19 @@ def test_the_harmless_slips_are_exercised_and_flag_nothing(monkeypatch):
         assert swarm.failure_of(result) is None, (seed, result["violations"],
                                                   result["hang"], result["crash"])
     assert "colo-compare" in dropped and "timer" in dropped, dropped[:5]
+
+
+def test_the_matrix_names_why_a_case_did_not_end_in_a_defined_way(monkeypatch):
+    """A re-protected pair that never checkpoints again terminates (the simulator
+    runs out of happenings), so "does not terminate" alone passed it; the matrix
+    now applies the swarm's liveness check and says what did not resume."""
+    BUGS["reprotect_keeps_failover_state"](monkeypatch)
+    report = explore.explore(["qemu"], modes=("periodic",), guest="null")
+    hung = [r for r in report["results"] if r["hang"]]
+    assert report["hangs"] == len(hung) > 0
+    # only the re-protect cases (a side killed at a checkpoint-request, then
+    # reprotect@failover#1) meet the bug
+    assert all(r["fault"].startswith(("kill-primary@checkpoint-request#",
+                                      "kill-secondary@checkpoint-request#"))
+               for r in hung), [r["fault"] for r in hung]
+    assert all("checkpoints did not resume after the faults" in r["hang"] for r in hung)
