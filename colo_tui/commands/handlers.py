@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from colo_tui.commands.parser import SIDES, CommandError
 from colo_tui.present.sentences import plain as _plain
 from colo_tui.present.sentences import sentence as _sentence
+from colo_tui.session.words import number
 from protocol.core import dialects
 from protocol.core import failover as fo
 from protocol.core import faults as fl
@@ -543,7 +544,7 @@ def set_(c, p) -> str:
         value = p.args[key.replace("-", "_")]
         note = _stop_recording(c)
         c.restart(**{field_name: value})
-        shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+        shown = ("on" if value else "off") if isinstance(value, bool) else number(value)
         return f"new session with {key} {shown}" + note
     value = p.args[{"dialect": "d", "mode": "m", "seed": "s", "guest": "g"}[key]]
     note = _stop_recording(c)
@@ -641,9 +642,9 @@ def _argument_kinds() -> dict:
     from colo_tui.commands import parser as cp
     from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS
     return {
-        "int": "a whole number, 0 … 4294967295",
-        "count": "a whole number, 1 … 1000000",
-        "length": f"a whole number, 1 … {INTERACTIVE_MAX_CHECKPOINTS}",
+        "int": f"a whole number, 0 … {number(0xFFFFFFFF)}",
+        "count": f"a whole number, 1 … {number(1_000_000)}",
+        "length": f"a whole number, 1 … {number(INTERACTIVE_MAX_CHECKPOINTS)}",
         "seed": "a whole number, 0 … 2^64-1",
         "side": "primary or secondary (p, s)",
         "fault-spec": "KIND[=ARG]@POINT[#N], e.g. drop@vmstate-received#2 (Tab completes "
@@ -655,8 +656,8 @@ def _argument_kinds() -> dict:
         "guest": " or ".join(cp.GUESTS),
         "view": ", ".join(cp.VIEWS),
         "verbosity": ", ".join(cp.VERBOSITY),
-        "ms": "milliseconds, 0 … 3600000 (fractions allowed)",
-        "arbiter-ms": "milliseconds, 1 … 1e9",
+        "ms": f"milliseconds, 0 … {number(3_600_000)} (fractions allowed)",
+        "arbiter-ms": f"milliseconds, 1 … {number(1e9)}",
         "fraction": "a number, 0 … 1",
         "onoff": "on or off",
         "file": "a file name (in quotes if it has spaces)",

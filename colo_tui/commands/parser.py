@@ -15,6 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS
+from colo_tui.session.words import number
 from protocol.core import dialects
 from protocol.core import faults as fl
 from protocol.core import messages as m
@@ -82,13 +83,17 @@ def _choice(text: str, what: str, choices) -> str:
 
 
 def _number(text: str, what: str, lo: float, hi: float) -> float:
-    import math
+    """ASCII digits with an optional point, as the command line takes them
+    (protocol.core.grammar): float() let through -0, 1e-400, 1_0 and ٠.5.  The bounds
+    are said in digits: 3,600,000, not 3.6e+06."""
+    from protocol.core.grammar import parse_decimal_number
     try:
-        value = float(text)
-    except ValueError:
-        raise CommandError(f"{what} must be a number, not {text!r}") from None
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise CommandError(f"{what} must be between {lo:g} and {hi:g}, not {text}")
+        value = parse_decimal_number(text, what, 0.0, float("inf"))
+    except UsageError as exc:
+        raise CommandError(str(exc)) from None
+    if not lo <= value <= hi:
+        raise CommandError(f"{what} must be between {number(lo)} and {number(hi)}, "
+                           f"not {text}")
     return value
 
 

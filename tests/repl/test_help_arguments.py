@@ -21,8 +21,8 @@ def test_set_names_the_values():
     text = _help("set")
     assert "arguments:" not in text and "onoff" not in text and "length, ms" not in text
     assert re.search(r"^  ARBITER +on or off$", text, re.M)
-    assert re.search(r"^  CHECKPOINTS +a whole number, 1 … 10000$", text, re.M)
-    assert re.search(r"^  MS +milliseconds, a whole number, 0 … 4294967295$", text, re.M)
+    assert re.search(r"^  CHECKPOINTS +a whole number, 1 … 10,000$", text, re.M)
+    assert re.search(r"^  MS +milliseconds, a whole number, 0 … 4,294,967,295$", text, re.M)
     assert re.search(r"^  D +.*qemu.*prototype", text, re.M)
 
 
