@@ -120,6 +120,8 @@ def _file(text: str, what: str) -> str:
     """A file name, not empty ('' would read as no file given), as `colo`'s options."""
     if not text:
         raise CommandError(f"{what}: an empty path (give a file name)")
+    if "\0" in text:       # open() said only 'embedded null byte', and a script exited 1
+        raise CommandError(f"{what}: the path has a NUL byte, which no file name can hold")
     return text
 
 

@@ -10,7 +10,7 @@ from colo_tui.session.argtypes import (
     add_guest_argument,
     fault_spec,
     host_port,
-    nonempty_path,
+    path_of,
     qmp_address,
     retype,
     seed_int,
@@ -18,7 +18,8 @@ from colo_tui.session.argtypes import (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-f", "--file", type=nonempty_path, metavar="SCRIPT", default=None,
+    p.add_argument("-f", "--file", type=path_of("the script's file name"), metavar="SCRIPT",
+                   default=None,
                    help="run the commands in SCRIPT (no prompts); exit non-zero at the "
                         "first failing line")
     p.add_argument("--dialect", default="qemu", help="qemu (default), v11 or prototype")

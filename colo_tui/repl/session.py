@@ -79,7 +79,8 @@ def _run(c, args, stdin, out, err) -> int:
         try:
             fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as exc:             # cannot read it: a failure, as `colo replay`
-            print(f"colo repl: error: cannot read {path}: {exc.strerror}", file=err)
+            # (a control character in the name written as its escape, not sent raw)
+            print(f"colo repl: error: cannot read {_shown(path)}: {exc.strerror}", file=err)
             return exitcodes.FAILURE
         with fh:
             return run_script(c, script_lines(fh), path, out, err)

@@ -103,15 +103,24 @@ def client_every_ms(text: str) -> float:
 client_every_ms.__name__ = "number"
 
 
-def nonempty_path(text: str) -> str:
-    """An argparse type: a file or directory name; an empty one is refused (it would
-    read as the option not given, or as the current directory)."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path (give a file or directory name)")
-    return text
+def path_of(what: str):
+    """An argparse type: a path, `what` naming it in the refusal of an empty one (''
+    would read as the option not given, or as the current directory) or of one with
+    a NUL byte (no file can have that name: open() raised ValueError, a traceback and
+    exit 1 where a bad path is a usage error, 2)."""
+    def parse(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError(f"an empty path (give {what})")
+        if "\0" in text:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} has a NUL byte, which no file name can hold (give {what})")
+        return text
+    parse.__name__ = "path"
+    return parse
 
 
-nonempty_path.__name__ = "path"
+#: a file or directory name
+nonempty_path = path_of("a file or directory name")
 
 
 def fault_spec(text: str) -> str:
