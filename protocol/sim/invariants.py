@@ -217,9 +217,12 @@ class Invariants:
         loading completes before the secondary takes over (the relaunch path)."""
         n, have = self._received_whole, self._last_commit["secondary"]
         if n > have and self.sim.eps["secondary"].error is None:
+            # what is known is the acknowledgement: either the checkpoint was whole and
+            # its load was cut short, or it was acknowledged before it was whole
             self.fail("whole_survivor", f"the secondary took over from checkpoint {have} "
-                      f"although it had received checkpoint {n} whole (it must finish "
-                      "loading it first: relaunch)")
+                      f"although it had acknowledged checkpoint {n} (vmstate-received): an "
+                      "acknowledged checkpoint must be held whole when it is acknowledged "
+                      "and loaded before a take-over (relaunch)")
 
     def check_survivor(self, n: int) -> None:
         """A secondary taking over (periodic: it has not run since its last load) holds

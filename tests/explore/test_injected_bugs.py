@@ -212,3 +212,15 @@ def test_the_matrix_names_why_a_case_did_not_end_in_a_defined_way(monkeypatch):
                                       "kill-secondary@checkpoint-request#"))
                for r in hung), [r["fault"] for r in hung]
     assert all("checkpoints did not resume after the faults" in r["hang"] for r in hung)
+
+
+def test_an_early_acknowledgement_is_named_as_such(monkeypatch):
+    """received_acked_at_size: the secondary acknowledged a checkpoint before it held
+    it whole; the report says what was seen (the acknowledgement), not that the
+    secondary "had received it whole", which it had not."""
+    BUGS["received_acked_at_size"](monkeypatch)
+    found = first_failure(100)
+    assert found is not None and found[1] == "whole_survivor", found
+    (text,) = {v["text"] for v in found[2]["violations"]}
+    assert "had acknowledged checkpoint" in text and "vmstate-received" in text, text
+    assert "received checkpoint" not in text, text
