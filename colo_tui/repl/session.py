@@ -69,11 +69,47 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
         note = getattr(c, "recording_note", None)
         print(f"recording saved: {path}" + (f"\nnote: {note}" if note else ""), file=out,
               flush=True)
-    with SessionGuard(c, report=saved):
-        return _run(c, args, stdin, out, err)
+    prompts = _Prompts()              # the interactive prompts (interactive fills it)
+    with SessionGuard(c, report=saved, on_signal=lambda sig: _end_prompt(prompts, sig)):
+        return _run(c, args, stdin, out, err, prompts)
 
 
-def _run(c, args, stdin, out, err) -> int:
+class _Prompts(list):
+    """The REPL's prompt sessions, and a signal that is ending them (if any)."""
+    signalled: int | None = None
+
+    def check(self) -> None:
+        """A prompt returned a line as the signal came: end now, as it would have."""
+        if self.signalled is not None:
+            raise SystemExit(128 + self.signalled)
+
+
+def _end_prompt(prompts: _Prompts, signum: int) -> bool:
+    """SIGTERM/SIGHUP while a prompt waits for a line: the prompt is erased as it ends
+    and SystemExit(128 + signum) leaves the REPL (the guard then completes the
+    recording).  The handler's SystemExit went through prompt_toolkit's last redraw,
+    which drew 'colo> ' once more, below 'recording saved'.  False (the guard ends the
+    session itself) when no prompt is running: a command is."""
+    for session in prompts:
+        app = session.app
+        loop = getattr(app, "loop", None)
+        if not app.is_running or loop is None:
+            continue
+        prompts.signalled = signum
+
+        def end(app=app) -> None:
+            if app.is_running and not app.future.done():
+                app.erase_when_done = True
+                app.exit(exception=SystemExit(128 + signum))
+        try:
+            loop.call_soon_threadsafe(end)       # (wakes the loop out of its select)
+        except RuntimeError:                     # the loop closed meanwhile
+            return False
+        return True
+    return False
+
+
+def _run(c, args, stdin, out, err, prompts: _Prompts | None = None) -> int:
     path = getattr(args, "file", None)
     if path:
         try:
@@ -86,7 +122,7 @@ def _run(c, args, stdin, out, err) -> int:
             return run_script(c, script_lines(fh), path, out, err)
     if not stdin.isatty():
         return run_script(c, script_lines(stdin), "<stdin>", out, err)
-    return interactive(c, out)
+    return interactive(c, out, prompts)
 
 
 class ScriptLineTooLong(CommandError):
@@ -257,7 +293,7 @@ def _history_problem(history, out) -> None:
         history.problem = ""                  # said once
 
 
-def interactive(c, out) -> int:
+def interactive(c, out, prompts: _Prompts | None = None) -> int:
     from prompt_toolkit import PromptSession
 
     from colo_tui.repl.completer import make_completer
@@ -267,6 +303,9 @@ def interactive(c, out) -> int:
                             complete_while_typing=False, auto_suggest=AutoSuggestFromHistory(),
                             bottom_toolbar=lambda: render.toolbar_text(c.status(), run_state(c)))
     ask = PromptSession()
+    if prompts is None:
+        prompts = _Prompts()
+    prompts += [session, ask]
     print("COLO testbed REPL - 'help' lists the commands, Tab completes, Ctrl-R searches "
           "the history, Ctrl-D quits.", file=out)
     pasted: list[str] = []        # the lines of a paste still to run
@@ -281,6 +320,7 @@ def interactive(c, out) -> int:
                 continue
             except EOFError:
                 text = "quit"
+            prompts.check()
             _history_problem(history, out)
             # several lines pasted at once (a terminal's bracketed paste gives them as
             # one input) run one by one, as a script's do
@@ -294,6 +334,7 @@ def interactive(c, out) -> int:
                 answer = ask.prompt(f"{question} [y/N] ").strip().lower()
             except (KeyboardInterrupt, EOFError):
                 answer = ""
+            prompts.check()
             if answer not in ("y", "yes"):
                 print("cancelled" + _not_run(pasted), file=out)
                 pasted = []

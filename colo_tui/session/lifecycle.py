@@ -65,9 +65,9 @@ class SessionGuard:
     handler only calls it, and the session finishes when the guard exits, after
     the app: a handler runs between any two bytecodes, possibly in the middle of
     a step that is writing its events, and a trailer written there cut the
-    recording or put events after its stop step.  Without it the handler
-    finishes the session and raises SystemExit(128 + signum).  An atexit hook
-    covers the rest.
+    recording or put events after its stop step.  Without it, or when it returns
+    False (the REPL's, when no prompt is running), the handler finishes the
+    session and raises SystemExit(128 + signum).  An atexit hook covers the rest.
     """
 
     def __init__(self, controller, *, on_signal=None, signals=END_SIGNALS,
@@ -104,8 +104,7 @@ class SessionGuard:
 
     def _handler(self, signum, _frame=None) -> None:
         self.signalled = signum
-        if self.on_signal is not None:
-            self.on_signal(signum)
+        if self.on_signal is not None and self.on_signal(signum) is not False:
             return
         self.finish()
         raise SystemExit(128 + signum)
