@@ -649,8 +649,8 @@ def _argument_kinds() -> dict:
         "side": "primary or secondary (p, s)",
         "fault-spec": "KIND[=ARG]@POINT[#N], e.g. drop@vmstate-received#2 (Tab completes "
                       "it; `colo faults` has the grammar)",
-        "event": "an event kind (failover, colo-exit, error, ...) or a message name "
-                 "(Tab lists them)",
+        "event": "an event kind (failover, colo-exit, error, ...) or a message name, "
+                 "all listed here (Tab completes them)",
         "dialect": " or ".join(dialects.DIALECTS),
         "mode": " or ".join(cp.MODES),
         "guest": " or ".join(cp.GUESTS),
@@ -680,7 +680,22 @@ def _arguments(cmd) -> str:
                 if ph[0] == "MS" and not text.startswith("milliseconds"):
                     text = f"milliseconds, {text}"
                 lines.append(f"  {ph[0]:<16} {text}")
+                if ph[1] == "event":
+                    lines += _event_names()
     return "\n\nwhere\n" + "\n".join(lines) if lines else ""
+
+
+def _event_names() -> list[str]:
+    """Every event kind and message name, wrapped under EVENT in `help run` (the list
+    the refusal of an unknown one points to)."""
+    import textwrap
+
+    from colo_tui.commands.parser import EVENT_KINDS, MESSAGE_NAMES
+    out = []
+    for head, names in (("event kinds:", EVENT_KINDS), ("message names:", MESSAGE_NAMES)):
+        out += textwrap.wrap(f"{head} {', '.join(names)}", 78, initial_indent=" " * 19,
+                             subsequent_indent=" " * 21, break_on_hyphens=False)
+    return out
 
 
 def quit_(c, p):

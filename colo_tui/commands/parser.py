@@ -110,10 +110,18 @@ def _fault(text: str) -> str:
 
 
 def _event(text: str) -> str:
+    """An event kind or a message name.  A name that is neither is refused with the
+    closest ones: the refusal listed all 70-odd, a screenful that hid the typo."""
     if text in EVENTS:
         return text
-    raise CommandError(f"unknown event {text!r}; use an event kind ({', '.join(EVENT_KINDS)}) "
-                       f"or a message name ({', '.join(MESSAGE_NAMES)})")
+    import difflib
+    close = difflib.get_close_matches(text, EVENTS, n=3, cutoff=0.6)
+    named = ", ".join(close[:-1]) + " or " * (len(close) > 1) + "".join(close[-1:])
+    hint = (f"did you mean {named}?" if close else
+            "use an event kind (e.g. failover, colo-exit, error) or a message name "
+            "(e.g. vmstate-received)")
+    raise CommandError(f"unknown event {text!r}; {hint} ('help run' lists them all; "
+                       "Tab completes them)")
 
 
 def _file(text: str, what: str) -> str:
