@@ -238,10 +238,38 @@ def failover(c, p) -> str:
             "step or run to see what follows")
 
 
+def refused_live(c, p) -> str | None:
+    """Why a live session refuses this command, or None.  Asked before anything: the
+    REPL asked 'go on?' and then refused, and the handler had stopped the recording
+    before the controller refused (faults clear, set SETTING, replay)."""
+    if not getattr(c, "live", False):
+        return None
+    from colo_tui.session.control import live_refusal
+    from colo_tui.session.options import SETTINGS
+    if p.name == "faults" and p.form == ("clear",) and c.faults():
+        return live_refusal("clear_faults")
+    if p.name == "set" and (p.form[0] in RESTART_FORMS or p.form[0] in SETTINGS):
+        return live_refusal("restart")
+    if p.name == "replay":
+        return live_refusal("load_replay")
+    return None
+
+
+#: `set` forms besides the SETTINGS that start a new session
+RESTART_FORMS = ("dialect", "mode", "seed", "guest")
+
+
+def _refuse_live(c, p) -> None:
+    why = refused_live(c, p)
+    if why:
+        raise CommandError(why)
+
+
 def faults(c, p) -> str:
     if p.form == ("clear",):
         if not c.faults():
             return "no faults to clear; the session goes on"
+        _refuse_live(c, p)
         note = _stop_recording(c)
         c.clear_faults()
         return ("faults cleared; the session restarted from the beginning, without its "
@@ -539,6 +567,7 @@ def set_(c, p) -> str:
         printer.level = p.args["v"]
         return f"verbosity {printer.level}"
     from colo_tui.session.options import SETTINGS
+    _refuse_live(c, p)
     if key in SETTINGS:
         field_name = SETTINGS[key][0]
         value = p.args[key.replace("-", "_")]
@@ -578,6 +607,7 @@ def record(c, p) -> str:
 
 
 def replay(c, p) -> str:
+    _refuse_live(c, p)
     note = _stop_recording(c)
     rec = c.load_replay(os.path.expanduser(p.args["file"]))
     return (f"loaded {p.args['file']}: {c.config.dialect} dialect, {c.config.mode} mode, seed "

@@ -171,6 +171,25 @@ def lookup(word: str, registry: dict | None = None) -> Command | None:
     return reg.get(word) or reg.get(_ALIASES.get(word, ""))
 
 
+def _input_refused(controller, p) -> bool:
+    """kill or failover that the session refuses whatever the answer: one that takes no
+    inputs (a proxy watches), or a simulation that has ended (SessionEnded)."""
+    if p.name not in ("kill", "failover"):
+        return False
+    caps = getattr(controller, "capabilities", None)
+    if caps is not None and not caps.takes_inputs:
+        return True
+    refuse = getattr(controller, "refuse_after_the_end", None)
+    if refuse is None:
+        return False
+    from colo_tui.session.control import SessionEnded
+    try:
+        refuse()
+    except SessionEnded:                    # execute says it
+        return True
+    return False
+
+
 def confirmation(controller, line: str) -> str | None:
     """The question to ask before running ``line`` in a tty, or None."""
     try:
@@ -178,6 +197,8 @@ def confirmation(controller, line: str) -> str | None:
     except CommandError:
         return None
     cmd = REGISTRY[p.name]
+    if h.refused_live(controller, p) or _input_refused(controller, p):
+        return None                        # refused at once: nothing to confirm
     rec = getattr(controller, "recording_path", None)
     if p.name == "quit":
         return f"still recording to {rec}; stop the recording and quit?" if rec else None
@@ -185,13 +206,16 @@ def confirmation(controller, line: str) -> str | None:
         return f"kill the {p.args['side']}?"
     if p.name == "failover":
         return f"fail over to the {p.args['side']}?"
-    if p.name == "set" and (p.form[0] in ("dialect", "mode", "seed", "guest")
+    if p.name == "set" and (p.form[0] in h.RESTART_FORMS
                             or p.form[0] in SETTINGS):     # each restarts the session
         return f"restart the session with {p.form[0]} {p.line.split()[-1]}?"
     if p.name == "replay":
         return f"discard this session and replay {p.args['file']}?"
     if p.name == "faults" and p.form == ("clear",):
-        return "clearing faults restarts the session; go on?"
+        # (with none, nothing restarts: it says so)
+        armed = getattr(controller, "faults", None)
+        return ("clearing faults restarts the session; go on?" if armed is None or armed()
+                else None)
     return "are you sure?" if cmd.destructive else None
 
 

@@ -40,7 +40,8 @@ _LIVE_REFUSES = {
             "open the recording to travel in time)",
     "restart": "a live session is restarted from the command line",
     "load_replay": "open recordings with `colo tui --replay FILE`",
-    "clear_faults": "a live session has no fault plan to clear",
+    "clear_faults": "a live session keeps the faults it started with (--fault): start it "
+                    "again without them",
 }
 
 
