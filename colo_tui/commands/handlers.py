@@ -83,9 +83,19 @@ def error_text(parsed, exc: Exception) -> str:
 
 
 # ------------------------------------------------------------------ stepping
+def _nothing_to(verb: str, c) -> str:
+    """`step`/`run` at the end: where the session is, and (a simulation) what still
+    works there, as an input there is refused (SessionEnded): they said only where."""
+    text = f"nothing to {verb}: " + where(c)
+    refusal = c.end_refusal() if hasattr(c, "end_refusal") else None
+    if refusal is not None:
+        text += "\nwhat still works: " + refusal.ways()
+    return text
+
+
 def step(c, p) -> str:
     if c.finished:
-        return "nothing to step: " + where(c)
+        return _nothing_to("step", c)
     n = p.get("n") or 1
     live = c.live and c.wait_for_events
     st = state_of(c)
@@ -133,7 +143,7 @@ def step(c, p) -> str:
 
 def run(c, p) -> str:
     if c.finished:
-        return "nothing to run: " + where(c)
+        return _nothing_to("run", c)
     st = state_of(c)
     st.running, until, count = True, p.get("event"), p.get("n")
     st.pause.clear()

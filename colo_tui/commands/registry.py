@@ -179,15 +179,8 @@ def _input_refused(controller, p) -> bool:
     caps = getattr(controller, "capabilities", None)
     if caps is not None and not caps.takes_inputs:
         return True
-    refuse = getattr(controller, "refuse_after_the_end", None)
-    if refuse is None:
-        return False
-    from colo_tui.session.control import SessionEnded
-    try:
-        refuse()
-    except SessionEnded:                    # execute says it
-        return True
-    return False
+    refusal = getattr(controller, "end_refusal", None)
+    return refusal is not None and refusal() is not None       # execute says it
 
 
 def confirmation(controller, line: str) -> str | None:

@@ -70,8 +70,11 @@ class SessionEnded(SessionError):
         super().__init__(self.say(self.COMMANDS))
 
     def say(self, words: dict[str, str]) -> str:
-        return (f"the session has ended ({self.outcome}); "
-                + ", ".join(words[s] for s in self.still))
+        return f"the session has ended ({self.outcome}); " + self.ways(words)
+
+    def ways(self, words: dict[str, str] | None = None) -> str:
+        """What still works, alone (`step`/`run` at the end say it after where they are)."""
+        return ", ".join((words or self.COMMANDS)[s] for s in self.still)
 
 
 class Controller:
@@ -163,14 +166,21 @@ class Controller:
         failover = self.session.outcome() == "failover"
         return ("back", "reprotect", "new") if failover else ("back", "new")
 
+    def end_refusal(self) -> SessionEnded | None:
+        """The SessionEnded an input would be refused with now (None: it is taken)."""
+        s = self.session
+        if s.finished and not self.live and s.capabilities.takes_inputs:
+            return SessionEnded(s.outcome(), self.after_the_end())
+        return None
+
     def refuse_after_the_end(self) -> None:
         """Raise SessionEnded if the simulated session has ended: an input given now
         would never be seen to happen (re-protect after a failover is not an input of
         this kind: it starts COLO again).  A live session, and a playback, which
         takes no inputs, are left to their own refusals."""
-        s = self.session
-        if s.finished and not self.live and s.capabilities.takes_inputs:
-            raise SessionEnded(s.outcome(), self.after_the_end())
+        refusal = self.end_refusal()
+        if refusal is not None:
+            raise refusal
 
     def _refuse_live(self, what: str) -> None:
         if self.live:
