@@ -159,9 +159,17 @@ def _template_guest(args):
     from protocol.core import dialects
     if not dialects.get(args.dialect).real_qemu:
         raise ValueError("--template feeds a real QEMU 7.2 secondary: it needs --dialect qemu")
-    from protocol.guest.template import TemplateGuest
+    from protocol.errors import ColoError
+    from protocol.guest.template import TemplateError, TemplateGuest
     from protocol.record.template_source import load_template
-    return TemplateGuest(load_template(tpl_path or None), seed=args.seed,
+    try:
+        template = load_template(tpl_path or None)
+    except TemplateError as exc:
+        # a file it cannot use (missing, a directory, not a template) is a failure, 1,
+        # as colo fuzz-secondary's --template (2323082) and every command's input file:
+        # TemplateError is a ValueError, which exited 2, the usage error's code
+        raise ColoError(str(exc)) from None
+    return TemplateGuest(template, seed=args.seed,
                          workload=args.workload, mode=args.mode, mutate=args.mutate,
                          mutate_at=args.mutate_at)
 

@@ -28,13 +28,30 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     junk.write_bytes(b"hello")
     r = colo("template", str(junk), "--out", str(tmp_path / "t.colotpl"))
     assert r.returncode == 1 and r.stderr.startswith("colo: error:") and "Traceback" not in r.stderr
+    # a file it cannot use is a failure (1), as fuzz-secondary's --template: it was 2
     r = colo("node", "primary", "--connect", "127.0.0.1:9", "--template", str(junk))
-    assert r.returncode == 2 and "not a guest template" in r.stderr
+    assert r.returncode == 1 and "not a guest template" in r.stderr
     r = colo("node", "primary", "--connect", "127.0.0.1:9", "--mutate", "cut-blob")
     assert r.returncode == 2 and "--mutate needs --template" in r.stderr
     # a file it cannot use is a failure (1), as for every command's missing input
     r = colo("fuzz-secondary", "--template", str(tmp_path / "none.colotpl"))
     assert r.returncode == 1 and "no guest template" in r.stderr
+
+
+def test_node_template_it_cannot_read_is_a_failure(tmp_path):
+    # `colo node primary --template FILE` with no FILE there exited 2 (TemplateError is a
+    # ValueError), where a missing input file is 1 in every other command
+    r = colo("node", "primary", "--connect", "127.0.0.1:9", "--template",
+             str(tmp_path / "none.colotpl"))
+    assert r.returncode == 1, r.stderr
+    assert f"colo: error: no guest template at {tmp_path / 'none.colotpl'}" in r.stderr
+    r = colo("node", "primary", "--connect", "127.0.0.1:9", "--template", str(tmp_path))
+    assert r.returncode == 1 and "Is a directory" in r.stderr, r.stderr
+    # what is off the grammar stays a usage error
+    r = colo("node", "primary", "--connect", "127.0.0.1:9", "--dialect", "v11",
+             "--template", str(tmp_path / "none.colotpl"))
+    assert r.returncode == 2 and "needs --dialect qemu" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_a_directory_without_the_forward_stream_names_the_missing_file(tmp_path):
