@@ -12,6 +12,7 @@ from colo_tui.commands import parser as cp
 from colo_tui.commands.registry import COMMANDS, lookup
 from protocol.core import dialects
 from protocol.core import faults as fl
+from protocol.errors import FaultSpecError
 
 
 def _split(line: str) -> tuple[list[str], str]:
@@ -65,7 +66,9 @@ def _quoted(word: str) -> str:
     return shlex.quote(word)[:-1] if word.endswith("/") else shlex.quote(word)
 
 
-def complete(line_before_cursor: str) -> list[str]:
+def complete(line_before_cursor: str, dialect: str | None = None) -> list[str]:
+    """The words that may replace the cursor's; fault specs only those `dialect` (the
+    session's, when given) can carry."""
     before, cur = _split(line_before_cursor)
     if not before:
         names = [c.name for c in COMMANDS] + [a for c in COMMANDS for a in c.aliases]
@@ -80,7 +83,7 @@ def complete(line_before_cursor: str) -> list[str]:
             continue
         tok = form[pos]
         ph = cp.placeholder(tok)
-        cands = [tok] if ph is None else candidates(ph[1], cur)
+        cands = [tok] if ph is None else candidates(ph[1], cur, dialect)
         out += [c for c in cands if c.startswith(cur) and c not in out]
     return out
 
@@ -92,7 +95,7 @@ def _prefix_matches(form: tuple, words: list[str]) -> bool:
     return True
 
 
-def candidates(kind: str, cur: str = "") -> list[str]:
+def candidates(kind: str, cur: str = "", dialect: str | None = None) -> list[str]:
     """Every value of an argument kind that starts with ``cur``."""
     fixed = {
         "side": cp.SIDES, "mode": cp.MODES, "guest": cp.GUESTS, "view": cp.VIEWS, "event": cp.EVENTS,
@@ -103,14 +106,48 @@ def candidates(kind: str, cur: str = "") -> list[str]:
     if kind in fixed:
         return [v for v in fixed[kind] if v.startswith(cur)]
     if kind == "fault-spec":
-        return fault_candidates(cur)
+        return fault_candidates(cur, dialect)
     if kind == "file":
         return file_candidates(cur)
     return []
 
 
-def fault_candidates(cur: str) -> list[str]:
-    """KIND[=ARG]@POINT[#N], one part at a time."""
+def _fits(spec: str, d) -> bool | None:
+    """Whether dialect `d` can carry the fault `spec` (protocol.core.faults.check_fault,
+    the check the session makes when it is armed); None if `spec` is off the grammar."""
+    try:
+        f = fl.parse(spec)
+    except FaultSpecError:
+        return None
+    try:
+        fl.check_fault(f, d)
+    except FaultSpecError:
+        return False
+    return True
+
+
+def fault_candidates(cur: str, dialect: str | None = None) -> list[str]:
+    """KIND[=ARG]@POINT[#N], one part at a time; with `dialect`, only what it can carry
+    (the prototype has no vmstate-size, and sends RAM inside the device-state blob):
+    every dialect's points and messages were offered, and the session refused them."""
+    d = None
+    if dialect is not None:
+        try:
+            d = dialects.get(dialect)
+        except (KeyError, ValueError):
+            d = None
+    out = _fault_candidates(cur)
+    if d is None:
+        return out
+    if "@" in cur:
+        return [c for c in out if _fits(c, d) is not False]
+    if "=" in cur:          # KIND=MSG@: a message some point of the dialect can carry
+        return [c for c in out
+                if any(_fits(c + p, d) for p in fl.POINTS)]
+    return out
+
+
+def _fault_candidates(cur: str) -> list[str]:
     if "@" in cur:
         head, point = cur.split("@", 1)
         if "#" in point:
@@ -158,15 +195,16 @@ def describe(line_before_cursor: str, word: str) -> str:
     return ""
 
 
-def make_completer():
-    """A prompt_toolkit Completer around ``complete`` (imported lazily)."""
+def make_completer(dialect=None):
+    """A prompt_toolkit Completer around ``complete`` (imported lazily); `dialect()`
+    names the session's dialect as it is at each Tab (`set dialect` changes it)."""
     from prompt_toolkit.completion import Completer, Completion
 
     class RegistryCompleter(Completer):
         def get_completions(self, document, complete_event):
             text = document.text_before_cursor
             _, _cur, typed = _words(text)
-            for word in complete(text):
+            for word in complete(text, dialect() if dialect is not None else None):
                 yield Completion(_quoted(word), start_position=-typed, display=word,
                                  display_meta=describe(text, word))
 

@@ -293,13 +293,20 @@ def _history_problem(history, out) -> None:
         history.problem = ""                  # said once
 
 
+def _dialect_of(c) -> str | None:
+    """The session's dialect, for completing fault specs (None: not known)."""
+    config = getattr(c, "config", None)
+    return getattr(config, "dialect", None)
+
+
 def interactive(c, out, prompts: _Prompts | None = None) -> int:
     from prompt_toolkit import PromptSession
 
     from colo_tui.repl.completer import make_completer
     history = _history(history_path())
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-    session = PromptSession(history=history, completer=make_completer(),
+    session = PromptSession(history=history,
+                            completer=make_completer(lambda: _dialect_of(c)),
                             complete_while_typing=False, auto_suggest=AutoSuggestFromHistory(),
                             bottom_toolbar=lambda: render.toolbar_text(c.status(), run_state(c)))
     ask = PromptSession()
