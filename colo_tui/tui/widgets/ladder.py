@@ -92,6 +92,7 @@ class LadderView(FollowTail, can_focus=True):
         self.rows: list[LadderRow] = []
         self.version = -1
         self.selected: int | None = None
+        self._base: Style | None = None     # the widget's rich style, during render_lines
 
     # ---------------------------------------------------------------- data
     def show(self, rows: list[LadderRow], version: int, selected: int | None) -> None:
@@ -130,13 +131,22 @@ class LadderView(FollowTail, can_focus=True):
             return max(0, len(self.rows) - self.scrollable_content_region.height)
         return int(self.scroll_y)
 
+    def render_lines(self, crop):
+        """The rows of one frame share the widget's rich style: it is worked out once
+        (from every ancestor's styles), not once a row."""
+        self._base = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._base = None
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         index = self._top() + y
+        base = self.rich_style if self._base is None else self._base
         if index >= len(self.rows) or width <= 0:
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, base)
         row = self.rows[index]
-        base = self.rich_style
         style = self.get_component_rich_style(f"ladder--{row.kind}")
         if row.kind == "note" and row.side:
             style = self.get_component_rich_style("ladder--side-note")
