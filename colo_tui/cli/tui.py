@@ -61,6 +61,21 @@ def has_terminal() -> bool:
 
 
 def run_app(args) -> int:
+    """`colo tui`.  The cyclic garbage collector does not run from here until the
+    first frame is painted: start-up (Textual's import, the app's, its first
+    layout) makes next to no cyclic garbage, and the collector's passes over the
+    growing heap of new modules cost several ms of it."""
+    import gc
+    if not gc.isenabled():
+        return _run_app(args, None)
+    gc.disable()
+    try:
+        return _run_app(args, gc.enable)
+    finally:
+        gc.enable()
+
+
+def _run_app(args, after_first_frame) -> int:
     import dataclasses
 
     from colo_tui.session.options import config_from, wants_live
@@ -115,7 +130,8 @@ def run_app(args) -> int:
     guard = SessionGuard(controller, report=saved.append)
     app = ColoApp(controller, record_dir=getattr(args, "record_dir", None),
                   user_config=user_config, start=None if controller is not None else start,
-                  on_start=lambda c: setattr(guard, "controller", c))
+                  on_start=lambda c: setattr(guard, "controller", c),
+                  after_first_frame=after_first_frame)
     if rec is not None and rec.cut:       # said before the first step, as `colo replay` does
         from colo_tui.commands.handlers import cut_note
         app.bridge.notice = "⚠ " + cut_note(rec).strip()

@@ -78,12 +78,16 @@ class ColoApp(App):
                  tick_s: float = TICK_S, record_dir: str | None = None,
                  user_config: UserConfig | None = None,
                  start: Callable[[], Controller] | None = None,
-                 on_start: Callable[[Controller], None] | None = None) -> None:
+                 on_start: Callable[[Controller], None] | None = None,
+                 after_first_frame: Callable[[], None] | None = None) -> None:
         """`controller`, or `start`: a factory the app calls after its first frame
         (the layout paints before the session and its guest model are built;
         `on_start` is then told the controller, e.g. a SessionGuard's).  Anything
-        that needs the session before that builds it at once (`bridge`)."""
+        that needs the session before that builds it at once (`bridge`).
+        `after_first_frame` is called once the first frame is painted (before a
+        deferred session is built)."""
         super().__init__()
+        self._after_first_frame = after_first_frame
         if controller is None and start is None:
             from colo_tui.session.control import Controller
             controller = Controller()
@@ -281,6 +285,8 @@ class ColoApp(App):
         self._loop = asyncio.get_running_loop()
         self._timer = self.set_interval(self.tick_s, self._tick, pause=True)
         self.query_one(LadderView).focus()
+        if self._after_first_frame is not None:
+            self.call_after_refresh(self._after_first_frame)
         if self._bridge is None:             # the first frame: the layout, then the session
             self.query_one(StatusBar).update(" COLO   starting the session…")
             self.call_after_refresh(self._begin)
