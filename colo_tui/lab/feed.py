@@ -136,17 +136,31 @@ class LabFeed(_Source):
     def _lab_guests(self) -> tuple[GuestView, GuestView]:
         """The side panels: the client's view on the primary's (it talks through the
         primary's netdev), colo-compare's verdicts on the secondary's (the packets its
-        guest sent were compared), each guest's serial console's last line."""
+        guest sent were compared), each guest's serial console's last line.  Once the
+        secondary has taken over, the client's answers come from it: the client's view
+        moves to its panel (the dead primary's shows no guest rows), so what a failover
+        cost the client (its longest gap, a broken connection) stays in sight."""
         client = self.client.view().line() if self.client is not None else \
             "client: starts once the guest answers"
         v = self._verdicts
         compare = (f"compare ✓{v.get('match', 0)} ✗{v.get('mismatch', 0)}, "
                    f"{v.get('no-secondary', 0)} unpaired")
-        return (GuestView(kind="lab", heat_label="Linux, 128 MiB, TCG", packets=client,
-                          disk="quorum + NBD replication", screen=self._serial["primary"]),
-                GuestView(kind="lab", heat_label="Linux, from checkpoints", packets=compare,
-                          disk="replication: active/hidden",
+        primary_packets, secondary_packets = client, compare
+        if self._secondary_took_over():
+            primary_packets = "client: answered by the secondary since its take-over"
+            secondary_packets = f"{client}; {compare}"
+        return (GuestView(kind="lab", heat_label="Linux, 128 MiB, TCG",
+                          packets=primary_packets, disk="quorum + NBD replication",
+                          screen=self._serial["primary"]),
+                GuestView(kind="lab", heat_label="Linux, from checkpoints",
+                          packets=secondary_packets, disk="replication: active/hidden",
                           screen=self._serial["secondary"]))
+
+    def _secondary_took_over(self) -> bool:
+        """The secondary's query-colo-status after a failover onto it (mode none,
+        last-mode secondary), as QEMU 7.2 reports it."""
+        cs = self.views["secondary"].colo or {}
+        return cs.get("mode") == "none" and cs.get("last-mode") == "secondary"
 
     # -- the thread --------------------------------------------------------------------------
     def run(self) -> None:
