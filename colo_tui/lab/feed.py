@@ -352,6 +352,17 @@ class LabFeed(_Source):
                 del side.events[:self._qmp_seen[s]]     # taken: the session has them
                 self._qmp_seen[s] = 0
 
+    def _exited(self, s: str) -> None:
+        """The side's QEMU has exited: said once, by whoever sees it first (the poller,
+        or an operator's kill once the process is gone)."""
+        q = self.views[s]
+        side = self.pair.primary if s == "primary" else self.pair.secondary
+        if not q.alive or side is None or side.proc.poll() is None:
+            return
+        q.alive = False
+        self.put(make(self.now_ms(), s, "process", what="exit",
+                      why=f"the QEMU exited with {side.proc.returncode}"))
+
     async def _poll(self) -> None:
         for s in SIDES:
             side = self.pair.primary if s == "primary" else self.pair.secondary
@@ -359,9 +370,7 @@ class LabFeed(_Source):
             if side is None or not q.alive:
                 continue
             if side.proc.poll() is not None:
-                q.alive = False
-                self.put(make(self.now_ms(), s, "process", what="exit",
-                              why=f"the QEMU exited with {side.proc.returncode}"))
+                self._exited(s)
                 continue
             if q.stalled:
                 continue
@@ -423,10 +432,14 @@ class LabFeed(_Source):
         pair = self.pair
         try:
             if what == "kill":
-                await op.kill(pair, args[0])
-                self.views[args[0]].alive = False
-                self.put(make(self.now_ms(), args[0], "process", what="killed",
+                side = args[0]
+                # the kill before the exit it causes: the poller may see the exit while
+                # the kill waits for the process, so the kill is said first
+                op.running_side(pair, side)         # a dead QEMU: refused, nothing said
+                self.put(make(self.now_ms(), side, "process", what="killed",
                               why="operator: SIGKILL"))
+                await op.kill(pair, side)
+                self._exited(side)
             elif what == "stall":
                 op.stall(pair, args[0])
                 self.views[args[0]].stalled = True

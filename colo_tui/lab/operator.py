@@ -23,7 +23,9 @@ PRIMARY_FAILOVER = (("x-blockdev-change", {"parent": "colo-disk0", "child": "chi
                     ("object-del", {"id": "redire1"}), ("x-colo-lost-heartbeat", None))
 
 
-def _side(pair, name: str):
+def running_side(pair, name: str):
+    """The named side of the pair with its QEMU running; LabError if it has not
+    started or has exited."""
     side = pair.primary if name == "primary" else pair.secondary
     if side is None:
         raise LabError(f"the {name} QEMU has not started yet")
@@ -34,13 +36,13 @@ def _side(pair, name: str):
 
 
 async def kill(pair, name: str) -> None:
-    side = _side(pair, name)
+    side = running_side(pair, name)
     side.proc.kill()
     await asyncio.to_thread(side.proc.wait, 10)
 
 
 def stall(pair, name: str) -> None:
-    os.kill(_side(pair, name).proc.pid, signal.SIGSTOP)
+    os.kill(running_side(pair, name).proc.pid, signal.SIGSTOP)
 
 
 def resume(pair, name: str) -> None:
@@ -51,14 +53,14 @@ def resume(pair, name: str) -> None:
 
 
 async def lost_heartbeat(pair, name: str, say) -> None:
-    side = _side(pair, name)
+    side = running_side(pair, name)
     say(name, "x-colo-lost-heartbeat", None)
     await side.ex("x-colo-lost-heartbeat")
 
 
 async def failover(pair, survivor: str, say) -> None:
     """COLO-FT.txt's failover onto `survivor`; the first refusal stops it (LabError)."""
-    side = _side(pair, survivor)
+    side = running_side(pair, survivor)
     for cmd, args in (SECONDARY_FAILOVER if survivor == "secondary" else PRIMARY_FAILOVER):
         say(survivor, cmd, args)
         if cmd == "human-monitor-command":
