@@ -67,11 +67,20 @@ class CaptureTracker:
         if kind is RecvInitial:
             for v in self.sides.values():
                 v.migration = "colo"
+            # the primary has sent its initial migration: it waits for checkpoint-ready
+            pri = self.sides["primary"]
+            if pri.state == "INIT":
+                pri.state = "WAIT_READY"
         elif kind is Send and view is not None:
             state, run = _AFTER_SEND.get((side, ev.msg), (view.state, None))
             view.state = state
             if run:
                 view.run_state = run
+            pri = self.sides["primary"]
+            if ev.msg == "checkpoint-ready" and pri.state in ("INIT", "WAIT_READY"):
+                # the primary reads it and enters COLO (colo_process_checkpoint): it is
+                # IDLE until its first checkpoint-request, not INIT for a whole delay
+                pri.state = "IDLE"
             n = ev.n if ev.n is not None else view.checkpoint + 1
             if ev.msg == "checkpoint-request":
                 view.in_flight = n

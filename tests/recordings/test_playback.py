@@ -62,3 +62,27 @@ def test_replay_and_export_of_an_imported_capture(imported, tmp_path):
                         "pcap", "-o", str(tmp_path / "x.pcap")], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 1 and "imported from a real capture" in r.stderr
+
+
+def test_the_primary_is_in_colo_once_checkpoint_ready_is_seen(imported):
+    """The tracker gave a seen side the state of what it last sent, so the primary,
+    which sends nothing until its first checkpoint-request, stayed INIT through the
+    whole first checkpoint delay (10 s in colo lab) while QMP said mode primary.
+    Now it waits for checkpoint-ready (WAIT_READY) once its initial migration is
+    seen, and is IDLE, in COLO, once checkpoint-ready is."""
+    c = Controller()
+    c.load_replay(str(imported))
+    seen = []
+    for _ in range(40):
+        evs = c.step()
+        if not evs:
+            break
+        seen.append((evs[-1].kind, getattr(evs[-1], "msg", None),
+                     c.status()["primary"]["state"]))
+        if evs[-1].kind == "send" and evs[-1].msg == "checkpoint-request":
+            break
+    ready = next(i for i, (k, msg, _s) in enumerate(seen) if msg == "checkpoint-ready")
+    assert seen[ready][2] == "IDLE", seen[:ready + 1]
+    assert all(s == "IDLE" for _k, _m, s in seen[ready:-1]), seen[ready:]
+    assert seen[-1][2] == "WAIT_REPLY", seen[-1]
+    assert "INIT" not in {s for _k, _m, s in seen[ready:]}
