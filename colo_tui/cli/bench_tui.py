@@ -5,17 +5,19 @@
    compositor update handed to the display), for `colo tui` as a user starts it
    (the `colo` entry point, default options, config file and all) against a
    minimal Textual app (one Static) measured the same way: a fresh process per
-   run, both run headless by the same patch of `App.run`, medians of N runs,
-   interleaved.  Target: ratio <= 1.2.  Both load their modules from cached
-   bytecode, as users' do (pip byte-compiles Textual when it installs it; Python
-   writes colo's own .pyc at its first start): the children write and read it in a
-   bytecode cache of the benchmark's own (PYTHONPYCACHEPREFIX, a temporary
-   directory, filled by the warm-up runs), whatever PYTHONDONTWRITEBYTECODE says.
-   Without that, an environment that sets it had colo compile its ~100 KB of
-   source at every start while Textual loaded its installed .pyc (about 10 ms of
-   the difference), and the figure depended on whether a __pycache__ happened to
-   exist in the source tree.  Also reported: construct-to-first-frame inside one
-   warm process (imports paid already), the old in-process figure.
+   run, both run headless by the same patch of `App.run` (made when textual.app
+   is first imported, so `colo` imports in its own order, as at a user's
+   start), medians of N runs, interleaved.  Target: ratio <= 1.2.  Both load
+   their modules from cached bytecode, as users' do (pip byte-compiles Textual
+   when it installs it; Python writes colo's own .pyc at its first start): the
+   children write and read it in a bytecode cache of the benchmark's own
+   (PYTHONPYCACHEPREFIX, a temporary directory, filled by the warm-up runs),
+   whatever PYTHONDONTWRITEBYTECODE says.  Without that, an environment that
+   sets it had colo compile its ~100 KB of source at every start while Textual
+   loaded its installed .pyc (about 10 ms of the difference), and the figure
+   depended on whether a __pycache__ happened to exist in the source tree.
+   Also reported: construct-to-first-frame inside one warm process (imports
+   paid already), the old in-process figure.
 2. Cost at full speed: simulation steps/s of the Controller alone vs the
    Controller driven by the app running headless at full speed.  Target: the
    app keeps >= 80 % of the bare rate (updates coalesce: one repaint per tick).
@@ -53,29 +55,47 @@ def _config():
 
 
 #: run in a fresh interpreter: make `App.run` headless, write the monotonic time of
-#: the first frame to fd 1 (below Textual's capture of sys.stdout), exit at once
+#: the first frame to fd 1 (below Textual's capture of sys.stdout), exit at once.
+#: `App.run` is patched when textual.app is first imported, by whoever imports it, so
+#: `colo` starts in its own order, as a user's does (its entry point and options
+#: first, then Textual from the app's module), not after Textual was loaded for it
 _CHILD = r"""
 import os, sys, time
-from textual.app import App
-_run = App.run
-def run(self, *args, **kwargs):
-    display, seen = self._display, []
-    def hook(screen, renderable):
-        if renderable is not None and not self._batch_count and not seen:
-            seen.append(time.monotonic())
-            os.write(1, b"PAINT %r\n" % seen[0])
-        display(screen, renderable)
-    self._display = hook
-    async def pilot(p):
-        for _ in range(2000):
-            if seen:
-                break
-            await p.pause(0.001)
-        self.exit()
-    kwargs.update(headless=True, size=(80, 24), auto_pilot=pilot)
-    return _run(self, *args, **kwargs)
-App.run = run
+from importlib.machinery import PathFinder
+def patch(App):
+    _run = App.run
+    def run(self, *args, **kwargs):
+        display, seen = self._display, []
+        def hook(screen, renderable):
+            if renderable is not None and not self._batch_count and not seen:
+                seen.append(time.monotonic())
+                os.write(1, b"PAINT %r\n" % seen[0])
+            display(screen, renderable)
+        self._display = hook
+        async def pilot(p):
+            for _ in range(2000):
+                if seen:
+                    break
+                await p.pause(0.001)
+            self.exit()
+        kwargs.update(headless=True, size=(80, 24), auto_pilot=pilot)
+        return _run(self, *args, **kwargs)
+    App.run = run
+class PatchOnImport:
+    def find_spec(self, name, path, target=None):
+        if name != "textual.app":
+            return None
+        sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(name, path)
+        exec_module = spec.loader.exec_module
+        def exec_and_patch(module):
+            exec_module(module)
+            patch(module.App)
+        spec.loader.exec_module = exec_and_patch
+        return spec
+sys.meta_path.insert(0, PatchOnImport())
 if sys.argv[1] == "minimal":
+    from textual.app import App
     from textual.widgets import Static
     class Minimal(App):
         def compose(self):
