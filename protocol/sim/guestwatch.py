@@ -50,6 +50,7 @@ from collections import Counter
 import numpy as np
 
 from protocol.guest.disk import disk_digest
+from protocol.guest.ramcache import unique_indices
 from protocol.migration.pages import PAGE_SIZE, PageBatch
 
 #: the primary's states once COLO has ended for it (it runs alone from then on)
@@ -245,7 +246,7 @@ class GuestWatch:
             if cache is not None and cache.include_svm_dirty and blk.dirty.count:
                 parts.append(blk.dirty.index_array())
             if parts:
-                out[name] = np.unique(np.concatenate(parts))
+                out[name] = unique_indices(np.concatenate(parts))
         return out
 
     def _check_whole_before_flush(self) -> None:
@@ -331,7 +332,7 @@ class GuestWatch:
             blk = self.secondary.ram.blocks.get(name)
             if blk is None or not parts:
                 continue
-            idx = np.unique(np.concatenate(parts))
+            idx = unique_indices(np.concatenate(parts))
             out[name] = (idx, blk.read_hashes(idx))
         return out
 
