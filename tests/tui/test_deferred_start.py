@@ -21,13 +21,14 @@ from protocol.sim.config import SimConfig
 ROOT = Path(__file__).resolve().parents[2]
 
 #: `colo tui` as a user starts it (no arguments), headless: at the first frame it
-#: prints which heavy modules are loaded; then it waits for the session and prints
+#: notes which heavy modules are loaded (the lower half's too: it mounts after that
+#: frame) and whether the collector runs; then it waits for the session and prints
 #: what the app shows
 _CHILD = r"""
 import gc, json, os, sys
 from textual.app import App
 HEAVY = ("numpy", "protocol.guest.model", "protocol.sim.core", "colo_tui.session.control",
-         "colo_tui.tui.bridge")
+         "colo_tui.tui.bridge", "colo_tui.tui.widgets.event_log")
 _run = App.run
 def run(self, *args, **kwargs):
     display, seen = self._display, []
@@ -36,6 +37,7 @@ def run(self, *args, **kwargs):
             seen.append([m for m in HEAVY if m in sys.modules])
             status = str(self.query_one("#status").render())
             seen.append(status)
+            seen.append(gc.isenabled())
         display(screen, renderable)
     self._display = hook
     async def pilot(p):
@@ -46,7 +48,8 @@ def run(self, *args, **kwargs):
         await p.pause()
         out = {"at_first_frame": seen[0], "first_status": seen[1],
                "status": str(self.query_one("#status").render()),
-               "events": len(self.controller.events), "gc": list(gc.get_threshold())}
+               "events": len(self.controller.events), "gc": list(gc.get_threshold()),
+               "collecting_at_first_frame": seen[2], "collecting": gc.isenabled()}
         os.write(1, (json.dumps(out) + "\n").encode())
         self.exit()
     kwargs.update(headless=True, size=(100, 30), auto_pilot=pilot)
@@ -72,6 +75,8 @@ def test_colo_tui_paints_before_it_builds_the_session(tmp_path):
     assert "paused" in out["status"] and out["events"] == 0    # at step 0, as before
     from protocol.drivers.memtune import GC_THRESHOLDS
     assert tuple(out["gc"]) == tuple(GC_THRESHOLDS)          # tuned with the session
+    # no cyclic collection during start-up; the collector runs again after the first frame
+    assert out["collecting_at_first_frame"] is False and out["collecting"] is True, out
 
 
 def _start_counting(calls: list, config=None):
