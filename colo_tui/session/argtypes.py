@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from colo_tui.session.words import number
-from protocol.argtypes import int_in
-from protocol.core.grammar import SEED_MAX, parse_decimal_number
+from protocol.argtypes import int_in, number_in
+from protocol.core.grammar import SEED_MAX
 from protocol.errors import UsageError
 
 
@@ -40,23 +39,6 @@ class _Workloads:
 def workloads() -> _Workloads:
     """`--workload`'s choices (every guest's: a bad name is refused whatever --guest)."""
     return _Workloads()
-
-
-def number_in(lo: float, hi: float):
-    """An argparse type: a decimal number (ASCII digits, optional point) in lo … hi,
-    the bounds said in digits.  protocol.argtypes.number_in says them with :g, which
-    rounds: `--load-ms 3000000000` was refused as 'between 0 and 2.14748e+09'."""
-    def parse(text: str) -> float:
-        try:
-            value = parse_decimal_number(text, "the value", 0.0, float("inf"))
-        except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(
-                f"the value must be between {number(lo)} and {number(hi)}, not {text}")
-        return value
-    parse.__name__ = "number"
-    return parse
 
 
 nonneg_int = int_in(0)

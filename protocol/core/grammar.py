@@ -35,7 +35,8 @@ def parse_decimal(text: str, what: str, lo: int = 0, hi: int = INT64_MAX) -> int
                          f"not {_shown(text)!r}")
     value = int(text)
     if not lo <= value <= hi:
-        raise UsageError(f"{what} must be between {lo} and {hi}, not {value}")
+        raise UsageError(f"{what} must be between {show_number(lo)} and "
+                         f"{show_number(hi)}, not {show_number(value)}")
     return value
 
 
@@ -49,5 +50,21 @@ def parse_decimal_number(text: str, what: str, lo: float = 0.0,
                          f"0.5), not {_shown(text)!r}")
     value = float(text)
     if not lo <= value <= hi:
-        raise UsageError(f"{what} must be between {lo:g} and {hi:g}, not {text}")
+        raise UsageError(f"{what} must be between {show_number(lo)} and "
+                         f"{show_number(hi)}, not {text}")
     return value
+
+
+def show_number(x: float) -> str:
+    """A number as a reader writes it: whole numbers grouped in thousands
+    ('3,600,000', never '3.6e+06' nor a rounded '2.14748e+09'), others as short as
+    they are exact ('0.25', '1e-09').  Every front end's messages use it."""
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if x == int(x) and abs(x) < 1e18:
+        return f"{int(x):,}"
+    return f"{x:,}" if abs(x) >= 1e-4 else repr(x)

@@ -106,19 +106,19 @@ def test_bench_tui_bounds_are_usage_errors_naming_the_option(option, value, why)
 
 @pytest.mark.parametrize(("argv", "option", "why"), [
     (["checkpoint", "--every", "0"], "--every", "between 1 and"),          # range step 0
-    (["checkpoint", "--ram-mib", "0"], "--ram-mib", "between 1 and 65536"),
-    (["checkpoint", "--rounds", "0"], "--rounds", "between 1 and 1000"),
+    (["checkpoint", "--ram-mib", "0"], "--ram-mib", "between 1 and 65,536"),
+    (["checkpoint", "--rounds", "0"], "--rounds", "between 1 and 1,000"),
     (["checkpoint", "--target-ms", "nan"], "--target-ms", "must be a decimal number"),
-    (["pagediff", "--rounds", "0"], "--rounds", "between 1 and 1000"),    # no median
-    (["pagediff", "--size-mib", "0"], "--size-mib", "between 1 and 65536"),
+    (["pagediff", "--rounds", "0"], "--rounds", "between 1 and 1,000"),    # no median
+    (["pagediff", "--size-mib", "0"], "--size-mib", "between 1 and 65,536"),
     (["pagediff", "--xbzrle-pages", "0"], "--xbzrle-pages", "between 1 and"),
     (["pagediff", "--seed", "0x10"], "--seed", "decimal ASCII digits"),
     (["engine", "--seconds", "inf"], "--seconds", "must be a decimal number"),
-    (["engine", "--rounds", "0"], "--rounds", "between 1 and 1000"),
+    (["engine", "--rounds", "0"], "--rounds", "between 1 and 1,000"),
     (["sim", "--checkpoints", "0"], "--checkpoints", "between 1 and"),
-    (["goals", "--rounds", "0"], "--rounds", "between 1 and 1000"),
+    (["goals", "--rounds", "0"], "--rounds", "between 1 and 1,000"),
     (["goals", "--seconds", "inf"], "--seconds", "must be a decimal number"),
-    (["goals", "--ram-mib", "0"], "--ram-mib", "between 1 and 65536"),
+    (["goals", "--ram-mib", "0"], "--ram-mib", "between 1 and 65,536"),
 ])
 def test_bench_bounds_are_usage_errors_naming_the_option(argv, option, why):
     r = subprocess.run([sys.executable, "-m", "colo_tui", "bench", *argv],

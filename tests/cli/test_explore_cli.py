@@ -80,7 +80,7 @@ def test_a_swarm_is_bounded_like_the_other_counts(n, capsys):
     assert _explore("--swarm", n) == 2
     err = capsys.readouterr().err
     assert f"colo explore: error: argument --swarm: the value must be between 1 and " \
-           f"{MAX_SWARM}, not {n}" in err, err
+           f"{MAX_SWARM:,}, not {int(n):,}" in err, err
     assert _explore("--swarm", str(MAX_SWARM)).swarm == MAX_SWARM
 
 

@@ -28,12 +28,12 @@ def _repl(*args, script: str = "") -> subprocess.CompletedProcess:
 
 def test_the_command_line_refuses_a_longer_session():
     r = _repl("--checkpoints", str(TOO_LONG))
-    assert r.returncode == 2 and f"between 1 and {INTERACTIVE_MAX_CHECKPOINTS}" in r.stderr
+    assert r.returncode == 2 and f"between 1 and {INTERACTIVE_MAX_CHECKPOINTS:,}" in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_set_checkpoints_refuses_it_and_takes_the_bound():
-    with pytest.raises(CommandError, match=f"between 1 and {INTERACTIVE_MAX_CHECKPOINTS}"):
+    with pytest.raises(CommandError, match=f"between 1 and {INTERACTIVE_MAX_CHECKPOINTS:,}"):
         parse(f"set checkpoints {TOO_LONG}", REGISTRY)
     c = Controller(SimConfig(checkpoints=4, guest="null"))
     c.restart(checkpoints=INTERACTIVE_MAX_CHECKPOINTS)
