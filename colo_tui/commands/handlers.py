@@ -362,7 +362,8 @@ def status(c, p) -> str:
     if s["mode"] == "unknown":          # --attach: QMP does not say
         head = "the peers' dialect and COLO mode are not known over QMP"
     else:
-        head = f"{s['dialect']} dialect, {s['mode']} mode, seed {s['seed']}"
+        head = f"{s['dialect']} dialect, {s['mode']} mode" + \
+            (f", seed {s['seed']}" if s.get("seeded", True) else "")
     lines.append(f"session    {head}; "
                  f"step {s['step']}, t={s['t_ms']:.3f} ms; {run}"
                  + (f", outcome {s['outcome']}" if s["finished"] else ""))

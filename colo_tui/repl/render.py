@@ -26,5 +26,5 @@ def toolbar_text(status: dict, run_state: str) -> str:
     p, q = status["primary"], status["secondary"]
     rec = " | REC" if status.get("recording") else ""
     return (f" {run_state}{rec} | ckpt {p['checkpoint']} | step {status['step']} | "
-            f"P {side(p)} | S {side(q)} | {status['dialect']} {status['mode']} | "
-            f"seed {status['seed']} ")
+            f"P {side(p)} | S {side(q)} | {status['dialect']} {status['mode']}"
+            + (f" | seed {status['seed']} " if status.get("seeded", True) else " "))

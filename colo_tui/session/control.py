@@ -526,7 +526,10 @@ class Controller:
                    outcome=s.outcome() if finished else None,
                    dialect=self.config.dialect, mode=self.config.mode,
                    seed=self.config.seed, forked=self.forked,
-                   recording=self.recording_path, invariants=dict(s.checks()))
+                   recording=self.recording_path, invariants=dict(s.checks()),
+                   # a simulation's seed means something; live peers and a real
+                   # capture's playback have none (their config's is a default)
+                   seeded=not (self.live or s.capabilities.plays_recording))
         if self.live:
             out["live"] = s.name
             # a live session keeps its latest events: how many older ones it dropped

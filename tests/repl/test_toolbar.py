@@ -25,3 +25,28 @@ def test_the_whole_toolbar_still_says_everything():
                  "S INIT/inmigrate/fo:none", "qemu", "periodic", "seed 1"):
         assert word in text
     assert "REC" not in text
+
+
+def test_a_real_session_s_playback_names_no_seed(tmp_path):
+    """An imported capture (and live peers) has no seed: the REPL's toolbar and
+    `status` said 'seed 1' (the default config's) for colo repl --lab and a replayed
+    capture; the TUI already left it out."""
+    from protocol.record import format as rf
+    from protocol.sim.config import SimConfig
+    from protocol.sim.core import Simulation
+    from tests.repl.test_session_interface import _imported
+    sim = Simulation(SimConfig(seed=4, checkpoints=2))
+    sim.run()
+    rec = _imported(sim)
+    path = tmp_path / "cap.colo.jsonl"
+    w = rf.Writer(str(path), rec.header, ["test"])
+    for e in rec.events:
+        w.event(e)
+    w.close()
+    c = Controller()
+    c.load_replay(str(path), to_end=True)
+    assert "seed" not in toolbar_text(c.status(), run_state(c))
+    text = execute(c, "status").text
+    assert "seed" not in text and "qemu dialect, periodic mode" in text
+    sim_c = Controller()                    # a simulation still names its seed
+    assert "seed 1" in execute(sim_c, "status").text
