@@ -506,8 +506,10 @@ def cmd_explore(args) -> int:
             print(f"  {outcome:12s} {n}")
         for r in res["results"]:
             if r["violations"] or r["hang"]:
-                print(f"  FAIL {r['dialect']} {r['mode']} {r['fault']}: "
-                      f"{r['violations']} {'hang' if r['hang'] else ''}")
+                why = [", ".join(r["violations"])] if r["violations"] else []
+                if r["hang"]:
+                    why.append(f"hang: {r['hang']}")
+                print(f"  FAIL {r['dialect']} {r['mode']} {r['fault']}: {'; '.join(why)}")
     return 1 if res["violations"] or res["hangs"] else 0
 
 

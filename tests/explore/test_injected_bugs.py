@@ -224,3 +224,15 @@ def test_an_early_acknowledgement_is_named_as_such(monkeypatch):
     (text,) = {v["text"] for v in found[2]["violations"]}
     assert "had acknowledged checkpoint" in text and "vmstate-received" in text, text
     assert "received checkpoint" not in text, text
+
+
+def test_colo_explore_prints_why_a_case_hung(monkeypatch, capsys):
+    """The matrix's FAIL line gives the liveness reason, not a bare 'hang'."""
+    from colo_tui.cli.main import main
+    BUGS["reprotect_keeps_failover_state"](monkeypatch)
+    rc = main(["explore", "--matrix", "--guest", "null", "--dialect", "qemu"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    fails = [x for x in out.splitlines() if x.startswith("  FAIL")]
+    assert fails and all("hang: checkpoints did not resume after the faults" in x
+                         for x in fails), fails[:3]
