@@ -588,6 +588,17 @@ def _item_json(item, m, offset: int) -> dict:
             "blocks": [list(b) for b in getattr(summary, "blocks", [])]}
 
 
+def _other_build(header: dict) -> str:
+    """A note for a recording another build wrote: the simulator may have changed
+    since, so a divergence can be the tool's change rather than the session's."""
+    from protocol import TOOL
+    tool = header.get("tool")
+    if not tool or tool == TOOL:
+        return ""
+    return (f"\n  (recorded by {tool}; this is {TOOL}: the simulator may have changed "
+            "since, so the difference can be the tool's rather than the session's)")
+
+
 def cmd_replay(args) -> int:
     from protocol.record import format as rf
     from protocol.record.replay import verify
@@ -629,7 +640,8 @@ def cmd_replay(args) -> int:
     out = {"file": args.file, "identical": res.ok, "events": res.events,
            "first_difference": res.first_difference, "outcome": summary["outcome"],
            "finished": finished,
-           "checkpoints_committed": summary["checkpoints_committed"], "cut": res.cut}
+           "checkpoints_committed": summary["checkpoints_committed"], "cut": res.cut,
+           "recorded_by": rec.header.get("tool")}
     if args.json:
         print(json.dumps(out, indent=1))
     elif res.ok:
@@ -644,7 +656,7 @@ def cmd_replay(args) -> int:
         why = f" ({diff['why']})" if diff.get("why") else ""
         print(f"{args.file}: DIVERGES at event {diff['seq']}{why}:\n  recorded: "
               f"{json.dumps(diff['recorded'])}\n  replayed: {json.dumps(diff['replayed'])}"
-              + (f"\n {cut}" if cut else ""))
+              + (f"\n {cut}" if cut else "") + _other_build(rec.header))
     return 0 if res.ok else 1
 
 

@@ -168,6 +168,24 @@ def test_replay_reports_the_first_divergence(tmp_path):
     r = colo("replay", str(f))
     assert r.returncode == 1 and "DIVERGES at event" in r.stdout and "vmstate-sent" in r.stdout
     assert "was cut" in r.stdout
+    assert "recorded by" not in r.stdout          # this build wrote it: no build note
+
+
+def test_a_divergence_in_another_build_s_recording_names_both_builds(tmp_path):
+    """The golden recordings say which build wrote them (colo-testbed 0.1.0 for the
+    oldest): a divergence in one another build wrote says so, since the simulator
+    may have changed since; --json gives recorded_by."""
+    import protocol
+    f = tmp_path / "s.colo.jsonl"
+    colo("run", "--record", str(f))
+    text = f.read_text().replace(protocol.TOOL, "colo-testbed 0.0.9", 1)
+    text = text.replace('"msg":"vmstate-send"', '"msg":"vmstate-sent"', 1)
+    f.write_text("".join(ln for ln in text.splitlines(True) if '"digest"' not in ln))
+    r = colo("replay", str(f))
+    assert r.returncode == 1 and "DIVERGES at event" in r.stdout
+    assert f"recorded by colo-testbed 0.0.9; this is {protocol.TOOL}" in r.stdout, r.stdout
+    out = json.loads(colo("replay", "--json", str(f)).stdout)
+    assert out["recorded_by"] == "colo-testbed 0.0.9" and out["identical"] is False
 
 
 GOLDEN = Path(__file__).resolve().parents[2] / "recordings" / "happy-qemu-periodic.colo.jsonl"
