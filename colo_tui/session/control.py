@@ -164,7 +164,10 @@ class Controller:
     def after_the_end(self) -> tuple[str, ...]:
         """What still works once a session that takes inputs has ended (SessionEnded)."""
         failover = self.session.outcome() == "failover"
-        return ("back", "reprotect", "new") if failover else ("back", "new")
+        still = ("back", "reprotect", "new") if failover else ("back", "new")
+        if self.recording_path is not None:     # back is refused while recording
+            still = still[1:]
+        return still
 
     def end_refusal(self) -> SessionEnded | None:
         """The SessionEnded an input would be refused with now (None: it is taken)."""

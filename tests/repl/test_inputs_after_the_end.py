@@ -158,3 +158,16 @@ def test_an_old_recording_with_an_input_after_the_end_still_replays(tmp_path, mo
         assert execute(c, "step").ok
     assert [(e.seq, e.kind) for e in c.events] == [(e.seq, e.kind) for e in old.events]
     assert c.outcome() == "failover"
+
+
+def test_while_recording_the_refusal_does_not_offer_back(tmp_path) -> None:
+    """back is refused while a recording runs (a recording is one linear history),
+    so the refusal after the end does not offer it then."""
+    c = _ended()
+    assert execute(c, f"record start {tmp_path / 'r.colo.jsonl'}").ok
+    res = execute(c, "checkpoint")
+    assert not res.ok and "back [N]" not in res.text, res.text
+    assert "set seed S = a new session" in res.text
+    assert not execute(c, "back").ok                  # (what it would have offered)
+    c.record_stop()
+    assert "back [N]" in execute(c, "checkpoint").text
