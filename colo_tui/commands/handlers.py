@@ -62,7 +62,10 @@ def where(c) -> str:
     text = (f"step {s['step']}, t={s['t_ms']:.3f} ms; primary {_side_word(p)}, "
             f"secondary {_side_word(q)}; checkpoint {p['checkpoint']}")
     if s["finished"]:
-        text += f"; the scenario has ended: outcome {s['outcome']}"
+        # a simulation plays a scenario; live peers and a capture end their own way
+        what = "the live session" if s.get("live") else \
+            "the scenario" if s.get("seeded", True) else "the recorded session"
+        text += f"; {what} has ended: outcome {s['outcome']}"
     return text
 
 
