@@ -67,6 +67,9 @@ GUEST_VIEW_EVERY_S = 0.1
 LIVE_QUEUE_ITEMS = 200_000
 
 
+#: a live wait looks at whether its source has ended this often
+WAIT_POLL_S = 0.1
+
 class Skipped:
     """In a live source's queue, in place of what arrived while the queue was full: the
     events numbered ``first`` … ``first + count - 1`` (none: ``count`` 0) were not
@@ -251,16 +254,18 @@ class LiveSession:
         return [ev]
 
     def wait(self, timeout_s: float) -> bool:
-        """Wait (bounded) until an event has arrived; True if one has."""
+        """Wait (bounded) until an event has arrived; True if one has.  A source that
+        ends meanwhile ends the wait within `WAIT_POLL_S` (its end puts nothing more
+        in the queue to wake a blocked get)."""
         deadline = time.monotonic() + timeout_s
         while not self._take():
             left = deadline - time.monotonic()
             if left <= 0 or self.source.done.is_set() and self.source.q.empty():
                 return False
             try:
-                self._absorb(self.source.q.get(timeout=left))
+                self._absorb(self.source.q.get(timeout=min(left, WAIT_POLL_S)))
             except queue.Empty:
-                return False
+                continue
         return True
 
     # -- views ----------------------------------------------------------------------------

@@ -251,3 +251,37 @@ def test_a_live_step_waits_at_most_its_bound():
     assert 0.2 < time.monotonic() - t0 < 3.0
     c.close()
     assert c.session.finished
+
+
+def test_a_live_wait_ends_soon_after_its_source_ends():
+    """A source that ends while a wait is blocked on its queue, with nothing more
+    queued (its last snapshot went before the wait looked), woke no one: the wait sat
+    out its whole timeout (found by the REPL pass)."""
+    import threading
+
+    from colo_tui.session import live
+    from colo_tui.session.live import LiveSession, _Source
+    release = threading.Event()
+
+    class EndsQuietly(_Source):
+        name = "ends-quietly"
+
+        def sides(self):
+            return (SideStatus("primary"), SideStatus("secondary"))
+
+        def run(self):
+            release.wait(10)
+
+        def command(self, *_a):
+            raise SessionError("ends-quietly")
+    src = EndsQuietly(SimConfig())
+    s = LiveSession(src)
+    try:
+        while s.wait(0.2):              # whatever the start queued
+            s.step()
+        threading.Timer(0.3, src.done.set).start()     # the end, nothing queued after
+        t0 = time.monotonic()
+        assert s.wait(5.0) is False
+        assert time.monotonic() - t0 < 0.3 + 4 * live.WAIT_POLL_S
+    finally:
+        release.set()
