@@ -149,6 +149,10 @@ class Controller:
     def hint(self) -> str:
         return self.session.hint
 
+    def waiting(self) -> int:
+        """A live session's events that have arrived and wait for the view (0 else)."""
+        return self.session.waiting() if self.live else 0
+
     def _new_sim(self) -> Simulation:
         sim = Simulation(self.config, on_event=self._event)
         self._check_length(sim.target)

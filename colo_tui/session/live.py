@@ -136,6 +136,10 @@ class LiveSession:
         """The source has ended and everything it published is in view."""
         return self.source.done.is_set() and not self._take() and self.source.q.empty()
 
+    def waiting(self) -> int:
+        """Events that have arrived and are not in view yet (a paused or lagging view)."""
+        return max(0, self._arrived - self.steps)
+
     def _arrival(self, item: Published) -> None:
         """An item arrives (on the thread that publishes it, holding arrival_lock): its
         events are numbered and written to the recording that is on."""

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "monokai")
 TICK_S = 1 / 30
+#: a paused live view is refreshed this often (how many events wait, the peers' status)
+IDLE_LIVE_S = 1.0
 #: below this (columns, rows) the app says so instead of cutting its panels silently
 MIN_SIZE = (60, 18)
 
@@ -178,6 +180,9 @@ class ColoApp(App):
             self._bridge.load_replay(self.replay)
         if self.controller.live:            # a deferred live session: its keys are known now
             self.query_one(KeyBar).set_bindings(self._bindings_as_keyed())
+            # paused, the view still says how many events have arrived (and the panels
+            # what the peers' status is): a slow refresh while the run timer rests
+            self.set_interval(IDLE_LIVE_S, self._idle_live)
         self.refresh_view()
         self.call_after_refresh(self._mount_bottom)
 
@@ -325,6 +330,15 @@ class ColoApp(App):
 
     def _tick(self) -> None:
         self.bridge.tick(self.tick_s)
+
+    def _idle_live(self) -> None:
+        """A live session while paused: refresh the view (its waiting count)."""
+        if not self.bridge.running:
+            from textual.css.query import NoMatches
+            try:
+                self.refresh_view()
+            except NoMatches:        # the app is tearing down
+                pass
 
     def on_resize(self, event) -> None:
         w, h = event.size.width, event.size.height

@@ -125,6 +125,19 @@ class Bridge:
         if self.target is not None:
             self.target.post_message(self.Updated())
 
+    def _waiting_notice(self) -> str:
+        """Paused on a live session whose events keep arriving: how many wait, so the
+        source's start-up hint ("starting the lab…") does not stand there unchanged
+        while hundreds of events are ready (the view is refreshed while paused:
+        `ColoApp._idle_live`)."""
+        if self.running or not self.c.live or self.notice not in ("", self.c.hint):
+            return ""
+        n = self.c.waiting()
+        if not n:
+            return ""
+        return (f"{n:,} {'event has' if n == 1 else 'events have'} arrived: "
+                "space follows them, n steps through them one by one")
+
     def warn(self, text: str) -> None:
         """A refusal or a failure: the status line says it, cut to the terminal's
         width; the explanation pane keeps the whole sentence (its advice is at the
@@ -470,7 +483,7 @@ class Bridge:
             replay=Path(self.c.replay_source).name if self.c.replay_source else "",
             finished=st["finished"], outcome=st["outcome"] or "",
             faults=tuple(self.c.faults()),
-            notice=self.notice or (HINT if st["step"] == 0 else ""))
+            notice=self._waiting_notice() or self.notice or (HINT if st["step"] == 0 else ""))
         row = self.selected_row()
         return SessionView(
             status=status, sides=sides,
