@@ -476,8 +476,7 @@ class Bridge:
             dialect=st["dialect"] + (f"↔{peer}" if (peer := getattr(
                 self.c.config, "secondary_dialect", None)) else ""), mode=st["mode"],
             # a live session or a real capture has no seed (a capture's header says 0)
-            seed=None if self.c.live or self.c.session.capabilities.plays_recording
-            else st["seed"], step=st["step"],
+            seed=st["seed"] if st["seeded"] else None, step=st["step"],
             t_ms=now, running=self.running, speed=self.speed_label(), forked=st["forked"],
             forked_at=self.c.forked_at, recording=st.get("recording") or "",
             replay=Path(self.c.replay_source).name if self.c.replay_source else "",
