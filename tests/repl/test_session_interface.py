@@ -50,6 +50,15 @@ def _check_reads(s) -> None:
         s.checks()["x"] = True                     # a read-only mapping
 
 
+def write_imported(sim: Simulation, path) -> None:
+    """`_imported(sim)` written to `path`, as `colo import` leaves it."""
+    rec = _imported(sim)
+    w = rf.Writer(str(path), rec.header, ["test"])
+    for e in rec.events:
+        w.event(e)
+    w.close()
+
+
 def _imported(sim: Simulation) -> rf.Recording:
     """A simulated session's events as an imported capture (what `colo import` makes)."""
     head = {"format": rf.FORMAT, "version": rf.VERSION, "dialect": sim.cfg.dialect,
@@ -111,11 +120,7 @@ def test_a_controller_over_a_playback_steps_back_by_rereading(tmp_path):
     sim = Simulation(SimConfig(seed=4, checkpoints=3))
     sim.run()
     path = tmp_path / "cap.colo.jsonl"
-    rec = _imported(sim)
-    w = rf.Writer(str(path), rec.header, ["test"])
-    for e in rec.events:
-        w.event(e)
-    w.close()
+    write_imported(sim, path)
     c = Controller()
     c.load_replay(str(path), to_end=True)
     assert c.playback and c.finished

@@ -31,18 +31,13 @@ def test_a_real_session_s_playback_names_no_seed(tmp_path):
     """An imported capture (and live peers) has no seed: the REPL's toolbar and
     `status` said 'seed 1' (the default config's) for colo repl --lab and a replayed
     capture; the TUI already left it out."""
-    from protocol.record import format as rf
     from protocol.sim.config import SimConfig
     from protocol.sim.core import Simulation
-    from tests.repl.test_session_interface import _imported
+    from tests.repl.test_session_interface import write_imported
     sim = Simulation(SimConfig(seed=4, checkpoints=2))
     sim.run()
-    rec = _imported(sim)
     path = tmp_path / "cap.colo.jsonl"
-    w = rf.Writer(str(path), rec.header, ["test"])
-    for e in rec.events:
-        w.event(e)
-    w.close()
+    write_imported(sim, path)
     c = Controller()
     c.load_replay(str(path), to_end=True)
     assert "seed" not in toolbar_text(c.status(), run_state(c))
