@@ -66,9 +66,11 @@ def _quoted(word: str) -> str:
     return shlex.quote(word)[:-1] if word.endswith("/") else shlex.quote(word)
 
 
-def complete(line_before_cursor: str, dialect: str | None = None) -> list[str]:
+def complete(line_before_cursor: str, dialect: str | None = None,
+             channels: bool = False) -> list[str]:
     """The words that may replace the cursor's; fault specs only those `dialect` (the
-    session's, when given) can carry."""
+    session's, when given) can carry, or with `channels` (colo lab) those on its
+    colo-compare channels."""
     before, cur = _split(line_before_cursor)
     if not before:
         names = [c.name for c in COMMANDS] + [a for c in COMMANDS for a in c.aliases]
@@ -83,7 +85,7 @@ def complete(line_before_cursor: str, dialect: str | None = None) -> list[str]:
             continue
         tok = form[pos]
         ph = cp.placeholder(tok)
-        cands = [tok] if ph is None else candidates(ph[1], cur, dialect)
+        cands = [tok] if ph is None else candidates(ph[1], cur, dialect, channels)
         out += [c for c in cands if c.startswith(cur) and c not in out]
     return out
 
@@ -95,7 +97,8 @@ def _prefix_matches(form: tuple, words: list[str]) -> bool:
     return True
 
 
-def candidates(kind: str, cur: str = "", dialect: str | None = None) -> list[str]:
+def candidates(kind: str, cur: str = "", dialect: str | None = None,
+               channels: bool = False) -> list[str]:
     """Every value of an argument kind that starts with ``cur``."""
     fixed = {
         "side": cp.SIDES, "mode": cp.MODES, "guest": cp.GUESTS, "view": cp.VIEWS, "event": cp.EVENTS,
@@ -106,7 +109,7 @@ def candidates(kind: str, cur: str = "", dialect: str | None = None) -> list[str
     if kind in fixed:
         return [v for v in fixed[kind] if v.startswith(cur)]
     if kind == "fault-spec":
-        return fault_candidates(cur, dialect)
+        return channel_fault_candidates(cur) if channels else fault_candidates(cur, dialect)
     if kind == "file":
         return file_candidates(cur)
     return []
@@ -145,6 +148,20 @@ def fault_candidates(cur: str, dialect: str | None = None) -> list[str]:
         return [c for c in out
                 if any(_fits(c + p, d) for p in fl.POINTS)]
     return out
+
+
+def channel_fault_candidates(cur: str) -> list[str]:
+    """colo lab's faults: KIND[=MS]@CHANNEL#N on a colo-compare channel's packets (the
+    lab takes no other; the protocol points were offered and then refused)."""
+    if "@" in cur:
+        head, point = cur.split("@", 1)
+        if "#" in point or head.split("=", 1)[0] not in fl.CHANNEL_KINDS:
+            return []
+        return [f"{head}@{p}" for p in fl.CHANNEL_POINTS if p.startswith(point)]
+    if "=" in cur:                     # delay=MS: a number, nothing to offer
+        return []
+    return [k + ("=" if fl.KINDS[k][0] else "@") for k in fl.CHANNEL_KINDS
+            if k.startswith(cur)]
 
 
 def _fault_candidates(cur: str) -> list[str]:
@@ -195,16 +212,18 @@ def describe(line_before_cursor: str, word: str) -> str:
     return ""
 
 
-def make_completer(dialect=None):
+def make_completer(dialect=None, channels=None):
     """A prompt_toolkit Completer around ``complete`` (imported lazily); `dialect()`
-    names the session's dialect as it is at each Tab (`set dialect` changes it)."""
+    names the session's dialect as it is at each Tab (`set dialect` changes it), and
+    `channels()` says whether its faults go on colo-compare channels (colo lab)."""
     from prompt_toolkit.completion import Completer, Completion
 
     class RegistryCompleter(Completer):
         def get_completions(self, document, complete_event):
             text = document.text_before_cursor
             _, _cur, typed = _words(text)
-            for word in complete(text, dialect() if dialect is not None else None):
+            for word in complete(text, dialect() if dialect is not None else None,
+                                 channels is not None and channels()):
                 yield Completion(_quoted(word), start_position=-typed, display=word,
                                  display_meta=describe(text, word))
 

@@ -299,6 +299,12 @@ def _dialect_of(c) -> str | None:
     return getattr(config, "dialect", None)
 
 
+def _channels_of(c) -> bool:
+    """The session's faults go on colo-compare channels (colo lab's live pair)."""
+    caps = c.session.capabilities
+    return caps.is_live and caps.takes_faults
+
+
 def interactive(c, out, prompts: _Prompts | None = None) -> int:
     from prompt_toolkit import PromptSession
 
@@ -306,7 +312,8 @@ def interactive(c, out, prompts: _Prompts | None = None) -> int:
     history = _history(history_path())
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     session = PromptSession(history=history,
-                            completer=make_completer(lambda: _dialect_of(c)),
+                            completer=make_completer(lambda: _dialect_of(c),
+                                                     lambda: _channels_of(c)),
                             complete_while_typing=False, auto_suggest=AutoSuggestFromHistory(),
                             bottom_toolbar=lambda: render.toolbar_text(c.status(), run_state(c)))
     ask = PromptSession()
