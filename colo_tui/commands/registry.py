@@ -56,7 +56,9 @@ def _c(name, syntax, summary, help_, handler, forms=((),), **kw) -> Command:
 COMMANDS = [
     _c("step", "step [N]", "advance the simulation by N happenings (default 1)",
        "One step is one scheduled happening: a delivery of bytes, a timer, an operator "
-       "input, the arbiter. The events it caused are printed.", h.step, (("N:count?",),)),
+       "input, the arbiter. The events it caused are printed. On live peers (a proxy, "
+       "QMP, colo lab) and in a recording's playback one step is one event, as it "
+       "arrived or was recorded.", h.step, (("N:count?",),)),
     _c("run", "run [N | until EVENT]", "run N more checkpoints, until an event, or to the end",
        "'run' alone runs until the scenario ends. 'run 2' runs until two more checkpoints "
        "have committed on the primary. 'run until EVENT' stops after the first event of "
