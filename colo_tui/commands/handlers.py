@@ -214,7 +214,8 @@ def fault(c, p) -> str:
     f = fl.parse(spec, channels=True)
     if f.point in fl.CHANNEL_POINTS:       # colo lab's compare channels: the session checks
         c.add_fault(spec)
-        return (f"fault {f} armed: {fl.KINDS[f.kind][1]} — on the {f.point} channel's "
+        return (f"fault {f} armed: {fl.kind_help(f.kind, channel=True)} — on the "
+                f"{f.point} channel's "
                 f"{_ordinal(f.checkpoint)} TCP data packet from now")
     d = dialects.get(c.config.dialect)
     if f.point not in fl.STAGES + fl.MOMENTS and f.point not in d.ids:
@@ -224,7 +225,7 @@ def fault(c, p) -> str:
         raise CommandError(f"{f.arg!r} does not exist in the {d.name} dialect "
                            f"(it has: {', '.join(d.ids)})")
     c.add_fault(spec)
-    text = f"fault {f} armed: {fl.KINDS[f.kind][1]}"
+    text = f"fault {f} armed: {fl.kind_help(f.kind)}"
     if f.point in fl.MOMENTS:
         done = getattr(c.session, "failovers", 0)
         if f.checkpoint <= done:

@@ -42,6 +42,10 @@ def test_a_script_drives_the_lab_session():
     assert code == 0, (err.getvalue(), text[-2000:])
     assert "stopped at verdict" in text and "stopped at fault" in text, text[-2000:]
     assert "corrupt@primary-in" in text
+    # what a corrupt does to a channel's packet, as the TUI's fault menu says it (the
+    # REPL said the link's words: "flip bits in the piece's first bytes")
+    assert "armed: flip bits in the packet's last payload byte — on the primary-in " \
+           "channel's 1st TCP data packet from now" in text, text[-2000:]
     assert "query-colo-status (mode none, last-mode secondary, reason request)" in text, \
         text[-1500:]
     feed = made[0]

@@ -92,9 +92,9 @@ class FaultMenu(ModalScreen[str | None]):
     @on(Input.Changed)
     def _update(self, _event=None) -> None:
         kind = str(self.query_one("#fault-kind", Select).value)
-        want, help_ = fl.KINDS.get(kind, (None, ""))
-        if self.channels:               # a colo-compare channel's packet, not the link
-            help_ = fl.CHANNEL_HELP.get(kind, help_)
+        want = fl.KINDS.get(kind, (None, ""))[0]
+        # a colo-compare channel's packet (colo lab), or a piece of the link
+        help_ = fl.kind_help(kind, channel=self.channels) if kind in fl.KINDS else ""
         self.query_one("#fault-arg", Input).disabled = want is None
         self.query_one("#fault-help", Label).update(
             f"{kind}: {help_}" + (f" (ARG: {want})" if want else ""))
