@@ -269,6 +269,9 @@ _CLOSE_HOW = {
 
 
 def _where(d: Mapping) -> str:
+    if d.get("point") in _CHANNEL_ROUTE and d.get("n") not in (None, 0):
+        # colo lab's compare channels count packets, not checkpoints
+        return f"packet {plain(d['n'])} on {plain(d['point'])}"
     bits = []
     if d.get("point"):
         bits.append(str(d["point"]))
@@ -386,7 +389,7 @@ def _packet(side, d) -> str:
         copies = d.get("copies")
         text += f"; fault {plain(d['fault'])} hits it" + (
             "" if copies is None else " (dropped)" if copies == 0
-            else f" ({plain(copies)} copies sent on)")
+            else " (sent on once)" if copies == 1 else f" ({plain(copies)} copies sent on)")
     return text + _extras(d, ("channel", "n", "proto", "flow", "flags", "tcp_seq",
                               "payload_len", "fault", "copies", "length", "tcp_ack"))
 

@@ -241,3 +241,21 @@ def test_the_repl_commands_print_no_repr():
             while re.search(r"\[[^\[\]]*\]", text):      # [N] = an optional argument
                 text = re.sub(r"\[[^\[\]]*\]", "", text)      # (nested: [FILE [force]])
         assert not _leaks(text), (line, _leaks(text), text[:400])
+
+
+def test_a_channel_fault_names_its_packet_not_a_checkpoint():
+    """colo lab's compare channels number packets: the fault's line said 'fires at
+    primary-in of checkpoint 222' and the packet's '(1 copies sent on)'."""
+    from protocol.core.events import make
+    fired = sentences.sentence(make(1.0, "link", "fault", spec="corrupt@primary-in#1",
+                                    point="primary-in", n=222))
+    assert fired == "fault corrupt@primary-in#1 fires at packet 222 on primary-in", fired
+    link = sentences.sentence(make(1.0, "link", "fault", spec="drop@vmstate-send#2",
+                                   point="vmstate-send", n=2))
+    assert "vmstate-send of checkpoint 2" in link, link          # the link's unchanged
+    hit = sentences.sentence(make(1.0, "primary", "packet", channel="primary-in", n=222,
+                                  proto="tcp", length=60, fault="corrupt@primary-in#1", copies=1))
+    assert hit.endswith("hits it (sent on once)"), hit
+    twice = sentences.sentence(make(1.0, "primary", "packet", channel="mirror", n=3,
+                                    proto="tcp", length=60, fault="duplicate@mirror#1", copies=2))
+    assert twice.endswith("(2 copies sent on)"), twice
