@@ -179,6 +179,7 @@ class LabFeed(_Source):
         self.work = s.work or workdir.make(s.keep)
         try:
             self.pair = pair = Pair(self.work, s.checkpoint_delay_ms, s.faults, s.net)
+            self._watch_packets()
             self.proxy = Proxy(("127.0.0.1", 0), ("127.0.0.1", pair.ports.migrate),
                                on_event=self._proxy_event)
             pair.migrate_via = await self.proxy.start()
@@ -273,6 +274,13 @@ class LabFeed(_Source):
                 self._read_serials()
                 self.publish(())              # the client's counters move on their own
             await asyncio.sleep(TICK_S)       # the pace of the view, not a synchronisation
+
+    def _watch_packets(self) -> None:
+        """Each packet a relay logs is taken as it is logged (the relays run on this
+        loop), not at the next tick: taken every TICK_S, a packet and the checkpoint
+        its mismatch forced came into view in the wrong order (the checkpoint first,
+        then the packet that forced it, up to 250 ms later)."""
+        self.pair.packets.on_event = lambda _event: self._take_packets()
 
     def _take_packets(self) -> None:
         if self.pair is None:
