@@ -59,6 +59,17 @@ def write_imported(sim: Simulation, path) -> None:
     w.close()
 
 
+def playback_controller(tmp_path, checkpoints: int = 3) -> Controller:
+    """A Controller at the end of a simulated session's playback as an imported capture."""
+    sim = Simulation(SimConfig(seed=4, checkpoints=checkpoints))
+    sim.run()
+    path = tmp_path / "cap.colo.jsonl"
+    write_imported(sim, path)
+    c = Controller()
+    c.load_replay(str(path), to_end=True)
+    return c
+
+
 def _imported(sim: Simulation) -> rf.Recording:
     """A simulated session's events as an imported capture (what `colo import` makes)."""
     head = {"format": rf.FORMAT, "version": rf.VERSION, "dialect": sim.cfg.dialect,
@@ -117,12 +128,7 @@ def test_playback_is_a_session_that_refuses_inputs():
 
 
 def test_a_controller_over_a_playback_steps_back_by_rereading(tmp_path):
-    sim = Simulation(SimConfig(seed=4, checkpoints=3))
-    sim.run()
-    path = tmp_path / "cap.colo.jsonl"
-    write_imported(sim, path)
-    c = Controller()
-    c.load_replay(str(path), to_end=True)
+    c = playback_controller(tmp_path)
     assert c.playback and c.finished
     end = c.steps
     assert c.back(5) == end - 5

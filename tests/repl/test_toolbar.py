@@ -31,15 +31,8 @@ def test_a_real_session_s_playback_names_no_seed(tmp_path):
     """An imported capture (and live peers) has no seed: the REPL's toolbar and
     `status` said 'seed 1' (the default config's) for colo repl --lab and a replayed
     capture; the TUI already left it out."""
-    from protocol.sim.config import SimConfig
-    from protocol.sim.core import Simulation
-    from tests.repl.test_session_interface import write_imported
-    sim = Simulation(SimConfig(seed=4, checkpoints=2))
-    sim.run()
-    path = tmp_path / "cap.colo.jsonl"
-    write_imported(sim, path)
-    c = Controller()
-    c.load_replay(str(path), to_end=True)
+    from tests.repl.test_session_interface import playback_controller
+    c = playback_controller(tmp_path, checkpoints=2)
     assert "seed" not in toolbar_text(c.status(), run_state(c))
     text = execute(c, "status").text
     assert "seed" not in text and "qemu dialect, periodic mode" in text
