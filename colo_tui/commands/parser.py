@@ -15,7 +15,6 @@ import shlex
 from dataclasses import dataclass, field
 
 from colo_tui.session.options import INTERACTIVE_MAX_CHECKPOINTS
-from colo_tui.session.words import number
 from protocol.core import dialects
 from protocol.core import faults as fl
 from protocol.core import messages as m
@@ -88,13 +87,9 @@ def _number(text: str, what: str, lo: float, hi: float) -> float:
     are said in digits: 3,600,000, not 3.6e+06."""
     from protocol.core.grammar import parse_decimal_number
     try:
-        value = parse_decimal_number(text, what, 0.0, float("inf"))
+        return parse_decimal_number(text, what, lo, hi)
     except UsageError as exc:
         raise CommandError(str(exc)) from None
-    if not lo <= value <= hi:
-        raise CommandError(f"{what} must be between {number(lo)} and {number(hi)}, "
-                           f"not {text}")
-    return value
 
 
 def _onoff(text: str, what: str) -> bool:

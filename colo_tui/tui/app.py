@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "monokai")
 TICK_S = 1 / 30
-#: a paused live view is refreshed this often (how many events wait, the peers' status)
+#: a paused live view is refreshed this often (how many events wait for it)
 IDLE_LIVE_S = 1.0
 #: below this (columns, rows) the app says so instead of cutting its panels silently
 MIN_SIZE = (60, 18)
@@ -180,8 +180,8 @@ class ColoApp(App):
             self._bridge.load_replay(self.replay)
         if self.controller.live:            # a deferred live session: its keys are known now
             self.query_one(KeyBar).set_bindings(self._bindings_as_keyed())
-            # paused, the view still says how many events have arrived (and the panels
-            # what the peers' status is): a slow refresh while the run timer rests
+            # paused, the view still says how many events have arrived: a slow
+            # refresh while the run timer rests
             self.set_interval(IDLE_LIVE_S, self._idle_live)
         self.refresh_view()
         self.call_after_refresh(self._mount_bottom)

@@ -65,13 +65,6 @@ CHANNEL_POINTS = ("primary-in", "compare-in", "compare-out", "mirror")
 CHANNEL_KINDS = ("drop", "delay", "corrupt", "duplicate")
 #: what a kind does to a channel's packet where it differs from KINDS' words for the link
 CHANNEL_HELP = {"corrupt": "flip bits in the packet's last payload byte"}
-
-
-def kind_help(kind: str, channel: bool = False) -> str:
-    """What fault `kind` does, in words: on a colo-compare channel's packet
-    (`channel`), or on a piece of the COLO link."""
-    text = KINDS[kind][1]
-    return CHANNEL_HELP.get(kind, text) if channel else text
 #: `colo lab --pair-fault` on the real QEMU pair (colo_tui/lab/pairfaults.py): the
 #: process faults at a COLO message (#N: its Nth occurrence in the primary's trace),
 #: and the NBD link (close@nbd#N: the secondary's NBD server stops after the Nth
@@ -103,6 +96,13 @@ class Fault:
     @property
     def is_link(self) -> bool:
         return self.kind in LINK_KINDS
+
+
+def kind_help(kind: str, channel: bool = False) -> str:
+    """What fault `kind` does, in words: on a colo-compare channel's packet
+    (`channel`), or on a piece of the COLO link."""
+    text = KINDS[kind][1]
+    return CHANNEL_HELP.get(kind, text) if channel else text
 
 
 def _valid() -> str:

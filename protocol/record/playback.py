@@ -76,11 +76,11 @@ class CaptureTracker:
             view.state = state
             if run:
                 view.run_state = run
-            pri = self.sides["primary"]
-            if ev.msg == "checkpoint-ready" and pri.state in ("INIT", "WAIT_READY"):
+            if ev.msg == "checkpoint-ready" and \
+                    self.sides["primary"].state in ("INIT", "WAIT_READY"):
                 # the primary reads it and enters COLO (colo_process_checkpoint): it is
                 # IDLE until its first checkpoint-request, not INIT for a whole delay
-                pri.state = "IDLE"
+                self.sides["primary"].state = "IDLE"
             n = ev.n if ev.n is not None else view.checkpoint + 1
             if ev.msg == "checkpoint-request":
                 view.in_flight = n
