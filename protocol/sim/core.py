@@ -43,7 +43,253 @@ def _make_guests(cfg: SimConfig, dialect) -> dict:
     return {"primary": primary, "secondary": secondary}
 
 
-class Simulation(SimulationSession):
+class _SimCore:
+    """The simulator's hot loop: scheduling, stepping, delivering and collecting what
+    the endpoints said.  Its own class so that the compiled build can make it an
+    extension type with typed attributes (sim/core.pxd); `Simulation` adds the rest."""
+
+    def _push(self, at: float, kind: str, payload) -> None:
+        heapq.heappush(self._queue, (at, next(self._order), kind, payload))
+
+    def _record(self, ev: Event) -> None:
+        if ev.side != "client":
+            self._n_protocol += 1
+        ev.stamp(self.seq)
+        self.seq += 1
+        if self._keep_events:
+            self.events.append(ev)
+        check = self._inv_handlers.get(ev.__class__)
+        if check is not None:
+            check(ev)
+        if self._on_event is not None:
+            self._on_event(ev)
+
+    def step(self) -> list[Event]:
+        """Run one happening; returns the events it produced."""
+        if self.finished:
+            return []
+        first = len(self.events)
+        mark, background = self._n_protocol, 0
+        while True:
+            if not self._queue:
+                if self._watchdog_due(force=True):
+                    continue
+                self._finish(stuck=True)
+                return self.events[first:]
+            at, _, kind, payload = heapq.heappop(self._queue)
+            if kind == "timer" and self._timer_fire[payload] != at:
+                continue            # superseded
+            if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
+                continue
+            if at > self.now:
+                self.now = at
+            null = self._null_guest
+            if not null:
+                self._advance_guests()
+            self._handlers[kind](payload)
+            self._collect()
+            if not null:
+                self._schedule_guest()
+            background += 1
+            if kind not in _BACKGROUND or not self._queue or self._n_protocol != mark \
+                    or background >= 1000 or self.now > self.max_time_ms \
+                    or self._watchdog_due():
+                break
+            # client traffic and compare scans are the guest's life, not protocol steps:
+            # a step ends at the next happening of the protocol itself
+        self.steps += 1
+        self._check_end()
+        return self.events[first:]
+
+    def run(self, max_steps: int | None = None) -> None:
+        limit = max_steps if max_steps is not None else self.cfg.max_steps
+        n = 0
+        while not self.finished and n < limit:
+            self.step()
+            n += 1
+
+    def _do_deliver(self, d) -> None:
+        side = "secondary" if d.direction == P2S else "primary"
+        if self.link.closed or not self.alive[side]:
+            self.emit("link", "lost", dir=d.direction, point=d.point, n=d.checkpoint,
+                      bytes=size_of(d.data), why="connection closed")
+            return
+        if self.stalled[side]:
+            self._held[side].append(d)
+            self.emit("link", "held", dir=d.direction, point=d.point, bytes=size_of(d.data),
+                      why=f"{side} is stopped")
+            return
+        data = d.data
+        if self._keep_events or self._on_event is not None or Deliver in self._inv_handlers:
+            self._record(Deliver(self.now, "link", dir=d.direction, point=d.point,
+                                 n=d.checkpoint, bytes=size_of(data), note=d.note or None))
+        else:       # nobody reads it and no invariant checks it: only its number is taken
+            self._n_protocol += 1
+            self.seq += 1
+        ep = self.eps[side]
+        if type(data) is tuple:
+            for part in data:
+                ep.receive_data(part, self.now)
+        else:
+            ep.receive_data(data, self.now)
+
+    def _do_timer(self, side: str) -> None:
+        self._timer_at[side] = self._timer_fire[side] = None
+        self.eps[side].handle_timer(self.now)
+
+    def _watchdog_due(self, in_colo: bool | None = None, force: bool = False) -> bool:
+        """The manager's watchdog: COLO made no progress for a long time."""
+        if not force and self.now - self._last_progress <= self.watchdog_ms:
+            return False
+        if not self.cfg.arbiter or self._arbiter_pending or self._watchdog_fired:
+            return False
+        if in_colo is None:
+            in_colo = self.both_in_colo()
+        # the primary still waits in COLO (for checkpoint-ready, or for a secondary whose
+        # COLO thread is gone while its process lives on): the manager notices that too
+        waiting = self.alive["primary"] and self.alive["secondary"] and \
+            self.eps["primary"].colo_thread_alive
+        if not in_colo and not waiting:
+            return False
+        if force or self.now - self._last_progress > self.watchdog_ms:
+            self._arbiter_pending = True
+            self._push(self.now + (self.cfg.arbiter_ms if force else 0), "arbiter", "watchdog")
+            return True
+        return False
+
+    def _collect(self) -> None:
+        eps, alive, timer_at = self.eps, self.alive, self._timer_at
+        for side in SIDES:
+            ep = eps[side]
+            mach, out = ep.machine, ep.out
+            deadlines = ep.timers._at            # Timers.next_deadline, without the call
+            dl = min(deadlines.values()) if deadlines else None
+            evs, segs = out.events, out.segments
+            if not evs and not segs and not mach.close_requested and dl == timer_at[side]:
+                continue                      # nothing happened on this side
+            if not alive[side]:
+                out.take_segments()
+                out.take_events()
+                continue
+            if evs:
+                out.events = []
+                self._n_protocol += len(evs)
+                seq = self.seq
+                self.seq = seq + len(evs)
+                keep = self._keep_events
+                if keep:
+                    self.events.extend(evs)
+                cb = self._on_event
+                if cb is not None or keep:
+                    for ev in evs:        # numbered for those who see them (no one else)
+                        set_seq(ev, seq)
+                        seq += 1
+                react = self._react
+                if cb is None:
+                    get = self._per_class.get
+                    for ev in evs:
+                        check = get(ev.__class__)
+                        if check is not None:
+                            check(ev)
+                else:
+                    inv = self._inv_handlers.get
+                    for ev in evs:
+                        kind = ev.__class__
+                        check = inv(kind)
+                        if check is not None:
+                            check(ev)
+                        cb(ev)
+                        if kind in _WATCH:
+                            react.append(ev)
+                # the simulator's reactions come after the whole batch: the events they
+                # emit are numbered after it, so on_event (recordings, the UIs) sees them
+                # in the same order as `events`
+                if react:
+                    self._react = []
+                    for ev in react:
+                        self._after_endpoint_event(side, ev)
+            # the endpoint's control outputs, not its event stream, drive the reactions
+            if mach.loads_started != self._loads[side]:    # a checkpoint load began
+                self._loads[side] = mach.loads_started
+                self._fire_process_faults("load", mach.load_started_n, side)
+            if mach.checkpoint != self._committed[side]:   # the committed-checkpoint counter
+                self._committed[side] = mach.checkpoint
+                self._last_progress = self.now
+            segs = out.segments           # (a reaction may have added some)
+            if segs:
+                out.segments = []
+                if self.faults or not alive[side] or self.stalled[side] or self.link.closing:
+                    batch: list = []
+                    for seg in segs:
+                        if self._plain(side, seg):
+                            batch.append(seg)   # written together: one TCP burst, one delivery
+                            continue
+                        self._flush(side, batch)
+                        self._send(side, seg)
+                    self._flush(side, batch)
+                else:                           # no fault planned: all of it goes as one
+                    self._flush(side, segs)
+            if mach.close_requested and not self.link.closing:
+                self.close_link(f"{side} shut the connection down")
+            if mach.exited and alive[side]:
+                alive[side] = False
+                self.emit(side, "process", what="exit", why="the process exited")
+            deadlines = ep.timers._at     # (the reactions may have set or cancelled some)
+            dl = min(deadlines.values()) if deadlines else None
+            if dl != timer_at[side]:
+                timer_at[side] = dl
+                self._timer_fire[side] = None
+                if dl is not None:
+                    at = max(dl, self.now)
+                    if self._jitter_rng is not None:
+                        at += round(self._jitter_rng.uniform(0.0, self.cfg.jitter_ms), 3)
+                    self._timer_fire[side] = at
+                    self._push(at, "timer", side)
+
+    def _flush(self, side: str, batch: list) -> None:
+        if not batch:
+            return
+        direction = P2S if side == "primary" else S2P
+        if len(batch) == 1:
+            data = batch[0].data
+            point = batch[0].point
+        else:
+            pieces = [g.data for g in batch]
+            point = "+".join([g.point for g in batch])
+            if sum(map(len, pieces)) < 1 << 20:
+                data = b"".join(pieces)
+            else:                    # a big burst travels as its pieces: no 100 MB join
+                data = tuple(pieces)
+        d = self.link.schedule(self.now, direction, data, point, batch[-1].checkpoint)
+        self._push(d.at_ms, "deliver", d)
+        batch.clear()
+
+    def both_in_colo(self) -> bool:
+        alive, eps = self.alive, self.eps
+        return (alive["primary"] and alive["secondary"] and eps["primary"].colo_thread_alive
+                and eps["secondary"].colo_thread_alive)
+
+    def _check_end(self) -> None:
+        if self.finished:
+            return
+        if self.invariants.violations and self.cfg.stop_on_violation:
+            self._finish()            # the first broken invariant ends the run, seed in hand
+            return
+        p, s = self.eps["primary"], self.eps["secondary"]
+        in_colo = self.both_in_colo()
+        if in_colo and p.checkpoint >= self.target and s.checkpoint >= self.target and \
+                p.state in ("IDLE", "WAIT_REPLY"):
+            # WAIT_REPLY: a checkpoint asked for during the last one began back to back
+            self._finish()
+        elif self._watchdog_due(in_colo):
+            pass
+        elif not in_colo and self._settled():
+            self._finish()
+        elif self.steps >= self.cfg.max_steps or self.now > self.max_time_ms:
+            self._finish(stuck=True)
+
+
+class Simulation(_SimCore, SimulationSession):
     def __init__(self, config: SimConfig | None = None, *, on_event=None,
                  keep_events: bool = True) -> None:
         self.cfg = cfg = config or SimConfig()
@@ -166,71 +412,12 @@ class Simulation(SimulationSession):
         """Refuse a fault this session's dialect cannot carry (FaultSpecError)."""
         fl.check_fault(f, self.dialect)
 
-    def _push(self, at: float, kind: str, payload) -> None:
-        heapq.heappush(self._queue, (at, next(self._order), kind, payload))
-
     def emit(self, side: str, kind: str, /, **data) -> None:
         self._record(make(self.now, side, kind, **data))
 
-    def _record(self, ev: Event) -> None:
-        if ev.side != "client":
-            self._n_protocol += 1
-        ev.stamp(self.seq)
-        self.seq += 1
-        if self._keep_events:
-            self.events.append(ev)
-        check = self._inv_handlers.get(ev.__class__)
-        if check is not None:
-            check(ev)
-        if self._on_event is not None:
-            self._on_event(ev)
-
     # ---------------------------------------------------------------- stepping
-    def step(self) -> list[Event]:
-        """Run one happening; returns the events it produced."""
-        if self.finished:
-            return []
-        first = len(self.events)
-        mark, background = self._n_protocol, 0
-        while True:
-            if not self._queue:
-                if self._watchdog_due(force=True):
-                    continue
-                self._finish(stuck=True)
-                return self.events[first:]
-            at, _, kind, payload = heapq.heappop(self._queue)
-            if kind == "timer" and self._timer_fire[payload] != at:
-                continue            # superseded
-            if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
-                continue
-            if at > self.now:
-                self.now = at
-            null = self._null_guest
-            if not null:
-                self._advance_guests()
-            self._handlers[kind](payload)
-            self._collect()
-            if not null:
-                self._schedule_guest()
-            background += 1
-            if kind not in _BACKGROUND or not self._queue or self._n_protocol != mark \
-                    or background >= 1000 or self.now > self.max_time_ms \
-                    or self._watchdog_due():
-                break
-            # client traffic and compare scans are the guest's life, not protocol steps:
-            # a step ends at the next happening of the protocol itself
-        self.steps += 1
-        self._check_end()
-        return self.events[first:]
 
 
-
-    def run(self, max_steps: int | None = None) -> None:
-        limit = max_steps if max_steps is not None else self.cfg.max_steps
-        n = 0
-        while not self.finished and n < limit:
-            self.step()
-            n += 1
 
     def run_until(self, predicate, max_steps: int = 1_000_000) -> bool:
         for _ in range(max_steps):
@@ -245,38 +432,9 @@ class Simulation(SimulationSession):
     def _do_start(self, side: str) -> None:
         self.eps[side].start(self.now)
 
-    def _do_deliver(self, d) -> None:
-        side = "secondary" if d.direction == P2S else "primary"
-        if self.link.closed or not self.alive[side]:
-            self.emit("link", "lost", dir=d.direction, point=d.point, n=d.checkpoint,
-                      bytes=size_of(d.data), why="connection closed")
-            return
-        if self.stalled[side]:
-            self._held[side].append(d)
-            self.emit("link", "held", dir=d.direction, point=d.point, bytes=size_of(d.data),
-                      why=f"{side} is stopped")
-            return
-        data = d.data
-        if self._keep_events or self._on_event is not None or Deliver in self._inv_handlers:
-            self._record(Deliver(self.now, "link", dir=d.direction, point=d.point,
-                                 n=d.checkpoint, bytes=size_of(data), note=d.note or None))
-        else:       # nobody reads it and no invariant checks it: only its number is taken
-            self._n_protocol += 1
-            self.seq += 1
-        ep = self.eps[side]
-        if type(data) is tuple:
-            for part in data:
-                ep.receive_data(part, self.now)
-        else:
-            ep.receive_data(data, self.now)
-
     def _do_eof(self, side: str) -> None:
         if self.alive[side] and not self.stalled[side]:
             self.eps[side].receive_eof(self.now)
-
-    def _do_timer(self, side: str) -> None:
-        self._timer_at[side] = self._timer_fire[side] = None
-        self.eps[side].handle_timer(self.now)
 
     def _do_input(self, item: dict) -> None:
         self.apply_input(item, record=False)
@@ -287,26 +445,6 @@ class Simulation(SimulationSession):
             self._watchdog()
         else:
             self._arbitrate()
-
-    def _watchdog_due(self, in_colo: bool | None = None, force: bool = False) -> bool:
-        """The manager's watchdog: COLO made no progress for a long time."""
-        if not force and self.now - self._last_progress <= self.watchdog_ms:
-            return False
-        if not self.cfg.arbiter or self._arbiter_pending or self._watchdog_fired:
-            return False
-        if in_colo is None:
-            in_colo = self.both_in_colo()
-        # the primary still waits in COLO (for checkpoint-ready, or for a secondary whose
-        # COLO thread is gone while its process lives on): the manager notices that too
-        waiting = self.alive["primary"] and self.alive["secondary"] and \
-            self.eps["primary"].colo_thread_alive
-        if not in_colo and not waiting:
-            return False
-        if force or self.now - self._last_progress > self.watchdog_ms:
-            self._arbiter_pending = True
-            self._push(self.now + (self.cfg.arbiter_ms if force else 0), "arbiter", "watchdog")
-            return True
-        return False
 
     def _watchdog(self) -> None:
         if any(self.eps[s].failover.state != fo.NONE for s in SIDES if self.alive[s]):
@@ -322,94 +460,6 @@ class Simulation(SimulationSession):
         self._process_fault(f)
 
     # ---------------------------------------------------------------- outputs
-    def _collect(self) -> None:
-        eps, alive, timer_at = self.eps, self.alive, self._timer_at
-        for side in SIDES:
-            ep = eps[side]
-            mach, out = ep.machine, ep.out
-            deadlines = ep.timers._at            # Timers.next_deadline, without the call
-            dl = min(deadlines.values()) if deadlines else None
-            evs, segs = out.events, out.segments
-            if not evs and not segs and not mach.close_requested and dl == timer_at[side]:
-                continue                      # nothing happened on this side
-            if not alive[side]:
-                out.take_segments()
-                out.take_events()
-                continue
-            if evs:
-                out.events = []
-                self._n_protocol += len(evs)
-                seq = self.seq
-                self.seq = seq + len(evs)
-                keep = self._keep_events
-                if keep:
-                    self.events.extend(evs)
-                cb = self._on_event
-                if cb is not None or keep:
-                    for ev in evs:        # numbered for those who see them (no one else)
-                        set_seq(ev, seq)
-                        seq += 1
-                react = self._react
-                if cb is None:
-                    get = self._per_class.get
-                    for ev in evs:
-                        check = get(ev.__class__)
-                        if check is not None:
-                            check(ev)
-                else:
-                    inv = self._inv_handlers.get
-                    for ev in evs:
-                        kind = ev.__class__
-                        check = inv(kind)
-                        if check is not None:
-                            check(ev)
-                        cb(ev)
-                        if kind in _WATCH:
-                            react.append(ev)
-                # the simulator's reactions come after the whole batch: the events they
-                # emit are numbered after it, so on_event (recordings, the UIs) sees them
-                # in the same order as `events`
-                if react:
-                    self._react = []
-                    for ev in react:
-                        self._after_endpoint_event(side, ev)
-            # the endpoint's control outputs, not its event stream, drive the reactions
-            if mach.loads_started != self._loads[side]:    # a checkpoint load began
-                self._loads[side] = mach.loads_started
-                self._fire_process_faults("load", mach.load_started_n, side)
-            if mach.checkpoint != self._committed[side]:   # the committed-checkpoint counter
-                self._committed[side] = mach.checkpoint
-                self._last_progress = self.now
-            segs = out.segments           # (a reaction may have added some)
-            if segs:
-                out.segments = []
-                if self.faults or not alive[side] or self.stalled[side] or self.link.closing:
-                    batch: list = []
-                    for seg in segs:
-                        if self._plain(side, seg):
-                            batch.append(seg)   # written together: one TCP burst, one delivery
-                            continue
-                        self._flush(side, batch)
-                        self._send(side, seg)
-                    self._flush(side, batch)
-                else:                           # no fault planned: all of it goes as one
-                    self._flush(side, segs)
-            if mach.close_requested and not self.link.closing:
-                self.close_link(f"{side} shut the connection down")
-            if mach.exited and alive[side]:
-                alive[side] = False
-                self.emit(side, "process", what="exit", why="the process exited")
-            deadlines = ep.timers._at     # (the reactions may have set or cancelled some)
-            dl = min(deadlines.values()) if deadlines else None
-            if dl != timer_at[side]:
-                timer_at[side] = dl
-                self._timer_fire[side] = None
-                if dl is not None:
-                    at = max(dl, self.now)
-                    if self._jitter_rng is not None:
-                        at += round(self._jitter_rng.uniform(0.0, self.cfg.jitter_ms), 3)
-                    self._timer_fire[side] = at
-                    self._push(at, "timer", side)
 
     def _reacting(self, check):
         """A watched class's handler: its invariant check (if any), then a note that the
@@ -447,24 +497,6 @@ class Simulation(SimulationSession):
     def _plain(self, side: str, seg) -> bool:
         return (self.alive[side] and not self.stalled[side] and not self.link.closing
                 and not (self.faults and self._matching(seg.point, seg.checkpoint)))
-
-    def _flush(self, side: str, batch: list) -> None:
-        if not batch:
-            return
-        direction = P2S if side == "primary" else S2P
-        if len(batch) == 1:
-            data = batch[0].data
-            point = batch[0].point
-        else:
-            pieces = [g.data for g in batch]
-            point = "+".join([g.point for g in batch])
-            if sum(map(len, pieces)) < 1 << 20:
-                data = b"".join(pieces)
-            else:                    # a big burst travels as its pieces: no 100 MB join
-                data = tuple(pieces)
-        d = self.link.schedule(self.now, direction, data, point, batch[-1].checkpoint)
-        self._push(d.at_ms, "deliver", d)
-        batch.clear()
 
     def _send(self, side: str, seg) -> None:
         direction = P2S if side == "primary" else S2P
@@ -699,11 +731,6 @@ class Simulation(SimulationSession):
     def _colo_over(self) -> bool:
         return not any(self.alive[s] and self.eps[s].colo_thread_alive for s in SIDES)
 
-    def both_in_colo(self) -> bool:
-        alive, eps = self.alive, self.eps
-        return (alive["primary"] and alive["secondary"] and eps["primary"].colo_thread_alive
-                and eps["secondary"].colo_thread_alive)
-
     def active_sides(self) -> list[str]:
         return [s for s in SIDES if self.alive[s] and not self.stalled[s]
                 and self.eps[s].run_state == "running"]
@@ -721,25 +748,6 @@ class Simulation(SimulationSession):
                 return False
         return not any(k not in ("timer", "arbiter", "client", "guest-tick")
                        for _, _, k, _ in self._queue)
-
-    def _check_end(self) -> None:
-        if self.finished:
-            return
-        if self.invariants.violations and self.cfg.stop_on_violation:
-            self._finish()            # the first broken invariant ends the run, seed in hand
-            return
-        p, s = self.eps["primary"], self.eps["secondary"]
-        in_colo = self.both_in_colo()
-        if in_colo and p.checkpoint >= self.target and s.checkpoint >= self.target and \
-                p.state in ("IDLE", "WAIT_REPLY"):
-            # WAIT_REPLY: a checkpoint asked for during the last one began back to back
-            self._finish()
-        elif self._watchdog_due(in_colo):
-            pass
-        elif not in_colo and self._settled():
-            self._finish()
-        elif self.steps >= self.cfg.max_steps or self.now > self.max_time_ms:
-            self._finish(stuck=True)
 
     def _finish(self, stuck: bool = False) -> None:
         if stuck and not self._settled():
