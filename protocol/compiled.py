@@ -9,10 +9,17 @@ installed by ``protocol/__init__``, makes the choice explicit, per module:
 - ``COLO_NO_EXTENSIONS=1`` forces the ``.py`` (the same switch as the page-diff
   twins);
 - no ``.so`` (never built: no Cython, no compiler): the ``.py``;
-- a ``.so`` older than its ``.py`` (the source was edited after the build) is
-  stale: a RuntimeWarning, and the ``.py`` — an old build never shadows an edit;
+- a ``.so`` older than its ``.py`` or its ``.pxd`` (the source was edited after the
+  build) is stale: a RuntimeWarning, and the ``.py`` — an old build never shadows
+  an edit;
 - a ``.so`` that fails to load: a RuntimeWarning with the error, and the ``.py``;
 - otherwise the ``.so``.
+
+Some modules have a ``.pxd`` beside the ``.py`` (:data:`TYPED`): typed declarations
+that make their classes extension types, which the other compiled modules use by
+their C layout.  A compiled module therefore cannot run beside the ``.py`` of
+another: the core loads as a whole.  When any module of a finder is not built or
+stale, every module of that finder gets its ``.py``, with the reason.
 
 :func:`choices` says what each imported module got and why.  This module is
 imported by every start of the command line: it uses nothing but what the
@@ -42,6 +49,16 @@ CORE: tuple[str, ...] = (
     "protocol.core.dialects",
     "protocol.migration.stream",
     "protocol.migration.streamdecode",
+)
+
+#: CORE modules with typed declarations (a .pxd beside the .py)
+TYPED: tuple[str, ...] = (
+    "protocol.core.codec",
+    "protocol.core.machine",
+    "protocol.core.endpoint",
+    "protocol.core.outbox",
+    "protocol.core.timers",
+    "protocol.sim.core",
 )
 
 # module -> (implementation "c" or "py", why not "c" or None)
@@ -110,6 +127,33 @@ class CoreFinder:
 
     def __init__(self, modules: tuple[str, ...] = CORE) -> None:
         self.modules = frozenset(modules)
+        self._whole: str | None | bool = False    # not looked at yet (_not_whole)
+        self._warned = False
+
+    def _not_whole(self, fullname: str, built: str) -> str | None:
+        """Why the modules cannot all load compiled (one not built, or stale), or None.
+        Looked at once, from the files beside the first module found."""
+        if self._whole is not False:
+            return self._whole
+        depth = fullname.count(".")
+        root = os.path.dirname(built)
+        for _ in range(depth):
+            root = os.path.dirname(root)
+        why = None
+        for name in sorted(self.modules):
+            stem = os.path.join(root, *name.split("."))
+            so = next((stem + s for s in EXTENSION_SUFFIXES if os.path.exists(stem + s)),
+                      None)
+            if not os.path.exists(stem + ".py"):
+                continue                  # a compiled-only install: nothing to compare
+            if so is None:
+                why = f"{name} is not built"
+                break
+            if _newest_source(stem) > os.stat(so).st_mtime:
+                why = f"{name} is stale"
+                break
+        self._whole = why
+        return why
 
     def find_spec(self, fullname: str, path=None, target=None) -> ModuleSpec | None:
         if fullname not in self.modules:
@@ -127,15 +171,32 @@ class CoreFinder:
         if os.environ.get(NO_EXTENSIONS_ENV) == "1":
             _CHOICES[fullname] = ("py", f"{NO_EXTENSIONS_ENV}=1")
             return _source_spec(fullname, source)
-        if os.stat(source).st_mtime > os.stat(built).st_mtime:
+        if _newest_source(source[:-3]) > os.stat(built).st_mtime:
             _CHOICES[fullname] = ("py", "stale: the .py is newer than its compiled build")
-            _warn(f"{source} is newer than its compiled build {os.path.basename(built)}: "
-                  "using the .py (rebuild: pip install -e . or "
+            _warn(f"{source} (or its .pxd) is newer than its compiled build "
+                  f"{os.path.basename(built)}: using the .py (rebuild: pip install -e . or "
                   "python setup.py build_ext --inplace)")
+            return _source_spec(fullname, source)
+        why = self._not_whole(fullname, built)
+        if why is not None:
+            _CHOICES[fullname] = ("py", f"{why}: the compiled core loads as a whole")
+            if not self._warned:
+                self._warned = True
+                _warn(f"{why}: the core runs from its .py files, all of them (rebuild: "
+                      "pip install -e . or python setup.py build_ext --inplace)")
             return _source_spec(fullname, source)
         _CHOICES[fullname] = ("c", None)
         spec.loader = _ExtensionOrSource(spec.loader, source)
         return spec
+
+
+def _newest_source(stem: str) -> float:
+    """The mtime of stem.py, or of stem.pxd when that is newer (a .pxd is optional)."""
+    py = os.stat(stem + ".py").st_mtime
+    try:
+        return max(py, os.stat(stem + ".pxd").st_mtime)
+    except FileNotFoundError:
+        return py
 
 
 def install() -> CoreFinder:

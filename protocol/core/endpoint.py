@@ -43,7 +43,44 @@ MACHINES: dict[str, type[RoleMachine]] = {"primary": PrimaryMachine,
                                           "secondary": SecondaryMachine}
 
 
+def _reads(name: str, writable: bool = False) -> property:
+    def put(self, value) -> None:
+        setattr(self.machine, name, value)
+    return property(attrgetter("machine." + name), put if writable else None,
+                    doc=f"the machine's {name}")
+
+
 class Endpoint:
+    # what drivers, the simulator and the UIs read (and, for a few, set) on an endpoint:
+    # the machine's own (in the class body, as the compiled build's extension type
+    # takes no attribute set on it afterwards)
+    role = _reads("role")
+    dialect = _reads("dialect")
+    mode = _reads("mode")
+    guest = _reads("guest")
+    colo_mode = _reads("colo_mode")
+    migration_status = _reads("migration_status")
+    last_mode = _reads("last_mode")
+    initial_stream = _reads("initial_stream")
+    load_ms = _reads("load_ms")
+    save_ms = _reads("save_ms")
+    faithful = _reads("faithful")
+    understood = _reads("understood")
+    expected_inputs = _reads("expected_inputs")
+    pages_flushed_total = _reads("pages_flushed_total")
+    loads_started = _reads("loads_started")
+    load_started_n = _reads("load_started_n")
+    state = _reads("state", writable=True)
+    checkpoint = _reads("checkpoint", writable=True)
+    in_flight = _reads("in_flight", writable=True)
+    run_state = _reads("run_state", writable=True)
+    colo_thread_alive = _reads("colo_thread_alive", writable=True)
+    error = _reads("error", writable=True)
+    close_requested = _reads("close_requested", writable=True)
+    peer_closed = _reads("peer_closed", writable=True)
+    exited = _reads("exited", writable=True)
+    checkpoint_delay_ms = _reads("checkpoint_delay_ms", writable=True)
+
     def __init__(self, role: str, dialect: Dialect, *, max_blob_bytes: int | None = None,
                  progress_timeout_ms: float | None = None, **machine_kw) -> None:
         try:
@@ -227,22 +264,6 @@ class Endpoint:
         return self.machine.status()
 
 
-def _reads(name: str, writable: bool = False) -> property:
-    def put(self, value) -> None:
-        setattr(self.machine, name, value)
-    return property(attrgetter("machine." + name), put if writable else None,
-                    doc=f"the machine's {name}")
-
-
-# what drivers, the simulator and the UIs read (and, for a few, set) on an endpoint
-for _name in ("role", "dialect", "mode", "guest", "colo_mode", "migration_status",
-              "last_mode", "initial_stream", "load_ms", "save_ms", "faithful", "understood",
-              "expected_inputs", "pages_flushed_total", "loads_started", "load_started_n"):
-    setattr(Endpoint, _name, _reads(_name))
-for _name in ("state", "checkpoint", "in_flight", "run_state", "colo_thread_alive", "error",
-              "close_requested", "peer_closed", "exited", "checkpoint_delay_ms"):
-    setattr(Endpoint, _name, _reads(_name, writable=True))
-del _name
 
 
 def make_endpoint(role: str, dialect: Dialect, **kw) -> Endpoint:

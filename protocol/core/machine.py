@@ -109,13 +109,6 @@ class RoleMachine:
                                               t.alt, t.handler)
         return table
 
-    def __init_subclass__(cls, **kw) -> None:
-        super().__init_subclass__(**kw)
-        names = {n for t in cls.TABLE.values() for n in (t.handler, t.then) if n}
-        missing = sorted(n for n in names if not hasattr(cls, n))
-        if missing:     # a table that names no handler fails at import, not mid-session
-            raise TypeError(f"{cls.__name__}.TABLE names missing handlers: {missing}")
-
     @property
     def _now(self) -> float:
         return self.out.now
@@ -393,8 +386,20 @@ class RoleMachine:
                 "error": self.error, "checkpoint_delay_ms": self.checkpoint_delay_ms}
 
 
+def check_table(cls: type[RoleMachine]) -> type[RoleMachine]:
+    """Class decorator of a role machine: a TABLE that names a missing handler fails at
+    import, not mid-session.  (A decorator, not ``__init_subclass__``: the compiled
+    build makes RoleMachine an extension type, which cannot have that hook.)"""
+    names = {n for t in cls.TABLE.values() for n in (t.handler, t.then) if n}
+    missing = sorted(n for n in names if not hasattr(cls, n))
+    if missing:
+        raise TypeError(f"{cls.__name__}.TABLE names missing handlers: {missing}")
+    return cls
+
+
 #: send_payload's event, by the segment's point
 _SEND_EVENT = {"ram": SendRam, "device-state": SendDeviceState, "initial": SendInitial}
 
 __all__ = ["DONE", "ERROR", "MIG_ACTIVE", "MIG_COLO", "MIG_COMPLETED", "MIG_FAILED",
-           "MIG_SETUP", "SHUTDOWN", "STOPPED", "Input", "RoleMachine", "Transition"]
+           "MIG_SETUP", "SHUTDOWN", "STOPPED", "Input", "RoleMachine", "Transition",
+           "check_table"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core.events import Action, Checkpoint
-from protocol.core.machine import MIG_COLO, RoleMachine, Transition
+from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
 from protocol.core.states import STOPPED, Input, PrimaryState
 
 INIT, WAIT_READY, IDLE = PrimaryState.INIT, PrimaryState.WAIT_READY, PrimaryState.IDLE
@@ -58,6 +58,7 @@ TABLE: dict[tuple[PrimaryState, Input], Transition] = {
 }
 
 
+@check_table
 class PrimaryMachine(RoleMachine):
     role = "primary"
     INITIAL_STATE = INIT

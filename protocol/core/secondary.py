@@ -13,7 +13,7 @@ from __future__ import annotations
 from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core.events import Action, Checkpoint, Load
-from protocol.core.machine import MIG_COLO, RoleMachine, Transition
+from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
 from protocol.core.states import STOPPED, Input, SecondaryState
 from protocol.errors import RemoteProtocolError
 
@@ -41,6 +41,7 @@ TABLE: dict[tuple[SecondaryState, Input], Transition] = {
 }
 
 
+@check_table
 class SecondaryMachine(RoleMachine):
     role = "secondary"
     INITIAL_STATE = INIT

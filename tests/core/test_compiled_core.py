@@ -38,8 +38,8 @@ def run(code: str, impl: str) -> subprocess.CompletedProcess:
 def need(impl: str) -> None:
     if impl == "c" and not all(built(m) for m in compiled.CORE):
         pytest.skip("the compiled core was never built (run: pip install -e .)")
-    stale = [m for m in compiled.CORE if impl == "c" and
-             os.stat(built(m)).st_mtime < os.stat(ROOT / compiled.source_path(m)).st_mtime]
+    stale = [m for m in compiled.CORE if impl == "c" and os.stat(built(m)).st_mtime <
+             compiled._newest_source(str(ROOT / compiled.source_path(m))[:-3])]
     if stale:
         pytest.skip(f"stale build of {', '.join(stale)}: the .py is used (run: pip install -e .)")
     if impl == "c" and os.environ.get(compiled.NO_EXTENSIONS_ENV) == "1":
@@ -127,7 +127,7 @@ def test_finder_uses_the_py_when_nothing_is_built(fake):
 def test_finder_skips_a_stale_build_with_a_warning(fake):
     where, load = fake
     _so(where, b"not even an ELF", -60.0)       # built a minute before the last edit
-    with pytest.warns(RuntimeWarning, match=r"mod\.py is newer than its compiled build"):
+    with pytest.warns(RuntimeWarning, match=r"mod\.py \(or its \.pxd\) is newer than its compiled build"):
         mod = load()
     assert mod.WHO == "py" and mod.__file__.endswith("mod.py")
     assert compiled.choices()["fakepkg.mod"][1].startswith("stale")
@@ -169,3 +169,62 @@ def test_finder_loads_a_fresh_build(fake):
     spec.loader.exec_module(mod)
     assert not hasattr(mod, "WHO") and mod.__file__.endswith(SO)
     assert compiled.choices()["fakepkg.outbox"] == ("c", None)
+
+
+def test_typed_lists_exactly_the_modules_with_declarations():
+    pxd = {str(p.relative_to(ROOT).with_suffix("")).replace("/", ".")
+           for p in (ROOT / "protocol").rglob("*.pxd")}
+    assert pxd == set(compiled.TYPED)
+    assert set(compiled.TYPED) <= set(compiled.CORE)
+
+
+@pytest.fixture
+def pair(tmp_path, monkeypatch):
+    """fakepkg/{a,b}.py, both in one finder; returns (dir, load(name))."""
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    for name in ("a", "b"):
+        (pkg / f"{name}.py").write_text(f"WHO = 'py {name}'\n")
+    finder = compiled.CoreFinder(("fakepkg.a", "fakepkg.b"))
+    monkeypatch.delenv(compiled.NO_EXTENSIONS_ENV, raising=False)
+
+    def load(name):
+        spec = finder.find_spec(f"fakepkg.{name}", [str(pkg)])
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return pkg, load
+
+
+def _built(pkg: Path, name: str, mtime_vs_py: float) -> None:
+    so = pkg / f"{name}{SO}"
+    so.write_bytes(b"not even an ELF")       # never loaded: the finder refuses it first
+    py = os.stat(pkg / f"{name}.py").st_mtime
+    os.utime(so, (py + mtime_vs_py, py + mtime_vs_py))
+
+
+def test_a_fresh_build_is_not_used_while_another_module_is_not_built(pair):
+    """The typed modules use each other's C layout: one .py among .so would not load."""
+    pkg, load = pair
+    _built(pkg, "a", +60.0)                   # fresh; b was never built
+    with pytest.warns(RuntimeWarning, match="fakepkg.b is not built: the core runs from "
+                                            "its .py files, all of them"):
+        mod = load("a")
+    assert mod.WHO == "py a"
+    assert compiled.choices()["fakepkg.a"] == (
+        "py", "fakepkg.b is not built: the compiled core loads as a whole")
+
+
+def test_a_pxd_newer_than_the_build_makes_the_whole_core_stale(pair):
+    pkg, load = pair
+    _built(pkg, "a", +60.0)
+    _built(pkg, "b", +60.0)
+    pxd = pkg / "b.pxd"
+    pxd.write_text("cdef class B:\n    pass\n")
+    later = os.stat(pkg / f"b{SO}").st_mtime + 60.0
+    os.utime(pxd, (later, later))             # declarations edited after the build
+    with pytest.warns(RuntimeWarning, match="fakepkg.b is stale"):
+        assert load("a").WHO == "py a"
+    assert compiled.choices()["fakepkg.a"][1].startswith("fakepkg.b is stale")
+    with pytest.warns(RuntimeWarning, match=r"b\.py \(or its \.pxd\) is newer"):
+        assert load("b").WHO == "py b"

@@ -1,0 +1,8 @@
+# Typed declarations for the compiled build of codec.py (see outbox.pxd).
+cdef class Decoder:
+    cdef dict __dict__
+    cdef public object dialect, sender, check_direction, max_blob_bytes, max_pending_bytes
+    cdef public object _buf, _state, _blob_size, _blob, _ram_ctx, _reader, _ram_reader
+    cdef public object _on_initial_page, keep_records, closed, accepts, on_wait
+    cdef public dict _frames
+    cdef public Py_ssize_t _pos, _blob_fill, _reader_start, bytes_consumed

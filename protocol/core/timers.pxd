@@ -1,0 +1,3 @@
+# Typed declarations for the compiled build of timers.py (see outbox.pxd).
+cdef class Timers:
+    cdef public dict _at
