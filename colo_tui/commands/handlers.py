@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from colo_tui.commands.parser import SIDES, CommandError
 from colo_tui.present.sentences import plain as _plain
 from colo_tui.present.sentences import sentence as _sentence
-from colo_tui.session.words import number
+from colo_tui.session.words import number, plural
 from protocol.core import dialects
 from protocol.core import failover as fo
 from protocol.core import faults as fl
@@ -117,7 +117,7 @@ def step(c, p) -> str:
                 left = 0
         finally:
             st.running = False
-        head = f"{count} new event(s)"
+        head = plural(count, "new event")
         if left and st.pause.is_set():
             head = f"paused; {head}"
         return head + "; " + where(c)
@@ -136,7 +136,7 @@ def step(c, p) -> str:
             new += c.step(n - len(new), wait_s=min(0.1, left))
     finally:
         st.running = False
-    head = f"{len(new)} new event(s)"
+    head = plural(len(new), "new event")
     if st.pause.is_set():
         head = "paused; " + head
     elif len(new) < n and not c.finished:
@@ -183,7 +183,7 @@ def run(c, p) -> str:
                 break
     finally:
         st.running = False
-    head = f"{len(c.events) - first} new event(s)"
+    head = plural(len(c.events) - first, "new event")
     if paused:
         head = "paused; " + head
     if timed_out:
@@ -411,7 +411,7 @@ def guest_screen(c) -> str:
     last = max((i for i, r in enumerate(rows) if r), default=-1)
     body = [f"|{r:<80}|" for r in rows[:last + 1]]
     return "\n".join([f"VGA text as of checkpoint {sec.checkpoints} (80x25, "
-                      f"{last + 1} non-blank row(s) shown)", "+" + "-" * 80 + "+",
+                      f"{plural(last + 1, 'non-blank row')} shown)", "+" + "-" * 80 + "+",
                       *body, "+" + "-" * 80 + "+"])
 
 
@@ -440,7 +440,7 @@ def ladder(c, rows: int = LADDER_ROWS) -> str:
     skipped = len(out) - rows
     body = out[-rows:]
     if skipped > 0:
-        body.insert(0, f"{'':>12}  ... {skipped} earlier row(s)")
+        body.insert(0, f"{'':>12}  ... {plural(skipped, 'earlier row')}")
     if getattr(c, "dropped", 0):        # a long live session, or a recording started late
         body.insert(0, f"{'':>12}  ... {c.events.dropped_text()}")
     return "\n".join([head] + body)
@@ -499,8 +499,9 @@ def _mirror_ram(g) -> str:
         f"primary    the real peer (machine {g.machine}, as its stream says); the mirror "
         "holds what it sent",
         f"secondary  mirror of the real guest: {blocks}",
-        f"{'':<9}  initial migration {g.initial_pages} page(s); {g.checkpoints} checkpoint(s) "
-        f"flushed, {g.pages_flushed_total} page(s) in all; last flush: {flushed}",
+        f"{'':<9}  initial migration {plural(g.initial_pages, 'page')}; "
+        f"{plural(g.checkpoints, 'checkpoint')} flushed, "
+        f"{plural(g.pages_flushed_total, 'page')} in all; last flush: {flushed}",
         f"{'':<9}  device sections {g.devices}; VGA text: "
         f"{(g.screen_lines[0] if g.screen_lines else '') or '—'!r}"])
 
@@ -518,13 +519,14 @@ def guest_ram(c) -> str:
                 f"{ram.dirty}; digest {ram.digest[:12]}")
         cache = ram.cache
         if cache is not None:
-            line += (f"\n{'':<9}  RAM cache: {cache.pending} page(s) waiting for the flush, "
-                     f"last flush {cache.last_flush_pages} page(s), {cache.flushes} flush(es), "
-                     f"{cache.discards} discard(s)")
+            line += (f"\n{'':<9}  RAM cache: {plural(cache.pending, 'page')} waiting for the flush, "
+                     f"last flush {plural(cache.last_flush_pages, 'page')}, "
+                     f"{plural(cache.flushes, 'flush', 'flushes')}, "
+                     f"{plural(cache.discards, 'discard')}")
         lines.append(line)
     n = sum(len(v) for _b, v in g.ram_diff)
     lines.append("RAM identical on both sides" if not n else
-                 f"the sides differ on {n} page(s): " +
+                 f"the sides differ on {plural(n, 'page')}: " +
                  "; ".join(f"{b} pages {_plain(list(v))}" for b, v in g.ram_diff))
     return "\n".join(lines)
 
@@ -532,27 +534,27 @@ def guest_ram(c) -> str:
 def guest_packets(c) -> str:
     g = _guests(c, "packets")
     pg, sg = g.primary.packets, g.secondary.packets
-    lines = [f"clients received {pg.client_received} packet(s) so far"]
+    lines = [f"clients received {plural(pg.client_received, 'packet')} so far"]
     if pg.filter_held is not None:
-        lines.append(f"filter-buffer (periodic): {pg.filter_held} packet(s) held until the "
+        lines.append(f"filter-buffer (periodic): {plural(pg.filter_held, 'packet')} held until the "
                      f"next checkpoint; {pg.filter_released} released")
     if pg.compare_queued is not None:
         prim, sec = pg.compare_queued
         lines.append(f"colo-compare (hybrid): queued primary {prim}, secondary {sec}; matched "
                      f"{pg.compare_matched}; drops {pg.compare_drops}; "
-                     f"{len(pg.compare_notifications)} checkpoint notification(s)")
-    lines.append(f"secondary: {sg.svm_outbox} packet(s) on the way to colo-compare, "
+                     f"{plural(len(pg.compare_notifications), 'checkpoint notification')}")
+    lines.append(f"secondary: {plural(sg.svm_outbox, 'packet')} on the way to colo-compare, "
                  f"{sg.svm_dropped} dropped")
     return "\n".join(lines)
 
 
 def guest_disk(c) -> str:
     g = _guests(c, "disk")
-    lines = [f"{side:<9}  {g.side(side).disk.sectors} sector(s) written; digest "
+    lines = [f"{side:<9}  {plural(g.side(side).disk.sectors, 'sector')} written; digest "
              f"{g.side(side).disk.digest[:12]}" for side in SIDES]
     diff = list(g.disk_diff)
     lines.append("disks identical" if not diff else
-                 f"disks differ on {len(diff)} sector(s): {_plain(diff)}")
+                 f"disks differ on {plural(len(diff), 'sector')}: {_plain(diff)}")
     return "\n".join(lines)
 
 
@@ -626,7 +628,7 @@ def replay(c, p) -> str:
     note = _stop_recording(c)
     rec = c.load_replay(os.path.expanduser(p.args["file"]))
     return (f"loaded {p.args['file']}: {c.config.dialect} dialect, {c.config.mode} mode, seed "
-            f"{c.config.seed}; {len(rec.inputs)} input(s), {len(rec.events)} event(s); step or "
+            f"{c.config.seed}; {plural(len(rec.inputs), 'input')}, {plural(len(rec.events), 'event')}; step or "
             "run to replay it" + cut_note(rec) + note)
 
 
@@ -635,7 +637,7 @@ def cut_note(rec) -> str:
     simulates on, without the inputs it lost."""
     if not rec.cut:
         return ""
-    return (f"\na cut recording: it holds the first {len(rec.events)} event(s); beyond them "
+    return (f"\na cut recording: it holds the first {plural(len(rec.events), 'event')}; beyond them "
             f"the simulation goes on without what was lost ({rec.cut})")
 
 
@@ -649,7 +651,7 @@ def back(c, p) -> str:
     now = c.back(before - target)
     text = f"back from step {before} to step {now}; " + where(c)
     if later:
-        text += (f"\n{later} later input(s) will be re-applied as you step; a new input now "
+        text += (f"\n{plural(later, 'later input')} will be re-applied as you step; a new input now "
                  "forks the future and drops them")
     return text
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from colo_tui.session.words import plural
+
 #: the one-letter/short column names the REPL uses for a side
 SIDE_SHORT = {"primary": "P", "secondary": "S", "link": "~", "operator": "op", "sim": "sim",
               "arbiter": "arb", "client": "cli", "live": "live"}
@@ -36,6 +38,13 @@ def _ranges(values) -> str:
     more = len(runs) - 8
     return ", ".join(runs[:8]) + (f" and {more} more range{'s' * (more > 1)}" if more > 0
                                   else "")
+
+
+def _count(value, noun: str) -> str:
+    """A count an event carries and its noun, agreeing ('1 session', '3 sessions')."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return plural(value, noun)
+    return f"{plain(value)} {noun}s"
 
 
 def plain(value) -> str:
@@ -482,7 +491,7 @@ KINDS: dict[str, Callable[[str, Mapping], str]] = {
     f"{plain(d.get('timeout_ms'))} ms in {plain(d.get('stage') or 'the stream')} "
     "(a testbed bound; QEMU waits forever)" + _extras(d, ("timeout_ms", "stage")),
     "stopped": lambda side, d: "the proxy stops" + _why(d)
-    + (f" after {plain(d['sessions'])} session(s)" if d.get("sessions") is not None else "")
+    + (f" after {_count(d['sessions'], 'session')}" if d.get("sessions") is not None else "")
     + (", a session was under way" if d.get("busy") else "")
     + _extras(d, ("why", "sessions", "busy")),
     "heartbeat": lambda side, d: "the keepalive channel to the peer is "

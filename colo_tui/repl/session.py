@@ -21,6 +21,7 @@ from colo_tui.commands import confirmation, execute, run_state, state_of
 from colo_tui.commands.parser import CommandError, parse, strip_comment
 from colo_tui.repl import render
 from colo_tui.session import exitcodes
+from colo_tui.session.words import plural
 
 _strip = strip_comment
 
@@ -370,7 +371,7 @@ def _not_run(pasted: list[str]) -> str:
     """What a paste left undone after a line that failed or was cancelled."""
     if not pasted:
         return ""
-    return (f"\n({len(pasted)} more pasted line(s) not run, from {_shown(pasted[0], 60, escape=False)!r} "
+    return (f"\n({plural(len(pasted), 'more pasted line')} not run, from {_shown(pasted[0], 60, escape=False)!r} "
             "on)")
 
 

@@ -6,6 +6,7 @@ background client traffic (hundreds of lines a run); ``all``: everything.
 """
 from __future__ import annotations
 
+from colo_tui.session.words import plural
 from protocol.core.events import EventKind as K
 
 LEVELS = ("quiet", "normal", "all")
@@ -64,5 +65,5 @@ class Printer:
         n, self.hidden = self.hidden, 0
         if not n:
             return ""
-        return (f"({n} event(s) not shown at verbosity {self.level}; "
+        return (f"({plural(n, 'event')} not shown at verbosity {self.level}; "
                 "'set verbosity all' shows every event)")

@@ -24,7 +24,7 @@ def test_step_n_returns_at_once_when_the_source_has_ended():
     took = time.monotonic() - t0
     assert out.ok
     assert took < 3, f"step waited {took:.1f} s on an ended source"
-    assert out.text.startswith(f"{2 * EVENTS_PER_CHECKPOINT} new event(s)"), out.text
+    assert out.text.startswith(f"{2 * EVENTS_PER_CHECKPOINT} new events"), out.text
     assert "no more arrived within" not in out.text
     assert "the live session has ended" in out.text      # not "the scenario"
     assert "scenario" not in out.text

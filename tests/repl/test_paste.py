@@ -44,7 +44,7 @@ def test_a_failing_pasted_line_stops_the_rest(tmp_path):
         child.send("\r")
         child.expect("step 1,")
         child.expect("error: kill: side must be")
-        child.expect(r"\(2 more pasted line\(s\) not run, from 'step 1' on\)")
+        child.expect(r"\(2 more pasted lines not run, from 'step 1' on\)")
         child.expect("colo>")
         child.sendline("status")
         child.expect(r"step 1, t=")               # the two later steps did not run
