@@ -64,21 +64,33 @@ docs/protocol.md in the repository (QEMU 7.2: migration/colo.c).
 """
 
 
+def _table(title: str, rows):
+    """Two columns, the first bold and never wrapped: a row that wraps goes on under
+    its second column (as text lines, it went on at the left edge, under the keys)."""
+    from rich.table import Table
+    t = Table(title=title, title_justify="left", title_style="bold", box=None,
+              show_header=False, padding=(0, 1), expand=True)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(ratio=1)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def key_tables():
+    """The keys and the scenario presets, as tables (markup in the cells)."""
+    from rich.console import Group
+    return Group(_table("COLO testbed — keys", KEYS), "",
+                 _table("Scenarios", [(p.key, f"{p.title} ({p.section}): {p.what}")
+                                      for p in PRESETS]))
+
+
 def legend_tables():
     """The legend as two tables: a wrapped meaning keeps its column at any width."""
     from rich.console import Group
-    from rich.table import Table
 
     from colo_tui.present.legend import ABBREVIATIONS, SYMBOLS
-
-    def table(title: str, rows) -> Table:
-        t = Table(title=title, title_justify="left", title_style="bold", box=None,
-                  show_header=False, padding=(0, 1), expand=True)
-        t.add_column(style="bold", no_wrap=True)
-        t.add_column(ratio=1)
-        for row in rows:
-            t.add_row(*row)
-        return t
+    table = _table
     return Group(table("Legend: symbols",
                        [(sym, f"{what} [dim]({where})[/dim]") for sym, where, what in SYMBOLS]),
                  table("Legend: words and abbreviations", ABBREVIATIONS))
@@ -95,12 +107,8 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close"), QUIT_ON_CTRL_C]
 
     def compose(self):
-        lines = ["[b]COLO testbed — keys[/b]", ""]
-        lines += [f"  [b]{k:<10}[/b] {what}" for k, what in KEYS]
-        lines += ["", "[b]Scenarios[/b]"]
-        lines += [f"  [b]{p.key}[/b] {p.title} ({p.section}): {p.what}" for p in PRESETS]
         with VerticalScroll(id="help-box"):
-            yield Static("\n".join(lines), markup=True)
+            yield Static(key_tables(), id="help-keys")
             yield Static(PRIMER, markup=False, id="help-primer")
             yield Static(legend_tables(), id="help-legend")
             yield Static("[dim]escape closes[/dim]")
