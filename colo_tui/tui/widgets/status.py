@@ -33,14 +33,14 @@ class StatusBar(Static):
             t.append(f" ▶ running {v.speed} ", style=themed_style(self, "text-success", "bold"))
         else:
             t.append(f" ⏸ paused ({v.speed}) ", style="bold")
+        if v.recording:       # with the state: at the end of the line a narrow terminal
+            # cut it off while the recording ran ('… │ ●…' at 60 columns, running)
+            t.append(" ● REC ", style="bold white on dark_red")
         t.append("│")
         where = Text(f" step {v.step} · t={v.t_ms / 1000:.3f} s ")
         rest = Text()
         if v.forked:
             rest.append(f" FORKED at step {v.forked_at} ", style="bold white on red")
-            rest.append(" ")
-        if v.recording:
-            rest.append(" ● REC ", style="bold white on dark_red")
             rest.append(" ")
         if v.replay:
             rest.append(f" ⏵ replay {v.replay} ", style="bold black on yellow")
