@@ -128,6 +128,10 @@ def _end_by(how: str, term: Term) -> None:
         term.keys("q")
     elif how == "ctrl+c":
         term.keys("C-c")
+    elif how == "ctrl+c-in-the-delay-prompt":      # (its input field took it as 'copy')
+        term.keys("d")
+        assert wait(lambda: "x-checkpoint-delay in ms" in term.screen(), timeout=20)
+        term.keys("C-c")
     elif how == "palette":
         term.keys("C-p")
         assert wait(lambda: "Search for commands" in term.screen()
@@ -138,7 +142,8 @@ def _end_by(how: str, term: Term) -> None:
         os.kill(term.pid(), getattr(signal, how))
 
 
-@pytest.mark.parametrize("how", ["q", "ctrl+c", "palette", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("how", ["q", "ctrl+c", "ctrl+c-in-the-delay-prompt", "palette",
+                                 "SIGTERM", "SIGHUP"])
 def test_every_way_of_ending_leaves_a_complete_replayable_recording(how, tmp_path):
     term = Term([], env={"COLO_RECORDINGS_DIR": tmp_path})
     try:

@@ -23,8 +23,10 @@ DIALOG_CSS = """
 """
 
 
-#: the app's ctrl+c does not reach a modal screen: each dialog quits on it too
-QUIT_ON_CTRL_C = Binding("ctrl+c", "app.quit", show=False)
+#: the app's ctrl+c does not reach a modal screen: each dialog quits on it too, before
+#: the focused widget sees it (a priority binding): the delay prompt's Input took it
+#: as 'copy' (its value is selected when it opens), and ctrl+c did nothing there
+QUIT_ON_CTRL_C = Binding("ctrl+c", "app.quit", show=False, priority=True)
 
 
 class NumberPrompt(ModalScreen[int | None]):
