@@ -605,9 +605,13 @@ def record(c, p) -> str:
         return f"recording saved: {path}{_reader_note(c)}" if path else "not recording"
     if p.get("file"):
         path = os.path.expanduser(p.args["file"])
-    else:
-        from colo_tui.session.lifecycle import new_recording_path
-        path = str(new_recording_path(c.config, "repl"))
+    else:       # named for the front end it is made in: the TUI's are tui-… (its palette
+        # made repl-… ones, beside the tui-… ones its r key made)
+        named = getattr(c, "name_recording", None)
+        if named is None:
+            from colo_tui.session.lifecycle import new_recording_path
+            named = lambda: new_recording_path(c.config, "repl")  # noqa: E731
+        path = str(named())
     from protocol.errors import OutputFileError
     try:
         source = getattr(c, "replay_source", None)

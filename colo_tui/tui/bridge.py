@@ -95,6 +95,8 @@ class Bridge:
         self.lesson = None                          # a guided lesson in progress
         # a live source may say what the user must do first (e.g. start the primary)
         self.notice = controller.hint
+        # `record start` (the palette) names a recording as `r` does: tui-…, in record_dir
+        controller.name_recording = self.new_recording_path
         self._credit = 0.0
         self._reset()
 
@@ -358,6 +360,12 @@ class Bridge:
         self.c.load_replay(path)
         self.changed(f"replaying {Path(path).name}: step through it")
 
+    def new_recording_path(self) -> Path:
+        """A fresh file for a recording made in the TUI: tui-…, in `record_dir` (None:
+        the user's recordings folder)."""
+        from colo_tui.session.lifecycle import new_recording_path
+        return new_recording_path(self.c.config, "tui", self.record_dir)
+
     @user_action
     def toggle_record(self) -> str | None:
         """Start a recording in the user's recordings folder (or `record_dir`), or
@@ -372,8 +380,7 @@ class Bridge:
             self._explained = None
             self.changed(f"recording saved: {path}" + (f" — note: {note}" if note else ""))
             return path
-        from colo_tui.session.lifecycle import new_recording_path
-        path = new_recording_path(self.c.config, "tui", self.record_dir)
+        path = self.new_recording_path()
         self.c.record_start(str(path))
         self.output = f"recording to {path}\n(r stops it; quitting in any way completes it)"
         self._explained = None
