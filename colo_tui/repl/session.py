@@ -68,8 +68,11 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
 
     def saved(path) -> None:          # (SIGTERM, SIGHUP: the note as `quit` gives it)
         note = getattr(c, "recording_note", None)
-        print(f"recording saved: {path}" + (f"\nnote: {note}" if note else ""), file=out,
-              flush=True)
+        # a second signal during a command ends it wherever its output is: a line of
+        # its own (a blank line, at worst)
+        start = "\n" if prompts.running is not None else ""
+        print(f"{start}recording saved: {path}" + (f"\nnote: {note}" if note else ""),
+              file=out, flush=True)
     prompts = _Prompts()              # the interactive prompts (interactive fills it)
     with SessionGuard(c, report=saved, on_signal=lambda sig: _end_prompt(prompts, sig)):
         return _run(c, args, stdin, out, err, prompts)
@@ -78,19 +81,46 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
 class _Prompts(list):
     """The REPL's prompt sessions, and a signal that is ending them (if any)."""
     signalled: int | None = None
+    #: the session's controller while a command runs (None between commands)
+    running = None
 
     def check(self) -> None:
-        """A prompt returned a line as the signal came: end now, as it would have."""
+        """A prompt returned a line, or a command ended, as the signal came: end now,
+        as it would have."""
         if self.signalled is not None:
             raise SystemExit(128 + self.signalled)
+
+    def command(self, c, run):
+        """`run()`, a command of controller `c`; a SIGTERM/SIGHUP that comes meanwhile
+        ends the REPL once the command has stopped (see _end_prompt)."""
+        self.running = c
+        try:
+            return run()
+        except BaseException:
+            self.check()             # (e.g. its output failed on a closed terminal)
+            raise
+        finally:
+            self.running = None
+            self.check()
 
 
 def _end_prompt(prompts: _Prompts, signum: int) -> bool:
     """SIGTERM/SIGHUP while a prompt waits for a line: the prompt is erased as it ends
     and SystemExit(128 + signum) leaves the REPL (the guard then completes the
     recording).  The handler's SystemExit went through prompt_toolkit's last redraw,
-    which drew 'colo> ' once more, below 'recording saved'.  False (the guard ends the
-    session itself) when no prompt is running: a command is."""
+    which drew 'colo> ' once more, below 'recording saved'.
+
+    While a command runs, the signal pauses it at its next step, as ctrl+c does, and
+    the REPL ends after it: ended from the handler, 'recording saved' was printed in
+    the middle of the line the command was writing ('… request 521recording saved:').
+    A second signal does not wait.  False (the guard ends the session itself) when
+    neither a prompt nor a command is running, or on that second signal."""
+    if prompts.running is not None:
+        if prompts.signalled is not None:
+            return False
+        prompts.signalled = signum
+        state_of(prompts.running).pause.set()
+        return True
     for session in prompts:
         app = session.app
         loop = getattr(app, "loop", None)
@@ -120,9 +150,9 @@ def _run(c, args, stdin, out, err, prompts: _Prompts | None = None) -> int:
             print(f"colo repl: error: cannot read {_shown(path)}: {exc.strerror}", file=err)
             return exitcodes.FAILURE
         with fh:
-            return run_script(c, script_lines(fh), path, out, err)
+            return run_script(c, script_lines(fh), path, out, err, prompts)
     if not stdin.isatty():
-        return run_script(c, script_lines(stdin), "<stdin>", out, err)
+        return run_script(c, script_lines(stdin), "<stdin>", out, err, prompts)
     return interactive(c, out, prompts)
 
 
@@ -181,9 +211,12 @@ def _failure_code(line: str) -> int:
     return exitcodes.FAILURE
 
 
-def run_script(c, lines, name: str, out, err) -> int:
+def run_script(c, lines, name: str, out, err, prompts: _Prompts | None = None) -> int:
     """Run commands without prompts; 0 if all succeed; at the first failure 2 for a
-    line that does not parse, 1 for a command that failed."""
+    line that does not parse, 1 for a command that failed.  A SIGTERM/SIGHUP ends the
+    script after the command it came in (`prompts`: see _end_prompt)."""
+    if prompts is None:
+        prompts = _Prompts()
     status, no = 0, 0
     try:
         for no, raw in enumerate(_guarded(lines), 1):
@@ -196,7 +229,7 @@ def run_script(c, lines, name: str, out, err) -> int:
             if not line:
                 continue
             print(f"colo> {_shown(line)}", file=out)
-            res = execute(c, line)
+            res = prompts.command(c, lambda line=line: execute(c, line))
             if res.text and res.ok:       # (a failure's text: once, on stderr, below)
                 print(res.text, file=out)
             _note_hidden(c, out)
@@ -354,7 +387,7 @@ def interactive(c, out, prompts: _Prompts | None = None) -> int:
                 print("cancelled" + _not_run(pasted), file=out)
                 pasted = []
                 continue
-        res = _execute_interruptible(c, line)
+        res = prompts.command(c, lambda line=line: _execute_interruptible(c, line))
         if res.text:
             _show(res.text if res.ok else f"error: {res.text}", out)
         _note_hidden(c, out)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,40 @@ def test_a_signal_completes_the_recording(tmp_path, sig):
     assert "stop" in lines[-2] and "digest" in lines[-1]
     assert verify(rf.read(path)).ok
     assert not list(ROOT.glob("recordings/repl-*"))
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_signal_during_a_command_ends_the_repl_after_it(tmp_path, sig):
+    """The signal comes while `run` is printing (a terminal that reads slowly: here one
+    that does not read until after the signal).  The handler ended the session there
+    and then: 'recording saved' came in the middle of the line being printed
+    ('… request 521recording saved: …').  The run now pauses at its next step and
+    the REPL ends after it, the message on a line of its own."""
+    child = pexpect.spawn(sys.executable, ["-m", "colo_tui.repl", "--checkpoints", "1000"],
+                          cwd=str(ROOT), env={**_env(tmp_path), "COLO_PAGER": "0"},
+                          encoding="utf-8", timeout=30, dimensions=(40, 160))
+    try:
+        child.expect("colo>")
+        child.sendline("set verbosity all")
+        child.expect("colo>")
+        child.sendline("record start")
+        child.expect("colo>")
+        child.sendline("run")
+        child.expect("checkpoint-request")
+        time.sleep(0.5)              # not read: the terminal fills, a write blocks
+        child.kill(getattr(signal, sig))
+        child.expect(pexpect.EOF, timeout=60)
+        text = child.before.replace("\r\n", "\n")
+    finally:
+        child.close()
+    assert child.signalstatus is None and child.exitstatus == 128 + getattr(signal, sig)
+    said = [line for line in text.split("\n") if "recording saved" in line]
+    assert len(said) == 1 and said[0].startswith("recording saved: "), said
+    assert "Traceback" not in text
+    (path,) = (tmp_path / "recs").glob("repl-*.colo.jsonl")
+    lines = _lines(path)
+    assert "stop" in lines[-2] and "digest" in lines[-1]
+    assert verify(rf.read(path)).ok
 
 
 def test_a_script_ending_mid_recording_completes_it(tmp_path):
