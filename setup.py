@@ -30,7 +30,9 @@ def _extensions() -> list:
 
     out = cythonize(
         [Extension("protocol.guest._pagediff_c", ["protocol/guest/_pagediff_c.pyx"],
-                   extra_compile_args=["-O3"], optional=True)],
+                   extra_compile_args=["-O3"], optional=True),
+         Extension("protocol.core._eventinit_c", ["protocol/core/_eventinit_c.pyx"],
+                   extra_compile_args=["-O2"], optional=True)],
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False},
     )

@@ -30,6 +30,7 @@ IMPLEMENTATIONS = ("py", "c")
 #: public modules that have a ``_<name>_py`` spec and a ``_<name>_c`` compiled twin
 COMPILED: tuple[str, ...] = (
     "protocol.guest.pagediff",
+    "protocol.core.eventinit",
 )
 
 

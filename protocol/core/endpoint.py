@@ -39,6 +39,10 @@ from protocol.errors import DecodeError, ProtocolError
 __all__ = ["DONE", "ERROR", "MIG_ACTIVE", "MIG_COLO", "MIG_COMPLETED", "MIG_FAILED",
            "MIG_SETUP", "SHUTDOWN", "Endpoint", "make_endpoint"]
 
+#: the received pieces' events, built from a dict of their fields (`Event._new`)
+_new_recv, _new_recv_ram, _new_recv_device_state = (Recv._new, RecvRam._new,
+                                                    RecvDeviceState._new)
+
 MACHINES: dict[str, type[RoleMachine]] = {"primary": PrimaryMachine,
                                           "secondary": SecondaryMachine}
 
@@ -156,20 +160,22 @@ class Endpoint:
         mach, out = self.machine, self.out
         if item.__class__ is m.Message:
             if not out.lean or item.name in out.checked_msgs:
-                out.events.append(Recv(out.now, self.role, msg=item.name, value=item.value,
-                                       id=item.msg_id, raw=item.raw))
+                out.events.append(_new_recv(out.now, mach.role, {
+                    "msg": item.name, "value": item.value, "id": item.msg_id, "raw": item.raw}))
             mach._dispatch(item.name, item)
             mach.understood += 1
         elif isinstance(item, m.RamPart):
             if not out.lean:
-                out.events.append(RecvRam(out.now, self.role, pages=item.page_count(),
-                                          bytes=item.size_bytes, **item.kind_counts()))
+                fields = item.kind_counts()        # (a dict of its own)
+                fields["pages"], fields["bytes"] = item.page_count(), item.size_bytes
+                out.events.append(_new_recv_ram(out.now, mach.role, fields))
             mach._dispatch("ram", item)
         elif item.__class__ is m.RamChunk:
             mach._dispatch("ram-chunk", item)
         elif isinstance(item, m.StateBlob):
             if not out.lean:
-                out.events.append(RecvDeviceState(out.now, self.role, bytes=len(item.data)))
+                out.events.append(_new_recv_device_state(out.now, mach.role,
+                                                         {"bytes": len(item.data)}))
             mach._dispatch("blob", item)
         elif isinstance(item, m.InitialStream):
             mach.emit("recv-initial", bytes=item.size_bytes)

@@ -25,6 +25,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, ClassVar
 
+from protocol.core.eventinit import make_kind
 from protocol.errors import ColoError
 
 
@@ -102,8 +103,6 @@ _BASE_FIELDS = ("t_ms", "side", "seq")
 
 _MISSING = dataclasses.MISSING
 _FIELD = dataclasses._FIELD            # the marker dataclasses.fields() keeps
-#: each kind's generated __init__ source, compiled on its first use (`_lazy_init`)
-_INIT_SOURCES: dict[type, tuple[str, dict[str, Any]]] = {}
 
 
 def _frozen_setattr(self, name, value):
@@ -144,9 +143,9 @@ def _kind(name: str):
     What ``dataclass(frozen=True, slots=True, kw_only=True, eq=True)`` makes, built
     directly: the same fields (``dataclasses.fields``, ``replace`` work), equality,
     hash, repr, pickling and frozenness, with shared methods driven by each class's
-    field names instead of six ``exec`` calls per class; the ``__init__`` calls each
-    slot's own setter (about half a frozen dataclass's cost, at ~30 events per
-    checkpoint) and is compiled when the kind is first built (`_lazy_init`)."""
+    field names instead of six ``exec`` calls per class; the ``__init__`` writes each
+    slot itself (`protocol.core.eventinit`: from C in the compiled twin, about a
+    tenth of a frozen dataclass's cost, at ~30 events per checkpoint)."""
     def deco(cls):
         if name in KINDS:
             raise RuntimeError(f"event kind {name!r} defined twice")
@@ -186,43 +185,21 @@ def _kind(name: str):
 
 
 def _init_source(cls, fields) -> None:
-    """The kind's ``__init__``: each slot's own setter per field (the frozen class's
-    ``__setattr__`` refuses), defaults as the dataclass would apply them."""
-    ns: dict[str, Any] = {"_MISSING": _MISSING}
-    params, body = ["self", "t_ms", "side", "*", "seq=-1"], []
-    for f in fields:
+    """The kind's ``__init__`` and ``_new`` (`protocol.core.eventinit`): each slot
+    written through its own descriptor (the frozen class's ``__setattr__`` refuses),
+    defaults as the dataclass would apply them."""
+    cls.__init__, cls._new = make_kind(cls, kind_members(cls, fields), _MISSING)
+
+
+def kind_members(cls, fields=None) -> list[tuple]:
+    """(name, slot descriptor, default, default factory or None) of each of the kind's
+    fields, in order (``t_ms``, ``side``, ``seq`` first): what `make_kind` takes."""
+    members = []
+    for f in fields if fields is not None else dataclasses.fields(cls):
         owner = cls if f.name in cls.__slots__ else Event
-        ns[f"_set_{f.name}"] = owner.__dict__[f.name].__set__
-        if f.name not in _BASE_FIELDS:
-            if f.default is not _MISSING:
-                ns[f"_d_{f.name}"] = f.default
-                params.append(f"{f.name}=_d_{f.name}")
-            elif f.default_factory is not _MISSING:
-                ns[f"_f_{f.name}"] = f.default_factory
-                params.append(f"{f.name}=_MISSING")
-                body.append(f" if {f.name} is _MISSING: {f.name} = _f_{f.name}()")
-            else:
-                params.append(f.name)
-        body.append(f" _set_{f.name}(self, {f.name})")
-    # a factory per class binds its own namespace as the defaults' and setters' globals
-    names = ", ".join(ns)
-    src = (f"def _make_{cls.__name__}({names}):\n def __init__({', '.join(params)}):\n"
-           + "\n".join(" " + line for line in body) + "\n return __init__\n")
-    _INIT_SOURCES[cls] = (src, ns)
-    cls.__init__ = _lazy_init
-
-
-def _lazy_init(self, *args, **kw):
-    """A kind's first construction compiles its real ``__init__`` (an ``exec``: ~0.1 ms a
-    kind, which a start-up that builds a few kinds need not pay for all 60)."""
-    cls = self.__class__
-    src, ns = _INIT_SOURCES[cls]          # (kept: another thread may be here too)
-    glob: dict[str, Any] = {}
-    exec(src, glob)                              # noqa: S102 - generated from the fields
-    init = glob[f"_make_{cls.__name__}"](**ns)
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init
-    init(self, *args, **kw)
+        factory = f.default_factory if f.default_factory is not _MISSING else None
+        members.append((f.name, owner.__dict__[f.name], f.default, factory))
+    return members
 
 
 def _extra() -> dict:

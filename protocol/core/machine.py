@@ -121,34 +121,37 @@ class RoleMachine:
     def ev(self, cls: type[Event], **fields) -> None:
         """Emit an event of class ``cls`` (the hot emitters: no lookup by kind name)."""
         out = self.out
-        out.events.append(cls(out.now, self.role, **fields))
+        out.events.append(cls._new(out.now, self.role, fields))
 
     def detail(self, cls: type[Event], **fields) -> None:
         """Emit a detail event (an action no invariant checks): only when someone reads
         them (``Outbox.detail``)."""
         out = self.out
         if out.detail:
-            out.events.append(cls(out.now, self.role, **fields))
+            out.events.append(cls._new(out.now, self.role, fields))
 
     def send(self, name: str, value: int = 0) -> None:
         raw = self.dialect.encode(name, value)
         out = self.out
         out.segments.append(Segment("msg", name, raw, self.in_flight, value))
         if not out.lean or name in out.checked_msgs:
-            out.events.append(Send(out.now, self.role, msg=name, value=value, raw=raw))
+            out.events.append(_new_send(out.now, self.role,
+                                        {"msg": name, "value": value, "raw": raw}))
 
     def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
         out = self.out
         out.segments.append(Segment(kind, point, data, self.in_flight))
         if not out.lean or point != "ram":
-            out.events.append(_SEND_EVENT[point](out.now, self.role, bytes=len(data), **info))
+            info["bytes"] = len(data)
+            out.events.append(_SEND_EVENT[point]._new(out.now, self.role, info))
 
     def send_stream(self, kind: str, point: str, size: int, chunks, **info) -> None:
         """`send_payload` of a piece encoded as the driver reads `chunks` (`Segment`)."""
         out = self.out
         out.segments.append(Segment(kind, point, b"", self.in_flight, 0, chunks, size))
         if not out.lean or point != "ram":
-            out.events.append(_SEND_EVENT[point](out.now, self.role, bytes=size, **info))
+            info["bytes"] = size
+            out.events.append(_SEND_EVENT[point]._new(out.now, self.role, info))
 
     def set_timer(self, name: str, at_ms: float) -> None:
         self.timers.set(name, at_ms)
@@ -163,8 +166,8 @@ class RoleMachine:
             if type(state) is not str:
                 state = str(state)          # an enum member: the plain string
             out = self.out
-            out.events.append(State(out.now, self.role, machine=self.role, to=state,
-                                    from_=old))
+            out.events.append(_new_state(out.now, self.role,
+                                         {"machine": self.role, "to": state, "from_": old}))
             self.state = state
 
     def accepts(self, kind: str) -> bool:
@@ -191,8 +194,8 @@ class RoleMachine:
         else:
             if nxt != state:          # goto(nxt), inlined: nxt is a plain string already
                 out = self.out
-                out.events.append(State(out.now, self.role, machine=self.role, to=nxt,
-                                        from_=state))
+                out.events.append(_new_state(out.now, self.role,
+                                             {"machine": self.role, "to": nxt, "from_": state}))
                 self.state = nxt
             if then is not None:
                 then()
@@ -252,9 +255,9 @@ class RoleMachine:
         old, self.run_state = self.run_state, run
         out = self.out
         if out.detail:
-            out.events.append(Vm(out.now, self.role, run=run, why=why,
-                                 qmp=("RESUME" if run == "running" else
-                                      "STOP" if old == "running" else None)))
+            out.events.append(_new_vm(out.now, self.role, {
+                "run": run, "why": why,
+                "qmp": "RESUME" if run == "running" else "STOP" if old == "running" else None}))
 
     def stop_vm(self, why: str, state: str = "colo") -> None:
         self.guest.stop()
@@ -269,7 +272,7 @@ class RoleMachine:
             self.migration_status = status
             out = self.out
             if out.detail:
-                out.events.append(Migration(out.now, self.role, status=status))
+                out.events.append(_new_migration(out.now, self.role, {"status": status}))
 
     # ---------------------------------------------------------------- errors
     def on_peer_closed(self) -> None:
@@ -396,6 +399,10 @@ def check_table(cls: type[RoleMachine]) -> type[RoleMachine]:
         raise TypeError(f"{cls.__name__}.TABLE names missing handlers: {missing}")
     return cls
 
+
+#: the hot emitters' events, built from a dict of their fields (`Event._new`: no class
+#: call; the dict is the emitter's own, never kept)
+_new_send, _new_state, _new_vm, _new_migration = Send._new, State._new, Vm._new, Migration._new
 
 #: send_payload's event, by the segment's point
 _SEND_EVENT = {"ram": SendRam, "device-state": SendDeviceState, "initial": SendInitial}

@@ -1,0 +1,146 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Event kinds' ``__init__``, the compiled twin of `protocol.core._eventinit_py` (the
+spec: same signature, same defaults, same errors).
+
+The ``__init__`` writes each slot from C through the slot's own member definition
+(``PyMember_SetOne``, what the descriptor's ``__set__`` does, without a Python call
+per field) and parses the keywords against the kind's table: an event costs about a
+quarter of the generated Python ``__init__``.
+"""
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
+from libc.stdint cimport uint64_t
+
+cdef extern from "Python.h":
+    ctypedef struct _Type "PyTypeObject":
+        PyObject *(*tp_alloc)(_Type *, Py_ssize_t)
+    ctypedef struct PyMemberDef:
+        pass
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+
+cdef extern from "structmember.h":
+    int PyMember_SetOne(char *addr, PyMemberDef *m, object v) except -1
+
+SPEC_VERSION = 2
+
+DEF MAX_FIELDS = 64
+
+
+cdef class _Kind:
+    """One kind's table: its fields' member definitions, defaults and factories."""
+    cdef str qualname
+    cdef Py_ssize_t n
+    cdef uint64_t full         # the bits of every field set
+    cdef PyMemberDef *members[MAX_FIELDS]
+    cdef list names, defaults, factories
+    cdef dict index            # keyword name -> field number (t_ms, side included)
+    cdef object missing
+    cdef list slots            # keeps the descriptors (and their definitions) alive
+
+    def __init__(self, str qualname, members, missing):
+        cdef Py_ssize_t i
+        members = list(members)
+        if len(members) > MAX_FIELDS:
+            raise ValueError(f"{qualname}: more than {MAX_FIELDS} fields")
+        self.qualname = qualname
+        self.n = len(members)
+        self.full = (<uint64_t> -1) if self.n == MAX_FIELDS else ((<uint64_t> 1) << self.n) - 1
+        self.missing = missing
+        self.names, self.defaults, self.factories, self.slots = [], [], [], []
+        self.index = {}
+        for i, (name, slot, default, factory) in enumerate(members):
+            if type(slot).__name__ != "member_descriptor":
+                raise TypeError(f"{qualname}.{name}: not a slot ({type(slot).__name__})")
+            self.members[i] = (<PyMemberDescrObject *> <PyObject *> slot).d_member
+            self.slots.append(slot)
+            self.names.append(name)
+            self.defaults.append(default)
+            self.factories.append(factory)
+            self.index[name] = i
+
+    cdef int fill(self, object obj, tuple args, dict kw) except -1:
+        cdef char *addr = <char *> <PyObject *> obj
+        cdef uint64_t done = 0, bit
+        cdef Py_ssize_t i, n = self.n
+        cdef Py_ssize_t npos = len(args)
+        cdef object j
+        if npos > 2:
+            raise TypeError(f"{self.qualname}.__init__() takes 3 positional arguments "
+                            f"but {npos + 1} were given")
+        for i in range(npos):
+            PyMember_SetOne(addr, self.members[i], args[i])
+            done |= (<uint64_t> 1) << i
+        for key, value in kw.items():
+            j = self.index.get(key)
+            if j is None:
+                raise TypeError(f"{self.qualname}.__init__() got an unexpected keyword "
+                                f"argument '{key}'")
+            i = <Py_ssize_t> j
+            bit = (<uint64_t> 1) << i
+            if done & bit:
+                raise TypeError(f"{self.qualname}.__init__() got multiple values for "
+                                f"argument '{key}'")
+            PyMember_SetOne(addr, self.members[i], value)
+            done |= bit
+        if done != self.full:
+            self._defaults(addr, done)
+        return 0
+
+    cdef int _defaults(self, char *addr, uint64_t done) except -1:
+        """Each field not given: its default (or factory's value); missing required
+        ones are refused all at once, in Python's own words."""
+        cdef Py_ssize_t i
+        missing = [i for i in range(self.n) if not done & ((<uint64_t> 1) << i)
+                   and self.factories[i] is None and self.defaults[i] is self.missing]
+        if missing:
+            positional = [self.names[i] for i in missing if i < 2]
+            if positional:
+                raise TypeError(self._missing_text(positional, "positional"))
+            raise TypeError(self._missing_text([self.names[i] for i in missing],
+                                               "keyword-only"))
+        for i in range(self.n):
+            if done & ((<uint64_t> 1) << i):
+                continue
+            factory = self.factories[i]
+            PyMember_SetOne(addr, self.members[i],
+                            factory() if factory is not None else self.defaults[i])
+        return 0
+
+    cdef str _missing_text(self, list names, str what):
+        quoted = [f"'{n}'" for n in names]
+        if len(quoted) == 1:
+            listed = quoted[0]
+        elif len(quoted) == 2:
+            listed = f"{quoted[0]} and {quoted[1]}"
+        else:
+            last = len(quoted) - 1       # (no negative index: wraparound is off here)
+            listed = ", ".join(quoted[:last]) + f", and {quoted[last]}"
+        plural = "s" if len(names) > 1 else ""
+        return (f"{self.qualname}.__init__() missing {len(names)} required {what} "
+                f"argument{plural}: {listed}")
+
+
+def make_kind(cls, members, missing):
+    """(init, build) of the kind (see `protocol.core._eventinit_py.make_kind`)."""
+    cdef _Kind kind = _Kind(cls.__qualname__, members, missing)
+    cdef _Type *tp = <_Type *> cls
+    cdef tuple no_args = ()
+
+    def __init__(self, *args, **kw):
+        kind.fill(self, args, kw)
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+
+    def build(t_ms, side, dict fields=None):
+        # the class call's allocation (object.__new__ does no more for this class)
+        cdef PyObject *p = tp.tp_alloc(tp, 0)
+        if p == NULL:
+            raise MemoryError()
+        obj = <object> p
+        Py_DECREF(obj)               # the cast took a reference: the allocation's is ours
+        kind.fill(obj, (t_ms, side), fields if fields is not None else {})
+        return obj
+    return __init__, build
+
+
+__all__ = ["SPEC_VERSION", "make_kind"]
