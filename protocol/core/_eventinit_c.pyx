@@ -32,6 +32,7 @@ cdef class _Kind:
     cdef str qualname
     cdef Py_ssize_t n
     cdef uint64_t full         # the bits of every field set
+    cdef uint64_t required     # the bits of the fields with no default
     cdef PyMemberDef *members[MAX_FIELDS]
     cdef list names, defaults, factories
     cdef dict index            # keyword name -> field number (t_ms, side included)
@@ -58,6 +59,8 @@ cdef class _Kind:
             self.defaults.append(default)
             self.factories.append(factory)
             self.index[name] = i
+            if factory is None and default is missing:
+                self.required |= (<uint64_t> 1) << i
 
     cdef int fill(self, object obj, tuple args, dict kw) except -1:
         cdef char *addr = <char *> <PyObject *> obj
@@ -91,9 +94,9 @@ cdef class _Kind:
         """Each field not given: its default (or factory's value); missing required
         ones are refused all at once, in Python's own words."""
         cdef Py_ssize_t i
-        missing = [i for i in range(self.n) if not done & ((<uint64_t> 1) << i)
-                   and self.factories[i] is None and self.defaults[i] is self.missing]
-        if missing:
+        if done & self.required != self.required:
+            missing = [i for i in range(self.n)
+                       if self.required & ~done & ((<uint64_t> 1) << i)]
             positional = [self.names[i] for i in missing if i < 2]
             if positional:
                 raise TypeError(self._missing_text(positional, "positional"))
