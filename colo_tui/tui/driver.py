@@ -13,9 +13,22 @@ behind, hung, instead of exiting on the SIGHUP.
 taking (and dropping) what is queued until it is stopped, so no write and no
 stop can block on it.  `HangupSafeDriver` runs every writer it starts as one,
 and stops the previous writer (flushing it) before starting a new one.
+
+Textual's SIGCONT handler restarts application mode whether or not the app was
+suspended, and starts a new input thread over the running one, which is left
+behind: at exit only the newest is stopped, and the old one (not a daemon)
+kept the process alive for ever.  `kill -CONT` three times, then `q`: the app
+never exited.  A hang-up sends SIGCONT too (with its SIGHUP), so a closed
+terminal sometimes left the app behind the same way (a race: the old thread
+had to see the exit flag in the moment the newest was being stopped).  The
+driver stops the running input thread before starting another, and does not
+restart application mode on a terminal that has gone (a SIGCONT after a
+hang-up).
 """
 from __future__ import annotations
 
+import os
+import threading
 from queue import Full
 
 from textual.drivers._writer_thread import WriterThread
@@ -64,11 +77,32 @@ def stop_writer(writer: WriterThread | None) -> None:
     writer.join(STOP_WAIT_S)
 
 
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)          # (False on a hung-up terminal: EIO)
+    except OSError:
+        return False
+
+
 class HangupSafeDriver(LinuxDriver):
-    """Textual's Linux driver whose writer threads are `DrainingWriter`s."""
+    """Textual's Linux driver whose writer threads are `DrainingWriter`s, and which
+    never leaves an input thread running behind a new one."""
+
+    def _stop_input_thread(self) -> None:
+        """Stop the running input thread (if any), as `disable_input` would, but
+        leave the rest of application mode alone."""
+        thread = self._key_thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return
+        self.exit_event.set()
+        thread.join(STOP_WAIT_S)
+        self.exit_event.clear()
 
     def start_application_mode(self) -> None:
         before = self._writer_thread
+        if before is not None and not _is_terminal(self.fileno):
+            return                  # a SIGCONT after a hang-up: no terminal to resume
+        self._stop_input_thread()   # a SIGCONT while running: it would be left behind
         super().start_application_mode()
         made = self._writer_thread
         if made is before or made is None:        # Textual gave up (no terminal to resume)

@@ -201,6 +201,36 @@ def test_closing_the_terminal_under_a_running_session_ends_it_with_a_complete_re
     _assert_one_complete_replayable_recording(tmp_path)
 
 
+def test_a_sigcont_leaves_no_input_thread_behind(tmp_path):
+    """Textual restarts its terminal mode on every SIGCONT (a hang-up sends one too),
+    and each restart started an input thread over the running one: the old one
+    kept the process alive after `q` for ever.  (That was the race behind
+    test_closing_the_terminal_… failing now and then on a loaded machine: the old
+    thread had to see the exit flag while the newest one was being stopped.)"""
+    term = Term([], env={"COLO_RECORDINGS_DIR": tmp_path})
+    pid = None
+    try:
+        _record_three_steps(term)
+        pid = term.pid()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+        for _ in range(5):
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.2)
+        term.keys("n")
+        assert wait(lambda: "step 4" in term.screen(), timeout=20), term.screen()
+        # (one input thread more for each SIGCONT, before)
+        assert len(os.listdir(f"/proc/{pid}/task")) <= threads
+        term.keys("q")
+        assert wait(lambda: term.exit_status() is not None, timeout=20), \
+            f"the app (pid {pid}) did not exit after q"
+        assert term.exit_status() == 0, term.screen()
+    finally:
+        term.close()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    _assert_one_complete_replayable_recording(tmp_path)
+
+
 def test_a_killed_session_keeps_what_it_recorded(tmp_path):
     """SIGKILL cannot be caught: what was written before it is still there."""
     term = Term([], env={"COLO_RECORDINGS_DIR": tmp_path})
