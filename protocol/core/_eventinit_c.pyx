@@ -19,6 +19,12 @@ cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef *d_member
 
+cdef extern from *:
+    """
+    static inline int colo_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    """
+    int ctz64 "colo_ctz64"(uint64_t x) nogil
+
 cdef extern from "structmember.h":
     int PyMember_SetOne(char *addr, PyMemberDef *m, object v) except -1
 
@@ -33,6 +39,8 @@ cdef class _Kind:
     cdef Py_ssize_t n
     cdef uint64_t full         # the bits of every field set
     cdef uint64_t required     # the bits of the fields with no default
+    cdef uint64_t made         # the bits of the fields whose default a factory makes
+    cdef PyObject *dflt[MAX_FIELDS]   # each field's default (held by self.defaults)
     cdef PyMemberDef *members[MAX_FIELDS]
     cdef list names, defaults, factories
     cdef dict index            # keyword name -> field number (t_ms, side included)
@@ -59,7 +67,10 @@ cdef class _Kind:
             self.defaults.append(default)
             self.factories.append(factory)
             self.index[name] = i
-            if factory is None and default is missing:
+            self.dflt[i] = <PyObject *> default
+            if factory is not None:
+                self.made |= (<uint64_t> 1) << i
+            elif default is missing:
                 self.required |= (<uint64_t> 1) << i
 
     cdef int fill(self, object obj, tuple args, dict kw) except -1:
@@ -102,12 +113,14 @@ cdef class _Kind:
                 raise TypeError(self._missing_text(positional, "positional"))
             raise TypeError(self._missing_text([self.names[i] for i in missing],
                                                "keyword-only"))
-        for i in range(self.n):
-            if done & ((<uint64_t> 1) << i):
-                continue
-            factory = self.factories[i]
-            PyMember_SetOne(addr, self.members[i],
-                            factory() if factory is not None else self.defaults[i])
+        cdef uint64_t todo = self.full & ~done
+        while todo:
+            i = ctz64(todo)
+            todo &= todo - 1
+            if self.made & ((<uint64_t> 1) << i):
+                PyMember_SetOne(addr, self.members[i], self.factories[i]())
+            else:
+                PyMember_SetOne(addr, self.members[i], <object> self.dflt[i])
         return 0
 
     cdef str _missing_text(self, list names, str what):
