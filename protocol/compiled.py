@@ -55,6 +55,8 @@ CORE: tuple[str, ...] = (
 TYPED: tuple[str, ...] = (
     "protocol.core.codec",
     "protocol.core.machine",
+    "protocol.core.primary",
+    "protocol.core.secondary",
     "protocol.core.endpoint",
     "protocol.core.outbox",
     "protocol.core.timers",

@@ -58,8 +58,10 @@ TABLE: dict[tuple[PrimaryState, Input], Transition] = {
 }
 
 
-@check_table
-class PrimaryMachine(RoleMachine):
+class _PrimaryCore(RoleMachine):
+    """The primary's handlers.  `PrimaryMachine` (below) is what everyone uses; this base
+    exists so that the compiled build can make it an extension type (primary.pxd)
+    while PrimaryMachine stays a Python class whose handlers a test may patch."""
     role = "primary"
     INITIAL_STATE = INIT
     TABLE = TABLE
@@ -286,3 +288,8 @@ class PrimaryMachine(RoleMachine):
         self.ev(Action, name="take-over", why="the secondary is gone")
         self.guest.take_over()
         self.finish_failover(reason)
+
+
+@check_table
+class PrimaryMachine(_PrimaryCore):
+    """The primary role machine (its handlers: `_PrimaryCore`)."""

@@ -41,8 +41,10 @@ TABLE: dict[tuple[SecondaryState, Input], Transition] = {
 }
 
 
-@check_table
-class SecondaryMachine(RoleMachine):
+class _SecondaryCore(RoleMachine):
+    """The secondary's handlers.  `SecondaryMachine` (below) is what everyone uses; this base
+    exists so that the compiled build can make it an extension type (secondary.pxd)
+    while SecondaryMachine stays a Python class whose handlers a test may patch."""
     role = "secondary"
     INITIAL_STATE = INIT
     TABLE = TABLE
@@ -237,3 +239,8 @@ class SecondaryMachine(RoleMachine):
         self.ev(Action, name="take-over", why="replication_stop_all commits the disk")
         self.cancel_timer("load")
         self.finish_failover(fo.REASON_REQUEST)
+
+
+@check_table
+class SecondaryMachine(_SecondaryCore):
+    """The secondary role machine (its handlers: `_SecondaryCore`)."""
