@@ -104,6 +104,8 @@ class SessionGuard:
 
     def _handler(self, signum, _frame=None) -> None:
         self.signalled = signum
+        if self._done:        # the session is being completed (or is): let it finish. A
+            return            # SystemExit raised from here cut the trailer being written
         if self.on_signal is not None and self.on_signal(signum) is not False:
             return
         self.finish()
@@ -120,11 +122,16 @@ class SessionGuard:
         return self
 
     def __exit__(self, *_exc) -> None:
-        for sig, old in self._old.items():
-            try:
-                signal.signal(sig, old)
-            except (ValueError, OSError, TypeError):
-                pass
-        self._old.clear()
-        self.finish()
-        atexit.unregister(self.finish)
+        # finished first, under the guard's handlers: with the old ones back (SIG_DFL),
+        # a signal that came while the trailer was being written killed the process
+        # there, the recording cut
+        try:
+            self.finish()
+        finally:
+            for sig, old in self._old.items():
+                try:
+                    signal.signal(sig, old)
+                except (ValueError, OSError, TypeError):
+                    pass
+            self._old.clear()
+            atexit.unregister(self.finish)
