@@ -19,7 +19,8 @@ Some modules have a ``.pxd`` beside the ``.py`` (:data:`TYPED`): typed declarati
 that make their classes extension types, which the other compiled modules use by
 their C layout.  A compiled module therefore cannot run beside the ``.py`` of
 another: the core loads as a whole.  When any module of a finder is not built or
-stale, every module of that finder gets its ``.py``, with the reason.
+stale (older than its sources, or than a ``.pxd`` its own ``.pxd`` cimports),
+every module of that finder gets its ``.py``, with the reason.
 
 :func:`choices` says what each imported module got and why.  This module is
 imported by every start of the command line: it uses nothing but what the
@@ -142,8 +143,9 @@ class CoreFinder:
         for _ in range(depth):
             root = os.path.dirname(root)
         why = None
-        for name in sorted(self.modules):
-            stem = os.path.join(root, *name.split("."))
+        stems = {name: os.path.join(root, *name.split(".")) for name in sorted(self.modules)}
+        deps = _cimports(stems)
+        for name, stem in stems.items():
             so = next((stem + s for s in EXTENSION_SUFFIXES if os.path.exists(stem + s)),
                       None)
             if not os.path.exists(stem + ".py"):
@@ -151,8 +153,14 @@ class CoreFinder:
             if so is None:
                 why = f"{name} is not built"
                 break
-            if _newest_source(stem) > os.stat(so).st_mtime:
+            built_at = os.stat(so).st_mtime
+            if _newest_source(stem) > built_at:
                 why = f"{name} is stale"
+                break
+            # its build also depends on the declarations its .pxd cimports
+            changed = [d for d in deps[name] if os.stat(stems[d] + ".pxd").st_mtime > built_at]
+            if changed:
+                why = f"{name} is stale (built before {changed[0]}'s declarations changed)"
                 break
         self._whole = why
         return why
@@ -190,6 +198,35 @@ class CoreFinder:
         _CHOICES[fullname] = ("c", None)
         spec.loader = _ExtensionOrSource(spec.loader, source)
         return spec
+
+
+def _cimports(stems: dict[str, str]) -> dict[str, list[str]]:
+    """{module: the finder's modules whose .pxd it cimports, directly or not}, read
+    from each module's own .pxd (its typed declarations cimport the others')."""
+    direct: dict[str, set[str]] = {}
+    for name, stem in stems.items():
+        direct[name] = set()
+        try:
+            with open(stem + ".pxd", encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            words = line.split()
+            if len(words) >= 3 and words[0] == "from" and words[2] == "cimport":
+                direct[name].add(words[1])
+            elif len(words) >= 2 and words[0] == "cimport":
+                direct[name].add(words[1])
+    closed = {}
+    for name in stems:
+        seen, todo = set(), list(direct[name])
+        while todo:
+            dep = todo.pop()
+            if dep in stems and dep not in seen:
+                seen.add(dep)
+                todo.extend(direct.get(dep, ()))
+        closed[name] = sorted(seen)
+    return closed
 
 
 def _newest_source(stem: str) -> float:

@@ -14,3 +14,14 @@ cdef class RoleMachine:
     cdef public Outbox out
     cdef public Timers timers
     cdef public dict _table
+
+    # the helpers the handlers call on every transition: C calls in the compiled build
+    # (a Python subclass that overrides one, or a test that patches it, is still called)
+    cpdef send(self, name, value=*)
+    cpdef set_timer(self, name, at_ms)
+    cpdef cancel_timer(self, name)
+    cpdef goto(self, state)
+    cpdef set_run_state(self, run, why)
+    cpdef stop_vm(self, why, state=*)
+    cpdef start_vm(self, why)
+    cpdef set_migration_status(self, status)

@@ -228,3 +228,27 @@ def test_a_pxd_newer_than_the_build_makes_the_whole_core_stale(pair):
     assert compiled.choices()["fakepkg.a"][1].startswith("fakepkg.b is stale")
     with pytest.warns(RuntimeWarning, match=r"b\.py \(or its \.pxd\) is newer"):
         assert load("b").WHO == "py b"
+
+
+def test_a_build_older_than_another_modules_pxd_is_stale(pair):
+    """b's declarations cimport a's: a.pxd edited after b was built makes b's build
+    stale too (its C layout of a's classes may be the old one); a module that
+    cimports nothing of a is not."""
+    pkg, load = pair
+    _built(pkg, "a", +60.0)
+    _built(pkg, "b", +60.0)
+    pxd = pkg / "a.pxd"
+    pxd.write_text("cdef class A:\n    pass\n")
+    (pkg / "b.pxd").write_text("from fakepkg.a cimport A\n\ncdef class B(A):\n    pass\n")
+    os.utime(pkg / "b.pxd", (0, 0))
+    a_built = os.stat(pkg / f"a{SO}").st_mtime
+    os.utime(pxd, (a_built - 1, a_built - 1))        # older than a's build ...
+    b_so = pkg / f"b{SO}"
+    os.utime(b_so, (a_built - 2, a_built - 2))       # ... newer than b's
+    with pytest.warns(RuntimeWarning, match=r"fakepkg.b is stale \(built before "
+                                            r"fakepkg.a's declarations changed\)"):
+        assert load("a").WHO == "py a"
+    (pkg / "b.pxd").write_text("cdef class B:\n    pass\n")    # cimports nothing now
+    os.utime(pkg / "b.pxd", (0, 0))
+    finder = compiled.CoreFinder(("fakepkg.a", "fakepkg.b"))
+    assert finder._not_whole("fakepkg.a", str(pkg / f"a{SO}")) is None
