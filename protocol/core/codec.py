@@ -17,6 +17,11 @@ from protocol.core import messages as m
 from protocol.core.dialects import Dialect
 from protocol.errors import DecodeError, LimitError
 
+# the hot path's names, as module globals (a compiled module looks those up fastest)
+Message, StateBlob, RamChunk, RamPart, InitialStream = (
+    m.Message, m.StateBlob, m.RamChunk, m.RamPart, m.InitialStream)
+VMSTATE_SEND, VMSTATE_SIZE = m.VMSTATE_SEND, m.VMSTATE_SIZE
+
 _BE32 = struct.Struct(">I")
 _BE64 = struct.Struct(">Q")
 
@@ -156,7 +161,7 @@ class Decoder:
             raw = self._take(8)
             (size,) = _BE64.unpack(raw)
             self._start_blob(size)
-            return m.Message(m.VMSTATE_SIZE, size, None, raw)
+            return Message(VMSTATE_SIZE, size, None, raw)
         if self._state == _BLOB:
             # moved out of the receive buffer as it arrives and handed over whole,
             # never copied: the blob is held once, however large
@@ -174,7 +179,7 @@ class Decoder:
                 return None
             blob, self._blob, self._blob_fill = self._blob, bytearray(), 0
             self._state = _MSG
-            return m.StateBlob(blob)
+            return StateBlob(blob)
         if self._state == _RAM:
             return self._next_ram()
         return self._next_initial()
@@ -222,7 +227,7 @@ class Decoder:
         if msg is not None:          # no value: one slice, one lookup, the singleton
             self._pos = pos + need
             self.bytes_consumed += need
-            if name == m.VMSTATE_SEND and self.sender == "primary":
+            if name == VMSTATE_SEND and self.sender == "primary":
                 if d.ram_outside_blob:
                     self._start_ram()
                 else:
@@ -231,20 +236,20 @@ class Decoder:
         if avail < need:
             if self.accepts is not None and not self.accepts(name):
                 # v11 checks the command before it reads the value (colo_ctl_get)
-                return m.Message(name, 0, d.ids[name], self._take(width))
+                return Message(name, 0, d.ids[name], self._take(width))
             return None
         raw = bytes(buf[pos:pos + need])
         self._pos = pos + need
         self.bytes_consumed += need
         value = int.from_bytes(raw[width:], "big")
-        msg = m.Message(name, value, d.ids[name], raw)
+        msg = Message(name, value, d.ids[name], raw)
         if self.sender == "primary":
-            if name == m.VMSTATE_SEND:
+            if name == VMSTATE_SEND:
                 if d.ram_outside_blob:
                     self._start_ram()
                 else:
                     self._state = _SIZE_WORD
-            elif name == m.VMSTATE_SIZE:
+            elif name == VMSTATE_SIZE:
                 self._start_blob(value)
         return msg
 
@@ -303,10 +308,10 @@ class Decoder:
         if not reader.done:
             # hand the records out now: the part is never held whole (it may be
             # as large as the guest's RAM, or a hostile peer's endless one)
-            return m.RamChunk(records) if records else None
+            return RamChunk(records) if records else None
         self._state = _MSG
         self._reader = None
-        return m.RamPart(records, self.bytes_consumed - self._reader_start,
+        return RamPart(records, self.bytes_consumed - self._reader_start,
                          reader.pages, dict(reader.kind_counts), dict(reader.block_counts))
 
     def _next_initial(self):
@@ -328,7 +333,7 @@ class Decoder:
         reader, self._reader = self._reader, None
         self._state = _MSG
         self._ram_ctx = reader.ctx
-        return m.InitialStream(reader.summary, self.bytes_consumed - self._reader_start)
+        return InitialStream(reader.summary, self.bytes_consumed - self._reader_start)
 
     @property
     def ram_context(self):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from protocol.core import messages as m
 from protocol.core.codec import Decoder
 from protocol.core.dialects import Dialect
 from protocol.core.events import Recv, RecvDeviceState, RecvRam
@@ -29,6 +28,7 @@ from protocol.core.machine import (
     MIG_SETUP,
     RoleMachine,
 )
+from protocol.core.messages import InitialStream, Message, RamChunk, RamPart, StateBlob
 from protocol.core.outbox import Outbox
 from protocol.core.primary import PrimaryMachine
 from protocol.core.secondary import SecondaryMachine
@@ -158,26 +158,26 @@ class Endpoint:
 
     def _on_item(self, item) -> None:
         mach, out = self.machine, self.out
-        if item.__class__ is m.Message:
+        if item.__class__ is Message:
             if not out.lean or item.name in out.checked_msgs:
                 out.events.append(_new_recv(out.now, mach.role, {
                     "msg": item.name, "value": item.value, "id": item.msg_id, "raw": item.raw}))
             mach._dispatch(item.name, item)
             mach.understood += 1
-        elif isinstance(item, m.RamPart):
+        elif isinstance(item, RamPart):
             if not out.lean:
                 fields = item.kind_counts()        # (a dict of its own)
                 fields["pages"], fields["bytes"] = item.page_count(), item.size_bytes
                 out.events.append(_new_recv_ram(out.now, mach.role, fields))
             mach._dispatch("ram", item)
-        elif item.__class__ is m.RamChunk:
+        elif item.__class__ is RamChunk:
             mach._dispatch("ram-chunk", item)
-        elif isinstance(item, m.StateBlob):
+        elif isinstance(item, StateBlob):
             if not out.lean:
                 out.events.append(_new_recv_device_state(out.now, mach.role,
                                                          {"bytes": len(item.data)}))
             mach._dispatch("blob", item)
-        elif isinstance(item, m.InitialStream):
+        elif isinstance(item, InitialStream):
             mach.emit("recv-initial", bytes=item.size_bytes)
             mach._dispatch("initial", item)
 

@@ -49,7 +49,8 @@ class Transition(NamedTuple):
 
 
 class RoleMachine:
-    role = "none"
+    #: the machine's role ("primary", "secondary"); each machine's ``role``
+    ROLE = "none"
     #: control outputs for drivers (besides ``checkpoint``, the committed-checkpoint
     #: counter): how many checkpoint loads began, and the last one's number
     loads_started = 0
@@ -64,6 +65,7 @@ class RoleMachine:
                  initial_stream: bool | None = None) -> None:
         if mode not in ("periodic", "hybrid"):
             raise ValueError(f"mode must be periodic or hybrid, not {mode!r}")
+        self.role = self.ROLE
         self.dialect = dialect
         self.mode = mode
         self.guest = guest if guest is not None else NullGuest()

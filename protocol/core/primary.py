@@ -62,7 +62,7 @@ class _PrimaryCore(RoleMachine):
     """The primary's handlers.  `PrimaryMachine` (below) is what everyone uses; this base
     exists so that the compiled build can make it an extension type (primary.pxd)
     while PrimaryMachine stays a Python class whose handlers a test may patch."""
-    role = "primary"
+    ROLE = "primary"
     INITIAL_STATE = INIT
     TABLE = TABLE
 

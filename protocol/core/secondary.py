@@ -45,7 +45,7 @@ class _SecondaryCore(RoleMachine):
     """The secondary's handlers.  `SecondaryMachine` (below) is what everyone uses; this base
     exists so that the compiled build can make it an extension type (secondary.pxd)
     while SecondaryMachine stays a Python class whose handlers a test may patch."""
-    role = "secondary"
+    ROLE = "secondary"
     INITIAL_STATE = INIT
     TABLE = TABLE
 

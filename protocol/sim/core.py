@@ -8,9 +8,9 @@ after every step.
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import random
+from heapq import heappop, heappush
 
 from protocol.core import dialects
 from protocol.core import failover as fo
@@ -49,7 +49,7 @@ class _SimCore:
     extension type with typed attributes (sim/core.pxd); `Simulation` adds the rest."""
 
     def _push(self, at: float, kind: str, payload) -> None:
-        heapq.heappush(self._queue, (at, next(self._order), kind, payload))
+        heappush(self._queue, (at, next(self._order), kind, payload))
 
     def _record(self, ev: Event) -> None:
         if ev.side != "client":
@@ -76,7 +76,7 @@ class _SimCore:
                     continue
                 self._finish(stuck=True)
                 return self.events[first:]
-            at, _, kind, payload = heapq.heappop(self._queue)
+            at, _, kind, payload = heappop(self._queue)
             if kind == "timer" and self._timer_fire[payload] != at:
                 continue            # superseded
             if kind == "timer" and (not self.alive[payload] or self.stalled[payload]):
