@@ -536,6 +536,12 @@ class ColoApp(App):
     def action_help(self) -> None:
         self.push_screen(screens.HelpScreen())
 
+    def action_command_palette(self) -> None:
+        """Textual's palette, where ctrl+c quits too."""
+        from textual.command import CommandPalette
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(screens.Palette(id="--command-palette"))
+
     def run_command_line(self, line: str) -> None:
         """The palette's way in: one registry command through `execute`."""
         result = self.bridge.execute(line)

@@ -472,11 +472,11 @@ async def test_r_with_a_record_dir_that_is_a_file_says_so(tmp_path) -> None:
         assert app.controller.recording_path is None
 
 
-@pytest.mark.parametrize("opens", ["question_mark", "f", "v", "L", "d"])
+@pytest.mark.parametrize("opens", ["question_mark", "f", "v", "L", "d", "ctrl+p"])
 async def test_ctrl_c_quits_from_a_dialog_too(opens: str) -> None:
     # the help screen says "q / ctrl+c quit", but with it (or a dialog) open ctrl+c
     # did nothing: the app's binding does not reach a modal screen; in the delay
-    # prompt (d) its input field took ctrl+c as "copy"
+    # prompt (d) and the palette (ctrl+p) their input fields took ctrl+c as "copy"
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(opens)

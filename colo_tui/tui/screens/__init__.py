@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {"FaultMenu": "fault_menu", "build_spec": "fault_menu", "HelpScreen": "help",
-          "ColoCommands": "palette", "BY_KEY": "presets", "PRESETS": "presets",
+          "ColoCommands": "palette", "Palette": "palette", "BY_KEY": "presets", "PRESETS": "presets",
           "Preset": "presets", "config_changes": "presets", "ChoicePrompt": "prompt",
           "NumberPrompt": "prompt"}
 

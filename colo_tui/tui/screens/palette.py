@@ -3,7 +3,16 @@ from __future__ import annotations
 
 from functools import partial
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
+
+from colo_tui.tui.screens.prompt import QUIT_ON_CTRL_C
+
+
+class Palette(CommandPalette):
+    """Textual's command palette, on which ctrl+c quits as on every other screen (its
+    search field took it as 'copy', and nothing happened)."""
+
+    BINDINGS = [QUIT_ON_CTRL_C]
 
 
 def _registry() -> dict:
