@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from colo_tui.session import exitcodes
@@ -139,12 +140,24 @@ def _run_app(args, after_first_frame) -> int:
     with guard:
         app.run()
     for path in saved:                 # after the terminal is restored: the user sees it
-        print(f"colo tui: recording saved: {path}", file=sys.stderr)
+        _say(f"colo tui: recording saved: {path}")
     if saved and (note := getattr(guard.controller, "recording_note", None)):
-        print(f"colo tui: note: {note}", file=sys.stderr)
+        _say(f"colo tui: note: {note}")
     if guard.signalled is not None:
         return 128 + guard.signalled
     return app.return_code or 0
+
+
+def _say(text: str) -> None:
+    """A line on stderr, unless the terminal has gone (closed under the app): then
+    nobody is there to read it, and the output is dropped.  Printed to the closed
+    terminal, it raised, and the app that had ended cleanly on the SIGHUP exited 1
+    ('lost sys.stderr'), not 129."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+        sys.stdout = sys.stderr = devnull
 
 
 def main(argv=None) -> int:
