@@ -71,6 +71,8 @@ class Decoder:
         self._reader_start = 0
         #: the RAM-part reader, kept for the next checkpoint's part (reset, not rebuilt)
         self._ram_reader = None
+        #: the reader has a part behind it: reset before it reads the next (_next_ram)
+        self._reset_pending = False
         self._on_initial_page = on_initial_page
         #: False: a RAM part's page records are counted, never handed out (no
         #: RamChunk; RamPart.records is empty), for a consumer that keeps no page
@@ -254,28 +256,41 @@ class Decoder:
         return msg
 
     def _start_ram(self) -> None:
-        from protocol.migration.streamdecode import (  # loaded once, then cached
-            RamContext,
-            RamPartReader,
-        )
+        sd = _streamdecode()
         if self._ram_ctx is None:
-            self._ram_ctx = RamContext()
+            self._ram_ctx = sd.RamContext()
         reader = self._ram_reader
         if reader is None or reader.ctx is not self._ram_ctx:
             # one per connection (per context: a new initial stream brings a new one)
-            reader = self._ram_reader = RamPartReader(self._ram_ctx)
+            reader = self._ram_reader = sd.RamPartReader(self._ram_ctx)
             reader.refeeds = True         # the bytes it leaves stay in _buf (_next_ram)
+            self._reset_pending = False
         else:
-            reader.reset()
+            self._reset_pending = True    # _next_ram: unless the part is the empty one
         self._reader = reader
         self._reader_start = self.bytes_consumed
         self._state = _RAM
 
     def _next_ram(self):
-        from protocol.migration.pages import PageBatch
-        from protocol.migration.streamdecode import StreamError, StreamLimitError
+        sd = _streamdecode()
+        StreamError, StreamLimitError = sd.StreamError, sd.StreamLimitError
         reader = self._reader
         buf = self._buf
+        if self._reset_pending:
+            # a whole empty RAM part (a checkpoint with no dirty page: the null guest's,
+            # every checkpoint): the part the reader would return, without the reader
+            empty = reader.empty_part()
+            n = len(empty)
+            start = self._pos
+            if n and len(buf) - start >= n and buf[start:start + n] == empty:
+                self._pos = start + n
+                self.bytes_consumed += n
+                self._state = _MSG
+                self._reader = None
+                return RamPart(_pages().PageBatch(()) if self.keep_records else (), n, 0,
+                               {}, {})
+            reader.reset()
+            self._reset_pending = False
         # the bulk path may keep page data as views into our buffer (no copy):
         # afterwards the buffer is handed over to them and replaced by its tail
         kind = type(buf)
@@ -300,7 +315,7 @@ class Decoder:
         self.bytes_consumed += used
         if self.keep_records:
             records = reader.take_records()
-            if not isinstance(records, PageBatch):
+            if not isinstance(records, _pages().PageBatch):
                 records = tuple(records)
         else:
             reader.drop_records()
@@ -338,6 +353,28 @@ class Decoder:
     @property
     def ram_context(self):
         return self._ram_ctx
+
+
+_LAZY: dict[str, object] = {}
+
+
+def _streamdecode():
+    """protocol.migration.streamdecode, imported at the first RAM part (it brings numpy,
+    which a decoder of control messages alone never needs), then kept."""
+    mod = _LAZY.get("streamdecode")
+    if mod is None:
+        from protocol.migration import streamdecode as mod
+        _LAZY["streamdecode"] = mod
+    return mod
+
+
+def _pages():
+    """protocol.migration.pages, as `_streamdecode`."""
+    mod = _LAZY.get("pages")
+    if mod is None:
+        from protocol.migration import pages as mod
+        _LAZY["pages"] = mod
+    return mod
 
 
 def _invalid_text(d: Dialect, msg_id: int) -> tuple[str, str | None]:

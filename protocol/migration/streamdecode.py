@@ -289,7 +289,7 @@ class RamPartReader(_Incremental):
         self._has_records = False
         super().__init__(base_offset)
 
-    def _empty_part(self) -> bytes:
+    def empty_part(self) -> bytes:
         """The canonical empty RAM part for the context's section id: 03 sid, the EOS
         word, 7e sid, 00 (b"" while the id is not known yet)."""
         sid = self.ctx.ram_section_id
@@ -306,7 +306,7 @@ class RamPartReader(_Incremental):
         """As `_Incremental.feed`, with a fast path for a whole empty RAM part (a
         null guest's checkpoint): one comparison, no parser steps."""
         if not self._delivered and not self._buf and not self.done and self._error is None:
-            empty = self._empty_part()
+            empty = self.empty_part()
             n = len(empty)
             if n and len(data) >= n and data[:n] == empty:
                 self._delivered = self.consumed = n

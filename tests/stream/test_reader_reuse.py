@@ -162,3 +162,42 @@ def test_the_codec_keeps_one_reader_per_context():
     dec.feed(d.encode(m.VMSTATE_SEND) + encode_ram_part([], RamContext.from_blocks(LAYOUT)))
     list(dec.items())
     assert dec._ram_reader is not readers[0] and dec._ram_reader.ctx is dec._ram_ctx
+
+
+@settings(max_examples=40, deadline=None)
+@given(parts=st.lists(_SPEC, min_size=2, max_size=6), keep=st.booleans())
+def test_the_decoders_empty_part_shortcut_gives_the_readers_items(parts, keep):
+    """A decoder handed each checkpoint whole takes an empty RAM part without its
+    reader (`Decoder._next_ram`); one fed byte by byte always goes through the reader.
+    Both give the same items, in the same order, with the same sizes and counts."""
+    from protocol.core import dialects
+    from protocol.core import messages as m
+    from protocol.core.codec import Decoder
+    d = dialects.QEMU
+    enc = RamContext.from_blocks(LAYOUT)
+    wire = b""
+    for spec in parts:
+        wire += d.encode(m.VMSTATE_SEND) + encode_ram_part(_records(spec), enc)
+    whole = Decoder(d, "primary", ram_ctx=RamContext.from_blocks(LAYOUT), keep_records=keep)
+    slow = Decoder(d, "primary", ram_ctx=RamContext.from_blocks(LAYOUT), keep_records=keep)
+
+    def items(dec, pieces):
+        """The items, a part with every record it handed out (in chunks or whole)."""
+        out, taken = [], []
+        for piece in pieces:
+            dec.feed(piece)
+            while (item := dec.next_item()) is not None:
+                if isinstance(item, m.RamChunk):
+                    taken += list(item.records)
+                    continue
+                if isinstance(item, m.RamPart):
+                    item = ("part", taken + list(item.records), item.size_bytes,
+                            item.pages, item.kinds, item.blocks)
+                    taken = []
+                out.append(item)
+        return out
+    fast = items(whole, [wire])
+    assert fast == items(slow, [wire[i:i + 1] for i in range(len(wire))])
+    assert whole.bytes_consumed == slow.bytes_consumed == len(wire)
+    if any(not spec for spec in parts[1:]):
+        assert whole._reader is None          # (the shortcut was taken and left no reader)
