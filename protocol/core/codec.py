@@ -15,6 +15,7 @@ import struct
 
 from protocol.core import messages as m
 from protocol.core.dialects import Dialect
+from protocol.core.lazyimport import module
 from protocol.errors import DecodeError, LimitError
 
 # the hot path's names, as module globals (a compiled module looks those up fastest)
@@ -355,26 +356,14 @@ class Decoder:
         return self._ram_ctx
 
 
-_LAZY: dict[str, object] = {}
-
-
 def _streamdecode():
     """protocol.migration.streamdecode, imported at the first RAM part (it brings numpy,
-    which a decoder of control messages alone never needs), then kept."""
-    mod = _LAZY.get("streamdecode")
-    if mod is None:
-        from protocol.migration import streamdecode as mod
-        _LAZY["streamdecode"] = mod
-    return mod
+    which a decoder of control messages alone never needs)."""
+    return module("protocol.migration.streamdecode")
 
 
 def _pages():
-    """protocol.migration.pages, as `_streamdecode`."""
-    mod = _LAZY.get("pages")
-    if mod is None:
-        from protocol.migration import pages as mod
-        _LAZY["pages"] = mod
-    return mod
+    return module("protocol.migration.pages")
 
 
 def _invalid_text(d: Dialect, msg_id: int) -> tuple[str, str | None]:

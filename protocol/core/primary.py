@@ -19,6 +19,7 @@ from __future__ import annotations
 from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core.events import Action, Checkpoint
+from protocol.core.lazyimport import module
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
 from protocol.core.states import STOPPED, Input, PrimaryState
 
@@ -127,7 +128,8 @@ class _PrimaryCore(RoleMachine):
         blob = self.guest.save_devices()
         self.detail(Action, name="save-devices", bytes=len(blob))
         records = self.guest.collect_dirty_pages()
-        from protocol.migration.stream import encode_ram_part, ram_part_chunks
+        stream = module("protocol.migration.stream")
+        encode_ram_part, ram_part_chunks = stream.encode_ram_part, stream.ram_part_chunks
         if self.dialect.ram_outside_blob:
             lazy = ram_part_chunks(records, self.ram_context) if self.out.stream_ram else None
             if lazy is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core.events import Action, Checkpoint, Load
+from protocol.core.lazyimport import module
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
 from protocol.core.states import STOPPED, Input, SecondaryState
 from protocol.errors import RemoteProtocolError
@@ -106,11 +107,11 @@ class _SecondaryCore(RoleMachine):
         return None if self.dialect.ram_outside_blob else WAIT_SIZE
 
     def _cache(self, records) -> None:
-        from protocol.migration.pages import PageBatch
         if not records:
             return
+        batch = module("protocol.migration.pages").PageBatch
         try:
-            self.guest.cache_pages(records if isinstance(records, PageBatch) else list(records))
+            self.guest.cache_pages(records if isinstance(records, batch) else list(records))
         except ValueError as exc:      # a page outside the guest's RAM: the peer's fault
             raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
                                       state=self.state) from None

@@ -235,6 +235,19 @@ def _part_frame(ctx: RamContext) -> tuple[bytes, bytes]:
             _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid) + bytes((QEMU_VM_EOF,)))
 
 
+_EMPTY_PARTS: dict[int, bytes] = {}
+
+
+def _empty_part(sid: int) -> bytes:
+    """The RAM part of no record for section `sid`: its frame around the EOS word."""
+    part = _EMPTY_PARTS.get(sid)
+    if part is None:
+        head = _FOOTER.pack(QEMU_VM_SECTION_END, sid)
+        tail = _FOOTER.pack(QEMU_VM_SECTION_FOOTER, sid) + bytes((QEMU_VM_EOF,))
+        part = _EMPTY_PARTS[sid] = head + _B64.pack(RAM_SAVE_FLAG_EOS) + tail
+    return part
+
+
 #: a PageBatch of at most this many records is encoded record by record
 #: (`_encode_small`), not with numpy: a checkpoint of a few dozen pages (the
 #: capture workload's 40) costs the numpy path more in fixed per-call work, and
@@ -515,6 +528,8 @@ def encode_ram_part(records: list[PageRecord] | PageBatch, ctx: RamContext) -> b
     record by record from its arrays up to `SMALL_BATCH_RECORDS`, with numpy
     beyond; the bytes are the same as for the equivalent list of records.
     """
+    if not records:               # a checkpoint with no dirty page: the frame alone
+        return _empty_part(_sid(ctx))
     head, tail = _part_frame(ctx)
     if isinstance(records, PageBatch):
         n = len(records)

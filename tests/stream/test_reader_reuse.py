@@ -201,3 +201,16 @@ def test_the_decoders_empty_part_shortcut_gives_the_readers_items(parts, keep):
     assert whole.bytes_consumed == slow.bytes_consumed == len(wire)
     if any(not spec for spec in parts[1:]):
         assert whole._reader is None          # (the shortcut was taken and left no reader)
+
+
+@pytest.mark.parametrize("sid", [None, 2, 7, 0x12345678])
+def test_the_empty_part_is_encoded_as_the_general_path_encodes_it(sid):
+    from protocol.migration.pages import PageBatch
+    from protocol.migration.stream import _part_frame, _record_parts
+    ctx = RamContext.from_blocks(LAYOUT)
+    ctx.ram_section_id = sid
+    head, tail = _part_frame(ctx)
+    general = b"".join([head, *_record_parts([], ctx), tail])
+    assert encode_ram_part([], ctx) == encode_ram_part(PageBatch(()), ctx) == general
+    reader = RamPartReader(ctx)
+    assert reader.feed(general) == len(general) and reader.done and reader.pages == 0
