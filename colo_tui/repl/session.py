@@ -71,11 +71,31 @@ def run_repl(args, *, stdin=None, stdout=None, stderr=None) -> int:
         # a second signal during a command ends it wherever its output is: a line of
         # its own (a blank line, at worst)
         start = "\n" if prompts.running is not None else ""
-        print(f"{start}recording saved: {path}" + (f"\nnote: {note}" if note else ""),
-              file=out, flush=True)
+        try:
+            print(f"{start}recording saved: {path}" + (f"\nnote: {note}" if note else ""),
+                  file=out, flush=True)
+        except OSError:      # the terminal has gone (a hang-up): nobody to tell; raised,
+            _drop_output()   # it made the REPL exit 1, not 128 + SIGHUP
     prompts = _Prompts()              # the interactive prompts (interactive fills it)
     with SessionGuard(c, report=saved, on_signal=lambda sig: _end_prompt(prompts, sig)):
         return _run(c, args, stdin, out, err, prompts)
+
+
+def _drop_output() -> None:
+    """stdout and stderr go nowhere from now on (their terminal has gone): the
+    interpreter's last flush of them would fail and make the exit status 120."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+    sys.stdout = sys.stderr = devnull
+
+
+def _terminal_gone(prompts) -> None:
+    """The prompt could not draw: its terminal has gone (closed under the REPL).  The
+    REPL ends as the hang-up's SIGHUP asks (128 + 1), or 1 without one; the guard
+    completes the recording.  prompt_toolkit's OSError went up as a traceback to the
+    closed terminal, exit 1."""
+    _drop_output()
+    prompts.check()
+    raise SystemExit(exitcodes.FAILURE)
 
 
 class _Prompts(list):
@@ -368,6 +388,8 @@ def interactive(c, out, prompts: _Prompts | None = None) -> int:
                 continue
             except EOFError:
                 text = "quit"
+            except OSError:
+                _terminal_gone(prompts)
             prompts.check()
             _history_problem(history, out)
             # several lines pasted at once (a terminal's bracketed paste gives them as
@@ -382,6 +404,8 @@ def interactive(c, out, prompts: _Prompts | None = None) -> int:
                 answer = ask.prompt(f"{question} [y/N] ").strip().lower()
             except (KeyboardInterrupt, EOFError):
                 answer = ""
+            except OSError:
+                _terminal_gone(prompts)
             prompts.check()
             if answer not in ("y", "yes"):
                 print("cancelled" + _not_run(pasted), file=out)
