@@ -28,7 +28,7 @@ cdef extern from *:
 cdef extern from "structmember.h":
     int PyMember_SetOne(char *addr, PyMemberDef *m, object v) except -1
 
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 DEF MAX_FIELDS = 64
 
@@ -101,6 +101,23 @@ cdef class _Kind:
             self._defaults(addr, done)
         return 0
 
+    cdef int fill_at(self, object obj, object t_ms, object side, tuple values) except -1:
+        """t_ms, side, then the kind's own fields (after seq) by position."""
+        cdef char *addr = <char *> <PyObject *> obj
+        cdef Py_ssize_t i, nv = len(values)
+        if nv > self.n - 3:
+            takes = "2" if self.n == 3 else f"from 2 to {self.n - 1}"   # Python's words
+            raise TypeError(f"{self.qualname}._at() takes {takes} positional arguments but "
+                            f"{nv + 2} were given")
+        PyMember_SetOne(addr, self.members[0], t_ms)
+        PyMember_SetOne(addr, self.members[1], side)
+        for i in range(nv):
+            PyMember_SetOne(addr, self.members[3 + i], values[i])
+        cdef uint64_t done = (((<uint64_t> 1) << nv) - 1) << 3 | 3
+        if done != self.full:
+            self._defaults(addr, done)
+        return 0
+
     cdef int _defaults(self, char *addr, uint64_t done) except -1:
         """Each field not given: its default (or factory's value); missing required
         ones are refused all at once, in Python's own words."""
@@ -138,7 +155,7 @@ cdef class _Kind:
 
 
 def make_kind(cls, members, missing):
-    """(init, build) of the kind (see `protocol.core._eventinit_py.make_kind`)."""
+    """(init, build, positional) of the kind (see `protocol.core._eventinit_py`)."""
     cdef _Kind kind = _Kind(cls.__qualname__, members, missing)
     cdef _Type *tp = <_Type *> cls
     cdef tuple no_args = ()
@@ -156,7 +173,19 @@ def make_kind(cls, members, missing):
         Py_DECREF(obj)               # the cast took a reference: the allocation's is ours
         kind.fill(obj, (t_ms, side), fields if fields is not None else {})
         return obj
-    return __init__, build
+
+    def positional():
+        def build_at(t_ms, side, *values):
+            cdef PyObject *p = tp.tp_alloc(tp, 0)
+            if p == NULL:
+                raise MemoryError()
+            obj = <object> p
+            Py_DECREF(obj)
+            kind.fill_at(obj, t_ms, side, values)
+            return obj
+        build_at.__qualname__ = f"{cls.__qualname__}._at"
+        return build_at
+    return __init__, build, positional
 
 
 __all__ = ["SPEC_VERSION", "make_kind"]

@@ -1,11 +1,13 @@
 """Event kinds' ``__init__``, the pure-Python twin (the spec): generated source, one
 function per kind, compiled on the kind's first construction.
 
-``make_kind(cls, members, missing)`` returns ``(init, build)`` for a frozen, slotted
-event kind ``cls``: its ``__init__``, and ``build(t_ms, side, fields=None)``, the
-kind's event from a dict of its fields by attribute name (the dict is not kept or
-changed): what ``cls(t_ms, side, **fields)`` makes, for the hot emitters (the
-compiled twin skips the class call's own argument handling).  ``members`` lists every field in order, ``t_ms`` and ``side``
+``make_kind(cls, members, missing)`` returns ``(init, build, positional)`` for a
+frozen, slotted event kind ``cls``: its ``__init__``; ``build(t_ms, side,
+fields=None)``, the kind's event from a dict of its fields by attribute name (the
+dict is not kept or changed): what ``cls(t_ms, side, **fields)`` makes; and
+``positional()``, which makes ``build_at(t_ms, side, *values)``, the event from its
+own fields' values in declaration order.  The last two are for the hot emitters:
+neither makes the class call (the compiled twin writes the slots from C).  ``members`` lists every field in order, ``t_ms`` and ``side``
 first: ``(name, slot descriptor, default, factory)``, ``default is missing`` for a
 required field, ``factory`` a callable (or None) for a field whose default is made
 per instance.  The ``__init__`` takes ``t_ms`` and ``side`` (by position or name) and
@@ -17,16 +19,74 @@ from __future__ import annotations
 
 from typing import Any
 
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 
 def make_kind(cls, members, missing):
-    """(init, build) of the kind (see the module docstring)."""
+    """(init, build, positional) of the kind (see the module docstring)."""
     init = _make_init(cls.__qualname__, members, missing)
 
     def build(t_ms, side, fields=None):
         return cls(t_ms, side, **fields) if fields else cls(t_ms, side)
-    return init, build
+
+    def positional():
+        return _make_positional(cls, members, missing)
+    return init, build, positional
+
+
+def _make_positional(cls, members, missing):
+    """``build_at(t_ms, side, *values)``: the kind's event from its own fields' values by
+    position (in the order the kind declares them; those left out take their
+    defaults), with no class call: the allocation, then each slot's setter."""
+    ns: dict[str, Any] = {"_MISSING": missing, "_cls": cls, "_alloc": object.__new__}
+    params, body, required = ["t_ms", "side"], [], []
+    for i, (name, slot, default, factory) in enumerate(members):
+        ns[f"_set_{name}"] = slot.__set__
+        if i == 2:                                   # seq: -1, as the class call
+            ns["_d_seq"] = default
+            body.append(" _set_seq(self, _d_seq)")
+            continue
+        if i > 2:
+            params.append(f"{name}=_MISSING")
+            if factory is not None:
+                ns[f"_f_{name}"] = factory
+                body.append(f" if {name} is _MISSING: {name} = _f_{name}()")
+            elif default is not missing:
+                ns[f"_d_{name}"] = default
+                body.append(f" if {name} is _MISSING: {name} = _d_{name}")
+            else:
+                required.append(name)
+        body.append(f" _set_{name}(self, {name})")
+    ns["_refuse"] = _refuser(cls.__qualname__, required, missing)
+    check = ([f" if {' or '.join(f'{n} is _MISSING' for n in required)}: "
+              f"_refuse({', '.join(required)})"] if required else [])
+    src = (f"def _make({', '.join(ns)}):\n def build_at({', '.join(params)}):\n"
+           + "\n".join(" " + line for line in check)
+           + ("\n" if check else "") + "  self = _alloc(_cls)\n"
+           + "\n".join(" " + line for line in body) + "\n  return self\n return build_at\n")
+    glob: dict[str, Any] = {}
+    exec(src, glob)                                  # noqa: S102 - generated from the fields
+    build_at = glob["_make"](**ns)
+    build_at.__qualname__ = f"{cls.__qualname__}._at"
+    return build_at
+
+
+def _refuser(qualname: str, required: list[str], missing):
+    """Raises the TypeError for the required fields a positional build left out, in the
+    words a class call would use for them."""
+    def refuse(*values):
+        names = [n for n, v in zip(required, values, strict=True) if v is missing]
+        quoted = [f"'{n}'" for n in names]
+        if len(quoted) == 1:
+            listed = quoted[0]
+        elif len(quoted) == 2:
+            listed = f"{quoted[0]} and {quoted[1]}"
+        else:
+            listed = ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
+        plural = "s" if len(names) > 1 else ""
+        raise TypeError(f"{qualname}.__init__() missing {len(names)} required keyword-only "
+                        f"argument{plural}: {listed}")
+    return refuse
 
 
 def _make_init(qualname: str, members, missing):

@@ -18,7 +18,7 @@ from operator import attrgetter
 
 from protocol.core.codec import Decoder
 from protocol.core.dialects import Dialect
-from protocol.core.events import Recv, RecvDeviceState, RecvRam
+from protocol.core.events import Recv, RecvDeviceState, RecvRam, positional
 from protocol.core.failover import FailoverMachine
 from protocol.core.machine import (
     MIG_ACTIVE,
@@ -39,9 +39,10 @@ from protocol.errors import DecodeError, ProtocolError
 __all__ = ["DONE", "ERROR", "MIG_ACTIVE", "MIG_COLO", "MIG_COMPLETED", "MIG_FAILED",
            "MIG_SETUP", "SHUTDOWN", "Endpoint", "make_endpoint"]
 
-#: the received pieces' events, built from a dict of their fields (`Event._new`)
-_new_recv, _new_recv_ram, _new_recv_device_state = (Recv._new, RecvRam._new,
-                                                    RecvDeviceState._new)
+#: the received pieces' events, built from a dict of their fields (`Event._new`), or
+#: for a message from the values by position (`positional`: msg, value, id, raw)
+_recv_at = positional(Recv)
+_new_recv_ram, _new_recv_device_state = RecvRam._new, RecvDeviceState._new
 
 MACHINES: dict[str, type[RoleMachine]] = {"primary": PrimaryMachine,
                                           "secondary": SecondaryMachine}
@@ -160,8 +161,8 @@ class Endpoint:
         mach, out = self.machine, self.out
         if item.__class__ is Message:
             if not out.lean or item.name in out.checked_msgs:
-                out.events.append(_new_recv(out.now, mach.role, {
-                    "msg": item.name, "value": item.value, "id": item.msg_id, "raw": item.raw}))
+                out.events.append(_recv_at(out.now, mach.role, item.name, item.value,
+                                           item.msg_id, item.raw))
             mach._dispatch(item.name, item)
             mach.understood += 1
         elif isinstance(item, RamPart):

@@ -29,6 +29,7 @@ from protocol.core.events import (
     SendRam,
     State,
     Vm,
+    positional,
 )
 from protocol.core.guestport import NullGuest
 from protocol.core.outbox import Outbox
@@ -137,8 +138,7 @@ class RoleMachine:
         out = self.out
         out.segments.append(Segment("msg", name, raw, self.in_flight, value))
         if not out.lean or name in out.checked_msgs:
-            out.events.append(_new_send(out.now, self.role,
-                                        {"msg": name, "value": value, "raw": raw}))
+            out.events.append(_send_at(out.now, self.role, name, value, raw))
 
     def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
         out = self.out
@@ -168,8 +168,7 @@ class RoleMachine:
             if type(state) is not str:
                 state = str(state)          # an enum member: the plain string
             out = self.out
-            out.events.append(_new_state(out.now, self.role,
-                                         {"machine": self.role, "to": state, "from_": old}))
+            out.events.append(_state_at(out.now, self.role, self.role, state, old))
             self.state = state
 
     def accepts(self, kind: str) -> bool:
@@ -196,8 +195,7 @@ class RoleMachine:
         else:
             if nxt != state:          # goto(nxt), inlined: nxt is a plain string already
                 out = self.out
-                out.events.append(_new_state(out.now, self.role,
-                                             {"machine": self.role, "to": nxt, "from_": state}))
+                out.events.append(_state_at(out.now, self.role, self.role, nxt, state))
                 self.state = nxt
             if then is not None:
                 then()
@@ -403,8 +401,11 @@ def check_table(cls: type[RoleMachine]) -> type[RoleMachine]:
 
 
 #: the hot emitters' events, built from a dict of their fields (`Event._new`: no class
-#: call; the dict is the emitter's own, never kept)
-_new_send, _new_state, _new_vm, _new_migration = Send._new, State._new, Vm._new, Migration._new
+#: call; the dict is the emitter's own, never kept) or, for the two of every message
+#: and transition, from the fields' values by position (`positional`)
+_new_vm, _new_migration = Vm._new, Migration._new
+_send_at = positional(Send)        # (msg, value, raw)
+_state_at = positional(State)      # (machine, to, from_)
 
 #: send_payload's event, by the segment's point
 _SEND_EVENT = {"ram": SendRam, "device-state": SendDeviceState, "initial": SendInitial}

@@ -26,7 +26,7 @@ def eventinit(request):
 
 def _built(mod, cls, how, t_ms, side, fields):
     """(values, None) or (None, the TypeError's text) of building through `how`."""
-    init, build = mod.make_kind(cls, ev.kind_members(cls), dataclasses.MISSING)
+    init, build, _positional = mod.make_kind(cls, ev.kind_members(cls), dataclasses.MISSING)
     try:
         if how == "init":
             obj = object.__new__(cls)
@@ -78,13 +78,13 @@ def test_a_default_factory_makes_a_new_value_per_event(eventinit):
     required = {f.name: "x" for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                 and f.name not in ("t_ms", "side")}
-    init, build = eventinit.make_kind(cls, ev.kind_members(cls), dataclasses.MISSING)
+    init, build, _positional = eventinit.make_kind(cls, ev.kind_members(cls), dataclasses.MISSING)
     a, b = build(0.0, "p", dict(required)), build(0.0, "p", dict(required))
     assert getattr(a, name) == {} and getattr(a, name) is not getattr(b, name)
 
 
 def test_new_does_not_keep_or_change_the_dict(eventinit):
-    init, build = eventinit.make_kind(ev.State, ev.kind_members(ev.State),
+    init, build, _positional = eventinit.make_kind(ev.State, ev.kind_members(ev.State),
                                       dataclasses.MISSING)
     fields = {"machine": "primary", "to": "IDLE", "from_": "INIT"}
     a = build(1.5, "primary", fields)
@@ -103,3 +103,31 @@ def test_the_kinds_use_the_twin_in_use():
     assert e == ev.Send(2.0, "secondary", msg="checkpoint-ready")
     kind = type(ev.Send.__init__).__name__
     assert (kind == "function") == (eventinit.IMPLEMENTATION == "py"), kind
+
+
+def _built_at(mod, cls, values):
+    """(values, None) or (None, the TypeError's text) of a positional build."""
+    _init, _build, positional = mod.make_kind(cls, ev.kind_members(cls), dataclasses.MISSING)
+    try:
+        obj = positional()(1.0, "primary", *values)
+    except TypeError as exc:
+        return None, str(exc)
+    return cls._values(obj), None
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_positional_build_is_the_class_call_with_those_fields(eventinit, data):
+    """``positional(cls)(t_ms, side, *values)``: the kind's own fields in declaration
+    order, the rest defaulted; the same event as the class call, in either twin, or
+    the same refusal (a required field left out, too many values)."""
+    from protocol.core import _eventinit_py
+    _name, cls = data.draw(st.sampled_from(KINDS), label="kind")
+    own = [f.name for f in dataclasses.fields(cls) if f.name not in ("t_ms", "side", "seq")]
+    values = data.draw(st.lists(VALUES, max_size=len(own) + 1), label="values")
+    got = _built_at(eventinit, cls, values)
+    assert got == _built_at(_eventinit_py, cls, values)
+    if len(values) <= len(own):
+        assert got == _spec(cls, 1.0, "primary", dict(zip(own, values, strict=False)))
+    else:
+        assert got[0] is None and "positional arguments but" in got[1]
