@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from colo_tui.session.words import plural
-
 #: the one-letter/short column names the REPL uses for a side
 SIDE_SHORT = {"primary": "P", "secondary": "S", "link": "~", "operator": "op", "sim": "sim",
               "arbiter": "arb", "client": "cli", "live": "live"}
@@ -41,9 +39,10 @@ def _ranges(values) -> str:
 
 
 def _count(value, noun: str) -> str:
-    """A count an event carries and its noun, agreeing ('1 session', '3 sessions')."""
+    """A count an event carries and its noun, agreeing ('1 session', '3 sessions'), as
+    colo_tui.session.words.plural says it (present sits below session: not imported)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return plural(value, noun)
+        return f"{value:,} {noun if value == 1 else noun + 's'}"
     return f"{plain(value)} {noun}s"
 
 
