@@ -159,7 +159,7 @@ class Endpoint:
 
     def _on_item(self, item) -> None:
         mach, out = self.machine, self.out
-        if item.__class__ is Message:
+        if type(item) is Message:
             if not out.lean or item.name in out.checked_msgs:
                 out.events.append(_recv_at(out.now, mach.role, item.name, item.value,
                                            item.msg_id, item.raw))
@@ -171,7 +171,7 @@ class Endpoint:
                 fields["pages"], fields["bytes"] = item.page_count(), item.size_bytes
                 out.events.append(_new_recv_ram(out.now, mach.role, fields))
             mach._dispatch("ram", item)
-        elif item.__class__ is RamChunk:
+        elif type(item) is RamChunk:
             mach._dispatch("ram-chunk", item)
         elif isinstance(item, StateBlob):
             if not out.lean:

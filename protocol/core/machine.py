@@ -52,10 +52,6 @@ class Transition(NamedTuple):
 class RoleMachine:
     #: the machine's role ("primary", "secondary"); each machine's ``role``
     ROLE = "none"
-    #: control outputs for drivers (besides ``checkpoint``, the committed-checkpoint
-    #: counter): how many checkpoint loads began, and the last one's number
-    loads_started = 0
-    load_started_n = 0
     TABLE: dict[tuple[str, str], Transition] = {}
     INITIAL_STATE = "INIT"
 
@@ -67,6 +63,10 @@ class RoleMachine:
         if mode not in ("periodic", "hybrid"):
             raise ValueError(f"mode must be periodic or hybrid, not {mode!r}")
         self.role = self.ROLE
+        #: control outputs for drivers (besides ``checkpoint``, the committed-checkpoint
+        #: counter): how many checkpoint loads began, and the last one's number
+        self.loads_started = 0
+        self.load_started_n = 0
         self.dialect = dialect
         self.mode = mode
         self.guest = guest if guest is not None else NullGuest()

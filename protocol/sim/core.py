@@ -58,7 +58,7 @@ class _SimCore:
         self.seq += 1
         if self._keep_events:
             self.events.append(ev)
-        check = self._inv_handlers.get(ev.__class__)
+        check = self._inv_handlers.get(type(ev))
         if check is not None:
             check(ev)
         if self._on_event is not None:
@@ -188,13 +188,13 @@ class _SimCore:
                 if cb is None:
                     get = self._per_class.get
                     for ev in evs:
-                        check = get(ev.__class__)
+                        check = get(type(ev))
                         if check is not None:
                             check(ev)
                 else:
                     inv = self._inv_handlers.get
                     for ev in evs:
-                        kind = ev.__class__
+                        kind = type(ev)
                         check = inv(kind)
                         if check is not None:
                             check(ev)
