@@ -15,7 +15,7 @@ installed by ``protocol/__init__``, makes the choice explicit, per module:
 - a ``.so`` that fails to load: a RuntimeWarning with the error, and the ``.py``;
 - otherwise the ``.so``.
 
-Some modules have a ``.pxd`` beside the ``.py`` (:data:`TYPED`): typed declarations
+Some of them have a ``.pxd`` beside the ``.py``: typed declarations
 that make their classes extension types, which the other compiled modules use by
 their C layout.  A compiled module therefore cannot run beside the ``.py`` of
 another: the core loads as a whole.  When any module of a finder is not built or
@@ -50,18 +50,6 @@ CORE: tuple[str, ...] = (
     "protocol.core.dialects",
     "protocol.migration.stream",
     "protocol.migration.streamdecode",
-)
-
-#: CORE modules with typed declarations (a .pxd beside the .py)
-TYPED: tuple[str, ...] = (
-    "protocol.core.codec",
-    "protocol.core.machine",
-    "protocol.core.primary",
-    "protocol.core.secondary",
-    "protocol.core.endpoint",
-    "protocol.core.outbox",
-    "protocol.core.timers",
-    "protocol.sim.core",
 )
 
 # module -> (implementation "c" or "py", why not "c" or None)

@@ -141,17 +141,8 @@ cdef class _Kind:
         return 0
 
     cdef str _missing_text(self, list names, str what):
-        quoted = [f"'{n}'" for n in names]
-        if len(quoted) == 1:
-            listed = quoted[0]
-        elif len(quoted) == 2:
-            listed = f"{quoted[0]} and {quoted[1]}"
-        else:
-            last = len(quoted) - 1       # (no negative index: wraparound is off here)
-            listed = ", ".join(quoted[:last]) + f", and {quoted[last]}"
-        plural = "s" if len(names) > 1 else ""
-        return (f"{self.qualname}.__init__() missing {len(names)} required {what} "
-                f"argument{plural}: {listed}")
+        from protocol.core._eventinit_py import missing_text   # (an error: no hurry)
+        return missing_text(self.qualname, names, what)
 
 
 def make_kind(cls, members, missing):

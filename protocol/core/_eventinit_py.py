@@ -47,14 +47,10 @@ def _make_positional(cls, members, missing):
             body.append(" _set_seq(self, _d_seq)")
             continue
         if i > 2:
-            params.append(f"{name}=_MISSING")
-            if factory is not None:
-                ns[f"_f_{name}"] = factory
-                body.append(f" if {name} is _MISSING: {name} = _f_{name}()")
-            elif default is not missing:
-                ns[f"_d_{name}"] = default
-                body.append(f" if {name} is _MISSING: {name} = _d_{name}")
-            else:
+            param, lines = _field(ns, name, default, factory, missing, by_position=True)
+            params.append(param)
+            body += lines
+            if param.endswith("=_MISSING") and not lines:
                 required.append(name)
         body.append(f" _set_{name}(self, {name})")
     ns["_refuse"] = _refuser(cls.__qualname__, required, missing)
@@ -71,21 +67,42 @@ def _make_positional(cls, members, missing):
     return build_at
 
 
+def _field(ns: dict, name: str, default, factory, missing, *, by_position: bool):
+    """A field's parameter and the lines that apply its default.  By keyword (the
+    ``__init__``) a default is the parameter's own and a required field has none;
+    by position every field may be left out (``=_MISSING``), then defaulted in the body
+    (a required one: no line, and the builder refuses it)."""
+    if factory is not None:
+        ns[f"_f_{name}"] = factory
+        return f"{name}=_MISSING", [f" if {name} is _MISSING: {name} = _f_{name}()"]
+    if default is missing:
+        return (f"{name}=_MISSING" if by_position else name), []
+    ns[f"_d_{name}"] = default
+    if by_position:
+        return f"{name}=_MISSING", [f" if {name} is _MISSING: {name} = _d_{name}"]
+    return f"{name}=_d_{name}", []
+
+
+def missing_text(qualname: str, names: list[str], what: str) -> str:
+    """Python's own words for arguments left out of a call of ``qualname.__init__``
+    (``what``: "positional" or "keyword-only"); the compiled twin says the same."""
+    quoted = [f"'{n}'" for n in names]
+    if len(quoted) == 1:
+        listed = quoted[0]
+    elif len(quoted) == 2:
+        listed = f"{quoted[0]} and {quoted[1]}"
+    else:
+        listed = ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
+    plural = "s" if len(names) > 1 else ""
+    return f"{qualname}.__init__() missing {len(names)} required {what} argument{plural}: {listed}"
+
+
 def _refuser(qualname: str, required: list[str], missing):
     """Raises the TypeError for the required fields a positional build left out, in the
     words a class call would use for them."""
     def refuse(*values):
         names = [n for n, v in zip(required, values, strict=True) if v is missing]
-        quoted = [f"'{n}'" for n in names]
-        if len(quoted) == 1:
-            listed = quoted[0]
-        elif len(quoted) == 2:
-            listed = f"{quoted[0]} and {quoted[1]}"
-        else:
-            listed = ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
-        plural = "s" if len(names) > 1 else ""
-        raise TypeError(f"{qualname}.__init__() missing {len(names)} required keyword-only "
-                        f"argument{plural}: {listed}")
+        raise TypeError(missing_text(qualname, names, "keyword-only"))
     return refuse
 
 
@@ -99,15 +116,9 @@ def _make_init(qualname: str, members, missing):
         ns[f"_set_{name}"] = slot.__set__
         if i == 2:
             params.append("*")        # t_ms, side: by position too; the rest by keyword
-        if factory is not None:
-            ns[f"_f_{name}"] = factory
-            params.append(f"{name}=_MISSING")
-            body.append(f" if {name} is _MISSING: {name} = _f_{name}()")
-        elif default is not missing:
-            ns[f"_d_{name}"] = default
-            params.append(f"{name}=_d_{name}")
-        else:
-            params.append(name)
+        param, lines = _field(ns, name, default, factory, missing, by_position=False)
+        params.append(param)
+        body += lines
         body.append(f" _set_{name}(self, {name})")
     short = qualname.rpartition(".")[2]
     names = ", ".join(ns)
@@ -130,4 +141,4 @@ def _make_init(qualname: str, members, missing):
     return __init__
 
 
-__all__ = ["SPEC_VERSION", "make_kind"]
+__all__ = ["SPEC_VERSION", "make_kind", "missing_text"]

@@ -1,5 +1,5 @@
 # Typed declarations for the compiled build of core.py (Cython's augmenting .pxd; the
-# .py stays the one copy of the logic; see protocol/compiled.py, TYPED).  Only the
+# .py stays the one copy of the logic; see protocol/compiled.py).  Only the
 # simulator's hot loop (_SimCore) is an extension type; Simulation subclasses it.
 cimport cython
 
