@@ -27,6 +27,7 @@ hang-up).
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from queue import Full
@@ -40,9 +41,15 @@ STOP_WAIT_S = 2.0
 
 class DrainingWriter(WriterThread):
     """Textual's writer thread, except that a write the terminal refuses ends the
-    output (`failed` says why) and the thread keeps draining its queue."""
+    output (`failed` says why) and the thread keeps draining its queue.
+    `on_hangup` (called once, from this thread) hears of a terminal that has gone
+    (EIO)."""
 
     failed: BaseException | None = None
+
+    def __init__(self, file, on_hangup=None) -> None:
+        super().__init__(file)
+        self.on_hangup = on_hangup
 
     def run(self) -> None:
         get, qsize = self._queue.get, self._queue.qsize
@@ -59,6 +66,8 @@ class DrainingWriter(WriterThread):
                 op(*args)
             except (OSError, ValueError) as exc:   # ValueError: the file was closed
                 self.failed = exc
+                if getattr(exc, "errno", None) == errno.EIO and self.on_hangup is not None:
+                    self.on_hangup()
 
 
 def stop_writer(writer: WriterThread | None) -> None:
@@ -98,6 +107,19 @@ class HangupSafeDriver(LinuxDriver):
         thread.join(STOP_WAIT_S)
         self.exit_event.clear()
 
+    def _terminal_gone(self) -> None:
+        """The terminal refused a write (EIO: it has gone).  A hang-up's SIGHUP ends
+        the app; without one (SIGHUP ignored, as under nohup, or a terminal that
+        was not the app's controlling one) the app ran on for ever, its input thread
+        spinning on the closed terminal (100 % CPU), the recording never completed:
+        it ends now, as quitting does, exit status 1."""
+        loop = getattr(self._app, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(lambda: self._app.exit(return_code=1))
+            except RuntimeError:            # the loop closed meanwhile: it is ending
+                pass
+
     def start_application_mode(self) -> None:
         before = self._writer_thread
         if before is not None and not _is_terminal(self.fileno):
@@ -109,5 +131,5 @@ class HangupSafeDriver(LinuxDriver):
             return
         stop_writer(before)                       # Textual's SIGCONT path leaves it running
         stop_writer(made)                         # its start-up writes, in order
-        self._writer_thread = DrainingWriter(self._file)
+        self._writer_thread = DrainingWriter(self._file, on_hangup=self._terminal_gone)
         self._writer_thread.start()

@@ -61,3 +61,36 @@ def test_a_closed_terminal_ends_the_app_with_129_and_a_complete_recording(tmp_pa
     (path,) = tmp_path.glob("tui-*.colo.jsonl")
     lines = [json.loads(x) for x in path.read_text().splitlines() if not x.startswith("#")]
     assert "stop" in lines[-2] and "digest" in lines[-1]
+
+
+def test_a_closed_terminal_that_sends_no_sighup_ends_the_app_too(tmp_path):
+    """The same terminal, but not the app's controlling one, so no SIGHUP comes (as
+    under nohup): the app ran on for ever, its input thread spinning on the closed
+    terminal at 100 % CPU, the recording never completed.  A refused write ends it."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", COLO_RECORDINGS_DIR=str(tmp_path))
+    app = subprocess.Popen([sys.executable, "-m", "colo_tui.cli.tui"], cwd=ROOT, env=env,
+                           stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = bytearray()
+    try:
+        assert _read_until(master, b"press n", seen), bytes(seen[-2000:])
+        os.write(master, b"r")
+        assert _read_until(master, b"recording to", seen), bytes(seen[-2000:])
+        os.write(master, b"nnn ")
+        assert _read_until(master, b"running", seen), bytes(seen[-2000:])
+        time.sleep(0.3)
+        os.close(master)
+        master = None
+        status = app.wait(30)
+    finally:
+        if master is not None:
+            os.close(master)
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    assert status == 1
+    (path,) = tmp_path.glob("tui-*.colo.jsonl")
+    lines = [json.loads(x) for x in path.read_text().splitlines() if not x.startswith("#")]
+    assert "stop" in lines[-2] and "digest" in lines[-1]
