@@ -218,8 +218,10 @@ def test_a_sigcont_leaves_no_input_thread_behind(tmp_path):
             time.sleep(0.2)
         term.keys("n")
         assert wait(lambda: "step 4" in term.screen(), timeout=20), term.screen()
-        # (one input thread more for each SIGCONT, before)
-        assert len(os.listdir(f"/proc/{pid}/task")) <= threads
+        # one input thread more for each SIGCONT, before: five more.  (Not "no more at
+        # all": the app may start a worker thread of its own meanwhile, as one full
+        # suite run on a loaded machine saw: 3 threads, then 5)
+        assert len(os.listdir(f"/proc/{pid}/task")) <= threads + 2
         term.keys("q")
         assert wait(lambda: term.exit_status() is not None, timeout=20), \
             f"the app (pid {pid}) did not exit after q"
