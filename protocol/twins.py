@@ -86,8 +86,8 @@ def load(public: str) -> tuple[ModuleType, str, str | None]:
 
 
 def report() -> dict[str, tuple[str, str | None]]:
-    """{module: ("c" or "py", why not "c" or None)}: the page-diff twins and every
-    compiled core module (`protocol.compiled.CORE`), each imported to learn it."""
+    """{module: ("c" or "py", why not "c" or None)}: the twins (page-diff, event
+    constructors) and every compiled core module (`protocol.compiled.CORE`), each imported to learn it."""
     from protocol import compiled
     out: dict[str, tuple[str, str | None]] = {}
     for name in COMPILED:
@@ -101,5 +101,7 @@ def report() -> dict[str, tuple[str, str | None]]:
 
 
 if __name__ == "__main__":
-    for _name, (_impl, _why) in report().items():
-        print(f"{_name:28} {_impl:3} {_why or ''}".rstrip())
+    _report = report()
+    _width = max(map(len, _report))
+    for _name, (_impl, _why) in _report.items():
+        print(f"{_name:{_width}} {_impl:3} {_why or ''}".rstrip())
