@@ -87,7 +87,8 @@ def load(public: str) -> tuple[ModuleType, str, str | None]:
 
 def report() -> dict[str, tuple[str, str | None]]:
     """{module: ("c" or "py", why not "c" or None)}: the twins (page-diff, event
-    constructors) and every compiled core module (`protocol.compiled.CORE`), each imported to learn it."""
+    constructors) and every compiled core module (`protocol.compiled.CORE`), each
+    imported to learn it."""
     from protocol import compiled
     out: dict[str, tuple[str, str | None]] = {}
     for name in COMPILED:

@@ -4,8 +4,9 @@ spec: same signature, same defaults, same errors).
 
 The ``__init__`` writes each slot from C through the slot's own member definition
 (``PyMember_SetOne``, what the descriptor's ``__set__`` does, without a Python call
-per field) and parses the keywords against the kind's table: an event costs about a
-quarter of the generated Python ``__init__``.
+per field) and parses the keywords against the kind's table; its positional builder
+skips the class call and the keywords too (State, CPU time on the development machine:
+73 ns, against 417 for the class call with the generated Python ``__init__``).
 """
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
@@ -145,33 +146,34 @@ cdef class _Kind:
         return missing_text(self.qualname, names, what)
 
 
+cdef object _allocate(_Type *tp):
+    """An instance of the kind, its slots empty: the class call's allocation
+    (object.__new__ does no more for these classes)."""
+    cdef PyObject *p = tp.tp_alloc(tp, 0)
+    if p == NULL:
+        raise MemoryError()
+    obj = <object> p
+    Py_DECREF(obj)               # the cast took a reference: the allocation's is ours
+    return obj
+
+
 def make_kind(cls, members, missing):
     """(init, build, positional) of the kind (see `protocol.core._eventinit_py`)."""
     cdef _Kind kind = _Kind(cls.__qualname__, members, missing)
     cdef _Type *tp = <_Type *> cls
-    cdef tuple no_args = ()
 
     def __init__(self, *args, **kw):
         kind.fill(self, args, kw)
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
 
     def build(t_ms, side, dict fields=None):
-        # the class call's allocation (object.__new__ does no more for this class)
-        cdef PyObject *p = tp.tp_alloc(tp, 0)
-        if p == NULL:
-            raise MemoryError()
-        obj = <object> p
-        Py_DECREF(obj)               # the cast took a reference: the allocation's is ours
+        obj = _allocate(tp)
         kind.fill(obj, (t_ms, side), fields if fields is not None else {})
         return obj
 
     def positional():
         def build_at(t_ms, side, *values):
-            cdef PyObject *p = tp.tp_alloc(tp, 0)
-            if p == NULL:
-                raise MemoryError()
-            obj = <object> p
-            Py_DECREF(obj)
+            obj = _allocate(tp)
             kind.fill_at(obj, t_ms, side, values)
             return obj
         build_at.__qualname__ = f"{cls.__qualname__}._at"

@@ -7,10 +7,11 @@ fields=None)``, the kind's event from a dict of its fields by attribute name (th
 dict is not kept or changed): what ``cls(t_ms, side, **fields)`` makes; and
 ``positional()``, which makes ``build_at(t_ms, side, *values)``, the event from its
 own fields' values in declaration order.  The last two are for the hot emitters:
-neither makes the class call (the compiled twin writes the slots from C).  ``members`` lists every field in order, ``t_ms`` and ``side``
-first: ``(name, slot descriptor, default, factory)``, ``default is missing`` for a
-required field, ``factory`` a callable (or None) for a field whose default is made
-per instance.  The ``__init__`` takes ``t_ms`` and ``side`` (by position or name) and
+neither makes the class call (the compiled twin writes the slots from C).
+
+``members`` lists every field in order, ``t_ms`` and ``side`` first: ``(name, slot
+descriptor, default, factory)``, ``default is missing`` for a required field,
+``factory`` a callable (or None) for a field whose default is made per instance.  The ``__init__`` takes ``t_ms`` and ``side`` (by position or name) and
 every other field by keyword; it writes each slot through its descriptor (the
 kind's ``__setattr__`` refuses: the event is frozen), defaults as a dataclass would.
 Errors are Python's own for the signature (TypeError).

@@ -271,7 +271,5 @@ class Endpoint:
         return self.machine.status()
 
 
-
-
 def make_endpoint(role: str, dialect: Dialect, **kw) -> Endpoint:
     return Endpoint(role, dialect, **kw)

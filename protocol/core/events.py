@@ -144,8 +144,8 @@ def _kind(name: str):
     directly: the same fields (``dataclasses.fields``, ``replace`` work), equality,
     hash, repr, pickling and frozenness, with shared methods driven by each class's
     field names instead of six ``exec`` calls per class; the ``__init__`` writes each
-    slot itself (`protocol.core.eventinit`: from C in the compiled twin, about a
-    tenth of a frozen dataclass's cost, at ~30 events per checkpoint)."""
+    slot itself (`protocol.core.eventinit`: from C in the compiled twin; ~30 events
+    per checkpoint)."""
     def deco(cls):
         if name in KINDS:
             raise RuntimeError(f"event kind {name!r} defined twice")

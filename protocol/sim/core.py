@@ -416,9 +416,6 @@ class Simulation(_SimCore, SimulationSession):
         self._record(make(self.now, side, kind, **data))
 
     # ---------------------------------------------------------------- stepping
-
-
-
     def run_until(self, predicate, max_steps: int = 1_000_000) -> bool:
         for _ in range(max_steps):
             if self.finished:
@@ -460,7 +457,6 @@ class Simulation(_SimCore, SimulationSession):
         self._process_fault(f)
 
     # ---------------------------------------------------------------- outputs
-
     def _reacting(self, check):
         """A watched class's handler: its invariant check (if any), then a note that the
         simulator reacts to the event once its batch is through."""
