@@ -7,3 +7,13 @@ cdef class Decoder:
     cdef public bint _reset_pending
     cdef public dict _frames
     cdef public Py_ssize_t _pos, _blob_fill, _reader_start, bytes_consumed
+
+    # the read path's own steps: C calls (nothing outside the class calls them;
+    # _next_item stays a Python method: the endpoint binds it, `colo qemu` wraps it)
+    cdef Py_ssize_t _avail(self)
+    cdef bytes _take(self, Py_ssize_t n)
+    cdef _start_blob(self, size)
+    cdef _next_message(self)
+    cdef _start_ram(self)
+    cdef _next_ram(self)
+    cdef _next_initial(self)

@@ -12,3 +12,5 @@ cdef class Endpoint:
     cdef public RoleMachine machine
     cdef public object failover, progress_timeout_ms, _progress_seen
     cdef public object segments_to_send, take_events, next_deadline
+
+    cdef _on_item(self, item)
