@@ -123,7 +123,8 @@ def _engine_side(role, lsock_or_port, cfg, q):
     # otherwise it would wait for the harness to kill it
     eng = Engine(ep, loop, nodelay=cfg["nodelay"], coalesce=cfg["coalesce"],
                  on_events=on_events if role == "primary" else warm_secondary,
-                 close_on_error=role == "secondary", detail_events=False)
+                 close_on_error=role == "secondary", detail_events=False,
+                 wire_events=False)
 
     rss = {}
     cpu_res = {}
@@ -293,6 +294,8 @@ def core_cpu_us(pages: int = 0, blob: int = 1, n: int = 2000, max_s: float = 5.0
                       checkpoint_delay_ms=0, save_ms=0)
     s = make_endpoint("secondary", dialects.QEMU, guest=NullGuest(),
                       checkpoint_delay_ms=0, save_ms=0)
+    for ep in (p, s):       # the events the engine runs build (Engine(wire_events=False))
+        ep.out.detail, ep.out.lean = False, True
     now = 0.0
 
     def hand(a, b) -> bool:

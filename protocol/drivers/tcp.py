@@ -115,13 +115,17 @@ class Engine:
     wake-up; ``before_input(now_ms)`` runs before every input (the node
     advances its guest there).  ``detail_events=False``: the endpoint builds no
     detail events (vm, migration, the actions no invariant checks), for a
-    driver that neither logs nor records them.  Call `attach_socket` (or `connect` /
-    `accept`) once; `closed` is a future set when the connection is gone.
+    driver that neither logs nor records them.  ``wire_events=False`` goes
+    further (no detail events either): nor the events of what went over the
+    wire (send, recv, send-ram, recv-ram, recv-device-state: `Outbox.lean`),
+    for a driver that reads only the state, checkpoint and error events.  Call
+    `attach_socket` (or `connect` / `accept`) once; `closed` is a future set
+    when the connection is gone.
     """
 
     def __init__(self, endpoint, loop, *, nodelay: bool = True, coalesce: bool = True,
                  on_events=None, before_input=None, close_on_error: bool = False,
-                 on_crash=None, detail_events: bool = True,
+                 on_crash=None, detail_events: bool = True, wire_events: bool = True,
                  recv_buffer_bytes: int = RECV_BUFFER_BYTES,
                  max_pending_bytes: int = MAX_PENDING_BYTES,
                  max_write_buffer_bytes: int = MAX_WRITE_BUFFER_BYTES) -> None:
@@ -136,8 +140,10 @@ class Engine:
         self.close_on_error = close_on_error
         self.max_write_buffer_bytes = max_write_buffer_bytes
         out = getattr(endpoint, "out", None)
-        if not detail_events and out is not None:
+        if out is not None and not (detail_events and wire_events):
             out.detail = False      # nobody reads them: the machines skip building them
+            # nor these, without wire events (no message is named in checked_msgs)
+            out.lean = not wire_events
         if coalesce and out is not None:
             # a RAM part's first bytes leave while the rest is being encoded; we read
             # every stream before the endpoint's next input (`_drain`)

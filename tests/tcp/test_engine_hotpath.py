@@ -124,13 +124,13 @@ def test_bench_runs_report_cpu_per_checkpoint():
 def test_detail_events_off_builds_no_detail_events(loop):
     """``detail_events=False``: the endpoint's machines skip the vm/action/migration
     detail events, the checkpoint still commits and its wire bytes are the same."""
-    from protocol.core.events import Checkpoint, Send
+    from protocol.core.events import Checkpoint, Send, State
 
-    def run(detail: bool):
+    def run(detail: bool, wire: bool = True):
         p = make_endpoint("primary", dialects.QEMU, checkpoint_delay_ms=0)
         s = make_endpoint("secondary", dialects.QEMU, checkpoint_delay_ms=0)
-        Engine(p, loop, detail_events=detail)
-        Engine(s, loop, detail_events=detail)
+        Engine(p, loop, detail_events=detail, wire_events=wire)
+        Engine(s, loop, detail_events=detail, wire_events=wire)
         p.start(0.0)
         s.start(0.0)
         evs, wire = [], []
@@ -160,6 +160,17 @@ def test_detail_events_off_builds_no_detail_events(loop):
     assert len(lean) < len(full)
     commits = [e for e in lean if type(e) is Checkpoint and e.phase == "commit"]
     assert commits and any(type(e) is Send for e in lean)
+    # wire_events=False: not the wire's events either (detail ones neither), the
+    # same bytes, the same checkpoints and state changes
+    bare, wire_bare, n_bare = run(True, wire=False)
+    assert n_bare == n_full and wire_bare == wire_full
+    kinds_bare = {type(e).__name__ for e in bare}
+    assert not kinds_bare & {"Send", "Recv", "SendRam", "RecvRam", "RecvDeviceState", "Vm"}
+    assert {"Send", "Recv", "SendRam", "RecvRam"} <= kinds_full
+    assert [e for e in bare if type(e) is Checkpoint] == \
+        [e for e in lean if type(e) is Checkpoint]
+    assert [(e.from_, e.to) for e in bare if type(e) is State] == \
+        [(e.from_, e.to) for e in full if type(e) is State]
 
 
 def test_floor_endpoint_moves_the_same_bytes_as_the_raw_peers():
