@@ -3,21 +3,26 @@
 The driver asks for ``next_deadline()`` and calls back with the time; ``due(now)``
 lists the timers that have expired, earliest first, and ``fire(name, now)`` takes one
 off if it is still due (a handler may have re-armed or cancelled it meanwhile).
+``changes`` counts the changes (set, cancel, fire): a driver that polls many
+endpoints asks for a deadline only when it has moved (the simulator).
 """
 from __future__ import annotations
 
 
 class Timers:
-    __slots__ = ("_at",)
+    __slots__ = ("_at", "changes")
 
     def __init__(self) -> None:
         self._at: dict[str, float] = {}
+        self.changes = 0
 
     def set(self, name: str, at_ms: float) -> None:
         self._at[name] = at_ms
+        self.changes += 1
 
     def cancel(self, name: str) -> None:
-        self._at.pop(name, None)
+        if self._at.pop(name, None) is not None:
+            self.changes += 1
 
     def __contains__(self, name: str) -> bool:
         return name in self._at
@@ -39,5 +44,6 @@ class Timers:
         """Take `name` off when it is (still) due at `now`; whether it fires."""
         if self._at.get(name, now + 1) <= now:
             del self._at[name]
+            self.changes += 1
             return True
         return False

@@ -6,10 +6,11 @@ cimport cython
 from protocol.core.endpoint cimport Endpoint
 from protocol.core.machine cimport RoleMachine
 from protocol.core.outbox cimport Outbox
+from protocol.core.timers cimport Timers
 
 cdef class _SimCore:
     cdef public dict eps, alive, stalled, _timer_at, _timer_fire, _inv_handlers
-    cdef public dict _per_class, _handlers, _loads, _committed, _held
+    cdef public dict _per_class, _handlers, _loads, _committed, _held, _timer_seen
     cdef public list _queue, events, _react, faults
     cdef public object now, seq, _n_protocol, steps, _order, _keep_events, _on_event
     cdef public object link, _null_guest, finished, max_time_ms, _last_progress
@@ -21,8 +22,9 @@ cdef class _SimCore:
     @cython.locals(ep=Endpoint)
     cpdef _do_deliver(self, d)
     cpdef _watchdog_due(self, in_colo=*, force=*)
-    @cython.locals(ep=Endpoint, mach=RoleMachine, out=Outbox)
+    @cython.locals(ep=Endpoint, mach=RoleMachine, out=Outbox, timers=Timers)
     cpdef _collect(self)
     cpdef _flush(self, side, batch)
     cpdef both_in_colo(self)
     cpdef _check_end(self)
+    cpdef _forget_timer(self, side)

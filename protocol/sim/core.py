@@ -134,8 +134,14 @@ class _SimCore:
             ep.receive_data(data, self.now)
 
     def _do_timer(self, side: str) -> None:
-        self._timer_at[side] = self._timer_fire[side] = None
+        self._forget_timer(side)
         self.eps[side].handle_timer(self.now)
+
+    def _forget_timer(self, side: str) -> None:
+        """The side's scheduled timer is spent or superseded: the next collect
+        schedules its endpoint's deadline afresh, changed or not."""
+        self._timer_at[side] = self._timer_fire[side] = None
+        self._timer_seen[side] = -1
 
     def _watchdog_due(self, in_colo: bool | None = None, force: bool = False) -> bool:
         """The manager's watchdog: COLO made no progress for a long time."""
@@ -158,14 +164,13 @@ class _SimCore:
         return False
 
     def _collect(self) -> None:
-        eps, alive, timer_at = self.eps, self.alive, self._timer_at
+        eps, alive, timer_at, seen = self.eps, self.alive, self._timer_at, self._timer_seen
         for side in SIDES:
             ep = eps[side]
-            mach, out = ep.machine, ep.out
-            deadlines = ep.timers._at            # Timers.next_deadline, without the call
-            dl = min(deadlines.values()) if deadlines else None
+            mach, out, timers = ep.machine, ep.out, ep.timers
             evs, segs = out.events, out.segments
-            if not evs and not segs and not mach.close_requested and dl == timer_at[side]:
+            if not evs and not segs and not mach.close_requested and \
+                    timers.changes == seen[side]:
                 continue                      # nothing happened on this side
             if not alive[side]:
                 out.take_segments()
@@ -234,7 +239,11 @@ class _SimCore:
             if mach.exited and alive[side]:
                 alive[side] = False
                 self.emit(side, "process", what="exit", why="the process exited")
-            deadlines = ep.timers._at     # (the reactions may have set or cancelled some)
+            timers = ep.timers            # (a reaction may have set or cancelled some)
+            if timers.changes == seen[side]:
+                continue
+            seen[side] = timers.changes
+            deadlines = timers._at        # Timers.next_deadline, without the call
             dl = min(deadlines.values()) if deadlines else None
             if dl != timer_at[side]:
                 timer_at[side] = dl
@@ -334,6 +343,7 @@ class Simulation(_SimCore, SimulationSession):
         self._order = itertools.count()
         self._timer_at = {s: None for s in SIDES}      # the endpoint's deadline
         self._timer_fire = {s: None for s in SIDES}    # when it fires (deadline + jitter)
+        self._timer_seen = {s: -1 for s in SIDES}      # its Timers.changes then
         self._held = {s: [] for s in SIDES}
         self._arbiter_pending = False
         self._eof_sent = {s: False for s in SIDES}

@@ -118,7 +118,7 @@ def reprotect(sim, why: str = "operator") -> str:
     sim.link = MemoryLink(latency_ms=cfg.latency_ms, bytes_per_ms=cfg.bytes_per_ms)
     for s in SIDES:
         sim.alive[s], sim.stalled[s] = True, False
-        sim._timer_at[s] = sim._timer_fire[s] = None     # old timers are superseded
+        sim._forget_timer(s)                             # old timers are superseded
         sim._held[s] = []
         sim._eof_sent[s] = False
     sim._arbiter_pending = False
