@@ -10,6 +10,8 @@ from colo_tui.session.argtypes import (
     fault_spec,
     fraction,
     int_in,
+    link_bytes_per_ms,
+    link_latency_ms,
     liveness_checkpoints,
     nonempty_path,
     nonneg_float,
@@ -167,6 +169,10 @@ def _session_options(p) -> None:
     p.add_argument("--liveness-checkpoints", type=liveness_checkpoints, default=0,
                    metavar="N", help="after the last fault, N more checkpoints must commit "
                                      "(0 … 10,000)")
+    p.add_argument("--latency-ms", type=link_latency_ms, default=0.05, metavar="MS",
+                   help="the migration link's one-way latency (default %(default)s)")
+    p.add_argument("--bytes-per-ms", type=link_bytes_per_ms, default=1.0e6, metavar="N",
+                   help="the migration link's rate (default 1e6: 1 GB/s; 1.25e4: 100 Mbit/s)")
 
 
 def _config(args):
@@ -180,7 +186,8 @@ def _config(args):
                      xbzrle=args.xbzrle, save_ms=args.save_ms, jitter_ms=args.jitter_ms,
                      arbiter_ms=args.arbiter_ms, rate=args.rate,
                      client_every_ms=args.client_every_ms, divergence=args.divergence,
-                     liveness_checkpoints=args.liveness_checkpoints)
+                     liveness_checkpoints=args.liveness_checkpoints,
+                     latency_ms=args.latency_ms, bytes_per_ms=args.bytes_per_ms)
 
 
 #: compare-modes runs two whole model-guest sessions of this many checkpoints at most

@@ -70,6 +70,9 @@ workload_rate = number_in(0.0, 1e6)
 ram_mib = int_in(1, 65536)
 #: --liveness-checkpoints: the checkpoints that must commit after the last fault
 liveness_checkpoints = int_in(0, 10_000)
+#: --latency-ms / --bytes-per-ms: the simulated migration link
+link_latency_ms = number_in(0.0, 1e9)
+link_bytes_per_ms = number_in(1.0, 1e15)
 
 
 def client_every_ms(text: str) -> float:

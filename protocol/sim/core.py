@@ -20,7 +20,7 @@ from protocol.core.events import ColoExit, Deliver, Error, Event, Failover, Vm, 
 from protocol.errors import QmpCommandError
 from protocol.sim.config import MAX_CHECKPOINT_DELAY_MS, SimConfig, check_checkpoint_delay
 from protocol.sim.invariants import Invariants
-from protocol.sim.link import P2S, S2P, MemoryLink, size_of
+from protocol.sim.link import P2S, S2P, MemoryLink, link_slack_ms, size_of
 from protocol.sim.session_view import SimulationSession
 
 SIDES = ("primary", "secondary")
@@ -377,7 +377,7 @@ class Simulation(_SimCore, SimulationSession):
         last_fault = max((f.checkpoint for f in self.faults if f.point not in fl.MOMENTS),
                          default=0)
         self.target = max(cfg.checkpoints, last_fault + cfg.liveness_checkpoints)
-        slack = cfg.load_ms + cfg.save_ms + cfg.jitter_ms
+        slack = cfg.load_ms + cfg.save_ms + cfg.jitter_ms + link_slack_ms(cfg)
         self.watchdog_ms = 3 * (delay + cfg.jitter_ms) + slack + 2 * cfg.arbiter_ms
         self.max_time_ms = cfg.max_time_ms or (
             (self.target + 2) * (delay + slack + cfg.jitter_ms + 1000)

@@ -55,3 +55,11 @@ class MemoryLink:
 
     def partition(self, now: float, duration_ms: float) -> None:
         self.held_until_ms = max(self.held_until_ms, now + duration_ms)
+
+
+def link_slack_ms(cfg) -> float:
+    """What the link adds to a checkpoint at most, as the watchdog must allow for it:
+    a transaction's messages each one latency (with room to spare), and a guest
+    model's whole RAM once at the link's rate (its worst dirtying)."""
+    ram = cfg.ram_mib << 20 if cfg.guest == "model" else 0
+    return 8 * cfg.latency_ms + ram / cfg.bytes_per_ms

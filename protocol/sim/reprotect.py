@@ -34,7 +34,7 @@ import heapq
 from protocol.core import failover as fo
 from protocol.core.endpoint import make_endpoint
 from protocol.errors import ColoError
-from protocol.sim.link import MemoryLink, size_of
+from protocol.sim.link import MemoryLink, link_slack_ms, size_of
 
 SIDES = ("primary", "secondary")
 _OLD_LINK = frozenset(("deliver", "eof", "close"))
@@ -176,7 +176,7 @@ def _extend_bounds(sim, base: int) -> None:
     if cfg.max_time_ms:
         return
     delay = sim.eps["primary"].checkpoint_delay_ms
-    slack = cfg.load_ms + cfg.save_ms + cfg.jitter_ms
+    slack = cfg.load_ms + cfg.save_ms + cfg.jitter_ms + link_slack_ms(cfg)
     left = sim.target - base
     sim.max_time_ms = max(sim.max_time_ms, sim.now + (left + 2) *
                           (delay + slack + cfg.jitter_ms + 1000) + 10 * cfg.arbiter_ms + 60_000)

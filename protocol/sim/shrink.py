@@ -21,7 +21,8 @@ from protocol.sim.swarm import failure_of, run_config
 SIMPLE = {"mode": "periodic", "guest": "null", "ram_mib": 16, "workload": "toggle",
           "rate": None, "xbzrle": False, "checkpoint_delay_ms": None, "jitter_ms": 0.0,
           "load_ms": 0.0, "save_ms": 0.0, "arbiter": True, "arbiter_ms": 1000.0,
-          "client_every_ms": 0.0, "divergence": 0.0, "liveness_checkpoints": 0}
+          "client_every_ms": 0.0, "divergence": 0.0, "liveness_checkpoints": 0,
+          "latency_ms": SimConfig.latency_ms, "bytes_per_ms": SimConfig.bytes_per_ms}
 
 
 def strategy(cfg: SimConfig):
@@ -95,7 +96,9 @@ def run_command(cfg: SimConfig) -> str:
            ("--client-every-ms", cfg.client_every_ms, default.client_every_ms),
            ("--divergence", cfg.divergence, default.divergence),
            ("--liveness-checkpoints", cfg.liveness_checkpoints,
-            default.liveness_checkpoints)]
+            default.liveness_checkpoints),
+           ("--latency-ms", cfg.latency_ms, default.latency_ms),
+           ("--bytes-per-ms", cfg.bytes_per_ms, default.bytes_per_ms)]
     for flag, value, skip in opt:
         if value != skip:
             args += [flag, _num(value)]

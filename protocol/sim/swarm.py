@@ -3,9 +3,10 @@
 `draw(seed)` chooses everything a session is made of — dialect and mode, the
 guest and its RAM (sparse guests above 4 GiB with writes above 4 GiB), XBZRLE,
 checkpoint delays off the workload's step with jitter, load and save times,
-the arbiter and its delay, the session length, client traffic, and a plan of
-0-4 faults — from ``random.Random`` seeded by the seed alone, so a seed is the
-same run on any worker.  `run_seed` runs it with the invariants checked on
+the arbiter and its delay, the session length, client traffic, a plan of
+0-4 faults, and the migration link's latency and bandwidth — from
+``random.Random`` seeded by the seed alone, so a seed is the same run on any
+worker.  `run_seed` runs it with the invariants checked on
 every event, then a liveness phase: after the last fault, checkpoints must
 resume (``liveness_checkpoints`` more commit) or a defined end (failover,
 split brain the premise allows, shutdown, QEMU's own error stop without an
@@ -30,6 +31,11 @@ BIG_RAM_MIB = (4608, 6144)          # sparse guests above 4 GiB (B7's ground)
 SMALL_RAM_MIB = (16, 24, 64)
 ARBITER_MS = (20.0, 250.0, 1000.0, 2600.0, 5000.0)   # also beyond v11's 2000 ms failover
 MAX_FAULTS = 4
+#: the migration link when it is not the simulator's default LAN (50 µs, 1 GB/s): a
+#: slow or distant one, whose transfers interleave with the timers, the arbiter,
+#: the client traffic and the faults
+LINK_LATENCY_MS = (0.5, 2.0, 10.0, 30.0)
+LINK_BYTES_PER_MS = (1.25e5, 1.25e4)     # 1 Gbit/s, 100 Mbit/s (small guests only)
 MAX_FAILURES_KEPT = 50
 
 
@@ -129,13 +135,20 @@ def draw(seed: int) -> SimConfig:
     n_max = min(checkpoints, 30) if not long_session else checkpoints
     faults = [_draw_fault(rng, d, n_max, step, delay, arbiter) for _ in range(n_faults)]
     faults += _draw_reprotects(seed, faults)
+    # drawn last: the draws above are the same as before the link was drawn
+    latency, bandwidth = SimConfig.latency_ms, SimConfig.bytes_per_ms
+    if rng.random() < 0.35:
+        latency = rng.choice(LINK_LATENCY_MS)
+        if ram_mib <= max(SMALL_RAM_MIB) and rng.random() < 0.5:
+            bandwidth = rng.choice(LINK_BYTES_PER_MS)
     return SimConfig(dialect=dname, mode=mode, seed=seed, checkpoints=checkpoints,
                      faults=faults, checkpoint_delay_ms=delay, load_ms=load_ms,
                      save_ms=save_ms, jitter_ms=jitter, arbiter=arbiter,
                      arbiter_ms=arbiter_ms, guest=guest, ram_mib=ram_mib,
                      workload=workload, rate=rate, divergence=divergence,
                      client_every_ms=client_every_ms, xbzrle=xbzrle,
-                     liveness_checkpoints=2 if faults else 0)
+                     liveness_checkpoints=2 if faults else 0,
+                     latency_ms=latency, bytes_per_ms=bandwidth)
 
 
 def _watch_dispatch(sim: Simulation, pairs: Counter, eps=None) -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from protocol.core import faults as fl
 from protocol.sim import runner, swarm
+from protocol.sim.config import SimConfig
 from protocol.sim.core import Simulation
 
 EXAMPLES = int(os.environ.get("COLO_FUZZ_EXAMPLES", 60))
@@ -51,6 +52,39 @@ def test_the_draws_cover_the_worlds_the_issue_names():
     points = {fl.parse(s).point for c in cfgs for s in c.faults}
     assert "load" in points and "device-state" in points
     assert "failover" in points            # plan steps: re-protect after a failover
+    # the migration link: mostly the default LAN, else slow or distant ones
+    default = SimConfig()
+    lats = {c.latency_ms for c in cfgs}
+    assert lats == {default.latency_ms, *swarm.LINK_LATENCY_MS}
+    rates = {c.bytes_per_ms for c in cfgs}
+    assert rates == {default.bytes_per_ms, *swarm.LINK_BYTES_PER_MS}
+    share = sum(c.latency_ms != default.latency_ms for c in cfgs) / len(cfgs)
+    assert 0.25 < share < 0.45
+    # a slow link only for small guests (a sparse 4.6 GiB one would take minutes)
+    assert all(c.ram_mib <= max(swarm.SMALL_RAM_MIB) for c in cfgs
+               if c.bytes_per_ms != default.bytes_per_ms)
+
+
+def test_a_slow_distant_link_is_not_a_hang(monkeypatch):
+    """On a 100 Mbit/s link 30 ms away, a checkpoint of a busy guest takes longer
+    than its checkpoint delay and the arbiter's timeout: the simulated manager's
+    watchdog allows for the link (`link_slack_ms`), so no failover, no hang.
+    Without that allowance this world is a false hang."""
+    import protocol.sim.core as simcore
+
+    def world():
+        cfg = SimConfig(guest="model", ram_mib=16, workload="uniform", checkpoint_delay_ms=31,
+                        checkpoints=8, latency_ms=30.0, bytes_per_ms=1.25e4, arbiter=True,
+                        arbiter_ms=20.0, seed=3)
+        sim = Simulation(cfg, keep_events=False)
+        sim.run()
+        return sim
+    sim = world()
+    assert swarm.liveness(sim) is None and not sim._watchdog_fired
+    assert sim.outcome() == "ok" and sim.eps["primary"].checkpoint == 8
+    monkeypatch.setattr(simcore, "link_slack_ms", lambda cfg: 0.0)
+    blind = world()
+    assert blind._watchdog_fired and swarm.liveness(blind) is not None
 
 
 def test_a_big_sparse_guest_writes_above_4_gib():
