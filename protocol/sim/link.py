@@ -7,8 +7,6 @@ partition) act on deliveries.  No clock, no sockets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 P2S, S2P = "P>S", "S>P"
 
 
@@ -17,39 +15,75 @@ def size_of(data) -> int:
     return sum(len(p) for p in data) if type(data) is tuple else len(data)
 
 
-@dataclass(slots=True)
 class Delivery:
-    at_ms: float
-    direction: str
-    data: bytes
-    point: str
-    checkpoint: int
-    note: str = ""
+    """One piece of output in flight: when it arrives (virtual ms), which way, what
+    (one bytes object, or a burst's pieces: a tuple), and what it belongs to."""
+
+    __slots__ = ("at_ms", "direction", "data", "point", "checkpoint", "note")
+
+    def __init__(self, at_ms: float, direction: str, data, point: str, checkpoint: int,
+                 note: str = "") -> None:
+        self.at_ms = at_ms
+        self.direction = direction
+        self.data = data
+        self.point = point
+        self.checkpoint = checkpoint
+        self.note = note
+
+    def _key(self) -> tuple:
+        return (self.at_ms, self.direction, self.data, self.point, self.checkpoint, self.note)
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None     # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return ("Delivery(at_ms={!r}, direction={!r}, data={!r}, point={!r}, checkpoint={!r}, "
+                "note={!r})".format(*self._key()))
 
 
-@dataclass
 class MemoryLink:
-    latency_ms: float = 0.05
-    bytes_per_ms: float = 1.0e6          # 1 GB/s
-    closed: bool = False
-    closing: bool = False                # no new bytes; those in flight still arrive
-    held_until_ms: float = 0.0           # a partition holds every byte until then
-    _free_at: dict = field(default_factory=lambda: {P2S: 0.0, S2P: 0.0})
-    wire: dict = field(default_factory=lambda: {P2S: bytearray(), S2P: bytearray()})
-    keep_wire: bool = True
-    max_wire_bytes: int = 64 << 20
+    """Both directions of the link: their latency and rate, where each direction is
+    free again, a partition's end, and (``keep_wire``) the bytes that went each way,
+    up to ``max_wire_bytes``.  An extension type in the compiled build (link.pxd):
+    the simulator schedules every delivery through it.  An instance takes attributes
+    of its own: `colo export` wraps its ``schedule`` to see every delivery."""
 
-    def schedule(self, now: float, direction: str, data: bytes, point: str,
+    def __init__(self, latency_ms: float = 0.05, bytes_per_ms: float = 1.0e6) -> None:
+        self.latency_ms = latency_ms
+        self.bytes_per_ms = bytes_per_ms         # 1e6: 1 GB/s
+        self.closed = False
+        self.closing = False                     # no new bytes; those in flight still arrive
+        self.held_until_ms = 0.0                 # a partition holds every byte until then
+        self._free_at = {P2S: 0.0, S2P: 0.0}
+        self.wire = {P2S: bytearray(), S2P: bytearray()}
+        self.keep_wire = True
+        self.max_wire_bytes = 64 << 20
+
+    def schedule(self, now: float, direction: str, data, point: str,
                  checkpoint: int, extra_delay_ms: float = 0.0, note: str = "") -> Delivery:
         """When would these bytes arrive if sent now?  (Keeps per-direction order.)"""
         size = size_of(data)
-        start = max(now, self._free_at[direction], self.held_until_ms)
+        free_at = self._free_at
+        start = free_at[direction]
+        if now > start:
+            start = now
+        if self.held_until_ms > start:
+            start = self.held_until_ms
         done = start + size / self.bytes_per_ms
         # a delayed piece holds back everything behind it: TCP never reorders a stream
-        self._free_at[direction] = done + extra_delay_ms
-        if self.keep_wire and len(self.wire[direction]) + size <= self.max_wire_bytes:
-            for part in data if type(data) is tuple else (data,):
-                self.wire[direction] += part
+        free_at[direction] = done + extra_delay_ms
+        if self.keep_wire:
+            wire = self.wire[direction]
+            if len(wire) + size <= self.max_wire_bytes:
+                if type(data) is tuple:
+                    for part in data:
+                        wire += part
+                else:
+                    wire += data
         return Delivery(done + self.latency_ms + extra_delay_ms, direction, data, point,
                         checkpoint, note)
 
