@@ -131,3 +131,43 @@ def test_a_positional_build_is_the_class_call_with_those_fields(eventinit, data)
         assert got == _spec(cls, 1.0, "primary", dict(zip(own, values, strict=False)))
     else:
         assert got[0] is None and "positional arguments but" in got[1]
+
+
+def test_the_compiled_twin_leaves_events_of_atomic_fields_to_no_collector():
+    """The compiled twin untracks an event whose every field is atomic (str, int,
+    float, bytes, bool, None: it can be in no reference cycle), so a session that
+    keeps millions of events pays no full collection over them; an event holding a
+    container stays tracked, and a cycle through one is still collected."""
+    import gc
+    import weakref
+
+    from protocol.core import _eventinit_py
+    mod = import_twin(twins.twin("protocol.core.eventinit"), "c")
+    _init, build, positional = mod.make_kind(ev.State, ev.kind_members(ev.State),
+                                             dataclasses.MISSING)
+    plain = positional()(1.0, "primary", "primary", "IDLE", "INIT")
+    assert not gc.is_tracked(plain) and not gc.is_tracked(build(1.0, "p", {
+        "machine": "primary", "to": "IDLE", "from_": "INIT"}))
+    assert gc.is_tracked(positional()(1.0, "primary", "primary", ("IDLE",), "INIT"))
+    cls = next(c for _n, c in KINDS if "extra" in c.__slots__)
+    required = {f.name: "x" for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                and f.name not in ("t_ms", "side")}
+    _i, build_x, _p = mod.make_kind(cls, ev.kind_members(cls), dataclasses.MISSING)
+    held = build_x(0.0, "p", dict(required))       # its extra: a dict (a factory's)
+    assert gc.is_tracked(held)
+
+    class Box(dict):
+        pass
+    box = Box()
+    looped = build_x(0.0, "p", dict(required, extra=box))
+    box["event"] = looped                           # event -> dict -> event
+    gone = weakref.ref(box)
+    del looped, box, held
+    gc.collect()
+    assert gone() is None
+    # the spec builds the same values (untracking changes nothing else)
+    _pi, _pb, spec_positional = _eventinit_py.make_kind(
+        ev.State, ev.kind_members(ev.State), dataclasses.MISSING)
+    assert ev.State._values(spec_positional()(1.0, "primary", "primary", "IDLE", "INIT")) \
+        == ev.State._values(plain)
