@@ -293,6 +293,44 @@ async def test_log_click_selects_the_event(app: ColoApp) -> None:
         assert isinstance(app.query_one(EventLog), EventLog)
 
 
+async def test_the_log_is_read_with_the_keys_too(app: ColoApp) -> None:
+    """Tab reaches the log's lines; ↑/↓ move a cursor (the first puts it on the last
+    line shown), home and end go to the ends, enter explains the cursor's event as a
+    click does; the cursor's line is drawn reversed."""
+    from colo_tui.tui.widgets.event_log import LogLines
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(*["n"] * 6)
+        await pilot.pause()
+        lines = app.query_one(LogLines)
+        for _ in range(8):                            # tab to it, as a keyboard user does
+            if app.focused is lines:
+                break
+            await pilot.press("tab")
+        assert app.focused is lines and lines.cursor is None
+        log = app.bridge.log
+        shown = lines.scrollable_content_region.height
+        await pilot.press("up")
+        last = min(log.count, lines._top() + shown) - 1
+        assert lines.cursor == last
+        await pilot.press("up", "up")
+        assert lines.cursor == last - 2
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.bridge.selected_seq == log.line(last - 2)[0]
+        assert any(seg.style and seg.style.reverse
+                   for seg in lines.render_line(last - 2 - lines._top()))
+        await pilot.press("home", "enter")
+        await pilot.pause()
+        assert lines.cursor == 0 and lines._top() == 0
+        assert app.bridge.selected_seq == log.line(0)[0]
+        await pilot.press("end")
+        await pilot.pause()
+        assert lines.cursor == log.count - 1 and lines.follow
+        await pilot.press("n")                        # a key of the app still works here
+        await pilot.pause()
+        assert app.controller.steps == 7
+
+
 async def test_palette_lists_registry_and_runs_commands(app: ColoApp) -> None:
     from colo_tui.commands import REGISTRY
     from colo_tui.tui.screens import ColoCommands

@@ -33,6 +33,8 @@ KEYS = [
     ("↑ / ↓", "select a message in the ladder (then y copies its bytes)"),
     ("y", "copy the selected message's bytes as hex"),
     ("/", "filter the event log (escape leaves the filter)"),
+    ("↑ / ↓, enter", "cursor of the event log (tab reaches it): ↑ / ↓ move it; enter "
+                     "explains its event, as a click on a line does"),
     ("t", "next theme"),
     ("ctrl+p", "command palette: every command of the registry"),
     ("?", "this help"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich.segment import Segment
+from rich.style import Style as RichStyle
 from textual import events, on
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -27,7 +28,8 @@ class LogLines(FollowTail, can_focus=True):
                 Binding("pageup", "lines(-10)", show=False),
                 Binding("pagedown", "lines(10)", show=False),
                 Binding("home", "lines(-1000000000)", show=False),
-                Binding("end", "lines(1000000000)", show=False)]
+                Binding("end", "lines(1000000000)", show=False),
+                Binding("enter", "pick", show=False)]
     DEFAULT_CSS = """
     LogLines { height: 1fr; scrollbar-size-vertical: 1; }
     LogLines > .log--seq { color: $text-muted; }
@@ -42,6 +44,9 @@ class LogLines(FollowTail, can_focus=True):
         self.model = None
         self.count = 0
         self._key: tuple = ()
+        #: the line the keys move (shown reversed; enter explains its event), None
+        #: until they first move it
+        self.cursor: int | None = None
 
     def show(self, model) -> None:
         count = model.count
@@ -50,8 +55,12 @@ class LogLines(FollowTail, can_focus=True):
         key = (id(model), count, model.filter, offset)
         if key == self._key:
             return
-        shift = offset - self._key[3] if self._key[:1] == (id(model),) and \
-            self._key[2] == model.filter else 0
+        same = self._key[:1] == (id(model),) and self._key[2] == model.filter
+        shift = offset - self._key[3] if same else 0
+        if self.cursor is not None:
+            # on its line while rows leave the top; gone with them, or with another view
+            cursor = self.cursor - shift if same else -1
+            self.cursor = cursor if 0 <= cursor < count else None
         self.model, self.count, self._key = model, count, key
         self.virtual_size = Size(0, count)
         if shift and not self.follow:        # a view scrolled back keeps its place
@@ -62,12 +71,31 @@ class LogLines(FollowTail, can_focus=True):
         self.refresh()
 
     def action_lines(self, delta: int) -> None:
-        top = self._top()
+        """Move the cursor `delta` lines, scrolling only as far as keeps it in view.
+        The first ↑ or ↓ puts it on the last line shown (home, end and the page
+        keys move it from there)."""
+        if self.model is None or not self.count:
+            return
+        top, height = self._top(), max(1, self.scrollable_content_region.height)
+        if self.cursor is None:
+            start = min(self.count - 1, top + height - 1)
+            delta = 0 if abs(delta) == 1 else delta
+        else:
+            start = self.cursor
+        self.cursor = cursor = max(0, min(self.count - 1, start + delta))
+        if cursor < top:
+            top = cursor
+        elif cursor >= top + height:
+            top = cursor - height + 1
         self.follow = False
-        self.scroll_to(y=top + delta, animate=False, immediate=True)
+        self.scroll_to(y=top, animate=False, immediate=True)
         self.call_after_refresh(self._at_end)
         self.refresh()
 
+    def action_pick(self) -> None:
+        """Explain the cursor's event (as a click on its line does)."""
+        if self.model is not None and self.cursor is not None and self.cursor < self.count:
+            self.post_message(EventLog.Picked(self.model.line(self.cursor)[0]))
 
     def _top(self) -> int:
         """First shown line: pinned to the end while following (whatever the
@@ -83,6 +111,8 @@ class LogLines(FollowTail, can_focus=True):
             return Strip.blank(width, self.rich_style)
         seq, _t, side, text = self.model.line(index)
         base = self.rich_style
+        if index == self.cursor:
+            base += RichStyle(reverse=True)
         seqw = 6
         col = max(1, (width - seqw) // 2)
         segs = [Segment(f"{seq:>5} ", legible_rich(base + self.get_component_rich_style(
@@ -102,6 +132,8 @@ class LogLines(FollowTail, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         index = self._top() + event.y
         if self.model is not None and 0 <= index < self.count:
+            self.cursor = index
+            self.refresh()
             self.post_message(EventLog.Picked(self.model.line(index)[0]))
 
 
