@@ -239,8 +239,7 @@ class _SimCore:
             if mach.exited and alive[side]:
                 alive[side] = False
                 self.emit(side, "process", what="exit", why="the process exited")
-            timers = ep.timers            # (a reaction may have set or cancelled some)
-            if timers.changes == seen[side]:
+            if timers.changes == seen[side]:  # (a reaction may have set or cancelled some)
                 continue
             seen[side] = timers.changes
             deadlines = timers._at        # Timers.next_deadline, without the call

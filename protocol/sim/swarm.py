@@ -6,12 +6,11 @@ checkpoint delays off the workload's step with jitter, load and save times,
 the arbiter and its delay, the session length, client traffic, a plan of
 0-4 faults, and the migration link's latency and bandwidth — from
 ``random.Random`` seeded by the seed alone, so a seed is the same run on any
-worker.  `run_seed` runs it with the invariants checked on
-every event, then a liveness phase: after the last fault, checkpoints must
-resume (``liveness_checkpoints`` more commit) or a defined end (failover,
-split brain the premise allows, shutdown, QEMU's own error stop without an
-arbiter) must be reached within the simulator's bound; anything else is a
-hang.  `summarize` folds the per-seed results into the report (violations by
+worker.  `run_seed` runs it with the invariants checked on every event, then a
+liveness phase: after the last fault, checkpoints must resume
+(``liveness_checkpoints`` more commit) or a defined end (failover, split brain
+the premise allows, shutdown, QEMU's own error stop without an arbiter) must be
+reached within the simulator's bound; anything else is a hang.  `summarize` folds the per-seed results into the report (violations by
 invariant, hangs, outcomes, coverage of (state, input) pairs and faults).
 """
 from __future__ import annotations
