@@ -828,27 +828,49 @@ def _slow(cls, kind, t_ms, side, seq, fields, renames) -> Event:
 _BUILDERS = {name: _builder(cls) for name, cls in KINDS.items()}
 
 
-@dataclass(slots=True)
 class Segment:
     """One piece of output: a control message, a RAM part, a blob, the initial stream.
 
-    ``point`` is the fault-grammar name of this piece (a message name or a
-    stage: ``ram``, ``device-state``), ``checkpoint`` the transaction it
-    belongs to.
+    ``kind`` is "msg", "ram", "blob" or "initial"; ``point`` the fault-grammar
+    name of this piece (a message name or a stage: ``ram``, ``device-state``),
+    ``checkpoint`` the transaction it belongs to, ``value`` a message's value.
 
     ``chunks``, only for a driver that asked for streamed RAM parts
     (`Outbox.stream_ram`): the piece's bytes are not in ``data`` (empty) but
     encoded as the driver reads this iterator (`stream.ram_part_chunks`),
     ``size`` bytes in all.  The driver reads it before its endpoint's next input.
+
+    An extension type in the compiled build (events.pxd): the machines build one per
+    piece of output, and a dataclass's generated ``__init__`` runs as interpreted
+    Python even there.  Compared by value; mutable, so not hashable.
     """
 
-    kind: str          # "msg", "ram", "blob", "initial"
-    point: str
-    data: bytes
-    checkpoint: int
-    value: int = 0
-    chunks: Any = None
-    size: int = 0
+    __slots__ = ("kind", "point", "data", "checkpoint", "value", "chunks", "size")
+
+    def __init__(self, kind: str, point: str, data: bytes, checkpoint: int, value: int = 0,
+                 chunks: Any = None, size: int = 0) -> None:
+        self.kind = kind
+        self.point = point
+        self.data = data
+        self.checkpoint = checkpoint
+        self.value = value
+        self.chunks = chunks
+        self.size = size
+
+    def _key(self) -> tuple:
+        return (self.kind, self.point, self.data, self.checkpoint, self.value, self.chunks,
+                self.size)
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None     # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return ("Segment(kind={!r}, point={!r}, data={!r}, checkpoint={!r}, value={!r}, "
+                "chunks={!r}, size={!r})".format(*self._key()))
 
     def wire(self) -> bytes:
         """The piece's bytes: ``data``, or a streamed piece's chunks joined (which
