@@ -17,6 +17,9 @@ cdef class RoleMachine:
 
     # the helpers the handlers call on every transition: C calls in the compiled build
     # (a Python subclass that overrides one, or a test that patches it, is still called)
+    cpdef checkpoint_event(self, n, phase, reason=*, loaded_sent=*)
+    cpdef load_event(self, phase, n)
+    cpdef action(self, name, nbytes=*, pages=*, packets=*)
     cpdef send(self, name, value=*)
     cpdef set_timer(self, name, at_ms)
     cpdef cancel_timer(self, name)

@@ -20,7 +20,10 @@ from protocol.core import failover as fo
 from protocol.core import messages as m
 from protocol.core.dialects import Dialect, guess_peer_dialect
 from protocol.core.events import (
+    Action,
+    Checkpoint,
     Event,
+    Load,
     Migration,
     Segment,
     Send,
@@ -132,6 +135,26 @@ class RoleMachine:
         out = self.out
         if out.detail:
             out.events.append(cls._new(out.now, self.role, fields))
+
+    # the events of every checkpoint, from their fields' values by position (no dict
+    # of fields, no lookup by name: C calls in the compiled build, which name every
+    # argument up to the last one given)
+    def checkpoint_event(self, n: int, phase: str, reason: str | None = None,
+                         loaded_sent: bool | None = None) -> None:
+        """A `Checkpoint` event: transaction ``n`` begins or commits."""
+        out = self.out
+        out.events.append(_checkpoint_at(out.now, self.role, n, phase, reason, loaded_sent))
+
+    def load_event(self, phase: str, n: int) -> None:
+        """A `Load` event: the secondary's load of checkpoint ``n`` begins or ends."""
+        out = self.out
+        out.events.append(_load_at(out.now, self.role, phase, n))
+
+    def action(self, name: str, nbytes: int | None = None, pages=None,
+               packets: int | None = None) -> None:
+        """An `Action` event with these fields (``nbytes`` is its ``bytes``)."""
+        out = self.out
+        out.events.append(_action_at(out.now, self.role, name, nbytes, pages, packets))
 
     def send(self, name: str, value: int = 0) -> None:
         raw = self.dialect.encode(name, value)
@@ -406,6 +429,9 @@ def check_table(cls: type[RoleMachine]) -> type[RoleMachine]:
 _new_vm, _new_migration = Vm._new, Migration._new
 _send_at = positional(Send)        # (msg, value, raw)
 _state_at = positional(State)      # (machine, to, from_)
+_checkpoint_at = positional(Checkpoint)     # (n, phase, reason, loaded_sent)
+_load_at = positional(Load)                 # (phase, n)
+_action_at = positional(Action)             # (name, bytes, pages, packets)
 
 #: send_payload's event, by the segment's point
 _SEND_EVENT = {"ram": SendRam, "device-state": SendDeviceState, "initial": SendInitial}

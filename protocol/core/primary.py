@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from protocol.core import failover as fo
 from protocol.core import messages as m
-from protocol.core.events import Action, Checkpoint
+from protocol.core.events import Action
 from protocol.core.lazyimport import module
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
 from protocol.core.states import STOPPED, Input, PrimaryState
@@ -109,7 +109,7 @@ class _PrimaryCore(RoleMachine):
         self._last_begin = self._now
         self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
         self.in_flight = self.checkpoint + 1
-        self.ev(Checkpoint, n=self.in_flight, phase="begin", reason=reason)
+        self.checkpoint_event(self.in_flight, "begin", reason)
         self.send(m.CHECKPOINT_REQUEST)
 
     def _check_link(self) -> None:
@@ -123,10 +123,12 @@ class _PrimaryCore(RoleMachine):
             return WAIT_REPLY
         self.stop_vm(f"checkpoint {self.in_flight}: stop the PVM")
         self.guest.replication_checkpoint()
-        self.detail(Action, name="replication-checkpoint")
+        if self.out.detail:
+            self.action("replication-checkpoint")
         self.send(m.VMSTATE_SEND)
         blob = self.guest.save_devices()
-        self.detail(Action, name="save-devices", bytes=len(blob))
+        if self.out.detail:
+            self.action("save-devices", len(blob))
         records = self.guest.collect_dirty_pages()
         stream = module("protocol.migration.stream")
         encode_ram_part, ram_part_chunks = stream.encode_ram_part, stream.ram_part_chunks
@@ -174,7 +176,7 @@ class _PrimaryCore(RoleMachine):
             self._release()
         self.checkpoint = self.in_flight
         self.in_flight = 0
-        self.ev(Checkpoint, n=self.checkpoint, phase="commit")
+        self.checkpoint_event(self.checkpoint, "commit")
         if self.shutdown_requested and self.dialect.has_shutdown_message:
             self.send(m.GUEST_SHUTDOWN)
             self.stop_vm("guest shutdown after the final checkpoint", "shutdown")
@@ -208,7 +210,7 @@ class _PrimaryCore(RoleMachine):
 
     def _release(self) -> None:
         n = self.guest.release_output()
-        self.ev(Action, name="release-output", packets=n)
+        self.action("release-output", nbytes=None, pages=None, packets=n)
 
     # -- operator ------------------------------------------------------------
     def request_checkpoint(self, reason: str = "operator") -> None:

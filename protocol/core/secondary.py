@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from protocol.core import failover as fo
 from protocol.core import messages as m
-from protocol.core.events import Action, Checkpoint, Load
+from protocol.core.events import Action
 from protocol.core.lazyimport import module
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
 from protocol.core.states import STOPPED, Input, SecondaryState
@@ -96,7 +96,7 @@ class _SecondaryCore(RoleMachine):
                 f"Got unexpected value {msg.value} for '{msg.name}' command",
                 state=self.state, offending=msg.value)
         self.in_flight = self.checkpoint + 1
-        self.ev(Checkpoint, n=self.in_flight, phase="begin")
+        self.checkpoint_event(self.in_flight, "begin")
         if self.run_state == "running":
             self.stop_vm(f"checkpoint {self.in_flight}: stop the SVM")
         else:
@@ -122,10 +122,11 @@ class _SecondaryCore(RoleMachine):
 
     def _on_ram(self, part: m.RamPart) -> None:
         self._cache(part.records)
-        self.detail(Action, name="cache-pages", pages=part.page_count())
+        if self.out.detail:
+            self.action("cache-pages", nbytes=None, pages=part.page_count())
 
     def _on_size(self, msg: m.Message) -> None:
-        self.ev(Action, name="expect-blob", bytes=msg.value)
+        self.action("expect-blob", msg.value)
 
     def _on_blob(self, blob: m.StateBlob) -> None:
         data = blob.data
@@ -138,7 +139,7 @@ class _SecondaryCore(RoleMachine):
     def _begin_load(self) -> None:
         self.loads_started += 1                 # the load-started signal (a control output)
         self.load_started_n = self.in_flight
-        self.ev(Load, phase="begin", n=self.in_flight)
+        self.load_event("begin", self.in_flight)
         if self.load_ms > 0:
             self.set_timer("load", self._now + self.load_ms)
         else:
@@ -171,30 +172,34 @@ class _SecondaryCore(RoleMachine):
         flushed = self.guest.flush_cache()
         self.pages_flushed_total += flushed
         report = getattr(self.guest, "flush_report", None)
-        self.ev(Action, name="flush-cache", pages=flushed, **(report() if report else {}))
+        if report is None:
+            self.action("flush-cache", nbytes=None, pages=flushed)
+        else:
+            self.ev(Action, name="flush-cache", pages=flushed, **report())
         try:
             self.guest.load_devices(self._blob)
         except ValueError as exc:
             self.vmstate_loading = False
             raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
                                       state=self.state) from None
-        self.ev(Action, name="load-devices", bytes=len(self._blob))
+        self.action("load-devices", len(self._blob))
         self.guest.replication_checkpoint()
-        self.detail(Action, name="replication-checkpoint")
+        if self.out.detail:
+            self.action("replication-checkpoint")
         self._blob = b""
         self.vmstate_loading = False
-        self.ev(Load, phase="end", n=self.in_flight)
+        self.load_event("end", self.in_flight)
         if self.mode == "hybrid":
             self.start_vm(f"checkpoint {self.in_flight} loaded: resume the SVM")
         else:
             self.set_run_state("paused", f"checkpoint {self.in_flight} loaded")
         if self.failover.state == fo.RELAUNCH:      # the primary never hears of it
             self.checkpoint, self.in_flight = self.in_flight, 0
-            self.ev(Checkpoint, n=self.checkpoint, phase="commit", loaded_sent=False)
+            self.checkpoint_event(self.checkpoint, "commit", reason=None, loaded_sent=False)
             return
         self.send(m.VMSTATE_LOADED)
         self.checkpoint, self.in_flight = self.in_flight, 0
-        self.ev(Checkpoint, n=self.checkpoint, phase="commit")
+        self.checkpoint_event(self.checkpoint, "commit")
 
     @property
     def reads_paused(self) -> bool:
