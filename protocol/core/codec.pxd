@@ -3,9 +3,9 @@ cdef class Decoder:
     cdef dict __dict__
     cdef public object dialect, sender, check_direction, max_blob_bytes, max_pending_bytes
     cdef public object _buf, _state, _blob_size, _blob, _ram_ctx, _reader, _ram_reader
-    cdef public object _on_initial_page, keep_records, closed, accepts, on_wait
+    cdef public object _empty_part, _on_initial_page, keep_records, closed, accepts, on_wait
     cdef public bint _reset_pending
-    cdef public dict _frames
+    cdef public dict _frames, _valued
     cdef public Py_ssize_t _pos, _blob_fill, _reader_start, bytes_consumed
 
     # the read path's own steps: C calls (nothing outside the class calls them;

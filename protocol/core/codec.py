@@ -77,6 +77,13 @@ class Decoder:
         self._ram_reader = None
         #: the reader has a part behind it: reset before it reads the next (_next_ram)
         self._reset_pending = False
+        #: the empty RAM part last returned (a checkpoint with no dirty page): the same
+        #: value every time, so handed out again (a frozen value, never changed)
+        self._empty_part = None
+        #: each message with a value last decoded, by its first bytes (vmstate-size: its
+        #: blob's size is often the same checkpoint after checkpoint; v11 gives every
+        #: message a value): the same bytes give the same (frozen) message again
+        self._valued = {}
         self._on_initial_page = on_initial_page
         #: False: a RAM part's page records are counted, never handed out (no
         #: RamChunk; RamPart.records is empty), for a consumer that keeps no page
@@ -165,9 +172,12 @@ class Decoder:
             if self._avail() < 8:
                 return None
             raw = self._take(8)
-            (size,) = _BE64.unpack(raw)
-            self._start_blob(size)
-            return Message(VMSTATE_SIZE, size, None, raw)
+            msg = self._valued.get(None)
+            if msg is None or msg.raw != raw:
+                (size,) = _BE64.unpack(raw)
+                msg = self._valued[None] = Message(VMSTATE_SIZE, size, None, raw)
+            self._start_blob(msg.value)
+            return msg
         if self._state == _BLOB:
             # moved out of the receive buffer as it arrives and handed over whole,
             # never copied: the blob is held once, however large
@@ -247,8 +257,10 @@ class Decoder:
         raw = bytes(buf[pos:pos + need])
         self._pos = pos + need
         self.bytes_consumed += need
-        value = int.from_bytes(raw[width:], "big")
-        msg = Message(name, value, d.ids[name], raw)
+        msg = self._valued.get(name)
+        if msg is None or msg.raw != raw:
+            msg = self._valued[name] = Message(name, int.from_bytes(raw[width:], "big"),
+                                               d.ids[name], raw)
         if self.sender == "primary":
             if name == VMSTATE_SEND:
                 if d.ram_outside_blob:
@@ -256,7 +268,7 @@ class Decoder:
                 else:
                     self._state = _SIZE_WORD
             elif name == VMSTATE_SIZE:
-                self._start_blob(value)
+                self._start_blob(msg.value)
         return msg
 
     def _start_ram(self) -> None:
@@ -291,8 +303,11 @@ class Decoder:
                 self.bytes_consumed += n
                 self._state = _MSG
                 self._reader = None
-                return RamPart(_pages().PageBatch(()) if self.keep_records else (), n, 0,
-                               {}, {})
+                part = self._empty_part
+                if part is None or part.size_bytes != n:
+                    part = self._empty_part = RamPart(
+                        _pages().PageBatch(()) if self.keep_records else (), n, 0, {}, {})
+                return part
             reader.reset()
             self._reset_pending = False
         # the bulk path may keep page data as views into our buffer (no copy):

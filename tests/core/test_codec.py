@@ -147,3 +147,46 @@ def test_malformed_ram_part_is_a_decode_error():
     dec.feed(d.encode(m.VMSTATE_SEND) + b"\x03\x00\x00\x00\x02" + (0x1001).to_bytes(8, "big"))
     with pytest.raises(DecodeError, match="malformed RAM part"):
         list(dec.items())
+
+
+@pytest.mark.parametrize("name", list(D))
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.sampled_from([1, 2, 300, 70000]), min_size=1, max_size=6),
+       dirty=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_a_decoder_kept_across_checkpoints_reads_each_one_afresh(name, sizes, dirty):
+    """One decoder reads a connection's every checkpoint.  It hands a value out again
+    for the same bytes (an empty RAM part, a vmstate-size of the size before: frozen
+    values), and never a stale one: each item is what that checkpoint sent."""
+    d = D[name]
+    ctx = RamContext.from_blocks([("pc.ram", 1 << 20)])
+    dec = Decoder(d, "primary", ram_ctx=RamContext.from_blocks([("pc.ram", 1 << 20)]))
+    last_size = last_empty = None
+    for n, size in enumerate(sizes):
+        recs = [PageRecord("pc.ram", 8192, KIND_PAGE, b"\x07" * 4096)] if dirty[n] else []
+        ram, blob = encode_ram_part(recs, ctx), b"\x05" * (size - 1) + b"\x00"
+        data = d.encode(m.CHECKPOINT_REQUEST) + d.encode(m.VMSTATE_SEND)
+        if d.ram_outside_blob:
+            sized = d.encode(m.VMSTATE_SIZE, len(blob))
+            data += ram + sized + blob
+        else:
+            sized = d.encode(m.VMSTATE_SIZE, len(ram + blob))
+            data += sized + ram + blob
+        dec.feed(data)
+        items = [i for i in dec.items() if not isinstance(i, m.RamChunk)]
+        kinds = [(type(i).__name__, getattr(i, "name", None)) for i in items]
+        assert kinds[:2] == [("Message", m.CHECKPOINT_REQUEST), ("Message", m.VMSTATE_SEND)]
+        got = {type(i).__name__ if not isinstance(i, m.Message) else i.name: i
+               for i in items[2:]}
+        msg = got[m.VMSTATE_SIZE]
+        assert (msg.value, msg.raw) == (len(blob) if d.ram_outside_blob else
+                                        len(ram + blob), sized)
+        if last_size is not None and last_size.raw == sized:
+            assert msg is last_size                  # the same bytes: the same value
+        last_size = msg
+        assert bytes(got["StateBlob"].data) == (blob if d.ram_outside_blob else ram + blob)
+        if d.ram_outside_blob:
+            part = got["RamPart"]
+            assert (part.size_bytes, part.page_count()) == (len(ram), len(recs))
+            if not recs and n:       # an empty part after the connection's first one
+                assert last_empty is None or part is last_empty
+                last_empty = part
