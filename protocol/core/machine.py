@@ -163,20 +163,26 @@ class RoleMachine:
         if not out.lean or name in out.checked_msgs:
             out.events.append(_send_at(out.now, self.role, name, value, raw))
 
-    def send_payload(self, kind: str, point: str, data: bytes, **info) -> None:
+    def send_payload(self, kind: str, point: str, data: bytes, pages: int | None = None) -> None:
+        """A RAM part, blob or initial stream; ``pages``: a RAM part's page count."""
         out = self.out
         out.segments.append(Segment(kind, point, data, self.in_flight))
         if not out.lean or point != "ram":
-            info["bytes"] = len(data)
-            out.events.append(_SEND_EVENT[point]._new(out.now, self.role, info))
+            self._sent(point, len(data), pages)
 
-    def send_stream(self, kind: str, point: str, size: int, chunks, **info) -> None:
+    def send_stream(self, kind: str, point: str, size: int, chunks,
+                    pages: int | None = None) -> None:
         """`send_payload` of a piece encoded as the driver reads `chunks` (`Segment`)."""
         out = self.out
         out.segments.append(Segment(kind, point, b"", self.in_flight, 0, chunks, size))
         if not out.lean or point != "ram":
-            info["bytes"] = size
-            out.events.append(_SEND_EVENT[point]._new(out.now, self.role, info))
+            self._sent(point, size, pages)
+
+    def _sent(self, point: str, size: int, pages: int | None) -> None:
+        out = self.out
+        build = _SENT_AT[point]
+        out.events.append(build(out.now, self.role, size) if pages is None
+                          else build(out.now, self.role, size, pages))
 
     def set_timer(self, name: str, at_ms: float) -> None:
         self.timers.set(name, at_ms)
@@ -433,8 +439,10 @@ _checkpoint_at = positional(Checkpoint)     # (n, phase, reason, loaded_sent)
 _load_at = positional(Load)                 # (phase, n)
 _action_at = positional(Action)             # (name, bytes, pages, packets)
 
-#: send_payload's event, by the segment's point
-_SEND_EVENT = {"ram": SendRam, "device-state": SendDeviceState, "initial": SendInitial}
+#: send_payload's event, by the segment's point, from its values by position: (bytes)
+#: or, for a RAM part, (bytes, pages)
+_SENT_AT = {"ram": positional(SendRam), "device-state": positional(SendDeviceState),
+            "initial": positional(SendInitial)}
 
 __all__ = ["DONE", "ERROR", "MIG_ACTIVE", "MIG_COLO", "MIG_COMPLETED", "MIG_FAILED",
            "MIG_SETUP", "SHUTDOWN", "STOPPED", "Input", "RoleMachine", "Transition",

@@ -138,7 +138,8 @@ class _PrimaryCore(RoleMachine):
                 self.send_payload("ram", "ram", encode_ram_part(records, self.ram_context),
                                   pages=len(records))
             else:
-                self.send_stream("ram", "ram", *lazy, pages=len(records))
+                size, chunks = lazy
+                self.send_stream("ram", "ram", size, chunks, pages=len(records))
             if self.save_ms > 0:
                 self._blob = blob
                 self.set_timer("save", self._now + self.save_ms)
