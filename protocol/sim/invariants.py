@@ -35,7 +35,11 @@ _ACTIONS_CHECKED = frozenset(("take-over", "expect-blob", "load-devices", "relea
 _SENDS_CHECKED = frozenset(("vmstate-size", "vmstate-received"))
 
 
-class Invariants:
+class _Checks:
+    """The checks run on every event: the simulator's hot path.  An extension type
+    in the compiled build (invariants.pxd: its state is C fields); `Invariants`
+    adds what runs rarely, and tests patch (`fail`, `at_end`) there."""
+
     def __init__(self, sim) -> None:
         self.sim = sim
         self.ok = {name: True for name in NAMES}
@@ -51,44 +55,15 @@ class Invariants:
         self._received_whole = 0                 # the secondary sent vmstate-received
         self.watch = None
         self._committed = None                   # (n, PVM digest at its stop for n)
+        #: event class -> its check (`handlers`)
+        self._by_class = {State: self._on_state, Checkpoint: self._on_checkpoint,
+                          Recv: self._on_recv, Action: self._on_action,
+                          StoppedForCheckpoint: self._on_stopped, Send: self._on_send,
+                          SendDeviceState: self._on_device_state, Load: self._on_load}
         if not sim._null_guest and hasattr(sim.guests["secondary"], "digest"):
             from protocol.sim.guestwatch import GuestWatch
             self.watch = GuestWatch(self, sim)
             self._committed = (0, sim.guests["secondary"].digest(raw=True))
-
-    def reprotected(self, base: int) -> None:
-        """A re-protect made a new pair (protocol/sim/reprotect.py): both sides start
-        from the survivor's last committed checkpoint `base`; numbering goes on from
-        there, and the guest watch follows the new pair."""
-        self._last_commit = {"primary": base, "secondary": base}
-        self._in_flight = {"primary": 0, "secondary": 0}
-        self._state = {"primary": "INIT", "secondary": "INIT"}
-        self._received.clear()
-        self._snapshots.clear()
-        self._size_sent = self._size_expected = None
-        self.loading_n = 0
-        self._received_whole = base
-        if self.watch is not None:
-            from protocol.sim.guestwatch import GuestWatch
-            self.watch.unwrap()
-            self.watch = GuestWatch(self, self.sim)
-            self._committed = (base, self.sim.guests["primary"].digest(raw=True))
-
-    def check_initial(self) -> None:
-        """The initial migration leaves the SVM equal to the PVM (stopped since it sent
-        it): at the start and after every re-protect (GuestWatch calls it as the SVM
-        loads the stream, before it may run)."""
-        pri, sec = self.sim.guests["primary"], self.sim.guests["secondary"]
-        if sec.digest(raw=True) == pri.digest(raw=True):
-            return
-        self.fail("consistency", "after the initial migration the SVM differs from the "
-                  f"PVM: {sec.consistency_diff(pri)}")
-
-    def fail(self, name: str, text: str) -> None:
-        if self.ok[name]:
-            self.ok[name] = False
-            self.violations.append({"invariant": name, "text": text,
-                                    "t_ms": self.sim.now, "step": self.sim.steps})
 
     # -- per event -------------------------------------------------------------
     def messages_checked(self, side: str) -> frozenset[str]:
@@ -101,71 +76,79 @@ class Invariants:
     def handlers(self) -> dict:
         """Event class -> the check it gets (the simulator dispatches by class through
         this dict; a class not in it reaches no invariant)."""
-        table = {cls: self.on_event for cls in _KINDS}
-        table[State] = self._on_state
-        table[Action] = self._on_action
-        table[Send] = self._on_send
-        table[Recv] = self._on_recv
-        return table
+        return dict(self._by_class)
+
+    def on_event(self, ev) -> None:
+        """Check one event (of any class: those no invariant reads pass by)."""
+        check = self._by_class.get(type(ev))
+        if check is not None:
+            check(ev)
 
     def _on_state(self, ev) -> None:
         self._state[ev.side] = ev.to
 
-    def _on_action(self, ev) -> None:
-        if ev.name in _ACTIONS_CHECKED:
-            self.on_event(ev)
-
-    def _on_send(self, ev) -> None:
-        if ev.msg in _SENDS_CHECKED:
-            self.on_event(ev)
-
-    def _on_recv(self, ev) -> None:
-        if ev.side == "primary" and ev.msg == self.sim.dialect.release_after:
-            self.on_event(ev)
-
-    def on_event(self, ev) -> None:
-        kind = type(ev)              # the class: an identity test per branch (hot path)
-        if kind not in _KINDS:
-            return
-        side = ev.side
-        if kind is State:
-            self._state[side] = ev.to
-        elif kind is Checkpoint and ev.phase == "begin":
-            n = ev.n
-            if n != self._last_commit[side] + 1:
+    def _on_checkpoint(self, ev) -> None:
+        side, n, phase = ev.side, ev.n, ev.phase
+        last = self._last_commit[side]
+        if phase == "begin":
+            if n != last + 1:
                 self.fail("monotonic_checkpoints", f"{side} began checkpoint {n} after "
-                          f"committing {self._last_commit[side]}")
+                          f"committing {last}")
             elif side == "secondary" and n != self._in_flight["primary"]:
                 self.fail("monotonic_checkpoints", f"the secondary began checkpoint {n} "
                           f"while the primary runs checkpoint {self._in_flight['primary']}")
             self._in_flight[side] = n
-        elif kind is Checkpoint and ev.phase == "commit":
-            n = ev.n
-            if n != self._last_commit[side] + 1:
+        elif phase == "commit":
+            if n != last + 1:
                 self.fail("monotonic_checkpoints",
-                          f"{side} committed checkpoint {n} after {self._last_commit[side]}")
+                          f"{side} committed checkpoint {n} after {last}")
             self._last_commit[side] = n
             if side == "secondary":
                 self.check_consistency(n)
-        elif kind is Send and side == "primary" and ev.msg == "vmstate-size":
-            self._size_sent = ev.value
-        elif kind is SendDeviceState and side == "primary":
-            if self.watch is not None:      # the PVM is stopped and its dirty log synced
-                self.watch.check_pvm_stopped(self._in_flight["primary"])
-            if self._size_sent is not None and ev.bytes != self._size_sent:
-                self.fail("vmstate_size", f"checkpoint {self._in_flight['primary']}: the "
-                          f"primary announced vmstate-size {self._size_sent} but sent a "
-                          f"{ev.bytes}-byte device blob")
-            self._size_sent = None
-        elif kind is Load and side == "secondary":
-            self.loading_n = ev.n if ev.phase == "begin" else 0
-        elif kind is Send and side == "secondary" and ev.msg == "vmstate-received":
+
+    def _on_send(self, ev) -> None:
+        msg = ev.msg
+        if msg == "vmstate-size":
+            if ev.side == "primary":
+                self._size_sent = ev.value
+        elif msg == "vmstate-received" and ev.side == "secondary":
             self._received_whole = self._in_flight["secondary"]
-        elif kind is Action and ev.name == "take-over" and side == "secondary":
+
+    def _on_device_state(self, ev) -> None:
+        if ev.side != "primary":
+            return
+        if self.watch is not None:      # the PVM is stopped and its dirty log synced
+            self.watch.check_pvm_stopped(self._in_flight["primary"])
+        if self._size_sent is not None and ev.bytes != self._size_sent:
+            self.fail("vmstate_size", f"checkpoint {self._in_flight['primary']}: the "
+                      f"primary announced vmstate-size {self._size_sent} but sent a "
+                      f"{ev.bytes}-byte device blob")
+        self._size_sent = None
+
+    def _on_load(self, ev) -> None:
+        if ev.side == "secondary":
+            self.loading_n = ev.n if ev.phase == "begin" else 0
+
+    def _on_recv(self, ev) -> None:
+        if ev.side == "primary" and ev.msg == self.sim.dialect.release_after:
+            self._received[self._in_flight["primary"]] = True
+
+    def _on_action(self, ev) -> None:
+        name = ev.name
+        if name not in _ACTIONS_CHECKED:
+            return
+        if ev.side == "primary":
+            if name == "release-output":
+                n = self._in_flight["primary"]
+                if not self._received.get(n):
+                    self.fail("output_commit", f"primary released output of checkpoint {n} "
+                              f"before {self.sim.dialect.release_after} arrived")
+            return
+        if name == "take-over":
             self._check_relaunch()
-        elif kind is Action and ev.name == "expect-blob" and side == "secondary":
+        elif name == "expect-blob":
             self._size_expected = ev.bytes
-        elif kind is Action and ev.name == "load-devices" and side == "secondary":
+        elif name == "load-devices":
             want = self._size_expected
             if want is not None and self.sim.peer_dialect.ram_outside_blob and \
                     ev.bytes != want:
@@ -173,19 +156,13 @@ class Invariants:
                           f"acknowledged a device blob of {ev.bytes} bytes with "
                           f"vmstate-received, but vmstate-size said {want}")
             self._size_expected = None
-        elif kind is Recv and side == "primary" and \
-                ev.msg == self.sim.dialect.release_after:
-            self._received[self._in_flight["primary"]] = True
-        elif kind is Action and ev.name == "release-output" and side == "primary":
-            n = self._in_flight["primary"]
-            if not self._received.get(n):
-                self.fail("output_commit", f"primary released output of checkpoint {n} "
-                          f"before {self.sim.dialect.release_after} arrived")
-        elif kind is Action and ev.name == "flush-cache" and side == "secondary":
+        elif name == "flush-cache":
             if self._state["secondary"] != "LOADING":
                 self.fail("whole_checkpoint", "the secondary flushed its RAM cache in state "
                           f"{self._state['secondary']} (only a whole checkpoint may be flushed)")
-        elif kind is StoppedForCheckpoint and side == "primary":
+
+    def _on_stopped(self, ev) -> None:
+        if ev.side == "primary":
             snap = getattr(self.sim.guests["primary"], "digest", None)
             if snap is not None:
                 self._snapshots[ev.n] = snap(raw=True)
@@ -223,6 +200,46 @@ class Invariants:
                       f"although it had acknowledged checkpoint {n} (vmstate-received): an "
                       "acknowledged checkpoint must be held whole when it is acknowledged "
                       "and loaded before a take-over (relaunch)")
+
+
+class Invariants(_Checks):
+    """The invariants of one simulation: `_Checks` on every event, and here what
+    runs at a re-protect, at the start and at the end, and `fail` (which tests patch:
+    a Python class's methods can be)."""
+
+    def reprotected(self, base: int) -> None:
+        """A re-protect made a new pair (protocol/sim/reprotect.py): both sides start
+        from the survivor's last committed checkpoint `base`; numbering goes on from
+        there, and the guest watch follows the new pair."""
+        self._last_commit = {"primary": base, "secondary": base}
+        self._in_flight = {"primary": 0, "secondary": 0}
+        self._state = {"primary": "INIT", "secondary": "INIT"}
+        self._received.clear()
+        self._snapshots.clear()
+        self._size_sent = self._size_expected = None
+        self.loading_n = 0
+        self._received_whole = base
+        if self.watch is not None:
+            from protocol.sim.guestwatch import GuestWatch
+            self.watch.unwrap()
+            self.watch = GuestWatch(self, self.sim)
+            self._committed = (base, self.sim.guests["primary"].digest(raw=True))
+
+    def check_initial(self) -> None:
+        """The initial migration leaves the SVM equal to the PVM (stopped since it sent
+        it): at the start and after every re-protect (GuestWatch calls it as the SVM
+        loads the stream, before it may run)."""
+        pri, sec = self.sim.guests["primary"], self.sim.guests["secondary"]
+        if sec.digest(raw=True) == pri.digest(raw=True):
+            return
+        self.fail("consistency", "after the initial migration the SVM differs from the "
+                  f"PVM: {sec.consistency_diff(pri)}")
+
+    def fail(self, name: str, text: str) -> None:
+        if self.ok[name]:
+            self.ok[name] = False
+            self.violations.append({"invariant": name, "text": text,
+                                    "t_ms": self.sim.now, "step": self.sim.steps})
 
     def check_survivor(self, n: int) -> None:
         """A secondary taking over (periodic: it has not run since its last load) holds
