@@ -28,6 +28,8 @@ cdef class _SimCore:
     cpdef _collect(self)
     @cython.locals(d=Delivery)
     cpdef _flush(self, side, batch)
+    @cython.locals(p=Endpoint, s=Endpoint)
     cpdef both_in_colo(self)
+    @cython.locals(p=RoleMachine, s=RoleMachine)
     cpdef _check_end(self)
     cpdef _forget_timer(self, side)

@@ -273,9 +273,13 @@ class _SimCore:
         batch.clear()
 
     def both_in_colo(self) -> bool:
+        # the machines' own fields (an endpoint's colo_thread_alive is a property that
+        # reads the same, by name: this runs after every step)
         alive, eps = self.alive, self.eps
-        return (alive["primary"] and alive["secondary"] and eps["primary"].colo_thread_alive
-                and eps["secondary"].colo_thread_alive)
+        if not (alive["primary"] and alive["secondary"]):
+            return False
+        p, s = eps["primary"], eps["secondary"]
+        return p.machine.colo_thread_alive and s.machine.colo_thread_alive
 
     def _check_end(self) -> None:
         if self.finished:
@@ -283,7 +287,7 @@ class _SimCore:
         if self.invariants.violations and self.cfg.stop_on_violation:
             self._finish()            # the first broken invariant ends the run, seed in hand
             return
-        p, s = self.eps["primary"], self.eps["secondary"]
+        p, s = self.eps["primary"].machine, self.eps["secondary"].machine
         in_colo = self.both_in_colo()
         if in_colo and p.checkpoint >= self.target and s.checkpoint >= self.target and \
                 p.state in ("IDLE", "WAIT_REPLY"):
