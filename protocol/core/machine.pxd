@@ -10,7 +10,8 @@ cdef class RoleMachine:
     cdef public object faithful, initial_stream, failover, decoder, resume_reads
     cdef public object state, migration_status, last_mode, run_state, checkpoint
     cdef public object in_flight, colo_thread_alive, error, close_requested, peer_closed
-    cdef public object understood, exited, role, loads_started, load_started_n
+    cdef public Py_ssize_t understood
+    cdef public object exited, role, loads_started, load_started_n
     cdef public Outbox out
     cdef public Timers timers
     cdef public dict _table

@@ -272,7 +272,7 @@ class RoleMachine:
         if name == "default-failover":
             self.default_failover()
             return
-        kind = "timer:" + name
+        kind = _TIMER_INPUT.get(name) or "timer:" + name
         if name == "checkpoint" and (self.state, kind) not in self._table:
             return           # the checkpoint timer outside COLO: nothing to pace
         self._dispatch(kind)
@@ -428,6 +428,10 @@ def check_table(cls: type[RoleMachine]) -> type[RoleMachine]:
         raise TypeError(f"{cls.__name__}.TABLE names missing handlers: {missing}")
     return cls
 
+
+#: each timer's input by its name (the timers of every checkpoint: no string built)
+_TIMER_INPUT = {str(i).removeprefix("timer:"): str(i) for i in Input
+                if str(i).startswith("timer:")}
 
 #: the hot emitters' events, built from a dict of their fields (`Event._new`: no class
 #: call; the dict is the emitter's own, never kept) or, for the two of every message

@@ -25,6 +25,8 @@ RECV_BLOB, LOADING = SecondaryState.RECV_BLOB, SecondaryState.LOADING
 ERROR, DONE, SHUTDOWN = SecondaryState.ERROR, SecondaryState.DONE, SecondaryState.SHUTDOWN
 STATES = tuple(SecondaryState)
 
+#: a plain string (an enum member looks up slower: its class attribute, then its hash)
+_TIMER_LOAD = str(Input.TIMER_LOAD)
 T = Transition
 TABLE: dict[tuple[SecondaryState, Input], Transition] = {
     # _on_start returns IDLE when no initial migration precedes COLO
@@ -143,7 +145,7 @@ class _SecondaryCore(RoleMachine):
         if self.load_ms > 0:
             self.set_timer("load", self._now + self.load_ms)
         else:
-            self._dispatch(Input.TIMER_LOAD)
+            self._dispatch(_TIMER_LOAD)
 
     def _split_prototype_blob(self, data: bytes) -> bytes:
         from protocol.migration.pages import PageBatch
