@@ -171,3 +171,35 @@ def test_the_compiled_twin_leaves_events_of_atomic_fields_to_no_collector():
         ev.State, ev.kind_members(ev.State), dataclasses.MISSING)
     assert ev.State._values(spec_positional()(1.0, "primary", "primary", "IDLE", "INIT")) \
         == ev.State._values(plain)
+
+
+def test_fields_hold_one_reference_each_and_init_again_replaces_them(eventinit):
+    """A new event's fields are stored straight into its empty slots (the compiled
+    twin), one reference each, given to the event's end; ``__init__`` called again on
+    a built event writes over them as the descriptors would, dropping the old values."""
+    import sys
+    import weakref
+
+    class Box(dict):
+        pass
+    cls = next(c for _n, c in KINDS if "extra" in c.__slots__)
+    required = {f.name: "x" for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                and f.name not in ("t_ms", "side")}
+    init, build, _positional = eventinit.make_kind(cls, ev.kind_members(cls),
+                                                   dataclasses.MISSING)
+    first, second = Box(), Box()
+    before = sys.getrefcount(first)
+    obj = build(0.0, "primary", dict(required, extra=first))
+    after = sys.getrefcount(first)        # (read apart: an assert's operands are kept)
+    assert after == before + 1
+    assert obj.extra is first
+    gone = weakref.ref(first)
+    del first
+    init(obj, 2.0, "secondary", **dict(required, extra=second))
+    assert gone() is None                        # the old value was let go
+    assert (obj.t_ms, obj.side, obj.extra) == (2.0, "secondary", second)
+    held = sys.getrefcount(second)
+    del obj
+    left = sys.getrefcount(second)
+    assert left == held - 1
