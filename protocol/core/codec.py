@@ -230,7 +230,9 @@ class Decoder:
         avail = len(buf) - pos
         if avail < width:
             return None
-        frame = self._frames.get(bytes(buf[pos:pos + width]))
+        # (a slice of bytes is bytes already; bytes() of it would be a type call)
+        op = buf[pos:pos + width]
+        frame = self._frames.get(op if type(op) is bytes else bytes(op))
         if frame is None:
             msg_id = int.from_bytes(buf[pos:pos + width], "big")
             other = d.frames.get(bytes(buf[pos:pos + width]))
@@ -254,7 +256,9 @@ class Decoder:
                 # v11 checks the command before it reads the value (colo_ctl_get)
                 return Message(name, 0, d.ids[name], self._take(width))
             return None
-        raw = bytes(buf[pos:pos + need])
+        raw = buf[pos:pos + need]
+        if type(raw) is not bytes:
+            raw = bytes(raw)
         self._pos = pos + need
         self.bytes_consumed += need
         msg = self._valued.get(name)
