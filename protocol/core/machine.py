@@ -107,12 +107,14 @@ class RoleMachine:
 
     def _bind_table(self) -> dict:
         """The class's TABLE with each transition's handler (and ``then``) bound to
-        this machine and its states as plain strings: (handler, next, then, alt)."""
-        table = {}
+        this machine and its states as plain strings, by state, then by input:
+        {state: {input: (handler, next, then, alt, handler's name)}} (two lookups by
+        a string: no (state, input) tuple built and compared per transition)."""
+        table: dict[str, dict] = {}
         for (state, kind), t in self.TABLE.items():
             then = getattr(self, t.then) if t.then is not None else None
-            table[(str(state), str(kind))] = (getattr(self, t.handler), str(t.next), then,
-                                              t.alt, t.handler)
+            table.setdefault(str(state), {})[str(kind)] = (
+                getattr(self, t.handler), str(t.next), then, t.alt, t.handler)
         return table
 
     @property
@@ -201,14 +203,16 @@ class RoleMachine:
             self.state = state
 
     def accepts(self, kind: str) -> bool:
-        return (self.state, kind) in self._table
+        row = self._table.get(self.state)
+        return row is not None and kind in row
 
     def expected_inputs(self) -> list[str]:
         return [str(k) for (s, k) in self.TABLE if s == self.state]
 
     def _dispatch(self, kind: str, item=None) -> None:
         state = self.state
-        t = self._table.get((state, kind))
+        row = self._table.get(state)
+        t = row.get(kind) if row is not None else None
         if t is None:
             raise self._no_transition(kind, item)
         handler, nxt, then, alt, name = t
@@ -273,7 +277,7 @@ class RoleMachine:
             self.default_failover()
             return
         kind = _TIMER_INPUT.get(name) or "timer:" + name
-        if name == "checkpoint" and (self.state, kind) not in self._table:
+        if name == "checkpoint" and not self.accepts(kind):
             return           # the checkpoint timer outside COLO: nothing to pace
         self._dispatch(kind)
 

@@ -216,7 +216,7 @@ class _PrimaryCore(RoleMachine):
     # -- operator ------------------------------------------------------------
     def request_checkpoint(self, reason: str = "operator") -> None:
         super().request_checkpoint(reason)
-        if (self.state, Input.CHECKPOINT) in self._table:
+        if self.accepts(Input.CHECKPOINT):
             self._guarded(self._dispatch, Input.CHECKPOINT, reason)
         else:
             self.emit("ignored", why=f"no checkpoint in state {self.state}")
