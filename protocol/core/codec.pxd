@@ -9,7 +9,8 @@ cdef class Decoder:
     cdef public Py_ssize_t _pos, _blob_fill, _reader_start, bytes_consumed
 
     # the read path's own steps: C calls (nothing outside the class calls them;
-    # _next_item stays a Python method: the endpoint binds it, `colo qemu` wraps it)
+    # _next_item is cpdef: `colo qemu` wraps it with an instance attribute)
+    cpdef _next_item(self)
     cdef Py_ssize_t _avail(self)
     cdef bytes _take(self, Py_ssize_t n)
     cdef _start_blob(self, size)

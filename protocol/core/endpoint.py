@@ -148,9 +148,13 @@ class Endpoint:
         """Hand the machine what the decoder holds, while its COLO thread reads."""
         mach, dec = self.machine, self.decoder
         try:
-            # without a progress hook, next_item is _next_item: call it directly
-            nxt = dec.next_item if dec.on_wait is not None else dec._next_item
-            while not mach.reads_paused and (item := nxt()) is not None:
+            # without a progress hook, next_item is _next_item: call it directly (a
+            # C call in the compiled build, unless an instance attribute wraps it)
+            waits = dec.on_wait is not None
+            while not mach.reads_paused:
+                item = dec.next_item() if waits else dec._next_item()
+                if item is None:
+                    break
                 self._on_item(item)
                 if mach.state in STOPPED:
                     break
