@@ -127,7 +127,11 @@ class Endpoint:
     # ------------------------------------------------------------------ inputs
     def start(self, now: float) -> None:
         self.out.now = now
-        self.machine._guarded(self.machine._dispatch, "start")
+        mach = self.machine
+        try:       # (the compiled build's bound cpdef would skip an instance's wrapper)
+            mach._dispatch("start", None)
+        except ProtocolError as exc:
+            mach.protocol_error(exc)
         self._track_progress()
 
     def receive_data(self, data: bytes, now: float) -> None:

@@ -18,6 +18,7 @@ cdef class RoleMachine:
 
     # the helpers the handlers call on every transition: C calls in the compiled build
     # (a Python subclass that overrides one, or a test that patches it, is still called)
+    cpdef _dispatch(self, kind, item)
     cpdef checkpoint_event(self, n, phase, reason=*, loaded_sent=*)
     cpdef load_event(self, phase, n)
     cpdef action(self, name, nbytes=*, pages=*, packets=*)

@@ -209,7 +209,7 @@ class RoleMachine:
     def expected_inputs(self) -> list[str]:
         return [str(k) for (s, k) in self.TABLE if s == self.state]
 
-    def _dispatch(self, kind: str, item=None) -> None:
+    def _dispatch(self, kind: str, item) -> None:
         state = self.state
         row = self._table.get(state)
         t = row.get(kind) if row is not None else None
@@ -279,7 +279,7 @@ class RoleMachine:
         kind = _TIMER_INPUT.get(name) or "timer:" + name
         if name == "checkpoint" and not self.accepts(kind):
             return           # the checkpoint timer outside COLO: nothing to pace
-        self._dispatch(kind)
+        self._dispatch(kind, None)
 
     # ------------------------------------------------------------ VM status
     def set_run_state(self, run: str, why: str) -> None:

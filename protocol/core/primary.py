@@ -22,6 +22,7 @@ from protocol.core.events import Action
 from protocol.core.lazyimport import module
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
 from protocol.core.states import STOPPED, Input, PrimaryState
+from protocol.errors import ProtocolError
 
 INIT, WAIT_READY, IDLE = PrimaryState.INIT, PrimaryState.WAIT_READY, PrimaryState.IDLE
 WAIT_REPLY, SAVING = PrimaryState.WAIT_REPLY, PrimaryState.SAVING
@@ -193,7 +194,7 @@ class _PrimaryCore(RoleMachine):
             self.set_timer("checkpoint", max(self._now, self._last_begin +
                                              self.checkpoint_delay_ms))
         if self._trigger_pending:
-            self._dispatch(Input.CHECKPOINT)
+            self._dispatch(Input.CHECKPOINT, None)
 
     def _absorb(self, _reason) -> None:
         self.emit("absorbed", why="the running checkpoint covers it")
@@ -217,7 +218,10 @@ class _PrimaryCore(RoleMachine):
     def request_checkpoint(self, reason: str = "operator") -> None:
         super().request_checkpoint(reason)
         if self.accepts(Input.CHECKPOINT):
-            self._guarded(self._dispatch, Input.CHECKPOINT, reason)
+            try:
+                self._dispatch(Input.CHECKPOINT, reason)
+            except ProtocolError as exc:
+                self.protocol_error(exc)
         else:
             self.emit("ignored", why=f"no checkpoint in state {self.state}")
 

@@ -145,7 +145,7 @@ class _SecondaryCore(RoleMachine):
         if self.load_ms > 0:
             self.set_timer("load", self._now + self.load_ms)
         else:
-            self._dispatch(_TIMER_LOAD)
+            self._dispatch(_TIMER_LOAD, None)
 
     def _split_prototype_blob(self, data: bytes) -> bytes:
         from protocol.migration.pages import PageBatch
