@@ -44,6 +44,7 @@ CORE: tuple[str, ...] = (
     "protocol.core.endpoint",
     "protocol.core.outbox",
     "protocol.core.timers",
+    "protocol.core.guestport",
     "protocol.sim.core",
     "protocol.sim.invariants",
     "protocol.sim.link",
