@@ -7,16 +7,18 @@ from protocol.core.endpoint cimport Endpoint
 from protocol.core.machine cimport RoleMachine
 from protocol.core.outbox cimport Outbox
 from protocol.core.timers cimport Timers
+from protocol.sim.invariants cimport _Checks
 from protocol.sim.link cimport Delivery, MemoryLink
 
 cdef class _SimCore:
     cdef public dict eps, alive, stalled, _timer_at, _timer_fire, _inv_handlers
-    cdef public dict _per_class, _handlers, _loads, _committed, _held, _timer_seen
+    cdef public dict _handlers, _loads, _committed, _held, _timer_seen
     cdef public list _queue, events, _react, faults
     cdef public object now, seq, _n_protocol, steps, _order, _keep_events, _on_event
     cdef public MemoryLink link
     cdef public object _null_guest, finished, max_time_ms, _last_progress
-    cdef public object watchdog_ms, _jitter_rng, cfg, invariants, target
+    cdef public object watchdog_ms, _jitter_rng, cfg, target, _checked, _watch
+    cdef public _Checks invariants
     cdef public object _arbiter_pending, _watchdog_fired
 
     cpdef _push(self, at, kind, payload)
@@ -24,7 +26,7 @@ cdef class _SimCore:
     @cython.locals(ep=Endpoint)
     cpdef _do_deliver(self, Delivery d)
     cpdef _watchdog_due(self, in_colo=*, force=*)
-    @cython.locals(ep=Endpoint, mach=RoleMachine, out=Outbox, timers=Timers)
+    @cython.locals(ep=Endpoint, mach=RoleMachine, out=Outbox, timers=Timers, inv=_Checks)
     cpdef _collect(self)
     @cython.locals(d=Delivery)
     cpdef _flush(self, side, batch)

@@ -189,23 +189,16 @@ class _SimCore:
                     for ev in evs:        # numbered for those who see them (no one else)
                         set_seq(ev, seq)
                         seq += 1
-                react = self._react
-                if cb is None:
-                    get = self._per_class.get
-                    for ev in evs:
-                        check = get(type(ev))
-                        if check is not None:
-                            check(ev)
-                else:
-                    inv = self._inv_handlers.get
-                    for ev in evs:
-                        kind = type(ev)
-                        check = inv(kind)
-                        if check is not None:
-                            check(ev)
+                react, inv, checked, watch = (self._react, self.invariants,
+                                              self._checked, self._watch)
+                for ev in evs:
+                    kind = type(ev)
+                    if kind in checked:
+                        inv.on_event(ev)
+                    if cb is not None:
                         cb(ev)
-                        if kind in _WATCH:
-                            react.append(ev)
+                    if kind in watch:
+                        react.append(ev)
                 # the simulator's reactions come after the whole batch: the events they
                 # emit are numbered after it, so on_event (recordings, the UIs) sees them
                 # in the same order as `events`
@@ -359,13 +352,11 @@ class Simulation(_SimCore, SimulationSession):
         self._inv_handlers = self.invariants.handlers()
         #: the endpoint events the simulator reacts to, after their batch
         self._react: list[Event] = []
-        #: event class -> what the simulator does with it when nobody else listens:
-        #: the invariants' check, and for the watched classes a note to react later
-        self._per_class = dict(self._inv_handlers)
-        for cls in _WATCH:
-            if cls is Vm and self._null_guest:
-                continue            # it stops no guest: nothing to react to
-            self._per_class[cls] = self._reacting(self._inv_handlers.get(cls))
+        #: the endpoint event classes the invariants check, and those the simulator
+        #: reacts to (after their batch)
+        self._checked = frozenset(self._inv_handlers)
+        self._watch = _WATCH - {Vm} if self._null_guest else _WATCH   # (Vm: it stops
+        #                                       no null guest: nothing to react to)
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (
             "start", "deliver", "eof", "timer", "input", "arbiter", "fault", "close",
             "client", "guest-tick", "reprotect")}
@@ -470,15 +461,6 @@ class Simulation(_SimCore, SimulationSession):
         self._process_fault(f)
 
     # ---------------------------------------------------------------- outputs
-    def _reacting(self, check):
-        """A watched class's handler: its invariant check (if any), then a note that the
-        simulator reacts to the event once its batch is through."""
-        def note(ev) -> None:
-            if check is not None:
-                check(ev)
-            self._react.append(ev)
-        return note
-
     def _after_endpoint_event(self, side: str, ev: Event) -> None:
         kind = type(ev)
         if kind is Error or (kind is ColoExit and ev.reason == "error"):

@@ -55,11 +55,6 @@ class _Checks:
         self._received_whole = 0                 # the secondary sent vmstate-received
         self.watch = None
         self._committed = None                   # (n, PVM digest at its stop for n)
-        #: event class -> its check (`handlers`)
-        self._by_class = {State: self._on_state, Checkpoint: self._on_checkpoint,
-                          Recv: self._on_recv, Action: self._on_action,
-                          StoppedForCheckpoint: self._on_stopped, Send: self._on_send,
-                          SendDeviceState: self._on_device_state, Load: self._on_load}
         if not sim._null_guest and hasattr(sim.guests["secondary"], "digest"):
             from protocol.sim.guestwatch import GuestWatch
             self.watch = GuestWatch(self, sim)
@@ -76,13 +71,29 @@ class _Checks:
     def handlers(self) -> dict:
         """Event class -> the check it gets (the simulator dispatches by class through
         this dict; a class not in it reaches no invariant)."""
-        return dict(self._by_class)
+        return {cls: self.on_event for cls in _KINDS}
 
     def on_event(self, ev) -> None:
-        """Check one event (of any class: those no invariant reads pass by)."""
-        check = self._by_class.get(type(ev))
-        if check is not None:
-            check(ev)
+        """Check one event (of any class: those no invariant reads pass by).  Each
+        class has its own check (C calls in the compiled build, by the class's
+        identity: the simulator calls this for every event it checks)."""
+        kind = type(ev)
+        if kind is State:
+            self._on_state(ev)
+        elif kind is Checkpoint:
+            self._on_checkpoint(ev)
+        elif kind is Action:
+            self._on_action(ev)
+        elif kind is Send:
+            self._on_send(ev)
+        elif kind is Load:
+            self._on_load(ev)
+        elif kind is Recv:
+            self._on_recv(ev)
+        elif kind is SendDeviceState:
+            self._on_device_state(ev)
+        elif kind is StoppedForCheckpoint:
+            self._on_stopped(ev)
 
     def _on_state(self, ev) -> None:
         self._state[ev.side] = ev.to
