@@ -125,6 +125,11 @@ class Dialect:
         return f"{name}({self.ids[name]})" if name in self.ids else name
 
     # -- framing ------------------------------------------------------------
+    def plain(self) -> dict[str, bytes]:
+        """Each message's bytes with the value 0 (what `encode` returns for it), by
+        name: for a sender that looks them up itself (read it, never change it)."""
+        return self._plain
+
     def encode(self, name: str, value: int = 0) -> bytes:
         if not value:
             cached = self._plain.get(name)

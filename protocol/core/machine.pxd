@@ -14,7 +14,7 @@ cdef class RoleMachine:
     cdef public object exited, role, loads_started, load_started_n
     cdef public Outbox out
     cdef public Timers timers
-    cdef public dict _table
+    cdef public dict _table, _plain
 
     # the helpers the handlers call on every transition: C calls in the compiled build
     # (a Python subclass that overrides one, or a test that patches it, is still called)

@@ -98,6 +98,7 @@ class RoleMachine:
         self.understood = 0          # control messages from the peer handled without error
         self.exited = False          # v11: the secondary exits after the default failover
         self._table = self._bind_table()
+        self._plain = dialect.plain()          # each message's bytes with value 0
 
     @property
     def reads_paused(self) -> bool:
@@ -159,7 +160,9 @@ class RoleMachine:
         out.events.append(_action_at(out.now, self.role, name, nbytes, pages, packets))
 
     def send(self, name: str, value: int = 0) -> None:
-        raw = self.dialect.encode(name, value)
+        raw = None if value else self._plain.get(name)    # (no method call: the
+        if raw is None:                                    # messages of a checkpoint)
+            raw = self.dialect.encode(name, value)
         out = self.out
         out.segments.append(Segment("msg", name, raw, self.in_flight, value))
         if not out.lean or name in out.checked_msgs:
