@@ -6,7 +6,7 @@ cdef class Decoder:
     cdef public object _empty_part, _on_initial_page, keep_records, closed, accepts, on_wait
     cdef public bint _reset_pending
     cdef public dict _frames, _valued
-    cdef public Py_ssize_t _pos, _blob_fill, _reader_start, bytes_consumed
+    cdef public Py_ssize_t _pos, _blob_fill, _reader_start, bytes_consumed, _width
 
     # the read path's own steps: C calls (nothing outside the class calls them;
     # _next_item is cpdef: `colo qemu` wraps it with an instance attribute)

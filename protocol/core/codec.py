@@ -62,6 +62,7 @@ class Decoder:
         self.check_direction = check_direction
         self._frames = dialect.frames_by_sender[sender] if check_direction \
             else dialect.frames
+        self._width = dialect.opcode_bytes       # (read per message: kept here)
         self.max_blob_bytes = max_blob_bytes
         self.max_pending_bytes = max_pending_bytes
         self._buf = bytearray()
@@ -225,7 +226,7 @@ class Decoder:
 
     def _next_message(self):
         d = self.dialect
-        width = d.opcode_bytes
+        width = self._width
         buf, pos = self._buf, self._pos
         avail = len(buf) - pos
         if avail < width:

@@ -155,7 +155,7 @@ class Endpoint:
             # without a progress hook, next_item is _next_item: call it directly (a
             # C call in the compiled build, unless an instance attribute wraps it)
             waits = dec.on_wait is not None
-            while not mach.reads_paused:
+            while not mach.reads_paused():
                 item = dec.next_item() if waits else dec._next_item()
                 if item is None:
                     break

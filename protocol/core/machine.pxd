@@ -1,6 +1,8 @@
 # Typed declarations for the compiled build of machine.py (see outbox.pxd).  The
 # role machines (primary.py, secondary.py) stay Python subclasses: tests and the
 # injected-bug suite patch their handlers.
+cimport cython
+
 from protocol.core.outbox cimport Outbox
 from protocol.core.timers cimport Timers
 
@@ -18,6 +20,8 @@ cdef class RoleMachine:
 
     # the helpers the handlers call on every transition: C calls in the compiled build
     # (a Python subclass that overrides one, or a test that patches it, is still called)
+    cpdef bint reads_paused(self)
+    @cython.locals(row=dict)
     cpdef _dispatch(self, kind, item)
     cpdef checkpoint_event(self, n, phase, reason=*, loaded_sent=*)
     cpdef load_event(self, phase, n)

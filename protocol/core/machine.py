@@ -100,7 +100,6 @@ class RoleMachine:
         self._table = self._bind_table()
         self._plain = dialect.plain()          # each message's bytes with value 0
 
-    @property
     def reads_paused(self) -> bool:
         """The COLO thread is busy and reads nothing now: bytes that arrive wait in
         the socket (the decoder's buffer) until `resume_reads` (the secondary's load)."""

@@ -16,11 +16,18 @@ DONE, and a guest power-off (a dialect without a shutdown message) SHUTDOWN.
 """
 from __future__ import annotations
 
-from protocol.core import failover as fo
-from protocol.core import messages as m
 from protocol.core.events import Action
+from protocol.core.failover import NONE, REASON_ERROR, REASON_REQUEST
 from protocol.core.lazyimport import module
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
+from protocol.core.messages import (
+    CHECKPOINT_REQUEST,
+    GUEST_SHUTDOWN,
+    VMSTATE_LOADED,
+    VMSTATE_RECEIVED,
+    VMSTATE_SEND,
+    VMSTATE_SIZE,
+)
 from protocol.core.states import STOPPED, Input, PrimaryState
 from protocol.errors import ProtocolError
 
@@ -111,7 +118,7 @@ class _PrimaryCore(RoleMachine):
         self.set_timer("checkpoint", self._now + self.checkpoint_delay_ms)
         self.in_flight = self.checkpoint + 1
         self.checkpoint_event(self.in_flight, "begin", reason)
-        self.send(m.CHECKPOINT_REQUEST)
+        self.send(CHECKPOINT_REQUEST)
 
     def _check_link(self) -> None:
         if self.peer_closed:
@@ -119,14 +126,14 @@ class _PrimaryCore(RoleMachine):
                              "(the connection was reset)", remote=True)
 
     def _on_reply(self, _msg) -> PrimaryState | None:
-        if self.failover.state != fo.NONE:   # a failover raced the checkpoint start
+        if self.failover.state != NONE:   # a failover raced the checkpoint start
             self.emit("abort", why="failover requested before the VM stopped")
             return WAIT_REPLY
         self.stop_vm(f"checkpoint {self.in_flight}: stop the PVM")
         self.guest.replication_checkpoint()
         if self.out.detail:
             self.action("replication-checkpoint")
-        self.send(m.VMSTATE_SEND)
+        self.send(VMSTATE_SEND)
         blob = self.guest.save_devices()
         if self.out.detail:
             self.action("save-devices", len(blob))
@@ -155,7 +162,7 @@ class _PrimaryCore(RoleMachine):
         self._send_blob(blob)
 
     def _send_blob(self, blob: bytes) -> None:
-        self.send(m.VMSTATE_SIZE, len(blob))
+        self.send(VMSTATE_SIZE, len(blob))
         self.send_payload("blob", "device-state", blob)
 
     @property
@@ -170,17 +177,17 @@ class _PrimaryCore(RoleMachine):
         return ctx
 
     def _on_received(self, _msg) -> None:
-        if self.dialect.release_after == m.VMSTATE_RECEIVED:
+        if self.dialect.release_after == VMSTATE_RECEIVED:
             self._release()
 
     def _on_loaded(self, _msg) -> PrimaryState | None:
-        if self.dialect.release_after == m.VMSTATE_LOADED:
+        if self.dialect.release_after == VMSTATE_LOADED:
             self._release()
         self.checkpoint = self.in_flight
         self.in_flight = 0
         self.checkpoint_event(self.checkpoint, "commit")
         if self.shutdown_requested and self.dialect.has_shutdown_message:
-            self.send(m.GUEST_SHUTDOWN)
+            self.send(GUEST_SHUTDOWN)
             self.stop_vm("guest shutdown after the final checkpoint", "shutdown")
             self.cancel_timer("checkpoint")
             self.colo_thread_alive = False
@@ -283,7 +290,7 @@ class _PrimaryCore(RoleMachine):
             if self.state in STOPPED:
                 return
             self.in_flight = self.checkpoint + 1
-            self.send(m.CHECKPOINT_REQUEST)
+            self.send(CHECKPOINT_REQUEST)
             self.enter_error("Can't receive COLO message: Input/output error "
                              "(after the lone checkpoint-request)", remote=True)
             return
@@ -291,7 +298,7 @@ class _PrimaryCore(RoleMachine):
 
     def do_failover(self) -> None:
         # primary_vm_do_failover; faithful: COLO_EXIT says "error" (a race in 7.2)
-        reason = fo.REASON_ERROR if self.faithful else fo.REASON_REQUEST
+        reason = REASON_ERROR if self.faithful else REASON_REQUEST
         self.cancel_timer("save")
         self._blob = b"\x00"
         self.ev(Action, name="take-over", why="the secondary is gone")

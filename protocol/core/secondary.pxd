@@ -4,3 +4,5 @@ from protocol.core.machine cimport RoleMachine
 
 cdef class _SecondaryCore(RoleMachine):
     cdef public object vmstate_loading, pages_flushed_total, _eof_pending, _blob, _pctx
+
+    cpdef bint reads_paused(self)

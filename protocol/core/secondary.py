@@ -10,11 +10,21 @@ DONE, and the v11 default failover SHUTDOWN (the secondary exits).
 """
 from __future__ import annotations
 
-from protocol.core import failover as fo
-from protocol.core import messages as m
 from protocol.core.events import Action
+from protocol.core.failover import ACTIVE, NONE, REASON_REQUEST, RELAUNCH
 from protocol.core.lazyimport import module
 from protocol.core.machine import MIG_COLO, RoleMachine, Transition, check_table
+from protocol.core.messages import (
+    CHECKPOINT_READY,
+    CHECKPOINT_REPLY,
+    VMSTATE_LOADED,
+    VMSTATE_RECEIVED,
+    InitialStream,
+    Message,
+    RamChunk,
+    RamPart,
+    StateBlob,
+)
 from protocol.core.states import STOPPED, Input, SecondaryState
 from protocol.errors import RemoteProtocolError
 
@@ -69,7 +79,7 @@ class _SecondaryCore(RoleMachine):
         self._enter_colo()
         return IDLE
 
-    def _on_initial(self, item: m.InitialStream) -> None:
+    def _on_initial(self, item: InitialStream) -> None:
         load = getattr(self.guest, "load_initial", None)
         if load is not None:
             try:
@@ -90,9 +100,9 @@ class _SecondaryCore(RoleMachine):
             self.start_vm("COLO incoming thread starts the SVM")
         else:
             self.stop_vm("periodic mode: the SVM waits for checkpoints", "paused")
-        self.send(m.CHECKPOINT_READY)
+        self.send(CHECKPOINT_READY)
 
-    def _on_request(self, msg: m.Message) -> None:
+    def _on_request(self, msg: Message) -> None:
         if self.dialect.checks_request_value and msg.value != 0:
             raise RemoteProtocolError(
                 f"Got unexpected value {msg.value} for '{msg.name}' command",
@@ -103,7 +113,7 @@ class _SecondaryCore(RoleMachine):
             self.stop_vm(f"checkpoint {self.in_flight}: stop the SVM")
         else:
             self.set_run_state("colo", f"checkpoint {self.in_flight}")
-        self.send(m.CHECKPOINT_REPLY)
+        self.send(CHECKPOINT_REPLY)
 
     def _on_send(self, _msg) -> SecondaryState | None:
         return None if self.dialect.ram_outside_blob else WAIT_SIZE
@@ -118,24 +128,24 @@ class _SecondaryCore(RoleMachine):
             raise RemoteProtocolError(f"Load VM's live state (ram) error: {exc}",
                                       state=self.state) from None
 
-    def _on_ram_chunk(self, chunk: m.RamChunk) -> None:
+    def _on_ram_chunk(self, chunk: RamChunk) -> None:
         # QEMU writes each page into the RAM cache as it reads it (ram_load_precopy)
         self._cache(chunk.records)
 
-    def _on_ram(self, part: m.RamPart) -> None:
+    def _on_ram(self, part: RamPart) -> None:
         self._cache(part.records)
         if self.out.detail:
             self.action("cache-pages", nbytes=None, pages=part.page_count())
 
-    def _on_size(self, msg: m.Message) -> None:
+    def _on_size(self, msg: Message) -> None:
         self.action("expect-blob", msg.value)
 
-    def _on_blob(self, blob: m.StateBlob) -> None:
+    def _on_blob(self, blob: StateBlob) -> None:
         data = blob.data
         if not self.dialect.ram_outside_blob:
             data = self._split_prototype_blob(data)
         self._blob = data
-        self.send(m.VMSTATE_RECEIVED)
+        self.send(VMSTATE_RECEIVED)
         self.vmstate_loading = True
 
     def _begin_load(self) -> None:
@@ -195,23 +205,22 @@ class _SecondaryCore(RoleMachine):
             self.start_vm(f"checkpoint {self.in_flight} loaded: resume the SVM")
         else:
             self.set_run_state("paused", f"checkpoint {self.in_flight} loaded")
-        if self.failover.state == fo.RELAUNCH:      # the primary never hears of it
+        if self.failover.state == RELAUNCH:      # the primary never hears of it
             self.checkpoint, self.in_flight = self.in_flight, 0
             self.checkpoint_event(self.checkpoint, "commit", reason=None, loaded_sent=False)
             return
-        self.send(m.VMSTATE_LOADED)
+        self.send(VMSTATE_LOADED)
         self.checkpoint, self.in_flight = self.in_flight, 0
         self.checkpoint_event(self.checkpoint, "commit")
 
-    @property
     def reads_paused(self) -> bool:
         # colo_incoming_process_checkpoint loads with vmstate_loading set: the
         # incoming thread reads the channel again only once the load is done
         return self.state == LOADING
 
     def _after_load(self) -> None:
-        if self.failover.state == fo.RELAUNCH:      # the deferred failover runs now
-            self.fail_cas(fo.RELAUNCH, fo.NONE)
+        if self.failover.state == RELAUNCH:      # the deferred failover runs now
+            self.fail_cas(RELAUNCH, NONE)
             self._request_failover(operator=False)
             return
         if self.resume_reads is not None:           # what arrived while it loaded
@@ -235,7 +244,7 @@ class _SecondaryCore(RoleMachine):
     # -- failover -----------------------------------------------------------
     def do_failover(self) -> None:
         if self.vmstate_loading:
-            self.fail_cas(fo.ACTIVE, fo.RELAUNCH)
+            self.fail_cas(ACTIVE, RELAUNCH)
             self.emit("deferred", why="failover arrived while loading a checkpoint: relaunch")
             return
         if self.in_flight:
@@ -246,7 +255,7 @@ class _SecondaryCore(RoleMachine):
         self.guest.take_over()
         self.ev(Action, name="take-over", why="replication_stop_all commits the disk")
         self.cancel_timer("load")
-        self.finish_failover(fo.REASON_REQUEST)
+        self.finish_failover(REASON_REQUEST)
 
 
 @check_table
