@@ -127,11 +127,7 @@ class Endpoint:
     # ------------------------------------------------------------------ inputs
     def start(self, now: float) -> None:
         self.out.now = now
-        mach = self.machine
-        try:       # (the compiled build's bound cpdef would skip an instance's wrapper)
-            mach._dispatch("start", None)
-        except ProtocolError as exc:
-            mach.protocol_error(exc)
+        self.machine._dispatch_guarded("start", None)
         self._track_progress()
 
     def receive_data(self, data: bytes, now: float) -> None:

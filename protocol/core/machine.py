@@ -268,6 +268,15 @@ class RoleMachine:
         except ProtocolError as exc:
             self.protocol_error(exc)
 
+    def _dispatch_guarded(self, kind: str, item) -> None:
+        """`_guarded` of `_dispatch`, calling it by name: in the compiled build a bound
+        cpdef method taken as an object would skip a wrapper set on the instance (the
+        swarm's and the guest watch's counters)."""
+        try:
+            self._dispatch(kind, item)
+        except ProtocolError as exc:
+            self.protocol_error(exc)
+
     def protocol_error(self, exc: ProtocolError) -> None:
         # a guess at another dialect from the bytes alone (an id out of range) is
         # dropped once a whole checkpoint went through in this dialect

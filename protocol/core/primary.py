@@ -29,7 +29,6 @@ from protocol.core.messages import (
     VMSTATE_SIZE,
 )
 from protocol.core.states import STOPPED, Input, PrimaryState
-from protocol.errors import ProtocolError
 
 INIT, WAIT_READY, IDLE = PrimaryState.INIT, PrimaryState.WAIT_READY, PrimaryState.IDLE
 WAIT_REPLY, SAVING = PrimaryState.WAIT_REPLY, PrimaryState.SAVING
@@ -225,10 +224,7 @@ class _PrimaryCore(RoleMachine):
     def request_checkpoint(self, reason: str = "operator") -> None:
         super().request_checkpoint(reason)
         if self.accepts(Input.CHECKPOINT):
-            try:
-                self._dispatch(Input.CHECKPOINT, reason)
-            except ProtocolError as exc:
-                self.protocol_error(exc)
+            self._dispatch_guarded(Input.CHECKPOINT, reason)
         else:
             self.emit("ignored", why=f"no checkpoint in state {self.state}")
 

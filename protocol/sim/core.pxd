@@ -11,13 +11,13 @@ from protocol.sim.invariants cimport _Checks
 from protocol.sim.link cimport Delivery, MemoryLink
 
 cdef class _SimCore:
-    cdef public dict eps, alive, stalled, _timer_at, _timer_fire, _inv_handlers
+    cdef public dict eps, alive, stalled, _timer_at, _timer_fire
     cdef public dict _handlers, _loads, _committed, _held, _timer_seen
     cdef public list _queue, events, _react, faults
     cdef public object now, seq, _n_protocol, steps, _order, _keep_events, _on_event
     cdef public MemoryLink link
     cdef public object _null_guest, finished, max_time_ms, _last_progress
-    cdef public object watchdog_ms, _jitter_rng, cfg, target, _checked, _watch
+    cdef public object watchdog_ms, _jitter_rng, cfg, target, _watch
     cdef public _Checks invariants
     cdef public object _arbiter_pending, _watchdog_fired
 

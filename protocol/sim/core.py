@@ -19,7 +19,7 @@ from protocol.core.endpoint import make_endpoint
 from protocol.core.events import ColoExit, Deliver, Error, Event, Failover, Vm, make, set_seq
 from protocol.errors import QmpCommandError
 from protocol.sim.config import MAX_CHECKPOINT_DELAY_MS, SimConfig, check_checkpoint_delay
-from protocol.sim.invariants import Invariants
+from protocol.sim.invariants import KINDS, Invariants
 from protocol.sim.link import P2S, S2P, MemoryLink, link_slack_ms, size_of
 from protocol.sim.session_view import SimulationSession
 
@@ -58,9 +58,8 @@ class _SimCore:
         self.seq += 1
         if self._keep_events:
             self.events.append(ev)
-        check = self._inv_handlers.get(type(ev))
-        if check is not None:
-            check(ev)
+        if type(ev) in KINDS:
+            self.invariants.on_event(ev)
         if self._on_event is not None:
             self._on_event(ev)
 
@@ -120,7 +119,7 @@ class _SimCore:
                       why=f"{side} is stopped")
             return
         data = d.data
-        if self._keep_events or self._on_event is not None or Deliver in self._inv_handlers:
+        if self._keep_events or self._on_event is not None:
             self._record(Deliver(self.now, "link", dir=d.direction, point=d.point,
                                  n=d.checkpoint, bytes=size_of(data), note=d.note or None))
         else:       # nobody reads it and no invariant checks it: only its number is taken
@@ -189,11 +188,10 @@ class _SimCore:
                     for ev in evs:        # numbered for those who see them (no one else)
                         set_seq(ev, seq)
                         seq += 1
-                react, inv, checked, watch = (self._react, self.invariants,
-                                              self._checked, self._watch)
+                react, inv, watch = self._react, self.invariants, self._watch
                 for ev in evs:
                     kind = type(ev)
-                    if kind in checked:
+                    if kind in KINDS:       # (the classes the invariants check)
                         inv.on_event(ev)
                     if cb is not None:
                         cb(ev)
@@ -348,13 +346,9 @@ class Simulation(_SimCore, SimulationSession):
         self._watchdog_fired = False
         self.invariants = Invariants(self)
         self._set_detail()
-        #: event class -> the invariants' check of it (the classes they do not use: none)
-        self._inv_handlers = self.invariants.handlers()
         #: the endpoint events the simulator reacts to, after their batch
         self._react: list[Event] = []
-        #: the endpoint event classes the invariants check, and those the simulator
-        #: reacts to (after their batch)
-        self._checked = frozenset(self._inv_handlers)
+        #: the endpoint event classes the simulator reacts to (after their batch)
         self._watch = _WATCH - {Vm} if self._null_guest else _WATCH   # (Vm: it stops
         #                                       no null guest: nothing to react to)
         self._handlers = {k: getattr(self, "_do_" + k.replace("-", "_")) for k in (

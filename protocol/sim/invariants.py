@@ -25,10 +25,9 @@ NAMES = ("consistency", "output_commit", "client_history", "one_active_vm",
          "takeover_keeps_view", "pvm_stopped", "output_covered")
 
 
-#: the event classes the invariants look at (the simulator skips the others)
+#: the event classes the invariants look at (the simulator hands on_event no other)
 KINDS = frozenset((State, Checkpoint, Recv, Action, StoppedForCheckpoint, Send,
                    SendDeviceState, Load))
-_KINDS = KINDS
 #: the actions and sent messages on_event looks at (the others pass by)
 _ACTIONS_CHECKED = frozenset(("take-over", "expect-blob", "load-devices", "release-output",
                               "flush-cache"))
@@ -67,11 +66,6 @@ class _Checks:
         if side == "primary":
             return _SENDS_CHECKED | {self.sim.dialect.release_after}
         return _SENDS_CHECKED
-
-    def handlers(self) -> dict:
-        """Event class -> the check it gets (the simulator dispatches by class through
-        this dict; a class not in it reaches no invariant)."""
-        return {cls: self.on_event for cls in _KINDS}
 
     def on_event(self, ev) -> None:
         """Check one event (of any class: those no invariant reads pass by).  Each
