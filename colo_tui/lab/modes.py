@@ -145,13 +145,20 @@ def _stats(pair: Pair, ph: dict, baseline_rtt: float | None) -> dict:
             "secondary_guest_panics_by_end": ph["panics"]}
 
 
-_FLUSH = re.compile(r"@(\d+\.\d+):colo_send_message Send 'vmstate-send'")
+_FLUSH = re.compile(r"@(\d+\.\d+):colo_receive_message Receive 'vmstate-received'")
 
 
 def flush_times(trace: Path) -> list[float]:
-    """When colo-compare flushed its queues at each checkpoint: 7.2 sends
-    COLO_EVENT_CHECKPOINT to the compares right before 'vmstate-send'
-    (colo_do_checkpoint_transaction), well after 'checkpoint-request'."""
+    """When colo-compare flushed its queues at each checkpoint: 7.2's primary
+    sends COLO_EVENT_CHECKPOINT to the compares (colo_notify_compares_event,
+    which waits until each has flushed) right after it receives
+    'vmstate-received' and before 'vmstate-loaded' (colo_do_checkpoint_transaction;
+    moved there from before 'vmstate-send' in QEMU 5.1, "migration/colo.c: Move
+    colo_notify_compares_event to the right place").  The trace line of that
+    receive is the earliest the flush can be; both VMs are stopped by then.  The
+    replay once flushed at 'vmstate-send': a primary packet the relay logged
+    after it (a loaded host) was then replayed after the flush, though real
+    colo-compare flushed it, and blocked its connection (docs/lab-modes.md)."""
     try:
         return [float(m.group(1)) for m in _FLUSH.finditer(trace.read_text(errors="replace"))]
     except OSError:
@@ -174,7 +181,8 @@ def dump_packets(pair: Pair, path: Path) -> None:
     with open(path, "w") as f:
         trace = pair.work / "primary.trace.log"
         f.write(json.dumps({"checkpoints": checkpoint_times(trace),
-                            "flushes": flush_times(trace)}) + "\n")
+                            "flushes": flush_times(trace),
+                            "flushes_at": "vmstate-received"}) + "\n")
         for p in pair.packets.data_packets():
             f.write(json.dumps({"channel": p.channel, "n": p.n, "t": p.t, "flow": p.flow,
                                 "seq": p.seq, "payload": p.payload.hex()}) + "\n")

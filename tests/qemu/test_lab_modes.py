@@ -60,11 +60,18 @@ def test_compare_modes_on_real_qemu(tmp_path):
         # not asserted
         if not hyb["mismatches"]:
             print("hybrid phase without a mismatch:", hyb)
-        # the simulator's colo-compare agreed with real QEMU's on every packet in the
-        # runs the lab was built on (4,681 packets), but one CI run (stop 18) had 937
-        # of 6,850 primary packets that real QEMU matched and the model called
-        # no-secondary: an open difference (docs/lab-modes.md), so the bound is loose
+        # the simulator's colo-compare against real QEMU's, packet by packet.  Loaded
+        # CI runs once differed on up to 34 % (937 of 6,850; 2,478 of 7,174): the
+        # replay flushed at 'vmstate-send' where 7.2 flushes after
+        # 'vmstate-received', and kept TCP retransmissions 7.2 releases at once; one
+        # such packet held its connection's queue and every later packet differed
+        # (docs/lab-modes.md).  Fixed, loaded runs here differ on 0 packets.  What
+        # is left is the relay's view: it may log a compare-out colo-compare wrote
+        # before it saw a secondary packet after that packet, a few packets per
+        # checkpoint.  5 % allows those with room (a hybrid phase checkpoints at
+        # every mismatch); a queue blocked as before held hundreds of packets (789
+        # of 3,597 in one run, 22 %).
         agree = hyb["model_agreement"]
         print("model vs real colo-compare:", agree.get("counts"), agree["differ_total"])
-        assert agree["differ_total"] <= 0.2 * max(agree["packets"], 1), agree
+        assert agree["differ_total"] <= 0.05 * max(agree["packets"], 1), agree
     assert hyb["rtt_ms_median"] > base["rtt_ms_median"], (hyb, base)
