@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -13,6 +16,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _read_pty(fd: int, buf: bytearray, wait_s: float) -> bool:
+    """Append what the terminal has within `wait_s`; False once it is closed."""
+    if not select.select([fd], [], [], wait_s)[0]:
+        return True
+    try:
+        data = os.read(fd, 65536)
+    except OSError:             # (EIO: every writer has closed it)
+        return False
+    buf += data
+    return bool(data)
+
+
+def _wait_for_seeds(fd: int, buf: bytearray, wait_s: float = 120.0) -> int:
+    """Read the swarm's progress bar (stderr is a terminal, as a user's) until it
+    shows a seed done: a fixed sleep once ended a loaded run before the first seed
+    (pure-Python core, a busy machine: 0 seeds after 5 s)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and _read_pty(fd, buf, 0.2):
+        done = re.findall(rb"(\d+)/100000", bytes(buf))
+        if done and int(done[-1]) > 0:
+            return int(done[-1])
+    return 0
 
 
 def _group_left(pgid: int, wait_s: float = 5.0) -> list[str]:
@@ -31,12 +58,15 @@ def _group_left(pgid: int, wait_s: float = 5.0) -> list[str]:
 ])
 def test_an_interrupted_swarm_reports_what_ran_and_leaves_no_worker(sig, to_group, code,
                                                                    tmp_path):
+    master, slave = pty.openpty()
     p = subprocess.Popen([sys.executable, "-m", "colo_tui", "explore", "--swarm", "100000",
                           "--workers", "2", "--json", "--repro-dir", str(tmp_path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdout=subprocess.PIPE, stderr=slave, text=True,
                          cwd=ROOT, start_new_session=True)
+    os.close(slave)
+    tty = bytearray()
     try:
-        time.sleep(5)                       # the pool has started and seeds have run
+        assert _wait_for_seeds(master, tty), tty[-500:]    # the pool runs seeds
         assert p.poll() is None, p.communicate()
         sent = time.monotonic()
         if to_group:
@@ -44,15 +74,20 @@ def test_an_interrupted_swarm_reports_what_ran_and_leaves_no_worker(sig, to_grou
         else:
             p.send_signal(sig)
         # (orphaned workers would hold the pipes open: the wait is bounded)
-        out, err = p.communicate(timeout=30)
+        out, _ = p.communicate(timeout=30)
         took = time.monotonic() - sent
         left = _group_left(p.pid)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and _read_pty(master, tty, 0.2):   # its last words
+            pass
     finally:
         try:
             os.killpg(p.pid, signal.SIGKILL)       # whatever of the swarm is left
         except ProcessLookupError:
             pass
         p.wait()
+        os.close(master)
+    err = tty.decode(errors="replace")
     assert p.returncode == code, (p.returncode, err)
     assert "Traceback" not in err, err
     assert f"stopped by {sig.name}" in err, err
