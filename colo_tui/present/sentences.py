@@ -595,3 +595,16 @@ def ending(events, outcome) -> str:
         return text + (f" Nothing went wrong in the events from #{events.dropped:,} on "
                        "(the older ones are not in memory).")
     return text + " Nothing went wrong: it ran the checkpoints it was set to run."
+
+
+def checkpoint_answer(new_events) -> str:
+    """What an operator's checkpoint request came to, in one true sentence, from the
+    events it caused at once: the primary took it (step or run to see the checkpoint),
+    or ignored it (no checkpoint in its state: COLO has not started, or one runs).
+    `colo checkpoint`'s REPL answer said both: 'P ignores the request: no checkpoint
+    in state INIT' then 'checkpoint requested; step or run to see it'."""
+    for ev in new_events:
+        side, kind, d = _fields(ev)
+        if kind == "ignored" and side == "primary" and d.get("bytes") is None:
+            return "the primary ignores the checkpoint request" + _why(d)
+    return "checkpoint requested; step or run to see it"

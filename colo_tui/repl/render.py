@@ -26,5 +26,7 @@ def toolbar_text(status: dict, run_state: str) -> str:
     p, q = status["primary"], status["secondary"]
     rec = " | REC" if status.get("recording") else ""
     return (f" {run_state}{rec} | ckpt {p['checkpoint']} | step {status['step']} | "
-            f"P {side(p)} | S {side(q)} | {status['dialect']} {status['mode']}"
+            f"P {side(p)} | S {side(q)} | {status['dialect']} "
+            # a real capture's header names a default mode, not what it shows
+            + (status["mode"] if status.get("mode_known", True) else "real capture")
             + (f" | seed {status['seed']} " if status.get("seeded", True) else " "))

@@ -399,6 +399,13 @@ def interactive(c, out, prompts: _Prompts | None = None) -> int:
                 continue
             line, pasted = lines[0], lines[1:]
         question = confirmation(c, line)
+        unreadable = _unreadable_replay(line) if question else None
+        if unreadable:                  # nothing to discard it for: said at once
+            _show(f"error: {unreadable}", out)
+            if pasted:
+                _say(_not_run(pasted).strip(), out)
+                pasted = []
+            continue
         if question:
             try:
                 answer = ask.prompt(f"{question} [y/N] ").strip().lower()
@@ -408,7 +415,7 @@ def interactive(c, out, prompts: _Prompts | None = None) -> int:
                 _terminal_gone(prompts)
             prompts.check()
             if answer not in ("y", "yes"):
-                print("cancelled" + _not_run(pasted), file=out)
+                _say("cancelled" + _not_run(pasted), out)
                 pasted = []
                 continue
         res = prompts.command(c, lambda line=line: _execute_interruptible(c, line))
@@ -416,12 +423,37 @@ def interactive(c, out, prompts: _Prompts | None = None) -> int:
             _show(res.text if res.ok else f"error: {res.text}", out)
         _note_hidden(c, out)
         if failure := c.take_recording_failure():
-            print(f"error: {failure}", file=out)
+            _say(f"error: {failure}", out)
         if res.quit:
             return 0
         if not res.ok and pasted:
-            print(_not_run(pasted).strip(), file=out)
+            _say(_not_run(pasted).strip(), out)
             pasted = []
+
+
+def _unreadable_replay(line: str) -> str | None:
+    """`replay FILE` of a file that cannot be opened: the command's own error, said
+    before it asks whether to discard the session for it (None: the file opens, or
+    the line is no replay)."""
+    try:
+        p = parse(line)
+    except CommandError:
+        return None
+    if p.name != "replay":
+        return None
+    path = os.path.expanduser(p.args["file"])
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError:
+        from protocol.record import format as rf
+        try:                     # its error, in the words `replay` itself gives
+            rf.read(path)
+        except Exception as exc:  # noqa: BLE001 - said as the command says it
+            from colo_tui.commands.handlers import error_text
+            return error_text(p, exc)
+        return None
+    return None
 
 
 def _not_run(pasted: list[str]) -> str:
@@ -432,12 +464,46 @@ def _not_run(pasted: list[str]) -> str:
             "on)")
 
 
+def _width(out) -> int | None:
+    """The terminal's width when `out` is one (None: a pipe or a file, left as is)."""
+    import shutil
+    isatty = getattr(out, "isatty", None)
+    if not (isatty and isatty()):
+        return None
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def wrapped(text: str, width: int | None) -> str:
+    """`text` with each line longer than `width` wrapped at spaces, as `help` is (the
+    terminal broke words: '… could not release yet ar' / 'e released now …'); a
+    wrapped line's next lines keep its indent.  A word longer than the line is left
+    whole (a path, a hex dump: the terminal breaks it, nothing better can)."""
+    import textwrap
+    if not width or width < 20:
+        return text
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip(" "))]
+        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False, drop_whitespace=True) or [line]
+    return "\n".join(out)
+
+
+def _say(text: str, out) -> None:
+    """A line of prose (a note, an error, a cancel) at the terminal's width."""
+    print(wrapped(text, _width(out)), file=out)
+
+
 def _show(text: str, out) -> None:
-    """A command's output; longer than the terminal, it goes through a pager ($PAGER,
-    else less) so its start does not scroll away."""
+    """A command's output, wrapped at the terminal's width; longer than the terminal,
+    it goes through a pager ($PAGER, else less) so its start does not scroll away."""
     import shutil
     rows = shutil.get_terminal_size((80, 24)).lines
     isatty = getattr(out, "isatty", None)
+    text = wrapped(text, _width(out))
     if isatty and isatty() and text.count("\n") + 1 > rows - 2 and \
             os.environ.get("COLO_PAGER", "1") != "0":
         if _page(text):
@@ -481,10 +547,10 @@ def _note_hidden(c, out) -> None:
     printer = getattr(c, "printer", None)
     note = printer.take_note() if printer is not None else ""
     if note:
-        print(note, file=out)
+        _say(note, out)
     gap = c.take_gap_notice()   # a live view that fell a full queue behind says so
     if gap:
-        print(f"note: {gap}", file=out)
+        _say(f"note: {gap}", out)
 
 
 def _execute_interruptible(c, line: str):

@@ -166,8 +166,10 @@ class Controller:
                                f"{LENGTH_BOUND_TEXT}")
 
     def after_the_end(self) -> tuple[str, ...]:
-        """What still works once a session that takes inputs has ended (SessionEnded)."""
-        failover = self.session.outcome() == "failover"
+        """What still works once a session that takes inputs has ended (SessionEnded):
+        a re-protect only when it would be taken (not when the old side still lives)."""
+        failover = (self.session.outcome() == "failover"
+                    and self.reprotect_refusal() is None)
         still = ("back", "reprotect", "new") if failover else ("back", "new")
         if self.recording_path is not None:     # back is refused while recording
             still = still[1:]
@@ -401,9 +403,33 @@ class Controller:
     def shutdown(self) -> None:
         self._apply({"cmd": "shutdown"})
 
+    def reprotect_refusal(self) -> str | None:
+        """Why a re-protect given now would be refused (None: it would run, or the
+        session is no simulation and says so itself): `protocol.sim.reprotect.why_not`,
+        and once the session has ended, how to get where the side to kill can be."""
+        sim = self.session
+        if not isinstance(sim, Simulation):
+            return None
+        from protocol.sim.reprotect import why_not
+        problem = why_not(sim)
+        if problem is None or not sim.finished or "still alive" not in problem:
+            return problem
+        old = next(s for s in SIDES if s not in sim.active_sides())
+        if "back" in self._ways_back():
+            return (f"{problem} (the session has ended: go back before its end and kill "
+                    f"the {old} there, then re-protect)")
+        return f"{problem} (the session has ended: start again and kill the {old} before it ends)"
+
+    def _ways_back(self) -> tuple[str, ...]:
+        return ("back",) if self.recording_path is None else ()
+
     def reprotect(self) -> None:
         """Resume COLO after a failover: a new secondary, a fresh initial migration from
         the survivor (protocol/sim/reprotect.py); ReprotectError says why it cannot."""
+        problem = self.reprotect_refusal()
+        if problem is not None:
+            from protocol.sim.reprotect import ReprotectError
+            raise ReprotectError(f"cannot re-protect: {problem}")
         self._apply({"cmd": "reprotect"})
 
     def set_checkpoint_delay(self, ms: int) -> None:
@@ -536,7 +562,12 @@ class Controller:
                    recording=self.recording_path, invariants=dict(s.checks()),
                    # a simulation's seed means something; live peers and a real
                    # capture's playback have none (their config's is a default)
-                   seeded=not (self.live or s.capabilities.plays_recording))
+                   seeded=not (self.live or s.capabilities.plays_recording),
+                   # a real capture's mode is its header's default, not what it shows:
+                   # it is not claimed (`mode` stays for the readers that name it)
+                   mode_known=not s.capabilities.plays_recording,
+                   # the simulator's invariants are checked on a simulation only
+                   invariants_checked=s.capabilities.checks_invariants)
         if self.live:
             out["live"] = s.name
             # a live session keeps its latest events: how many older ones it dropped

@@ -27,6 +27,16 @@ from protocol.errors import ColoError, QmpCommandError
 from protocol.record.playback import CaptureTracker
 from protocol.sim.core import _make_guests as make_guests
 
+#: the run state of a primary that has not connected yet (--peer): nothing is known
+NO_PEER_YET = "waiting for a peer"
+
+
+def _warn_all_interfaces(option: str, addr: tuple[str, int]) -> None:
+    """`colo node --listen 0.0.0.0:…`'s warning, for a live source's listening
+    socket: a wildcard host binds every interface (on stderr, before the UI opens)."""
+    from protocol.drivers.node import warn_all_interfaces
+    warn_all_interfaces("colo", option, addr)
+
 
 def _listen(addr: tuple[str, int]) -> socket.socket:
     """A listening socket on `addr`, or an OSError whose text names it and the OS's
@@ -162,6 +172,7 @@ class ProxyFeed(_Source):
         # a port in use is a clear error before the session starts (the proxy binds
         # again in its thread; this one is closed at once)
         _listen(parse_hostport(listen)).close()
+        _warn_all_interfaces("--proxy", parse_hostport(listen))
         self.hint = (f"point the primary's migrate at {listen}; it goes on to {connect}; "
                      "space to follow")
         self.tracker = CaptureTracker(dialects.get(config.dialect))
@@ -221,6 +232,9 @@ class PeerFeed(_Source):
         self.lsock = _listen(self.addr)
         self.lsock.setblocking(False)
         self.port = self.lsock.getsockname()[1]
+        _warn_all_interfaces("--peer", (host, self.port))
+        #: a QEMU primary has connected (before it, nothing is known of it)
+        self.connected = False
         shown = host if host not in ("0.0.0.0", "::") else "<this host's address>"
         target = f"[{shown}]" if ":" in shown else shown
         self.hint = (f"listening on {listen.rsplit(':', 1)[0]}:{self.port}: on the QEMU "
@@ -229,7 +243,10 @@ class PeerFeed(_Source):
         self.engine = None
 
     def sides(self) -> tuple[SideStatus, SideStatus]:
-        return self.tracker.side("primary"), side_status(self.secondary)
+        primary = self.tracker.side("primary")
+        if not self.connected:     # no QEMU yet: its VM is not known to run
+            primary = replace(primary, run_state=NO_PEER_YET)
+        return primary, side_status(self.secondary)
 
     def guests(self) -> dict:
         return {"secondary": self.guest}
@@ -266,6 +283,7 @@ class PeerFeed(_Source):
 
         async def main() -> None:
             sock, peer = await loop.sock_accept(self.lsock)
+            self.connected = True
             # one primary per session: a second `migrate` is refused, not left hanging
             self.lsock.close()
             self.put(Event(self.now_ms(), "live", "connection",

@@ -430,8 +430,11 @@ class ColoApp(App):
     def action_fault(self) -> None:
         if self.bridge.ended("fault"):          # no menu for a fault that cannot happen
             return
-        row = self.bridge.selected_row()
         caps = self.controller.capabilities
+        if not caps.is_live and not caps.takes_inputs:  # an imported capture: no menu,
+            if not self.bridge.refuse_fault():          # refused at once, as k and c are
+                return
+        row = self.bridge.selected_row()
         if caps.is_live and caps.takes_faults:       # colo lab: its compare channels
             from protocol.core.faults import CHANNEL_POINTS
             point = row.point if row is not None and row.point in CHANNEL_POINTS \
@@ -535,6 +538,13 @@ class ColoApp(App):
 
     def action_help(self) -> None:
         self.push_screen(screens.HelpScreen())
+
+    def get_system_commands(self, screen):
+        """Textual's system commands but its Quit: the palette's "quit  (q)" is the
+        one quit it lists (it completes the recording, as q does)."""
+        for cmd in super().get_system_commands(screen):
+            if cmd.title != "Quit":
+                yield cmd
 
     def action_command_palette(self) -> None:
         """Textual's palette, where ctrl+c quits too."""

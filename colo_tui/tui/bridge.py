@@ -274,8 +274,14 @@ class Bridge:
         return False
 
     def checkpoint(self) -> None:
-        if not self.ended("checkpoint"):
-            self._guard(self.c.checkpoint, ok="checkpoint requested")
+        if self.ended("checkpoint"):
+            return
+        n = len(self.c.events)
+        if self._guard(self.c.checkpoint, ok="checkpoint requested"):
+            from colo_tui.present.sentences import checkpoint_answer
+            answer = checkpoint_answer(self.c.events[n:])
+            if "ignores" in answer:          # one true thing: not 'requested' alone
+                self.changed(answer)
 
     def kill(self) -> None:
         if self.ended("kill"):
@@ -311,6 +317,12 @@ class Bridge:
 
     def _no_reprotect(self) -> None:
         raise ValueError("this session cannot re-protect (it needs the simulator)")
+
+    def refuse_fault(self) -> bool:
+        """Before the fault menu opens: a session that takes no faults (an imported
+        capture) says so at once, in its own words, as it does for k and c.  False
+        when it refused (the menu would only be refused on arm)."""
+        return self._guard(self.c.session.check_fault, None)
 
     def add_fault(self, spec: str) -> bool:
         if self.ended("fault"):
@@ -481,7 +493,9 @@ class Bridge:
                       ("none", "require", "active", "completed", "relaunch"))
         status = StatusView(
             dialect=st["dialect"] + (f"↔{peer}" if (peer := getattr(
-                self.c.config, "secondary_dialect", None)) else ""), mode=st["mode"],
+                self.c.config, "secondary_dialect", None)) else ""),
+            # a real capture: its header's mode is a default, not what it shows
+            mode=st["mode"] if st.get("mode_known", True) else "real capture",
             # a live session or a real capture has no seed (a capture's header says 0)
             seed=st["seed"] if st["seeded"] else None, step=st["step"],
             t_ms=now, running=self.running, speed=self.speed_label(), forked=st["forked"],

@@ -53,8 +53,18 @@ def why_not(sim) -> str | None:
         return ("no failover has finished yet (failover state: " + states + "): "
                 "re-protect resumes COLO after a failover")
     if len(alive) == 2:
-        return ("both sides are alive (split brain): a re-protect starts a new secondary "
-                "for a lone survivor; kill one side first")
+        running = sim.active_sides()
+        if len(running) != 1:
+            return ("both sides are alive (split brain): a re-protect starts a new secondary "
+                    "for a lone survivor; kill one side first")
+        # one VM runs; the other side's process lives on, its VM stopped (an error, a
+        # failover of its own): no split brain, but no lone survivor either
+        old = next(s for s in SIDES if s != running[0])
+        ep = sim.eps[old]
+        state = f"run state {ep.run_state}" + (", in error" if ep.error else "")
+        return (f"only the {running[0]}'s VM runs, but the old {old}'s process is still "
+                f"alive (its VM stopped: {state}); a re-protect starts a new secondary in "
+                f"its place: kill the {old} first")
     survivor = done[0]
     if sim.stalled[survivor]:
         return f"the survivor ({survivor}) is stopped: it cannot migrate"

@@ -25,4 +25,4 @@ async def test_both_rows_on_their_own_line(size) -> None:
         assert len(lines) == 3 and lines[0].startswith("failover state")
         p, s = lines[1].rstrip(), lines[2].rstrip()
         assert p.startswith("P ▸none") and "↺" in p          # the whole row
-        assert s.startswith("S ") and "▸comp" in s and "↺" in s
+        assert s.startswith("S ") and "▸com" in s and "↺" in s

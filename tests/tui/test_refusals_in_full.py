@@ -18,7 +18,8 @@ def explained(app: ColoApp) -> str:
     # x in the simulator: the way to do it here comes last
     (("x",), "`failover` is for a real pair (colo lab)"),
     # both sides alive after a lost heartbeat: what to do comes last
-    (("n",) * 6 + ("o", "h", "n", "n", "p"), "kill one side first"),
+    # (the primary lives on, its VM stopped: no split brain; QA stop 31)
+    (("n",) * 6 + ("o", "h", "n", "n", "p"), "kill the primary first"),
 ])
 async def test_a_refused_key_is_explained_in_full(keys, advice) -> None:
     app = make_app()

@@ -20,6 +20,12 @@ def _registry() -> dict:
     return REGISTRY
 
 
+#: registry commands the palette lists by their key binding only ("quit  (q)"): typing
+#: "quit" listed three quits (Textual's system one, the registry's, the key's), which
+#: all end the app the same way (the recording completed)
+KEYED_COMMANDS = frozenset({"quit"})
+
+
 class ColoCommands(Provider):
     """Lists the registry; runs a typed line (``fault drop@ram#1``) through `execute`."""
 
@@ -30,6 +36,8 @@ class ColoCommands(Provider):
         """(text to match, label, callback, help) for every command, scenario preset and
         key binding; a command with arguments shows its syntax."""
         for name, cmd in sorted(_registry().items()):
+            if name in KEYED_COMMANDS:     # listed once: by its key entry, below
+                continue
             yield f"{name} {cmd.summary}", cmd.syntax, partial(self._run, name), cmd.summary
         from colo_tui.tui.screens.presets import PRESETS
         for p in PRESETS:

@@ -137,6 +137,27 @@ class LogLines(FollowTail, can_focus=True):
             self.post_message(EventLog.Picked(self.model.line(index)[0]))
 
 
+#: the filter's placeholder, longest first: the longest that fits its width is shown
+#: (Textual cuts a placeholder mid-word with no mark)
+FILTER_PLACEHOLDERS = ("filter events (text or kind) — / to focus",
+                       "filter (text or kind) — / to focus", "filter events — / to focus",
+                       "filter — / to focus", "/ = filter")
+
+
+def filter_placeholder(cells: int) -> str:
+    """The filter's placeholder in `cells` cells (a cut one ends with …)."""
+    return next((p for p in FILTER_PLACEHOLDERS if len(p) <= cells),
+                _fit(FILTER_PLACEHOLDERS[-1], cells))
+
+
+class FilterInput(Input):
+    """The log's filter: its placeholder fits its width, whole words or a … ."""
+
+    def on_resize(self, _event) -> None:
+        # one cell is the cursor's
+        self.placeholder = filter_placeholder(max(1, self.content_size.width - 1))
+
+
 class EventLog(Vertical):
     DEFAULT_CSS = """
     EventLog { width: 1fr; border-left: solid $primary 50%; }
@@ -157,7 +178,7 @@ class EventLog(Vertical):
             self.seq = seq
 
     def compose(self):
-        yield Input(placeholder="filter events (text or kind) — / to focus", id="log-filter")
+        yield FilterInput(placeholder=FILTER_PLACEHOLDERS[0], id="log-filter")
         yield self._lines
 
     def __init__(self, *a, **kw) -> None:

@@ -33,10 +33,13 @@ class FailoverDiagram(Widget):
         roomy = 3 + sum(len(s) for s in v.states) + 12 <= width
         full = 3 + sum(len(s) for s in v.states) + 4 <= width
         # narrow: each name cut to the longest prefix that keeps a row on its line
-        # ("S ", the ▸ mark, the names, three → and the ↺); 5 letters at most
-        cut = next((k for k in range(5, 1, -1)
+        # ("S ", the ▸ mark, the names, three → and the ↺), a cut
+        # name ends in … (the legend's promise: cut text is marked)
+        cut = next((k for k in range(8, 1, -1)
                     if 3 + sum(min(len(s), k) for s in v.states) + 4 <= width), 2)
-        name = (lambda s: s) if full else (lambda s: s[:cut])
+
+        def name(s: str) -> str:
+            return s if full or len(s) <= cut else s[:cut - 1] + "…"
         arrow = " → " if roomy else "→"
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append("failover state" + (" (colo-failover.c)" if roomy else "") + "\n", style="bold")
