@@ -6,6 +6,7 @@ import sys
 
 from colo_tui.session.argtypes import (
     arbiter_ms,
+    checkpoint_delay_ms,
     client_every_ms,
     fault_spec,
     fraction,
@@ -15,7 +16,6 @@ from colo_tui.session.argtypes import (
     liveness_checkpoints,
     nonempty_path,
     nonneg_float,
-    nonneg_int,
     number_in,
     positive_checkpoint_delay_ms,
     positive_int,
@@ -140,7 +140,9 @@ def _session_options(p) -> None:
     p.add_argument("--dialect", choices=list(dialects.DIALECTS), default="qemu")
     p.add_argument("--mode", choices=["periodic", "hybrid"], default="periodic")
     p.add_argument("--seed", type=seed_int, default=1)
-    p.add_argument("--checkpoint-delay", type=nonneg_int, metavar="MS", default=None)
+    p.add_argument("--checkpoint-delay", type=checkpoint_delay_ms, metavar="MS", default=None,
+                   help="x-checkpoint-delay (0 … 4294967295, a uint32 as in QEMU; the guest "
+                        "model takes at most 3600000; default: the dialect's)")
     p.add_argument("--load-ms", type=nonneg_float, default=0.0,
                    help="time the SVM takes to load")
     p.add_argument("--guest", choices=["null", "model"], default="model",
@@ -159,9 +161,9 @@ def _session_options(p) -> None:
     p.add_argument("--jitter-ms", type=nonneg_float, default=0.0,
                    help="every timer fires up to this much late (seeded)")
     p.add_argument("--arbiter-ms", type=arbiter_ms, default=1000.0,
-                   help="how long the arbiter takes to act (1 … 1e9)")
+                   help="how long the arbiter takes to act (1 … 1000000000)")
     p.add_argument("--rate", type=workload_rate, default=None,
-                   help="the workload's rate (0 … 1e6)")
+                   help="the workload's rate (0 … 1000000)")
     p.add_argument("--client-every-ms", type=client_every_ms, default=100.0,
                    help="guest model: a client request this often (0: none)")
     p.add_argument("--divergence", type=fraction, default=0.0,
@@ -172,7 +174,8 @@ def _session_options(p) -> None:
     p.add_argument("--latency-ms", type=link_latency_ms, default=0.05, metavar="MS",
                    help="the migration link's one-way latency (default %(default)s)")
     p.add_argument("--bytes-per-ms", type=link_bytes_per_ms, default=1.0e6, metavar="N",
-                   help="the migration link's rate (default 1e6: 1 GB/s; 1.25e4: 100 Mbit/s)")
+                   help="the migration link's rate in bytes per ms (1 … 1000000000000000; "
+                        "default 1000000: 1 GB/s; 12500: 100 Mbit/s)")
 
 
 def _config(args):
@@ -303,6 +306,9 @@ def cmd_run(args) -> int:
     cfg.max_steps = max_steps + 1     # the bound below stops the run, not a "hang"
     writer = None
     sim = Simulation(cfg)                      # validates the faults before any file opens
+    if args.record and (why := _beyond_recordings(cfg, sim)):
+        print(f"colo run: error: --record: {why}", file=sys.stderr)
+        return 2
     sim.keep_events = sim.target <= KEEP_EVENTS_MAX_CHECKPOINTS
     wire_log = _WireLog()
     sim.on_event = wire_log
@@ -312,9 +318,11 @@ def cmd_run(args) -> int:
                               if e.__class__ is ReprotectRefused else None)
     try:
         if args.record:
+            # (step: the file ends with a stop line rather than go beyond what readers
+            # take, so every recording it writes reads back)
             writer = rf.Writer(args.record, rf.make_header(cfg),
                                [f"colo run {' '.join(sys.argv[2:])}".strip()],
-                               force=args.force)
+                               force=args.force, step=lambda: sim.steps)
             sim.on_event = _chain(sim.on_event, writer.event)
         if args.events:
             sim.on_event = _chain(sim.on_event, lambda e: print(_event_line(e)))
@@ -399,6 +407,21 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         return 1
     return 1 if bounded else 0
+
+
+def _beyond_recordings(cfg, sim) -> str | None:
+    """Why a recording of this run could not be read back (a checkpoint target or a
+    fault's #N beyond the readers' COLO_MAX_CHECKPOINTS), or None."""
+    from protocol.record.schema import max_checkpoints
+    cap = max_checkpoints()
+    n = max([cfg.checkpoints, *(f.checkpoint for f in sim.faults)])
+    if n <= cap:
+        return None
+    what = (f"--checkpoints {cfg.checkpoints:,}" if n == cfg.checkpoints
+            else f"a fault at checkpoint #{n:,}")
+    return (f"{what}: a recording holds a session of at most {cap:,} checkpoints, what "
+            f"`colo replay` and the UIs read; run it without --record, or set "
+            f"COLO_MAX_CHECKPOINTS={n} for the run and for its readers")
 
 
 def _chain(a, b):
@@ -523,15 +546,30 @@ def cmd_explore(args) -> int:
 def cmd_decode(args) -> int:
     from protocol.core import messages as m
     from protocol.core.codec import Decoder
+    from protocol.record.infile import STREAM_FILE, input_refusal
+    if args.initial and args.sender != "primary":
+        print("colo decode: error: --initial applies to the primary's stream (--from "
+              "primary): the initial migration (QEVM …) goes from the primary to the "
+              "secondary, never back", file=sys.stderr)
+        return 2
     d = dialects.get(args.dialect)
+    if args.file != "-" and (why := input_refusal(
+            args.file, f"{STREAM_FILE}; or - to read standard input, which may be a pipe: "
+                       f"colo decode … - < {args.file}")):
+        print(f"colo decode: error: {why}", file=sys.stderr)
+        return 1
     try:
         fh = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
-        print(f"colo decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        print(f"colo decode: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
     # a message the other side sends is an error here (the endpoints let their role
     # machine report it, as QEMU does)
-    dec = Decoder(d, args.sender, expect_initial=args.initial, check_direction=True)
+    # no initial migration before the stream (a mid-session capture, `colo run --dialect
+    # v11 --dump-wire`): its RAM parts name RAMBlocks no block table announced
+    unannounced = None if args.initial else _unannounced_ram()
+    dec = Decoder(d, args.sender, expect_initial=args.initial, check_direction=True,
+                  ram_ctx=unannounced, keep_records=unannounced is None)
     offset, head = 0, b""
     try:
         with fh:
@@ -539,7 +577,7 @@ def cmd_decode(args) -> int:
                 try:
                     chunk = fh.read1(1 << 16)     # what has arrived: a pipe is live
                 except OSError as exc:            # (EIO: a bad disk, a hung-up terminal)
-                    print(f"colo decode: cannot read {args.file}: {exc.strerror or exc}",
+                    print(f"colo decode: error: cannot read {args.file}: {exc.strerror or exc}",
                           file=sys.stderr)
                     return 1
                 if not chunk:
@@ -560,12 +598,43 @@ def cmd_decode(args) -> int:
                 d.names.get(exc.offending)) not in (None, "none", args.sender):
             other = "secondary" if args.sender == "primary" else "primary"
             hint = f" (the first message is the {other}'s: give --from {other}?)"
-        print(f"colo decode: at byte {dec.bytes_consumed}: {exc}{hint}", file=sys.stderr)
+        print(f"colo decode: error: at byte {dec.bytes_consumed}: {exc}{hint}", file=sys.stderr)
         return 1
     if cut := stream_end_error(dec):
-        print(f"colo decode: {cut}", file=sys.stderr)
+        print(f"colo decode: error: {cut}", file=sys.stderr)
         return 1
+    if unannounced is not None and unannounced.blocks:
+        print(f"colo decode: note: no initial migration announced the RAMBlocks this "
+              f"stream's RAM parts name ({', '.join(unannounced.blocks)}): they were taken "
+              "as named, their sizes unknown, so page offsets were not checked against "
+              "them", file=sys.stderr)
     return 0
+
+
+#: a RAM part of a stream without its initial migration holds at most this much: the
+#: largest guest RAM the tool runs (--ram-mib 65536) and its devices' (vga.vram …)
+UNANNOUNCED_RAM_BYTES = (65536 + 1024) << 20
+
+
+def _unannounced_ram():
+    """A RAM context for a stream whose initial migration is not in it: a RAMBlock a RAM
+    part names is learned as it comes (QEMU's receiver takes the table from the initial
+    stream; `colo decode` without --initial has none), a part bounded by
+    UNANNOUNCED_RAM_BYTES of pages."""
+    from protocol.migration.stream import RamContext
+
+    class _Learned(dict):
+        def get(self, name, default=None):
+            if name not in self:
+                self[name] = 1 << 63          # its used_length is unknown: any offset
+            return dict.__getitem__(self, name)
+
+    class _Unannounced(RamContext):
+        @property
+        def mem_size(self) -> int:
+            return UNANNOUNCED_RAM_BYTES
+
+    return _Unannounced(blocks=_Learned())
 
 
 def stream_end_error(dec) -> str | None:

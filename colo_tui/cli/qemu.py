@@ -226,11 +226,15 @@ def cmd_import(args) -> int:
 def _read(path: str) -> bytes | None:
     import os
     import stat
+
+    from protocol.record.infile import STREAM_FILE, input_refusal
+    if why := input_refusal(path, STREAM_FILE):     # a FIFO would block open() itself
+        _fail(why)
+        return None
     try:
         with open(path, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):   # /dev/zero never ends
-                _fail(f"{path}: not a regular file (the input is a capture's bytes, "
-                      "e.g. primary_to_secondary.bin)")
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):   # replaced meanwhile
+                _fail(f"{path}: not a regular file (give {STREAM_FILE})")
                 return None
             return fh.read()
     except OSError as exc:

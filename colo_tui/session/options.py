@@ -12,9 +12,9 @@ import argparse
 
 from colo_tui.session.argtypes import (
     arbiter_ms,
+    checkpoint_delay_ms,
     fraction,
     nonneg_float,
-    nonneg_int,
 )
 from protocol.argtypes import int_in
 
@@ -53,14 +53,15 @@ def add_session_arguments(p: argparse.ArgumentParser) -> None:
                    help="the session's length in checkpoints (default "
                         f"{INTERACTIVE_CHECKPOINTS}, at most {INTERACTIVE_MAX_CHECKPOINTS:,}: "
                         "the session keeps every event; `colo run` goes further)")
-    g.add_argument("--checkpoint-delay", type=nonneg_int, default=None, metavar="MS",
-                   help="x-checkpoint-delay (default: the dialect's)")
+    g.add_argument("--checkpoint-delay", type=checkpoint_delay_ms, default=None, metavar="MS",
+                   help="x-checkpoint-delay (0 … 4294967295, a uint32 as in QEMU; the guest "
+                        "model takes at most 3600000; default: the dialect's)")
     g.add_argument("--load-ms", type=nonneg_float, default=0.0, metavar="MS",
                    help="time the SVM takes to load a checkpoint")
     g.add_argument("--no-arbiter", action="store_true",
                    help="no external manager: a silent peer hangs COLO forever (B13)")
     g.add_argument("--arbiter-ms", type=arbiter_ms, default=1000.0, metavar="MS",
-                   help="how long the external manager waits before it fences (1 … 1e9, "
+                   help="how long the external manager waits before it fences (1 … 1000000000, "
                         "default 1000)")
     g.add_argument("--divergence", type=fraction, default=0.0, metavar="X",
                    help="hybrid mode: the fraction of SVM answers that differ from the PVM's")

@@ -86,6 +86,11 @@ def _line(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
 
 
+#: room kept for the stop line and the digest trailer when a writer keeps its file
+#: within the readers' size limit
+STOP_RESERVE_BYTES = 512
+
+
 class Writer:
     """Streams a recording to a file as the session runs.
 
@@ -105,14 +110,26 @@ class Writer:
     """
 
     def __init__(self, path, header: dict, comments: list[str] = (), *,
-                 force: bool = False, inputs=(), atomic: bool = False) -> None:
+                 force: bool = False, inputs=(), atomic: bool = False,
+                 step=None) -> None:
         self.path = os.fspath(path)
         self._target: TempTarget | None = None
         self._closed = self._writing = False
         self._sha = hashlib.sha256()
         self.lines = 0
         self.events = 0          # event lines written (the stop line counts them)
+        self.inputs = 0          # input lines written
         self.bytes = 0
+        #: every byte in the file, comments too (what the reader's size limit counts)
+        self._file_bytes = 0
+        #: `step` given (the session's step count, a callable): the file stays within
+        #: what readers take by default (`within_reader_limits`); the first event or
+        #: input that would go beyond is not written, a stop line at that step ends the
+        #: session's lines, and `limited` says where and why
+        self._step = step
+        self._limits: tuple[int, int] | None = None      # (events, bytes), read once
+        self.limited: str | None = None
+        self._stopped = False
         self._checkpoints = int((header.get("params") or {}).get("checkpoints") or 0)
         st = check_target(self.path, inputs=inputs, force=force)
         try:
@@ -145,6 +162,7 @@ class Writer:
 
     def _put(self, data: bytes) -> None:
         view = memoryview(data)
+        self._file_bytes += len(data)
         try:
             while view:
                 n = self._fh.write(view)
@@ -156,14 +174,16 @@ class Writer:
                 exc.filename = self.path
             raise
 
-    def _write(self, obj: dict) -> bool:
-        """Write one line; whether it was written.  An exception out of the write (a
-        KeyboardInterrupt in the middle of it) leaves `_writing` set: the line may be
-        in the file in part, so nothing more is written and `close` adds no trailer
-        (the file reads as cut, up to its last complete line)."""
+    def _write(self, obj: dict, line: bytes | None = None) -> bool:
+        """Write one line (`obj`, or its `line` already made); whether it was written.
+        An exception out of the write (a KeyboardInterrupt in the middle of it) leaves
+        `_writing` set: the line may be in the file in part, so nothing more is written
+        and `close` adds no trailer (the file reads as cut, up to its last complete
+        line)."""
         if self._closed or self._writing:
             return False
-        line = _line(obj) + b"\n"
+        if line is None:
+            line = _line(obj) + b"\n"
         self._writing = True
         try:
             self._put(line)
@@ -177,10 +197,40 @@ class Writer:
         self._writing = False
         return True
 
+    def _session_line(self, obj: dict) -> bytes | None:
+        """One more event or input line (`obj`), made; None when it is not to be written:
+        with `step`, a line that would take the file beyond the readers' limits (the
+        session's lines end there instead: a stop line at the current step)."""
+        line = _line(obj) + b"\n"
+        if self._step is None:
+            return line
+        if self._stopped:
+            return None
+        if self._limits is None:
+            from protocol.record import schema
+            self._limits = schema.max_events(), schema.max_bytes()
+        max_events, max_bytes = self._limits
+        if self.events + self.inputs + 1 > max_events:
+            why = f"{max_events:,} events and inputs", "COLO_MAX_RECORDING_EVENTS"
+        elif self._file_bytes + len(line) + STOP_RESERVE_BYTES > max_bytes:
+            why = f"{max_bytes >> 20:,} MiB", "COLO_MAX_RECORDING_MIB"
+        else:
+            return line
+        step = self._step()
+        self.stop(step)
+        self.limited = (f"the recording {self.path} stops at step {step:,} ({self.events:,} "
+                        f"events): it holds at most {why[0]}, what readers take (`colo "
+                        f"replay` replays it up to there); set {why[1]} higher, for the "
+                        "recording and for its readers, to record further")
+        return None
+
     def beyond_reader_limits(self) -> str | None:
         """What in this recording a reader refuses with its default limits (and the
-        setting that lets it read the file), or None."""
+        setting that lets it read the file), or None; with `step`, where the recording
+        stopped to stay within them (`limited`)."""
         from protocol.record import schema
+        if self.limited:
+            return self.limited
         over = []
         if self._checkpoints > schema.max_checkpoints():
             over.append(("COLO_MAX_CHECKPOINTS", self._checkpoints, "checkpoints"))
@@ -196,16 +246,25 @@ class Writer:
                 f"read it with {env} set (e.g. {env} colo replay {self.path})")
 
     def event(self, ev) -> None:
-        if self._write(ev if isinstance(ev, dict) else to_json(ev)):
+        obj = ev if isinstance(ev, dict) else to_json(ev)
+        line = self._session_line(obj)
+        if line is not None and self._write(obj, line):
             self.events += 1
 
     def input(self, item: dict, step: int) -> None:
-        self._write({"input": {k: v for k, v in item.items() if k != "step"}, "step": step})
+        obj = {"input": {k: v for k, v in item.items() if k != "step"}, "step": step}
+        line = self._session_line(obj)
+        if line is not None and self._write(obj, line):
+            self.inputs += 1
 
     def stop(self, step: int) -> None:
         """The session was cut here (it had not finished): replay stops after `step`
         steps and the events written so far (a session stopped in the middle of a step
-        holds that step's first events: replay compares exactly those)."""
+        holds that step's first events: replay compares exactly those).  Once only:
+        the lines after a stop line are not the session's."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._write({"stop": {"step": step, "events": self.events}})
 
     def close(self, stop_step: int | None = None) -> None:
@@ -275,7 +334,11 @@ def write(path, header: dict, events, inputs=(), comments=(), *, force: bool = F
 
 # ------------------------------------------------------------------- reading
 def read(path) -> Recording:
-    """Read and validate a recording, line by line (never the whole file at once)."""
+    """Read and validate a recording, line by line (never the whole file at once).
+    A FIFO or a device is refused before it is opened (`protocol.record.infile`)."""
+    from protocol.record.infile import RECORDING, input_refusal
+    if why := input_refusal(path, RECORDING):
+        raise RecordingError(why)
     try:
         fh = open(path, "rb")   # noqa: SIM115 - closed below
     except OSError as exc:

@@ -7,7 +7,8 @@ overwrite an existing file unless forced, and writes to a temporary file in
 the target's directory that is fsynced and renamed over the target only on
 success — a crash leaves the old file or the new one, never half of one.
 A target that exists but is not a regular file (``/dev/null``, a FIFO) is
-written in place: there is nothing there to destroy.
+written in place: there is nothing there to destroy (a FIFO only with --force,
+as a regular file: a write into it blocks until someone reads).
 """
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def check_target(path, *, inputs=(), force: bool = False) -> os.stat_result | No
                                   "refusing to overwrite the command's own input")
     if stat.S_ISDIR(st.st_mode):
         raise OutputFileError(f"the output {path} is a directory")
-    if stat.S_ISREG(st.st_mode) and not force:
+    if (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)) and not force:
+        # (a FIFO too: writing into it blocks until a reader comes, and the bytes go to
+        # whoever reads it; a device such as /dev/null is written without --force)
         raise OutputFileError(f"the output {path} already exists; {FORCE_HINT}")
     return st
 

@@ -31,6 +31,7 @@ from protocol.migration.stream import (
     decode_device_blob,
 )
 from protocol.record.capture_params import checkpoint_delay_ms
+from protocol.record.infile import STREAM_FILE, input_refusal
 from protocol.record.pcap import PcapError, Scan, TcpDirection, read_pcap, scan
 
 MSG_NAMES = {0: "checkpoint-ready", 1: "checkpoint-request", 2: "checkpoint-reply",
@@ -404,9 +405,10 @@ def import_capture(path: str | Path) -> ImportedSession:
                     f"{BIN_P2S}, the primary's stream; {BIN_S2P} and {OFFSETS_JSON} "
                     "beside it are optional); or give a .pcap/.pcapng file")
             return _import_bins(p / BIN_P2S, p / BIN_S2P, p / OFFSETS_JSON)
-        if p.exists() and not p.is_file():
-            raise CaptureError(f"{p}: not a regular file (a capture is read twice: once to "
-                               "find the COLO connection, once to reassemble it)")
+        if why := input_refusal(p, "a .pcap/.pcapng file or a run directory: a capture "
+                                   "is read twice, once to find the COLO connection, "
+                                   "once to reassemble it"):
+            raise CaptureError(why)
         with p.open("rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
@@ -546,9 +548,8 @@ def read_offsets(path: Path) -> dict:
 def _read_stream_file(path: Path) -> bytes:
     """A stream file's bytes: a regular file only (a device such as /dev/zero or a pipe
     never ends, so it is refused rather than read until memory runs out)."""
-    if path.exists() and not path.is_file():
-        raise CaptureError(f"{path}: not a regular file (a stream file is a capture's "
-                           "bytes, e.g. primary_to_secondary.bin)")
+    if why := input_refusal(path, STREAM_FILE):
+        raise CaptureError(why)
     return path.read_bytes()
 
 

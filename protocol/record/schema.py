@@ -4,10 +4,18 @@ The header's ``params`` mirror `protocol.sim.config.SimConfig`; every number a
 replay multiplies, divides or loops by has a range.  Bounds that a user may
 raise on purpose come from the environment:
 
-* ``COLO_MAX_CHECKPOINTS`` (default 1000): a session's checkpoint target
+* ``COLO_MAX_CHECKPOINTS`` (default 10,000): a session's checkpoint target
   (``params.checkpoints``, a fault's ``#N``);
-* ``COLO_MAX_RECORDING_EVENTS`` (default 250,000): event and input lines in one file;
-* ``COLO_MAX_RECORDING_MIB`` (default 16): the size of one file.
+* ``COLO_MAX_RECORDING_EVENTS`` (default 3,000,000): event and input lines in one file;
+* ``COLO_MAX_RECORDING_MIB`` (default 256): the size of one file.
+
+The defaults take every recording the tool's writers make with their own defaults:
+the longest interactive session (`colo tui`/`repl --checkpoints 10000`, the guest
+model at its default client rate: about 2.5 million events, 230 MiB) and `colo run
+--record` (which refuses a longer target, and ends its file with a stop line rather
+than go beyond them: `format.Writer`'s ``step``).  Raising one raises it for the
+writers and the readers alike.  Memory stays bounded: a reader holds at most
+``COLO_MAX_RECORDING_EVENTS`` events.
 """
 from __future__ import annotations
 
@@ -45,16 +53,23 @@ def _limit(var: str, default: int) -> int:
     return int(text)
 
 
+#: the defaults: at least what the writers make (colo_tui.session.options'
+#: INTERACTIVE_MAX_CHECKPOINTS; tests/cli/test_qa_cli_stop31.py holds them to it)
+DEFAULT_MAX_CHECKPOINTS = 10_000
+DEFAULT_MAX_EVENTS = 3_000_000
+DEFAULT_MAX_MIB = 256
+
+
 def max_checkpoints() -> int:
-    return _limit("COLO_MAX_CHECKPOINTS", 1000)
+    return _limit("COLO_MAX_CHECKPOINTS", DEFAULT_MAX_CHECKPOINTS)
 
 
 def max_events() -> int:
-    return _limit("COLO_MAX_RECORDING_EVENTS", 250_000)
+    return _limit("COLO_MAX_RECORDING_EVENTS", DEFAULT_MAX_EVENTS)
 
 
 def max_bytes() -> int:
-    return _limit("COLO_MAX_RECORDING_MIB", 16) << 20
+    return _limit("COLO_MAX_RECORDING_MIB", DEFAULT_MAX_MIB) << 20
 
 
 class Params(msgspec.Struct, kw_only=True):

@@ -24,7 +24,7 @@ def test_an_input_that_cannot_be_read_is_named_not_the_standard_output():
                         "/proc/self/mem"], capture_output=True, text=True, timeout=60,
                        cwd=ROOT)
     assert r.returncode == 1, r.stderr
-    assert r.stderr == "colo decode: cannot read /proc/self/mem: Input/output error\n"
+    assert r.stderr == "colo decode: error: cannot read /proc/self/mem: Input/output error\n"
 
 
 @pytest.mark.parametrize("err", [errno.EIO, errno.ENOSPC])

@@ -66,7 +66,7 @@ def test_a_directory_without_the_forward_stream_names_the_missing_file(tmp_path)
 @pytest.mark.parametrize(("option", "value", "why"), [
     ("--bound-s", "nan", "must be a decimal number"),
     ("--bound-s", "inf", "must be a decimal number"),
-    ("--bound-s", "-1", "must be a decimal number"),
+    ("--bound-s", "-1", "between 1 and 3,600, not -1"),   # (its range, not its spelling)
     ("--bound-s", "0", "between 1 and 3,600, not 0"),
     ("--bound-s", "3601", "between 1 and 3,600"),
     ("--checkpoints", "0", "between 2 and 10000, not 0 (a case's faults land on checkpoint 2)"),

@@ -97,7 +97,7 @@ def test_colo_decode_from_primary_refuses_checkpoint_ready():
     r = _decode("--dialect", "qemu", "--from", "primary", stdin=b"\x00\x00\x00\x00")
     err = r.stderr.decode()
     assert r.returncode == 1 and r.stdout == b"", err
-    assert err.startswith("colo decode: at byte 0: checkpoint-ready(0) is sent by the "
+    assert err.startswith("colo decode: error: at byte 0: checkpoint-ready(0) is sent by the "
                           "secondary in the qemu dialect, not by the primary"), err
     assert "give --from secondary" in err and "Traceback" not in err
     ok = _decode("--dialect", "qemu", "--from", "secondary", stdin=b"\x00\x00\x00\x00")

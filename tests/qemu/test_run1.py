@@ -84,7 +84,7 @@ def test_respond_reports_a_cut_stream_as_decode_does(run1_bytes, tmp_path, capsy
     cut.write_bytes(run1_bytes[0 if role == "secondary" else 1][:keep])
     argv = ["--initial"] if role == "secondary" else []
     assert colo(["decode", "--from", sender, *argv, str(cut)]) == 1
-    said = capsys.readouterr().err.removeprefix("colo decode: ")
+    said = capsys.readouterr().err.removeprefix("colo decode: error: ")
     assert said.startswith("at byte ") and "stream ended in the middle of" in said
     assert colo(["respond", "--role", role, str(cut), "-o", str(tmp_path / "o.bin")]) == 1
     err = capsys.readouterr().err

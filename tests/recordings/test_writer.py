@@ -265,20 +265,29 @@ def test_colo_run_record_stopped_by_a_signal_is_complete_and_replays(tmp_path, s
 
 def test_a_recording_beyond_the_readers_default_limits_says_how_to_read_it(tmp_path, capsys,
                                                                             monkeypatch):
-    """The tool may write what its reader refuses by default (more checkpoints than
-    COLO_MAX_CHECKPOINTS): it says so, with the setting that reads it back."""
+    """A writer may be given what its reader refuses by default (more checkpoints than
+    COLO_MAX_CHECKPOINTS): it says so, with the setting that reads it back; `colo run
+    --record` refuses such a run up front instead (its recordings always read back)."""
     from colo_tui.cli import main as cli
+    from protocol.sim.config import SimConfig
     monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "5")
     path = tmp_path / "big.colo.jsonl"
     assert cli.main(["run", "--guest", "null", "--checkpoints", "6", "--record",
-                     str(path)]) == 0
-    err = capsys.readouterr().err
-    assert "holds 6 checkpoints" in err and "COLO_MAX_CHECKPOINTS=6" in err
+                     str(path)]) == 2
+    assert "COLO_MAX_CHECKPOINTS=6" in capsys.readouterr().err and not path.exists()
+    w = rf.Writer(path, rf.make_header(SimConfig(checkpoints=6, guest="null")))
+    w.close()
+    assert "holds 6 checkpoints" in w.beyond_reader_limits()
+    assert "COLO_MAX_CHECKPOINTS=6" in w.beyond_reader_limits()
     with pytest.raises(RecordingError, match="above the limit"):
         rf.read(path)
     monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "6")
+    path.unlink()
+    assert cli.main(["run", "--guest", "null", "--checkpoints", "6", "--record",
+                     str(path)]) == 0
     assert verify(rf.read(path)).ok
     monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "5")
+    capsys.readouterr()
     small = tmp_path / "small.colo.jsonl"
     assert cli.main(["run", "--guest", "null", "--checkpoints", "5", "--record",
                      str(small)]) == 0

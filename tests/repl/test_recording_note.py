@@ -17,6 +17,13 @@ NOTE = "COLO_MAX_CHECKPOINTS=5000"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.fixture(autouse=True)
+def _readers_take_2000(monkeypatch):
+    """The readers' default COLO_MAX_CHECKPOINTS (10,000) takes the longest interactive
+    session: below it, a 5,000-checkpoint session is beyond them again."""
+    monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "2000")
+
+
 def _recording(tmp_path) -> Controller:
     c = Controller()
     for line in ("set checkpoints 5000", "fault delay=5@vmstate-loaded#9",

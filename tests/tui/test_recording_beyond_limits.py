@@ -13,6 +13,13 @@ from tests.tui.conftest import make_app
 from tests.tui.test_terminal import ROOT
 
 
+@pytest.fixture(autouse=True)
+def _readers_take_2000(monkeypatch):
+    """The readers' default COLO_MAX_CHECKPOINTS (10,000) takes the longest interactive
+    session: below it, a 5,000-checkpoint session is beyond them again."""
+    monkeypatch.setenv("COLO_MAX_CHECKPOINTS", "2000")
+
+
 async def test_r_stop_names_the_setting_that_reads_the_recording(tmp_path: Path,
                                                                  monkeypatch) -> None:
     monkeypatch.setenv("COLO_RECORDINGS_DIR", str(tmp_path))
