@@ -18,3 +18,7 @@ cdef class Decoder:
     cdef _start_ram(self)
     cdef _next_ram(self)
     cdef _next_initial(self)
+
+cdef object _SD, _PG
+cdef object _streamdecode()
+cdef object _pages()

@@ -379,14 +379,24 @@ class Decoder:
         return self._ram_ctx
 
 
+#: protocol.migration.streamdecode and .pages, imported at the first RAM part (they
+#: bring numpy, which a decoder of control messages alone never needs), then kept
+#: here: a module global is a cached lookup, a call to lazyimport an interpreted frame
+_SD = _PG = None
+
+
 def _streamdecode():
-    """protocol.migration.streamdecode, imported at the first RAM part (it brings numpy,
-    which a decoder of control messages alone never needs)."""
-    return module("protocol.migration.streamdecode")
+    global _SD
+    if _SD is None:
+        _SD = module("protocol.migration.streamdecode")
+    return _SD
 
 
 def _pages():
-    return module("protocol.migration.pages")
+    global _PG
+    if _PG is None:
+        _PG = module("protocol.migration.pages")
+    return _PG
 
 
 def _invalid_text(d: Dialect, msg_id: int) -> tuple[str, str | None]:

@@ -17,6 +17,8 @@ cdef class RoleMachine:
     cdef public Outbox out
     cdef public Timers timers
     cdef public dict _table, _plain
+    cdef public bint _ram_outside_blob
+    cdef public object _release_after
 
     # the helpers the handlers call on every transition: C calls in the compiled build
     # (a Python subclass that overrides one, or a test that patches it, is still called)
@@ -33,7 +35,7 @@ cdef class RoleMachine:
     cpdef set_timer(self, name, at_ms)
     cpdef cancel_timer(self, name)
     cpdef goto(self, state)
-    cpdef set_run_state(self, run, why)
-    cpdef stop_vm(self, why, state=*)
-    cpdef start_vm(self, why)
+    cpdef set_run_state(self, run, why, n=*)
+    cpdef stop_vm(self, why, state=*, n=*)
+    cpdef start_vm(self, why, n=*)
     cpdef set_migration_status(self, status)

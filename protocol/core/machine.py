@@ -99,6 +99,10 @@ class RoleMachine:
         self.exited = False          # v11: the secondary exits after the default failover
         self._table = self._bind_table()
         self._plain = dialect.plain()          # each message's bytes with value 0
+        # the dialect's flags the checkpoint path reads (C fields in the compiled build:
+        # a frozen dataclass's attribute is a lookup by name)
+        self._ram_outside_blob = dialect.ram_outside_blob
+        self._release_after = dialect.release_after
 
     def reads_paused(self) -> bool:
         """The COLO thread is busy and reads nothing now: bytes that arrive wait in
@@ -293,23 +297,28 @@ class RoleMachine:
         self._dispatch(kind, None)
 
     # ------------------------------------------------------------ VM status
-    def set_run_state(self, run: str, why: str) -> None:
+    def set_run_state(self, run: str, why: str, n=None) -> None:
+        """`why` is said in the vm event (detail level only); with `n`, it is a
+        template whose ``{}`` is `n`, formatted only then (a checkpoint's number
+        formatted four times a checkpoint cost more than the rest of these calls)."""
         if run == self.run_state:
             return
         old, self.run_state = self.run_state, run
         out = self.out
         if out.detail:
+            if n is not None:
+                why = why.format(n)
             out.events.append(_new_vm(out.now, self.role, {
                 "run": run, "why": why,
                 "qmp": "RESUME" if run == "running" else "STOP" if old == "running" else None}))
 
-    def stop_vm(self, why: str, state: str = "colo") -> None:
+    def stop_vm(self, why: str, state: str = "colo", n=None) -> None:
         self.guest.stop()
-        self.set_run_state(state, why)
+        self.set_run_state(state, why, n)
 
-    def start_vm(self, why: str) -> None:
+    def start_vm(self, why: str, n=None) -> None:
         self.guest.start()
-        self.set_run_state("running", why)
+        self.set_run_state("running", why, n)
 
     def set_migration_status(self, status: str) -> None:
         if status != self.migration_status:

@@ -43,6 +43,9 @@ TRANSACTION = (WAIT_REPLY, SAVING, WAIT_RECEIVED, WAIT_LOADED)
 LONE_REQUEST_TIMER = "lone-request"
 LONE_REQUEST_MS = 47.0
 
+#: (a class attribute of the enum is a lookup through its metaclass: 2k instructions)
+_CHECKPOINT = str(Input.CHECKPOINT)
+
 T = Transition
 TABLE: dict[tuple[PrimaryState, Input], Transition] = {
     (INIT, Input.START): T("_on_start", WAIT_READY),
@@ -64,6 +67,16 @@ TABLE: dict[tuple[PrimaryState, Input], Transition] = {
     (WAIT_LOADED, Input.CHECKPOINT): T("_defer", WAIT_LOADED),
     **{(s, Input.TIMER_CHECKPOINT): T("_on_timer_in_transaction", s) for s in TRANSACTION},
 }
+
+#: protocol.migration.stream, imported at the first checkpoint (it brings numpy),
+#: then a module global: a cached lookup, where lazyimport's call is an interpreted frame
+_STREAM = None
+
+
+def _stream():
+    global _STREAM
+    _STREAM = module("protocol.migration.stream")
+    return _STREAM
 
 
 class _PrimaryCore(RoleMachine):
@@ -128,7 +141,7 @@ class _PrimaryCore(RoleMachine):
         if self.failover.state != NONE:   # a failover raced the checkpoint start
             self.emit("abort", why="failover requested before the VM stopped")
             return WAIT_REPLY
-        self.stop_vm(f"checkpoint {self.in_flight}: stop the PVM")
+        self.stop_vm("checkpoint {}: stop the PVM", "colo", self.in_flight)
         self.guest.replication_checkpoint()
         if self.out.detail:
             self.action("replication-checkpoint")
@@ -137,12 +150,16 @@ class _PrimaryCore(RoleMachine):
         if self.out.detail:
             self.action("save-devices", len(blob))
         records = self.guest.collect_dirty_pages()
-        stream = module("protocol.migration.stream")
-        encode_ram_part, ram_part_chunks = stream.encode_ram_part, stream.ram_part_chunks
-        if self.dialect.ram_outside_blob:
-            lazy = ram_part_chunks(records, self.ram_context) if self.out.stream_ram else None
+        stream = _STREAM
+        if stream is None:
+            stream = _stream()
+        ctx = self._ram_ctx
+        if ctx is None:
+            ctx = self.ram_context
+        if self._ram_outside_blob:
+            lazy = stream.ram_part_chunks(records, ctx) if self.out.stream_ram else None
             if lazy is None:
-                self.send_payload("ram", "ram", encode_ram_part(records, self.ram_context),
+                self.send_payload("ram", "ram", stream.encode_ram_part(records, ctx),
                                   pages=len(records))
             else:
                 size, chunks = lazy
@@ -152,7 +169,7 @@ class _PrimaryCore(RoleMachine):
                 self.set_timer("save", self._now + self.save_ms)
                 return SAVING
         else:
-            blob = encode_ram_part(records, self.ram_context) + blob   # prototype: one buffer
+            blob = stream.encode_ram_part(records, ctx) + blob   # prototype: one buffer
         self._send_blob(blob)
         return None
 
@@ -176,11 +193,11 @@ class _PrimaryCore(RoleMachine):
         return ctx
 
     def _on_received(self, _msg) -> None:
-        if self.dialect.release_after == VMSTATE_RECEIVED:
+        if self._release_after == VMSTATE_RECEIVED:
             self._release()
 
     def _on_loaded(self, _msg) -> PrimaryState | None:
-        if self.dialect.release_after == VMSTATE_LOADED:
+        if self._release_after == VMSTATE_LOADED:
             self._release()
         self.checkpoint = self.in_flight
         self.in_flight = 0
@@ -192,7 +209,7 @@ class _PrimaryCore(RoleMachine):
             self.colo_thread_alive = False
             self.close_requested = True
             return SHUTDOWN
-        self.start_vm(f"checkpoint {self.checkpoint} loaded: resume the PVM")
+        self.start_vm("checkpoint {} loaded: resume the PVM", self.checkpoint)
         return None
 
     def _resume_pacing(self) -> None:
@@ -200,7 +217,7 @@ class _PrimaryCore(RoleMachine):
             self.set_timer("checkpoint", max(self._now, self._last_begin +
                                              self.checkpoint_delay_ms))
         if self._trigger_pending:
-            self._dispatch(Input.CHECKPOINT, None)
+            self._dispatch(_CHECKPOINT, None)
 
     def _absorb(self, _reason) -> None:
         self.emit("absorbed", why="the running checkpoint covers it")
@@ -222,9 +239,9 @@ class _PrimaryCore(RoleMachine):
 
     # -- operator ------------------------------------------------------------
     def request_checkpoint(self, reason: str = "operator") -> None:
-        super().request_checkpoint(reason)
-        if self.accepts(Input.CHECKPOINT):
-            self._dispatch_guarded(Input.CHECKPOINT, reason)
+        RoleMachine.request_checkpoint(self, reason)     # (super(): an object a call)
+        if self.accepts(_CHECKPOINT):
+            self._dispatch_guarded(_CHECKPOINT, reason)
         else:
             self.emit("ignored", why=f"no checkpoint in state {self.state}")
 
@@ -290,7 +307,7 @@ class _PrimaryCore(RoleMachine):
             self.enter_error("Can't receive COLO message: Input/output error "
                              "(after the lone checkpoint-request)", remote=True)
             return
-        super().on_timer(name)
+        RoleMachine.on_timer(self, name)
 
     def do_failover(self) -> None:
         # primary_vm_do_failover; faithful: COLO_EXIT says "error" (a race in 7.2)

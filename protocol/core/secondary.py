@@ -110,13 +110,13 @@ class _SecondaryCore(RoleMachine):
         self.in_flight = self.checkpoint + 1
         self.checkpoint_event(self.in_flight, "begin")
         if self.run_state == "running":
-            self.stop_vm(f"checkpoint {self.in_flight}: stop the SVM")
+            self.stop_vm("checkpoint {}: stop the SVM", "colo", self.in_flight)
         else:
-            self.set_run_state("colo", f"checkpoint {self.in_flight}")
+            self.set_run_state("colo", "checkpoint {}", self.in_flight)
         self.send(CHECKPOINT_REPLY)
 
     def _on_send(self, _msg) -> SecondaryState | None:
-        return None if self.dialect.ram_outside_blob else WAIT_SIZE
+        return None if self._ram_outside_blob else WAIT_SIZE
 
     def _cache(self, records) -> None:
         if not records:
@@ -133,7 +133,8 @@ class _SecondaryCore(RoleMachine):
         self._cache(chunk.records)
 
     def _on_ram(self, part: RamPart) -> None:
-        self._cache(part.records)
+        if part.pages != 0:         # (0: an empty part, the null guest's every checkpoint)
+            self._cache(part.records)
         if self.out.detail:
             self.action("cache-pages", nbytes=None, pages=part.page_count())
 
@@ -142,7 +143,7 @@ class _SecondaryCore(RoleMachine):
 
     def _on_blob(self, blob: StateBlob) -> None:
         data = blob.data
-        if not self.dialect.ram_outside_blob:
+        if not self._ram_outside_blob:
             data = self._split_prototype_blob(data)
         self._blob = data
         self.send(VMSTATE_RECEIVED)
@@ -202,9 +203,9 @@ class _SecondaryCore(RoleMachine):
         self.vmstate_loading = False
         self.load_event("end", self.in_flight)
         if self.mode == "hybrid":
-            self.start_vm(f"checkpoint {self.in_flight} loaded: resume the SVM")
+            self.start_vm("checkpoint {} loaded: resume the SVM", self.in_flight)
         else:
-            self.set_run_state("paused", f"checkpoint {self.in_flight} loaded")
+            self.set_run_state("paused", "checkpoint {} loaded", self.in_flight)
         if self.failover.state == RELAUNCH:      # the primary never hears of it
             self.checkpoint, self.in_flight = self.in_flight, 0
             self.checkpoint_event(self.checkpoint, "commit", reason=None, loaded_sent=False)
