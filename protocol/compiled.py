@@ -51,6 +51,7 @@ CORE: tuple[str, ...] = (
     "protocol.core.dialects",
     "protocol.migration.stream",
     "protocol.migration.streamdecode",
+    "protocol.drivers.tcp",
 )
 
 # module -> (implementation "c" or "py", why not "c" or None)

@@ -356,14 +356,15 @@ class Engine:
         t = self.transport
         if segs and t is not None and not t.is_closing():
             if self.coalesce:
-                if len(segs) == 1 and segs[0].chunks is None and not self._queue:
-                    data = segs[0].data
+                if self._queue or not _ready(segs):
+                    self._queue_segments(segs)
+                    self._drain()
+                else:                   # (a wake-up's control messages: one write)
+                    data = segs[0].data if len(segs) == 1 else \
+                        b"".join([s.data for s in segs])
                     t.write(data)
                     self.writes += 1
                     self.bytes_out += len(data)
-                else:
-                    self._queue_segments(segs)
-                    self._drain()
             else:
                 for s in segs:
                     data = s.wire()
@@ -510,6 +511,17 @@ class Engine:
 
 
 _PROTOCOL_CLASS = None
+
+
+def _ready(segs) -> bool:
+    """Every piece's bytes are at hand (no streamed RAM part) and, together, small
+    enough to join into one write."""
+    n = 0
+    for s in segs:
+        if s.chunks is not None:
+            return False
+        n += len(s.data)
+    return n <= JOIN_MAX_BYTES
 
 
 def _protocol_class():
