@@ -204,8 +204,10 @@ def pause(c, p) -> str:
 
 # -------------------------------------------------------------------- inputs
 def checkpoint(c, p) -> str:
+    n = len(c.events)
     c.checkpoint()
-    return "checkpoint requested; step or run to see it"
+    from colo_tui.present.sentences import checkpoint_answer
+    return checkpoint_answer(c.events[n:])      # taken, or ignored and why: one of them
 
 
 def fault(c, p) -> str:
@@ -365,6 +367,8 @@ def status(c, p) -> str:
     run = run_state(c)
     if s["mode"] == "unknown":          # --attach: QMP does not say
         head = "the peers' dialect and COLO mode are not known over QMP"
+    elif not s.get("mode_known", True):  # a real capture: its header's mode is a default
+        head = f"{s['dialect']} dialect, a real capture"
     else:
         head = f"{s['dialect']} dialect, {s['mode']} mode" + \
             (f", seed {s['seed']}" if s.get("seeded", True) else "")
@@ -381,6 +385,9 @@ def status(c, p) -> str:
                      "not checked here")
         if s.get("dropped"):            # a long live session keeps its latest events
             lines.append(f"memory     {c.events.dropped_text()}")
+    elif not s.get("invariants_checked", True):
+        lines.append("invariants not checked: a real capture's events are checked against "
+                     "each other (message order, checkpoint numbering, sizes) by colo replay")
     else:
         lines.append("invariants " + ("all hold" if not broken else
                                       "BROKEN: " + ", ".join(broken)))
@@ -631,8 +638,10 @@ def replay(c, p) -> str:
     _refuse_live(c, p)
     note = _stop_recording(c)
     rec = c.load_replay(os.path.expanduser(p.args["file"]))
-    return (f"loaded {p.args['file']}: {c.config.dialect} dialect, {c.config.mode} mode, seed "
-            f"{c.config.seed}; {plural(len(rec.inputs), 'input')}, {plural(len(rec.events), 'event')}; step or "
+    st = c.status()
+    what = (f"{c.config.mode} mode, seed {c.config.seed}" if st.get("mode_known", True)
+            else "a real capture")
+    return (f"loaded {p.args['file']}: {c.config.dialect} dialect, {what}; {plural(len(rec.inputs), 'input')}, {plural(len(rec.events), 'event')}; step or "
             "run to replay it" + cut_note(rec) + note)
 
 

@@ -121,3 +121,32 @@ def test_the_toolbar_claims_no_mode_for_a_capture() -> None:
     assert "periodic" not in text and "seed" not in text and "real capture" in text
     st["mode_known"] = True
     assert "qemu periodic" in render.toolbar_text(st, "paused")
+
+
+def test_checkpoint_at_step_0_says_one_true_thing() -> None:
+    """`checkpoint` before COLO has started printed 'P ignores the request: no
+    checkpoint in state INIT' and then 'checkpoint requested; step or run to see it'."""
+    from colo_tui.commands import execute
+    from colo_tui.session.control import Controller
+    res = execute(Controller(), "checkpoint")
+    assert res.ok and "ignores the checkpoint request" in res.text, res.text
+    assert "step or run to see it" not in res.text
+    c = Controller()
+    for _ in range(6):                  # COLO runs: the request is taken
+        execute(c, "step")
+    assert "checkpoint requested" in execute(c, "checkpoint").text
+
+
+def test_a_capture_claims_no_mode_and_no_checked_invariants(tmp_path) -> None:
+    """`replay` and `status` of an imported real capture named 'periodic mode, seed 0'
+    (its header's defaults) and said 'invariants all hold' (none are checked on it)."""
+    from colo_tui.commands import execute
+    from colo_tui.session.control import Controller
+    from tests.tui.test_capture_end import _capture
+    c = Controller()
+    res = execute(c, f"replay {_capture(tmp_path)}")
+    assert res.ok and "a real capture" in res.text and "seed" not in res.text, res.text
+    execute(c, "step")
+    text = execute(c, "status").text
+    assert "invariants not checked" in text and "all hold" not in text, text
+    assert "periodic mode" not in text and "a real capture" in text, text
