@@ -638,9 +638,8 @@ def replay(c, p) -> str:
     _refuse_live(c, p)
     note = _stop_recording(c)
     rec = c.load_replay(os.path.expanduser(p.args["file"]))
-    st = c.status()
-    what = (f"{c.config.mode} mode, seed {c.config.seed}" if st.get("mode_known", True)
-            else "a real capture")
+    what = ("a real capture" if c.capabilities.plays_recording     # (its header's mode
+            else f"{c.config.mode} mode, seed {c.config.seed}")      # is a default)
     return (f"loaded {p.args['file']}: {c.config.dialect} dialect, {what}; {plural(len(rec.inputs), 'input')}, {plural(len(rec.events), 'event')}; step or "
             "run to replay it" + cut_note(rec) + note)
 

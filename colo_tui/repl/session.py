@@ -442,17 +442,19 @@ def _unreadable_replay(line: str) -> str | None:
     if p.name != "replay":
         return None
     path = os.path.expanduser(p.args["file"])
-    try:
-        with open(path, "rb"):
+    from protocol.record.infile import RECORDING, input_refusal
+    if input_refusal(path, RECORDING) is None:     # (open() of a FIFO would block)
+        try:
+            with open(path, "rb"):
+                return None
+        except OSError:
             pass
-    except OSError:
-        from protocol.record import format as rf
-        try:                     # its error, in the words `replay` itself gives
-            rf.read(path)
-        except Exception as exc:  # noqa: BLE001 - said as the command says it
-            from colo_tui.commands.handlers import error_text
-            return error_text(p, exc)
-        return None
+    from protocol.record import format as rf
+    try:                         # its error, in the words `replay` itself gives
+        rf.read(path)
+    except Exception as exc:     # noqa: BLE001 - said as the command says it
+        from colo_tui.commands.handlers import error_text
+        return error_text(p, exc)
     return None
 
 

@@ -410,18 +410,15 @@ class Controller:
         sim = self.session
         if not isinstance(sim, Simulation):
             return None
-        from protocol.sim.reprotect import why_not
+        from protocol.sim.reprotect import stopped_old_side, why_not
         problem = why_not(sim)
-        if problem is None or not sim.finished or "still alive" not in problem:
+        old = stopped_old_side(sim)
+        if problem is None or not sim.finished or old is None:
             return problem
-        old = next(s for s in SIDES if s not in sim.active_sides())
-        if "back" in self._ways_back():
+        if self.recording_path is None:     # back is refused while recording
             return (f"{problem} (the session has ended: go back before its end and kill "
                     f"the {old} there, then re-protect)")
         return f"{problem} (the session has ended: start again and kill the {old} before it ends)"
-
-    def _ways_back(self) -> tuple[str, ...]:
-        return ("back",) if self.recording_path is None else ()
 
     def reprotect(self) -> None:
         """Resume COLO after a failover: a new secondary, a fresh initial migration from

@@ -44,6 +44,17 @@ class ReprotectError(ColoError, ValueError):
     """A re-protect asked for when there is no lone survivor of a failover."""
 
 
+def stopped_old_side(sim) -> str | None:
+    """After a failover, the side whose process lives on with its VM stopped while the
+    other's VM runs (no split brain, no lone survivor either: it must be killed before
+    a re-protect), or None."""
+    if not all(sim.alive[s] for s in SIDES) or not any(
+            sim.eps[s].failover.state == fo.COMPLETED for s in SIDES):
+        return None
+    running = sim.active_sides()
+    return next(s for s in SIDES if s != running[0]) if len(running) == 1 else None
+
+
 def why_not(sim) -> str | None:
     """None when a re-protect can run now, else why not (in words)."""
     alive = [s for s in SIDES if sim.alive[s]]
@@ -53,18 +64,15 @@ def why_not(sim) -> str | None:
         return ("no failover has finished yet (failover state: " + states + "): "
                 "re-protect resumes COLO after a failover")
     if len(alive) == 2:
-        running = sim.active_sides()
-        if len(running) != 1:
+        old = stopped_old_side(sim)
+        if old is None:
             return ("both sides are alive (split brain): a re-protect starts a new secondary "
                     "for a lone survivor; kill one side first")
-        # one VM runs; the other side's process lives on, its VM stopped (an error, a
-        # failover of its own): no split brain, but no lone survivor either
-        old = next(s for s in SIDES if s != running[0])
         ep = sim.eps[old]
         state = f"run state {ep.run_state}" + (", in error" if ep.error else "")
-        return (f"only the {running[0]}'s VM runs, but the old {old}'s process is still "
-                f"alive (its VM stopped: {state}); a re-protect starts a new secondary in "
-                f"its place: kill the {old} first")
+        return (f"only the {sim.active_sides()[0]}'s VM runs, but the old {old}'s process is "
+                f"still alive (its VM stopped: {state}); a re-protect starts a new secondary "
+                f"in its place: kill the {old} first")
     survivor = done[0]
     if sim.stalled[survivor]:
         return f"the survivor ({survivor}) is stopped: it cannot migrate"

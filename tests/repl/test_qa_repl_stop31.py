@@ -150,3 +150,13 @@ def test_a_capture_claims_no_mode_and_no_checked_invariants(tmp_path) -> None:
     text = execute(c, "status").text
     assert "invariants not checked" in text and "all hold" not in text, text
     assert "periodic mode" not in text and "a real capture" in text, text
+
+
+def test_replay_of_a_fifo_is_refused_before_the_question_without_blocking(tmp_path) -> None:
+    """The check before the question opened the file: a FIFO with no writer blocked it
+    (and the REPL) in open().  The shared regular-file check comes first."""
+    from colo_tui.repl.session import _unreadable_replay
+    fifo = tmp_path / "f.colo.jsonl"
+    os.mkfifo(fifo)
+    text = _unreadable_replay(f"replay {fifo}")
+    assert text is not None and "not a regular file" in text and "FIFO" in text, text
